@@ -1,0 +1,115 @@
+"""FHIR R4 JSON → typed domain facts (see ``facts.py``).
+
+``build_facts`` is the one entry point the hooks use. It takes the draft
+orders and the gathered data groups (one value per prefetch key: a resource,
+a Bundle, or ``None`` when the group could not be obtained) and returns a
+``ClinicalFacts``. Mappers are lenient about shape and strict about units; they
+never decide what a value means clinically.
+"""
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Iterable
+
+from .facts import ClinicalFacts, DataGap, MedicationFact
+from .fhirjson import resources_of
+from .medications import medication_fact
+from .observations import gene_results, measurements
+from .patient import condition_facts, patient_fact
+
+__all__ = ["build_facts", "order_facts", "ClinicalFacts", "DataGap", "MedicationFact"]
+
+# Data groups (prefetch keys) and what the clinician would call them.
+GROUP_LABELS = {
+    "patient": "the patient's demographics",
+    "weight": "body weight",
+    "pgx": "TPMT / NUDT15 results",
+    "labs": "blood counts, liver and kidney tests",
+    "pregnancy": "pregnancy status",
+    "medications": "active medications",
+    "conditions": "active conditions",
+    "allergies": "allergies",
+}
+
+
+def _medication_index(values: Iterable[Any]) -> dict[str, dict]:
+    index = {}
+    for value in values:
+        for med in resources_of(value, "Medication"):
+            if isinstance(med.get("id"), str):
+                index[f"Medication/{med['id']}"] = med
+                index[med["id"]] = med
+    return index
+
+
+def order_facts(draft_orders: Iterable[dict], medications: dict[str, dict] | None = None) -> list[MedicationFact]:
+    facts = []
+    for resource in draft_orders:
+        fact = medication_fact(resource, is_draft=True, medications=medications)
+        if fact is not None:
+            facts.append(fact)
+    return facts
+
+
+_ACTIVE = {"active", "on-hold"}
+
+
+def build_facts(
+    draft_orders: list[dict],
+    data: dict[str, Any],
+    *,
+    today: date,
+    gaps: list[DataGap] | None = None,
+    orders: list[MedicationFact] | None = None,
+) -> ClinicalFacts:
+    """``orders``: the draft orders already mapped (the hooks map them first to
+    decide whether the call concerns thiopurines); mapped here when omitted."""
+    gaps = list(gaps or [])
+    unavailable = {key for key, value in data.items() if value is None}
+    meds_index = _medication_index(data.values())
+    if orders is None:
+        orders = order_facts(draft_orders, meds_index)
+    draft_refs = {o.ref for o in orders if o.ref}
+
+    active = []
+    for mr in resources_of(data.get("medications"), "MedicationRequest"):
+        if mr.get("status") not in _ACTIVE or mr.get("intent") in ("proposal", "plan"):
+            continue
+        fact = medication_fact(mr, is_draft=False, medications=meds_index)
+        if fact is not None and fact.ref not in draft_refs:
+            active.append(fact)
+
+    observations = [o for key in ("weight", "labs", "pgx", "pregnancy") for o in resources_of(data.get(key), "Observation")]
+    # DiagnosticReports may carry their results as contained Observations
+    for key in ("pgx", "labs"):
+        for report in resources_of(data.get(key), "DiagnosticReport"):
+            observations += [c for c in report.get("contained") or [] if isinstance(c, dict) and c.get("resourceType") == "Observation"]
+    observations = _dedupe(observations)
+    by_analyte = measurements(observations, gaps)
+    weights = by_analyte.pop("weight", [])
+    patient = next(resources_of(data.get("patient"), "Patient"), None)
+
+    return ClinicalFacts(
+        today=today,
+        patient=patient_fact(patient),
+        orders=orders,
+        active_medications=active,
+        weights=weights,
+        labs=by_analyte,
+        gene_results=gene_results(observations),
+        conditions=condition_facts(resources_of(data.get("conditions"), "Condition")),
+        gaps=gaps,
+        unavailable=unavailable,
+    )
+
+
+def _dedupe(resources: list[dict]) -> list[dict]:
+    """The same Observation can arrive under two keys: keep it once."""
+    seen, out = set(), []
+    for r in resources:
+        key = r.get("id") or id(r)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(r)
+    return out

@@ -1,0 +1,117 @@
+"""Small typed facts that the rules read.
+
+Mappers (this package) turn FHIR R4 JSON into these; rules never see FHIR.
+Every fact keeps the id of the resource it came from (``source_ref``) so a
+card can point at it, and the date it refers to, so a rule can judge age.
+Nothing here says whether a value is good or bad: that is the rules' job.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DataGap:
+    """Something that was needed but could not be read or fetched.
+
+    ``what`` is the clinician-facing name of the data ("TPMT / NUDT15 results",
+    "body weight"); ``why`` says what went wrong ("the EHR's FHIR server did
+    not answer in time", "dose unit 'puff' is not a mass unit").
+    """
+
+    what: str
+    why: str
+    key: str = ""  # prefetch key or fact name, for grouping
+
+
+@dataclass(frozen=True, slots=True)
+class DailyDose:
+    """A daily amount in mg. ``low_mg`` == ``high_mg`` unless a dose range was ordered."""
+
+    low_mg: float
+    high_mg: float
+    text: str = ""  # how the order said it, e.g. "50 mg twice daily"
+
+    @property
+    def mg(self) -> float:
+        return self.high_mg
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationFact:
+    """One medication order (draft or on record), reduced to what rules read."""
+
+    ref: str  # "MedicationRequest/123" or "" when the order has no id
+    ingredients: frozenset[str]  # lower-case ingredient names, e.g. {"azathioprine"}
+    display: str
+    status: str  # FHIR status as given ("draft", "active", ...)
+    is_draft: bool  # part of this hook's orders
+    selected: bool = True  # order-select: among the orders the clinician selected
+    authored_on: date | None = None
+    daily_dose: DailyDose | None = None
+    dose_problem: str = ""  # why the daily dose could not be computed, if it could not
+    vaccine_codes: frozenset[str] = frozenset()  # CVX codes (immunization orders)
+    reason_codes: frozenset[str] = frozenset()  # "system|code" of reasonCode
+    resource: dict | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """A numeric observation in a canonical unit (``unit`` is that unit)."""
+
+    analyte: str  # canonical name from fhir_mappers/codes.toml, e.g. "lymphocytes"
+    value: float
+    unit: str
+    when: datetime | None
+    source_ref: str = ""
+    ref_low: float | None = None  # laboratory reference range, canonical unit
+    ref_high: float | None = None
+    interpretation: str = ""  # v3 ObservationInterpretation code (L, LL, H, ...), if given
+
+
+@dataclass(frozen=True, slots=True)
+class GeneResult:
+    """A TPMT or NUDT15 result as the record states it.
+
+    ``kind`` is "diplotype" (``value`` is the star-allele text, e.g. "*1/*3A"),
+    "phenotype" (``value`` is a CPIC phenotype term, e.g. "Intermediate Metabolizer"),
+    or "unreadable" (``value`` is the raw text that could not be read).
+    """
+
+    gene: str  # "TPMT" | "NUDT15"
+    kind: str
+    value: str
+    when: datetime | None
+    source_ref: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionFact:
+    codes: frozenset[str]  # "system|code" for every coding
+    display: str
+    source_ref: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PatientFact:
+    birth_date: date | None
+    sex: str  # administrative gender as given, "" when absent
+
+
+@dataclass(slots=True)
+class ClinicalFacts:
+    """Everything the rules may read for one hook call."""
+
+    today: date
+    patient: PatientFact | None = None
+    orders: list[MedicationFact] = field(default_factory=list)  # this hook's draft orders
+    active_medications: list[MedicationFact] = field(default_factory=list)
+    weights: list[Measurement] = field(default_factory=list)  # kg, newest first
+    labs: dict[str, list[Measurement]] = field(default_factory=dict)  # analyte -> newest first
+    gene_results: list[GeneResult] = field(default_factory=list)
+    conditions: list[ConditionFact] = field(default_factory=list)
+    pregnancy_status: list[Measurement] = field(default_factory=list)
+    gaps: list[DataGap] = field(default_factory=list)
+    # data groups we could not look at at all (prefetch key absent and not fetchable / failed)
+    unavailable: set[str] = field(default_factory=set)

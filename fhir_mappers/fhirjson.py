@@ -1,0 +1,143 @@
+"""Lenient readers for FHIR JSON as real systems send it.
+
+Real payloads mix versions (STU3 ``related``, DSTU2 ``category`` objects,
+strings where R4 has CodeableConcepts). These helpers read what is there and
+return empty values for what is not, so mappers stay short; they never raise
+on odd shapes.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any, Iterator
+
+
+def as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def codings(concept: Any) -> list[dict]:
+    """Codings of a CodeableConcept (or a Coding, or a list of either)."""
+    out = []
+    for c in as_list(concept):
+        if not isinstance(c, dict):
+            continue
+        if "coding" in c:
+            out.extend(x for x in as_list(c["coding"]) if isinstance(x, dict))
+        elif "code" in c:
+            out.append(c)
+    return out
+
+
+def code_keys(concept: Any) -> set[str]:
+    """``system|code`` for every coding (system may be empty)."""
+    keys = set()
+    for c in codings(concept):
+        code = c.get("code")
+        if isinstance(code, (str, int)):
+            keys.add(f"{c.get('system') or ''}|{code}")
+    return keys
+
+
+def codes_in(concept: Any, system: str) -> set[str]:
+    return {str(c["code"]) for c in codings(concept) if c.get("system") == system and c.get("code") is not None}
+
+
+def concept_text(concept: Any) -> str:
+    """Best human text of a CodeableConcept: its text, else the first display."""
+    for c in as_list(concept):
+        if isinstance(c, str):
+            return c
+        if isinstance(c, dict) and isinstance(c.get("text"), str):
+            return c["text"]
+    for c in codings(concept):
+        if isinstance(c.get("display"), str):
+            return c["display"]
+    return ""
+
+
+def all_text(concept: Any) -> str:
+    """Text and every display of a concept, joined: for name matching."""
+    parts = []
+    for c in as_list(concept):
+        if isinstance(c, str):
+            parts.append(c)
+        elif isinstance(c, dict) and isinstance(c.get("text"), str):
+            parts.append(c["text"])
+    parts += [c["display"] for c in codings(concept) if isinstance(c.get("display"), str)]
+    return " | ".join(parts)
+
+
+def number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if value == value and abs(value) != float("inf") else None
+    if isinstance(value, str):
+        try:
+            f = float(value.strip())
+        except ValueError:
+            return None
+        return f if f == f and abs(f) != float("inf") else None
+    return None
+
+
+def parse_datetime(value: Any) -> datetime | None:
+    """FHIR date / dateTime / instant → aware datetime (dates at 00:00 UTC)."""
+    if not isinstance(value, str) or not value:
+        return None
+    s = value.strip()
+    try:
+        if len(s) == 4:
+            return datetime(int(s), 1, 1, tzinfo=timezone.utc)
+        if len(s) == 7:
+            return datetime(int(s[:4]), int(s[5:7]), 1, tzinfo=timezone.utc)
+        if len(s) == 10:
+            return datetime.fromisoformat(s).replace(tzinfo=timezone.utc)
+        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def parse_date(value: Any) -> date | None:
+    dt = parse_datetime(value)
+    return dt.date() if dt else None
+
+
+def effective_time(resource: dict) -> datetime | None:
+    for key in ("effectiveDateTime", "effectiveInstant", "issued"):
+        dt = parse_datetime(resource.get(key))
+        if dt:
+            return dt
+    period = resource.get("effectivePeriod")
+    if isinstance(period, dict):
+        return parse_datetime(period.get("end")) or parse_datetime(period.get("start"))
+    return None
+
+
+def ref_of(resource: dict) -> str:
+    rid = resource.get("id")
+    rtype = resource.get("resourceType")
+    return f"{rtype}/{rid}" if isinstance(rid, str) and rid and isinstance(rtype, str) else ""
+
+
+def resources_of(value: Any, resource_type: str | None = None) -> Iterator[dict]:
+    """Resources in a Bundle (entries), a list, or a single resource.
+
+    Contained resources are not expanded here; OperationOutcome entries
+    (search warnings) are skipped.
+    """
+    items: list = []
+    if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+        items = [e.get("resource") for e in as_list(value.get("entry")) if isinstance(e, dict)]
+    elif isinstance(value, dict):
+        items = [value]
+    elif isinstance(value, list):
+        items = value
+    for r in items:
+        if not isinstance(r, dict) or r.get("resourceType") == "OperationOutcome":
+            continue
+        if resource_type is None or r.get("resourceType") == resource_type:
+            yield r

@@ -1,0 +1,43 @@
+"""Patient and Condition → small facts."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from .facts import ConditionFact, PatientFact
+from .fhirjson import as_list, code_keys, codings, concept_text, parse_date, ref_of
+
+_INACTIVE = {"inactive", "resolved", "remission", "entered-in-error"}
+
+
+def patient_fact(patient: dict | None) -> PatientFact | None:
+    if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
+        return None
+    gender = patient.get("gender")
+    return PatientFact(birth_date=parse_date(patient.get("birthDate")), sex=gender if isinstance(gender, str) else "")
+
+
+def _clinical_status(condition: dict) -> str:
+    status = condition.get("clinicalStatus")
+    if isinstance(status, str):  # STU3 and older
+        return status
+    codes = [str(c.get("code")) for c in codings(status) if c.get("code")]
+    return codes[0] if codes else ""
+
+
+def condition_facts(conditions: Iterable[dict]) -> list[ConditionFact]:
+    out = []
+    for c in conditions:
+        if _clinical_status(c) in _INACTIVE:
+            continue
+        verification = [str(x.get("code")) for x in codings(c.get("verificationStatus"))]
+        if isinstance(c.get("verificationStatus"), str):
+            verification.append(c["verificationStatus"])
+        if {"refuted", "entered-in-error"} & set(verification):
+            continue
+        out.append(ConditionFact(frozenset(code_keys(c.get("code"))), concept_text(c.get("code")), ref_of(c)))
+    return out
+
+
+def reason_conditions(order: dict) -> list[ConditionFact]:
+    """The order's own reasonCode, read like Conditions."""
+    return [ConditionFact(frozenset(code_keys(rc)), concept_text(rc), "") for rc in as_list(order.get("reasonCode"))]

@@ -1,0 +1,103 @@
+"""Code lists and unit conversions, loaded once from ``codes.toml``."""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+CVX = "http://hl7.org/fhir/sid/cvx"
+UCUM = "http://unitsofmeasure.org"
+
+_PATH = Path(__file__).with_name("codes.toml")
+
+
+@dataclass(frozen=True)
+class Analyte:
+    name: str
+    loinc: frozenset[str]
+    unit: str  # canonical unit
+    factors: dict[str, float]  # normalised unit -> factor to canonical
+
+
+@dataclass(frozen=True)
+class Terminology:
+    version: str
+    rxnorm: dict[str, str]
+    unit_strength_mg: dict[str, float]
+    name_pattern: re.Pattern
+    name_to_ingredient: dict[str, str]
+    cvx: dict[str, dict]
+    genes: dict[str, dict]
+    hgnc_to_gene: dict[str, str]
+    genotype_codes: frozenset[str]
+    phenotype_codes: frozenset[str]
+    gene_component_codes: frozenset[str]
+    gene_extension_url: str
+    metabolizer_answers: dict[str, str]
+    analytes: dict[str, Analyte]
+    loinc_to_analyte: dict[str, str]
+    mass_units: dict[str, float]
+    unit_dose_units: frozenset[str]
+
+
+def norm_unit(unit: str | None) -> str:
+    """Lower-case, no spaces, µ spelled either way: the form units are compared in."""
+    return (unit or "").strip().lower().replace(" ", "").replace("μ", "µ")
+
+
+@cache
+def terminology() -> Terminology:
+    raw = tomllib.loads(_PATH.read_text(encoding="utf-8"))
+    names: dict[str, str] = {}
+    for ingredient, words in raw["ingredient_names"].items():
+        for w in words:
+            names[w.lower()] = ingredient
+    # longest first so "6-mercaptopurine" wins over "mercaptopurine"
+    alternation = "|".join(re.escape(w) for w in sorted(names, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w-])({alternation})(?![\w-])", re.IGNORECASE)
+
+    analytes: dict[str, Analyte] = {}
+    loinc_to_analyte: dict[str, str] = {}
+    for name, spec in raw["analytes"].items():
+        units = spec["units"]
+        factors = raw["unit_families"][units] if isinstance(units, str) else units
+        factors = {norm_unit(u): float(f) for u, f in factors.items()}
+        factors.setdefault(norm_unit(spec["unit"]), 1.0)
+        analytes[name] = Analyte(name, frozenset(spec["loinc"]), spec["unit"], factors)
+        for code in spec["loinc"]:
+            loinc_to_analyte.setdefault(code, name)
+
+    hgnc_to_gene = {}
+    for gene, spec in raw["genes"].items():
+        for code in spec["hgnc"]:
+            hgnc_to_gene[code.upper()] = gene
+    g = raw["genomics"]
+    return Terminology(
+        version=raw["meta"]["version"],
+        rxnorm=dict(raw["rxnorm"]),
+        unit_strength_mg={k: float(v) for k, v in raw["rxnorm_unit_strength_mg"].items()},
+        name_pattern=pattern,
+        name_to_ingredient=names,
+        cvx=dict(raw["cvx"]),
+        genes=dict(raw["genes"]),
+        hgnc_to_gene=hgnc_to_gene,
+        genotype_codes=frozenset(g["genotype_codes"]),
+        phenotype_codes=frozenset(g["phenotype_codes"]),
+        gene_component_codes=frozenset(g["gene_component_codes"]),
+        gene_extension_url=g["gene_extension_url"],
+        metabolizer_answers=dict(raw["metabolizer_answers"]),
+        analytes=analytes,
+        loinc_to_analyte=loinc_to_analyte,
+        mass_units={norm_unit(k): float(v) for k, v in raw["mass_units"].items()},
+        unit_dose_units=frozenset(norm_unit(u) for u in raw["unit_dose_units"]["codes"]),
+    )
+
+
+def ingredients_in_text(text: str) -> set[str]:
+    t = terminology()
+    return {t.name_to_ingredient[m.lower()] for m in t.name_pattern.findall(text or "")}

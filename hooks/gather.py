@@ -1,0 +1,99 @@
+"""Gathering the data a hook call needs: prefetch first, else the FHIR server.
+
+Per key: a prefetched value is used as is (an OperationOutcome or null counts
+as absent); an absent key is fetched from ``fhirServer`` with the EHR's token;
+all fetches run in parallel within one deadline. A key that cannot be had is
+``None`` in the result and named in a ``DataGap``; a *required* key that
+cannot even be asked for (no FHIR server) raises ``PreconditionFailed``.
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_mappers import GROUP_LABELS
+from fhir_mappers.facts import DataGap
+
+from .errors import PreconditionFailed
+from .fhir_client import Deadline, FhirClient, FhirError, FhirTimeout, join_url
+from .prefetch import render
+
+log = logging.getLogger("aza_cds.gather")
+
+
+@dataclass(frozen=True)
+class FhirAccess:
+    server: str | None
+    token: str | None
+
+
+def usable(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("resourceType"), str) \
+        and value["resourceType"] != "OperationOutcome"
+
+
+def gather(
+    client: FhirClient,
+    access: FhirAccess,
+    templates: dict[str, str],
+    required: frozenset[str],
+    context: dict,
+    prefetch: dict,
+    deadline: Deadline,
+) -> tuple[dict[str, Any], list[DataGap]]:
+    data: dict[str, Any] = {}
+    gaps: list[DataGap] = []
+    queries: dict[str, str] = {}
+    cannot_ask: list[str] = []
+    for key, template in templates.items():
+        value = prefetch.get(key)
+        if usable(value):
+            data[key] = value
+            continue
+        query = render(template, context)
+        if access.server and query:
+            queries[key] = query
+        else:
+            data[key] = None
+            cannot_ask.append(key)
+    missing_required = sorted(k for k in cannot_ask if k in required)
+    if missing_required:
+        raise PreconditionFailed(
+            "Required data is neither prefetched nor fetchable (no fhirServer): " + ", ".join(missing_required),
+            field="prefetch." + missing_required[0],
+        )
+    if cannot_ask:
+        why = "it was not prefetched and no FHIR server was given"
+        gaps.extend(DataGap(GROUP_LABELS.get(k, k), why, k) for k in cannot_ask)
+
+    futures = {key: client.pool.submit(client.search, access.server, q, access.token, deadline)
+               for key, q in queries.items()}
+    for key, future in futures.items():
+        try:
+            data[key] = future.result(timeout=max(deadline.remaining(), 0) + 0.05)
+        except (FhirError, FutureTimeout) as exc:
+            future.cancel()
+            reason = exc.reason if isinstance(exc, FhirError) else FhirTimeout.reason
+            data[key] = None
+            gaps.append(DataGap(GROUP_LABELS.get(key, key), reason, key))
+            log.info("fhir fetch failed", extra={"prefetch_key": key, "error": type(exc).__name__})
+    return data, gaps
+
+
+def fetch_references(client: FhirClient, access: FhirAccess, refs: list[str], deadline: Deadline) -> dict[str, dict]:
+    """Read resources by relative reference (e.g. ``Medication/123``), in parallel; failures are skipped."""
+    if not access.server or not refs:
+        return {}
+    futures = {ref: client.pool.submit(client.get_json, join_url(access.server, ref), access.token, deadline) for ref in refs}
+    out = {}
+    for ref, future in futures.items():
+        try:
+            resource = future.result(timeout=max(deadline.remaining(), 0) + 0.05)
+        except (FhirError, FutureTimeout):
+            continue
+        if usable(resource):
+            out[ref] = resource
+    return out
+

@@ -1,0 +1,123 @@
+"""The path every thiopurine service shares:
+
+draft orders → (are they about thiopurines?) → gather data → fhir_mappers →
+rules → cards. Hook modules only say where their orders are in the context.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any, Callable
+
+import rules
+from fhir_mappers import build_facts, order_facts
+from fhir_mappers.fhirjson import ref_of, resources_of
+
+from .cards import render_cards
+from .errors import BadContext
+from .fhir_client import Deadline, FhirClient
+from .gather import FhirAccess, fetch_references, gather, usable
+
+
+@dataclass
+class HookEnv:
+    """What a handler needs from the running service (built once per process)."""
+
+    client: FhirClient
+    deadline_seconds: float = 1.5
+    rule_options: rules.RuleOptions = field(default_factory=rules.RuleOptions)
+    max_info_cards: int = 1
+    today: Callable[[], date] = date.today
+
+
+@dataclass
+class HookResult:
+    response: dict
+    rule_ids: list[str] = field(default_factory=list)
+    fhir_ms: float = 0.0
+
+
+def patient_id(request: dict) -> str | None:
+    ctx = request.get("context") or {}
+    pid = ctx.get("patientId") or request.get("patient")  # pre-1.0 clients put it at the top level
+    return pid if isinstance(pid, str) and pid else None
+
+
+def bundle_resources(value: Any, where: str) -> list[dict]:
+    """Resources of a draft-orders Bundle (or a bare list of resources, as old clients send)."""
+    if value is None:
+        raise BadContext(f"context.{where} is required", field=f"context.{where}")
+    if isinstance(value, dict) and value.get("resourceType") not in (None, "Bundle"):
+        return [value]
+    if not isinstance(value, (dict, list)):
+        raise BadContext(f"context.{where} must be a FHIR Bundle", field=f"context.{where}")
+    if isinstance(value, list):
+        resources = []
+        for item in value:
+            resources.extend(resources_of(item.get("resource") if isinstance(item, dict) and "resource" in item else item))
+        return resources
+    return list(resources_of(value))
+
+
+def access_of(request: dict) -> FhirAccess:
+    server = request.get("fhirServer") if isinstance(request.get("fhirServer"), str) else None
+    auth = request.get("fhirAuthorization")
+    token = auth.get("access_token") if isinstance(auth, dict) else None
+    return FhirAccess(server=server or None, token=token if isinstance(token, str) else None)
+
+
+def evaluate(request: dict, env: HookEnv, *, templates: dict[str, str], required: frozenset[str],
+             drafts: list[dict], selected: set[str] | None = None) -> HookResult:
+    """Run the whole pipeline for one hook call."""
+    started = time.monotonic()
+    deadline = Deadline(env.deadline_seconds)
+    access = access_of(request)
+    prefetch = request.get("prefetch") if isinstance(request.get("prefetch"), dict) else {}
+    context = dict(request.get("context") or {})
+    pid = patient_id(request)
+    if pid:
+        context["patientId"] = pid
+
+    known_meds = _prefetched_medications(prefetch)
+    known_meds |= _resolve_draft_medications(drafts, known_meds, env.client, access, deadline)
+    orders = order_facts(drafts, known_meds)
+    if selected is not None:
+        orders = [_with_selection(o, selected) for o in orders]
+    if not rules.needs_data(orders):
+        return HookResult({"cards": []}, fhir_ms=(time.monotonic() - started) * 1000)
+
+    data, gaps = gather(env.client, access, templates, required, context, prefetch, deadline)
+    fhir_ms = (time.monotonic() - started) * 1000
+    today = env.today()
+    facts = build_facts(drafts, data, today=today, gaps=gaps, orders=orders)
+    findings = rules.evaluate(facts, env.rule_options)
+    by_ref = {ref_of(r): r for r in drafts if ref_of(r)}
+    cards = render_cards(findings, drafts=by_ref, patient_id=pid, today=today, max_info_cards=env.max_info_cards)
+    shown = {c["source"]["topic"]["code"] for c in cards}
+    return HookResult({"cards": cards}, rule_ids=[f.rule_id for f in findings if f.rule_id in shown], fhir_ms=fhir_ms)
+
+
+def _with_selection(order, selected: set[str]):
+    return replace(order, selected=order.ref in selected)
+
+
+def _prefetched_medications(prefetch: dict) -> dict[str, dict]:
+    index = {}
+    for value in prefetch.values():
+        if usable(value):
+            for med in resources_of(value, "Medication"):
+                if isinstance(med.get("id"), str):
+                    index[f"Medication/{med['id']}"] = med
+    return index
+
+
+def _resolve_draft_medications(drafts, known, client, access, deadline) -> dict[str, dict]:
+    """Fetch Medications that draft orders reference but nobody sent, so the drug can be recognised."""
+    wanted = []
+    for r in drafts:
+        ref = (r.get("medicationReference") or {}).get("reference") if isinstance(r.get("medicationReference"), dict) else None
+        if isinstance(ref, str) and not ref.startswith("#") and ref.count("/") == 1 and ref not in known:
+            wanted.append(ref)
+    return fetch_references(client, access, sorted(set(wanted)), deadline)
+

@@ -1,0 +1,56 @@
+"""Prefetch templates shared by the thiopurine services, and their rendering.
+
+Each key has a policy: ``REQUIRED_KEYS`` must be prefetched or fetchable, or
+the call fails with 412; every other key is optional and, when it cannot be
+obtained, the cards say which check could not be done.
+"""
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+from fhir_mappers.terminology import LOINC, SNOMED, terminology
+
+
+def _codes(*pairs: tuple[str, str]) -> str:
+    return ",".join(f"{system}|{code}" for system, code in pairs)
+
+
+def _templates() -> dict[str, str]:
+    t = terminology()
+    pgx_codes = [(LOINC, "84413-4"), (LOINC, "79713-4"), (LOINC, "53040-2"), (SNOMED, "363779003")]
+    pgx_codes += [(LOINC, c) for c in sorted(t.analytes["tpmt_activity"].loinc)]
+    lab_codes = [(LOINC, c) for name, a in t.analytes.items() if name not in ("weight", "tpmt_activity")
+                 for c in sorted(a.loinc)]
+    patient = "{{context.patientId}}"
+    return {
+        "patient": f"Patient/{patient}",
+        "medications": f"MedicationRequest?patient={patient}&status=active&_include=MedicationRequest:medication",
+        "weight": f"Observation?patient={patient}&code={_codes((LOINC, '29463-7'))}&_sort=-date&_count=5",
+        "pgx": f"Observation?patient={patient}&code={_codes(*pgx_codes)}",
+        "labs": f"Observation?patient={patient}&code={_codes(*lab_codes)}&_sort=-date&_count=200",
+        "pregnancy": f"Observation?patient={patient}&code={_codes((LOINC, '82810-3'))}&_sort=-date&_count=1",
+        "conditions": f"Condition?patient={patient}&clinical-status=active",
+    }
+
+
+PREFETCH = _templates()
+REQUIRED_KEYS = frozenset({"patient", "medications"})
+
+_TOKEN = re.compile(r"\{\{\s*context\.(\w+)\s*\}\}")
+
+
+def render(template: str, context: dict) -> str | None:
+    """Fill ``{{context.x}}`` tokens; None when a token has no string value."""
+    missing = False
+
+    def fill(m: re.Match) -> str:
+        nonlocal missing
+        value = context.get(m.group(1))
+        if not isinstance(value, str) or not value:
+            missing = True
+            return ""
+        return quote(value, safe="")
+
+    out = _TOKEN.sub(fill, template)
+    return None if missing else out

@@ -1,0 +1,1 @@
+"""Versioned clinical knowledge: TOML and TSV files beside this module."""

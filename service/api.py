@@ -1,0 +1,115 @@
+"""HTTP endpoints (CDS Hooks 2.0): discovery, service calls, feedback."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from flask import Blueprint, Response, current_app, g, request
+
+from hooks import SERVICES, HookEnv
+from hooks.errors import HookError
+
+from .errors import ApiError
+from .validation import first_error, has_context_schema
+
+bp = Blueprint("cds", __name__)
+log = logging.getLogger("aza_cds.api")
+
+JSON_TYPES = ("application/json", "application/fhir+json")
+
+
+def _json_response(body: dict, status: int = 200) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status,
+                    mimetype="application/json")
+
+
+@bp.get("/cds-services")
+def discovery() -> Response:
+    return _json_response({"services": [s.discovery() for s in SERVICES.values()]})
+
+
+def _depth(value, limit: int) -> int:
+    """Nesting depth of parsed JSON, stopping early past ``limit``."""
+    stack, deepest = [(value, 1)], 0
+    while stack:
+        node, d = stack.pop()
+        if d > deepest:
+            deepest = d
+            if deepest > limit:
+                return deepest
+        if isinstance(node, dict):
+            stack.extend((v, d + 1) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, d + 1) for v in node if isinstance(v, (dict, list)))
+    return deepest
+
+
+def read_json_body() -> dict:
+    mimetype = (request.mimetype or "").lower()
+    if mimetype not in JSON_TYPES:
+        raise ApiError(415, f"Content-Type must be application/json (got '{mimetype or 'none'}')")
+    raw = request.get_data(cache=False)
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "The body is not valid JSON") from None
+    limit = current_app.config["AZA"].max_json_depth
+    if _depth(body, limit) > limit:
+        raise ApiError(400, f"The JSON body is nested deeper than {limit} levels")
+    if not isinstance(body, dict):
+        raise ApiError(400, "The body must be a JSON object")
+    return body
+
+
+def normalise_request(body: dict) -> dict:
+    """Accept CDS Hooks 1.0 clients: drop null top-level keys, move a top-level ``patient`` into the context."""
+    body = {k: v for k, v in body.items() if v is not None}
+    ctx = body.get("context")
+    if isinstance(ctx, dict) and not ctx.get("patientId") and isinstance(body.get("patient"), str):
+        body["context"] = {**ctx, "patientId": body["patient"]}
+    return body
+
+
+@bp.post("/cds-services/<service_id>")
+def call_service(service_id: str) -> Response:
+    service = SERVICES.get(service_id)
+    g.service_id = service_id
+    if service is None:
+        raise ApiError(404, f"No CDS service '{service_id}'")
+    body = normalise_request(read_json_body())
+    g.hook_instance = body.get("hookInstance") if isinstance(body.get("hookInstance"), str) else None
+    problem = first_error("ServiceRequest", body)
+    if problem:
+        raise ApiError(400, problem[0], field=problem[1])
+    if body["hook"] != service.hook:
+        raise ApiError(400, f"Service '{service_id}' answers hook '{service.hook}', not '{body['hook']}'", field="$.hook")
+    if has_context_schema(service.hook):
+        problem = first_error(f"hook:{service.hook}", body["context"])
+        if problem:
+            raise ApiError(400, problem[0].replace("$", "$.context", 1), field=problem[1].replace("$", "$.context", 1))
+    env: HookEnv = current_app.extensions["aza_hook_env"]
+    try:
+        result = service.handler(body, env)
+    except HookError as exc:
+        raise ApiError(exc.status, exc.message, field=exc.field) from None
+    g.card_count = len(result.response["cards"])
+    g.rule_ids = result.rule_ids
+    g.fhir_ms = round(result.fhir_ms, 1)
+    return _json_response(result.response)
+
+
+@bp.post("/cds-services/<service_id>/feedback")
+def feedback(service_id: str) -> Response:
+    g.service_id = service_id
+    if service_id not in SERVICES:
+        raise ApiError(404, f"No CDS service '{service_id}'")
+    body = read_json_body()
+    problem = first_error("FeedbackRequest", body)
+    if problem:
+        raise ApiError(400, problem[0], field=problem[1])
+    store = current_app.extensions.get("aza_feedback_store")
+    if store is not None:
+        store.record_feedback(service_id, body["feedback"])
+    g.feedback_items = len(body["feedback"])
+    return _json_response({})

@@ -1,0 +1,165 @@
+"""``azathioprine-cds``: serve, check, report."""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+BANNER_DEV = """
+************************************************************************
+*  DEVELOPMENT MODE: Flask development server, NO JWT AUTHENTICATION.  *
+*  Anyone who can reach this port can call the service. Not for use   *
+*  with real patient data.                                             *
+************************************************************************
+"""
+
+SANDBOX_HELP = """
+CDS Hooks discovery: {base}/cds-services
+
+Try it from the public CDS Hooks sandbox (https://sandbox.cds-hooks.org):
+  Settings (gear) -> Add CDS Services -> {base}/cds-services
+  (the sandbox runs in your browser, so a service on 127.0.0.1 is reachable from it)
+  then open "Rx Sign" / "Rx View" and order azathioprine.
+Offline: azathioprine-cds check examples/tpmt-poor-metabolizer.json
+"""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
+        except OSError:
+            return False
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .config import Config
+
+    overrides = {}
+    if args.trust:
+        overrides["trust_file"] = args.trust
+    if args.dev or args.insecure_no_auth:
+        overrides["auth_required"] = False
+    if args.dev:
+        overrides["dev"] = True
+    if args.insecure_no_auth and not is_loopback(args.host):
+        print(f"refusing --insecure-no-auth on non-loopback address {args.host!r}: bind to 127.0.0.1", file=sys.stderr)
+        return 2
+    cfg = Config.from_env().with_overrides(overrides)
+    if cfg.auth_required and not cfg.trust_file:
+        print("no trust file: pass --trust FILE or set AZA_CDS_TRUST (see examples/trust-sandbox.json), "
+              "or use --dev for local trials", file=sys.stderr)
+        return 2
+    base = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
+    if args.dev:
+        print(BANNER_DEV, file=sys.stderr)
+        print(SANDBOX_HELP.format(base=base), file=sys.stderr)
+        from . import create_app
+
+        app = create_app(cfg)
+        app.run(host=args.host, port=args.port, debug=False, use_reloader=False, threaded=True)
+        return 0
+    if args.insecure_no_auth:
+        print("WARNING: --insecure-no-auth: production server WITHOUT JWT authentication (loopback only)",
+              file=sys.stderr)
+    print(SANDBOX_HELP.format(base=base), file=sys.stderr)
+    from .wsgi import run_gunicorn
+
+    return run_gunicorn(cfg, host=args.host, port=args.port, workers=args.workers, threads=args.threads)
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Run one request file through the service in-process, offline, and print the cards."""
+    from . import create_app
+
+    try:
+        body = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    if isinstance(body, dict):
+        # offline: never contact the FHIR server a fixture names
+        body.pop("fhirServer", None)
+        body.pop("fhirAuthorization", None)
+    hook = body.get("hook") if isinstance(body, dict) else None
+    app = create_app({"auth_required": False})
+    from hooks import SERVICES
+
+    service = args.service or next((s.id for s in SERVICES.values() if s.hook == hook), None)
+    if service is None:
+        print(f"no service answers hook {hook!r}", file=sys.stderr)
+        return 2
+    resp = app.test_client().post(f"/cds-services/{service}", json=body)
+    result = resp.get_json(silent=True)
+    if args.json or resp.status_code != 200:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return 0 if resp.status_code == 200 else 1
+    print(render_text(result["cards"]))
+    return 0
+
+
+def render_text(cards: list[dict]) -> str:
+    if not cards:
+        return "No cards: nothing to say about these orders."
+    out = []
+    marks = {"critical": "[CRITICAL]", "warning": "[WARNING] ", "info": "[INFO]    "}
+    for c in cards:
+        out.append(f"{marks[c['indicator']]} {c['summary']}")
+        out.append(f"    rule: {c['source'].get('topic', {}).get('code', '-')}   source: {c['source']['label']}")
+        for s in c.get("suggestions", []):
+            out.append(f"    suggestion: {s['label']}")
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import main as report_main
+
+    return report_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="azathioprine-cds", description="CDS Hooks service for thiopurine prescribing safety")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the service")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--workers", type=int, default=int(os.environ.get("AZA_CDS_WORKERS", "2")))
+    s.add_argument("--threads", type=int, default=int(os.environ.get("AZA_CDS_THREADS", "4")))
+    s.add_argument("--trust", help="trusted issuers JSON file (default: $AZA_CDS_TRUST)")
+    mode = s.add_mutually_exclusive_group()
+    mode.add_argument("--dev", action="store_true", help="Flask development server, no JWT (local trials only)")
+    mode.add_argument("--insecure-no-auth", action="store_true",
+                      help="production server without JWT checks; loopback addresses only")
+    s.set_defaults(func=_serve)
+
+    c = sub.add_parser("check", help="evaluate one CDS Hooks request file offline and print the cards")
+    c.add_argument("file")
+    c.add_argument("--service", help="service id (default: the one for the request's hook)")
+    c.add_argument("--json", action="store_true", help="print the raw CDS Hooks response")
+    c.set_defaults(func=_check)
+
+    r = sub.add_parser("report", help="feedback analytics")
+    r.add_argument("--since", help="only feedback on or after this date (YYYY-MM-DD)")
+    r.add_argument("--format", choices=["table", "csv", "html"], default="table")
+    r.add_argument("--output", "-o", help="write to this file instead of standard output")
+    r.set_defaults(func=_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

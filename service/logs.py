@@ -1,0 +1,43 @@
+"""Structured logs: one JSON object per line.
+
+Only fields named in ``SAFE_FIELDS`` leave the process: service id, hook
+instance, status, latency, card count, rule ids, error class. Never a token,
+a name, an identifier of a patient, or free text from the record.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+SAFE_FIELDS = ("event", "service", "hook_instance", "status", "latency_ms", "fhir_ms", "cards", "rule_ids",
+               "feedback_items", "method", "path", "error", "prefetch_key", "reason", "fhir_key")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key in SAFE_FIELDS:
+            if key in record.__dict__:
+                out[key] = record.__dict__[key]
+        if record.exc_info:
+            out["exception"] = record.exc_info[0].__name__ if record.exc_info[0] else "unknown"
+        return json.dumps(out, ensure_ascii=False)
+
+
+def configure(level: int = logging.INFO, stream=None) -> None:
+    root = logging.getLogger("aza_cds")
+    if any(getattr(h, "_aza", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    handler._aza = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False
