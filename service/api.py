@@ -93,6 +93,10 @@ def call_service(service_id: str) -> Response:
         result = service.handler(body, env)
     except HookError as exc:
         raise ApiError(exc.status, exc.message, field=exc.field) from None
+    store = current_app.extensions.get("aza_feedback_store")
+    if store is not None and result.response["cards"]:
+        store.record_cards(service_id=service_id, hook=service.hook, hook_instance=g.hook_instance or "",
+                           cards=result.response["cards"])
     g.card_count = len(result.response["cards"])
     g.rule_ids = result.rule_ids
     g.fhir_ms = round(result.fhir_ms, 1)
