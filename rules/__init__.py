@@ -49,10 +49,14 @@ def data_gap_findings(facts: ClinicalFacts, findings: list[Finding]) -> list[Fin
     if not orders:
         return []
     lines = []
+    why_by_key = {g.key: g.why for g in facts.gaps}
     for group, (what, check) in _GROUP_CHECKS.items():
         if group in facts.unavailable:
-            lines.append(f"- **{what}** could not be retrieved: check {check} by hand.")
+            why = why_by_key.get(group, "it could not be retrieved")
+            lines.append(f"- **{what}**: {why}. Check {check} by hand.")
     for gap in facts.gaps:
+        if gap.key == "pgx" or gap.key in _GROUP_CHECKS and gap.key in facts.unavailable:
+            continue  # said by the pharmacogenomic card / the line above
         lines.append(f"- **{gap.what}**: {gap.why}; it was not used.")
     for o in orders:
         if o.daily_dose is None and o.dose_problem and not any(f.order_ref == o.ref and f.rule_id == "pgx-reduce-dose" for f in findings):

@@ -319,7 +319,7 @@ def _reduce_dose(facts, order, drug, st, inter, gaps, weight_days, evidence) -> 
             order_ref=order.ref,
         )
     suggested = round_down(target_high, step)
-    range_text = (f"{fmt_mg(suggested)} mg/day (range {fmt_mg(target_low)}-{fmt_mg(target_high)})"
+    range_text = (f"{fmt_mg(suggested)} mg/day (range {target_low:.0f}-{target_high:.0f})"
                   if suggested >= step else f"under {fmt_mg(step)} mg/day")
     if suggested >= step and order.ref:
         actions.insert(0, ChangeDose(order.ref, suggested, f"Change to {drug} {fmt_mg(suggested)} mg once daily"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import date
 from typing import Any
 
 from flask import Flask, g, request
@@ -52,6 +53,9 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         rule_options=RuleOptions(weight_max_age_days=cfg.weight_max_age_days),
         max_info_cards=cfg.max_info_cards,
     )
+    if cfg.evaluation_date:
+        fixed = date.fromisoformat(cfg.evaluation_date)
+        app.extensions["aza_hook_env"].today = lambda: fixed
     app.extensions["aza_auth"] = Authenticator.from_config(cfg)
 
     CORS(app, resources={r"/cds-services*": {"origins": cfg.cors_origins}, r"/openapi.json": {"origins": "*"}},

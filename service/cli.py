@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import logging
 import os
 import socket
 import sys
@@ -90,7 +91,11 @@ def _check(args: argparse.Namespace) -> int:
         body.pop("fhirServer", None)
         body.pop("fhirAuthorization", None)
     hook = body.get("hook") if isinstance(body, dict) else None
-    app = create_app({"auth_required": False})
+    overrides = {"auth_required": False}
+    if args.today:
+        overrides["evaluation_date"] = args.today
+    app = create_app(overrides)
+    logging.getLogger("aza_cds").setLevel(logging.WARNING)  # the cards are the output here
     from hooks import SERVICES
 
     service = args.service or next((s.id for s in SERVICES.values() if s.hook == hook), None)
@@ -146,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("file")
     c.add_argument("--service", help="service id (default: the one for the request's hook)")
     c.add_argument("--json", action="store_true", help="print the raw CDS Hooks response")
+    c.add_argument("--today", help="evaluate as of this date (YYYY-MM-DD) instead of today")
     c.set_defaults(func=_check)
 
     r = sub.add_parser("report", help="feedback analytics")

@@ -30,6 +30,7 @@ class Config:
     max_json_depth: int = 64
     cors_origins: str = "*"
     dev: bool = False
+    evaluation_date: str | None = None  # YYYY-MM-DD: evaluate as of this day (offline checks, demos)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Config":

@@ -1,0 +1,115 @@
+"""The command line: check (offline), serve (real process), and the conformance replay."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from service.cli import is_loopback, main
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("normal-patient", "No cards"),
+    ("tpmt-poor-metabolizer", "[CRITICAL] Azathioprine contraindicated: TPMT poor metabolizer"),
+    ("tpmt-intermediate-metabolizer", "reduce to 50 mg/day (range 43-72)"),
+    ("missing-pgx-test", "[WARNING]  Azathioprine: no TPMT and NUDT15 result on record"),
+])
+def test_check_examples(capsys, name, expected):
+    assert main(["check", "--today", "2026-11-23", str(EXAMPLES / f"{name}.json")]) == 0
+    assert expected in capsys.readouterr().out
+
+
+def test_check_json_is_a_cds_hooks_response(capsys):
+    assert main(["check", "--json", "--today", "2026-11-23", str(EXAMPLES / "tpmt-poor-metabolizer.json")]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["cards"][0]["indicator"] == "critical"
+
+
+def test_check_never_contacts_the_named_fhir_server(tmp_path, capsys):
+    req = json.loads((EXAMPLES / "missing-pgx-test.json").read_text())
+    del req["prefetch"]["pgx"]
+    req["fhirServer"] = "https://ehr.example.org/fhir"  # would be off the machine: check must not call it
+    f = tmp_path / "req.json"
+    f.write_text(json.dumps(req))
+    assert main(["check", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "could not be retrieved" in out
+
+
+def test_check_bad_file(tmp_path, capsys):
+    f = tmp_path / "bad.json"
+    f.write_text("{nope")
+    assert main(["check", str(f)]) == 2
+
+
+def test_loopback_detection():
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+
+
+def test_insecure_no_auth_refuses_non_loopback():
+    assert main(["serve", "--insecure-no-auth", "--host", "0.0.0.0"]) == 2
+
+
+def test_serve_without_trust_refuses(monkeypatch):
+    monkeypatch.delenv("AZA_CDS_TRUST", raising=False)
+    assert main(["serve"]) == 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(*args: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
+                            cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(base + "/cds-services", timeout=0.5).read()
+            return proc, base
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read().decode())
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+@pytest.fixture
+def dev_server(tmp_path):
+    proc, base = start_server("--dev", env={"AZA_CDS_DATA_DIR": str(tmp_path)})
+    yield base
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_dev_server_says_it_loudly(tmp_path):
+    proc, base = start_server("--dev", env={"AZA_CDS_DATA_DIR": str(tmp_path)})
+    proc.terminate()
+    _, err = proc.communicate(timeout=10)
+    assert b"NO JWT AUTHENTICATION" in err and b"/cds-services" in err
+
+
+@pytest.mark.skipif(not (SHARED / "scripts" / "replay_fixtures.py").exists(), reason="../shared is not beside the repo")
+def test_conformance_replay_of_public_fixtures(dev_server):
+    """shared/scripts/replay_fixtures.py against `serve --dev`: every fixture answered validly (0 failed)."""
+    out = subprocess.run([sys.executable, str(SHARED / "scripts" / "replay_fixtures.py"), "--base", dev_server,
+                          "--fixtures", str(SHARED / "fixtures")], capture_output=True, text=True, timeout=300)
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.endswith(" 0 failed"), out.stdout[-3000:]
+    assert int(last.split()[0]) >= 30

@@ -1,0 +1,153 @@
+"""Prefetch present / partly absent / absent: the FHIR fallback (``responses``, no network)."""
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import responses
+
+from tests.builders import bundle, genotype_ig, hook_request, med_request, patient, prefetch, weight
+from tests.conftest import rule_ids
+
+BASE = "https://ehr.example/r4/fhir"
+TOKEN = "secret-access-token-123"
+
+
+def _register(rsps, *, pgx=None, fail: dict | None = None):
+    """Answer every search the service makes like a small FHIR server would."""
+    pgx = pgx if pgx is not None else [genotype_ig("TPMT", "*3A/*3A"), genotype_ig("NUDT15", "*1/*1")]
+    data = {"Patient": patient(), "MedicationRequest": bundle(), "Condition": bundle()}
+
+    def handler(request):
+        path = urlsplit(request.url).path
+        query = parse_qs(urlsplit(request.url).query)
+        for prefix, status in (fail or {}).items():
+            if prefix in request.url:
+                return status, {}, '{"resourceType":"OperationOutcome","issue":[]}'
+        if path.endswith("/Patient/pt-1"):
+            body = data["Patient"]
+        elif path.endswith("/Observation"):
+            codes = query.get("code", [""])[0]
+            if "29463-7" in codes:
+                body = bundle(weight(70))
+            elif "84413-4" in codes:
+                body = bundle(*pgx)
+            else:
+                body = bundle()
+        elif path.endswith("/MedicationRequest"):
+            body = data["MedicationRequest"]
+        elif path.endswith("/Condition"):
+            body = data["Condition"]
+        else:
+            return 404, {}, '{"resourceType":"OperationOutcome","issue":[]}'
+        import json
+
+        return 200, {"Content-Type": "application/fhir+json"}, json.dumps(body)
+
+    rsps.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=handler)
+
+
+def test_full_prefetch_makes_no_fhir_calls(call):
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        _register(rsps)
+        cards = call(hook_request(pre=prefetch(pgx=[genotype_ig("TPMT", "*3A/*3A"), genotype_ig("NUDT15", "*1/*1")]),
+                                  fhir_server=BASE, token=TOKEN))
+        assert len(rsps.calls) == 0
+    assert rule_ids(cards) == ["pgx-poor-metabolizer"]
+
+
+@pytest.mark.parametrize("base", [BASE, BASE + "/"])
+def test_partly_absent_prefetch_fetches_only_missing_keys_with_token(call, base):
+    pre = prefetch()
+    del pre["pgx"]
+    pre["weight"] = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "processing"}]}
+    with responses.RequestsMock() as rsps:
+        _register(rsps)
+        cards = call(hook_request(pre=pre, fhir_server=base, token=TOKEN))
+        urls = [c.request.url for c in rsps.calls]
+        assert len(urls) == 2
+        assert all(u.startswith(BASE + "/Observation?") for u in urls), urls  # base path kept, no double slash
+        assert all(c.request.headers["Authorization"] == f"Bearer {TOKEN}" for c in rsps.calls)
+        assert all("patient=pt-1" in u for u in urls)
+    assert rule_ids(cards) == ["pgx-poor-metabolizer"]
+
+
+def test_absent_prefetch_fetches_everything_in_parallel(call):
+    with responses.RequestsMock() as rsps:
+        _register(rsps)
+        cards = call(hook_request(fhir_server=BASE, token=TOKEN))
+        paths = sorted(urlsplit(c.request.url).path.rsplit("/", 1)[-1] for c in rsps.calls)
+    assert paths.count("Observation") == 4 and "pt-1" in paths and "MedicationRequest" in paths and "Condition" in paths
+    assert rule_ids(cards) == ["pgx-poor-metabolizer"]
+
+
+def test_without_token_no_authorization_header(call):
+    with responses.RequestsMock() as rsps:
+        _register(rsps)
+        call(hook_request(fhir_server=BASE))
+        assert all("Authorization" not in c.request.headers for c in rsps.calls)
+
+
+def test_failed_pgx_fetch_is_said_in_a_card_not_an_all_clear(call):
+    with responses.RequestsMock() as rsps:
+        _register(rsps, fail={"84413-4": 500})
+        cards = call(hook_request(fhir_server=BASE, token=TOKEN))
+    assert rule_ids(cards) == ["pgx-unavailable"]
+    assert "could not be retrieved" in cards[0]["summary"]
+
+
+def test_failed_medications_fetch_is_named(call):
+    with responses.RequestsMock() as rsps:
+        _register(rsps, fail={"MedicationRequest?": 503}, pgx=[genotype_ig("TPMT", "*1/*1"), genotype_ig("NUDT15", "*1/*1")])
+        cards = call(hook_request(fhir_server=BASE, token=TOKEN))
+    assert rule_ids(cards) == ["data-incomplete"]
+    assert cards[0]["indicator"] == "warning"
+    assert "active medications" in cards[0]["detail"] and "HTTP 503" in cards[0]["detail"]
+
+
+def test_next_links_are_followed_but_bounded(call):
+    page = {"resourceType": "Bundle", "type": "searchset", "entry": [],
+            "link": [{"relation": "next", "url": BASE + "/Observation?page=next"}]}
+    import json
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add(responses.GET, BASE + "/Observation?page=next", json=page)
+        pre = prefetch()
+        del pre["labs"]
+        rsps.add(responses.GET, re.compile(re.escape(BASE) + r"/Observation\?patient.*"), body=json.dumps(page))
+        call(hook_request(pre=pre, fhir_server=BASE))
+        assert len(rsps.calls) == 5  # first page + 4 next pages (max_pages = 5)
+
+
+def test_next_link_to_another_server_is_not_followed(call):
+    page = {"resourceType": "Bundle", "type": "searchset", "entry": [],
+            "link": [{"relation": "next", "url": "https://evil.example/steal"}]}
+    with responses.RequestsMock() as rsps:
+        pre = prefetch()
+        del pre["labs"]
+        rsps.add(responses.GET, re.compile(re.escape(BASE) + r"/Observation\?.*"), json=page)
+        call(hook_request(pre=pre, fhir_server=BASE, token=TOKEN))
+        assert [urlsplit(c.request.url).hostname for c in rsps.calls] == ["ehr.example"]
+
+
+def test_draft_with_unresolved_medication_reference_is_fetched(call):
+    order = med_request()
+    del order["medicationCodeableConcept"]
+    order["medicationReference"] = {"reference": "Medication/med-aza"}
+    med = {"resourceType": "Medication", "id": "med-aza",
+           "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "197388"}]}}
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, BASE + "/Medication/med-aza", json=med)
+        cards = call(hook_request(orders=[order], fhir_server=BASE,
+                                  pre=prefetch(pgx=[genotype_ig("TPMT", "*3A/*3A"), genotype_ig("NUDT15", "*1/*1")])))
+    assert rule_ids(cards) == ["pgx-poor-metabolizer"]
+
+
+def test_contained_medication_is_recognised(call):
+    order = med_request()
+    del order["medicationCodeableConcept"]
+    order["contained"] = [{"resourceType": "Medication", "id": "m1", "code": {"text": "Imuran 50 mg tablet"}}]
+    order["medicationReference"] = {"reference": "#m1"}
+    cards = call(hook_request(orders=[order], pre=prefetch(pgx=[genotype_ig("TPMT", "*3A/*3A"), genotype_ig("NUDT15", "*1/*1")])))
+    assert rule_ids(cards) == ["pgx-poor-metabolizer"]

@@ -1,0 +1,118 @@
+"""rules.pgx: CPIC tables and the dose arithmetic, without HTTP."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from fhir_mappers.facts import ClinicalFacts, DailyDose, GeneResult, MedicationFact, Measurement
+from rules.knowledge_base import load
+from rules.pgx import pgx_findings, phenotype_of_diplotype
+from tests.builders import TODAY
+
+NOW = datetime.now(timezone.utc)
+
+
+@pytest.mark.parametrize("gene,text,phenotype", [
+    ("TPMT", "*1/*1", "Normal Metabolizer"),
+    ("TPMT", "*1/*3A", "Intermediate Metabolizer"),
+    ("TPMT", "*3A/*1", "Intermediate Metabolizer"),
+    ("TPMT", "*3a/*1", "Intermediate Metabolizer"),
+    ("TPMT", "TPMT*1/TPMT*3C", "Intermediate Metabolizer"),
+    ("TPMT", "*3A/*3A", "Poor Metabolizer"),
+    ("TPMT", "*2/*3C", "Poor Metabolizer"),
+    ("TPMT", "*1/*5", "Indeterminate"),
+    ("TPMT", "*3A/*5", "Possible Intermediate Metabolizer"),
+    ("TPMT", "*1/*3A or *3B/*3C", "Poor Metabolizer"),  # ambiguous: the most severe counts
+    ("NUDT15", "*1/*3", "Intermediate Metabolizer"),
+    ("NUDT15", "*3/*3", "Poor Metabolizer"),
+    ("NUDT15", "*1/*4", "Indeterminate"),
+])
+def test_cpic_diplotype_table(gene, text, phenotype):
+    assert phenotype_of_diplotype(gene, text)[0] == phenotype
+
+
+@pytest.mark.parametrize("text", ["*1/*99", "*1", "*1/*3A/*3C", "positive", "*1/*42"])
+def test_diplotypes_the_tables_do_not_know(text):
+    phenotype, why = phenotype_of_diplotype("TPMT", text)
+    assert phenotype is None and why
+
+
+def test_tables_are_complete():
+    kb = load()
+    assert len(kb.diplotypes["TPMT"]) == 946 and len(kb.diplotypes["NUDT15"]) == 45
+
+
+def facts(tpmt: str, nudt15: str = "*1/*1", *, daily_mg: float | None = 150, kg: float | None = 70,
+          drug_codes=frozenset({"azathioprine"})) -> ClinicalFacts:
+    order = MedicationFact(ref="MedicationRequest/1", ingredients=frozenset(drug_codes), display="azathioprine",
+                           status="draft", is_draft=True,
+                           daily_dose=DailyDose(daily_mg, daily_mg) if daily_mg else None,
+                           dose_problem="" if daily_mg else "the dose has no unit")
+    f = ClinicalFacts(today=TODAY, orders=[order])
+    f.gene_results = [GeneResult("TPMT", "diplotype", tpmt, NOW), GeneResult("NUDT15", "diplotype", nudt15, NOW)]
+    if kg:
+        f.weights = [Measurement("weight", kg, "kg", NOW)]
+    return f
+
+
+# 70 kg: normal dose 140 mg; one IM: 30-50 % -> 42-70 mg/day
+@pytest.mark.parametrize("daily_mg,rule", [(69, "pgx-dose-in-reduced-range"), (70, "pgx-dose-in-reduced-range"),
+                                           (71, "pgx-reduce-dose"), (150, "pgx-reduce-dose")])
+def test_reduction_boundary_at_the_top_of_the_reduced_range(daily_mg, rule):
+    (f,) = pgx_findings(facts("*1/*3A", daily_mg=daily_mg))
+    assert f.rule_id == rule
+
+
+def test_suggested_dose_rounds_down_to_25_mg():
+    (f,) = pgx_findings(facts("*1/*3A", kg=90))  # 180 mg normal; 50 % = 90 -> 75 mg
+    assert f.actions[0].daily_mg == 75
+
+
+def test_without_weight_the_ordered_dose_is_the_reference():
+    (f,) = pgx_findings(facts("*1/*3A", kg=None, daily_mg=200))  # 50 % of 200 = 100
+    assert f.actions[0].daily_mg == 100
+    assert "no body weight" in f.detail
+
+
+def test_weight_older_than_the_limit_is_not_used():
+    f0 = facts("*1/*3A", daily_mg=200)
+    f0.weights = [Measurement("weight", 70, "kg", datetime(2020, 1, 1, tzinfo=timezone.utc))]
+    (f,) = pgx_findings(f0, weight_max_age_days=90)
+    assert "no body weight" in f.detail
+
+
+def test_unreadable_dose_still_gives_the_reduction_range():
+    (f,) = pgx_findings(facts("*1/*3A", daily_mg=None))
+    assert f.rule_id == "pgx-reduce-dose" and not f.actions
+    assert "could not be checked" in f.detail
+
+
+def test_tiny_reduced_dose_below_a_tablet_has_no_dose_suggestion():
+    (f,) = pgx_findings(facts("*1/*3A", nudt15="*1/*3", kg=20, daily_mg=60))  # 40 mg normal; 20 % -50 % = 8-20 mg
+    assert f.rule_id == "pgx-reduce-dose" and not [a for a in f.actions if hasattr(a, "daily_mg")]
+    assert "specialist" in f.detail
+
+
+def test_disagreeing_results_take_the_most_severe():
+    f0 = facts("*1/*1")
+    f0.gene_results.append(GeneResult("TPMT", "phenotype", "Poor Metabolizer", NOW))
+    (f,) = pgx_findings(f0)
+    assert f.rule_id == "pgx-poor-metabolizer" and "disagree" in f.detail
+
+
+def test_no_thiopurine_no_findings():
+    assert pgx_findings(facts("*3A/*3A", drug_codes=frozenset({"warfarin"}))) == []
+
+
+def test_every_knowledge_source_cited_exists_and_has_a_label():
+    kb = load()
+    from rules.knowledge_base import source_keys
+
+    for stem, tree in kb.files.items():
+        for key in source_keys(tree):
+            assert kb.source(key).label
+    pgx = kb["pgx"]
+    for drug, spec in pgx["drugs"].items():
+        for band in ("one_im", "both_im", "poor"):
+            assert spec[band]["source"] in kb.sources, (drug, band)
