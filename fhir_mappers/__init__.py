@@ -14,8 +14,8 @@ from typing import Any, Iterable
 from .facts import ClinicalFacts, DataGap, MedicationFact
 from .fhirjson import resources_of
 from .medications import medication_fact
-from .observations import gene_results, measurements
-from .patient import condition_facts, patient_fact
+from .observations import gene_results, measurements, status_observations
+from .patient import allergy_facts, condition_facts, patient_fact
 
 __all__ = ["build_facts", "order_facts", "ClinicalFacts", "DataGap", "MedicationFact"]
 
@@ -28,7 +28,7 @@ GROUP_LABELS = {
     "pregnancy": "pregnancy status",
     "medications": "active medications",
     "conditions": "active conditions",
-    "allergies": "allergies",
+    "allergies": "allergies and intolerances",
 }
 
 
@@ -98,6 +98,8 @@ def build_facts(
         labs=by_analyte,
         gene_results=gene_results(observations),
         conditions=condition_facts(resources_of(data.get("conditions"), "Condition")),
+        status_observations=status_observations(observations),
+        allergies=allergy_facts(resources_of(data.get("allergies"), "AllergyIntolerance")),
         gaps=gaps,
         unavailable=unavailable,
     )

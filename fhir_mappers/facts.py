@@ -87,6 +87,25 @@ class GeneResult:
 
 
 @dataclass(frozen=True, slots=True)
+class CodedObservation:
+    """A status observation with a coded or boolean value (pregnancy status, breastfeeding status)."""
+
+    loinc: str
+    values: frozenset[str]  # "system|code" of valueCodeableConcept
+    text: str  # value text / display, lower case
+    flag: bool | None  # valueBoolean, when given
+    when: datetime | None
+    source_ref: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AllergyFact:
+    ingredients: frozenset[str]
+    display: str
+    source_ref: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ConditionFact:
     codes: frozenset[str]  # "system|code" for every coding
     display: str
@@ -111,7 +130,8 @@ class ClinicalFacts:
     labs: dict[str, list[Measurement]] = field(default_factory=dict)  # analyte -> newest first
     gene_results: list[GeneResult] = field(default_factory=list)
     conditions: list[ConditionFact] = field(default_factory=list)
-    pregnancy_status: list[Measurement] = field(default_factory=list)
+    status_observations: list[CodedObservation] = field(default_factory=list)
+    allergies: list[AllergyFact] = field(default_factory=list)
     gaps: list[DataGap] = field(default_factory=list)
     # data groups we could not look at at all (prefetch key absent and not fetchable / failed)
     unavailable: set[str] = field(default_factory=set)

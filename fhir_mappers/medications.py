@@ -6,7 +6,7 @@ from typing import Any
 
 from .facts import DailyDose, MedicationFact
 from .fhirjson import all_text, as_list, code_keys, codes_in, codings, concept_text, number, parse_date, ref_of
-from .terminology import CVX, RXNORM, UCUM, ingredients_in_text, norm_unit, terminology
+from .terminology import CVX, RXNORM, UCUM, ingredients_in_text, norm_unit, terminology, vaccines_in_text
 
 # v3 GTSAbbreviation timing codes → administrations per day
 _TIMING_CODES = {
@@ -161,7 +161,7 @@ def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, di
     concept = medication_concept(resource, medications or {})
     if rtype == "Immunization":
         concept = resource.get("vaccineCode")
-    cvx = codes_in(concept, CVX)
+    cvx = codes_in(concept, CVX) | vaccines_in_text(all_text(concept))
     if rtype == "ServiceRequest" and not cvx:
         return None
     ingredients = ingredients_of(concept)

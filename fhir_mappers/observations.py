@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from .facts import DataGap, GeneResult, Measurement
+from .facts import CodedObservation, DataGap, GeneResult, Measurement
 from .fhirjson import as_list, code_keys, codes_in, codings, concept_text, effective_time, number, ref_of
 from .terminology import LOINC, UCUM, norm_unit, terminology
 
@@ -110,13 +110,15 @@ def measurements(observations: Iterable[dict], gaps: list[DataGap]) -> dict[str,
     for obs in observations:
         if not _usable(obs):
             continue
-        for code in codes_in(obs.get("code"), LOINC):
-            analyte = t.loinc_to_analyte.get(code)
-            if analyte:
-                m = _measure(obs, analyte, gaps, ANALYTE_LABELS.get(analyte, analyte))
-                if m is not None:
-                    out.setdefault(analyte, []).append(m)
-                break
+        analyte = next((t.loinc_to_analyte[c] for c in codes_in(obs.get("code"), LOINC) if c in t.loinc_to_analyte), None)
+        if analyte is None and t.analyte_names:
+            name = concept_text(obs.get("code")).strip().lower()
+            analyte = t.analyte_names.get(name) or next(
+                (a for n, a in t.analyte_names.items() if n in name), None) if name else None
+        if analyte:
+            m = _measure(obs, analyte, gaps, ANALYTE_LABELS.get(analyte, analyte))
+            if m is not None:
+                out.setdefault(analyte, []).append(m)
     for values in out.values():
         values.sort(key=lambda m: (m.when is not None, m.when), reverse=True)
     return out
@@ -225,3 +227,21 @@ def _diplotype_text(raw: str, gene: str) -> str:
     Keeps the text as written otherwise (rules decide whether they know it)."""
     text = re.sub(rf"\b{gene}\b", "", raw, flags=re.IGNORECASE).strip(" :")
     return text if _STAR.search(text) else ""
+
+
+def status_observations(observations: Iterable[dict]) -> list[CodedObservation]:
+    """Pregnancy / breastfeeding status observations, newest first."""
+    t = terminology()
+    out = []
+    for obs in observations:
+        if not _usable(obs):
+            continue
+        loinc = next((c for c in codes_in(obs.get("code"), LOINC) if c in t.status_loinc), None)
+        if loinc is None:
+            continue
+        vcc = obs.get("valueCodeableConcept")
+        flag = obs.get("valueBoolean") if isinstance(obs.get("valueBoolean"), bool) else None
+        text = " ".join(filter(None, [concept_text(vcc), obs.get("valueString") if isinstance(obs.get("valueString"), str) else ""]))
+        out.append(CodedObservation(loinc, frozenset(code_keys(vcc)), text.lower(), flag, effective_time(obs), ref_of(obs)))
+    out.sort(key=lambda o: (o.when is not None, o.when), reverse=True)
+    return out

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .facts import ConditionFact, PatientFact
+from .facts import AllergyFact, ConditionFact, PatientFact
 from .fhirjson import as_list, code_keys, codings, concept_text, parse_date, ref_of
 
 _INACTIVE = {"inactive", "resolved", "remission", "entered-in-error"}
@@ -41,3 +41,21 @@ def condition_facts(conditions: Iterable[dict]) -> list[ConditionFact]:
 def reason_conditions(order: dict) -> list[ConditionFact]:
     """The order's own reasonCode, read like Conditions."""
     return [ConditionFact(frozenset(code_keys(rc)), concept_text(rc), "") for rc in as_list(order.get("reasonCode"))]
+
+
+def allergy_facts(allergies: Iterable[dict]) -> list[AllergyFact]:
+    from .medications import ingredients_of
+
+    out = []
+    for a in allergies:
+        if _clinical_status(a) in _INACTIVE:
+            continue
+        if {"refuted", "entered-in-error"} & {str(x.get("code")) for x in codings(a.get("verificationStatus"))}:
+            continue
+        concepts = [a.get("code")] + [s for r in as_list(a.get("reaction")) if isinstance(r, dict) for s in as_list(r.get("substance"))]
+        ingredients = set()
+        for c in concepts:
+            ingredients |= ingredients_of(c)
+        if ingredients:
+            out.append(AllergyFact(frozenset(ingredients), concept_text(a.get("code")), ref_of(a)))
+    return out

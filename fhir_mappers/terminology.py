@@ -43,6 +43,10 @@ class Terminology:
     loinc_to_analyte: dict[str, str]
     mass_units: dict[str, float]
     unit_dose_units: frozenset[str]
+    vaccine_names: dict[str, str]
+    vaccine_pattern: re.Pattern
+    analyte_names: dict[str, str]  # lower-case observation name -> analyte
+    status_loinc: frozenset[str]
 
 
 def norm_unit(unit: str | None) -> str:
@@ -72,6 +76,10 @@ def terminology() -> Terminology:
         for code in spec["loinc"]:
             loinc_to_analyte.setdefault(code, name)
 
+    vaccine_names = {k.lower(): v for k, v in raw["vaccine_names"].items()}
+    vaccine_alt = "|".join(re.escape(w) for w in sorted(vaccine_names, key=len, reverse=True))
+    analyte_names = {n.lower(): name for name, spec in raw["analytes"].items() for n in spec.get("names", [])}
+
     hgnc_to_gene = {}
     for gene, spec in raw["genes"].items():
         for code in spec["hgnc"]:
@@ -95,9 +103,19 @@ def terminology() -> Terminology:
         loinc_to_analyte=loinc_to_analyte,
         mass_units={norm_unit(k): float(v) for k, v in raw["mass_units"].items()},
         unit_dose_units=frozenset(norm_unit(u) for u in raw["unit_dose_units"]["codes"]),
+        vaccine_names=vaccine_names,
+        vaccine_pattern=re.compile(rf"(?<![\w-])({vaccine_alt})(?![\w-])", re.IGNORECASE),
+        analyte_names=analyte_names,
+        status_loinc=frozenset(raw["status_observations"]["loinc"]),
     )
 
 
 def ingredients_in_text(text: str) -> set[str]:
     t = terminology()
     return {t.name_to_ingredient[m.lower()] for m in t.name_pattern.findall(text or "")}
+
+
+def vaccines_in_text(text: str) -> set[str]:
+    """CVX codes of vaccines named in free text."""
+    t = terminology()
+    return {t.vaccine_names[m.lower()] for m in t.vaccine_pattern.findall(text or "")}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from datetime import date
+from datetime import date, timedelta
 
 from rules import Finding, knowledge_version
 from rules.common import fmt_mg
@@ -119,6 +119,9 @@ def _suggestion(action, drafts: dict[str, dict], patient_id: str | None, today: 
             resource["subject"] = {"reference": f"Patient/{patient_id}"}
         if action.reason:
             resource["reasonCode"] = [{"text": action.reason}]
+        if action.within_days:
+            resource["occurrencePeriod"] = {"start": today.isoformat(),
+                                            "end": (today + timedelta(days=action.within_days)).isoformat()}
         return {"uuid": str(uuid.uuid4()), "label": action.label, "actions": [{
             "type": "create", "description": action.label, "resource": resource,
         }]}

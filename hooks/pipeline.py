@@ -92,7 +92,8 @@ def evaluate(request: dict, env: HookEnv, *, templates: dict[str, str], required
     today = env.today()
     facts = build_facts(drafts, data, today=today, gaps=gaps, orders=orders)
     findings = rules.evaluate(facts, env.rule_options)
-    by_ref = {ref_of(r): r for r in drafts if ref_of(r)}
+    by_ref = {m.ref: m.resource for m in facts.active_medications if m.ref and m.resource}
+    by_ref.update({ref_of(r): r for r in drafts if ref_of(r)})
     cards = render_cards(findings, drafts=by_ref, patient_id=pid, today=today, max_info_cards=env.max_info_cards)
     shown = {c["source"]["topic"]["code"] for c in cards}
     return HookResult({"cards": cards}, rule_ids=[f.rule_id for f in findings if f.rule_id in shown], fhir_ms=fhir_ms)

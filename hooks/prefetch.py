@@ -29,8 +29,9 @@ def _templates() -> dict[str, str]:
         "weight": f"Observation?patient={patient}&code={_codes((LOINC, '29463-7'))}&_sort=-date&_count=5",
         "pgx": f"Observation?patient={patient}&code={_codes(*pgx_codes)}",
         "labs": f"Observation?patient={patient}&code={_codes(*lab_codes)}&_sort=-date&_count=200",
-        "pregnancy": f"Observation?patient={patient}&code={_codes((LOINC, '82810-3'))}&_sort=-date&_count=1",
+        "pregnancy": f"Observation?patient={patient}&code={_codes((LOINC, '82810-3'), (LOINC, '63895-7'))}&_sort=-date&_count=5",
         "conditions": f"Condition?patient={patient}&clinical-status=active",
+        "allergies": f"AllergyIntolerance?patient={patient}&clinical-status=active",
     }
 
 

@@ -19,16 +19,25 @@ class OrderTest:
     display: str
     label: str
     reason: str = ""
+    within_days: int | None = None  # to be done within this many days (ServiceRequest.occurrencePeriod)
 
 
 @dataclass(frozen=True, slots=True)
 class ChangeDose:
-    """Replace a draft order's dosage with ``daily_mg`` once daily (an updated MedicationRequest)."""
+    """Replace an order's dosage with ``daily_mg`` once daily (an updated MedicationRequest).
+
+    ``cap_mg`` / ``factor`` record why: an upper limit in mg, or a fraction of the
+    current dose. When several findings change the same order, one suggestion
+    carries the combined dose (see ``rules.consolidate``)."""
 
     order_ref: str
     daily_mg: float
     label: str
     times_per_day: int = 1
+    cap_mg: float | None = None
+    factor: float | None = None
+    drug: str = ""
+    step_mg: float = 25.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,7 @@ class Finding:
     actions: list[Action] = field(default_factory=list)
     order_ref: str = ""  # the draft order this is about, if any
     title: str = ""  # short rule name, for source.topic.display
+    priority: int = 50  # among info cards, the lowest number is shown first
 
     def __post_init__(self) -> None:
         if self.indicator not in ("info", "warning", "critical"):

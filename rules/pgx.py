@@ -120,8 +120,22 @@ def gene_status(gene: str, results: list[GeneResult], unavailable: bool) -> Gene
 
 
 def statuses(facts: ClinicalFacts) -> dict[str, GeneStatus]:
+    from .monitoring import tpmt_activity_status
+
     unavailable = "pgx" in facts.unavailable
-    return {g: gene_status(g, facts.gene_results, unavailable) for g in GENES}
+    st = {g: gene_status(g, facts.gene_results, unavailable) for g in GENES}
+    activity, evidence = tpmt_activity_status(facts)
+    if activity is not None:
+        # CPIC: TPMT erythrocyte activity assesses the phenotype (and resolves an indeterminate genotype)
+        phenotype = "Normal Metabolizer" if activity == "High" else activity
+        tpmt = st["TPMT"]
+        tpmt.evidence.append(evidence)
+        if tpmt.state != "known" or tpmt.is_indeterminate:
+            tpmt.state, tpmt.phenotype = "known", phenotype
+        elif RANK.get(phenotype, 0) > RANK.get(tpmt.phenotype, 0):
+            tpmt.problems.append(f"TPMT activity suggests {phenotype.lower()}; the most severe reading counts")
+            tpmt.phenotype = phenotype
+    return st
 
 
 # ------------------------------------------------------------------ findings
@@ -322,7 +336,8 @@ def _reduce_dose(facts, order, drug, st, inter, gaps, weight_days, evidence) -> 
     range_text = (f"{fmt_mg(suggested)} mg/day (range {target_low:.0f}-{target_high:.0f})"
                   if suggested >= step else f"under {fmt_mg(step)} mg/day")
     if suggested >= step and order.ref:
-        actions.insert(0, ChangeDose(order.ref, suggested, f"Change to {drug} {fmt_mg(suggested)} mg once daily"))
+        actions.insert(0, ChangeDose(order.ref, suggested, f"Change to {drug} {fmt_mg(suggested)} mg once daily",
+                                     cap_mg=target_high, drug=drug, step_mg=step))
     detail = (f"{header}\n\nOrdered: {fmt_mg(ordered)} mg/day{per_kg_text}. Reduced range: "
               f"{fmt_mg(target_low)}-{fmt_mg(target_high)} mg/day, from {basis}. "
               + (f"Suggested: {fmt_mg(suggested)} mg/day (rounded down to whole {fmt_mg(step)} mg steps)."

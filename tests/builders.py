@@ -37,7 +37,7 @@ def dosage(value: float, unit: str = "mg", code: str | None = "mg", frequency: f
 
 
 def med_request(rxnorm: str = "197388", display: str = "azathioprine 50 MG Oral Tablet", *, id: str = "mr-aza",
-                daily_mg: float | None = 150, dosages: list[dict] | None = None, status: str = "draft",
+                daily_mg: float | None = 50, dosages: list[dict] | None = None, status: str = "draft",
                 authored: str | None = None, pid: str = PID, reason: list[dict] | None = None) -> dict:
     r = {
         "resourceType": "MedicationRequest",
@@ -106,20 +106,32 @@ def phenotype_tpmt(kind: str, *, id: str = "pheno-tpmt") -> dict:
             "valueCodeableConcept": {"coding": [{"system": LOINC, "code": PHENOTYPE_LA[kind], "display": f"{kind} metabolizer"}]}}
 
 
+def normal_labs(days: int = 3) -> list[dict]:
+    """A normal CBC and liver panel ``days`` ago."""
+    when = days_ago(days)
+    return [lab("6690-2", 6.0, "10*9/L", when=when, id="wbc"), lab("751-8", 3.5, "10*9/L", when=when, id="anc"),
+            lab("731-0", 1.5, "10*9/L", when=when, id="lym"), lab("777-3", 250, "10*9/L", when=when, id="plt"),
+            lab("718-7", 13.5, "g/dL", when=when, id="hb"), lab("787-2", 90, "fL", when=when, id="mcv"),
+            lab("1742-6", 25, "U/L", when=when, id="alt"), lab("1920-8", 22, "U/L", when=when, id="ast"),
+            lab("62238-1", 90, "mL/min/{1.73_m2}", when=when, id="egfr")]
+
+
 def normal_pgx() -> list[dict]:
     return [genotype_ig("TPMT", "*1/*1"), genotype_ig("NUDT15", "*1/*1")]
 
 
 def prefetch(*, pgx: list[dict] | None = None, weights: list[dict] | None = None, meds: list[dict] | None = None,
-             labs: list[dict] | None = None, conditions: list[dict] | None = None, pt: dict | None = None) -> dict:
+             labs: list[dict] | None = None, conditions: list[dict] | None = None, pt: dict | None = None,
+             allergies: list[dict] | None = None, status: list[dict] | None = None) -> dict:
     return {
         "patient": pt or patient(),
         "medications": bundle(*(meds or [])),
         "weight": bundle(*(weights if weights is not None else [weight(70)])),
         "pgx": bundle(*(pgx if pgx is not None else normal_pgx())),
-        "labs": bundle(*(labs or [])),
-        "pregnancy": bundle(),
+        "labs": bundle(*(labs if labs is not None else normal_labs())),
+        "pregnancy": bundle(*(status or [])),
         "conditions": bundle(*(conditions or [])),
+        "allergies": bundle(*(allergies or [])),
     }
 
 

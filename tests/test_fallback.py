@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
-from tests.builders import bundle, genotype_ig, hook_request, med_request, patient, prefetch, weight
+from tests.builders import bundle, genotype_ig, hook_request, med_request, normal_labs, patient, prefetch, weight
 from tests.conftest import rule_ids
 
 BASE = "https://ehr.example/r4/fhir"
@@ -33,12 +33,16 @@ def _register(rsps, *, pgx=None, fail: dict | None = None):
                 body = bundle(weight(70))
             elif "84413-4" in codes:
                 body = bundle(*pgx)
+            elif "6690-2" in codes:
+                body = bundle(*normal_labs())
             else:
                 body = bundle()
         elif path.endswith("/MedicationRequest"):
             body = data["MedicationRequest"]
         elif path.endswith("/Condition"):
             body = data["Condition"]
+        elif path.endswith("/AllergyIntolerance"):
+            body = bundle()
         else:
             return 404, {}, '{"resourceType":"OperationOutcome","issue":[]}'
         import json
@@ -78,7 +82,7 @@ def test_absent_prefetch_fetches_everything_in_parallel(call):
         _register(rsps)
         cards = call(hook_request(fhir_server=BASE, token=TOKEN))
         paths = sorted(urlsplit(c.request.url).path.rsplit("/", 1)[-1] for c in rsps.calls)
-    assert paths.count("Observation") == 4 and "pt-1" in paths and "MedicationRequest" in paths and "Condition" in paths
+    assert paths.count("Observation") == 4 and "pt-1" in paths and "AllergyIntolerance" in paths and "MedicationRequest" in paths and "Condition" in paths
     assert rule_ids(cards) == ["pgx-poor-metabolizer"]
 
 

@@ -60,7 +60,7 @@ def test_intermediate_already_in_reduced_range_gets_info_not_reduction(call):
 
 
 def test_normal_metabolizer_gets_no_pgx_card(call):
-    cards = call(hook_request(pre=prefetch()))
+    cards = call(hook_request(orders=[med_request(daily_mg=50)], pre=prefetch()))
     assert cards == []
 
 
@@ -114,7 +114,7 @@ def test_mercaptopurine_intermediate_uses_1_5_mg_per_kg(call):
 
 def test_r4_core_genotype_shape(call):
     pre = prefetch(pgx=[genotype_core("TPMT", "*1/*4"), genotype_ig("NUDT15", "*1/*1")])
-    cards = call(hook_request(pre=pre))
+    cards = call(hook_request(orders=[med_request(daily_mg=150)], pre=pre))
     assert rule_ids(cards) == ["pgx-reduce-dose"]
     assert "TPMT *1/*4 → intermediate metabolizer" in cards[0]["detail"]
 
@@ -137,7 +137,7 @@ def test_sandbox_style_draft_without_intent_and_with_object_category(call):
 
 
 def test_two_thiopurine_orders_get_a_card_each(call):
-    orders = [med_request(id="a1"), med_request(id="a2", daily_mg=100)]
+    orders = [med_request(id="a1"), med_request(id="a2", daily_mg=100)]  # two drafts of the same drug
     cards = call(hook_request(orders=orders, pre=prefetch(pgx=[genotype_ig("TPMT", "*3A/*3A"), genotype_ig("NUDT15", "*1/*1")])))
     assert sorted(c["suggestions"][0]["actions"][0]["resourceId"] for c in cards) == ["MedicationRequest/a1", "MedicationRequest/a2"]
 
