@@ -1,0 +1,438 @@
+"""The complete rule set at its boundaries (just below / at / above each threshold),
+through the real mappers; plus one end-to-end call per problem (the examples)."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+import rules
+from fhir_mappers import build_facts
+from rules.knowledge_base import load, source_keys
+from tests import builders as b
+from tests.builders import TODAY, bundle, days_ago, lab, med_request, normal_labs, normal_pgx, patient, weight
+from tests.conftest import assert_valid_response, rule_ids
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def condition(snomed: str | None = None, icd10: str | None = None, id: str = "c1") -> dict:
+    coding = [{"system": "http://snomed.info/sct", "code": snomed}] if snomed else \
+        [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": icd10}]
+    return {"resourceType": "Condition", "id": id, "code": {"coding": coding},
+            "clinicalStatus": {"coding": [{"code": "active"}]}, "subject": {"reference": "Patient/pt-1"}}
+
+
+def active(rx="197388", display="azathioprine 50 MG Oral Tablet", id="aza-old", mg=100, authored=None):
+    return med_request(rx, display, id=id, status="active", daily_mg=mg, authored=authored or days_ago(200))
+
+
+def run(orders=None, *, pgx=None, weights=None, meds=None, labs=None, conditions=None, pt=None, allergies=None,
+        status=None, unavailable=()):
+    orders = orders if orders is not None else [med_request(daily_mg=100)]
+    data = {
+        "patient": pt or patient(), "medications": bundle(*(meds if meds is not None else [active()])),
+        "weight": bundle(*(weights if weights is not None else [weight(70)])),
+        "pgx": bundle(*(pgx if pgx is not None else normal_pgx())),
+        "labs": bundle(*(labs if labs is not None else normal_labs())),
+        "pregnancy": bundle(*(status or [])), "conditions": bundle(*(conditions or [])),
+        "allergies": bundle(*(allergies or [])),
+    }
+    for key in unavailable:
+        data[key] = None
+    facts = build_facts(orders, data, today=TODAY)
+    return rules.evaluate(facts)
+
+
+def ids(findings):
+    return sorted(f.rule_id for f in findings)
+
+
+def one(findings, rule_id):
+    (f,) = [f for f in findings if f.rule_id == rule_id]
+    return f
+
+
+# ------------------------------------------------------------ clean baseline
+def test_established_normal_patient_has_no_findings():
+    assert run() == []
+
+
+# ---------------------------------------------------------- dose by indication
+@pytest.mark.parametrize("snomed,icd,max_per_kg", [
+    ("69896004", None, 2.5), (None, "M05.79", 2.5),        # rheumatoid arthritis
+    ("68815009", None, 2.0), (None, "M32.14", 2.0),        # lupus nephritis
+    ("55464009", None, 3.0), (None, "M32.9", 3.0),         # SLE
+    ("408335007", None, 2.0), (None, "K75.4", 2.0),        # autoimmune hepatitis
+    ("34000006", None, 2.5), (None, "K51.90", 2.5),        # IBD
+    ("161665007", None, 3.0), (None, "Z94.0", 3.0),        # kidney transplant, maintenance
+    (None, None, 3.0),                                      # unknown indication
+])
+def test_dose_range_boundaries_per_indication(snomed, icd, max_per_kg):
+    conds = [condition(snomed, icd)] if (snomed or icd) else []
+    at = max_per_kg * 100  # 100 kg patient: the maximum in mg equals 100 x mg/kg
+    for mg, expected in ((at - 25, None), (at, None), (at + 25, "warning")):
+        found = [f for f in run([med_request(daily_mg=mg)], weights=[weight(100)], conditions=conds,
+                                meds=[active(mg=mg)]) if f.rule_id == "dose-above-range"]
+        assert (found[0].indicator if found else None) == expected, (mg, expected)
+
+
+def test_dose_above_1_5_times_the_maximum_is_critical_with_a_corrected_order():
+    # RA max 2.5 mg/kg at 70 kg = 175 mg; 1.5 x = 262.5 mg
+    warn = one(run([med_request(daily_mg=250)], conditions=[condition("69896004")], meds=[active(mg=250)]), "dose-above-range")
+    crit = one(run([med_request(daily_mg=275)], conditions=[condition("69896004")], meds=[active(mg=275)]), "dose-above-range")
+    assert warn.indicator == "warning" and crit.indicator == "critical"
+    assert crit.actions[0].daily_mg == 175
+    assert "3.9 mg/kg/day" in crit.summary and "rheumatoid arthritis" in crit.summary
+
+
+def test_order_reason_beats_conditions():
+    order = med_request(daily_mg=175, reason=[{"coding": [{"system": "http://snomed.info/sct", "code": "69896004"}]}])
+    f = run([order], conditions=[condition("55464009")], meds=[active(mg=175)])
+    assert "dose-above-range" not in ids(f)  # RA via reason: 2.5 mg/kg x 70 = 175 mg
+    f = run([med_request(daily_mg=175)], conditions=[condition("408335007")], meds=[active(mg=175)])
+    assert "dose-above-range" in ids(f)      # AIH: 2 mg/kg x 70 = 140 mg
+
+
+def test_kidney_transplant_new_start_allows_the_initial_range():
+    new = run([med_request(daily_mg=350)], conditions=[condition("161665007")], meds=[])  # 5 mg/kg at 70 kg
+    assert "dose-above-range" not in ids(new)
+    established = run([med_request(daily_mg=350)], conditions=[condition("161665007")], meds=[active(mg=350)])
+    assert "dose-above-range" in ids(established)
+
+
+@pytest.mark.parametrize("value,unit,code", [(70, "kg", "kg"), (70000, "g", "g"), (154.32, "lb", "[lb_av]")])
+def test_weight_units_give_the_same_mg_per_kg(value, unit, code):
+    f = one(run([med_request(daily_mg=250)], weights=[weight(value, unit=unit, code=code)], meds=[active(mg=250)]),
+            "dose-above-range")
+    assert "3.6 mg/kg/day" in f.summary
+
+
+@pytest.mark.parametrize("dosage,mg", [(b.dosage(0.25, unit="g", code="g"), 250), (b.dosage(125, frequency=2), 250),
+                                       (b.dosage(250000, unit="ug", code="ug"), 250)])
+def test_dose_units_give_the_same_mg_per_kg(dosage, mg):
+    order = med_request(dosages=[dosage])
+    assert "3.6 mg/kg/day" in one(run([order], meds=[active(mg=250)]), "dose-above-range").summary
+
+
+def test_dose_without_units_is_a_card_not_a_pass():
+    order = med_request(dosages=[b.dosage(150, unit="", code=None, system=None)])
+    f = one(run([order]), "dose-unreadable")
+    assert f.indicator == "warning" and "no unit" in f.detail
+
+
+# ---------------------------------------------------------------- new start
+@pytest.mark.parametrize("mg,expected", [(50, False), (70, False), (75, True)])  # max(50 mg, 1 mg/kg x 70 kg)
+def test_new_start_above_the_starting_dose(mg, expected):
+    found = ids(run([med_request(daily_mg=mg)], meds=[]))
+    assert ("dose-new-start" in found) is expected
+
+
+def test_new_start_rule_silent_for_ibd_and_for_continuing_therapy():
+    assert "dose-new-start" not in ids(run([med_request(daily_mg=150)], meds=[], conditions=[condition("34000006")]))
+    assert "dose-new-start" not in ids(run([med_request(daily_mg=150)], meds=[active(mg=150)]))
+
+
+# ------------------------------------------------------------------- weight
+@pytest.mark.parametrize("age_days,expected", [(89, False), (90, False), (91, True)])
+def test_weight_age_boundary(age_days, expected):
+    found = ids(run(weights=[weight(70, when=days_ago(age_days))]))
+    assert ("weight-missing" in found) is expected
+
+
+@pytest.mark.parametrize("kg,expected", [(0, True), (1.9, True), (2, False), (350, False), (700, True)])
+def test_implausible_weight_is_said(kg, expected):
+    found = run([med_request(daily_mg=100)], weights=[weight(kg)])
+    assert ("weight-implausible" in ids(found)) is expected
+    if expected:
+        assert "kg" in one(found, "weight-implausible").summary
+
+
+# -------------------------------------------------------------- TPMT activity
+@pytest.mark.parametrize("value,rule", [(16.9, "pgx-poor-metabolizer"), (17.0, "pgx-reduce-dose"), (23.9, "pgx-reduce-dose"),
+                                        (24.0, None), (44.0, None), (44.1, "tpmt-activity-high")])
+def test_tpmt_activity_without_laboratory_range(value, rule):
+    act = lab("21563-2", value, "U/mL{RBC}", id="tpmt-act")
+    found = ids(run([med_request(daily_mg=150)], pgx=[b.genotype_ig("NUDT15", "*1/*1"), act], meds=[active(mg=150)]))
+    pgx_or_high = [r for r in found if r.startswith("pgx-") or r == "tpmt-activity-high"]
+    assert pgx_or_high == ([rule] if rule else [])
+
+
+def test_tpmt_activity_below_the_laboratory_range_is_intermediate():
+    act = lab("21563-2", 30, "U/mL{RBC}", id="tpmt-act")
+    act["referenceRange"] = [{"low": {"value": 35, "unit": "U/mL{RBC}"}, "high": {"value": 60, "unit": "U/mL{RBC}"}}]
+    found = run([med_request(daily_mg=150)], pgx=[b.genotype_ig("NUDT15", "*1/*1"), act], meds=[active(mg=150)])
+    assert "pgx-reduce-dose" in ids(found)
+
+
+def test_activity_resolves_an_indeterminate_genotype():
+    act = lab("21563-2", 30, "U/mL{RBC}", id="tpmt-act")
+    found = run(pgx=[b.genotype_ig("TPMT", "*1/*5"), b.genotype_ig("NUDT15", "*1/*1"), act])
+    assert not [f for f in found if f.rule_id.startswith("pgx-")]
+
+
+# ------------------------------------------------------------- interactions
+@pytest.mark.parametrize("xoi_rx,name", [("519", "allopurinol"), ("73689", "febuxostat")])
+def test_xoi_either_direction(xoi_rx, name):
+    xoi_active = active(xoi_rx, name, id="xoi", mg=100)
+    f = one(run([med_request(daily_mg=100)], meds=[active(mg=100), xoi_active]), "interaction-xanthine-oxidase")
+    assert f.indicator == "critical" and f.actions[0].daily_mg == 25  # 25 % of 100 mg
+    xoi_draft = med_request(xoi_rx, name, id="xoi-new", daily_mg=100)
+    f = one(run([xoi_draft], meds=[active(mg=200)]), "interaction-xanthine-oxidase")
+    dose = f.actions[0]
+    assert dose.order_ref == "MedicationRequest/aza-old" and dose.daily_mg == 50
+    assert ("contraindicates" in f.detail) is (name == "febuxostat")
+
+
+def test_tpmt_intermediate_and_allopurinol_give_one_combined_dose():
+    found = run([med_request(daily_mg=200)], weights=[weight(100)],
+                pgx=[b.genotype_ig("TPMT", "*1/*3A"), b.genotype_ig("NUDT15", "*1/*1")],
+                meds=[active(mg=200), active("519", "allopurinol", id="allo", mg=300)])
+    doses = [a for f in found for a in f.actions if hasattr(a, "daily_mg")]
+    assert len(doses) == 1  # one suggestion carries the combined dose
+    # CPIC/brief cap: 50 % of 2 mg/kg x 100 kg = 100 mg; allopurinol: 25 % -> 25 mg
+    assert doses[0].daily_mg == 25
+    assert one(found, "interaction-xanthine-oxidase").actions[0] is doses[0]
+
+
+def test_warfarin_either_direction_orders_an_inr_within_a_week():
+    f = one(run([med_request(daily_mg=100)], meds=[active(mg=100), active("11289", "warfarin", id="w", mg=5)]), "interaction-warfarin")
+    assert f.indicator == "warning" and f.actions[0].loinc == "6301-6" and f.actions[0].within_days == 7
+    f = one(run([med_request("855350", "Warfarin Sodium 0.5 MG Oral Tablet", id="w-new", daily_mg=5)]), "interaction-warfarin")
+    assert "azathioprine" in f.summary.lower()
+
+
+def test_live_vaccine_either_direction_names_the_alternative():
+    zostavax = {"resourceType": "MedicationRequest", "id": "zos", "status": "draft", "intent": "order",
+                "medicationCodeableConcept": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "121"}]}}
+    f = one(run([zostavax]), "interaction-live-vaccine")
+    assert f.indicator == "critical" and "Shingrix" in f.detail and f.actions[0].order_ref == "MedicationRequest/zos"
+    mmr = {"resourceType": "MedicationRequest", "id": "mmr", "status": "draft", "intent": "order",
+           "medicationCodeableConcept": {"text": "M-M-R II vaccine"}}
+    found = run([med_request(daily_mg=100), mmr], meds=[])
+    assert "interaction-live-vaccine" in ids(found)
+    shingrix = {"resourceType": "MedicationRequest", "id": "shx", "status": "draft", "intent": "order",
+                "medicationCodeableConcept": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "187"}]}}
+    assert run([shingrix]) == []  # not live
+
+
+@pytest.mark.parametrize("rx,name,rule", [("1998", "captopril", "interaction-ace-inhibitors"),
+                                          ("9344", "ribavirin", "interaction-ribavirin"),
+                                          ("52582", "mesalamine", "interaction-aminosalicylates"),
+                                          ("", "Bactrim DS (sulfamethoxazole/trimethoprim)", "interaction-cotrimoxazole")])
+def test_other_interactions_warn(rx, name, rule):
+    other = active(rx or "0", name, id="other", mg=100)
+    f = one(run([med_request(daily_mg=100)], meds=[active(mg=100), other]), rule)
+    assert f.indicator == "warning"
+
+
+def test_duplicate_thiopurine_is_critical():
+    mp = active("103", "mercaptopurine", id="mp", mg=50)
+    f = one(run([med_request(daily_mg=100)], meds=[mp]), "duplicate-thiopurine")
+    assert f.indicator == "critical" and "mercaptopurine" in f.summary
+
+
+def test_unrelated_order_for_a_patient_not_on_a_thiopurine_gives_nothing():
+    assert run([med_request("617993", "amoxicillin", id="amox")], meds=[]) == []
+    assert run([med_request("855350", "Warfarin Sodium 0.5 MG Oral Tablet", id="w")], meds=[]) == []
+
+
+# --------------------------------------------------------------- monitoring
+@pytest.mark.parametrize("days,expected", [(89, False), (90, False), (91, True)])
+def test_cbc_every_3_months_on_established_therapy(days, expected):
+    found = ids(run(labs=normal_labs(days)))
+    assert ("monitoring-cbc-due" in found) is expected
+
+
+@pytest.mark.parametrize("days,expected", [(6, False), (7, False), (8, True)])
+def test_cbc_weekly_after_a_new_start(days, expected):
+    found = ids(run([med_request(daily_mg=50)], meds=[], labs=normal_labs(days)))
+    assert ("monitoring-cbc-due" in found) is expected
+
+
+def test_dose_change_and_recent_start_use_the_weekly_window():
+    assert "monitoring-cbc-due" in ids(run([med_request(daily_mg=150)], meds=[active(mg=100)], labs=normal_labs(10)))
+    recent = active(mg=100, authored=days_ago(30))
+    assert "monitoring-cbc-due" in ids(run(meds=[recent], labs=normal_labs(10)))
+    f = one(run(meds=[recent], labs=normal_labs(10)), "monitoring-cbc-due")
+    assert [a.loinc for a in f.actions] == ["58410-2", "24325-3"]
+
+
+def _labs_with(**values):
+    base = {lab_.get("id"): lab_ for lab_ in normal_labs()}
+    codes = {"wbc": "6690-2", "anc": "751-8", "lym": "731-0", "plt": "777-3", "mcv": "787-2", "alt": "1742-6", "ast": "1920-8"}
+    units = {"mcv": "fL", "alt": "U/L", "ast": "U/L"}
+    for key, v in values.items():
+        base[key] = lab(codes[key], v, units.get(key, "10*9/L"), when=days_ago(3), id=key)
+    return list(base.values())
+
+
+@pytest.mark.parametrize("key,below,at", [("wbc", 3.4, 3.5), ("anc", 1.5, 1.6), ("plt", 139, 140), ("lym", 0.49, 0.5)])
+def test_cytopenia_thresholds(key, below, at):
+    assert "cytopenia" in ids(run(labs=_labs_with(**{key: below})))
+    assert "cytopenia" not in ids(run(labs=_labs_with(**{key: at})))
+
+
+def test_lymphopenia_advises_dose_reduction():
+    f = one(run(labs=_labs_with(lym=0.4)), "cytopenia")
+    assert "reduce" in f.detail and "lymphocytes" in f.summary
+
+
+@pytest.mark.parametrize("value,expected", [(105, False), (105.1, True)])
+def test_macrocytosis(value, expected):
+    assert ("cytopenia" in ids(run(labs=_labs_with(mcv=value)))) is expected
+
+
+@pytest.mark.parametrize("key,below,at", [("anc", 0.99, 1.0), ("wbc", 1.9, 2.0), ("plt", 49, 50)])
+def test_severe_cytopenia_thresholds(key, below, at):
+    f = one(run(labs=_labs_with(**{key: below})), "cytopenia-severe")
+    assert f.indicator == "critical" and "stop" in f.summary
+    assert "cytopenia-severe" not in ids(run(labs=_labs_with(**{key: at})))
+
+
+def test_cell_counts_in_per_microlitre():
+    labs_ = _labs_with()
+    labs_ = [l for l in labs_ if l["id"] != "anc"] + [lab("751-8", 900, "/uL", when=days_ago(3), id="anc")]
+    assert "cytopenia-severe" in ids(run(labs=labs_))
+
+
+@pytest.mark.parametrize("alt,expected", [(100, False), (101, True)])
+def test_liver_threshold(alt, expected):
+    assert ("liver-tests" in ids(run(labs=_labs_with(alt=alt)))) is expected
+
+
+def test_liver_twice_the_upper_limit():
+    labs_ = _labs_with()
+    alt = lab("1742-6", 81, "U/L", when=days_ago(3), id="alt")
+    alt["referenceRange"] = [{"high": {"value": 40, "unit": "U/L"}}]
+    labs_ = [l for l in labs_ if l["id"] != "alt"] + [alt]
+    assert "liver-tests" in ids(run(labs=labs_))
+
+
+def test_lab_in_an_unexpected_unit_is_said():
+    labs_ = [l for l in normal_labs() if l["id"] != "anc"] + [lab("751-8", 55, "%", when=days_ago(3), id="anc")]
+    f = one(run(labs=labs_), "data-incomplete")
+    assert "neutrophil" in f.detail and "'%'" in f.detail and f.indicator == "warning"
+
+
+def _metabolite(name, value):
+    return {"resourceType": "Observation", "id": name[:5], "status": "final", "code": {"text": name},
+            "effectiveDateTime": days_ago(5), "valueQuantity": {"value": value, "unit": "pmol/8x10^8 RBC"}}
+
+
+@pytest.mark.parametrize("tgn,mmp,rule", [(450, 5700, None), (451, 1000, "metabolites-high"), (300, 5701, "metabolites-high"),
+                                          (234, 1000, "metabolites-low"), (235, 1000, None)])
+def test_metabolite_thresholds(tgn, mmp, rule):
+    labs_ = normal_labs() + [_metabolite("6-Thioguanine nucleotides", tgn), _metabolite("6-Methylmercaptopurine", mmp)]
+    found = [r for r in ids(run(labs=labs_)) if r.startswith("metabolites")]
+    assert found == ([rule] if rule else [])
+
+
+# -------------------------------------------------------- special populations
+def test_hypersensitivity_is_critical():
+    allergy = {"resourceType": "AllergyIntolerance", "id": "a1", "clinicalStatus": {"coding": [{"code": "active"}]},
+               "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1256", "display": "azathioprine"}]}}
+    f = one(run(allergies=[allergy]), "hypersensitivity")
+    assert f.indicator == "critical" and f.actions
+
+
+def test_pregnancy_by_status_and_by_condition():
+    preg = {"resourceType": "Observation", "id": "p", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "82810-3"}]},
+            "effectiveDateTime": days_ago(10), "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "77386006"}]}}
+    assert one(run(status=[preg]), "pregnancy").indicator == "info"
+    assert "pregnancy" in ids(run(conditions=[condition(icd10="Z33.1")]))
+    not_preg = dict(preg, valueCodeableConcept={"coding": [{"system": "http://snomed.info/sct", "code": "60001007"}]})
+    assert "pregnancy" not in ids(run(status=[not_preg]))
+
+
+def test_breastfeeding_warns_and_cites_both_views():
+    bf = {"resourceType": "Observation", "id": "bf", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "63895-7"}]},
+          "effectiveDateTime": days_ago(3), "valueBoolean": True}
+    f = one(run(status=[bf]), "breastfeeding")
+    assert f.indicator == "warning" and "ACR 2020" in f.detail
+    assert "breastfeeding" not in ids(run(status=[dict(bf, valueBoolean=False)]))
+
+
+@pytest.mark.parametrize("egfr,expected", [(29, True), (30, False)])
+def test_renal_threshold(egfr, expected):
+    labs_ = [l for l in normal_labs() if l["id"] != "egfr"] + [lab("62238-1", egfr, "mL/min/{1.73_m2}", when=days_ago(3), id="egfr")]
+    assert ("renal-impairment" in ids(run(labs=labs_))) is expected
+
+
+def test_oliguria_condition_is_renal_impairment():
+    assert "renal-impairment" in ids(run(conditions=[condition(icd10="N17.9")]))
+
+
+@pytest.mark.parametrize("years,expected", [(64, False), (65, True)])
+def test_elderly_boundary(years, expected):
+    born = TODAY.replace(year=TODAY.year - years) - timedelta(days=1)
+    assert ("elderly" in ids(run(pt=patient(birth_date=born.isoformat())))) is expected
+
+
+# ---------------------------------------------------------- data not obtained
+def test_unavailable_labs_and_medications_are_named():
+    f = one(run(unavailable=("labs", "medications")), "data-incomplete")
+    assert f.indicator == "warning"
+    assert "active medications" in f.detail and "blood counts" in f.detail
+
+
+# ------------------------------------------------------------------ knowledge
+def test_every_knowledge_entry_with_a_number_cites_a_source():
+    kb = load()
+    for stem, tree in kb.files.items():
+        if stem == "sources":
+            continue
+        assert tree["meta"]["version"]
+
+        def walk(node, path):
+            if isinstance(node, dict):
+                numbers = [k for k, v in node.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+                if numbers and path[-1] != "meta":
+                    cited = [k for k in node if k == "source" or k.endswith("_source")]
+                    assert cited or any(isinstance(v, dict) and "source" in v for v in node.values()), (stem, path, numbers)
+                for k, v in node.items():
+                    walk(v, path + [k])
+        walk(tree, [stem])
+        for key in source_keys(tree):
+            assert key in kb.sources
+
+
+# -------------------------------------------------------------- end to end
+EXPECTED = {
+    "normal-patient": [],
+    "tpmt-poor-metabolizer": ["pgx-poor-metabolizer"],
+    "tpmt-intermediate-metabolizer": ["pgx-reduce-dose"],
+    "missing-pgx-test": ["pgx-test-missing"],
+    "dose-above-range": ["dose-above-range"],
+    "allopurinol-with-azathioprine": ["interaction-xanthine-oxidase"],
+    "tpmt-intermediate-and-allopurinol": ["interaction-xanthine-oxidase", "pgx-reduce-dose"],
+    "warfarin-with-azathioprine": ["interaction-warfarin"],
+    "live-vaccine-on-azathioprine": ["interaction-live-vaccine"],
+    "severe-neutropenia": ["cytopenia-severe"],
+    "cbc-overdue": ["monitoring-cbc-due"],
+    "pregnant-patient": ["pregnancy"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_examples_end_to_end(name):
+    from service import create_app
+
+    app = create_app({"auth_required": False, "evaluation_date": "2026-11-23"})
+    req = json.loads((EXAMPLES / f"{name}.json").read_text())
+    service = {"order-sign": "thiopurine-order-sign"}[req["hook"]]
+    resp = app.test_client().post(f"/cds-services/{service}", json=req)
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert_valid_response(body)
+    assert rule_ids(body["cards"]) == EXPECTED[name]
+    if name == "normal-patient":
+        assert body == {"cards": []}
+
+
+def test_at_most_one_info_card_by_default(call):
+    pre = b.prefetch(weights=[], pt=patient(birth_date="1940-01-01"))  # weight missing + elderly: two infos
+    cards = call(b.hook_request(orders=[med_request(daily_mg=50)], pre=pre))
+    assert [c["indicator"] for c in cards].count("info") == 1
