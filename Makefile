@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 check: $(STAMP)
-	@for f in examples/*.json; do echo "== $$f"; $(BIN)/azathioprine-cds check $$f; done
+	@for f in examples/*.json; do echo "== $$f"; $(BIN)/azathioprine-cds check --today 2026-11-23 $$f; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
