@@ -32,7 +32,7 @@ OVERRIDE_REASONS = [{"system": _OVERRIDE_SYSTEM, "code": c, "display": d} for c,
 
 def render_cards(findings: list[Finding], *, drafts: dict[str, dict], patient_id: str | None,
                  today: date, max_info_cards: int = 1) -> list[dict]:
-    ordered = sorted(findings, key=lambda f: -SEVERITY[f.indicator])
+    ordered = sorted(findings, key=lambda f: (-SEVERITY[f.indicator], f.priority))
     cards, infos = [], 0
     for f in ordered:
         if f.indicator == "info":
