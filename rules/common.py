@@ -49,3 +49,10 @@ def fmt_mgkg(x: float) -> str:
 
 def drug_name(ingredient: str) -> str:
     return ingredient[:1].upper() + ingredient[1:]
+
+
+def usable_weight(facts: ClinicalFacts, max_age_days: int) -> Measurement | None:
+    """The recent weight if it is plausible (``dosing.toml`` limits); else None (the weight rule says why)."""
+    low, high = load()["dosing"]["general"]["weight_plausible_kg"]
+    w = recent_weight(facts, max_age_days)
+    return w if w is not None and low <= w.value <= high else None

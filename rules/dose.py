@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fhir_mappers.facts import ClinicalFacts, ConditionFact, MedicationFact
 
-from .common import drug_name, fmt_mg, fmt_mgkg, recent_weight, round_down, thiopurine_orders
+from .common import drug_name, fmt_mg, fmt_mgkg, recent_weight, round_down, thiopurine_orders, usable_weight
 from .findings import ChangeDose, Finding, OrderTest
 from .knowledge_base import load
 
@@ -68,19 +68,12 @@ def weight_findings(facts: ClinicalFacts, max_age_days: int) -> list[Finding]:
     return []
 
 
-def _usable_weight(facts, max_age_days):
-    general = load()["dosing"]["general"]
-    low, high = general["weight_plausible_kg"]
-    w = recent_weight(facts, max_age_days)
-    return w if w is not None and low <= w.value <= high else None
-
-
 def dose_findings(facts: ClinicalFacts, max_age_days: int) -> list[Finding]:
     kb = load()
     dosing = kb["dosing"]
     general = dosing["general"]
     findings = []
-    weight = _usable_weight(facts, max_age_days)
+    weight = usable_weight(facts, max_age_days)
     for order, drug in thiopurine_orders(facts):
         if order.daily_dose is None:
             findings.append(Finding(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from fhir_mappers.facts import ClinicalFacts, GeneResult, MedicationFact
 
-from .common import drug_name, fmt_mg, fmt_mgkg, recent_weight, round_down, thiopurine_orders
+from .common import drug_name, fmt_mg, fmt_mgkg, round_down, thiopurine_orders, usable_weight
 from .findings import CancelOrder, ChangeDose, Finding, OrderTest
 from .knowledge_base import load, normalise_diplotype
 
@@ -274,7 +274,7 @@ def _reduce_dose(facts, order, drug, st, inter, gaps, weight_days, evidence) -> 
     genes = " and ".join(s.gene for s in inter)
     who = f"{genes} intermediate metabolizer"
 
-    weight = recent_weight(facts, weight_days)
+    weight = usable_weight(facts, weight_days)
     per_kg = spec.get("standard_mg_per_kg_day")
     if weight is not None and per_kg:
         reference = per_kg * weight.value

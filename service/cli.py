@@ -91,7 +91,7 @@ def _check(args: argparse.Namespace) -> int:
         body.pop("fhirServer", None)
         body.pop("fhirAuthorization", None)
     hook = body.get("hook") if isinstance(body, dict) else None
-    overrides = {"auth_required": False}
+    overrides = {"auth_required": False, "database_url": "sqlite:///:memory:"}  # offline: nothing is stored
     if args.today:
         overrides["evaluation_date"] = args.today
     app = create_app(overrides)
@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--since", help="only feedback on or after this date (YYYY-MM-DD)")
     r.add_argument("--format", choices=["table", "csv", "html"], default="table")
     r.add_argument("--output", "-o", help="write to this file instead of standard output")
+    r.add_argument("--database-url", help="feedback store to read (default: $AZA_CDS_DATABASE_URL, "
+                                          "else the SQLite file in $AZA_CDS_DATA_DIR)")
     r.set_defaults(func=_report)
     return p
 

@@ -420,7 +420,7 @@ EXPECTED = {
 def test_examples_end_to_end(name):
     from service import create_app
 
-    app = create_app({"auth_required": False, "evaluation_date": "2026-11-23"})
+    app = create_app({"auth_required": False, "evaluation_date": "2026-11-23", "database_url": "sqlite:///:memory:"})
     req = json.loads((EXAMPLES / f"{name}.json").read_text())
     service = {"order-sign": "thiopurine-order-sign"}[req["hook"]]
     resp = app.test_client().post(f"/cds-services/{service}", json=req)
