@@ -73,7 +73,8 @@ def build_facts(
 
     active = []
     for mr in resources_of(data.get("medications"), "MedicationRequest"):
-        if mr.get("status") not in _ACTIVE or mr.get("intent") in ("proposal", "plan"):
+        status = mr.get("status")
+        if not isinstance(status, str) or status not in _ACTIVE or mr.get("intent") in ("proposal", "plan"):
             continue
         fact = medication_fact(mr, is_draft=False, medications=meds_index)
         if fact is not None and fact.ref not in draft_refs:
@@ -109,7 +110,8 @@ def _dedupe(resources: list[dict]) -> list[dict]:
     """The same Observation can arrive under two keys: keep it once."""
     seen, out = set(), []
     for r in resources:
-        key = r.get("id") or id(r)
+        rid = r.get("id")
+        key = rid if isinstance(rid, str) and rid else id(r)  # an id that is a list or object must not raise
         if key in seen:
             continue
         seen.add(key)

@@ -19,6 +19,16 @@ def as_list(value: Any) -> list:
 
 def codings(concept: Any) -> list[dict]:
     """Codings of a CodeableConcept (or a Coding, or a list of either)."""
+    # fast path for the usual shape, one CodeableConcept (this runs for every code of every resource)
+    if concept is None:
+        return []
+    if type(concept) is dict:
+        if "coding" in concept:
+            coding = concept["coding"]
+            if type(coding) is list:
+                return [x for x in coding if isinstance(x, dict)]
+            return [coding] if isinstance(coding, dict) else []
+        return [concept] if "code" in concept else []
     out = []
     for c in as_list(concept):
         if not isinstance(c, dict):
@@ -69,17 +79,22 @@ def all_text(concept: Any) -> str:
     return " | ".join(parts)
 
 
+_INF = float("inf")
+
+
 def number(value: Any) -> float | None:
+    if type(value) is float:  # fast path: most values
+        return value if value == value and value != _INF and value != -_INF else None
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value) if value == value and abs(value) != float("inf") else None
+        return float(value) if value == value and abs(value) != _INF else None
     if isinstance(value, str):
         try:
             f = float(value.strip())
         except ValueError:
             return None
-        return f if f == f and abs(f) != float("inf") else None
+        return f if f == f and abs(f) != _INF else None
     return None
 
 

@@ -1,6 +1,7 @@
 """MedicationRequest (and vaccine orders) → MedicationFact with a daily dose in mg."""
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -104,7 +105,7 @@ def _per_day(dosage: dict) -> tuple[float | None, str]:
         unit = repeat.get("periodUnit")
         if freq is not None and period is None and not unit and (repeat.get("when") or repeat.get("timeOfDay")):
             period, unit = 1.0, "d"
-        if freq is not None and period and unit in _PERIOD_DAYS:
+        if freq is not None and period and isinstance(unit, str) and unit in _PERIOD_DAYS:
             return freq / (period * _PERIOD_DAYS[unit]), ""
         if freq is not None or period is not None:
             return None, "the dosing frequency is incomplete"
@@ -149,6 +150,8 @@ def daily_dose(resource: dict, strength_mg: float | None) -> tuple[DailyDose | N
         if isinstance(d.get("text"), str):
             texts.append(d["text"])
     low, high = max(groups.values(), key=lambda g: g[1])
+    if not (math.isfinite(low) and math.isfinite(high)):  # e.g. 1e308 mg three times a day
+        return None, "the dose is too large to be read"
     return DailyDose(round(low, 3), round(high, 3), "; ".join(texts)), ""
 
 

@@ -16,7 +16,8 @@ _EXCLUDED_STATUS = {"entered-in-error", "cancelled", "preliminary", "registered"
 
 
 def _usable(obs: dict) -> bool:
-    return obs.get("status") not in _EXCLUDED_STATUS
+    status = obs.get("status")
+    return not (isinstance(status, str) and status in _EXCLUDED_STATUS)  # a list or object here must not raise
 
 
 def _quantity_unit(q: dict) -> str:
@@ -181,7 +182,7 @@ def _phenotype_term(obs: dict) -> str | None:
     """A CPIC phenotype term from a LOINC answer code or the value's words."""
     t = terminology()
     for c in codings(obs.get("valueCodeableConcept")):
-        if c.get("code") in t.metabolizer_answers:
+        if isinstance(c.get("code"), str) and c["code"] in t.metabolizer_answers:
             return t.metabolizer_answers[c["code"]]
     text = _value_text(obs).lower()
     if "possible intermediate" in text:

@@ -9,6 +9,8 @@ cannot even be asked for (no FHIR server) raises ``PreconditionFailed``.
 from __future__ import annotations
 
 import logging
+import re
+import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
@@ -70,30 +72,64 @@ def gather(
 
     futures = {key: client.pool.submit(client.search, access.server, q, access.token, deadline)
                for key, q in queries.items()}
+    wait_until = _wait_until(deadline)
     for key, future in futures.items():
+        label = GROUP_LABELS.get(key, key)
         try:
-            data[key] = future.result(timeout=max(deadline.remaining(), 0) + 0.05)
+            value = future.result(timeout=max(wait_until - time.monotonic(), 0))
         except (FhirError, FutureTimeout) as exc:
             future.cancel()
             reason = exc.reason if isinstance(exc, FhirError) else FhirTimeout.reason
             data[key] = None
-            gaps.append(DataGap(GROUP_LABELS.get(key, key), reason, key))
+            gaps.append(DataGap(label, reason, key))
             log.info("fhir fetch failed", extra={"prefetch_key": key, "error": type(exc).__name__})
+            continue
+        except Exception as exc:  # a bug must not turn into a silent pass or a 500
+            data[key] = None
+            gaps.append(DataGap(label, FhirError.reason, key))
+            log.error("fhir fetch raised", extra={"prefetch_key": key, "error": type(exc).__name__})
+            continue
+        pages = value.get("_truncated") if isinstance(value, dict) else None
+        if pages:
+            if "_sort=" in templates[key]:
+                # newest first: what was read is the part that matters; say the rest was not read
+                gaps.append(DataGap(f"{label} (results beyond the first {pages} pages)",
+                                    "the EHR's FHIR server kept sending more pages", key))
+            else:
+                # unsorted: a result that matters may be on a page that was not read
+                value = None
+                gaps.append(DataGap(label, f"the EHR's FHIR server sent more than {pages} pages of results, "
+                                           "so they could not all be read", key))
+            log.info("fhir paging truncated", extra={"prefetch_key": key})
+        data[key] = value
     return data, gaps
+
+
+def _wait_until(deadline: Deadline) -> float:
+    """One end for all the waits of a call (waiting for each future in turn with its own grace
+    period would add those periods up past the deadline)."""
+    return time.monotonic() + max(deadline.remaining(), 0) + 0.05
+
+
+_REFERENCE = re.compile(r"^[A-Za-z]{1,64}/(?!\.+$)[A-Za-z0-9\-.]{1,64}$")  # Type/id (FHIR id syntax), never "." or ".."
 
 
 def fetch_references(client: FhirClient, access: FhirAccess, refs: list[str], deadline: Deadline) -> dict[str, dict]:
     """Read resources by relative reference (e.g. ``Medication/123``), in parallel; failures are skipped."""
+    refs = [r for r in refs if isinstance(r, str) and _REFERENCE.match(r)]
     if not access.server or not refs:
         return {}
     futures = {ref: client.pool.submit(client.get_json, join_url(access.server, ref), access.token, deadline) for ref in refs}
     out = {}
+    wait_until = _wait_until(deadline)
     for ref, future in futures.items():
         try:
-            resource = future.result(timeout=max(deadline.remaining(), 0) + 0.05)
+            resource = future.result(timeout=max(wait_until - time.monotonic(), 0))
         except (FhirError, FutureTimeout):
             continue
-        if usable(resource):
+        except Exception as exc:
+            log.error("fhir read raised", extra={"error": type(exc).__name__})
+            continue
+        if usable(resource) and resource.get("resourceType") == ref.split("/", 1)[0]:
             out[ref] = resource
     return out
-

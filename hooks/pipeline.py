@@ -85,6 +85,11 @@ def evaluate(request: dict, env: HookEnv, *, templates: dict[str, str], required
     if selected is not None:
         orders = [_with_selection(o, selected) for o in orders]
     if not rules.needs_data(orders):
+        unread = _unidentified_references(orders, known_meds)
+        if unread:  # the drug could be a thiopurine: not an all-clear
+            cards = render_cards([_unidentified_finding(unread)], drafts={}, patient_id=pid, today=env.today(),
+                                 max_info_cards=env.max_info_cards)
+            return HookResult({"cards": cards}, rule_ids=["data-incomplete"], fhir_ms=(time.monotonic() - started) * 1000)
         return HookResult({"cards": []}, fhir_ms=(time.monotonic() - started) * 1000)
 
     data, gaps = gather(env.client, access, templates, required, context, prefetch, deadline)
@@ -97,6 +102,29 @@ def evaluate(request: dict, env: HookEnv, *, templates: dict[str, str], required
     cards = render_cards(findings, drafts=by_ref, patient_id=pid, today=today, max_info_cards=env.max_info_cards)
     shown = {c["source"]["topic"]["code"] for c in cards}
     return HookResult({"cards": cards}, rule_ids=[f.rule_id for f in findings if f.rule_id in shown], fhir_ms=fhir_ms)
+
+
+def _unidentified_references(orders, known: dict[str, dict]) -> list[str]:
+    """Medication references of selected draft orders whose drug could not be read (nor recognised otherwise)."""
+    out = []
+    for o in orders:
+        mref = (o.resource or {}).get("medicationReference")
+        ref = mref.get("reference") if isinstance(mref, dict) else None
+        if o.selected and not o.ingredients and isinstance(ref, str) and not ref.startswith("#") and ref not in known:
+            out.append(ref[:80])
+    return sorted(set(out))
+
+
+def _unidentified_finding(refs: list[str]) -> rules.Finding:
+    return rules.Finding(
+        rule_id="data-incomplete", indicator="warning", title="Incomplete safety check",
+        summary="The drug of a draft order could not be identified; check by hand whether it is a thiopurine",
+        detail=("The drug of this order is named only by a reference that could not be read from the EHR ("
+                + ", ".join(f"`{r}`" for r in refs) + "), so this service could not tell whether it is azathioprine, "
+                "mercaptopurine or thioguanine, or a drug that interacts with them. If it is, check TPMT/NUDT15 "
+                "status, the dose, blood counts and interactions by hand."),
+        sources=("fda_azathioprine",),
+    )
 
 
 def _with_selection(order, selected: set[str]):

@@ -57,6 +57,10 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         fixed = date.fromisoformat(cfg.evaluation_date)
         app.extensions["aza_hook_env"].today = lambda: fixed
     app.extensions["aza_auth"] = Authenticator.from_config(cfg)
+    # feedback store: SQLite in the data dir or AZA_CDS_DATABASE_URL; migrated here, once per worker
+    from .storage import open_store
+
+    app.extensions["aza_feedback_store"] = open_store(cfg)
 
     CORS(app, resources={r"/cds-services*": {"origins": cfg.cors_origins}, r"/openapi.json": {"origins": "*"}},
          allow_headers=["Authorization", "Content-Type"], methods=["GET", "POST", "OPTIONS"], max_age=86400)
@@ -82,7 +86,8 @@ def _install_hooks(app: Flask) -> None:
     def _http_error(exc: HTTPException):
         messages = {404: "Not found", 405: "Method not allowed", 413: "The request body is too large",
                     415: "Unsupported media type"}
-        return error_response(exc.code or 500, messages.get(exc.code or 0, exc.name))
+        allow = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}  # RFC 9110: a 405 names the methods
+        return error_response(exc.code or 500, messages.get(exc.code or 0, exc.name), headers=allow)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, current_app, g, request
 from hooks import SERVICES, HookEnv
 from hooks.errors import HookError
 
+from . import jsonbody
 from .errors import ApiError
 from .validation import first_error, has_context_schema
 
@@ -20,8 +21,12 @@ JSON_TYPES = ("application/json", "application/fhir+json")
 
 
 def _json_response(body: dict, status: int = 200) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status,
-                    mimetype="application/json")
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate echoed from the request (JSON allows "\ud800"): escape it
+        data = json.dumps(body, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode("ascii")
+    return Response(data, status=status, mimetype="application/json")
 
 
 @bp.get("/cds-services")
@@ -51,11 +56,11 @@ def read_json_body() -> dict:
         raise ApiError(415, f"Content-Type must be application/json (got '{mimetype or 'none'}')")
     raw = request.get_data(cache=False)
     try:
-        body = json.loads(raw)
+        body = jsonbody.loads(raw)
     except (ValueError, RecursionError):
         raise ApiError(400, "The body is not valid JSON") from None
     limit = current_app.config["AZA"].max_json_depth
-    if _depth(body, limit) > limit:
+    if jsonbody.nested_deeper_than(raw, body, limit):
         raise ApiError(400, f"The JSON body is nested deeper than {limit} levels")
     if not isinstance(body, dict):
         raise ApiError(400, "The body must be a JSON object")
@@ -74,7 +79,7 @@ def normalise_request(body: dict) -> dict:
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     service = SERVICES.get(service_id)
-    g.service_id = service_id
+    g.service_id = service_id if service_id in SERVICES else "(unknown)"  # never log caller text
     if service is None:
         raise ApiError(404, f"No CDS service '{service_id}'")
     body = normalise_request(read_json_body())
@@ -105,15 +110,34 @@ def call_service(service_id: str) -> Response:
 
 @bp.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
-    g.service_id = service_id
+    g.service_id = service_id if service_id in SERVICES else "(unknown)"  # never log caller text
     if service_id not in SERVICES:
         raise ApiError(404, f"No CDS service '{service_id}'")
     body = read_json_body()
     problem = first_error("FeedbackRequest", body)
     if problem:
         raise ApiError(400, problem[0], field=problem[1])
-    store = current_app.extensions.get("aza_feedback_store")
-    if store is not None:
-        store.record_feedback(service_id, body["feedback"])
+    from .storage import FeedbackInvalid, StorageError, parse_feedback
+
     g.feedback_items = len(body["feedback"])
-    return _json_response({})
+    try:
+        parse_feedback(body["feedback"])  # what the schema cannot say: timestamps, sizes
+        store = current_app.extensions.get("aza_feedback_store")
+        if store is None:
+            return _json_response({})
+        # idempotent; feedback on a card another replica issued is stored like any other
+        result = store.record_feedback(service_id, body["feedback"])
+    except FeedbackInvalid as exc:
+        raise ApiError(400, exc.message, field=exc.field) from None
+    except StorageError:
+        raise ApiError(503, "The feedback could not be stored now; send it again later (it is stored once)",
+                       headers={"Retry-After": "5"}) from None
+    return _json_response({"stored": result.stored, "duplicates": result.duplicates})
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """OpenAPI 3.1 description of these endpoints (no token needed, like discovery)."""
+    from .openapi import openapi_document
+
+    return _json_response(openapi_document())

@@ -31,6 +31,9 @@ class Config:
     cors_origins: str = "*"
     dev: bool = False
     evaluation_date: str | None = None  # YYYY-MM-DD: evaluate as of this day (offline checks, demos)
+    # feedback store: user comments are deleted this many days after receipt (None: kept)
+    feedback_comment_retention_days: int | None = 365  # AZA_CDS_COMMENT_RETENTION_DAYS ("never": keep)
+    feedback_card_flush_seconds: float = 0.25  # cards queue this long, then one INSERT (AZA_CDS_CARD_FLUSH_SECONDS)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Config":
@@ -40,6 +43,10 @@ class Config:
             values["trust_file"] = env["AZA_CDS_TRUST"]
         if env.get("AZA_CDS_DATABASE_URL"):
             values["database_url"] = env["AZA_CDS_DATABASE_URL"]
+        if env.get("AZA_CDS_COMMENT_RETENTION_DAYS"):
+            values["feedback_comment_retention_days"] = _retention_days(env["AZA_CDS_COMMENT_RETENTION_DAYS"])
+        if env.get("AZA_CDS_CARD_FLUSH_SECONDS"):
+            values["feedback_card_flush_seconds"] = float(env["AZA_CDS_CARD_FLUSH_SECONDS"])
         if env.get("AZA_CDS_PUBLIC_BASE_URL"):
             values["public_base_url"] = env["AZA_CDS_PUBLIC_BASE_URL"]
         if env.get("AZA_CDS_FHIR_DEADLINE"):
@@ -58,3 +65,12 @@ class Config:
         if unknown:
             raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
         return replace(self, **overrides)
+
+
+def _retention_days(value: str) -> int | None:
+    if value.strip().lower() in ("never", "none", "off", "keep"):
+        return None
+    days = int(value)
+    if days < 0:
+        raise ValueError("AZA_CDS_COMMENT_RETENTION_DAYS must be a number of days >= 0, or 'never'")
+    return days

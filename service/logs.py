@@ -6,8 +6,10 @@ a name, an identifier of a patient, or free text from the record.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 import sys
 import time
 
@@ -26,9 +28,24 @@ class JsonFormatter(logging.Formatter):
         for key in SAFE_FIELDS:
             if key in record.__dict__:
                 out[key] = record.__dict__[key]
+        if "hook_instance" in out:
+            out["hook_instance"] = loggable_hook_instance(out["hook_instance"])
         if record.exc_info:
             out["exception"] = record.exc_info[0].__name__ if record.exc_info[0] else "unknown"
         return json.dumps(out, ensure_ascii=False)
+
+
+_UUID = re.compile(r"^(urn:uuid:)?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def loggable_hook_instance(value) -> str:
+    """A hookInstance is logged as sent only when it is a UUID, as CDS Hooks says it is; any other
+    caller text (which could be anything, a name included) is logged as a short hash, still
+    enough to match the lines of one call."""
+    text = str(value)
+    if _UUID.match(text):
+        return text
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
 
 
 def configure(level: int = logging.INFO, stream=None) -> None:

@@ -1,0 +1,61 @@
+"""Bring the database to the newest schema (``alembic upgrade head``), safely from many processes.
+
+Every worker of every replica calls :func:`upgrade` when it starts. The common case (already
+at head) costs one SELECT. Otherwise the upgrade runs inside one transaction that first takes a
+database-wide lock, so that workers starting together migrate once and the others wait, then
+find the schema current:
+
+* PostgreSQL: ``pg_advisory_xact_lock`` (released at commit/rollback); DDL is transactional.
+* SQLite: the store's connections open write transactions with ``BEGIN IMMEDIATE`` (see
+  ``store.make_engine``), which is the database's write lock; others wait on the busy timeout.
+"""
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, text
+
+from .models import VERSION_TABLE
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_PG_LOCK_KEY = 0x617A612D636473  # "aza-cds": one application-wide advisory lock id
+
+
+def alembic_config(connection: Connection | None = None) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("path_separator", "os")
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+@cache
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head, "no migrations found"
+    return head
+
+
+def current_revision(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def upgrade(engine: Engine) -> bool:
+    """Migrate to head; True when this call changed the schema."""
+    head = head_revision()
+    with engine.connect().execution_options(aza_read=True) as conn:
+        if current_revision(conn) == head:
+            return False
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+        if current_revision(conn) == head:  # another process got there first
+            return False
+        command.upgrade(alembic_config(conn), "head")
+    return True
