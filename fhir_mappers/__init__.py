@@ -12,10 +12,11 @@ from datetime import date
 from typing import Any, Iterable
 
 from .facts import ClinicalFacts, DataGap, MedicationFact
-from .fhirjson import resources_of
+from .fhirjson import code_keys, resources_of
 from .medications import medication_fact
 from .observations import gene_results, measurements, status_observations
 from .patient import allergy_facts, condition_facts, patient_fact
+from .terminology import LOINC, terminology
 
 __all__ = ["build_facts", "order_facts", "ClinicalFacts", "DataGap", "MedicationFact"]
 
@@ -85,8 +86,8 @@ def build_facts(
     for key in ("pgx", "labs"):
         for report in resources_of(data.get(key), "DiagnosticReport"):
             observations += [c for c in report.get("contained") or [] if isinstance(c, dict) and c.get("resourceType") == "Observation"]
-    observations = _dedupe(observations)
-    by_analyte = measurements(observations, gaps)
+    numeric, genomic, status = _classify(_dedupe(observations))
+    by_analyte = measurements(numeric, gaps)
     weights = by_analyte.pop("weight", [])
     patient = next(resources_of(data.get("patient"), "Patient"), None)
 
@@ -97,13 +98,31 @@ def build_facts(
         active_medications=active,
         weights=weights,
         labs=by_analyte,
-        gene_results=gene_results(observations),
+        gene_results=gene_results(genomic),
         conditions=condition_facts(resources_of(data.get("conditions"), "Condition")),
-        status_observations=status_observations(observations),
+        status_observations=status_observations(status),
         allergies=allergy_facts(resources_of(data.get("allergies"), "AllergyIntolerance")),
         gaps=gaps,
         unavailable=unavailable,
     )
+
+
+def _classify(observations: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
+    """Read each Observation's code once and send it to the one mapper that uses it:
+    (numeric results, TPMT/NUDT15 genotype or phenotype, pregnancy/breastfeeding status)."""
+    t = terminology()
+    genomic_keys = t.genotype_codes | t.phenotype_codes
+    status_keys = {f"{LOINC}|{c}" for c in t.status_loinc}
+    numeric, genomic, status = [], [], []
+    for obs in observations:
+        keys = code_keys(obs.get("code"))
+        if keys & genomic_keys:
+            genomic.append(obs)
+        elif keys & status_keys:
+            status.append(obs)
+        else:
+            numeric.append(obs)
+    return numeric, genomic, status
 
 
 def _dedupe(resources: list[dict]) -> list[dict]:

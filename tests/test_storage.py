@@ -80,7 +80,7 @@ def test_first_start_migrates_and_the_migrations_match_the_models(backend_url):
         with store.read() as conn:
             names = set(sa.inspect(conn).get_table_names())
             assert {"cds_card", "cds_feedback", VERSION_TABLE} <= names
-            assert migrate.current_revision(conn) == migrate.head_revision()
+            assert migrate.current_revision(conn) == migrate.head_revision() == migrate.HEAD_REVISION
             from alembic.autogenerate import compare_metadata
             from alembic.runtime.migration import MigrationContext
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 from .models import VERSION_TABLE
 
@@ -26,7 +28,14 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_LOCK_KEY = 0x617A612D636473  # "aza-cds": one application-wide advisory lock id
 
 
-def alembic_config(connection: Connection | None = None) -> AlembicConfig:
+# The newest migration's revision id. Checked against Alembic's own head by the tests, so that
+# an up-to-date database costs one SELECT at start and Alembic is imported only to migrate.
+HEAD_REVISION = "0001"
+
+
+def alembic_config(connection: Connection | None = None) -> "AlembicConfig":
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("path_separator", "os")
@@ -37,21 +46,36 @@ def alembic_config(connection: Connection | None = None) -> AlembicConfig:
 
 @cache
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head, "no migrations found"
     return head
 
 
 def current_revision(conn: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def _stored_revision(conn: Connection) -> str | None:
+    """The schema revision by plain SQL (None when the store is new)."""
+    try:
+        with conn.begin_nested():
+            return conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+    except DBAPIError:
+        return None
 
 
 def upgrade(engine: Engine) -> bool:
     """Migrate to head; True when this call changed the schema."""
-    head = head_revision()
     with engine.connect().execution_options(aza_read=True) as conn:
-        if current_revision(conn) == head:
+        if _stored_revision(conn) == HEAD_REVISION:
             return False
+    from alembic import command
+
+    head = head_revision()
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})

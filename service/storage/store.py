@@ -118,13 +118,32 @@ def _sqlite_transactions(engine: Engine, *, wal: bool) -> None:
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_SECONDS * 1000}")
         if wal:
-            cur.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
+            _set_wal(cur)  # readers never block the writer
             cur.execute("PRAGMA synchronous = NORMAL")  # durable across process crashes in WAL mode
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _begin(conn) -> None:
         conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("aza_read") else "BEGIN IMMEDIATE")
+
+
+def _set_wal(cur) -> None:
+    """Switch a new database file to WAL. The switch needs an exclusive lock and SQLite does not
+    wait for it (no busy handler), so several processes opening a new file at once retry."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return  # persistent: already switched by this or another process
+            cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _insert(dialect: str):
