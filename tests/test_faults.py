@@ -415,7 +415,7 @@ def test_drip_feeding_server_does_not_hold_a_worker_past_the_deadline(client, fh
             break
         time.sleep(0.05)
     assert fhir.drip_stopped, "the client kept reading the dripping response"
-    assert fhir.drip_stopped[0] - started < DEADLINE + 0.3
+    assert fhir.drip_stopped[0] - started < DEADLINE + MARGIN
 
 
 def test_later_calls_are_not_starved_after_a_hanging_server(client, fhir, monkeypatch):
@@ -514,5 +514,5 @@ def test_gather_waits_once_for_all_keys_not_once_per_key():
     finally:
         stuck.set()
         Stuck.pool.shutdown(wait=False)
-    assert took < 0.3 + 0.15, took
+    assert took < 0.3 + MARGIN, took  # the stuck search would take 10 s
     assert all(v is None for v in data.values()) and {g.key for g in gaps} == set(PREFETCH)
