@@ -34,22 +34,6 @@ def discovery() -> Response:
     return _json_response({"services": [s.discovery() for s in SERVICES.values()]})
 
 
-def _depth(value, limit: int) -> int:
-    """Nesting depth of parsed JSON, stopping early past ``limit``."""
-    stack, deepest = [(value, 1)], 0
-    while stack:
-        node, d = stack.pop()
-        if d > deepest:
-            deepest = d
-            if deepest > limit:
-                return deepest
-        if isinstance(node, dict):
-            stack.extend((v, d + 1) for v in node.values() if isinstance(v, (dict, list)))
-        elif isinstance(node, list):
-            stack.extend((v, d + 1) for v in node if isinstance(v, (dict, list)))
-    return deepest
-
-
 def read_json_body() -> dict:
     mimetype = (request.mimetype or "").lower()
     if mimetype not in JSON_TYPES:

@@ -16,12 +16,10 @@ from __future__ import annotations
 import copy
 import json
 import math
-import socket
 import time
 from collections import Counter
 
 import pytest
-import responses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -43,21 +41,7 @@ FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, Heal
 
 # ------------------------------------------------------------------ isolation
 
-def _loopback_only(original):
-    def connect(self, address, *args):
-        host = address[0] if isinstance(address, tuple) else address
-        if isinstance(host, str) and not (host.startswith("127.") or host in ("::1", "localhost")) \
-                and self.family in (socket.AF_INET, socket.AF_INET6):
-            raise ConnectionRefusedError(f"test isolation: no connection to {host}")
-        return original(self, address, *args)
-    return connect
-
-
-@pytest.fixture(scope="module", autouse=True)
-def isolated():
-    with pytest.MonkeyPatch.context() as mp, responses.RequestsMock(assert_all_requests_are_fired=False):
-        mp.setattr(socket.socket, "connect", _loopback_only(socket.socket.connect))
-        yield
+from tests.isolation import isolated  # noqa: E402,F401  (autouse fixture)
 
 
 @pytest.fixture(scope="module")

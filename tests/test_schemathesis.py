@@ -11,13 +11,11 @@ No request leaves the machine: generated ``fhirServer`` URLs are answered by ``r
 from __future__ import annotations
 
 import json
-import socket
 import time
 import uuid
 
 import jwt
 import pytest
-import responses
 import schemathesis
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, settings
@@ -31,21 +29,7 @@ ISS = "https://ehr.schemathesis.example.org"
 KEY = ec.generate_private_key(ec.SECP384R1())
 
 
-def _loopback_only(original):
-    def connect(self, address, *args):
-        host = address[0] if isinstance(address, tuple) else address
-        if isinstance(host, str) and not (host.startswith("127.") or host in ("::1", "localhost")) \
-                and self.family in (socket.AF_INET, socket.AF_INET6):
-            raise ConnectionRefusedError(f"test isolation: no connection to {host}")
-        return original(self, address, *args)
-    return connect
-
-
-@pytest.fixture(scope="module", autouse=True)
-def isolated():
-    with pytest.MonkeyPatch.context() as mp, responses.RequestsMock(assert_all_requests_are_fired=False):
-        mp.setattr(socket.socket, "connect", _loopback_only(socket.socket.connect))
-        yield
+from tests.isolation import isolated  # noqa: E402,F401  (autouse fixture)
 
 
 def _app():
