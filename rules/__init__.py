@@ -116,6 +116,10 @@ def consolidate_doses(findings: list[Finding], facts: ClinicalFacts) -> None:
         if combined >= step:
             main.actions.insert(0, ChangeDose(ref, combined, f"Change to {drug} {fmt_mg(combined)} mg once daily ({titles})",
                                               drug=drug, step_mg=step))
+        if main.dose_summary:
+            dose = (f"{fmt_mg(combined)} mg/day (combined)" if combined >= step
+                    else f"under {fmt_mg(step)} mg/day (ask a specialist)")
+            main.summary = Finding(main.rule_id, main.indicator, main.dose_summary.format(dose=dose), "", ()).summary
         main.detail += (f"\n\n**Combined dose** ({titles}): {fmt_mg(combined)} mg/day"
                         + (f" (below one {fmt_mg(step)} mg step: seek specialist advice)" if combined < step else "") + ".")
 

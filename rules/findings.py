@@ -62,6 +62,7 @@ class Finding:
     order_ref: str = ""  # the draft order this is about, if any
     title: str = ""  # short rule name, for source.topic.display
     priority: int = 50  # among info cards, the lowest number is shown first
+    dose_summary: str = ""  # summary with a "{dose}" slot, refilled when a combined dose replaces this card's own
 
     def __post_init__(self) -> None:
         if self.indicator not in ("info", "warning", "critical"):

@@ -50,9 +50,11 @@ def xoi_findings(facts: ClinicalFacts) -> list[Finding]:
         factor = spec["thiopurine_dose_factor"]
         actions = []
         dose_text = f"{round(factor * 100)} % of its dose"
+        template = ""
         if t.daily_dose is not None:
             step = _step(tp)
             new_mg = round_down(t.daily_dose.mg * factor, step)
+            template = f"{drug_name(other)} with {tp}: severe myelosuppression risk; give {tp} at {{dose}}"
             dose_text = f"{round(factor * 100)} % ({fmt_mg(t.daily_dose.mg)} → {fmt_mg(new_mg)} mg/day)"
             if new_mg >= step and t.ref:
                 actions.append(ChangeDose(t.ref, new_mg, f"Reduce {tp} to {fmt_mg(new_mg)} mg/day (25 %)",
@@ -71,7 +73,7 @@ def xoi_findings(facts: ClinicalFacts) -> list[Finding]:
         findings.append(Finding(
             rule_id="interaction-xanthine-oxidase", indicator=spec["indicator"], title="Xanthine oxidase inhibitor",
             summary=f"{drug_name(other)} with {tp}: severe myelosuppression risk; give {tp} at {dose_text}",
-            detail=detail, sources=tuple(dict.fromkeys(sources)), actions=actions,
+            detail=detail, sources=tuple(dict.fromkeys(sources)), actions=actions, dose_summary=template,
             order_ref=t.ref if new == "thiopurine" else o.ref))
     return findings
 

@@ -349,6 +349,7 @@ def _reduce_dose(facts, order, drug, st, inter, gaps, weight_days, evidence) -> 
         indicator="warning",
         title="TPMT/NUDT15 intermediate metabolizer",
         summary=f"{name} {fmt_mg(ordered)} mg/day{per_kg_text}; {who}: reduce to {range_text}",
+        dose_summary=f"{name} {fmt_mg(ordered)} mg/day{per_kg_text}; {who}: reduce to {{dose}}",
         detail=detail,
         sources=tuple(dict.fromkeys(sources)),
         actions=actions,

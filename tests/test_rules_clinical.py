@@ -194,7 +194,9 @@ def test_tpmt_intermediate_and_allopurinol_give_one_combined_dose():
     assert len(doses) == 1  # one suggestion carries the combined dose
     # CPIC/brief cap: 50 % of 2 mg/kg x 100 kg = 100 mg; allopurinol: 25 % -> 25 mg
     assert doses[0].daily_mg == 25
-    assert one(found, "interaction-xanthine-oxidase").actions[0] is doses[0]
+    xoi = one(found, "interaction-xanthine-oxidase")
+    assert xoi.actions[0] is doses[0]
+    assert xoi.summary.endswith("give azathioprine at 25 mg/day (combined)")  # the summary carries the combined dose
 
 
 def test_warfarin_either_direction_orders_an_inr_within_a_week():
