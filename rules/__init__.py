@@ -37,6 +37,15 @@ def _concerns(o: MedicationFact) -> bool:
     return bool(thiopurine_of(o) or o.ingredients & interacting_ingredients() or is_live_vaccine(o))
 
 
+# Data groups an order needs when it is not a thiopurine itself but may interact with one
+# (warfarin, allopurinol, a live vaccine...): only whether a thiopurine is active.
+INTERACTION_ONLY_GROUPS = frozenset({"patient", "medications"})
+
+
+def thiopurine_ordered(orders: list[MedicationFact]) -> bool:
+    return any(o.selected and thiopurine_of(o) for o in orders)
+
+
 def needs_data(orders: list[MedicationFact]) -> bool:
     """True when a selected draft order is a thiopurine or a drug/vaccine that interacts with one."""
     return any(o.selected and _concerns(o) for o in orders)

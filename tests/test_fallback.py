@@ -155,3 +155,13 @@ def test_contained_medication_is_recognised(call):
     order["medicationReference"] = {"reference": "#m1"}
     cards = call(hook_request(orders=[order], pre=prefetch(pgx=[genotype_ig("TPMT", "*3A/*3A"), genotype_ig("NUDT15", "*1/*1")])))
     assert rule_ids(cards) == ["pgx-poor-metabolizer"]
+
+
+def test_interacting_drug_order_fetches_only_what_it_needs(call):
+    """A warfarin order asks only whether a thiopurine is active: Patient and MedicationRequests, no labs."""
+    warfarin = med_request("855350", "Warfarin Sodium 0.5 MG Oral Tablet", id="w", daily_mg=5)
+    with responses.RequestsMock() as rsps:
+        _register(rsps)
+        assert call(hook_request(orders=[warfarin], fhir_server=BASE, token=TOKEN)) == []
+        paths = sorted(urlsplit(c.request.url).path.rsplit("/", 1)[-1] for c in rsps.calls)
+    assert paths == ["MedicationRequest", "pt-1"]
