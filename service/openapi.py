@@ -83,6 +83,21 @@ def _json_body(schema: dict) -> dict:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
+def _accepted_request(strict: dict) -> dict:
+    """What the service accepts: CDS Hooks 1.0 clients send ``null`` for absent optional
+    top-level fields (e.g. ``"fhirAuthorization": null``); the service drops them before
+    validating (``service.api.normalise_request``), so the description allows them too."""
+    schema = copy.deepcopy(strict)
+    required = set(schema.get("required", []))
+    for name, prop in list(schema.get("properties", {}).items()):
+        if name not in required:
+            schema["properties"][name] = {"anyOf": [prop, {"type": "null"}]}
+    if schema.pop("dependentRequired", None):
+        schema["if"] = {"required": ["fhirAuthorization"], "properties": {"fhirAuthorization": {"type": "object"}}}
+        schema["then"] = {"required": ["fhirServer"], "properties": {"fhirServer": {"type": "string"}}}
+    return schema
+
+
 @cache
 def openapi_document() -> dict:
     from hooks import SERVICES
@@ -110,8 +125,9 @@ def openapi_document() -> dict:
                                   "content": {"application/json": {"schema": {"type": "object"}}}}},
         }},
     }
+    schemas["ServiceRequestAccepted"] = _accepted_request(schemas["ServiceRequest"])
     for service in sorted(SERVICES.values(), key=lambda s: s.id):
-        request = {"allOf": [_ref("ServiceRequest"), {
+        request = {"allOf": [_ref("ServiceRequestAccepted"), {
             "type": "object",
             "properties": {"hook": {"const": service.hook}},
         }]}
