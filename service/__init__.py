@@ -46,10 +46,10 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     load_knowledge()
     for name in ("ServiceRequest", "FeedbackRequest", "hook:order-sign", "hook:order-select", "hook:medication-prescribe"):
         validator(name)
-    client = FhirClient(FhirSettings(deadline_seconds=cfg.fhir_deadline_seconds, max_pages=cfg.fhir_max_pages))
+    client = FhirClient(FhirSettings(deadline_seconds=cfg.fhir_deadline, max_pages=cfg.fhir_max_pages))
     app.extensions["aza_hook_env"] = HookEnv(
         client=client,
-        deadline_seconds=cfg.fhir_deadline_seconds,
+        deadline_seconds=cfg.fhir_deadline,
         rule_options=RuleOptions(weight_max_age_days=cfg.weight_max_age_days),
         max_info_cards=cfg.max_info_cards,
     )

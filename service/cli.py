@@ -5,7 +5,6 @@ import argparse
 import ipaddress
 import json
 import logging
-import os
 import socket
 import sys
 from pathlib import Path
@@ -46,16 +45,21 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides = {}
     if args.trust:
-        overrides["trust_file"] = args.trust
+        overrides["trust"] = args.trust
     if args.dev or args.insecure_no_auth:
         overrides["auth_required"] = False
     if args.dev:
         overrides["dev"] = True
-    if args.insecure_no_auth and not is_loopback(args.host):
-        print(f"refusing --insecure-no-auth on non-loopback address {args.host!r}: bind to 127.0.0.1", file=sys.stderr)
+    try:
+        cfg = Config.from_env().with_overrides(overrides)
+    except ValueError as exc:
+        print(f"configuration: {exc}", file=sys.stderr)
         return 2
-    cfg = Config.from_env().with_overrides(overrides)
-    if cfg.auth_required and not cfg.trust_file:
+    if not cfg.auth_required and not is_loopback(args.host):  # however it was switched off
+        print(f"refusing to serve without JWT authentication on non-loopback address {args.host!r}: "
+              "bind to 127.0.0.1", file=sys.stderr)
+        return 2
+    if cfg.auth_required and not cfg.trust:
         print("no trust file: pass --trust FILE or set AZA_CDS_TRUST (see examples/trust-sandbox.json), "
               "or use --dev for local trials", file=sys.stderr)
         return 2
@@ -68,13 +72,14 @@ def _serve(args: argparse.Namespace) -> int:
         app = create_app(cfg)
         app.run(host=args.host, port=args.port, debug=False, use_reloader=False, threaded=True)
         return 0
-    if args.insecure_no_auth:
+    if not cfg.auth_required:
         print("WARNING: --insecure-no-auth: production server WITHOUT JWT authentication (loopback only)",
               file=sys.stderr)
     print(SANDBOX_HELP.format(base=base), file=sys.stderr)
     from .wsgi import run_gunicorn
 
-    return run_gunicorn(cfg, host=args.host, port=args.port, workers=args.workers, threads=args.threads)
+    return run_gunicorn(cfg, host=args.host, port=args.port, workers=args.workers or cfg.workers,
+                        threads=args.threads or cfg.threads)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -138,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the service")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8080)
-    s.add_argument("--workers", type=int, default=int(os.environ.get("AZA_CDS_WORKERS", "2")))
-    s.add_argument("--threads", type=int, default=int(os.environ.get("AZA_CDS_THREADS", "4")))
+    s.add_argument("--workers", type=int, default=None, help="worker processes (default: $AZA_CDS_WORKERS, 2)")
+    s.add_argument("--threads", type=int, default=None, help="threads per worker (default: $AZA_CDS_THREADS, 4)")
     s.add_argument("--trust", help="trusted issuers JSON file (default: $AZA_CDS_TRUST)")
     mode = s.add_mutually_exclusive_group()
     mode.add_argument("--dev", action="store_true", help="Flask development server, no JWT (local trials only)")

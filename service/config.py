@@ -1,70 +1,47 @@
-"""Configuration: embedded defaults, then environment (``AZA_CDS_*``), then explicit overrides."""
+"""Configuration: every setting of the service, in one place.
+
+Each setting is one field of :class:`Config` with one default, here. Its environment variable is
+derived from its name: ``AZA_CDS_`` + the name in capitals (``fhir_deadline`` ->
+``AZA_CDS_FHIR_DEADLINE``); its value is parsed by the field's type. ``create_app(config)`` and the
+command line apply explicit overrides on top (``Config.from_env().with_overrides({...})``).
+Nothing else in the project reads the environment for a setting.
+
+Adding a setting is one line here and one row in the README's *Configuration* table
+(``tests/test_config.py`` checks that every setting has its row)::
+
+    my_limit: int = setting(10, "what it limits, in which unit")
+
+Types understood: ``bool`` (1/0, true/false, yes/no, on/off), ``int``, ``float``, ``str``,
+``tuple[str, ...]`` (comma-separated), each optionally ``| None`` (an empty variable means "unset":
+the default applies). A setting that needs another reading passes ``parse=`` (see
+``comment_retention_days``).
+"""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import Field, dataclass, field, fields, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("AZA_CDS_DATA_DIR") or Path.cwd() / "data")
+ENV_PREFIX = "AZA_CDS_"
 
 
-@dataclass(frozen=True)
-class Config:
-    # security
-    auth_required: bool = True  # every service and feedback call needs a CDS Hooks JWT
-    trust_file: str | None = None  # JSON {"issuers": [...]} (AZA_CDS_TRUST)
-    public_base_url: str | None = None  # expected JWT "aud" prefix behind a proxy (AZA_CDS_PUBLIC_BASE_URL)
-    jwt_algorithms: tuple[str, ...] = ("ES384", "RS384")
-    jwt_leeway_seconds: int = 30
-    # storage
-    database_url: str | None = None  # AZA_CDS_DATABASE_URL; SQLite file in the data dir when unset
-    # behaviour
-    fhir_deadline_seconds: float = 1.5  # all FHIR work of one hook call (AZA_CDS_FHIR_DEADLINE)
-    fhir_max_pages: int = 5
-    weight_max_age_days: int = 90
-    max_info_cards: int = 1
-    max_body_bytes: int = 5 * 1024 * 1024
-    max_json_depth: int = 64
-    cors_origins: str = "*"
-    dev: bool = False
-    evaluation_date: str | None = None  # YYYY-MM-DD: evaluate as of this day (offline checks, demos)
-    # feedback store: user comments are deleted this many days after receipt (None: kept)
-    feedback_comment_retention_days: int | None = 365  # AZA_CDS_COMMENT_RETENTION_DAYS ("never": keep)
-    feedback_card_flush_seconds: float = 0.25  # cards queue this long, then one INSERT (AZA_CDS_CARD_FLUSH_SECONDS)
+class ConfigError(ValueError):
+    """A setting has a value its type cannot take; the message names the variable."""
 
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Config":
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        if env.get("AZA_CDS_TRUST"):
-            values["trust_file"] = env["AZA_CDS_TRUST"]
-        if env.get("AZA_CDS_DATABASE_URL"):
-            values["database_url"] = env["AZA_CDS_DATABASE_URL"]
-        if env.get("AZA_CDS_COMMENT_RETENTION_DAYS"):
-            values["feedback_comment_retention_days"] = _retention_days(env["AZA_CDS_COMMENT_RETENTION_DAYS"])
-        if env.get("AZA_CDS_CARD_FLUSH_SECONDS"):
-            values["feedback_card_flush_seconds"] = float(env["AZA_CDS_CARD_FLUSH_SECONDS"])
-        if env.get("AZA_CDS_PUBLIC_BASE_URL"):
-            values["public_base_url"] = env["AZA_CDS_PUBLIC_BASE_URL"]
-        if env.get("AZA_CDS_FHIR_DEADLINE"):
-            values["fhir_deadline_seconds"] = float(env["AZA_CDS_FHIR_DEADLINE"])
-        if env.get("AZA_CDS_WEIGHT_MAX_AGE_DAYS"):
-            values["weight_max_age_days"] = int(env["AZA_CDS_WEIGHT_MAX_AGE_DAYS"])
-        if env.get("AZA_CDS_MAX_INFO_CARDS"):
-            values["max_info_cards"] = int(env["AZA_CDS_MAX_INFO_CARDS"])
-        return cls(**values)
 
-    def with_overrides(self, overrides: dict[str, Any] | None) -> "Config":
-        if not overrides:
-            return self
-        known = {f.name for f in fields(self)}
-        unknown = set(overrides) - known
-        if unknown:
-            raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
-        return replace(self, **overrides)
+def setting(default: Any, doc: str, *, parse: Callable[[str], Any] | None = None) -> Any:
+    """Declare one setting: its default, one line of documentation, optionally its own parser."""
+    return field(default=default, metadata={"doc": doc, "parse": parse})
+
+
+def env_name(name: str) -> str:
+    """The environment variable of setting ``name``."""
+    return ENV_PREFIX + name.upper()
 
 
 def _retention_days(value: str) -> int | None:
@@ -72,5 +49,123 @@ def _retention_days(value: str) -> int | None:
         return None
     days = int(value)
     if days < 0:
-        raise ValueError("AZA_CDS_COMMENT_RETENTION_DAYS must be a number of days >= 0, or 'never'")
+        raise ValueError("must be a number of days >= 0, or 'never'")
     return days
+
+
+@dataclass(frozen=True)
+class Config:
+    # security
+    auth_required: bool = setting(True, "every service and feedback call needs a CDS Hooks JWT "
+                                        "(off only with --dev / --insecure-no-auth, loopback only)")
+    trust: str | None = setting(None, "JSON file of trusted JWT issuers (same as --trust)")
+    public_base_url: str | None = setting(None, "the service's public base URL behind a reverse proxy (JWT aud check)")
+    jwt_algorithms: tuple[str, ...] = setting(("ES384", "RS384"), "JWT algorithms accepted unless the trust file names them")
+    jwt_leeway_seconds: int = setting(30, "clock skew allowed on JWT exp/iat")
+    # storage
+    database_url: str | None = setting(None, "feedback store; SQLite file in the data directory when unset")
+    data_dir: str | None = setting(None, "where the embedded SQLite database lives (./data when unset)")
+    comment_retention_days: int | None = setting(365, "feedback comments are deleted this many days after receipt "
+                                                      "('never' keeps them)", parse=_retention_days)
+    card_flush_seconds: float = setting(0.25, "queued card records are written to the store this often")
+    # behaviour
+    fhir_deadline: float = setting(1.5, "seconds for all FHIR queries of one hook call (they run in parallel)")
+    fhir_max_pages: int = setting(5, "next links followed per FHIR search")
+    weight_max_age_days: int = setting(90, "a body weight older than this is not used for mg/kg")
+    max_info_cards: int = setting(1, "at most this many info cards per response")
+    max_body_bytes: int = setting(5 * 1024 * 1024, "largest request body accepted (413 above)")
+    max_json_depth: int = setting(64, "deepest JSON nesting accepted (400 above)")
+    cors_origins: str = setting("*", "origins allowed to call the CDS endpoints from a browser")
+    dev: bool = setting(False, "development mode (set by serve --dev)")
+    evaluation_date: str | None = setting(None, "YYYY-MM-DD: evaluate as of this day (offline checks, demos)")
+    # serving
+    workers: int = setting(2, "default of serve --workers")
+    threads: int = setting(4, "default of serve --threads")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        """Defaults, overridden by each ``AZA_CDS_*`` variable that is set and not empty."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(env_name(f.name), "")
+            if raw.strip():
+                values[f.name] = _parse(f, raw.strip())
+        return cls(**values)
+
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> Config:
+        if not overrides:
+            return self
+        overrides = {_RENAMED.get(k, k): v for k, v in overrides.items()}
+        unknown = set(overrides) - {f.name for f in fields(self)}
+        if unknown:
+            raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
+        return replace(self, **overrides)
+
+    # Names these settings had before they were named after their environment variable. Reading
+    # them still works so that code written against them keeps running; new code uses the new names.
+    @property
+    def trust_file(self) -> str | None:
+        return self.trust
+
+    @property
+    def fhir_deadline_seconds(self) -> float:
+        return self.fhir_deadline
+
+    @property
+    def feedback_comment_retention_days(self) -> int | None:
+        return self.comment_retention_days
+
+    @property
+    def feedback_card_flush_seconds(self) -> float:
+        return self.card_flush_seconds
+
+
+_RENAMED = {"trust_file": "trust", "fhir_deadline_seconds": "fhir_deadline",
+            "feedback_comment_retention_days": "comment_retention_days",
+            "feedback_card_flush_seconds": "card_flush_seconds"}
+
+
+def settings() -> list[tuple[str, str, Any, str]]:
+    """(field name, environment variable, default, documentation) of every setting, in order."""
+    return [(f.name, env_name(f.name), f.default, f.metadata.get("doc", "")) for f in fields(Config)]
+
+
+def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
+    return Path(Config.from_env(env).data_dir or Path.cwd() / "data")
+
+
+def _parse(f: Field, raw: str) -> Any:
+    parser = f.metadata.get("parse") or _parser_for(_field_types()[f.name])
+    try:
+        return parser(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{env_name(f.name)}={raw!r}: {exc}") from None
+
+
+@cache
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Config)
+
+
+def _parser_for(tp: Any) -> Callable[[str], Any]:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        (tp,) = args  # "X | None": parse as X
+        args = list(typing.get_args(tp))
+    if tp is bool:
+        return _bool
+    if tp in (int, float, str):
+        return tp
+    if typing.get_origin(tp) is tuple and args and args[0] is str:
+        return lambda raw: tuple(part.strip() for part in raw.split(",") if part.strip())
+    raise TypeError(f"no parser for settings of type {tp!r}: pass parse= to setting()")
+
+
+def _bool(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")

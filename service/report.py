@@ -442,7 +442,7 @@ def main(args) -> int:
             print(f"--since: {args.since!r} is not a date (YYYY-MM-DD)", file=sys.stderr)
             return 2
     cfg = Config.from_env()
-    url = getattr(args, "database_url", None) or cfg.database_url or default_database_url()
+    url = getattr(args, "database_url", None) or cfg.database_url or default_database_url(cfg.data_dir)
     try:
         parsed = normalise_url(url)
     except Exception as exc:  # noqa: BLE001 - a malformed URL from the command line
@@ -453,7 +453,7 @@ def main(args) -> int:
               "(set AZA_CDS_DATA_DIR or AZA_CDS_DATABASE_URL to read another one)", file=sys.stderr)
         return 1
     try:
-        store = FeedbackStore.open(parsed, comment_retention_days=cfg.feedback_comment_retention_days)
+        store = FeedbackStore.open(parsed, comment_retention_days=cfg.comment_retention_days)
         try:
             report = build_report(store, since=since)
         finally:

@@ -9,7 +9,7 @@ from tests.builders import SERVICE
 
 @pytest.fixture
 def app():
-    return create_app({"auth_required": False, "fhir_deadline_seconds": 1.0, "database_url": "sqlite:///:memory:"})
+    return create_app({"auth_required": False, "fhir_deadline": 1.0, "database_url": "sqlite:///:memory:"})
 
 
 @pytest.fixture

@@ -142,10 +142,10 @@ def test_database_urls():
 
 
 def test_retention_setting_from_the_environment():
-    assert Config.from_env({}).feedback_comment_retention_days == 365
-    assert Config.from_env({"AZA_CDS_COMMENT_RETENTION_DAYS": "30"}).feedback_comment_retention_days == 30
-    assert Config.from_env({"AZA_CDS_COMMENT_RETENTION_DAYS": "never"}).feedback_comment_retention_days is None
-    assert Config.from_env({"AZA_CDS_CARD_FLUSH_SECONDS": "2"}).feedback_card_flush_seconds == 2.0
+    assert Config.from_env({}).comment_retention_days == 365
+    assert Config.from_env({"AZA_CDS_COMMENT_RETENTION_DAYS": "30"}).comment_retention_days == 30
+    assert Config.from_env({"AZA_CDS_COMMENT_RETENTION_DAYS": "never"}).comment_retention_days is None
+    assert Config.from_env({"AZA_CDS_CARD_FLUSH_SECONDS": "2"}).card_flush_seconds == 2.0
     with pytest.raises(ValueError):
         Config.from_env({"AZA_CDS_COMMENT_RETENTION_DAYS": "-3"})
 
@@ -397,7 +397,7 @@ def test_store_unavailable_is_503_and_safe_to_retry(monkeypatch):
 
 
 def test_comments_are_deleted_after_the_retention_period(backend_url):
-    app, client, store = make_client(backend_url, feedback_comment_retention_days=30)
+    app, client, store = make_client(backend_url, comment_retention_days=30)
     try:
         body = {"feedback": [item("c1", overrideReason={"reason": {"system": NAR, "code": "need-more-info"},
                                                         "userComment": "waiting for TPMT result"}),

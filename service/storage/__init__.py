@@ -16,6 +16,6 @@ __all__ = ["FeedbackInvalid", "FeedbackRecord", "FeedbackResult", "FeedbackStore
 
 def open_store(cfg) -> FeedbackStore:
     """The store a :class:`service.config.Config` describes, migrated to the newest schema."""
-    url = cfg.database_url or default_database_url()
-    return FeedbackStore.open(url, comment_retention_days=cfg.feedback_comment_retention_days,
-                              flush_interval=cfg.feedback_card_flush_seconds)
+    url = cfg.database_url or default_database_url(cfg.data_dir)
+    return FeedbackStore.open(url, comment_retention_days=cfg.comment_retention_days,
+                              flush_interval=cfg.card_flush_seconds)

@@ -8,8 +8,6 @@ open connection in ``config.attributes["connection"]``. For hand use::
 """
 from __future__ import annotations
 
-import os
-
 from alembic import context
 from sqlalchemy import create_engine, pool
 
@@ -25,11 +23,14 @@ def _configure(**kwargs) -> None:
 
 
 def _url() -> str:
-    url = os.environ.get("AZA_CDS_DATABASE_URL") or config.get_main_option("sqlalchemy.url")
+    from service.config import Config
+
+    settings = Config.from_env()
+    url = settings.database_url or config.get_main_option("sqlalchemy.url")
     if not url:
         from service.storage import default_database_url
 
-        url = default_database_url()
+        url = default_database_url(settings.data_dir)
     return url
 
 

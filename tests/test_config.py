@@ -1,0 +1,85 @@
+"""Configuration: one default per setting, one environment variable derived from its name."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from service.config import Config, ConfigError, env_name, settings
+from service.config import _field_types, _parser_for  # noqa: PLC2701 - every declared type must be parseable
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_setting_is_documented_in_the_readme():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Configuration"):text.index("## Endpoints")]
+    documented = set(re.findall(r"`(AZA_CDS_[A-Z0-9_]+)`", section))
+    assert {env for _, env, _, _ in settings()} <= documented
+    assert documented <= {env for _, env, _, _ in settings()}, "README names a variable no setting reads"
+
+
+def test_every_setting_type_has_a_parser():
+    for name, tp in _field_types().items():
+        _parser_for(tp)  # raises TypeError for a type from_env could not read
+        assert env_name(name) == "AZA_CDS_" + name.upper()
+
+
+@pytest.mark.parametrize("var,value,field,expected", [
+    ("AZA_CDS_TRUST", "/etc/aza/trust.json", "trust", "/etc/aza/trust.json"),
+    ("AZA_CDS_FHIR_DEADLINE", "2.5", "fhir_deadline", 2.5),
+    ("AZA_CDS_MAX_INFO_CARDS", "3", "max_info_cards", 3),
+    ("AZA_CDS_AUTH_REQUIRED", "off", "auth_required", False),
+    ("AZA_CDS_DEV", "yes", "dev", True),
+    ("AZA_CDS_JWT_ALGORITHMS", "ES384, PS384", "jwt_algorithms", ("ES384", "PS384")),
+    ("AZA_CDS_COMMENT_RETENTION_DAYS", "never", "comment_retention_days", None),
+    ("AZA_CDS_COMMENT_RETENTION_DAYS", "30", "comment_retention_days", 30),
+    ("AZA_CDS_WORKERS", "8", "workers", 8),
+])
+def test_environment_variables_are_parsed_by_type(var, value, field, expected):
+    assert getattr(Config.from_env({var: value}), field) == expected
+
+
+def test_empty_variable_means_default():
+    assert Config.from_env({"AZA_CDS_FHIR_DEADLINE": " "}).fhir_deadline == Config().fhir_deadline
+
+
+@pytest.mark.parametrize("var,value", [("AZA_CDS_FHIR_DEADLINE", "soon"), ("AZA_CDS_AUTH_REQUIRED", "maybe"),
+                                       ("AZA_CDS_COMMENT_RETENTION_DAYS", "-3"), ("AZA_CDS_WORKERS", "2.5")])
+def test_bad_value_names_the_variable(var, value):
+    with pytest.raises(ConfigError, match=var):
+        Config.from_env({var: value})
+
+
+def test_overrides_win_and_unknown_keys_are_refused():
+    cfg = Config.from_env({"AZA_CDS_MAX_INFO_CARDS": "3"}).with_overrides({"max_info_cards": 2})
+    assert cfg.max_info_cards == 2
+    with pytest.raises(ValueError, match="unknown"):
+        Config().with_overrides({"no_such_setting": 1})
+
+
+def test_former_names_still_work():
+    cfg = Config().with_overrides({"fhir_deadline_seconds": 0.5, "trust_file": "t.json"})
+    assert (cfg.fhir_deadline, cfg.fhir_deadline_seconds, cfg.trust, cfg.trust_file) == (0.5, 0.5, "t.json", "t.json")
+
+
+def test_nothing_else_reads_the_environment():
+    """Settings come from service/config.py only; the service's code never looks at os.environ itself."""
+    pattern = re.compile(r"os\.environ|getenv\(|environ\.get\(")
+    offenders = []
+    for folder in ("service", "hooks", "rules", "fhir_mappers"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if path == ROOT / "service" / "config.py":
+                continue
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if pattern.search(line):
+                    offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert offenders == []
+
+
+def test_serve_refuses_auth_off_by_environment_on_a_public_address(monkeypatch):
+    from service.cli import main
+
+    monkeypatch.setenv("AZA_CDS_AUTH_REQUIRED", "false")
+    assert main(["serve", "--host", "0.0.0.0"]) == 2
