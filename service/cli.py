@@ -100,14 +100,19 @@ def _check(args: argparse.Namespace) -> int:
     if args.today:
         overrides["evaluation_date"] = args.today
     app = create_app(overrides)
-    logging.getLogger("aza_cds").setLevel(logging.WARNING)  # the cards are the output here
     from hooks import SERVICES
 
     service = args.service or next((s.id for s in SERVICES.values() if s.hook == hook), None)
     if service is None:
         print(f"no service answers hook {hook!r}", file=sys.stderr)
         return 2
-    resp = app.test_client().post(f"/cds-services/{service}", json=body)
+    logger = logging.getLogger("aza_cds")
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # the cards are the output here
+    try:
+        resp = app.test_client().post(f"/cds-services/{service}", json=body)
+    finally:
+        logger.setLevel(level)  # in-process callers (tests) keep their logs
     result = resp.get_json(silent=True)
     if args.json or resp.status_code != 200:
         print(json.dumps(result, indent=2, ensure_ascii=False))

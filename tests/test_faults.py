@@ -23,8 +23,11 @@ from service import create_app
 from tests.builders import PID, RXNORM, SERVICE, bundle, hook_request, med_request, normal_pgx, patient, weight
 from tests.conftest import assert_valid_response
 
-DEADLINE = 0.6  # seconds of FHIR work per hook call in these tests (configurable: fhir_deadline_seconds)
-MARGIN = 0.45  # what the service may add to the deadline: mapping, rules, cards, Flask
+DEADLINE = 0.6  # seconds of FHIR work per hook call in these tests (configurable: fhir_deadline)
+# What the service may add to the deadline (mapping, rules, cards, Flask) on a loaded 2-core machine.
+# Generous on purpose: every fault that the deadline must cut short lasts 5 s or more (DEADLINE + 5),
+# so the assertion still fails if the deadline does not hold, but never because the machine is busy.
+MARGIN = 1.5
 FHIR_TOKEN = "fhir-access-token-for-fault-tests"
 TIMINGS: dict[str, float] = {}  # case -> seconds, printed at the end of the module
 
@@ -140,7 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def fault_slow(self, group, parts, query) -> None:
-        self.server.release.wait(DEADLINE + 0.4)  # answers, but after the deadline
+        self.server.release.wait(DEADLINE + 5)  # answers, but long after the deadline
         self.send_json(200, healthy(group))
 
     def fault_drip(self, group, parts, query) -> None:
@@ -253,14 +256,21 @@ def fhir(faulty):
 
 @pytest.fixture(scope="module")
 def client():
-    app = create_app({"auth_required": False, "fhir_deadline_seconds": DEADLINE, "database_url": "sqlite://"})
+    app = create_app({"auth_required": False, "fhir_deadline": DEADLINE, "database_url": "sqlite://"})
     return app.test_client()
 
 
 @pytest.fixture(scope="module")
 def patient_client():
     """For tests about what the cards say, not about time: a deadline that a loaded machine meets."""
-    app = create_app({"auth_required": False, "fhir_deadline_seconds": 3.0, "database_url": "sqlite://"})
+    app = create_app({"auth_required": False, "fhir_deadline": 3.0, "database_url": "sqlite://"})
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def limit_client():
+    """For the wording of a size or page limit: a deadline so long that the limit is always reached first."""
+    app = create_app({"auth_required": False, "fhir_deadline": 60.0, "database_url": "sqlite://"})
     return app.test_client()
 
 
@@ -338,6 +348,10 @@ MATRIX = {
     "huge bundle (21 MB)": ("huge", "too large"),
     "huge bundle, no length": ("huge-unannounced", "too large"),
 }
+# Cases cut short by a limit of their own (pages, bytes) that a loaded machine may not reach before
+# the deadline: within the deadline either reason is right; test_limit_is_named checks the wording.
+LIMITED = {"endless next chain", "huge bundle (21 MB)", "huge bundle, no length"}
+IN_TIME = "did not answer in time"
 
 
 @pytest.mark.parametrize("case", list(MATRIX))
@@ -361,8 +375,20 @@ def test_fault_matrix(client, fhir, dead_port, case):
         lost = EVERY_GROUP
     assert_says_what_it_could_not_check(cards, lost)
     text = "\n".join(c.get("detail", "") for c in cards)
-    assert reason in text, text
+    assert reason in text or (case in LIMITED and IN_TIME in text), text
     assert "Jane Faultcase" not in text  # the server's free text is not passed on
+
+
+@pytest.mark.parametrize("case", sorted(LIMITED))
+def test_limit_is_named(limit_client, fhir, case):
+    """With time to spare, a bundle too large or a next chain too long is named as such."""
+    fault, reason = MATRIX[case]
+    fhir.fault = fault
+    resp, _ = timed_call(limit_client, request_for(fhir.base))
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    cards = resp.get_json()["cards"]
+    text = "\n".join(c.get("detail", "") for c in cards)
+    assert reason in text and IN_TIME not in text, text
     if fault == "endless-next":
         assert "beyond the first" in text  # the sorted groups say they were cut short
 
@@ -444,9 +470,8 @@ def test_client_refuses_a_response_over_the_size_limit(fhir):
 def test_client_reads_a_large_bundle_under_the_limit(fhir):
     fhir.fault = "huge"
     client = FhirClient(FhirSettings(max_bytes=40 * 1024 * 1024))
-    started = time.monotonic()
-    result = client.search(fhir.base, f"Observation?patient={PID}", None, Deadline(5))
-    assert len(result["entry"]) == 20_000 and time.monotonic() - started < 3
+    result = client.search(fhir.base, f"Observation?patient={PID}", None, Deadline(60))
+    assert len(result["entry"]) == 20_000
 
 
 def test_client_deadline_already_spent(fhir):

@@ -119,7 +119,7 @@ def test_entered_in_error_results_are_ignored():
 
 
 
-def test_real_world_examples_from_the_shared_folder():
+def test_real_world_tpmt_examples():
     """The IG-style constructed bundle, the pgx-cds-data DSTU2-era examples and the R4 core example."""
     b = json.loads((HERE / "data" / "constructed_r4_tpmt_1_3A_bundle.json").read_text())
     res = [e["resource"] for e in b["entry"]]

@@ -34,7 +34,7 @@ from tests.builders import PID, hook_request, phenotype_tpmt, prefetch
 from tests.postgres import backend_url, postgres_database, postgres_server, _postgres_admin  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT.parent / "shared" / "fixtures" / "hl7-cds-hooks-spec-3.0.0-ballot"
+SPEC = ROOT / "tests" / "fixtures" / "public" / "hl7-cds-hooks-spec-3.0.0-ballot"
 SIGN = "/cds-services/thiopurine-order-sign"
 FEEDBACK = SIGN + "/feedback"
 NAR = "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes"
