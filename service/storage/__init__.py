@@ -17,5 +17,11 @@ __all__ = ["FeedbackInvalid", "FeedbackRecord", "FeedbackResult", "FeedbackStore
 def open_store(cfg) -> FeedbackStore:
     """The store a :class:`service.config.Config` describes, migrated to the newest schema."""
     url = cfg.database_url or default_database_url(cfg.data_dir)
-    return FeedbackStore.open(url, comment_retention_days=cfg.comment_retention_days,
-                              flush_interval=cfg.card_flush_seconds)
+    try:
+        return FeedbackStore.open(url, comment_retention_days=cfg.comment_retention_days,
+                                  flush_interval=cfg.card_flush_seconds)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("psycopg"):
+            raise RuntimeError("AZA_CDS_DATABASE_URL names PostgreSQL but its driver is not installed: "
+                               "pip install 'azathioprine-cds[postgres]'") from None
+        raise
