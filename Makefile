@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test venv clean check bench
+.PHONY: run test lint venv clean check bench demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ run: $(STAMP)
 # cluster afterwards, pass or fail (with CI set, PostgreSQL tests fail instead of skipping).
 test: $(STAMP)
 	bash scripts/pg-test-cluster.sh run -- $(BIN)/python -m pytest
+
+# ruff (pyflakes, pycodestyle, bugbear) and mypy, both configured in pyproject.toml
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 check: $(STAMP)
 	@for f in $(filter-out examples/trust-%.json,$(wildcard examples/*.json)); do \

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 
-from .common import drug_name, fmt_mg, round_down, thiopurine_of
+from .common import fmt_mg, round_down, thiopurine_of
 from .dose import dose_findings, weight_findings
 from .findings import SEVERITY, ChangeDose, Finding
 from .interactions import interacting_ingredients, interaction_findings, is_live_vaccine

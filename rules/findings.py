@@ -7,6 +7,9 @@ abstract actions below into FHIR resources.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+Indicator = Literal["info", "warning", "critical"]  # CDS Hooks card indicator
 
 SUMMARY_MAX = 139  # CDS Hooks: "<140-character summary"
 
@@ -54,7 +57,7 @@ Action = OrderTest | ChangeDose | CancelOrder
 @dataclass(slots=True)
 class Finding:
     rule_id: str  # stable id, e.g. "pgx-poor-metabolizer"; counted by feedback analytics
-    indicator: str  # "info" | "warning" | "critical"
+    indicator: Indicator
     summary: str
     detail: str  # Markdown
     sources: tuple[str, ...]  # keys of sources.toml, the main one first

@@ -127,7 +127,7 @@ def other_findings(facts: ClinicalFacts) -> list[Finding]:
     findings = []
     for key, spec in table.items():
         drugs = set(spec["ingredients"])
-        for t, tp, o, new in _pairs(facts, lambda m: bool(m.ingredients & drugs)):
+        for t, tp, o, new in _pairs(facts, lambda m, drugs=drugs: bool(m.ingredients & drugs)):
             other = sorted(o.ingredients & drugs)[0]
             findings.append(Finding(
                 rule_id=f"interaction-{key.replace('_', '-')}", indicator=spec["indicator"], title=spec["name"],

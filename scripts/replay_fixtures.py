@@ -4,7 +4,7 @@ the responses against the structural rules of CDS Hooks 2.0 (HL7 spec text,
 sections "CDS Service Response", "Card Attributes", "Suggestion", "Action",
 "Link", "Coding").  Standard library only.
 
-Copied unchanged (but for this docstring) from the project's shared material
+Copied (but for this docstring and one line typed for mypy) from the project's shared material
 (shared/scripts/replay_fixtures.py, written for this project, stdlib only);
 its fixtures are in tests/fixtures/public/ (README.md there names each file's
 source and licence). tests/test_cli.py runs it against `serve --dev`.
@@ -210,7 +210,7 @@ def main():
             if fx.get("fhirServer"):
                 fx["fhirServer"] = args.fhir_server or dead + urllib.parse.urlsplit(str(fx["fhirServer"])).path
             no_server = not fx.get("fhirServer") or not args.fhir_server
-            prefetched = fx.get("prefetch") if isinstance(fx.get("prefetch"), dict) else {}
+            prefetched = fx["prefetch"] if isinstance(fx.get("prefetch"), dict) else {}
             targets = [s for s in services if s.get("hook") == fx["hook"]]
             for s in targets:
                 url = f"{base}/cds-services/{s['id']}"

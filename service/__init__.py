@@ -40,7 +40,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config["AZA"] = cfg
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
-    app.json.sort_keys = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider's setting
 
     # once per process: knowledge, schemas, HTTP pool
     load_knowledge()

@@ -113,7 +113,7 @@ def _check(args: argparse.Namespace) -> int:
         resp = app.test_client().post(f"/cds-services/{service}", json=body)
     finally:
         logger.setLevel(level)  # in-process callers (tests) keep their logs
-    result = resp.get_json(silent=True)
+    result = resp.get_json(silent=True) or {}
     if args.json or resp.status_code != 200:
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return 0 if resp.status_code == 200 else 1

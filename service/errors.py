@@ -1,6 +1,8 @@
 """HTTP errors with FHIR OperationOutcome bodies; never a stack trace."""
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Response, json
 
 # OperationOutcome issue-type codes (http://hl7.org/fhir/issue-type) per HTTP status
@@ -9,7 +11,7 @@ _ISSUE_CODE = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found",
 
 
 def operation_outcome(message: str, *, status: int, field: str = "") -> dict:
-    issue = {"severity": "error" if status < 500 else "fatal", "code": _ISSUE_CODE.get(status, "processing"),
+    issue: dict[str, Any] = {"severity": "error" if status < 500 else "fatal", "code": _ISSUE_CODE.get(status, "processing"),
              "diagnostics": message}
     if field:
         issue["expression"] = [field]

@@ -22,7 +22,7 @@ from typing import Any
 try:  # optional accelerator; same results for valid JSON
     import orjson as _orjson
 except ImportError:  # pragma: no cover - depends on the environment
-    _orjson = None
+    _orjson = None  # type: ignore[assignment]
 
 JSON_PARSER = "orjson" if _orjson is not None else "json"
 

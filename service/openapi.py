@@ -108,7 +108,7 @@ def openapi_document() -> dict:
     schemas.update({f"context-{name}": _rewrite(s, "context-") for name, s in contexts["$defs"].items()})
     schemas["OperationOutcome"] = copy.deepcopy(OPERATION_OUTCOME)
 
-    security = [{"cdsHooksJwt": []}]
+    security: list[dict[str, list[str]]] = [{"cdsHooksJwt": []}]
     paths: dict[str, Any] = {
         "/cds-services": {"get": {
             "operationId": "discovery",

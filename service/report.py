@@ -448,7 +448,7 @@ def main(args) -> int:
     except Exception as exc:  # noqa: BLE001 - a malformed URL from the command line
         print(f"cannot read the database URL: {exc}", file=sys.stderr)
         return 2
-    if parsed.get_backend_name() == "sqlite" and not is_memory(parsed) and not Path(parsed.database).exists():
+    if parsed.get_backend_name() == "sqlite" and not is_memory(parsed) and not Path(parsed.database or "").exists():
         print(f"no feedback store at {parsed.database}: the service creates it when it first starts "
               "(set AZA_CDS_DATA_DIR or AZA_CDS_DATABASE_URL to read another one)", file=sys.stderr)
         return 1

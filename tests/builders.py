@@ -1,6 +1,8 @@
 """Small builders for FHIR R4 test resources and CDS Hooks requests."""
 from __future__ import annotations
 
+from typing import Any
+
 import copy
 import uuid
 from datetime import date, timedelta
@@ -39,7 +41,7 @@ def dosage(value: float, unit: str = "mg", code: str | None = "mg", frequency: f
 def med_request(rxnorm: str = "197388", display: str = "azathioprine 50 MG Oral Tablet", *, id: str = "mr-aza",
                 daily_mg: float | None = 50, dosages: list[dict] | None = None, status: str = "draft",
                 authored: str | None = None, pid: str = PID, reason: list[dict] | None = None) -> dict:
-    r = {
+    r: dict[str, Any] = {
         "resourceType": "MedicationRequest",
         "id": id,
         "status": status,
@@ -138,7 +140,7 @@ def prefetch(*, pgx: list[dict] | None = None, weights: list[dict] | None = None
 def hook_request(hook: str = "order-sign", *, orders: list[dict] | None = None, pre: dict | None = None,
                  selections: list[str] | None = None, fhir_server: str | None = None, token: str | None = None) -> dict:
     orders = orders if orders is not None else [med_request()]
-    ctx = {"userId": "Practitioner/dr-1", "patientId": PID}
+    ctx: dict[str, Any] = {"userId": "Practitioner/dr-1", "patientId": PID}
     draft = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": copy.deepcopy(o)} for o in orders]}
     if hook == "medication-prescribe":
         ctx["medications"] = draft

@@ -6,6 +6,8 @@ from service import create_app
 from service.validation import first_error
 from tests.builders import SERVICE
 
+pytest_plugins = ["tests.postgres"]  # backend_url: every storage test on SQLite and on PostgreSQL
+
 
 @pytest.fixture
 def app():

@@ -1,6 +1,6 @@
 """Database fixtures for the storage tests: a fresh SQLite file or a fresh PostgreSQL database.
 
-Import the fixtures into a test module (``from tests.postgres import backend_url, ...``);
+``tests/conftest.py`` loads these fixtures (``pytest_plugins``) for every test module;
 ``backend_url`` is parametrised over both back ends, so every test using it runs twice.
 
 PostgreSQL comes from ``AZA_TEST_POSTGRES_URL`` (``make test`` starts a throwaway cluster with
@@ -15,6 +15,7 @@ import os
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,7 @@ def _postgres_admin(postgres_server):
 
 
 @pytest.fixture
-def postgres_database(postgres_server, _postgres_admin) -> str:
+def postgres_database(postgres_server, _postgres_admin) -> Iterator[str]:
     """A new, empty database for one test; dropped afterwards (even with connections left open)."""
     name = f"aza_test_{uuid.uuid4().hex[:12]}"
     with _postgres_admin.connect() as conn:

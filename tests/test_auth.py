@@ -51,9 +51,10 @@ class Signer:
             self.public_jwk = RSAAlgorithm.to_jwk(self.private.public_key(), as_dict=True)
         else:
             curve = {"p384": ec.SECP384R1(), "p256": ec.SECP256R1()}[kind]
-            self.private = ec.generate_private_key(curve)
+            ec_key = ec.generate_private_key(curve)
+            self.private = ec_key  # type: ignore[assignment]  # RSA or EC: jwt.encode takes either
             self.alg = "ES384" if kind == "p384" else "ES256"
-            self.public_jwk = ECAlgorithm.to_jwk(self.private.public_key(), as_dict=True)
+            self.public_jwk = ECAlgorithm.to_jwk(ec_key.public_key(), as_dict=True)
         self.public_jwk.update({"kid": self.kid, "use": "sig"})
 
     def jwks(self) -> dict:

@@ -79,13 +79,13 @@ def start_server(*args: str, env: dict | None = None) -> tuple[subprocess.Popen,
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
                             cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
+    for _ in range(1200):  # up to a minute: a loaded machine starts slowly
         try:
             urllib.request.urlopen(base + "/cds-services", timeout=0.5).read()
             return proc, base
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read().decode())
+                raise RuntimeError(proc.communicate()[1].decode()) from None
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("server did not start")

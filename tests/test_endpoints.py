@@ -109,8 +109,8 @@ def test_body_too_large_413(app):
 
 
 def test_json_nested_too_deep_400(client):
-    deep = {"hook": "order-sign", "hookInstance": "x", "context": {}}
-    node = deep["context"]
+    node: dict = {}
+    deep = {"hook": "order-sign", "hookInstance": "x", "context": node}
     for _ in range(100):
         node["a"] = {}
         node = node["a"]

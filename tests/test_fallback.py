@@ -69,7 +69,7 @@ def test_partly_absent_prefetch_fetches_only_missing_keys_with_token(call, base)
     with responses.RequestsMock() as rsps:
         _register(rsps)
         cards = call(hook_request(pre=pre, fhir_server=base, token=TOKEN))
-        urls = [c.request.url for c in rsps.calls]
+        urls = [str(c.request.url) for c in rsps.calls]
         assert len(urls) == 2
         assert all(u.startswith(BASE + "/Observation?") for u in urls), urls  # base path kept, no double slash
         assert all(c.request.headers["Authorization"] == f"Bearer {TOKEN}" for c in rsps.calls)
@@ -81,7 +81,7 @@ def test_absent_prefetch_fetches_everything_in_parallel(call):
     with responses.RequestsMock() as rsps:
         _register(rsps)
         cards = call(hook_request(fhir_server=BASE, token=TOKEN))
-        paths = sorted(urlsplit(c.request.url).path.rsplit("/", 1)[-1] for c in rsps.calls)
+        paths = sorted(urlsplit(str(c.request.url)).path.rsplit("/", 1)[-1] for c in rsps.calls)
     assert paths.count("Observation") == 4 and "pt-1" in paths and "AllergyIntolerance" in paths and "MedicationRequest" in paths and "Condition" in paths
     assert rule_ids(cards) == ["pgx-poor-metabolizer"]
 
@@ -163,5 +163,5 @@ def test_interacting_drug_order_fetches_only_what_it_needs(call):
     with responses.RequestsMock() as rsps:
         _register(rsps)
         assert call(hook_request(orders=[warfarin], fhir_server=BASE, token=TOKEN)) == []
-        paths = sorted(urlsplit(c.request.url).path.rsplit("/", 1)[-1] for c in rsps.calls)
+        paths = sorted(urlsplit(str(c.request.url)).path.rsplit("/", 1)[-1] for c in rsps.calls)
     assert paths == ["MedicationRequest", "pt-1"]

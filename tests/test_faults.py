@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import cast
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -436,7 +437,7 @@ def test_drip_feeding_server_does_not_hold_a_worker_past_the_deadline(client, fh
     started = time.monotonic()
     resp, _ = timed_call(client, request_for(fhir.base))
     assert resp.status_code == 200
-    for _ in range(40):
+    for _ in range(400):
         if fhir.drip_stopped:
             break
         time.sleep(0.05)
@@ -533,7 +534,7 @@ def test_gather_waits_once_for_all_keys_not_once_per_key():
 
     try:
         started = time.monotonic()
-        data, gaps = gather(Stuck(), FhirAccess("http://127.0.0.1:9/fhir", None), PREFETCH, frozenset(),
+        data, gaps = gather(cast(FhirClient, Stuck()), FhirAccess("http://127.0.0.1:9/fhir", None), PREFETCH, frozenset(),
                             {"patientId": PID}, {}, Deadline(0.3))
         took = time.monotonic() - started
     finally:

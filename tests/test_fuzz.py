@@ -68,6 +68,8 @@ def _some_draft_is_invalid_fhir(req) -> bool:
         return True
     for e in entries if isinstance(entries, list) else [entries]:
         resource = e.get("resource") if isinstance(e, dict) else None
+        if not isinstance(resource, dict):
+            return True
         try:
             get_fhir_model_class(resource["resourceType"]).model_validate(resource)
         except Exception:
@@ -166,7 +168,7 @@ NOT_NORMAL_PGX = st.one_of(
 
 @st.composite
 def observation_lists(draw):
-    obs = []
+    obs: list[dict] = []
     for _ in range(draw(st.integers(0, 3))):
         obs.append(weight(draw(absurd_numbers), unit=draw(units), code=draw(st.one_of(st.none(), units)),
                           id=f"wt-{len(obs)}", when=draw(st.sampled_from([None, "2026-11-01", "1900-01-01", "not a date",

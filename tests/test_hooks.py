@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.builders import (SERVICE, genotype_core, genotype_ig, hook_request, med_request, phenotype_tpmt, prefetch,
+from tests.builders import (genotype_core, genotype_ig, hook_request, med_request, phenotype_tpmt, prefetch,
                             weight)
 from tests.conftest import rule_ids
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fhir_mappers import build_facts
-from fhir_mappers.medications import daily_dose, medication_fact
+from fhir_mappers.medications import medication_fact
 from fhir_mappers.observations import gene_results, measurements
 from tests.builders import TODAY, bundle, dosage, genotype_core, genotype_ig, lab, med_request, phenotype_tpmt, weight
 
@@ -16,6 +16,7 @@ HERE = Path(__file__).parent
 
 def dose_of(dosages, rxnorm="1256"):
     fact = medication_fact(med_request(rxnorm, "azathioprine", dosages=dosages), is_draft=True)
+    assert fact is not None
     return fact.daily_dose, fact.dose_problem
 
 
@@ -71,13 +72,13 @@ def test_timing_code_and_stu3_style_dose():
 
 @pytest.mark.parametrize("value,unit,code,kg", [(70, "kg", "kg", 70), (70000, "g", "g", 70), (154.3, "lb", "[lb_av]", 69.99)])
 def test_weight_units(value, unit, code, kg):
-    gaps = []
+    gaps: list = []
     out = measurements([weight(value, unit=unit, code=code)], gaps)
     assert out["weight"][0].value == pytest.approx(kg, abs=0.01) and gaps == []
 
 
 def test_weight_in_unknown_unit_is_a_gap_not_a_value():
-    gaps = []
+    gaps: list = []
     out = measurements([weight(70, unit="stone", code="stone")], gaps)
     assert "weight" not in out and "stone" in gaps[0].why
 
@@ -87,14 +88,14 @@ def test_weight_in_unknown_unit_is_a_gap_not_a_value():
     ("1742-6", 60, "U/L", 60), ("718-7", 12, "g/dL", 120), ("2160-0", 1.0, "mg/dL", 88.42),
 ])
 def test_lab_units_normalised(loinc, value, unit, expected):
-    gaps = []
+    gaps: list = []
     out = measurements([lab(loinc, value, unit)], gaps)
     (m,) = next(iter(out.values()))
     assert m.value == pytest.approx(expected) and gaps == []
 
 
 def test_lab_in_unexpected_unit_is_a_gap():
-    gaps = []
+    gaps: list = []
     assert measurements([lab("731-0", 40, "%")], gaps) == {}
     assert "'%'" in gaps[0].why
 
@@ -128,7 +129,8 @@ def test_real_world_tpmt_examples():
     genes = {(g.gene, g.kind, g.value) for g in facts.gene_results}
     assert ("TPMT", "diplotype", "*1/*3A") in genes and ("NUDT15", "diplotype", "*1/*1") in genes
     assert ("TPMT", "phenotype", "Intermediate Metabolizer") in genes
-    assert facts.orders[0].daily_dose.mg == 150 and facts.orders[0].ingredients == {"azathioprine"}
+    dose = facts.orders[0].daily_dose
+    assert dose is not None and dose.mg == 150 and facts.orders[0].ingredients == {"azathioprine"}
     assert facts.weights[0].value == 70
 
     report = json.loads((HERE / "data" / "pgx-cds-data-Diagnosticreport-TMPT-intermediate.json").read_text())

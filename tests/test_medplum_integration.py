@@ -173,7 +173,7 @@ def prefetch_from(medplum, pid: str) -> dict:
     """What an EHR would prefetch: each template rendered and fetched, every page."""
     out = {}
     for key, template in PREFETCH.items():
-        value = medplum.get("/fhir/" + render(template, {"patientId": pid}))
+        value = medplum.get("/fhir/" + (render(template, {"patientId": pid}) or ""))
         if value.get("resourceType") == "Bundle":
             entries, page = list(value.get("entry", [])), value
             while nxt := next((link["url"] for link in page.get("link", []) if link["relation"] == "next"), None):

@@ -1,6 +1,8 @@
 """``azathioprine-cds report``: counts per rule, per indicator and per week, in table, CSV and HTML."""
 from __future__ import annotations
 
+from typing import Any
+
 import csv
 import io
 import re
@@ -13,7 +15,6 @@ from service.cli import main
 from service.report import UNKNOWN_RULE, build_report, monday, render_csv, render_html, render_table
 from service.storage import FeedbackStore
 from service.storage.models import cards
-from tests.postgres import backend_url, postgres_database, postgres_server, _postgres_admin  # noqa: F401
 from tests.test_storage import NAR, spec_feedback_bodies
 
 UTC = timezone.utc
@@ -35,7 +36,7 @@ def add_cards(store: FeedbackStore, rule: str, n: int, when: datetime, prefix: s
 
 
 def overridden(card: str, when: datetime, code: str | None = None, display: str | None = None) -> dict:
-    out = {"card": card, "outcome": "overridden", "outcomeTimestamp": when.isoformat()}
+    out: dict[str, Any] = {"card": card, "outcome": "overridden", "outcomeTimestamp": when.isoformat()}
     if code:
         reason = {"system": NAR, "code": code}
         if display:

@@ -388,7 +388,7 @@ def test_every_knowledge_entry_with_a_number_cites_a_source():
             continue
         assert tree["meta"]["version"]
 
-        def walk(node, path):
+        def walk(node, path, stem=stem):
             if isinstance(node, dict):
                 numbers = [k for k, v in node.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
                 if numbers and path[-1] != "meta":

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 import pytest
 
 from fhir_mappers.facts import ClinicalFacts, DailyDose, GeneResult, MedicationFact, Measurement
+from rules.findings import ChangeDose
 from rules.knowledge_base import load
 from rules.pgx import pgx_findings, phenotype_of_diplotype
 from tests.builders import TODAY
@@ -66,12 +67,12 @@ def test_reduction_boundary_at_the_top_of_the_reduced_range(daily_mg, rule):
 
 def test_suggested_dose_rounds_down_to_25_mg():
     (f,) = pgx_findings(facts("*1/*3A", kg=90))  # 180 mg normal; 50 % = 90 -> 75 mg
-    assert f.actions[0].daily_mg == 75
+    assert isinstance(f.actions[0], ChangeDose) and f.actions[0].daily_mg == 75
 
 
 def test_without_weight_the_ordered_dose_is_the_reference():
     (f,) = pgx_findings(facts("*1/*3A", kg=None, daily_mg=200))  # 50 % of 200 = 100
-    assert f.actions[0].daily_mg == 100
+    assert isinstance(f.actions[0], ChangeDose) and f.actions[0].daily_mg == 100
     assert "no body weight" in f.detail
 
 
@@ -109,7 +110,7 @@ def test_every_knowledge_source_cited_exists_and_has_a_label():
     kb = load()
     from rules.knowledge_base import source_keys
 
-    for stem, tree in kb.files.items():
+    for tree in kb.files.values():
         for key in source_keys(tree):
             assert kb.source(key).label
     pgx = kb["pgx"]

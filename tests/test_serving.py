@@ -51,13 +51,13 @@ class Serve:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],
             cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=self._stderr)
-        for _ in range(600):
+        for _ in range(1200):
             try:
                 _OPENER.open(self.base + "/cds-services", timeout=1).read()
                 return
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"serve exited {self.proc.returncode}:\n{self.stderr()}")
+                    raise RuntimeError(f"serve exited {self.proc.returncode}:\n{self.stderr()}") from None
                 time.sleep(0.05)
         self.close()
         raise RuntimeError(f"serve did not start:\n{self.stderr()}")
@@ -137,7 +137,7 @@ def test_sigterm_answers_the_call_in_flight_then_exits_0(serve, slow_fhir):
 
     caller = threading.Thread(target=call)
     caller.start()
-    for _ in range(200):  # wait until the call is in flight: its FHIR queries reached the server
+    for _ in range(3000):  # wait until the call is in flight: its FHIR queries reached the server
         if slow_fhir.request_log():
             break
         time.sleep(0.02)
@@ -194,7 +194,7 @@ def test_auth_is_on_unless_insecure_no_auth(serve, tmp_path):
 def test_workers_option_starts_that_many_worker_processes(serve):
     srv = serve("--insecure-no-auth", "--workers", "3", "--threads", "2")
     children: list[str] = []
-    for _ in range(100):
+    for _ in range(1200):
         try:
             children = Path(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children").read_text().split()
         except OSError:

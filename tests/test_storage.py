@@ -31,7 +31,6 @@ from service.storage import migrate
 from service.storage.models import VERSION_TABLE, cards, feedback, metadata
 from service.storage.store import normalise_url
 from tests.builders import PID, hook_request, phenotype_tpmt, prefetch
-from tests.postgres import backend_url, postgres_database, postgres_server, _postgres_admin  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "tests" / "fixtures" / "public" / "hl7-cds-hooks-spec-3.0.0-ballot"
@@ -254,8 +253,8 @@ def test_a_forked_worker_gets_its_own_writer(tmp_path):
 def test_card_queue_is_bounded_and_never_blocks_the_hook(tmp_path):
     store = FeedbackStore.open(f"sqlite:///{tmp_path}/f.sqlite3", max_pending=5)
     try:
-        store._start_writer = lambda: None  # no writer: the queue only fills
-        store._thread = object()
+        store._start_writer = lambda: None  # type: ignore[method-assign]  # no writer: the queue only fills
+        store._thread = object()  # type: ignore[assignment]
         card = {"indicator": "info", "source": {"topic": {"code": "r"}}}
         for i in range(20):
             store.record_cards(service_id="s", hook="h", hook_instance="i", cards=[{**card, "uuid": f"u{i}"}])
@@ -449,7 +448,7 @@ class Server:
                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
         return self
 
-    def wait_ready(self, timeout: float = 30) -> "Server":
+    def wait_ready(self, timeout: float = 60) -> "Server":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -457,7 +456,7 @@ class Server:
                     return self
             except requests.RequestException:
                 pass
-            if self.proc.poll() is not None:
+            if self.proc is None or self.proc.poll() is not None:
                 break
             time.sleep(0.05)
         self.kill()

@@ -15,6 +15,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from typing import Any
 from datetime import date, datetime, timezone
 
 CARD = {"uuid": "", "indicator": "warning",
@@ -96,7 +97,7 @@ def bench_endpoint(url: str, calls: int) -> dict[str, float]:
 
     logging.getLogger("aza_cds").disabled = True  # the access log line is not what is measured
     body = _poor_metabolizer_request()
-    out = {}
+    out: dict[str, float] = {}
     try:
         for label, active in (("store off", None), ("store on", store), ("store off ", None), ("store on ", store)):
             app.extensions["aza_feedback_store"] = active
@@ -120,7 +121,7 @@ def bench_endpoint(url: str, calls: int) -> dict[str, float]:
 def run(database_urls: list[str], calls: int = 2000) -> dict[str, dict]:
     from . import FeedbackStore
 
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for url in database_urls:
         store = FeedbackStore.open(url)
         try:

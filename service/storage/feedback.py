@@ -10,6 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Literal, overload
 
 MAX_ITEMS = 1000  # per request
 MAX_ID = 255  # card uuid, suggestion id, reason code
@@ -26,10 +27,13 @@ class FeedbackInvalid(ValueError):
         self.message, self.field = message, field
 
 
+Outcome = Literal["accepted", "overridden"]  # CDS Hooks feedback outcome
+
+
 @dataclass(frozen=True)
 class FeedbackRecord:
     card: str
-    outcome: str
+    outcome: Outcome
     outcome_at: datetime  # aware, UTC
     accepted_suggestions: tuple[str, ...] = ()
     reason_code: str | None = None
@@ -49,6 +53,10 @@ class FeedbackRecord:
         return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
 
 
+@overload
+def _text(value, field: str, limit: int) -> str: ...
+@overload
+def _text(value, field: str, limit: int, *, required: bool) -> str | None: ...
 def _text(value, field: str, limit: int, *, required: bool = True) -> str | None:
     if value is None and not required:
         return None

@@ -95,7 +95,7 @@ def make_engine(url: str | URL) -> Engine:
             # one connection shared by all threads (the store serialises access to it)
             engine = sa.create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
         else:
-            path = Path(url.database)
+            path = Path(url.database or SQLITE_FILENAME)
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False})
         _sqlite_transactions(engine, wal=not is_memory(url))
@@ -148,10 +148,12 @@ def _set_wal(cur) -> None:
 
 def _insert(dialect: str):
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
 
 
 def _safe_text(value, limit: int) -> str:
@@ -198,9 +200,17 @@ class FeedbackStore:
         self._last_purge = 0.0
         self._closed = False
         ref = weakref.ref(self)
-        self._atexit = lambda: (s := ref()) is not None and s.close()
+        def close_at_exit() -> None:
+            if (s := ref()) is not None:
+                s.close()
+
+        def after_fork_in_child() -> None:
+            if (s := ref()) is not None:
+                s._after_fork()
+
+        self._atexit = close_at_exit
         atexit.register(self._atexit)
-        os.register_at_fork(after_in_child=lambda: (s := ref()) is not None and s._after_fork())
+        os.register_at_fork(after_in_child=after_fork_in_child)
 
     def _after_fork(self) -> None:
         """In a forked child (gunicorn with preload): own locks, no writer yet, no inherited connections."""
@@ -299,7 +309,7 @@ class FeedbackStore:
                 self._dropped = 0
             pending = self._pending
             while pending:
-                batch = []
+                batch: list[dict] = []
                 while pending and len(batch) < self.batch_size:
                     batch.append(pending.popleft())
                 stmt = self._insert(cards_table).on_conflict_do_nothing(index_elements=["card_uuid"])

@@ -75,7 +75,7 @@ class MedplumServer:
         *,
         default_count: int = 20,
         validate: bool = True,
-        startup_timeout: float = 30.0,
+        startup_timeout: float = 60.0,
         node: str | None = None,
     ) -> None:
         if token is not None and not token:
