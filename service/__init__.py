@@ -47,6 +47,12 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     for name in ("ServiceRequest", "FeedbackRequest", "hook:order-sign", "hook:order-select", "hook:medication-prescribe"):
         validator(name)
     client = FhirClient(FhirSettings(deadline_seconds=cfg.fhir_deadline, max_pages=cfg.fhir_max_pages))
+    registry = None
+    if cfg.metrics:
+        from .metrics import metrics
+
+        registry = app.extensions["aza_metrics"] = metrics(cfg.metrics_dir)
+        client.get_json = registry.observe_fhir(client.get_json)  # type: ignore[method-assign]  # one count per query
     app.extensions["aza_hook_env"] = HookEnv(
         client=client,
         deadline_seconds=cfg.fhir_deadline,
@@ -60,11 +66,16 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     # feedback store: SQLite in the data dir or AZA_CDS_DATABASE_URL; migrated here, once per worker
     from .storage import open_store
 
-    app.extensions["aza_feedback_store"] = open_store(cfg)
+    app.extensions["aza_feedback_store"] = store = open_store(cfg)
+    if registry is not None:
+        store.observer = registry.card_queue
 
     CORS(app, resources={r"/cds-services*": {"origins": cfg.cors_origins}, r"/openapi.json": {"origins": "*"}},
          allow_headers=["Authorization", "Content-Type"], methods=["GET", "POST", "OPTIONS"], max_age=86400)
     app.register_blueprint(bp)
+    from .operations import bp as operations_bp
+
+    app.register_blueprint(operations_bp)
     _install_hooks(app)
     return app
 
@@ -74,7 +85,7 @@ def _install_hooks(app: Flask) -> None:
     def _start() -> None:
         g.started = time.perf_counter()
         if request.method == "OPTIONS" or request.path == "/cds-services" or not request.path.startswith("/cds-services/"):
-            return None  # discovery and CORS preflight need no token
+            return None  # discovery, CORS preflight, health, readiness and metrics need no token
         app.extensions["aza_auth"].check(request)
         return None
 
@@ -96,9 +107,19 @@ def _install_hooks(app: Flask) -> None:
 
     @app.after_request
     def _access_log(response):
-        latency = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        latency = seconds * 1000
         response.headers.setdefault("Cache-Control", "no-store")
-        extra = {"event": "request", "method": request.method, "path": _route_path(), "status": response.status_code,
+        route = _route_path()
+        registry = app.extensions.get("aza_metrics")
+        if registry is not None:
+            registry.request(route=route, service=g.get("service_id") or "", status=response.status_code,
+                             seconds=seconds)
+            if g.get("auth_failure"):
+                registry.jwt_refused(g.auth_failure)
+        if route in _QUIET_ROUTES and response.status_code == 200:
+            return response  # probes and scrapes every few seconds: not worth a log line each
+        extra = {"event": "request", "method": request.method, "path": route, "status": response.status_code,
                  "latency_ms": round(latency, 2)}
         for key, attr in (("service", "service_id"), ("hook_instance", "hook_instance"), ("cards", "card_count"),
                           ("rule_ids", "rule_ids"), ("fhir_ms", "fhir_ms"), ("feedback_items", "feedback_items"),
@@ -107,6 +128,9 @@ def _install_hooks(app: Flask) -> None:
                 extra[key] = g.get(attr)
         log.info("request", extra=extra)
         return response
+
+
+_QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def _route_path() -> str:

@@ -85,6 +85,8 @@ def call_service(service_id: str) -> Response:
     if store is not None and result.response["cards"]:
         store.record_cards(service_id=service_id, hook=service.hook, hook_instance=g.hook_instance or "",
                            cards=result.response["cards"])
+    if "aza_metrics" in current_app.extensions:
+        current_app.extensions["aza_metrics"].cards_returned(result.response["cards"])
     g.card_count = len(result.response["cards"])
     g.rule_ids = result.rule_ids
     g.fhir_ms = round(result.fhir_ms, 1)
@@ -110,6 +112,8 @@ def feedback(service_id: str) -> Response:
             return _json_response({})
         # idempotent; feedback on a card another replica issued is stored like any other
         result = store.record_feedback(service_id, body["feedback"])
+        if "aza_metrics" in current_app.extensions:
+            current_app.extensions["aza_metrics"].feedback_received(body["feedback"])
     except FeedbackInvalid as exc:
         raise ApiError(400, exc.message, field=exc.field) from None
     except StorageError:

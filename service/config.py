@@ -78,6 +78,11 @@ class Config:
     cors_origins: str = setting("*", "origins allowed to call the CDS endpoints from a browser")
     dev: bool = setting(False, "development mode (set by serve --dev)")
     evaluation_date: str | None = setting(None, "YYYY-MM-DD: evaluate as of this day (offline checks, demos)")
+    # operations
+    metrics: bool = setting(True, "serve GET /metrics (Prometheus text format, no token, like discovery)")
+    metrics_dir: str | None = setting(None, "directory of the gunicorn workers' metric files (emptied at start; "
+                                            "a temporary directory when unset)")
+    readiness_timeout: float = setting(2.0, "seconds GET /readyz waits for the feedback store")
     # serving
     workers: int = setting(2, "default of serve --workers")
     threads: int = setting(4, "default of serve --threads")

@@ -102,12 +102,22 @@ def serve_wsgi(app_factory: Callable[[], Any], *, host: str, port: int, workers:
 
 
 def run_gunicorn(cfg: Config, *, host: str, port: int, workers: int, threads: int) -> int:
+    settings: dict[str, Any] = {}
+    if cfg.metrics:  # prometheus-client's multiprocess mode: every worker's samples, added up by /metrics
+        from dataclasses import replace
+
+        from .metrics import gunicorn_hooks, prepare_multiprocess
+
+        metrics_dir = prepare_multiprocess(cfg.metrics_dir)
+        cfg = replace(cfg, metrics_dir=metrics_dir)
+        settings.update(gunicorn_hooks(metrics_dir))
+
     def factory():
         from . import create_app
 
         return _before_fork(create_app(cfg))
 
-    return serve_wsgi(factory, host=host, port=port, workers=workers, threads=threads)
+    return serve_wsgi(factory, host=host, port=port, workers=workers, threads=threads, settings=settings)
 
 
 def _before_fork(app):

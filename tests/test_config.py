@@ -66,7 +66,9 @@ def test_former_names_still_work():
 
 def test_nothing_else_reads_the_environment():
     """Settings come from service/config.py only; the service's code never looks at os.environ itself."""
-    pattern = re.compile(r"os\.environ|getenv\(|environ\.get\(")
+    # reading: os.environ.get(...), os.getenv(...), os.environ[...] (not as an assignment target), "in os.environ"
+    pattern = re.compile(r"getenv\(|environ\.get\(|in os\.environ|os\.environ\[[^\]]*\](?!\s*=[^=])|environ\.copy|"
+                         r"\*\*os\.environ|dict\(os\.environ")
     offenders = []
     for folder in ("service", "hooks", "rules", "fhir_mappers"):
         for path in (ROOT / folder).rglob("*.py"):

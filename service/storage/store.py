@@ -28,6 +28,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -197,6 +198,8 @@ class FeedbackStore:
         self._flush_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._dropped = 0
+        self.dropped_total = 0  # cards not recorded because the queue was full, since start
+        self.observer: Callable[[int, int], None] | None = None  # (queue depth, dropped_total): metrics
         self._last_purge = 0.0
         self._closed = False
         ref = weakref.ref(self)
@@ -261,6 +264,8 @@ class FeedbackStore:
         pending = self._pending
         if len(pending) >= self.max_pending:
             self._dropped += len(cards)
+            self.dropped_total += len(cards)
+            self._observe()
             return
         for card in cards:
             row = card_row(card, service_id=service_id, hook=hook, hook_instance=hook_instance, issued_at=now)
@@ -269,6 +274,15 @@ class FeedbackStore:
         if self._thread is None:
             self._start_writer()
         self._wake.set()
+        self._observe()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._pending)
+
+    def _observe(self) -> None:
+        if self.observer is not None:
+            self.observer(len(self._pending), self.dropped_total)
 
     def _start_writer(self) -> None:
         with self._flush_lock:
@@ -288,6 +302,7 @@ class FeedbackStore:
             self._wake.clear()
             try:
                 self._drain()
+                self._observe()
                 backoff = 0.0
                 self._maybe_purge()
             except Exception as exc:  # noqa: BLE001 - the writer must outlive any one failure

@@ -1,0 +1,216 @@
+"""Prometheus metrics (``GET /metrics``), with prometheus-client's multiprocess mode under gunicorn.
+
+Under ``azathioprine-cds serve`` every gunicorn worker writes its samples to files in one directory
+(``metrics_dir``, a fresh temporary directory by default) and ``/metrics``, whichever worker answers
+it, adds up the files of all workers; a worker that exits is marked dead (its live gauges drop out).
+The development server and in-process apps (tests, ``check``) count in the process's own registry.
+
+What is counted (all names start with ``aza_cds_``):
+
+- ``http_request_duration_seconds{route,service,status}`` histogram of every request;
+- ``fhir_queries_total{outcome}``: ok, timeout, refused (connection refused or unreachable),
+  error_status (an HTTP error status), too_large, invalid (not the FHIR JSON asked for), error;
+- ``cards_total{rule,indicator}``: cards returned;
+- ``feedback_total{outcome}``: feedback items received (accepted, overridden);
+- ``card_queue_depth`` (cards waiting to be written to the feedback store, summed over live
+  workers) and ``card_records_dropped_total`` (cards not recorded because that queue was full);
+- ``jwt_refusals_total{reason}``: refused tokens, by category (missing, malformed, algorithm,
+  issuer, key, signature, time, audience, replay, other), never the token or its claims;
+- ``worker_start_time_seconds`` (one series per live worker, label ``pid``).
+
+Label values are closed sets or come from this service (rule ids, service ids, route templates),
+never from the caller, so the number of series stays bounded.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import typing
+from collections.abc import Callable, Iterable
+from functools import wraps
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client when it is imported
+
+FhirOutcome = Literal["ok", "timeout", "refused", "error_status", "too_large", "invalid", "error"]
+JwtRefusal = Literal["missing", "malformed", "algorithm", "issuer", "key", "signature", "time", "audience",
+                     "replay", "other"]
+FeedbackOutcome = Literal["accepted", "overridden"]
+
+# first matching phrase of the refusal reason (service/auth.py's fixed phrases) -> category
+_JWT_CATEGORIES: tuple[tuple[str, JwtRefusal], ...] = (
+    ("missing bearer", "missing"), ("replayed", "replay"), ("audience", "audience"),
+    ("expired", "time"), ("not yet valid", "time"), ("lifetime", "time"), ("expires before", "time"),
+    ("signature", "signature"), ("algorithm", "algorithm"), ("key type", "algorithm"),
+    ("issuer", "issuer"), ("tenant", "issuer"), ("sub not allowed", "issuer"),
+    ("kid", "key"), ("jku", "key"), ("verification error", "key"),
+    ("malformed", "malformed"), ("too large", "malformed"), ("invalid", "malformed"), ("missing claim", "malformed"),
+    ("must be numbers", "malformed"),
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def jwt_refusal_category(reason: str) -> JwtRefusal:
+    text = reason.lower()
+    return next((category for phrase, category in _JWT_CATEGORIES if phrase in text), "other")
+
+
+def fhir_outcome(exc: BaseException | None) -> FhirOutcome:
+    from hooks.fhir_client import TOO_LARGE, FhirBadResponse, FhirHttpError, FhirTimeout, FhirUnreachable
+
+    if exc is None:
+        return "ok"
+    if isinstance(exc, FhirTimeout):
+        return "timeout"
+    if isinstance(exc, FhirUnreachable):
+        return "refused"
+    if isinstance(exc, FhirHttpError):
+        return "error_status"
+    if isinstance(exc, FhirBadResponse):
+        return "too_large" if TOO_LARGE in str(exc) else "invalid"
+    return "error"
+
+
+class Metrics:
+    """The service's metrics; one per process (prometheus-client keeps them in module state)."""
+
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        self.multiprocess_dir = multiprocess_dir
+        self.requests = Histogram("aza_cds_http_request_duration_seconds", "Requests, by route, service and status",
+                                  ["route", "service", "status"],
+                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0, 10.0))
+        self.fhir = Counter("aza_cds_fhir_queries", "FHIR queries to the EHR's server, by outcome", ["outcome"])
+        self.cards = Counter("aza_cds_cards", "Cards returned, by rule and indicator", ["rule", "indicator"])
+        self.feedback = Counter("aza_cds_feedback", "Feedback items received, by outcome", ["outcome"])
+        self.queue_depth = Gauge("aza_cds_card_queue_depth", "Card records waiting to be written to the store",
+                                 multiprocess_mode="livesum")
+        self.dropped = Counter("aza_cds_card_records_dropped", "Card records not written because the queue was full")
+        self.jwt_refusals = Counter("aza_cds_jwt_refusals", "Refused JWTs, by reason category", ["reason"])
+        self.worker_start = Gauge("aza_cds_worker_start_time_seconds", "When this worker process started",
+                                  multiprocess_mode="liveall")
+        self._dropped_seen = 0
+        self._started_in: int | None = None
+        for outcome in typing.get_args(FhirOutcome):  # every known series from the start, at 0
+            self.fhir.labels(outcome)
+        for reason in typing.get_args(JwtRefusal):
+            self.jwt_refusals.labels(reason)
+        for fb in typing.get_args(FeedbackOutcome):
+            self.feedback.labels(fb)
+
+    def worker_started(self) -> None:
+        if self._started_in != os.getpid():  # once per process, also in a forked worker
+            self._started_in = os.getpid()
+            self.worker_start.set(time.time())
+
+    # -- what the app reports -----------------------------------------------------------------------
+    def request(self, *, route: str, service: str, status: int, seconds: float) -> None:
+        self.worker_started()
+        self.requests.labels(route, service, str(status)).observe(seconds)
+
+    def fhir_query(self, outcome: FhirOutcome) -> None:
+        self.fhir.labels(outcome).inc()
+
+    def cards_returned(self, cards: Iterable[dict]) -> None:
+        for card in cards:
+            topic = (card.get("source") or {}).get("topic") or {}
+            self.cards.labels(str(topic.get("code") or "unknown"), str(card.get("indicator"))).inc()
+
+    def feedback_received(self, items: Iterable[dict]) -> None:
+        for item in items:
+            outcome = item.get("outcome") if isinstance(item, dict) else None
+            if outcome in ("accepted", "overridden"):
+                self.feedback.labels(outcome).inc()
+
+    def card_queue(self, depth: int, dropped_total: int) -> None:
+        """From the feedback store: its queue length now, and how many records it has dropped so far."""
+        self.queue_depth.set(depth)
+        if dropped_total > self._dropped_seen:
+            self.dropped.inc(dropped_total - self._dropped_seen)
+        self._dropped_seen = dropped_total
+
+    def jwt_refused(self, reason: str) -> None:
+        self.jwt_refusals.labels(jwt_refusal_category(reason)).inc()
+
+    def observe_fhir(self, get_json: F) -> F:
+        """Wrap the FHIR client's one GET so that each query counts once, by outcome."""
+
+        @wraps(get_json)
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = get_json(*args, **kwargs)
+            except Exception as exc:
+                self.fhir_query(fhir_outcome(exc))
+                raise
+            self.fhir_query("ok")
+            return result
+
+        return counted  # type: ignore[return-value]
+
+    # -- exposition ----------------------------------------------------------------------------------
+    def exposition(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+        if not self.multiprocess_dir:
+            return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+_METRICS: Metrics | None = None
+
+
+def metrics(multiprocess_dir: str | None = None) -> Metrics:
+    """The process's metrics (prometheus-client registers each name once per process)."""
+    global _METRICS
+    if _METRICS is None:
+        _METRICS = Metrics(multiprocess_dir)
+    return _METRICS
+
+
+# -- gunicorn -------------------------------------------------------------------------------------------
+
+def prepare_multiprocess(directory: str | None) -> str:
+    """Before the app is built in the gunicorn master: the directory of the workers' sample files,
+    emptied (prometheus-client: stale files from an earlier run would be added in), and handed to
+    prometheus-client. Without ``directory`` a temporary one, removed when the master exits."""
+    if directory:
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+    else:
+        path = Path(tempfile.mkdtemp(prefix="aza-cds-metrics-"))
+        master = os.getpid()
+
+        def remove() -> None:
+            if os.getpid() == master:  # forked workers inherit this handler: only the master removes
+                shutil.rmtree(path, ignore_errors=True)
+
+        import atexit
+
+        atexit.register(remove)
+    os.environ[MULTIPROC_ENV] = str(path)  # prometheus-client reads it when first imported
+    return str(path)
+
+
+def gunicorn_hooks(directory: str) -> dict[str, Callable[[Any, Any], None]]:
+    """gunicorn settings: the master's live gauges (made when the app was preloaded, never set)
+    do not count once a worker runs, nor do a worker's once it is gone."""
+    from prometheus_client import multiprocess
+
+    def post_fork(server: Any, worker: Any) -> None:
+        multiprocess.mark_process_dead(server.pid, directory)
+
+    def child_exit(server: Any, worker: Any) -> None:
+        multiprocess.mark_process_dead(worker.pid, directory)
+
+    return {"post_fork": post_fork, "child_exit": child_exit}
