@@ -33,6 +33,11 @@ check: $(STAMP)
 	@for f in $(filter-out examples/trust-%.json,$(wildcard examples/*.json)); do \
 		echo "== $$f"; $(BIN)/azathioprine-cds check --today 2026-11-23 $$f; done
 
+# The service (dev mode) and the FHIR test server with one synthetic patient per problem, on
+# 127.0.0.1; prints a CDS Hooks sandbox link per patient. Ctrl-C stops both.
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
 

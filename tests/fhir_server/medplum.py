@@ -65,6 +65,8 @@ class MedplumServer:
         (concurrent requests are delayed in parallel).
     :param default_count: page size of searches without ``_count``.
     :param validate: validate resources against the FHIR R4 definitions on create/update.
+    :param cors: answer browsers from any origin (``--cors``).
+    :param port: port to listen on; 0 picks a free one.
     :param startup_timeout: seconds to wait for the server to report it is listening.
     """
 
@@ -75,6 +77,8 @@ class MedplumServer:
         *,
         default_count: int = 20,
         validate: bool = True,
+        cors: bool = False,
+        port: int = 0,
         startup_timeout: float = 60.0,
         node: str | None = None,
     ) -> None:
@@ -86,6 +90,8 @@ class MedplumServer:
         self.delay_ms = int(delay_ms)
         self.default_count = int(default_count)
         self.validate = validate
+        self.cors = cors
+        self.requested_port = int(port)
         self.startup_timeout = startup_timeout
         self.node = node or os.environ.get("MEDPLUM_NODE") or shutil.which("node")
         self.base_url: str | None = None
@@ -118,7 +124,7 @@ class MedplumServer:
             cmd.append("--experimental-websocket")
         cmd += [
             str(SERVER_DIR / "server.mjs"),
-            "--port", "0",
+            "--port", str(self.requested_port),
             "--delay-ms", str(self.delay_ms),
             "--default-count", str(self.default_count),
             "--watch-stdin",
@@ -127,6 +133,8 @@ class MedplumServer:
             cmd += ["--token", self.token]
         if not self.validate:
             cmd.append("--no-validate")
+        if self.cors:
+            cmd.append("--cors")
 
         self._stderr_file = tempfile.TemporaryFile(mode="w+", prefix="medplum-server-", suffix=".log")
         self._proc = subprocess.Popen(

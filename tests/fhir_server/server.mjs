@@ -13,7 +13,7 @@
 //   * resource validation against the FHIR R4 base definitions on create/update.
 //
 // Usage: node server.mjs [--port 0] [--token SECRET] [--delay-ms N] [--default-count 20]
-//                        [--max-count 1000] [--no-validate] [--watch-stdin] [--verbose]
+//                        [--max-count 1000] [--no-validate] [--cors] [--watch-stdin] [--verbose]
 // Prints exactly one line on stdout when ready: `LISTENING http://127.0.0.1:PORT/fhir`.
 //
 // Test-control endpoints (never delayed, never need the token):
@@ -79,6 +79,7 @@ try {
       'default-count': { type: 'string', default: '20' },
       'max-count': { type: 'string', default: '1000' },
       'no-validate': { type: 'boolean', default: false },
+      cors: { type: 'boolean', default: false },
       'watch-stdin': { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
     },
@@ -103,6 +104,7 @@ const DEFAULT_COUNT = intArg('default-count', 1);
 const MAX_COUNT = intArg('max-count', 1);
 const TOKEN = args.token;
 const VALIDATE = !args['no-validate'];
+const CORS = args.cors;
 const VERBOSE = args.verbose;
 if (TOKEN !== undefined && TOKEN === '') {
   fail('--token must not be empty');
@@ -918,6 +920,24 @@ async function onRequest(req, res) {
     return;
   }
   const path = url.pathname;
+
+  // --cors: any web page may call this server from a browser (the CDS Hooks sandbox does, with a
+  // bearer token header); the preflight is answered here, without token or delay.
+  if (CORS) {
+    res.setHeader('Access-Control-Allow-Origin', '*');
+    res.setHeader('Access-Control-Expose-Headers', 'Location, ETag, Content-Location, Last-Modified');
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204, {
+        'Access-Control-Allow-Methods': 'GET, POST, PUT, PATCH, DELETE, OPTIONS',
+        'Access-Control-Allow-Headers': req.headers['access-control-request-headers'] || 'Authorization, Content-Type, Accept',
+        'Access-Control-Allow-Private-Network': 'true',
+        'Access-Control-Max-Age': '600',
+        'Content-Length': '0',
+      });
+      res.end();
+      return;
+    }
+  }
 
   // Test-control endpoints: no token, no delay.
   if (path === '/__log' && req.method === 'GET') {
