@@ -1,23 +1,30 @@
 """The path every thiopurine service shares:
 
 draft orders → (are they about thiopurines?) → gather data → fhir_mappers →
-rules → cards. Hook modules only say where their orders are in the context.
+rules → cards. Hook modules only say where their orders are in the context;
+the service definition (``hooks/registry.py``) says which data to gather and
+what to do when a prefetch key is missing.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import rules
-from fhir_mappers import build_facts, order_facts
+from fhir_mappers import GROUP_LABELS, build_facts, order_facts
+from fhir_mappers.facts import DataGap
 from fhir_mappers.fhirjson import ref_of, resources_of
 
 from .cards import render_cards
 from .errors import BadContext
 from .fhir_client import Deadline, FhirClient
 from .gather import FhirAccess, fetch_references, gather, usable
+from .registry import OnMissing
+
+if TYPE_CHECKING:
+    from .registry import ServiceDefinition
 
 
 @dataclass
@@ -53,7 +60,7 @@ def bundle_resources(value: Any, where: str) -> list[dict]:
     if not isinstance(value, (dict, list)):
         raise BadContext(f"context.{where} must be a FHIR Bundle", field=f"context.{where}")
     if isinstance(value, list):
-        resources = []
+        resources: list[dict] = []
         for item in value:
             resources.extend(resources_of(item.get("resource") if isinstance(item, dict) and "resource" in item else item))
         return resources
@@ -67,13 +74,32 @@ def access_of(request: dict) -> FhirAccess:
     return FhirAccess(server=server or None, token=token if isinstance(token, str) else None)
 
 
-def evaluate(request: dict, env: HookEnv, *, templates: dict[str, str], required: frozenset[str],
-             drafts: list[dict], selected: set[str] | None = None) -> HookResult:
+def selected_references(value: Any, where: str) -> set[str] | None:
+    """The references in ``context.selections`` (without ``/_history``); None when the client sent none."""
+    if value is None:
+        return None  # CDS Hooks 1.0 clients may omit selections: then every draft order counts
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise BadContext(f"context.{where} must be an array of references", field=f"context.{where}")
+    return {s.split("/_history")[0] for s in value}
+
+
+def run(service: ServiceDefinition, request: dict, env: HookEnv) -> HookResult:
+    """One hook call to ``service``: its orders from where its hook puts them, then the pipeline."""
+    context = request["context"]
+    drafts = bundle_resources(context.get(service.context.orders), service.context.orders)
+    selections = service.context.selections
+    selected = selected_references(context.get(selections), selections) if selections else None
+    return evaluate(request, env, service=service, drafts=drafts, selected=selected)
+
+
+def evaluate(request: dict, env: HookEnv, *, service: ServiceDefinition, drafts: list[dict],
+             selected: set[str] | None = None) -> HookResult:
     """Run the whole pipeline for one hook call."""
     started = time.monotonic()
     deadline = Deadline(env.deadline_seconds)
     access = access_of(request)
-    prefetch = request.get("prefetch") if isinstance(request.get("prefetch"), dict) else {}
+    raw_prefetch = request.get("prefetch")
+    prefetch: dict = raw_prefetch if isinstance(raw_prefetch, dict) else {}
     context = dict(request.get("context") or {})
     pid = patient_id(request)
     if pid:
@@ -92,9 +118,13 @@ def evaluate(request: dict, env: HookEnv, *, templates: dict[str, str], required
             return HookResult({"cards": cards}, rule_ids=["data-incomplete"], fhir_ms=(time.monotonic() - started) * 1000)
         return HookResult({"cards": []}, fhir_ms=(time.monotonic() - started) * 1000)
 
+    keys = list(service.prefetch)
     if not rules.thiopurine_ordered(orders):  # an interacting drug: only "is a thiopurine active?" matters
-        templates = {k: v for k, v in templates.items() if k in rules.INTERACTION_ONLY_GROUPS}
-    data, gaps = gather(env.client, access, templates, required, context, prefetch, deadline)
+        keys = [k for k in keys if k in rules.INTERACTION_ONLY_GROUPS]
+    wanted = {k: service.prefetch[k] for k in keys}
+    fetchable = {k: p.template for k, p in wanted.items() if p.on_missing is not OnMissing.OMIT}
+    data, gaps = gather(env.client, access, fetchable, service.required_keys, context, prefetch, deadline)
+    data, gaps = _omitted_keys(wanted, prefetch, data, gaps)
     fhir_ms = (time.monotonic() - started) * 1000
     today = env.today()
     facts = build_facts(drafts, data, today=today, gaps=gaps, orders=orders)
@@ -104,6 +134,18 @@ def evaluate(request: dict, env: HookEnv, *, templates: dict[str, str], required
     cards = render_cards(findings, drafts=by_ref, patient_id=pid, today=today, max_info_cards=env.max_info_cards)
     shown = {c["source"]["topic"]["code"] for c in cards}
     return HookResult({"cards": cards}, rule_ids=[f.rule_id for f in findings if f.rule_id in shown], fhir_ms=fhir_ms)
+
+
+def _omitted_keys(wanted: dict, prefetch: dict, data: dict, gaps: list[DataGap]) -> tuple[dict, list[DataGap]]:
+    """Keys that are never fetched: the prefetched value, else a gap (the check could not be done)."""
+    for key, p in wanted.items():
+        if p.on_missing is OnMissing.OMIT:
+            if usable(prefetch.get(key)):
+                data[key] = prefetch[key]
+            else:
+                data[key] = None
+                gaps.append(DataGap(GROUP_LABELS.get(key, key), "it was not prefetched", key))
+    return data, gaps
 
 
 def _unidentified_references(orders, known: dict[str, dict]) -> list[str]:

@@ -1,8 +1,7 @@
 """Prefetch templates shared by the thiopurine services, and their rendering.
 
-Each key has a policy: ``REQUIRED_KEYS`` must be prefetched or fetchable, or
-the call fails with 412; every other key is optional and, when it cannot be
-obtained, the cards say which check could not be done.
+What a service does when the EHR did not prefetch a key (412, fetch, omit) is
+part of its definition: see ``hooks/services.py`` and ``hooks/registry.py``.
 """
 from __future__ import annotations
 
@@ -36,7 +35,6 @@ def _templates() -> dict[str, str]:
 
 
 PREFETCH = _templates()
-REQUIRED_KEYS = frozenset({"patient", "medications"})
 
 _TOKEN = re.compile(r"\{\{\s*context\.(\w+)\s*\}\}")
 

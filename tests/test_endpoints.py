@@ -30,10 +30,11 @@ def test_discovery_is_generated_from_the_registry():
 
     assert {s.id for s in SERVICES.values()} == set(SERVICE.values())
     with pytest.raises(ValueError):
-        from hooks.registry import cds_service
+        from hooks.order_sign import CONTEXT
+        from hooks.registry import ServiceDefinition, register
 
-        cds_service(id="thiopurine-order-sign", hook="order-sign", title="t", description="d", prefetch={},
-                    usage_requirements="u")(lambda r, e: None)
+        register(ServiceDefinition(id="thiopurine-order-sign", context=CONTEXT, title="t", description="d",
+                                   usage_requirements="u"))
 
 
 def test_cors_on_discovery_and_preflight(client):

@@ -1,0 +1,37 @@
+"""The CDS services this package offers: one definition per hook, all with the same prefetch.
+
+The prefetch templates (and their code lists) are built in ``hooks/prefetch.py``; here each key
+gets its policy for when the EHR did not prefetch it (``OnMissing``).
+"""
+from __future__ import annotations
+
+from . import medication_prescribe, order_select, order_sign
+from .prefetch import PREFETCH
+from .registry import OnMissing, PrefetchKey, ServiceDefinition, register
+
+# the orders cannot be judged without the patient and their medications: 412 when they cannot be had
+POLICY = {"patient": OnMissing.FAIL, "medications": OnMissing.FAIL}
+THIOPURINE_PREFETCH = {key: PrefetchKey(template, POLICY.get(key, OnMissing.FETCH)) for key, template in PREFETCH.items()}
+
+DESCRIPTION = (
+    "Thiopurine prescribing safety (azathioprine, mercaptopurine, thioguanine): TPMT/NUDT15 "
+    "pharmacogenomics per CPIC, dose by body weight, with suggested corrections and test orders."
+)
+
+
+def usage_requirements(prefetch: dict[str, PrefetchKey]) -> str:
+    required = " and ".join(f"'{k}'" for k, p in prefetch.items() if p.on_missing is OnMissing.FAIL)
+    return ("Reads FHIR R4 data from prefetch or, when a key is missing, from fhirServer with the "
+            "fhirAuthorization token. Scopes: patient/Patient.read patient/Observation.read "
+            "patient/MedicationRequest.read patient/Medication.read patient/Condition.read "
+            "patient/AllergyIntolerance.read. "
+            f"Keys {required} are required (412 without them and without a fhirServer).")
+
+
+for module, service_id, title in (
+    (medication_prescribe, "thiopurine-medication-prescribe", "Thiopurine safety check while prescribing (legacy hook)"),
+    (order_select, "thiopurine-order-select", "Thiopurine safety check when an order is selected"),
+    (order_sign, "thiopurine-order-sign", "Thiopurine safety check at signing"),
+):
+    register(ServiceDefinition(id=service_id, context=module.CONTEXT, title=title, description=DESCRIPTION,
+                               usage_requirements=usage_requirements(THIOPURINE_PREFETCH), prefetch=THIOPURINE_PREFETCH))
