@@ -15,11 +15,11 @@ stored, so none can be shown; clinicians' free-text comments are deliberately le
 from __future__ import annotations
 
 import csv
-import html
 import io
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import cache
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
@@ -235,192 +235,129 @@ def render_csv(report: Report) -> str:
 
 
 # -- HTML -----------------------------------------------------------------------------------------
+# Python computes the numbers and the charts' geometry; templates/report.html (Jinja2, autoescaped)
+# turns them into one self-contained page. Every text from outside (reason displays, rule titles)
+# reaches the page only through the template's escaping.
 
-ACCEPTED, OVERRIDDEN, UNANSWERED, LOW = "#1b7837", "#c51b7d", "#c8c8c8", "#9e9e9e"
-e = html.escape
+ACCEPTED, OVERRIDDEN, UNANSWERED, LOW, FEEDBACK = "#1b7837", "#c51b7d", "#c8c8c8", "#9e9e9e", "#4d4d4d"
+LABEL_W, BAR_W, ROW_H = 230, 440, 30
 
 
-def _svg_stacked(report: Report) -> str:
+def _stacked_chart(report: Report) -> dict | None:
     """Per rule, one bar per card shown: accepted | overridden | no feedback."""
     rules = report.rules()
     if not rules:
-        return ""
-    label_w, bar_w, row_h = 230, 440, 30
+        return None
     top = max((max(k.shown, k.feedback) for k in report.by_rule.values()), default=0) or 1
-    h = 30 + row_h * len(rules) + 30
-    parts = [f'<svg role="img" aria-labelledby="c1t" viewBox="0 0 {label_w + bar_w + 150} {h}" width="100%">',
-             '<title id="c1t">Cards shown per rule, split by what the prescriber did</title>']
+    height = 30 + ROW_H * len(rules) + 30
+    rows = []
     for i, rule in enumerate(rules):
         k = report.by_rule[rule]
-        y = 20 + i * row_h
-        parts.append(f'<text x="{label_w - 8}" y="{y + 17}" text-anchor="end">{e(_clean(rule, 34))}</text>')
-        x = label_w
+        y = 20 + i * ROW_H
+        x, segments = float(LABEL_W), []
         for n, color, what in ((k.accepted, ACCEPTED, "accepted"), (k.overridden, OVERRIDDEN, "overridden"),
                                (k.no_feedback, UNANSWERED, "no feedback")):
             if n:
-                w = bar_w * n / top
-                parts.append(f'<rect x="{x:.1f}" y="{y + 4}" width="{max(w, 1.5):.1f}" height="{row_h - 10}" '
-                             f'fill="{color}"><title>{e(rule)}: {n} {what}</title></rect>')
+                w = BAR_W * n / top
+                segments.append({"x": round(x, 1), "width": round(max(w, 1.5), 1), "color": color,
+                                 "title": f"{rule}: {n} {what}"})
                 x += w
-        parts.append(f'<text x="{x + 6:.1f}" y="{y + 17}" class="n">{k.shown} shown, {k.feedback} answered</text>')
-    ly = h - 12
-    for j, (color, what) in enumerate(((ACCEPTED, "accepted"), (OVERRIDDEN, "overridden"), (UNANSWERED, "no feedback"))):
-        lx = label_w + j * 130
-        parts.append(f'<rect x="{lx}" y="{ly - 11}" width="14" height="14" fill="{color}"/>'
-                     f'<text x="{lx + 20}" y="{ly}">{what}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+        rows.append({"label": _clean(rule, 34), "y": y, "segments": segments, "note_x": round(x + 6, 1),
+                     "note": f"{k.shown} shown, {k.feedback} answered"})
+    legend = [{"x": LABEL_W + j * 130, "color": color, "label": what} for j, (color, what) in
+              enumerate(((ACCEPTED, "accepted"), (OVERRIDDEN, "overridden"), (UNANSWERED, "no feedback")))]
+    return {"width": LABEL_W + BAR_W + 150, "height": height, "label_x": LABEL_W - 8, "bar_h": ROW_H - 10,
+            "rows": rows, "legend_y": height - 12, "legend": legend}
 
 
-def _svg_rates(report: Report) -> str:
+def _rates_chart(report: Report) -> dict | None:
     """Override rate per rule, 0-100 %, greyed below LOW_NUMBERS feedback items."""
     rules = [r for r in report.rules() if report.by_rule[r].feedback]
     if not rules:
-        return '<p class="empty">No feedback received yet, so no override rates.</p>'
-    label_w, bar_w, row_h = 230, 440, 30
-    h = 30 + row_h * len(rules) + 24
-    parts = [f'<svg role="img" aria-labelledby="c2t" viewBox="0 0 {label_w + bar_w + 150} {h}" width="100%">',
-             '<title id="c2t">Override rate per rule</title>']
-    for pct in (0, 25, 50, 75, 100):
-        x = label_w + bar_w * pct / 100
-        parts.append(f'<line x1="{x}" y1="14" x2="{x}" y2="{h - 22}" class="grid"/>'
-                     f'<text x="{x}" y="{h - 6}" text-anchor="middle" class="axis">{pct} %</text>')
+        return None
+    height = 30 + ROW_H * len(rules) + 24
+    grid = [{"x": LABEL_W + BAR_W * pct / 100, "label": f"{pct} %"} for pct in (0, 25, 50, 75, 100)]
+    rows = []
     for i, rule in enumerate(rules):
         k = report.by_rule[rule]
-        y = 20 + i * row_h
         rate = k.override_rate or 0.0
-        color = OVERRIDDEN if k.feedback >= LOW_NUMBERS else LOW
-        parts.append(f'<text x="{label_w - 8}" y="{y + 17}" text-anchor="end">{e(_clean(rule, 34))}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 4}" width="{max(bar_w * rate, 1.5):.1f}" height="{row_h - 10}" '
-                     f'fill="{color}"><title>{e(rule)}: {k.overridden} of {k.feedback} overridden</title></rect>')
-        note = "" if k.feedback >= LOW_NUMBERS else " – too few to judge"
-        parts.append(f'<text x="{label_w + bar_w * rate + 6:.1f}" y="{y + 17}" class="n">{_pct(k.override_rate)} '
-                     f'({k.overridden} of {k.feedback}){note}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+        enough = k.feedback >= LOW_NUMBERS
+        rows.append({"label": _clean(rule, 34), "y": 20 + i * ROW_H, "width": round(max(BAR_W * rate, 1.5), 1),
+                     "color": OVERRIDDEN if enough else LOW, "title": f"{rule}: {k.overridden} of {k.feedback} overridden",
+                     "text_x": round(LABEL_W + BAR_W * rate + 6, 1),
+                     "text": f"{_pct(k.override_rate)} ({k.overridden} of {k.feedback})"
+                             + ("" if enough else " – too few to judge")})
+    return {"width": LABEL_W + BAR_W + 150, "height": height, "label_x": LABEL_W - 8, "bar_x": LABEL_W,
+            "bar_h": ROW_H - 10, "grid": grid, "grid_bottom": height - 22, "axis_y": height - 6, "rows": rows}
 
 
-def _svg_weeks(report: Report) -> str:
+def _weeks_chart(report: Report) -> dict | None:
     """The last CHART_WEEKS weeks up to the latest week with data: cards shown (bars), override rate (line)."""
     if not report.by_week:
-        return ""
+        return None
     last = max(report.by_week)
     weeks = [last - timedelta(weeks=i) for i in range(CHART_WEEKS - 1, -1, -1)]
     weeks = [w for w in weeks if w >= min(report.by_week)] or [last]
-    left, width, plot_h, top = 60, 620, 160, 20
+    left, width, plot_h, top, rate_h = 60, 620, 160, 20, 120
     step = width / len(weeks)
     peak = max(max(report.by_week.get(w, Counts()).shown, report.by_week.get(w, Counts()).feedback) for w in weeks) or 1
     rate_top = top + plot_h + 50
-    h = rate_top + 120 + 40
-    parts = [f'<svg role="img" aria-labelledby="c3t" viewBox="0 0 {left + width + 100} {h}" width="100%">',
-             '<title id="c3t">Cards shown and override rate per week</title>',
-             f'<text x="{left}" y="{top - 6}" class="axis">cards shown (light grey) and feedback received (dark grey) '
-             f'per week</text>']
-    points = []
+    bars, xlabels, points = [], [], []
+    every = max(1, round(len(weeks) / 6))
     for i, w in enumerate(weeks):
         k = report.by_week.get(w, Counts())
         x = left + i * step
-        for n, color, offset in ((k.shown, UNANSWERED, 0.1), (k.feedback, "#4d4d4d", 0.5)):
+        for n, color, offset in ((k.shown, UNANSWERED, 0.1), (k.feedback, FEEDBACK, 0.5)):
             if n:
                 bh = plot_h * n / peak
-                parts.append(f'<rect x="{x + step * offset:.1f}" y="{top + plot_h - bh:.1f}" width="{step * 0.4:.1f}" '
-                             f'height="{bh:.1f}" fill="{color}"><title>{_week_label(w)}: {k.shown} shown, '
-                             f'{k.feedback} feedback</title></rect>')
+                bars.append({"x": round(x + step * offset, 1), "y": round(top + plot_h - bh, 1),
+                             "width": round(step * 0.4, 1), "height": round(bh, 1), "color": color,
+                             "title": f"{_week_label(w)}: {k.shown} shown, {k.feedback} feedback"})
         if k.override_rate is not None:
-            points.append((x + step / 2, rate_top + 120 * (1 - k.override_rate), k, w))
-        every = max(1, round(len(weeks) / 6))
+            points.append({"x": round(x + step / 2, 1), "y": round(rate_top + rate_h * (1 - k.override_rate), 1),
+                           "color": OVERRIDDEN if k.feedback >= LOW_NUMBERS else LOW,
+                           "title": f"{_week_label(w)}: {k.overridden} of {k.feedback} overridden"})
         if i % every == 0:
-            parts.append(f'<text x="{x + step / 2:.1f}" y="{top + plot_h + 16}" text-anchor="middle" class="axis">'
-                         f'{w.strftime("%d %b %y")}</text>')
-    for value in (0, peak):
-        y = top + plot_h * (1 - value / peak)
-        parts.append(f'<line x1="{left}" y1="{y}" x2="{left + width}" y2="{y}" class="grid"/>'
-                     f'<text x="{left - 6}" y="{y + 4}" text-anchor="end" class="axis">{value}</text>')
-    parts.append(f'<text x="{left}" y="{rate_top - 10}" class="axis">override rate per week</text>')
-    for pct in (0, 50, 100):
-        y = rate_top + 120 * (1 - pct / 100)
-        parts.append(f'<line x1="{left}" y1="{y}" x2="{left + width}" y2="{y}" class="grid"/>'
-                     f'<text x="{left - 6}" y="{y + 4}" text-anchor="end" class="axis">{pct} %</text>')
-    if len(points) > 1:
-        parts.append('<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>'.format(
-            OVERRIDDEN, " ".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in points)))
-    for x, y, k, w in points:
-        color = OVERRIDDEN if k.feedback >= LOW_NUMBERS else LOW
-        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{color}"><title>{_week_label(w)}: '
-                     f'{k.overridden} of {k.feedback} overridden</title></circle>')
-    parts.append("</svg>")
-    return "".join(parts)
+            xlabels.append({"x": round(x + step / 2, 1), "label": w.strftime("%d %b %y")})
+    count_grid = [{"y": top + plot_h * (1 - value / peak), "label": str(value)} for value in (0, peak)]
+    rate_grid = [{"y": rate_top + rate_h * (1 - pct / 100), "label": f"{pct} %"} for pct in (0, 50, 100)]
+    return {"width": left + width + 100, "height": rate_top + rate_h + 40, "left": left, "right": left + width,
+            "top": top, "xlabel_y": top + plot_h + 16, "rate_title_y": rate_top - 10, "bars": bars,
+            "xlabels": xlabels, "count_grid": count_grid, "rate_grid": rate_grid, "points": points,
+            "line": " ".join(f"{p['x']},{p['y']}" for p in points) if len(points) > 1 else "",
+            "line_color": OVERRIDDEN}
 
 
-def _html_table(report: Report, first: str, items: list[tuple[str, str, Counts]]) -> str:
-    rows = []
-    for label, title, k in items:
-        rate = _pct(k.override_rate)
-        if k.override_rate is not None and k.feedback < LOW_NUMBERS:
-            rate = f'<span class="low" title="fewer than {LOW_NUMBERS} feedback items">{rate}</span>'
-        reasons = "<br>".join(f"{e(name)} ({n})" for name, n in report.top_reasons(k)) or "–"
-        name = f"<code>{e(label)}</code>" if first == "Rule" and label != UNKNOWN_RULE else e(label)
-        if title:
-            name += f'<div class="sub">{e(title)}</div>'
-        rows.append(f"<tr><td>{name}</td><td>{k.shown}</td><td>{k.feedback}</td><td>{k.accepted}</td>"
-                    f"<td>{k.overridden}</td><td>{rate}</td><td class='reasons'>{reasons}</td></tr>")
-    if not rows:
-        return '<p class="empty">Nothing recorded in this period.</p>'
-    return ("<table><thead><tr><th>" + e(first) + "</th><th>Cards shown</th><th>Feedback</th><th>Accepted</th>"
-            "<th>Overridden</th><th>Override rate</th><th>Top override reasons</th></tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table>")
+def _table(report: Report, items: list[tuple[str, str, Counts]], *, code: bool = False) -> list[dict]:
+    return [{"name": label, "code": code and label != UNKNOWN_RULE, "title": title, "shown": k.shown,
+             "feedback": k.feedback, "accepted": k.accepted, "overridden": k.overridden,
+             "rate": _pct(k.override_rate), "low": k.override_rate is not None and k.feedback < LOW_NUMBERS,
+             "reasons": report.top_reasons(k)} for label, title, k in items]
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;color:#1a1a1a;max-width:980px;margin:2em auto;padding:0 1em;line-height:1.45}
-h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-.meta{color:#555;font-size:.9em}.box{background:#f5f7fa;border:1px solid #dde3ea;border-radius:6px;padding:.8em 1.1em}
-.kpis{display:flex;gap:1em;flex-wrap:wrap;margin:1.2em 0}.kpi{flex:1;min-width:130px;border:1px solid #dde3ea;border-radius:6px;padding:.6em .9em}
-.kpi b{display:block;font-size:1.6em}.kpi span{color:#555;font-size:.85em}
-table{border-collapse:collapse;width:100%;font-size:.92em;margin-top:.6em}th,td{border-bottom:1px solid #e3e3e3;padding:.35em .5em;text-align:right;vertical-align:top}
-th:first-child,td:first-child,td.reasons,th:last-child{text-align:left}th{background:#f0f0f0}.sub{color:#666;font-size:.85em}
-.low{color:#888}.empty{color:#777;font-style:italic}svg text{font-size:12px;fill:#1a1a1a}svg .n,svg .axis{fill:#555;font-size:11px}
-svg .grid{stroke:#ddd;stroke-width:1}code{font-size:.95em}@media print{body{margin:0}h2{break-after:avoid}}
-"""
+@cache
+def _templates():
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    return Environment(loader=PackageLoader("service", "templates"), autoescape=select_autoescape(["html"]),
+                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
 def render_html(report: Report) -> str:
     t = report.total
-    retention = ("kept for ever" if report.retention_days is None
-                 else f"deleted {report.retention_days} days after they are received")
-    kpis = [(t.shown, "cards shown"), (t.feedback, "feedback received"), (t.accepted, "accepted"),
-            (t.overridden, "overridden"), (_pct(t.override_rate), "override rate")]
-    weeks = [(_week_label(m), "", report.by_week[m]) for m in reversed(report.weeks())]
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Azathioprine CDS – card feedback report</title><style>{_CSS}</style></head><body>
-<h1>Azathioprine safety alerts: what prescribers did with them</h1>
-<p class="meta">Period: {e(_period(report))} · generated {report.generated_at:%d %b %Y %H:%M} UTC · store {e(report.store)}</p>
-<div class="box"><b>How to read this report.</b> When someone orders azathioprine (or another thiopurine) the
-service may show a <i>card</i>: a warning with the reason and usually a one-click fix. Electronic health records that
-support CDS Hooks feedback then tell us whether the prescriber <i>accepted</i> a suggestion on the card or
-<i>overrode</i> (dismissed) it, and often why. The <b>override rate</b> is overridden ÷ feedback received. A rule that is
-overridden most of the time is probably not helping (alert fatigue): check its wording, its threshold and the reasons
-given. Rates from fewer than {LOW_NUMBERS} feedback items are shown in grey – too few to judge. "No feedback" means the
-record system did not report an outcome (not every system sends feedback). Feedback about cards this service did not
-issue (for example from another installation) is listed as “{e(UNKNOWN_RULE)}”.</div>
-<div class="kpis">{"".join(f'<div class="kpi"><b>{v}</b><span>{e(label)}</span></div>' for v, label in kpis)}</div>
-<h2>By rule</h2>
-{_svg_stacked(report)}
-{_html_table(report, "Rule", [(r, report.rule_titles.get(r, ""), report.by_rule[r]) for r in report.rules()])}
-<h2>Override rate by rule</h2>
-{_svg_rates(report)}
-<h2>By severity of the card</h2>
-<p class="meta">critical = the order should not go ahead as written; warning = change or check something; info = for awareness.</p>
-{_html_table(report, "Indicator", [(i, "", report.by_indicator[i]) for i in report.indicators()])}
-<h2>Over time (weeks Monday to Sunday, UTC)</h2>
-{_svg_weeks(report)}
-{_html_table(report, "Week", weeks)}
-<p class="meta">Cards count in the week they were shown, feedback in the week the prescriber acted. This report holds no
-patient data: the store keeps which rule fired, never for whom. Prescribers' free-text comments are not shown here; in the
-store they are {e(retention)}.</p>
-</body></html>
-"""
+    return _templates().get_template("report.html").render(
+        period=_period(report), generated=f"{report.generated_at:%d %b %Y %H:%M}", store=report.store,
+        low_numbers=LOW_NUMBERS, unknown_rule=UNKNOWN_RULE,
+        retention=("kept for ever" if report.retention_days is None
+                   else f"deleted {report.retention_days} days after they are received"),
+        kpis=[(t.shown, "cards shown"), (t.feedback, "feedback received"), (t.accepted, "accepted"),
+              (t.overridden, "overridden"), (_pct(t.override_rate), "override rate")],
+        stacked=_stacked_chart(report), rates=_rates_chart(report), weeks_chart=_weeks_chart(report),
+        by_rule=_table(report, [(r, report.rule_titles.get(r, ""), report.by_rule[r]) for r in report.rules()],
+                       code=True),
+        by_indicator=_table(report, [(i, "", report.by_indicator[i]) for i in report.indicators()]),
+        by_week=_table(report, [(_week_label(m), "", report.by_week[m]) for m in reversed(report.weeks())]),
+    )
 
 
 RENDERERS = {"table": render_table, "csv": render_csv, "html": render_html}

@@ -6,6 +6,7 @@ from typing import Any
 import csv
 import io
 import re
+from pathlib import Path
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -192,3 +193,12 @@ def test_command_line(tmp_path, capsys, monkeypatch):
     assert main(["report", "--database-url", f"sqlite:///{tmp_path}/nothing-here.sqlite3"]) == 1
     assert "no feedback store" in capsys.readouterr().err
     assert not (tmp_path / "nothing-here.sqlite3").exists()  # a report never creates a store
+
+
+def test_markup_lives_in_the_template_only():
+    """service/report.py computes numbers and chart geometry; every tag is in templates/report.html."""
+    source = (Path(__file__).resolve().parent.parent / "service" / "report.py").read_text(encoding="utf-8")
+    assert not re.search(r"<(svg|rect|text|table|tr|td|div|p|h\d|html)\b", source)
+    from service.report import _templates
+
+    assert _templates().autoescape("report.html") is True
