@@ -22,6 +22,7 @@ import copy
 import json
 import random
 import uuid
+from typing import Any
 from datetime import date, timedelta
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -254,7 +255,7 @@ def hook_request(data: dict, *, prefetch: bool = True, fhir_server: str | None =
 
     ``keys``: the prefetch keys the service asks for (from its discovery document); a key this
     generator has no data group for is sent as an empty searchset, as an EHR with no such data would."""
-    req = {
+    req: dict[str, Any] = {
         "hook": "order-sign",
         "hookInstance": str(uuid.uuid4()),
         "context": {"userId": "Practitioner/dr-1", "patientId": PID,

@@ -92,8 +92,8 @@ def ensure_wrk() -> str:
         for cmd in (["apt-get", "install", "-y", "-q", "wrk"], ["apt-get", "update", "-q"],
                     ["apt-get", "install", "-y", "-q", "wrk"]):
             subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-            if shutil.which("wrk"):
-                return shutil.which("wrk")
+            if found := shutil.which("wrk"):
+                return found
     raise SystemExit("benchmark needs wrk (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk)")
 
 
@@ -303,7 +303,7 @@ def fhir_table(data: dict, templates: dict[str, str]) -> dict[str, dict]:
     for key in templates:
         if key != "patient":
             answers[key] = patient.searchset(data.get(key, []))
-    return {render(t, {"patientId": patient.PID}): answers[k] for k, t in templates.items()}
+    return {render(t, {"patientId": patient.PID}) or t: answers[k] for k, t in templates.items()}
 
 
 class Fhir:
@@ -321,7 +321,7 @@ class Fhir:
         table.write_text(json.dumps(fhir_table(data, templates)))
         self.proc = subprocess.Popen([sys.executable, str(BENCH / "fhir_stub.py"), "--port", "0", "--delay-ms",
                                       str(delay_ms), "--table", str(table)], stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
         if not line.startswith("LISTENING "):
             raise SystemExit("the FHIR stub did not start")
         self.base_url = line.split()[1]
@@ -382,7 +382,7 @@ def machine() -> str:
         pass
     mem = ""
     try:
-        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))  # type: ignore[union-attr]
         mem = f", {kb / 1024 / 1024:.0f} GB RAM"
     except (OSError, AttributeError):
         pass
@@ -393,7 +393,7 @@ def machine() -> str:
     wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("[")[0].strip()
     osname = platform.platform(terse=True)
     try:
-        osname = re.search(r'^PRETTY_NAME="(.+)"', Path("/etc/os-release").read_text(), re.M).group(1)
+        osname = re.search(r'^PRETTY_NAME="(.+)"', Path("/etc/os-release").read_text(), re.M).group(1)  # type: ignore[union-attr]
     except (OSError, AttributeError):
         pass
     return (f"{os.cpu_count()} × {cpu}{mem}; {osname}; Python {platform.python_version()}, "
@@ -424,7 +424,7 @@ def table(rows: list[Row], refs: dict[str, Row], args) -> str:
         ratio = f"{t['rps'] / rt['rps'] * 100:.0f} %" if rt and rt["rps"] else "–"
         lines.append(f"| {row.label} | service{' + JWT' if row.jwt else ''} | {fmt(t['rps'], 0)} | {fmt(t['p50_ms'])} | "
                      f"{fmt(t['p99_ms'])} | {fmt(t['max_ms'])} | {t['errors']} | {fmt(row.server.peak_rss_mb(), 0)} | {fmt(t['cpu_ms'], 2)} | {ratio} |")
-        if ref and not row.jwt:
+        if ref and rt and not row.jwt:
             lines.append(f"| {row.label} | reference | {fmt(rt['rps'], 0)} | {fmt(rt['p50_ms'])} | {fmt(rt['p99_ms'])} | "
                          f"{fmt(rt['max_ms'])} | {rt['errors']} | {fmt(ref.server.peak_rss_mb(), 0)} | {fmt(rt['cpu_ms'], 2)} | 100 % |")
     return "\n".join(lines)
