@@ -24,6 +24,7 @@ Try it from the public CDS Hooks sandbox (https://sandbox.cds-hooks.org):
   Settings (gear) -> Add CDS Services -> {base}/cds-services
   (the sandbox runs in your browser, so a service on 127.0.0.1 is reachable from it)
   then open "Rx Sign" / "Rx View" and order azathioprine.
+With a FHIR server holding one synthetic patient per problem, and a sandbox link for each: make demo
 Offline: azathioprine-cds check examples/tpmt-poor-metabolizer.json
 """
 
