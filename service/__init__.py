@@ -68,7 +68,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     app.extensions["aza_feedback_store"] = store = open_store(cfg)
     if registry is not None:
-        store.observer = registry.card_queue
+        store.observer = registry.card_queue_observer()
 
     CORS(app, resources={r"/cds-services*": {"origins": cfg.cors_origins}, r"/openapi.json": {"origins": "*"}},
          allow_headers=["Authorization", "Content-Type"], methods=["GET", "POST", "OPTIONS"], max_age=86400)

@@ -94,7 +94,6 @@ class Metrics:
         self.jwt_refusals = Counter("aza_cds_jwt_refusals", "Refused JWTs, by reason category", ["reason"])
         self.worker_start = Gauge("aza_cds_worker_start_time_seconds", "When this worker process started",
                                   multiprocess_mode="liveall")
-        self._dropped_seen = 0
         self._started_in: int | None = None
         for outcome in typing.get_args(FhirOutcome):  # every known series from the start, at 0
             self.fhir.labels(outcome)
@@ -127,12 +126,19 @@ class Metrics:
             if outcome in ("accepted", "overridden"):
                 self.feedback.labels(outcome).inc()
 
-    def card_queue(self, depth: int, dropped_total: int) -> None:
-        """From the feedback store: its queue length now, and how many records it has dropped so far."""
-        self.queue_depth.set(depth)
-        if dropped_total > self._dropped_seen:
-            self.dropped.inc(dropped_total - self._dropped_seen)
-        self._dropped_seen = dropped_total
+    def card_queue_observer(self) -> Callable[[int, int], None]:
+        """For one feedback store (its ``observer``): told the queue length now and how many card
+        records the store has dropped since it opened."""
+        seen = 0
+
+        def observe(depth: int, dropped_total: int) -> None:
+            nonlocal seen
+            self.queue_depth.set(depth)
+            if dropped_total > seen:
+                self.dropped.inc(dropped_total - seen)
+            seen = max(seen, dropped_total)
+
+        return observe
 
     def jwt_refused(self, reason: str) -> None:
         self.jwt_refusals.labels(jwt_refusal_category(reason)).inc()

@@ -50,7 +50,7 @@ def metrics_endpoint() -> Response:
         raise ApiError(404, "Metrics are switched off (AZA_CDS_METRICS)")
     store = current_app.extensions.get("aza_feedback_store")
     if store is not None:
-        registry.card_queue(store.queue_depth, store.dropped_total)
+        store.observe()  # this worker's queue, as of now
     body, content_type = registry.exposition()
     return Response(body, status=200, content_type=content_type)
 

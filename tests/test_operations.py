@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from service import create_app
-from service.metrics import Metrics, fhir_outcome, jwt_refusal_category
+from service.metrics import fhir_outcome, jwt_refusal_category, metrics
 from service.storage import FeedbackStore
 from tests.builders import PID, bundle, hook_request, patient, phenotype_tpmt, prefetch
 from tests.test_serving import Serve
@@ -168,14 +168,9 @@ def test_fhir_outcomes_of_the_client_errors():
 def test_card_queue_depth_and_dropped_records(tmp_path):
     from prometheus_client import generate_latest
 
-    m = Metrics.__new__(Metrics)  # the process's metric objects, with a fresh "seen" count
-    from service.metrics import metrics
-
-    shared = metrics()
-    m.__dict__.update(shared.__dict__, _dropped_seen=0)
     store = FeedbackStore(f"sqlite:///{tmp_path / 'q.sqlite3'}", max_pending=2)
     store._start_writer = lambda: None  # type: ignore[method-assign]  # nothing drains: the queue only fills
-    store.observer = m.card_queue
+    store.observer = metrics().card_queue_observer()
     before = value(generate_latest().decode(), "aza_cds_card_records_dropped_total")
     cards = [{"uuid": f"c{i}", "indicator": "info", "summary": "s", "source": {"label": "x", "topic": {"code": "r"}}}
              for i in range(2)]

@@ -265,7 +265,7 @@ class FeedbackStore:
         if len(pending) >= self.max_pending:
             self._dropped += len(cards)
             self.dropped_total += len(cards)
-            self._observe()
+            self.observe()
             return
         for card in cards:
             row = card_row(card, service_id=service_id, hook=hook, hook_instance=hook_instance, issued_at=now)
@@ -274,13 +274,14 @@ class FeedbackStore:
         if self._thread is None:
             self._start_writer()
         self._wake.set()
-        self._observe()
+        self.observe()
 
     @property
     def queue_depth(self) -> int:
         return len(self._pending)
 
-    def _observe(self) -> None:
+    def observe(self) -> None:
+        """Tell the observer (metrics) the queue length and the records dropped so far."""
         if self.observer is not None:
             self.observer(len(self._pending), self.dropped_total)
 
@@ -302,7 +303,7 @@ class FeedbackStore:
             self._wake.clear()
             try:
                 self._drain()
-                self._observe()
+                self.observe()
                 backoff = 0.0
                 self._maybe_purge()
             except Exception as exc:  # noqa: BLE001 - the writer must outlive any one failure
