@@ -98,6 +98,28 @@ def _accepted_request(strict: dict) -> dict:
     return schema
 
 
+def _operations_paths() -> dict[str, Any]:
+    """/healthz, /readyz, /metrics (service/operations.py): for load balancers and Prometheus, no token."""
+    status = {"type": "object", "required": ["status"], "properties": {
+        "status": {"type": "string"},
+        "checks": {"type": "object", "additionalProperties": {"type": "string"}}}}
+    json_status = {"application/json": {"schema": status}}
+    return {
+        "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness: the process answers", "security": [],
+                             "responses": {"200": {"description": "Alive", "content": json_status}}}},
+        "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness: knowledge loaded, feedback store reachable",
+                            "security": [],
+                            "responses": {"200": {"description": "Ready", "content": json_status},
+                                          "503": {"description": "Not ready; the failed check is named",
+                                                  "content": json_status}}}},
+        "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics (text exposition format)",
+                             "security": [],
+                             "responses": {"200": {"description": "Metrics",
+                                                   "content": {"text/plain": {"schema": {"type": "string"}}}},
+                                           "404": {"description": "Metrics are switched off (AZA_CDS_METRICS)"}}}},
+    }
+
+
 @cache
 def openapi_document() -> dict:
     from hooks import SERVICES
@@ -124,6 +146,7 @@ def openapi_document() -> dict:
             "responses": {"200": {"description": "OpenAPI 3.1 document",
                                   "content": {"application/json": {"schema": {"type": "object"}}}}},
         }},
+        **_operations_paths(),
     }
     schemas["ServiceRequestAccepted"] = _accepted_request(schemas["ServiceRequest"])
     for service in sorted(SERVICES.values(), key=lambda s: s.id):
