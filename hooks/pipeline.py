@@ -29,6 +29,7 @@ class HookEnv:
     rule_options: rules.RuleOptions = field(default_factory=rules.RuleOptions)
     max_info_cards: int = 1
     today: Callable[[], date] = date.today
+    request_deadline: Deadline | None = None  # this call's limits, set per request by the service
 
 
 @dataclass
@@ -71,7 +72,7 @@ def evaluate(request: dict, env: HookEnv, *, templates: dict[str, str], required
              drafts: list[dict], selected: set[str] | None = None) -> HookResult:
     """Run the whole pipeline for one hook call."""
     started = time.monotonic()
-    deadline = Deadline(env.deadline_seconds)
+    deadline = env.request_deadline or Deadline(env.deadline_seconds)
     access = access_of(request)
     prefetch = request.get("prefetch") if isinstance(request.get("prefetch"), dict) else {}
     context = dict(request.get("context") or {})

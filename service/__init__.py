@@ -14,6 +14,9 @@ from flask import Flask, g, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
+from hooks.fhir_client import Deadline
+from hooks.netguard import EgressPolicy
+
 from .config import Config
 from .errors import ApiError, error_response
 
@@ -46,7 +49,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     load_knowledge()
     for name in ("ServiceRequest", "FeedbackRequest", "hook:order-sign", "hook:order-select", "hook:medication-prescribe"):
         validator(name)
-    client = FhirClient(FhirSettings(deadline_seconds=cfg.fhir_deadline_seconds, max_pages=cfg.fhir_max_pages))
+    client = FhirClient(FhirSettings(deadline_seconds=cfg.fhir_deadline_seconds, max_pages=cfg.fhir_max_pages,
+                                     max_bytes=cfg.fhir_max_response_bytes, max_call_bytes=cfg.fhir_max_call_bytes))
     app.extensions["aza_hook_env"] = HookEnv(
         client=client,
         deadline_seconds=cfg.fhir_deadline_seconds,
@@ -56,11 +60,16 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     if cfg.evaluation_date:
         fixed = date.fromisoformat(cfg.evaluation_date)
         app.extensions["aza_hook_env"].today = lambda: fixed
-    app.extensions["aza_auth"] = Authenticator.from_config(cfg)
-    # feedback store: SQLite in the data dir or AZA_CDS_DATABASE_URL; migrated here, once per worker
+    # feedback store: SQLite in the data dir or AZA_CDS_DATABASE_URL; migrated here, once per worker.
+    # It also holds the JWT replay table every worker and instance shares.
     from .storage import open_store
 
     app.extensions["aza_feedback_store"] = open_store(cfg)
+    try:
+        app.extensions["aza_auth"] = Authenticator.from_config(cfg, store=app.extensions["aza_feedback_store"])
+    except ValueError:
+        app.extensions["aza_feedback_store"].close()
+        raise
 
     CORS(app, resources={r"/cds-services*": {"origins": cfg.cors_origins}, r"/openapi.json": {"origins": "*"}},
          allow_headers=["Authorization", "Content-Type"], methods=["GET", "POST", "OPTIONS"], max_age=86400)
@@ -70,12 +79,28 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
 
 def _install_hooks(app: Flask) -> None:
+    cfg: Config = app.config["AZA"]
+
     @app.before_request
     def _start() -> None:
         g.started = time.perf_counter()
-        if request.method == "OPTIONS" or request.path == "/cds-services" or not request.path.startswith("/cds-services/"):
+        if request.method == "OPTIONS" or request.path.rstrip("/") == "/cds-services" \
+                or not request.path.startswith("/cds-services/"):
             return None  # discovery and CORS preflight need no token
-        app.extensions["aza_auth"].check(request)
+        g.service_id = _service_of(request.path)
+        # one deadline for everything this call does (JWKS, FHIR), from when the request arrived
+        arrived = request.environ.get("aza.arrived")
+        now = time.monotonic()
+        start = arrived if isinstance(arrived, float) and arrived <= now else now
+        if now - start > cfg.max_queue_seconds:
+            g.queued_ms = round((now - start) * 1000, 1)
+            raise ApiError(503, "The service is overloaded; try again shortly", headers={"Retry-After": "2"})
+        deadline = Deadline(cfg.fhir_deadline_seconds, start=start, max_bytes=cfg.fhir_max_call_bytes,
+                            max_entries=cfg.max_entries_per_key)
+        issuer = app.extensions["aza_auth"].check(request, deadline)
+        deadline.policy = EgressPolicy(allowed_bases=issuer.fhir_servers if issuer else (),
+                                       allow_loopback=cfg.fhir_allow_loopback)
+        g.deadline = deadline
         return None
 
     @app.errorhandler(ApiError)
@@ -107,6 +132,14 @@ def _install_hooks(app: Flask) -> None:
                 extra[key] = g.get(attr)
         log.info("request", extra=extra)
         return response
+
+
+def _service_of(path: str) -> str:
+    """The service id a path names, for the log; never caller text."""
+    from hooks import SERVICES
+
+    parts = path.split("/")
+    return parts[2] if len(parts) > 2 and parts[2] in SERVICES else "(unknown)"
 
 
 def _route_path() -> str:

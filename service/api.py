@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 
 from flask import Blueprint, Response, current_app, g, request
 
@@ -78,6 +79,8 @@ def call_service(service_id: str) -> Response:
         if problem:
             raise ApiError(400, problem[0].replace("$", "$.context", 1), field=problem[1].replace("$", "$.context", 1))
     env: HookEnv = current_app.extensions["aza_hook_env"]
+    if g.get("deadline") is not None:
+        env = replace(env, request_deadline=g.deadline)
     try:
         result = service.handler(body, env)
     except HookError as exc:

@@ -51,6 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["auth_required"] = False
     if args.dev:
         overrides["dev"] = True
+        overrides["fhir_allow_loopback"] = True  # local trials: a FHIR server on this machine
     if args.insecure_no_auth and not is_loopback(args.host):
         print(f"refusing --insecure-no-auth on non-loopback address {args.host!r}: bind to 127.0.0.1", file=sys.stderr)
         return 2
@@ -60,14 +61,21 @@ def _serve(args: argparse.Namespace) -> int:
               "or use --dev for local trials", file=sys.stderr)
         return 2
     base = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
+    if cfg.auth_required and not cfg.public_base_url:
+        # a token's aud is compared with the public base URL, never with the Host header a caller sends
+        if args.host in ("0.0.0.0", "::", ""):
+            print("set AZA_CDS_PUBLIC_BASE_URL to the URL EHRs call (e.g. https://cds.example.org): with a "
+                  "wildcard listen address the JWT audience cannot be derived", file=sys.stderr)
+            return 2
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        cfg = cfg.with_overrides({"public_base_url": f"http://{host}:{args.port}"})
     if args.dev:
         print(BANNER_DEV, file=sys.stderr)
         print(SANDBOX_HELP.format(base=base), file=sys.stderr)
         from . import create_app
 
         app = create_app(cfg)
-        app.run(host=args.host, port=args.port, debug=False, use_reloader=False, threaded=True)
-        return 0
+        return _run_dev(app, args.host, args.port)
     if args.insecure_no_auth:
         print("WARNING: --insecure-no-auth: production server WITHOUT JWT authentication (loopback only)",
               file=sys.stderr)
@@ -75,6 +83,27 @@ def _serve(args: argparse.Namespace) -> int:
     from .wsgi import run_gunicorn
 
     return run_gunicorn(cfg, host=args.host, port=args.port, workers=args.workers, threads=args.threads)
+
+
+def _run_dev(app, host: str, port: int) -> int:
+    """The Flask development server, stopped by SIGTERM as by Ctrl-C: queued card records are
+    written before the process exits (``FeedbackStore.close``), so feedback on them is attributed."""
+    import signal
+
+    def _stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        store = app.extensions.get("aza_feedback_store")
+        if store is not None:
+            store.close()
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -16,7 +16,9 @@ class Config:
     # security
     auth_required: bool = True  # every service and feedback call needs a CDS Hooks JWT
     trust_file: str | None = None  # JSON {"issuers": [...]} (AZA_CDS_TRUST)
-    public_base_url: str | None = None  # expected JWT "aud" prefix behind a proxy (AZA_CDS_PUBLIC_BASE_URL)
+    # the service's public base URL(s), comma-separated: a JWT's "aud" must be one of them + the path
+    # called (AZA_CDS_PUBLIC_BASE_URL). Required with auth; `serve` defaults it to its listen address.
+    public_base_url: str | None = None
     jwt_algorithms: tuple[str, ...] = ("ES384", "RS384")
     jwt_leeway_seconds: int = 30
     # storage
@@ -24,6 +26,11 @@ class Config:
     # behaviour
     fhir_deadline_seconds: float = 1.5  # all FHIR work of one hook call (AZA_CDS_FHIR_DEADLINE)
     fhir_max_pages: int = 5
+    fhir_allow_loopback: bool = False  # FHIR servers on loopback allowed (serve --dev; AZA_CDS_FHIR_ALLOW_LOOPBACK)
+    fhir_max_response_bytes: int = 16 * 1024 * 1024  # one FHIR response, decompressed (AZA_CDS_FHIR_MAX_RESPONSE_BYTES)
+    fhir_max_call_bytes: int = 32 * 1024 * 1024  # all FHIR responses of one call (AZA_CDS_FHIR_MAX_CALL_BYTES)
+    max_entries_per_key: int = 2000  # Bundle entries read per prefetch key; more: a "truncated" card (AZA_CDS_MAX_ENTRIES_PER_KEY)
+    max_queue_seconds: float = 1.0  # a hook call that waited longer for a worker gets 503 (AZA_CDS_MAX_QUEUE_SECONDS)
     weight_max_age_days: int = 90
     max_info_cards: int = 1
     max_body_bytes: int = 5 * 1024 * 1024
@@ -51,6 +58,14 @@ class Config:
             values["public_base_url"] = env["AZA_CDS_PUBLIC_BASE_URL"]
         if env.get("AZA_CDS_FHIR_DEADLINE"):
             values["fhir_deadline_seconds"] = float(env["AZA_CDS_FHIR_DEADLINE"])
+        if env.get("AZA_CDS_FHIR_ALLOW_LOOPBACK"):
+            values["fhir_allow_loopback"] = env["AZA_CDS_FHIR_ALLOW_LOOPBACK"].strip().lower() in ("1", "true", "yes", "on")
+        for key, name, kind in (("fhir_max_response_bytes", "AZA_CDS_FHIR_MAX_RESPONSE_BYTES", int),
+                                ("fhir_max_call_bytes", "AZA_CDS_FHIR_MAX_CALL_BYTES", int),
+                                ("max_entries_per_key", "AZA_CDS_MAX_ENTRIES_PER_KEY", int),
+                                ("max_queue_seconds", "AZA_CDS_MAX_QUEUE_SECONDS", float)):
+            if env.get(name):
+                values[key] = kind(env[name])
         if env.get("AZA_CDS_WEIGHT_MAX_AGE_DAYS"):
             values["weight_max_age_days"] = int(env["AZA_CDS_WEIGHT_MAX_AGE_DAYS"])
         if env.get("AZA_CDS_MAX_INFO_CARDS"):
