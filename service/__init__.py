@@ -127,7 +127,7 @@ def _install_hooks(app: Flask) -> None:
                  "latency_ms": round(latency, 2)}
         for key, attr in (("service", "service_id"), ("hook_instance", "hook_instance"), ("cards", "card_count"),
                           ("rule_ids", "rule_ids"), ("fhir_ms", "fhir_ms"), ("feedback_items", "feedback_items"),
-                          ("reason", "auth_failure")):
+                          ("reason", "auth_failure"), ("refusal", "auth_refusal"), ("queued_ms", "queued_ms")):
             if g.get(attr) is not None:
                 extra[key] = g.get(attr)
         log.info("request", extra=extra)
