@@ -162,6 +162,36 @@ class _Handler(BaseHTTPRequestHandler):
                 self.server.drip_stopped.append(time.monotonic())
         self.close_connection = True
 
+    def fault_drip_headers(self, group, parts, query) -> None:
+        # the status line and headers a byte every 20 ms: a per-read timeout never fires
+        body = json.dumps(healthy(group)).encode()
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nX-Padding: {'p' * 400}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        try:
+            for i in range(len(head)):
+                self.wfile.write(head[i:i + 1])
+                self.wfile.flush()
+                if self.server.release.wait(0.02):
+                    return
+            self.wfile.write(body)
+        except OSError:
+            with self.server.lock:
+                self.server.drip_stopped.append(time.monotonic())
+        self.close_connection = True
+
+    def fault_gzip_bomb(self, *a) -> None:
+        # 64 KiB on the wire, 1 GiB once decompressed, no Content-Length
+        self.send_response(200)
+        self.send_header("Content-Type", "application/fhir+json")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        try:
+            self.wfile.write(gzip_bomb())
+        except OSError:
+            pass
+        self.close_connection = True
+
     def _status(self, status: int) -> None:
         self.send_json(status, OO)
 
@@ -225,6 +255,19 @@ class _Handler(BaseHTTPRequestHandler):
         # the same 21 MB, with no Content-Length: the limit must hold while reading
         self.send(200, huge_body(), length=False)
         self.close_connection = True
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    """~64 KiB of gzip that decompresses to 64 MiB (four times the client's per-response limit)."""
+    import zlib
+
+    enc = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = [enc.compress(b'{"resourceType":"Bundle","type":"searchset","entry":[')]
+    zeros = b" " * (1024 * 1024)
+    parts += [enc.compress(zeros) for _ in range(64)]
+    parts.append(enc.flush())
+    return b"".join(parts)
 
 
 @functools.cache
@@ -341,6 +384,7 @@ MATRIX = {
     "endless next chain": ("endless-next", "more than"),
     "huge bundle (21 MB)": ("huge", "too large"),
     "huge bundle, no length": ("huge-unannounced", "too large"),
+    "status line and headers dripped": ("drip-headers", "did not answer in time"),
 }
 
 
@@ -443,6 +487,29 @@ def test_client_refuses_a_response_over_the_size_limit(fhir):
     client = FhirClient(FhirSettings(max_bytes=1024 * 1024))
     with pytest.raises(FhirBadResponse, match="too large"):
         client.search(fhir.base, f"Observation?patient={PID}", None, Deadline(2, policy=LOCAL))
+
+
+def test_client_decompresses_within_the_limit_a_gzip_bomb_is_refused(fhir):
+    import tracemalloc
+
+    fhir.fault = "gzip-bomb"
+    client = FhirClient(FhirSettings(max_bytes=2 * 1024 * 1024))
+    tracemalloc.start()
+    try:
+        with pytest.raises(FhirBadResponse, match="too large"):
+            client.search(fhir.base, f"Observation?patient={PID}", None, Deadline(10, policy=LOCAL))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 * 1024 * 1024, f"{peak / 1e6:.0f} MB held for a 2 MB limit (the bomb is 64 MB)"
+
+
+def test_the_call_budget_caps_bytes_across_its_queries(fhir):
+    deadline = Deadline(10, policy=LOCAL, max_bytes=1024 * 1024)
+    fhir.fault = "huge"  # 21 MB each
+    with pytest.raises(FhirBadResponse, match="too large"):
+        FhirClient(FhirSettings(max_bytes=40 * 1024 * 1024)).search(fhir.base, f"Observation?patient={PID}", None, deadline)
+    assert deadline.bytes_left < 0
 
 
 def test_client_reads_a_large_bundle_under_the_limit(fhir):
