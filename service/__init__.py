@@ -71,7 +71,9 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         app.extensions["aza_feedback_store"].close()
         raise
 
-    CORS(app, resources={r"/cds-services*": {"origins": cfg.cors_origins}, r"/openapi.json": {"origins": "*"}},
+    # CORS on every path, unknown ones included (a 404 without CORS headers reads as "All clear!" in
+    # the sandbox); Chrome's private-network preflight (a public page calling 127.0.0.1) is allowed
+    CORS(app, resources={r"/.*": {"origins": cfg.cors_origins}}, allow_private_network=True,
          allow_headers=["Authorization", "Content-Type"], methods=["GET", "POST", "OPTIONS"], max_age=86400)
     app.register_blueprint(bp)
     _install_hooks(app)
@@ -82,8 +84,10 @@ def _install_hooks(app: Flask) -> None:
     cfg: Config = app.config["AZA"]
 
     @app.before_request
-    def _start() -> None:
+    def _start():
         g.started = time.perf_counter()
+        if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+            return app.response_class(status=204)  # a CORS preflight, on any path: flask-cors adds the headers
         if request.method == "OPTIONS" or request.path.rstrip("/") == "/cds-services" \
                 or not request.path.startswith("/cds-services/"):
             return None  # discovery and CORS preflight need no token
@@ -121,6 +125,8 @@ def _install_hooks(app: Flask) -> None:
 
     @app.after_request
     def _access_log(response):
+        if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+            response.headers["Access-Control-Allow-Private-Network"] = "true"
         latency = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
         response.headers.setdefault("Cache-Control", "no-store")
         extra = {"event": "request", "method": request.method, "path": _route_path(), "status": response.status_code,

@@ -31,6 +31,7 @@ def _json_response(body: dict, status: int = 200) -> Response:
 
 
 @bp.get("/cds-services")
+@bp.get("/cds-services/")
 def discovery() -> Response:
     return _json_response({"services": [s.discovery() for s in SERVICES.values()]})
 
@@ -39,7 +40,7 @@ def read_json_body() -> dict:
     mimetype = (request.mimetype or "").lower()
     if mimetype not in JSON_TYPES:
         raise ApiError(415, f"Content-Type must be application/json (got '{mimetype or 'none'}')")
-    raw = request.get_data(cache=False)
+    raw = _body_bytes(current_app.config["MAX_CONTENT_LENGTH"])
     try:
         body = jsonbody.loads(raw)
     except (ValueError, RecursionError):
@@ -50,6 +51,18 @@ def read_json_body() -> dict:
     if not isinstance(body, dict):
         raise ApiError(400, "The body must be a JSON object")
     return body
+
+
+def _body_bytes(limit: int) -> bytes:
+    """The body, at most ``limit`` bytes: a declared length over it is refused by Werkzeug (413);
+    a chunked body (no Content-Length) is read up to one byte past the limit and refused too,
+    never silently cut to a prefix that then fails as "not valid JSON"."""
+    if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
+        return request.get_data(cache=False)
+    data = request.environ["wsgi.input"].read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, "The request body is too large")
+    return data
 
 
 def normalise_request(body: dict) -> dict:
