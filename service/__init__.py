@@ -87,7 +87,7 @@ def _install_hooks(app: Flask) -> None:
     def _start():
         g.started = time.perf_counter()
         if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
-            return app.response_class(status=204)  # a CORS preflight, on any path: flask-cors adds the headers
+            return app.response_class(status=200)  # a CORS preflight, on any path: flask-cors adds the headers
         if request.method == "OPTIONS" or request.path.rstrip("/") == "/cds-services" \
                 or not request.path.startswith("/cds-services/"):
             return None  # discovery and CORS preflight need no token

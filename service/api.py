@@ -125,6 +125,8 @@ def feedback(service_id: str) -> Response:
         store = current_app.extensions.get("aza_feedback_store")
         if store is None:
             return _json_response({})
+        if store.pending:  # cards this worker issued moments ago are written first, with their rule
+            store.flush()
         # idempotent; feedback on a card another replica issued is stored like any other
         result = store.record_feedback(service_id, body["feedback"])
     except FeedbackInvalid as exc:
