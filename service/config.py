@@ -31,6 +31,7 @@ class Config:
     fhir_max_call_bytes: int = 32 * 1024 * 1024  # all FHIR responses of one call (AZA_CDS_FHIR_MAX_CALL_BYTES)
     max_entries_per_key: int = 2000  # Bundle entries read per prefetch key; more: a "truncated" card (AZA_CDS_MAX_ENTRIES_PER_KEY)
     max_queue_seconds: float = 1.0  # a hook call that waited longer for a worker gets 503 (AZA_CDS_MAX_QUEUE_SECONDS)
+    client_seconds: float = 10.0  # the longest one request may hold a gunicorn thread, slow client included (AZA_CDS_CLIENT_SECONDS)
     weight_max_age_days: int = 90
     max_info_cards: int = 1
     max_body_bytes: int = 5 * 1024 * 1024
@@ -63,7 +64,8 @@ class Config:
         for key, name, kind in (("fhir_max_response_bytes", "AZA_CDS_FHIR_MAX_RESPONSE_BYTES", int),
                                 ("fhir_max_call_bytes", "AZA_CDS_FHIR_MAX_CALL_BYTES", int),
                                 ("max_entries_per_key", "AZA_CDS_MAX_ENTRIES_PER_KEY", int),
-                                ("max_queue_seconds", "AZA_CDS_MAX_QUEUE_SECONDS", float)):
+                                ("max_queue_seconds", "AZA_CDS_MAX_QUEUE_SECONDS", float),
+                                ("client_seconds", "AZA_CDS_CLIENT_SECONDS", float)):
             if env.get(name):
                 values[key] = kind(env[name])
         if env.get("AZA_CDS_WEIGHT_MAX_AGE_DAYS"):

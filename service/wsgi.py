@@ -38,6 +38,7 @@ from typing import Any, Callable
 from .config import Config
 
 GRACEFUL_TIMEOUT = 20  # seconds a stopping worker has to finish the calls in flight
+CLIENT_SECONDS = 10.0  # the longest one request (read, answer, write) may hold a worker thread
 
 
 def gunicorn_settings(*, host: str, port: int, workers: int, threads: int) -> dict[str, Any]:
@@ -137,7 +138,18 @@ def _worker_classes():
     from gunicorn.workers.gthread import ThreadWorker
     from gunicorn.workers.sync import SyncWorker
 
+    from hooks.netguard import WATCHDOG
+
     class CdsThreadWorker(_WorkerMixin, ThreadWorker):
+        def handle(self, conn):
+            # A client that drips its request (headers or body) or reads its answer slowly holds
+            # this thread for at most CLIENT_SECONDS: the watchdog then shuts its socket down.
+            token = WATCHDOG.watch(conn.sock, time.monotonic() + CLIENT_SECONDS)
+            try:
+                return super().handle(conn)
+            finally:
+                WATCHDOG.cancel(token)
+
         def enqueue_req(self, conn) -> None:
             conn.aza_arrived = time.monotonic()  # accepted, or readable again on a kept-alive connection
             super().enqueue_req(conn)
@@ -212,6 +224,8 @@ def serve_wsgi(app_factory: Callable[[], Any], *, host: str, port: int, workers:
 
 
 def run_gunicorn(cfg: Config, *, host: str, port: int, workers: int, threads: int) -> int:
+    global CLIENT_SECONDS
+    CLIENT_SECONDS = cfg.client_seconds  # read by the forked workers
     def factory():
         from . import create_app
 
