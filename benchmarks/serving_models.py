@@ -95,12 +95,14 @@ def probe(port: int, body: bytes) -> dict:
             "max": max(lat) * 1000 if lat else None}
 
 
-def slowloris(port: int, n: int) -> list[socket.socket]:
+def slowloris(port: int, n: int, body: bool = False) -> list[socket.socket]:
     socks = []
+    head = b"POST /cds-services/thiopurine-order-sign HTTP/1.1\r\nHost: a\r\n"
+    head += b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{" if body else b"X-Slow: "
     for _ in range(n):
         try:
             s = socket.create_connection(("127.0.0.1", port), timeout=2)
-            s.sendall(b"POST /cds-services/thiopurine-order-sign HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+            s.sendall(head)
             s.setblocking(False)
             socks.append(s)
         except OSError:
@@ -120,38 +122,46 @@ def run() -> None:
             try:
                 wait_up(port, proc)
                 quiet = probe(port, body)
-                socks = slowloris(port, SLOW)
-                import threading
-
-                stop = threading.Event()
-
-                def drip():
-                    while not stop.wait(1.0):
-                        for s in socks:
-                            try:
-                                s.send(b"x")
-                            except OSError:
-                                pass
-
-                t = threading.Thread(target=drip, daemon=True)
-                t.start()
-                loaded = probe(port, body)
-                stop.set()
-                for s in socks:
-                    s.close()
+                loaded = {}
+                for kind in ("headers", "body"):
+                    loaded[kind] = _under_slowloris(port, body, kind == "body")
             finally:
                 proc.terminate()
                 proc.wait(30)
         rows.append((name, quiet, loaded))
-    print(f"{SLOW} slow clients (one header byte a second), {THREADS} threads, 1 worker, {PROBE_SECONDS:.0f} s per probe; "
-          "probe = discovery + order-sign with full prefetch, sequential, 5 s timeout each\n")
-    print("| model | alone: calls / failed / p50 ms / max ms | with slow clients: calls / failed / p50 ms / max ms |")
-    print("| --- | --- | --- |")
+    print(f"{SLOW} slow clients (dripping one byte a second: headers, or a body after complete headers), "
+          f"{THREADS} threads, 1 worker, {PROBE_SECONDS:.0f} s per probe; probe = discovery + order-sign with full "
+          "prefetch, sequential, 5 s timeout each; cells: calls / failed / p50 ms / max ms\n")
+    print("| model | alone | slow headers | slow bodies |")
+    print("| --- | --- | --- | --- |")
     for name, a, b in rows:
         def cell(r):
             fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
             return f"{r['calls']} / {r['failed']} / {fmt(r['p50'])} / {fmt(r['max'])}"
-        print(f"| {name} | {cell(a)} | {cell(b)} |")
+        print(f"| {name} | {cell(a)} | {cell(b['headers'])} | {cell(b['body'])} |")
+
+
+def _under_slowloris(port: int, body: bytes, slow_body: bool) -> dict:
+    import threading
+
+    socks = slowloris(port, SLOW, slow_body)
+    stop = threading.Event()
+
+    def drip():
+        while not stop.wait(1.0):
+            for s in socks:
+                try:
+                    s.send(b" ")
+                except OSError:
+                    pass
+
+    threading.Thread(target=drip, daemon=True).start()
+    try:
+        return probe(port, body)
+    finally:
+        stop.set()
+        for s in socks:
+            s.close()
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from typing import Any, Callable
@@ -39,6 +40,8 @@ from .config import Config
 
 GRACEFUL_TIMEOUT = 20  # seconds a stopping worker has to finish the calls in flight
 CLIENT_SECONDS = 10.0  # the longest one request (read, answer, write) may hold a worker thread
+HEAD_BYTES = 64 * 1024  # a request head this long goes to a thread (gunicorn's limits answer 414/431)
+BODY_BYTES = 1024 * 1024  # a body up to this size (Content-Length) is read before a thread is used
 
 
 def gunicorn_settings(*, host: str, port: int, workers: int, threads: int) -> dict[str, Any]:
@@ -134,7 +137,26 @@ class _WorkerMixin:
         write_json_error(client, exc, self.log)  # type: ignore[attr-defined]
 
 
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,10})[ \t]*\r\n", re.IGNORECASE)
+
+
+def _request_buffered(buf: bytearray) -> bool:
+    """Whether a new connection's first request is in (head, and a body of up to BODY_BYTES
+    with a Content-Length), or too long to keep waiting for in the main loop."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return len(buf) > HEAD_BYTES
+    lengths = _CONTENT_LENGTH.findall(bytes(buf[:end + 2]))
+    if len(lengths) != 1 or int(lengths[0]) > BODY_BYTES:
+        return True  # no body, chunked, odd or large: the thread reads it (watchdog-bounded)
+    return len(buf) >= end + 4 + int(lengths[0])
+
+
 def _worker_classes():
+    import selectors
+    from functools import partial
+
+    from gunicorn import http
     from gunicorn.workers.gthread import ThreadWorker
     from gunicorn.workers.sync import SyncWorker
 
@@ -151,7 +173,38 @@ def _worker_classes():
                 WATCHDOG.cancel(token)
 
         def enqueue_req(self, conn) -> None:
-            conn.aza_arrived = time.monotonic()  # accepted, or readable again on a kept-alive connection
+            if self.cfg.is_ssl or conn.initialized or conn.parser is not None:
+                conn.aza_arrived = time.monotonic()  # readable again on a kept-alive connection
+                super().enqueue_req(conn)
+                return
+            # A new connection: its request head is collected here, in the main loop, without a
+            # thread; only a complete head (or more than HEAD_BYTES) is handed to the pool, so
+            # clients that drip their request line or headers cannot occupy the threads.
+            conn.aza_head = bytearray()
+            conn.aza_token = WATCHDOG.watch(conn.sock, time.monotonic() + CLIENT_SECONDS)
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._aza_head_readable, conn))
+
+        def _aza_head_readable(self, conn, client) -> None:
+            try:
+                data = conn.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if data:
+                conn.aza_head += data
+                if not _request_buffered(conn.aza_head):
+                    return
+            self.poller.unregister(client)
+            WATCHDOG.cancel(conn.aza_token)
+            if not data:  # closed (or cut off by the watchdog) before a whole request head
+                self.nr_conns -= 1
+                conn.close()
+                return
+            conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
+            conn.parser.unreader.unread(bytes(conn.aza_head))
+            conn.data_ready = True
+            conn.aza_arrived = time.monotonic()  # the request is here: its deadline starts now
             super().enqueue_req(conn)
 
         def handle_request(self, req, conn):

@@ -131,3 +131,33 @@ def test_clients_that_drip_their_request_are_cut_off_and_do_not_starve_the_serve
         for s in slow:
             s.close()
         srv.close()
+
+
+def test_slow_request_heads_and_bodies_occupy_no_thread(tmp_path):
+    """Twice as many dripping clients as threads, some stuck in their headers, some in a body
+    after complete headers: discovery and a hook call are still answered while they drip."""
+    from tests.builders import prefetch
+
+    srv = Serve(tmp_path, "--insecure-no-auth", "--workers", "1", "--threads", "2", env={"AZA_CDS_CLIENT_SECONDS": "60"})
+    heads = [b"POST " + SIGN.encode() + b" HTTP/1.1\r\nHost: a\r\nX-Slow: ",
+             b"POST " + SIGN.encode() + b" HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+             b"Content-Length: 50000\r\n\r\n{"]
+    slow = []
+    try:
+        for i in range(4):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+            s.sendall(heads[i % 2])
+            slow.append(s)
+        time.sleep(0.5)
+        for s in slow:
+            s.sendall(b" ")
+        with _OPENER.open(srv.base + "/cds-services", timeout=5) as resp:
+            assert resp.status == 200
+        req = urllib.request.Request(srv.base + SIGN, data=json.dumps(hook_request(pre=prefetch())).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+        with _OPENER.open(req, timeout=5) as resp:
+            assert resp.status == 200 and "cards" in json.loads(resp.read())
+    finally:
+        for s in slow:
+            s.close()
+        srv.close()
