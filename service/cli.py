@@ -67,8 +67,10 @@ def _serve(args: argparse.Namespace) -> int:
             print("set AZA_CDS_PUBLIC_BASE_URL to the URL EHRs call (e.g. https://cds.example.org): with a "
                   "wildcard listen address the JWT audience cannot be derived", file=sys.stderr)
             return 2
-        host = f"[{args.host}]" if ":" in args.host else args.host
-        cfg = cfg.with_overrides({"public_base_url": f"http://{host}:{args.port}"})
+        hosts = [f"[{args.host}]" if ":" in args.host else args.host]
+        if is_loopback(args.host):  # this machine, however a local client names it
+            hosts = list(dict.fromkeys(hosts + ["127.0.0.1", "localhost"]))
+        cfg = cfg.with_overrides({"public_base_url": ",".join(f"http://{h}:{args.port}" for h in hosts)})
     if args.dev:
         print(BANNER_DEV, file=sys.stderr)
         print(SANDBOX_HELP.format(base=base), file=sys.stderr)

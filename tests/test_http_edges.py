@@ -129,12 +129,16 @@ def test_a_401_log_line_names_the_service(tmp_path):
     app = create_app({"auth_required": True, "trust_file": str(trust), "public_base_url": "http://localhost",
                       "database_url": "sqlite://"})
     handler = Lines()
-    logging.getLogger("aza_cds").addHandler(handler)
+    logger = logging.getLogger("aza_cds")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)  # `check` (test_cli) quiets it to WARNING in this process
     try:
         assert app.test_client().post(SIGN, json=hook_request(pre=prefetch())).status_code == 401
         assert app.test_client().post("/cds-services/x-unknown", json={}).status_code == 401
     finally:
-        logging.getLogger("aza_cds").removeHandler(handler)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     lines = [r for r in handler.records() if r.get("event") == "request"]
     assert [(r["status"], r["service"], r["refusal"]) for r in lines] == [
         (401, "thiopurine-order-sign", "missing"), (401, "(unknown)", "missing")]
