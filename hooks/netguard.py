@@ -24,6 +24,7 @@ import heapq
 import ipaddress
 import itertools
 import os
+import re
 import socket
 import threading
 import time
@@ -38,8 +39,10 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.util import parse_url
 
 RESOLVER_THREADS = 4
+_ENCODED_DOTS = re.compile(r"%2e|%2f|%5c", re.IGNORECASE)
 
 
 class EgressRefused(Exception):
@@ -92,7 +95,10 @@ class EgressPolicy:
         if port == 0:
             raise EgressRefused("port 0")
         if self.allowed_bases:
-            scheme, host, port_n, path = _normal_base(url)
+            if _ENCODED_DOTS.search(parts.path) or "\\" in parts.path:
+                raise EgressRefused("encoded dot segments or backslashes in the path")
+            scheme, host, port_n, _ = _normal_base(url)
+            path = (parse_url(url).path or "").rstrip("/")  # dot segments removed, as urllib3 sends it
             for base in self.allowed_bases:
                 b_scheme, b_host, b_port, b_path = _normal_base(base)
                 if (scheme, host, port_n) == (b_scheme, b_host, b_port) and (

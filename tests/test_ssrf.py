@@ -153,7 +153,8 @@ def test_an_issuer_allow_list_admits_its_bases_only(tmp_path, fhir, listener):
     assert NOT_ALLOWED not in text_of(cards) and fhir.requests
     before = len(fhir.requests)
     for other in (fhir.base + "-other", fhir.base.replace("/fhir", "/admin"), f"http://127.0.0.1:{listener.port}/fhir",
-                  "https://ehr.example.org/fhir"):
+                  "https://ehr.example.org/fhir", fhir.base + "/../admin", fhir.base + "/%2e%2e/admin",
+                  fhir.base.replace("127.0.0.1", "localhost")):
         assert NOT_ALLOWED in text_of(cards_for(client, other, auth())), other
     assert len(fhir.requests) == before and listener.connections == 0
     assert SANDBOX_ISS
