@@ -99,7 +99,7 @@ def _install_hooks(app: Flask) -> None:
         if now - start > cfg.max_queue_seconds:
             g.queued_ms = round((now - start) * 1000, 1)
             raise ApiError(503, "The service is overloaded; try again shortly", headers={"Retry-After": "2"})
-        deadline = Deadline(cfg.fhir_deadline_seconds, start=start, max_bytes=cfg.fhir_max_call_bytes,
+        deadline = Deadline(app.extensions["aza_hook_env"].deadline_seconds, start=start, max_bytes=cfg.fhir_max_call_bytes,
                             max_entries=cfg.max_entries_per_key)
         issuer = app.extensions["aza_auth"].check(request, deadline)
         deadline.policy = EgressPolicy(allowed_bases=issuer.fhir_servers if issuer else (),
