@@ -260,10 +260,19 @@ class _GuardedMixin:
                 last = NewConnectionError(self, f"connect failed ({type(exc).__name__})")
         raise last  # type: ignore[misc]
 
-    def request(self, *args, **kwargs):  # a reused keep-alive socket is watched too
+    def request(self, *args, **kwargs):
+        """A reused keep-alive socket is watched too, and checked against this call's policy
+        (a connection another issuer's allow-list opened must not serve a call without it)."""
         ctx = _current()
         sock = getattr(self, "sock", None)
         if ctx is not None and sock is not None:
+            try:
+                peer = sock.getpeername()[0]
+            except OSError:
+                peer = ""
+            if not ctx.policy.check_address(peer):
+                self.close()  # type: ignore[attr-defined]
+                raise EgressRefusedError(self, "address not allowed")
             ctx.watch(sock)
         return super().request(*args, **kwargs)  # type: ignore[misc]
 

@@ -170,3 +170,18 @@ def test_a_failed_server_is_named_by_category_only(fhir, fault):
     for sent in ("Jane", "Faultcase", "500", "404", "Basic", "OperationOutcome", "Login required", "html"):
         assert sent not in text, (fault, sent)
     assert json.dumps(text)
+
+
+def test_a_kept_alive_connection_opened_under_an_allow_list_serves_no_call_without_one(fhir):
+    """The FHIR client pools connections per host: one an allow-list admitted (loopback here) must
+    not be reused by a call whose policy refuses that address."""
+    from hooks.fhir_client import Deadline, FhirClient, FhirNotAllowed
+
+    client = FhirClient()
+    base = fhir.base.replace("127.0.0.1", "localhost")  # a name: passes the URL check, so the pool is reached
+    allowed = Deadline(3, policy=EgressPolicy(allowed_bases=(base,)))
+    assert client.get_json(base + "/Patient/p1", None, allowed)["resourceType"] == "Patient"
+    before = len(fhir.requests)
+    with pytest.raises(FhirNotAllowed):
+        client.get_json(base + "/Patient/p1", None, Deadline(3))  # the same pooled host, no allow-list
+    assert len(fhir.requests) == before
