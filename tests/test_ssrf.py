@@ -185,3 +185,20 @@ def test_a_kept_alive_connection_opened_under_an_allow_list_serves_no_call_witho
     with pytest.raises(FhirNotAllowed):
         client.get_json(base + "/Patient/p1", None, Deadline(3))  # the same pooled host, no allow-list
     assert len(fhir.requests) == before
+
+
+@pytest.mark.parametrize("args, env, reaches", [
+    (("--dev",), {"AZA_CDS_FHIR_ALLOW_LOOPBACK": ""}, True),
+    (("--insecure-no-auth", "--workers", "1"), {"AZA_CDS_FHIR_ALLOW_LOOPBACK": ""}, False),
+], ids=["serve --dev", "serve (production)"])
+def test_only_serve_dev_reaches_a_loopback_fhir_server(tmp_path, fhir, args, env, reaches):
+    from tests.test_serving import Serve
+
+    srv = Serve(tmp_path, *args, env=env)
+    try:
+        status, body = srv.post(hook_request(fhir_server=fhir.base, token="fhir-token-ssrf"))
+    finally:
+        srv.close()
+    assert status == 200
+    assert (NOT_ALLOWED not in text_of(body["cards"])) is reaches
+    assert bool(fhir.requests) is reaches
