@@ -451,10 +451,12 @@ def test_fhir_token_is_sent_and_the_server_is_asked_in_parallel(client, fhir):
     assert len(set(fhir.requests)) >= 6
 
 
-def test_drip_feeding_server_does_not_hold_a_worker_past_the_deadline(client, fhir):
+@pytest.mark.parametrize("drip", ["drip", "drip-headers"])
+def test_drip_feeding_server_does_not_hold_a_worker_past_the_deadline(client, fhir, drip):
     """The answer is on time, and the FHIR worker thread also lets go at the deadline
-    (else a slow server would use up the shared pool and starve later calls)."""
-    fhir.fault, fhir.only = "drip", "pgx"
+    (else a slow server would use up the shared pool and starve later calls), whether the
+    server drips its body or its status line and headers (which no per-read timeout catches)."""
+    fhir.fault, fhir.only = drip, "pgx"
     started = time.monotonic()
     resp, _ = timed_call(client, request_for(fhir.base))
     assert resp.status_code == 200
