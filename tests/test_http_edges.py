@@ -142,3 +142,13 @@ def test_a_401_log_line_names_the_service(tmp_path):
     lines = [r for r in handler.records() if r.get("event") == "request"]
     assert [(r["status"], r["service"], r["refusal"]) for r in lines] == [
         (401, "thiopurine-order-sign", "missing"), (401, "(unknown)", "missing")]
+
+
+def test_the_single_thread_worker_answers_json_errors_too(tmp_path):
+    srv = Serve(tmp_path, "--insecure-no-auth", "--workers", "1", "--threads", "1")
+    try:
+        status, headers, body = raw(srv, CASES["request line too long"][0])
+        assert status == 414 and json.loads(body)["resourceType"] == "OperationOutcome"
+        assert "CdsSyncWorker" in srv.stderr()
+    finally:
+        srv.close()
