@@ -503,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
             port = free_port()
             data_dir = tmp / f"data-{name}"
             data_dir.mkdir()
-            env = {**os.environ, "AZA_CDS_DATA_DIR": str(data_dir), **(env_extra or {})}
+            env = {**os.environ, "AZA_CDS_DATA_DIR": str(data_dir), "AZA_CDS_FHIR_ALLOW_LOOPBACK": "1", **(env_extra or {})}
             env.pop("AZA_CDS_DATABASE_URL", None)
             env.pop("AZA_CDS_TRUST", None)
             s = Server(name, serve_cmd(port, args, *extra), env, tmp / f"{name}.log", port)

@@ -1,7 +1,6 @@
 """Findings → CDS Hooks 2.0 cards, abstract actions → FHIR resources."""
 from __future__ import annotations
 
-import copy
 import uuid
 from datetime import date, timedelta
 
@@ -9,6 +8,8 @@ from rules import Finding, knowledge_version
 from rules.common import fmt_mg
 from rules.findings import SEVERITY, CancelOrder, ChangeDose, OrderTest
 from rules.knowledge_base import load
+
+from . import r4
 
 RULE_SYSTEM = "https://github.com/azathioprine-cds/rules"
 UCUM = "http://unitsofmeasure.org"
@@ -89,10 +90,12 @@ def _suggestion(action, drafts: dict[str, dict], patient_id: str | None, today: 
         draft = drafts.get(action.order_ref)
         if draft is None:
             return None
-        resource = copy.deepcopy(draft)
-        old = next((d for d in resource.get("dosageInstruction") or [] if isinstance(d, dict)), {})
-        resource["dosageInstruction"] = [dosage(action.daily_mg, action.times_per_day, route=old.get("route"))]
-        resource.pop("text", None)  # the narrative described the old dose
+        old = next((d for d in draft.get("dosageInstruction") or [] if isinstance(d, dict)), {})
+        resource = r4.updated_medication_request(
+            draft, dosage(action.daily_mg, action.times_per_day, route=r4.codeable_concept(old.get("route"))),
+            patient_id=patient_id)
+        if resource is None:
+            return None
         return {"uuid": str(uuid.uuid4()), "label": action.label, "actions": [{
             "type": "update",
             "description": action.label,

@@ -1,69 +1,126 @@
 """The one place that talks to an EHR's FHIR server.
 
-- One pooled ``requests.Session`` per process; every call has a timeout that
-  fits inside the per-request ``Deadline``.
+- One pooled ``requests.Session`` per process (``hooks.netguard``): every URL is checked
+  against the call's egress policy (the issuer's FHIR allow-list, else public addresses only)
+  and every socket against the call's deadline (DNS, connect, status line, headers, body).
 - Queries for several prefetch keys run in parallel on a shared thread pool.
 - ``next`` links are followed up to a page limit, and only on the same server
   (a link elsewhere would carry the EHR's token off its server).
-- Bodies are read in pieces against the deadline and a size limit, so neither a slow
-  nor a huge answer can hold a worker past the deadline.
+- Bodies are read in pieces and decompressed here, each piece against the response's and the
+  call's byte budget, so neither a slow, a huge, nor a compressed (gzip bomb) answer can hold a
+  worker past the deadline or take its memory.
 - A search must answer a Bundle and a read the type asked for; an OperationOutcome,
   anything else, invalid JSON or an HTTP error status is a failure, never "no data".
-- Failures become ``FhirError`` subclasses whose ``reason`` is written for a
-  clinician ("the EHR's FHIR server did not answer in time").
+- Failures become ``FhirError`` subclasses, each of one ``FhirOutcome`` category; the reason a
+  card shows is the category's fixed sentence and never repeats anything the server sent.
 """
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import Enum
 from urllib.parse import urlsplit
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
+
+from . import netguard
+from .netguard import EgressPolicy
 
 log = logging.getLogger("aza_cds.fhir")
 
 FHIR_JSON = "application/fhir+json, application/json;q=0.9"
 
 
-class FhirError(Exception):
-    reason = "the EHR's FHIR server could not be queried"
+class FhirOutcome(str, Enum):
+    """How one FHIR query ended: the only categories a card, a log line or a metric names."""
 
-    def __init__(self, reason: str | None = None) -> None:
-        super().__init__(reason or self.reason)
-        if reason:
-            self.reason = reason
+    OK = "ok"
+    NOT_ALLOWED = "not-allowed"
+    UNREACHABLE = "unreachable"
+    TIMEOUT = "timeout"
+    ERROR_STATUS = "error-status"
+    INVALID_RESPONSE = "invalid-response"
+    TOO_LARGE = "too-large"
+
+
+OUTCOME_REASONS = {
+    FhirOutcome.NOT_ALLOWED: "the FHIR server named in the request is not one this service may contact for this EHR",
+    FhirOutcome.UNREACHABLE: "the EHR's FHIR server could not be reached",
+    FhirOutcome.TIMEOUT: "the EHR's FHIR server did not answer in time",
+    FhirOutcome.ERROR_STATUS: ("the EHR's FHIR server answered with an error status (for example, it refused the "
+                               "access token or denied access)"),
+    FhirOutcome.INVALID_RESPONSE: "the EHR's FHIR server answered with something that is not a FHIR resource of the type asked for",
+    FhirOutcome.TOO_LARGE: "the EHR's FHIR server sent a response too large to read",
+}
+TOO_LARGE = OUTCOME_REASONS[FhirOutcome.TOO_LARGE]
+
+# Listeners called with (FhirOutcome,) once per FHIR query (metrics hook in here).
+OUTCOME_LISTENERS: list[Callable[[FhirOutcome], None]] = []
+
+
+def _count(outcome: FhirOutcome) -> None:
+    for listener in OUTCOME_LISTENERS:
+        try:
+            listener(outcome)
+        except Exception:  # noqa: BLE001 - a metrics bug must not fail a query
+            pass
+
+
+class FhirError(Exception):
+    outcome = FhirOutcome.UNREACHABLE
+
+    def __init__(self, outcome: FhirOutcome | None = None) -> None:
+        if outcome is not None:
+            self.outcome = outcome
+        super().__init__(self.reason)
+
+    @property
+    def reason(self) -> str:
+        return OUTCOME_REASONS[self.outcome]
+
+
+class FhirNotAllowed(FhirError):
+    outcome = FhirOutcome.NOT_ALLOWED
 
 
 class FhirTimeout(FhirError):
-    reason = "the EHR's FHIR server did not answer in time"
+    outcome = FhirOutcome.TIMEOUT
 
 
 class FhirUnreachable(FhirError):
-    reason = "the EHR's FHIR server could not be reached"
+    outcome = FhirOutcome.UNREACHABLE
 
 
 class FhirHttpError(FhirError):
+    outcome = FhirOutcome.ERROR_STATUS
+
     def __init__(self, status: int) -> None:
-        what = {401: "refused the access token", 403: "denied access", 404: "did not find it",
-                429: "is rate-limiting requests"}.get(status, "answered with an error")
-        super().__init__(f"the EHR's FHIR server {what} (HTTP {status})")
-        self.status = status
+        super().__init__()
+        self.status = status  # for the log's category only; never shown on a card
 
 
 class FhirBadResponse(FhirError):
-    reason = "the EHR's FHIR server answered with something that is not a FHIR resource"
+    outcome = FhirOutcome.INVALID_RESPONSE
 
 
 class Deadline:
-    """A point in time by which all FHIR work for one hook call must be done."""
+    """One hook call's limits: the point in time by which all its outbound work must be done,
+    the bytes it may still read from FHIR servers, and where it may connect (``policy``)."""
 
-    def __init__(self, seconds: float) -> None:
-        self.end = time.monotonic() + seconds
+    def __init__(self, seconds: float, *, start: float | None = None, max_bytes: int | None = None,
+                 policy: EgressPolicy | None = None, max_entries: int | None = None) -> None:
+        self.end = (time.monotonic() if start is None else start) + seconds
+        self.bytes_left = max_bytes
+        self.max_entries = max_entries  # per prefetch key (hooks.gather)
+        self.policy = policy or EgressPolicy()
+        self._lock = threading.Lock()
 
     def remaining(self) -> float:
         return self.end - time.monotonic()
@@ -74,13 +131,23 @@ class Deadline:
             raise FhirTimeout()
         return (min(left, cap), left)
 
+    def spend_bytes(self, n: int) -> None:
+        """Count ``n`` bytes read (decompressed) against the call's budget."""
+        if self.bytes_left is None:
+            return
+        with self._lock:
+            self.bytes_left -= n
+            if self.bytes_left < 0:
+                raise FhirBadResponse(FhirOutcome.TOO_LARGE)
+
 
 @dataclass(frozen=True)
 class FhirSettings:
     deadline_seconds: float = 1.5
     connect_timeout: float = 0.5
     max_pages: int = 5
-    max_bytes: int = 20 * 1024 * 1024
+    max_bytes: int = 16 * 1024 * 1024  # one response, decompressed
+    max_call_bytes: int = 32 * 1024 * 1024  # all responses of one hook call, decompressed
     # FHIR queries in flight at once in this process: every hook call in flight (gunicorn --threads)
     # sends all its keys (8) at once; fewer pool threads would queue them. Threads start on demand.
     workers: int = 64
@@ -89,11 +156,7 @@ class FhirSettings:
 class FhirClient:
     def __init__(self, settings: FhirSettings = FhirSettings()) -> None:
         self.settings = settings
-        self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=8, pool_maxsize=64, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.trust_env = False  # never route EHR traffic through an environment proxy
+        self.session = netguard.guarded_session(pool_maxsize=64)
         self.pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="fhir")
 
     def close(self) -> None:
@@ -103,27 +166,45 @@ class FhirClient:
     # ------------------------------------------------------------ requests
     def get_json(self, url: str, token: str | None, deadline: Deadline) -> dict:
         """GET one FHIR JSON resource; every failure is a ``FhirError``, never anything else."""
-        headers = {"Accept": FHIR_JSON}
+        started = time.monotonic()
+        outcome = FhirOutcome.OK
+        try:
+            data = self._get_json(url, token, deadline)
+        except FhirError as exc:
+            outcome = exc.outcome
+            raise
+        finally:
+            _count(outcome)
+            log.debug("fhir get", extra={"fhir_ms": round((time.monotonic() - started) * 1000, 1),
+                                         "outcome": outcome.value})
+        return data
+
+    def _get_json(self, url: str, token: str | None, deadline: Deadline) -> dict:
+        try:
+            policy = deadline.policy.check_url(url)
+        except netguard.EgressRefused:
+            raise FhirNotAllowed() from None
+        headers = {"Accept": FHIR_JSON, "Accept-Encoding": "gzip, deflate"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        started = time.monotonic()
         try:
-            with self.session.get(url, headers=headers, timeout=deadline.timeout(self.settings.connect_timeout),
-                                  stream=True, allow_redirects=False) as resp:
+            with netguard.guarded(policy, deadline.end, self.settings.connect_timeout), \
+                    self.session.get(url, headers=headers, timeout=deadline.timeout(self.settings.connect_timeout),
+                                     stream=True, allow_redirects=False) as resp:
                 if resp.status_code != 200:
                     raise FhirHttpError(resp.status_code)
-                body = self._read_limited(resp, deadline)
+                body = read_limited(resp, deadline, self.settings.max_bytes)
         except FhirError:
             raise
         except requests.Timeout as exc:
             raise FhirTimeout() from exc
         except (requests.ConnectionError, urllib3.exceptions.HTTPError, OSError) as exc:
-            # a read timeout while streaming the body arrives as one of these
+            if netguard.is_refusal(exc):
+                raise FhirNotAllowed() from None
+            # a read timeout, or the watchdog closing the socket at the deadline, arrives as one of these
             raise (FhirTimeout() if deadline.remaining() <= 0.005 else FhirUnreachable()) from exc
         except (requests.RequestException, ValueError) as exc:  # invalid URL, bad redirect, ...
             raise FhirUnreachable() from exc
-        finally:
-            log.debug("fhir get", extra={"fhir_ms": round((time.monotonic() - started) * 1000, 1)})
         try:
             data = json.loads(body)
         except (ValueError, RecursionError) as exc:
@@ -131,31 +212,6 @@ class FhirClient:
         if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
             raise FhirBadResponse()
         return data
-
-    def _read_limited(self, resp: requests.Response, deadline: Deadline) -> bytes:
-        """The body, read in pieces so that neither the size limit nor the deadline can be outrun.
-
-        ``read1`` returns as soon as some bytes arrive, and before each read the socket's
-        timeout is cut to what is left of the deadline: a server that sends slowly, a byte
-        at a time, cannot keep this thread past the deadline."""
-        declared = resp.headers.get("Content-Length", "").strip()
-        if declared.isascii() and declared.isdigit() and int(declared) > self.settings.max_bytes:
-            raise FhirBadResponse(TOO_LARGE)
-        raw = resp.raw
-        chunks, size = [], 0
-        while True:
-            left = deadline.remaining()
-            if left <= 0.005:
-                raise FhirTimeout()
-            _set_read_timeout(raw, left)
-            chunk = raw.read1(65536, decode_content=True)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > self.settings.max_bytes:
-                raise FhirBadResponse(TOO_LARGE)
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def search(self, base: str, query: str, token: str | None, deadline: Deadline) -> dict:
         """GET ``base/query``. A search (``Type?...``) must answer a Bundle, whose ``next``
@@ -188,17 +244,13 @@ class FhirClient:
         return merged
 
 
-TOO_LARGE = "the EHR's FHIR server sent a response too large to read"
-
-
 def _expect(resource: dict, resource_type: str) -> None:
     found = resource.get("resourceType")
     if found == resource_type:
         return
     if found == "OperationOutcome":
-        raise FhirBadResponse("the EHR's FHIR server answered with an error message (OperationOutcome) instead of data")
-    shown = found if isinstance(found, str) and found.isalnum() and len(found) <= 40 else "non-FHIR object"
-    raise FhirBadResponse(f"the EHR's FHIR server answered with a {shown} where a {resource_type} was expected")
+        raise FhirBadResponse()
+    raise FhirBadResponse()
 
 
 def _entries(bundle: dict) -> list:
@@ -206,8 +258,61 @@ def _entries(bundle: dict) -> list:
     if entries is None:
         return []
     if not isinstance(entries, list):
-        raise FhirBadResponse("the EHR's FHIR server answered with a malformed Bundle")
+        raise FhirBadResponse()
     return list(entries)
+
+
+def read_limited(resp: requests.Response, deadline: Deadline, max_bytes: int) -> bytes:
+    """The body, read raw in pieces and decompressed here, so that neither the size limits nor the
+    deadline can be outrun: before each read the socket's timeout is cut to what is left of the
+    deadline (the watchdog closes it at the deadline in any case), each piece is decompressed with
+    a bound on its output (a gzip bomb yields at most the limit, not its expansion), and every
+    decompressed byte counts against this response's limit and the call's budget."""
+    declared = resp.headers.get("Content-Length", "").strip()
+    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
+        raise FhirBadResponse(FhirOutcome.TOO_LARGE)
+    encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif encoding == "deflate":
+        decoder = zlib.decompressobj(32 + zlib.MAX_WBITS)  # zlib-wrapped (the usual) or gzip
+    elif encoding in ("", "identity"):
+        decoder = None
+    else:
+        raise FhirBadResponse()  # not asked for (Accept-Encoding: gzip, deflate)
+    raw = resp.raw
+    chunks, size = [], 0
+
+    def take(piece: bytes) -> None:
+        nonlocal size
+        size += len(piece)
+        if size > max_bytes:
+            raise FhirBadResponse(FhirOutcome.TOO_LARGE)
+        deadline.spend_bytes(len(piece))
+        chunks.append(piece)
+
+    try:
+        while True:
+            left = deadline.remaining()
+            if left <= 0.005:
+                raise FhirTimeout()
+            _set_read_timeout(raw, left)
+            chunk = raw.read1(65536, decode_content=False) if hasattr(raw, "read1") else raw.read(65536, decode_content=False)
+            if not chunk:
+                break
+            if decoder is None:
+                take(chunk)
+                continue
+            data = chunk
+            while data:
+                piece = decoder.decompress(data, max(max_bytes - size, 0) + 1)
+                take(piece)
+                data = decoder.unconsumed_tail
+        if decoder is not None:
+            take(decoder.flush(max(max_bytes - size, 0) + 1))
+    except zlib.error:
+        raise FhirBadResponse() from None
+    return b"".join(chunks)
 
 
 def _set_read_timeout(raw, seconds: float) -> None:

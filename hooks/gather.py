@@ -52,7 +52,7 @@ def gather(
     for key, template in templates.items():
         value = prefetch.get(key)
         if usable(value):
-            data[key] = value
+            data[key] = _capped(key, value, deadline, gaps)
             continue
         query = render(template, context)
         if access.server and query:
@@ -70,7 +70,8 @@ def gather(
         why = "it was not prefetched and no FHIR server was given"
         gaps.extend(DataGap(GROUP_LABELS.get(k, k), why, k) for k in cannot_ask)
 
-    futures = {key: client.pool.submit(client.search, access.server, q, access.token, deadline)
+    server = access.server or ""  # queries exist only when there is a server to ask
+    futures = {key: client.pool.submit(client.search, server, q, access.token, deadline)
                for key, q in queries.items()}
     wait_until = _wait_until(deadline)
     for key, future in futures.items():
@@ -79,14 +80,14 @@ def gather(
             value = future.result(timeout=max(wait_until - time.monotonic(), 0))
         except (FhirError, FutureTimeout) as exc:
             future.cancel()
-            reason = exc.reason if isinstance(exc, FhirError) else FhirTimeout.reason
+            reason = exc.reason if isinstance(exc, FhirError) else FhirTimeout().reason
             data[key] = None
             gaps.append(DataGap(label, reason, key))
-            log.info("fhir fetch failed", extra={"prefetch_key": key, "error": type(exc).__name__})
+            log.info("fhir fetch failed", extra={"prefetch_key": key, "outcome": getattr(exc, "outcome", FhirTimeout.outcome).value})
             continue
         except Exception as exc:  # a bug must not turn into a silent pass or a 500
             data[key] = None
-            gaps.append(DataGap(label, FhirError.reason, key))
+            gaps.append(DataGap(label, FhirError().reason, key))
             log.error("fhir fetch raised", extra={"prefetch_key": key, "error": type(exc).__name__})
             continue
         pages = value.get("_truncated") if isinstance(value, dict) else None
@@ -101,8 +102,23 @@ def gather(
                 gaps.append(DataGap(label, f"the EHR's FHIR server sent more than {pages} pages of results, "
                                            "so they could not all be read", key))
             log.info("fhir paging truncated", extra={"prefetch_key": key})
-        data[key] = value
+        data[key] = _capped(key, value, deadline, gaps)
     return data, gaps
+
+
+def _capped(key: str, value: Any, deadline: Deadline, gaps: list[DataGap]) -> Any:
+    """At most ``deadline.max_entries`` entries of one key's Bundle are read (the work of a call
+    stays bounded); a record cut short says so in a card, it is never silently shortened."""
+    cap = getattr(deadline, "max_entries", None)
+    entries = value.get("entry") if isinstance(value, dict) else None
+    if cap is None or not isinstance(entries, list) or len(entries) <= cap:
+        return value
+    label = GROUP_LABELS.get(key, key)
+    gaps.append(DataGap(f"{label} (the record was truncated)",
+                        f"it held {len(entries)} entries, more than the {cap} this service reads, so only the "
+                        f"first {cap} were checked and a result that matters may be among the rest", key))
+    log.info("prefetch key truncated", extra={"prefetch_key": key})
+    return {**value, "entry": entries[:cap]}
 
 
 def _wait_until(deadline: Deadline) -> float:

@@ -36,6 +36,7 @@ class HookEnv:
     rule_options: rules.RuleOptions = field(default_factory=rules.RuleOptions)
     max_info_cards: int = 1
     today: Callable[[], date] = date.today
+    request_deadline: Deadline | None = None  # this call's limits, set per request by the service
 
 
 @dataclass
@@ -96,7 +97,7 @@ def evaluate(request: dict, env: HookEnv, *, service: ServiceDefinition, drafts:
              selected: set[str] | None = None) -> HookResult:
     """Run the whole pipeline for one hook call."""
     started = time.monotonic()
-    deadline = Deadline(env.deadline_seconds)
+    deadline = env.request_deadline or Deadline(env.deadline_seconds)
     access = access_of(request)
     raw_prefetch = request.get("prefetch")
     prefetch: dict = raw_prefetch if isinstance(raw_prefetch, dict) else {}

@@ -10,6 +10,8 @@ from urllib.parse import quote
 
 from fhir_mappers.terminology import LOINC, SNOMED, terminology
 
+from .errors import BadContext
+
 
 def _codes(*pairs: tuple[str, str]) -> str:
     return ",".join(f"{system}|{code}" for system, code in pairs)
@@ -49,7 +51,10 @@ def render(template: str, context: dict) -> str | None:
         if not isinstance(value, str) or not value:
             missing = True
             return ""
-        return quote(value, safe="")
+        try:
+            return quote(value, safe="")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800" is valid JSON, not valid text)
+            raise BadContext(f"context.{m.group(1)} is not valid Unicode text", field=f"context.{m.group(1)}") from None
 
     out = _TOKEN.sub(fill, template)
     return None if missing else out

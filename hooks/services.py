@@ -5,6 +5,8 @@ gets its policy for when the EHR did not prefetch it (``OnMissing``).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from . import medication_prescribe, order_select, order_sign
 from .prefetch import PREFETCH
 from .registry import OnMissing, PrefetchKey, ServiceDefinition, register
@@ -19,12 +21,24 @@ DESCRIPTION = (
 )
 
 
-def usage_requirements(prefetch: dict[str, PrefetchKey]) -> str:
+def scopes(prefetch: Mapping[str, PrefetchKey]) -> list[str]:
+    """One read scope per resource type the prefetch templates ask for, their ``_include``
+    targets too (Medication), derived from the templates so that the list cannot drift from them."""
+    types: set[str] = set()
+    for p in prefetch.values():
+        path, _, query = p.template.partition("?")
+        types.add(path.split("/", 1)[0])
+        for name, _, value in (part.partition("=") for part in query.split("&")):
+            if name == "_include" and value.count(":") >= 1:  # Source:searchParam[:Target]
+                parts = value.split(":")
+                types.add(parts[2] if len(parts) > 2 else parts[1].capitalize())
+    return [f"patient/{t}.read" for t in sorted(types)]
+
+
+def usage_requirements(prefetch: Mapping[str, PrefetchKey]) -> str:
     required = " and ".join(f"'{k}'" for k, p in prefetch.items() if p.on_missing is OnMissing.FAIL)
     return ("Reads FHIR R4 data from prefetch or, when a key is missing, from fhirServer with the "
-            "fhirAuthorization token. Scopes: patient/Patient.read patient/Observation.read "
-            "patient/MedicationRequest.read patient/Medication.read patient/Condition.read "
-            "patient/AllergyIntolerance.read. "
+            f"fhirAuthorization token. Scopes: {' '.join(scopes(prefetch))}. "
             f"Keys {required} are required (412 without them and without a fhirServer).")
 
 

@@ -12,24 +12,28 @@ from .knowledge_base import load
 
 
 def _pairs(facts: ClinicalFacts, is_other) -> list[tuple[MedicationFact, str, MedicationFact, str]]:
-    """(thiopurine med, thiopurine, other med, which is new) for every pair where one side is a selected draft."""
+    """(thiopurine med, thiopurine, other med, which is new) for every pair where one side is a selected draft.
+
+    Linear in the medications plus the pairs found: a pair needs a selected draft on one side, so
+    a thiopurine that is not one is paired only with the selected drafts of the other drug (the
+    order is the one a scan of every pair would give)."""
     meds = facts.orders + facts.active_medications
+    others = [o for o in meds if is_other(o)]
+    selected_others = [o for o in others if o.is_draft and o.selected]
     out, seen = [], set()
     for t in meds:
         tp = thiopurine_of(t)
         if not tp:
             continue
-        for o in meds:
-            if o is t or not is_other(o):
-                continue
-            new = "thiopurine" if (t.is_draft and t.selected) else "other" if (o.is_draft and o.selected) else None
-            if new is None:
+        new_thiopurine = t.is_draft and t.selected
+        for o in others if new_thiopurine else selected_others:
+            if o is t:
                 continue
             key = (id(t), id(o))
             if key in seen:
                 continue
             seen.add(key)
-            out.append((t, tp, o, new))
+            out.append((t, tp, o, "thiopurine" if new_thiopurine else "other"))
     return out
 
 
@@ -141,12 +145,16 @@ def other_findings(facts: ClinicalFacts) -> list[Finding]:
 def duplicate_findings(facts: ClinicalFacts) -> list[Finding]:
     spec = load()["interactions"]["duplicate"]
     findings = []
+    first_of: dict[str, MedicationFact] = {}  # each thiopurine's first medication, in record order
+    for m in facts.orders + facts.active_medications:
+        if (op := thiopurine_of(m)) and op not in first_of:
+            first_of[op] = m
+    position = {id(m): i for i, m in enumerate(facts.orders + facts.active_medications)}
     for order in facts.orders:
         tp = thiopurine_of(order)
         if not (tp and order.selected):
             continue
-        others = [m for m in facts.orders + facts.active_medications
-                  if m is not order and (op := thiopurine_of(m)) and op != tp]
+        others = sorted((m for op, m in first_of.items() if op != tp), key=lambda m: position[id(m)])
         if not others:
             continue
         other = thiopurine_of(others[0])

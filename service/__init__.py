@@ -14,6 +14,9 @@ from flask import Flask, g, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
+from hooks.fhir_client import Deadline
+from hooks.netguard import EgressPolicy
+
 from .config import Config
 from .errors import ApiError, error_response
 
@@ -46,13 +49,13 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     load_knowledge()
     for name in ("ServiceRequest", "FeedbackRequest", "hook:order-sign", "hook:order-select", "hook:medication-prescribe"):
         validator(name)
-    client = FhirClient(FhirSettings(deadline_seconds=cfg.fhir_deadline, max_pages=cfg.fhir_max_pages))
+    client = FhirClient(FhirSettings(deadline_seconds=cfg.fhir_deadline, max_pages=cfg.fhir_max_pages,
+                                     max_bytes=cfg.fhir_max_response_bytes, max_call_bytes=cfg.fhir_max_call_bytes))
     registry = None
     if cfg.metrics:
         from .metrics import metrics
 
         registry = app.extensions["aza_metrics"] = metrics(cfg.metrics_dir)
-        client.get_json = registry.observe_fhir(client.get_json)  # type: ignore[method-assign]  # one count per query
     app.extensions["aza_hook_env"] = HookEnv(
         client=client,
         deadline_seconds=cfg.fhir_deadline,
@@ -62,15 +65,22 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     if cfg.evaluation_date:
         fixed = date.fromisoformat(cfg.evaluation_date)
         app.extensions["aza_hook_env"].today = lambda: fixed
-    app.extensions["aza_auth"] = Authenticator.from_config(cfg)
-    # feedback store: SQLite in the data dir or AZA_CDS_DATABASE_URL; migrated here, once per worker
+    # feedback store: SQLite in the data dir or AZA_CDS_DATABASE_URL; migrated here, once per worker.
+    # It also holds the JWT replay table every worker and instance shares.
     from .storage import open_store
 
     app.extensions["aza_feedback_store"] = store = open_store(cfg)
     if registry is not None:
         store.observer = registry.card_queue_observer()
+    try:
+        app.extensions["aza_auth"] = Authenticator.from_config(cfg, store=store)
+    except ValueError:
+        store.close()
+        raise
 
-    CORS(app, resources={r"/cds-services*": {"origins": cfg.cors_origins}, r"/openapi.json": {"origins": "*"}},
+    # CORS on every path, unknown ones included (a 404 without CORS headers reads as "All clear!" in
+    # the sandbox); Chrome's private-network preflight (a public page calling 127.0.0.1) is allowed
+    CORS(app, resources={r"/.*": {"origins": cfg.cors_origins}}, allow_private_network=True,
          allow_headers=["Authorization", "Content-Type"], methods=["GET", "POST", "OPTIONS"], max_age=86400)
     app.register_blueprint(bp)
     from .operations import bp as operations_bp
@@ -81,12 +91,30 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
 
 def _install_hooks(app: Flask) -> None:
+    cfg: Config = app.config["AZA"]
+
     @app.before_request
-    def _start() -> None:
+    def _start():
         g.started = time.perf_counter()
-        if request.method == "OPTIONS" or request.path == "/cds-services" or not request.path.startswith("/cds-services/"):
-            return None  # discovery, CORS preflight, health, readiness and metrics need no token
-        app.extensions["aza_auth"].check(request)
+        if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+            return app.response_class(status=200)  # a CORS preflight, on any path: flask-cors adds the headers
+        if request.method == "OPTIONS" or request.path.rstrip("/") == "/cds-services" \
+                or not request.path.startswith("/cds-services/"):
+            return None  # discovery, health, readiness and metrics need no token
+        g.service_id = _service_of(request.path)
+        # one deadline for everything this call does (JWKS, FHIR), from when the request arrived
+        arrived = request.environ.get("aza.arrived")
+        now = time.monotonic()
+        start = arrived if isinstance(arrived, float) and arrived <= now else now
+        if now - start > cfg.max_queue_seconds:
+            g.queued_ms = round((now - start) * 1000, 1)
+            raise ApiError(503, "The service is overloaded; try again shortly", headers={"Retry-After": "2"})
+        deadline = Deadline(app.extensions["aza_hook_env"].deadline_seconds, start=start, max_bytes=cfg.fhir_max_call_bytes,
+                            max_entries=cfg.max_entries_per_key)
+        issuer = app.extensions["aza_auth"].check(request, deadline)
+        deadline.policy = EgressPolicy(allowed_bases=issuer.fhir_servers if issuer else (),
+                                       allow_loopback=cfg.fhir_allow_loopback)
+        g.deadline = deadline
         return None
 
     @app.errorhandler(ApiError)
@@ -107,6 +135,8 @@ def _install_hooks(app: Flask) -> None:
 
     @app.after_request
     def _access_log(response):
+        if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+            response.headers["Access-Control-Allow-Private-Network"] = "true"
         seconds = time.perf_counter() - g.get("started", time.perf_counter())
         latency = seconds * 1000
         response.headers.setdefault("Cache-Control", "no-store")
@@ -115,15 +145,13 @@ def _install_hooks(app: Flask) -> None:
         if registry is not None:
             registry.request(route=route, service=g.get("service_id") or "", status=response.status_code,
                              seconds=seconds)
-            if g.get("auth_failure"):
-                registry.jwt_refused(g.auth_failure)
         if route in _QUIET_ROUTES and response.status_code == 200:
             return response  # probes and scrapes every few seconds: not worth a log line each
         extra = {"event": "request", "method": request.method, "path": route, "status": response.status_code,
                  "latency_ms": round(latency, 2)}
         for key, attr in (("service", "service_id"), ("hook_instance", "hook_instance"), ("cards", "card_count"),
                           ("rule_ids", "rule_ids"), ("fhir_ms", "fhir_ms"), ("feedback_items", "feedback_items"),
-                          ("reason", "auth_failure")):
+                          ("reason", "auth_failure"), ("refusal", "auth_refusal"), ("queued_ms", "queued_ms")):
             if g.get(attr) is not None:
                 extra[key] = g.get(attr)
         log.info("request", extra=extra)
@@ -131,6 +159,14 @@ def _install_hooks(app: Flask) -> None:
 
 
 _QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _service_of(path: str) -> str:
+    """The service id a path names, for the log; never caller text."""
+    from hooks import SERVICES
+
+    parts = path.split("/")
+    return parts[2] if len(parts) > 2 and parts[2] in SERVICES else "(unknown)"
 
 
 def _route_path() -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 
 from flask import Blueprint, Response, current_app, g, request
 
@@ -29,6 +30,7 @@ def _json_response(body: dict, status: int = 200) -> Response:
 
 
 @bp.get("/cds-services")
+@bp.get("/cds-services/")
 def discovery() -> Response:
     return _json_response({"services": [s.discovery() for s in SERVICES.values()]})
 
@@ -37,7 +39,7 @@ def read_json_body() -> dict:
     mimetype = (request.mimetype or "").lower()
     if mimetype not in JSON_TYPES:
         raise ApiError(415, f"Content-Type must be application/json (got '{mimetype or 'none'}')")
-    raw = request.get_data(cache=False)
+    raw = _body_bytes(current_app.config["MAX_CONTENT_LENGTH"])
     try:
         body = jsonbody.loads(raw)
     except (ValueError, RecursionError):
@@ -48,6 +50,18 @@ def read_json_body() -> dict:
     if not isinstance(body, dict):
         raise ApiError(400, "The body must be a JSON object")
     return body
+
+
+def _body_bytes(limit: int) -> bytes:
+    """The body, at most ``limit`` bytes: a declared length over it is refused by Werkzeug (413);
+    a chunked body (no Content-Length) is read up to one byte past the limit and refused too,
+    never silently cut to a prefix that then fails as "not valid JSON"."""
+    if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
+        return request.get_data(cache=False)
+    data = request.environ["wsgi.input"].read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, "The request body is too large")
+    return data
 
 
 def normalise_request(body: dict) -> dict:
@@ -77,6 +91,8 @@ def call_service(service_id: str) -> Response:
         if problem:
             raise ApiError(400, problem[0].replace("$", "$.context", 1), field=problem[1].replace("$", "$.context", 1))
     env: HookEnv = current_app.extensions["aza_hook_env"]
+    if g.get("deadline") is not None:
+        env = replace(env, request_deadline=g.deadline)
     try:
         result = service.handler(body, env)
     except HookError as exc:
@@ -110,6 +126,8 @@ def feedback(service_id: str) -> Response:
         store = current_app.extensions.get("aza_feedback_store")
         if store is None:
             return _json_response({})
+        if store.pending:  # cards this worker issued moments ago are written first, with their rule
+            store.flush()
         # idempotent; feedback on a card another replica issued is stored like any other
         result = store.record_feedback(service_id, body["feedback"])
         if "aza_metrics" in current_app.extensions:

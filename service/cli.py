@@ -51,6 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["auth_required"] = False
     if args.dev:
         overrides["dev"] = True
+        overrides["fhir_allow_loopback"] = True  # local trials: a FHIR server on this machine
     try:
         cfg = Config.from_env().with_overrides(overrides)
     except ValueError as exc:
@@ -65,14 +66,23 @@ def _serve(args: argparse.Namespace) -> int:
               "or use --dev for local trials", file=sys.stderr)
         return 2
     base = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
+    if cfg.auth_required and not cfg.public_base_url:
+        # a token's aud is compared with the public base URL, never with the Host header a caller sends
+        if args.host in ("0.0.0.0", "::", ""):
+            print("set AZA_CDS_PUBLIC_BASE_URL to the URL EHRs call (e.g. https://cds.example.org): with a "
+                  "wildcard listen address the JWT audience cannot be derived", file=sys.stderr)
+            return 2
+        hosts = [f"[{args.host}]" if ":" in args.host else args.host]
+        if is_loopback(args.host):  # this machine, however a local client names it
+            hosts = list(dict.fromkeys(hosts + ["127.0.0.1", "localhost"]))
+        cfg = cfg.with_overrides({"public_base_url": tuple(f"http://{h}:{args.port}" for h in hosts)})
     if args.dev:
         print(BANNER_DEV, file=sys.stderr)
         print(SANDBOX_HELP.format(base=base), file=sys.stderr)
         from . import create_app
 
         app = create_app(cfg)
-        app.run(host=args.host, port=args.port, debug=False, use_reloader=False, threaded=True)
-        return 0
+        return _run_dev(app, args.host, args.port)
     if not cfg.auth_required:
         print("WARNING: --insecure-no-auth: production server WITHOUT JWT authentication (loopback only)",
               file=sys.stderr)
@@ -81,6 +91,27 @@ def _serve(args: argparse.Namespace) -> int:
 
     return run_gunicorn(cfg, host=args.host, port=args.port, workers=args.workers or cfg.workers,
                         threads=args.threads or cfg.threads)
+
+
+def _run_dev(app, host: str, port: int) -> int:
+    """The Flask development server, stopped by SIGTERM as by Ctrl-C: queued card records are
+    written before the process exits (``FeedbackStore.close``), so feedback on them is attributed."""
+    import signal
+
+    def _stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        store = app.extensions.get("aza_feedback_store")
+        if store is not None:
+            store.close()
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -59,7 +59,9 @@ class Config:
     auth_required: bool = setting(True, "every service and feedback call needs a CDS Hooks JWT "
                                         "(off only with --dev / --insecure-no-auth, loopback only)")
     trust: str | None = setting(None, "JSON file of trusted JWT issuers (same as --trust)")
-    public_base_url: str | None = setting(None, "the service's public base URL behind a reverse proxy (JWT aud check)")
+    public_base_url: tuple[str, ...] = setting((), "the service's public base URL(s), comma-separated: a JWT's aud must "
+                                                   "be one of them + the path called (required with auth; serve "
+                                                   "defaults it to a loopback listen address)")
     jwt_algorithms: tuple[str, ...] = setting(("ES384", "RS384"), "JWT algorithms accepted unless the trust file names them")
     jwt_leeway_seconds: int = setting(30, "clock skew allowed on JWT exp/iat")
     # storage
@@ -71,6 +73,13 @@ class Config:
     # behaviour
     fhir_deadline: float = setting(1.5, "seconds for all FHIR queries of one hook call (they run in parallel)")
     fhir_max_pages: int = setting(5, "next links followed per FHIR search")
+    fhir_allow_loopback: bool = setting(False, "FHIR servers on loopback addresses may be called (set by serve --dev)")
+    fhir_max_response_bytes: int = setting(16 * 1024 * 1024, "largest FHIR response read, decompressed, in bytes")
+    fhir_max_call_bytes: int = setting(32 * 1024 * 1024, "all FHIR responses of one hook call, decompressed, in bytes")
+    max_entries_per_key: int = setting(2000, "Bundle entries read per prefetch key; more: a 'record truncated' card")
+    max_queue_seconds: float = setting(1.0, "a hook call that waited longer than this for a worker gets 503 "
+                                            "with Retry-After")
+    client_seconds: float = setting(10.0, "the longest one request may hold a gunicorn thread, slow client included")
     weight_max_age_days: int = setting(90, "a body weight older than this is not used for mg/kg")
     max_info_cards: int = setting(1, "at most this many info cards per response")
     max_body_bytes: int = setting(5 * 1024 * 1024, "largest request body accepted (413 above)")
@@ -101,34 +110,13 @@ class Config:
     def with_overrides(self, overrides: Mapping[str, Any] | None) -> Config:
         if not overrides:
             return self
-        overrides = {_RENAMED.get(k, k): v for k, v in overrides.items()}
         unknown = set(overrides) - {f.name for f in fields(self)}
         if unknown:
             raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
-        return replace(self, **overrides)
-
-    # Names these settings had before they were named after their environment variable. Reading
-    # them still works so that code written against them keeps running; new code uses the new names.
-    @property
-    def trust_file(self) -> str | None:
-        return self.trust
-
-    @property
-    def fhir_deadline_seconds(self) -> float:
-        return self.fhir_deadline
-
-    @property
-    def feedback_comment_retention_days(self) -> int | None:
-        return self.comment_retention_days
-
-    @property
-    def feedback_card_flush_seconds(self) -> float:
-        return self.card_flush_seconds
-
-
-_RENAMED = {"trust_file": "trust", "fhir_deadline_seconds": "fhir_deadline",
-            "feedback_comment_retention_days": "comment_retention_days",
-            "feedback_card_flush_seconds": "card_flush_seconds"}
+        types_ = _field_types()
+        parsed = {k: _parser_for(types_[k])(v) if isinstance(v, str) and _is_tuple(types_[k]) else v
+                  for k, v in overrides.items()}  # "a, b" for a list setting, as in its variable
+        return replace(self, **parsed)
 
 
 def settings() -> list[tuple[str, str, Any, str]]:
@@ -165,6 +153,10 @@ def _parser_for(tp: Any) -> Callable[[str], Any]:
     if typing.get_origin(tp) is tuple and args and args[0] is str:
         return lambda raw: tuple(part.strip() for part in raw.split(",") if part.strip())
     raise TypeError(f"no parser for settings of type {tp!r}: pass parse= to setting()")
+
+
+def _is_tuple(tp: Any) -> bool:
+    return any(typing.get_origin(t) is tuple for t in (tp, *typing.get_args(tp)))
 
 
 def _bool(raw: str) -> bool:

@@ -14,7 +14,8 @@ import sys
 import time
 
 SAFE_FIELDS = ("event", "service", "hook_instance", "status", "latency_ms", "fhir_ms", "cards", "rule_ids",
-               "feedback_items", "method", "path", "error", "prefetch_key", "reason", "fhir_key")
+               "feedback_items", "method", "path", "error", "prefetch_key", "reason", "fhir_key", "outcome",
+               "refusal", "queued_ms")
 
 
 class JsonFormatter(logging.Formatter):
@@ -24,6 +25,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            "pid": record.process,
         }
         for key in SAFE_FIELDS:
             if key in record.__dict__:

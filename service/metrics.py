@@ -8,14 +8,16 @@ The development server and in-process apps (tests, ``check``) count in the proce
 What is counted (all names start with ``aza_cds_``):
 
 - ``http_request_duration_seconds{route,service,status}`` histogram of every request;
-- ``fhir_queries_total{outcome}``: ok, timeout, refused (connection refused or unreachable),
-  error_status (an HTTP error status), too_large, invalid (not the FHIR JSON asked for), error;
+- ``fhir_queries_total{outcome}``: one series per ``hooks.fhir_client.FhirOutcome`` (ok,
+  not-allowed, unreachable, timeout, error-status, invalid-response, too-large), the categories the
+  cards and logs name;
 - ``cards_total{rule,indicator}``: cards returned;
 - ``feedback_total{outcome}``: feedback items received (accepted, overridden);
 - ``card_queue_depth`` (cards waiting to be written to the feedback store, summed over live
   workers) and ``card_records_dropped_total`` (cards not recorded because that queue was full);
-- ``jwt_refusals_total{reason}``: refused tokens, by category (missing, malformed, algorithm,
-  issuer, key, signature, time, audience, replay, other), never the token or its claims;
+- ``jwt_refusals_total{reason}``: refused tokens, one series per ``service.auth.Refusal`` (missing,
+  malformed, algorithm, issuer, key, signature, claims, audience, expired, lifetime, subject,
+  tenant, replay, error), never the token or its claims;
 - ``worker_start_time_seconds`` (one series per live worker, label ``pid``).
 
 Label values are closed sets or come from this service (rule ids, service ids, route templates),
@@ -29,51 +31,16 @@ import tempfile
 import time
 import typing
 from collections.abc import Callable, Iterable
-from functools import wraps
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
+
+from hooks.fhir_client import OUTCOME_LISTENERS, FhirOutcome
+
+from .auth import REFUSAL_LISTENERS, Refusal
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client when it is imported
 
-FhirOutcome = Literal["ok", "timeout", "refused", "error_status", "too_large", "invalid", "error"]
-JwtRefusal = Literal["missing", "malformed", "algorithm", "issuer", "key", "signature", "time", "audience",
-                     "replay", "other"]
 FeedbackOutcome = Literal["accepted", "overridden"]
-
-# first matching phrase of the refusal reason (service/auth.py's fixed phrases) -> category
-_JWT_CATEGORIES: tuple[tuple[str, JwtRefusal], ...] = (
-    ("missing bearer", "missing"), ("replayed", "replay"), ("audience", "audience"),
-    ("expired", "time"), ("not yet valid", "time"), ("lifetime", "time"), ("expires before", "time"),
-    ("signature", "signature"), ("algorithm", "algorithm"), ("key type", "algorithm"),
-    ("issuer", "issuer"), ("tenant", "issuer"), ("sub not allowed", "issuer"),
-    ("kid", "key"), ("jku", "key"), ("verification error", "key"),
-    ("malformed", "malformed"), ("too large", "malformed"), ("invalid", "malformed"), ("missing claim", "malformed"),
-    ("must be numbers", "malformed"),
-)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def jwt_refusal_category(reason: str) -> JwtRefusal:
-    text = reason.lower()
-    return next((category for phrase, category in _JWT_CATEGORIES if phrase in text), "other")
-
-
-def fhir_outcome(exc: BaseException | None) -> FhirOutcome:
-    from hooks.fhir_client import TOO_LARGE, FhirBadResponse, FhirHttpError, FhirTimeout, FhirUnreachable
-
-    if exc is None:
-        return "ok"
-    if isinstance(exc, FhirTimeout):
-        return "timeout"
-    if isinstance(exc, FhirUnreachable):
-        return "refused"
-    if isinstance(exc, FhirHttpError):
-        return "error_status"
-    if isinstance(exc, FhirBadResponse):
-        return "too_large" if TOO_LARGE in str(exc) else "invalid"
-    return "error"
-
 
 class Metrics:
     """The service's metrics; one per process (prometheus-client keeps them in module state)."""
@@ -95,12 +62,16 @@ class Metrics:
         self.worker_start = Gauge("aza_cds_worker_start_time_seconds", "When this worker process started",
                                   multiprocess_mode="liveall")
         self._started_in: int | None = None
-        for outcome in typing.get_args(FhirOutcome):  # every known series from the start, at 0
-            self.fhir.labels(outcome)
-        for reason in typing.get_args(JwtRefusal):
-            self.jwt_refusals.labels(reason)
+        for outcome in FhirOutcome:  # every known series from the start, at 0
+            self.fhir.labels(outcome.value)
+        for refusal in Refusal:
+            self.jwt_refusals.labels(refusal.value)
         for fb in typing.get_args(FeedbackOutcome):
             self.feedback.labels(fb)
+        # the FHIR client and the authenticator name each outcome and refusal; counted here, once
+        # per process (this object is one per process), whichever app in it made the call
+        OUTCOME_LISTENERS.append(self.fhir_query)
+        REFUSAL_LISTENERS.append(self.jwt_refused)
 
     def worker_started(self) -> None:
         if self._started_in != os.getpid():  # once per process, also in a forked worker
@@ -113,7 +84,7 @@ class Metrics:
         self.requests.labels(route, service, str(status)).observe(seconds)
 
     def fhir_query(self, outcome: FhirOutcome) -> None:
-        self.fhir.labels(outcome).inc()
+        self.fhir.labels(outcome.value).inc()
 
     def cards_returned(self, cards: Iterable[dict]) -> None:
         for card in cards:
@@ -140,23 +111,8 @@ class Metrics:
 
         return observe
 
-    def jwt_refused(self, reason: str) -> None:
-        self.jwt_refusals.labels(jwt_refusal_category(reason)).inc()
-
-    def observe_fhir(self, get_json: F) -> F:
-        """Wrap the FHIR client's one GET so that each query counts once, by outcome."""
-
-        @wraps(get_json)
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            try:
-                result = get_json(*args, **kwargs)
-            except Exception as exc:
-                self.fhir_query(fhir_outcome(exc))
-                raise
-            self.fhir_query("ok")
-            return result
-
-        return counted  # type: ignore[return-value]
+    def jwt_refused(self, refusal: Refusal) -> None:
+        self.jwt_refusals.labels(refusal.value).inc()
 
     # -- exposition ----------------------------------------------------------------------------------
     def exposition(self) -> tuple[bytes, str]:

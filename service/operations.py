@@ -2,8 +2,11 @@
 
 - ``/healthz``: the process answers (a load balancer's liveness probe). Always 200.
 - ``/readyz``: ready to answer hook calls: the clinical knowledge is loaded and the feedback store
-  answers a trivial query within ``readiness_timeout`` seconds; 503 otherwise, naming the check that
-  failed (never a database URL or an error text).
+  answers a trivial query within ``readiness_timeout`` seconds; otherwise 503 with an
+  OperationOutcome (like every error of the service) naming each check that failed (never a
+  database URL or an error text).
+
+All three carry the CORS headers of every path and answer errors (404, 405) as OperationOutcomes.
 - ``/metrics``: Prometheus text format (see ``service.metrics``); 404 when ``metrics`` is off.
   Like discovery it needs no token: it holds counts per rule, service and outcome, no patient data.
 """
@@ -39,8 +42,10 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     checks = {"knowledge": _knowledge_check(), "feedbackStore": _store_check()}
-    ready = all(v == "ok" for v in checks.values())
-    return _json({"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503)
+    failed = [f"{name}: {state}" for name, state in checks.items() if state != "ok"]
+    if failed:
+        raise ApiError(503, "Not ready: " + ", ".join(failed), headers={"Retry-After": "5"})
+    return _json({"status": "ready", "checks": checks})
 
 
 @bp.get("/metrics")

@@ -15,6 +15,14 @@
   ``graceful_timeout`` seconds), answers a request already sent on a kept-alive
   connection with ``Connection: close``, and exits; the master exits 0.
   SIGINT / SIGQUIT stop at once.
+- Worker class ``service.wsgi.CdsThreadWorker`` (gthread, or sync for ``--threads 1``,
+  both with these additions): the time a request arrived (accepted, or its kept-alive
+  connection became readable) goes into ``environ["aza.arrived"]``, where the per-request
+  deadline starts, so time spent queued for a thread counts and a call that waited longer than
+  ``max_queue_seconds`` is answered 503 with ``Retry-After`` at once; and gunicorn's own
+  errors (a malformed request line or header: 400; URI too long: 414; header fields too
+  large: 431) are JSON OperationOutcomes, logged by error class only (gunicorn's own message
+  repeats the offending header, which may be a JWT).
 - Logs: the app writes the access log itself, one JSON line per request
   (``service.logs``: method, route, status, latency, service, card count, rule
   ids; never a token or patient data); gunicorn's own messages (start, worker
@@ -23,11 +31,17 @@
 from __future__ import annotations
 
 import os
+import re
+import threading
+import time
 from typing import Any, Callable
 
 from .config import Config
 
 GRACEFUL_TIMEOUT = 20  # seconds a stopping worker has to finish the calls in flight
+CLIENT_SECONDS = 10.0  # the longest one request (read, answer, write) may hold a worker thread
+HEAD_BYTES = 64 * 1024  # a request head this long goes to a thread (gunicorn's limits answer 414/431)
+BODY_BYTES = 1024 * 1024  # a body up to this size (Content-Length) is read before a thread is used
 
 
 def gunicorn_settings(*, host: str, port: int, workers: int, threads: int) -> dict[str, Any]:
@@ -37,7 +51,7 @@ def gunicorn_settings(*, host: str, port: int, workers: int, threads: int) -> di
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": max(1, workers),
         "threads": threads,
-        "worker_class": "gthread" if threads > 1 else "sync",
+        "worker_class": "service.wsgi.CdsThreadWorker" if threads > 1 else "service.wsgi.CdsSyncWorker",
         "graceful_timeout": GRACEFUL_TIMEOUT,
         "timeout": 30,
         "keepalive": 5,
@@ -56,6 +70,167 @@ def gunicorn_settings(*, host: str, port: int, workers: int, threads: int) -> di
         "worker_exit": lambda arbiter, worker: arbiter.log.info("worker exited", extra={"event": "worker-exit"}),
         "on_exit": lambda arbiter: arbiter.log.info("stopped", extra={"event": "server-stop"}),
     }
+
+
+# ------------------------------------------------------------------ workers
+
+_ERROR_STATUS = {"LimitRequestLine": (414, "URI Too Long"), "LimitRequestHeaders": (431, "Request Header Fields Too Large"),
+                 "UnsupportedTransferCoding": (501, "Not Implemented"), "ForbiddenProxyRequest": (403, "Forbidden"),
+                 "SSLError": (403, "Forbidden"), "ExpectationFailed": (417, "Expectation Failed")}
+
+
+def _client_error(exc: BaseException) -> bool:
+    from gunicorn.http import errors
+
+    names = ("InvalidRequestLine", "InvalidRequestMethod", "InvalidHTTPVersion", "InvalidHeader", "InvalidHeaderName",
+             "LimitRequestLine", "LimitRequestHeaders", "InvalidProxyLine", "ForbiddenProxyRequest",
+             "InvalidSchemeHeaders", "UnsupportedTransferCoding", "ObsoleteFolding", "ExpectationFailed",
+             "InvalidH2CPreface", "InvalidChunkSize", "ChunkMissingTerminator", "InvalidChunkExtension")
+    classes = tuple(getattr(errors, n) for n in names if hasattr(errors, n))
+    from ssl import SSLError
+
+    return isinstance(exc, classes + (SSLError,))
+
+
+def write_json_error(sock, exc: BaseException, log) -> None:
+    """gunicorn's error answer, as a JSON OperationOutcome; the log names the error class only."""
+    import json as _json
+
+    from .errors import operation_outcome
+
+    if _client_error(exc):
+        status, reason = _ERROR_STATUS.get(type(exc).__name__, (400, "Bad Request"))
+        message = {400: "Malformed HTTP request", 414: "The request URI is too long",
+                   431: "The request header fields are too large"}.get(status, reason)
+        log.warning("invalid request", extra={"event": "invalid-request", "status": status, "error": type(exc).__name__})
+    else:
+        status, reason, message = 500, "Internal Server Error", "Internal error; the safety check could not be completed"
+        log.error("error handling request", extra={"event": "request-error", "status": 500, "error": type(exc).__name__})
+    body = _json.dumps(operation_outcome(message, status=status)).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/fhir+json\r\n"
+            f"Cache-Control: no-store\r\nContent-Length: {len(body)}\r\n\r\n").encode("latin-1")
+    try:
+        from gunicorn import util
+
+        util.write_nonblock(sock, head + body)
+    except Exception:  # noqa: BLE001 - the client may be gone
+        pass
+
+
+class _WorkerMixin:
+    """What both worker classes add to gunicorn's: arrival time into the environ, JSON errors."""
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()  # type: ignore[misc]
+        inner = self.wsgi  # type: ignore[has-type]
+        local = self._aza_local = threading.local()
+
+        def app(environ, start_response):
+            arrived = getattr(local, "arrived", None)
+            if arrived is not None:
+                environ["aza.arrived"] = arrived
+            return inner(environ, start_response)
+
+        self.wsgi = app
+
+    def handle_error(self, req, client, addr, exc) -> None:
+        write_json_error(client, exc, self.log)  # type: ignore[attr-defined]
+
+
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,10})[ \t]*\r\n", re.IGNORECASE)
+
+
+def _request_buffered(buf: bytearray) -> bool:
+    """Whether a new connection's first request is in (head, and a body of up to BODY_BYTES
+    with a Content-Length), or too long to keep waiting for in the main loop."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return len(buf) > HEAD_BYTES
+    lengths = _CONTENT_LENGTH.findall(bytes(buf[:end + 2]))
+    if len(lengths) != 1 or int(lengths[0]) > BODY_BYTES:
+        return True  # no body, chunked, odd or large: the thread reads it (watchdog-bounded)
+    return len(buf) >= end + 4 + int(lengths[0])
+
+
+def _worker_classes():
+    import selectors
+    from functools import partial
+
+    from gunicorn import http
+    from gunicorn.workers.gthread import ThreadWorker
+    from gunicorn.workers.sync import SyncWorker
+
+    from hooks.netguard import WATCHDOG
+
+    class CdsThreadWorker(_WorkerMixin, ThreadWorker):
+        def handle(self, conn):
+            # A client that drips its request (headers or body) or reads its answer slowly holds
+            # this thread for at most CLIENT_SECONDS: the watchdog then shuts its socket down.
+            token = WATCHDOG.watch(conn.sock, time.monotonic() + CLIENT_SECONDS)
+            try:
+                return super().handle(conn)
+            finally:
+                WATCHDOG.cancel(token)
+
+        def enqueue_req(self, conn) -> None:
+            if self.cfg.is_ssl or conn.initialized or conn.parser is not None:
+                conn.aza_arrived = time.monotonic()  # readable again on a kept-alive connection
+                super().enqueue_req(conn)
+                return
+            # A new connection: its request head is collected here, in the main loop, without a
+            # thread; only a complete head (or more than HEAD_BYTES) is handed to the pool, so
+            # clients that drip their request line or headers cannot occupy the threads.
+            conn.aza_head = bytearray()
+            conn.aza_token = WATCHDOG.watch(conn.sock, time.monotonic() + CLIENT_SECONDS)
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._aza_head_readable, conn))
+
+        def _aza_head_readable(self, conn, client) -> None:
+            try:
+                data = conn.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if data:
+                conn.aza_head += data
+                if not _request_buffered(conn.aza_head):
+                    return
+            self.poller.unregister(client)
+            WATCHDOG.cancel(conn.aza_token)
+            if not data:  # closed (or cut off by the watchdog) before a whole request head
+                self.nr_conns -= 1
+                conn.close()
+                return
+            conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
+            conn.parser.unreader.unread(bytes(conn.aza_head))
+            conn.data_ready = True
+            conn.aza_arrived = time.monotonic()  # the request is here: its deadline starts now
+            super().enqueue_req(conn)
+
+        def handle_request(self, req, conn):
+            self._aza_local.arrived = getattr(conn, "aza_arrived", None)
+            try:
+                return super().handle_request(req, conn)
+            finally:
+                self._aza_local.arrived = None
+
+    class CdsSyncWorker(_WorkerMixin, SyncWorker):
+        def handle_request(self, listener, req, client, addr):
+            self._aza_local.arrived = time.monotonic()
+            try:
+                return super().handle_request(listener, req, client, addr)
+            finally:
+                self._aza_local.arrived = None
+
+    return CdsThreadWorker, CdsSyncWorker
+
+
+def __getattr__(name: str):  # gunicorn imports the worker class by name; build it on first use
+    if name in ("CdsThreadWorker", "CdsSyncWorker"):
+        thread_worker, sync_worker = _worker_classes()
+        globals().update(CdsThreadWorker=thread_worker, CdsSyncWorker=sync_worker)
+        return globals()[name]
+    raise AttributeError(name)
 
 
 def _json_logger_class():
@@ -102,6 +277,8 @@ def serve_wsgi(app_factory: Callable[[], Any], *, host: str, port: int, workers:
 
 
 def run_gunicorn(cfg: Config, *, host: str, port: int, workers: int, threads: int) -> int:
+    global CLIENT_SECONDS
+    CLIENT_SECONDS = cfg.client_seconds  # read by the forked workers
     settings: dict[str, Any] = {}
     if cfg.metrics:  # prometheus-client's multiprocess mode: every worker's samples, added up by /metrics
         from dataclasses import replace

@@ -121,7 +121,8 @@ def trust(keys, tmp_path_factory) -> Path:
 
 
 def make_app(trust: Path, **over):
-    cfg = {"auth_required": True, "trust_file": str(trust), "fhir_deadline_seconds": 0.5, "database_url": "sqlite://"}
+    cfg = {"auth_required": True, "trust": str(trust), "fhir_deadline": 0.5, "database_url": "sqlite://",
+           "public_base_url": "http://localhost"}
     cfg.update(over)
     return create_app(cfg)
 
@@ -249,6 +250,7 @@ def test_es256_only_where_configured(client, keys):
 
 def test_trust_file_from_environment(trust, keys, monkeypatch):
     monkeypatch.setenv("AZA_CDS_TRUST", str(trust))
+    monkeypatch.setenv("AZA_CDS_PUBLIC_BASE_URL", "http://localhost")
     client = create_app({"database_url": "sqlite://"}).test_client()  # auth is on by default
     assert_refused(call(client))
     assert call(client, bearer(token(keys["es384"]))).status_code == 200
@@ -318,7 +320,7 @@ TOKEN_FAULTS = {
     "aud missing": lambda k: token(k["es384"], claims(aud=None)),
     "exp missing": lambda k: token(k["es384"], claims(exp=None)),
     "iat missing": lambda k: token(k["es384"], claims(iat=None)),
-    "sub missing": lambda k: token(k["es384"], claims(sub=None)),
+    "sub missing where the issuer names client ids": lambda k: token(k["tenant"], claims(iss=TENANT_ISS, tenant="hospital-a", sub=None)),
     "jti missing": lambda k: token(k["es384"], claims(jti=None)),
     "jti not a string": lambda k: token(k["es384"], claims(jti=12345)),
     "jku not on the allow-list": lambda k: token(k["remote"], claims(iss=REMOTE), headers={"jku": EVIL_JKU}),

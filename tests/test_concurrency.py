@@ -48,7 +48,8 @@ def fhir():
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     db = tmp_path_factory.mktemp("concurrency") / "feedback.sqlite3"
-    app = create_app({"auth_required": False, "fhir_deadline_seconds": 10.0, "database_url": f"sqlite:///{db}"})
+    app = create_app({"auth_required": False, "fhir_deadline": 10.0, "database_url": f"sqlite:///{db}",
+                      "fhir_allow_loopback": True})
     return app.test_client()
 
 

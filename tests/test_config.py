@@ -36,6 +36,11 @@ def test_every_setting_type_has_a_parser():
     ("AZA_CDS_COMMENT_RETENTION_DAYS", "never", "comment_retention_days", None),
     ("AZA_CDS_COMMENT_RETENTION_DAYS", "30", "comment_retention_days", 30),
     ("AZA_CDS_WORKERS", "8", "workers", 8),
+    ("AZA_CDS_FHIR_ALLOW_LOOPBACK", "on", "fhir_allow_loopback", True),
+    ("AZA_CDS_FHIR_MAX_CALL_BYTES", "1048576", "fhir_max_call_bytes", 1048576),
+    ("AZA_CDS_MAX_ENTRIES_PER_KEY", "50", "max_entries_per_key", 50),
+    ("AZA_CDS_MAX_QUEUE_SECONDS", "0.5", "max_queue_seconds", 0.5),
+    ("AZA_CDS_CLIENT_SECONDS", "4", "client_seconds", 4.0),
 ])
 def test_environment_variables_are_parsed_by_type(var, value, field, expected):
     assert getattr(Config.from_env({var: value}), field) == expected
@@ -59,15 +64,25 @@ def test_overrides_win_and_unknown_keys_are_refused():
         Config().with_overrides({"no_such_setting": 1})
 
 
-def test_former_names_still_work():
-    cfg = Config().with_overrides({"fhir_deadline_seconds": 0.5, "trust_file": "t.json"})
-    assert (cfg.fhir_deadline, cfg.fhir_deadline_seconds, cfg.trust, cfg.trust_file) == (0.5, 0.5, "t.json", "t.json")
+def test_former_names_are_gone():
+    with pytest.raises(ValueError, match="unknown"):
+        Config().with_overrides({"fhir_deadline_seconds": 0.5})
+    assert not hasattr(Config(), "trust_file")
+
+
+def test_a_list_setting_given_as_text_is_parsed_like_its_variable():
+    urls = ("https://cds.example.org", "https://cds-b.example.org/aza")
+    assert Config.from_env({"AZA_CDS_PUBLIC_BASE_URL": "https://cds.example.org, https://cds-b.example.org/aza"}) \
+        .public_base_url == urls
+    assert Config().with_overrides({"public_base_url": "https://cds.example.org,https://cds-b.example.org/aza"}) \
+        .public_base_url == urls
+    assert Config().with_overrides({"public_base_url": urls}).public_base_url == urls
 
 
 def test_nothing_else_reads_the_environment():
     """Settings come from service/config.py only; the service's code never looks at os.environ itself."""
-    # reading: os.environ.get(...), os.getenv(...), os.environ[...] (not as an assignment target), "in os.environ"
-    pattern = re.compile(r"getenv\(|environ\.get\(|in os\.environ|os\.environ\[[^\]]*\](?!\s*=[^=])|environ\.copy|"
+    # reading: os.environ.get(...) (a request's WSGI environ is not the environment), os.getenv(...), os.environ[...] (not as an assignment target), "in os.environ"
+    pattern = re.compile(r"getenv\(|(?<!request\.)environ\.get\(|in os\.environ|os\.environ\[[^\]]*\](?!\s*=[^=])|environ\.copy|"
                          r"\*\*os\.environ|dict\(os\.environ")
     offenders = []
     for folder in ("service", "hooks", "rules", "fhir_mappers"):

@@ -20,10 +20,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from hooks.fhir_client import Deadline, FhirBadResponse, FhirClient, FhirSettings, FhirTimeout
+from hooks.netguard import EgressPolicy
 from service import create_app
 from tests.builders import PID, RXNORM, SERVICE, bundle, hook_request, med_request, normal_pgx, patient, weight
 from tests.conftest import assert_valid_response
 
+LOCAL = EgressPolicy(allow_loopback=True)  # the faulty server is on 127.0.0.1
 DEADLINE = 0.6  # seconds of FHIR work per hook call in these tests (configurable: fhir_deadline)
 # What the service may add to the deadline (mapping, rules, cards, Flask) on a loaded 2-core machine.
 # Generous on purpose: every fault that the deadline must cut short lasts 5 s or more (DEADLINE + 5),
@@ -164,6 +166,36 @@ class _Handler(BaseHTTPRequestHandler):
                 self.server.drip_stopped.append(time.monotonic())
         self.close_connection = True
 
+    def fault_drip_headers(self, group, parts, query) -> None:
+        # the status line and headers a byte every 20 ms: a per-read timeout never fires
+        body = json.dumps(healthy(group)).encode()
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nX-Padding: {'p' * 400}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        try:
+            for i in range(len(head)):
+                self.wfile.write(head[i:i + 1])
+                self.wfile.flush()
+                if self.server.release.wait(0.02):
+                    return
+            self.wfile.write(body)
+        except OSError:
+            with self.server.lock:
+                self.server.drip_stopped.append(time.monotonic())
+        self.close_connection = True
+
+    def fault_gzip_bomb(self, *a) -> None:
+        # 64 KiB on the wire, 1 GiB once decompressed, no Content-Length
+        self.send_response(200)
+        self.send_header("Content-Type", "application/fhir+json")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        try:
+            self.wfile.write(gzip_bomb())
+        except OSError:
+            pass
+        self.close_connection = True
+
     def _status(self, status: int) -> None:
         self.send_json(status, OO)
 
@@ -230,6 +262,19 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @functools.cache
+def gzip_bomb() -> bytes:
+    """~64 KiB of gzip that decompresses to 64 MiB (four times the client's per-response limit)."""
+    import zlib
+
+    enc = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = [enc.compress(b'{"resourceType":"Bundle","type":"searchset","entry":[')]
+    zeros = b" " * (1024 * 1024)
+    parts += [enc.compress(zeros) for _ in range(64)]
+    parts.append(enc.flush())
+    return b"".join(parts)
+
+
+@functools.cache
 def huge_body() -> bytes:
     """A 21 MB searchset Bundle of 20,000 Observations (built once: the server shares our GIL)."""
     filler = {"resourceType": "Observation", "id": "x", "status": "final", "code": {"text": "x" * 1000}}
@@ -257,21 +302,24 @@ def fhir(faulty):
 
 @pytest.fixture(scope="module")
 def client():
-    app = create_app({"auth_required": False, "fhir_deadline": DEADLINE, "database_url": "sqlite://"})
+    app = create_app({"auth_required": False, "fhir_deadline": DEADLINE, "database_url": "sqlite://",
+                      "fhir_allow_loopback": True})
     return app.test_client()
 
 
 @pytest.fixture(scope="module")
 def patient_client():
     """For tests about what the cards say, not about time: a deadline that a loaded machine meets."""
-    app = create_app({"auth_required": False, "fhir_deadline": 3.0, "database_url": "sqlite://"})
+    app = create_app({"auth_required": False, "fhir_deadline": 3.0, "database_url": "sqlite://",
+                      "fhir_allow_loopback": True})
     return app.test_client()
 
 
 @pytest.fixture(scope="module")
 def limit_client():
     """For the wording of a size or page limit: a deadline so long that the limit is always reached first."""
-    app = create_app({"auth_required": False, "fhir_deadline": 60.0, "database_url": "sqlite://"})
+    app = create_app({"auth_required": False, "fhir_deadline": 60.0, "database_url": "sqlite://",
+                      "fhir_allow_loopback": True})
     return app.test_client()
 
 
@@ -334,20 +382,21 @@ MATRIX = {
     "slow drip body": ("drip", "did not answer in time"),
     "401 unauthorized": ("http-401", "refused the access token"),
     "403 forbidden": ("http-403", "denied access"),
-    "404 not found": ("http-404", "did not find"),
-    "500 server error": ("http-500", "HTTP 500"),
-    "503 unavailable": ("http-503", "HTTP 503"),
-    "302 redirect": ("redirect", "HTTP 302"),
+    "404 not found": ("http-404", "error status"),
+    "500 server error": ("http-500", "error status"),
+    "503 unavailable": ("http-503", "error status"),
+    "302 redirect": ("redirect", "error status"),
     "invalid JSON": ("invalid-json", "not a FHIR resource"),
     "HTML page": ("html", "not a FHIR resource"),
     "JSON but not a resource": ("not-a-resource", "not a FHIR resource"),
-    "non-Bundle for a search": ("non-bundle", "where a Bundle was expected"),
-    "OperationOutcome (200)": ("operation-outcome", "OperationOutcome"),
-    "malformed Bundle": ("malformed-bundle", "malformed Bundle"),
+    "non-Bundle for a search": ("non-bundle", "not a FHIR resource of the type asked for"),
+    "OperationOutcome (200)": ("operation-outcome", "not a FHIR resource"),
+    "malformed Bundle": ("malformed-bundle", "not a FHIR resource"),
     "JSON nested 200k deep": ("deep-json", "not a FHIR resource"),
     "endless next chain": ("endless-next", "more than"),
     "huge bundle (21 MB)": ("huge", "too large"),
     "huge bundle, no length": ("huge-unannounced", "too large"),
+    "status line and headers dripped": ("drip-headers", "did not answer in time"),
 }
 # Cases cut short by a limit of their own (pages, bytes) that a loaded machine may not reach before
 # the deadline: within the deadline either reason is right; test_limit_is_named checks the wording.
@@ -430,10 +479,12 @@ def test_fhir_token_is_sent_and_the_server_is_asked_in_parallel(client, fhir):
     assert len(set(fhir.requests)) >= 6
 
 
-def test_drip_feeding_server_does_not_hold_a_worker_past_the_deadline(client, fhir):
+@pytest.mark.parametrize("drip", ["drip", "drip-headers"])
+def test_drip_feeding_server_does_not_hold_a_worker_past_the_deadline(client, fhir, drip):
     """The answer is on time, and the FHIR worker thread also lets go at the deadline
-    (else a slow server would use up the shared pool and starve later calls)."""
-    fhir.fault, fhir.only = "drip", "pgx"
+    (else a slow server would use up the shared pool and starve later calls), whether the
+    server drips its body or its status line and headers (which no per-read timeout catches)."""
+    fhir.fault, fhir.only = drip, "pgx"
     started = time.monotonic()
     resp, _ = timed_call(client, request_for(fhir.base))
     assert resp.status_code == 200
@@ -465,25 +516,48 @@ def test_client_refuses_a_response_over_the_size_limit(fhir):
     fhir.fault = "huge"
     client = FhirClient(FhirSettings(max_bytes=1024 * 1024))
     with pytest.raises(FhirBadResponse, match="too large"):
-        client.search(fhir.base, f"Observation?patient={PID}", None, Deadline(2))
+        client.search(fhir.base, f"Observation?patient={PID}", None, Deadline(2, policy=LOCAL))
+
+
+def test_client_decompresses_within_the_limit_a_gzip_bomb_is_refused(fhir):
+    import tracemalloc
+
+    fhir.fault = "gzip-bomb"
+    client = FhirClient(FhirSettings(max_bytes=2 * 1024 * 1024))
+    tracemalloc.start()
+    try:
+        with pytest.raises(FhirBadResponse, match="too large"):
+            client.search(fhir.base, f"Observation?patient={PID}", None, Deadline(10, policy=LOCAL))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 * 1024 * 1024, f"{peak / 1e6:.0f} MB held for a 2 MB limit (the bomb is 64 MB)"
+
+
+def test_the_call_budget_caps_bytes_across_its_queries(fhir):
+    deadline = Deadline(10, policy=LOCAL, max_bytes=1024 * 1024)
+    fhir.fault = "huge"  # 21 MB each
+    with pytest.raises(FhirBadResponse, match="too large"):
+        FhirClient(FhirSettings(max_bytes=40 * 1024 * 1024)).search(fhir.base, f"Observation?patient={PID}", None, deadline)
+    assert deadline.bytes_left is not None and deadline.bytes_left < 0
 
 
 def test_client_reads_a_large_bundle_under_the_limit(fhir):
     fhir.fault = "huge"
     client = FhirClient(FhirSettings(max_bytes=40 * 1024 * 1024))
-    result = client.search(fhir.base, f"Observation?patient={PID}", None, Deadline(60))
+    result = client.search(fhir.base, f"Observation?patient={PID}", None, Deadline(60, policy=LOCAL))
     assert len(result["entry"]) == 20_000
 
 
 def test_client_deadline_already_spent(fhir):
     with pytest.raises(FhirTimeout):
-        FhirClient().get_json(fhir.base + "/Patient/x", None, Deadline(0))
+        FhirClient().get_json(fhir.base + "/Patient/x", None, Deadline(0, policy=LOCAL))
 
 
 def test_read_must_answer_its_own_type(fhir):
     fhir.fault = "non-bundle"
-    with pytest.raises(FhirBadResponse, match="where a Patient was expected"):
-        FhirClient().search(fhir.base, f"Patient/{PID}", None, Deadline(2))
+    with pytest.raises(FhirBadResponse, match="not a FHIR resource of the type asked for"):
+        FhirClient().search(fhir.base, f"Patient/{PID}", None, Deadline(2, policy=LOCAL))
 
 
 @pytest.mark.parametrize("fault", ["http-500", "timeout", "none-and-no-server"])
@@ -535,7 +609,7 @@ def test_gather_waits_once_for_all_keys_not_once_per_key():
     try:
         started = time.monotonic()
         data, gaps = gather(cast(FhirClient, Stuck()), FhirAccess("http://127.0.0.1:9/fhir", None), PREFETCH, frozenset(),
-                            {"patientId": PID}, {}, Deadline(0.3))
+                            {"patientId": PID}, {}, Deadline(0.3, policy=LOCAL))
         took = time.monotonic() - started
     finally:
         stuck.set()

@@ -46,7 +46,7 @@ from tests.isolation import isolated  # noqa: E402,F401  (autouse fixture)
 
 @pytest.fixture(scope="module")
 def client():
-    app = create_app({"auth_required": False, "fhir_deadline_seconds": 0.3, "database_url": "sqlite://"})
+    app = create_app({"auth_required": False, "fhir_deadline": 0.3, "database_url": "sqlite://"})
     return app.test_client()
 
 

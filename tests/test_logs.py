@@ -144,7 +144,8 @@ def client(tmp_path_factory):
     jwk = ECAlgorithm.to_jwk(KEY.public_key(), as_dict=True) | {"kid": "logs-1", "use": "sig"}
     trust = tmp_path_factory.mktemp("trust") / "trust.json"
     trust.write_text(json.dumps({"issuers": [{"iss": ISS, "jwks": {"keys": [jwk]}}]}))
-    app = create_app({"auth_required": True, "trust_file": str(trust), "fhir_deadline_seconds": 0.8,
+    app = create_app({"auth_required": True, "trust": str(trust), "public_base_url": "http://localhost", "fhir_allow_loopback": True,
+                      "fhir_deadline": 0.8,
                       "database_url": "sqlite://"})
     return app.test_client()
 

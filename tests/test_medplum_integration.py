@@ -52,7 +52,8 @@ def signing_key(tmp_path_factory):
 
 
 def make_client(trust: Path, deadline: float = DEADLINE):
-    app = create_app({"auth_required": True, "trust_file": str(trust), "fhir_deadline_seconds": deadline,
+    app = create_app({"auth_required": True, "trust": str(trust), "public_base_url": "http://localhost", "fhir_allow_loopback": True,
+                      "fhir_deadline": deadline,
                       "evaluation_date": EVALUATION_DATE, "database_url": "sqlite://"})
     return app.test_client()
 

@@ -13,13 +13,17 @@ import responses
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
+from hooks.fhir_client import FhirOutcome
 from service import create_app
-from service.metrics import fhir_outcome, jwt_refusal_category, metrics
+from service.auth import Refusal
+from service.metrics import metrics
 from service.storage import FeedbackStore
 from tests.builders import PID, bundle, hook_request, patient, phenotype_tpmt, prefetch
 from tests.test_serving import Serve
+from tests.test_trust import PUBLIC_JWK, SANDBOX_ISS, sandbox_token, write
 
 SIGN = "/cds-services/thiopurine-order-sign"
+PUBLIC = "http://localhost"  # the test client's base URL: the JWT audience
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -38,7 +42,15 @@ def value(text: str, name: str, **labels: str) -> float:
 
 @pytest.fixture
 def client():
-    return create_app({"auth_required": False, "database_url": "sqlite://", "fhir_deadline": 3.0}).test_client()
+    return create_app({"auth_required": False, "database_url": "sqlite://", "fhir_deadline": 3.0,
+                       "fhir_allow_loopback": True}).test_client()  # responses answers for 127.0.0.1
+
+
+def auth_client(tmp_path):
+    """JWT on, one issuer shaped like the sandbox with its key inline (nothing is fetched)."""
+    trust = write(tmp_path, {"issuers": [{"iss": SANDBOX_ISS, "jwks": {"keys": [PUBLIC_JWK]}}]})
+    return create_app({"auth_required": True, "trust": str(trust), "public_base_url": PUBLIC,
+                       "database_url": "sqlite://", "fhir_deadline": 3.0}).test_client()
 
 
 def scrape(client) -> str:
@@ -50,7 +62,8 @@ def scrape(client) -> str:
 # ------------------------------------------------------------------ health and readiness
 
 def test_health_and_readiness_need_no_token():
-    client = create_app({"auth_required": True, "database_url": "sqlite://"}).test_client()  # no trusted issuer
+    client = create_app({"auth_required": True, "database_url": "sqlite://",  # no trusted issuer
+                         "public_base_url": PUBLIC}).test_client()
     assert client.post(SIGN, json=hook_request(pre=prefetch())).status_code == 401
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
@@ -67,8 +80,10 @@ def test_not_ready_when_the_feedback_store_is_unreachable(client, monkeypatch):
 
     monkeypatch.setattr(store, "read", down)
     resp = client.get("/readyz")
-    assert resp.status_code == 503
-    assert resp.get_json() == {"status": "not ready", "checks": {"knowledge": "ok", "feedbackStore": "unreachable"}}
+    assert resp.status_code == 503 and resp.headers["Retry-After"]
+    body = resp.get_json()
+    assert body["resourceType"] == "OperationOutcome"
+    assert body["issue"][0]["diagnostics"] == "Not ready: feedbackStore: unreachable"
     assert "example.org" not in resp.get_data(as_text=True)
     assert client.get("/healthz").status_code == 200  # alive, just not ready
 
@@ -81,12 +96,28 @@ def test_not_ready_when_the_knowledge_cannot_be_loaded(client, monkeypatch):
 
     monkeypatch.setattr(rules.knowledge_base, "load", broken)
     resp = client.get("/readyz")
-    assert resp.status_code == 503 and resp.get_json()["checks"]["knowledge"] == "failed"
+    assert resp.status_code == 503 and "knowledge: failed" in resp.get_json()["issue"][0]["diagnostics"]
 
 
 def test_metrics_can_be_switched_off():
     client = create_app({"auth_required": False, "database_url": "sqlite://", "metrics": False}).test_client()
-    assert client.get("/metrics").status_code == 404
+    resp = client.get("/metrics", headers={"Origin": "https://sandbox.cds-hooks.org"})
+    assert resp.status_code == 404 and resp.get_json()["resourceType"] == "OperationOutcome"
+    assert resp.headers["Access-Control-Allow-Origin"]
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+def test_operations_endpoints_follow_the_cors_and_error_rules(tmp_path, path):
+    client = auth_client(tmp_path)
+    origin = {"Origin": "https://sandbox.cds-hooks.org"}
+    got = client.get(path, headers=origin)
+    assert got.status_code == 200 and got.headers["Access-Control-Allow-Origin"]
+    preflight = client.options(path, headers=origin | {"Access-Control-Request-Method": "GET",
+                                                       "Access-Control-Request-Private-Network": "true"})
+    assert preflight.status_code == 200 and preflight.headers["Access-Control-Allow-Private-Network"] == "true"
+    wrong = client.post(path, headers=origin)
+    assert wrong.status_code == 405 and wrong.get_json()["resourceType"] == "OperationOutcome"
+    assert wrong.headers["Access-Control-Allow-Origin"] and "GET" in wrong.headers["Allow"]
 
 
 # ------------------------------------------------------------------ what is counted (one process)
@@ -132,11 +163,11 @@ def test_fhir_queries_are_counted_by_outcome(client):
                                                                                     outcome=outcome)
 
     assert delta("ok") >= 2  # the Patient read and the Observation searches
-    assert delta("error_status") == 1 and delta("invalid") == 1 and delta("refused") == 1
+    assert delta("error-status") == 1 and delta("invalid-response") == 1 and delta("unreachable") == 1
 
 
 def test_jwt_refusals_are_counted_by_category():
-    client = create_app({"auth_required": True, "database_url": "sqlite://"}).test_client()
+    client = create_app({"auth_required": True, "database_url": "sqlite://", "public_base_url": PUBLIC}).test_client()
     before = scrape(client)
     client.post(SIGN, json=hook_request(pre=prefetch()))
     client.post(SIGN, json=hook_request(pre=prefetch()), headers={"Authorization": "Bearer not.a.jwt"})
@@ -147,22 +178,36 @@ def test_jwt_refusals_are_counted_by_category():
     assert "not.a.jwt" not in after
 
 
-@pytest.mark.parametrize("reason,category", [
-    ("missing bearer token", "missing"), ("malformed token", "malformed"), ("token expired", "time"),
-    ("bad signature", "signature"), ("untrusted issuer", "issuer"), ("unknown kid", "key"),
-    ("audience does not match the called URL", "audience"), ("token replayed (jti seen before)", "replay"),
-    ("algorithm HS256 not allowed", "algorithm"), ("something new", "other"),
-])
-def test_refusal_reasons_map_to_a_closed_set(reason, category):
-    assert jwt_refusal_category(reason) == category
+def label_values(text: str, name: str, label: str) -> set[str]:
+    return {dict(labels)[label] for (sample, labels), _ in samples(text).items() if sample == name}
 
 
-def test_fhir_outcomes_of_the_client_errors():
-    from hooks.fhir_client import TOO_LARGE, FhirBadResponse, FhirHttpError, FhirTimeout, FhirUnreachable
+def test_fhir_outcome_and_jwt_refusal_counters_count_the_one_category_of_each(tmp_path):
+    """The counters' series are FhirOutcome and Refusal, the categories cards and logs name: a call
+    whose fhirServer this service may not contact counts not-allowed; the same token again counts
+    replay; a token minted for another host counts audience."""
+    client = auth_client(tmp_path)
+    before = scrape(client)
+    assert label_values(before, "aza_cds_fhir_queries_total", "outcome") == {o.value for o in FhirOutcome}
+    assert label_values(before, "aza_cds_jwt_refusals_total", "reason") == {r.value for r in Refusal}
+    token = sandbox_token(PUBLIC + SIGN, jku=None)
+    call = hook_request(fhir_server="http://127.0.0.1:9/fhir", token="t")  # loopback: not allowed here
+    first = client.post(SIGN, json=call, headers={"Authorization": f"Bearer {token}"})
+    assert first.status_code == 200
+    assert "not one this service may contact" in "\n".join(c.get("detail", "") for c in first.get_json()["cards"])
+    assert client.post(SIGN, json=call, headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    elsewhere = sandbox_token("http://cds.attacker.invalid" + SIGN, jku=None)
+    assert client.post(SIGN, json=call, headers={"Authorization": f"Bearer {elsewhere}"}).status_code == 401
+    after = scrape(client)
 
-    assert [fhir_outcome(e) for e in (None, FhirTimeout(), FhirUnreachable(), FhirHttpError(500),
-                                      FhirBadResponse(TOO_LARGE), FhirBadResponse(), RuntimeError())] == \
-        ["ok", "timeout", "refused", "error_status", "too_large", "invalid", "error"]
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("aza_cds_fhir_queries_total", outcome=FhirOutcome.NOT_ALLOWED.value) >= 2  # one per key asked
+    assert delta("aza_cds_fhir_queries_total", outcome=FhirOutcome.OK.value) == 0
+    assert delta("aza_cds_jwt_refusals_total", reason=Refusal.REPLAY.value) == 1
+    assert delta("aza_cds_jwt_refusals_total", reason=Refusal.AUDIENCE.value) == 1
+    assert sum(delta("aza_cds_jwt_refusals_total", reason=r.value) for r in Refusal) == 2
 
 
 def test_card_queue_depth_and_dropped_records(tmp_path):

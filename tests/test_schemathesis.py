@@ -40,8 +40,8 @@ def _app():
     jwk = ECAlgorithm.to_jwk(KEY.public_key(), as_dict=True) | {"kid": "st-1", "use": "sig"}
     trust = Path(tempfile.mkdtemp(prefix="aza-st-")) / "trust.json"
     trust.write_text(json.dumps({"issuers": [{"iss": ISS, "jwks": {"keys": [jwk]}}]}))
-    return create_app({"auth_required": True, "trust_file": str(trust), "public_base_url": PUBLIC,
-                       "fhir_deadline_seconds": 0.3, "database_url": "sqlite://"})
+    return create_app({"auth_required": True, "trust": str(trust), "public_base_url": PUBLIC,
+                       "fhir_deadline": 0.3, "database_url": "sqlite://"})
 
 
 APP = _app()

@@ -46,7 +46,7 @@ class Serve:
         self.base = f"http://127.0.0.1:{self.port}"
         self.stderr_path = tmp_path / f"serve-{self.port}.log"
         self._stderr = open(self.stderr_path, "wb")
-        full_env = {**os.environ, "AZA_CDS_DATA_DIR": str(tmp_path), **(env or {})}
+        full_env = {**os.environ, "AZA_CDS_DATA_DIR": str(tmp_path), "AZA_CDS_FHIR_ALLOW_LOOPBACK": "1", **(env or {})}
         full_env.pop("AZA_CDS_DATABASE_URL", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],

@@ -110,7 +110,7 @@ def test_workers_starting_together_migrate_once(backend_url):
     engine = make_engine(backend_url)
     try:
         with engine.connect() as conn:
-            assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0001"]
+            assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == [migrate.HEAD_REVISION]
     finally:
         engine.dispose()
 

@@ -1,11 +1,13 @@
 """Tables of the feedback store (SQLAlchemy Core).
 
-Two tables, no patient data in either:
+Three tables, no patient data in any:
 
 ``cds_card``      one row per card the service returned: which rule, how severe, which
                   knowledge version, for which hook call (``hookInstance``) and when.
 ``cds_feedback``  one row per CDS Hooks feedback item: the card's uuid, the outcome, the
                   accepted suggestion ids, the override reason and comment, when.
+``cds_jti``       the JWT replay cache shared by every worker and instance: one row per
+                  accepted token (a hash of its issuer and ``jti``) until the token expires.
 
 There is deliberately no foreign key from feedback to card: feedback may name a card that
 another replica issued (and has not flushed yet) or that an older store never saw; it is
@@ -90,4 +92,12 @@ feedback = sa.Table(
     sa.Index(None, "card_uuid"),
     sa.Index(None, "outcome_at"),
     sa.Index(None, "received_at"),
+)
+
+jti = sa.Table(
+    "cds_jti", metadata,
+    # sha256 of (iss, jti): bounded length whatever the token says; the jti itself is not kept
+    sa.Column("token_key", sa.String(64), primary_key=True),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),  # the token's exp plus the clock leeway
+    sa.Index(None, "expires_at"),
 )

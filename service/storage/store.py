@@ -44,12 +44,14 @@ from . import migrate
 from .feedback import parse_feedback
 from .models import cards as cards_table
 from .models import feedback as feedback_table
+from .models import jti as jti_table
 
 log = logging.getLogger("aza_cds.storage")
 
 SQLITE_FILENAME = "feedback.sqlite3"
 SQLITE_BUSY_SECONDS = 30
 PURGE_INTERVAL_SECONDS = 3600
+JTI_PURGE_SECONDS = 60  # expired replay-cache rows are deleted at most this often, by whoever claims
 FLUSH_INTERVAL_SECONDS = 0.25  # queued cards reach the database within this (plus the INSERT)
 _PG_RETRY_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
 # errors that say "this row", not "this database": retrying would never succeed
@@ -201,6 +203,7 @@ class FeedbackStore:
         self.dropped_total = 0  # cards not recorded because the queue was full, since start
         self.observer: Callable[[int, int], None] | None = None  # (queue depth, dropped_total): metrics
         self._last_purge = 0.0
+        self._last_jti_purge = 0.0
         self._closed = False
         ref = weakref.ref(self)
         def close_at_exit() -> None:
@@ -421,6 +424,34 @@ class FeedbackStore:
                 raise StorageError(str(exc)) from exc
         self._maybe_purge()
         return FeedbackResult(stored=stored, duplicates=len(records) - stored)
+
+    # -- JWT replay cache (shared by every worker and instance) ------------------------------------
+
+    def claim_jti(self, iss: str, jti: str, expires_at: datetime) -> bool:
+        """True if this (iss, jti) was not seen before (or only by a token that has expired), and
+        remember it until ``expires_at``; False for a replay. One transaction: of two processes
+        claiming the same token at once, exactly one wins (primary key). Raises StorageError."""
+        import hashlib
+
+        key = hashlib.sha256(f"{iss}\x00{jti}".encode("utf-8", "surrogatepass")).hexdigest()
+        now = datetime.now(timezone.utc)
+        t = jti_table.c
+        insert = self._insert(jti_table).on_conflict_do_nothing(index_elements=["token_key"]).returning(t.token_key)
+        revive = (sa.update(jti_table).where(t.token_key == key, t.expires_at <= now)
+                  .values(expires_at=expires_at))
+        try:
+            with self.write() as conn:
+                if conn.execute(insert, {"token_key": key, "expires_at": expires_at}).first() is not None:
+                    claimed = True
+                else:  # seen: a replay unless that token has expired (then this one is new)
+                    claimed = conn.execute(revive).rowcount == 1
+                if time.monotonic() - self._last_jti_purge >= JTI_PURGE_SECONDS:
+                    self._last_jti_purge = time.monotonic()
+                    conn.execute(sa.delete(jti_table).where(t.expires_at <= now))
+        except SQLAlchemyError as exc:
+            log.error("feedback store: replay cache unavailable", extra={"error": type(exc).__name__})
+            raise StorageError(str(exc)) from exc
+        return claimed
 
     # -- retention -------------------------------------------------------------------------------
 

@@ -1,0 +1,121 @@
+"""Every resource in a suggestion is valid FHIR R4, whatever shape the draft order came in.
+
+Scenarios cover every rule whose suggestion carries a resource (a changed MedicationRequest or a
+ServiceRequest); draft shapes include the public sandbox's (``category`` and ``reasonCode`` as
+objects), one full of invalid or unknown fields, one naming its drug by reference only, and a
+minimal one. Each resource is validated with fhir.resources (R4B models, which accept R4 here).
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from fhir.resources.R4B import get_fhir_model_class
+
+from hooks import r4
+from tests.builders import RXNORM, genotype_ig, hook_request, lab, med_request, normal_labs, prefetch, weight
+
+AZA = {"coding": [{"system": RXNORM, "code": "197388", "display": "azathioprine 50 MG Oral Tablet"}]}
+
+
+def _sandbox(draft: dict) -> dict:
+    d = copy.deepcopy(draft)
+    d["category"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/medicationrequest-category",
+                                 "code": "outpatient"}]}
+    d["reasonCode"] = {"coding": [{"system": "http://snomed.info/sct", "code": "69896004",
+                                   "display": "Rheumatoid arthritis"}]}
+    return d
+
+
+def _hostile(draft: dict) -> dict:
+    d = copy.deepcopy(draft)
+    d.update({"text": {"status": "generated", "div": "<div>old dose</div>"}, "category": "outpatient",
+              "reasonCode": [{"coding": {"code": "69896004", "system": "http://snomed.info/sct"}}, "RA", {}],
+              "priority": "whenever", "authoredOn": "23/11/2026", "requester": "Dr House", "note": {"text": "x"},
+              "contained": [{"resourceType": "Nonsense"}], "unknownField": {"a": 1}, "extension": [{"x": 1}],
+              "intent": "wish", "status": "pending", "encounter": {"reference": ""},
+              "medicationCodeableConcept": {**AZA, "coding": AZA["coding"] + [{"code": "has space  twice"}, 7],
+                                            "text": "\ud800"}})
+    d["dosageInstruction"][0]["route"] = {"coding": "oral"}
+    return d
+
+
+def _by_reference(draft: dict) -> dict:
+    d = copy.deepcopy(draft)
+    del d["medicationCodeableConcept"]
+    d["medicationReference"] = {"reference": "#aza", "display": "azathioprine 50 mg tablet"}
+    d["contained"] = [{"resourceType": "Medication", "id": "aza", "code": AZA}]
+    return d
+
+
+def _minimal(draft: dict) -> dict:
+    return {k: v for k, v in draft.items() if k in ("resourceType", "medicationCodeableConcept", "dosageInstruction")}
+
+
+SHAPES = {"builder": lambda d: d, "sandbox": _sandbox, "hostile": _hostile, "by-reference": _by_reference,
+          "minimal": _minimal}
+TPMT_IM = [genotype_ig("TPMT", "*1/*3A"), genotype_ig("NUDT15", "*1/*1")]
+SCENARIOS: dict[str, tuple[int, dict[str, Any]]] = {
+    # name: (daily mg of the draft, prefetch overrides)
+    "tpmt-intermediate": (150, {"pgx": TPMT_IM}),
+    "dose-above-range": (400, {}),
+    "allopurinol": (150, {"meds": [med_request("519", "allopurinol 300 MG", id="allo", status="active", daily_mg=300)]}),
+    "no-pgx-test": (100, {"pgx": []}),
+    "warfarin": (100, {"meds": [med_request("855332", "warfarin 5 MG", id="warf", status="active", daily_mg=5)]}),
+    "no-weight": (100, {"weights": []}),
+    "implausible-weight": (100, {"weights": [weight(900)]}),
+    "no-labs": (100, {"labs": []}),
+    "old-cbc": (100, {"labs": [lab("6690-2", 6.0, "10*9/L", when="2025-01-01")]}),
+}
+EXPECTED_RULES = {"pgx-reduce-dose", "dose-above-range", "interaction-xanthine-oxidase", "pgx-test-missing",
+                  "interaction-warfarin", "weight-missing", "weight-implausible", "monitoring-cbc-due"}
+SEEN: set[str] = set()
+
+
+def _resources(client, scenario: str, shape: str) -> list[tuple[str, dict]]:
+    mg, over = SCENARIOS[scenario]
+    draft = SHAPES[shape](med_request(daily_mg=mg))
+    pre = prefetch(**{"labs": normal_labs(), **over})
+    resp = client.post("/cds-services/thiopurine-order-sign", json=hook_request(orders=[draft], pre=pre))
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    out = []
+    for card in resp.get_json()["cards"]:
+        for s in card.get("suggestions", []):
+            for a in s.get("actions", []):
+                if a["type"] in ("create", "update"):
+                    out.append((card["source"]["topic"]["code"], a["resource"]))
+    return out
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_every_suggested_resource_is_valid_r4(client, scenario, shape):
+    found = _resources(client, scenario, shape)
+    for rule, resource in found:
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)  # raises when invalid
+        SEEN.add(rule)
+        if resource["resourceType"] == "MedicationRequest":
+            assert isinstance(resource.get("category", []), list) and isinstance(resource.get("reasonCode", []), list)
+            assert "text" not in resource and "unknownField" not in resource and "contained" not in resource
+            assert resource["status"] in r4.MEDICATION_REQUEST_STATUS and resource["subject"]["reference"]
+
+
+def test_every_rule_with_a_resource_suggestion_was_validated():
+    # runs after the parametrized cases above (pytest keeps file order)
+    assert EXPECTED_RULES <= SEEN, EXPECTED_RULES - SEEN
+
+
+def test_the_sandbox_shape_is_kept_as_lists():
+    draft = _sandbox(med_request(daily_mg=150))
+    out = r4.updated_medication_request(draft, {"text": "50 mg once daily"})
+    assert out is not None
+    assert out["category"] == [draft["category"]] and out["reasonCode"] == [draft["reasonCode"]]
+
+
+def test_no_readable_medication_or_subject_means_no_resource():
+    assert r4.updated_medication_request({"resourceType": "MedicationRequest"}, {"text": "x"}) is None
+    no_subject = {"medicationCodeableConcept": AZA}
+    assert r4.updated_medication_request(no_subject, {"text": "x"}) is None
+    with_subject = r4.updated_medication_request(no_subject, {"text": "x"}, patient_id="p1")
+    assert with_subject is not None and with_subject["subject"] == {"reference": "Patient/p1"}
