@@ -110,13 +110,12 @@ def _operations_paths() -> dict[str, Any]:
         "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness: knowledge loaded, feedback store reachable",
                             "security": [],
                             "responses": {"200": {"description": "Ready", "content": json_status},
-                                          "503": {"description": "Not ready; the failed check is named",
-                                                  "content": json_status}}}},
+                                          **_errors("503", extra={"503": "Not ready; each failed check is named"})}}},
         "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics (text exposition format)",
                              "security": [],
                              "responses": {"200": {"description": "Metrics",
                                                    "content": {"text/plain": {"schema": {"type": "string"}}}},
-                                           "404": {"description": "Metrics are switched off (AZA_CDS_METRICS)"}}}},
+                                           **_errors("404", extra={"404": "Metrics are switched off (AZA_CDS_METRICS)"})}}},
     }
 
 
