@@ -32,15 +32,15 @@ import time
 import typing
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from hooks.fhir_client import OUTCOME_LISTENERS, FhirOutcome
 
 from .auth import REFUSAL_LISTENERS, Refusal
+from .storage.feedback import Outcome as FeedbackOutcome
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client when it is imported
 
-FeedbackOutcome = Literal["accepted", "overridden"]
 
 class Metrics:
     """The service's metrics; one per process (prometheus-client keeps them in module state)."""
@@ -94,7 +94,7 @@ class Metrics:
     def feedback_received(self, items: Iterable[dict]) -> None:
         for item in items:
             outcome = item.get("outcome") if isinstance(item, dict) else None
-            if outcome in ("accepted", "overridden"):
+            if outcome in typing.get_args(FeedbackOutcome):
                 self.feedback.labels(outcome).inc()
 
     def card_queue_observer(self) -> Callable[[int, int], None]:
