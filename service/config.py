@@ -26,6 +26,7 @@ class Config:
     fhir_max_pages: int = 5
     weight_max_age_days: int = 90
     max_info_cards: int = 1
+    guideline: str = "cpic"  # pharmacogenomic guideline profile, "cpic" or "dpwg" (AZA_CDS_GUIDELINE)
     max_body_bytes: int = 5 * 1024 * 1024
     max_json_depth: int = 64
     cors_origins: str = "*"
@@ -55,6 +56,8 @@ class Config:
             values["weight_max_age_days"] = int(env["AZA_CDS_WEIGHT_MAX_AGE_DAYS"])
         if env.get("AZA_CDS_MAX_INFO_CARDS"):
             values["max_info_cards"] = int(env["AZA_CDS_MAX_INFO_CARDS"])
+        if env.get("AZA_CDS_GUIDELINE"):
+            values["guideline"] = env["AZA_CDS_GUIDELINE"].strip().lower()
         return cls(**values)
 
     def with_overrides(self, overrides: dict[str, Any] | None) -> "Config":
