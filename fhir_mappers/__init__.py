@@ -8,11 +8,12 @@ never decide what a value means clinically.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from typing import Any, Iterable
 
 from .facts import ClinicalFacts, DataGap, MedicationFact
-from .fhirjson import code_keys, resources_of
+from .fhirjson import code_keys, parse_date, resources_of
 from .medications import medication_fact
 from .observations import gene_results, measurements, status_observations
 from .patient import allergy_facts, condition_facts, patient_fact
@@ -30,6 +31,8 @@ GROUP_LABELS = {
     "medications": "active medications",
     "conditions": "active conditions",
     "allergies": "allergies and intolerances",
+    "immunizations": "immunization history",
+    "past_medications": "recently stopped medications",
 }
 
 
@@ -53,6 +56,21 @@ def order_facts(draft_orders: Iterable[dict], medications: dict[str, dict] | Non
 
 
 _ACTIVE = {"active", "on-hold"}
+_ENDED = {"stopped", "completed"}
+
+
+def _end_date(mr: dict) -> date | None:
+    """When a stopped or completed order ended: its validity or dosage bounds end, if given."""
+    dispense = mr.get("dispenseRequest") if isinstance(mr.get("dispenseRequest"), dict) else {}
+    period = dispense.get("validityPeriod") if isinstance(dispense.get("validityPeriod"), dict) else {}
+    ends = [parse_date(period.get("end"))]
+    for d in mr.get("dosageInstruction") or []:
+        repeat = ((d or {}).get("timing") or {}).get("repeat") if isinstance(d, dict) else None
+        bounds = repeat.get("boundsPeriod") if isinstance(repeat, dict) else None
+        if isinstance(bounds, dict):
+            ends.append(parse_date(bounds.get("end")))
+    ends = [e for e in ends if e]
+    return max(ends) if ends else None
 
 
 def build_facts(
@@ -81,6 +99,17 @@ def build_facts(
         if fact is not None and fact.ref not in draft_refs:
             active.append(fact)
 
+    past = []
+    for mr in resources_of(data.get("past_medications"), "MedicationRequest"):
+        fact = medication_fact(mr, is_draft=False, medications=meds_index) if mr.get("status") in _ENDED else None
+        if fact is not None and fact.ref not in draft_refs:
+            past.append(replace(fact, ended_on=_end_date(mr) or fact.authored_on))
+    immunizations = []
+    for imm in resources_of(data.get("immunizations"), "Immunization"):
+        fact = medication_fact(imm, is_draft=False) if imm.get("status") in (None, "completed") else None
+        if fact is not None and fact.authored_on is not None:
+            immunizations.append(fact)
+
     observations = [o for key in ("weight", "labs", "pgx", "pregnancy") for o in resources_of(data.get(key), "Observation")]
     # DiagnosticReports may carry their results as contained Observations
     for key in ("pgx", "labs"):
@@ -89,6 +118,7 @@ def build_facts(
     numeric, genomic, status = _classify(_dedupe(observations))
     by_analyte = measurements(numeric, gaps)
     weights = by_analyte.pop("weight", [])
+    heights = by_analyte.pop("height", [])
     patient = next(resources_of(data.get("patient"), "Patient"), None)
 
     return ClinicalFacts(
@@ -97,6 +127,9 @@ def build_facts(
         orders=orders,
         active_medications=active,
         weights=weights,
+        heights=heights,
+        immunizations=immunizations,
+        past_medications=past,
         labs=by_analyte,
         gene_results=gene_results(genomic),
         conditions=condition_facts(resources_of(data.get("conditions"), "Condition")),

@@ -54,6 +54,7 @@ class MedicationFact:
     vaccine_codes: frozenset[str] = frozenset()  # CVX codes (immunization orders)
     reason_codes: frozenset[str] = frozenset()  # "system|code" of reasonCode
     resource: dict | None = field(default=None, compare=False, repr=False)
+    ended_on: date | None = None  # stopped/completed orders: the end date, else authoredOn (it ended after that)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +128,9 @@ class ClinicalFacts:
     orders: list[MedicationFact] = field(default_factory=list)  # this hook's draft orders
     active_medications: list[MedicationFact] = field(default_factory=list)
     weights: list[Measurement] = field(default_factory=list)  # kg, newest first
+    heights: list[Measurement] = field(default_factory=list)  # cm, newest first
+    immunizations: list[MedicationFact] = field(default_factory=list)  # given vaccines (authored_on = date given)
+    past_medications: list[MedicationFact] = field(default_factory=list)  # stopped / completed orders
     labs: dict[str, list[Measurement]] = field(default_factory=dict)  # analyte -> newest first
     gene_results: list[GeneResult] = field(default_factory=list)
     conditions: list[ConditionFact] = field(default_factory=list)

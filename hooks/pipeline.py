@@ -92,8 +92,8 @@ def evaluate(request: dict, env: HookEnv, *, templates: dict[str, str], required
             return HookResult({"cards": cards}, rule_ids=["data-incomplete"], fhir_ms=(time.monotonic() - started) * 1000)
         return HookResult({"cards": []}, fhir_ms=(time.monotonic() - started) * 1000)
 
-    if not rules.thiopurine_ordered(orders):  # an interacting drug: only "is a thiopurine active?" matters
-        templates = {k: v for k, v in templates.items() if k in rules.INTERACTION_ONLY_GROUPS}
+    needed = rules.groups_needed(orders, templates)  # an interacting drug: only "is a thiopurine active?"
+    templates = {k: v for k, v in templates.items() if k in needed}
     data, gaps = gather(env.client, access, templates, required, context, prefetch, deadline)
     fhir_ms = (time.monotonic() - started) * 1000
     today = env.today()

@@ -20,18 +20,23 @@ def _templates() -> dict[str, str]:
     t = terminology()
     pgx_codes = [(LOINC, "84413-4"), (LOINC, "79713-4"), (LOINC, "53040-2"), (SNOMED, "363779003")]
     pgx_codes += [(LOINC, c) for c in sorted(t.analytes["tpmt_activity"].loinc)]
-    lab_codes = [(LOINC, c) for name, a in t.analytes.items() if name not in ("weight", "tpmt_activity")
+    lab_codes = [(LOINC, c) for name, a in t.analytes.items() if name not in ("weight", "height", "tpmt_activity")
                  for c in sorted(a.loinc)]
     patient = "{{context.patientId}}"
     return {
         "patient": f"Patient/{patient}",
         "medications": f"MedicationRequest?patient={patient}&status=active&_include=MedicationRequest:medication",
-        "weight": f"Observation?patient={patient}&code={_codes((LOINC, '29463-7'))}&_sort=-date&_count=5",
+        "weight": f"Observation?patient={patient}&code={_codes((LOINC, '29463-7'), (LOINC, '8302-2'))}&_sort=-date&_count=10",
         "pgx": f"Observation?patient={patient}&code={_codes(*pgx_codes)}",
         "labs": f"Observation?patient={patient}&code={_codes(*lab_codes)}&_sort=-date&_count=200",
         "pregnancy": f"Observation?patient={patient}&code={_codes((LOINC, '82810-3'), (LOINC, '63895-7'))}&_sort=-date&_count=5",
         "conditions": f"Condition?patient={patient}&clinical-status=active",
         "allergies": f"AllergyIntolerance?patient={patient}&clinical-status=active",
+        # live vaccines in the last weeks (before a thiopurine start)
+        "immunizations": f"Immunization?patient={patient}&_sort=-date&_count=50",
+        # a thiopurine stopped in the last months (before a live vaccine)
+        "past_medications": f"MedicationRequest?patient={patient}&status=stopped,completed"
+                            "&_include=MedicationRequest:medication&_count=100",
     }
 
 

@@ -65,6 +65,20 @@ def _concerns(o: MedicationFact) -> bool:
 INTERACTION_ONLY_GROUPS = frozenset({"patient", "medications", "past_medications"})
 
 
+def groups_needed(orders: list[MedicationFact], keys) -> set[str]:
+    """The data groups (prefetch keys) this hook call needs: an interacting drug only asks whether a thiopurine
+    is active; the immunization history matters for a thiopurine order, recently stopped thiopurines for a
+    live vaccine order."""
+    keys = set(keys)
+    if not thiopurine_ordered(orders):
+        keys &= INTERACTION_ONLY_GROUPS
+    else:
+        keys.discard("past_medications")
+    if not any(o.selected and is_live_vaccine(o) for o in orders):
+        keys.discard("past_medications")
+    return keys
+
+
 def thiopurine_ordered(orders: list[MedicationFact]) -> bool:
     return any(o.selected and thiopurine_of(o) for o in orders)
 
@@ -91,7 +105,11 @@ def data_gap_findings(facts: ClinicalFacts) -> list[Finding]:
                                                     "groups": [], "gaps": []}, indicator="info")]
         return []
     why_by_key = {g.key: g.why for g in facts.gaps}
-    groups = [{"key": g, "why": why_by_key.get(g, "")} for g in _GROUPS if g in facts.unavailable]
+    relevant = set(_GROUPS) - {"immunizations", "past_medications"}
+    if any(not any(d in m.ingredients for m in facts.active_medications)
+           for o, d in ((o, thiopurine_of(o)) for o in facts.orders if o.selected) if d):
+        relevant.add("immunizations")  # a thiopurine start: live vaccines in the last weeks matter
+    groups = [{"key": g, "why": why_by_key.get(g, "")} for g in _GROUPS if g in facts.unavailable and g in relevant]
     gaps = [{"what": g.what, "why": g.why, "key": g.key} for g in facts.gaps
             if not (g.key == "pgx" or g.key in _GROUPS and g.key in facts.unavailable)]
     gaps = list({(g["what"], g["why"]): g for g in gaps}.values())

@@ -86,8 +86,7 @@ def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_da
     ind, how = indication(order, facts.conditions)
     onc = dosing["oncology"].get(drug) if dosing["indications"][ind].get("oncology") else None
     w = usable_weight(facts, weight_days)
-    heights = getattr(facts, "heights", [])
-    h = recent(heights, facts.today, dosing["general"]["height_max_age_days"])
+    h = recent(facts.heights, facts.today, dosing["general"]["height_max_age_days"])
     out = {"indication": ind, "indication_how": how, "oncology": onc is not None, "weight": w.value if w else None,
            "weight_date": w.when.date().isoformat() if w else "", "height": h.value if h else None,
            "bsa": None, "kind": "ordered", "standard": None, "reference_mg": None, "height_missing": False}

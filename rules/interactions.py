@@ -122,9 +122,9 @@ def vaccine_timing_findings(facts: ClinicalFacts) -> list[Finding]:
         codes = _live(v)
         if not (codes and v.selected and v.is_draft) or on_thiopurine:
             continue
-        for m in getattr(facts, "past_medications", []):
+        for m in facts.past_medications:
             tp = thiopurine_of(m)
-            ended = getattr(m, "ended_on", None)
+            ended = m.ended_on
             if tp and ended and facts.today - ended <= timedelta(days=spec["after_stop_days"]):
                 out.append(Finding("live-vaccine-after-thiopurine", m.ref,
                                    {"ended": ended.isoformat(), "days_since": (facts.today - ended).days,
@@ -135,11 +135,12 @@ def vaccine_timing_findings(facts: ClinicalFacts) -> list[Finding]:
         tp = thiopurine_of(order)
         if not (tp and order.selected) or any(tp in m.ingredients for m in facts.active_medications):
             continue
-        for imm in getattr(facts, "immunizations", []):
+        for imm in facts.immunizations:
             codes = _live(imm)
-            if codes and imm.when and facts.today - imm.when <= timedelta(days=spec["before_start_days"]):
+            when = imm.authored_on
+            if codes and when and facts.today - when <= timedelta(days=spec["before_start_days"]):
                 out.append(Finding("thiopurine-after-live-vaccine", order.ref,
-                                   {"given": imm.when.isoformat(), "days_since": (facts.today - imm.when).days,
+                                   {"given": when.isoformat(), "days_since": (facts.today - when).days,
                                     "limit_days": spec["before_start_days"], **_vaccine_values(codes)}, drug=tp))
                 break
     return out

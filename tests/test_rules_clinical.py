@@ -30,7 +30,7 @@ def active(rx="197388", display="azathioprine 50 MG Oral Tablet", id="aza-old", 
 
 
 def run(orders=None, *, pgx=None, weights=None, meds=None, labs=None, conditions=None, pt=None, allergies=None,
-        status=None, unavailable=()):
+        status=None, unavailable=(), immunizations=None, past_meds=None, guideline="cpic"):
     orders = orders if orders is not None else [med_request(daily_mg=100)]
     data = {
         "patient": pt or patient(), "medications": bundle(*(meds if meds is not None else [active()])),
@@ -38,12 +38,13 @@ def run(orders=None, *, pgx=None, weights=None, meds=None, labs=None, conditions
         "pgx": bundle(*(pgx if pgx is not None else normal_pgx())),
         "labs": bundle(*(labs if labs is not None else normal_labs())),
         "pregnancy": bundle(*(status or [])), "conditions": bundle(*(conditions or [])),
-        "allergies": bundle(*(allergies or [])),
+        "allergies": bundle(*(allergies or [])), "immunizations": bundle(*(immunizations or [])),
+        "past_medications": bundle(*(past_meds or [])),
     }
     for key in unavailable:
         data[key] = None
     facts = build_facts(orders, data, today=TODAY)
-    return rules.evaluate(facts)
+    return rules.evaluate(facts, rules.RuleOptions(guideline=guideline))
 
 
 def ids(findings):
