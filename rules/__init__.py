@@ -14,7 +14,7 @@ from fhir_mappers.facts import ClinicalFacts, MedicationFact
 
 from . import dose as _dose, interactions as _interactions, monitoring as _monitoring, pgx as _pgx
 from . import populations as _populations
-from .catalogue import catalogue, indicator_of, priority_of
+from .catalogue import catalogue as _catalogue, indicator_of, priority_of
 from .common import thiopurine_of
 from .doseplan import DosePlan, plan_doses
 from .dose import dose_findings, weight_findings
@@ -42,7 +42,7 @@ class RuleOptions:
 
 
 def knowledge_version() -> str:
-    return max(load().version, catalogue().version)
+    return max(load().version, _catalogue().version)
 
 
 # Every rule id a rule module may emit (the start-up check finds each in the catalogue).
@@ -124,7 +124,7 @@ def data_gap_findings(facts: ClinicalFacts) -> list[Finding]:
 def drop_superseded(findings: list[Finding]) -> list[Finding]:
     """A finding supersedes the rules its catalogue entry names on the same order; one that stops an
     order also supersedes the catalogue's dose advice for it, and its dose limits."""
-    cat = catalogue()
+    cat = _catalogue()
     fired = {(f.order_ref, f.rule_id) for f in findings}
     stopped = {f.order_ref for f in findings if f.stops_order and f.order_ref}
     out = []

@@ -271,11 +271,12 @@ def readme_table() -> str:
     """The README's rule table, generated from the catalogue (a test keeps the README current)."""
     cat = catalogue()
     kb = load()
-    rows = ["| rule id | title | indicator | sources (clinician-facing) | supersedes |",
-            "| --- | --- | --- | --- | --- |"]
+    rows = ["| rule id | title | trigger | indicator | sources (clinician-facing) | supersedes |",
+            "| --- | --- | --- | --- | --- | --- |"]
     for rule_id, e in cat.entries.items():
         srcs = "; ".join(kb.source(k).label for k in e.sources if not kb.source(k).internal)
-        rows.append(f"| `{rule_id}` | {e.title} | {e.indicator} | {srcs} | "
+        trigger = cat.raw["rules"][rule_id].get("trigger", "")
+        rows.append(f"| `{rule_id}` | {e.title} | {trigger} | {e.indicator} | {srcs} | "
                     f"{', '.join(f'`{s}`' for s in e.supersedes) or '—'} |")
     return "\n".join(rows)
 
@@ -292,3 +293,21 @@ def regimen_text(regimen) -> str:
 @cache
 def _macros():
     return _env(catalogue().raw).globals["s"]
+
+
+def _main() -> None:  # python -m rules.catalogue --readme: rewrite the README's rule table
+    import sys
+    from pathlib import Path
+
+    if sys.argv[1:] != ["--readme"]:
+        print(readme_table())
+        return
+    path = Path(__file__).resolve().parent.parent / "README.md"
+    text = path.read_text(encoding="utf-8")
+    start, end = "<!-- rule-table:start -->", "<!-- rule-table:end -->"
+    head, rest = text.split(start, 1)
+    path.write_text(head + start + "\n" + readme_table() + "\n" + end + rest.split(end, 1)[1], encoding="utf-8")
+
+
+if __name__ == "__main__":
+    _main()

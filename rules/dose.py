@@ -70,8 +70,14 @@ def weight_findings(facts: ClinicalFacts, max_age_days: int) -> list[Finding]:
                            [_weight_test()], indicator="warning" if possibly_high else None, drug=drug))
     if basis["oncology"] and basis["height_missing"]:
         t = dosing["tests"]["height"]
-        out.append(Finding("height-missing", order.ref, {"ordered": ordered, "days": general["height_max_age_days"]},
-                           [OrderTest(t["loinc"], t["display"], label="order_height", reason=t["reason"])], drug=drug))
+        max_per_kg = (spec or {}).get("max_mg_per_kg_by_weight")
+        per_kg = ordered / basis["weight"] if ordered is not None and basis["weight"] else None
+        possibly_high = bool(per_kg and max_per_kg and per_kg > max_per_kg + 1e-9)
+        out.append(Finding("height-missing", order.ref,
+                           {"ordered": ordered, "days": general["height_max_age_days"], "possibly_high": possibly_high,
+                            "per_kg": per_kg, "max_per_kg": max_per_kg},
+                           [OrderTest(t["loinc"], t["display"], label="order_height", reason=t["reason"])],
+                           indicator="warning" if possibly_high else None, drug=drug))
     return out
 
 

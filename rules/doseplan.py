@@ -62,6 +62,8 @@ def practical_regimen(drug: str, low: float | None, high: float, days_per_week: 
     """The largest practical regimen with an average in [low, high] (per dose when ``days_per_week``)."""
     spec = forms(drug)
     step = float(spec.get("tablet_step_mg", 25))
+    if low is not None and low >= high - EPS:  # one figure (DPWG: 50 %): the nearest practical dose not above it
+        low = max(high - step, 0.0)
     floor_mg = (low or 0.0) - EPS
     if days_per_week:
         n = math.floor(high / step + EPS)
@@ -86,7 +88,8 @@ def _suspension(spec: dict, low: float | None, high: float, days_per_week: int |
     conc = spec.get("suspension_mg_per_ml")
     if not conc:
         return None
-    ml = math.floor(high / conc * 10 + EPS) / 10  # oral syringe: 0.1 mL
+    step = float(spec.get("suspension_ml_step", 0.1))
+    ml = round(math.floor(high / conc / step + EPS) * step, 3)  # oral dosing syringe graduation
     mg = ml * conc
     if ml <= 0 or mg < (low or 0) - EPS:
         return None
@@ -130,6 +133,11 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
                         qualitative=list(dict.fromkeys(f.rule_id for f in items if f.dose.qualitative)),
                         carrier=numeric[0].rule_id)
         if plan.change and plan.regimen is not None:
-            numeric[0].actions.insert(0, ChangeDose(ref, plan.regimen, drug))
+            carrier = numeric[0]
+            action = ChangeDose(ref, plan.regimen, drug)
+            if carrier.stops_order:  # e.g. DPWG poor metabolizer: an alternative first, the reduced dose second
+                carrier.actions.append(action)
+            else:
+                carrier.actions.insert(0, action)
         plans[ref] = plan
     return plans
