@@ -201,7 +201,8 @@ def _for_order(facts, order: MedicationFact, drug: str, st: dict[str, GeneStatus
             actions.append(CancelOrder(order.ref, drug))
         return Finding("pgx-poor-metabolizer", order.ref, values, actions, dose=dose,
                        stops_order=mode in ("avoid", "avoid_or_reduce"), drug=drug,
-                       sources=(band.get("malignant_source", band["source"]) if malignant else band["source"],))
+                       sources=(band.get("malignant_source", band["source"]) if malignant else band["source"],
+                                spec["label_source"]))
 
     gaps = [s for s in st.values() if s.state != "known" or s.is_indeterminate]
     if inter:
@@ -236,7 +237,7 @@ def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus]
 def _reduce_dose(order, drug, spec, inter, gaps, base, basis) -> Finding:
     band = _band(spec, inter)
     low_f, high_f = band["low"], band["high"]
-    sources = [band["source"]]
+    sources = [band["source"], spec["label_source"]]
     cap = spec.get("cap")
     if cap and cap["high"] < high_f and len(inter) == 1:
         high_f = cap["high"]
