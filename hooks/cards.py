@@ -30,6 +30,14 @@ def override_reasons(rule_id: str) -> list[dict]:
             for c in cat[rule_id].override_reasons]
 
 
+def _all_override_reasons() -> list[dict]:
+    cat = catalogue()
+    return [{"system": cat.override_system, "code": c, "display": d} for c, d in cat.override_reasons.items()]
+
+
+OVERRIDE_REASONS = _all_override_reasons()  # every code a card may offer (the report names them)
+
+
 def render_cards(findings: list[Finding], *, drafts: dict[str, dict], patient_id: str | None,
                  today: date, max_info_cards: int = 1, guideline: str = "cpic") -> list[dict]:
     """One card per finding, most severe first; info cards beyond ``max_info_cards`` are merged into

@@ -104,6 +104,7 @@ def evaluate(request: dict, env: HookEnv, *, templates: dict[str, str], required
     cards = render_cards(findings, drafts=by_ref, patient_id=pid, today=today, max_info_cards=env.max_info_cards,
                          guideline=env.rule_options.guideline)
     shown = {c["source"]["topic"]["code"] for c in cards}
+    shown |= {r for c in cards for r in c["extension"]["azathioprine-cds"].get("mergedRuleIds", [])}
     return HookResult({"cards": cards}, rule_ids=[f.rule_id for f in findings if f.rule_id in shown], fhir_ms=fhir_ms)
 
 

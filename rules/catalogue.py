@@ -188,6 +188,22 @@ def choose_summary(alternatives: list[str], fallback: str) -> str:
 
 
 def render(f: Finding, guideline: str = "cpic") -> Rendered:
+    """The card text of a finding. A template that fails on unforeseen values (the start-up check renders
+    every one with sample values) still gives a card: its title, saying the wording failed."""
+    try:
+        return _render(f, guideline)
+    except (jinja2.TemplateError, TypeError, ValueError, KeyError, ZeroDivisionError) as exc:
+        import logging
+
+        logging.getLogger("aza_cds.catalogue").error("card wording failed", extra={"rule_id": f.rule_id,
+                                                                                  "error": type(exc).__name__})
+        entry = catalogue()[f.rule_id]
+        text = (f"{entry.title}: this card's wording could not be rendered; review the order by hand "
+                f"(rule {f.rule_id}).")
+        return Rendered(f.rule_id, entry.title, indicator_of(f), choose_summary([text], entry.title), text, entry.title)
+
+
+def _render(f: Finding, guideline: str) -> Rendered:
     entry = catalogue()[f.rule_id]
     ctx = _context({**f.values, "drug": f.drug or f.values.get("drug", "")}, guideline)
     alternatives = [_one_line(t, ctx) for t in entry.summary]
@@ -249,8 +265,8 @@ def check(emitted: set[str]) -> None:
             if values.pop("with_plan", False):
                 values["plan"] = cat.sample_plan
             try:
-                r = render(Finding(rule_id, "MedicationRequest/sample", values, drug=values.get("drug", "azathioprine")),
-                           guideline)
+                r = _render(Finding(rule_id, "MedicationRequest/sample", values, drug=values.get("drug", "azathioprine")),
+                            guideline)
                 if len(r.short) > SUMMARY_MAX:
                     problems.append(f"{rule_id}: even the shortest summary is over {SUMMARY_MAX} characters: {r.short!r}")
                 for key in e.labels:

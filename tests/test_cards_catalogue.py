@@ -375,3 +375,8 @@ def test_example_cards_snapshot(name):
         path.write_text(json.dumps(cards, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     assert path.exists(), f"no snapshot for {name}: run with UPDATE_SNAPSHOTS=1 and review the diff"
     assert cards == json.loads(path.read_text(encoding="utf-8")), f"cards changed: UPDATE_SNAPSHOTS=1 to accept ({name})"
+
+
+def test_a_template_failing_on_unforeseen_values_still_gives_a_card():
+    r = cat.render(Finding("cytopenia", "", {"results": "not a list of results", "advice": "reduce", "also_severe": False}))
+    assert r.summary.startswith("Cytopenia") and "review the order by hand" in r.detail
