@@ -47,7 +47,7 @@ def knowledge_version() -> str:
 
 # Every rule id a rule module may emit (the start-up check finds each in the catalogue).
 EMITTED = frozenset({*_pgx.RULE_IDS, *_dose.RULE_IDS, *_interactions.RULE_IDS, *_monitoring.RULE_IDS,
-                     *_populations.RULE_IDS, "data-incomplete", "info-notes"})
+                     *_populations.RULE_IDS, "data-incomplete"})
 
 
 def check_catalogue() -> None:
