@@ -380,3 +380,121 @@ def test_example_cards_snapshot(name):
 def test_a_template_failing_on_unforeseen_values_still_gives_a_card():
     r = cat.render(Finding("cytopenia", "", {"results": "not a list of results", "advice": "reduce", "also_severe": False}))
     assert r.summary.startswith("Cytopenia") and "review the order by hand" in r.detail
+
+
+# ------------------------------------------------------------ one test on values per rule id
+
+def _lab(code, v, unit="10*9/L", id=None):
+    return b.lab(code, v, unit, when=days_ago(3), id=id or f"l-{code}")
+
+
+def _labs(**over):
+    base = {x["id"]: x for x in normal_labs()}
+    base.update(over)
+    return list(base.values())
+
+
+def _status(loinc, **value):
+    return {"resourceType": "Observation", "id": f"s-{loinc}", "status": "final", "effectiveDateTime": days_ago(4),
+            "code": {"coding": [{"system": "http://loinc.org", "code": loinc}]}, **value}
+
+
+def _allergy():
+    return {"resourceType": "AllergyIntolerance", "id": "a1", "clinicalStatus": {"coding": [{"code": "active"}]},
+            "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1256", "display": "azathioprine"}]}}
+
+
+def _metabolite(name, value):
+    return {"resourceType": "Observation", "id": name[:5], "status": "final", "code": {"text": name},
+            "effectiveDateTime": days_ago(5), "valueQuantity": {"value": value, "unit": "pmol/8x10^8 RBC"}}
+
+
+ESTABLISHED = [med_request(id="aza-old", status="active", daily_mg=100, authored=days_ago(300))]
+AZA100 = [med_request(daily_mg=100)]
+
+
+def _vaccine(cvx):
+    return {"resourceType": "MedicationRequest", "id": "vac", "status": "draft", "intent": "order",
+            "medicationCodeableConcept": {"coding": [{"system": CVX, "code": cvx}]}}
+
+
+def _run(orders=None, unavailable=(), allergies=(), status=(), **kw):
+    f = facts_for(orders or AZA100, **{"meds": ESTABLISHED, **kw})
+    f.unavailable |= set(unavailable)
+    from fhir_mappers.patient import allergy_facts
+    from fhir_mappers.observations import status_observations
+    f.allergies = allergy_facts(list(allergies))
+    f.status_observations = status_observations(list(status))
+    return rules.evaluate(f)
+
+
+VALUE_CASES = {
+    "pgx-poor-metabolizer": (lambda: _run(pgx=TPMT_PM), {"poor_genes": ["TPMT"], "mode": "avoid"}),
+    "pgx-reduce-dose": (lambda: _run([med_request(daily_mg=150)], pgx=TPMT_IM), {"im_genes": ["TPMT"], "low": 42.0, "high": 70.0}),
+    "pgx-dose-in-reduced-range": (lambda: _run([med_request(daily_mg=50)], pgx=TPMT_IM), {"low": 42.0, "high": 70.0}),
+    "pgx-test-missing": (lambda: _run(pgx=[]), {"gap_genes": {"missing": ["TPMT", "NUDT15"], "unreadable": [], "unavailable": []}}),
+    "pgx-indeterminate": (lambda: _run(pgx=[b.genotype_ig("TPMT", "*1/*5"), b.genotype_ig("NUDT15", "*1/*1")]), {"indeterminate": ["TPMT"]}),
+    "pgx-uninterpretable": (lambda: _run(pgx=[b.genotype_ig("TPMT", "*1/*99"), b.genotype_ig("NUDT15", "*1/*1")]),
+                            {"gap_genes": {"missing": [], "unreadable": ["TPMT"], "unavailable": []}}),
+    "pgx-unavailable": (lambda: _run(unavailable=["pgx"], pgx=[]), {"gap_genes": {"missing": [], "unreadable": [], "unavailable": ["TPMT", "NUDT15"]}}),
+    "tpmt-activity-high": (lambda: _run(pgx=[b.genotype_ig("NUDT15", "*1/*1"), _lab("21563-2", 50, "U/mL{RBC}")]),
+                           {"activity": {"value": 50.0, "flag": "high"}}),
+    "dose-above-range": (lambda: _run([med_request(daily_mg=250)], meds=[med_request(id="o", status="active", daily_mg=250, authored=days_ago(300))]),
+                         {"max_per_unit": 3.0, "max_mg": 210.0, "unit": "kg"}),
+    "dose-new-start": (lambda: _run([med_request(daily_mg=100)], meds=[]), {"start_mg": 50, "threshold": 70.0}),
+    "dose-unreadable": (lambda: _run([med_request(dosages=[b.dosage(150, unit="", code=None, system=None)])]), {}),
+    "weight-missing": (lambda: _run(weights=[]), {"possibly_high": False, "days": 90}),
+    "weight-implausible": (lambda: _run(weights=[weight(700)]), {"weight": 700.0}),
+    "height-missing": (lambda: _run([med_request("197931", "mercaptopurine", id="mp", daily_mg=50)], conditions=[ALL], meds=[]),
+                       {"possibly_high": False}),
+    "interaction-xanthine-oxidase": (lambda: _run(meds=ESTABLISHED + [ALLO]), {"other": "allopurinol", "contraindicated": False}),
+    "interaction-warfarin": (lambda: _run(meds=ESTABLISHED + [med_request("11289", "warfarin", id="w", status="active", daily_mg=5)]),
+                             {"within_days": 7}),
+    "interaction-live-vaccine": (lambda: _run([_vaccine("121")]), {"vaccines": ["zoster, live (Zostavax)"], "new": "other"}),
+    "live-vaccine-after-thiopurine": (lambda: _run([_vaccine("03")], meds=[], past_meds=[med_request(
+        id="st", status="stopped", daily_mg=100, authored=days_ago(30))]), {"days_since": 30, "limit_days": 90}),
+    "thiopurine-after-live-vaccine": (lambda: _run(meds=[], immunizations=[{"resourceType": "Immunization", "id": "v", "status": "completed",
+                                                                             "occurrenceDateTime": days_ago(10), "vaccineCode": {"coding": [{"system": CVX, "code": "21"}]}}]),
+                                      {"days_since": 10, "limit_days": 28}),
+    "duplicate-thiopurine": (lambda: _run(meds=[med_request("103", "mercaptopurine", id="mp", status="active", daily_mg=50)]), {"other": "mercaptopurine"}),
+    "interaction-ace-inhibitors": (lambda: _run(meds=ESTABLISHED + [med_request("1998", "captopril", id="c", status="active", daily_mg=50)]),
+                                   {"group": "ace_inhibitors", "other": "captopril"}),
+    "interaction-cotrimoxazole": (lambda: _run(meds=ESTABLISHED + [med_request("0", "Bactrim DS (sulfamethoxazole/trimethoprim)", id="c", status="active", daily_mg=50)]),
+                                  {"group": "cotrimoxazole"}),
+    "interaction-ribavirin": (lambda: _run(meds=ESTABLISHED + [med_request("9344", "ribavirin", id="r", status="active", daily_mg=50)]), {"group": "ribavirin"}),
+    "interaction-aminosalicylates": (lambda: _run(meds=ESTABLISHED + [med_request("52582", "mesalamine", id="m", status="active", daily_mg=50)]),
+                                     {"group": "aminosalicylates"}),
+    "monitoring-cbc-due": (lambda: _run(labs=normal_labs(100)), {"cbc_due": True, "lft_due": True, "why": "established"}),
+    "cytopenia": (lambda: _run(labs=_labs(lym=_lab("731-0", 0.4, id="lym"))), {"advice": "reduce"}),
+    "cytopenia-severe": (lambda: _run(labs=_labs(anc=_lab("751-8", 0.8, id="anc"))), {}),
+    "liver-tests": (lambda: _run(labs=_labs(alt=_lab("1742-6", 150, "U/L", id="alt"))), {}),
+    "metabolites-high": (lambda: _run(labs=normal_labs() + [_metabolite("6-Thioguanine nucleotides", 500)]), {}),
+    "metabolites-low": (lambda: _run(labs=normal_labs() + [_metabolite("6-Thioguanine nucleotides", 200)]), {}),
+    "hypersensitivity": (lambda: _run(allergies=[_allergy()]), {"allergens": ["azathioprine"]}),
+    "pregnancy": (lambda: _run(status=[_status("82810-3", valueCodeableConcept={"coding": [{"system": "http://snomed.info/sct", "code": "77386006"}]})]),
+                  {"by": "status"}),
+    "breastfeeding": (lambda: _run(status=[_status("63895-7", valueBoolean=True)]), {"by": "status"}),
+    "renal-impairment": (lambda: _run(labs=_labs(egfr=_lab("62238-1", 25, "mL/min/{1.73_m2}", id="egfr"))), {"egfr": 25.0}),
+    "elderly": (lambda: _run(pt=patient(birth_date="1950-01-01")), {"age": 76}),
+    "data-incomplete": (lambda: _run(unavailable=["allergies"]), {"variant": "thiopurine", "groups": [{"key": "allergies", "why": ""}]}),
+}
+
+
+def test_every_emitted_rule_has_a_test_on_values():
+    assert set(VALUE_CASES) == set(rules.EMITTED)
+
+
+@pytest.mark.parametrize("rule_id", sorted(VALUE_CASES))
+def test_rule_values(rule_id):
+    scenario, expected = VALUE_CASES[rule_id]
+    f = one(scenario(), rule_id)
+    for key, value in expected.items():
+        got = f.values[key]
+        if isinstance(value, dict) and isinstance(got, dict):
+            got = {k: got[k] for k in value}
+        if isinstance(value, float):
+            assert got == pytest.approx(value), (key, got)
+        else:
+            assert got == value, (key, got)
+    r = cat.render(f)
+    assert len(r.summary) < 140 and r.detail and "could not be rendered" not in r.detail
