@@ -359,18 +359,22 @@ def _normalise(cards: list[dict]) -> list[dict]:
     return json.loads(text)
 
 
-@pytest.mark.parametrize("name", EXAMPLE_NAMES)
-def test_example_cards_snapshot(name):
+DPWG_NAMES = ["tpmt-intermediate-metabolizer", "tpmt-poor-metabolizer", "lupus-nephritis-tpmt-im-allopurinol"]
+
+
+@pytest.mark.parametrize("name,guideline", [(n, "cpic") for n in EXAMPLE_NAMES] + [(n, "dpwg") for n in DPWG_NAMES])
+def test_example_cards_snapshot(name, guideline):
     from service import create_app
 
-    app = create_app({"auth_required": False, "evaluation_date": "2026-11-23", "database_url": "sqlite:///:memory:"})
+    app = create_app({"auth_required": False, "evaluation_date": "2026-11-23", "database_url": "sqlite:///:memory:",
+                      "guideline": guideline})
     req = json.loads((EXAMPLES / f"{name}.json").read_text())
     resp = app.test_client().post("/cds-services/thiopurine-order-sign", json=req)
     assert resp.status_code == 200
     body = resp.get_json()
     assert_valid_response(body)
     cards = _normalise(body["cards"])
-    path = SNAPSHOTS / f"{name}.json"
+    path = SNAPSHOTS / (f"{name}.json" if guideline == "cpic" else f"{name}.{guideline}.json")
     if os.environ.get("UPDATE_SNAPSHOTS") == "1":
         path.write_text(json.dumps(cards, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     assert path.exists(), f"no snapshot for {name}: run with UPDATE_SNAPSHOTS=1 and review the diff"
