@@ -187,14 +187,15 @@ def _for_order(facts, order: MedicationFact, drug: str, st: dict[str, GeneStatus
     if poor:
         band = _poor_band(spec, poor)
         mode = band.get("malignant" if malignant else "action", band["action"])
-        values = {**base, "poor_genes": [s.gene for s in poor], "mode": mode, "band": band}
+        fraction = band.get("malignant_fraction" if malignant else "fraction", band.get("fraction"))
+        days = band.get("malignant_days_per_week") if malignant else None
+        values = {**base, "poor_genes": [s.gene for s in poor], "mode": mode, "band": band, "fraction": fraction,
+                  "days_per_week": days}
         dose = None
         reference = basis["reference_mg"]
-        if mode in ("reduce", "avoid_or_reduce") and reference:
-            fraction = band.get("malignant_fraction" if malignant else "fraction", band.get("fraction"))
-            days = band.get("malignant_days_per_week") if malignant else None
+        if mode in ("reduce", "avoid_or_reduce") and reference and fraction:
             high = reference * fraction  # per dose when the schedule changes too (CPIC: thrice weekly)
-            values.update(fraction=fraction, days_per_week=days, reduced_mg=high)
+            values["reduced_mg"] = high
             dose = DoseLimit("pgx-poor-metabolizer", high_mg=high, days_per_week=days)
         actions = []
         if mode in ("avoid", "avoid_or_reduce") and order.ref and order.is_draft:

@@ -502,3 +502,34 @@ def test_rule_values(rule_id):
             assert got == value, (key, got)
     r = cat.render(f)
     assert len(r.summary) < 140 and r.detail and "could not be rendered" not in r.detail
+
+
+# ------------------------------------------------------------ properties over many combinations
+
+FEBU = med_request("73689", "febuxostat", id="febu", status="active", daily_mg=80)
+SWEEP = [(drug, pgx, dose, wt, cond, meds, g)
+         for drug in (("197388", "azathioprine"), ("197931", "mercaptopurine"), ("10485", "thioguanine 40 MG Oral Tablet"))
+         for pgx in (TPMT_IM, TPMT_PM, NUDT15_IM, [], [b.genotype_ig("TPMT", "*1/*3A"), b.genotype_ig("NUDT15", "*1/*3")])
+         for dose in (None, 10, 150, 400)
+         for wt in ([], [weight(70)], [weight(12)])
+         for cond in ([], [ALL], [LN])
+         for meds in ([], [ALLO], [FEBU])
+         for g in ("cpic", "dpwg")][::7]
+
+
+def test_one_dose_per_order_no_0_mg_and_every_summary_fits_across_combinations(caplog):
+    from hooks.cards import render_cards
+
+    for (rx, name), pgx, dose, wt, cond, meds, g in SWEEP:
+        order = med_request(rx, name, id="x", daily_mg=dose) if dose else \
+            med_request(rx, name, id="x", dosages=[b.dosage(1, unit="puff", code=None)])
+        extra = [height(120)] if wt and cond == [ALL] else []
+        found = rules.evaluate(facts_for([order], pgx=pgx, weights=wt, conditions=cond, meds=meds, extra=extra),
+                               rules.RuleOptions(guideline=g))
+        on_order = [f for f in found if f.order_ref == "MedicationRequest/x"]
+        assert len({json.dumps(f.values.get("plan"), sort_keys=True) for f in on_order if "plan" in f.values}) <= 1
+        assert len([a for f in found for a in f.actions if hasattr(a, "regimen")]) <= 1
+        for c in render_cards(found, drafts={"MedicationRequest/x": order}, patient_id="pt-1", today=TODAY, guideline=g):
+            assert len(c["summary"]) < 140
+            assert not re.search(r"(?<![\d.])0 mg", c["summary"] + c["detail"]), c["summary"]
+    assert "card wording failed" not in caplog.text
