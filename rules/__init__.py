@@ -103,6 +103,13 @@ def data_gap_findings(facts: ClinicalFacts) -> list[Finding]:
             other = next(o for o in facts.orders if o.selected and _concerns(o))
             return [Finding("data-incomplete", "", {"variant": "interaction_only", "order": other.display[:60],
                                                     "groups": [], "gaps": []}, indicator="info")]
+        vaccine = next((o for o in facts.orders if o.selected and is_live_vaccine(o)), None)
+        if vaccine is not None and "past_medications" in facts.unavailable \
+                and not any(thiopurine_of(m) for m in facts.active_medications):
+            why = next((g.why for g in facts.gaps if g.key == "past_medications"), "")
+            return [Finding("data-incomplete", "", {"variant": "thiopurine", "gaps": [],
+                                                    "groups": [{"key": "past_medications", "why": why}]},
+                            indicator="info")]
         return []
     why_by_key = {g.key: g.why for g in facts.gaps}
     relevant = set(_GROUPS) - {"immunizations", "past_medications"}

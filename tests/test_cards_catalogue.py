@@ -533,3 +533,12 @@ def test_one_dose_per_order_no_0_mg_and_every_summary_fits_across_combinations(c
             assert len(c["summary"]) < 140
             assert not re.search(r"(?<![\d.])0 mg", c["summary"] + c["detail"]), c["summary"]
     assert "card wording failed" not in caplog.text
+
+
+def test_live_vaccine_order_says_when_recently_stopped_medications_could_not_be_read():
+    mmr = _vaccine("03")
+    f = facts_for([mmr], meds=[])
+    f.unavailable.add("past_medications")
+    (finding,) = rules.evaluate(f)
+    assert finding.rule_id == "data-incomplete" and finding.values["groups"][0]["key"] == "past_medications"
+    assert "recently stopped medications" in cat.render(finding).detail
