@@ -311,7 +311,7 @@ def _macros():
     return _env(catalogue().raw).globals["s"]
 
 
-def _main() -> None:  # python -m rules.catalogue --readme: rewrite the README's rule table
+def main() -> None:  # python -m rules --readme: rewrite the README's rule table
     import sys
     from pathlib import Path
 
@@ -324,6 +324,3 @@ def _main() -> None:  # python -m rules.catalogue --readme: rewrite the README's
     head, rest = text.split(start, 1)
     path.write_text(head + start + "\n" + readme_table() + "\n" + end + rest.split(end, 1)[1], encoding="utf-8")
 
-
-if __name__ == "__main__":
-    _main()

@@ -108,7 +108,7 @@ def test_readme_rule_table_is_generated_from_the_catalogue():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     start, end = "<!-- rule-table:start -->", "<!-- rule-table:end -->"
     table = readme[readme.index(start) + len(start):readme.index(end)].strip()
-    assert table == cat.readme_table(), "README rule table is stale: run `python -m rules.catalogue --readme`"
+    assert table == cat.readme_table(), "README rule table is stale: run `python -m rules --readme`"
 
 
 def test_clinician_facing_sources_are_primary():
