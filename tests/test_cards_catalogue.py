@@ -282,9 +282,9 @@ def test_immunization_is_a_prefetch_key():
 
 # ------------------------------------------------------------ end to end: the headline case
 
-def headline_request(**kw):
+def headline_request(hook="order-sign", **kw):
     pre = b.prefetch(pgx=TPMT_IM, weights=[weight(75)], conditions=[LN], meds=[ALLO])
-    return pre, b.hook_request(orders=[med_request(daily_mg=150)], pre=pre, **kw)
+    return pre, b.hook_request(hook, orders=[med_request(daily_mg=150)], pre=pre, **kw)
 
 
 def _assert_headline(cards):
@@ -298,8 +298,9 @@ def _assert_headline(cards):
     assert mr["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 25
 
 
-def test_headline_case_end_to_end_with_prefetch(call):
-    _, req = headline_request()
+@pytest.mark.parametrize("hook", ["order-sign", "order-select", "medication-prescribe"])
+def test_headline_case_end_to_end_with_prefetch(call, hook):
+    _, req = headline_request(hook)
     _assert_headline(call(req))
 
 
