@@ -14,7 +14,7 @@ from typing import Any, Iterable
 from .facts import ClinicalFacts, DataGap, MedicationFact
 from .fhirjson import code_keys, resources_of
 from .medications import medication_fact
-from .observations import gene_results, measurements, status_observations
+from .observations import PRELIMINARY_STATUS, gene_results, measurements, status_observations
 from .patient import allergy_facts, condition_facts, patient_fact
 from .terminology import LOINC, terminology
 
@@ -85,9 +85,10 @@ def build_facts(
     # DiagnosticReports may carry their results as contained Observations
     for key in ("pgx", "labs"):
         for report in resources_of(data.get(key), "DiagnosticReport"):
-            observations += [c for c in report.get("contained") or [] if isinstance(c, dict) and c.get("resourceType") == "Observation"]
+            observations += report_observations(report)
     numeric, genomic, status = _classify(_dedupe(observations))
-    by_analyte = measurements(numeric, gaps)
+    texts: dict = {}
+    by_analyte = measurements(numeric, gaps, texts)
     weights = by_analyte.pop("weight", [])
     patient = next(resources_of(data.get("patient"), "Patient"), None)
 
@@ -98,6 +99,7 @@ def build_facts(
         active_medications=active,
         weights=weights,
         labs=by_analyte,
+        result_texts=texts,
         gene_results=gene_results(genomic),
         conditions=condition_facts(resources_of(data.get("conditions"), "Condition")),
         status_observations=status_observations(status),
@@ -105,6 +107,25 @@ def build_facts(
         gaps=gaps,
         unavailable=unavailable,
     )
+
+
+_REPORT_EXCLUDED = {"entered-in-error", "cancelled"}
+
+
+def report_observations(report: dict) -> list[dict]:
+    """The contained Observations of a DiagnosticReport. A withdrawn report
+    (entered-in-error, cancelled) contributes none; a preliminary or partial
+    report makes its results preliminary."""
+    status = report.get("status") if isinstance(report.get("status"), str) else ""
+    if status in _REPORT_EXCLUDED:
+        return []
+    out = []
+    for c in report.get("contained") or []:
+        if isinstance(c, dict) and c.get("resourceType") == "Observation":
+            if status in PRELIMINARY_STATUS and c.get("status") not in _REPORT_EXCLUDED:
+                c = {**c, "status": "preliminary"}
+            out.append(c)
+    return out
 
 
 def _classify(observations: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:

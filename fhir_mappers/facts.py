@@ -53,6 +53,9 @@ class MedicationFact:
     dose_problem: str = ""  # why the daily dose could not be computed, if it could not
     vaccine_codes: frozenset[str] = frozenset()  # CVX codes (immunization orders)
     reason_codes: frozenset[str] = frozenset()  # "system|code" of reasonCode
+    schedule_problem: str = ""  # a schedule that is wrong for the drug ("once weekly"), reported, not averaged
+    prior_therapy: str = ""  # evidence the order continues earlier therapy (priorPrescription, basedOn, ...)
+    dose_text: str = ""  # the single dose and schedule as ordered, e.g. "700 mg once weekly"
     resource: dict | None = field(default=None, compare=False, repr=False)
 
 
@@ -68,6 +71,11 @@ class Measurement:
     ref_low: float | None = None  # laboratory reference range, canonical unit
     ref_high: float | None = None
     interpretation: str = ""  # v3 ObservationInterpretation code (L, LL, H, ...), if given
+    preliminary: bool = False  # Observation.status "preliminary": used, and every card built on it says so
+    unit_text: str = ""  # the unit as the laboratory wrote it (``unit`` is the canonical one; "" = not convertible)
+    comparator: str = ""  # "<", "<=", ">", ">=" when the value was a limit ("< 1.0")
+    interpretation_text: str = ""  # the laboratory's interpretation in words ("Deficient"), lower case
+    ref_text: str = ""  # the laboratory's reference range as text, when it gave one
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +92,23 @@ class GeneResult:
     value: str
     when: datetime | None
     source_ref: str = ""
+    preliminary: bool = False  # from a preliminary Observation: cards built on it say so
+    note: str = ""  # how the value was read, e.g. "ambiguous call", "read from HGVS c.460G>A, c.719A>G"
+
+
+@dataclass(frozen=True, slots=True)
+class ResultText:
+    """A result recognised by its code whose value is words, not a number
+    ("Deficient", "Low activity"), or a number that could not be used. Rules
+    decide what the words mean; ``why`` says why no number was used."""
+
+    analyte: str
+    text: str  # the value / interpretation as written, lower case
+    interpretation: str  # v3 ObservationInterpretation code, if given
+    why: str
+    when: datetime | None
+    source_ref: str = ""
+    preliminary: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +121,7 @@ class CodedObservation:
     flag: bool | None  # valueBoolean, when given
     when: datetime | None
     source_ref: str = ""
+    preliminary: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +154,8 @@ class ClinicalFacts:
     active_medications: list[MedicationFact] = field(default_factory=list)
     weights: list[Measurement] = field(default_factory=list)  # kg, newest first
     labs: dict[str, list[Measurement]] = field(default_factory=dict)  # analyte -> newest first
+    # results recognised by code whose value is words or unusable (TPMT activity "Deficient"), newest first
+    result_texts: dict[str, list[ResultText]] = field(default_factory=dict)
     gene_results: list[GeneResult] = field(default_factory=list)
     conditions: list[ConditionFact] = field(default_factory=list)
     status_observations: list[CodedObservation] = field(default_factory=list)

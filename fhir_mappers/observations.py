@@ -8,16 +8,25 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from .facts import CodedObservation, DataGap, GeneResult, Measurement
+from .facts import CodedObservation, DataGap, GeneResult, Measurement, ResultText
 from .fhirjson import as_list, code_keys, codes_in, codings, concept_text, effective_time, number, ref_of
 from .terminology import LOINC, UCUM, norm_unit, terminology
 
-_EXCLUDED_STATUS = {"entered-in-error", "cancelled", "preliminary", "registered"}
+# Observation.status: entered-in-error / cancelled results are not results;
+# "registered" has none yet. Preliminary results are used and flagged
+# (``preliminary``) so that every card built on one says so.
+_EXCLUDED_STATUS = {"entered-in-error", "cancelled", "registered"}
+PRELIMINARY_STATUS = {"preliminary", "partial"}
 
 
 def _usable(obs: dict) -> bool:
     status = obs.get("status")
     return not (isinstance(status, str) and status in _EXCLUDED_STATUS)  # a list or object here must not raise
+
+
+def is_preliminary(obs: dict) -> bool:
+    status = obs.get("status")
+    return isinstance(status, str) and status in PRELIMINARY_STATUS
 
 
 def _quantity_unit(q: dict) -> str:
@@ -34,38 +43,92 @@ def _interpretation(obs: dict) -> str:
     return ""
 
 
-def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str) -> Measurement | None:
-    analyte = terminology().analytes[analyte_name]
+def _interpretation_text(obs: dict) -> str:
+    return " ".join(dict.fromkeys(filter(None, [concept_text(i) for i in as_list(obs.get("interpretation"))]))).lower()
+
+
+# "< 1.0 U/mL", "2.1", ">= 50 mU/L": a number the laboratory sent as text
+_NUMBER_TEXT = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:\.\d+)?)\s*([^\d\s].*)?$")
+
+
+def _quantity(obs: dict) -> dict | None:
+    """valueQuantity, or a valueString / valueInteger that is a plain number (with an optional unit)."""
     q = obs.get("valueQuantity")
-    if not isinstance(q, dict):
+    if isinstance(q, dict):
+        return q
+    if isinstance(obs.get("valueInteger"), int) and not isinstance(obs.get("valueInteger"), bool):
+        return {"value": obs["valueInteger"]}
+    if isinstance(obs.get("valueString"), str):
+        m = _NUMBER_TEXT.match(obs["valueString"])
+        if m:
+            q = {"value": float(m.group(2)), "unit": (m.group(3) or "").strip()}
+            if m.group(1):
+                q["comparator"] = m.group(1)
+            return q
+    return None
+
+
+def _range(obs: dict) -> tuple[dict | None, dict | None, str]:
+    for rr in as_list(obs.get("referenceRange")):
+        if isinstance(rr, dict):
+            low, high = rr.get("low"), rr.get("high")
+            text = rr.get("text") if isinstance(rr.get("text"), str) else ""
+            return (low if isinstance(low, dict) else None), (high if isinstance(high, dict) else None), text
+    return None, None, ""
+
+
+def _result_text(obs: dict, analyte: str, why: str) -> ResultText:
+    text = " ".join(filter(None, [_value_text(obs), _interpretation_text(obs)])).strip().lower()
+    return ResultText(analyte, text, _interpretation(obs), why, effective_time(obs), ref_of(obs), is_preliminary(obs))
+
+
+def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
+             texts: list[ResultText] | None = None) -> Measurement | None:
+    analyte = terminology().analytes[analyte_name]
+    q = _quantity(obs)
+    if q is None:
+        if analyte.keep_unconverted and texts is not None:
+            # words instead of a number ("Deficient"), or only an interpretation: the rules read the words
+            texts.append(_result_text(obs, analyte_name, "the result has no numeric value"))
+            return None
         if obs.get("dataAbsentReason") is None and obs.get("valueString") is not None:
             gaps.append(DataGap(label, f"a result reads '{str(obs['valueString'])[:40]}' and has no numeric value", analyte_name))
         return None
     value = number(q.get("value"))
     if value is None:
+        if analyte.keep_unconverted and texts is not None:
+            texts.append(_result_text(obs, analyte_name, "the result has no readable number"))
+            return None
         gaps.append(DataGap(label, "a result has no readable number", analyte_name))
         return None
-    comparator = q.get("comparator")
+    comparator = q.get("comparator") if isinstance(q.get("comparator"), str) else ""
     unit = _quantity_unit(q)
+    low_q, high_q, ref_text = _range(obs)
+    if not unit:  # a number sent as text: the range's unit says what it is
+        unit = next((_quantity_unit(b) for b in (low_q, high_q) if b is not None and _quantity_unit(b)), "")
     factor = analyte.factors.get(norm_unit(unit))
+    canonical = (analyte.canonical or {}).get(norm_unit(unit), analyte.unit)
     if factor is None:
-        why = f"a result is in the unit '{unit}', which this service does not convert" if unit else "a result has no unit"
-        gaps.append(DataGap(label, why, analyte_name))
-        return None
+        if not analyte.keep_unconverted:
+            why = f"a result is in the unit '{unit}', which this service does not convert" if unit else "a result has no unit"
+            gaps.append(DataGap(label, why, analyte_name))
+            return None
+        factor, canonical = 1.0, ""  # kept as written: judged by the laboratory's own range only
     low = high = None
-    for rr in as_list(obs.get("referenceRange")):
-        if not isinstance(rr, dict):
+    for key, bound in (("low", low_q), ("high", high_q)):
+        if bound is None or number(bound.get("value")) is None:
             continue
-        for key in ("low", "high"):
-            bound = rr.get(key)
-            if isinstance(bound, dict) and number(bound.get("value")) is not None:
-                bf = analyte.factors.get(norm_unit(_quantity_unit(bound) or unit))
-                if bf is not None:
-                    if key == "low":
-                        low = number(bound["value"]) * bf
-                    else:
-                        high = number(bound["value"]) * bf
-        break
+        b_unit = _quantity_unit(bound) or unit
+        if canonical:
+            bf = analyte.factors.get(norm_unit(b_unit))
+            same = (analyte.canonical or {}).get(norm_unit(b_unit), analyte.unit) == canonical
+        else:
+            bf, same = 1.0, norm_unit(b_unit) == norm_unit(unit)
+        if bf is not None and same:
+            if key == "low":
+                low = number(bound["value"]) * bf
+            else:
+                high = number(bound["value"]) * bf
     interpretation = _interpretation(obs)
     if comparator in ("<", "<=") and not interpretation:
         interpretation = "<"
@@ -74,12 +137,17 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str) -> M
     return Measurement(
         analyte=analyte_name,
         value=round(value * factor, 6),
-        unit=analyte.unit,
+        unit=canonical,
         when=effective_time(obs),
         source_ref=ref_of(obs),
         ref_low=low,
         ref_high=high,
         interpretation=interpretation,
+        preliminary=is_preliminary(obs),
+        unit_text=unit,
+        comparator=comparator,
+        interpretation_text=_interpretation_text(obs),
+        ref_text=ref_text,
     )
 
 
@@ -104,10 +172,13 @@ ANALYTE_LABELS = {
 }
 
 
-def measurements(observations: Iterable[dict], gaps: list[DataGap]) -> dict[str, list[Measurement]]:
-    """Numeric observations by analyte, newest first (undated last)."""
+def measurements(observations: Iterable[dict], gaps: list[DataGap],
+                 texts: dict[str, list[ResultText]] | None = None) -> dict[str, list[Measurement]]:
+    """Numeric observations by analyte, newest first (undated last). Results of
+    analytes that keep words (TPMT activity "Deficient") go to ``texts``."""
     t = terminology()
     out: dict[str, list[Measurement]] = {}
+    texts = {} if texts is None else texts
     for obs in observations:
         if not _usable(obs):
             continue
@@ -117,10 +188,13 @@ def measurements(observations: Iterable[dict], gaps: list[DataGap]) -> dict[str,
             analyte = t.analyte_names.get(name) or next(
                 (a for n, a in t.analyte_names.items() if n in name), None) if name else None
         if analyte:
-            m = _measure(obs, analyte, gaps, ANALYTE_LABELS.get(analyte, analyte))
+            bucket: list[ResultText] = texts.setdefault(analyte, [])
+            m = _measure(obs, analyte, gaps, ANALYTE_LABELS.get(analyte, analyte), bucket)
             if m is not None:
                 out.setdefault(analyte, []).append(m)
-    for values in out.values():
+    for key in [k for k, v in texts.items() if not v]:
+        del texts[key]
+    for values in [*out.values(), *texts.values()]:
         values.sort(key=lambda m: (m.when is not None, m.when), reverse=True)
     return out
 

@@ -22,6 +22,8 @@ class Analyte:
     loinc: frozenset[str]
     unit: str  # canonical unit
     factors: dict[str, float]  # normalised unit -> factor to canonical
+    canonical: dict[str, str] | None = None  # normalised unit -> its canonical unit, when there are several
+    keep_unconverted: bool = False  # keep a value in an unknown unit (unit "") for the laboratory's range
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,13 @@ def terminology() -> Terminology:
         factors = raw["unit_families"][units] if isinstance(units, str) else units
         factors = {norm_unit(u): float(f) for u, f in factors.items()}
         factors.setdefault(norm_unit(spec["unit"]), 1.0)
-        analytes[name] = Analyte(name, frozenset(spec["loinc"]), spec["unit"], factors)
+        canonical = {u: spec["unit"] for u in factors}
+        for unit, spellings in spec.get("unit_groups", {}).items():
+            for u in [unit, *spellings]:
+                factors[norm_unit(u)] = 1.0
+                canonical[norm_unit(u)] = unit
+        analytes[name] = Analyte(name, frozenset(spec["loinc"]), spec["unit"], factors, canonical,
+                                 bool(spec.get("keep_unconverted")))
         for code in spec["loinc"]:
             loinc_to_analyte.setdefault(code, name)
 

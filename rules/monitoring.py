@@ -162,29 +162,14 @@ def lab_findings(facts: ClinicalFacts) -> list[Finding]:
 
 
 def tpmt_activity_status(facts: ClinicalFacts) -> tuple[str | None, str]:
-    """A CPIC-like phenotype from TPMT enzyme activity: (phenotype or "High", evidence), or (None, "")."""
-    spec = load()["monitoring"]["tpmt_activity"]
-    m = next(iter(facts.labs.get("tpmt_activity", [])), None)
-    if m is None:
+    """A CPIC-like phenotype from the newest TPMT enzyme activity: (phenotype or "High", evidence),
+    or (None, "") when there is none or it cannot be judged (``rules.tpmt_activity`` says why)."""
+    from .tpmt_activity import latest_activity
+
+    r = latest_activity(facts)
+    if r is None or not r.reading:
         return None, ""
-    date = m.when.date().isoformat() if m.when else "undated"
-    text = f"TPMT activity {_fmt(m.value)} U/mL RBC ({date})"
-    if m.interpretation in ("LL", "<") and m.ref_low is None:
-        return "Poor Metabolizer", text + ", flagged critically low"
-    if m.ref_low is not None:
-        if m.value < m.ref_low:
-            return ("Poor Metabolizer" if m.interpretation == "LL" else "Intermediate Metabolizer"), \
-                f"{text}, below the laboratory's range ({_fmt(m.ref_low)}-{_fmt(m.ref_high) if m.ref_high else ''})"
-        if m.ref_high is not None and m.value > m.ref_high:
-            return "High", f"{text}, above the laboratory's range"
-        return "Normal Metabolizer", text
-    if m.value < spec["low_below"]:
-        return "Poor Metabolizer", f"{text}, low (< {spec['low_below']}: avoid thiopurines, ARUP)"
-    if m.value < spec["intermediate_below"]:
-        return "Intermediate Metabolizer", f"{text}, intermediate ({spec['low_below']}-{spec['intermediate_below'] - 0.1:g}, ARUP)"
-    if m.value > spec["high_above"]:
-        return "High", f"{text}, high (> {spec['high_above']:g}, ARUP)"
-    return "Normal Metabolizer", text
+    return r.reading, r.evidence
 
 
 def tpmt_high_findings(facts: ClinicalFacts) -> list[Finding]:

@@ -125,6 +125,7 @@ def statuses(facts: ClinicalFacts) -> dict[str, GeneStatus]:
     unavailable = "pgx" in facts.unavailable
     st = {g: gene_status(g, facts.gene_results, unavailable) for g in GENES}
     activity, evidence = tpmt_activity_status(facts)
+    _unjudged_activity(st["TPMT"], facts)
     if activity is not None:
         # CPIC: TPMT erythrocyte activity assesses the phenotype (and resolves an indeterminate genotype)
         phenotype = "Normal Metabolizer" if activity == "High" else activity
@@ -136,6 +137,21 @@ def statuses(facts: ClinicalFacts) -> dict[str, GeneStatus]:
             tpmt.problems.append(f"TPMT activity suggests {phenotype.lower()}; the most severe reading counts")
             tpmt.phenotype = phenotype
     return st
+
+
+def _unjudged_activity(tpmt: GeneStatus, facts: ClinicalFacts) -> None:
+    """A TPMT activity result that is on record but cannot be judged is named, never "no result on record"."""
+    from .tpmt_activity import latest_activity
+
+    r = latest_activity(facts)
+    if r is None:
+        return
+    if r.preliminary:
+        tpmt.problems.append(f"{r.evidence.split(':')[0]} is PRELIMINARY: confirm with the final report")
+    if not r.reading:
+        tpmt.problems.append(f"{r.evidence} could not be judged: {r.unjudgeable}")
+        if tpmt.state in ("missing", "unavailable"):
+            tpmt.state = "unreadable"
 
 
 # ------------------------------------------------------------------ findings
