@@ -10,6 +10,7 @@ from typing import Iterable
 
 from .facts import CodedObservation, DataGap, GeneResult, Measurement, ResultText
 from .fhirjson import as_list, code_keys, codes_in, codings, concept_text, effective_time, number, ref_of
+from .genotype import diplotype, phenotype_words
 from .terminology import LOINC, UCUM, norm_unit, terminology
 
 # Observation.status: entered-in-error / cancelled results are not results;
@@ -202,7 +203,6 @@ def measurements(observations: Iterable[dict], gaps: list[DataGap],
 # ------------------------------------------------------------------ genomics
 
 _GENE_WORD = re.compile(r"\b(TPMT|NUDT15)\b", re.IGNORECASE)
-_STAR = re.compile(r"\*\s*\d+[A-Z]?", re.IGNORECASE)
 
 
 def _genes_named(obs: dict) -> set[str]:
@@ -252,22 +252,16 @@ def _value_text(obs: dict) -> str:
     return ""
 
 
-def _phenotype_term(obs: dict) -> str | None:
+def _phenotype_term(obs: dict, gene: str) -> str | None:
     """A CPIC phenotype term from a LOINC answer code or the value's words."""
     t = terminology()
     for c in codings(obs.get("valueCodeableConcept")):
         if isinstance(c.get("code"), str) and c["code"] in t.metabolizer_answers:
             return t.metabolizer_answers[c["code"]]
-    text = _value_text(obs).lower()
-    if "possible intermediate" in text:
-        return "Possible Intermediate Metabolizer"
-    for word, term in (("ultrarapid", "Ultrarapid Metabolizer"), ("rapid", "Rapid Metabolizer"),
-                       ("intermediate", "Intermediate Metabolizer"), ("poor", "Poor Metabolizer"),
-                       ("normal", "Normal Metabolizer"), ("extensive", "Normal Metabolizer"),
-                       ("indeterminate", "Indeterminate")):
-        if word in text:
-            return term
-    return None
+    return phenotype_words(_value_text(obs), gene)
+
+
+_ALLELE_OR_VARIANT = re.compile(r"\*\s*\d|\b[cg]\.\d|\brs\d", re.IGNORECASE)
 
 
 def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
@@ -283,25 +277,24 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
         if not (is_genotype or is_phenotype):
             continue
         genes = _genes_named(obs) & {"TPMT", "NUDT15"}
-        when, ref = effective_time(obs), ref_of(obs)
+        when, ref, prelim = effective_time(obs), ref_of(obs), is_preliminary(obs)
         raw = _value_text(obs).strip()
         for gene in sorted(genes):
             if is_genotype:
-                value = _diplotype_text(raw, gene)
+                value, note = diplotype(raw, gene)
+                if not value:  # a genotype code whose value is a phenotype ("Intermediate metabolizer")
+                    # (never for variant or allele text that could not be reduced: that stays unreadable)
+                    term = None if (not raw or _ALLELE_OR_VARIANT.search(raw)) else phenotype_words(raw, gene)
+                    if term:
+                        out.append(GeneResult(gene, "phenotype", term, when, ref, prelim, "phenotype words in a genotype result"))
+                        continue
                 kind = "diplotype" if value else "unreadable"
-                out.append(GeneResult(gene, kind, value or raw or "(no value)", when, ref))
+                out.append(GeneResult(gene, kind, value or raw or "(no value)", when, ref, prelim, note))
             else:
-                term = _phenotype_term(obs)
-                out.append(GeneResult(gene, "phenotype" if term else "unreadable", term or raw or "(no value)", when, ref))
+                term = _phenotype_term(obs, gene)
+                out.append(GeneResult(gene, "phenotype" if term else "unreadable", term or raw or "(no value)",
+                                      when, ref, prelim))
     return out
-
-
-def _diplotype_text(raw: str, gene: str) -> str:
-    """The star-allele part of a genotype value, e.g. "TPMT *1/*3A" → "*1/*3A".
-
-    Keeps the text as written otherwise (rules decide whether they know it)."""
-    text = re.sub(rf"\b{gene}\b", "", raw, flags=re.IGNORECASE).strip(" :")
-    return text if _STAR.search(text) else ""
 
 
 def status_observations(observations: Iterable[dict]) -> list[CodedObservation]:
@@ -317,6 +310,7 @@ def status_observations(observations: Iterable[dict]) -> list[CodedObservation]:
         vcc = obs.get("valueCodeableConcept")
         flag = obs.get("valueBoolean") if isinstance(obs.get("valueBoolean"), bool) else None
         text = " ".join(filter(None, [concept_text(vcc), obs.get("valueString") if isinstance(obs.get("valueString"), str) else ""]))
-        out.append(CodedObservation(loinc, frozenset(code_keys(vcc)), text.lower(), flag, effective_time(obs), ref_of(obs)))
+        out.append(CodedObservation(loinc, frozenset(code_keys(vcc)), text.lower(), flag, effective_time(obs), ref_of(obs),
+                                    is_preliminary(obs)))
     out.sort(key=lambda o: (o.when is not None, o.when), reverse=True)
     return out

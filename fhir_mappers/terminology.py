@@ -49,6 +49,7 @@ class Terminology:
     vaccine_pattern: re.Pattern
     analyte_names: dict[str, str]  # lower-case observation name -> analyte
     status_loinc: frozenset[str]
+    variants: dict[str, dict[str, str]]  # gene -> HGVS / rsID -> star allele (CPIC allele definitions)
 
 
 def norm_unit(unit: str | None) -> str:
@@ -115,6 +116,7 @@ def terminology() -> Terminology:
         vaccine_pattern=re.compile(rf"(?<![\w-])({vaccine_alt})(?![\w-])", re.IGNORECASE),
         analyte_names=analyte_names,
         status_loinc=frozenset(raw["status_observations"]["loinc"]),
+        variants={gene: dict(table) for gene, table in raw.get("variants", {}).items()},
     )
 
 

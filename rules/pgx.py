@@ -86,7 +86,11 @@ def phenotype_of_diplotype(gene: str, text: str) -> tuple[str | None, str]:
             return None, f"the CPIC {gene} tables do not assign a phenotype to {what}"
         phenotypes.append(phenotype)
     worst = max(phenotypes, key=lambda p: RANK.get(p, 0))
-    return worst, ("" if len(set(phenotypes)) == 1 else f"ambiguous call '{text}': the most severe reading counts")
+    if len(set(phenotypes)) == 1:
+        return worst, ""
+    how = ("measure TPMT erythrocyte enzyme activity to resolve it (CPIC)" if gene == "TPMT" else
+           "ask the laboratory to resolve the phase (e.g. by sequencing) and monitor blood counts closely")
+    return worst, f"ambiguous call '{text}': the most severe reading ({worst.lower()}) counts; {how}"
 
 
 def gene_status(gene: str, results: list[GeneResult], unavailable: bool) -> GeneStatus:
@@ -97,12 +101,15 @@ def gene_status(gene: str, results: list[GeneResult], unavailable: bool) -> Gene
     phenotypes: list[str] = []
     for r in mine:
         date = f" ({r.when.date().isoformat()})" if r.when else ""
+        if r.preliminary:
+            date += " [PRELIMINARY result]"
+            status.problems.append(f"{gene} result{date.split(' [')[0]} is PRELIMINARY: confirm with the final report")
         if r.kind == "diplotype":
             phenotype, note = phenotype_of_diplotype(gene, r.value)
             if phenotype is None:
                 status.problems.append(f"{gene} genotype '{r.value}'{date}: {note}")
                 continue
-            status.evidence.append(f"{gene} {r.value} → {phenotype.lower()}{date}")
+            status.evidence.append(f"{gene} {r.value} → {phenotype.lower()}{date}" + (f" ({r.note})" if r.note else ""))
             if note:
                 status.problems.append(note)
             phenotypes.append(phenotype)

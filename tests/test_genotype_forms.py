@@ -1,0 +1,159 @@
+"""TPMT / NUDT15 genotypes and phenotypes in the forms real reports use.
+
+Shapes: HL7 Genomics Reporting IG Genotype (LOINC 84413-4, gene-studied
+component 48018-6, valueCodeableConcept whose display is "GENE *a/*b", as in
+input/fsh/examples/bundle-pgxexample.fsh); LabCorp 508080 (result LOINC
+41048-0 "TPMT Genotype"); ARUP 3001535 ("*3A/Negative" when only one variant
+allele is found); FHIR R4 core (SNOMED 363779003 + valueString); variants as
+HGVS / rsID (LOINC variant terms 49654-7, 49655-4, 49653-9)."""
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import responses
+
+from fhir_mappers import build_facts
+from fhir_mappers.genotype import diplotype, phenotype_words
+from hooks.prefetch import PREFETCH
+from rules.pgx import statuses
+from tests.builders import HGNC, LOINC, PID, TODAY, bundle, hook_request, med_request, normal_labs, patient, prefetch, weight
+from tests.conftest import rule_ids
+from tests.test_rules_clinical import active, ids, run
+
+
+def ig_genotype(text: str, genes=("TPMT",), *, code="84413-4", status="final", id=None, pharmvar=True):
+    """Genomics Reporting IG Genotype: the diplotype is the display of a PharmVar-style coding."""
+    value = ({"coding": [{"system": "http://www.pharmvar.org", "code": genes[0], "display": text}]} if pharmvar
+             else {"text": text})
+    return {"resourceType": "Observation", "id": id or f"geno-{'-'.join(genes).lower()}-{abs(hash(text)) % 10**6}",
+            "status": status, "meta": {"profile": ["http://hl7.org/fhir/uv/genomics-reporting/StructureDefinition/genotype"]},
+            "code": {"coding": [{"system": LOINC, "code": code, "display": "Genotype display name"}]},
+            "subject": {"reference": f"Patient/{PID}"}, "effectiveDateTime": "2025-01-10", "valueCodeableConcept": value,
+            "component": [{"code": {"coding": [{"system": LOINC, "code": "48018-6", "display": "Gene studied [ID]"}]},
+                           "valueCodeableConcept": {"coding": [{"system": "http://www.genenames.org/geneId", "code": HGNC[g], "display": g}]}}
+                          for g in genes]}
+
+
+def labcorp_tpmt(text: str, *, id="labcorp-508081"):
+    """LabCorp 508080 TPMT Genetic Test, result 508081 "TPMT Genotype" (LOINC 41048-0), value as text."""
+    return {"resourceType": "Observation", "id": id, "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": "41048-0", "display": "TPMT gene targeted mutation analysis"}],
+                     "text": "TPMT Genotype"},
+            "subject": {"reference": f"Patient/{PID}"}, "effectiveDateTime": "2024-11-02", "valueString": text}
+
+
+def phenotype_text(text: str, *, code="79713-4", id="pheno-1"):
+    return {"resourceType": "Observation", "id": id, "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": code}], "text": "TPMT phenotype"},
+            "subject": {"reference": f"Patient/{PID}"}, "effectiveDateTime": "2024-06-01", "valueString": text}
+
+
+def phenotypes(*observations) -> dict[str, str]:
+    facts = build_facts([], {"pgx": bundle(*observations)}, today=TODAY)
+    return {g: (s.phenotype or s.state) for g, s in statuses(facts).items()}
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("*3A/*3C", "*3A/*3C"), ("TPMT*3A/TPMT*3C", "*3A/*3C"), ("TPMT *3A/*3C compound heterozygous", "*3A/*3C"),
+    ("*3A/*3A homozygous", "*3A/*3A"), ("TPMT *1/*3A (heterozygous)", "*1/*3A"), ("*3A/Negative", "*1/*3A"),
+    ("*3A heterozygous", "*1/*3A"), ("TPMT *3C homozygous", "*3C/*3C"), ("No variants detected", "*1/*1"),
+    ("*1/*3A or *3B/*3C", "*1/*3A or *3B/*3C"),
+    ("c.460G>A heterozygous, c.719A>G heterozygous", "*1/*3A or *3B/*3C"),
+    ("c.460G>A homozygous; c.719A>G homozygous", "*3A/*3A"), ("rs1800462 heterozygous", "*1/*2"),
+    ("g.18130687T>C (het)", "*1/*3C"),
+])
+def test_tpmt_diplotype_forms(text, expected):
+    assert diplotype(text, "TPMT")[0] == expected
+
+
+def test_several_genes_in_one_result():
+    obs = ig_genotype("TPMT *3A/*3A; NUDT15 *1/*1", genes=("TPMT", "NUDT15"), pharmvar=False)
+    assert phenotypes(obs) == {"TPMT": "Poor Metabolizer", "NUDT15": "Normal Metabolizer"}
+    assert diplotype("TPMT *1/*1, NUDT15 *1/*3", "NUDT15")[0] == "*1/*3"
+    assert diplotype("NUDT15 c.415C>T heterozygous", "NUDT15")[0] == "*1/*3"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Normal metabolizer; no poor metabolizer alleles detected", "Normal Metabolizer"),
+    ("Poor metabolizer (homozygous variant)", "Poor Metabolizer"), ("Deficient TPMT activity", "Poor Metabolizer"),
+    ("Absent activity", "Poor Metabolizer"), ("Low activity", "Poor Metabolizer"),
+    ("Intermediate metabolizer", "Intermediate Metabolizer"), ("Heterozygous", "Intermediate Metabolizer"),
+    ("Wild type", "Normal Metabolizer"), ("No variant detected", "Normal Metabolizer"),
+    ("Not a poor metabolizer", None), ("Possible intermediate metabolizer", "Possible Intermediate Metabolizer"),
+])
+def test_phenotype_words_and_negations(text, expected):
+    assert phenotype_words(text, "TPMT") == expected
+
+
+def test_phenotype_in_several_genes():
+    assert phenotype_words("TPMT: normal metabolizer. NUDT15: intermediate metabolizer", "NUDT15") == "Intermediate Metabolizer"
+
+
+def test_reference_laboratory_poor_metabolizer_is_recognised():
+    """The issue's case: a poor-metabolizer genotype as a large US reference laboratory writes it."""
+    found = run([med_request(daily_mg=100)], pgx=[labcorp_tpmt("TPMT *3A/*3A"), ig_genotype("NUDT15 *1/*1", ("NUDT15",))])
+    assert "pgx-poor-metabolizer" in ids(found)
+
+
+def test_ambiguous_call_keeps_the_most_severe_and_says_how_to_resolve():
+    found = run([med_request(daily_mg=150)], pgx=[labcorp_tpmt("c.460G>A heterozygous, c.719A>G heterozygous"),
+                                                  ig_genotype("NUDT15 *1/*1", ("NUDT15",))], meds=[active(mg=150)])
+    card = next(f for f in found if f.rule_id == "pgx-poor-metabolizer")  # *3B/*3C is poor: the worse reading
+    assert "ambiguous" in card.detail and "enzyme activity" in card.detail
+
+
+def test_unknown_variant_is_unreadable_not_normal():
+    assert phenotypes(labcorp_tpmt("c.999A>T heterozygous"), ig_genotype("NUDT15 *1/*1", ("NUDT15",)))["TPMT"] == "unreadable"
+
+
+def test_preliminary_genotype_is_used_and_flagged():
+    found = run(pgx=[ig_genotype("TPMT *3A/*3A", status="preliminary"), ig_genotype("NUDT15 *1/*1", ("NUDT15",))])
+    card = next(f for f in found if f.rule_id == "pgx-poor-metabolizer")
+    assert "PRELIMINARY" in card.detail
+
+
+@pytest.mark.parametrize("status", ["entered-in-error", "cancelled"])
+def test_withdrawn_genotype_is_excluded(status):
+    st = phenotypes(ig_genotype("TPMT *3A/*3A", status=status), ig_genotype("NUDT15 *1/*1", ("NUDT15",)))
+    assert st["TPMT"] == "missing"
+
+
+def test_prefetch_asks_for_every_code_the_mappers_read():
+    for code in ("84413-4", "41048-0", "36922-3", "80738-8", "93193-1", "79713-4", "53040-2", "21563-2", "43421-7"):
+        assert f"http://loinc.org|{code}" in PREFETCH["pgx"]
+    assert "http://loinc.org|3141-9" in PREFETCH["weight"] and "http://loinc.org|29463-7" in PREFETCH["weight"]
+
+
+BASE = "https://ehr.example/r4/fhir"
+
+
+def test_fhir_fallback_finds_a_result_coded_only_with_a_laboratory_loinc(call):
+    """The EHR's server holds a LabCorp 41048-0 genotype and a 3141-9 weight: the queries must ask for them."""
+    def handler(request):
+        url = urlsplit(request.url)
+        codes = parse_qs(url.query).get("code", [""])[0]
+        body = bundle()
+        if url.path.endswith("/Patient/pt-1"):
+            body = patient()
+        elif url.path.endswith("/Observation") and "41048-0" in codes:
+            body = bundle(labcorp_tpmt("TPMT *3A/*3A"), ig_genotype("NUDT15 *1/*1", ("NUDT15",)))
+        elif url.path.endswith("/Observation") and "3141-9" in codes:
+            w = weight(70)
+            w["code"]["coding"][0]["code"] = "3141-9"
+            body = bundle(w)
+        elif url.path.endswith("/Observation") and "6690-2" in codes:
+            body = bundle(*normal_labs())
+        return 200, {"Content-Type": "application/fhir+json"}, json.dumps(body)
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=handler)
+        cards = call(hook_request(fhir_server=BASE, token="tok-123"))
+    assert "pgx-poor-metabolizer" in rule_ids(cards)
+
+
+def test_prefetch_mode_reads_the_same_result(call):
+    pre = prefetch(pgx=[labcorp_tpmt("TPMT *3A/*3A"), ig_genotype("NUDT15 *1/*1", ("NUDT15",))])
+    assert "pgx-poor-metabolizer" in rule_ids(call(hook_request(pre=pre)))
