@@ -71,7 +71,8 @@ def cbc_due_findings(facts: ClinicalFacts) -> list[Finding]:
 
 
 def _value_line(m: Measurement) -> str:
-    return f"{LABEL[m.analyte]} {_fmt(round(m.value, 2))} {UNIT[m.analyte]} ({m.when.date().isoformat()})"
+    flag = " PRELIMINARY" if m.preliminary else ""  # a preliminary result is used, and every card on it says so
+    return f"{LABEL[m.analyte]} {_fmt(round(m.value, 2))} {UNIT[m.analyte]}{flag} ({m.when.date().isoformat()})"
 
 
 def lab_findings(facts: ClinicalFacts) -> list[Finding]:

@@ -37,7 +37,8 @@ def is_pregnant(facts: ClinicalFacts) -> str | None:
     if obs is not None:
         pregnant = any(k.split("|")[1] in spec["pregnant_snomed"] for k in obs.values) or obs.text.strip() == "pregnant"
         if pregnant:
-            return f"pregnancy status: pregnant ({obs.when.date().isoformat() if obs.when else 'undated'})"
+            return (f"pregnancy status: pregnant ({obs.when.date().isoformat() if obs.when else 'undated'}"
+                    f"{', PRELIMINARY' if obs.preliminary else ''})")
         return None  # the newest status says not pregnant / unknown
     cond = _condition(facts, spec["condition_snomed"], spec["condition_icd10"])
     return f"active condition: {cond}" if cond else None

@@ -123,3 +123,33 @@ def test_preliminary_activity_is_used_and_said():
 @pytest.mark.parametrize("status", ["entered-in-error", "cancelled"])
 def test_withdrawn_activity_is_not_used(status):
     assert reading(activity(2, status=status)) == ("", "")
+
+
+# ------------------------------------------------------------ lab status handling
+def _anc(value, status):
+    obs = b.lab("751-8", value, "10*9/L", id="anc-1")
+    obs["status"] = status
+    return obs
+
+
+def test_preliminary_neutrophil_count_is_used_and_every_card_says_so():
+    labs = [o for o in normal_labs() if o["id"] != "anc"] + [_anc(0.4, "preliminary")]
+    found = run(labs=labs)
+    card = next(f for f in found if f.rule_id == "cytopenia-severe")
+    assert "PRELIMINARY" in card.summary and "PRELIMINARY" in card.detail
+
+
+@pytest.mark.parametrize("status,severe", [("final", True), ("amended", True), ("corrected", True),
+                                           ("entered-in-error", False), ("cancelled", False)])
+def test_lab_status(status, severe):
+    labs = [o for o in normal_labs() if o["id"] != "anc"] + [_anc(0.4, status)]
+    assert ("cytopenia-severe" in ids(run(labs=labs))) is severe
+
+
+def test_preliminary_diagnostic_report_makes_its_results_preliminary():
+    report = {"resourceType": "DiagnosticReport", "id": "dr-1", "status": "preliminary",
+              "code": {"text": "TPMT"}, "contained": [activity(5, id="c1")], "result": [{"reference": "#c1"}]}
+    facts = build_facts([], {"pgx": bundle(report)}, today=TODAY)
+    assert facts.labs["tpmt_activity"][0].preliminary
+    report["status"] = "entered-in-error"
+    assert "tpmt_activity" not in build_facts([], {"pgx": bundle(report)}, today=TODAY).labs
