@@ -69,7 +69,7 @@ def phenotype_of_diplotype(gene: str, text: str) -> tuple[str | None, str]:
     options = [o.strip() for o in re.split(r"\s+or\s+|,|;|\|", text) if o.strip()]
     if not options:
         return None, "empty genotype"
-    phenotypes = []
+    phenotypes, notes = [], []
     for option in options:
         cleaned = re.sub(rf"{gene}\s*", "", option, flags=re.IGNORECASE).replace(" ", "")
         parts = cleaned.split("/")
@@ -78,19 +78,31 @@ def phenotype_of_diplotype(gene: str, text: str) -> tuple[str | None, str]:
         alleles = [p.upper() if p.startswith("*") else "*" + p.upper() for p in parts]
         if not all(_ALLELE.match(a) for a in alleles):
             return None, f"'{text}' is not a star-allele diplotype"
+        cpic_2026 = kb["pgx"]["cpic_2026"]
+        alleles = [cpic_2026["aliases"].get(gene, {}).get(a, a) for a in alleles]  # NUDT15 *2 -> *3
         phenotype = kb.diplotypes[gene].get(normalise_diplotype(*alleles))
         if phenotype is None:
+            new = [a for a in alleles if a in cpic_2026["new_alleles"].get(gene, [])]
+            if new:
+                return None, (f"{gene} {', '.join(new)} was defined by CPIC in February 2026 and its function is not in "
+                              "this service's tables: check CPIC's current allele function table or measure TPMT activity")
             unknown = [a for a in alleles if a not in kb.allele_function[gene]
                        or kb.allele_function[gene][a].startswith("(")]
             what = f"allele {', '.join(unknown)}" if unknown else f"diplotype {cleaned}"
             return None, f"the CPIC {gene} tables do not assign a phenotype to {what}"
+        revised = [a for a in alleles if a in cpic_2026["unconfirmed"].get(gene, [])]
+        if revised:
+            notes.append(f"CPIC revised the clinical function of {gene} {', '.join(dict.fromkeys(revised))} in February "
+                         f"2026; the new value could not be confirmed, so the earlier assignment "
+                         f"({kb.allele_function[gene].get(revised[0], 'unknown').lower()}) is used: check CPIC's current table")
         phenotypes.append(phenotype)
     worst = max(phenotypes, key=lambda p: RANK.get(p, 0))
     if len(set(phenotypes)) == 1:
-        return worst, ""
+        return worst, "; ".join(dict.fromkeys(notes))
     how = ("measure TPMT erythrocyte enzyme activity to resolve it (CPIC)" if gene == "TPMT" else
            "ask the laboratory to resolve the phase (e.g. by sequencing) and monitor blood counts closely")
-    return worst, f"ambiguous call '{text}': the most severe reading ({worst.lower()}) counts; {how}"
+    return worst, "; ".join([f"ambiguous call '{text}': the most severe reading ({worst.lower()}) counts; {how}",
+                             *dict.fromkeys(notes)])
 
 
 def gene_status(gene: str, results: list[GeneResult], unavailable: bool) -> GeneStatus:
