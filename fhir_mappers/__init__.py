@@ -8,12 +8,14 @@ never decide what a value means clinically.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from typing import Any, Iterable
 
-from .facts import ClinicalFacts, DataGap, MedicationFact
+from .facts import ClinicalFacts, DailyDose, DataGap, MedicationFact
 from .fhirjson import code_keys, resources_of
-from .medications import medication_fact
+from .fhirjson import ref_of
+from .medications import ingredients_of, medication_concept, medication_fact
 from .observations import PRELIMINARY_STATUS, gene_results, measurements, status_observations
 from .patient import allergy_facts, condition_facts, patient_fact
 from .terminology import LOINC, terminology
@@ -81,6 +83,9 @@ def build_facts(
         if fact is not None and fact.ref not in draft_refs:
             active.append(fact)
 
+    history = _history(data.get("medications"), meds_index, draft_refs)
+    if history:
+        orders = [_with_history(o, history) for o in orders]
     observations = [o for key in ("weight", "labs", "pgx", "pregnancy") for o in resources_of(data.get(key), "Observation")]
     # DiagnosticReports may carry their results as contained Observations
     for key in ("pgx", "labs"):
@@ -90,6 +95,8 @@ def build_facts(
     texts: dict = {}
     by_analyte = measurements(numeric, gaps, texts)
     weights = by_analyte.pop("weight", [])
+    orders = [_with_weight(o, weights) for o in orders]
+    active = [_with_weight(o, weights) for o in active]
     patient = next(resources_of(data.get("patient"), "Patient"), None)
 
     return ClinicalFacts(
@@ -107,6 +114,57 @@ def build_facts(
         gaps=gaps,
         unavailable=unavailable,
     )
+
+
+_HISTORY_STATUS = {"completed", "stopped", "on-hold", "active"}
+
+
+def _history(value: Any, meds_index: dict, draft_refs: set[str]) -> list[tuple[frozenset[str], str]]:
+    """Earlier therapy the request carries: other MedicationRequests (active, on hold,
+    completed, stopped), MedicationDispenses and MedicationStatements, as
+    (ingredients, evidence text)."""
+    out = []
+    for r in resources_of(value):
+        rtype, status = r.get("resourceType"), r.get("status")
+        if rtype not in ("MedicationRequest", "MedicationDispense", "MedicationStatement") or ref_of(r) in draft_refs:
+            continue
+        if not isinstance(status, str) or status in ("entered-in-error", "cancelled", "draft", "not-taken", "declined"):
+            continue
+        if rtype == "MedicationRequest" and status not in _HISTORY_STATUS:
+            continue
+        concept = medication_concept(r, meds_index)
+        ingredients = frozenset(ingredients_of(concept))
+        if not ingredients:
+            continue
+        period = r.get("effectivePeriod") if isinstance(r.get("effectivePeriod"), dict) else {}
+        when = next((v for v in (r.get("whenHandedOver"), r.get("whenPrepared"), r.get("authoredOn"), period.get("start"),
+                                 r.get("effectiveDateTime"), r.get("dateAsserted")) if isinstance(v, str)), "")
+        kind = {"MedicationRequest": f"earlier order ({status})", "MedicationDispense": "dispensed",
+                "MedicationStatement": f"medication statement ({status})"}[rtype]
+        out.append((ingredients, " ".join(filter(None, [kind, ref_of(r), when[:10]]))))
+    return out
+
+
+def _with_history(order: MedicationFact, history: list[tuple[frozenset[str], str]]) -> MedicationFact:
+    found = [text for ingredients, text in history if ingredients & order.ingredients]
+    if not found:
+        return order
+    evidence = "; ".join(filter(None, [order.prior_therapy, *found[:3]]))
+    return replace(order, prior_therapy=evidence)
+
+
+def _with_weight(order: MedicationFact, weights: list) -> MedicationFact:
+    """An order in mg/kg/day becomes mg/day with the newest dated body weight (the rules judge its age)."""
+    if order.dose_per_kg is None:
+        return order
+    w = next((w for w in weights if w.when is not None), None)
+    if w is None:
+        return order
+    d = order.dose_per_kg
+    text = (f"{d.high_mg:g} mg/kg/day × {w.value:g} kg (weight of {w.when.date().isoformat()})"
+            + (f"; {d.text}" if d.text else ""))
+    return replace(order, daily_dose=DailyDose(round(d.low_mg * w.value, 3), round(d.high_mg * w.value, 3), text),
+                   dose_problem="")
 
 
 _REPORT_EXCLUDED = {"entered-in-error", "cancelled"}

@@ -55,7 +55,7 @@ class MedicationFact:
     reason_codes: frozenset[str] = frozenset()  # "system|code" of reasonCode
     schedule_problem: str = ""  # a schedule that is wrong for the drug ("once weekly"), reported, not averaged
     prior_therapy: str = ""  # evidence the order continues earlier therapy (priorPrescription, basedOn, ...)
-    dose_text: str = ""  # the single dose and schedule as ordered, e.g. "700 mg once weekly"
+    dose_per_kg: DailyDose | None = None  # an order in mg/kg: mg/kg/day (daily_dose then uses the body weight)
     resource: dict | None = field(default=None, compare=False, repr=False)
 
 

@@ -19,7 +19,7 @@ from .terminology import terminology
 _GENES = ("TPMT", "NUDT15")
 _GENE_MENTION = re.compile(r"\b(TPMT|NUDT15)\b", re.IGNORECASE)
 _ALLELE = r"\*\s*\d+[A-Z]?"
-_DIPLO = re.compile(rf"({_ALLELE}|negative|normal|wt|wild[- ]?type)\s*/\s*({_ALLELE}|negative|normal|wt|wild[- ]?type)", re.IGNORECASE)
+_DIPLO = re.compile(rf"(?<![^\W_])({_ALLELE}|negative|normal|wt|wild[- ]?type)\s*/\s*({_ALLELE}|negative|normal|wt|wild[- ]?type)", re.IGNORECASE)
 _SINGLE = re.compile(rf"({_ALLELE})\s*(?:\(?\s*)(homozygous|heterozygous|hom|het)\b", re.IGNORECASE)
 _NO_VARIANT = re.compile(r"\b(no (?:variants?|mutations?|pathogenic variants?|alleles?) (?:were )?(?:detected|identified|found)|"
                          r"negative|not detected|wild[- ]?type)\b", re.IGNORECASE)
@@ -62,6 +62,8 @@ def diplotype(text: str, gene: str) -> tuple[str, str]:
     seg = re.sub(rf"\b{gene}\s*(?=\*)", "", seg, flags=re.IGNORECASE)  # TPMT*3A -> *3A
     seg = re.sub(rf"\b{gene}\b\s*:?", " ", seg, flags=re.IGNORECASE)
     calls = ["/".join(sorted((_allele(a), _allele(b)), key=_allele_key)) for a, b in _DIPLO.findall(seg)]
+    if calls and re.search(_ALLELE, _DIPLO.sub(" ", seg)) or re.search(r"/\s*" + _ALLELE + r"\s*/", seg):
+        return "", f"'{seg.strip()[:60]}' is not a diplotype of two star alleles"
     if calls:
         return " or ".join(dict.fromkeys(calls)), ("ambiguous call" if len(set(calls)) > 1 else "")
     single = _SINGLE.search(seg)

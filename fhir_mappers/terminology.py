@@ -31,6 +31,7 @@ class Terminology:
     version: str
     rxnorm: dict[str, str]
     unit_strength_mg: dict[str, float]
+    ml_strength_mg: dict[str, float]  # RxNorm oral liquid -> mg per mL
     name_pattern: re.Pattern
     name_to_ingredient: dict[str, str]
     cvx: dict[str, dict]
@@ -98,6 +99,7 @@ def terminology() -> Terminology:
         version=raw["meta"]["version"],
         rxnorm=dict(raw["rxnorm"]),
         unit_strength_mg={k: float(v) for k, v in raw["rxnorm_unit_strength_mg"].items()},
+        ml_strength_mg={k: float(v) for k, v in raw.get("rxnorm_ml_strength_mg", {}).items()},
         name_pattern=pattern,
         name_to_ingredient=names,
         cvx=dict(raw["cvx"]),

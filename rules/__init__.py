@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 
 from .common import drug_name, fmt_mg, round_down, thiopurine_of
-from .dose import dose_findings, weight_findings
+from .dose import dose_findings, schedule_error_findings, weight_findings
 from .findings import SEVERITY, ChangeDose, Finding
 from .interactions import interacting_ingredients, interaction_findings, is_live_vaccine
 from .knowledge_base import load
@@ -140,6 +140,7 @@ def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list
     findings += pgx_findings(facts, weight_max_age_days=days)
     findings += interaction_findings(facts)
     findings += dose_findings(facts, days)
+    findings += schedule_error_findings(facts)
     findings += weight_findings(facts, days)
     findings += cbc_due_findings(facts)
     findings += lab_findings(facts)

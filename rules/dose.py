@@ -36,7 +36,27 @@ def indication(order: MedicationFact, conditions: list[ConditionFact]) -> tuple[
 
 
 def is_new_start(facts: ClinicalFacts, order: MedicationFact, drug: str) -> bool:
-    return not any(drug in m.ingredients for m in facts.active_medications)
+    """No active order of the drug and no earlier therapy the request shows (priorPrescription,
+    basedOn, earlier orders, dispenses: ``order.prior_therapy``, read by fhir_mappers)."""
+    return not order.prior_therapy and not any(drug in m.ingredients for m in facts.active_medications)
+
+
+def schedule_error_findings(facts: ClinicalFacts) -> list[Finding]:
+    """A thiopurine ordered once weekly (or rarer): a schedule error, not a low daily dose."""
+    spec = load()["dosing"]["schedule"]
+    out = []
+    for order, drug in thiopurine_orders(facts):
+        if not order.schedule_problem:
+            continue
+        out.append(Finding(
+            rule_id="dose-schedule-error", indicator=spec["indicator"], title="Dosing schedule wrong for the drug",
+            summary=f"{drug_name(drug)} ordered {order.schedule_problem}: thiopurines are given daily; correct the schedule",
+            detail=(f"The order reads **{order.schedule_problem}**. {drug_name(drug)} is given once daily (or the daily "
+                    "dose divided), never once weekly: a weekly schedule usually comes from a methotrexate-style order "
+                    "and a single large dose risks severe toxicity. It was **not** averaged into a daily dose; the "
+                    "dose-per-kg and pharmacogenomic checks need the corrected daily dose. Correct the order."),
+            sources=tuple(dict.fromkeys([spec["source"], *spec.get("sources", [])])), order_ref=order.ref))
+    return out
 
 
 def weight_findings(facts: ClinicalFacts, max_age_days: int) -> list[Finding]:
@@ -75,6 +95,8 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int) -> list[Finding]:
     findings = []
     weight = usable_weight(facts, max_age_days)
     for order, drug in thiopurine_orders(facts):
+        if order.daily_dose is None and order.schedule_problem:
+            continue  # said by dose-schedule-error
         if order.daily_dose is None:
             findings.append(Finding(
                 rule_id="dose-unreadable", indicator="warning", title="Dose could not be read",

@@ -33,6 +33,8 @@ def latest(facts: ClinicalFacts, analyte: str, max_age_days: int | None = None) 
 def _early_phase(facts: ClinicalFacts, order, drug: str, days: int) -> tuple[bool, str]:
     """New start, dose change now, or a thiopurine order authored within ``days``."""
     active = [m for m in facts.active_medications if drug in m.ingredients]
+    if not active and order.prior_therapy:
+        return False, "renewal of earlier therapy"  # priorPrescription / basedOn / earlier orders / dispenses
     if not active:
         return True, "new start"
     if order.daily_dose and any(m.daily_dose and abs(m.daily_dose.mg - order.daily_dose.mg) > 1e-6 for m in active):
