@@ -48,6 +48,7 @@ class Terminology:
     unit_dose_units: frozenset[str]
     vaccine_names: dict[str, str]
     vaccine_pattern: re.Pattern
+    not_vaccine_pattern: re.Pattern
     analyte_names: dict[str, str]  # lower-case observation name -> analyte
     status_loinc: frozenset[str]
     variants: dict[str, dict[str, str]]  # gene -> HGVS / rsID -> star allele (CPIC allele definitions)
@@ -116,6 +117,8 @@ def terminology() -> Terminology:
         unit_dose_units=frozenset(norm_unit(u) for u in raw["unit_dose_units"]["codes"]),
         vaccine_names=vaccine_names,
         vaccine_pattern=re.compile(rf"(?<![\w-])({vaccine_alt})(?![\w-])", re.IGNORECASE),
+        not_vaccine_pattern=re.compile(r"(?<![\w-])(" + "|".join(re.escape(w) for w in raw["not_vaccine_names"]["words"])
+                                       + r")(?![\w-])", re.IGNORECASE),
         analyte_names=analyte_names,
         status_loinc=frozenset(raw["status_observations"]["loinc"]),
         variants={gene: dict(table) for gene, table in raw.get("variants", {}).items()},
@@ -130,4 +133,6 @@ def ingredients_in_text(text: str) -> set[str]:
 def vaccines_in_text(text: str) -> set[str]:
     """CVX codes of vaccines named in free text."""
     t = terminology()
+    if t.not_vaccine_pattern.search(text or ""):  # VariZIG, HBIG, IVIG: immune globulins, not vaccines
+        return set()
     return {t.vaccine_names[m.lower()] for m in t.vaccine_pattern.findall(text or "")}

@@ -35,6 +35,18 @@ def indication(order: MedicationFact, conditions: list[ConditionFact]) -> tuple[
     return "unknown", "no indication on record"
 
 
+def malignancy(order: MedicationFact, conditions: list[ConditionFact], drug: str) -> tuple[str, str, dict] | None:
+    """(key, how found, spec with max_mg_per_kg) when an ALL/AML indication on record covers this drug."""
+    for key, spec in load()["dosing"].get("malignancy", {}).items():
+        if drug not in spec["drugs"]:
+            continue
+        how = ("the order's reason" if _matches(spec, order.reason_codes) else
+               "an active condition" if any(_matches(spec, c.codes) for c in conditions) else "")
+        if how:
+            return key, how, spec
+    return None
+
+
 def is_new_start(facts: ClinicalFacts, order: MedicationFact, drug: str) -> bool:
     """No active order of the drug and no earlier therapy the request shows (priorPrescription,
     basedOn, earlier orders, dispenses: ``order.prior_therapy``, read by fhir_mappers)."""
@@ -109,6 +121,8 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int) -> list[Finding]:
         if drug == "azathioprine":
             ind, how = indication(order, facts.conditions)
             spec = dosing["indications"][ind]
+        elif (mal := malignancy(order, facts.conditions, drug)) is not None:
+            ind, how, spec = mal
         elif drug in dosing.get("other_drugs", {}):
             ind, how, spec = "unknown", "usual maximum", dosing["other_drugs"][drug]
         else:

@@ -1,0 +1,89 @@
+"""Other records as EHRs send them: weight under 3141-9, pregnancy as ICD-10-CM
+O-codes and SNOMED CT findings, ALL/AML as indications, allergies as text with
+abbreviations, the complete CDC CVX live-vaccine list and what is not live."""
+from __future__ import annotations
+
+import pytest
+
+from fhir_mappers import build_facts
+from fhir_mappers.medications import medication_fact
+from fhir_mappers.terminology import CVX, terminology
+from tests.builders import LOINC, PID, TODAY, bundle, med_request, weight
+from tests.test_rules_clinical import active, condition, ids, run
+
+
+def test_weight_under_3141_9():
+    w = weight(70)
+    w["code"]["coding"][0]["code"] = "3141-9"  # Body weight Measured
+    facts = build_facts([], {"weight": bundle(w)}, today=TODAY)
+    assert facts.weights[0].value == 70
+
+
+@pytest.mark.parametrize("icd10", ["O09.511", "O26.891", "O99.89", "O9A.111", "Z3A.20", "Z33.1"])
+def test_pregnancy_as_icd10cm(icd10):
+    assert "pregnancy" in ids(run(conditions=[condition(icd10=icd10)]))
+
+
+@pytest.mark.parametrize("snomed", ["77386006", "72892002", "47200007"])
+def test_pregnancy_as_snomed(snomed):
+    assert "pregnancy" in ids(run(conditions=[condition(snomed=snomed)]))
+
+
+def test_not_pregnancy():
+    assert "pregnancy" not in ids(run(conditions=[condition(icd10="N39.0")]))
+
+
+def test_all_is_an_indication_for_mercaptopurine():
+    mp = med_request("197931", "mercaptopurine 50 MG Oral Tablet", daily_mg=140, id="mp-1")  # 2 mg/kg for 70 kg
+    without = ids(run([mp], meds=[]))
+    with_all = ids(run([mp], meds=[], conditions=[condition(icd10="C91.00")]))
+    assert "dose-above-range" in without and "dose-above-range" not in with_all
+    assert "dose-above-range" in ids(run([med_request("197931", "mercaptopurine 50 MG Oral Tablet", daily_mg=200, id="mp-2")],
+                                         meds=[], conditions=[condition(snomed="91857003")]))
+
+
+@pytest.mark.parametrize("text,ingredient", [("6-MP", "mercaptopurine"), ("Allergy to 6MP (rash)", "mercaptopurine"),
+                                             ("AZA intolerance", "azathioprine"), ("Purinethol", "mercaptopurine"),
+                                             ("IMURAN - pancreatitis", "azathioprine")])
+def test_allergy_text_abbreviations(text, ingredient):
+    allergy = {"resourceType": "AllergyIntolerance", "id": "al-1", "patient": {"reference": f"Patient/{PID}"},
+               "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                                              "code": "active"}]},
+               "code": {"text": text}}
+    facts = build_facts([], {"allergies": bundle(allergy)}, today=TODAY)
+    assert ingredient in facts.allergies[0].ingredients
+    if ingredient in ("azathioprine", "mercaptopurine"):
+        assert "hypersensitivity" in ids(run(allergies=[allergy]))
+
+
+LIVE = ["02", "03", "04", "05", "06", "07", "19", "21", "25", "37", "38", "54", "55", "56", "74", "75", "80", "94", "105",
+        "111", "116", "119", "121", "122", "125", "143", "149", "169", "174", "178", "179", "182", "183", "184", "204",
+        "317", "333"]
+NOT_LIVE = ["187", "36", "117", "30", "86", "87", "10", "101", "140", "150", "185", "206", "93"]
+
+
+def immunization(cvx: str | None = None, text: str | None = None, id="imm-1"):
+    code = {"coding": [{"system": CVX, "code": cvx}]} if cvx else {"text": text}
+    return {"resourceType": "MedicationRequest", "id": id, "status": "draft", "intent": "order",
+            "medicationCodeableConcept": code, "subject": {"reference": f"Patient/{PID}"}}
+
+
+@pytest.mark.parametrize("cvx", LIVE)
+def test_every_cdc_live_vaccine_is_live_and_sourced(cvx):
+    entry = terminology().cvx[cvx]
+    assert entry["live"] is True and entry["source"]
+    assert "interaction-live-vaccine" in ids(run([immunization(cvx)], meds=[active()]))
+
+
+@pytest.mark.parametrize("cvx", NOT_LIVE)
+def test_immune_globulins_and_inactivated_vaccines_are_not_live(cvx):
+    assert terminology().cvx[cvx]["live"] is False
+    assert "interaction-live-vaccine" not in ids(run([immunization(cvx)], meds=[active()]))
+
+
+@pytest.mark.parametrize("text,live", [("Varivax", True), ("YF-Vax yellow fever vaccine", True), ("FluMist", True),
+                                       ("Vaxchora", True), ("Ervebo", True),
+                                       ("VariZIG (varicella zoster immune globulin)", False), ("HBIG", False),
+                                       ("IVIG 10%", False), ("Shingrix zoster vaccine recombinant", False)])
+def test_vaccines_by_name(text, live):
+    assert ("interaction-live-vaccine" in ids(run([immunization(text=text)], meds=[active()]))) is live
