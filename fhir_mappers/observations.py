@@ -252,13 +252,23 @@ def _value_text(obs: dict) -> str:
     return ""
 
 
+_IMPLICATION = "therapeutic-implication"
+
+
 def _phenotype_term(obs: dict, gene: str) -> str | None:
-    """A CPIC phenotype term from a LOINC answer code or the value's words."""
+    """A CPIC phenotype term from a LOINC answer code (in the value, or in the IG's
+    therapeutic-implication / 53040-2 component) or the value's words."""
     t = terminology()
-    for c in codings(obs.get("valueCodeableConcept")):
-        if isinstance(c.get("code"), str) and c["code"] in t.metabolizer_answers:
-            return t.metabolizer_answers[c["code"]]
-    return phenotype_words(_value_text(obs), gene)
+    concepts = [obs.get("valueCodeableConcept")] + [
+        comp.get("valueCodeableConcept") for comp in as_list(obs.get("component"))
+        if isinstance(comp, dict) and any(k.endswith("|" + _IMPLICATION) or k == f"{LOINC}|53040-2"
+                                          for k in code_keys(comp.get("code")))]
+    for concept in concepts:
+        for c in codings(concept):
+            if isinstance(c.get("code"), str) and c["code"] in t.metabolizer_answers:
+                return t.metabolizer_answers[c["code"]]
+    text = _value_text(obs) or " ".join(concept_text(c) for c in concepts[1:] if c)
+    return phenotype_words(text, gene)
 
 
 _ALLELE_OR_VARIANT = re.compile(r"\*\s*\d|\b[cg]\.\d|\brs\d", re.IGNORECASE)
@@ -268,15 +278,27 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
     """TPMT / NUDT15 genotype and phenotype results, as stated in the record."""
     t = terminology()
     out: list[GeneResult] = []
+    observations = list(observations)
+    # haplotype calls a diplotype is derived from (R4 core example-TPMT-haplotype-one/two) are not results of their own
+    derived = {str(d.get("reference")).rsplit("/", 1)[-1] for o in observations
+               if code_keys(o.get("code")) & t.genotype_codes
+               for d in as_list(o.get("derivedFrom")) if isinstance(d, dict) and d.get("reference")}
+    genes_by_id = {o["id"]: _genes_named(o) & {"TPMT", "NUDT15"} for o in observations
+                   if isinstance(o.get("id"), str) and code_keys(o.get("code")) & t.genotype_codes}
     for obs in observations:
         if not _usable(obs):
             continue
         keys = code_keys(obs.get("code"))
         is_genotype = bool(keys & t.genotype_codes)
+        if is_genotype and isinstance(obs.get("id"), str) and obs["id"] in derived:
+            continue
         is_phenotype = bool(keys & t.phenotype_codes)
         if not (is_genotype or is_phenotype):
             continue
         genes = _genes_named(obs) & {"TPMT", "NUDT15"}
+        if not genes and is_phenotype:  # IG TherapeuticImplication: the gene is on the Genotype it derives from
+            genes = {g for d in as_list(obs.get("derivedFrom")) if isinstance(d, dict)
+                     for g in genes_by_id.get(str(d.get("reference")).rsplit("/", 1)[-1], set())}
         when, ref, prelim = effective_time(obs), ref_of(obs), is_preliminary(obs)
         raw = _value_text(obs).strip()
         for gene in sorted(genes):

@@ -157,3 +157,35 @@ def test_fhir_fallback_finds_a_result_coded_only_with_a_laboratory_loinc(call):
 def test_prefetch_mode_reads_the_same_result(call):
     pre = prefetch(pgx=[labcorp_tpmt("TPMT *3A/*3A"), ig_genotype("NUDT15 *1/*1", ("NUDT15",))])
     assert "pgx-poor-metabolizer" in rule_ids(call(hook_request(pre=pre)))
+
+
+def test_r4_core_diplotype_with_its_haplotypes():
+    """FHIR R4 core examples: the diplotype *1/*4 derives from two haplotype calls (status unknown); the
+    haplotypes are not separate results, so nothing is reported as uninterpretable."""
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data"
+    obs = [json.loads((data / f"observation-example-TPMT-{n}.json").read_text()) for n in ("diplotype", "haplotype-one", "haplotype-two")]
+    facts = build_facts([], {"pgx": bundle(*obs)}, today=TODAY)
+    st = statuses(facts)["TPMT"]
+    assert st.phenotype == "Intermediate Metabolizer" and not st.problems
+
+
+def test_ig_therapeutic_implication_derived_from_a_genotype():
+    """HL7 Genomics Reporting IG bundle-pgxexample.fsh, "med-impact-pgx-example" transcribed to JSON with TPMT in
+    place of CYP2C9: the phenotype is a therapeutic-implication component, the gene is on the Genotype."""
+    tbd = "http://hl7.org/uv/genomics-reporting/CodeSystem/tbd-codes-cs"
+    genotype = ig_genotype("TPMT *3A/*3A", id="genotype-pgx-example")
+    implication = {"resourceType": "Observation", "id": "med-impact-pgx-example", "status": "final",
+                   "code": {"coding": [{"system": tbd, "code": "therapeutic-implication"}]},
+                   "subject": {"reference": f"Patient/{PID}"}, "effectiveDateTime": "2018",
+                   "derivedFrom": [{"reference": "Observation/genotype-pgx-example"}],
+                   "component": [{"code": {"coding": [{"system": tbd, "code": "therapeutic-implication"}]},
+                                  "valueCodeableConcept": {"coding": [{"system": LOINC, "code": "LA9657-3", "display": "Poor metabolizer"}]}},
+                                 {"code": {"coding": [{"system": LOINC, "code": "51963-7"}]},
+                                  "valueCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "103"}]}}]}
+    facts = build_facts([], {"pgx": bundle(implication)}, today=TODAY)
+    assert facts.gene_results == []  # without the Genotype the gene is unknown
+    facts = build_facts([], {"pgx": bundle(genotype, implication)}, today=TODAY)
+    assert {(g.gene, g.kind, g.value) for g in facts.gene_results} >= {("TPMT", "phenotype", "Poor Metabolizer")}
+    assert "therapeutic-implication" in PREFETCH["pgx"]
