@@ -85,8 +85,8 @@ class Strength:
     per_ml_mg: float | None = None
 
 
-_PER_ML = re.compile(r"(\d+(?:\.\d+)?)\s*mg\s*/\s*(\d+(?:\.\d+)?)?\s*ml\b", re.IGNORECASE)
-_PER_UNIT = re.compile(r"(\d+(?:\.\d+)?)\s*mg\b(?!\s*/)", re.IGNORECASE)
+_PER_ML = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*mg\s*/\s*(\d+(?:\.\d+)?)?\s*ml\b", re.IGNORECASE)
+_PER_UNIT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*mg\b(?!\s*/)", re.IGNORECASE)
 
 
 def strength_of(concept: Any, medication: dict | None = None) -> Strength:
@@ -114,7 +114,9 @@ def strength_of(concept: Any, medication: dict | None = None) -> Strength:
     if not per_unit and not per_ml:
         text = all_text(concept) + " | " + (concept_text(medication.get("code")) if isinstance(medication, dict) else "")
         for m in _PER_ML.finditer(text):
-            per_ml.add(float(m.group(1)) / float(m.group(2) or 1))
+            volume = float(m.group(2) or 1)
+            if volume > 0:
+                per_ml.add(float(m.group(1)) / volume)
         stripped = _PER_ML.sub(" ", text)
         per_unit |= {float(m.group(1)) for m in _PER_UNIT.finditer(stripped)}
     return Strength(next(iter(per_unit)) if len(per_unit) == 1 else None,
@@ -173,6 +175,8 @@ def _per_day(dosage: dict) -> tuple[float | None, str, float | None]:
             freq = 1.0  # "every 7 days" without a frequency: once per period
         if freq is not None and period and isinstance(unit, str) and unit in _PERIOD_DAYS:
             days = period * _PERIOD_DAYS[unit]
+            if freq <= 0 or days <= 0:
+                return None, "the dosing frequency is not a positive number", None
             return freq / days, "", (days / freq if days / freq >= 1 else None)
         if freq is not None or period is not None:
             return None, "the dosing frequency is incomplete", None

@@ -9,8 +9,6 @@ HGVS / rsID (LOINC variant terms 49654-7, 49655-4, 49653-9)."""
 from __future__ import annotations
 
 import json
-import re
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
@@ -20,6 +18,7 @@ from fhir_mappers.genotype import diplotype, phenotype_words
 from hooks.prefetch import PREFETCH
 from rules.pgx import statuses
 from tests.builders import HGNC, LOINC, PID, TODAY, bundle, hook_request, med_request, normal_labs, patient, prefetch, weight
+from tests import fhir_fake
 from tests.conftest import rule_ids
 from tests.test_rules_clinical import active, ids, run
 
@@ -132,26 +131,14 @@ BASE = "https://ehr.example/r4/fhir"
 
 def test_fhir_fallback_finds_a_result_coded_only_with_a_laboratory_loinc(call):
     """The EHR's server holds a LabCorp 41048-0 genotype and a 3141-9 weight: the queries must ask for them."""
-    def handler(request):
-        url = urlsplit(request.url)
-        codes = parse_qs(url.query).get("code", [""])[0]
-        body = bundle()
-        if url.path.endswith("/Patient/pt-1"):
-            body = patient()
-        elif url.path.endswith("/Observation") and "41048-0" in codes:
-            body = bundle(labcorp_tpmt("TPMT *3A/*3A"), ig_genotype("NUDT15 *1/*1", ("NUDT15",)))
-        elif url.path.endswith("/Observation") and "3141-9" in codes:
-            w = weight(70)
-            w["code"]["coding"][0]["code"] = "3141-9"
-            body = bundle(w)
-        elif url.path.endswith("/Observation") and "6690-2" in codes:
-            body = bundle(*normal_labs())
-        return 200, {"Content-Type": "application/fhir+json"}, json.dumps(body)
-
+    w = weight(70)
+    w["code"]["coding"][0]["code"] = "3141-9"
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        rsps.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=handler)
+        fhir_fake.serve(rsps, BASE, [labcorp_tpmt("TPMT *3A/*3A"), ig_genotype("NUDT15 *1/*1", ("NUDT15",)), w,
+                                     *normal_labs()])
         cards = call(hook_request(fhir_server=BASE, token="tok-123"))
-    assert "pgx-poor-metabolizer" in rule_ids(cards)
+    found = rule_ids(cards)
+    assert "pgx-poor-metabolizer" in found and "weight-missing" not in found
 
 
 def test_prefetch_mode_reads_the_same_result(call):

@@ -153,3 +153,20 @@ def test_preliminary_diagnostic_report_makes_its_results_preliminary():
     assert facts.labs["tpmt_activity"][0].preliminary
     report["status"] = "entered-in-error"
     assert "tpmt_activity" not in build_facts([], {"pgx": bundle(report)}, today=TODAY).labs
+
+
+def test_activity_in_mu_per_l_in_both_modes(call):
+    """A UK laboratory's 8 mU/L result (deficient): read from prefetch and found by the FHIR fallback query."""
+    import responses
+
+    from tests import fhir_fake
+    from tests.builders import hook_request, prefetch
+    from tests.conftest import rule_ids
+
+    obs = activity(8, "mU/L", low=68, high=150)
+    pgx = [b.genotype_ig("NUDT15", "*1/*1"), obs]
+    assert "pgx-poor-metabolizer" in rule_ids(call(hook_request(pre=prefetch(pgx=pgx))))
+    base = "https://ehr.example/r4/fhir"
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        fhir_fake.serve(rsps, base, pgx + [weight(70)] + normal_labs())
+        assert "pgx-poor-metabolizer" in rule_ids(call(hook_request(fhir_server=base, token="tok-123")))
