@@ -190,7 +190,7 @@ def _classify(observations: list[dict]) -> tuple[list[dict], list[dict], list[di
     """Read each Observation's code once and send it to the one mapper that uses it:
     (numeric results, TPMT/NUDT15 genotype or phenotype, pregnancy/breastfeeding status)."""
     t = terminology()
-    genomic_keys = t.genotype_codes | t.phenotype_codes
+    genomic_keys = t.genotype_codes | t.phenotype_codes | t.variant_codes
     status_keys = {f"{LOINC}|{c}" for c in t.status_loinc}
     numeric, genomic, status = [], [], []
     for obs in observations:

@@ -78,21 +78,31 @@ def diplotype(text: str, gene: str) -> tuple[str, str]:
     return "", f"'{seg.strip()[:60]}' names no star alleles"
 
 
+def variant_allele(token: str, gene: str) -> str | None:
+    """The star allele one variant (HGVS c./g., rsID) or star-allele token names, per CPIC's allele definitions."""
+    if token.startswith("*"):
+        return token.upper()
+    key = token[:2].lower() + token[2:].upper() if token[:2].lower() in ("c.", "g.") else token.lower()
+    key = re.sub(r"(DEL|DUP|INS)", lambda x: x.group(1).lower(), key)
+    return terminology().variants.get(gene, {}).get(key)
+
+
 def _from_variants(seg: str, gene: str) -> tuple[str, str]:
-    table = terminology().variants.get(gene, {})
     found: list[tuple[str, str]] = []  # (allele, zygosity)
     matches = list(_VARIANT.finditer(seg))
     for i, m in enumerate(matches):
-        key = m.group(1)
-        key = key[:2].lower() + key[2:].upper() if key[:2].lower() in ("c.", "g.") else key.lower()
-        key = re.sub(r"(DEL|DUP|INS)", lambda x: x.group(1).lower(), key)
-        allele = table.get(key)
+        allele = variant_allele(m.group(1), gene)
         if allele is None:
             return "", f"variant {m.group(1)} is not a single-variant {gene} allele in CPIC's allele definitions"
         window = seg[m.end(): matches[i + 1].start() if i + 1 < len(matches) else len(seg)].lower()
         zyg = "hom" if re.search(r"\bhom", window) else "het" if re.search(r"\bhet", window) else "?"
         found.append((allele, zyg))
-    note = "read from " + ", ".join(m.group(1) for m in matches)
+    return combine_alleles(found, gene, "read from " + ", ".join(m.group(1) for m in matches))
+
+
+def combine_alleles(found: list[tuple[str, str]], gene: str, note: str) -> tuple[str, str]:
+    """A diplotype from variant alleles with zygosity ("het", "hom", "?"); phase is unknown, so
+    ambiguous combinations are returned as alternatives (the rules take the most severe)."""
     alleles = {a for a, _ in found}
     if gene == "TPMT" and alleles == {"*3B", "*3C"}:  # c.460G>A + c.719A>G: phase unknown
         zygs = {z for _, z in found}
@@ -110,7 +120,7 @@ def _from_variants(seg: str, gene: str) -> tuple[str, str]:
         return f"*1/{allele} or {allele}/{allele}", note + " (zygosity not stated)"
     if len(found) == 2 and all(z == "het" for _, z in found):
         (a, _), (b, _) = found
-        return f"{a}/{b}", note + " (two heterozygous variants; phase unknown, read in trans: the more severe)"
+        return "/".join(sorted((a, b), key=_allele_key)), note + " (two heterozygous variants; phase unknown, read in trans: the more severe)"
     return "", f"{note}: this combination cannot be reduced to one diplotype"
 
 
@@ -157,4 +167,4 @@ def phenotype_words(text: str, gene: str) -> str | None:
     return max(found, key=lambda t: _RANK[t])
 
 
-__all__ = ["diplotype", "gene_segment", "phenotype_words"]
+__all__ = ["combine_alleles", "diplotype", "gene_segment", "phenotype_words", "variant_allele"]

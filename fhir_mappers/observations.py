@@ -10,7 +10,7 @@ from typing import Iterable
 
 from .facts import CodedObservation, DataGap, GeneResult, Measurement, ResultText
 from .fhirjson import as_list, code_keys, codes_in, codings, concept_text, effective_time, number, ref_of
-from .genotype import diplotype, phenotype_words
+from .genotype import combine_alleles, diplotype, phenotype_words, variant_allele
 from .terminology import LOINC, UCUM, norm_unit, terminology
 
 # Observation.status: entered-in-error / cancelled results are not results;
@@ -283,12 +283,16 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
     derived = {str(d.get("reference")).rsplit("/", 1)[-1] for o in observations
                if code_keys(o.get("code")) & t.genotype_codes
                for d in as_list(o.get("derivedFrom")) if isinstance(d, dict) and d.get("reference")}
+    variants: list[dict] = []
     genes_by_id = {o["id"]: _genes_named(o) & {"TPMT", "NUDT15"} for o in observations
                    if isinstance(o.get("id"), str) and code_keys(o.get("code")) & t.genotype_codes}
     for obs in observations:
         if not _usable(obs):
             continue
         keys = code_keys(obs.get("code"))
+        if keys & t.variant_codes:
+            variants.append(obs)
+            continue
         is_genotype = bool(keys & t.genotype_codes)
         if is_genotype and isinstance(obs.get("id"), str) and obs["id"] in derived:
             continue
@@ -316,6 +320,86 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
                 term = _phenotype_term(obs, gene)
                 out.append(GeneResult(gene, "phenotype" if term else "unreadable", term or raw or "(no value)",
                                       when, ref, prelim))
+    known = {r.gene for r in out}
+    out += [r for r in variant_results(variants) if r.gene not in known]  # only where no genotype / phenotype
+    return out
+
+
+_PRESENT = {"LA9633-4": True, "LA9634-2": False, "LA6576-8": True, "LA6577-6": False}  # present / absent; positive / negative
+_ZYGOSITY = {"LA6706-1": "het", "LA6705-3": "hom", "LA6707-9": "hemizygous"}
+
+
+def _variant_call(obs: dict) -> tuple[str, list[str], str, bool | None]:
+    """(gene, HGVS / rsID tokens, zygosity "het"/"hom"/"", present) of one variant-level Observation."""
+    t = terminology()
+    loinc = next((c for c in codes_in(obs.get("code"), LOINC) if c in t.variant_loinc), None)
+    gene, tokens, zyg, present = "", [], "", None
+    if loinc:
+        gene, *tokens = t.variant_loinc[loinc]
+    else:
+        gene = next(iter(sorted(_genes_named(obs) & {"TPMT", "NUDT15"})), "")
+        for comp in as_list(obs.get("component")):
+            if not isinstance(comp, dict):
+                continue
+            ckeys = code_keys(comp.get("code"))
+            value = comp.get("valueCodeableConcept")
+            if ckeys & {f"{LOINC}|81252-9", f"{LOINC}|48004-6"}:
+                words = [str(c.get("code") or "") for c in codings(value)] + [concept_text(value)]
+                if isinstance(comp.get("valueString"), str):
+                    words.append(comp["valueString"])
+                tokens += [m.group(0).split(":")[-1] for w in words for m in re.finditer(r"(\S*:)?(c\.|g\.)\S+|rs\d+", w)]
+            elif f"{LOINC}|53034-5" in ckeys:
+                code = next((str(c.get("code")) for c in codings(value) if c.get("code")), "")
+                zyg = _ZYGOSITY.get(code) or ("hom" if "homo" in concept_text(value).lower() else
+                                              "het" if "hetero" in concept_text(value).lower() else "")
+    value_codes = {str(c.get("code")) for c in codings(obs.get("valueCodeableConcept"))}
+    for code in value_codes:
+        if code in _PRESENT:
+            present = _PRESENT[code]
+        elif code in _ZYGOSITY:
+            zyg, present = _ZYGOSITY[code], True
+    words = _value_text(obs).lower()
+    if present is None and words:
+        if re.search(r"\b(absent|negative|not detected|wild[- ]?type|normal)\b", words):
+            present = False
+        elif re.search(r"\b(homozygous|heterozygous|present|positive|detected)\b", words):
+            present = True
+    if not zyg:
+        zyg = "hom" if "homozygous" in words else "het" if "heterozygous" in words else ""
+    return gene, list(dict.fromkeys(tokens)), zyg, present
+
+
+def variant_results(observations: list[dict]) -> list[GeneResult]:
+    """One diplotype per gene from its variant-level results (through CPIC's allele definitions)."""
+    by_gene: dict[str, list[tuple[dict, list[str], str, bool | None]]] = {}
+    for obs in observations:
+        gene, tokens, zyg, present = _variant_call(obs)
+        if gene:
+            by_gene.setdefault(gene, []).append((obs, tokens, zyg, present))
+    out = []
+    for gene, calls in sorted(by_gene.items()):
+        newest = max((effective_time(o) for o, *_ in calls if effective_time(o)), default=None)
+        refs = ", ".join(filter(None, (ref_of(o) for o, *_ in calls)))
+        prelim = any(is_preliminary(o) for o, *_ in calls)
+        if any(p is None or (p and not tokens) for _, tokens, _, p in calls):
+            raw = "; ".join(_value_text(o) or "(no value)" for o, *_ in calls)
+            out.append(GeneResult(gene, "unreadable", f"variant results: {raw}"[:120], newest, refs, prelim,
+                                  "a variant result without a readable variant or presence"))
+            continue
+        found, unknown = [], []
+        for _, tokens, zyg, p in calls:
+            alleles = {t: variant_allele(t, gene) for t in (tokens if p else [])}  # HGVS and rsID of one variant agree
+            mapped = list(dict.fromkeys(a for a in alleles.values() if a))
+            unknown += [] if mapped else list(alleles)
+            found += [(a, zyg or "?") for a in mapped]
+        text = ", ".join(f"{' '.join(tk)} {z or ''}".strip() for _, tk, z, p in calls if p) or "no variant detected"
+        if unknown:
+            out.append(GeneResult(gene, "unreadable", f"variant results: {text}"[:120], newest, refs, prelim,
+                                  f"{', '.join(unknown)} is not a single-variant {gene} allele in CPIC's allele definitions"))
+            continue
+        value, note = combine_alleles(found, gene, f"read from variant results ({text})") if found else \
+            ("*1/*1", f"read from variant results: none of the tested {gene} variants detected")
+        out.append(GeneResult(gene, "diplotype" if value else "unreadable", value or text, newest, refs, prelim, note))
     return out
 
 

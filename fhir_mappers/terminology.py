@@ -40,6 +40,8 @@ class Terminology:
     genotype_codes: frozenset[str]
     phenotype_codes: frozenset[str]
     gene_component_codes: frozenset[str]
+    variant_codes: frozenset[str]
+    variant_loinc: dict[str, list[str]]  # LOINC variant term -> [gene, HGVS...]
     gene_extension_url: str
     metabolizer_answers: dict[str, str]
     analytes: dict[str, Analyte]
@@ -109,6 +111,8 @@ def terminology() -> Terminology:
         genotype_codes=frozenset(g["genotype_codes"]),
         phenotype_codes=frozenset(g["phenotype_codes"]),
         gene_component_codes=frozenset(g["gene_component_codes"]),
+        variant_codes=frozenset(g.get("variant_codes", [])),
+        variant_loinc={k: list(v) for k, v in g.get("variant_loinc", {}).items()},
         gene_extension_url=g["gene_extension_url"],
         metabolizer_answers=dict(raw["metabolizer_answers"]),
         analytes=analytes,

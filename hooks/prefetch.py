@@ -19,7 +19,7 @@ def _codes(*pairs: tuple[str, str]) -> str:
 def _templates() -> dict[str, str]:
     t = terminology()
     # every genotype, phenotype and TPMT activity code the mappers read (fhir_mappers/codes.toml)
-    pgx_codes = [tuple(k.split("|", 1)) for k in sorted(t.genotype_codes | t.phenotype_codes)]
+    pgx_codes = [tuple(k.split("|", 1)) for k in sorted(t.genotype_codes | t.phenotype_codes | t.variant_codes)]
     pgx_codes += [(LOINC, c) for c in sorted(t.analytes["tpmt_activity"].loinc)]
     weight_codes = [(LOINC, c) for c in sorted(t.analytes["weight"].loinc)]
     status_codes = [(LOINC, c) for c in sorted(t.status_loinc)]

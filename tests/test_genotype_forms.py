@@ -176,3 +176,49 @@ def test_ig_therapeutic_implication_derived_from_a_genotype():
     facts = build_facts([], {"pgx": bundle(genotype, implication)}, today=TODAY)
     assert {(g.gene, g.kind, g.value) for g in facts.gene_results} >= {("TPMT", "phenotype", "Poor Metabolizer")}
     assert "therapeutic-implication" in PREFETCH["pgx"]
+
+
+def ig_variant(hgvs: str | None, rsid: str | None, zygosity: str | None, *, present=True, gene="TPMT", id="var-1"):
+    """HL7 Genomics Reporting IG Variant (bundle-pgxexample.fsh "variant-1-pgx-example" shape), TPMT."""
+    comps = [{"code": {"coding": [{"system": LOINC, "code": "48018-6"}]},
+              "valueCodeableConcept": {"coding": [{"system": "http://www.genenames.org/geneId", "code": HGNC[gene]}]}}]
+    if rsid:
+        comps.append({"code": {"coding": [{"system": LOINC, "code": "81252-9"}]},
+                      "valueCodeableConcept": {"coding": [{"system": "http://www.ncbi.nlm.nih.gov/snp", "code": rsid}]}})
+    if hgvs:
+        comps.append({"code": {"coding": [{"system": LOINC, "code": "48004-6"}]},
+                      "valueCodeableConcept": {"coding": [{"system": "http://varnomen.hgvs.org", "code": f"NM_000367.5:{hgvs}"}]}})
+    if zygosity:
+        comps.append({"code": {"coding": [{"system": LOINC, "code": "53034-5"}]},
+                      "valueCodeableConcept": {"coding": [{"system": LOINC, "code": {"het": "LA6706-1", "hom": "LA6705-3"}[zygosity]}]}})
+    return {"resourceType": "Observation", "id": id, "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": "69548-6", "display": "Genetic variant assessment"}]},
+            "subject": {"reference": f"Patient/{PID}"}, "effectiveDateTime": "2024-02-02",
+            "valueCodeableConcept": {"coding": [{"system": LOINC, "code": "LA9633-4" if present else "LA9634-2"}]},
+            "component": comps}
+
+
+def loinc_variant(code: str, answer: str, id: str):
+    """LOINC TPMT variant terms (49654-7 c.238G>C, 49655-4 c.460G>A, 49653-9 c.719A>G, 100663-4 *3A) with a text answer."""
+    return {"resourceType": "Observation", "id": id, "status": "final", "code": {"coding": [{"system": LOINC, "code": code}]},
+            "subject": {"reference": f"Patient/{PID}"}, "effectiveDateTime": "2023-05-05", "valueString": answer}
+
+
+def tpmt_of(*obs):
+    return phenotypes(*obs, ig_genotype("NUDT15 *1/*1", ("NUDT15",)))["TPMT"]
+
+
+def test_variant_level_results_are_read_through_cpic_allele_definitions():
+    assert tpmt_of(ig_variant("c.719A>G", "rs1142345", "hom")) == "Poor Metabolizer"        # *3C/*3C
+    assert tpmt_of(ig_variant(None, "rs1800462", "het")) == "Intermediate Metabolizer"       # *1/*2
+    assert tpmt_of(ig_variant("c.460G>A", None, "het", id="v1"), ig_variant("c.719A>G", None, "het", id="v2")) \
+        == "Poor Metabolizer"  # *1/*3A or *3B/*3C: the most severe
+    assert tpmt_of(loinc_variant("100663-4", "Heterozygous", "l1")) == "Intermediate Metabolizer"  # *1/*3A
+    assert tpmt_of(loinc_variant("49654-7", "Not detected", "l1"), loinc_variant("49655-4", "Not detected", "l2"),
+                   loinc_variant("49653-9", "Not detected", "l3")) == "Normal Metabolizer"
+    assert tpmt_of(ig_variant("c.999A>T", None, "het")) == "unreadable"
+    assert tpmt_of(loinc_variant("49653-9", "see report", "l1")) == "unreadable"
+
+
+def test_a_genotype_result_wins_over_its_variants():
+    assert tpmt_of(ig_variant("c.719A>G", None, "hom"), ig_genotype("TPMT *1/*1")) == "Normal Metabolizer"
