@@ -167,10 +167,10 @@ def lab_findings(facts: ClinicalFacts) -> list[Finding]:
 def tpmt_activity_status(facts: ClinicalFacts) -> tuple[str | None, str]:
     """A CPIC-like phenotype from the newest TPMT enzyme activity: (phenotype or "High", evidence),
     or (None, "") when there is none or it cannot be judged (``rules.tpmt_activity`` says why)."""
-    from .tpmt_activity import latest_activity
+    from .tpmt_activity import latest_judged
 
-    r = latest_activity(facts)
-    if r is None or not r.reading:
+    r = latest_judged(facts)
+    if r is None:
         return None, ""
     return r.reading, r.evidence
 

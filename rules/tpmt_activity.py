@@ -136,4 +136,9 @@ def latest_activity(facts: ClinicalFacts) -> ActivityReading | None:
     return readings[0] if readings else None
 
 
-__all__ = ["ActivityReading", "activity_readings", "judge_measurement", "judge_text", "latest_activity"]
+def latest_judged(facts: ClinicalFacts) -> ActivityReading | None:
+    """The newest TPMT activity result that could be judged (an unjudgeable newer one is reported separately)."""
+    return next((r for r in activity_readings(facts) if r.reading), None)
+
+
+__all__ = ["ActivityReading", "activity_readings", "judge_measurement", "judge_text", "latest_activity", "latest_judged"]

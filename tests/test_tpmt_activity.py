@@ -170,3 +170,12 @@ def test_activity_in_mu_per_l_in_both_modes(call):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         fhir_fake.serve(rsps, base, pgx + [weight(70)] + normal_labs())
         assert "pgx-poor-metabolizer" in rule_ids(call(hook_request(fhir_server=base, token="tok-123")))
+
+
+def test_an_older_deficient_result_is_not_hidden_by_a_newer_unreadable_one():
+    old = activity(3, id="old")
+    new = activity(value_string="see scanned report", id="new")
+    new["effectiveDateTime"] = "2025-06-01"
+    found = run([med_request(daily_mg=150)], pgx=[b.genotype_ig("NUDT15", "*1/*1"), old, new], meds=[active(mg=150)])
+    card = next(f for f in found if f.rule_id == "pgx-poor-metabolizer")
+    assert "see scanned report" in card.detail and "could not be judged" in card.detail
