@@ -16,7 +16,8 @@ def _codes(resource: dict) -> set[str]:
     return {c.get("code") for c in (resource.get("code") or {}).get("coding", []) if isinstance(c, dict)}
 
 
-def serve(rsps: responses.RequestsMock, base: str, observations: list[dict]) -> None:
+def serve(rsps: responses.RequestsMock, base: str, observations: list[dict], **others: list[dict]) -> None:
+    """``others``: resources by type for the other searches, e.g. Condition=[...], AllergyIntolerance=[...]."""
     def handler(request):
         url = urlsplit(request.url)
         asked = {c.rsplit("|", 1)[-1] for c in parse_qs(url.query).get("code", [""])[0].split(",")}
@@ -25,7 +26,7 @@ def serve(rsps: responses.RequestsMock, base: str, observations: list[dict]) -> 
         elif url.path.endswith("/Observation"):
             body = bundle(*[o for o in observations if _codes(o) & asked])
         else:
-            body = bundle()
+            body = bundle(*others.get(url.path.rsplit("/", 1)[-1], []))
         return 200, {"Content-Type": "application/fhir+json"}, json.dumps(body)
 
     rsps.add_callback(responses.GET, re.compile(re.escape(base) + r"/.*"), callback=handler)

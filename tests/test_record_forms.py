@@ -87,3 +87,29 @@ def test_immune_globulins_and_inactivated_vaccines_are_not_live(cvx):
                                        ("IVIG 10%", False), ("Shingrix zoster vaccine recombinant", False)])
 def test_vaccines_by_name(text, live):
     assert ("interaction-live-vaccine" in ids(run([immunization(text=text)], meds=[active()]))) is live
+
+
+def test_records_in_both_modes(call):
+    """Pregnancy as an O-code, an allergy written "6-MP" and a preliminary neutrophil count of 0.4: read from
+    prefetch and from the FHIR fallback alike."""
+    import responses
+
+    from tests import fhir_fake
+    from tests.builders import hook_request, lab, normal_labs, normal_pgx, prefetch
+    from tests.conftest import rule_ids
+
+    preg = condition(icd10="O09.90", id="preg")
+    allergy = {"resourceType": "AllergyIntolerance", "id": "al-6mp", "patient": {"reference": f"Patient/{PID}"},
+               "clinicalStatus": {"coding": [{"code": "active"}]}, "code": {"text": "6-MP"}}
+    anc = lab("751-8", 0.4, "10*9/L", id="anc-p")
+    anc["status"] = "preliminary"
+    labs = [o for o in normal_labs() if o["id"] != "anc"] + [anc]
+    expected = {"pregnancy", "hypersensitivity", "cytopenia-severe"}
+    pre = prefetch(labs=labs, conditions=[preg], allergies=[allergy])
+    cards = call(hook_request(pre=pre))
+    assert expected <= set(rule_ids(cards))
+    assert any("PRELIMINARY" in c["summary"] for c in cards if c["source"]["topic"]["code"] == "cytopenia-severe")
+    base = "https://ehr.example/r4/fhir"
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        fhir_fake.serve(rsps, base, normal_pgx() + labs + [weight(70)], Condition=[preg], AllergyIntolerance=[allergy])
+        assert expected <= set(rule_ids(call(hook_request(fhir_server=base, token="tok-123"))))
