@@ -285,9 +285,6 @@ def _prior_therapy(resource: dict) -> str:
     for based in as_list(resource.get("basedOn")):
         if isinstance(based, dict) and str(based.get("reference") or "").startswith("MedicationRequest/"):
             evidence.append(f"based on {based['reference']}")
-    course = resource.get("courseOfTherapyType")
-    if any(str(c.get("code")) == "continuous" for c in codings(course)) and resource.get("intent") in ("reflex-order", "filler-order"):
-        evidence.append("continuous therapy")
     return "; ".join(evidence)
 
 
