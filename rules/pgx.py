@@ -180,6 +180,13 @@ def _test_action(kind: str, reason: str) -> OrderTest:
     return OrderTest(loinc=t["loinc"], display=t["display"], label=f"Order {t['display']}", reason=reason)
 
 
+def _resolve_ambiguity(st: dict[str, GeneStatus]) -> list[OrderTest]:
+    """An ambiguous TPMT call ("*1/*3A or *3B/*3C") is resolved by TPMT enzyme activity: offer to order it."""
+    if any(p.startswith("ambiguous call") for p in st["TPMT"].problems):
+        return [_test_action("tpmt_activity", "resolve the ambiguous TPMT genotype call")]
+    return []
+
+
 def _evidence_lines(st: dict[str, GeneStatus]) -> str:
     lines = []
     for s in st.values():
@@ -229,7 +236,7 @@ def _for_order(facts, order: MedicationFact, drug: str, st: dict[str, GeneStatus
                 f"The brief: homozygous deficiency is a contraindication.\n\n**Results checked**\n{evidence}"
             ),
             sources=(src, "brief", "fda_azathioprine"),
-            actions=[CancelOrder(order.ref, f"Cancel the {drug} order")] if order.ref else [],
+            actions=([CancelOrder(order.ref, f"Cancel the {drug} order")] if order.ref else []) + _resolve_ambiguity(st),
             order_ref=order.ref,
         )
 
@@ -330,6 +337,7 @@ def _reduce_dose(facts, order, drug, st, inter, gaps, weight_days, evidence) -> 
               f"Recommended: {pct} of the normal dose, then titrate on blood counts; allow 2-4 weeks to "
               f"steady state after each change.")
     actions = []
+    actions += _resolve_ambiguity(st)
     gap_tests = [s for s in gaps if s.state in ("missing", "unreadable")]
     if gap_tests:
         actions.append(_test_action("genotype", "complete TPMT/NUDT15 status"))

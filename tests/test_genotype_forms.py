@@ -102,6 +102,7 @@ def test_ambiguous_call_keeps_the_most_severe_and_says_how_to_resolve():
                                                   ig_genotype("NUDT15 *1/*1", ("NUDT15",))], meds=[active(mg=150)])
     card = next(f for f in found if f.rule_id == "pgx-poor-metabolizer")  # *3B/*3C is poor: the worse reading
     assert "ambiguous" in card.detail and "enzyme activity" in card.detail
+    assert any(getattr(a, "loinc", "") == "21563-2" for a in card.actions)  # offer TPMT activity to resolve it
 
 
 def test_unknown_variant_is_unreadable_not_normal():
