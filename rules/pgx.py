@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from fhir_mappers.facts import ClinicalFacts, GeneResult, MedicationFact
 
 from .common import drug_name, fmt_mg, fmt_mgkg, round_down, thiopurine_orders, usable_weight
-from .findings import CancelOrder, ChangeDose, Finding, OrderTest
+from .findings import SUMMARY_MAX, CancelOrder, ChangeDose, Finding, OrderTest
 from .knowledge_base import load, normalise_diplotype
 
 GENES = ("TPMT", "NUDT15")
@@ -39,6 +39,7 @@ class GeneStatus:
     phenotype: str = ""  # CPIC term when known
     evidence: list[str] = field(default_factory=list)  # what the result said, for the card
     problems: list[str] = field(default_factory=list)  # results that could not be read / disagreed
+    preliminary: bool = False  # a result this status rests on is preliminary
 
     @property
     def is_poor(self) -> bool:
@@ -114,6 +115,7 @@ def gene_status(gene: str, results: list[GeneResult], unavailable: bool) -> Gene
     for r in mine:
         date = f" ({r.when.date().isoformat()})" if r.when else ""
         if r.preliminary:
+            status.preliminary = True
             date += " [PRELIMINARY result]"
             status.problems.append(f"{gene} result{date.split(' [')[0]} is PRELIMINARY: confirm with the final report")
         if r.kind == "diplotype":
@@ -166,6 +168,7 @@ def _unjudged_activity(tpmt: GeneStatus, facts: ClinicalFacts) -> None:
     if r is None:
         return
     if r.preliminary:
+        tpmt.preliminary = True
         tpmt.problems.append(f"{r.evidence.split(':')[0]} is PRELIMINARY: confirm with the final report")
     if not r.reading:
         tpmt.problems.append(f"{r.evidence} could not be judged: {r.unjudgeable}")
@@ -178,6 +181,11 @@ def _unjudged_activity(tpmt: GeneStatus, facts: ClinicalFacts) -> None:
 def _test_action(kind: str, reason: str) -> OrderTest:
     t = load()["pgx"]["tests"][kind]
     return OrderTest(loinc=t["loinc"], display=t["display"], label=f"Order {t['display']}", reason=reason)
+
+
+def _preliminary(summary: str) -> str:
+    text = "PRELIMINARY result: " + summary
+    return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
 
 
 def _resolve_ambiguity(st: dict[str, GeneStatus]) -> list[OrderTest]:
@@ -208,6 +216,9 @@ def pgx_findings(facts: ClinicalFacts, *, weight_max_age_days: int = 90) -> list
     for order, drug in orders:
         finding = _for_order(facts, order, drug, st, weight_max_age_days)
         if finding is not None:
+            if any(s.preliminary for s in st.values()):  # said in the summary too, not only in the detail
+                finding.summary = _preliminary(finding.summary)
+                finding.dose_summary = finding.dose_summary and "PRELIMINARY result: " + finding.dose_summary
             findings.append(finding)
     return findings
 

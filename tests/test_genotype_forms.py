@@ -112,7 +112,7 @@ def test_unknown_variant_is_unreadable_not_normal():
 def test_preliminary_genotype_is_used_and_flagged():
     found = run(pgx=[ig_genotype("TPMT *3A/*3A", status="preliminary"), ig_genotype("NUDT15 *1/*1", ("NUDT15",))])
     card = next(f for f in found if f.rule_id == "pgx-poor-metabolizer")
-    assert "PRELIMINARY" in card.detail
+    assert "PRELIMINARY" in card.detail and card.summary.startswith("PRELIMINARY result")
 
 
 @pytest.mark.parametrize("status", ["entered-in-error", "cancelled"])
