@@ -17,7 +17,7 @@ from . import populations as _populations
 from .catalogue import catalogue as _catalogue, indicator_of, priority_of
 from .common import thiopurine_of
 from .doseplan import DosePlan, plan_doses
-from .dose import dose_findings, weight_findings
+from .dose import dose_findings, schedule_error_findings, weight_findings
 from .findings import Finding
 from .interactions import interacting_ingredients, interaction_findings, is_live_vaccine
 from .knowledge_base import load
@@ -165,6 +165,7 @@ def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list
     findings += pgx_findings(facts, weight_max_age_days=days, guideline=options.guideline)
     findings += interaction_findings(facts)
     findings += dose_findings(facts, days)
+    findings += schedule_error_findings(facts)
     findings += weight_findings(facts, days)
     findings += cbc_due_findings(facts)
     findings += lab_findings(facts)

@@ -207,8 +207,13 @@ def _render(f: Finding, guideline: str) -> Rendered:
     entry = catalogue()[f.rule_id]
     ctx = _context({**f.values, "drug": f.drug or f.values.get("drug", "")}, guideline)
     alternatives = [_one_line(t, ctx) for t in entry.summary]
-    summary = choose_summary(alternatives, entry.title)
-    short = min((a for a in alternatives if a), key=len, default=entry.title)
+    title = entry.title
+    if f.values.get("preliminary") is True:  # built on a preliminary result: the summary says so first
+        prefix = catalogue().raw["meta"]["preliminary_prefix"]
+        alternatives = [prefix + a for a in alternatives if a]
+        title = prefix + title
+    summary = choose_summary(alternatives, title)
+    short = min((a for a in alternatives if a), key=len, default=title)
     detail = _text(entry.detail, ctx)
     plan = f.values.get("plan")
     if plan:
@@ -269,6 +274,11 @@ def check(emitted: set[str]) -> None:
                             guideline)
                 if len(r.short) > SUMMARY_MAX:
                     problems.append(f"{rule_id}: even the shortest summary is over {SUMMARY_MAX} characters: {r.short!r}")
+                r = _render(Finding(rule_id, "MedicationRequest/sample", {**values, "preliminary": True},
+                                    drug=values.get("drug", "azathioprine")), guideline)
+                if len(r.short) > SUMMARY_MAX:
+                    problems.append(f"{rule_id}: the shortest summary with the preliminary prefix is over "
+                                    f"{SUMMARY_MAX} characters: {r.short!r}")
                 for key in e.labels:
                     label(Finding(rule_id, "", values, drug=values.get("drug", "azathioprine")), key,
                           cat.raw["meta"]["sample_action"], guideline)

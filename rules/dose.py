@@ -7,12 +7,21 @@ from .common import indication, recent, recent_weight, size_basis, thiopurine_or
 from .findings import DoseLimit, Finding, OrderTest
 from .knowledge_base import load
 
-RULE_IDS = ("dose-unreadable", "dose-above-range", "dose-new-start", "weight-missing", "weight-implausible",
-            "height-missing")
+RULE_IDS = ("dose-unreadable", "dose-above-range", "dose-new-start", "dose-schedule-error", "weight-missing",
+            "weight-implausible", "height-missing")
 
 
 def is_new_start(facts: ClinicalFacts, order: MedicationFact, drug: str) -> bool:
-    return not any(drug in m.ingredients for m in facts.active_medications)
+    """No active order of the drug and no earlier therapy the request shows (priorPrescription,
+    basedOn, earlier orders, dispenses: ``order.prior_therapy``, read by fhir_mappers)."""
+    return not order.prior_therapy and not any(drug in m.ingredients for m in facts.active_medications)
+
+
+def schedule_error_findings(facts: ClinicalFacts) -> list[Finding]:
+    """A thiopurine ordered once weekly (or rarer): a schedule error, not a low daily dose
+    (fhir_mappers does not average doses a week or more apart into a daily dose)."""
+    return [Finding("dose-schedule-error", order.ref, {"schedule": order.schedule_problem}, drug=drug)
+            for order, drug in thiopurine_orders(facts) if order.schedule_problem]
 
 
 def _weight_test() -> OrderTest:
@@ -24,8 +33,8 @@ def _range_spec(drug: str, ind: str) -> dict | None:
     dosing = load()["dosing"]
     if dosing["indications"][ind].get("oncology"):
         return dosing["oncology"].get(drug)
-    if drug == "azathioprine":
-        return dosing["indications"][ind]
+    if drug == "azathioprine" or drug in dosing["indications"][ind].get("drugs", ()):
+        return dosing["indications"][ind]  # e.g. thioguanine for acute myeloid leukaemia ([indications.aml])
     return dosing.get("other_drugs", {}).get(drug)
 
 
@@ -86,6 +95,8 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int) -> list[Finding]:
     general = dosing["general"]
     findings = []
     for order, drug in thiopurine_orders(facts):
+        if order.daily_dose is None and order.schedule_problem:
+            continue  # said by dose-schedule-error
         if order.daily_dose is None:
             findings.append(Finding("dose-unreadable", order.ref, {"problem": order.dose_problem or ""}, drug=drug))
             continue
@@ -124,4 +135,4 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int) -> list[Finding]:
     return findings
 
 
-__all__ = ["dose_findings", "weight_findings", "indication", "is_new_start", "recent"]
+__all__ = ["dose_findings", "schedule_error_findings", "weight_findings", "indication", "is_new_start", "recent"]

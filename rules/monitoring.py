@@ -1,7 +1,7 @@
 """Monitoring: CBC and liver tests due, cytopenias, liver tests, metabolites, TPMT activity."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from fhir_mappers.facts import ClinicalFacts, Measurement
 
@@ -25,19 +25,29 @@ def latest(facts: ClinicalFacts, analyte: str, max_age_days: int | None = None) 
     return None
 
 
+def _start(m) -> tuple[date | None, bool]:
+    """(earliest known start of the therapy this order carries, earlier therapy of unknown date shown?).
+    ``MedicationFact.prior_therapy`` (fhir_mappers: priorPrescription, basedOn, earlier orders, dispenses)."""
+    pt = m.prior_therapy
+    dates = [d for d in (m.authored_on, pt.since if pt else None) if d]
+    return (min(dates) if dates else None), bool(pt and pt.since is None)
+
+
 def _early_phase(facts: ClinicalFacts, order, drug: str, days: int) -> tuple[bool, str, str]:
     """(early phase?, why, since): a new start, a dose change now, or therapy started within ``days``.
-    A renewal (a recent order while an older one of the same drug shows established therapy) is not a start."""
+    A renewal of established therapy is not a start and does not restart the weekly phase: neither an
+    order whose history (``prior_therapy``) shows earlier therapy, nor a recent order beside an older one."""
     active = [m for m in facts.active_medications if drug in m.ingredients]
-    if not active:
+    if not active and order.prior_therapy is None:
         return True, "new_start", ""
     if order.daily_dose and any(m.daily_dose and abs(m.daily_dose.mg - order.daily_dose.mg) > 1e-6 for m in active):
         return True, "dose_change", ""
-    dated = [m.authored_on for m in active if m.authored_on]
-    started = [getattr(m, "therapy_start", None) or m.authored_on for m in active]
-    started = [d for d in started if d] or dated
-    if started and min(started) >= facts.today - timedelta(days=days):
-        return True, "recent_start", min(started).isoformat()
+    starts = [_start(m) for m in active] + ([_start(order)] if order.prior_therapy else [])
+    if any(undated for _, undated in starts):
+        return False, "established", ""  # earlier therapy whose date the record does not give: not a start
+    dated = [d for d, _ in starts if d]
+    if dated and min(dated) >= facts.today - timedelta(days=days):
+        return True, "recent_start", min(dated).isoformat()
     return False, "established", ""
 
 
@@ -74,8 +84,13 @@ def cbc_due_findings(facts: ClinicalFacts) -> list[Finding]:
 
 
 def _value(m: Measurement) -> dict:
+    # a preliminary result is used, and every card on it says so (value line and summary)
     return {"analyte": m.analyte, "value": round(m.value, 2), "date": m.when.date().isoformat() if m.when else "",
-            "ref_high": m.ref_high}
+            "ref_high": m.ref_high, "preliminary": m.preliminary}
+
+
+def _results(ms: list[Measurement]) -> dict:
+    return {"results": [_value(m) for m in ms], "preliminary": any(m.preliminary for m in ms)}
 
 
 def lab_findings(facts: ClinicalFacts) -> list[Finding]:
@@ -100,11 +115,11 @@ def lab_findings(facts: ClinicalFacts) -> list[Finding]:
     mcv = latest(facts, "mcv", age)
     macro = mcv is not None and mcv.value > kb["cytopenia"]["mcv_above"]
     if severe:
-        findings.append(Finding("cytopenia-severe", order.ref, {"results": [_value(m) for m in severe]}, drug=drug))
+        findings.append(Finding("cytopenia-severe", order.ref, _results(severe), drug=drug))
     if low or lymphopenia or macro:
         advice = "withhold" if low else "reduce" if lymphopenia else "macrocytosis"
-        results = [_value(m) for m in low] + ([_value(lym)] if lymphopenia else []) + ([_value(mcv)] if macro else [])
-        findings.append(Finding("cytopenia", order.ref, {"results": results, "advice": advice,
+        findings.append(Finding("cytopenia", order.ref, {**_results(low + ([lym] if lymphopenia else []) + ([mcv] if macro else [])),
+                                                         "advice": advice,
                                                          "also_severe": bool(severe)}, drug=drug))
     liver = kb["liver"]
     bad = []
@@ -116,41 +131,28 @@ def lab_findings(facts: ClinicalFacts) -> list[Finding]:
         if m.value > liver["alt_ast_above"] or over_uln:
             bad.append(m)
     if bad:
-        findings.append(Finding("liver-tests", order.ref, {"results": [_value(m) for m in bad]}, drug=drug))
+        findings.append(Finding("liver-tests", order.ref, _results(bad), drug=drug))
     met = kb["metabolites"]
     tgn, mmp = latest(facts, "tgn", age), latest(facts, "mmp", age)
     high = [m for m in (tgn, mmp) if m and m.value > met[f"{m.analyte}_above"]]
     if high:
-        findings.append(Finding("metabolites-high", order.ref, {"results": [_value(m) for m in high]}, drug=drug))
+        findings.append(Finding("metabolites-high", order.ref, _results(high), drug=drug))
     elif tgn and tgn.value < met["tgn_below"]:
-        findings.append(Finding("metabolites-low", order.ref, {"results": [_value(tgn)]}, drug=drug))
+        findings.append(Finding("metabolites-low", order.ref, _results([tgn]), drug=drug))
     return findings
 
 
 def tpmt_activity_status(facts: ClinicalFacts) -> tuple[str | None, dict]:
-    """A CPIC-like phenotype from TPMT enzyme activity: (phenotype or "High", evidence values), or (None, {})."""
-    spec = load()["monitoring"]["tpmt_activity"]
-    m = next(iter(facts.labs.get("tpmt_activity", [])), None)
-    if m is None:
+    """A CPIC-like phenotype from the newest judgeable TPMT enzyme activity (``rules.tpmt_activity``: the most
+    severe of the unit's cut-offs, the laboratory's range and its interpretation): (phenotype or "High",
+    evidence values), or (None, {}) when there is none (an unjudgeable result is named by ``rules.pgx``)."""
+    from .tpmt_activity import latest_judged
+
+    r = latest_judged(facts)
+    if r is None:
         return None, {}
-    ev = {"value": m.value, "date": m.when.date().isoformat() if m.when else "", "ref_low": m.ref_low,
-          "ref_high": m.ref_high, "flag": ""}
-    if m.interpretation in ("LL", "<") and m.ref_low is None:
-        return "Poor Metabolizer", {**ev, "flag": "critical_low"}
-    if m.ref_low is not None:
-        if m.value < m.ref_low:
-            return ("Poor Metabolizer" if m.interpretation == "LL" else "Intermediate Metabolizer"), \
-                {**ev, "flag": "below_lab_range"}
-        if m.ref_high is not None and m.value > m.ref_high:
-            return "High", {**ev, "flag": "above_lab_range"}
-        return "Normal Metabolizer", ev
-    if m.value < spec["low_below"]:
-        return "Poor Metabolizer", {**ev, "flag": "low"}
-    if m.value < spec["intermediate_below"]:
-        return "Intermediate Metabolizer", {**ev, "flag": "intermediate"}
-    if m.value > spec["high_above"]:
-        return "High", {**ev, "flag": "high"}
-    return "Normal Metabolizer", ev
+    return r.reading, {"text": r.evidence, "reading": r.reading, "preliminary": r.preliminary, "value": r.value,
+                       "unit": r.unit}
 
 
 def tpmt_high_findings(facts: ClinicalFacts) -> list[Finding]:

@@ -41,6 +41,7 @@ class GeneStatus:
     phenotype: str = ""  # CPIC term when known
     evidence: list[dict] = field(default_factory=list)  # what the results said (values for the card)
     problems: list[dict] = field(default_factory=list)  # results that could not be read / disagreed
+    preliminary: bool = False  # a result this status rests on is preliminary (every card on it says so)
 
     @property
     def is_poor(self) -> bool:
@@ -56,38 +57,54 @@ class GeneStatus:
 
     def values(self) -> dict:
         return {"gene": self.gene, "state": self.state, "phenotype": self.phenotype,
-                "evidence": self.evidence, "problems": self.problems}
+                "evidence": self.evidence, "problems": self.problems, "preliminary": self.preliminary}
 
 
-def phenotype_of_diplotype(gene: str, text: str) -> tuple[str | None, dict | None]:
-    """CPIC phenotype for a star-allele diplotype text, or (None, problem).
+def phenotype_of_diplotype(gene: str, text: str) -> tuple[str | None, list[dict]]:
+    """CPIC phenotype for a star-allele diplotype text and the problems (notes) of reading it,
+    or (None, [problem]).
 
     Accepts "*1/*3A", "*3A/*1", "TPMT*1/TPMT*3A", and ambiguous calls joined by
-    "or" / "," (then the most severe phenotype counts, and the problem says so).
+    "or" / "," (then the most severe phenotype counts, and a problem says how to resolve it).
+    CPIC's February 2026 changes (pgx.toml [cpic_2026]): NUDT15 *2 is read as *3; an allele
+    defined then is named (not in the tables); an allele whose revised function could not be
+    confirmed keeps its earlier assignment and a problem says so.
     A problem is a dict with a ``code`` the catalogue words.
     """
     kb = load()
+    cpic_2026 = kb["pgx"]["cpic_2026"]
     options = [o.strip() for o in re.split(r"\s+or\s+|,|;|\|", text) if o.strip()]
     if not options:
-        return None, {"code": "empty", "gene": gene, "text": text}
-    phenotypes = []
+        return None, [{"code": "empty", "gene": gene, "text": text}]
+    phenotypes, notes = [], []
     for option in options:
         cleaned = re.sub(rf"{gene}\s*", "", option, flags=re.IGNORECASE).replace(" ", "")
         parts = cleaned.split("/")
         if len(parts) != 2:
-            return None, {"code": "not_diplotype", "gene": gene, "text": text}
+            return None, [{"code": "not_diplotype", "gene": gene, "text": text}]
         alleles = [p.upper() if p.startswith("*") else "*" + p.upper() for p in parts]
         if not all(_ALLELE.match(a) for a in alleles):
-            return None, {"code": "not_star_alleles", "gene": gene, "text": text}
+            return None, [{"code": "not_star_alleles", "gene": gene, "text": text}]
+        alleles = [cpic_2026["aliases"].get(gene, {}).get(a, a) for a in alleles]  # NUDT15 *2 -> *3
         phenotype = kb.diplotypes[gene].get(normalise_diplotype(*alleles))
         if phenotype is None:
+            new = [a for a in alleles if a in cpic_2026["new_alleles"].get(gene, [])]
+            if new:
+                return None, [{"code": "new_allele_2026", "gene": gene, "text": text, "alleles": new}]
             unknown = [a for a in alleles if a not in kb.allele_function[gene]
                        or kb.allele_function[gene][a].startswith("(")]
-            return None, {"code": "not_in_tables", "gene": gene, "text": text, "alleles": unknown,
-                          "diplotype": cleaned}
+            return None, [{"code": "not_in_tables", "gene": gene, "text": text, "alleles": unknown,
+                           "diplotype": cleaned}]
+        revised = [a for a in alleles if a in cpic_2026["unconfirmed"].get(gene, [])]
+        if revised:
+            notes.append({"code": "cpic_2026_unconfirmed", "gene": gene, "alleles": list(dict.fromkeys(revised)),
+                          "previous": kb.allele_function[gene].get(revised[0], "unknown")})
         phenotypes.append(phenotype)
     worst = max(phenotypes, key=lambda p: RANK.get(p, 0))
-    return worst, (None if len(set(phenotypes)) == 1 else {"code": "ambiguous", "gene": gene, "text": text})
+    notes = list({repr(n): n for n in notes}.values())
+    if len(set(phenotypes)) == 1:
+        return worst, notes
+    return worst, [{"code": "ambiguous", "gene": gene, "text": text, "phenotype": worst}, *notes]
 
 
 def _date(r) -> str:
@@ -101,19 +118,21 @@ def gene_status(gene: str, results: list[GeneResult], unavailable: bool) -> Gene
     status = GeneStatus(gene, "unreadable")
     phenotypes: list[str] = []
     for r in mine:
+        if r.preliminary:  # used, and every card built on it says so
+            status.preliminary = True
+            status.problems.append({"code": "preliminary", "gene": gene, "date": _date(r)})
         if r.kind == "diplotype":
-            phenotype, problem = phenotype_of_diplotype(gene, r.value)
+            phenotype, problems = phenotype_of_diplotype(gene, r.value)
             if phenotype is None:
-                status.problems.append({**problem, "date": _date(r)})
+                status.problems += [{**q, "date": _date(r)} for q in problems]
                 continue
             status.evidence.append({"gene": gene, "kind": "diplotype", "value": r.value, "phenotype": phenotype,
-                                    "date": _date(r)})
-            if problem:
-                status.problems.append(problem)
+                                    "date": _date(r), "preliminary": r.preliminary, "note": r.note})
+            status.problems += problems
             phenotypes.append(phenotype)
         elif r.kind == "phenotype":
             status.evidence.append({"gene": gene, "kind": "phenotype", "value": r.value, "phenotype": r.value,
-                                    "date": _date(r)})
+                                    "date": _date(r), "preliminary": r.preliminary, "note": r.note})
             phenotypes.append(r.value)
         else:
             status.problems.append({"code": "uninterpretable", "gene": gene, "text": r.value[:60], "date": _date(r)})
@@ -131,6 +150,7 @@ def statuses(facts: ClinicalFacts) -> dict[str, GeneStatus]:
     unavailable = "pgx" in facts.unavailable
     st = {g: gene_status(g, facts.gene_results, unavailable) for g in GENES}
     activity, evidence = tpmt_activity_status(facts)
+    _unjudged_activity(st["TPMT"], facts)
     if activity is not None:
         # CPIC: TPMT erythrocyte activity assesses the phenotype (and resolves an indeterminate genotype)
         phenotype = "Normal Metabolizer" if activity == "High" else activity
@@ -142,6 +162,30 @@ def statuses(facts: ClinicalFacts) -> dict[str, GeneStatus]:
             tpmt.problems.append({"code": "activity_more_severe", "gene": "TPMT", "phenotype": phenotype})
             tpmt.phenotype = phenotype
     return st
+
+
+def _unjudged_activity(tpmt: GeneStatus, facts: ClinicalFacts) -> None:
+    """A TPMT activity result that is on record but cannot be judged is named, never "no result on record"."""
+    from .tpmt_activity import latest_activity
+
+    r = latest_activity(facts)
+    if r is None:
+        return
+    if r.preliminary:
+        tpmt.preliminary = True
+        tpmt.problems.append({"code": "activity_preliminary", "gene": "TPMT", "evidence": r.evidence})
+    if not r.reading:
+        tpmt.problems.append({"code": "activity_unjudgeable", "gene": "TPMT", "evidence": r.evidence,
+                              "why": r.unjudgeable})
+        if tpmt.state in ("missing", "unavailable"):
+            tpmt.state = "unreadable"
+
+
+def _resolve_ambiguity(st: dict[str, GeneStatus]) -> list[OrderTest]:
+    """An ambiguous TPMT call ("*1/*3A or *3B/*3C") is resolved by TPMT enzyme activity: offer to order it."""
+    if any(p["code"] == "ambiguous" for p in st["TPMT"].problems):
+        return [_test_action("tpmt_activity")]
+    return []
 
 
 # ------------------------------------------------------------------ findings
@@ -179,7 +223,8 @@ def _for_order(facts, order: MedicationFact, drug: str, st: dict[str, GeneStatus
     poor = [s for s in st.values() if s.is_poor]
     inter = [s for s in st.values() if s.is_intermediate]
     spec = drug_spec(drug, guideline)
-    base = {"genes": [s.values() for s in st.values()], "ordered": order.daily_dose.mg if order.daily_dose else None}
+    base = {"genes": [s.values() for s in st.values()], "ordered": order.daily_dose.mg if order.daily_dose else None,
+            "preliminary": any(s.preliminary for s in st.values())}  # the catalogue flags the summary too
     basis = size_basis(facts, order, drug, weight_days)
     malignant = basis["oncology"]
     base.update(basis=basis, malignant=malignant, guideline=guideline)
@@ -197,9 +242,10 @@ def _for_order(facts, order: MedicationFact, drug: str, st: dict[str, GeneStatus
             high = reference * fraction  # per dose when the schedule changes too (CPIC: thrice weekly)
             values["reduced_mg"] = high
             dose = DoseLimit("pgx-poor-metabolizer", high_mg=high, days_per_week=days)
-        actions = []
+        actions: list = []
         if mode in ("avoid", "avoid_or_reduce") and order.ref and order.is_draft:
             actions.append(CancelOrder(order.ref, drug))
+        actions += _resolve_ambiguity(st)
         return Finding("pgx-poor-metabolizer", order.ref, values, actions, dose=dose,
                        stops_order=mode in ("avoid", "avoid_or_reduce"), drug=drug,
                        sources=(band.get("malignant_source", band["source"]) if malignant else band["source"],
@@ -207,7 +253,7 @@ def _for_order(facts, order: MedicationFact, drug: str, st: dict[str, GeneStatus
 
     gaps = [s for s in st.values() if s.state != "known" or s.is_indeterminate]
     if inter:
-        return _reduce_dose(order, drug, spec, inter, gaps, base, basis)
+        return _reduce_dose(order, drug, spec, st, inter, gaps, base, basis)
     if gaps:
         return _status_problem(order, drug, st, gaps, base)
     return None
@@ -221,6 +267,8 @@ def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus]
         actions.append(_test_action("genotype"))
     if st["TPMT"].is_indeterminate:
         actions.append(_test_action("tpmt_activity"))
+    else:
+        actions += _resolve_ambiguity(st)
     if "unavailable" in states:
         rule = "pgx-unavailable"
     elif "unreadable" in states:
@@ -235,7 +283,7 @@ def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus]
     return Finding(rule, order.ref, values, actions, drug=drug)
 
 
-def _reduce_dose(order, drug, spec, inter, gaps, base, basis) -> Finding:
+def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis) -> Finding:
     band = _band(spec, inter)
     low_f, high_f = band["low"], band["high"]
     sources = [band["source"], spec["label_source"]]
@@ -245,7 +293,7 @@ def _reduce_dose(order, drug, spec, inter, gaps, base, basis) -> Finding:
         sources.append(cap["source"])
     values = {**base, "im_genes": [s.gene for s in inter], "low_f": low_f, "high_f": high_f,
               "other_gaps": [s.values() for s in gaps if s not in inter]}
-    actions = []
+    actions = _resolve_ambiguity(st)
     if [s for s in gaps if s.state in ("missing", "unreadable")]:
         actions.append(_test_action("genotype"))
     reference = basis["reference_mg"]

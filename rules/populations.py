@@ -39,9 +39,11 @@ def is_pregnant(facts: ClinicalFacts) -> dict | None:
     obs = _status(facts, spec["pregnancy_status_loinc"])
     if obs is not None:
         pregnant = any(k.split("|")[1] in spec["pregnant_snomed"] for k in obs.values) or obs.text.strip() == "pregnant"
-        return {"by": "status", "date": _date(obs)} if pregnant else None  # the newest status says not pregnant
+        if pregnant:  # a preliminary status is used, and the card says so
+            return {"by": "status", "date": _date(obs), "preliminary": obs.preliminary}
+        return None  # the newest status says not pregnant / unknown
     cond = _condition(facts, spec["condition_snomed"], spec["condition_icd10"])
-    return {"by": "condition", "condition": cond} if cond else None
+    return {"by": "condition", "condition": cond, "preliminary": False} if cond else None
 
 
 def is_breastfeeding(facts: ClinicalFacts) -> dict | None:
@@ -50,9 +52,9 @@ def is_breastfeeding(facts: ClinicalFacts) -> dict | None:
     if obs is not None:
         yes = obs.flag is True or obs.text.strip() in ("yes", "breastfeeding", "breast feeding") or \
             any(k.endswith("|LA33-6") or k.endswith("|373066001") for k in obs.values)
-        return {"by": "status", "date": _date(obs)} if yes else None
+        return {"by": "status", "date": _date(obs), "preliminary": obs.preliminary} if yes else None
     cond = _condition(facts, spec["condition_snomed"], spec["condition_icd10"])
-    return {"by": "condition", "condition": cond} if cond else None
+    return {"by": "condition", "condition": cond, "preliminary": False} if cond else None
 
 
 def population_findings(facts: ClinicalFacts) -> list[Finding]:

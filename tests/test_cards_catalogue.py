@@ -443,10 +443,12 @@ VALUE_CASES = {
                             {"gap_genes": {"missing": [], "unreadable": ["TPMT"], "unavailable": []}}),
     "pgx-unavailable": (lambda: _run(unavailable=["pgx"], pgx=[]), {"gap_genes": {"missing": [], "unreadable": [], "unavailable": ["TPMT", "NUDT15"]}}),
     "tpmt-activity-high": (lambda: _run(pgx=[b.genotype_ig("NUDT15", "*1/*1"), _lab("21563-2", 50, "U/mL{RBC}")]),
-                           {"activity": {"value": 50.0, "flag": "high"}}),
+                           {"activity": {"value": 50.0, "reading": "High"}}),  # issue 9: judged by rules/tpmt_activity.py
     "dose-above-range": (lambda: _run([med_request(daily_mg=250)], meds=[med_request(id="o", status="active", daily_mg=250, authored=days_ago(300))]),
                          {"max_per_unit": 3.0, "max_mg": 210.0, "unit": "kg"}),
     "dose-new-start": (lambda: _run([med_request(daily_mg=100)], meds=[]), {"start_mg": 50, "threshold": 70.0}),
+    "dose-schedule-error": (lambda: _run([med_request(dosages=[b.dosage(700, frequency=1, period=1, period_unit="wk")])]),
+                            {"schedule": "700 mg once weekly"}),
     "dose-unreadable": (lambda: _run([med_request(dosages=[b.dosage(150, unit="", code=None, system=None)])]), {}),
     "weight-missing": (lambda: _run(weights=[]), {"possibly_high": False, "days": 90}),
     "weight-implausible": (lambda: _run(weights=[weight(700)]), {"weight": 700.0}),

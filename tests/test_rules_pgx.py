@@ -28,7 +28,7 @@ NOW = datetime.now(timezone.utc)
     ("TPMT", "*1/*3A or *3B/*3C", "Poor Metabolizer"),  # ambiguous: the most severe counts
     ("NUDT15", "*1/*3", "Intermediate Metabolizer"),
     ("NUDT15", "*3/*3", "Poor Metabolizer"),
-    ("NUDT15", "*1/*4", "Indeterminate"),
+    ("NUDT15", "*1/*5", "Indeterminate"),  # *4 became decreased function in February 2026 (tests/test_cpic_2026.py)
 ])
 def test_cpic_diplotype_table(gene, text, phenotype):
     assert phenotype_of_diplotype(gene, text)[0] == phenotype
