@@ -149,7 +149,9 @@ def build_facts(
     )
 
 
-_HISTORY_STATUS = {"completed", "stopped", "on-hold", "active"}
+# a stopped order is therapy that was stopped: an order after it is a restart (a new start), not a renewal
+_HISTORY_STATUS = {"completed", "on-hold", "active"}
+_NOT_HISTORY = {"entered-in-error", "cancelled", "draft", "not-taken", "declined", "stopped"}
 
 
 def _history(values: list[Any], meds_index: dict, draft_refs: set[str]) -> list[tuple[frozenset[str], str, str, date | None]]:
@@ -165,7 +167,7 @@ def _history(values: list[Any], meds_index: dict, draft_refs: set[str]) -> list[
         if ref and ref in seen:
             continue
         seen.add(ref)
-        if not isinstance(status, str) or status in ("entered-in-error", "cancelled", "draft", "not-taken", "declined"):
+        if not isinstance(status, str) or status in _NOT_HISTORY:
             continue
         if rtype == "MedicationRequest" and status not in _HISTORY_STATUS:
             continue

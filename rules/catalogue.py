@@ -82,6 +82,7 @@ class Catalogue:
     stop_supersedes: tuple[str, ...]
     sample_plan: dict[str, Any]
     raw: dict[str, Any]
+    macros: Any = None  # the [meta] macros module (s.* in templates)
 
     def __getitem__(self, rule_id: str) -> Entry:
         return self.entries[rule_id]
@@ -131,6 +132,7 @@ def catalogue() -> Catalogue:
         plan_line=compile_(meta["plan_line"]),
         merged_summary=tuple(compile_(s) for s in meta["merged_summary"]),
         stop_supersedes=tuple(meta["stop_supersedes"]), sample_plan=dict(meta["sample_plan"]), raw=raw,
+        macros=env.globals["s"],
     )
 
 
@@ -219,6 +221,15 @@ def _render(f: Finding, guideline: str) -> Rendered:
     if plan:
         detail += "\n\n" + _text(catalogue().plan_line, {**ctx, "p": plan})
     return Rendered(f.rule_id, entry.title, indicator_of(f), summary, detail, short)
+
+
+def activity_text(r) -> str:
+    """A TPMT activity reading (``rules.tpmt_activity.ActivityReading``) as the cards word it, with why
+    it could not be judged when it could not (logs, tests)."""
+    s = catalogue().macros
+    text = " ".join(str(s.tpmt_activity(r.values())).split())
+    return text + (" could not be judged: " + " ".join(str(s.tpmt_unjudged(r.unjudgeable)).split())
+                   if r.unjudgeable else "")
 
 
 def label(f: Finding, key: str, action_values: dict[str, Any], guideline: str = "cpic") -> str:

@@ -151,8 +151,7 @@ def tpmt_activity_status(facts: ClinicalFacts) -> tuple[str | None, dict]:
     r = latest_judged(facts)
     if r is None:
         return None, {}
-    return r.reading, {"text": r.evidence, "reading": r.reading, "preliminary": r.preliminary, "value": r.value,
-                       "unit": r.unit}
+    return r.reading, r.values()
 
 
 def tpmt_high_findings(facts: ClinicalFacts) -> list[Finding]:

@@ -155,7 +155,7 @@ def statuses(facts: ClinicalFacts) -> dict[str, GeneStatus]:
         # CPIC: TPMT erythrocyte activity assesses the phenotype (and resolves an indeterminate genotype)
         phenotype = "Normal Metabolizer" if activity == "High" else activity
         tpmt = st["TPMT"]
-        tpmt.evidence.append({"gene": "TPMT", "kind": "activity", "phenotype": phenotype, **evidence})
+        tpmt.evidence.append({"gene": "TPMT", "kind": "activity", "phenotype": phenotype, "activity": evidence})
         if tpmt.state != "known" or tpmt.is_indeterminate:
             tpmt.state, tpmt.phenotype = "known", phenotype
         elif RANK.get(phenotype, 0) > RANK.get(tpmt.phenotype, 0):
@@ -173,9 +173,9 @@ def _unjudged_activity(tpmt: GeneStatus, facts: ClinicalFacts) -> None:
         return
     if r.preliminary:
         tpmt.preliminary = True
-        tpmt.problems.append({"code": "activity_preliminary", "gene": "TPMT", "evidence": r.evidence})
+        tpmt.problems.append({"code": "activity_preliminary", "gene": "TPMT", "activity": r.values()})
     if not r.reading:
-        tpmt.problems.append({"code": "activity_unjudgeable", "gene": "TPMT", "evidence": r.evidence,
+        tpmt.problems.append({"code": "activity_unjudgeable", "gene": "TPMT", "activity": r.values(),
                               "why": r.unjudgeable})
         if tpmt.state in ("missing", "unavailable"):
             tpmt.state = "unreadable"

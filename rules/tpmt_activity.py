@@ -3,8 +3,11 @@ range and the laboratory's interpretation, the most severe of them.
 
 A value of 2 U/mL RBC with a laboratory range of 24-44 is deficient (the
 unit's cut-off), never "intermediate" because a range is present. A result
-that none of the three can judge is returned as unjudgeable, with why and what
-to check, so that no card says "no result on record" about it.
+that none of the three can judge is returned as unjudgeable, with why, so
+that no card says "no result on record" about it.
+
+Readings carry values and reason codes, no English: the catalogue's
+``tpmt_activity`` / ``tpmt_unjudged`` macros word them (``rules.catalogue.activity_text``).
 """
 from __future__ import annotations
 
@@ -23,20 +26,25 @@ _UNIT_LABEL = {"U/mL{RBC}": "U/mL RBC", "mU/L": "mU/L", "nmol/h/g{Hb}": "nmol/h/
 @dataclass
 class ActivityReading:
     """``reading``: "Poor Metabolizer" | "Intermediate Metabolizer" | "Normal Metabolizer" | "High",
-    or "" when the result cannot be judged (``unjudgeable`` says why and what to check)."""
+    or "" when the result cannot be judged (``unjudgeable`` says why, as a code and values).
+    ``reasons``: what decided it, as dicts with a ``code`` (band, band_high, below_lab_range,
+    above_lab_range, within_lab_range, flag, lab_words, lab_words_text, low_without_value,
+    no_unit_cutoffs, most_severe)."""
 
     reading: str
-    evidence: str  # "TPMT activity 2 U/mL RBC (2025-03-01): low, < 17.0 ..."
-    reasons: list[str] = field(default_factory=list)
-    unjudgeable: str = ""
+    value: float | None = None  # the number, when the result gave one
+    comparator: str = ""
+    unit: str = ""  # display label of the unit ("U/mL RBC"), or the laboratory's own text
+    text: str = ""  # the laboratory's words, for a result sent as words
+    date: str = ""
+    reasons: list[dict] = field(default_factory=list)
+    unjudgeable: dict | None = None
     preliminary: bool = False
     source_ref: str = ""
-    value: float | None = None  # the number, when the result gave one (unit: ``unit``)
-    unit: str = ""
 
-
-def _fmt(x: float) -> str:
-    return f"{x:g}"
+    def values(self) -> dict:
+        return {"reading": self.reading, "value": self.value, "comparator": self.comparator, "unit": self.unit,
+                "text": self.text, "date": self.date, "reasons": self.reasons, "preliminary": self.preliminary}
 
 
 def _words(text: str) -> tuple[str, str]:
@@ -52,11 +60,7 @@ def _words(text: str) -> tuple[str, str]:
     return "", ""
 
 
-def _words_reading(text: str) -> str:
-    return _words(text)[0]
-
-
-def _worst(readings: list[tuple[str, str]]) -> tuple[str, list[str]]:
+def _worst(readings: list[tuple[str, dict]]) -> tuple[str, list[dict]]:
     readings = [(r, why) for r, why in readings if r]
     if not readings:
         return "", []
@@ -66,63 +70,61 @@ def _worst(readings: list[tuple[str, str]]) -> tuple[str, list[str]]:
 
 def judge_measurement(m: Measurement) -> ActivityReading:
     spec = load()["monitoring"]["tpmt_activity"]
-    date = m.when.date().isoformat() if m.when else "undated"
-    unit = _UNIT_LABEL.get(m.unit, m.unit) if m.unit else (m.unit_text or "no unit")
-    value = f"{m.comparator}{_fmt(m.value)}" if m.comparator else _fmt(m.value)
-    evidence = f"TPMT activity {value} {unit} ({date}{', PRELIMINARY' if m.preliminary else ''})"
-    readings: list[tuple[str, str]] = []
+    unit = _UNIT_LABEL.get(m.unit, m.unit) if m.unit else (m.unit_text or "")
+    out = ActivityReading("", value=m.value, comparator=m.comparator, unit=unit,
+                          date=m.when.date().isoformat() if m.when else "", preliminary=m.preliminary,
+                          source_ref=m.source_ref)
+    readings: list[tuple[str, dict]] = []
     unit_spec = spec.get("units", {}).get(m.unit) if m.unit else None
     if unit_spec and unit_spec["bands"]:
         for upper, reading, label in unit_spec["bands"]:
             if m.value < upper:
-                readings.append((reading, label))
+                readings.append((reading, {"code": "band", "label": label}))
                 break
         else:
-            readings.append(("High", f"high, > {_fmt(unit_spec['high_above'])} {unit}"))
+            readings.append(("High", {"code": "band_high", "high_above": unit_spec["high_above"], "unit": unit}))
+    lab_range = {"low": m.ref_low, "high": m.ref_high}
     if m.ref_low is not None and m.value < m.ref_low:
-        readings.append(("Intermediate Metabolizer", f"below the laboratory's range ({m.ref_low:g}-{'' if m.ref_high is None else f'{m.ref_high:g}'})"))
+        readings.append(("Intermediate Metabolizer", {"code": "below_lab_range", **lab_range}))
     elif m.ref_high is not None and m.value > m.ref_high:
-        readings.append(("High", f"above the laboratory's range ({'' if m.ref_low is None else f'{m.ref_low:g}'}-{m.ref_high:g})"))
+        readings.append(("High", {"code": "above_lab_range", **lab_range}))
     elif m.ref_low is not None or m.ref_high is not None:
-        readings.append(("Normal Metabolizer", "within the laboratory's range"))
+        readings.append(("Normal Metabolizer", {"code": "within_lab_range", **lab_range}))
     code = spec["interpretation"]["codes"].get(m.interpretation, "")
     if code:
-        readings.append((code, f"flagged {m.interpretation} by the laboratory"))
-    words = _words_reading(m.interpretation_text)
+        readings.append((code, {"code": "flag", "interpretation": m.interpretation}))
+    words = _words(m.interpretation_text)[0]
     if words:
-        readings.append((words, f"the laboratory's interpretation: '{m.interpretation_text[:60]}'"))
+        readings.append((words, {"code": "lab_words", "text": m.interpretation_text[:60]}))
     reading, reasons = _worst(readings)
     if not reading:
-        why = (f"the unit '{m.unit_text}' has no published cut-offs here" if m.unit_text else "it has no unit") + \
-              " and the laboratory gave no reference range or interpretation"
-        return ActivityReading("", evidence, [], why + "; read the laboratory's report by hand or measure TPMT "
-                               "activity in U/mL RBC, or genotype TPMT", m.preliminary, m.source_ref)
+        out.unjudgeable = {"code": "no_cutoffs", "unit_text": m.unit_text}
+        return out
     if unit_spec is None or not unit_spec["bands"]:
-        reasons.append("no cut-offs for this unit: the laboratory's range/interpretation decides; deficiency cannot "
-                       "be excluded by a below-range value alone" if reading == "Intermediate Metabolizer" else
-                       "no cut-offs for this unit: the laboratory's range/interpretation decides")
+        reasons.append({"code": "no_unit_cutoffs", "below": reading == "Intermediate Metabolizer"})
     if len({r for r, _ in readings}) > 1:
-        reasons.append("the most severe reading counts")
-    return ActivityReading(reading, f"{evidence}: {'; '.join(reasons)}", reasons, "", m.preliminary, m.source_ref,
-                           m.value, unit)
+        reasons.append({"code": "most_severe"})
+    out.reading, out.reasons = reading, reasons
+    return out
 
 
 def judge_text(r: ResultText) -> ActivityReading:
     spec = load()["monitoring"]["tpmt_activity"]["interpretation"]
-    date = r.when.date().isoformat() if r.when else "undated"
-    evidence = f"TPMT activity reported as '{r.text[:60] or 'no value'}' ({date}{', PRELIMINARY' if r.preliminary else ''})"
+    out = ActivityReading("", text=r.text[:60], date=r.when.date().isoformat() if r.when else "",
+                          preliminary=r.preliminary, source_ref=r.source_ref)
     word_reading, word = _words(r.text)
-    why_words = "the laboratory's words"
+    why_words = {"code": "lab_words_text"}
     if word == "low":
         # "low" is deficient at ARUP (< 17 U/mL) and carrier at UK laboratories: without a number the worse counts
-        word_reading, why_words = "Poor Metabolizer", ("'low' without a value: deficient at some laboratories (ARUP), "
-                                                       "carrier at others; the more severe counts, check the value")
-    readings = [(spec["codes"].get(r.interpretation, ""), f"flagged {r.interpretation}"), (word_reading, why_words)]
+        word_reading, why_words = "Poor Metabolizer", {"code": "low_without_value"}
+    readings = [(spec["codes"].get(r.interpretation, ""), {"code": "flag", "interpretation": r.interpretation}),
+                (word_reading, why_words)]
     reading, reasons = _worst(readings)
     if not reading:
-        return ActivityReading("", evidence, [], f"{r.why} and no interpretation this service can read; read the "
-                               "laboratory's report by hand or repeat the test", r.preliminary, r.source_ref)
-    return ActivityReading(reading, f"{evidence}: {'; '.join(reasons)}", reasons, "", r.preliminary, r.source_ref)
+        out.unjudgeable = {"code": "text_unreadable", "why": r.why}
+        return out
+    out.reading, out.reasons = reading, reasons
+    return out
 
 
 def activity_readings(facts: ClinicalFacts) -> list[ActivityReading]:

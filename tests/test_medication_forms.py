@@ -3,11 +3,13 @@ strength only in the product name, oral suspension in mL, mg/kg doses, weekly
 schedules, renewals of long-standing therapy."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from fhir_mappers import build_facts
 from fhir_mappers.medications import medication_fact, strength_of
-from tests.builders import RXNORM, TODAY, UCUM, bundle, days_ago, dosage, med_request, patient, weight
+from tests.builders import RXNORM, TODAY, UCUM, bundle, days_ago, dosage, med_request, normal_labs, patient, weight
 from tests.conftest import indicator_of, summary_of
 from tests.test_rules_clinical import active, ids, run
 
@@ -98,3 +100,58 @@ def test_earlier_completed_order_and_dispense_count_as_history():
         facts = build_facts([med_request(daily_mg=150)], {"medications": bundle(*history)}, today=TODAY)
         assert facts.orders[0].prior_therapy, history[0]["resourceType"]
         assert "dose-new-start" not in ids(run([med_request(daily_mg=150)], meds=history))
+
+
+# ------------------------------------------------ renewal evidence (issue 9 x issue 10 merge)
+def _cbc_due(found):
+    return next((f for f in found if f.rule_id == "monitoring-cbc-due"), None)
+
+
+def test_renewal_of_long_standing_therapy_does_not_restart_the_weekly_phase():
+    """priorPrescription on the draft, no active order in the request: a renewal, so labs 20 days old
+    (inside the 90-day routine window, outside the 7-day weekly window) are enough."""
+    renewal = med_request(daily_mg=100)
+    renewal["priorPrescription"] = {"reference": "MedicationRequest/aza-2019"}
+    found = run([renewal], meds=[], labs=normal_labs(20))
+    assert _cbc_due(found) is None and "dose-new-start" not in ids(found)
+    # the same order without history is a new start: weekly CBC, and the labs are too old
+    f = _cbc_due(run([med_request(daily_mg=100)], meds=[], labs=normal_labs(20)))
+    assert f is not None and f.values["why"] == "new_start" and f.values["early"]
+
+
+def test_completed_order_two_years_ago_makes_a_renewal_established():
+    old = active(mg=100, id="aza-2024", authored=days_ago(700))
+    old["status"] = "completed"
+    facts = build_facts([med_request(daily_mg=100)], {"past_medications": bundle(old)}, today=TODAY)
+    pt = facts.orders[0].prior_therapy
+    assert pt is not None and "MedicationRequest/aza-2024" in pt.evidence and pt.since == TODAY - timedelta(days=700)
+    assert _cbc_due(run([med_request(daily_mg=100)], meds=[], past_meds=[old], labs=normal_labs(20))) is None
+
+
+def test_history_that_began_recently_keeps_the_weekly_phase():
+    """A dispense 25 days ago is earlier therapy, but it started within the first 8 weeks: weekly CBC."""
+    dispense = {"resourceType": "MedicationDispense", "id": "disp-1", "status": "completed",
+                "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "197388",
+                                                          "display": "azathioprine 50 MG Oral Tablet"}]},
+                "whenHandedOver": days_ago(25)}
+    f = _cbc_due(run([med_request(daily_mg=100)], meds=[dispense], labs=normal_labs(20)))
+    assert f is not None and f.values["early"] and f.values["why"] == "recent_start"
+
+
+def test_an_order_after_a_stopped_one_is_a_restart_not_a_renewal():
+    stopped = active(mg=100, id="aza-stopped", authored=days_ago(400))
+    stopped["status"] = "stopped"
+    facts = build_facts([med_request(daily_mg=100)], {"past_medications": bundle(stopped)}, today=TODAY)
+    assert facts.orders[0].prior_therapy is None
+    found = run([med_request(daily_mg=100)], meds=[], past_meds=[stopped], labs=normal_labs(20))
+    assert "dose-new-start" in ids(found) and _cbc_due(found).values["why"] == "new_start"
+
+
+def test_active_renewal_with_prior_prescription_is_established():
+    """The only active order is 10 days old but renews an older prescription: not a recent start."""
+    renewed = active(mg=100, id="aza-renewed", authored=days_ago(10))
+    renewed["priorPrescription"] = {"reference": "MedicationRequest/aza-2019"}
+    assert _cbc_due(run(meds=[renewed], labs=normal_labs(20))) is None
+    plain = active(mg=100, id="aza-new", authored=days_ago(10))
+    f = _cbc_due(run(meds=[plain], labs=normal_labs(20)))
+    assert f is not None and f.values["why"] == "recent_start"

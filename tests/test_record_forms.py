@@ -9,7 +9,7 @@ from fhir_mappers import build_facts
 from fhir_mappers.medications import medication_fact
 from fhir_mappers.terminology import CVX, terminology
 from tests.builders import LOINC, PID, TODAY, bundle, med_request, weight
-from tests.conftest import indicator_of
+from tests.conftest import detail_of, indicator_of, summary_of
 from tests.test_rules_clinical import active, condition, ids, run
 
 
@@ -125,3 +125,13 @@ def test_records_in_both_modes(call):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         fhir_fake.serve(rsps, base, normal_pgx() + labs + [weight(70)], Condition=[preg], AllergyIntolerance=[allergy])
         assert expected <= set(rule_ids(call(hook_request(fhir_server=base, token="tok-123"))))
+
+
+def test_preliminary_pregnancy_status_is_used_and_said():
+    obs = {"resourceType": "Observation", "id": "preg", "status": "preliminary", "effectiveDateTime": TODAY.isoformat(),
+           "code": {"coding": [{"system": LOINC, "code": "82810-3"}]},
+           "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "77386006"}]}}
+    card = next(f for f in run(status=[obs]) if f.rule_id == "pregnancy")
+    assert summary_of(card).startswith("PRELIMINARY result") and "PRELIMINARY" in detail_of(card)
+    final = next(f for f in run(status=[{**obs, "status": "final"}]) if f.rule_id == "pregnancy")
+    assert "PRELIMINARY" not in summary_of(final) + detail_of(final)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from fhir_mappers import build_facts
+from rules.catalogue import activity_text
 from rules.tpmt_activity import latest_activity
 from tests import builders as b
 from tests.builders import LOINC, TODAY, bundle, med_request, normal_labs, patient, weight
@@ -43,7 +44,7 @@ def activity(value=None, unit="U/mL", *, loinc="21563-2", low=None, high=None, i
 def reading(obs) -> tuple[str, str]:
     facts = build_facts([], {"pgx": bundle(obs)}, today=TODAY)
     r = latest_activity(facts)
-    return (r.reading, r.evidence + r.unjudgeable) if r else ("", "")
+    return (r.reading, activity_text(r)) if r else ("", "")
 
 
 def pgx_rules(obs, genotype_tpmt=False):
