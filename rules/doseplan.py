@@ -28,6 +28,7 @@ class DosePlan:
     rules: list[str] = field(default_factory=list)  # contributing rule ids, most severe first
     qualitative: list[str] = field(default_factory=list)  # "lower doses" without a figure
     carrier: str = ""  # rule id of the card that carries the suggestion
+    preliminary: bool = False  # a contributing finding rests on a preliminary result (every card stating it says so)
 
     @property
     def change(self) -> bool:
@@ -47,6 +48,7 @@ class DosePlan:
             "ordered": self.ordered_mg, "low": self.low_mg, "high": self.high_mg, "change": self.change,
             "kind": self.kind, "days_per_week": self.days_per_week, "rules": list(self.rules),
             "qualitative": list(self.qualitative), "carrier": self.carrier, "drug": self.drug,
+            "preliminary": self.preliminary,
             "regimen": None if r is None else {
                 "per_dose": r.per_dose_mg, "alt": r.alt_mg, "every_days": r.every_days,
                 "days_per_week": r.days_per_week, "form": r.form, "ml": r.ml, "avg": r.avg_daily_mg,
@@ -131,7 +133,8 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
                         practical_regimen(drug, low, high, days),
                         rules=list(dict.fromkeys(f.rule_id for f in numeric)),
                         qualitative=list(dict.fromkeys(f.rule_id for f in items if f.dose.qualitative)),
-                        carrier=numeric[0].rule_id)
+                        carrier=numeric[0].rule_id,
+                        preliminary=any(f.values.get("preliminary") is True for f in items))
         if plan.change and plan.regimen is not None:
             carrier = numeric[0]
             action = ChangeDose(ref, plan.regimen, drug)

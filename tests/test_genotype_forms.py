@@ -223,3 +223,17 @@ def test_variant_level_results_are_read_through_cpic_allele_definitions():
 
 def test_a_genotype_result_wins_over_its_variants():
     assert tpmt_of(ig_variant("c.719A>G", None, "hom"), ig_genotype("TPMT *1/*1")) == "Normal Metabolizer"
+
+
+def test_dose_resting_on_a_preliminary_genotype_says_so_on_every_card_stating_it():
+    """TPMT IM (preliminary) and allopurinol: one dose plan; the allopurinol card states that dose too, so it
+    says the dose rests on a preliminary result."""
+    from tests.builders import med_request as mr
+
+    allo = mr("519", "allopurinol 100 MG Oral Tablet", id="allo", status="active", daily_mg=100)
+    found = run([mr(daily_mg=150)], pgx=[ig_genotype("TPMT *1/*3A", status="preliminary"),
+                                         ig_genotype("NUDT15 *1/*1", ("NUDT15",))], meds=[active(mg=150), allo])
+    planned = [f for f in found if f.values.get("plan")]
+    assert {f.rule_id for f in planned} >= {"pgx-reduce-dose", "interaction-xanthine-oxidase"}
+    for f in planned:
+        assert "PRELIMINARY" in detail_of(f), f.rule_id
