@@ -46,6 +46,31 @@ def active(rx, display, id, mg=None, authored="2026-01-10"):
     return b.med_request(rx, display, id=id, status="active", daily_mg=mg, authored=authored)
 
 
+def condition(snomed, display, id="cond"):
+    return {"resourceType": "Condition", "id": id, "subject": {"reference": "Patient/pt-1"},
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": snomed, "display": display}]}}
+
+
+def height(cm, when="2026-11-20"):
+    return {"resourceType": "Observation", "id": "ht-1", "status": "final", "subject": {"reference": "Patient/pt-1"},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8302-2", "display": "Body height"}]},
+            "effectiveDateTime": when, "valueQuantity": {"value": cm, "unit": "cm", "system": "http://unitsofmeasure.org", "code": "cm"}}
+
+
+LN = [condition("68815009", "Lupus nephritis", "ln")]
+ALL = [condition("91857003", "Acute lymphoblastic leukemia", "all")]
+TPMT_IM = [b.genotype_ig("TPMT", "*1/*3A"), b.genotype_ig("NUDT15", "*1/*1")]
+TPMT_PM = [b.genotype_ig("TPMT", "*3A/*3A"), b.genotype_ig("NUDT15", "*1/*1")]
+ALLO = active("519", "allopurinol 100 MG Oral Tablet", "allo", 300)
+AZA_OLD = active("197388", "azathioprine 50 MG Oral Tablet", "aza-old", 150)
+CHILD = b.patient(birth_date="2017-03-02")
+
+
+def mp(mg):
+    return b.med_request("197931", "mercaptopurine 50 MG Oral Tablet", id="mr-mp", daily_mg=mg, authored=AUTHORED)
+
+
 EXAMPLES = {
     "normal-patient": ("RA, TPMT/NUDT15 normal, new start 50 mg/day, recent CBC: no cards",
                        b.hook_request(orders=[aza(50)], pre=pre())),
@@ -74,6 +99,29 @@ EXAMPLES = {
         status=[{"resourceType": "Observation", "id": "preg", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "82810-3"}]},
                  "subject": {"reference": "Patient/pt-1"}, "effectiveDateTime": "2026-11-01",
                  "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "77386006", "display": "Pregnant"}]}}]))),
+    # the headline case: one dose on every card, a suggestion to accept
+    "lupus-nephritis-tpmt-im-allopurinol": ("lupus nephritis, TPMT IM, on allopurinol, azathioprine 150 mg/day, 75 kg",
+                                            b.hook_request(orders=[aza(150)], pre=pre(pgx=TPMT_IM, conditions=LN, weights=[b.weight(75, when="2026-11-20")],
+                                                                                      meds=[ALLO]))),
+    "combined-dose-below-tablet-step": ("TPMT IM + allopurinol at 50 kg: 7.5-16.7 mg/day, below one 25 mg tablet a day",
+                                        b.hook_request(orders=[aza(100)], pre=pre(pgx=TPMT_IM, conditions=LN, weights=[b.weight(50, when="2026-11-20")],
+                                                                                  meds=[ALLO]))),
+    "febuxostat-new-order": ("febuxostat ordered while azathioprine is active: cancel the febuxostat order",
+                             b.hook_request(orders=[b.med_request("73689", "febuxostat 40 MG Oral Tablet", id="febu", daily_mg=40, authored=AUTHORED)],
+                                            pre=pre(meds=[AZA_OLD]))),
+    "missing-weight-high-dose": ("no body weight, azathioprine 200 mg/day for RA: the dose may be too high",
+                                 b.hook_request(orders=[aza(200)], pre=pre(weights=[], meds=[AZA_OLD]))),
+    "oncology-mercaptopurine-poor-metabolizer": ("ALL maintenance, child 30 kg / 135 cm, TPMT poor metabolizer: CPIC malignancy dose",
+                                                 b.hook_request(orders=[mp(75)], pre=pre(pgx=TPMT_PM, conditions=ALL, pt=CHILD,
+                                                                                         weights=[b.weight(30, when="2026-11-20"), height(135)]))),
+    "oncology-mercaptopurine-no-height": ("ALL maintenance, no height on record: body surface area unknown",
+                                          b.hook_request(orders=[mp(100)], pre=pre(conditions=ALL, pt=CHILD, weights=[b.weight(30, when="2026-11-20")]))),
+    "elderly-without-weight": ("age 78, no recent weight, 50 mg/day: two notes merged into one info card, none dropped",
+                               b.hook_request(orders=[aza(50)], pre=pre(weights=[], pt=b.patient(birth_date="1948-02-01")))),
+    "azathioprine-after-live-vaccine": ("azathioprine start 12 days after a varicella vaccine", b.hook_request(
+        orders=[aza(50)], pre=pre(immunizations=[{"resourceType": "Immunization", "id": "var", "status": "completed", "patient": {"reference": "Patient/pt-1"},
+                                                  "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "21", "display": "varicella"}]},
+                                                  "occurrenceDateTime": "2026-11-11"}]))),
 }
 
 

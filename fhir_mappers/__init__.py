@@ -8,13 +8,14 @@ never decide what a value means clinically.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from typing import Any, Iterable
 
-from .facts import ClinicalFacts, DataGap, MedicationFact
-from .fhirjson import code_keys, resources_of
-from .medications import medication_fact
-from .observations import gene_results, measurements, status_observations
+from .facts import ClinicalFacts, DailyDose, DataGap, MedicationFact, PriorTherapy
+from .fhirjson import code_keys, parse_date, ref_of, resources_of
+from .medications import ingredients_of, medication_concept, medication_fact
+from .observations import PRELIMINARY_STATUS, gene_results, measurements, status_observations
 from .patient import allergy_facts, condition_facts, patient_fact
 from .terminology import LOINC, terminology
 
@@ -30,6 +31,8 @@ GROUP_LABELS = {
     "medications": "active medications",
     "conditions": "active conditions",
     "allergies": "allergies and intolerances",
+    "immunizations": "immunization history",
+    "past_medications": "recently stopped medications",
 }
 
 
@@ -53,6 +56,21 @@ def order_facts(draft_orders: Iterable[dict], medications: dict[str, dict] | Non
 
 
 _ACTIVE = {"active", "on-hold"}
+_ENDED = {"stopped", "completed"}
+
+
+def _end_date(mr: dict) -> date | None:
+    """When a stopped or completed order ended: its validity or dosage bounds end, if given."""
+    dispense = mr.get("dispenseRequest") if isinstance(mr.get("dispenseRequest"), dict) else {}
+    period = dispense.get("validityPeriod") if isinstance(dispense.get("validityPeriod"), dict) else {}
+    ends = [parse_date(period.get("end"))]
+    for d in mr.get("dosageInstruction") or []:
+        repeat = ((d or {}).get("timing") or {}).get("repeat") if isinstance(d, dict) else None
+        bounds = repeat.get("boundsPeriod") if isinstance(repeat, dict) else None
+        if isinstance(bounds, dict):
+            ends.append(parse_date(bounds.get("end")))
+    ends = [e for e in ends if e]
+    return max(ends) if ends else None
 
 
 def build_facts(
@@ -81,14 +99,34 @@ def build_facts(
         if fact is not None and fact.ref not in draft_refs:
             active.append(fact)
 
+    past = []
+    for mr in resources_of(data.get("past_medications"), "MedicationRequest"):
+        fact = medication_fact(mr, is_draft=False, medications=meds_index) if mr.get("status") in _ENDED else None
+        if fact is not None and fact.ref not in draft_refs:
+            past.append(replace(fact, ended_on=_end_date(mr) or fact.authored_on))
+    immunizations = []
+    for imm in resources_of(data.get("immunizations"), "Immunization"):
+        fact = medication_fact(imm, is_draft=False) if imm.get("status") in (None, "completed") else None
+        if fact is not None and fact.authored_on is not None:
+            immunizations.append(fact)
+
+    # renewal evidence: earlier orders, dispenses and statements of the same drug (both medication keys)
+    history = _history([data.get("medications"), data.get("past_medications")], meds_index, draft_refs)
+    if history:
+        orders = [_with_history(o, history) for o in orders]
+        active = [_with_history(m, history) for m in active]
     observations = [o for key in ("weight", "labs", "pgx", "pregnancy") for o in resources_of(data.get(key), "Observation")]
     # DiagnosticReports may carry their results as contained Observations
     for key in ("pgx", "labs"):
         for report in resources_of(data.get(key), "DiagnosticReport"):
-            observations += [c for c in report.get("contained") or [] if isinstance(c, dict) and c.get("resourceType") == "Observation"]
+            observations += report_observations(report)
     numeric, genomic, status = _classify(_dedupe(observations))
-    by_analyte = measurements(numeric, gaps)
+    texts: dict = {}
+    by_analyte = measurements(numeric, gaps, texts)
     weights = by_analyte.pop("weight", [])
+    heights = by_analyte.pop("height", [])
+    orders = [_with_weight(o, weights) for o in orders]
+    active = [_with_weight(o, weights) for o in active]
     patient = next(resources_of(data.get("patient"), "Patient"), None)
 
     return ClinicalFacts(
@@ -97,7 +135,11 @@ def build_facts(
         orders=orders,
         active_medications=active,
         weights=weights,
+        heights=heights,
+        immunizations=immunizations,
+        past_medications=past,
         labs=by_analyte,
+        result_texts=texts,
         gene_results=gene_results(genomic),
         conditions=condition_facts(resources_of(data.get("conditions"), "Condition")),
         status_observations=status_observations(status),
@@ -107,11 +149,93 @@ def build_facts(
     )
 
 
+# a stopped order is therapy that was stopped: an order after it is a restart (a new start), not a renewal
+_HISTORY_STATUS = {"completed", "on-hold", "active"}
+_NOT_HISTORY = {"entered-in-error", "cancelled", "draft", "not-taken", "declined", "stopped"}
+
+
+def _history(values: list[Any], meds_index: dict, draft_refs: set[str]) -> list[tuple[frozenset[str], str, str, date | None]]:
+    """Earlier therapy the request carries: other MedicationRequests (active, on hold,
+    completed, stopped), MedicationDispenses and MedicationStatements, as
+    (ingredients, ref, evidence text, date)."""
+    out, seen = [], set()
+    for r in (r for value in values for r in resources_of(value)):
+        rtype, status = r.get("resourceType"), r.get("status")
+        ref = ref_of(r)
+        if rtype not in ("MedicationRequest", "MedicationDispense", "MedicationStatement") or ref in draft_refs:
+            continue
+        if ref and ref in seen:
+            continue
+        seen.add(ref)
+        if not isinstance(status, str) or status in _NOT_HISTORY:
+            continue
+        if rtype == "MedicationRequest" and status not in _HISTORY_STATUS:
+            continue
+        concept = medication_concept(r, meds_index)
+        ingredients = frozenset(ingredients_of(concept))
+        if not ingredients:
+            continue
+        period = r.get("effectivePeriod") if isinstance(r.get("effectivePeriod"), dict) else {}
+        when = next((v for v in (r.get("whenHandedOver"), r.get("whenPrepared"), r.get("authoredOn"), period.get("start"),
+                                 r.get("effectiveDateTime"), r.get("dateAsserted")) if isinstance(v, str)), "")
+        kind = {"MedicationRequest": f"earlier order ({status})", "MedicationDispense": "dispensed",
+                "MedicationStatement": f"medication statement ({status})"}[rtype]
+        out.append((ingredients, ref, " ".join(filter(None, [kind, ref, when[:10]])), parse_date(when) if when else None))
+    return out
+
+
+def _with_history(order: MedicationFact, history: list[tuple[frozenset[str], str, str, date | None]]) -> MedicationFact:
+    """``prior_therapy``: the evidence that the order continues earlier therapy of the same drug and the
+    earliest date that history shows (the order's own priorPrescription / basedOn come from medication_fact)."""
+    found = [(text, when) for ingredients, ref, text, when in history
+             if ingredients & order.ingredients and (not ref or ref != order.ref)
+             and not (when and order.authored_on and when > order.authored_on)]  # later records are not prior
+    if not found:
+        return order
+    before = order.prior_therapy
+    dates = [d for d in [before.since if before else None, *(w for _, w in found)] if d]
+    evidence = "; ".join(filter(None, [before.evidence if before else "", *(t for t, _ in found[:3])]))
+    return replace(order, prior_therapy=PriorTherapy(evidence, min(dates) if dates else None))
+
+
+def _with_weight(order: MedicationFact, weights: list) -> MedicationFact:
+    """An order in mg/kg/day becomes mg/day with the newest dated body weight (the rules judge its age)."""
+    if order.dose_per_kg is None:
+        return order
+    w = next((w for w in weights if w.when is not None), None)
+    if w is None:
+        return order
+    d = order.dose_per_kg
+    text = (f"{d.high_mg:g} mg/kg/day × {w.value:g} kg (weight of {w.when.date().isoformat()})"
+            + (f"; {d.text}" if d.text else ""))
+    return replace(order, daily_dose=DailyDose(round(d.low_mg * w.value, 3), round(d.high_mg * w.value, 3), text),
+                   dose_problem="")
+
+
+_REPORT_EXCLUDED = {"entered-in-error", "cancelled"}
+
+
+def report_observations(report: dict) -> list[dict]:
+    """The contained Observations of a DiagnosticReport. A withdrawn report
+    (entered-in-error, cancelled) contributes none; a preliminary or partial
+    report makes its results preliminary."""
+    status = report.get("status") if isinstance(report.get("status"), str) else ""
+    if status in _REPORT_EXCLUDED:
+        return []
+    out = []
+    for c in report.get("contained") or []:
+        if isinstance(c, dict) and c.get("resourceType") == "Observation":
+            if status in PRELIMINARY_STATUS and c.get("status") not in _REPORT_EXCLUDED:
+                c = {**c, "status": "preliminary"}
+            out.append(c)
+    return out
+
+
 def _classify(observations: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
     """Read each Observation's code once and send it to the one mapper that uses it:
     (numeric results, TPMT/NUDT15 genotype or phenotype, pregnancy/breastfeeding status)."""
     t = terminology()
-    genomic_keys = t.genotype_codes | t.phenotype_codes
+    genomic_keys = t.genotype_codes | t.phenotype_codes | t.variant_codes
     status_keys = {f"{LOINC}|{c}" for c in t.status_loinc}
     numeric, genomic, status = [], [], []
     for obs in observations:

@@ -43,6 +43,16 @@ class DailyDose:
 
 
 @dataclass(frozen=True, slots=True)
+class PriorTherapy:
+    """Evidence that an order continues earlier therapy with the same drug (a renewal, not a start):
+    priorPrescription, basedOn, earlier orders, dispenses, medication statements. ``since`` is the
+    earliest date that history shows; None when it shows earlier therapy without a date."""
+
+    evidence: str  # e.g. "renews MedicationRequest/aza-2019 (priorPrescription); dispensed 2026-10-01"
+    since: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MedicationFact:
     """One medication order (draft or on record), reduced to what rules read."""
 
@@ -57,7 +67,11 @@ class MedicationFact:
     dose_problem: str = ""  # why the daily dose could not be computed, if it could not
     vaccine_codes: frozenset[str] = frozenset()  # CVX codes (immunization orders)
     reason_codes: frozenset[str] = frozenset()  # "system|code" of reasonCode
+    schedule_problem: str = ""  # a schedule that is wrong for the drug ("once weekly"), reported, not averaged
+    prior_therapy: PriorTherapy | None = None  # evidence the order continues earlier therapy (renewal)
+    dose_per_kg: DailyDose | None = None  # an order in mg/kg: mg/kg/day (daily_dose then uses the body weight)
     resource: dict | None = field(default=None, compare=False, repr=False)
+    ended_on: date | None = None  # stopped/completed orders: the end date, else authoredOn (it ended after that)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +86,11 @@ class Measurement:
     ref_low: float | None = None  # laboratory reference range, canonical unit
     ref_high: float | None = None
     interpretation: str = ""  # v3 ObservationInterpretation code (L, LL, H, ...), if given
+    preliminary: bool = False  # Observation.status "preliminary": used, and every card built on it says so
+    unit_text: str = ""  # the unit as the laboratory wrote it (``unit`` is the canonical one; "" = not convertible)
+    comparator: str = ""  # "<", "<=", ">", ">=" when the value was a limit ("< 1.0")
+    interpretation_text: str = ""  # the laboratory's interpretation in words ("Deficient"), lower case
+    ref_text: str = ""  # the laboratory's reference range as text, when it gave one
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +107,23 @@ class GeneResult:
     value: str
     when: datetime | None
     source_ref: str = ""
+    preliminary: bool = False  # from a preliminary Observation: cards built on it say so
+    note: str = ""  # how the value was read, e.g. "ambiguous call", "read from HGVS c.460G>A, c.719A>G"
+
+
+@dataclass(frozen=True, slots=True)
+class ResultText:
+    """A result recognised by its code whose value is words, not a number
+    ("Deficient", "Low activity"), or a number that could not be used. Rules
+    decide what the words mean; ``why`` says why no number was used."""
+
+    analyte: str
+    text: str  # the value / interpretation as written, lower case
+    interpretation: str  # v3 ObservationInterpretation code, if given
+    why: str
+    when: datetime | None
+    source_ref: str = ""
+    preliminary: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +136,7 @@ class CodedObservation:
     flag: bool | None  # valueBoolean, when given
     when: datetime | None
     source_ref: str = ""
+    preliminary: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +168,12 @@ class ClinicalFacts:
     orders: list[MedicationFact] = field(default_factory=list)  # this hook's draft orders
     active_medications: list[MedicationFact] = field(default_factory=list)
     weights: list[Measurement] = field(default_factory=list)  # kg, newest first
+    heights: list[Measurement] = field(default_factory=list)  # cm, newest first
+    immunizations: list[MedicationFact] = field(default_factory=list)  # given vaccines (authored_on = date given)
+    past_medications: list[MedicationFact] = field(default_factory=list)  # stopped / completed orders
     labs: dict[str, list[Measurement]] = field(default_factory=dict)  # analyte -> newest first
+    # results recognised by code whose value is words or unusable (TPMT activity "Deficient"), newest first
+    result_texts: dict[str, list[ResultText]] = field(default_factory=dict)
     gene_results: list[GeneResult] = field(default_factory=list)
     conditions: list[ConditionFact] = field(default_factory=list)
     status_observations: list[CodedObservation] = field(default_factory=list)

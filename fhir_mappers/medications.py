@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
-from .facts import DailyDose, MedicationFact
+from .facts import DailyDose, MedicationFact, PriorTherapy
 from .fhirjson import all_text, as_list, code_keys, codes_in, codings, concept_text, number, parse_date, ref_of
 from .terminology import CVX, RXNORM, UCUM, ingredients_in_text, norm_unit, terminology, vaccines_in_text
 
@@ -75,25 +77,89 @@ def _unit_of(q: dict) -> str:
     return code if isinstance(code, str) else ""
 
 
-def _to_mg(q: dict, strength_mg: float | None) -> tuple[float | None, str]:
+@dataclass(frozen=True)
+class Strength:
+    """Product strength: mg per tablet/unit and/or mg per mL (oral suspension)."""
+
+    per_unit_mg: float | None = None
+    per_ml_mg: float | None = None
+
+
+_PER_ML = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*mg\s*/\s*(\d+(?:\.\d+)?)?\s*ml\b", re.IGNORECASE)
+_PER_UNIT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*mg\b(?!\s*/)", re.IGNORECASE)
+
+
+def strength_of(concept: Any, medication: dict | None = None) -> Strength:
+    """Strength from the RxNorm code (``codes.toml``), the Medication's
+    ingredient strength, or the product name ("mercaptopurine 10 MG Oral
+    Tablet", "Tabloid 40 mg", "20 MG/ML Oral Suspension"). Two different
+    strengths named -> unknown, never a guess."""
+    t = terminology()
+    codes = codes_in(concept, RXNORM)
+    per_unit = {t.unit_strength_mg[c] for c in codes if c in t.unit_strength_mg}
+    per_ml = {t.ml_strength_mg[c] for c in codes if c in t.ml_strength_mg}
+    if not per_unit and not per_ml and isinstance(medication, dict):
+        for ing in as_list(medication.get("ingredient")):
+            ratio = ing.get("strength") if isinstance(ing, dict) else None
+            if not isinstance(ratio, dict):
+                continue
+            num, den = ratio.get("numerator") or {}, ratio.get("denominator") or {}
+            n_mg = _mass_mg(num)
+            den_unit, den_value = norm_unit(_unit_of(den)), number(den.get("value")) or 1.0
+            if n_mg is not None and den_value > 0:
+                if den_unit == "ml":
+                    per_ml.add(n_mg / den_value)
+                elif den_unit in t.unit_dose_units or not den_unit:
+                    per_unit.add(n_mg / den_value)
+    if not per_unit and not per_ml:
+        text = all_text(concept) + " | " + (concept_text(medication.get("code")) if isinstance(medication, dict) else "")
+        for m in _PER_ML.finditer(text):
+            volume = float(m.group(2) or 1)
+            if volume > 0:
+                per_ml.add(float(m.group(1)) / volume)
+        stripped = _PER_ML.sub(" ", text)
+        per_unit |= {float(m.group(1)) for m in _PER_UNIT.finditer(stripped)}
+    return Strength(next(iter(per_unit)) if len(per_unit) == 1 else None,
+                    next(iter(per_ml)) if len(per_ml) == 1 else None)
+
+
+def _mass_mg(q: dict) -> float | None:
+    value, unit = number(q.get("value")), norm_unit(_unit_of(q))
+    factor = terminology().mass_units.get(unit)
+    return value * factor if value is not None and factor is not None else None
+
+
+_PER_KG = {"mg/kg", "mg/kg/d", "mg/kg/day", "mg/kg{body_weight}", "mg/kg/dose"}
+_VOLUME = {"ml": 1.0, "milliliter": 1.0, "milliliters": 1.0, "millilitre": 1.0, "l": 1000.0, "cl": 10.0}
+
+
+def _to_mg(q: dict, strength: Strength) -> tuple[float | None, str, bool]:
+    """(amount, problem, per_kg): the amount is mg, or mg per kg when ``per_kg``."""
     value = number(q.get("value"))
     if value is None or value < 0:
-        return None, "the dose has no readable amount"
+        return None, "the dose has no readable amount", False
     unit = _unit_of(q)
     t = terminology()
     nu = norm_unit(unit)
     if nu in t.mass_units:
-        return value * t.mass_units[nu], ""
+        return value * t.mass_units[nu], "", False
+    if nu in _PER_KG:
+        return value, "", True
     if nu in t.unit_dose_units:
-        if strength_mg is None:
-            return None, f"the dose is given in '{unit}' and the product strength is not known"
-        return value * strength_mg, ""
+        if strength.per_unit_mg is None:
+            return None, f"the dose is given in '{unit}' and the product strength is not known", False
+        return value * strength.per_unit_mg, "", False
+    if nu in _VOLUME:
+        if strength.per_ml_mg is None:
+            return None, f"the dose is given in '{unit}' and the concentration (mg/mL) is not known", False
+        return value * _VOLUME[nu] * strength.per_ml_mg, "", False
     if not unit:
-        return None, "the dose has no unit"
-    return None, f"the dose unit '{unit}' is not a mass unit"
+        return None, "the dose has no unit", False
+    return None, f"the dose unit '{unit}' is not a mass unit", False
 
 
-def _per_day(dosage: dict) -> tuple[float | None, str]:
+def _per_day(dosage: dict) -> tuple[float | None, str, float | None]:
+    """(administrations per day, problem, days between doses when doses are a day or more apart)."""
     timing = dosage.get("timing") if isinstance(dosage.get("timing"), dict) else {}
     repeat = timing.get("repeat") if isinstance(timing.get("repeat"), dict) else {}
     if repeat:
@@ -105,54 +171,121 @@ def _per_day(dosage: dict) -> tuple[float | None, str]:
         unit = repeat.get("periodUnit")
         if freq is not None and period is None and not unit and (repeat.get("when") or repeat.get("timeOfDay")):
             period, unit = 1.0, "d"
+        if freq is None and period and isinstance(unit, str) and unit in _PERIOD_DAYS:
+            freq = 1.0  # "every 7 days" without a frequency: once per period
         if freq is not None and period and isinstance(unit, str) and unit in _PERIOD_DAYS:
-            return freq / (period * _PERIOD_DAYS[unit]), ""
+            days = period * _PERIOD_DAYS[unit]
+            if freq <= 0 or days <= 0:
+                return None, "the dosing frequency is not a positive number", None
+            return freq / days, "", (days / freq if days / freq >= 1 else None)
         if freq is not None or period is not None:
-            return None, "the dosing frequency is incomplete"
+            return None, "the dosing frequency is incomplete", None
     for c in codings(timing.get("code")):
         code = str(c.get("code") or "").upper()
         if code in _TIMING_CODES:
-            return _TIMING_CODES[code], ""
-    return None, "the order gives no dosing frequency"
+            per_day = _TIMING_CODES[code]
+            return per_day, "", (1 / per_day if per_day <= 1 else None)
+    return None, "the order gives no dosing frequency", None
 
 
-def daily_dose(resource: dict, strength_mg: float | None) -> tuple[DailyDose | None, str]:
+# Doses this many days apart or more are not averaged into a daily dose: a
+# once-weekly order of a daily drug is reported as written (MedicationFact.schedule_problem).
+_NOT_AVERAGED_DAYS = 7.0
+
+
+def _schedule_words(days: float) -> str:
+    if abs(days - 7) < 1e-6:
+        return "once weekly"
+    if abs(days - 14) < 1e-6:
+        return "once every 2 weeks"
+    if 28 <= days <= 31:
+        return "once monthly"
+    return f"once every {days:g} days"
+
+
+@dataclass
+class DoseReading:
+    dose: DailyDose | None
+    problem: str = ""
+    schedule_problem: str = ""  # e.g. "700 mg once weekly"
+    per_kg: bool = False  # dose is mg/kg/day: needs the weight (fhir_mappers.build_facts)
+
+
+def read_dose(resource: dict, strength: Strength) -> DoseReading:
     """Daily amount in mg from ``dosageInstruction`` (doses in the same
-    ``sequence`` add up; of several sequences the largest counts)."""
+    ``sequence`` add up; of several sequences the largest counts). A schedule
+    of one dose a week or rarer is not averaged: it is reported."""
     dosages = [d for d in as_list(resource.get("dosageInstruction")) if isinstance(d, dict)]
     if not dosages:
-        return None, "the order has no dosage instructions"
+        return DoseReading(None, "the order has no dosage instructions")
     groups: dict[Any, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    texts = []
+    texts, per_kg_flags = [], set()
     for d in dosages:
         if d.get("asNeededBoolean") is True and not d.get("timing"):
-            return None, "the order is 'as needed' with no schedule"
+            return DoseReading(None, "the order is 'as needed' with no schedule")
         quantity, dose_range = _dose_quantity(d)
         if quantity is not None:
-            low_mg, problem = _to_mg(quantity, strength_mg)
+            low_mg, problem, per_kg = _to_mg(quantity, strength)
             high_mg = low_mg
         elif dose_range is not None:
             low_q, high_q = dose_range.get("low"), dose_range.get("high")
             if not isinstance(high_q, dict):
-                return None, "the dose range has no upper limit"
-            high_mg, problem = _to_mg(high_q, strength_mg)
-            low_mg = _to_mg(low_q, strength_mg)[0] if isinstance(low_q, dict) else high_mg
+                return DoseReading(None, "the dose range has no upper limit")
+            high_mg, problem, per_kg = _to_mg(high_q, strength)
+            low_mg = _to_mg(low_q, strength)[0] if isinstance(low_q, dict) else high_mg
         else:
-            return None, "the order gives no dose amount"
+            return DoseReading(None, "the order gives no dose amount")
         if problem:
-            return None, problem
-        per_day, problem = _per_day(d)
+            return DoseReading(None, problem)
+        per_kg_flags.add(per_kg)
+        per_day, problem, interval = _per_day(d)
         if problem:
-            return None, problem
+            return DoseReading(None, problem)
+        if interval is not None and interval >= _NOT_AVERAGED_DAYS - 1e-9:
+            amount = f"{high_mg:g} mg/kg" if per_kg else f"{high_mg:g} mg"
+            schedule = f"{amount} {_schedule_words(interval)}"
+            return DoseReading(None, f"the order is {schedule}: a daily dose is not averaged from it", schedule, per_kg)
         seq = d.get("sequence")
         groups[seq][0] += (low_mg or 0.0) * per_day
         groups[seq][1] += high_mg * per_day
         if isinstance(d.get("text"), str):
             texts.append(d["text"])
+    if len(per_kg_flags) > 1:
+        return DoseReading(None, "the order mixes doses in mg and in mg/kg")
     low, high = max(groups.values(), key=lambda g: g[1])
     if not (math.isfinite(low) and math.isfinite(high)):  # e.g. 1e308 mg three times a day
-        return None, "the dose is too large to be read"
-    return DailyDose(round(low, 3), round(high, 3), "; ".join(texts)), ""
+        return DoseReading(None, "the dose is too large to be read")
+    return DoseReading(DailyDose(round(low, 3), round(high, 3), "; ".join(texts)), "", "", per_kg_flags == {True})
+
+
+def daily_dose(resource: dict, strength_mg: float | None) -> tuple[DailyDose | None, str]:
+    """Daily amount in mg (per-tablet strength given); see ``read_dose``."""
+    r = read_dose(resource, Strength(strength_mg))
+    if r.per_kg and r.dose is not None:
+        return None, "the dose is ordered in mg/kg and needs the body weight"
+    return r.dose, r.problem
+
+
+def _medication_resource(resource: dict, medications: dict[str, dict]) -> dict | None:
+    ref = resource.get("medicationReference")
+    target = ref.get("reference") if isinstance(ref, dict) else None
+    if not isinstance(target, str):
+        return None
+    if target.startswith("#"):
+        return next((c for c in as_list(resource.get("contained")) if isinstance(c, dict) and c.get("id") == target[1:]), None)
+    return medications.get(target) or medications.get(target.rsplit("/", 1)[-1])
+
+
+def _prior_therapy(resource: dict) -> PriorTherapy | None:
+    """Evidence in the order itself that it continues earlier therapy."""
+    evidence = []
+    prior = resource.get("priorPrescription")
+    if isinstance(prior, dict) and (prior.get("reference") or prior.get("display")):
+        evidence.append(f"renews {prior.get('reference') or prior.get('display')} (priorPrescription)")
+    for based in as_list(resource.get("basedOn")):
+        if isinstance(based, dict) and str(based.get("reference") or "").startswith("MedicationRequest/"):
+            evidence.append(f"based on {based['reference']}")
+    return PriorTherapy("; ".join(evidence)) if evidence else None
 
 
 def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, dict] | None = None) -> MedicationFact | None:
@@ -168,9 +301,12 @@ def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, di
     if rtype == "ServiceRequest" and not cvx:
         return None
     ingredients = ingredients_of(concept)
-    strengths = [terminology().unit_strength_mg[c] for c in codes_in(concept, RXNORM) if c in terminology().unit_strength_mg]
-    strength = strengths[0] if len(set(strengths)) == 1 else None
-    dose, problem = daily_dose(resource, strength) if ingredients and rtype != "Immunization" else (None, "")
+    reading = DoseReading(None)
+    if ingredients and rtype != "Immunization":
+        reading = read_dose(resource, strength_of(concept, _medication_resource(resource, medications or {})))
+    dose, problem, per_kg = reading.dose, reading.problem, None
+    if reading.per_kg and dose is not None:  # mg/kg/day: build_facts multiplies it by the body weight
+        dose, per_kg, problem = None, dose, "the dose is ordered in mg/kg and no body weight is on record"
     return MedicationFact(
         ref=ref_of(resource),
         ingredients=frozenset(ingredients),
@@ -182,5 +318,8 @@ def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, di
         dose_problem=problem,
         vaccine_codes=frozenset(cvx),
         reason_codes=frozenset(k for rc in as_list(resource.get("reasonCode")) for k in code_keys(rc)),
+        schedule_problem=reading.schedule_problem,
+        dose_per_kg=per_kg,
+        prior_therapy=_prior_therapy(resource) if rtype == "MedicationRequest" else None,
         resource=resource,
     )

@@ -8,16 +8,26 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from .facts import CodedObservation, DataGap, GeneResult, Measurement
+from .facts import CodedObservation, DataGap, GeneResult, Measurement, ResultText
 from .fhirjson import as_list, code_keys, codes_in, codings, concept_text, effective_time, number, ref_of
+from .genotype import combine_alleles, diplotype, phenotype_words, variant_allele
 from .terminology import LOINC, UCUM, norm_unit, terminology
 
-_EXCLUDED_STATUS = {"entered-in-error", "cancelled", "preliminary", "registered"}
+# Observation.status: entered-in-error / cancelled results are not results;
+# "registered" has none yet. Preliminary results are used and flagged
+# (``preliminary``) so that every card built on one says so.
+_EXCLUDED_STATUS = {"entered-in-error", "cancelled", "registered"}
+PRELIMINARY_STATUS = {"preliminary", "partial"}
 
 
 def _usable(obs: dict) -> bool:
     status = obs.get("status")
     return not (isinstance(status, str) and status in _EXCLUDED_STATUS)  # a list or object here must not raise
+
+
+def is_preliminary(obs: dict) -> bool:
+    status = obs.get("status")
+    return isinstance(status, str) and status in PRELIMINARY_STATUS
 
 
 def _quantity_unit(q: dict) -> str:
@@ -34,38 +44,92 @@ def _interpretation(obs: dict) -> str:
     return ""
 
 
-def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str) -> Measurement | None:
-    analyte = terminology().analytes[analyte_name]
+def _interpretation_text(obs: dict) -> str:
+    return " ".join(dict.fromkeys(filter(None, [concept_text(i) for i in as_list(obs.get("interpretation"))]))).lower()
+
+
+# "< 1.0 U/mL", "2.1", ">= 50 mU/L": a number the laboratory sent as text
+_NUMBER_TEXT = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:\.\d+)?)\s*([^\d\s].*)?$")
+
+
+def _quantity(obs: dict) -> dict | None:
+    """valueQuantity, or a valueString / valueInteger that is a plain number (with an optional unit)."""
     q = obs.get("valueQuantity")
-    if not isinstance(q, dict):
+    if isinstance(q, dict):
+        return q
+    if isinstance(obs.get("valueInteger"), int) and not isinstance(obs.get("valueInteger"), bool):
+        return {"value": obs["valueInteger"]}
+    if isinstance(obs.get("valueString"), str):
+        m = _NUMBER_TEXT.match(obs["valueString"])
+        if m:
+            q = {"value": float(m.group(2)), "unit": (m.group(3) or "").strip()}
+            if m.group(1):
+                q["comparator"] = m.group(1)
+            return q
+    return None
+
+
+def _range(obs: dict) -> tuple[dict | None, dict | None, str]:
+    for rr in as_list(obs.get("referenceRange")):
+        if isinstance(rr, dict):
+            low, high = rr.get("low"), rr.get("high")
+            text = rr.get("text") if isinstance(rr.get("text"), str) else ""
+            return (low if isinstance(low, dict) else None), (high if isinstance(high, dict) else None), text
+    return None, None, ""
+
+
+def _result_text(obs: dict, analyte: str, why: str) -> ResultText:
+    text = " ".join(filter(None, [_value_text(obs), _interpretation_text(obs)])).strip().lower()
+    return ResultText(analyte, text, _interpretation(obs), why, effective_time(obs), ref_of(obs), is_preliminary(obs))
+
+
+def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
+             texts: list[ResultText] | None = None) -> Measurement | None:
+    analyte = terminology().analytes[analyte_name]
+    q = _quantity(obs)
+    if q is None:
+        if analyte.keep_unconverted and texts is not None:
+            # words instead of a number ("Deficient"), or only an interpretation: the rules read the words
+            texts.append(_result_text(obs, analyte_name, "the result has no numeric value"))
+            return None
         if obs.get("dataAbsentReason") is None and obs.get("valueString") is not None:
             gaps.append(DataGap(label, f"a result reads '{str(obs['valueString'])[:40]}' and has no numeric value", analyte_name))
         return None
     value = number(q.get("value"))
     if value is None:
+        if analyte.keep_unconverted and texts is not None:
+            texts.append(_result_text(obs, analyte_name, "the result has no readable number"))
+            return None
         gaps.append(DataGap(label, "a result has no readable number", analyte_name))
         return None
-    comparator = q.get("comparator")
+    comparator = q.get("comparator") if isinstance(q.get("comparator"), str) else ""
     unit = _quantity_unit(q)
+    low_q, high_q, ref_text = _range(obs)
+    if not unit:  # a number sent as text: the range's unit says what it is
+        unit = next((_quantity_unit(b) for b in (low_q, high_q) if b is not None and _quantity_unit(b)), "")
     factor = analyte.factors.get(norm_unit(unit))
+    canonical = (analyte.canonical or {}).get(norm_unit(unit), analyte.unit)
     if factor is None:
-        why = f"a result is in the unit '{unit}', which this service does not convert" if unit else "a result has no unit"
-        gaps.append(DataGap(label, why, analyte_name))
-        return None
+        if not analyte.keep_unconverted:
+            why = f"a result is in the unit '{unit}', which this service does not convert" if unit else "a result has no unit"
+            gaps.append(DataGap(label, why, analyte_name))
+            return None
+        factor, canonical = 1.0, ""  # kept as written: judged by the laboratory's own range only
     low = high = None
-    for rr in as_list(obs.get("referenceRange")):
-        if not isinstance(rr, dict):
+    for key, bound in (("low", low_q), ("high", high_q)):
+        if bound is None or number(bound.get("value")) is None:
             continue
-        for key in ("low", "high"):
-            bound = rr.get(key)
-            if isinstance(bound, dict) and number(bound.get("value")) is not None:
-                bf = analyte.factors.get(norm_unit(_quantity_unit(bound) or unit))
-                if bf is not None:
-                    if key == "low":
-                        low = number(bound["value"]) * bf
-                    else:
-                        high = number(bound["value"]) * bf
-        break
+        b_unit = _quantity_unit(bound) or unit
+        if canonical:
+            bf = analyte.factors.get(norm_unit(b_unit))
+            same = (analyte.canonical or {}).get(norm_unit(b_unit), analyte.unit) == canonical
+        else:
+            bf, same = 1.0, norm_unit(b_unit) == norm_unit(unit)
+        if bf is not None and same:
+            if key == "low":
+                low = number(bound["value"]) * bf
+            else:
+                high = number(bound["value"]) * bf
     interpretation = _interpretation(obs)
     if comparator in ("<", "<=") and not interpretation:
         interpretation = "<"
@@ -74,12 +138,17 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str) -> M
     return Measurement(
         analyte=analyte_name,
         value=round(value * factor, 6),
-        unit=analyte.unit,
+        unit=canonical,
         when=effective_time(obs),
         source_ref=ref_of(obs),
         ref_low=low,
         ref_high=high,
         interpretation=interpretation,
+        preliminary=is_preliminary(obs),
+        unit_text=unit,
+        comparator=comparator,
+        interpretation_text=_interpretation_text(obs),
+        ref_text=ref_text,
     )
 
 
@@ -104,10 +173,13 @@ ANALYTE_LABELS = {
 }
 
 
-def measurements(observations: Iterable[dict], gaps: list[DataGap]) -> dict[str, list[Measurement]]:
-    """Numeric observations by analyte, newest first (undated last)."""
+def measurements(observations: Iterable[dict], gaps: list[DataGap],
+                 texts: dict[str, list[ResultText]] | None = None) -> dict[str, list[Measurement]]:
+    """Numeric observations by analyte, newest first (undated last). Results of
+    analytes that keep words (TPMT activity "Deficient") go to ``texts``."""
     t = terminology()
     out: dict[str, list[Measurement]] = {}
+    texts = {} if texts is None else texts
     for obs in observations:
         if not _usable(obs):
             continue
@@ -117,10 +189,13 @@ def measurements(observations: Iterable[dict], gaps: list[DataGap]) -> dict[str,
             analyte = t.analyte_names.get(name) or next(
                 (a for n, a in t.analyte_names.items() if n in name), None) if name else None
         if analyte:
-            m = _measure(obs, analyte, gaps, ANALYTE_LABELS.get(analyte, analyte))
+            bucket: list[ResultText] = texts.setdefault(analyte, [])
+            m = _measure(obs, analyte, gaps, ANALYTE_LABELS.get(analyte, analyte), bucket)
             if m is not None:
                 out.setdefault(analyte, []).append(m)
-    for values in out.values():
+    for key in [k for k, v in texts.items() if not v]:
+        del texts[key]
+    for values in [*out.values(), *texts.values()]:
         values.sort(key=lambda m: (m.when is not None, m.when), reverse=True)
     return out
 
@@ -128,7 +203,6 @@ def measurements(observations: Iterable[dict], gaps: list[DataGap]) -> dict[str,
 # ------------------------------------------------------------------ genomics
 
 _GENE_WORD = re.compile(r"\b(TPMT|NUDT15)\b", re.IGNORECASE)
-_STAR = re.compile(r"\*\s*\d+[A-Z]?", re.IGNORECASE)
 
 
 def _genes_named(obs: dict) -> set[str]:
@@ -178,56 +252,155 @@ def _value_text(obs: dict) -> str:
     return ""
 
 
-def _phenotype_term(obs: dict) -> str | None:
-    """A CPIC phenotype term from a LOINC answer code or the value's words."""
+_IMPLICATION = "therapeutic-implication"
+
+
+def _phenotype_term(obs: dict, gene: str) -> str | None:
+    """A CPIC phenotype term from a LOINC answer code (in the value, or in the IG's
+    therapeutic-implication / 53040-2 component) or the value's words."""
     t = terminology()
-    for c in codings(obs.get("valueCodeableConcept")):
-        if isinstance(c.get("code"), str) and c["code"] in t.metabolizer_answers:
-            return t.metabolizer_answers[c["code"]]
-    text = _value_text(obs).lower()
-    if "possible intermediate" in text:
-        return "Possible Intermediate Metabolizer"
-    for word, term in (("ultrarapid", "Ultrarapid Metabolizer"), ("rapid", "Rapid Metabolizer"),
-                       ("intermediate", "Intermediate Metabolizer"), ("poor", "Poor Metabolizer"),
-                       ("normal", "Normal Metabolizer"), ("extensive", "Normal Metabolizer"),
-                       ("indeterminate", "Indeterminate")):
-        if word in text:
-            return term
-    return None
+    concepts = [obs.get("valueCodeableConcept")] + [
+        comp.get("valueCodeableConcept") for comp in as_list(obs.get("component"))
+        if isinstance(comp, dict) and any(k.endswith("|" + _IMPLICATION) or k == f"{LOINC}|53040-2"
+                                          for k in code_keys(comp.get("code")))]
+    for concept in concepts:
+        for c in codings(concept):
+            if isinstance(c.get("code"), str) and c["code"] in t.metabolizer_answers:
+                return t.metabolizer_answers[c["code"]]
+    text = _value_text(obs) or " ".join(concept_text(c) for c in concepts[1:] if c)
+    return phenotype_words(text, gene)
+
+
+_ALLELE_OR_VARIANT = re.compile(r"\*\s*\d|\b[cg]\.\d|\brs\d", re.IGNORECASE)
 
 
 def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
     """TPMT / NUDT15 genotype and phenotype results, as stated in the record."""
     t = terminology()
     out: list[GeneResult] = []
+    observations = list(observations)
+    # haplotype calls a diplotype is derived from (R4 core example-TPMT-haplotype-one/two) are not results of their own
+    derived = {str(d.get("reference")).rsplit("/", 1)[-1] for o in observations
+               if code_keys(o.get("code")) & t.genotype_codes
+               for d in as_list(o.get("derivedFrom")) if isinstance(d, dict) and d.get("reference")}
+    variants: list[dict] = []
+    genes_by_id = {o["id"]: _genes_named(o) & {"TPMT", "NUDT15"} for o in observations
+                   if isinstance(o.get("id"), str) and code_keys(o.get("code")) & t.genotype_codes}
     for obs in observations:
         if not _usable(obs):
             continue
         keys = code_keys(obs.get("code"))
+        if keys & t.variant_codes:
+            variants.append(obs)
+            continue
         is_genotype = bool(keys & t.genotype_codes)
+        if is_genotype and isinstance(obs.get("id"), str) and obs["id"] in derived:
+            continue
         is_phenotype = bool(keys & t.phenotype_codes)
         if not (is_genotype or is_phenotype):
             continue
         genes = _genes_named(obs) & {"TPMT", "NUDT15"}
-        when, ref = effective_time(obs), ref_of(obs)
+        if not genes and is_phenotype:  # IG TherapeuticImplication: the gene is on the Genotype it derives from
+            genes = {g for d in as_list(obs.get("derivedFrom")) if isinstance(d, dict)
+                     for g in genes_by_id.get(str(d.get("reference")).rsplit("/", 1)[-1], set())}
+        when, ref, prelim = effective_time(obs), ref_of(obs), is_preliminary(obs)
         raw = _value_text(obs).strip()
         for gene in sorted(genes):
             if is_genotype:
-                value = _diplotype_text(raw, gene)
+                value, note = diplotype(raw, gene)
+                if not value:  # a genotype code whose value is a phenotype ("Intermediate metabolizer")
+                    # (never for variant or allele text that could not be reduced: that stays unreadable)
+                    term = None if (not raw or _ALLELE_OR_VARIANT.search(raw)) else phenotype_words(raw, gene)
+                    if term:
+                        out.append(GeneResult(gene, "phenotype", term, when, ref, prelim, "phenotype words in a genotype result"))
+                        continue
                 kind = "diplotype" if value else "unreadable"
-                out.append(GeneResult(gene, kind, value or raw or "(no value)", when, ref))
+                out.append(GeneResult(gene, kind, value or raw or "(no value)", when, ref, prelim, note))
             else:
-                term = _phenotype_term(obs)
-                out.append(GeneResult(gene, "phenotype" if term else "unreadable", term or raw or "(no value)", when, ref))
+                term = _phenotype_term(obs, gene)
+                out.append(GeneResult(gene, "phenotype" if term else "unreadable", term or raw or "(no value)",
+                                      when, ref, prelim))
+    known = {r.gene for r in out}
+    out += [r for r in variant_results(variants) if r.gene not in known]  # only where no genotype / phenotype
     return out
 
 
-def _diplotype_text(raw: str, gene: str) -> str:
-    """The star-allele part of a genotype value, e.g. "TPMT *1/*3A" → "*1/*3A".
+_PRESENT = {"LA9633-4": True, "LA9634-2": False, "LA6576-8": True, "LA6577-6": False}  # present / absent; positive / negative
+_ZYGOSITY = {"LA6706-1": "het", "LA6705-3": "hom", "LA6707-9": "hemizygous"}
 
-    Keeps the text as written otherwise (rules decide whether they know it)."""
-    text = re.sub(rf"\b{gene}\b", "", raw, flags=re.IGNORECASE).strip(" :")
-    return text if _STAR.search(text) else ""
+
+def _variant_call(obs: dict) -> tuple[str, list[str], str, bool | None]:
+    """(gene, HGVS / rsID tokens, zygosity "het"/"hom"/"", present) of one variant-level Observation."""
+    t = terminology()
+    loinc = next((c for c in codes_in(obs.get("code"), LOINC) if c in t.variant_loinc), None)
+    gene, tokens, zyg, present = "", [], "", None
+    if loinc:
+        gene, *tokens = t.variant_loinc[loinc]
+    else:
+        gene = next(iter(sorted(_genes_named(obs) & {"TPMT", "NUDT15"})), "")
+        for comp in as_list(obs.get("component")):
+            if not isinstance(comp, dict):
+                continue
+            ckeys = code_keys(comp.get("code"))
+            value = comp.get("valueCodeableConcept")
+            if ckeys & {f"{LOINC}|81252-9", f"{LOINC}|48004-6"}:
+                words = [str(c.get("code") or "") for c in codings(value)] + [concept_text(value)]
+                if isinstance(comp.get("valueString"), str):
+                    words.append(comp["valueString"])
+                tokens += [m.group(0).split(":")[-1] for w in words for m in re.finditer(r"(\S*:)?(c\.|g\.)\S+|rs\d+", w)]
+            elif f"{LOINC}|53034-5" in ckeys:
+                code = next((str(c.get("code")) for c in codings(value) if c.get("code")), "")
+                zyg = _ZYGOSITY.get(code) or ("hom" if "homo" in concept_text(value).lower() else
+                                              "het" if "hetero" in concept_text(value).lower() else "")
+    value_codes = {str(c.get("code")) for c in codings(obs.get("valueCodeableConcept"))}
+    for code in value_codes:
+        if code in _PRESENT:
+            present = _PRESENT[code]
+        elif code in _ZYGOSITY:
+            zyg, present = _ZYGOSITY[code], True
+    words = _value_text(obs).lower()
+    if present is None and words:
+        if re.search(r"\b(absent|negative|not detected|wild[- ]?type|normal)\b", words):
+            present = False
+        elif re.search(r"\b(homozygous|heterozygous|present|positive|detected)\b", words):
+            present = True
+    if not zyg:
+        zyg = "hom" if "homozygous" in words else "het" if "heterozygous" in words else ""
+    return gene, list(dict.fromkeys(tokens)), zyg, present
+
+
+def variant_results(observations: list[dict]) -> list[GeneResult]:
+    """One diplotype per gene from its variant-level results (through CPIC's allele definitions)."""
+    by_gene: dict[str, list[tuple[dict, list[str], str, bool | None]]] = {}
+    for obs in observations:
+        gene, tokens, zyg, present = _variant_call(obs)
+        if gene:
+            by_gene.setdefault(gene, []).append((obs, tokens, zyg, present))
+    out = []
+    for gene, calls in sorted(by_gene.items()):
+        newest = max((effective_time(o) for o, *_ in calls if effective_time(o)), default=None)
+        refs = ", ".join(filter(None, (ref_of(o) for o, *_ in calls)))
+        prelim = any(is_preliminary(o) for o, *_ in calls)
+        if any(p is None or (p and not tokens) for _, tokens, _, p in calls):
+            raw = "; ".join(_value_text(o) or "(no value)" for o, *_ in calls)
+            out.append(GeneResult(gene, "unreadable", f"variant results: {raw}"[:120], newest, refs, prelim,
+                                  "a variant result without a readable variant or presence"))
+            continue
+        found, unknown = [], []
+        for _, tokens, zyg, p in calls:
+            alleles = {t: variant_allele(t, gene) for t in (tokens if p else [])}  # HGVS and rsID of one variant agree
+            mapped = list(dict.fromkeys(a for a in alleles.values() if a))
+            unknown += [] if mapped else list(alleles)
+            found += [(a, zyg or "?") for a in mapped]
+        text = ", ".join(f"{' '.join(tk)} {z or ''}".strip() for _, tk, z, p in calls if p) or "no variant detected"
+        if unknown:
+            out.append(GeneResult(gene, "unreadable", f"variant results: {text}"[:120], newest, refs, prelim,
+                                  f"{', '.join(unknown)} is not a single-variant {gene} allele in CPIC's allele definitions"))
+            continue
+        value, note = combine_alleles(found, gene, f"read from variant results ({text})") if found else \
+            ("*1/*1", f"read from variant results: none of the tested {gene} variants detected")
+        out.append(GeneResult(gene, "diplotype" if value else "unreadable", value or text, newest, refs, prelim, note))
+    return out
 
 
 def status_observations(observations: Iterable[dict]) -> list[CodedObservation]:
@@ -243,6 +416,7 @@ def status_observations(observations: Iterable[dict]) -> list[CodedObservation]:
         vcc = obs.get("valueCodeableConcept")
         flag = obs.get("valueBoolean") if isinstance(obs.get("valueBoolean"), bool) else None
         text = " ".join(filter(None, [concept_text(vcc), obs.get("valueString") if isinstance(obs.get("valueString"), str) else ""]))
-        out.append(CodedObservation(loinc, frozenset(code_keys(vcc)), text.lower(), flag, effective_time(obs), ref_of(obs)))
+        out.append(CodedObservation(loinc, frozenset(code_keys(vcc)), text.lower(), flag, effective_time(obs), ref_of(obs),
+                                    is_preliminary(obs)))
     out.sort(key=lambda o: (o.when is not None, o.when), reverse=True)
     return out

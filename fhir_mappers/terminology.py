@@ -22,6 +22,8 @@ class Analyte:
     loinc: frozenset[str]
     unit: str  # canonical unit
     factors: dict[str, float]  # normalised unit -> factor to canonical
+    canonical: dict[str, str] | None = None  # normalised unit -> its canonical unit, when there are several
+    keep_unconverted: bool = False  # keep a value in an unknown unit (unit "") for the laboratory's range
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class Terminology:
     version: str
     rxnorm: dict[str, str]
     unit_strength_mg: dict[str, float]
+    ml_strength_mg: dict[str, float]  # RxNorm oral liquid -> mg per mL
     name_pattern: re.Pattern
     name_to_ingredient: dict[str, str]
     cvx: dict[str, dict]
@@ -37,6 +40,8 @@ class Terminology:
     genotype_codes: frozenset[str]
     phenotype_codes: frozenset[str]
     gene_component_codes: frozenset[str]
+    variant_codes: frozenset[str]
+    variant_loinc: dict[str, list[str]]  # LOINC variant term -> [gene, HGVS...]
     gene_extension_url: str
     metabolizer_answers: dict[str, str]
     analytes: dict[str, Analyte]
@@ -45,8 +50,10 @@ class Terminology:
     unit_dose_units: frozenset[str]
     vaccine_names: dict[str, str]
     vaccine_pattern: re.Pattern
+    not_vaccine_pattern: re.Pattern
     analyte_names: dict[str, str]  # lower-case observation name -> analyte
     status_loinc: frozenset[str]
+    variants: dict[str, dict[str, str]]  # gene -> HGVS / rsID -> star allele (CPIC allele definitions)
 
 
 def norm_unit(unit: str | None) -> str:
@@ -72,7 +79,13 @@ def terminology() -> Terminology:
         factors = raw["unit_families"][units] if isinstance(units, str) else units
         factors = {norm_unit(u): float(f) for u, f in factors.items()}
         factors.setdefault(norm_unit(spec["unit"]), 1.0)
-        analytes[name] = Analyte(name, frozenset(spec["loinc"]), spec["unit"], factors)
+        canonical = {u: spec["unit"] for u in factors}
+        for unit, spellings in spec.get("unit_groups", {}).items():
+            for u in [unit, *spellings]:
+                factors[norm_unit(u)] = 1.0
+                canonical[norm_unit(u)] = unit
+        analytes[name] = Analyte(name, frozenset(spec["loinc"]), spec["unit"], factors, canonical,
+                                 bool(spec.get("keep_unconverted")))
         for code in spec["loinc"]:
             loinc_to_analyte.setdefault(code, name)
 
@@ -89,6 +102,7 @@ def terminology() -> Terminology:
         version=raw["meta"]["version"],
         rxnorm=dict(raw["rxnorm"]),
         unit_strength_mg={k: float(v) for k, v in raw["rxnorm_unit_strength_mg"].items()},
+        ml_strength_mg={k: float(v) for k, v in raw.get("rxnorm_ml_strength_mg", {}).items()},
         name_pattern=pattern,
         name_to_ingredient=names,
         cvx=dict(raw["cvx"]),
@@ -97,6 +111,8 @@ def terminology() -> Terminology:
         genotype_codes=frozenset(g["genotype_codes"]),
         phenotype_codes=frozenset(g["phenotype_codes"]),
         gene_component_codes=frozenset(g["gene_component_codes"]),
+        variant_codes=frozenset(g.get("variant_codes", [])),
+        variant_loinc={k: list(v) for k, v in g.get("variant_loinc", {}).items()},
         gene_extension_url=g["gene_extension_url"],
         metabolizer_answers=dict(raw["metabolizer_answers"]),
         analytes=analytes,
@@ -105,8 +121,11 @@ def terminology() -> Terminology:
         unit_dose_units=frozenset(norm_unit(u) for u in raw["unit_dose_units"]["codes"]),
         vaccine_names=vaccine_names,
         vaccine_pattern=re.compile(rf"(?<![\w-])({vaccine_alt})(?![\w-])", re.IGNORECASE),
+        not_vaccine_pattern=re.compile(r"(?<![\w-])(" + "|".join(re.escape(w) for w in raw["not_vaccine_names"]["words"])
+                                       + r")(?![\w-])", re.IGNORECASE),
         analyte_names=analyte_names,
         status_loinc=frozenset(raw["status_observations"]["loinc"]),
+        variants={gene: dict(table) for gene, table in raw.get("variants", {}).items()},
     )
 
 
@@ -118,4 +137,6 @@ def ingredients_in_text(text: str) -> set[str]:
 def vaccines_in_text(text: str) -> set[str]:
     """CVX codes of vaccines named in free text."""
     t = terminology()
+    if t.not_vaccine_pattern.search(text or ""):  # VariZIG, HBIG, IVIG: immune globulins, not vaccines
+        return set()
     return {t.vaccine_names[m.lower()] for m in t.vaccine_pattern.findall(text or "")}

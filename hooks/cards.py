@@ -1,12 +1,20 @@
-"""Findings → CDS Hooks 2.0 cards, abstract actions → FHIR resources."""
+"""Findings → CDS Hooks 2.0 cards, rendered once, after consolidation; abstract actions → FHIR resources.
+
+Wording comes from the rule catalogue (``rules.catalogue``); this module only
+assembles cards: sources and links, suggestions, override reasons, the info-card
+cap (which merges, never drops) and the guideline / knowledge version in every
+card's extension. ``suggestion_resource`` is the one place suggested FHIR
+resources are built.
+"""
 from __future__ import annotations
 
 import uuid
 from datetime import date, timedelta
 
 from rules import Finding, knowledge_version
-from rules.common import fmt_mg
-from rules.findings import SEVERITY, CancelOrder, ChangeDose, OrderTest
+from rules.catalogue import (catalogue, fmt_mg, label, merged_summary, regimen_text, render, sources_of,
+                             Rendered)
+from rules.findings import SEVERITY, CancelOrder, ChangeDose, OrderTest, Regimen
 from rules.knowledge_base import load
 
 from . import r4
@@ -14,99 +22,138 @@ from . import r4
 RULE_SYSTEM = "https://github.com/azathioprine-cds/rules"
 UCUM = "http://unitsofmeasure.org"
 LOINC = "http://loinc.org"
-TIMING = {1: "once daily", 2: "twice daily", 3: "three times daily"}
+EXTENSION = "azathioprine-cds"
 
-# Override reasons: HL7 CDS Hooks non-adherence reason codes (CDS Hooks 3.0.0-ballot
-# vocabulary, CodeSystem non-adherence-reason-codes; copied from shared/fixtures/
-# hl7-cds-hooks-spec-3.0.0-ballot/vocabulary/, Apache-2.0).
-_OVERRIDE_SYSTEM = "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes"
-_OVERRIDE_CODES = [
-    ("risk-benefit-ratio", "Recipient assessment of risk/benefit ratio"),
-    ("action-completed", "Recommended action was already completed"),
-    ("indication-order-exists", "Patient has indication/order for intended action"),
-    ("expert-contradicts", "Advice from expert contradicts the recommended action"),
-    ("need-more-info", "Could not address recommended action due to need for more information/pending results/pending consult"),
-    ("patient-ineligible", "Patient does not meet eligibility for recommended action"),
-]
-OVERRIDE_REASONS = [{"system": _OVERRIDE_SYSTEM, "code": c, "display": d} for c, d in _OVERRIDE_CODES]
+
+def override_reasons(rule_id: str) -> list[dict]:
+    cat = catalogue()
+    return [{"system": cat.override_system, "code": c, "display": cat.override_reasons[c]}
+            for c in cat[rule_id].override_reasons]
+
+
+def _all_override_reasons() -> list[dict]:
+    cat = catalogue()
+    return [{"system": cat.override_system, "code": c, "display": d} for c, d in cat.override_reasons.items()]
+
+
+OVERRIDE_REASONS = _all_override_reasons()  # every code a card may offer (the report names them)
 
 
 def render_cards(findings: list[Finding], *, drafts: dict[str, dict], patient_id: str | None,
-                 today: date, max_info_cards: int = 1) -> list[dict]:
-    ordered = sorted(findings, key=lambda f: (-SEVERITY[f.indicator], f.priority))
-    cards, infos = [], 0
-    for f in ordered:
-        if f.indicator == "info":
-            if infos >= max_info_cards:
-                continue
-            infos += 1
-        cards.append(card(f, drafts=drafts, patient_id=patient_id, today=today))
+                 today: date, max_info_cards: int = 1, guideline: str = "cpic") -> list[dict]:
+    """One card per finding, most severe first; info cards beyond ``max_info_cards`` are merged into
+    the last info card (never dropped: a check that could not be done, age, pregnancy... stay)."""
+    ordered = sorted(findings, key=lambda f: (-SEVERITY[_indicator(f)], catalogue()[f.rule_id].priority))
+    rendered = [(f, render(f, guideline)) for f in ordered]
+    main = [(f, r) for f, r in rendered if r.indicator != "info"]
+    infos = [(f, r) for f, r in rendered if r.indicator == "info"]
+    keep = max(1, max_info_cards)
+    cards = [card(f, r, drafts=drafts, patient_id=patient_id, today=today, guideline=guideline) for f, r in main]
+    cards += [card(f, r, drafts=drafts, patient_id=patient_id, today=today, guideline=guideline)
+              for f, r in infos[:keep - 1]]
+    rest = infos[keep - 1:]
+    if len(rest) == 1:
+        cards.append(card(*rest[0], drafts=drafts, patient_id=patient_id, today=today, guideline=guideline))
+    elif rest:
+        cards.append(merged_card(rest, drafts=drafts, patient_id=patient_id, today=today, guideline=guideline))
     return cards
 
 
-def card(f: Finding, *, drafts: dict[str, dict], patient_id: str | None, today: date) -> dict:
+def _indicator(f: Finding) -> str:
+    return f.indicator or catalogue()[f.rule_id].indicator
+
+
+def merged_card(items: list[tuple[Finding, Rendered]], **kw) -> dict:
+    first, r0 = items[0]
+    detail = "\n\n".join(f"**{r.title}**: {r.summary}\n\n{r.detail}" for _, r in items)
+    merged = Rendered(r0.rule_id, r0.title, "info", merged_summary([r.short for _, r in items]), detail, r0.short)
+    extra = Finding(first.rule_id, first.order_ref, first.values, [a for f, _ in items for a in f.actions],
+                    sources=tuple(k for f, _ in items for k in sources_of(f)), drug=first.drug)
+    out = card(extra, merged, **kw)
+    out["extension"][EXTENSION]["mergedRuleIds"] = [f.rule_id for f, _ in items]
+    return out
+
+
+def card(f: Finding, r: Rendered, *, drafts: dict[str, dict], patient_id: str | None, today: date,
+         guideline: str = "cpic") -> dict:
     kb = load()
-    main = kb.source(f.sources[0])
+    keys = sources_of(f)
+    main = kb.source(keys[0])
+    version = knowledge_version()
     out: dict = {
         "uuid": str(uuid.uuid4()),
-        "summary": f.summary,
-        "indicator": f.indicator,
-        "detail": f.detail + _footer(f),
+        "summary": r.summary,
+        "indicator": r.indicator,
+        "detail": r.detail + _footer(f.rule_id, keys, version, guideline),
         "source": {
             "label": main.label,
-            "topic": {"system": RULE_SYSTEM, "code": f.rule_id, "display": f.title or f.rule_id},
+            "topic": {"system": RULE_SYSTEM, "code": f.rule_id, "display": r.title},
         },
-        "extension": {"azathioprine-cds": {"ruleId": f.rule_id, "knowledgeVersion": knowledge_version()}},
+        "extension": {EXTENSION: {"ruleId": f.rule_id, "knowledgeVersion": version, "guideline": guideline}},
     }
     if main.url:
         out["source"]["url"] = main.url
     links, seen = [], set()
-    for key in f.sources:
+    for key in keys:
         s = kb.source(key)
         if s.url and s.url not in seen:
             seen.add(s.url)
             links.append({"label": s.label, "url": s.url, "type": "absolute"})
     if links:
         out["links"] = links
-    suggestions = [s for s in (_suggestion(a, drafts, patient_id, today) for a in f.actions) if s]
+    suggestions = [s for s in (_suggestion(f, a, drafts, patient_id, today, guideline) for a in f.actions) if s]
     if suggestions:
         suggestions[0]["isRecommended"] = True
         out["suggestions"] = suggestions
         alternatives = sum(isinstance(a, (ChangeDose, CancelOrder)) for a in f.actions) > 1
         out["selectionBehavior"] = "at-most-one" if alternatives or len(suggestions) == 1 else "any"
-    if f.indicator != "info":
-        out["overrideReasons"] = OVERRIDE_REASONS
+    if r.indicator != "info":
+        out["overrideReasons"] = override_reasons(f.rule_id)
     return out
 
 
-def _footer(f: Finding) -> str:
+def _footer(rule_id: str, keys: list[str], version: str, guideline: str) -> str:
     kb = load()
-    cites = "\n".join(f"- {kb.source(k).citation or kb.source(k).label}" for k in dict.fromkeys(f.sources))
-    return f"\n\n**Sources**\n{cites}\n\n_Rule `{f.rule_id}`, knowledge version {knowledge_version()}._"
+    cites = "\n".join(f"- {kb.source(k).citation or kb.source(k).label}" for k in dict.fromkeys(keys))
+    profile = load()["pgx"]["profiles"][guideline]["name"]
+    return (f"\n\n**Sources**\n{cites}\n\n_Rule `{rule_id}`, knowledge version {version}, "
+            f"pharmacogenomic guideline {profile}._")
 
 
-def _suggestion(action, drafts: dict[str, dict], patient_id: str | None, today: date) -> dict | None:
+def _action_values(action) -> dict:
+    if isinstance(action, ChangeDose):
+        return {"regimen": regimen_text(action.regimen), "mg": action.daily_mg}
+    if isinstance(action, CancelOrder):
+        return {"what": action.what}
+    return {"loinc": action.loinc, "display": action.display, "within_days": action.within_days}
+
+
+def _suggestion(f: Finding, action, drafts: dict[str, dict], patient_id: str | None, today: date,
+                guideline: str) -> dict | None:
+    text = label(f, action.label, _action_values(action), guideline)
+    built = suggestion_resource(action, text, drafts=drafts, patient_id=patient_id, today=today)
+    if built is None:
+        return None
+    return {"uuid": str(uuid.uuid4()), "label": text, "actions": [built]}
+
+
+def suggestion_resource(action, description: str, *, drafts: dict[str, dict], patient_id: str | None,
+                        today: date) -> dict | None:
+    """The one place a suggestion's CDS Hooks action (and its FHIR resource) is built."""
     if isinstance(action, ChangeDose):
         draft = drafts.get(action.order_ref)
         if draft is None:
             return None
         old = next((d for d in draft.get("dosageInstruction") or [] if isinstance(d, dict)), {})
         resource = r4.updated_medication_request(
-            draft, dosage(action.daily_mg, action.times_per_day, route=r4.codeable_concept(old.get("route"))),
-            patient_id=patient_id)
+            draft, dosages(action.regimen, route=r4.codeable_concept(old.get("route"))), patient_id=patient_id)
         if resource is None:
             return None
-        return {"uuid": str(uuid.uuid4()), "label": action.label, "actions": [{
-            "type": "update",
-            "description": action.label,
-            "resource": resource,
-        }]}
+        return {"type": "update", "description": description, "resource": resource}
     if isinstance(action, CancelOrder):
         if not action.order_ref:
             return None
-        return {"uuid": str(uuid.uuid4()), "label": action.label, "actions": [{
-            "type": "delete", "description": action.label, "resourceId": action.order_ref,
-        }]}
+        return {"type": "delete", "description": description, "resourceId": action.order_ref}
     if isinstance(action, OrderTest):
         resource = {
             "resourceType": "ServiceRequest",
@@ -125,21 +172,32 @@ def _suggestion(action, drafts: dict[str, dict], patient_id: str | None, today: 
         if action.within_days:
             resource["occurrencePeriod"] = {"start": today.isoformat(),
                                             "end": (today + timedelta(days=action.within_days)).isoformat()}
-        return {"uuid": str(uuid.uuid4()), "label": action.label, "actions": [{
-            "type": "create", "description": action.label, "resource": resource,
-        }]}
+        return {"type": "create", "description": description, "resource": resource}
     return None
 
 
-def dosage(daily_mg: float, times_per_day: int = 1, route: dict | None = None) -> dict:
-    """A structured R4 Dosage: ``daily_mg`` split into ``times_per_day`` equal doses."""
-    per_dose = daily_mg / times_per_day
-    value = int(per_dose) if float(per_dose).is_integer() else round(per_dose, 2)
-    out = {
-        "text": f"{fmt_mg(per_dose)} mg {TIMING.get(times_per_day, f'{times_per_day} times daily')}",
-        "timing": {"repeat": {"frequency": times_per_day, "period": 1, "periodUnit": "d"}},
-        "doseAndRate": [{"doseQuantity": {"value": value, "unit": "mg", "system": UCUM, "code": "mg"}}],
-    }
+def _quantity(mg: float) -> dict:
+    value = int(mg) if float(mg).is_integer() else round(mg, 2)
+    return {"value": value, "unit": "mg", "system": UCUM, "code": "mg"}
+
+
+def dosages(regimen: Regimen, route: dict | None = None) -> list[dict]:
+    """Structured R4 Dosage(s) for a regimen: once daily, every other day, two doses alternating day by
+    day (two Dosages, each every 2 days), or on Monday, Wednesday and Friday."""
+    text = regimen_text(regimen)
+    if regimen.days_per_week:
+        repeat = {"frequency": 1, "period": 1, "periodUnit": "d", "dayOfWeek": ["mon", "wed", "fri"]}
+        out = [{"text": text, "timing": {"repeat": repeat}, "doseAndRate": [{"doseQuantity": _quantity(regimen.per_dose_mg)}]}]
+    elif regimen.alt_mg is not None:
+        out = [{"sequence": 1, "text": f"{text}: {fmt_mg(dose)} mg every other day, starting on day {day}",
+                "timing": {"repeat": {"frequency": 1, "period": 2, "periodUnit": "d"}},
+                "doseAndRate": [{"doseQuantity": _quantity(dose)}]}
+               for day, dose in ((1, regimen.per_dose_mg), (2, regimen.alt_mg))]
+    else:
+        out = [{"text": text, "timing": {"repeat": {"frequency": 1, "period": regimen.every_days, "periodUnit": "d"}},
+                "doseAndRate": [{"doseQuantity": _quantity(regimen.per_dose_mg)}]}]
     if isinstance(route, dict) and route:
-        out["route"] = route
+        for d in out:
+            d["route"] = route
     return out
+

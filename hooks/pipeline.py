@@ -115,14 +115,14 @@ def evaluate(request: dict, env: HookEnv, *, service: ServiceDefinition, drafts:
         unread = _unidentified_references(orders, known_meds)
         if unread:  # the drug could be a thiopurine: not an all-clear
             cards = render_cards([_unidentified_finding(unread)], drafts={}, patient_id=pid, today=env.today(),
-                                 max_info_cards=env.max_info_cards)
+                                 max_info_cards=env.max_info_cards, guideline=env.rule_options.guideline)
             return HookResult({"cards": cards}, rule_ids=["data-incomplete"], fhir_ms=(time.monotonic() - started) * 1000)
         return HookResult({"cards": []}, fhir_ms=(time.monotonic() - started) * 1000)
 
-    keys = list(service.prefetch)
-    if not rules.thiopurine_ordered(orders):  # an interacting drug: only "is a thiopurine active?" matters
-        keys = [k for k in keys if k in rules.INTERACTION_ONLY_GROUPS]
-    wanted = {k: service.prefetch[k] for k in keys}
+    # an interacting drug only asks "is a thiopurine active?"; immunizations matter for a thiopurine order,
+    # recently stopped thiopurines for a live vaccine order
+    needed = rules.groups_needed(orders, service.prefetch)
+    wanted = {k: p for k, p in service.prefetch.items() if k in needed}
     fetchable = {k: p.template for k, p in wanted.items() if p.on_missing is not OnMissing.OMIT}
     data, gaps = gather(env.client, access, fetchable, service.required_keys, context, prefetch, deadline)
     data, gaps = _omitted_keys(wanted, prefetch, data, gaps)
@@ -132,8 +132,10 @@ def evaluate(request: dict, env: HookEnv, *, service: ServiceDefinition, drafts:
     findings = rules.evaluate(facts, env.rule_options)
     by_ref = {m.ref: m.resource for m in facts.active_medications if m.ref and m.resource}
     by_ref.update({ref_of(r): r for r in drafts if ref_of(r)})
-    cards = render_cards(findings, drafts=by_ref, patient_id=pid, today=today, max_info_cards=env.max_info_cards)
+    cards = render_cards(findings, drafts=by_ref, patient_id=pid, today=today, max_info_cards=env.max_info_cards,
+                         guideline=env.rule_options.guideline)
     shown = {c["source"]["topic"]["code"] for c in cards}
+    shown |= {r for c in cards for r in c["extension"]["azathioprine-cds"].get("mergedRuleIds", [])}
     return HookResult({"cards": cards}, rule_ids=[f.rule_id for f in findings if f.rule_id in shown], fhir_ms=fhir_ms)
 
 
@@ -161,15 +163,7 @@ def _unidentified_references(orders, known: dict[str, dict]) -> list[str]:
 
 
 def _unidentified_finding(refs: list[str]) -> rules.Finding:
-    return rules.Finding(
-        rule_id="data-incomplete", indicator="warning", title="Incomplete safety check",
-        summary="The drug of a draft order could not be identified; check by hand whether it is a thiopurine",
-        detail=("The drug of this order is named only by a reference that could not be read from the EHR ("
-                + ", ".join(f"`{r}`" for r in refs) + "), so this service could not tell whether it is azathioprine, "
-                "mercaptopurine or thioguanine, or a drug that interacts with them. If it is, check TPMT/NUDT15 "
-                "status, the dose, blood counts and interactions by hand."),
-        sources=("fda_azathioprine",),
-    )
+    return rules.Finding("data-incomplete", "", {"variant": "unidentified", "refs": refs}, indicator="warning")
 
 
 def _with_selection(order, selected: set[str]):

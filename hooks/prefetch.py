@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from fhir_mappers.terminology import LOINC, SNOMED, terminology
+from fhir_mappers.terminology import LOINC, terminology
 
 from .errors import BadContext
 
@@ -19,20 +19,29 @@ def _codes(*pairs: tuple[str, str]) -> str:
 
 def _templates() -> dict[str, str]:
     t = terminology()
-    pgx_codes = [(LOINC, "84413-4"), (LOINC, "79713-4"), (LOINC, "53040-2"), (SNOMED, "363779003")]
+    # every genotype, phenotype and TPMT activity code the mappers read (fhir_mappers/codes.toml)
+    pgx_codes = [tuple(k.split("|", 1)) for k in sorted(t.genotype_codes | t.phenotype_codes | t.variant_codes)]
     pgx_codes += [(LOINC, c) for c in sorted(t.analytes["tpmt_activity"].loinc)]
-    lab_codes = [(LOINC, c) for name, a in t.analytes.items() if name not in ("weight", "tpmt_activity")
+    # body weight under every code the mappers read (29463-7, 3141-9, ...) and height for body surface area
+    size_codes = [(LOINC, c) for name in ("weight", "height") for c in sorted(t.analytes[name].loinc)]
+    status_codes = [(LOINC, c) for c in sorted(t.status_loinc)]
+    lab_codes = [(LOINC, c) for name, a in t.analytes.items() if name not in ("weight", "height", "tpmt_activity")
                  for c in sorted(a.loinc)]
     patient = "{{context.patientId}}"
     return {
         "patient": f"Patient/{patient}",
         "medications": f"MedicationRequest?patient={patient}&status=active&_include=MedicationRequest:medication",
-        "weight": f"Observation?patient={patient}&code={_codes((LOINC, '29463-7'))}&_sort=-date&_count=5",
+        "weight": f"Observation?patient={patient}&code={_codes(*size_codes)}&_sort=-date&_count=10",
         "pgx": f"Observation?patient={patient}&code={_codes(*pgx_codes)}",
         "labs": f"Observation?patient={patient}&code={_codes(*lab_codes)}&_sort=-date&_count=200",
-        "pregnancy": f"Observation?patient={patient}&code={_codes((LOINC, '82810-3'), (LOINC, '63895-7'))}&_sort=-date&_count=5",
+        "pregnancy": f"Observation?patient={patient}&code={_codes(*status_codes)}&_sort=-date&_count=5",
         "conditions": f"Condition?patient={patient}&clinical-status=active",
         "allergies": f"AllergyIntolerance?patient={patient}&clinical-status=active",
+        # live vaccines in the last weeks (before a thiopurine start)
+        "immunizations": f"Immunization?patient={patient}&_sort=-date&_count=50",
+        # a thiopurine stopped in the last months (before a live vaccine); earlier orders (renewal evidence)
+        "past_medications": f"MedicationRequest?patient={patient}&status=stopped,completed"
+                            "&_include=MedicationRequest:medication&_count=100",
     }
 
 

@@ -90,9 +90,10 @@ def reference(value: Any) -> dict | None:
     return out if ("reference" in out or "display" in out) else None
 
 
-def updated_medication_request(draft: dict, dosage: dict, *, patient_id: str | None = None) -> dict | None:
-    """The draft order with a new ``dosageInstruction`` (``dosage``, built by the service), keeping only
-    the draft's fields that are valid R4; None when the draft names no readable medication."""
+def updated_medication_request(draft: dict, dosages: list[dict], *, patient_id: str | None = None) -> dict | None:
+    """The draft order with a new ``dosageInstruction`` (``dosages``, built by the service: one, or two
+    for alternating doses), keeping only the draft's fields that are valid R4; None when the draft names
+    no readable medication or subject."""
     out: dict = {"resourceType": "MedicationRequest"}
     if (rid := fhir_id(draft.get("id"))) is not None:
         out["id"] = rid
@@ -124,5 +125,5 @@ def updated_medication_request(draft: dict, dosage: dict, *, patient_id: str | N
         out["authoredOn"] = authored
     if reasons := codeable_concepts(draft.get("reasonCode")):
         out["reasonCode"] = reasons
-    out["dosageInstruction"] = [dosage]
+    out["dosageInstruction"] = list(dosages)
     return out

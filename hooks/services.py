@@ -11,8 +11,12 @@ from . import medication_prescribe, order_select, order_sign
 from .prefetch import PREFETCH
 from .registry import OnMissing, PrefetchKey, ServiceDefinition, register
 
-# the orders cannot be judged without the patient and their medications: 412 when they cannot be had
-POLICY = {"patient": OnMissing.FAIL, "medications": OnMissing.FAIL}
+# the orders cannot be judged without the patient and their medications: 412 when they cannot be had;
+# every other key is fetched when not prefetched, and a failure is a card naming the check not done
+# (the immunization history for a thiopurine start after a live vaccine, stopped orders for a live
+# vaccine after a thiopurine: asked for only when the orders make them matter, see rules.groups_needed)
+POLICY = {"patient": OnMissing.FAIL, "medications": OnMissing.FAIL,
+          "immunizations": OnMissing.FETCH, "past_medications": OnMissing.FETCH}
 THIOPURINE_PREFETCH = {key: PrefetchKey(template, POLICY.get(key, OnMissing.FETCH)) for key, template in PREFETCH.items()}
 
 DESCRIPTION = (

@@ -1,36 +1,59 @@
 """Pure clinical logic over ``fhir_mappers`` facts: no HTTP, no FHIR, no Flask.
 
-``evaluate(facts)`` runs every rule and returns findings (one per problem, a
-combined dose where several rules change the same order); ``needs_data(orders)``
-tells the hooks whether a hook call concerns thiopurines at all, so that an
-unrelated order costs no FHIR queries.
+``evaluate(facts)`` runs every rule and returns findings (rule id, order, values; no
+English), with superseded dose advice removed and one dose plan per order attached
+to every finding about that order (``values["plan"]``); ``rules.catalogue`` words
+them. ``needs_data(orders)`` tells the hooks whether a hook call concerns
+thiopurines at all, so that an unrelated order costs no FHIR queries.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 
-from .common import fmt_mg, round_down, thiopurine_of
-from .dose import dose_findings, weight_findings
-from .findings import SEVERITY, ChangeDose, Finding
+from . import dose as _dose, interactions as _interactions, monitoring as _monitoring, pgx as _pgx
+from . import populations as _populations
+from .catalogue import catalogue as _catalogue, indicator_of, priority_of
+from .common import thiopurine_of
+from .doseplan import DosePlan, plan_doses
+from .dose import dose_findings, schedule_error_findings, weight_findings
+from .findings import Finding
 from .interactions import interacting_ingredients, interaction_findings, is_live_vaccine
 from .knowledge_base import load
 from .monitoring import cbc_due_findings, lab_findings, tpmt_high_findings
 from .pgx import pgx_findings
 from .populations import population_findings
 
-__all__ = ["evaluate", "needs_data", "RuleOptions", "Finding", "knowledge_version"]
+__all__ = ["evaluate", "needs_data", "RuleOptions", "Finding", "knowledge_version", "GUIDELINES", "EMITTED",
+           "check_catalogue"]
+
+GUIDELINES = ("cpic", "dpwg")
 
 
 @dataclass(frozen=True)
 class RuleOptions:
     weight_max_age_days: int = 90
+    guideline: str = "cpic"  # AZA_CDS_GUIDELINE: "cpic" (default) or "dpwg"
+
+    def __post_init__(self) -> None:
+        if self.guideline not in GUIDELINES:
+            raise ValueError(f"guideline must be one of {', '.join(GUIDELINES)}, not {self.guideline!r}")
 
 
 def knowledge_version() -> str:
-    return load().version
+    return max(load().version, _catalogue().version)
+
+
+# Every rule id a rule module may emit (the start-up check finds each in the catalogue).
+EMITTED = frozenset({*_pgx.RULE_IDS, *_dose.RULE_IDS, *_interactions.RULE_IDS, *_monitoring.RULE_IDS,
+                     *_populations.RULE_IDS, "data-incomplete"})
+
+
+def check_catalogue() -> None:
+    from .catalogue import check
+
+    check(set(EMITTED))
 
 
 def _concerns(o: MedicationFact) -> bool:
@@ -38,8 +61,22 @@ def _concerns(o: MedicationFact) -> bool:
 
 
 # Data groups an order needs when it is not a thiopurine itself but may interact with one
-# (warfarin, allopurinol, a live vaccine...): only whether a thiopurine is active.
-INTERACTION_ONLY_GROUPS = frozenset({"patient", "medications"})
+# (warfarin, allopurinol, a live vaccine...): whether a thiopurine is active, or was lately.
+INTERACTION_ONLY_GROUPS = frozenset({"patient", "medications", "past_medications"})
+
+
+def groups_needed(orders: list[MedicationFact], keys) -> set[str]:
+    """The data groups (prefetch keys) this hook call needs: an interacting drug only asks whether a thiopurine
+    is active; the immunization history matters for a thiopurine order, recently stopped thiopurines for a
+    live vaccine order."""
+    keys = set(keys)
+    if not thiopurine_ordered(orders):
+        keys &= INTERACTION_ONLY_GROUPS
+    else:
+        keys.discard("past_medications")
+    if not any(o.selected and is_live_vaccine(o) for o in orders):
+        keys.discard("past_medications")
+    return keys
 
 
 def thiopurine_ordered(orders: list[MedicationFact]) -> bool:
@@ -51,122 +88,91 @@ def needs_data(orders: list[MedicationFact]) -> bool:
     return any(o.selected and _concerns(o) for o in orders)
 
 
-# Data groups whose absence leaves a safety check undone, and which check.
-_GROUP_CHECKS = {
-    "medications": ("active medications", "interactions (allopurinol, febuxostat, warfarin, live vaccines) and duplicate thiopurines"),
-    "labs": ("recent blood counts and liver tests", "cytopenia, lymphopenia and liver tests"),
-    "weight": ("body weight", "the dose in mg/kg/day"),
-    "conditions": ("active conditions", "the indication and its dose range"),
-    "allergies": ("allergies", "thiopurine hypersensitivity"),
-    "pregnancy": ("pregnancy and breastfeeding status", "pregnancy and breastfeeding"),
-    "patient": ("demographics", "age"),
-}
+# Data groups whose absence leaves a safety check undone (the catalogue words which check).
+_GROUPS = ("medications", "labs", "weight", "conditions", "allergies", "pregnancy", "patient", "immunizations",
+           "past_medications")
+_SERIOUS_GROUPS = {"medications", "labs", "weight", "patient", "allergies"}
+_SERIOUS_GAPS = {"tpmt_activity", "neutrophils", "wbc", "platelets", "lymphocytes", "weight"}
 
 
 def data_gap_findings(facts: ClinicalFacts) -> list[Finding]:
-    """One card naming the data that could not be obtained or read, and what to check by hand."""
+    """One finding naming the data that could not be obtained or read, and what to check by hand."""
     thiopurine = any(o.selected and thiopurine_of(o) for o in facts.orders)
     if not thiopurine:
         if "medications" in facts.unavailable and needs_data(facts.orders):
             other = next(o for o in facts.orders if o.selected and _concerns(o))
-            return [Finding(
-                rule_id="data-incomplete", indicator="info", title="Incomplete safety check",
-                summary=f"Active medications could not be retrieved: check for thiopurine interactions with {other.display[:40]}",
-                detail=("The patient's active medications could not be retrieved, so interactions of this order with "
-                        "azathioprine, mercaptopurine or thioguanine were not checked. Check by hand."),
-                sources=("fda_azathioprine_interactions",))]
+            return [Finding("data-incomplete", "", {"variant": "interaction_only", "order": other.display[:60],
+                                                    "groups": [], "gaps": []}, indicator="info")]
+        vaccine = next((o for o in facts.orders if o.selected and is_live_vaccine(o)), None)
+        if vaccine is not None and "past_medications" in facts.unavailable \
+                and not any(thiopurine_of(m) for m in facts.active_medications):
+            why = next((g.why for g in facts.gaps if g.key == "past_medications"), "")
+            return [Finding("data-incomplete", "", {"variant": "thiopurine", "gaps": [],
+                                                    "groups": [{"key": "past_medications", "why": why}]},
+                            indicator="info")]
         return []
-    lines = []
     why_by_key = {g.key: g.why for g in facts.gaps}
-    for group, (what, check) in _GROUP_CHECKS.items():
-        if group in facts.unavailable:
-            why = why_by_key.get(group, "it could not be retrieved")
-            lines.append(f"- **{what}**: {why}. Check {check} by hand.")
-    for gap in facts.gaps:
-        if gap.key == "pgx" or gap.key in _GROUP_CHECKS and gap.key in facts.unavailable:
-            continue  # said by the pharmacogenomic card / the line above
-        lines.append(f"- **{gap.what}**: {gap.why}; it was not used.")
-    if not lines:
+    relevant = set(_GROUPS) - {"immunizations", "past_medications"}
+    if any(not any(d in m.ingredients for m in facts.active_medications)
+           for o, d in ((o, thiopurine_of(o)) for o in facts.orders if o.selected) if d):
+        relevant.add("immunizations")  # a thiopurine start: live vaccines in the last weeks matter
+    groups = [{"key": g, "why": why_by_key.get(g, "")} for g in _GROUPS if g in facts.unavailable and g in relevant]
+    gaps = [{"what": g.what, "why": g.why, "key": g.key} for g in facts.gaps
+            if not (g.key == "pgx" or g.key in _GROUPS and g.key in facts.unavailable)]
+    gaps = list({(g["what"], g["why"]): g for g in gaps}.values())
+    if not groups and not gaps:
         return []
-    serious = bool(facts.unavailable & {"medications", "labs", "weight", "patient", "allergies"}) or \
-        any(g.key in ("tpmt_activity", "neutrophils", "wbc", "platelets", "lymphocytes", "weight") for g in facts.gaps)
-    return [Finding(
-        rule_id="data-incomplete", indicator="warning" if serious else "info", title="Incomplete safety check",
-        summary="Thiopurine safety check incomplete: some patient data could not be read; check by hand",
-        detail="Parts of this check could not be done:\n\n" + "\n".join(dict.fromkeys(lines)),
-        sources=("fda_azathioprine",), priority=5,
-    )]
+    serious = bool(facts.unavailable & _SERIOUS_GROUPS) or any(g["key"] in _SERIOUS_GAPS for g in gaps)
+    order = next(o for o in facts.orders if o.selected and thiopurine_of(o))
+    return [Finding("data-incomplete", order.ref, {"variant": "thiopurine", "groups": groups, "gaps": gaps},
+                    indicator="warning" if serious else "info", drug=thiopurine_of(order) or "")]
 
 
-def consolidate_doses(findings: list[Finding], facts: ClinicalFacts) -> None:
-    """Where several findings change the dose of the same order, one suggestion carries the
-    combined dose (the lowest cap, times every factor) on the most severe of them."""
-    by_ref: dict[str, list[tuple[Finding, ChangeDose]]] = {}
+def drop_superseded(findings: list[Finding]) -> list[Finding]:
+    """A finding supersedes the rules its catalogue entry names on the same order; one that stops an
+    order also supersedes the catalogue's dose advice for it, and its dose limits."""
+    cat = _catalogue()
+    fired = {(f.order_ref, f.rule_id) for f in findings}
+    stopped = {f.order_ref for f in findings if f.stops_order and f.order_ref}
+    out = []
     for f in findings:
-        for a in f.actions:
-            if isinstance(a, ChangeDose):
-                by_ref.setdefault(a.order_ref, []).append((f, a))
-    meds = {m.ref: m for m in facts.orders + facts.active_medications if m.ref}
-    for ref, items in by_ref.items():
-        if len(items) < 2 or ref not in meds or meds[ref].daily_dose is None:
+        superseded = any((f.order_ref, other) in fired and f.rule_id in cat[other].supersedes
+                         for other in cat.entries if other != f.rule_id)
+        if f.order_ref in stopped and not f.stops_order and f.rule_id in cat.stop_supersedes:
+            superseded = True
+        if superseded:
             continue
-        current = meds[ref].daily_dose.mg
-        caps = [a.cap_mg for _, a in items if a.cap_mg is not None]
-        factor = math.prod(a.factor for _, a in items if a.factor is not None)
-        step = min(a.step_mg for _, a in items)
-        drug = next((a.drug for _, a in items if a.drug), thiopurine_of(meds[ref]) or "")
-        combined = round_down(min([current, *caps]) * factor, step)
-        main = max(items, key=lambda fa: SEVERITY[fa[0].indicator])[0]
-        titles = " + ".join(dict.fromkeys(f.title for f, _ in items))
-        for f, a in items:
-            f.actions.remove(a)
-            if f is not main:
-                f.detail += f"\n\nOne combined dose for all dose problems is suggested on the card “{main.title}”."
-        if combined >= step:
-            main.actions.insert(0, ChangeDose(ref, combined, f"Change to {drug} {fmt_mg(combined)} mg once daily ({titles})",
-                                              drug=drug, step_mg=step))
-        if main.dose_summary:
-            dose = (f"{fmt_mg(combined)} mg/day (combined)" if combined >= step
-                    else f"under {fmt_mg(step)} mg/day (ask a specialist)")
-            main.summary = Finding(main.rule_id, main.indicator, main.dose_summary.format(dose=dose), "", ()).summary
-        main.detail += (f"\n\n**Combined dose** ({titles}): {fmt_mg(combined)} mg/day"
-                        + (f" (below one {fmt_mg(step)} mg step: seek specialist advice)" if combined < step else "") + ".")
+        if f.order_ref in stopped and f.dose is not None and not any(
+                g.stops_order and g.dose is not None for g in findings if g.order_ref == f.order_ref):
+            f.dose = None  # the order is stopped: no dose for it
+        out.append(f)
+    return out
+
+
+def attach_plans(findings: list[Finding], facts: ClinicalFacts) -> dict[str, DosePlan]:
+    meds = {m.ref: m for m in facts.orders + facts.active_medications if m.ref and m.daily_dose is not None}
+    plans = plan_doses(findings, {ref: m.daily_dose.mg for ref, m in meds.items()}, indicator_of, priority_of)
+    for f in findings:
+        if f.order_ref in plans:
+            f.values["plan"] = plans[f.order_ref].values()
+    return plans
 
 
 def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list[Finding]:
     days = options.weight_max_age_days
     findings: list[Finding] = []
     findings += population_findings(facts)        # hypersensitivity first: it outranks dosing
-    findings += pgx_findings(facts, weight_max_age_days=days)
+    findings += pgx_findings(facts, weight_max_age_days=days, guideline=options.guideline)
     findings += interaction_findings(facts)
     findings += dose_findings(facts, days)
+    findings += schedule_error_findings(facts)
     findings += weight_findings(facts, days)
     findings += cbc_due_findings(facts)
     findings += lab_findings(facts)
     findings += tpmt_high_findings(facts)
     findings += data_gap_findings(facts)
     findings = drop_superseded(findings)
-    consolidate_doses(findings, facts)
+    attach_plans(findings, facts)
+    for f in findings:
+        f.values.setdefault("guideline", options.guideline)
     return findings
-
-
-# Dose advice that says nothing new once another card stops or reduces the same order.
-_SUPERSEDED_BY_STOP = {"dose-new-start", "dose-above-range", "pgx-reduce-dose", "pgx-dose-in-reduced-range"}
-_SUPERSEDED_BY_REDUCTION = {"dose-new-start"}
-
-
-def drop_superseded(findings: list[Finding]) -> list[Finding]:
-    from .findings import CancelOrder
-
-    stopped = {a.order_ref for f in findings if f.indicator == "critical"
-               for a in f.actions if isinstance(a, CancelOrder) and thiopurine_order_ref(a.order_ref, findings)}
-    reduced = {f.order_ref for f in findings if f.rule_id in ("pgx-reduce-dose", "dose-above-range")}
-    return [f for f in findings
-            if not (f.order_ref in stopped and f.rule_id in _SUPERSEDED_BY_STOP)
-            and not (f.order_ref in reduced and f.rule_id in _SUPERSEDED_BY_REDUCTION)]
-
-
-def thiopurine_order_ref(ref: str, findings: list[Finding]) -> bool:
-    """A cancel action stops a thiopurine when a dose finding concerns the same order."""
-    return bool(ref) and any(f.order_ref == ref and f.rule_id in _SUPERSEDED_BY_STOP | {"pgx-poor-metabolizer",
-                             "hypersensitivity", "duplicate-thiopurine"} for f in findings)

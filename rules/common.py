@@ -1,12 +1,14 @@
-"""Small helpers shared by the rules: which orders matter, weight, rounding, wording."""
+"""Small helpers shared by the rules: which orders matter, indication, body size, guideline profile."""
 from __future__ import annotations
 
 import math
 from datetime import timedelta
 
-from fhir_mappers.facts import ClinicalFacts, MedicationFact, Measurement
+from fhir_mappers.facts import ClinicalFacts, ConditionFact, MedicationFact, Measurement
 
 from .knowledge_base import load
+
+SNOMED = "http://snomed.info/sct"
 
 
 def thiopurines() -> frozenset[str]:
@@ -23,32 +25,27 @@ def thiopurine_orders(facts: ClinicalFacts) -> list[tuple[MedicationFact, str]]:
     return [(o, d) for o in facts.orders if o.selected and (d := thiopurine_of(o))]
 
 
-def recent_weight(facts: ClinicalFacts, max_age_days: int) -> Measurement | None:
-    """The newest body weight no older than ``max_age_days`` (undated weights do not count)."""
-    for w in facts.weights:
+def drug_spec(drug: str, guideline: str = "cpic") -> dict:
+    """pgx.toml's spec of a drug, with the guideline profile's overrides (DPWG) applied."""
+    pgx = load()["pgx"]
+    spec = dict(pgx["drugs"][drug])
+    spec.update(pgx["profiles"][guideline].get("drugs", {}).get(drug, {}))
+    return spec
+
+
+def recent(measurements: list[Measurement], today, max_age_days: int) -> Measurement | None:
+    """The newest measurement no older than ``max_age_days`` (undated ones do not count)."""
+    for w in measurements:
         if w.when is None:
             continue
-        if w.when.date() >= facts.today - timedelta(days=max_age_days):
+        if w.when.date() >= today - timedelta(days=max_age_days):
             return w
         return None
     return None
 
 
-def round_down(mg: float, step: float) -> float:
-    """Largest multiple of ``step`` not above ``mg`` (tablet-achievable)."""
-    return math.floor(mg / step + 1e-9) * step
-
-
-def fmt_mg(mg: float) -> str:
-    return f"{mg:.0f}" if abs(mg - round(mg)) < 1e-6 else f"{mg:.1f}"
-
-
-def fmt_mgkg(x: float) -> str:
-    return f"{x:.1f}"
-
-
-def drug_name(ingredient: str) -> str:
-    return ingredient[:1].upper() + ingredient[1:]
+def recent_weight(facts: ClinicalFacts, max_age_days: int) -> Measurement | None:
+    return recent(facts.weights, facts.today, max_age_days)
 
 
 def usable_weight(facts: ClinicalFacts, max_age_days: int) -> Measurement | None:
@@ -56,3 +53,57 @@ def usable_weight(facts: ClinicalFacts, max_age_days: int) -> Measurement | None
     low, high = load()["dosing"]["general"]["weight_plausible_kg"]
     w = recent_weight(facts, max_age_days)
     return w if w is not None and low <= w.value <= high else None
+
+
+def matches(spec: dict, codes: frozenset[str]) -> bool:
+    for key in codes:
+        system, _, code = key.partition("|")
+        if system == SNOMED and code in spec.get("snomed", []):
+            return True
+        if system.startswith("http://hl7.org/fhir/sid/icd-10") and any(code.upper().startswith(p) for p in spec.get("icd10", [])):
+            return True
+    return False
+
+
+def indication(order: MedicationFact, conditions: list[ConditionFact]) -> tuple[str, str]:
+    """(indication key, "reason" | "condition" | "none"). The order's reasonCode wins; then
+    active Conditions in the knowledge file's order (most specific first)."""
+    table = load()["dosing"]["indications"]
+    keys = [k for k in table if k != "unknown"]
+    for k in keys:
+        if matches(table[k], order.reason_codes):
+            return k, "reason"
+    for k in keys:
+        if any(matches(table[k], c.codes) for c in conditions):
+            return k, "condition"
+    return "unknown", "none"
+
+
+def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_days: int) -> dict:
+    """The normal (reference) daily dose for this patient and how it was found: mg/m² x body surface area
+    for a thiopurine in oncology (ALL), mg/kg x weight otherwise, else the ordered dose."""
+    dosing = load()["dosing"]
+    ind, how = indication(order, facts.conditions)
+    onc = dosing["oncology"].get(drug) if dosing["indications"][ind].get("oncology") else None
+    w = usable_weight(facts, weight_days)
+    h = recent(facts.heights, facts.today, dosing["general"]["height_max_age_days"])
+    malignancy = drug in dosing["indications"][ind].get("malignancy_drugs", ())  # ALL, AML: CPIC malignancy advice
+    out = {"indication": ind, "indication_how": how, "oncology": onc is not None, "malignancy": malignancy,
+           "weight": w.value if w else None,
+           "weight_date": w.when.date().isoformat() if w else "", "height": h.value if h else None,
+           "bsa": None, "kind": "ordered", "standard": None, "reference_mg": None, "height_missing": False}
+    if onc is not None:
+        out["standard"] = onc["standard_mg_per_m2"]
+        if w is not None and h is not None:
+            bsa = math.sqrt(h.value * w.value / 3600)  # Mosteller
+            out.update(bsa=bsa, kind="m2", reference_mg=onc["standard_mg_per_m2"] * bsa)
+        else:
+            out["height_missing"] = h is None
+    else:
+        per_kg = load()["pgx"]["drugs"][drug].get("standard_mg_per_kg_day")
+        out["standard"] = per_kg
+        if w is not None and per_kg:
+            out.update(kind="kg", reference_mg=per_kg * w.value)
+    if out["reference_mg"] is None and order.daily_dose is not None:
+        out["reference_mg"] = order.daily_dose.mg
+    return out

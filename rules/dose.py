@@ -1,133 +1,138 @@
-"""Dose by indication and body weight, new starts, and the weight itself."""
+"""Dose by indication and body size (mg/kg/day, or mg/m²/day in oncology), new starts, weight and height."""
 from __future__ import annotations
 
-from fhir_mappers.facts import ClinicalFacts, ConditionFact, MedicationFact
+from fhir_mappers.facts import ClinicalFacts, MedicationFact
 
-from .common import drug_name, fmt_mg, fmt_mgkg, recent_weight, round_down, thiopurine_orders, usable_weight
-from .findings import ChangeDose, Finding, OrderTest
+from .common import indication, recent, recent_weight, size_basis, thiopurine_orders
+from .findings import DoseLimit, Finding, OrderTest
 from .knowledge_base import load
 
-SNOMED = "http://snomed.info/sct"
-ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
-
-
-def _matches(spec: dict, codes: frozenset[str]) -> bool:
-    for key in codes:
-        system, _, code = key.partition("|")
-        if system == SNOMED and code in spec.get("snomed", []):
-            return True
-        if system.startswith("http://hl7.org/fhir/sid/icd-10") and any(code.upper().startswith(p) for p in spec.get("icd10", [])):
-            return True
-    return False
-
-
-def indication(order: MedicationFact, conditions: list[ConditionFact]) -> tuple[str, str]:
-    """(indication key, how it was found). The order's reasonCode wins; then
-    active Conditions in the knowledge file's order (most specific first)."""
-    table = load()["dosing"]["indications"]
-    keys = [k for k in table if k != "unknown"]
-    for k in keys:
-        if _matches(table[k], order.reason_codes):
-            return k, "the order's reason"
-    for k in keys:
-        if any(_matches(table[k], c.codes) for c in conditions):
-            return k, "an active condition"
-    return "unknown", "no indication on record"
+RULE_IDS = ("dose-unreadable", "dose-above-range", "dose-new-start", "dose-schedule-error", "weight-missing",
+            "weight-implausible", "height-missing")
 
 
 def is_new_start(facts: ClinicalFacts, order: MedicationFact, drug: str) -> bool:
-    return not any(drug in m.ingredients for m in facts.active_medications)
+    """No active order of the drug and no earlier therapy the request shows (priorPrescription,
+    basedOn, earlier orders, dispenses: ``order.prior_therapy``, read by fhir_mappers)."""
+    return not order.prior_therapy and not any(drug in m.ingredients for m in facts.active_medications)
+
+
+def schedule_error_findings(facts: ClinicalFacts) -> list[Finding]:
+    """A thiopurine ordered once weekly (or rarer): a schedule error, not a low daily dose
+    (fhir_mappers does not average doses a week or more apart into a daily dose)."""
+    return [Finding("dose-schedule-error", order.ref, {"schedule": order.schedule_problem}, drug=drug)
+            for order, drug in thiopurine_orders(facts) if order.schedule_problem]
+
+
+def _weight_test() -> OrderTest:
+    t = load()["dosing"]["tests"]["weight"]
+    return OrderTest(t["loinc"], t["display"], label="order_weight", reason=t["reason"])
+
+
+def _range_spec(drug: str, ind: str) -> dict | None:
+    dosing = load()["dosing"]
+    if dosing["indications"][ind].get("oncology"):
+        return dosing["oncology"].get(drug)
+    if drug == "azathioprine" or drug in dosing["indications"][ind].get("drugs", ()):
+        return dosing["indications"][ind]  # e.g. thioguanine for acute myeloid leukaemia ([indications.aml])
+    return dosing.get("other_drugs", {}).get(drug)
+
+
+def _max_daily(spec: dict, basis: dict, new_start: bool) -> tuple[float | None, float | None, str]:
+    """(maximum mg/day for this patient, maximum per unit, unit) or (None, max per unit, unit) without a size."""
+    if "max_mg_per_m2" in spec:
+        per = spec["max_mg_per_m2"]
+        return (per * basis["bsa"] if basis["bsa"] else None), per, "m2"
+    per = spec.get("new_start_max_mg_per_kg", spec["max_mg_per_kg"]) if new_start else spec["max_mg_per_kg"]
+    return (per * basis["weight"] if basis["weight"] else None), per, "kg"
 
 
 def weight_findings(facts: ClinicalFacts, max_age_days: int) -> list[Finding]:
-    if not thiopurine_orders(facts) or "weight" in facts.unavailable:
+    orders = thiopurine_orders(facts)
+    if not orders or "weight" in facts.unavailable:
         return []
-    general = load()["dosing"]["general"]
+    dosing = load()["dosing"]
+    general = dosing["general"]
     low, high = general["weight_plausible_kg"]
     w = recent_weight(facts, max_age_days)
+    order, drug = orders[0]
     if w is not None and not (low <= w.value <= high):
-        return [Finding(
-            rule_id="weight-implausible", indicator="warning", title="Implausible body weight",
-            summary=f"Recorded body weight {fmt_mg(w.value)} kg is implausible; mg/kg dose not checked",
-            detail=(f"The latest body weight ({fmt_mg(w.value)} kg, {w.when.date().isoformat()}) is outside "
-                    f"{fmt_mg(low)}-{fmt_mg(high)} kg and is treated as a recording error. The dose per kg was "
-                    "**not** checked: correct the weight or check the dose by hand."),
-            sources=(general["weight_plausible_source"],),
-            actions=[OrderTest("29463-7", "Body weight", "Record a current body weight")],
-        )]
+        return [Finding("weight-implausible", order.ref, {"weight": w.value, "date": w.when.date().isoformat(),
+                                                           "low": low, "high": high}, [_weight_test()], drug=drug)]
+    out = []
+    basis = size_basis(facts, order, drug, max_age_days)
+    spec = _range_spec(drug, basis["indication"])
+    ordered = order.daily_dose.mg if order.daily_dose else None
     if w is None:
-        last = f" (last: {facts.weights[0].when.date().isoformat()})" if facts.weights and facts.weights[0].when else ""
-        return [Finding(
-            rule_id="weight-missing", indicator="info", title="No recent body weight", priority=30,
-            summary=f"No body weight in the last {max_age_days} days: thiopurine dose per kg could not be checked",
-            detail=(f"Thiopurine doses are weight-based (mg/kg/day). No body weight from the last {max_age_days} "
-                    f"days was found{last}, so the mg/kg dose was not checked. Record a current weight."),
-            sources=(general["weight_max_age_source"], "fda_azathioprine_dosing"),
-            actions=[OrderTest("29463-7", "Body weight", "Record a current body weight")],
-        )]
-    return []
+        last = facts.weights[0].when.date().isoformat() if facts.weights and facts.weights[0].when else ""
+        possibly_high, limit = False, None
+        if spec is not None and ordered is not None:
+            if "max_mg_per_m2" in spec:
+                limit = spec["max_mg_per_m2"] * general["size_missing_reference_m2"]
+            else:
+                limit = spec["max_mg_per_kg"] * general["size_missing_reference_kg"]
+            possibly_high = ordered > limit + 1e-9
+        out.append(Finding("weight-missing", order.ref,
+                           {"days": max_age_days, "last": last, "ordered": ordered, "possibly_high": possibly_high,
+                            "limit": limit, "reference_kg": general["size_missing_reference_kg"],
+                            "reference_m2": general["size_missing_reference_m2"], "oncology": basis["oncology"]},
+                           [_weight_test()], indicator="warning" if possibly_high else None, drug=drug))
+    if basis["oncology"] and basis["height_missing"]:
+        t = dosing["tests"]["height"]
+        max_per_kg = (spec or {}).get("max_mg_per_kg_by_weight")
+        per_kg = ordered / basis["weight"] if ordered is not None and basis["weight"] else None
+        possibly_high = bool(per_kg and max_per_kg and per_kg > max_per_kg + 1e-9)
+        out.append(Finding("height-missing", order.ref,
+                           {"ordered": ordered, "days": general["height_max_age_days"], "possibly_high": possibly_high,
+                            "per_kg": per_kg, "max_per_kg": max_per_kg},
+                           [OrderTest(t["loinc"], t["display"], label="order_height", reason=t["reason"])],
+                           indicator="warning" if possibly_high else None, drug=drug))
+    return out
 
 
 def dose_findings(facts: ClinicalFacts, max_age_days: int) -> list[Finding]:
-    kb = load()
-    dosing = kb["dosing"]
+    dosing = load()["dosing"]
     general = dosing["general"]
     findings = []
-    weight = usable_weight(facts, max_age_days)
     for order, drug in thiopurine_orders(facts):
+        if order.daily_dose is None and order.schedule_problem:
+            continue  # said by dose-schedule-error
         if order.daily_dose is None:
-            findings.append(Finding(
-                rule_id="dose-unreadable", indicator="warning", title="Dose could not be read",
-                summary=f"{drug_name(drug)} dose could not be read: check the daily dose by hand",
-                detail=(f"The {drug} order's daily dose could not be computed: {order.dose_problem or 'unknown reason'}. "
-                        "Dose-per-kg, pharmacogenomic and interaction dose checks need it: check them by hand."),
-                sources=("fda_azathioprine_dosing",), order_ref=order.ref))
+            findings.append(Finding("dose-unreadable", order.ref, {"problem": order.dose_problem or ""}, drug=drug))
             continue
         ordered = order.daily_dose.mg
-        if drug == "azathioprine":
-            ind, how = indication(order, facts.conditions)
-            spec = dosing["indications"][ind]
-        elif drug in dosing.get("other_drugs", {}):
-            ind, how, spec = "unknown", "usual maximum", dosing["other_drugs"][drug]
-        else:
+        basis = size_basis(facts, order, drug, max_age_days)
+        ind, how = basis["indication"], basis["indication_how"]
+        spec = _range_spec(drug, ind)
+        if spec is None:
             continue
         new_start = is_new_start(facts, order, drug)
-        max_per_kg = spec.get("new_start_max_mg_per_kg", spec["max_mg_per_kg"]) if new_start else spec["max_mg_per_kg"]
+        top, per_unit, unit = _max_daily(spec, basis, new_start)
         sources = tuple(dict.fromkeys([spec["source"], *spec.get("sources", [])]))
-        name = spec.get("name", drug)
-        if weight is not None:
-            per_kg = ordered / weight.value
-            if per_kg > max_per_kg + 1e-9:
-                top = round_down(max_per_kg * weight.value, 25)
-                critical = per_kg > max_per_kg * general["critical_factor"]
-                findings.append(Finding(
-                    rule_id="dose-above-range", indicator="critical" if critical else "warning",
-                    title="Dose above the range for the indication",
-                    summary=(f"{drug_name(drug)} {fmt_mg(ordered)} mg/day = {fmt_mgkg(per_kg)} mg/kg/day, above "
-                             f"{fmt_mgkg(max_per_kg)} mg/kg/day for {name}: reduce to {fmt_mg(top)} mg/day"),
-                    detail=(f"Ordered {fmt_mg(ordered)} mg/day for {fmt_mg(weight.value)} kg "
-                            f"(weight of {weight.when.date().isoformat()}) = **{fmt_mgkg(per_kg)} mg/kg/day**. "
-                            f"Range for {name} ({how}): {spec.get('range_text', '')}. "
-                            + ("More than 1.5 times the maximum. " if critical else "")
-                            + f"Suggested: {fmt_mg(top)} mg/day, the top of the range rounded down to 25 mg steps."),
-                    sources=sources + ((general["critical_factor_source"],) if critical else ()),
-                    actions=[ChangeDose(order.ref, top, f"Change to {drug} {fmt_mg(top)} mg once daily",
-                                        cap_mg=max_per_kg * weight.value, drug=drug)] if order.ref and top >= 25 else [],
-                    order_ref=order.ref))
+        name = spec.get("name", dosing["indications"][ind]["name"])
+        values = {"ordered": ordered, "indication": ind, "indication_name": name, "how": how, "unit": unit,
+                  "max_per_unit": per_unit, "range_text": spec.get("range_text", ""), "basis": basis,
+                  "new_start": new_start}
+        if top is not None:
+            size = basis["bsa"] if unit == "m2" else basis["weight"]
+            per = ordered / size
+            values.update(per_unit=per, max_mg=top)
+            if per > per_unit + 1e-9:
+                critical = per > per_unit * general["critical_factor"]
+                values["critical"] = critical
+                findings.append(Finding("dose-above-range", order.ref, values, indicator="critical" if critical else None,
+                                        sources=sources, dose=DoseLimit("dose-above-range", high_mg=top), drug=drug))
                 continue
-        if new_start and drug == "azathioprine" and not spec.get("no_start_titration") and "new_start_max_mg_per_kg" not in spec:
+        if new_start and drug == "azathioprine" and not basis["oncology"] and not spec.get("no_start_titration") \
+                and "new_start_max_mg_per_kg" not in spec:
             start_mg = spec.get("start_mg", general["new_start_mg"])
             start_per_kg = spec.get("start_mg_per_kg", general["new_start_mg_per_kg"])
-            threshold = max(start_mg, start_per_kg * weight.value) if weight is not None else start_mg
+            threshold = max(start_mg, start_per_kg * basis["weight"]) if basis["weight"] else start_mg
             if ordered > threshold + 1e-9:
-                findings.append(Finding(
-                    rule_id="dose-new-start", indicator="info", title="New start above the starting dose", priority=20,
-                    summary=(f"Azathioprine new start at {fmt_mg(ordered)} mg/day: start at {fmt_mg(start_mg)} mg/day "
-                             "and titrate after 6-8 weeks"),
-                    detail=(f"No active azathioprine before this order. For {name}: {spec.get('range_text', '')}. "
-                            f"The brief: start 50 mg/day (or 1 mg/kg/day), titrate after 6-8 weeks; judge response after "
-                            f"a 12-week trial. Starting above {fmt_mg(threshold)} mg/day raises early toxicity before "
-                            "blood counts show how the patient tolerates it."),
-                    sources=tuple(dict.fromkeys([general["new_start_source"], *sources])),
-                    order_ref=order.ref))
+                findings.append(Finding("dose-new-start", order.ref, {**values, "start_mg": start_mg,
+                                                                      "threshold": threshold},
+                                        sources=sources, drug=drug))
     return findings
+
+
+__all__ = ["dose_findings", "schedule_error_findings", "weight_findings", "indication", "is_new_start", "recent"]

@@ -1,13 +1,15 @@
-"""What rules return: findings with plain-data suggested actions.
+"""What rules return: findings with values and plain-data suggested actions, no English.
 
-A finding says what is wrong, with this patient's numbers, and which sources
-support it. The hooks layer turns findings into CDS Hooks cards and the
-abstract actions below into FHIR resources.
+A finding names its rule (an id of ``rules/knowledge/catalogue.toml``), the
+thiopurine order it concerns and the values that justify it (this patient's
+numbers, the knowledge numbers used). The catalogue words it; the hooks layer
+renders cards once, after consolidation, and turns the abstract actions below
+into FHIR resources.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Indicator = Literal["info", "warning", "critical"]  # CDS Hooks card indicator
 
@@ -16,62 +18,109 @@ SUMMARY_MAX = 139  # CDS Hooks: "<140-character summary"
 
 @dataclass(frozen=True, slots=True)
 class OrderTest:
-    """Order a laboratory test (becomes a ServiceRequest)."""
+    """Order a laboratory test or measurement (becomes a ServiceRequest).
+
+    ``label`` is a key of the rule's ``labels`` in the catalogue."""
 
     loinc: str
     display: str
-    label: str
-    reason: str = ""
+    label: str = "order_test"
+    reason: str = ""  # coded-ish reason text for ServiceRequest.reasonCode (a knowledge string)
     within_days: int | None = None  # to be done within this many days (ServiceRequest.occurrencePeriod)
 
 
 @dataclass(frozen=True, slots=True)
-class ChangeDose:
-    """Replace an order's dosage with ``daily_mg`` once daily (an updated MedicationRequest).
+class Regimen:
+    """A practical way to give a dose: ``per_dose_mg`` every ``every_days`` days, or on
+    ``days_per_week`` days a week; ``alt_mg`` alternates with ``per_dose_mg`` day by day;
+    ``form`` "tablet" or "suspension" (``ml`` per dose then)."""
 
-    ``cap_mg`` / ``factor`` record why: an upper limit in mg, or a fraction of the
-    current dose. When several findings change the same order, one suggestion
-    carries the combined dose (see ``rules.consolidate``)."""
+    per_dose_mg: float
+    every_days: int = 1
+    days_per_week: int | None = None
+    alt_mg: float | None = None
+    form: str = "tablet"
+    ml: float | None = None
+
+    @property
+    def avg_daily_mg(self) -> float:
+        if self.days_per_week:
+            return self.per_dose_mg * self.days_per_week / 7
+        if self.alt_mg is not None:
+            return (self.per_dose_mg + self.alt_mg) / 2
+        return self.per_dose_mg / self.every_days
+
+    @property
+    def kind(self) -> str:
+        if self.days_per_week:
+            return "weekly"
+        if self.alt_mg is not None or self.every_days == 2:
+            return "alternate"
+        return "daily"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeDose:
+    """Replace an order's dosage with ``regimen`` (an updated MedicationRequest).
+
+    Rules do not build these: the dose plan (``rules.doseplan``) does, once per
+    order, from every finding's ``DoseLimit``."""
 
     order_ref: str
-    daily_mg: float
-    label: str
-    times_per_day: int = 1
-    cap_mg: float | None = None
-    factor: float | None = None
-    drug: str = ""
-    step_mg: float = 25.0
+    regimen: Regimen
+    drug: str
+    label: str = "change_dose"
+
+    @property
+    def daily_mg(self) -> float:
+        return self.regimen.avg_daily_mg
 
 
 @dataclass(frozen=True, slots=True)
 class CancelOrder:
-    """Remove a draft order (a delete action)."""
+    """Remove a draft order (a delete action). ``what`` names the drug for the label."""
 
     order_ref: str
-    label: str
+    what: str
+    label: str = "cancel"
 
 
 Action = OrderTest | ChangeDose | CancelOrder
 
 
+@dataclass(frozen=True, slots=True)
+class DoseLimit:
+    """How one finding constrains the daily dose of one order.
+
+    ``low_mg``-``high_mg``: an absolute range in mg/day (``low_mg`` None: any dose up to
+    ``high_mg``); ``factor_low``-``factor_high``: a fraction of the dose the other limits
+    leave (allopurinol: 1/4-1/3); ``days_per_week``: the guideline changes the schedule
+    too (CPIC malignancy, poor metabolizer: thrice weekly), ``high_mg`` is then per dose."""
+
+    rule_id: str
+    high_mg: float | None = None
+    low_mg: float | None = None
+    factor_low: float | None = None
+    factor_high: float | None = None
+    days_per_week: int | None = None
+    qualitative: bool = False  # "lower doses" without a figure (renal impairment, FDA label)
+
+
 @dataclass(slots=True)
 class Finding:
-    rule_id: str  # stable id, e.g. "pgx-poor-metabolizer"; counted by feedback analytics
-    indicator: Indicator
-    summary: str
-    detail: str  # Markdown
-    sources: tuple[str, ...]  # keys of sources.toml, the main one first
+    rule_id: str  # an id of the catalogue, e.g. "pgx-poor-metabolizer"; counted by feedback analytics
+    order_ref: str = ""  # the thiopurine order this is about (draft or active), if any
+    values: dict[str, Any] = field(default_factory=dict)  # what the catalogue templates read
     actions: list[Action] = field(default_factory=list)
-    order_ref: str = ""  # the draft order this is about, if any
-    title: str = ""  # short rule name, for source.topic.display
-    priority: int = 50  # among info cards, the lowest number is shown first
-    dose_summary: str = ""  # summary with a "{dose}" slot, refilled when a combined dose replaces this card's own
+    indicator: Indicator | None = None  # None: the catalogue's default
+    sources: tuple[str, ...] = ()  # extra source keys (e.g. the indication's guideline), after the catalogue's
+    dose: DoseLimit | None = None  # this finding changes the dose of ``order_ref``
+    stops_order: bool = False  # the recommended action stops ``order_ref`` (supersedes dose advice)
+    drug: str = ""  # the thiopurine ingredient of ``order_ref``
 
     def __post_init__(self) -> None:
-        if self.indicator not in ("info", "warning", "critical"):
+        if self.indicator not in (None, "info", "warning", "critical"):
             raise ValueError(f"bad indicator {self.indicator!r}")
-        if len(self.summary) > SUMMARY_MAX:
-            self.summary = self.summary[: SUMMARY_MAX - 1].rstrip() + "…"
 
 
 SEVERITY = {"critical": 3, "warning": 2, "info": 1}

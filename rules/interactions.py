@@ -1,14 +1,22 @@
 """Thiopurine interactions, in both directions: the thiopurine is the new
 order and the other drug is on record (or in the same draft), or the other
-drug is the new order while a thiopurine is active."""
+drug is the new order while a thiopurine is active. Live vaccines also in time:
+within months after a thiopurine was stopped, weeks before one is started."""
 from __future__ import annotations
+
+from datetime import timedelta
 
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 from fhir_mappers.terminology import terminology
 
-from .common import drug_name, fmt_mg, round_down, thiopurine_of
-from .findings import CancelOrder, ChangeDose, Finding, OrderTest
+from .common import thiopurine_of
+from .findings import CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load
+
+RULE_IDS = ("interaction-xanthine-oxidase", "interaction-warfarin", "interaction-live-vaccine",
+            "live-vaccine-after-thiopurine", "thiopurine-after-live-vaccine", "duplicate-thiopurine",
+            "interaction-ace-inhibitors", "interaction-cotrimoxazole", "interaction-ribavirin",
+            "interaction-aminosalicylates")
 
 
 def _pairs(facts: ClinicalFacts, is_other) -> list[tuple[MedicationFact, str, MedicationFact, str]]:
@@ -37,12 +45,8 @@ def _pairs(facts: ClinicalFacts, is_other) -> list[tuple[MedicationFact, str, Me
     return out
 
 
-def _step(drug: str) -> float:
-    return float(load()["pgx"]["rounding"].get(f"{drug}_step_mg", 25))
-
-
-def _when(t: MedicationFact) -> str:
-    return "ordered now" if t.is_draft else "active"
+def _state(m: MedicationFact) -> str:
+    return "draft" if m.is_draft else "active"
 
 
 def xoi_findings(facts: ClinicalFacts) -> list[Finding]:
@@ -50,35 +54,30 @@ def xoi_findings(facts: ClinicalFacts) -> list[Finding]:
     xoi = set(spec["ingredients"])
     findings = []
     for t, tp, o, new in _pairs(facts, lambda m: bool(m.ingredients & xoi)):
+        if tp in spec["not_inactivated"]:
+            continue  # thioguanine: not inactivated by xanthine oxidase, no adjustment (thioguanine label)
         other = sorted(o.ingredients & xoi)[0]
-        factor = spec["thiopurine_dose_factor"]
-        actions = []
-        dose_text = f"{round(factor * 100)} % of its dose"
-        template = ""
-        if t.daily_dose is not None:
-            step = _step(tp)
-            new_mg = round_down(t.daily_dose.mg * factor, step)
-            template = f"{drug_name(other)} with {tp}: severe myelosuppression risk; give {tp} at {{dose}}"
-            dose_text = f"{round(factor * 100)} % ({fmt_mg(t.daily_dose.mg)} → {fmt_mg(new_mg)} mg/day)"
-            if new_mg >= step and t.ref:
-                actions.append(ChangeDose(t.ref, new_mg, f"Reduce {tp} to {fmt_mg(new_mg)} mg/day (25 %)",
-                                          factor=factor, drug=tp, step_mg=step))
-        contraindicated = other in spec.get("contraindicated_with", [])
-        if o.is_draft and o.ref:
-            actions.append(CancelOrder(o.ref, f"Cancel the {other} order"))
-        detail = (f"{drug_name(other)} inhibits xanthine oxidase, which inactivates {tp}: thioguanine levels rise "
-                  f"several-fold and can cause severe, life-threatening myelosuppression. {drug_name(tp)} is "
-                  f"{_when(t)}; {other} is {_when(o)}.\n\nIf both are needed, reduce {tp} to **25 %** of the dose "
-                  "(the brief; FDA label: one-third to one-quarter) and check the CBC weekly.")
+        contraindicated = tp in spec["contraindicated"].get(other, [])
+        values = {"other": other, "new": new, "thiopurine_state": _state(t), "other_state": _state(o),
+                  "contraindicated": contraindicated, "factor_low": spec["factor_low"], "factor_high": spec["factor_high"],
+                  "ordered": t.daily_dose.mg if t.daily_dose else None}
+        actions, dose, stops = [], None, False
         if contraindicated:
-            detail += (f"\n\nThe {other} label **contraindicates** its use with azathioprine or mercaptopurine: "
-                       "prefer allopurinol (with the dose reduction) or another urate-lowering option.")
-        sources = [spec["source"], *(s for s in spec["sources"] if contraindicated or s != "fda_febuxostat")]
-        findings.append(Finding(
-            rule_id="interaction-xanthine-oxidase", indicator=spec["indicator"], title="Xanthine oxidase inhibitor",
-            summary=f"{drug_name(other)} with {tp}: severe myelosuppression risk; give {tp} at {dose_text}",
-            detail=detail, sources=tuple(dict.fromkeys(sources)), actions=actions, dose_summary=template,
-            order_ref=t.ref if new == "thiopurine" else o.ref))
+            # febuxostat: cancel the febuxostat order, or do not start the thiopurine while it is active
+            if o.is_draft and o.ref:
+                actions.append(CancelOrder(o.ref, other, label="cancel_other"))
+            elif t.is_draft and t.ref:
+                actions.append(CancelOrder(t.ref, tp))
+                stops = True
+        else:
+            if t.daily_dose is not None:
+                dose = DoseLimit("interaction-xanthine-oxidase", factor_low=spec["factor_low"],
+                                 factor_high=spec["factor_high"])
+            if o.is_draft and o.ref:
+                actions.append(CancelOrder(o.ref, other, label="cancel_other"))
+        findings.append(Finding("interaction-xanthine-oxidase", t.ref, values, actions, dose=dose, stops_order=stops,
+                                drug=tp, sources=(*spec["label_sources"].get(tp, []),
+                                                  *(spec["contraindicated_sources"] if contraindicated else []))))
     return findings
 
 
@@ -88,42 +87,68 @@ def warfarin_findings(facts: ClinicalFacts) -> list[Finding]:
     findings = []
     for t, tp, o, new in _pairs(facts, lambda m: bool(m.ingredients & drugs)):
         findings.append(Finding(
-            rule_id="interaction-warfarin", indicator=spec["indicator"], title="Warfarin",
-            summary=f"{drug_name(tp)} with warfarin: reduced anticoagulant effect; check INR within {spec['inr_within_days']} days",
-            detail=(f"{drug_name(tp)} can inhibit the anticoagulant effect of warfarin; the warfarin dose may need to "
-                    f"rise substantially ({spec['warfarin_dose_factor_text']}, the brief). {drug_name(tp)} is {_when(t)}; "
-                    f"warfarin is {_when(o)}. Check the INR within {spec['inr_within_days']} days and after any "
-                    f"{tp} dose change or stop (the INR can rise when {tp} is stopped)."),
-            sources=tuple(dict.fromkeys([spec["source"], *spec["sources"]])),
-            actions=[OrderTest(spec["inr_loinc"], spec["inr_display"], f"Order an INR within {spec['inr_within_days']} days",
-                               reason=f"warfarin with {tp}", within_days=spec["inr_within_days"])],
-            order_ref=t.ref if new == "thiopurine" else o.ref))
+            "interaction-warfarin", t.ref, {"new": new, "thiopurine_state": _state(t), "other_state": _state(o),
+                                            "within_days": spec["inr_within_days"]},
+            [OrderTest(spec["inr_loinc"], spec["inr_display"], label="order_inr", reason=spec["reason"],
+                       within_days=spec["inr_within_days"])], drug=tp))
     return findings
 
 
-def _live(m: MedicationFact) -> list[str]:
+def _live(m) -> list[str]:
     cvx = terminology().cvx
     return sorted(c for c in m.vaccine_codes if cvx.get(c, {}).get("live"))
 
 
-def vaccine_findings(facts: ClinicalFacts) -> list[Finding]:
+def _vaccine_values(codes: list[str]) -> dict:
     spec = load()["interactions"]["live_vaccines"]
     cvx = terminology().cvx
+    return {"vaccines": [cvx[c]["name"] for c in codes],
+            "alternatives": [spec["alternatives"][c] for c in codes if c in spec["alternatives"]]}
+
+
+def vaccine_findings(facts: ClinicalFacts) -> list[Finding]:
     findings = []
     for t, tp, o, new in _pairs(facts, lambda m: bool(_live(m))):
-        live = _live(o)
-        names = ", ".join(cvx[c]["name"] for c in live)
-        alts = [spec["alternatives"][c] for c in live if c in spec["alternatives"]]
-        alt_text = f" Non-live alternative: {', '.join(alts)}." if alts else ""
         findings.append(Finding(
-            rule_id="interaction-live-vaccine", indicator=spec["indicator"], title="Live vaccine",
-            summary=f"Live vaccine ({names[:40]}) with {tp}: contraindicated; do not give the live vaccine",
-            detail=(f"{drug_name(tp)} ({_when(t)}) suppresses immunity; a live vaccine ({names}, {_when(o)}) can cause "
-                    f"disseminated infection. Live vaccines are contraindicated during thiopurine therapy.{alt_text}"),
-            sources=tuple(dict.fromkeys([spec["source"], *spec["sources"]])),
-            actions=[CancelOrder(o.ref, "Remove the live vaccine order")] if o.is_draft and o.ref else [],
-            order_ref=o.ref if new == "other" else t.ref))
+            "interaction-live-vaccine", t.ref,
+            {"new": new, "thiopurine_state": _state(t), "other_state": _state(o), **_vaccine_values(_live(o))},
+            [CancelOrder(o.ref, "live vaccine", label="cancel_vaccine")] if o.is_draft and o.ref else [], drug=tp))
     return findings
+
+
+def vaccine_timing_findings(facts: ClinicalFacts) -> list[Finding]:
+    """A live vaccine ordered within months after a thiopurine was stopped; a thiopurine ordered within
+    weeks after a live vaccine was given (Immunization history). Linear in the records: the stopped
+    thiopurine and the live vaccine that count are found once, not once per order."""
+    spec = load()["interactions"]["live_vaccines"]
+    out = []
+    on_thiopurine = any(thiopurine_of(m) for m in facts.orders + facts.active_medications)
+    stopped = None if on_thiopurine else next(
+        ((m, tp, m.ended_on) for m in facts.past_medications if (tp := thiopurine_of(m)) and m.ended_on
+         and facts.today - m.ended_on <= timedelta(days=spec["after_stop_days"])), None)
+    for v in facts.orders if stopped else ():
+        codes = _live(v)
+        if codes and v.selected and v.is_draft:
+            m, tp, ended = stopped
+            out.append(Finding("live-vaccine-after-thiopurine", m.ref,
+                               {"ended": ended.isoformat(), "days_since": (facts.today - ended).days,
+                                "limit_days": spec["after_stop_days"], **_vaccine_values(codes)},
+                               [CancelOrder(v.ref, "live vaccine", label="cancel_vaccine")] if v.ref else [], drug=tp))
+    active = {i for m in facts.active_medications for i in m.ingredients}
+    given = None
+    for imm in facts.immunizations:
+        when = imm.authored_on
+        if when and facts.today - when <= timedelta(days=spec["before_start_days"]) and (codes := _live(imm)):
+            given = (when, codes)
+            break
+    for order in facts.orders if given else ():
+        tp = thiopurine_of(order)
+        if tp and order.selected and tp not in active:
+            when, codes = given
+            out.append(Finding("thiopurine-after-live-vaccine", order.ref,
+                               {"given": when.isoformat(), "days_since": (facts.today - when).days,
+                                "limit_days": spec["before_start_days"], **_vaccine_values(codes)}, drug=tp))
+    return out
 
 
 def other_findings(facts: ClinicalFacts) -> list[Finding]:
@@ -133,17 +158,13 @@ def other_findings(facts: ClinicalFacts) -> list[Finding]:
         drugs = set(spec["ingredients"])
         for t, tp, o, new in _pairs(facts, lambda m, drugs=drugs: bool(m.ingredients & drugs)):
             other = sorted(o.ingredients & drugs)[0]
-            findings.append(Finding(
-                rule_id=f"interaction-{key.replace('_', '-')}", indicator=spec["indicator"], title=spec["name"],
-                summary=f"{drug_name(other)} ({spec['name']}) with {tp}: {spec['effect'][:60]}; monitor CBC",
-                detail=(f"{drug_name(other)} ({_when(o)}) with {tp} ({_when(t)}): {spec['effect']}. Check the CBC "
-                        "before and during combined use; consider an alternative."),
-                sources=(spec["source"],), order_ref=t.ref if new == "thiopurine" else o.ref))
+            findings.append(Finding(f"interaction-{key.replace('_', '-')}", t.ref,
+                                    {"other": other, "group": key, "new": new, "thiopurine_state": _state(t),
+                                     "other_state": _state(o)}, drug=tp))
     return findings
 
 
 def duplicate_findings(facts: ClinicalFacts) -> list[Finding]:
-    spec = load()["interactions"]["duplicate"]
     findings = []
     first_of: dict[str, MedicationFact] = {}  # each thiopurine's first medication, in record order
     for m in facts.orders + facts.active_medications:
@@ -157,19 +178,14 @@ def duplicate_findings(facts: ClinicalFacts) -> list[Finding]:
         others = sorted((m for op, m in first_of.items() if op != tp), key=lambda m: position[id(m)])
         if not others:
             continue
-        other = thiopurine_of(others[0])
-        findings.append(Finding(
-            rule_id="duplicate-thiopurine", indicator=spec["indicator"], title="Duplicate thiopurine",
-            summary=f"{drug_name(tp)} ordered while {other} is {_when(others[0])}: duplicate thiopurine therapy",
-            detail=(f"{drug_name(tp)} and {other} are both thiopurines (azathioprine is a prodrug of mercaptopurine): "
-                    "together they add up to an overdose with a high risk of myelosuppression. Stop one."),
-            sources=(spec["source"],), actions=[CancelOrder(order.ref, f"Cancel the {tp} order")] if order.ref else [],
-            order_ref=order.ref))
+        findings.append(Finding("duplicate-thiopurine", order.ref,
+                                {"other": thiopurine_of(others[0]), "other_state": _state(others[0])},
+                                [CancelOrder(order.ref, tp)] if order.ref else [], stops_order=True, drug=tp))
     return findings
 
 
 def interaction_findings(facts: ClinicalFacts) -> list[Finding]:
-    return (duplicate_findings(facts) + xoi_findings(facts) + vaccine_findings(facts)
+    return (duplicate_findings(facts) + xoi_findings(facts) + vaccine_findings(facts) + vaccine_timing_findings(facts)
             + warfarin_findings(facts) + other_findings(facts))
 
 

@@ -24,6 +24,7 @@ class Source:
     url: str
     citation: str
     year: int
+    internal: bool = False  # basis of a number in the knowledge data, never a clinician-facing source
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,13 @@ def _allele_sort_key(allele: str) -> tuple[int, str]:
 def load() -> Knowledge:
     files = {}
     for path in sorted(KNOWLEDGE_DIR.glob("*.toml")):
+        if path.stem == "catalogue":
+            continue  # the wording: rules/catalogue.py
         files[path.stem] = tomllib.loads(path.read_text(encoding="utf-8"))
     raw_sources = files["sources"]
     sources = {
-        key: Source(key, spec["label"], spec.get("url", ""), spec.get("citation", ""), int(spec.get("year", 0)))
+        key: Source(key, spec["label"], spec.get("url", ""), spec.get("citation", ""), int(spec.get("year", 0)),
+                     bool(spec.get("internal", False)))
         for key, spec in raw_sources.items()
         if key != "meta"
     }

@@ -1,23 +1,18 @@
 """Monitoring: CBC and liver tests due, cytopenias, liver tests, metabolites, TPMT activity."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from fhir_mappers.facts import ClinicalFacts, Measurement
 
-from .common import drug_name, fmt_mg, thiopurine_orders
+from .common import thiopurine_orders
 from .findings import Finding, OrderTest
 from .knowledge_base import load
 
 CBC = ("wbc", "neutrophils", "lymphocytes", "platelets", "hemoglobin")
-LABEL = {"wbc": "white cells", "neutrophils": "neutrophils", "lymphocytes": "lymphocytes", "platelets": "platelets",
-         "mcv": "MCV", "alt": "ALT", "ast": "AST", "tgn": "6-TGN", "mmp": "6-MMP"}
-UNIT = {"wbc": "×10⁹/L", "neutrophils": "×10⁹/L", "lymphocytes": "×10⁹/L", "platelets": "×10⁹/L", "mcv": "fL",
-        "alt": "U/L", "ast": "U/L", "tgn": "pmol/8×10⁸ RBC", "mmp": "pmol/8×10⁸ RBC"}
-
-
-def _fmt(x: float) -> str:
-    return f"{x:g}"
+LIVER = ("alt", "ast")
+RULE_IDS = ("monitoring-cbc-due", "cytopenia", "cytopenia-severe", "liver-tests", "metabolites-high",
+            "metabolites-low", "tpmt-activity-high")
 
 
 def latest(facts: ClinicalFacts, analyte: str, max_age_days: int | None = None) -> Measurement | None:
@@ -30,17 +25,35 @@ def latest(facts: ClinicalFacts, analyte: str, max_age_days: int | None = None) 
     return None
 
 
-def _early_phase(facts: ClinicalFacts, order, drug: str, days: int) -> tuple[bool, str]:
-    """New start, dose change now, or a thiopurine order authored within ``days``."""
+def _start(m) -> tuple[date | None, bool]:
+    """(earliest known start of the therapy this order carries, earlier therapy of unknown date shown?).
+    ``MedicationFact.prior_therapy`` (fhir_mappers: priorPrescription, basedOn, earlier orders, dispenses)."""
+    pt = m.prior_therapy
+    dates = [d for d in (m.authored_on, pt.since if pt else None) if d]
+    return (min(dates) if dates else None), bool(pt and pt.since is None)
+
+
+def _early_phase(facts: ClinicalFacts, order, drug: str, days: int) -> tuple[bool, str, str]:
+    """(early phase?, why, since): a new start, a dose change now, or therapy started within ``days``.
+    A renewal of established therapy is not a start and does not restart the weekly phase: neither an
+    order whose history (``prior_therapy``) shows earlier therapy, nor a recent order beside an older one."""
     active = [m for m in facts.active_medications if drug in m.ingredients]
-    if not active:
-        return True, "new start"
+    if not active and order.prior_therapy is None:
+        return True, "new_start", ""
     if order.daily_dose and any(m.daily_dose and abs(m.daily_dose.mg - order.daily_dose.mg) > 1e-6 for m in active):
-        return True, "dose change"
-    recent = [m for m in active if m.authored_on and m.authored_on >= facts.today - timedelta(days=days)]
-    if recent:
-        return True, f"started or changed on {recent[0].authored_on.isoformat()}"
-    return False, "established therapy"
+        return True, "dose_change", ""
+    starts = [_start(m) for m in active] + ([_start(order)] if order.prior_therapy else [])
+    if any(undated for _, undated in starts):
+        return False, "established", ""  # earlier therapy whose date the record does not give: not a start
+    dated = [d for d, _ in starts if d]
+    if dated and min(dated) >= facts.today - timedelta(days=days):
+        return True, "recent_start", min(dated).isoformat()
+    return False, "established", ""
+
+
+def _last(facts: ClinicalFacts, analytes) -> str:
+    dates = [m.when.date() for a in analytes for m in facts.labs.get(a, []) if m.when]
+    return max(dates).isoformat() if dates else ""
 
 
 def cbc_due_findings(facts: ClinicalFacts) -> list[Finding]:
@@ -49,29 +62,35 @@ def cbc_due_findings(facts: ClinicalFacts) -> list[Finding]:
     spec = load()["monitoring"]["cbc"]
     findings = []
     for order, drug in thiopurine_orders(facts):
-        early, why = _early_phase(facts, order, drug, spec["early_phase_days"])
-        window = spec["weekly_window_days"] if early else spec["routine_window_days"]
-        dates = [m.when.date() for a in CBC for m in facts.labs.get(a, []) if m.when]
-        last = max(dates) if dates else None
-        if last is not None and last >= facts.today - timedelta(days=window):
+        early, why, since = _early_phase(facts, order, drug, spec["early_phase_days"])
+        cbc_window = spec["weekly_window_days"] if early else spec["routine_window_days"]
+        lft_window = spec["lft_early_window_days"] if early else spec["routine_window_days"]
+        last_cbc, last_lft = _last(facts, CBC), _last(facts, LIVER)
+        cutoff = facts.today.isoformat()
+        cbc_due = not last_cbc or last_cbc < (facts.today - timedelta(days=cbc_window)).isoformat()
+        lft_due = not last_lft or last_lft < (facts.today - timedelta(days=lft_window)).isoformat()
+        if not (cbc_due or lft_due):
             continue
-        last_text = f"last CBC {last.isoformat()}" if last else "no CBC on record"
-        schedule = "weekly for the first 8 weeks" if early else "at least every 3 months"
-        findings.append(Finding(
-            rule_id="monitoring-cbc-due", indicator="warning", title="CBC monitoring due",
-            summary=f"{drug_name(drug)} ({why}): CBC due, {last_text}; check CBC and liver tests",
-            detail=(f"Monitoring on {drug}: CBC {schedule} after a start or dose change, then at least every 3 months "
-                    f"(the brief; FDA label; BSR 2017). This order is a **{why}**, so a CBC is due within "
-                    f"{window} days; {last_text}. Check liver tests with it."),
-            sources=tuple(dict.fromkeys([spec["source"], *spec["sources"]])),
-            actions=[OrderTest(spec["cbc_loinc"], spec["cbc_display"], "Order a CBC", reason=f"{drug} monitoring"),
-                     OrderTest(spec["lft_loinc"], spec["lft_display"], "Order liver tests", reason=f"{drug} monitoring")],
-            order_ref=order.ref))
+        actions = []
+        if cbc_due:
+            actions.append(OrderTest(spec["cbc_loinc"], spec["cbc_display"], label="order_cbc", reason=spec["reason"]))
+        if lft_due:
+            actions.append(OrderTest(spec["lft_loinc"], spec["lft_display"], label="order_lft", reason=spec["reason"]))
+        findings.append(Finding("monitoring-cbc-due", order.ref,
+                                {"early": early, "why": why, "since": since, "cbc_due": cbc_due, "lft_due": lft_due,
+                                 "last_cbc": last_cbc, "last_lft": last_lft, "cbc_window": cbc_window,
+                                 "lft_window": lft_window, "today": cutoff}, actions, drug=drug))
     return findings
 
 
-def _value_line(m: Measurement) -> str:
-    return f"{LABEL[m.analyte]} {_fmt(round(m.value, 2))} {UNIT[m.analyte]} ({m.when.date().isoformat()})"
+def _value(m: Measurement) -> dict:
+    # a preliminary result is used, and every card on it says so (value line and summary)
+    return {"analyte": m.analyte, "value": round(m.value, 2), "date": m.when.date().isoformat() if m.when else "",
+            "ref_high": m.ref_high, "preliminary": m.preliminary}
+
+
+def _results(ms: list[Measurement]) -> dict:
+    return {"results": [_value(m) for m in ms], "preliminary": any(m.preliminary for m in ms)}
 
 
 def lab_findings(facts: ClinicalFacts) -> list[Finding]:
@@ -80,8 +99,7 @@ def lab_findings(facts: ClinicalFacts) -> list[Finding]:
         return []
     kb = load()["monitoring"]
     age = kb["cbc"]["result_max_age_days"]
-    drug = orders[0][1]
-    name = drug_name(drug)
+    order, drug = orders[0]
     findings = []
     severe, low = [], []
     for analyte in ("neutrophils", "wbc", "platelets"):
@@ -97,33 +115,15 @@ def lab_findings(facts: ClinicalFacts) -> list[Finding]:
     mcv = latest(facts, "mcv", age)
     macro = mcv is not None and mcv.value > kb["cytopenia"]["mcv_above"]
     if severe:
-        s = kb["severe_cytopenia"]
-        findings.append(Finding(
-            rule_id="cytopenia-severe", indicator="critical", title="Severe cytopenia",
-            summary=f"Severe cytopenia ({', '.join(_value_line(m).split(' (')[0] for m in severe)}): stop {drug}, urgent review",
-            detail=("Grade 3 or worse (CTCAE v5): " + "; ".join(_value_line(m) for m in severe)
-                    + f". Withhold {drug} and review urgently (bone marrow suppression; check TPMT/NUDT15 and interacting drugs)."),
-            sources=tuple(dict.fromkeys([s["source"], *s["sources"]])), order_ref=orders[0][0].ref))
+        findings.append(Finding("cytopenia-severe", order.ref, _results(severe), drug=drug))
     if low or lymphopenia or macro:
-        c = kb["cytopenia"]
-        parts = [_value_line(m) for m in low] + ([_value_line(lym)] if lymphopenia else []) + ([_value_line(mcv)] if macro else [])
-        actions = []
-        if low:
-            advice = f"withhold {drug} and discuss with the specialist (BSR thresholds)"
-        elif lymphopenia:
-            advice = f"reduce the {drug} dose (lymphocytes < {_fmt(c['lymphocytes_below'])} ×10⁹/L, the brief)"
-        else:
-            advice = "check B12/folate; macrocytosis may reflect thiopurine toxicity"
-        short = ", ".join(p.split(" (")[0] for p in parts)
-        findings.append(Finding(
-            rule_id="cytopenia", indicator="warning", title="Cytopenia",
-            summary=f"{name}: {short[:70]}; {advice.split(' (')[0][:50]}",
-            detail=(f"Results below the BSR 2017 action thresholds: {'; '.join(parts)}. Advice: {advice}."
-                    + ("" if not severe else " (Severe values are on a separate card.)")),
-            sources=tuple(dict.fromkeys([c["source"], *c["sources"]])), actions=actions, order_ref=orders[0][0].ref))
+        advice = "withhold" if low else "reduce" if lymphopenia else "macrocytosis"
+        findings.append(Finding("cytopenia", order.ref, {**_results(low + ([lym] if lymphopenia else []) + ([mcv] if macro else [])),
+                                                         "advice": advice,
+                                                         "also_severe": bool(severe)}, drug=drug))
     liver = kb["liver"]
     bad = []
-    for analyte in ("alt", "ast"):
+    for analyte in LIVER:
         m = latest(facts, analyte, age)
         if m is None:
             continue
@@ -131,60 +131,27 @@ def lab_findings(facts: ClinicalFacts) -> list[Finding]:
         if m.value > liver["alt_ast_above"] or over_uln:
             bad.append(m)
     if bad:
-        findings.append(Finding(
-            rule_id="liver-tests", indicator="warning", title="Raised liver enzymes",
-            summary=f"{name}: {', '.join(_value_line(m).split(' (')[0] for m in bad)}; review for hepatotoxicity",
-            detail=(f"{'; '.join(_value_line(m) for m in bad)}: above {liver['alt_ast_above']} U/L or twice the "
-                    f"laboratory's upper limit (BSR 2017). Thiopurines can cause hepatotoxicity, incl. veno-occlusive "
-                    f"disease: withhold {drug} and discuss with the specialist."),
-            sources=(liver["source"],), order_ref=orders[0][0].ref))
+        findings.append(Finding("liver-tests", order.ref, _results(bad), drug=drug))
     met = kb["metabolites"]
     tgn, mmp = latest(facts, "tgn", age), latest(facts, "mmp", age)
-    sources = tuple(dict.fromkeys([met["source"], *met["sources"]]))
-    if (tgn and tgn.value > met["tgn_above"]) or (mmp and mmp.value > met["mmp_above"]):
-        high = [m for m in (tgn, mmp) if m and m.value > met[f"{m.analyte}_above"]]
-        findings.append(Finding(
-            rule_id="metabolites-high", indicator="warning", title="Thiopurine metabolites high",
-            summary=f"{name}: {', '.join(_value_line(m).split(' (')[0] for m in high)}: toxicity risk, consider a lower dose",
-            detail=(f"{'; '.join(_value_line(m) for m in high)}. 6-TGN above {met['tgn_above']} raises the risk of "
-                    f"myelotoxicity; 6-MMP above {met['mmp_above']} the risk of hepatotoxicity (BSG 2019; laboratory "
-                    "ranges). Consider a dose reduction and repeat the metabolites."),
-            sources=sources, order_ref=orders[0][0].ref))
+    high = [m for m in (tgn, mmp) if m and m.value > met[f"{m.analyte}_above"]]
+    if high:
+        findings.append(Finding("metabolites-high", order.ref, _results(high), drug=drug))
     elif tgn and tgn.value < met["tgn_below"]:
-        findings.append(Finding(
-            rule_id="metabolites-low", indicator="info", title="6-TGN low", priority=40,
-            summary=f"{name}: 6-TGN {_fmt(tgn.value)} below {met['tgn_below']}: check adherence or underdosing",
-            detail=(f"{_value_line(tgn)}, below the therapeutic range ({met['tgn_below']}-{met['tgn_above']} for IBD; "
-                    "paediatric targets 100-300 per the brief). Consider non-adherence or underdosing before calling "
-                    "the drug ineffective."),
-            sources=sources, order_ref=orders[0][0].ref))
+        findings.append(Finding("metabolites-low", order.ref, _results([tgn]), drug=drug))
     return findings
 
 
-def tpmt_activity_status(facts: ClinicalFacts) -> tuple[str | None, str]:
-    """A CPIC-like phenotype from TPMT enzyme activity: (phenotype or "High", evidence), or (None, "")."""
-    spec = load()["monitoring"]["tpmt_activity"]
-    m = next(iter(facts.labs.get("tpmt_activity", [])), None)
-    if m is None:
-        return None, ""
-    date = m.when.date().isoformat() if m.when else "undated"
-    text = f"TPMT activity {_fmt(m.value)} U/mL RBC ({date})"
-    if m.interpretation in ("LL", "<") and m.ref_low is None:
-        return "Poor Metabolizer", text + ", flagged critically low"
-    if m.ref_low is not None:
-        if m.value < m.ref_low:
-            return ("Poor Metabolizer" if m.interpretation == "LL" else "Intermediate Metabolizer"), \
-                f"{text}, below the laboratory's range ({_fmt(m.ref_low)}-{_fmt(m.ref_high) if m.ref_high else ''})"
-        if m.ref_high is not None and m.value > m.ref_high:
-            return "High", f"{text}, above the laboratory's range"
-        return "Normal Metabolizer", text
-    if m.value < spec["low_below"]:
-        return "Poor Metabolizer", f"{text}, low (< {spec['low_below']}: avoid thiopurines, ARUP)"
-    if m.value < spec["intermediate_below"]:
-        return "Intermediate Metabolizer", f"{text}, intermediate ({spec['low_below']}-{spec['intermediate_below'] - 0.1:g}, ARUP)"
-    if m.value > spec["high_above"]:
-        return "High", f"{text}, high (> {spec['high_above']:g}, ARUP)"
-    return "Normal Metabolizer", text
+def tpmt_activity_status(facts: ClinicalFacts) -> tuple[str | None, dict]:
+    """A CPIC-like phenotype from the newest judgeable TPMT enzyme activity (``rules.tpmt_activity``: the most
+    severe of the unit's cut-offs, the laboratory's range and its interpretation): (phenotype or "High",
+    evidence values), or (None, {}) when there is none (an unjudgeable result is named by ``rules.pgx``)."""
+    from .tpmt_activity import latest_judged
+
+    r = latest_judged(facts)
+    if r is None:
+        return None, {}
+    return r.reading, r.values()
 
 
 def tpmt_high_findings(facts: ClinicalFacts) -> list[Finding]:
@@ -192,13 +159,7 @@ def tpmt_high_findings(facts: ClinicalFacts) -> list[Finding]:
     status, evidence = tpmt_activity_status(facts)
     if not orders or status != "High":
         return []
-    spec = load()["monitoring"]["tpmt_activity"]
-    return [Finding(
-        rule_id="tpmt-activity-high", indicator="info", title="High TPMT activity", priority=35,
-        summary=f"{drug_name(orders[0][1])}: high TPMT activity; a higher dose may be needed (check metabolites)",
-        detail=(f"{evidence}. High TPMT activity inactivates thiopurines faster: risk of under-treatment; a higher "
-                "dose may be needed, guided by thiopurine metabolites."),
-        sources=tuple(dict.fromkeys([spec["source"], *spec["sources"]])), order_ref=orders[0][0].ref)]
+    return [Finding("tpmt-activity-high", orders[0][0].ref, {"activity": evidence}, drug=orders[0][1])]
 
 
-__all__ = ["cbc_due_findings", "lab_findings", "tpmt_activity_status", "tpmt_high_findings", "fmt_mg"]
+__all__ = ["cbc_due_findings", "lab_findings", "tpmt_activity_status", "tpmt_high_findings", "latest"]

@@ -1,9 +1,9 @@
-"""TPMT and NUDT15 pharmacogenomics for thiopurine orders (CPIC).
+"""TPMT and NUDT15 pharmacogenomics for thiopurine orders (CPIC by default, or DPWG 2025).
 
 Stages, as in PharmCAT: result → phenotype per gene (``gene_status``), the two
-genes → a CPIC category (``category``), category + dose → findings
-(``pgx_findings``). A result this module cannot read is reported, never taken
-as normal.
+genes → a category, category + dose → findings (``pgx_findings``). A result this
+module cannot read is reported, never taken as normal. Findings carry values
+(phenotypes, evidence records, the reduced range); the catalogue words them.
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from fhir_mappers.facts import ClinicalFacts, GeneResult, MedicationFact
 
-from .common import drug_name, fmt_mg, fmt_mgkg, round_down, thiopurine_orders, usable_weight
-from .findings import CancelOrder, ChangeDose, Finding, OrderTest
+from .common import drug_spec, size_basis, thiopurine_orders
+from .findings import CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load, normalise_diplotype
 
 GENES = ("TPMT", "NUDT15")
@@ -30,6 +30,8 @@ RANK = {
     "Ultrarapid Metabolizer": 1,
 }
 _ALLELE = re.compile(r"^\*\d+[A-Z]?$")
+RULE_IDS = ("pgx-poor-metabolizer", "pgx-reduce-dose", "pgx-dose-in-reduced-range", "pgx-test-missing",
+            "pgx-indeterminate", "pgx-uninterpretable", "pgx-unavailable")
 
 
 @dataclass
@@ -37,8 +39,9 @@ class GeneStatus:
     gene: str
     state: str  # "known" | "missing" | "unreadable" | "unavailable"
     phenotype: str = ""  # CPIC term when known
-    evidence: list[str] = field(default_factory=list)  # what the result said, for the card
-    problems: list[str] = field(default_factory=list)  # results that could not be read / disagreed
+    evidence: list[dict] = field(default_factory=list)  # what the results said (values for the card)
+    problems: list[dict] = field(default_factory=list)  # results that could not be read / disagreed
+    preliminary: bool = False  # a result this status rests on is preliminary (every card on it says so)
 
     @property
     def is_poor(self) -> bool:
@@ -52,41 +55,60 @@ class GeneStatus:
     def is_indeterminate(self) -> bool:
         return self.phenotype == "Indeterminate"
 
-    def label(self) -> str:
-        if self.state == "known":
-            return f"{self.gene} {self.phenotype.lower()}"
-        return {"missing": f"{self.gene} not tested", "unreadable": f"{self.gene} result unreadable",
-                "unavailable": f"{self.gene} status unknown"}[self.state]
+    def values(self) -> dict:
+        return {"gene": self.gene, "state": self.state, "phenotype": self.phenotype,
+                "evidence": self.evidence, "problems": self.problems, "preliminary": self.preliminary}
 
 
-def phenotype_of_diplotype(gene: str, text: str) -> tuple[str | None, str]:
-    """CPIC phenotype for a star-allele diplotype text, or (None, why).
+def phenotype_of_diplotype(gene: str, text: str) -> tuple[str | None, list[dict]]:
+    """CPIC phenotype for a star-allele diplotype text and the problems (notes) of reading it,
+    or (None, [problem]).
 
     Accepts "*1/*3A", "*3A/*1", "TPMT*1/TPMT*3A", and ambiguous calls joined by
-    "or" / "," (then the most severe phenotype counts, and the card says so).
+    "or" / "," (then the most severe phenotype counts, and a problem says how to resolve it).
+    CPIC's February 2026 changes (pgx.toml [cpic_2026]): NUDT15 *2 is read as *3; an allele
+    defined then is named (not in the tables); an allele whose revised function could not be
+    confirmed keeps its earlier assignment and a problem says so.
+    A problem is a dict with a ``code`` the catalogue words.
     """
     kb = load()
+    cpic_2026 = kb["pgx"]["cpic_2026"]
     options = [o.strip() for o in re.split(r"\s+or\s+|,|;|\|", text) if o.strip()]
     if not options:
-        return None, "empty genotype"
-    phenotypes = []
+        return None, [{"code": "empty", "gene": gene, "text": text}]
+    phenotypes, notes = [], []
     for option in options:
         cleaned = re.sub(rf"{gene}\s*", "", option, flags=re.IGNORECASE).replace(" ", "")
         parts = cleaned.split("/")
         if len(parts) != 2:
-            return None, f"'{text}' is not a diplotype of two star alleles"
+            return None, [{"code": "not_diplotype", "gene": gene, "text": text}]
         alleles = [p.upper() if p.startswith("*") else "*" + p.upper() for p in parts]
         if not all(_ALLELE.match(a) for a in alleles):
-            return None, f"'{text}' is not a star-allele diplotype"
+            return None, [{"code": "not_star_alleles", "gene": gene, "text": text}]
+        alleles = [cpic_2026["aliases"].get(gene, {}).get(a, a) for a in alleles]  # NUDT15 *2 -> *3
         phenotype = kb.diplotypes[gene].get(normalise_diplotype(*alleles))
         if phenotype is None:
+            new = [a for a in alleles if a in cpic_2026["new_alleles"].get(gene, [])]
+            if new:
+                return None, [{"code": "new_allele_2026", "gene": gene, "text": text, "alleles": new}]
             unknown = [a for a in alleles if a not in kb.allele_function[gene]
                        or kb.allele_function[gene][a].startswith("(")]
-            what = f"allele {', '.join(unknown)}" if unknown else f"diplotype {cleaned}"
-            return None, f"the CPIC {gene} tables do not assign a phenotype to {what}"
+            return None, [{"code": "not_in_tables", "gene": gene, "text": text, "alleles": unknown,
+                           "diplotype": cleaned}]
+        revised = [a for a in alleles if a in cpic_2026["unconfirmed"].get(gene, [])]
+        if revised:
+            notes.append({"code": "cpic_2026_unconfirmed", "gene": gene, "alleles": list(dict.fromkeys(revised)),
+                          "previous": kb.allele_function[gene].get(revised[0], "unknown")})
         phenotypes.append(phenotype)
     worst = max(phenotypes, key=lambda p: RANK.get(p, 0))
-    return worst, ("" if len(set(phenotypes)) == 1 else f"ambiguous call '{text}': the most severe reading counts")
+    notes = list({repr(n): n for n in notes}.values())
+    if len(set(phenotypes)) == 1:
+        return worst, notes
+    return worst, [{"code": "ambiguous", "gene": gene, "text": text, "phenotype": worst}, *notes]
+
+
+def _date(r) -> str:
+    return r.when.date().isoformat() if r.when else ""
 
 
 def gene_status(gene: str, results: list[GeneResult], unavailable: bool) -> GeneStatus:
@@ -96,26 +118,29 @@ def gene_status(gene: str, results: list[GeneResult], unavailable: bool) -> Gene
     status = GeneStatus(gene, "unreadable")
     phenotypes: list[str] = []
     for r in mine:
-        date = f" ({r.when.date().isoformat()})" if r.when else ""
+        if r.preliminary:  # used, and every card built on it says so
+            status.preliminary = True
+            status.problems.append({"code": "preliminary", "gene": gene, "date": _date(r)})
         if r.kind == "diplotype":
-            phenotype, note = phenotype_of_diplotype(gene, r.value)
+            phenotype, problems = phenotype_of_diplotype(gene, r.value)
             if phenotype is None:
-                status.problems.append(f"{gene} genotype '{r.value}'{date}: {note}")
+                status.problems += [{**q, "date": _date(r)} for q in problems]
                 continue
-            status.evidence.append(f"{gene} {r.value} → {phenotype.lower()}{date}")
-            if note:
-                status.problems.append(note)
+            status.evidence.append({"gene": gene, "kind": "diplotype", "value": r.value, "phenotype": phenotype,
+                                    "date": _date(r), "preliminary": r.preliminary, "note": r.note})
+            status.problems += problems
             phenotypes.append(phenotype)
         elif r.kind == "phenotype":
-            status.evidence.append(f"{gene} reported as {r.value.lower()}{date}")
+            status.evidence.append({"gene": gene, "kind": "phenotype", "value": r.value, "phenotype": r.value,
+                                    "date": _date(r), "preliminary": r.preliminary, "note": r.note})
             phenotypes.append(r.value)
         else:
-            status.problems.append(f"{gene} result '{r.value[:60]}'{date} could not be interpreted")
+            status.problems.append({"code": "uninterpretable", "gene": gene, "text": r.value[:60], "date": _date(r)})
     if phenotypes:
         status.state = "known"
         status.phenotype = max(phenotypes, key=lambda p: RANK.get(p, 0))
         if len({RANK.get(p) for p in phenotypes}) > 1:
-            status.problems.append(f"{gene} results disagree; the most severe ({status.phenotype.lower()}) counts")
+            status.problems.append({"code": "disagree", "gene": gene, "phenotype": status.phenotype})
     return status
 
 
@@ -125,233 +150,159 @@ def statuses(facts: ClinicalFacts) -> dict[str, GeneStatus]:
     unavailable = "pgx" in facts.unavailable
     st = {g: gene_status(g, facts.gene_results, unavailable) for g in GENES}
     activity, evidence = tpmt_activity_status(facts)
+    _unjudged_activity(st["TPMT"], facts)
     if activity is not None:
         # CPIC: TPMT erythrocyte activity assesses the phenotype (and resolves an indeterminate genotype)
         phenotype = "Normal Metabolizer" if activity == "High" else activity
         tpmt = st["TPMT"]
-        tpmt.evidence.append(evidence)
+        tpmt.evidence.append({"gene": "TPMT", "kind": "activity", "phenotype": phenotype, "activity": evidence})
         if tpmt.state != "known" or tpmt.is_indeterminate:
             tpmt.state, tpmt.phenotype = "known", phenotype
         elif RANK.get(phenotype, 0) > RANK.get(tpmt.phenotype, 0):
-            tpmt.problems.append(f"TPMT activity suggests {phenotype.lower()}; the most severe reading counts")
+            tpmt.problems.append({"code": "activity_more_severe", "gene": "TPMT", "phenotype": phenotype})
             tpmt.phenotype = phenotype
     return st
 
 
+def _unjudged_activity(tpmt: GeneStatus, facts: ClinicalFacts) -> None:
+    """A TPMT activity result that is on record but cannot be judged is named, never "no result on record"."""
+    from .tpmt_activity import latest_activity
+
+    r = latest_activity(facts)
+    if r is None:
+        return
+    if r.preliminary:
+        tpmt.preliminary = True
+        tpmt.problems.append({"code": "activity_preliminary", "gene": "TPMT", "activity": r.values()})
+    if not r.reading:
+        tpmt.problems.append({"code": "activity_unjudgeable", "gene": "TPMT", "activity": r.values(),
+                              "why": r.unjudgeable})
+        if tpmt.state in ("missing", "unavailable"):
+            tpmt.state = "unreadable"
+
+
+def _resolve_ambiguity(st: dict[str, GeneStatus]) -> list[OrderTest]:
+    """An ambiguous TPMT call ("*1/*3A or *3B/*3C") is resolved by TPMT enzyme activity: offer to order it."""
+    if any(p["code"] == "ambiguous" for p in st["TPMT"].problems):
+        return [_test_action("tpmt_activity")]
+    return []
+
+
 # ------------------------------------------------------------------ findings
 
-def _test_action(kind: str, reason: str) -> OrderTest:
+def _test_action(kind: str) -> OrderTest:
     t = load()["pgx"]["tests"][kind]
-    return OrderTest(loinc=t["loinc"], display=t["display"], label=f"Order {t['display']}", reason=reason)
+    return OrderTest(loinc=t["loinc"], display=t["display"], label=f"order_{kind}", reason=t["reason"])
 
 
-def _evidence_lines(st: dict[str, GeneStatus]) -> str:
-    lines = []
-    for s in st.values():
-        lines += [f"- {e}" for e in s.evidence]
-        lines += [f"- ⚠ {p}" for p in s.problems]
-        if s.state == "missing":
-            lines.append(f"- {s.gene}: no result on record")
-        elif s.state == "unavailable":
-            lines.append(f"- {s.gene}: results could not be retrieved from the EHR")
-    return "\n".join(lines)
-
-
-def pgx_findings(facts: ClinicalFacts, *, weight_max_age_days: int = 90) -> list[Finding]:
+def pgx_findings(facts: ClinicalFacts, *, weight_max_age_days: int = 90, guideline: str = "cpic") -> list[Finding]:
     orders = thiopurine_orders(facts)
     if not orders:
         return []
     st = statuses(facts)
     findings: list[Finding] = []
     for order, drug in orders:
-        finding = _for_order(facts, order, drug, st, weight_max_age_days)
+        finding = _for_order(facts, order, drug, st, weight_max_age_days, guideline)
         if finding is not None:
             findings.append(finding)
     return findings
 
 
-def _for_order(facts, order: MedicationFact, drug: str, st: dict[str, GeneStatus], weight_days: int) -> Finding | None:
+def _band(spec: dict, inter: list[GeneStatus]) -> dict:
+    if len(inter) == 2:
+        return spec["both_im"]
+    return spec.get(f"{inter[0].gene.lower()}_im", spec["one_im"])
+
+
+def _poor_band(spec: dict, poor: list[GeneStatus]) -> dict:
+    return spec.get(f"{poor[0].gene.lower()}_poor", spec["poor"])
+
+
+def _for_order(facts, order: MedicationFact, drug: str, st: dict[str, GeneStatus], weight_days: int,
+               guideline: str) -> Finding | None:
     poor = [s for s in st.values() if s.is_poor]
     inter = [s for s in st.values() if s.is_intermediate]
-    name = drug_name(drug)
-    evidence = _evidence_lines(st)
-    spec = load()["pgx"]["drugs"][drug]
+    spec = drug_spec(drug, guideline)
+    base = {"genes": [s.values() for s in st.values()], "ordered": order.daily_dose.mg if order.daily_dose else None,
+            "preliminary": any(s.preliminary for s in st.values())}  # the catalogue flags the summary too
+    basis = size_basis(facts, order, drug, weight_days)
+    malignant = basis["malignancy"]  # ALL or AML treated with this thiopurine (dosing.toml malignancy_drugs)
+    base.update(basis=basis, malignant=malignant, guideline=guideline)
 
     if poor:
-        genes = " and ".join(s.gene for s in poor)
-        src = spec["poor"]["source"]
-        return Finding(
-            rule_id="pgx-poor-metabolizer",
-            indicator="critical",
-            title="TPMT/NUDT15 poor metabolizer",
-            summary=f"{name} contraindicated: {genes} poor metabolizer; use a non-thiopurine alternative",
-            detail=(
-                f"**{genes} poor metabolizer** (no functional enzyme): normal {drug} doses cause severe, "
-                "potentially fatal myelosuppression.\n\n"
-                f"CPIC (strong recommendation): for nonmalignant conditions, consider an alternative "
-                f"non-thiopurine immunosuppressant. If a thiopurine is unavoidable (malignancy), start with a "
-                f"drastically reduced dose (10-fold lower, three times weekly) under specialist care. "
-                f"The brief: homozygous deficiency is a contraindication.\n\n**Results checked**\n{evidence}"
-            ),
-            sources=(src, "brief", "fda_azathioprine"),
-            actions=[CancelOrder(order.ref, f"Cancel the {drug} order")] if order.ref else [],
-            order_ref=order.ref,
-        )
+        band = _poor_band(spec, poor)
+        mode = band.get("malignant" if malignant else "action", band["action"])
+        fraction = band.get("malignant_fraction" if malignant else "fraction", band.get("fraction"))
+        days = band.get("malignant_days_per_week") if malignant else None
+        values = {**base, "poor_genes": [s.gene for s in poor], "mode": mode, "band": band, "fraction": fraction,
+                  "days_per_week": days}
+        dose = None
+        reference = basis["reference_mg"]
+        if mode in ("reduce", "avoid_or_reduce") and reference and fraction:
+            high = reference * fraction  # per dose when the schedule changes too (CPIC: thrice weekly)
+            values["reduced_mg"] = high
+            dose = DoseLimit("pgx-poor-metabolizer", high_mg=high, days_per_week=days)
+        actions: list = []
+        if mode in ("avoid", "avoid_or_reduce") and order.ref and order.is_draft:
+            actions.append(CancelOrder(order.ref, drug))
+        actions += _resolve_ambiguity(st)
+        return Finding("pgx-poor-metabolizer", order.ref, values, actions, dose=dose,
+                       stops_order=mode in ("avoid", "avoid_or_reduce"), drug=drug,
+                       sources=(band.get("malignant_source", band["source"]) if malignant else band["source"],
+                                spec["label_source"]))
 
     gaps = [s for s in st.values() if s.state != "known" or s.is_indeterminate]
     if inter:
-        return _reduce_dose(facts, order, drug, st, inter, gaps, weight_days, evidence)
+        return _reduce_dose(order, drug, spec, st, inter, gaps, base, basis)
     if gaps:
-        return _status_problem(order, drug, st, gaps, evidence)
+        return _status_problem(order, drug, st, gaps, base)
     return None
 
 
-def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus], evidence: str) -> Finding:
+def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus], base: dict) -> Finding:
     """No poor or intermediate result, but at least one gene is not known to be normal."""
-    name = drug_name(drug)
     actions = []
     states = {s.state for s in gaps}
     if states & {"missing", "unreadable"}:
-        genes = " and ".join(s.gene for s in gaps if s.state in ("missing", "unreadable"))
-        actions.append(_test_action("genotype", f"{genes} status before {drug}"))
+        actions.append(_test_action("genotype"))
     if st["TPMT"].is_indeterminate:
-        actions.append(_test_action("tpmt_activity", "TPMT genotype indeterminate"))
-
+        actions.append(_test_action("tpmt_activity"))
+    else:
+        actions += _resolve_ambiguity(st)
     if "unavailable" in states:
-        rule, sources = "pgx-unavailable", ("cpic_2018", "brief")
-        summary = f"{name}: TPMT/NUDT15 results could not be retrieved; check them before signing"
-        lead = ("The EHR's TPMT/NUDT15 results could not be retrieved for this check, so the dose could "
-                "not be checked against them. **Look them up by hand before signing.**")
+        rule = "pgx-unavailable"
     elif "unreadable" in states:
-        rule, sources = "pgx-uninterpretable", ("cpic_tables", "cpic_2018")
-        genes = " and ".join(s.gene for s in gaps if s.state == "unreadable")
-        summary = f"{name}: {genes} result could not be interpreted; verify before prescribing"
-        lead = (f"The {genes} result on record could not be interpreted against the CPIC tables, so it "
-                "is **not** treated as normal. Verify it with the laboratory or retest.")
+        rule = "pgx-uninterpretable"
     elif "missing" in states:
-        rule, sources = "pgx-test-missing", ("cpic_2018", "brief", "fda_azathioprine")
-        genes = " and ".join(s.gene for s in gaps if s.state == "missing")
-        summary = f"{name}: no {genes} result on record; test before starting"
-        lead = (f"No {genes} result was found. TPMT and NUDT15 testing is required before a thiopurine "
-                "(the brief; the FDA label advises testing): poor metabolizers risk life-threatening "
-                "myelosuppression at standard doses. Order the test; if treatment cannot wait, start low "
-                "and monitor the CBC weekly.")
-    elif st["TPMT"].is_indeterminate:
-        rule, sources = "pgx-indeterminate", ("cpic_2020_indeterminate",)
-        summary = f"{name}: TPMT indeterminate; measure TPMT enzyme activity before dosing"
-        lead = ("TPMT genotype is **indeterminate** (uncertain-function alleles). CPIC: consider TPMT "
-                "erythrocyte activity to assess the phenotype; dose by NUDT15 meanwhile.")
-    else:  # NUDT15 indeterminate, TPMT normal
-        rule, sources = "pgx-indeterminate", ("cpic_2020_indeterminate",)
-        summary = f"{name}: NUDT15 indeterminate; dose by TPMT and monitor blood counts closely"
-        lead = ("NUDT15 genotype is **indeterminate**. CPIC: dose by the TPMT result; if a thiopurine is "
-                "needed while NUDT15 status is unknown, monitor closely for myelosuppression.")
-    return Finding(
-        rule_id=rule,
-        indicator="warning",
-        title="TPMT/NUDT15 status",
-        summary=summary,
-        detail=f"{lead}\n\n**Results checked**\n{evidence}",
-        sources=sources,
-        actions=actions,
-        order_ref=order.ref,
-    )
+        rule = "pgx-test-missing"
+    else:
+        rule = "pgx-indeterminate"
+    values = {**base, "gap_genes": {state: [s.gene for s in gaps if s.state == state]
+                                    for state in ("missing", "unreadable", "unavailable")},
+              "indeterminate": [s.gene for s in gaps if s.is_indeterminate]}
+    return Finding(rule, order.ref, values, actions, drug=drug)
 
 
-def _reduce_dose(facts, order, drug, st, inter, gaps, weight_days, evidence) -> Finding:
-    kb = load()
-    spec = kb["pgx"]["drugs"][drug]
-    both = len(inter) == 2
-    band = spec["both_im" if both else "one_im"]
+def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis) -> Finding:
+    band = _band(spec, inter)
     low_f, high_f = band["low"], band["high"]
-    sources = [band["source"]]
+    sources = [band["source"], spec["label_source"]]
     cap = spec.get("cap")
-    if cap and cap["high"] < high_f:
+    if cap and cap["high"] < high_f and len(inter) == 1:
         high_f = cap["high"]
         sources.append(cap["source"])
-    step = float(kb["pgx"]["rounding"][f"{drug}_step_mg"])
-    name = drug_name(drug)
-    genes = " and ".join(s.gene for s in inter)
-    who = f"{genes} intermediate metabolizer"
-
-    weight = usable_weight(facts, weight_days)
-    per_kg = spec.get("standard_mg_per_kg_day")
-    if weight is not None and per_kg:
-        reference = per_kg * weight.value
-        basis = (f"normal dose {fmt_mgkg(per_kg)} mg/kg/day × {fmt_mg(weight.value)} kg = {fmt_mg(reference)} mg/day "
-                 f"(weight of {weight.when.date().isoformat()})")
-        sources.append(spec["standard_source"])
-    else:
-        reference = order.daily_dose.mg if order.daily_dose else None
-        basis = ("the ordered dose (no body weight from the last "
-                 f"{weight_days} days, so mg/kg could not be used)")
-    notes = []
-    for s in gaps:
-        if s is not None and s not in inter:
-            notes.append(f"{s.label()}: also test/monitor (see results below).")
-
-    pct = f"{low_f * 100:.0f}-{high_f * 100:.0f} %"
-    header = (f"**{who}**: reduced thiopurine inactivation; standard doses raise the risk of myelosuppression. "
-              f"Recommended: {pct} of the normal dose, then titrate on blood counts; allow 2-4 weeks to "
-              f"steady state after each change.")
-    actions = []
-    gap_tests = [s for s in gaps if s.state in ("missing", "unreadable")]
-    if gap_tests:
-        actions.append(_test_action("genotype", "complete TPMT/NUDT15 status"))
-
+    values = {**base, "im_genes": [s.gene for s in inter], "low_f": low_f, "high_f": high_f,
+              "other_gaps": [s.values() for s in gaps if s not in inter]}
+    actions = _resolve_ambiguity(st)
+    if [s for s in gaps if s.state in ("missing", "unreadable")]:
+        actions.append(_test_action("genotype"))
+    reference = basis["reference_mg"]
     if reference is None or order.daily_dose is None:
-        why = order.dose_problem or "the dose could not be read"
-        return Finding(
-            rule_id="pgx-reduce-dose",
-            indicator="warning",
-            title="TPMT/NUDT15 intermediate metabolizer",
-            summary=f"{name}: {who}; give {pct} of the normal dose (ordered dose unreadable)",
-            detail=(f"{header}\n\nThe ordered dose could not be checked: {why}. Check it by hand.\n\n"
-                    + "".join(f"{n}\n\n" for n in notes) + f"**Results checked**\n{evidence}"),
-            sources=tuple(dict.fromkeys(sources)),
-            actions=actions,
-            order_ref=order.ref,
-        )
-
+        values.update(dose_problem=order.dose_problem or "", reference=None)
+        return Finding("pgx-reduce-dose", order.ref, values, actions, drug=drug, sources=tuple(sources))
     ordered = order.daily_dose.mg
-    target_low, target_high = reference * low_f, reference * high_f
-    per_kg_text = ""
-    if weight is not None:
-        per_kg_text = f" = {fmt_mgkg(ordered / weight.value)} mg/kg/day"
-    if ordered <= target_high + 1e-6:
-        return Finding(
-            rule_id="pgx-dose-in-reduced-range",
-            indicator="info",
-            title="TPMT/NUDT15 intermediate metabolizer",
-            summary=f"{name} {fmt_mg(ordered)} mg/day{per_kg_text}: {who}; dose within reduced range, monitor CBC",
-            detail=(f"{header}\n\nThe ordered {fmt_mg(ordered)} mg/day is within the reduced range "
-                    f"({fmt_mg(target_low)}-{fmt_mg(target_high)} mg/day, from {basis}); no reduction needed. "
-                    "Monitor blood counts closely.\n\n" + "".join(f"{n}\n\n" for n in notes)
-                    + f"**Results checked**\n{evidence}"),
-            sources=tuple(dict.fromkeys(sources)),
-            actions=actions,
-            order_ref=order.ref,
-        )
-    suggested = round_down(target_high, step)
-    range_text = (f"{fmt_mg(suggested)} mg/day (range {target_low:.0f}-{target_high:.0f})"
-                  if suggested >= step else f"under {fmt_mg(step)} mg/day")
-    if suggested >= step and order.ref:
-        actions.insert(0, ChangeDose(order.ref, suggested, f"Change to {drug} {fmt_mg(suggested)} mg once daily",
-                                     cap_mg=target_high, drug=drug, step_mg=step))
-    detail = (f"{header}\n\nOrdered: {fmt_mg(ordered)} mg/day{per_kg_text}. Reduced range: "
-              f"{fmt_mg(target_low)}-{fmt_mg(target_high)} mg/day, from {basis}. "
-              + (f"Suggested: {fmt_mg(suggested)} mg/day (rounded down to whole {fmt_mg(step)} mg steps)."
-                 if suggested >= step else
-                 f"The reduced dose is below the smallest practical step ({fmt_mg(step)} mg); seek specialist advice.")
-              + "\n\n" + "".join(f"{n}\n\n" for n in notes) + f"**Results checked**\n{evidence}")
-    return Finding(
-        rule_id="pgx-reduce-dose",
-        indicator="warning",
-        title="TPMT/NUDT15 intermediate metabolizer",
-        summary=f"{name} {fmt_mg(ordered)} mg/day{per_kg_text}; {who}: reduce to {range_text}",
-        dose_summary=f"{name} {fmt_mg(ordered)} mg/day{per_kg_text}; {who}: reduce to {{dose}}",
-        detail=detail,
-        sources=tuple(dict.fromkeys(sources)),
-        actions=actions,
-        order_ref=order.ref,
-    )
+    low, high = reference * low_f, reference * high_f
+    values.update(low=low, high=high, reference=reference)
+    rule = "pgx-dose-in-reduced-range" if ordered <= high + 1e-6 else "pgx-reduce-dose"
+    return Finding(rule, order.ref, values, actions, drug=drug, sources=tuple(sources),
+                   dose=DoseLimit(rule, high_mg=high, low_mg=low))

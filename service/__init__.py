@@ -26,7 +26,7 @@ log = logging.getLogger("aza_cds.access")
 def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     from hooks import HookEnv
     from hooks.fhir_client import FhirClient, FhirSettings
-    from rules import RuleOptions
+    from rules import RuleOptions, check_catalogue
     from rules.knowledge_base import load as load_knowledge
 
     from . import logs
@@ -47,6 +47,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     # once per process: knowledge, schemas, HTTP pool
     load_knowledge()
+    check_catalogue()  # every rule id worded, every template renders, every knowledge path resolves
     for name in ("ServiceRequest", "FeedbackRequest", "hook:order-sign", "hook:order-select", "hook:medication-prescribe"):
         validator(name)
     client = FhirClient(FhirSettings(deadline_seconds=cfg.fhir_deadline, max_pages=cfg.fhir_max_pages,
@@ -59,7 +60,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.extensions["aza_hook_env"] = HookEnv(
         client=client,
         deadline_seconds=cfg.fhir_deadline,
-        rule_options=RuleOptions(weight_max_age_days=cfg.weight_max_age_days),
+        rule_options=RuleOptions(weight_max_age_days=cfg.weight_max_age_days, guideline=cfg.guideline),
         max_info_cards=cfg.max_info_cards,
     )
     if cfg.evaluation_date:

@@ -32,7 +32,12 @@ def _json_response(body: dict, status: int = 200) -> Response:
 @bp.get("/cds-services")
 @bp.get("/cds-services/")
 def discovery() -> Response:
-    return _json_response({"services": [s.discovery() for s in SERVICES.values()]})
+    from rules import knowledge_version
+
+    env: HookEnv = current_app.extensions["aza_hook_env"]
+    profile = {"guideline": env.rule_options.guideline, "knowledgeVersion": knowledge_version()}
+    return _json_response({"services": [{**s.discovery(), "extension": {"azathioprine-cds": profile}}
+                                        for s in SERVICES.values()]})
 
 
 def read_json_body() -> dict:

@@ -53,6 +53,16 @@ def _retention_days(value: str) -> int | None:
     return days
 
 
+GUIDELINES = ("cpic", "dpwg")  # the pharmacogenomic guideline profiles of rules/knowledge/pgx.toml
+
+
+def _guideline(value: str) -> str:
+    value = value.strip().lower()
+    if value not in GUIDELINES:
+        raise ValueError(f"must be one of {', '.join(GUIDELINES)}")
+    return value
+
+
 @dataclass(frozen=True)
 class Config:
     # security
@@ -82,6 +92,8 @@ class Config:
     client_seconds: float = setting(10.0, "the longest one request may hold a gunicorn thread, slow client included")
     weight_max_age_days: int = setting(90, "a body weight older than this is not used for mg/kg")
     max_info_cards: int = setting(1, "at most this many info cards per response")
+    guideline: str = setting("cpic", "pharmacogenomic guideline profile: cpic (CPIC) or dpwg (Dutch DPWG 2025); "
+                                     "named in discovery and in every card", parse=_guideline)
     max_body_bytes: int = setting(5 * 1024 * 1024, "largest request body accepted (413 above)")
     max_json_depth: int = setting(64, "deepest JSON nesting accepted (400 above)")
     cors_origins: str = setting("*", "origins allowed to call the CDS endpoints from a browser")
@@ -95,6 +107,10 @@ class Config:
     # serving
     workers: int = setting(2, "default of serve --workers")
     threads: int = setting(4, "default of serve --threads")
+
+    def __post_init__(self) -> None:
+        if self.guideline not in GUIDELINES:  # an override passed to create_app(config) or the command line
+            raise ConfigError(f"{env_name('guideline')}={self.guideline!r}: must be one of {', '.join(GUIDELINES)}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:

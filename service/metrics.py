@@ -11,7 +11,7 @@ What is counted (all names start with ``aza_cds_``):
 - ``fhir_queries_total{outcome}``: one series per ``hooks.fhir_client.FhirOutcome`` (ok,
   not-allowed, unreachable, timeout, error-status, invalid-response, too-large), the categories the
   cards and logs name;
-- ``cards_total{rule,indicator}``: cards returned;
+- ``cards_total{rule,indicator}``: cards returned (an info card merging several rules counts once per rule);
 - ``feedback_total{outcome}``: feedback items received (accepted, overridden);
 - ``card_queue_depth`` (cards waiting to be written to the feedback store, summed over live
   workers) and ``card_records_dropped_total`` (cards not recorded because that queue was full);
@@ -89,7 +89,10 @@ class Metrics:
     def cards_returned(self, cards: Iterable[dict]) -> None:
         for card in cards:
             topic = (card.get("source") or {}).get("topic") or {}
-            self.cards.labels(str(topic.get("code") or "unknown"), str(card.get("indicator"))).inc()
+            merged = ((card.get("extension") or {}).get("azathioprine-cds") or {}).get("mergedRuleIds")
+            # an info card that carries several rules' notes (the info-card cap) counts for each of them
+            for rule in merged if isinstance(merged, list) and merged else [topic.get("code") or "unknown"]:
+                self.cards.labels(str(rule), str(card.get("indicator"))).inc()
 
     def feedback_received(self, items: Iterable[dict]) -> None:
         for item in items:

@@ -124,7 +124,8 @@ def normal_pgx() -> list[dict]:
 
 def prefetch(*, pgx: list[dict] | None = None, weights: list[dict] | None = None, meds: list[dict] | None = None,
              labs: list[dict] | None = None, conditions: list[dict] | None = None, pt: dict | None = None,
-             allergies: list[dict] | None = None, status: list[dict] | None = None) -> dict:
+             allergies: list[dict] | None = None, status: list[dict] | None = None,
+             immunizations: list[dict] | None = None, past_meds: list[dict] | None = None) -> dict:
     return {
         "patient": pt or patient(),
         "medications": bundle(*(meds or [])),
@@ -134,6 +135,8 @@ def prefetch(*, pgx: list[dict] | None = None, weights: list[dict] | None = None
         "pregnancy": bundle(*(status or [])),
         "conditions": bundle(*(conditions or [])),
         "allergies": bundle(*(allergies or [])),
+        "immunizations": bundle(*(immunizations or [])),
+        "past_medications": bundle(*(past_meds or [])),
     }
 
 

@@ -62,3 +62,21 @@ def call(client):
 
 def rule_ids(cards: list[dict]) -> list[str]:
     return [c["source"]["topic"]["code"] for c in cards]
+
+
+def summary_of(finding) -> str:
+    from rules.catalogue import render
+
+    return render(finding).summary
+
+
+def detail_of(finding) -> str:
+    from rules.catalogue import render
+
+    return render(finding).detail
+
+
+def indicator_of(finding) -> str:
+    from rules.catalogue import indicator_of as _indicator_of
+
+    return _indicator_of(finding)

@@ -41,7 +41,7 @@ def _register(rsps, *, pgx=None, fail: dict | None = None):
             body = data["MedicationRequest"]
         elif path.endswith("/Condition"):
             body = data["Condition"]
-        elif path.endswith("/AllergyIntolerance"):
+        elif path.endswith("/AllergyIntolerance") or path.endswith("/Immunization"):
             body = bundle()
         else:
             return 404, {}, '{"resourceType":"OperationOutcome","issue":[]}'
@@ -82,7 +82,7 @@ def test_absent_prefetch_fetches_everything_in_parallel(call):
         _register(rsps)
         cards = call(hook_request(fhir_server=BASE, token=TOKEN))
         paths = sorted(urlsplit(str(c.request.url)).path.rsplit("/", 1)[-1] for c in rsps.calls)
-    assert paths.count("Observation") == 4 and "pt-1" in paths and "AllergyIntolerance" in paths and "MedicationRequest" in paths and "Condition" in paths
+    assert paths.count("Observation") == 4 and "pt-1" in paths and "AllergyIntolerance" in paths and "Immunization" in paths and "MedicationRequest" in paths and "Condition" in paths
     assert rule_ids(cards) == ["pgx-poor-metabolizer"]
 
 

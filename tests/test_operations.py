@@ -146,6 +146,20 @@ def test_cards_feedback_and_latency_are_counted(client):
                  service="thiopurine-order-sign", status="200") == 1
 
 
+def test_an_info_card_merging_several_rules_counts_for_each(client):
+    from tests.builders import med_request
+
+    pre = prefetch(weights=[], pt=patient(birth_date="1950-01-01"))  # elderly, no weight: two info notes
+    before = scrape(client)
+    cards = client.post(SIGN, json=hook_request(orders=[med_request(daily_mg=50)], pre=pre)).get_json()["cards"]
+    merged = [r for c in cards for r in c["extension"]["azathioprine-cds"].get("mergedRuleIds", [])]
+    assert len(merged) >= 2
+    after = scrape(client)
+    for rule in merged:
+        assert value(after, "aza_cds_cards_total", rule=rule, indicator="info") \
+            - value(before, "aza_cds_cards_total", rule=rule, indicator="info") == 1
+
+
 def test_fhir_queries_are_counted_by_outcome(client):
     base = "http://127.0.0.1:9/fhir"  # never reached: responses answers
     before = scrape(client)
@@ -155,6 +169,7 @@ def test_fhir_queries_are_counted_by_outcome(client):
         rsps.get(f"{base}/Observation", json=bundle())
         rsps.get(f"{base}/Condition", body=b"<html>login</html>")
         rsps.get(f"{base}/AllergyIntolerance", body=ConnectionRefusedError("refused"))
+        rsps.get(f"{base}/Immunization", json=bundle())
         client.post(SIGN, json=hook_request(fhir_server=base, token="t"))
     after = scrape(client)
 
@@ -162,7 +177,7 @@ def test_fhir_queries_are_counted_by_outcome(client):
         return value(after, "aza_cds_fhir_queries_total", outcome=outcome) - value(before, "aza_cds_fhir_queries_total",
                                                                                     outcome=outcome)
 
-    assert delta("ok") >= 2  # the Patient read and the Observation searches
+    assert delta("ok") >= 3  # the Patient read, the Observation and Immunization searches
     assert delta("error-status") == 1 and delta("invalid-response") == 1 and delta("unreachable") == 1
 
 

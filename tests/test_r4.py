@@ -108,14 +108,14 @@ def test_every_rule_with_a_resource_suggestion_was_validated():
 
 def test_the_sandbox_shape_is_kept_as_lists():
     draft = _sandbox(med_request(daily_mg=150))
-    out = r4.updated_medication_request(draft, {"text": "50 mg once daily"})
+    out = r4.updated_medication_request(draft, [{"text": "50 mg once daily"}])
     assert out is not None
     assert out["category"] == [draft["category"]] and out["reasonCode"] == [draft["reasonCode"]]
 
 
 def test_no_readable_medication_or_subject_means_no_resource():
-    assert r4.updated_medication_request({"resourceType": "MedicationRequest"}, {"text": "x"}) is None
+    assert r4.updated_medication_request({"resourceType": "MedicationRequest"}, [{"text": "x"}]) is None
     no_subject = {"medicationCodeableConcept": AZA}
-    assert r4.updated_medication_request(no_subject, {"text": "x"}) is None
-    with_subject = r4.updated_medication_request(no_subject, {"text": "x"}, patient_id="p1")
+    assert r4.updated_medication_request(no_subject, [{"text": "x"}]) is None
+    with_subject = r4.updated_medication_request(no_subject, [{"text": "x"}], patient_id="p1")
     assert with_subject is not None and with_subject["subject"] == {"reference": "Patient/p1"}

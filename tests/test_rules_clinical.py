@@ -13,7 +13,7 @@ from fhir_mappers import build_facts
 from rules.knowledge_base import load, source_keys
 from tests import builders as b
 from tests.builders import TODAY, bundle, days_ago, lab, med_request, normal_labs, normal_pgx, patient, weight
-from tests.conftest import assert_valid_response, rule_ids
+from tests.conftest import assert_valid_response, detail_of, indicator_of, rule_ids, summary_of
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -30,7 +30,7 @@ def active(rx="197388", display="azathioprine 50 MG Oral Tablet", id="aza-old", 
 
 
 def run(orders=None, *, pgx=None, weights=None, meds=None, labs=None, conditions=None, pt=None, allergies=None,
-        status=None, unavailable=()):
+        status=None, unavailable=(), immunizations=None, past_meds=None, guideline="cpic"):
     orders = orders if orders is not None else [med_request(daily_mg=100)]
     data = {
         "patient": pt or patient(), "medications": bundle(*(meds if meds is not None else [active()])),
@@ -38,12 +38,13 @@ def run(orders=None, *, pgx=None, weights=None, meds=None, labs=None, conditions
         "pgx": bundle(*(pgx if pgx is not None else normal_pgx())),
         "labs": bundle(*(labs if labs is not None else normal_labs())),
         "pregnancy": bundle(*(status or [])), "conditions": bundle(*(conditions or [])),
-        "allergies": bundle(*(allergies or [])),
+        "allergies": bundle(*(allergies or [])), "immunizations": bundle(*(immunizations or [])),
+        "past_medications": bundle(*(past_meds or [])),
     }
     for key in unavailable:
         data[key] = None
     facts = build_facts(orders, data, today=TODAY)
-    return rules.evaluate(facts)
+    return rules.evaluate(facts, rules.RuleOptions(guideline=guideline))
 
 
 def ids(findings):
@@ -76,16 +77,16 @@ def test_dose_range_boundaries_per_indication(snomed, icd, max_per_kg):
     for mg, expected in ((at - 25, None), (at, None), (at + 25, "warning")):
         found = [f for f in run([med_request(daily_mg=mg)], weights=[weight(100)], conditions=conds,
                                 meds=[active(mg=mg)]) if f.rule_id == "dose-above-range"]
-        assert (found[0].indicator if found else None) == expected, (mg, expected)
+        assert (indicator_of(found[0]) if found else None) == expected, (mg, expected)
 
 
 def test_dose_above_1_5_times_the_maximum_is_critical_with_a_corrected_order():
     # RA max 2.5 mg/kg at 70 kg = 175 mg; 1.5 x = 262.5 mg
     warn = one(run([med_request(daily_mg=250)], conditions=[condition("69896004")], meds=[active(mg=250)]), "dose-above-range")
     crit = one(run([med_request(daily_mg=275)], conditions=[condition("69896004")], meds=[active(mg=275)]), "dose-above-range")
-    assert warn.indicator == "warning" and crit.indicator == "critical"
+    assert indicator_of(warn) == "warning" and indicator_of(crit) == "critical"
     assert crit.actions[0].daily_mg == 175
-    assert "3.9 mg/kg/day" in crit.summary and "rheumatoid arthritis" in crit.summary
+    assert "3.9 mg/kg/day" in summary_of(crit) and "rheumatoid arthritis" in summary_of(crit)
 
 
 def test_order_reason_beats_conditions():
@@ -107,20 +108,20 @@ def test_kidney_transplant_new_start_allows_the_initial_range():
 def test_weight_units_give_the_same_mg_per_kg(value, unit, code):
     f = one(run([med_request(daily_mg=250)], weights=[weight(value, unit=unit, code=code)], meds=[active(mg=250)]),
             "dose-above-range")
-    assert "3.6 mg/kg/day" in f.summary
+    assert "3.6 mg/kg/day" in summary_of(f)
 
 
 @pytest.mark.parametrize("dosage,mg", [(b.dosage(0.25, unit="g", code="g"), 250), (b.dosage(125, frequency=2), 250),
                                        (b.dosage(250000, unit="ug", code="ug"), 250)])
 def test_dose_units_give_the_same_mg_per_kg(dosage, mg):
     order = med_request(dosages=[dosage])
-    assert "3.6 mg/kg/day" in one(run([order], meds=[active(mg=250)]), "dose-above-range").summary
+    assert "3.6 mg/kg/day" in summary_of(one(run([order], meds=[active(mg=250)]), "dose-above-range"))
 
 
 def test_dose_without_units_is_a_card_not_a_pass():
     order = med_request(dosages=[b.dosage(150, unit="", code=None, system=None)])
     f = one(run([order]), "dose-unreadable")
-    assert f.indicator == "warning" and "no unit" in f.detail
+    assert indicator_of(f) == "warning" and "no unit" in detail_of(f)
 
 
 # ---------------------------------------------------------------- new start
@@ -147,7 +148,7 @@ def test_implausible_weight_is_said(kg, expected):
     found = run([med_request(daily_mg=100)], weights=[weight(kg)])
     assert ("weight-implausible" in ids(found)) is expected
     if expected:
-        assert "kg" in one(found, "weight-implausible").summary
+        assert "kg" in summary_of(one(found, "weight-implausible"))
 
 
 # -------------------------------------------------------------- TPMT activity
@@ -174,43 +175,74 @@ def test_activity_resolves_an_indeterminate_genotype():
 
 
 # ------------------------------------------------------------- interactions
-@pytest.mark.parametrize("xoi_rx,name", [("519", "allopurinol"), ("73689", "febuxostat")])
-def test_xoi_either_direction(xoi_rx, name):
-    xoi_active = active(xoi_rx, name, id="xoi", mg=100)
-    f = one(run([med_request(daily_mg=100)], meds=[active(mg=100), xoi_active]), "interaction-xanthine-oxidase")
-    assert f.indicator == "critical" and f.actions[0].daily_mg == 25  # 25 % of 100 mg
-    xoi_draft = med_request(xoi_rx, name, id="xoi-new", daily_mg=100)
-    f = one(run([xoi_draft], meds=[active(mg=200)]), "interaction-xanthine-oxidase")
-    dose = f.actions[0]
-    assert dose.order_ref == "MedicationRequest/aza-old" and dose.daily_mg == 50
-    assert ("contraindicates" in f.detail) is (name == "febuxostat")
+def _doses(findings):
+    return [a for f in findings for a in f.actions if hasattr(a, "regimen")]
+
+
+def test_allopurinol_either_direction_gives_one_third_to_one_quarter():
+    allo = active("519", "allopurinol", id="xoi", mg=100)
+    f = one(run([med_request(daily_mg=100)], meds=[active(mg=100), allo]), "interaction-xanthine-oxidase")
+    assert indicator_of(f) == "critical" and f.actions[0].daily_mg == 25  # 25-33 mg: 25 mg, inside the range
+    plan = f.values["plan"]
+    assert (plan["low"], round(plan["high"], 1)) == (25, 33.3)
+    draft = med_request("519", "allopurinol", id="xoi-new", daily_mg=100)
+    f = one(run([draft], meds=[active(mg=150)]), "interaction-xanthine-oxidase")
+    dose, cancel = f.actions
+    assert dose.order_ref == "MedicationRequest/aza-old" and dose.daily_mg == 50  # 37.5-50 mg: 50 mg
+    assert cancel.order_ref == "MedicationRequest/xoi-new"
+
+
+def test_febuxostat_new_order_is_cancelled_not_the_thiopurine_lowered():
+    draft = med_request("73689", "febuxostat", id="febu", daily_mg=80)
+    found = run([draft], meds=[active(mg=150)])
+    f = one(found, "interaction-xanthine-oxidase")
+    assert [type(a).__name__ for a in f.actions] == ["CancelOrder"] and f.actions[0].order_ref == "MedicationRequest/febu"
+    assert not _doses(found) and "plan" not in f.values
+    assert "contraindicat" in summary_of(f) and "cancel the febuxostat order" in summary_of(f)
+
+
+def test_thiopurine_not_started_while_febuxostat_is_active():
+    febu = active("73689", "febuxostat", id="febu", mg=80)
+    found = run([med_request(daily_mg=100)], meds=[febu])
+    f = one(found, "interaction-xanthine-oxidase")
+    assert f.actions[0].order_ref == "MedicationRequest/mr-aza" and f.stops_order
+    assert not _doses(found) and "do not start azathioprine" in summary_of(f)
+
+
+def test_thioguanine_needs_no_allopurinol_adjustment():
+    tg = med_request("10485", "thioguanine 40 MG Oral Tablet", id="tg", daily_mg=40)
+    found = run([tg], meds=[active("519", "allopurinol", id="allo", mg=300)])
+    assert "interaction-xanthine-oxidase" not in ids(found)
 
 
 def test_tpmt_intermediate_and_allopurinol_give_one_combined_dose():
     found = run([med_request(daily_mg=200)], weights=[weight(100)],
                 pgx=[b.genotype_ig("TPMT", "*1/*3A"), b.genotype_ig("NUDT15", "*1/*1")],
                 meds=[active(mg=200), active("519", "allopurinol", id="allo", mg=300)])
-    doses = [a for f in found for a in f.actions if hasattr(a, "daily_mg")]
+    doses = _doses(found)
     assert len(doses) == 1  # one suggestion carries the combined dose
-    # CPIC/brief cap: 50 % of 2 mg/kg x 100 kg = 100 mg; allopurinol: 25 % -> 25 mg
+    # CPIC/brief: 30-50 % of 2 mg/kg x 100 kg = 60-100 mg; allopurinol 1/4-1/3 -> 15-33 mg: 25 mg daily
     assert doses[0].daily_mg == 25
-    xoi = one(found, "interaction-xanthine-oxidase")
-    assert xoi.actions[0] is doses[0]
-    assert xoi.summary.endswith("give azathioprine at 25 mg/day (combined)")  # the summary carries the combined dose
+    xoi, pgx = one(found, "interaction-xanthine-oxidase"), one(found, "pgx-reduce-dose")
+    assert xoi.actions[0] is doses[0]  # on the most severe card
+    assert xoi.values["plan"] == pgx.values["plan"]
+    for f in (xoi, pgx):
+        assert "25 mg/day" in summary_of(f) and "Recommended dose for this azathioprine order: 25 mg once daily" in detail_of(f)
+        assert "card" not in detail_of(f).lower()
 
 
 def test_warfarin_either_direction_orders_an_inr_within_a_week():
     f = one(run([med_request(daily_mg=100)], meds=[active(mg=100), active("11289", "warfarin", id="w", mg=5)]), "interaction-warfarin")
-    assert f.indicator == "warning" and f.actions[0].loinc == "6301-6" and f.actions[0].within_days == 7
+    assert indicator_of(f) == "warning" and f.actions[0].loinc == "6301-6" and f.actions[0].within_days == 7
     f = one(run([med_request("855350", "Warfarin Sodium 0.5 MG Oral Tablet", id="w-new", daily_mg=5)]), "interaction-warfarin")
-    assert "azathioprine" in f.summary.lower()
+    assert "azathioprine" in summary_of(f).lower()
 
 
 def test_live_vaccine_either_direction_names_the_alternative():
     zostavax = {"resourceType": "MedicationRequest", "id": "zos", "status": "draft", "intent": "order",
                 "medicationCodeableConcept": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "121"}]}}
     f = one(run([zostavax]), "interaction-live-vaccine")
-    assert f.indicator == "critical" and "Shingrix" in f.detail and f.actions[0].order_ref == "MedicationRequest/zos"
+    assert indicator_of(f) == "critical" and "Shingrix" in detail_of(f) and f.actions[0].order_ref == "MedicationRequest/zos"
     mmr = {"resourceType": "MedicationRequest", "id": "mmr", "status": "draft", "intent": "order",
            "medicationCodeableConcept": {"text": "M-M-R II vaccine"}}
     found = run([med_request(daily_mg=100), mmr], meds=[])
@@ -227,13 +259,13 @@ def test_live_vaccine_either_direction_names_the_alternative():
 def test_other_interactions_warn(rx, name, rule):
     other = active(rx or "0", name, id="other", mg=100)
     f = one(run([med_request(daily_mg=100)], meds=[active(mg=100), other]), rule)
-    assert f.indicator == "warning"
+    assert indicator_of(f) == "warning"
 
 
 def test_duplicate_thiopurine_is_critical():
     mp = active("103", "mercaptopurine", id="mp", mg=50)
     f = one(run([med_request(daily_mg=100)], meds=[mp]), "duplicate-thiopurine")
-    assert f.indicator == "critical" and "mercaptopurine" in f.summary
+    assert indicator_of(f) == "critical" and "mercaptopurine" in summary_of(f)
 
 
 def test_unrelated_order_for_a_patient_not_on_a_thiopurine_gives_nothing():
@@ -259,7 +291,24 @@ def test_dose_change_and_recent_start_use_the_weekly_window():
     recent = active(mg=100, authored=days_ago(30))
     assert "monitoring-cbc-due" in ids(run(meds=[recent], labs=normal_labs(10)))
     f = one(run(meds=[recent], labs=normal_labs(10)), "monitoring-cbc-due")
+    assert [a.loinc for a in f.actions] == ["58410-2"]  # liver tests 10 days ago: within the 2-week window
+    f = one(run(meds=[recent], labs=normal_labs(15)), "monitoring-cbc-due")
     assert [a.loinc for a in f.actions] == ["58410-2", "24325-3"]
+
+
+def test_liver_tests_are_tracked_like_the_cbc():
+    cbc_only = [lab_ for lab_ in normal_labs(5) if lab_["id"] not in ("alt", "ast")]
+    old_liver = [lab("1742-6", 22, "U/L", when=days_ago(120), id="alt")]
+    f = one(run(labs=cbc_only + old_liver), "monitoring-cbc-due")  # established: CBC fine, liver 120 days old
+    assert f.values["lft_due"] and not f.values["cbc_due"] and [a.loinc for a in f.actions] == ["24325-3"]
+    assert "liver tests due" in summary_of(f)
+
+
+def test_a_renewal_of_established_therapy_does_not_restart_the_weekly_phase():
+    old = active(mg=100, id="aza-old", authored=days_ago(400))
+    renewal = active(mg=100, id="aza-renewed", authored=days_ago(10))
+    found = run(meds=[old, renewal], labs=normal_labs(20))
+    assert "monitoring-cbc-due" not in ids(found)
 
 
 def _labs_with(**values):
@@ -279,7 +328,7 @@ def test_cytopenia_thresholds(key, below, at):
 
 def test_lymphopenia_advises_dose_reduction():
     f = one(run(labs=_labs_with(lym=0.4)), "cytopenia")
-    assert "reduce" in f.detail and "lymphocytes" in f.summary
+    assert "reduce" in detail_of(f) and "lymphocytes" in summary_of(f)
 
 
 @pytest.mark.parametrize("value,expected", [(105, False), (105.1, True)])
@@ -290,7 +339,7 @@ def test_macrocytosis(value, expected):
 @pytest.mark.parametrize("key,below,at", [("anc", 0.99, 1.0), ("wbc", 1.9, 2.0), ("plt", 49, 50)])
 def test_severe_cytopenia_thresholds(key, below, at):
     f = one(run(labs=_labs_with(**{key: below})), "cytopenia-severe")
-    assert f.indicator == "critical" and "stop" in f.summary
+    assert indicator_of(f) == "critical" and "stop" in summary_of(f)
     assert "cytopenia-severe" not in ids(run(labs=_labs_with(**{key: at})))
 
 
@@ -316,7 +365,7 @@ def test_liver_twice_the_upper_limit():
 def test_lab_in_an_unexpected_unit_is_said():
     labs_ = [l for l in normal_labs() if l["id"] != "anc"] + [lab("751-8", 55, "%", when=days_ago(3), id="anc")]
     f = one(run(labs=labs_), "data-incomplete")
-    assert "neutrophil" in f.detail and "'%'" in f.detail and f.indicator == "warning"
+    assert "neutrophil" in detail_of(f) and "'%'" in detail_of(f) and indicator_of(f) == "warning"
 
 
 def _metabolite(name, value):
@@ -337,13 +386,13 @@ def test_hypersensitivity_is_critical():
     allergy = {"resourceType": "AllergyIntolerance", "id": "a1", "clinicalStatus": {"coding": [{"code": "active"}]},
                "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1256", "display": "azathioprine"}]}}
     f = one(run(allergies=[allergy]), "hypersensitivity")
-    assert f.indicator == "critical" and f.actions
+    assert indicator_of(f) == "critical" and f.actions
 
 
 def test_pregnancy_by_status_and_by_condition():
     preg = {"resourceType": "Observation", "id": "p", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "82810-3"}]},
             "effectiveDateTime": days_ago(10), "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "77386006"}]}}
-    assert one(run(status=[preg]), "pregnancy").indicator == "info"
+    assert indicator_of(one(run(status=[preg]), "pregnancy")) == "info"
     assert "pregnancy" in ids(run(conditions=[condition(icd10="Z33.1")]))
     not_preg = dict(preg, valueCodeableConcept={"coding": [{"system": "http://snomed.info/sct", "code": "60001007"}]})
     assert "pregnancy" not in ids(run(status=[not_preg]))
@@ -353,7 +402,7 @@ def test_breastfeeding_warns_and_cites_both_views():
     bf = {"resourceType": "Observation", "id": "bf", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "63895-7"}]},
           "effectiveDateTime": days_ago(3), "valueBoolean": True}
     f = one(run(status=[bf]), "breastfeeding")
-    assert f.indicator == "warning" and "ACR 2020" in f.detail
+    assert indicator_of(f) == "warning" and "ACR 2020" in detail_of(f)
     assert "breastfeeding" not in ids(run(status=[dict(bf, valueBoolean=False)]))
 
 
@@ -376,8 +425,8 @@ def test_elderly_boundary(years, expected):
 # ---------------------------------------------------------- data not obtained
 def test_unavailable_labs_and_medications_are_named():
     f = one(run(unavailable=("labs", "medications")), "data-incomplete")
-    assert f.indicator == "warning"
-    assert "active medications" in f.detail and "blood counts" in f.detail
+    assert indicator_of(f) == "warning"
+    assert "active medications" in detail_of(f) and "blood counts" in detail_of(f)
 
 
 # ------------------------------------------------------------------ knowledge

@@ -1,6 +1,7 @@
 """rules.pgx: CPIC tables and the dose arithmetic, without HTTP."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
 import pytest
@@ -10,6 +11,7 @@ from rules.findings import ChangeDose
 from rules.knowledge_base import load
 from rules.pgx import pgx_findings, phenotype_of_diplotype
 from tests.builders import TODAY
+from tests.conftest import detail_of, summary_of
 
 NOW = datetime.now(timezone.utc)
 
@@ -27,7 +29,7 @@ NOW = datetime.now(timezone.utc)
     ("TPMT", "*1/*3A or *3B/*3C", "Poor Metabolizer"),  # ambiguous: the most severe counts
     ("NUDT15", "*1/*3", "Intermediate Metabolizer"),
     ("NUDT15", "*3/*3", "Poor Metabolizer"),
-    ("NUDT15", "*1/*4", "Indeterminate"),
+    ("NUDT15", "*1/*5", "Indeterminate"),  # *4 became decreased function in February 2026 (tests/test_cpic_2026.py)
 ])
 def test_cpic_diplotype_table(gene, text, phenotype):
     assert phenotype_of_diplotype(gene, text)[0] == phenotype
@@ -65,41 +67,57 @@ def test_reduction_boundary_at_the_top_of_the_reduced_range(daily_mg, rule):
     assert f.rule_id == rule
 
 
+def planned(f0, **kw):
+    import rules
+
+    found = pgx_findings(f0, **kw)
+    rules.attach_plans(found, f0)
+    return found
+
+
 def test_suggested_dose_rounds_down_to_25_mg():
-    (f,) = pgx_findings(facts("*1/*3A", kg=90))  # 180 mg normal; 50 % = 90 -> 75 mg
-    assert isinstance(f.actions[0], ChangeDose) and f.actions[0].daily_mg == 75
+    (f,) = planned(facts("*1/*3A", kg=90))  # 180 mg normal; 30-50 % = 54-90 -> 75 mg
+    assert isinstance(f.actions[0], ChangeDose) and f.actions[0].daily_mg == 75 and f.values["plan"]["kind"] == "daily"
 
 
 def test_without_weight_the_ordered_dose_is_the_reference():
-    (f,) = pgx_findings(facts("*1/*3A", kg=None, daily_mg=200))  # 50 % of 200 = 100
+    (f,) = planned(facts("*1/*3A", kg=None, daily_mg=200))  # 50 % of 200 = 100
     assert isinstance(f.actions[0], ChangeDose) and f.actions[0].daily_mg == 100
-    assert "no body weight" in f.detail
+    assert "no usable body weight" in detail_of(f)
 
 
 def test_weight_older_than_the_limit_is_not_used():
     f0 = facts("*1/*3A", daily_mg=200)
     f0.weights = [Measurement("weight", 70, "kg", datetime(2020, 1, 1, tzinfo=timezone.utc))]
-    (f,) = pgx_findings(f0, weight_max_age_days=90)
-    assert "no body weight" in f.detail
+    (f,) = planned(f0, weight_max_age_days=90)
+    assert "no usable body weight" in detail_of(f)
 
 
 def test_unreadable_dose_still_gives_the_reduction_range():
     (f,) = pgx_findings(facts("*1/*3A", daily_mg=None))
     assert f.rule_id == "pgx-reduce-dose" and not f.actions
-    assert "could not be checked" in f.detail
+    assert "could not be checked" in detail_of(f)
 
 
-def test_tiny_reduced_dose_below_a_tablet_has_no_dose_suggestion():
-    (f,) = pgx_findings(facts("*1/*3A", nudt15="*1/*3", kg=20, daily_mg=60))  # 40 mg normal; 20 % -50 % = 8-20 mg
-    assert f.rule_id == "pgx-reduce-dose" and not [a for a in f.actions if hasattr(a, "daily_mg")]
-    assert "specialist" in f.detail
+def test_reduced_dose_below_a_tablet_is_given_on_alternate_days_never_0_mg():
+    (f,) = planned(facts("*1/*3A", nudt15="*1/*3", kg=20, daily_mg=60))  # 40 mg normal; 20-50 % = 8-20 mg
+    (dose,) = [a for a in f.actions if hasattr(a, "regimen")]
+    assert dose.regimen.every_days == 2 and dose.regimen.per_dose_mg == 25 and dose.daily_mg == 12.5
+    text = summary_of(f) + detail_of(f)
+    assert "25 mg every other day" in text and "8-20 mg/day" in text and not re.search(r"(?<![\d.])0 mg", text)
+
+
+def test_no_practical_regimen_refers_to_a_specialist():
+    (f,) = planned(facts("*1/*3A", nudt15="*1/*3", kg=5, daily_mg=10))  # 10 mg normal; 20-50 % = 2-5 mg
+    assert not [a for a in f.actions if hasattr(a, "regimen")] and f.values["plan"]["kind"] == "specialist"
+    assert "specialist" in summary_of(f) and "refer to a specialist" in detail_of(f)
 
 
 def test_disagreeing_results_take_the_most_severe():
     f0 = facts("*1/*1")
     f0.gene_results.append(GeneResult("TPMT", "phenotype", "Poor Metabolizer", NOW))
     (f,) = pgx_findings(f0)
-    assert f.rule_id == "pgx-poor-metabolizer" and "disagree" in f.detail
+    assert f.rule_id == "pgx-poor-metabolizer" and "disagree" in detail_of(f)
 
 
 def test_no_thiopurine_no_findings():

@@ -1,0 +1,170 @@
+"""TPMT / NUDT15 genotype and phenotype text as laboratories write it, reduced
+to star-allele diplotypes and CPIC phenotype terms.
+
+Forms read (each seen in laboratory reports or the HL7 Genomics Reporting IG):
+``*3A/*3C``, ``TPMT*3A/TPMT*3C``, ``TPMT *1/*3A (heterozygous)``, ``*3A/*3A
+homozygous``, ``*3A/Negative`` (ARUP: no variant on the other allele),
+``TPMT *3A/*3A; NUDT15 *1/*1`` (several genes in one result), ambiguous
+calls ``*1/*3A or *3B/*3C``, ``No variants detected`` (= *1/*1), and variants
+(``c.460G>A het, c.719A>G het``, ``rs1800462``, genomic HGVS) mapped through
+CPIC's allele definitions (``codes.toml [variants]``). What this module cannot
+reduce is returned as ``None`` and the result stays "unreadable": never normal.
+"""
+from __future__ import annotations
+
+import re
+
+from .terminology import terminology
+
+_GENES = ("TPMT", "NUDT15")
+_GENE_MENTION = re.compile(r"\b(TPMT|NUDT15)\b", re.IGNORECASE)
+_ALLELE = r"\*\s*\d+[A-Z]?"
+_DIPLO = re.compile(rf"(?<![^\W_])({_ALLELE}|negative|normal|wt|wild[- ]?type)\s*/\s*({_ALLELE}|negative|normal|wt|wild[- ]?type)", re.IGNORECASE)
+_SINGLE = re.compile(rf"({_ALLELE})\s*(?:\(?\s*)(homozygous|heterozygous|hom|het)\b", re.IGNORECASE)
+_NO_VARIANT = re.compile(r"\b(no (?:variants?|mutations?|pathogenic variants?|alleles?) (?:were )?(?:detected|identified|found)|"
+                         r"negative|not detected|wild[- ]?type)\b", re.IGNORECASE)
+_VARIANT = re.compile(r"(c\.\d+(?:[+-]\d+)?[ACGT]>[ACGT]|g\.\d+(?:_\d+)?(?:[ACGT]>[ACGT]|del|dup|ins[ACGT]+)|rs\d+)", re.IGNORECASE)
+_WILD = {"negative", "normal", "wt", "wildtype", "wild-type", "wild type"}
+
+
+def gene_segment(text: str, gene: str) -> str:
+    """The part of a multi-gene text about ``gene`` ("TPMT *3A/*3A; NUDT15 *1/*1", gene NUDT15 -> "NUDT15 *1/*1").
+    The whole text when it names no gene or only this one."""
+    mentions = [(m.start(), m.group(1).upper()) for m in _GENE_MENTION.finditer(text or "")]
+    if len({g for _, g in mentions}) < 2:
+        return text or ""
+    parts = []
+    for i, (start, g) in enumerate(mentions):
+        end = mentions[i + 1][0] if i + 1 < len(mentions) else len(text)
+        if g == gene:
+            parts.append(text[start:end])
+    return " ".join(parts)
+
+
+def _allele(token: str) -> str:
+    token = token.strip()
+    if token.lower().replace(" ", "") in {w.replace(" ", "") for w in _WILD}:
+        return "*1"
+    return "*" + token.lstrip("*").strip().upper()
+
+
+def _allele_key(allele: str) -> tuple[int, str]:
+    digits = "".join(ch for ch in allele if ch.isdigit())
+    return (int(digits) if digits else 10**6, allele)
+
+
+def diplotype(text: str, gene: str) -> tuple[str, str]:
+    """(diplotype text, note) for ``gene`` in a genotype result, or ("", why).
+
+    The diplotype is star alleles joined by "/" with ambiguous alternatives
+    joined by " or " (the rules take the most severe)."""
+    seg = gene_segment(text, gene)
+    seg = re.sub(rf"\b{gene}\s*(?=\*)", "", seg, flags=re.IGNORECASE)  # TPMT*3A -> *3A
+    seg = re.sub(rf"\b{gene}\b\s*:?", " ", seg, flags=re.IGNORECASE)
+    calls = ["/".join(sorted((_allele(a), _allele(b)), key=_allele_key)) for a, b in _DIPLO.findall(seg)]
+    if calls and re.search(_ALLELE, _DIPLO.sub(" ", seg)) or re.search(r"/\s*" + _ALLELE + r"\s*/", seg):
+        return "", f"'{seg.strip()[:60]}' is not a diplotype of two star alleles"
+    if calls:
+        return " or ".join(dict.fromkeys(calls)), ("ambiguous call" if len(set(calls)) > 1 else "")
+    single = _SINGLE.search(seg)
+    if single:
+        allele, zyg = _allele(single.group(1)), single.group(2).lower()
+        return (f"{allele}/{allele}" if zyg.startswith("hom") else f"*1/{allele}"), f"read from '{single.group(0).strip()}'"
+    variants = _VARIANT.findall(seg)
+    if variants:
+        return _from_variants(seg, gene)
+    if _NO_VARIANT.search(seg) and not re.search(_ALLELE, seg):
+        return "*1/*1", "no variant detected"
+    return "", f"'{seg.strip()[:60]}' names no star alleles"
+
+
+def variant_allele(token: str, gene: str) -> str | None:
+    """The star allele one variant (HGVS c./g., rsID) or star-allele token names, per CPIC's allele definitions."""
+    if token.startswith("*"):
+        return token.upper()
+    key = token[:2].lower() + token[2:].upper() if token[:2].lower() in ("c.", "g.") else token.lower()
+    key = re.sub(r"(DEL|DUP|INS)", lambda x: x.group(1).lower(), key)
+    return terminology().variants.get(gene, {}).get(key)
+
+
+def _from_variants(seg: str, gene: str) -> tuple[str, str]:
+    found: list[tuple[str, str]] = []  # (allele, zygosity)
+    matches = list(_VARIANT.finditer(seg))
+    for i, m in enumerate(matches):
+        allele = variant_allele(m.group(1), gene)
+        if allele is None:
+            return "", f"variant {m.group(1)} is not a single-variant {gene} allele in CPIC's allele definitions"
+        window = seg[m.end(): matches[i + 1].start() if i + 1 < len(matches) else len(seg)].lower()
+        zyg = "hom" if re.search(r"\bhom", window) else "het" if re.search(r"\bhet", window) else "?"
+        found.append((allele, zyg))
+    return combine_alleles(found, gene, "read from " + ", ".join(m.group(1) for m in matches))
+
+
+def combine_alleles(found: list[tuple[str, str]], gene: str, note: str) -> tuple[str, str]:
+    """A diplotype from variant alleles with zygosity ("het", "hom", "?"); phase is unknown, so
+    ambiguous combinations are returned as alternatives (the rules take the most severe)."""
+    alleles = {a for a, _ in found}
+    if gene == "TPMT" and alleles == {"*3B", "*3C"}:  # c.460G>A + c.719A>G: phase unknown
+        zygs = {z for _, z in found}
+        if zygs == {"hom"}:
+            return "*3A/*3A", note
+        if zygs == {"het"}:
+            return "*1/*3A or *3B/*3C", note + " (phase unknown)"
+        return "*1/*3A or *3A/*3A or *3B/*3C or *3A/*3B or *3A/*3C", note + " (zygosity not stated)"
+    if len(found) == 1:
+        allele, zyg = found[0]
+        if zyg == "hom":
+            return f"{allele}/{allele}", note
+        if zyg == "het":
+            return f"*1/{allele}", note
+        return f"*1/{allele} or {allele}/{allele}", note + " (zygosity not stated)"
+    if len(found) == 2 and all(z == "het" for _, z in found):
+        (a, _), (b, _) = found
+        return "/".join(sorted((a, b), key=_allele_key)), note + " (two heterozygous variants; phase unknown, read in trans: the more severe)"
+    return "", f"{note}: this combination cannot be reduced to one diplotype"
+
+
+# ------------------------------------------------------------------ phenotype words
+
+_NEGATED = re.compile(r"\b(?:no|not|without|negative for)\b[^.;,]*", re.IGNORECASE)
+_PHENOTYPE_WORDS = (
+    ("possible intermediate", "Possible Intermediate Metabolizer"),
+    ("ultrarapid", "Ultrarapid Metabolizer"),
+    ("poor", "Poor Metabolizer"), ("deficient", "Poor Metabolizer"), ("deficiency", "Poor Metabolizer"),
+    ("absent", "Poor Metabolizer"), ("low activity", "Poor Metabolizer"), ("no activity", "Poor Metabolizer"),
+    ("homozygous variant", "Poor Metabolizer"), ("homozygous deficient", "Poor Metabolizer"),
+    ("compound heterozygous", "Poor Metabolizer"),
+    ("intermediate", "Intermediate Metabolizer"), ("heterozygous", "Intermediate Metabolizer"),
+    ("reduced activity", "Intermediate Metabolizer"), ("decreased activity", "Intermediate Metabolizer"),
+    ("rapid", "Rapid Metabolizer"),
+    ("indeterminate", "Indeterminate"),
+    ("normal", "Normal Metabolizer"), ("extensive", "Normal Metabolizer"), ("wild type", "Normal Metabolizer"),
+    ("wild-type", "Normal Metabolizer"), ("homozygous wild", "Normal Metabolizer"),
+)
+_RANK = {"Poor Metabolizer": 4, "Intermediate Metabolizer": 3, "Possible Intermediate Metabolizer": 3,
+         "Indeterminate": 2, "Normal Metabolizer": 1, "Rapid Metabolizer": 1, "Ultrarapid Metabolizer": 1}
+
+
+def phenotype_words(text: str, gene: str) -> str | None:
+    """A CPIC phenotype term from a phenotype result's words for ``gene``.
+
+    Negated phrases do not count ("Normal metabolizer; no poor metabolizer
+    alleles detected" is normal); "no variant detected" alone is normal;
+    several terms -> the most severe."""
+    seg = gene_segment(text, gene).lower()
+    if not seg.strip():
+        return None
+    if _NO_VARIANT.search(seg) and not any(w in _NEGATED.sub(" ", seg) for w, _ in _PHENOTYPE_WORDS):
+        return "Normal Metabolizer"
+    positive = _NEGATED.sub(" ", seg)
+    found = []
+    for word, term in _PHENOTYPE_WORDS:
+        if re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", positive):
+            found.append(term)
+            positive = positive.replace(word, " ")  # "possible intermediate" is not also "intermediate"
+    if not found:
+        return None
+    return max(found, key=lambda t: _RANK[t])
+
+
+__all__ = ["combine_alleles", "diplotype", "gene_segment", "phenotype_words", "variant_allele"]

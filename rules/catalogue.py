@@ -1,0 +1,347 @@
+"""The rule catalogue (``knowledge/catalogue.toml``): one entry per rule id, and its wording.
+
+Each entry: title, default indicator, priority (among info cards, lower first),
+sources (clinician-facing, primary first), supersedes (rule ids it makes
+redundant on the same order), Jinja2 templates for the summary (alternatives,
+longest first: the first that fits 140 characters is used; words are chosen,
+never cut), the detail and the suggestion labels, and override reason codes.
+
+``check()`` runs at start-up: every emitted rule id has an entry, every source
+exists, every template renders with the entry's sample values (strict: a
+missing value or knowledge path is an error) and the shortest summary fits.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import jinja2
+
+from .findings import SUMMARY_MAX, Finding
+from .knowledge_base import KNOWLEDGE_DIR, load
+
+CATALOGUE_FILE = KNOWLEDGE_DIR / "catalogue.toml"
+_WS = re.compile(r"[ \t]+")
+
+
+def fmt_mg(mg: Any) -> str:
+    mg = float(mg)
+    if abs(mg - round(mg)) < 1e-6:
+        return f"{mg:.0f}"
+    return f"{mg:.2f}".rstrip("0").rstrip(".") if mg < 10 else f"{mg:.1f}".rstrip("0").rstrip(".")
+
+
+def _mgkg(x: Any) -> str:
+    return f"{float(x):.1f}"
+
+
+def _pct(x: Any) -> str:
+    return f"{float(x) * 100:.0f} %"
+
+
+def _num(x: Any) -> str:
+    return f"{float(x):g}"
+
+
+def _cap(s: Any) -> str:
+    s = str(s)
+    return s[:1].upper() + s[1:]
+
+
+def _and(items: Any) -> str:
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
+
+
+@dataclass(frozen=True)
+class Entry:
+    rule_id: str
+    title: str
+    indicator: str
+    priority: int
+    sources: tuple[str, ...]
+    supersedes: tuple[str, ...]
+    summary: tuple[jinja2.Template, ...]
+    detail: jinja2.Template
+    labels: dict[str, jinja2.Template]
+    override_reasons: tuple[str, ...]
+    sample: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    version: str
+    entries: dict[str, Entry]
+    override_reasons: dict[str, str]  # code -> display
+    override_system: str
+    plan_line: jinja2.Template
+    merged_summary: tuple[jinja2.Template, ...]
+    stop_supersedes: tuple[str, ...]
+    sample_plan: dict[str, Any]
+    raw: dict[str, Any]
+    macros: Any = None  # the [meta] macros module (s.* in templates)
+
+    def __getitem__(self, rule_id: str) -> Entry:
+        return self.entries[rule_id]
+
+
+def _env(raw: dict) -> jinja2.Environment:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
+                             trim_blocks=True, lstrip_blocks=True)
+    groups = raw.get("groups", {})
+    reasons = {rid: spec.get("dose_reason", spec.get("title", rid)) for rid, spec in raw["rules"].items()}
+    env.filters.update(mg=fmt_mg, mgkg=_mgkg, pct=_pct, num=_num, cap=_cap, and_list=_and,
+                       reason=lambda rid: reasons.get(rid, rid),
+                       group=lambda key: groups.get(key, {}).get("what", key),
+                       group_check=lambda key: groups.get(key, {}).get("check", "it"),
+                       tick=lambda x: f"`{x}`")
+    env.globals["k"] = load().files
+    env.globals["s"] = env.from_string(raw["meta"].get("macros", "")).module
+    return env
+
+
+@cache
+def catalogue() -> Catalogue:
+    raw = tomllib.loads(CATALOGUE_FILE.read_text(encoding="utf-8"))
+    meta = raw["meta"]
+    env = _env(raw)
+    compile_ = env.from_string
+
+    entries = {}
+    rules_raw = raw["rules"]
+    for rule_id, spec in rules_raw.items():
+        base = rules_raw.get(spec["extends"], {}) if "extends" in spec else {}
+        spec = {**base, **spec}
+        labels = {**meta.get("labels", {}), **spec.get("labels", {})}
+        summary = spec["summary"] if isinstance(spec["summary"], list) else [spec["summary"]]
+        entries[rule_id] = Entry(
+            rule_id=rule_id, title=spec["title"], indicator=spec["indicator"], priority=int(spec.get("priority", 50)),
+            sources=tuple(spec["sources"]), supersedes=tuple(spec.get("supersedes", [])),
+            summary=tuple(compile_(s) for s in summary), detail=compile_(spec["detail"]),
+            labels={k: compile_(v) for k, v in labels.items()},
+            override_reasons=tuple(spec.get("override_reasons", meta["default_override_reasons"])),
+            sample=dict(spec.get("sample", {})),
+        )
+    reasons = raw["override_reasons"]
+    return Catalogue(
+        version=meta["version"], entries=entries,
+        override_reasons={k: v for k, v in reasons.items() if k != "system"}, override_system=reasons["system"],
+        plan_line=compile_(meta["plan_line"]),
+        merged_summary=tuple(compile_(s) for s in meta["merged_summary"]),
+        stop_supersedes=tuple(meta["stop_supersedes"]), sample_plan=dict(meta["sample_plan"]), raw=raw,
+        macros=env.globals["s"],
+    )
+
+
+# --------------------------------------------------------------- rendering
+
+@dataclass(frozen=True)
+class Rendered:
+    rule_id: str
+    title: str
+    indicator: str
+    summary: str
+    detail: str
+    short: str  # the shortest summary alternative (for merged cards)
+
+
+def indicator_of(f: Finding) -> str:
+    return f.indicator or catalogue()[f.rule_id].indicator
+
+
+def priority_of(f: Finding) -> int:
+    return catalogue()[f.rule_id].priority
+
+
+def _context(values: dict[str, Any], guideline: str) -> dict[str, Any]:
+    kb = load()
+    ctx = {"guideline": guideline, "guideline_label": kb.source(guideline_source(guideline)).label,
+           "plan": None, "v": values}
+    ctx.update(values)
+    drug = values.get("drug")
+    if isinstance(drug, str):
+        ctx["Drug"] = _cap(drug)
+    return ctx
+
+
+def guideline_source(guideline: str) -> str:
+    return load()["pgx"]["profiles"][guideline]["source"]
+
+
+def _text(t: jinja2.Template, ctx: dict) -> str:
+    lines = [_WS.sub(" ", line).strip() for line in t.render(ctx).split("\n")]
+    out = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", out).strip()
+
+
+def _one_line(t: jinja2.Template, ctx: dict) -> str:
+    return " ".join(t.render(ctx).split())
+
+
+def choose_summary(alternatives: list[str], fallback: str) -> str:
+    """The one place the 140-character limit is enforced: the longest alternative that fits."""
+    for s in alternatives:
+        if s and len(s) <= SUMMARY_MAX:
+            return s
+    return fallback
+
+
+def render(f: Finding, guideline: str = "cpic") -> Rendered:
+    """The card text of a finding. A template that fails on unforeseen values (the start-up check renders
+    every one with sample values) still gives a card: its title, saying the wording failed."""
+    try:
+        return _render(f, guideline)
+    except (jinja2.TemplateError, TypeError, ValueError, KeyError, ZeroDivisionError) as exc:
+        import logging
+
+        logging.getLogger("aza_cds.catalogue").error("card wording failed", extra={"rule_id": f.rule_id,
+                                                                                  "error": type(exc).__name__})
+        entry = catalogue()[f.rule_id]
+        text = (f"{entry.title}: this card's wording could not be rendered; review the order by hand "
+                f"(rule {f.rule_id}).")
+        return Rendered(f.rule_id, entry.title, indicator_of(f), choose_summary([text], entry.title), text, entry.title)
+
+
+def _render(f: Finding, guideline: str) -> Rendered:
+    entry = catalogue()[f.rule_id]
+    ctx = _context({**f.values, "drug": f.drug or f.values.get("drug", "")}, guideline)
+    alternatives = [_one_line(t, ctx) for t in entry.summary]
+    title = entry.title
+    if f.values.get("preliminary") is True:  # built on a preliminary result: the summary says so first
+        prefix = catalogue().raw["meta"]["preliminary_prefix"]
+        alternatives = [prefix + a for a in alternatives if a]
+        title = prefix + title
+    summary = choose_summary(alternatives, title)
+    short = min((a for a in alternatives if a), key=len, default=title)
+    detail = _text(entry.detail, ctx)
+    plan = f.values.get("plan")
+    if plan:
+        detail += "\n\n" + _text(catalogue().plan_line, {**ctx, "p": plan})
+    return Rendered(f.rule_id, entry.title, indicator_of(f), summary, detail, short)
+
+
+def activity_text(r) -> str:
+    """A TPMT activity reading (``rules.tpmt_activity.ActivityReading``) as the cards word it, with why
+    it could not be judged when it could not (logs, tests)."""
+    s = catalogue().macros
+    text = " ".join(str(s.tpmt_activity(r.values())).split())
+    return text + (" could not be judged: " + " ".join(str(s.tpmt_unjudged(r.unjudgeable)).split())
+                   if r.unjudgeable else "")
+
+
+def label(f: Finding, key: str, action_values: dict[str, Any], guideline: str = "cpic") -> str:
+    entry = catalogue()[f.rule_id]
+    ctx = _context({**f.values, "drug": f.drug or f.values.get("drug", ""), "a": action_values}, guideline)
+    return _one_line(entry.labels[key], ctx)
+
+
+def merged_summary(parts: list[str]) -> str:
+    """Summary of an info card that carries several findings: as many of them as fit."""
+    cat = catalogue()
+    alternatives = [_one_line(t, {"parts": parts, "n": len(parts)}) for t in cat.merged_summary]
+    return choose_summary(alternatives, alternatives[-1])
+
+
+def sources_of(f: Finding) -> list[str]:
+    """Clinician-facing source keys of a finding, primary first (internal ones, like the product brief, stay
+    in the knowledge files)."""
+    kb = load()
+    keys = list(dict.fromkeys([*catalogue()[f.rule_id].sources, *f.sources]))
+    return [k for k in keys if not kb.source(k).internal]
+
+
+# --------------------------------------------------------------- start-up check
+
+def check(emitted: set[str]) -> None:
+    """Raise ValueError naming every problem of the catalogue."""
+    cat = catalogue()
+    kb = load()
+    problems = []
+    for rule_id in sorted(emitted - set(cat.entries)):
+        problems.append(f"rule id {rule_id!r} is emitted but has no catalogue entry")
+    for rule_id, e in cat.entries.items():
+        if e.indicator not in ("info", "warning", "critical"):
+            problems.append(f"{rule_id}: bad indicator {e.indicator!r}")
+        for key in e.sources:
+            if key not in kb.sources:
+                problems.append(f"{rule_id}: unknown source {key!r}")
+        if not [k for k in e.sources if k in kb.sources and not kb.sources[k].internal]:
+            problems.append(f"{rule_id}: no clinician-facing source")
+        for code in e.override_reasons:
+            if code not in cat.override_reasons:
+                problems.append(f"{rule_id}: unknown override reason {code!r}")
+        for other in e.supersedes:
+            if other not in cat.entries:
+                problems.append(f"{rule_id}: supersedes unknown rule {other!r}")
+        for guideline in kb["pgx"]["profiles"]:
+            values = {**e.sample}
+            if values.pop("with_plan", False):
+                values["plan"] = cat.sample_plan
+            try:
+                r = _render(Finding(rule_id, "MedicationRequest/sample", values, drug=values.get("drug", "azathioprine")),
+                            guideline)
+                if len(r.short) > SUMMARY_MAX:
+                    problems.append(f"{rule_id}: even the shortest summary is over {SUMMARY_MAX} characters: {r.short!r}")
+                r = _render(Finding(rule_id, "MedicationRequest/sample", {**values, "preliminary": True},
+                                    drug=values.get("drug", "azathioprine")), guideline)
+                if len(r.short) > SUMMARY_MAX:
+                    problems.append(f"{rule_id}: the shortest summary with the preliminary prefix is over "
+                                    f"{SUMMARY_MAX} characters: {r.short!r}")
+                for key in e.labels:
+                    label(Finding(rule_id, "", values, drug=values.get("drug", "azathioprine")), key,
+                          cat.raw["meta"]["sample_action"], guideline)
+            except jinja2.TemplateError as exc:
+                problems.append(f"{rule_id} ({guideline}): template does not render with the sample values: {exc}")
+    for rule_id in cat.stop_supersedes:
+        if rule_id not in cat.entries:
+            problems.append(f"stop_supersedes names unknown rule {rule_id!r}")
+    if problems:
+        raise ValueError("rule catalogue: " + "; ".join(problems))
+
+
+# --------------------------------------------------------------- README table
+
+def readme_table() -> str:
+    """The README's rule table, generated from the catalogue (a test keeps the README current)."""
+    cat = catalogue()
+    kb = load()
+    rows = ["| rule id | title | trigger | indicator | sources (clinician-facing) | supersedes |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for rule_id, e in cat.entries.items():
+        srcs = "; ".join(kb.source(k).label for k in e.sources if not kb.source(k).internal)
+        trigger = cat.raw["rules"][rule_id].get("trigger", "")
+        rows.append(f"| `{rule_id}` | {e.title} | {trigger} | {e.indicator} | {srcs} | "
+                    f"{', '.join(f'`{s}`' for s in e.supersedes) or '—'} |")
+    return "\n".join(rows)
+
+
+def regimen_text(regimen) -> str:
+    """A regimen in the catalogue's words (suggestion labels and Dosage.text)."""
+    r = {"per_dose": regimen.per_dose_mg, "alt": regimen.alt_mg, "every_days": regimen.every_days,
+         "days_per_week": regimen.days_per_week, "form": regimen.form, "ml": regimen.ml,
+         "avg": regimen.avg_daily_mg, "kind": regimen.kind}
+    return " ".join(str(_macros().regimen({"regimen": r, "high": regimen.per_dose_mg,
+                                           "days_per_week": regimen.days_per_week})).split())
+
+
+@cache
+def _macros():
+    return _env(catalogue().raw).globals["s"]
+
+
+def main() -> None:  # python -m rules --readme: rewrite the README's rule table
+    import sys
+    from pathlib import Path
+
+    if sys.argv[1:] != ["--readme"]:
+        print(readme_table())
+        return
+    path = Path(__file__).resolve().parent.parent / "README.md"
+    text = path.read_text(encoding="utf-8")
+    start, end = "<!-- rule-table:start -->", "<!-- rule-table:end -->"
+    head, rest = text.split(start, 1)
+    path.write_text(head + start + "\n" + readme_table() + "\n" + end + rest.split(end, 1)[1], encoding="utf-8")
+

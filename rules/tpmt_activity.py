@@ -1,0 +1,149 @@
+"""TPMT enzyme activity: one reading from the unit's cut-offs, the laboratory's
+range and the laboratory's interpretation, the most severe of them.
+
+A value of 2 U/mL RBC with a laboratory range of 24-44 is deficient (the
+unit's cut-off), never "intermediate" because a range is present. A result
+that none of the three can judge is returned as unjudgeable, with why, so
+that no card says "no result on record" about it.
+
+Readings carry values and reason codes, no English: the catalogue's
+``tpmt_activity`` / ``tpmt_unjudged`` macros word them (``rules.catalogue.activity_text``).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from fhir_mappers.facts import ClinicalFacts, Measurement, ResultText
+
+from .knowledge_base import load
+
+# Severity for thiopurine toxicity; "High" (fast inactivation) is the least severe.
+_RANK = {"Poor Metabolizer": 4, "Intermediate Metabolizer": 3, "Normal Metabolizer": 1, "High": 0}
+_UNIT_LABEL = {"U/mL{RBC}": "U/mL RBC", "mU/L": "mU/L", "nmol/h/g{Hb}": "nmol/h/g Hb", "U/g{Hb}": "U/g Hb"}
+
+
+@dataclass
+class ActivityReading:
+    """``reading``: "Poor Metabolizer" | "Intermediate Metabolizer" | "Normal Metabolizer" | "High",
+    or "" when the result cannot be judged (``unjudgeable`` says why, as a code and values).
+    ``reasons``: what decided it, as dicts with a ``code`` (band, band_high, below_lab_range,
+    above_lab_range, within_lab_range, flag, lab_words, lab_words_text, low_without_value,
+    no_unit_cutoffs, most_severe)."""
+
+    reading: str
+    value: float | None = None  # the number, when the result gave one
+    comparator: str = ""
+    unit: str = ""  # display label of the unit ("U/mL RBC"), or the laboratory's own text
+    text: str = ""  # the laboratory's words, for a result sent as words
+    date: str = ""
+    reasons: list[dict] = field(default_factory=list)
+    unjudgeable: dict | None = None
+    preliminary: bool = False
+    source_ref: str = ""
+
+    def values(self) -> dict:
+        return {"reading": self.reading, "value": self.value, "comparator": self.comparator, "unit": self.unit,
+                "text": self.text, "date": self.date, "reasons": self.reasons, "preliminary": self.preliminary}
+
+
+def _words(text: str) -> tuple[str, str]:
+    """(reading, word) from the laboratory's words; negated phrases ("not
+    deficient", "no deficiency detected") do not count."""
+    spec = load()["monitoring"]["tpmt_activity"]["interpretation"]
+    text = re.sub(r"\b(not|no|without|non)[- ]\w+(\s+\w+)?", " ", (text or "").lower())
+    for key, reading in (("poor_words", "Poor Metabolizer"), ("intermediate_words", "Intermediate Metabolizer"),
+                         ("high_words", "High"), ("normal_words", "Normal Metabolizer")):
+        for w in spec[key]:
+            if re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", text):
+                return reading, w
+    return "", ""
+
+
+def _worst(readings: list[tuple[str, dict]]) -> tuple[str, list[dict]]:
+    readings = [(r, why) for r, why in readings if r]
+    if not readings:
+        return "", []
+    worst = max(readings, key=lambda rw: _RANK[rw[0]])[0]
+    return worst, [why for r, why in readings]
+
+
+def judge_measurement(m: Measurement) -> ActivityReading:
+    spec = load()["monitoring"]["tpmt_activity"]
+    unit = _UNIT_LABEL.get(m.unit, m.unit) if m.unit else (m.unit_text or "")
+    out = ActivityReading("", value=m.value, comparator=m.comparator, unit=unit,
+                          date=m.when.date().isoformat() if m.when else "", preliminary=m.preliminary,
+                          source_ref=m.source_ref)
+    readings: list[tuple[str, dict]] = []
+    unit_spec = spec.get("units", {}).get(m.unit) if m.unit else None
+    if unit_spec and unit_spec["bands"]:
+        for upper, reading, label in unit_spec["bands"]:
+            if m.value < upper:
+                readings.append((reading, {"code": "band", "label": label}))
+                break
+        else:
+            readings.append(("High", {"code": "band_high", "high_above": unit_spec["high_above"], "unit": unit}))
+    lab_range = {"low": m.ref_low, "high": m.ref_high}
+    if m.ref_low is not None and m.value < m.ref_low:
+        readings.append(("Intermediate Metabolizer", {"code": "below_lab_range", **lab_range}))
+    elif m.ref_high is not None and m.value > m.ref_high:
+        readings.append(("High", {"code": "above_lab_range", **lab_range}))
+    elif m.ref_low is not None or m.ref_high is not None:
+        readings.append(("Normal Metabolizer", {"code": "within_lab_range", **lab_range}))
+    code = spec["interpretation"]["codes"].get(m.interpretation, "")
+    if code:
+        readings.append((code, {"code": "flag", "interpretation": m.interpretation}))
+    words = _words(m.interpretation_text)[0]
+    if words:
+        readings.append((words, {"code": "lab_words", "text": m.interpretation_text[:60]}))
+    reading, reasons = _worst(readings)
+    if not reading:
+        out.unjudgeable = {"code": "no_cutoffs", "unit_text": m.unit_text}
+        return out
+    if unit_spec is None or not unit_spec["bands"]:
+        reasons.append({"code": "no_unit_cutoffs", "below": reading == "Intermediate Metabolizer"})
+    if len({r for r, _ in readings}) > 1:
+        reasons.append({"code": "most_severe"})
+    out.reading, out.reasons = reading, reasons
+    return out
+
+
+def judge_text(r: ResultText) -> ActivityReading:
+    spec = load()["monitoring"]["tpmt_activity"]["interpretation"]
+    out = ActivityReading("", text=r.text[:60], date=r.when.date().isoformat() if r.when else "",
+                          preliminary=r.preliminary, source_ref=r.source_ref)
+    word_reading, word = _words(r.text)
+    why_words = {"code": "lab_words_text"}
+    if word == "low":
+        # "low" is deficient at ARUP (< 17 U/mL) and carrier at UK laboratories: without a number the worse counts
+        word_reading, why_words = "Poor Metabolizer", {"code": "low_without_value"}
+    readings = [(spec["codes"].get(r.interpretation, ""), {"code": "flag", "interpretation": r.interpretation}),
+                (word_reading, why_words)]
+    reading, reasons = _worst(readings)
+    if not reading:
+        out.unjudgeable = {"code": "text_unreadable", "why": r.why}
+        return out
+    out.reading, out.reasons = reading, reasons
+    return out
+
+
+def activity_readings(facts: ClinicalFacts) -> list[ActivityReading]:
+    """Every TPMT activity result on record, newest first (numbers, then words of the same date)."""
+    items: list[tuple] = [(m.when, judge_measurement(m)) for m in facts.labs.get("tpmt_activity", [])]
+    items += [(r.when, judge_text(r)) for r in facts.result_texts.get("tpmt_activity", [])]
+    items.sort(key=lambda it: (it[0] is not None, it[0]), reverse=True)
+    return [r for _, r in items]
+
+
+def latest_activity(facts: ClinicalFacts) -> ActivityReading | None:
+    """The newest TPMT activity result (judged or not)."""
+    readings = activity_readings(facts)
+    return readings[0] if readings else None
+
+
+def latest_judged(facts: ClinicalFacts) -> ActivityReading | None:
+    """The newest TPMT activity result that could be judged (an unjudgeable newer one is reported separately)."""
+    return next((r for r in activity_readings(facts) if r.reading), None)
+
+
+__all__ = ["ActivityReading", "activity_readings", "judge_measurement", "judge_text", "latest_activity", "latest_judged"]
