@@ -80,14 +80,14 @@ def gather(
             value = future.result(timeout=max(wait_until - time.monotonic(), 0))
         except (FhirError, FutureTimeout) as exc:
             future.cancel()
-            reason = exc.reason if isinstance(exc, FhirError) else FhirTimeout().reason
+            failure = exc if isinstance(exc, FhirError) else FhirTimeout()
             data[key] = None
-            gaps.append(DataGap(label, reason, key))
+            gaps.append(DataGap(label, failure.reason, key, outcome=failure.outcome.value))
             log.info("fhir fetch failed", extra={"prefetch_key": key, "outcome": getattr(exc, "outcome", FhirTimeout.outcome).value})
             continue
         except Exception as exc:  # a bug must not turn into a silent pass or a 500
             data[key] = None
-            gaps.append(DataGap(label, FhirError().reason, key))
+            gaps.append(DataGap(label, FhirError().reason, key, outcome=FhirError.outcome.value))
             log.error("fhir fetch raised", extra={"prefetch_key": key, "error": type(exc).__name__})
             continue
         pages = value.get("_truncated") if isinstance(value, dict) else None
@@ -114,9 +114,9 @@ def _capped(key: str, value: Any, deadline: Deadline, gaps: list[DataGap]) -> An
     if cap is None or not isinstance(entries, list) or len(entries) <= cap:
         return value
     label = GROUP_LABELS.get(key, key)
-    gaps.append(DataGap(f"{label} (the record was truncated)",
-                        f"it held {len(entries)} entries, more than the {cap} this service reads, so only the "
-                        f"first {cap} were checked and a result that matters may be among the rest", key))
+    # worded by the catalogue (rule record-truncated) from the counts; what/why for logs and plain readers
+    gaps.append(DataGap(f"{label} (the record was truncated)", f"{len(entries)} entries, the first {cap} read", key,
+                        truncated_from=len(entries), truncated_to=cap))
     log.info("prefetch key truncated", extra={"prefetch_key": key})
     return {**value, "entry": entries[:cap]}
 

@@ -47,7 +47,7 @@ def knowledge_version() -> str:
 
 # Every rule id a rule module may emit (the start-up check finds each in the catalogue).
 EMITTED = frozenset({*_pgx.RULE_IDS, *_dose.RULE_IDS, *_interactions.RULE_IDS, *_monitoring.RULE_IDS,
-                     *_populations.RULE_IDS, "data-incomplete"})
+                     *_populations.RULE_IDS, "data-incomplete", "record-truncated"})
 
 
 def check_catalogue() -> None:
@@ -95,6 +95,18 @@ _SERIOUS_GROUPS = {"medications", "labs", "weight", "patient", "allergies"}
 _SERIOUS_GAPS = {"tpmt_activity", "neutrophils", "wbc", "platelets", "lymphocytes", "weight"}
 
 
+def truncation_findings(facts: ClinicalFacts) -> list[Finding]:
+    """A record longer than the per-key cap was read only in part: one finding naming each such record
+    (never silently shortened), for a thiopurine order and for an interacting drug alike."""
+    cut = [{"key": g.key, "entries": g.truncated_from, "read": g.truncated_to} for g in facts.gaps
+           if g.truncated_from is not None]
+    if not cut or not needs_data(facts.orders):
+        return []
+    order = next((o for o in facts.orders if o.selected and thiopurine_of(o)), None)
+    return [Finding("record-truncated", order.ref if order else "", {"records": cut},
+                    drug=(thiopurine_of(order) or "") if order else "")]
+
+
 def data_gap_findings(facts: ClinicalFacts) -> list[Finding]:
     """One finding naming the data that could not be obtained or read, and what to check by hand."""
     thiopurine = any(o.selected and thiopurine_of(o) for o in facts.orders)
@@ -106,19 +118,21 @@ def data_gap_findings(facts: ClinicalFacts) -> list[Finding]:
         vaccine = next((o for o in facts.orders if o.selected and is_live_vaccine(o)), None)
         if vaccine is not None and "past_medications" in facts.unavailable \
                 and not any(thiopurine_of(m) for m in facts.active_medications):
-            why = next((g.why for g in facts.gaps if g.key == "past_medications"), "")
-            return [Finding("data-incomplete", "", {"variant": "thiopurine", "gaps": [],
-                                                    "groups": [{"key": "past_medications", "why": why}]},
+            gap = next((g for g in facts.gaps if g.key == "past_medications"), None)
+            group = {"key": "past_medications", "why": gap.why if gap else "", "outcome": gap.outcome if gap else ""}
+            return [Finding("data-incomplete", "", {"variant": "thiopurine", "gaps": [], "groups": [group]},
                             indicator="info")]
         return []
     why_by_key = {g.key: g.why for g in facts.gaps}
+    outcome_by_key = {g.key: g.outcome for g in facts.gaps if g.outcome}
     relevant = set(_GROUPS) - {"immunizations", "past_medications"}
     if any(not any(d in m.ingredients for m in facts.active_medications)
            for o, d in ((o, thiopurine_of(o)) for o in facts.orders if o.selected) if d):
         relevant.add("immunizations")  # a thiopurine start: live vaccines in the last weeks matter
-    groups = [{"key": g, "why": why_by_key.get(g, "")} for g in _GROUPS if g in facts.unavailable and g in relevant]
+    groups = [{"key": g, "why": why_by_key.get(g, ""), "outcome": outcome_by_key.get(g, "")}
+              for g in _GROUPS if g in facts.unavailable and g in relevant]
     gaps = [{"what": g.what, "why": g.why, "key": g.key} for g in facts.gaps
-            if not (g.key == "pgx" or g.key in _GROUPS and g.key in facts.unavailable)]
+            if not (g.key == "pgx" or g.key in _GROUPS and g.key in facts.unavailable or g.truncated_from is not None)]
     gaps = list({(g["what"], g["why"]): g for g in gaps}.values())
     if not groups and not gaps:
         return []
@@ -171,6 +185,7 @@ def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list
     findings += lab_findings(facts)
     findings += tpmt_high_findings(facts)
     findings += data_gap_findings(facts)
+    findings += truncation_findings(facts)
     findings = drop_superseded(findings)
     attach_plans(findings, facts)
     for f in findings:

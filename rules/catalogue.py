@@ -92,11 +92,13 @@ def _env(raw: dict) -> jinja2.Environment:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
                              trim_blocks=True, lstrip_blocks=True)
     groups = raw.get("groups", {})
+    outcomes = raw.get("fhir_outcomes", {})
     reasons = {rid: spec.get("dose_reason", spec.get("title", rid)) for rid, spec in raw["rules"].items()}
     env.filters.update(mg=fmt_mg, mgkg=_mgkg, pct=_pct, num=_num, cap=_cap, and_list=_and,
                        reason=lambda rid: reasons.get(rid, rid),
                        group=lambda key: groups.get(key, {}).get("what", key),
                        group_check=lambda key: groups.get(key, {}).get("check", "it"),
+                       fhir_outcome=lambda c: outcomes.get(c, "the EHR's FHIR server could not be read"),
                        tick=lambda x: f"`{x}`")
     env.globals["k"] = load().files
     env.globals["s"] = env.from_string(raw["meta"].get("macros", "")).module

@@ -13,6 +13,7 @@ import responses
 
 import rules
 from fhir_mappers import build_facts
+from fhir_mappers.facts import DataGap
 from rules import catalogue as cat
 from rules.doseplan import practical_regimen
 from rules.findings import Finding
@@ -445,9 +446,10 @@ def _vaccine(cvx):
             "medicationCodeableConcept": {"coding": [{"system": CVX, "code": cvx}]}}
 
 
-def _run(orders=None, unavailable=(), allergies=(), status=(), **kw):
+def _run(orders=None, unavailable=(), allergies=(), status=(), gaps=(), **kw):
     f = facts_for(orders or AZA100, **{"meds": ESTABLISHED, **kw})
     f.unavailable |= set(unavailable)
+    f.gaps += list(gaps)
     from fhir_mappers.patient import allergy_facts
     from fhir_mappers.observations import status_observations
     f.allergies = allergy_facts(list(allergies))
@@ -505,8 +507,23 @@ VALUE_CASES = {
     "breastfeeding": (lambda: _run(status=[_status("63895-7", valueBoolean=True)]), {"by": "status"}),
     "renal-impairment": (lambda: _run(labs=_labs(egfr=_lab("62238-1", 25, "mL/min/{1.73_m2}", id="egfr"))), {"egfr": 25.0}),
     "elderly": (lambda: _run(pt=patient(birth_date="1950-01-01")), {"age": 76}),
-    "data-incomplete": (lambda: _run(unavailable=["allergies"]), {"variant": "thiopurine", "groups": [{"key": "allergies", "why": ""}]}),
+    "record-truncated": (lambda: _run(gaps=[DataGap("active medications (the record was truncated)", "", "medications",
+                                                    truncated_from=2051, truncated_to=2000)]),
+                         {"records": [{"key": "medications", "entries": 2051, "read": 2000}]}),
+    "data-incomplete": (lambda: _run(unavailable=["allergies"]), {"variant": "thiopurine", "groups": [{"key": "allergies", "why": "", "outcome": ""}]}),
 }
+
+
+def test_every_fhir_failure_category_is_worded_by_the_catalogue():
+    from hooks.fhir_client import FhirOutcome
+
+    worded = cat.catalogue().raw["fhir_outcomes"]
+    assert set(worded) == {o.value for o in FhirOutcome if o is not FhirOutcome.OK}
+    for outcome, sentence in worded.items():
+        f = Finding("data-incomplete", "", {"variant": "thiopurine", "gaps": [], "groups": [
+            {"key": "labs", "why": "<b>HTTP 500 from internal-host</b>", "outcome": outcome}]}, drug="azathioprine")
+        detail = cat.render(f).detail
+        assert sentence in detail and "internal-host" not in detail  # the category only, nothing the server sent
 
 
 def test_every_emitted_rule_has_a_test_on_values():

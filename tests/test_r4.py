@@ -37,7 +37,8 @@ def _hostile(draft: dict) -> dict:
               "intent": "wish", "status": "pending", "encounter": {"reference": ""},
               "medicationCodeableConcept": {**AZA, "coding": AZA["coding"] + [{"code": "has space  twice"}, 7],
                                             "text": "\ud800"}})
-    d["dosageInstruction"][0]["route"] = {"coding": "oral"}
+    if d.get("dosageInstruction"):  # a vaccine order may carry none
+        d["dosageInstruction"][0]["route"] = {"coding": "oral"}
     return d
 
 
@@ -119,3 +120,75 @@ def test_no_readable_medication_or_subject_means_no_resource():
     assert r4.updated_medication_request(no_subject, [{"text": "x"}]) is None
     with_subject = r4.updated_medication_request(no_subject, [{"text": "x"}], patient_id="p1")
     assert with_subject is not None and with_subject["subject"] == {"reference": "Patient/p1"}
+
+
+# ------------------------------------------------ every rule of the catalogue, every draft shape
+
+def _rule_cases() -> dict[str, Any]:
+    """Each emitted rule's value-test scenario (tests/test_cards_catalogue.py), plus the dose plans
+    whose suggestion has two Dosages (alternate days) or a dayOfWeek schedule (three times a week)."""
+    from tests import test_cards_catalogue as tc
+
+    cases: dict[str, Any] = {rule: scenario for rule, (scenario, _) in tc.VALUE_CASES.items()}
+    allo = med_request("519", "allopurinol 100 MG Oral Tablet", id="allo", status="active", daily_mg=300,
+                       authored=tc.days_ago(300))
+    # allopurinol: 1/4-1/3 of 120 mg = 30-40 mg/day -> 50 mg and 25 mg on alternate days (two Dosages)
+    cases["plan-alternate-days"] = lambda: tc._run([med_request(daily_mg=120)], meds=tc.ESTABLISHED + [allo])
+    # ALL, TPMT poor metabolizer: one tenth of the m2 dose, three times a week (dayOfWeek)
+    cases["plan-three-times-a-week"] = lambda: tc._run(
+        [med_request("197931", "mercaptopurine 50 MG Oral Tablet", id="mp", daily_mg=75)], pgx=tc.TPMT_PM,
+        weights=[weight(30)], extra=[tc.height(135)], conditions=[tc.ALL], meds=[])
+    return cases
+
+
+RULE_CASES = _rule_cases()
+
+
+def _rendered_with_shape(monkeypatch, case: str, shape: str) -> list[dict]:
+    """The cards of one rule scenario, with every draft order given in ``shape`` when its suggestion
+    resource is built (what the EHR sent is what suggestion_resource works from)."""
+    import rules
+    from hooks.cards import render_cards
+    from tests.builders import TODAY
+
+    seen: list = []
+    real = rules.evaluate
+
+    def capture(facts, *args, **kwargs):
+        seen.append(facts)
+        return real(facts, *args, **kwargs)
+
+    monkeypatch.setattr(rules, "evaluate", capture)
+    findings = RULE_CASES[case]()
+    monkeypatch.setattr(rules, "evaluate", real)
+    facts = seen[-1]
+    drafts = {m.ref: (SHAPES[shape](m.resource) if m.is_draft else m.resource)
+              for m in facts.orders + facts.active_medications if m.ref and m.resource}
+    return render_cards(findings, drafts=drafts, patient_id="pt-1", today=TODAY)
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("case", sorted(RULE_CASES))
+def test_every_rule_suggestion_is_valid_r4_for_every_draft_shape(monkeypatch, case, shape):
+    cards = _rendered_with_shape(monkeypatch, case, shape)
+    for card in cards:
+        for s in card.get("suggestions", []):
+            for a in s.get("actions", []):
+                if a["type"] in ("create", "update"):
+                    get_fhir_model_class(a["resource"]["resourceType"]).model_validate(a["resource"])
+                else:
+                    assert a["type"] == "delete" and a["resourceId"]
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_dose_plans_with_two_dosages_or_days_of_the_week_are_valid_r4(monkeypatch, shape):
+    def dosages(case):
+        return [a["resource"]["dosageInstruction"] for c in _rendered_with_shape(monkeypatch, case, shape)
+                for s in c.get("suggestions", []) for a in s["actions"] if a["type"] == "update"]
+
+    (alternate,) = dosages("plan-alternate-days")
+    assert len(alternate) == 2 and {d["timing"]["repeat"]["period"] for d in alternate} == {2}
+    (weekly,) = dosages("plan-three-times-a-week")
+    assert weekly[0]["timing"]["repeat"]["dayOfWeek"] == ["mon", "wed", "fri"]
+    for d in alternate + weekly:  # each Dosage on its own, as fhir.resources sees it inside the order
+        get_fhir_model_class("Dosage").model_validate(d)
