@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, timedelta
+from typing import Any
 
 from rules import Finding, knowledge_version
 from rules.catalogue import (catalogue, fmt_mg, label, merged_summary, regimen_text, render, sources_of,
@@ -185,8 +186,9 @@ def dosages(regimen: Regimen, route: dict | None = None) -> list[dict]:
     """Structured R4 Dosage(s) for a regimen: once daily, every other day, two doses alternating day by
     day (two Dosages, each every 2 days), or on Monday, Wednesday and Friday."""
     text = regimen_text(regimen)
+    out: list[dict[str, Any]]
     if regimen.days_per_week:
-        repeat = {"frequency": 1, "period": 1, "periodUnit": "d", "dayOfWeek": ["mon", "wed", "fri"]}
+        repeat: dict[str, Any] = {"frequency": 1, "period": 1, "periodUnit": "d", "dayOfWeek": ["mon", "wed", "fri"]}
         out = [{"text": text, "timing": {"repeat": repeat}, "doseAndRate": [{"doseQuantity": _quantity(regimen.per_dose_mg)}]}]
     elif regimen.alt_mg is not None:
         out = [{"sequence": 1, "text": f"{text}: {fmt_mg(dose)} mg every other day, starting on day {day}",

@@ -20,7 +20,8 @@ def _codes(*pairs: tuple[str, str]) -> str:
 def _templates() -> dict[str, str]:
     t = terminology()
     # every genotype, phenotype and TPMT activity code the mappers read (fhir_mappers/codes.toml)
-    pgx_codes = [tuple(k.split("|", 1)) for k in sorted(t.genotype_codes | t.phenotype_codes | t.variant_codes)]
+    pgx_codes = [(k.partition("|")[0], k.partition("|")[2])
+                 for k in sorted(t.genotype_codes | t.phenotype_codes | t.variant_codes)]
     pgx_codes += [(LOINC, c) for c in sorted(t.analytes["tpmt_activity"].loinc)]
     # body weight under every code the mappers read (29463-7, 3141-9, ...) and height for body surface area
     size_codes = [(LOINC, c) for name in ("weight", "height") for c in sorted(t.analytes[name].loinc)]

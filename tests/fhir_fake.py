@@ -13,7 +13,7 @@ from tests.builders import bundle, patient
 
 
 def _codes(resource: dict) -> set[str]:
-    return {c.get("code") for c in (resource.get("code") or {}).get("coding", []) if isinstance(c, dict)}
+    return {str(c.get("code")) for c in (resource.get("code") or {}).get("coding", []) if isinstance(c, dict)}
 
 
 def serve(rsps: responses.RequestsMock, base: str, observations: list[dict], **others: list[dict]) -> None:

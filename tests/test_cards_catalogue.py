@@ -7,6 +7,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import responses
@@ -146,6 +147,7 @@ def test_practical_regimen_inside_the_range(low, high, expected):
     if expected is None:
         assert r is None  # refer to a specialist
     else:
+        assert r is not None
         assert (r.kind, round(r.avg_daily_mg, 2)) == (expected[0], round(expected[1], 2))
         assert low - 1e-6 <= r.avg_daily_mg <= high + 1e-6
 
@@ -457,7 +459,7 @@ def _run(orders=None, unavailable=(), allergies=(), status=(), gaps=(), **kw):
     return rules.evaluate(f)
 
 
-VALUE_CASES = {
+VALUE_CASES: dict[str, tuple[Any, dict[str, Any]]] = {
     "pgx-poor-metabolizer": (lambda: _run(pgx=TPMT_PM), {"poor_genes": ["TPMT"], "mode": "avoid"}),
     "pgx-reduce-dose": (lambda: _run([med_request(daily_mg=150)], pgx=TPMT_IM), {"im_genes": ["TPMT"], "low": 42.0, "high": 70.0}),
     "pgx-dose-in-reduced-range": (lambda: _run([med_request(daily_mg=50)], pgx=TPMT_IM), {"low": 42.0, "high": 70.0}),

@@ -61,3 +61,40 @@ def test_a_prefetch_key_over_the_cap_is_truncated_and_said_so(key):
 def test_under_the_cap_nothing_is_said(client):
     cards = client.post("/cds-services/thiopurine-order-sign", json=hook_request(pre=prefetch())).get_json()["cards"]
     assert "truncated" not in "\n".join(c["detail"] for c in cards)
+
+
+def _vaccine_timing_work(monkeypatch, n: int) -> int:
+    """Calls of the thiopurine and live-vaccine tests made by the live-vaccine timing check, with ``n``
+    live-vaccine orders, ``n`` thiopurines stopped long ago, ``n`` thiopurine orders and ``n`` old vaccines."""
+    from tests import test_cards_catalogue as tc
+    from tests.builders import days_ago
+
+    vaccines = [dict(tc._vaccine("03"), id=f"vac-{i}") for i in range(n)]
+    stopped = [med_request(id=f"st-{i}", status="stopped", daily_mg=100, authored=days_ago(900)) for i in range(n)]
+    old = [{"resourceType": "Immunization", "id": f"im-{i}", "status": "completed", "occurrenceDateTime": days_ago(400),
+            "vaccineCode": {"coding": [{"system": tc.CVX, "code": "21"}]}} for i in range(n)]
+    orders = [med_request(id=f"aza-{i}", daily_mg=100) for i in range(n)]
+    calls = [0]
+    real_live, real_tp = interactions._live, interactions.thiopurine_of
+
+    def live(m):
+        calls[0] += 1
+        return real_live(m)
+
+    def tp(m):
+        calls[0] += 1
+        return real_tp(m)
+
+    for order_set in (vaccines, orders):
+        facts = tc.facts_for(order_set, past_meds=stopped, immunizations=old)
+        monkeypatch.setattr(interactions, "_live", live)
+        monkeypatch.setattr(interactions, "thiopurine_of", tp)
+        interactions.vaccine_timing_findings(facts)
+        monkeypatch.setattr(interactions, "_live", real_live)
+        monkeypatch.setattr(interactions, "thiopurine_of", real_tp)
+    return calls[0]
+
+
+def test_live_vaccine_timing_work_is_linear(monkeypatch):
+    small, large = _vaccine_timing_work(monkeypatch, 50), _vaccine_timing_work(monkeypatch, 200)
+    assert large <= 4.5 * small, (small, large)  # quadratic would be ~16x

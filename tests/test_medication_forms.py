@@ -32,13 +32,13 @@ def test_strength_from_the_product_name(display, per_unit, per_ml):
 
 def test_tablets_of_a_strength_named_only_in_the_text():
     fact = medication_fact(order("Tabloid 40 mg", dosages=[dosage(1, unit="tablet", code="{tbl}")]), is_draft=True)
-    assert fact.ingredients == {"thioguanine"} and fact.daily_dose.mg == 40
+    assert fact and fact.daily_dose and fact.ingredients == {"thioguanine"} and fact.daily_dose.mg == 40
 
 
 def test_oral_suspension_dosed_in_ml():
     fact = medication_fact(med_request("1536484", "mercaptopurine 20 MG/ML Oral Suspension",
                                        dosages=[dosage(2.5, unit="mL", code="mL")]), is_draft=True)
-    assert fact.daily_dose.mg == 50
+    assert fact and fact.daily_dose and fact.daily_dose.mg == 50
 
 
 def test_medication_resource_ingredient_strength():
@@ -50,13 +50,15 @@ def test_medication_resource_ingredient_strength():
     mr = {"resourceType": "MedicationRequest", "id": "mr-ref", "status": "draft", "intent": "order",
           "medicationReference": {"reference": "#aza-med"}, "contained": [med], "subject": {"reference": "Patient/pt-1"},
           "dosageInstruction": [dosage(2, unit="tablet", code="{tbl}")]}
-    assert medication_fact(mr, is_draft=True).daily_dose.mg == 150
+    fact = medication_fact(mr, is_draft=True)
+    assert fact and fact.daily_dose and fact.daily_dose.mg == 150
 
 
 def test_mg_per_kg_dose_uses_the_weight():
     mr = med_request(dosages=[dosage(2, unit="mg/kg", code="mg/kg")])
     facts = build_facts([mr], {"weight": bundle(weight(60)), "patient": patient()}, today=TODAY)
-    assert facts.orders[0].daily_dose.mg == 120 and "mg/kg/day × 60 kg" in facts.orders[0].daily_dose.text
+    dose = facts.orders[0].daily_dose
+    assert dose and dose.mg == 120 and "mg/kg/day × 60 kg" in dose.text
     no_weight = build_facts([mr], {"weight": bundle(), "patient": patient()}, today=TODAY)
     assert no_weight.orders[0].daily_dose is None and "body weight" in no_weight.orders[0].dose_problem
 
@@ -69,7 +71,7 @@ def test_mg_per_kg_order_is_checked_against_the_range():
 def test_weekly_azathioprine_is_a_schedule_error_not_100_mg_a_day():
     mr = med_request(dosages=[dosage(700, frequency=1, period=1, period_unit="wk")])
     fact = medication_fact(mr, is_draft=True)
-    assert fact.daily_dose is None and fact.schedule_problem == "700 mg once weekly"
+    assert fact and fact.daily_dose is None and fact.schedule_problem == "700 mg once weekly"
     found = run([mr])
     card = next(f for f in found if f.rule_id == "dose-schedule-error")
     assert indicator_of(card) == "critical" and "700 mg once weekly" in summary_of(card)
@@ -79,7 +81,7 @@ def test_weekly_azathioprine_is_a_schedule_error_not_100_mg_a_day():
 
 def test_every_other_day_is_still_averaged():
     fact = medication_fact(med_request(dosages=[dosage(100, frequency=1, period=2)]), is_draft=True)
-    assert fact.daily_dose.mg == 50 and not fact.schedule_problem
+    assert fact and fact.daily_dose and fact.daily_dose.mg == 50 and not fact.schedule_problem
 
 
 def test_renewal_with_prior_prescription_is_not_a_new_start():

@@ -73,3 +73,31 @@ def test_omit_policy_uses_what_was_prefetched(env):
     omitted = variant(pgx=OnMissing.OMIT).handler(req, env)
     assert omitted.rule_ids == SERVICES["thiopurine-order-sign"].handler(req, env).rule_ids
     assert "pgx-unavailable" not in omitted.rule_ids and "data-incomplete" not in omitted.rule_ids
+
+
+def test_issue_10_keys_are_fetched_never_412_and_their_scope_is_asked_for(env):
+    for key in ("immunizations", "past_medications"):
+        assert THIOPURINE_PREFETCH[key].on_missing is OnMissing.FETCH
+    for service in SERVICES.values():
+        assert "patient/Immunization.read" in service.usage_requirements
+        assert not {"immunizations", "past_medications"} & service.required_keys
+    # the Immunization search fails: the call still answers, and the card names the check not done
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.get(f"{BASE}/Immunization", status=503, json={"resourceType": "OperationOutcome", "issue": []})
+        pre = prefetch()
+        del pre["immunizations"]
+        req = hook_request(pre=pre, fhir_server=BASE, token="t")
+        from hooks.pipeline import run
+
+        result = run(SERVICES["thiopurine-order-sign"], req, _loopback(env))
+    detail = "\n".join(c["detail"] for c in result.response["cards"])
+    assert "immunization history" in detail and "error status" in detail
+
+
+def _loopback(env):
+    from dataclasses import replace
+
+    from hooks.fhir_client import Deadline
+    from hooks.netguard import EgressPolicy
+
+    return replace(env, request_deadline=Deadline(env.deadline_seconds, policy=EgressPolicy(allow_loopback=True)))
