@@ -41,6 +41,7 @@ def test_every_setting_type_has_a_parser():
     ("AZA_CDS_MAX_ENTRIES_PER_KEY", "50", "max_entries_per_key", 50),
     ("AZA_CDS_MAX_QUEUE_SECONDS", "0.5", "max_queue_seconds", 0.5),
     ("AZA_CDS_CLIENT_SECONDS", "4", "client_seconds", 4.0),
+    ("AZA_CDS_GUIDELINE", "DPWG", "guideline", "dpwg"),
 ])
 def test_environment_variables_are_parsed_by_type(var, value, field, expected):
     assert getattr(Config.from_env({var: value}), field) == expected
@@ -51,10 +52,20 @@ def test_empty_variable_means_default():
 
 
 @pytest.mark.parametrize("var,value", [("AZA_CDS_FHIR_DEADLINE", "soon"), ("AZA_CDS_AUTH_REQUIRED", "maybe"),
-                                       ("AZA_CDS_COMMENT_RETENTION_DAYS", "-3"), ("AZA_CDS_WORKERS", "2.5")])
+                                       ("AZA_CDS_COMMENT_RETENTION_DAYS", "-3"), ("AZA_CDS_WORKERS", "2.5"),
+                                       ("AZA_CDS_GUIDELINE", "nice")])
 def test_bad_value_names_the_variable(var, value):
     with pytest.raises(ConfigError, match=var):
         Config.from_env({var: value})
+
+
+def test_guideline_is_one_of_the_rule_profiles_also_as_an_override():
+    import rules
+    from service import config as config_module
+
+    assert config_module.GUIDELINES == rules.GUIDELINES
+    with pytest.raises(ConfigError, match="AZA_CDS_GUIDELINE"):
+        Config().with_overrides({"guideline": "nice"})
 
 
 def test_overrides_win_and_unknown_keys_are_refused():
