@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Literal
+
+Gene = Literal["TPMT", "NUDT15"]
+GeneResultKind = Literal["diplotype", "phenotype", "unreadable"]  # see GeneResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +102,8 @@ class GeneResult:
     or "unreadable" (``value`` is the raw text that could not be read).
     """
 
-    gene: str  # "TPMT" | "NUDT15"
-    kind: str
+    gene: Gene
+    kind: GeneResultKind
     value: str
     when: datetime | None
     source_ref: str = ""

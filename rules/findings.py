@@ -9,7 +9,9 @@ into FHIR resources.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+Indicator = Literal["info", "warning", "critical"]  # CDS Hooks card indicator
 
 SUMMARY_MAX = 139  # CDS Hooks: "<140-character summary"
 
@@ -110,7 +112,7 @@ class Finding:
     order_ref: str = ""  # the thiopurine order this is about (draft or active), if any
     values: dict[str, Any] = field(default_factory=dict)  # what the catalogue templates read
     actions: list[Action] = field(default_factory=list)
-    indicator: str | None = None  # None: the catalogue's default
+    indicator: Indicator | None = None  # None: the catalogue's default
     sources: tuple[str, ...] = ()  # extra source keys (e.g. the indication's guideline), after the catalogue's
     dose: DoseLimit | None = None  # this finding changes the dose of ``order_ref``
     stops_order: bool = False  # the recommended action stops ``order_ref`` (supersedes dose advice)

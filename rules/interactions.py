@@ -10,7 +10,7 @@ from fhir_mappers.facts import ClinicalFacts, MedicationFact
 from fhir_mappers.terminology import terminology
 
 from .common import thiopurine_of
-from .findings import CancelOrder, DoseLimit, Finding, OrderTest
+from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load
 
 RULE_IDS = ("interaction-xanthine-oxidase", "interaction-warfarin", "interaction-live-vaccine",
@@ -57,7 +57,8 @@ def xoi_findings(facts: ClinicalFacts) -> list[Finding]:
         values = {"other": other, "new": new, "thiopurine_state": _state(t), "other_state": _state(o),
                   "contraindicated": contraindicated, "factor_low": spec["factor_low"], "factor_high": spec["factor_high"],
                   "ordered": t.daily_dose.mg if t.daily_dose else None}
-        actions, dose, stops = [], None, False
+        actions: list[Action] = []
+        dose, stops = None, False
         if contraindicated:
             # febuxostat: cancel the febuxostat order, or do not start the thiopurine while it is active
             if o.is_draft and o.ref:
@@ -151,7 +152,7 @@ def other_findings(facts: ClinicalFacts) -> list[Finding]:
     findings = []
     for key, spec in table.items():
         drugs = set(spec["ingredients"])
-        for t, tp, o, new in _pairs(facts, lambda m: bool(m.ingredients & drugs)):
+        for t, tp, o, new in _pairs(facts, lambda m, drugs=drugs: bool(m.ingredients & drugs)):
             other = sorted(o.ingredients & drugs)[0]
             findings.append(Finding(f"interaction-{key.replace('_', '-')}", t.ref,
                                     {"other": other, "group": key, "new": new, "thiopurine_state": _state(t),
