@@ -61,16 +61,15 @@ _ENDED = {"stopped", "completed"}
 
 def _end_date(mr: dict) -> date | None:
     """When a stopped or completed order ended: its validity or dosage bounds end, if given."""
-    dispense = mr.get("dispenseRequest") if isinstance(mr.get("dispenseRequest"), dict) else {}
-    period = dispense.get("validityPeriod") if isinstance(dispense.get("validityPeriod"), dict) else {}
+    dispense = x if isinstance(x := mr.get("dispenseRequest"), dict) else {}
+    period = x if isinstance(x := dispense.get("validityPeriod"), dict) else {}
     ends = [parse_date(period.get("end"))]
     for d in mr.get("dosageInstruction") or []:
         repeat = ((d or {}).get("timing") or {}).get("repeat") if isinstance(d, dict) else None
         bounds = repeat.get("boundsPeriod") if isinstance(repeat, dict) else None
         if isinstance(bounds, dict):
             ends.append(parse_date(bounds.get("end")))
-    ends = [e for e in ends if e]
-    return max(ends) if ends else None
+    return max(filter(None, ends), default=None)
 
 
 def build_facts(
@@ -175,7 +174,7 @@ def _history(values: list[Any], meds_index: dict, draft_refs: set[str]) -> list[
         ingredients = frozenset(ingredients_of(concept))
         if not ingredients:
             continue
-        period = r.get("effectivePeriod") if isinstance(r.get("effectivePeriod"), dict) else {}
+        period = x if isinstance(x := r.get("effectivePeriod"), dict) else {}
         when = next((v for v in (r.get("whenHandedOver"), r.get("whenPrepared"), r.get("authoredOn"), period.get("start"),
                                  r.get("effectiveDateTime"), r.get("dateAsserted")) if isinstance(v, str)), "")
         kind = {"MedicationRequest": f"earlier order ({status})", "MedicationDispense": "dispensed",

@@ -29,7 +29,7 @@ def codings(concept: Any) -> list[dict]:
                 return [x for x in coding if isinstance(x, dict)]
             return [coding] if isinstance(coding, dict) else []
         return [concept] if "code" in concept else []
-    out = []
+    out: list[dict] = []
     for c in as_list(concept):
         if not isinstance(c, dict):
             continue

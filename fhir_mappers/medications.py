@@ -160,7 +160,7 @@ def _to_mg(q: dict, strength: Strength) -> tuple[float | None, str, bool]:
 
 def _per_day(dosage: dict) -> tuple[float | None, str, float | None]:
     """(administrations per day, problem, days between doses when doses are a day or more apart)."""
-    timing = dosage.get("timing") if isinstance(dosage.get("timing"), dict) else {}
+    timing = t if isinstance(t := dosage.get("timing"), dict) else {}
     repeat = timing.get("repeat") if isinstance(timing.get("repeat"), dict) else {}
     if repeat:
         freq = number(repeat.get("frequencyMax")) or number(repeat.get("frequency"))
@@ -241,6 +241,7 @@ def read_dose(resource: dict, strength: Strength) -> DoseReading:
         per_day, problem, interval = _per_day(d)
         if problem:
             return DoseReading(None, problem)
+        assert high_mg is not None and per_day is not None  # _to_mg and _per_day give a value when they give no problem
         if interval is not None and interval >= _NOT_AVERAGED_DAYS - 1e-9:
             amount = f"{high_mg:g} mg/kg" if per_kg else f"{high_mg:g} mg"
             schedule = f"{amount} {_schedule_words(interval)}"

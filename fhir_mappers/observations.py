@@ -6,9 +6,9 @@ an unknown unit becomes a DataGap naming the unit, never a guess.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Iterable, get_args
 
-from .facts import CodedObservation, DataGap, GeneResult, Measurement, ResultText
+from .facts import CodedObservation, DataGap, Gene, GeneResult, GeneResultKind, Measurement, ResultText
 from .fhirjson import as_list, code_keys, codes_in, codings, concept_text, effective_time, number, ref_of
 from .genotype import combine_alleles, diplotype, phenotype_words, variant_allele
 from .terminology import LOINC, UCUM, norm_unit, terminology
@@ -18,6 +18,7 @@ from .terminology import LOINC, UCUM, norm_unit, terminology
 # (``preliminary``) so that every card built on one says so.
 _EXCLUDED_STATUS = {"entered-in-error", "cancelled", "registered"}
 PRELIMINARY_STATUS = {"preliminary", "partial"}
+_GENES: tuple[Gene, ...] = get_args(Gene)  # "TPMT", "NUDT15"
 
 
 def _usable(obs: dict) -> bool:
@@ -34,7 +35,7 @@ def _quantity_unit(q: dict) -> str:
     code = q.get("code")
     if isinstance(code, str) and code and q.get("system") in (None, UCUM):
         return code
-    return q.get("unit") if isinstance(q.get("unit"), str) else (code or "")
+    return u if isinstance(u := q.get("unit"), str) else (code or "")
 
 
 def _interpretation(obs: dict) -> str:
@@ -73,7 +74,7 @@ def _range(obs: dict) -> tuple[dict | None, dict | None, str]:
     for rr in as_list(obs.get("referenceRange")):
         if isinstance(rr, dict):
             low, high = rr.get("low"), rr.get("high")
-            text = rr.get("text") if isinstance(rr.get("text"), str) else ""
+            text = t if isinstance(t := rr.get("text"), str) else ""
             return (low if isinstance(low, dict) else None), (high if isinstance(high, dict) else None), text
     return None, None, ""
 
@@ -102,7 +103,7 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
             return None
         gaps.append(DataGap(label, "a result has no readable number", analyte_name))
         return None
-    comparator = q.get("comparator") if isinstance(q.get("comparator"), str) else ""
+    comparator = c if isinstance(c := q.get("comparator"), str) else ""
     unit = _quantity_unit(q)
     low_q, high_q, ref_text = _range(obs)
     if not unit:  # a number sent as text: the range's unit says what it is
@@ -117,7 +118,8 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
         factor, canonical = 1.0, ""  # kept as written: judged by the laboratory's own range only
     low = high = None
     for key, bound in (("low", low_q), ("high", high_q)):
-        if bound is None or number(bound.get("value")) is None:
+        bound_value = number(bound.get("value")) if bound is not None else None
+        if bound is None or bound_value is None:
             continue
         b_unit = _quantity_unit(bound) or unit
         if canonical:
@@ -127,9 +129,9 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
             bf, same = 1.0, norm_unit(b_unit) == norm_unit(unit)
         if bf is not None and same:
             if key == "low":
-                low = number(bound["value"]) * bf
+                low = bound_value * bf
             else:
-                high = number(bound["value"]) * bf
+                high = bound_value * bf
     interpretation = _interpretation(obs)
     if comparator in ("<", "<=") and not interpretation:
         interpretation = "<"
@@ -195,7 +197,8 @@ def measurements(observations: Iterable[dict], gaps: list[DataGap],
                 out.setdefault(analyte, []).append(m)
     for key in [k for k, v in texts.items() if not v]:
         del texts[key]
-    for values in [*out.values(), *texts.values()]:
+    newest_first: list[list[Measurement] | list[ResultText]] = [*out.values(), *texts.values()]
+    for values in newest_first:
         values.sort(key=lambda m: (m.when is not None, m.when), reverse=True)
     return out
 
@@ -284,7 +287,7 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
                if code_keys(o.get("code")) & t.genotype_codes
                for d in as_list(o.get("derivedFrom")) if isinstance(d, dict) and d.get("reference")}
     variants: list[dict] = []
-    genes_by_id = {o["id"]: _genes_named(o) & {"TPMT", "NUDT15"} for o in observations
+    genes_by_id = {o["id"]: {g for g in _genes_named(o) if g in _GENES} for o in observations
                    if isinstance(o.get("id"), str) and code_keys(o.get("code")) & t.genotype_codes}
     for obs in observations:
         if not _usable(obs):
@@ -299,7 +302,7 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
         is_phenotype = bool(keys & t.phenotype_codes)
         if not (is_genotype or is_phenotype):
             continue
-        genes = _genes_named(obs) & {"TPMT", "NUDT15"}
+        genes = {g for g in _genes_named(obs) if g in _GENES}
         if not genes and is_phenotype:  # IG TherapeuticImplication: the gene is on the Genotype it derives from
             genes = {g for d in as_list(obs.get("derivedFrom")) if isinstance(d, dict)
                      for g in genes_by_id.get(str(d.get("reference")).rsplit("/", 1)[-1], set())}
@@ -314,7 +317,7 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
                     if term:
                         out.append(GeneResult(gene, "phenotype", term, when, ref, prelim, "phenotype words in a genotype result"))
                         continue
-                kind = "diplotype" if value else "unreadable"
+                kind: GeneResultKind = "diplotype" if value else "unreadable"
                 out.append(GeneResult(gene, kind, value or raw or "(no value)", when, ref, prelim, note))
             else:
                 term = _phenotype_term(obs, gene)
@@ -358,27 +361,27 @@ def _variant_call(obs: dict) -> tuple[str, list[str], str, bool | None]:
             present = _PRESENT[code]
         elif code in _ZYGOSITY:
             zyg, present = _ZYGOSITY[code], True
-    words = _value_text(obs).lower()
-    if present is None and words:
-        if re.search(r"\b(absent|negative|not detected|wild[- ]?type|normal)\b", words):
+    value_words = _value_text(obs).lower()
+    if present is None and value_words:
+        if re.search(r"\b(absent|negative|not detected|wild[- ]?type|normal)\b", value_words):
             present = False
-        elif re.search(r"\b(homozygous|heterozygous|present|positive|detected)\b", words):
+        elif re.search(r"\b(homozygous|heterozygous|present|positive|detected)\b", value_words):
             present = True
     if not zyg:
-        zyg = "hom" if "homozygous" in words else "het" if "heterozygous" in words else ""
+        zyg = "hom" if "homozygous" in value_words else "het" if "heterozygous" in value_words else ""
     return gene, list(dict.fromkeys(tokens)), zyg, present
 
 
 def variant_results(observations: list[dict]) -> list[GeneResult]:
     """One diplotype per gene from its variant-level results (through CPIC's allele definitions)."""
-    by_gene: dict[str, list[tuple[dict, list[str], str, bool | None]]] = {}
+    by_gene: dict[Gene, list[tuple[dict, list[str], str, bool | None]]] = {}
     for obs in observations:
         gene, tokens, zyg, present = _variant_call(obs)
-        if gene:
+        if gene in _GENES:  # "" when none; the knowledge names only TPMT / NUDT15
             by_gene.setdefault(gene, []).append((obs, tokens, zyg, present))
     out = []
     for gene, calls in sorted(by_gene.items()):
-        newest = max((effective_time(o) for o, *_ in calls if effective_time(o)), default=None)
+        newest = max(filter(None, (effective_time(o) for o, *_ in calls)), default=None)
         refs = ", ".join(filter(None, (ref_of(o) for o, *_ in calls)))
         prelim = any(is_preliminary(o) for o, *_ in calls)
         if any(p is None or (p and not tokens) for _, tokens, _, p in calls):

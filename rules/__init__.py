@@ -165,7 +165,7 @@ def drop_superseded(findings: list[Finding]) -> list[Finding]:
 
 def attach_plans(findings: list[Finding], facts: ClinicalFacts) -> dict[str, DosePlan]:
     meds = {m.ref: m for m in facts.orders + facts.active_medications if m.ref and m.daily_dose is not None}
-    plans = plan_doses(findings, {ref: m.daily_dose.mg for ref, m in meds.items()}, indicator_of, priority_of)
+    plans = plan_doses(findings, {ref: m.daily_dose.mg for ref, m in meds.items() if m.daily_dose is not None}, indicator_of, priority_of)
     for f in findings:
         if f.order_ref in plans:
             f.values["plan"] = plans[f.order_ref].values()

@@ -90,7 +90,7 @@ def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_da
     malignancy = drug in dosing["indications"][ind].get("malignancy_drugs", ())  # ALL, AML: CPIC malignancy advice
     out = {"indication": ind, "indication_how": how, "oncology": onc is not None, "malignancy": malignancy,
            "weight": w.value if w else None,
-           "weight_date": w.when.date().isoformat() if w else "", "height": h.value if h else None,
+           "weight_date": w.when.date().isoformat() if w and w.when else "", "height": h.value if h else None,
            "bsa": None, "kind": "ordered", "standard": None, "reference_mg": None, "height_missing": False}
     if onc is not None:
         out["standard"] = onc["standard_mg_per_m2"]

@@ -38,7 +38,7 @@ def _range_spec(drug: str, ind: str) -> dict | None:
     return dosing.get("other_drugs", {}).get(drug)
 
 
-def _max_daily(spec: dict, basis: dict, new_start: bool) -> tuple[float | None, float | None, str]:
+def _max_daily(spec: dict, basis: dict, new_start: bool) -> tuple[float | None, float, str]:
     """(maximum mg/day for this patient, maximum per unit, unit) or (None, max per unit, unit) without a size."""
     if "max_mg_per_m2" in spec:
         per = spec["max_mg_per_m2"]
@@ -57,7 +57,7 @@ def weight_findings(facts: ClinicalFacts, max_age_days: int) -> list[Finding]:
     w = recent_weight(facts, max_age_days)
     order, drug = orders[0]
     if w is not None and not (low <= w.value <= high):
-        return [Finding("weight-implausible", order.ref, {"weight": w.value, "date": w.when.date().isoformat(),
+        return [Finding("weight-implausible", order.ref, {"weight": w.value, "date": w.when.date().isoformat() if w.when else "",
                                                            "low": low, "high": high}, [_weight_test()], drug=drug)]
     out = []
     basis = size_basis(facts, order, drug, max_age_days)

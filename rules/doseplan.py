@@ -100,15 +100,15 @@ def _suspension(spec: dict, low: float | None, high: float, days_per_week: int |
 
 def combine(limits: list[DoseLimit], ordered: float) -> tuple[float | None, float, int | None]:
     absolute = [lim for lim in limits if lim.high_mg is not None]
-    high = min([ordered, *(lim.high_mg for lim in absolute)])
+    high = min([ordered, *(lim.high_mg for lim in absolute if lim.high_mg is not None)])
     lows = [lim.low_mg for lim in absolute if lim.low_mg is not None]
     low = max(lows) if lows else None
     if low is not None and low > high + EPS:
         low = None
-    factors = [lim for lim in limits if lim.factor_high is not None]
+    factors = [(lim.factor_low, lim.factor_high) for lim in limits if lim.factor_high is not None]
     if factors:
-        f_low = math.prod(lim.factor_low if lim.factor_low is not None else lim.factor_high for lim in factors)
-        f_high = math.prod(lim.factor_high for lim in factors)
+        f_low = math.prod(fl if fl is not None else fh for fl, fh in factors)
+        f_high = math.prod(fh for _, fh in factors)
         low, high = (low if low is not None else high) * f_low, high * f_high
     days = next((lim.days_per_week for lim in limits if lim.days_per_week), None)
     return low, high, days
@@ -122,17 +122,17 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
             by_ref.setdefault(f.order_ref, []).append(f)
     plans = {}
     for ref, items in by_ref.items():
-        numeric = [f for f in items if not f.dose.qualitative]
+        numeric = [f for f in items if f.dose is not None and not f.dose.qualitative]
         if not numeric or ref not in ordered_mg:
             continue
         items.sort(key=lambda f: (-SEVERITY[indicator_of(f)], priority_of(f)))
         numeric.sort(key=lambda f: (-SEVERITY[indicator_of(f)], priority_of(f)))
         drug = numeric[0].drug
-        low, high, days = combine([f.dose for f in numeric], ordered_mg[ref])
+        low, high, days = combine([f.dose for f in numeric if f.dose is not None], ordered_mg[ref])
         plan = DosePlan(ref, drug, ordered_mg[ref], low, high, days,
                         practical_regimen(drug, low, high, days),
                         rules=list(dict.fromkeys(f.rule_id for f in numeric)),
-                        qualitative=list(dict.fromkeys(f.rule_id for f in items if f.dose.qualitative)),
+                        qualitative=list(dict.fromkeys(f.rule_id for f in items if f.dose is not None and f.dose.qualitative)),
                         carrier=numeric[0].rule_id,
                         preliminary=any(f.values.get("preliminary") is True for f in items))
         if plan.change and plan.regimen is not None:

@@ -4,13 +4,13 @@ drug is the new order while a thiopurine is active. Live vaccines also in time:
 within months after a thiopurine was stopped, weeks before one is started."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 from fhir_mappers.terminology import terminology
 
 from .common import thiopurine_of
-from .findings import CancelOrder, DoseLimit, Finding, OrderTest
+from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load
 
 RULE_IDS = ("interaction-xanthine-oxidase", "interaction-warfarin", "interaction-live-vaccine",
@@ -61,7 +61,8 @@ def xoi_findings(facts: ClinicalFacts) -> list[Finding]:
         values = {"other": other, "new": new, "thiopurine_state": _state(t), "other_state": _state(o),
                   "contraindicated": contraindicated, "factor_low": spec["factor_low"], "factor_high": spec["factor_high"],
                   "ordered": t.daily_dose.mg if t.daily_dose else None}
-        actions, dose, stops = [], None, False
+        actions: list[Action] = []
+        dose, stops = None, False
         if contraindicated:
             # febuxostat: cancel the febuxostat order, or do not start the thiopurine while it is active
             if o.is_draft and o.ref:
@@ -126,24 +127,24 @@ def vaccine_timing_findings(facts: ClinicalFacts) -> list[Finding]:
     stopped = None if on_thiopurine else next(
         ((m, tp, m.ended_on) for m in facts.past_medications if (tp := thiopurine_of(m)) and m.ended_on
          and facts.today - m.ended_on <= timedelta(days=spec["after_stop_days"])), None)
-    for v in facts.orders if stopped else ():
+    for v in facts.orders if stopped is not None else ():
         codes = _live(v)
-        if codes and v.selected and v.is_draft:
+        if codes and v.selected and v.is_draft and stopped is not None:
             m, tp, ended = stopped
             out.append(Finding("live-vaccine-after-thiopurine", m.ref,
                                {"ended": ended.isoformat(), "days_since": (facts.today - ended).days,
                                 "limit_days": spec["after_stop_days"], **_vaccine_values(codes)},
                                [CancelOrder(v.ref, "live vaccine", label="cancel_vaccine")] if v.ref else [], drug=tp))
     active = {i for m in facts.active_medications for i in m.ingredients}
-    given = None
+    given: tuple[date, list[str]] | None = None
     for imm in facts.immunizations:
         when = imm.authored_on
         if when and facts.today - when <= timedelta(days=spec["before_start_days"]) and (codes := _live(imm)):
             given = (when, codes)
             break
-    for order in facts.orders if given else ():
+    for order in facts.orders if given is not None else ():
         tp = thiopurine_of(order)
-        if tp and order.selected and tp not in active:
+        if tp and order.selected and tp not in active and given is not None:
             when, codes = given
             out.append(Finding("thiopurine-after-live-vaccine", order.ref,
                                {"given": when.isoformat(), "days_since": (facts.today - when).days,

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from fhir_mappers.facts import ClinicalFacts, Measurement
 
 from .common import thiopurine_orders
-from .findings import Finding, OrderTest
+from .findings import Action, Finding, OrderTest
 from .knowledge_base import load
 
 CBC = ("wbc", "neutrophils", "lymphocytes", "platelets", "hemoglobin")
@@ -71,7 +71,7 @@ def cbc_due_findings(facts: ClinicalFacts) -> list[Finding]:
         lft_due = not last_lft or last_lft < (facts.today - timedelta(days=lft_window)).isoformat()
         if not (cbc_due or lft_due):
             continue
-        actions = []
+        actions: list[Action] = []
         if cbc_due:
             actions.append(OrderTest(spec["cbc_loinc"], spec["cbc_display"], label="order_cbc", reason=spec["reason"]))
         if lft_due:
@@ -118,7 +118,7 @@ def lab_findings(facts: ClinicalFacts) -> list[Finding]:
         findings.append(Finding("cytopenia-severe", order.ref, _results(severe), drug=drug))
     if low or lymphopenia or macro:
         advice = "withhold" if low else "reduce" if lymphopenia else "macrocytosis"
-        findings.append(Finding("cytopenia", order.ref, {**_results(low + ([lym] if lymphopenia else []) + ([mcv] if macro else [])),
+        findings.append(Finding("cytopenia", order.ref, {**_results(low + ([lym] if lymphopenia and lym else []) + ([mcv] if macro and mcv else [])),
                                                          "advice": advice,
                                                          "also_severe": bool(severe)}, drug=drug))
     liver = kb["liver"]

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from fhir_mappers.facts import ClinicalFacts, GeneResult, MedicationFact
+from fhir_mappers.facts import ClinicalFacts, Gene, GeneResult, MedicationFact
 
 from .common import drug_spec, size_basis, thiopurine_orders
-from .findings import CancelOrder, DoseLimit, Finding, OrderTest
+from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load, normalise_diplotype
 
-GENES = ("TPMT", "NUDT15")
+GENES: tuple[Gene, ...] = ("TPMT", "NUDT15")
+GeneState = Literal["known", "missing", "unreadable", "unavailable"]  # what is known of a gene (GeneStatus)
 
 # How bad a phenotype is for thiopurine exposure (higher = more dangerous).
 RANK = {
@@ -36,8 +38,8 @@ RULE_IDS = ("pgx-poor-metabolizer", "pgx-reduce-dose", "pgx-dose-in-reduced-rang
 
 @dataclass
 class GeneStatus:
-    gene: str
-    state: str  # "known" | "missing" | "unreadable" | "unavailable"
+    gene: Gene
+    state: GeneState
     phenotype: str = ""  # CPIC term when known
     evidence: list[dict] = field(default_factory=list)  # what the results said (values for the card)
     problems: list[dict] = field(default_factory=list)  # results that could not be read / disagreed
@@ -111,7 +113,7 @@ def _date(r) -> str:
     return r.when.date().isoformat() if r.when else ""
 
 
-def gene_status(gene: str, results: list[GeneResult], unavailable: bool) -> GeneStatus:
+def gene_status(gene: Gene, results: list[GeneResult], unavailable: bool) -> GeneStatus:
     mine = [r for r in results if r.gene == gene]
     if not mine:
         return GeneStatus(gene, "unavailable" if unavailable else "missing")
@@ -144,7 +146,7 @@ def gene_status(gene: str, results: list[GeneResult], unavailable: bool) -> Gene
     return status
 
 
-def statuses(facts: ClinicalFacts) -> dict[str, GeneStatus]:
+def statuses(facts: ClinicalFacts) -> dict[Gene, GeneStatus]:
     from .monitoring import tpmt_activity_status
 
     unavailable = "pgx" in facts.unavailable
@@ -181,7 +183,7 @@ def _unjudged_activity(tpmt: GeneStatus, facts: ClinicalFacts) -> None:
             tpmt.state = "unreadable"
 
 
-def _resolve_ambiguity(st: dict[str, GeneStatus]) -> list[OrderTest]:
+def _resolve_ambiguity(st: dict[Gene, GeneStatus]) -> list[Action]:
     """An ambiguous TPMT call ("*1/*3A or *3B/*3C") is resolved by TPMT enzyme activity: offer to order it."""
     if any(p["code"] == "ambiguous" for p in st["TPMT"].problems):
         return [_test_action("tpmt_activity")]
@@ -218,13 +220,13 @@ def _poor_band(spec: dict, poor: list[GeneStatus]) -> dict:
     return spec.get(f"{poor[0].gene.lower()}_poor", spec["poor"])
 
 
-def _for_order(facts, order: MedicationFact, drug: str, st: dict[str, GeneStatus], weight_days: int,
+def _for_order(facts, order: MedicationFact, drug: str, st: dict[Gene, GeneStatus], weight_days: int,
                guideline: str) -> Finding | None:
     poor = [s for s in st.values() if s.is_poor]
     inter = [s for s in st.values() if s.is_intermediate]
     spec = drug_spec(drug, guideline)
-    base = {"genes": [s.values() for s in st.values()], "ordered": order.daily_dose.mg if order.daily_dose else None,
-            "preliminary": any(s.preliminary for s in st.values())}  # the catalogue flags the summary too
+    base: dict[str, Any] = {"genes": [s.values() for s in st.values()], "ordered": order.daily_dose.mg if order.daily_dose else None,
+                            "preliminary": any(s.preliminary for s in st.values())}  # the catalogue flags the summary too
     basis = size_basis(facts, order, drug, weight_days)
     malignant = basis["malignancy"]  # ALL or AML treated with this thiopurine (dosing.toml malignancy_drugs)
     base.update(basis=basis, malignant=malignant, guideline=guideline)
@@ -261,7 +263,7 @@ def _for_order(facts, order: MedicationFact, drug: str, st: dict[str, GeneStatus
 
 def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus], base: dict) -> Finding:
     """No poor or intermediate result, but at least one gene is not known to be normal."""
-    actions = []
+    actions: list[Action] = []
     states = {s.state for s in gaps}
     if states & {"missing", "unreadable"}:
         actions.append(_test_action("genotype"))

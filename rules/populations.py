@@ -4,7 +4,7 @@ from __future__ import annotations
 from fhir_mappers.facts import ClinicalFacts
 
 from .common import matches, thiopurine_orders
-from .findings import CancelOrder, DoseLimit, Finding
+from .findings import Action, CancelOrder, DoseLimit, Finding
 from .knowledge_base import load
 from .monitoring import latest
 
@@ -69,8 +69,9 @@ def population_findings(facts: ClinicalFacts) -> list[Finding]:
     for allergy in facts.allergies:
         hit = allergy.ingredients & set(hs["ingredients"])
         if hit:
+            cancels: list[Action] = [CancelOrder(o.ref, d) for o, d in orders if o.ref]
             out.append(Finding("hypersensitivity", order.ref, {"allergens": sorted(hit), "display": allergy.display},
-                               [CancelOrder(o.ref, d) for o, d in orders if o.ref][:1], stops_order=True, drug=drug))
+                               cancels[:1], stops_order=True, drug=drug))
             break
     why = is_pregnant(facts)
     if why:
@@ -83,7 +84,8 @@ def population_findings(facts: ClinicalFacts) -> list[Finding]:
     aki = _condition(facts, spec["aki_snomed"], spec["aki_icd10"])
     low_egfr = egfr is not None and egfr.value < spec["egfr_below"]
     if low_egfr or aki:
-        values = {"egfr": egfr.value if low_egfr else None, "date": egfr.when.date().isoformat() if low_egfr else "",
+        values = {"egfr": egfr.value if low_egfr and egfr else None,
+                  "date": egfr.when.date().isoformat() if low_egfr and egfr and egfr.when else "",
                   "condition": aki}
         out.append(Finding("renal-impairment", order.ref, values, drug=drug,
                            dose=DoseLimit("renal-impairment", qualitative=True)))
