@@ -184,6 +184,18 @@ def test_dpwg_profile_uses_half_the_dose_for_an_intermediate_metabolizer():
     assert "DPWG 2025" in cat.render(f, "dpwg").detail
 
 
+def test_a_range_whose_ends_are_equal_is_worded_as_one_figure():
+    # DPWG: 50 % exactly, so low == high; never "Reduced range: 70-70 mg/day"
+    f = one(evaluate([med_request(daily_mg=150)], guideline="dpwg", pgx=TPMT_IM), "pgx-reduce-dose")
+    text = cat.render(f, "dpwg")
+    figures = re.findall(r"(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)", text.summary + text.detail)
+    assert all(a != b for a, b in figures), figures
+    assert "Reduced dose: 70 mg/day" in text.detail and "exact dose 70 mg/day" in text.detail
+    s = cat.catalogue().macros
+    assert str(s.span(70, 70)) == "70" and str(s.span(35, 70)) == "35-70" and str(s.span(None, 70)) == "70"
+    assert str(s.lab_range(None, 5)) == "≤ 5" and str(s.lab_range(5, 5)) == "5"
+
+
 def test_dpwg_poor_metabolizer_alternative_or_ten_percent():
     f = one(evaluate([med_request(daily_mg=150)], guideline="dpwg", pgx=TPMT_PM), "pgx-poor-metabolizer")
     kinds = [type(a).__name__ for a in f.actions]
