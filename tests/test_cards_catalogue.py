@@ -250,6 +250,20 @@ def test_aml_is_a_malignancy_for_the_cpic_poor_metabolizer_advice(rxnorm, name):
     assert "mg/day" not in text.summary  # a per-dose figure, not a daily one
 
 
+@pytest.mark.parametrize("guideline", ["cpic", "dpwg"])
+@pytest.mark.parametrize("rxnorm,name,cond", [("197931", "mercaptopurine 50 MG Oral Tablet", ALL),
+                                              ("10485", "thioguanine 40 MG Oral Tablet", AML)])
+def test_intermediate_metabolizer_with_leukaemia_starts_reduced_not_at_the_normal_dose(rxnorm, name, cond, guideline):
+    # CPIC 2018 Tables 2-3: IM in malignancy too "start with reduced starting doses"; no "normal dose" advice
+    order = med_request(rxnorm, name, id="tp", daily_mg=100)
+    found = evaluate([order], guideline=guideline, pgx=TPMT_IM, weights=[weight(40)], extra=[height(150)],
+                     conditions=[cond])
+    f = [f for f in found if f.rule_id in ("pgx-reduce-dose", "pgx-dose-in-reduced-range")][0]
+    assert f.values["malignant"] and f.values["high_f"] < 1
+    text = cat.render(f, guideline)
+    assert "normal dose may be started" not in text.detail and "start with this reduced dose" in text.detail
+
+
 def test_azathioprine_in_a_patient_with_aml_keeps_the_nonmalignant_advice():
     f = one(evaluate([med_request(daily_mg=100)], pgx=TPMT_PM, weights=[weight(70)], conditions=[AML]),
             "pgx-poor-metabolizer")
