@@ -11,8 +11,9 @@
   worker past the deadline or take its memory.
 - A search must answer a Bundle and a read the type asked for; an OperationOutcome,
   anything else, invalid JSON or an HTTP error status is a failure, never "no data".
-- Failures become ``FhirError`` subclasses, each of one ``FhirOutcome`` category; the reason a
-  card shows is the category's fixed sentence and never repeats anything the server sent.
+- Failures become ``FhirError`` subclasses, each of one ``FhirOutcome`` category. The error
+  carries the category only: the sentence a card shows is the rule catalogue's
+  (``[fhir_outcomes]`` in rules/knowledge/catalogue.toml), and nothing the server sent.
 """
 from __future__ import annotations
 
@@ -50,17 +51,6 @@ class FhirOutcome(str, Enum):
     TOO_LARGE = "too-large"
 
 
-OUTCOME_REASONS = {
-    FhirOutcome.NOT_ALLOWED: "the FHIR server named in the request is not one this service may contact for this EHR",
-    FhirOutcome.UNREACHABLE: "the EHR's FHIR server could not be reached",
-    FhirOutcome.TIMEOUT: "the EHR's FHIR server did not answer in time",
-    FhirOutcome.ERROR_STATUS: ("the EHR's FHIR server answered with an error status (for example, it refused the "
-                               "access token or denied access)"),
-    FhirOutcome.INVALID_RESPONSE: "the EHR's FHIR server answered with something that is not a FHIR resource of the type asked for",
-    FhirOutcome.TOO_LARGE: "the EHR's FHIR server sent a response too large to read",
-}
-TOO_LARGE = OUTCOME_REASONS[FhirOutcome.TOO_LARGE]
-
 # Listeners called with (FhirOutcome,) once per FHIR query (metrics hook in here).
 OUTCOME_LISTENERS: list[Callable[[FhirOutcome], None]] = []
 
@@ -79,11 +69,7 @@ class FhirError(Exception):
     def __init__(self, outcome: FhirOutcome | None = None) -> None:
         if outcome is not None:
             self.outcome = outcome
-        super().__init__(self.reason)
-
-    @property
-    def reason(self) -> str:
-        return OUTCOME_REASONS[self.outcome]
+        super().__init__(self.outcome.value)  # the category only; the catalogue words it for a card
 
 
 class FhirNotAllowed(FhirError):

@@ -82,12 +82,12 @@ def gather(
             future.cancel()
             failure = exc if isinstance(exc, FhirError) else FhirTimeout()
             data[key] = None
-            gaps.append(DataGap(label, failure.reason, key, outcome=failure.outcome.value))
+            gaps.append(DataGap(label, "", key, outcome=failure.outcome.value))  # worded by the catalogue
             log.info("fhir fetch failed", extra={"prefetch_key": key, "outcome": getattr(exc, "outcome", FhirTimeout.outcome).value})
             continue
         except Exception as exc:  # a bug must not turn into a silent pass or a 500
             data[key] = None
-            gaps.append(DataGap(label, FhirError().reason, key, outcome=FhirError.outcome.value))
+            gaps.append(DataGap(label, "", key, outcome=FhirError.outcome.value))
             log.error("fhir fetch raised", extra={"prefetch_key": key, "error": type(exc).__name__})
             continue
         pages = value.get("_truncated") if isinstance(value, dict) else None

@@ -131,9 +131,9 @@ def data_gap_findings(facts: ClinicalFacts) -> list[Finding]:
         relevant.add("immunizations")  # a thiopurine start: live vaccines in the last weeks matter
     groups = [{"key": g, "why": why_by_key.get(g, ""), "outcome": outcome_by_key.get(g, "")}
               for g in _GROUPS if g in facts.unavailable and g in relevant]
-    gaps = [{"what": g.what, "why": g.why, "key": g.key} for g in facts.gaps
+    gaps = [{"what": g.what, "why": g.why, "key": g.key, "outcome": g.outcome} for g in facts.gaps
             if not (g.key == "pgx" or g.key in _GROUPS and g.key in facts.unavailable or g.truncated_from is not None)]
-    gaps = list({(g["what"], g["why"]): g for g in gaps}.values())
+    gaps = list({(g["what"], g["why"], g["outcome"]): g for g in gaps}.values())
     if not groups and not gaps:
         return []
     serious = bool(facts.unavailable & _SERIOUS_GROUPS) or any(g["key"] in _SERIOUS_GAPS for g in gaps)

@@ -554,6 +554,22 @@ def test_every_fhir_failure_category_is_worded_by_the_catalogue():
         assert sentence in detail and "internal-host" not in detail  # the category only, nothing the server sent
 
 
+def test_fhir_failure_wording_lives_only_in_the_catalogue():
+    import hooks.fhir_client as fc
+
+    # the client carries the category only: no sentence of its own a card could show
+    assert not hasattr(fc, "OUTCOME_REASONS") and not hasattr(fc.FhirError, "reason")
+    worded = cat.catalogue().raw["fhir_outcomes"]
+    for outcome in fc.FhirOutcome:
+        if outcome is not fc.FhirOutcome.OK:
+            exc = fc.FhirBadResponse(outcome)
+            assert str(exc) == outcome.value and worded[outcome.value] not in str(exc)
+    # a failed query's gap anywhere in the detail is worded from its category
+    f = Finding("data-incomplete", "", {"variant": "thiopurine", "groups": [], "gaps": [
+        {"what": "the order's medication", "why": "", "key": "x", "outcome": "timeout"}]}, drug="azathioprine")
+    assert worded["timeout"] in cat.render(f).detail
+
+
 def test_every_emitted_rule_has_a_test_on_values():
     assert set(VALUE_CASES) == set(rules.EMITTED)
 
