@@ -13,8 +13,8 @@ from datetime import date, timedelta
 from typing import Any
 
 from rules import Finding, knowledge_version
-from rules.catalogue import (catalogue, fmt_mg, label, merged_summary, regimen_text, render, sources_of,
-                             Rendered)
+from rules.catalogue import (catalogue, fmt_mg, guideline_source, label, merged_summary, regimen_text, render,
+                             sources_of, Rendered)
 from rules.findings import SEVERITY, CancelOrder, ChangeDose, OrderTest, Regimen
 from rules.knowledge_base import load
 
@@ -79,6 +79,9 @@ def card(f: Finding, r: Rendered, *, drafts: dict[str, dict], patient_id: str | 
          guideline: str = "cpic") -> dict:
     kb = load()
     keys = sources_of(f)
+    profile = guideline_source(guideline)
+    if profile in f.sources and profile in keys:  # the profile's guideline set this card's dose: cite it first
+        keys = [profile, *(k for k in keys if k != profile)]
     main = kb.source(keys[0])
     version = knowledge_version()
     out: dict = {

@@ -196,6 +196,19 @@ def test_a_range_whose_ends_are_equal_is_worded_as_one_figure():
     assert str(s.lab_range(None, 5)) == "≤ 5" and str(s.lab_range(5, 5)) == "5"
 
 
+def test_dpwg_dose_card_cites_dpwg_first_and_a_suspension_dose_reads_mg_per_day():
+    from hooks.cards import card
+
+    f = one(evaluate([med_request(daily_mg=150)], guideline="dpwg", pgx=TPMT_IM), "pgx-reduce-dose")
+    out = card(f, cat.render(f, "dpwg"), drafts={}, patient_id=None, today=TODAY, guideline="dpwg")
+    assert out["source"]["label"].startswith("DPWG"), out["source"]
+    cpic = one(evaluate([med_request(daily_mg=150)], pgx=TPMT_IM), "pgx-reduce-dose")
+    assert card(cpic, cat.render(cpic), drafts={}, patient_id=None, today=TODAY)["source"]["label"].startswith("CPIC")
+    s = cat.catalogue().macros
+    text = str(s.dose({"change": True, "regimen": {"form": "suspension", "per_dose": 7, "days_per_week": None}}))
+    assert text == "7 mg/day (suspension)", text
+
+
 def test_dpwg_poor_metabolizer_alternative_or_ten_percent():
     f = one(evaluate([med_request(daily_mg=150)], guideline="dpwg", pgx=TPMT_PM), "pgx-poor-metabolizer")
     kinds = [type(a).__name__ for a in f.actions]
