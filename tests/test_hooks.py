@@ -33,7 +33,7 @@ def test_intermediate_metabolizer_gets_a_reduced_structured_dose(call, hook):
     assert card["indicator"] == "warning"
     # normal dose 2 mg/kg/day x 70 kg = 140 mg; 30-50 % = 42-70 mg; 25 mg steps -> 50 mg
     assert card["summary"] == ("Azathioprine 150 mg/day = 2.1 mg/kg/day; TPMT intermediate metabolizer: "
-                               "reduce to 50 mg/day (range 42-70)")
+                               "reduce to 50 mg/day (range 42-70 mg/day)")
     action = card["suggestions"][0]["actions"][0]
     assert action["type"] == "update"
     mr = action["resource"]
@@ -49,7 +49,7 @@ def test_both_genes_intermediate_uses_20_to_50_percent(call):
     assert rule_ids(cards) == ["pgx-reduce-dose"]
     # 2 mg/kg x 80 = 160; 20-50 % = 32-80 -> 75 mg
     assert "TPMT and NUDT15 intermediate metabolizer" in cards[0]["summary"]
-    assert "reduce to 75 mg/day (range 32-80)" in cards[0]["summary"]
+    assert "reduce to 75 mg/day (range 32-80 mg/day)" in cards[0]["summary"]
 
 
 def test_intermediate_already_in_reduced_range_gets_info_not_reduction(call):
