@@ -122,7 +122,7 @@ def build_facts(
     numeric, genomic, status = _classify(_dedupe(observations))
     texts: dict = {}
     by_analyte = measurements(numeric, gaps, texts)
-    weights = by_analyte.pop("weight", [])
+    weights = _lowest_first_of_same_time(by_analyte.pop("weight", []), gaps)
     heights = by_analyte.pop("height", [])
     orders = [_with_weight(o, weights) for o in orders]
     active = [_with_weight(o, weights) for o in active]
@@ -195,6 +195,21 @@ def _with_history(order: MedicationFact, history: list[tuple[frozenset[str], str
     dates = [d for d in [before.since if before else None, *(w for _, w in found)] if d]
     evidence = "; ".join(filter(None, [before.evidence if before else "", *(t for t, _ in found[:3])]))
     return replace(order, prior_therapy=PriorTherapy(evidence, min(dates) if dates else None))
+
+
+def _lowest_first_of_same_time(weights: list, gaps: list[DataGap]) -> list:
+    """Body weights recorded with the same (newest) date and time that disagree: the lowest comes first
+    (the conservative one for a dose in mg/kg) and a gap says they disagree, so the card says so."""
+    newest = next((w.when for w in weights if w.when is not None), None)
+    same = [w for w in weights if newest is not None and w.when == newest]
+    if newest is None or len({round(w.value, 3) for w in same}) < 2:
+        return weights
+    low = min(same, key=lambda w: w.value)
+    values = ", ".join(f"{w.value:g} kg" for w in sorted(same, key=lambda w: w.value))
+    gaps.append(DataGap("body weight", f"body weights recorded at the same time ({newest.date().isoformat()}) "
+                        f"disagree ({values}); the lowest, {low.value:g} kg, is used: check which is correct",
+                        key="weight"))
+    return [low, *[w for w in weights if w is not low]]
 
 
 def _with_weight(order: MedicationFact, weights: list) -> MedicationFact:

@@ -83,6 +83,7 @@ class Catalogue:
     sample_plan: dict[str, Any]
     raw: dict[str, Any]
     macros: Any = None  # the [meta] macros module (s.* in templates)
+    conflict_line: Any = None  # [meta] same_time_conflict_line: results of one date and time that disagree
 
     def __getitem__(self, rule_id: str) -> Entry:
         return self.entries[rule_id]
@@ -134,7 +135,7 @@ def catalogue() -> Catalogue:
         plan_line=compile_(meta["plan_line"]),
         merged_summary=tuple(compile_(s) for s in meta["merged_summary"]),
         stop_supersedes=tuple(meta["stop_supersedes"]), sample_plan=dict(meta["sample_plan"]), raw=raw,
-        macros=env.globals["s"],
+        macros=env.globals["s"], conflict_line=compile_(meta["same_time_conflict_line"]),
     )
 
 
@@ -219,6 +220,9 @@ def _render(f: Finding, guideline: str) -> Rendered:
     summary = choose_summary(alternatives, title)
     short = min((a for a in alternatives if a), key=len, default=title)
     detail = _text(entry.detail, ctx)
+    if f.values.get("same_time_conflicts"):  # results of one date and time disagree: the worst was used
+        detail += "\n\n" + _one_line(catalogue().conflict_line,
+                                      {**ctx, "conflicts": f.values["same_time_conflicts"]})
     plan = f.values.get("plan")
     if plan:
         detail += "\n\n" + _text(catalogue().plan_line, {**ctx, "p": plan})

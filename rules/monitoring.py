@@ -15,14 +15,26 @@ RULE_IDS = ("monitoring-cbc-due", "cytopenia", "cytopenia-severe", "liver-tests"
             "metabolites-low", "tpmt-activity-high")
 
 
+# the direction in which a result is worse (for choosing among results of the same date and time):
+# low blood counts and eGFR; high liver enzymes, creatinine, MCV and metabolites (toxicity)
+WORSE_LOW = frozenset({"wbc", "neutrophils", "lymphocytes", "platelets", "hemoglobin", "egfr"})
+
+
 def latest(facts: ClinicalFacts, analyte: str, max_age_days: int | None = None) -> Measurement | None:
-    for m in facts.labs.get(analyte, []):
-        if m.when is None:
-            continue
-        if max_age_days is not None and m.when.date() < facts.today - timedelta(days=max_age_days):
-            return None
-        return m
-    return None
+    """The newest dated result; of several with that same date and time, the worst (a normal result never
+    hides an abnormal one of the same time; ``disagreeing`` gives the others, the card says so)."""
+    dated = [m for m in facts.labs.get(analyte, []) if m.when is not None]
+    if not dated or max_age_days is not None and dated[0].when and \
+            dated[0].when.date() < facts.today - timedelta(days=max_age_days):
+        return None
+    same = [m for m in dated if m.when == dated[0].when]
+    return min(same, key=lambda m: m.value) if analyte in WORSE_LOW else max(same, key=lambda m: m.value)
+
+
+def disagreeing(facts: ClinicalFacts, m: Measurement) -> list[Measurement]:
+    """Other results of ``m``'s analyte with the same date and time whose values differ from it."""
+    ms = [x for x in facts.labs.get(m.analyte, []) if m.when is not None and x.when == m.when]
+    return [x for x in ms if x is not m and abs(x.value - m.value) > 1e-9]
 
 
 def _start(m) -> tuple[date | None, bool]:
@@ -89,8 +101,17 @@ def _value(m: Measurement) -> dict:
             "ref_high": m.ref_high, "preliminary": m.preliminary}
 
 
-def _results(ms: list[Measurement]) -> dict:
-    return {"results": [_value(m) for m in ms], "preliminary": any(m.preliminary for m in ms)}
+def conflicts(facts: ClinicalFacts, ms: list[Measurement]) -> list[dict]:
+    """Results of the same date and time that disagree with the ones a card rests on (the card says so)."""
+    return [{"analyte": m.analyte, "value": round(m.value, 2), "date": m.when.date().isoformat() if m.when else "",
+             "others": [round(x.value, 2) for x in disagreeing(facts, m)]} for m in ms if disagreeing(facts, m)]
+
+
+def _results(ms: list[Measurement], facts: ClinicalFacts | None = None) -> dict:
+    out: dict = {"results": [_value(m) for m in ms], "preliminary": any(m.preliminary for m in ms)}
+    if facts is not None and conflicts(facts, ms):
+        out["same_time_conflicts"] = conflicts(facts, ms)
+    return out
 
 
 def lab_findings(facts: ClinicalFacts) -> list[Finding]:
@@ -115,10 +136,10 @@ def lab_findings(facts: ClinicalFacts) -> list[Finding]:
     mcv = latest(facts, "mcv", age)
     macro = mcv is not None and mcv.value > kb["cytopenia"]["mcv_above"]
     if severe:
-        findings.append(Finding("cytopenia-severe", order.ref, _results(severe), drug=drug))
+        findings.append(Finding("cytopenia-severe", order.ref, _results(severe, facts), drug=drug))
     if low or lymphopenia or macro:
         advice = "withhold" if low else "reduce" if lymphopenia else "macrocytosis"
-        findings.append(Finding("cytopenia", order.ref, {**_results(low + ([lym] if lymphopenia and lym else []) + ([mcv] if macro and mcv else [])),
+        findings.append(Finding("cytopenia", order.ref, {**_results(low + ([lym] if lymphopenia and lym else []) + ([mcv] if macro and mcv else []), facts),
                                                          "advice": advice,
                                                          "also_severe": bool(severe)}, drug=drug))
     liver = kb["liver"]
@@ -131,12 +152,12 @@ def lab_findings(facts: ClinicalFacts) -> list[Finding]:
         if m.value > liver["alt_ast_above"] or over_uln:
             bad.append(m)
     if bad:
-        findings.append(Finding("liver-tests", order.ref, _results(bad), drug=drug))
+        findings.append(Finding("liver-tests", order.ref, _results(bad, facts), drug=drug))
     met = kb["metabolites"]
     tgn, mmp = latest(facts, "tgn", age), latest(facts, "mmp", age)
     high = [m for m in (tgn, mmp) if m and m.value > met[f"{m.analyte}_above"]]
     if high:
-        findings.append(Finding("metabolites-high", order.ref, _results(high), drug=drug))
+        findings.append(Finding("metabolites-high", order.ref, _results(high, facts), drug=drug))
     elif tgn and tgn.value < met["tgn_below"]:
         findings.append(Finding("metabolites-low", order.ref, _results([tgn]), drug=drug))
     return findings

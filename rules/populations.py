@@ -6,7 +6,7 @@ from fhir_mappers.facts import ClinicalFacts
 from .common import matches, thiopurine_orders
 from .findings import Action, CancelOrder, DoseLimit, Finding
 from .knowledge_base import load
-from .monitoring import latest
+from .monitoring import conflicts, latest
 
 RULE_IDS = ("hypersensitivity", "pregnancy", "breastfeeding", "renal-impairment", "elderly")
 
@@ -84,9 +84,11 @@ def population_findings(facts: ClinicalFacts) -> list[Finding]:
     aki = _condition(facts, spec["aki_snomed"], spec["aki_icd10"])
     low_egfr = egfr is not None and egfr.value < spec["egfr_below"]
     if low_egfr or aki:
-        values = {"egfr": egfr.value if low_egfr and egfr else None,
+        values: dict = {"egfr": egfr.value if low_egfr and egfr else None,
                   "date": egfr.when.date().isoformat() if low_egfr and egfr and egfr.when else "",
                   "condition": aki}
+        if low_egfr and egfr:
+            values["same_time_conflicts"] = conflicts(facts, [egfr])
         out.append(Finding("renal-impairment", order.ref, values, drug=drug,
                            dose=DoseLimit("renal-impairment", qualitative=True)))
     age = _age(facts)
