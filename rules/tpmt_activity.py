@@ -128,10 +128,11 @@ def judge_text(r: ResultText) -> ActivityReading:
 
 
 def activity_readings(facts: ClinicalFacts) -> list[ActivityReading]:
-    """Every TPMT activity result on record, newest first (numbers, then words of the same date)."""
+    """Every TPMT activity result on record, newest first; of one date and time the most severe first (a normal
+    result never hides a deficient one of the same time), numbers before words of the same reading."""
     items: list[tuple] = [(m.when, judge_measurement(m)) for m in facts.labs.get("tpmt_activity", [])]
     items += [(r.when, judge_text(r)) for r in facts.result_texts.get("tpmt_activity", [])]
-    items.sort(key=lambda it: (it[0] is not None, it[0]), reverse=True)
+    items.sort(key=lambda it: (it[0] is not None, it[0], _RANK.get(it[1].reading, -1)), reverse=True)
     return [r for _, r in items]
 
 

@@ -41,3 +41,16 @@ def test_body_weights_of_same_time_that_disagree_are_said():
     findings = run(weights=[weight(70, when=WHEN, id="w1"), weight(45, when=WHEN, id="w2")])
     gap = one(findings, "data-incomplete")
     assert "disagree" in detail_of(gap), detail_of(gap)
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_tpmt_activity_of_same_time_the_most_severe_counts(order):
+    from fhir_mappers import build_facts
+    from rules.tpmt_activity import latest_activity
+    from tests.builders import TODAY, bundle
+    from tests.test_tpmt_activity import activity
+
+    pair = [activity(30, "U/mL", low=24, high=44, id="a-normal"), activity(2, "U/mL", low=24, high=44, id="a-low")]
+    facts = build_facts([], {"pgx": bundle(*(pair if order else pair[::-1]))}, today=TODAY)
+    r = latest_activity(facts)
+    assert r is not None and r.reading == "Poor Metabolizer"
