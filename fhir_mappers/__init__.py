@@ -208,7 +208,7 @@ def _lowest_first_of_same_time(weights: list, gaps: list[DataGap]) -> list:
     values = ", ".join(f"{w.value:g} kg" for w in sorted(same, key=lambda w: w.value))
     gaps.append(DataGap("body weight", f"body weights recorded at the same time ({newest.date().isoformat()}) "
                         f"disagree ({values}); the lowest, {low.value:g} kg, is used: check which is correct",
-                        key="weight"))
+                        key="weight_conflict"))
     return [low, *[w for w in weights if w is not low]]
 
 

@@ -91,8 +91,9 @@ def needs_data(orders: list[MedicationFact]) -> bool:
 # Data groups whose absence leaves a safety check undone (the catalogue words which check).
 _GROUPS = ("medications", "labs", "weight", "conditions", "allergies", "pregnancy", "patient", "immunizations",
            "past_medications")
-_SERIOUS_GROUPS = {"medications", "labs", "weight", "patient", "allergies"}
-_SERIOUS_GAPS = {"tpmt_activity", "neutrophils", "wbc", "platelets", "lymphocytes", "weight"}
+# conditions: without them the indication (dose range), renal impairment and pregnancy checks are undone
+_SERIOUS_GROUPS = {"medications", "labs", "weight", "patient", "allergies", "conditions"}
+_SERIOUS_GAPS = {"tpmt_activity", "neutrophils", "wbc", "platelets", "lymphocytes", "weight", "weight_conflict"}
 
 
 def truncation_findings(facts: ClinicalFacts) -> list[Finding]:
@@ -111,17 +112,19 @@ def data_gap_findings(facts: ClinicalFacts) -> list[Finding]:
     """One finding naming the data that could not be obtained or read, and what to check by hand."""
     thiopurine = any(o.selected and thiopurine_of(o) for o in facts.orders)
     if not thiopurine:
-        if "medications" in facts.unavailable and needs_data(facts.orders):
-            other = next(o for o in facts.orders if o.selected and _concerns(o))
-            return [Finding("data-incomplete", "", {"variant": "interaction_only", "order": other.display[:60],
-                                                    "groups": [], "gaps": []}, indicator="info")]
         vaccine = next((o for o in facts.orders if o.selected and is_live_vaccine(o)), None)
+        # a live vaccine with a thiopurine is a contraindicated combination: the skipped check is a warning
+        skipped = "warning" if vaccine is not None else "info"
+        if "medications" in facts.unavailable and needs_data(facts.orders):
+            other = vaccine or next(o for o in facts.orders if o.selected and _concerns(o))
+            return [Finding("data-incomplete", "", {"variant": "interaction_only", "order": other.display[:60],
+                                                    "groups": [], "gaps": []}, indicator=skipped)]
         if vaccine is not None and "past_medications" in facts.unavailable \
                 and not any(thiopurine_of(m) for m in facts.active_medications):
             gap = next((g for g in facts.gaps if g.key == "past_medications"), None)
             group = {"key": "past_medications", "why": gap.why if gap else "", "outcome": gap.outcome if gap else ""}
             return [Finding("data-incomplete", "", {"variant": "thiopurine", "gaps": [], "groups": [group]},
-                            indicator="info")]
+                            indicator=skipped)]
         return []
     why_by_key = {g.key: g.why for g in facts.gaps}
     outcome_by_key = {g.key: g.outcome for g in facts.gaps if g.outcome}

@@ -25,6 +25,12 @@ def thiopurine_orders(facts: ClinicalFacts) -> list[tuple[MedicationFact, str]]:
     return [(o, d) for o in facts.orders if o.selected and (d := thiopurine_of(o))]
 
 
+def therapy_unknown(facts: ClinicalFacts, order: MedicationFact) -> bool:
+    """Whether the order starts or continues therapy is unknown: the active medications could not be
+    obtained and the order itself shows no earlier therapy (medications unavailable is never 'none')."""
+    return "medications" in facts.unavailable and order.prior_therapy is None
+
+
 def drug_spec(drug: str, guideline: str = "cpic") -> dict:
     """pgx.toml's spec of a drug, with the guideline profile's overrides (DPWG) applied."""
     pgx = load()["pgx"]

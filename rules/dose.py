@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 
-from .common import indication, recent, recent_weight, size_basis, thiopurine_orders
+from .common import indication, recent, recent_weight, size_basis, therapy_unknown, thiopurine_orders
 from .findings import DoseLimit, Finding, OrderTest
 from .knowledge_base import load
 
@@ -112,7 +112,7 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int) -> list[Finding]:
         name = spec.get("name", dosing["indications"][ind]["name"])
         values = {"ordered": ordered, "indication": ind, "indication_name": name, "how": how, "unit": unit,
                   "max_per_unit": per_unit, "range_text": spec.get("range_text", ""), "basis": basis,
-                  "new_start": new_start}
+                  "new_start": new_start, "therapy_unknown": therapy_unknown(facts, order)}
         if top is not None:
             size = basis["bsa"] if unit == "m2" else basis["weight"]
             per = ordered / size

@@ -5,7 +5,7 @@ from datetime import date, timedelta
 
 from fhir_mappers.facts import ClinicalFacts, Measurement
 
-from .common import thiopurine_orders
+from .common import therapy_unknown, thiopurine_orders
 from .findings import Action, Finding, OrderTest
 from .knowledge_base import load
 
@@ -50,6 +50,8 @@ def _early_phase(facts: ClinicalFacts, order, drug: str, days: int) -> tuple[boo
     A renewal of established therapy is not a start and does not restart the weekly phase: neither an
     order whose history (``prior_therapy``) shows earlier therapy, nor a recent order beside an older one."""
     active = [m for m in facts.active_medications if drug in m.ingredients]
+    if not active and therapy_unknown(facts, order):
+        return True, "therapy_unknown", ""  # medications not obtained: the weekly phase, as for a start
     if not active and order.prior_therapy is None:
         return True, "new_start", ""
     if order.daily_dose and any(m.daily_dose and abs(m.daily_dose.mg - order.daily_dose.mg) > 1e-6 for m in active):
