@@ -18,7 +18,7 @@ from .catalogue import catalogue as _catalogue, indicator_of, priority_of
 from .common import thiopurine_of
 from .doseplan import DosePlan, plan_doses
 from .dose import dose_findings, schedule_error_findings, weight_findings
-from .findings import Finding
+from .findings import Finding, Indicator
 from .interactions import interacting_ingredients, interaction_findings, is_live_vaccine
 from .knowledge_base import load
 from .monitoring import cbc_due_findings, lab_findings, tpmt_high_findings
@@ -114,7 +114,7 @@ def data_gap_findings(facts: ClinicalFacts) -> list[Finding]:
     if not thiopurine:
         vaccine = next((o for o in facts.orders if o.selected and is_live_vaccine(o)), None)
         # a live vaccine with a thiopurine is a contraindicated combination: the skipped check is a warning
-        skipped = "warning" if vaccine is not None else "info"
+        skipped: Indicator = "warning" if vaccine is not None else "info"
         if "medications" in facts.unavailable and needs_data(facts.orders):
             other = vaccine or next(o for o in facts.orders if o.selected and _concerns(o))
             return [Finding("data-incomplete", "", {"variant": "interaction_only", "order": other.display[:60],
