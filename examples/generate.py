@@ -113,7 +113,7 @@ EXAMPLES = {
                                  b.hook_request(orders=[aza(200)], pre=pre(weights=[], meds=[AZA_OLD]))),
     "oncology-mercaptopurine-poor-metabolizer": ("ALL maintenance, child 30 kg / 135 cm, TPMT poor metabolizer: CPIC malignancy dose",
                                                  b.hook_request(orders=[mp(75)], pre=pre(pgx=TPMT_PM, conditions=ALL, pt=CHILD,
-                                                                                         weights=[b.weight(30, when="2026-11-20"), height(135)]))),
+                                                                                         weights=[b.weight(30, when="2026-11-20")], heights=[height(135)]))),
     "oncology-mercaptopurine-no-height": ("ALL maintenance, no height on record: body surface area unknown",
                                           b.hook_request(orders=[mp(100)], pre=pre(conditions=ALL, pt=CHILD, weights=[b.weight(30, when="2026-11-20")]))),
     "elderly-without-weight": ("age 78, no recent weight, 50 mg/day: two notes merged into one info card, none dropped",

@@ -25,6 +25,7 @@ __all__ = ["build_facts", "order_facts", "ClinicalFacts", "DataGap", "Medication
 GROUP_LABELS = {
     "patient": "the patient's demographics",
     "weight": "body weight",
+    "height": "height",
     "pgx": "TPMT / NUDT15 results",
     "labs": "blood counts, liver and kidney tests",
     "pregnancy": "pregnancy status",
@@ -114,7 +115,7 @@ def build_facts(
     if history:
         orders = [_with_history(o, history) for o in orders]
         active = [_with_history(m, history) for m in active]
-    observations = [o for key in ("weight", "labs", "pgx", "pregnancy") for o in resources_of(data.get(key), "Observation")]
+    observations = [o for key in ("weight", "height", "labs", "pgx", "pregnancy") for o in resources_of(data.get(key), "Observation")]
     # DiagnosticReports may carry their results as contained Observations
     for key in ("pgx", "labs"):
         for report in resources_of(data.get(key), "DiagnosticReport"):

@@ -23,8 +23,10 @@ def _templates() -> dict[str, str]:
     pgx_codes = [(k.partition("|")[0], k.partition("|")[2])
                  for k in sorted(t.genotype_codes | t.phenotype_codes | t.variant_codes)]
     pgx_codes += [(LOINC, c) for c in sorted(t.analytes["tpmt_activity"].loinc)]
-    # body weight under every code the mappers read (29463-7, 3141-9, ...) and height for body surface area
-    size_codes = [(LOINC, c) for name in ("weight", "height") for c in sorted(t.analytes[name].loinc)]
+    # body weight under every code the mappers read (29463-7, 3141-9, ...); height (body surface area) has a
+    # key of its own, so that many newer weights cannot crowd it out of a query capped by _count
+    weight_codes = [(LOINC, c) for c in sorted(t.analytes["weight"].loinc)]
+    height_codes = [(LOINC, c) for c in sorted(t.analytes["height"].loinc)]
     status_codes = [(LOINC, c) for c in sorted(t.status_loinc)]
     lab_codes = [(LOINC, c) for name, a in t.analytes.items() if name not in ("weight", "height", "tpmt_activity")
                  for c in sorted(a.loinc)]
@@ -32,7 +34,8 @@ def _templates() -> dict[str, str]:
     return {
         "patient": f"Patient/{patient}",
         "medications": f"MedicationRequest?patient={patient}&status=active&_include=MedicationRequest:medication",
-        "weight": f"Observation?patient={patient}&code={_codes(*size_codes)}&_sort=-date&_count=10",
+        "weight": f"Observation?patient={patient}&code={_codes(*weight_codes)}&_sort=-date&_count=10",
+        "height": f"Observation?patient={patient}&code={_codes(*height_codes)}&_sort=-date&_count=5",
         "pgx": f"Observation?patient={patient}&code={_codes(*pgx_codes)}",
         "labs": f"Observation?patient={patient}&code={_codes(*lab_codes)}&_sort=-date&_count=200",
         "pregnancy": f"Observation?patient={patient}&code={_codes(*status_codes)}&_sort=-date&_count=5",

@@ -15,7 +15,7 @@ from fhir_mappers.facts import ClinicalFacts, MedicationFact
 from . import dose as _dose, interactions as _interactions, monitoring as _monitoring, pgx as _pgx
 from . import populations as _populations
 from .catalogue import catalogue as _catalogue, indicator_of, priority_of
-from .common import thiopurine_of
+from .common import indication, thiopurine_of
 from .doseplan import DosePlan, plan_doses
 from .dose import dose_findings, schedule_error_findings, weight_findings
 from .findings import Finding, Indicator
@@ -89,7 +89,7 @@ def needs_data(orders: list[MedicationFact]) -> bool:
 
 
 # Data groups whose absence leaves a safety check undone (the catalogue words which check).
-_GROUPS = ("medications", "labs", "weight", "conditions", "allergies", "pregnancy", "patient", "immunizations",
+_GROUPS = ("medications", "labs", "weight", "height", "conditions", "allergies", "pregnancy", "patient", "immunizations",
            "past_medications")
 # conditions: without them the indication (dose range), renal impairment and pregnancy checks are undone
 _SERIOUS_GROUPS = {"medications", "labs", "weight", "patient", "allergies", "conditions"}
@@ -128,7 +128,10 @@ def data_gap_findings(facts: ClinicalFacts) -> list[Finding]:
         return []
     why_by_key = {g.key: g.why for g in facts.gaps}
     outcome_by_key = {g.key: g.outcome for g in facts.gaps if g.outcome}
-    relevant = set(_GROUPS) - {"immunizations", "past_medications"}
+    relevant = set(_GROUPS) - {"immunizations", "past_medications", "height"}
+    if any(load()["dosing"]["indications"][indication(o, facts.conditions)[0]].get("oncology")
+           for o in facts.orders if o.selected and thiopurine_of(o)):
+        relevant.add("height")  # dosing by body surface area (oncology)
     if any(not any(d in m.ingredients for m in facts.active_medications)
            for o, d in ((o, thiopurine_of(o)) for o in facts.orders if o.selected) if d):
         relevant.add("immunizations")  # a thiopurine start: live vaccines in the last weeks matter

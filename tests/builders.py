@@ -125,11 +125,13 @@ def normal_pgx() -> list[dict]:
 def prefetch(*, pgx: list[dict] | None = None, weights: list[dict] | None = None, meds: list[dict] | None = None,
              labs: list[dict] | None = None, conditions: list[dict] | None = None, pt: dict | None = None,
              allergies: list[dict] | None = None, status: list[dict] | None = None,
-             immunizations: list[dict] | None = None, past_meds: list[dict] | None = None) -> dict:
+             immunizations: list[dict] | None = None, past_meds: list[dict] | None = None,
+             heights: list[dict] | None = None) -> dict:
     return {
         "patient": pt or patient(),
         "medications": bundle(*(meds or [])),
         "weight": bundle(*(weights if weights is not None else [weight(70)])),
+        "height": bundle(*(heights or [])),
         "pgx": bundle(*(pgx if pgx is not None else normal_pgx())),
         "labs": bundle(*(labs if labs is not None else normal_labs())),
         "pregnancy": bundle(*(status or [])),

@@ -82,7 +82,11 @@ def test_absent_prefetch_fetches_everything_in_parallel(call):
         _register(rsps)
         cards = call(hook_request(fhir_server=BASE, token=TOKEN))
         paths = sorted(urlsplit(str(c.request.url)).path.rsplit("/", 1)[-1] for c in rsps.calls)
-    assert paths.count("Observation") == 4 and "pt-1" in paths and "AllergyIntolerance" in paths and "Immunization" in paths and "MedicationRequest" in paths and "Condition" in paths
+    from hooks.services import THIOPURINE_PREFETCH
+
+    observation_keys = [k for k, p in THIOPURINE_PREFETCH.items() if p.template.startswith("Observation?")]
+    assert "height" in observation_keys and len(observation_keys) == 5  # weight and height are separate queries
+    assert paths.count("Observation") == len(observation_keys) and "pt-1" in paths and "AllergyIntolerance" in paths and "Immunization" in paths and "MedicationRequest" in paths and "Condition" in paths
     assert rule_ids(cards) == ["pgx-poor-metabolizer"]
 
 
@@ -165,3 +169,17 @@ def test_interacting_drug_order_fetches_only_what_it_needs(call):
         assert call(hook_request(orders=[warfarin], fhir_server=BASE, token=TOKEN)) == []
         paths = sorted(urlsplit(str(c.request.url)).path.rsplit("/", 1)[-1] for c in rsps.calls)
     assert paths == ["MedicationRequest", "pt-1"]
+
+
+def test_height_is_not_crowded_out_by_newer_weights(call):
+    """Review item 11: 10+ newer weights must not push the height out of a capped query (oncology: BSA)."""
+    from urllib.parse import parse_qs
+
+    from hooks.services import THIOPURINE_PREFETCH
+    from hooks.registry import OnMissing
+
+    weight_q = parse_qs(THIOPURINE_PREFETCH["weight"].template.partition("?")[2])
+    height_q = parse_qs(THIOPURINE_PREFETCH["height"].template.partition("?")[2])
+    assert "8302-2" not in weight_q["code"][0] and "8302-2" in height_q["code"][0]
+    assert "29463-7" not in height_q["code"][0]
+    assert THIOPURINE_PREFETCH["height"].on_missing is OnMissing.FETCH
