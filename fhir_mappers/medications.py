@@ -168,7 +168,7 @@ def _per_day(dosage: dict) -> tuple[float | None, str, float | None]:
             times = as_list(repeat.get("when")) + as_list(repeat.get("timeOfDay"))
             freq = float(len(times)) if times else None
         period = number(repeat.get("period"))
-        unit = repeat.get("periodUnit")
+        unit = repeat.get("periodUnit") or repeat.get("periodUnits")  # DSTU2 MedicationOrder: periodUnits
         if freq is not None and period is None and not unit and (repeat.get("when") or repeat.get("timeOfDay")):
             period, unit = 1.0, "d"
         if freq is None and period and isinstance(unit, str) and unit in _PERIOD_DAYS:
