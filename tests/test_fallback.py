@@ -183,3 +183,41 @@ def test_height_is_not_crowded_out_by_newer_weights(call):
     assert "8302-2" not in weight_q["code"][0] and "8302-2" in height_q["code"][0]
     assert "29463-7" not in height_q["code"][0]
     assert THIOPURINE_PREFETCH["height"].on_missing is OnMissing.FETCH
+
+
+def test_height_found_through_the_fhir_fallback_despite_many_newer_weights(call):
+    """A FHIR server that honours _count: 12 newer weights and an older height. The height query is
+    its own, so the oncology (body surface area) dose is judged and no 'height missing' card appears."""
+    import json
+
+    from tests.builders import days_ago
+    from tests.test_cards_catalogue import ALL, height
+
+    weights = [weight(30, when=days_ago(1 + i), id=f"w{i}") for i in range(12)]
+    h = height(135)
+    h["effectiveDateTime"] = days_ago(60)
+
+    def handler(request):
+        path, query = urlsplit(request.url).path, parse_qs(urlsplit(request.url).query)
+        body: dict = bundle()
+        if path.endswith("/Patient/pt-1"):
+            body = patient(birth_date="2016-01-01")
+        elif path.endswith("/Observation"):
+            codes = query.get("code", [""])[0]
+            found = [o for o in weights + [h] if o["code"]["coding"][0]["code"] in codes]
+            found.sort(key=lambda o: o["effectiveDateTime"], reverse=True)
+            count = int(query.get("_count", ["1000"])[0])
+            if "84413-4" in codes:
+                found = [genotype_ig("TPMT", "*1/*1"), genotype_ig("NUDT15", "*1/*1")]
+            elif "6690-2" in codes:
+                found = normal_labs()
+            body = bundle(*found[:count])
+        elif path.endswith("/Condition"):
+            body = bundle(ALL)
+        return 200, {"Content-Type": "application/fhir+json"}, json.dumps(body)
+
+    mp = med_request("197931", "mercaptopurine 50 MG Oral Tablet", id="mp", daily_mg=50)
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=handler)
+        cards = call(hook_request(orders=[mp], fhir_server=BASE, token=TOKEN))
+    assert "height-missing" not in rule_ids(cards), rule_ids(cards)
