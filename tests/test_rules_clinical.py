@@ -487,3 +487,38 @@ def test_at_most_one_info_card_by_default(call):
     pre = b.prefetch(weights=[], pt=patient(birth_date="1940-01-01"))  # weight missing + elderly: two infos
     cards = call(b.hook_request(orders=[med_request(daily_mg=50)], pre=pre))
     assert [c["indicator"] for c in cards].count("info") == 1
+
+
+# ------------------------------------------------- a stop supersedes dose advice (review items 1 and 4)
+def _states_no_dose(findings, ref="MedicationRequest/mr-aza"):
+    from rules.findings import ChangeDose
+
+    for f in findings:
+        if f.order_ref != ref:
+            continue
+        assert f.dose is None and "plan" not in f.values, f.rule_id
+        assert not any(isinstance(a, ChangeDose) for a in f.actions), f.rule_id
+        assert "Recommended dose" not in detail_of(f), f.rule_id
+        assert "give " + "azathioprine at" not in summary_of(f), f.rule_id
+
+
+@pytest.mark.parametrize("anc", [0.8, 0.4])
+def test_severe_cytopenia_stops_the_order_and_no_card_gives_a_dose(anc):
+    from rules.findings import CancelOrder
+
+    found = run([med_request(daily_mg=150)], weights=[weight(72)], meds=[],
+                pgx=[b.genotype_ig("TPMT", "*1/*3A"), b.genotype_ig("NUDT15", "*1/*1")], labs=_labs_with(anc=anc))
+    stop = one(found, "cytopenia-severe")
+    assert stop.stops_order and any(isinstance(a, CancelOrder) and a.order_ref == "MedicationRequest/mr-aza" for a in stop.actions)
+    _states_no_dose(found)
+
+
+def test_poor_metabolizer_and_allopurinol_xoi_card_gives_no_dose_for_the_stopped_order():
+    found = run([med_request(daily_mg=150)], weights=[weight(72)], meds=[active("519", "allopurinol", id="allo", mg=300)],
+                pgx=[b.genotype_ig("TPMT", "*3A/*3A"), b.genotype_ig("NUDT15", "*1/*1")])
+    pm, xoi = one(found, "pgx-poor-metabolizer"), one(found, "interaction-xanthine-oxidase")
+    assert pm.stops_order
+    _states_no_dose([xoi])
+    text = summary_of(xoi) + detail_of(xoi)
+    assert "stop" in text.lower() and "given later" in text
+    assert "mg/day of the" not in detail_of(xoi)  # no figure from the ordered dose
