@@ -8,7 +8,7 @@ thiopurines at all, so that an unrelated order costs no FHIR queries.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 
@@ -182,8 +182,26 @@ def attach_plans(findings: list[Finding], facts: ClinicalFacts) -> dict[str, Dos
     return plans
 
 
+def unreadable_doses(facts: ClinicalFacts) -> ClinicalFacts:
+    """A thiopurine order of 0 mg, or of more than any plausible dose (dosing.toml implausible_daily_mg), is a
+    dose that could not be read: no rule computes mg/kg, a reduced range or a plan from it."""
+    top = load()["dosing"]["general"]["implausible_daily_mg"]
+
+    def fix(o: MedicationFact) -> MedicationFact:
+        d = o.daily_dose
+        if d is None or not thiopurine_of(o) or 0 < d.mg <= top:
+            return o
+        problem = (f"the ordered dose is {d.mg:g} mg/day" if d.mg <= 0 else
+                   f"{d.mg:g} mg/day is not a plausible dose (above {top:g} mg/day, the label's highest dose for the "
+                   f"heaviest plausible patient): a recording error?")
+        return replace(o, daily_dose=None, dose_problem=problem)
+
+    return replace(facts, orders=[fix(o) for o in facts.orders])
+
+
 def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list[Finding]:
     days = options.weight_max_age_days
+    facts = unreadable_doses(facts)
     findings: list[Finding] = []
     findings += population_findings(facts)        # hypersensitivity first: it outranks dosing
     findings += pgx_findings(facts, weight_max_age_days=days, guideline=options.guideline)

@@ -641,3 +641,11 @@ def test_live_vaccine_order_says_when_recently_stopped_medications_could_not_be_
     (finding,) = rules.evaluate(f)
     assert finding.rule_id == "data-incomplete" and finding.values["groups"][0]["key"] == "past_medications"
     assert "recently stopped medications" in cat.render(finding).detail
+
+
+def test_metabolite_rules_have_their_own_trigger_text():
+    from rules.catalogue import catalogue
+
+    rules_ = catalogue().raw["rules"]
+    high, low = rules_["metabolites-high"]["trigger"], rules_["metabolites-low"]["trigger"]
+    assert high != low and "< 235" in low and "< 235" not in high

@@ -522,3 +522,24 @@ def test_poor_metabolizer_and_allopurinol_xoi_card_gives_no_dose_for_the_stopped
     text = summary_of(xoi) + detail_of(xoi)
     assert "stop" in text.lower() and "given later" in text
     assert "mg/day of the" not in detail_of(xoi)  # no figure from the ordered dose
+
+
+# ------------------------------------------- 0 mg and implausible doses; the range line (items 5, 15)
+@pytest.mark.parametrize("mg", [0, 1e9])
+def test_zero_or_implausible_dose_is_a_dose_that_could_not_be_read(mg):
+    found = run([med_request(daily_mg=mg)], weights=[weight(72)], meds=[],
+                pgx=[b.genotype_ig("TPMT", "*1/*3A"), b.genotype_ig("NUDT15", "*1/*1")])
+    f = one(found, "dose-unreadable")
+    assert ("0 mg/day" if mg == 0 else "not a plausible dose") in detail_of(f)
+    assert "pgx-dose-in-reduced-range" not in ids(found)
+    for g in found:
+        assert "plan" not in g.values and "mg/kg/day" not in summary_of(g) + detail_of(g).split("**Sources**")[0]
+
+
+def test_a_dose_below_the_reduced_range_is_not_called_within_it():
+    found = run([med_request(daily_mg=25)], weights=[weight(72)], meds=[active(mg=25)],
+                pgx=[b.genotype_ig("TPMT", "*1/*3A"), b.genotype_ig("NUDT15", "*1/*1")])
+    text = "\n".join(detail_of(f) for f in found)
+    assert "(up to 25 mg/day" not in text
+    assert "below the recommended range** (43.2-72 mg/day" in text, text
+    assert not any("within" in summary_of(f) for f in found), [summary_of(f) for f in found]
