@@ -543,3 +543,23 @@ def test_a_dose_below_the_reduced_range_is_not_called_within_it():
     assert "(up to 25 mg/day" not in text
     assert "below the recommended range** (43.2-72 mg/day" in text, text
     assert not any("within" in summary_of(f) for f in found), [summary_of(f) for f in found]
+
+
+# ------------------------------------------------------ RA and AIH starts (review item 9)
+def test_ra_new_start_states_1_mg_per_kg_to_the_tablet_step():
+    f = one(run([med_request(daily_mg=150)], meds=[], weights=[weight(72)], conditions=[condition("69896004")]),
+            "dose-new-start")
+    assert "start at 75 mg/day" in summary_of(f), summary_of(f)
+    assert "1 mg/kg/day × 72 kg = 72 mg" in detail_of(f)
+
+
+@pytest.mark.parametrize("kg,mg,expected", [(50, 100, True), (50, 50, False), (72, 75, False), (72, 100, True)])
+def test_ra_new_start_above_1_mg_per_kg_is_flagged_under_100_mg(kg, mg, expected):
+    found = run([med_request(daily_mg=mg)], meds=[], weights=[weight(kg)], conditions=[condition("69896004")])
+    assert ("dose-new-start" in ids(found)) is expected
+
+
+def test_aih_new_start_is_a_fixed_50_mg():
+    f = one(run([med_request(daily_mg=75)], meds=[], weights=[weight(72)], conditions=[condition("408335007")]),
+            "dose-new-start")
+    assert "start at 50 mg/day" in summary_of(f)
