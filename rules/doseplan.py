@@ -68,7 +68,8 @@ def practical_regimen(drug: str, low: float | None, high: float, days_per_week: 
     """The largest practical regimen with an average in [low, high] (per dose when ``days_per_week``)."""
     spec = forms(drug)
     step = float(spec.get("tablet_step_mg", 25))
-    if low is not None and low >= high - EPS:  # one figure (DPWG: 50 %): the nearest practical dose not above it
+    single = low is not None and low >= high - EPS
+    if single:  # one figure (DPWG: 50 %): the nearest practical dose not above it (daily or alternate days)
         low = max(high - step, 0.0)
     floor_mg = (low or 0.0) - EPS
     if days_per_week:
@@ -84,6 +85,8 @@ def practical_regimen(drug: str, low: float | None, high: float, days_per_week: 
     if m >= 0:
         candidates.append(Regimen((m + 1) * step, alt_mg=m * step) if m >= 1 else Regimen(step, every_days=2))
     candidates.append(Regimen(step, days_per_week=3))
+    if single:  # nearest to the one figure first, never above it (72 mg: 75/50 mg alternate days, not 50 mg daily)
+        candidates.sort(key=lambda r: -r.avg_daily_mg if r.avg_daily_mg <= high + EPS else math.inf)
     for r in candidates:  # simplest first: daily, alternate days, three times a week
         if floor_mg <= r.avg_daily_mg <= high + EPS:
             return r
