@@ -297,6 +297,8 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis) -> Finding:
         sources.append(cap["source"])
     values = {**base, "im_genes": [s.gene for s in inter], "low_f": low_f, "high_f": high_f,
               "band_low_f": band_low_f, "band_high_f": band_high_f, "capped": capped,
+              # the band rests on a secondary source (thioguanine IM): the card does not credit it to the guideline
+              "band_secondary": load().source(band["source"]).internal,
               "other_gaps": [s.values() for s in gaps if s not in inter]}
     actions = _resolve_ambiguity(st)
     if [s for s in gaps if s.state in ("missing", "unreadable")]:

@@ -589,3 +589,13 @@ def test_im_card_words_an_untested_second_gene_plainly():
     f = one(_im([med_request(daily_mg=150)], pgx=[b.genotype_ig("TPMT", "*1/*3A")]), "pgx-reduce-dose")
     assert "also test / monitor" not in detail_of(f)
     assert "NUDT15 not tested: order NUDT15 genotyping too" in detail_of(f)
+
+
+def test_thioguanine_im_card_cites_primary_sources_only_and_does_not_credit_its_band_to_cpic():
+    from rules.catalogue import sources_of
+
+    tg = med_request("10485", "thioguanine 40 MG Oral Tablet", id="tg", daily_mg=120)
+    found = run([tg], weights=[weight(72)], meds=[], pgx=[b.genotype_ig("TPMT", "*1/*3A"), b.genotype_ig("NUDT15", "*1/*1")])
+    (f,) = [g for g in found if g.rule_id in ("pgx-reduce-dose", "pgx-dose-in-reduced-range")]
+    assert "ufhealth_thioguanine" not in sources_of(f) and "cpic_2018" in sources_of(f)
+    assert "CPIC: 20-50 %" not in detail_of(f) and "This service (a conservative band" in detail_of(f)
