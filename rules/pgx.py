@@ -226,7 +226,9 @@ def _for_order(facts, order: MedicationFact, drug: str, st: dict[Gene, GeneStatu
     inter = [s for s in st.values() if s.is_intermediate]
     spec = drug_spec(drug, guideline)
     base: dict[str, Any] = {"genes": [s.values() for s in st.values()], "ordered": order.daily_dose.mg if order.daily_dose else None,
-                            "preliminary": any(s.preliminary for s in st.values())}  # the catalogue flags the summary too
+                            "preliminary": any(s.preliminary for s in st.values()),  # the catalogue flags the summary too
+                            # an ambiguous call read at its most severe: the summary says "possible"
+                            "ambiguous": [s.gene for s in st.values() if any(p["code"] == "ambiguous" for p in s.problems)]}
     basis = size_basis(facts, order, drug, weight_days)
     malignant = basis["malignancy"]  # ALL or AML treated with this thiopurine (dosing.toml malignancy_drugs)
     base.update(basis=basis, malignant=malignant, guideline=guideline)

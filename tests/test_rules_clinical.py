@@ -599,3 +599,9 @@ def test_thioguanine_im_card_cites_primary_sources_only_and_does_not_credit_its_
     (f,) = [g for g in found if g.rule_id in ("pgx-reduce-dose", "pgx-dose-in-reduced-range")]
     assert "ufhealth_thioguanine" not in sources_of(f) and "cpic_2018" in sources_of(f)
     assert "CPIC: 20-50 %" not in detail_of(f) and "This service (a conservative band" in detail_of(f)
+
+
+def test_ambiguous_genotype_summary_says_possible():
+    f = one(run([med_request(daily_mg=150)], weights=[weight(72)], meds=[],
+                pgx=[b.genotype_ig("TPMT", "*1/*3A or *3B/*3C"), b.genotype_ig("NUDT15", "*1/*1")]), "pgx-poor-metabolizer")
+    assert "possible TPMT poor metabolizer (ambiguous genotype)" in summary_of(f), summary_of(f)
