@@ -21,7 +21,8 @@ THIOPURINE_PREFETCH = {key: PrefetchKey(template, POLICY.get(key, OnMissing.FETC
 
 DESCRIPTION = (
     "Thiopurine prescribing safety (azathioprine, mercaptopurine, thioguanine): TPMT/NUDT15 "
-    "pharmacogenomics per CPIC, dose by body weight, with suggested corrections and test orders."
+    "pharmacogenomics per CPIC (default) or DPWG (AZA_CDS_GUIDELINE=dpwg), dose by body weight, with "
+    "suggested corrections and test orders."
 )
 
 

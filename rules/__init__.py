@@ -8,7 +8,7 @@ thiopurines at all, so that an unrelated order costs no FHIR queries.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 
@@ -18,7 +18,7 @@ from .catalogue import catalogue as _catalogue, indicator_of, priority_of
 from .common import indication, thiopurine_of
 from .doseplan import DosePlan, plan_doses
 from .dose import dose_findings, schedule_error_findings, weight_findings
-from .findings import Finding, Indicator
+from .findings import ChangeDose, Finding, Indicator
 from .interactions import interacting_ingredients, interaction_findings, is_live_vaccine
 from .knowledge_base import load
 from .monitoring import cbc_due_findings, lab_findings, tpmt_high_findings
@@ -150,21 +150,31 @@ def data_gap_findings(facts: ClinicalFacts) -> list[Finding]:
 
 def drop_superseded(findings: list[Finding]) -> list[Finding]:
     """A finding supersedes the rules its catalogue entry names on the same order; one that stops an
-    order also supersedes the catalogue's dose advice for it, and its dose limits."""
+    order also supersedes the catalogue's dose advice for it, and its dose limits: no other card about a
+    stopped order states a dose (``values["order_stopped"]``, no plan). A stop without a dose of its own
+    (severe cytopenia, hypersensitivity, a contraindicated combination) leaves no dose on that order at all;
+    a stop that offers a reduced dose as the second choice (poor metabolizer) keeps that one, on its own card."""
     cat = _catalogue()
     fired = {(f.order_ref, f.rule_id) for f in findings}
-    stopped = {f.order_ref for f in findings if f.stops_order and f.order_ref}
+    stoppers: dict[str, list[Finding]] = {}
+    for f in findings:
+        if f.stops_order and f.order_ref:
+            stoppers.setdefault(f.order_ref, []).append(f)
+    hard = {ref for ref, fs in stoppers.items() if any(g.dose is None for g in fs)}
     out = []
     for f in findings:
         superseded = any((f.order_ref, other) in fired and f.rule_id in cat[other].supersedes
                          for other in cat.entries if other != f.rule_id)
-        if f.order_ref in stopped and not f.stops_order and f.rule_id in cat.stop_supersedes:
+        if f.order_ref in stoppers and not f.stops_order and f.rule_id in cat.stop_supersedes:
             superseded = True
         if superseded:
             continue
-        if f.order_ref in stopped and f.dose is not None and not any(
-                g.stops_order and g.dose is not None for g in findings if g.order_ref == f.order_ref):
-            f.dose = None  # the order is stopped: no dose for it
+        if f.order_ref in stoppers and (f.order_ref in hard or not f.stops_order):
+            if f.dose is not None:
+                f.dose = None  # the order is stopped: no dose for it on this card
+                f.actions = [a for a in f.actions if not isinstance(a, ChangeDose)]
+            if not f.stops_order:
+                f.values["order_stopped"] = True
         out.append(f)
     return out
 
@@ -173,13 +183,31 @@ def attach_plans(findings: list[Finding], facts: ClinicalFacts) -> dict[str, Dos
     meds = {m.ref: m for m in facts.orders + facts.active_medications if m.ref and m.daily_dose is not None}
     plans = plan_doses(findings, {ref: m.daily_dose.mg for ref, m in meds.items() if m.daily_dose is not None}, indicator_of, priority_of)
     for f in findings:
-        if f.order_ref in plans:
+        if f.order_ref in plans and not f.values.get("order_stopped"):
             f.values["plan"] = plans[f.order_ref].values()
     return plans
 
 
+def unreadable_doses(facts: ClinicalFacts) -> ClinicalFacts:
+    """A thiopurine order of 0 mg, or of more than any plausible dose (dosing.toml implausible_daily_mg), is a
+    dose that could not be read: no rule computes mg/kg, a reduced range or a plan from it."""
+    top = load()["dosing"]["general"]["implausible_daily_mg"]
+
+    def fix(o: MedicationFact) -> MedicationFact:
+        d = o.daily_dose
+        if d is None or not thiopurine_of(o) or 0 < d.mg <= top:
+            return o
+        problem = (f"the ordered dose is {d.mg:g} mg/day" if d.mg <= 0 else
+                   f"{d.mg:g} mg/day is not a plausible dose (above {top:g} mg/day, the label's highest dose for the "
+                   f"heaviest plausible patient): a recording error?")
+        return replace(o, daily_dose=None, dose_problem=problem)
+
+    return replace(facts, orders=[fix(o) for o in facts.orders])
+
+
 def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list[Finding]:
     days = options.weight_max_age_days
+    facts = unreadable_doses(facts)
     findings: list[Finding] = []
     findings += population_findings(facts)        # hypersensitivity first: it outranks dosing
     findings += pgx_findings(facts, weight_max_age_days=days, guideline=options.guideline)

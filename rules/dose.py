@@ -1,6 +1,8 @@
 """Dose by indication and body size (mg/kg/day, or mg/m²/day in oncology), new starts, weight and height."""
 from __future__ import annotations
 
+import math
+
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 
 from .common import indication, recent, recent_weight, size_basis, therapy_unknown, thiopurine_orders
@@ -45,6 +47,32 @@ def _max_daily(spec: dict, basis: dict, new_start: bool) -> tuple[float | None, 
         return (per * basis["bsa"] if basis["bsa"] else None), per, "m2"
     per = spec.get("new_start_max_mg_per_kg", spec["max_mg_per_kg"]) if new_start else spec["max_mg_per_kg"]
     return (per * basis["weight"] if basis["weight"] else None), per, "kg"
+
+
+def _start(spec: dict, general: dict, weight: float | None, drug: str) -> dict:
+    """The starting dose of a new start and the dose above which a start is flagged.
+
+    An indication with ``start_mg_per_kg`` (rheumatoid arthritis, FDA label: about 1.0 mg/kg/day) starts at that
+    figure times the weight, to the nearest tablet step (75 mg for 72 kg), and a start above it is flagged even
+    under the label's 100 mg; without a weight, at the label's upper figure ``start_mg``. One with only
+    ``start_mg`` (autoimmune hepatitis, AASLD: 50 mg/day) starts at that fixed dose. Otherwise the brief's
+    50 mg/day or 1 mg/kg/day, whichever is higher, is the threshold."""
+    step = float(load()["dosing"]["forms"].get(drug, {}).get("tablet_step_mg", 25))
+    per_kg = spec.get("start_mg_per_kg")
+    if per_kg is not None:
+        if weight:
+            exact = per_kg * weight
+            practical = max(step, math.floor(exact / step + 0.5) * step)
+            return {"start_mg": practical, "start_exact": exact, "start_per_kg": per_kg, "step": step,
+                    "threshold": practical}
+        return {"start_mg": spec["start_mg"], "start_exact": None, "start_per_kg": per_kg, "step": step,
+                "threshold": spec["start_mg"]}
+    if "start_mg" in spec:
+        return {"start_mg": spec["start_mg"], "start_exact": None, "start_per_kg": None, "step": step,
+                "threshold": spec["start_mg"]}
+    start_mg, general_per_kg = general["new_start_mg"], general["new_start_mg_per_kg"]
+    threshold = max(start_mg, general_per_kg * weight) if weight else start_mg
+    return {"start_mg": start_mg, "start_exact": None, "start_per_kg": None, "step": step, "threshold": threshold}
 
 
 def weight_findings(facts: ClinicalFacts, max_age_days: int) -> list[Finding]:
@@ -125,13 +153,9 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int) -> list[Finding]:
                 continue
         if new_start and drug == "azathioprine" and not basis["oncology"] and not spec.get("no_start_titration") \
                 and "new_start_max_mg_per_kg" not in spec:
-            start_mg = spec.get("start_mg", general["new_start_mg"])
-            start_per_kg = spec.get("start_mg_per_kg", general["new_start_mg_per_kg"])
-            threshold = max(start_mg, start_per_kg * basis["weight"]) if basis["weight"] else start_mg
-            if ordered > threshold + 1e-9:
-                findings.append(Finding("dose-new-start", order.ref, {**values, "start_mg": start_mg,
-                                                                      "threshold": threshold},
-                                        sources=sources, drug=drug))
+            start = _start(spec, general, basis["weight"], drug)
+            if ordered > start["threshold"] + 1e-9:
+                findings.append(Finding("dose-new-start", order.ref, {**values, **start}, sources=sources, drug=drug))
     return findings
 
 

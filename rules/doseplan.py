@@ -29,6 +29,8 @@ class DosePlan:
     qualitative: list[str] = field(default_factory=list)  # "lower doses" without a figure
     carrier: str = ""  # rule id of the card that carries the suggestion
     preliminary: bool = False  # a contributing finding rests on a preliminary result (every card stating it says so)
+    range_low: float | None = None  # the recommended range itself (not capped at the ordered dose)
+    range_high: float | None = None
 
     @property
     def change(self) -> bool:
@@ -49,6 +51,8 @@ class DosePlan:
             "kind": self.kind, "days_per_week": self.days_per_week, "rules": list(self.rules),
             "qualitative": list(self.qualitative), "carrier": self.carrier, "drug": self.drug,
             "preliminary": self.preliminary,
+            "range": {"low": self.range_low, "high": self.high_mg if self.range_high is None else self.range_high,
+                      "days_per_week": self.days_per_week},
             "regimen": None if r is None else {
                 "per_dose": r.per_dose_mg, "alt": r.alt_mg, "every_days": r.every_days,
                 "days_per_week": r.days_per_week, "form": r.form, "ml": r.ml, "avg": r.avg_daily_mg,
@@ -64,7 +68,8 @@ def practical_regimen(drug: str, low: float | None, high: float, days_per_week: 
     """The largest practical regimen with an average in [low, high] (per dose when ``days_per_week``)."""
     spec = forms(drug)
     step = float(spec.get("tablet_step_mg", 25))
-    if low is not None and low >= high - EPS:  # one figure (DPWG: 50 %): the nearest practical dose not above it
+    single = low is not None and low >= high - EPS
+    if single:  # one figure (DPWG: 50 %): the nearest practical dose not above it (daily or alternate days)
         low = max(high - step, 0.0)
     floor_mg = (low or 0.0) - EPS
     if days_per_week:
@@ -80,6 +85,8 @@ def practical_regimen(drug: str, low: float | None, high: float, days_per_week: 
     if m >= 0:
         candidates.append(Regimen((m + 1) * step, alt_mg=m * step) if m >= 1 else Regimen(step, every_days=2))
     candidates.append(Regimen(step, days_per_week=3))
+    if single:  # nearest to the one figure first, never above it (72 mg: 75/50 mg alternate days, not 50 mg daily)
+        candidates.sort(key=lambda r: -r.avg_daily_mg if r.avg_daily_mg <= high + EPS else math.inf)
     for r in candidates:  # simplest first: daily, alternate days, three times a week
         if floor_mg <= r.avg_daily_mg <= high + EPS:
             return r
@@ -128,13 +135,18 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
         items.sort(key=lambda f: (-SEVERITY[indicator_of(f)], priority_of(f)))
         numeric.sort(key=lambda f: (-SEVERITY[indicator_of(f)], priority_of(f)))
         drug = numeric[0].drug
-        low, high, days = combine([f.dose for f in numeric if f.dose is not None], ordered_mg[ref])
+        limits = [f.dose for f in numeric if f.dose is not None]
+        low, high, days = combine(limits, ordered_mg[ref])
+        # the recommended range as the limits give it (the card says whether the ordered dose is in it)
+        absolute = any(lim.high_mg is not None for lim in limits)
+        range_low, range_high, _ = combine(limits, math.inf if absolute else ordered_mg[ref])
         plan = DosePlan(ref, drug, ordered_mg[ref], low, high, days,
                         practical_regimen(drug, low, high, days),
                         rules=list(dict.fromkeys(f.rule_id for f in numeric)),
                         qualitative=list(dict.fromkeys(f.rule_id for f in items if f.dose is not None and f.dose.qualitative)),
                         carrier=numeric[0].rule_id,
-                        preliminary=any(f.values.get("preliminary") is True for f in items))
+                        preliminary=any(f.values.get("preliminary") is True for f in items),
+                        range_low=range_low, range_high=range_high)
         if plan.change and plan.regimen is not None:
             carrier = numeric[0]
             action = ChangeDose(ref, plan.regimen, drug)

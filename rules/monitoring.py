@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from fhir_mappers.facts import ClinicalFacts, Measurement
 
 from .common import therapy_unknown, thiopurine_orders
-from .findings import Action, Finding, OrderTest
+from .findings import Action, CancelOrder, Finding, OrderTest
 from .knowledge_base import load
 
 CBC = ("wbc", "neutrophils", "lymphocytes", "platelets", "hemoglobin")
@@ -138,7 +138,10 @@ def lab_findings(facts: ClinicalFacts) -> list[Finding]:
     mcv = latest(facts, "mcv", age)
     macro = mcv is not None and mcv.value > kb["cytopenia"]["mcv_above"]
     if severe:
-        findings.append(Finding("cytopenia-severe", order.ref, _results(severe, facts), drug=drug))
+        # stop on severe cytopenia (brief; FDA label): the stop supersedes every dose advice on the order
+        findings.append(Finding("cytopenia-severe", order.ref, _results(severe, facts),
+                                [CancelOrder(order.ref, drug)] if order.ref and order.is_draft else [],
+                                stops_order=True, drug=drug))
     if low or lymphopenia or macro:
         advice = "withhold" if low else "reduce" if lymphopenia else "macrocytosis"
         findings.append(Finding("cytopenia", order.ref, {**_results(low + ([lym] if lymphopenia and lym else []) + ([mcv] if macro and mcv else []), facts),

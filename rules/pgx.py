@@ -226,7 +226,9 @@ def _for_order(facts, order: MedicationFact, drug: str, st: dict[Gene, GeneStatu
     inter = [s for s in st.values() if s.is_intermediate]
     spec = drug_spec(drug, guideline)
     base: dict[str, Any] = {"genes": [s.values() for s in st.values()], "ordered": order.daily_dose.mg if order.daily_dose else None,
-                            "preliminary": any(s.preliminary for s in st.values())}  # the catalogue flags the summary too
+                            "preliminary": any(s.preliminary for s in st.values()),  # the catalogue flags the summary too
+                            # an ambiguous call read at its most severe: the summary says "possible"
+                            "ambiguous": [s.gene for s in st.values() if any(p["code"] == "ambiguous" for p in s.problems)]}
     basis = size_basis(facts, order, drug, weight_days)
     malignant = basis["malignancy"]  # ALL or AML treated with this thiopurine (dosing.toml malignancy_drugs)
     base.update(basis=basis, malignant=malignant, guideline=guideline)
@@ -289,18 +291,26 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis) -> Finding:
     band = _band(spec, inter)
     low_f, high_f = band["low"], band["high"]
     sources = [band["source"], spec["label_source"]]
+    band_low_f, band_high_f = low_f, high_f  # the guideline's own band (the card credits the guideline with it)
     cap = spec.get("cap")
+    capped = False
     if cap and cap["high"] < high_f and len(inter) == 1:
-        high_f = cap["high"]
+        high_f, capped = cap["high"], True  # a more conservative upper limit (knowledge data names its basis)
         sources.append(cap["source"])
     values = {**base, "im_genes": [s.gene for s in inter], "low_f": low_f, "high_f": high_f,
+              "band_low_f": band_low_f, "band_high_f": band_high_f, "capped": capped,
+              # the band rests on a secondary source (thioguanine IM): the card does not credit it to the guideline
+              "band_secondary": load().source(band["source"]).internal,
               "other_gaps": [s.values() for s in gaps if s not in inter]}
     actions = _resolve_ambiguity(st)
     if [s for s in gaps if s.state in ("missing", "unreadable")]:
         actions.append(_test_action("genotype"))
     reference = basis["reference_mg"]
     if reference is None or order.daily_dose is None:
-        values.update(dose_problem=order.dose_problem or "", reference=None)
+        # no readable daily dose: the reduced range from the weight still gives the mg figure to aim for
+        values.update(dose_problem=order.dose_problem or "", reference=None, target_reference=reference,
+                      target_low=reference * low_f if reference else None,
+                      target_high=reference * high_f if reference else None)
         return Finding("pgx-reduce-dose", order.ref, values, actions, drug=drug, sources=tuple(sources))
     ordered = order.daily_dose.mg
     low, high = reference * low_f, reference * high_f

@@ -180,8 +180,12 @@ def test_dose_range_and_pgx_and_renal_share_one_plan():
 
 def test_dpwg_profile_uses_half_the_dose_for_an_intermediate_metabolizer():
     f = one(evaluate([med_request(daily_mg=150)], guideline="dpwg", pgx=TPMT_IM), "pgx-reduce-dose")
-    assert (f.values["low_f"], f.values["high_f"]) == (0.5, 0.5) and f.actions[0].daily_mg == 50  # 50 % of 140 = 70
-    assert "DPWG 2025" in cat.render(f, "dpwg").detail
+    # 50 % of 140 = 70: the nearest practical regimen not above it is 75/50 mg on alternate days (62.5 mg/day),
+    # not 50 mg daily (36 % of the normal dose by rounding down alone); the summary says the exact figure and how far
+    assert (f.values["low_f"], f.values["high_f"]) == (0.5, 0.5) and f.actions[0].daily_mg == 62.5
+    text = cat.render(f, "dpwg")
+    assert "DPWG 2025" in text.detail
+    assert "75/50 mg alternate days" in text.summary and "exact 70 mg/day" in text.summary and "89 %" in text.summary
 
 
 def test_a_range_whose_ends_are_equal_is_worded_as_one_figure():
@@ -641,3 +645,11 @@ def test_live_vaccine_order_says_when_recently_stopped_medications_could_not_be_
     (finding,) = rules.evaluate(f)
     assert finding.rule_id == "data-incomplete" and finding.values["groups"][0]["key"] == "past_medications"
     assert "recently stopped medications" in cat.render(finding).detail
+
+
+def test_metabolite_rules_have_their_own_trigger_text():
+    from rules.catalogue import catalogue
+
+    rules_ = catalogue().raw["rules"]
+    high, low = rules_["metabolites-high"]["trigger"], rules_["metabolites-low"]["trigger"]
+    assert high != low and "< 235" in low and "< 235" not in high

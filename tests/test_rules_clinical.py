@@ -487,3 +487,121 @@ def test_at_most_one_info_card_by_default(call):
     pre = b.prefetch(weights=[], pt=patient(birth_date="1940-01-01"))  # weight missing + elderly: two infos
     cards = call(b.hook_request(orders=[med_request(daily_mg=50)], pre=pre))
     assert [c["indicator"] for c in cards].count("info") == 1
+
+
+# ------------------------------------------------- a stop supersedes dose advice (review items 1 and 4)
+def _states_no_dose(findings, ref="MedicationRequest/mr-aza"):
+    from rules.findings import ChangeDose
+
+    for f in findings:
+        if f.order_ref != ref:
+            continue
+        assert f.dose is None and "plan" not in f.values, f.rule_id
+        assert not any(isinstance(a, ChangeDose) for a in f.actions), f.rule_id
+        assert "Recommended dose" not in detail_of(f), f.rule_id
+        assert "give " + "azathioprine at" not in summary_of(f), f.rule_id
+
+
+@pytest.mark.parametrize("anc", [0.8, 0.4])
+def test_severe_cytopenia_stops_the_order_and_no_card_gives_a_dose(anc):
+    from rules.findings import CancelOrder
+
+    found = run([med_request(daily_mg=150)], weights=[weight(72)], meds=[],
+                pgx=[b.genotype_ig("TPMT", "*1/*3A"), b.genotype_ig("NUDT15", "*1/*1")], labs=_labs_with(anc=anc))
+    stop = one(found, "cytopenia-severe")
+    assert stop.stops_order and any(isinstance(a, CancelOrder) and a.order_ref == "MedicationRequest/mr-aza" for a in stop.actions)
+    _states_no_dose(found)
+
+
+def test_poor_metabolizer_and_allopurinol_xoi_card_gives_no_dose_for_the_stopped_order():
+    found = run([med_request(daily_mg=150)], weights=[weight(72)], meds=[active("519", "allopurinol", id="allo", mg=300)],
+                pgx=[b.genotype_ig("TPMT", "*3A/*3A"), b.genotype_ig("NUDT15", "*1/*1")])
+    pm, xoi = one(found, "pgx-poor-metabolizer"), one(found, "interaction-xanthine-oxidase")
+    assert pm.stops_order
+    _states_no_dose([xoi])
+    text = summary_of(xoi) + detail_of(xoi)
+    assert "stop" in text.lower() and "given later" in text
+    assert "mg/day of the" not in detail_of(xoi)  # no figure from the ordered dose
+
+
+# ------------------------------------------- 0 mg and implausible doses; the range line (items 5, 15)
+@pytest.mark.parametrize("mg", [0, 1e9])
+def test_zero_or_implausible_dose_is_a_dose_that_could_not_be_read(mg):
+    found = run([med_request(daily_mg=mg)], weights=[weight(72)], meds=[],
+                pgx=[b.genotype_ig("TPMT", "*1/*3A"), b.genotype_ig("NUDT15", "*1/*1")])
+    f = one(found, "dose-unreadable")
+    assert ("0 mg/day" if mg == 0 else "not a plausible dose") in detail_of(f)
+    assert "pgx-dose-in-reduced-range" not in ids(found)
+    for g in found:
+        text = summary_of(g) + detail_of(g)
+        assert "plan" not in g.values and "13888888" not in text and "= 0 mg/kg" not in text and "= 0.0 mg/kg" not in text
+
+
+def test_a_dose_below_the_reduced_range_is_not_called_within_it():
+    found = run([med_request(daily_mg=25)], weights=[weight(72)], meds=[active(mg=25)],
+                pgx=[b.genotype_ig("TPMT", "*1/*3A"), b.genotype_ig("NUDT15", "*1/*1")])
+    text = "\n".join(detail_of(f) for f in found)
+    assert "(up to 25 mg/day" not in text
+    assert "below the recommended range** (43.2-72 mg/day" in text, text
+    assert not any("within" in summary_of(f) for f in found), [summary_of(f) for f in found]
+
+
+# ------------------------------------------------------ RA and AIH starts (review item 9)
+def test_ra_new_start_states_1_mg_per_kg_to_the_tablet_step():
+    f = one(run([med_request(daily_mg=150)], meds=[], weights=[weight(72)], conditions=[condition("69896004")]),
+            "dose-new-start")
+    assert "start at 75 mg/day" in summary_of(f), summary_of(f)
+    assert "1 mg/kg/day × 72 kg = 72 mg" in detail_of(f)
+
+
+@pytest.mark.parametrize("kg,mg,expected", [(50, 100, True), (50, 50, False), (72, 75, False), (72, 100, True)])
+def test_ra_new_start_above_1_mg_per_kg_is_flagged_under_100_mg(kg, mg, expected):
+    found = run([med_request(daily_mg=mg)], meds=[], weights=[weight(kg)], conditions=[condition("69896004")])
+    assert ("dose-new-start" in ids(found)) is expected
+
+
+def test_aih_new_start_is_a_fixed_50_mg():
+    f = one(run([med_request(daily_mg=75)], meds=[], weights=[weight(72)], conditions=[condition("408335007")]),
+            "dose-new-start")
+    assert "start at 50 mg/day" in summary_of(f)
+
+
+# ------------------------------------------- IM wording: CPIC's band, mg figure, gaps (items 7, 15)
+def _im(orders, **kw):
+    return run(orders, weights=[weight(72)], meds=[], **kw)
+
+
+def test_azathioprine_im_card_credits_cpic_with_30_80_and_names_the_stricter_cap_in_words():
+    f = one(_im([med_request(daily_mg=150)], pgx=[b.genotype_ig("TPMT", "*1/*3A"), b.genotype_ig("NUDT15", "*1/*1")]),
+            "pgx-reduce-dose")
+    assert "CPIC: 30-80 % of the normal dose; this service suggests the more conservative 30-50 %" in detail_of(f)
+    assert "CPIC: 30-50 %" not in detail_of(f)
+
+
+def test_im_card_without_a_readable_dose_gives_the_mg_range_from_weight():
+    order = med_request(daily_mg=150)
+    order["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"] = {"value": 3, "unit": "puffs"}
+    f = one(_im([order], pgx=[b.genotype_ig("TPMT", "*1/*3A"), b.genotype_ig("NUDT15", "*1/*1")]), "pgx-reduce-dose")
+    assert "43.2-72 mg/day" in summary_of(f) and "43.2-72 mg/day" in detail_of(f)
+
+
+def test_im_card_words_an_untested_second_gene_plainly():
+    f = one(_im([med_request(daily_mg=150)], pgx=[b.genotype_ig("TPMT", "*1/*3A")]), "pgx-reduce-dose")
+    assert "also test / monitor" not in detail_of(f)
+    assert "NUDT15 not tested: order NUDT15 genotyping too" in detail_of(f)
+
+
+def test_thioguanine_im_card_cites_primary_sources_only_and_does_not_credit_its_band_to_cpic():
+    from rules.catalogue import sources_of
+
+    tg = med_request("10485", "thioguanine 40 MG Oral Tablet", id="tg", daily_mg=120)
+    found = run([tg], weights=[weight(72)], meds=[], pgx=[b.genotype_ig("TPMT", "*1/*3A"), b.genotype_ig("NUDT15", "*1/*1")])
+    (f,) = [g for g in found if g.rule_id in ("pgx-reduce-dose", "pgx-dose-in-reduced-range")]
+    assert "ufhealth_thioguanine" not in sources_of(f) and "cpic_2018" in sources_of(f)
+    assert "CPIC: 20-50 %" not in detail_of(f) and "This service (a conservative band" in detail_of(f)
+
+
+def test_ambiguous_genotype_summary_says_possible():
+    f = one(run([med_request(daily_mg=150)], weights=[weight(72)], meds=[],
+                pgx=[b.genotype_ig("TPMT", "*1/*3A or *3B/*3C"), b.genotype_ig("NUDT15", "*1/*1")]), "pgx-poor-metabolizer")
+    assert "possible TPMT poor metabolizer (ambiguous genotype)" in summary_of(f), summary_of(f)
