@@ -203,3 +203,32 @@ def test_workers_option_starts_that_many_worker_processes(serve):
             break
         time.sleep(0.05)
     assert len(children) == 3
+
+
+_PREFLIGHT_HEADERS = ("Access-Control-Allow-Origin", "Access-Control-Allow-Methods", "Access-Control-Allow-Headers",
+                      "Access-Control-Max-Age", "Access-Control-Allow-Private-Network")
+
+
+@pytest.mark.parametrize("mode", [("--dev",), ("--insecure-no-auth", "--workers", "1", "--threads", "2")],
+                         ids=["dev", "gunicorn"])
+@pytest.mark.parametrize("asks_private_network", [True, False])
+def test_every_preflight_carries_each_cors_header_exactly_once(serve, mode, asks_private_network):
+    """A real process (dev server and gunicorn), raw response headers: a duplicated
+    Access-Control-Allow-Private-Network reads as "true, true" to a browser."""
+    import http.client
+
+    srv = serve(*mode)
+    asks = {"Access-Control-Request-Private-Network": "true"} if asks_private_network else {}
+    for path in ("/cds-services", f"/cds-services/{SERVICE['order-sign']}", "/no-such-path"):
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+        conn.request("OPTIONS", path, headers={"Origin": "https://sandbox.cds-hooks.org",
+                                               "Access-Control-Request-Method": "POST",
+                                               "Access-Control-Request-Headers": "authorization,content-type", **asks})
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        assert 200 <= resp.status < 300, path
+        names = [name.lower() for name, _ in resp.getheaders()]
+        for header in _PREFLIGHT_HEADERS:
+            assert names.count(header.lower()) == 1, (path, header, resp.getheaders())
+        assert resp.getheader("Access-Control-Allow-Private-Network") == "true"
