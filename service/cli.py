@@ -103,7 +103,8 @@ def _run_dev(app, host: str, port: int) -> int:
 
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
-        app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+        app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True,
+                request_handler=_quiet_request_handler())
     except KeyboardInterrupt:
         pass
     finally:
@@ -112,6 +113,22 @@ def _run_dev(app, host: str, port: int) -> int:
         if store is not None:
             store.close()
     return 0
+
+
+def _quiet_request_handler():
+    """Werkzeug's request handler without its own per-request lines: the app writes one JSON access
+    line per request (route, never the raw path or query string), and Werkzeug's colourised
+    lines echo the raw request line, a ``?token=...`` included. Its error messages (a malformed
+    request line, a dropped connection) quote caller text too: logged as one JSON line without it."""
+    from werkzeug.serving import WSGIRequestHandler
+
+    class QuietRequestHandler(WSGIRequestHandler):
+        def log(self, type: str, message: str, *args) -> None:
+            if type == "error":
+                logging.getLogger("aza_cds.dev_server").warning(
+                    "development server: request could not be handled", extra={"event": "dev-server-error"})
+
+    return QuietRequestHandler
 
 
 def _check(args: argparse.Namespace) -> int:
