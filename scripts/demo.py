@@ -136,6 +136,13 @@ def wait_for(url: str, proc: subprocess.Popen | None = None, timeout: float = 60
     raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
 
 
+def _stopped_by_a_signal(returncode: int | None) -> bool:
+    """Did a child exit because it was told to (Ctrl-C, SIGTERM)? ``serve --dev`` exits 0 on
+    either; Node dies of the signal (negative code) or exits 128 + its number."""
+    stops = (signal.SIGINT, signal.SIGTERM)
+    return returncode is not None and (returncode == 0 or -returncode in stops or returncode - 128 in stops)
+
+
 def free_port() -> int:
     import socket
 
@@ -155,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    # Ctrl-C, even where this process was started with SIGINT ignored (make or a shell that ignores
+    # it for its children): otherwise only Node, which resets it, would stop
+    signal.signal(signal.SIGINT, stop)
     fhir = MedplumServer(cors=True, port=args.fhir_port)
     service: subprocess.Popen | None = None
     data_dir = tempfile.TemporaryDirectory(prefix="aza-cds-demo-")
@@ -196,7 +206,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{READY} {datetime.now():%H:%M:%S}. Ctrl-C stops the service and the FHIR server.", flush=True)
         while service.poll() is None and fhir.running:
             time.sleep(0.5)
-        print("a demo process stopped on its own; stopping the other", file=sys.stderr)
+        # Ctrl-C reaches every process of the terminal's group at once: a child may exit on it before
+        # this process sees its own KeyboardInterrupt, which then arrives during this pause
+        time.sleep(1.0)
+        if _stopped_by_a_signal(service.poll()) or _stopped_by_a_signal(fhir.returncode):
+            print("\nstopping", file=sys.stderr)
+            return 0
+        which = "the service" if service.poll() is not None else "the FHIR server"
+        print(f"{which} exited unexpectedly (see {log_path}); stopping the other", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nstopping", file=sys.stderr)

@@ -80,7 +80,9 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         raise
 
     # CORS on every path, unknown ones included (a 404 without CORS headers reads as "All clear!" in
-    # the sandbox); Chrome's private-network preflight (a public page calling 127.0.0.1) is allowed
+    # the sandbox); Chrome's private-network preflight (a public page calling 127.0.0.1) is allowed.
+    # Registered before CORS, so it runs after flask-cors (after_request runs in reverse order).
+    app.after_request(_private_network_once)
     CORS(app, resources={r"/.*": {"origins": cfg.cors_origins}}, allow_private_network=True,
          allow_headers=["Authorization", "Content-Type"], methods=["GET", "POST", "OPTIONS"], max_age=86400)
     app.register_blueprint(bp)
@@ -136,8 +138,6 @@ def _install_hooks(app: Flask) -> None:
 
     @app.after_request
     def _access_log(response):
-        if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
-            response.headers["Access-Control-Allow-Private-Network"] = "true"
         seconds = time.perf_counter() - g.get("started", time.perf_counter())
         latency = seconds * 1000
         response.headers.setdefault("Cache-Control", "no-store")
@@ -157,6 +157,15 @@ def _install_hooks(app: Flask) -> None:
                 extra[key] = g.get(attr)
         log.info("request", extra=extra)
         return response
+
+
+def _private_network_once(response):
+    """Every preflight allows the private network with exactly one header: flask-cors adds one
+    when the browser asks (Access-Control-Request-Private-Network), this sets it otherwise too,
+    replacing rather than adding, so a browser never sees the header twice."""
+    if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+        response.headers["Access-Control-Allow-Private-Network"] = "true"
+    return response
 
 
 _QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})

@@ -77,20 +77,53 @@ def _serve(args: argparse.Namespace) -> int:
             hosts = list(dict.fromkeys(hosts + ["127.0.0.1", "localhost"]))
         cfg = cfg.with_overrides({"public_base_url": tuple(f"http://{h}:{args.port}" for h in hosts)})
     if args.dev:
-        print(BANNER_DEV, file=sys.stderr)
-        print(SANDBOX_HELP.format(base=base), file=sys.stderr)
         from . import create_app
 
-        app = create_app(cfg)
+        try:
+            app = create_app(cfg)  # before the banner: a service that cannot start says so, and only that
+        except _startup_errors() as exc:
+            return _startup_failed(exc)
+        print(BANNER_DEV, file=sys.stderr)
+        print(SANDBOX_HELP.format(base=base), file=sys.stderr)
         return _run_dev(app, args.host, args.port)
-    if not cfg.auth_required:
-        print("WARNING: --insecure-no-auth: production server WITHOUT JWT authentication (loopback only)",
-              file=sys.stderr)
-    print(SANDBOX_HELP.format(base=base), file=sys.stderr)
+
+    def ready() -> None:  # the app is built (in this process, before gunicorn forks): now say how to reach it
+        started.append(True)
+        if not cfg.auth_required:
+            print("WARNING: --insecure-no-auth: production server WITHOUT JWT authentication (loopback only)",
+                  file=sys.stderr)
+        print(SANDBOX_HELP.format(base=base), file=sys.stderr)
+
     from .wsgi import run_gunicorn
 
-    return run_gunicorn(cfg, host=args.host, port=args.port, workers=args.workers or cfg.workers,
-                        threads=args.threads or cfg.threads)
+    started: list[bool] = []
+    try:
+        return run_gunicorn(cfg, host=args.host, port=args.port, workers=args.workers or cfg.workers,
+                            threads=args.threads or cfg.threads, ready=ready)
+    except _startup_errors() as exc:
+        if started:
+            raise
+        return _startup_failed(exc)
+
+
+def _startup_errors() -> tuple[type[BaseException], ...]:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (ValueError, RuntimeError, OSError, SQLAlchemyError)
+
+
+def _startup_failed(exc: BaseException) -> int:
+    """One line on stderr, no traceback, exit 2: what could not be read or reached, and where."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(exc, SQLAlchemyError):
+        message = (f"cannot start: the feedback store does not answer ({type(exc).__name__}); it is needed at "
+                   "start-up to migrate its schema and for the JWT replay table: check AZA_CDS_DATABASE_URL "
+                   "and that the database is up, then start again")
+    else:
+        message = f"cannot start: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    print(message, file=sys.stderr)
+    return 2
 
 
 def _run_dev(app, host: str, port: int) -> int:
@@ -103,7 +136,8 @@ def _run_dev(app, host: str, port: int) -> int:
 
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
-        app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+        app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True,
+                request_handler=_quiet_request_handler())
     except KeyboardInterrupt:
         pass
     finally:
@@ -112,6 +146,22 @@ def _run_dev(app, host: str, port: int) -> int:
         if store is not None:
             store.close()
     return 0
+
+
+def _quiet_request_handler():
+    """Werkzeug's request handler without its own per-request lines: the app writes one JSON access
+    line per request (route, never the raw path or query string), and Werkzeug's colourised
+    lines echo the raw request line, a ``?token=...`` included. Its error messages (a malformed
+    request line, a dropped connection) quote caller text too: logged as one JSON line without it."""
+    from werkzeug.serving import WSGIRequestHandler
+
+    class QuietRequestHandler(WSGIRequestHandler):
+        def log(self, type: str, message: str, *args) -> None:
+            if type == "error":
+                logging.getLogger("aza_cds.dev_server").warning(
+                    "development server: request could not be handled", extra={"event": "dev-server-error"})
+
+    return QuietRequestHandler
 
 
 def _check(args: argparse.Namespace) -> int:

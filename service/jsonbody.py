@@ -5,9 +5,10 @@ more than all the clinical work together:
 
 - parsing: ``orjson`` (when installed) parses about twice as fast as the
   standard library. What it refuses and the standard library accepts
-  (``NaN``/``Infinity``, lone surrogates: real EHRs send them, and this
-  service reads them leniently) goes to ``json.loads``, so the set of bodies
-  accepted is the standard library's. Without orjson, ``json.loads``.
+  (lone surrogates: real EHRs send them, and this service reads them
+  leniently) goes to ``json.loads``. ``NaN``, ``Infinity`` and ``-Infinity`` are
+  not JSON (RFC 8259) and a weight or dose of NaN must never reach a rule: both
+  parsers refuse them (400). Without orjson, ``json.loads``.
 - the nesting-depth limit: walking the parsed tree visits every value
   (about 1 ms for 100 KiB). ``nested_deeper_than`` reads the raw bytes
   instead, with a few C-speed passes (see its docstring) and falls back to the
@@ -37,8 +38,12 @@ def loads(raw: bytes) -> Any:
         try:
             return _orjson.loads(raw)
         except ValueError:
-            pass  # not JSON to orjson; maybe still to the standard library (NaN, lone surrogates)
-    return json.loads(raw)
+            pass  # not JSON to orjson; maybe still to the standard library (lone surrogates)
+    return json.loads(raw, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def nested_deeper_than(raw: bytes, parsed: Any, limit: int) -> bool:

@@ -276,7 +276,11 @@ def serve_wsgi(app_factory: Callable[[], Any], *, host: str, port: int, workers:
     return 0
 
 
-def run_gunicorn(cfg: Config, *, host: str, port: int, workers: int, threads: int) -> int:
+def run_gunicorn(cfg: Config, *, host: str, port: int, workers: int, threads: int,
+                 ready: Callable[[], None] | None = None) -> int:
+    """Build the app here, before gunicorn starts (a configuration, trust file or database that
+    fails raises from this call, for the command line to report in one line), call ``ready()``,
+    then serve it: gunicorn's ``preload_app`` would build it in this same process anyway."""
     global CLIENT_SECONDS
     CLIENT_SECONDS = cfg.client_seconds  # read by the forked workers
     settings: dict[str, Any] = {}
@@ -289,10 +293,14 @@ def run_gunicorn(cfg: Config, *, host: str, port: int, workers: int, threads: in
         cfg = replace(cfg, metrics_dir=metrics_dir)
         settings.update(gunicorn_hooks(metrics_dir))
 
-    def factory():
-        from . import create_app
+    from . import create_app
 
-        return _before_fork(create_app(cfg))
+    app = _before_fork(create_app(cfg))
+    if ready is not None:
+        ready()
+
+    def factory():
+        return app
 
     return serve_wsgi(factory, host=host, port=port, workers=workers, threads=threads, settings=settings)
 

@@ -116,3 +116,31 @@ def test_conformance_replay_of_public_fixtures(dev_server):
     replayable = [name for name, fx in fixtures.items()
                   if isinstance(fx, dict) and ("context" in fx and fx.get("hook") in HOOKS or "feedback" in fx)]
     assert len(replayable) >= 19 and all(f"PASS {name} -> " in out.stdout for name in replayable), out.stdout
+
+
+def _serve_fails(tmp_path, *args: str, env: dict | None = None) -> str:
+    full_env = {**os.environ, "AZA_CDS_DATA_DIR": str(tmp_path), **(env or {})}
+    full_env.pop("AZA_CDS_TRUST", None)
+    out = subprocess.run([sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(free_port()),
+                          *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=120)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2, out.stderr
+    assert len(lines) == 1 and "Traceback" not in out.stderr and "discovery" not in out.stderr, out.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("mode", [(), ("--dev",)], ids=["gunicorn", "dev"])
+def test_start_up_failures_are_one_line_and_exit_2(tmp_path, mode):
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("{nope")
+    no_iss = tmp_path / "no-iss.json"
+    no_iss.write_text(json.dumps({"issuers": [{"jwks": {"keys": []}}]}))
+    if not mode:  # the trust file is read only when JWTs are checked
+        assert str(tmp_path / "missing.json") in _serve_fails(tmp_path, "--trust", str(tmp_path / "missing.json"))
+        assert str(bad_json) in _serve_fails(tmp_path, "--trust", str(bad_json))
+        assert str(no_iss) in _serve_fails(tmp_path, "--trust", str(no_iss))
+    trust = ["--trust", str(EXAMPLES / "trust-sandbox.json")] if not mode else []
+    assert "AZA_CDS_GUIDELINE" in _serve_fails(tmp_path, *mode, *trust, env={"AZA_CDS_GUIDELINE": "foo"})
+    line = _serve_fails(tmp_path, *mode, *trust,
+                        env={"AZA_CDS_DATABASE_URL": f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none"})
+    assert "feedback store" in line and "AZA_CDS_DATABASE_URL" in line

@@ -152,3 +152,17 @@ def test_the_single_thread_worker_answers_json_errors_too(tmp_path):
         assert "CdsSyncWorker" in srv.stderr()
     finally:
         srv.close()
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_json_nan_or_infinity_in_a_body_is_a_400_operation_outcome(client, constant):
+    """Not JSON (RFC 8259): a dose or weight of NaN must never reach a rule."""
+    req = hook_request(pre={k: v for k, v in prefetch().items() if k != "labs"})
+    body = json.dumps(req).replace('"hookInstance": ', f'"x-extra": {constant}, "hookInstance": ', 1)
+    assert constant in body
+    resp = client.post(SIGN, data=body, content_type="application/json")
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    assert resp.get_json()["resourceType"] == "OperationOutcome"
+    feedback = client.post(SIGN + "/feedback", data=f'{{"feedback": [{{"card": {constant}}}]}}',
+                           content_type="application/json")
+    assert feedback.status_code == 400 and feedback.get_json()["resourceType"] == "OperationOutcome"

@@ -203,3 +203,60 @@ def test_workers_option_starts_that_many_worker_processes(serve):
             break
         time.sleep(0.05)
     assert len(children) == 3
+
+
+_PREFLIGHT_HEADERS = ("Access-Control-Allow-Origin", "Access-Control-Allow-Methods", "Access-Control-Allow-Headers",
+                      "Access-Control-Max-Age", "Access-Control-Allow-Private-Network")
+
+
+@pytest.mark.parametrize("mode", [("--dev",), ("--insecure-no-auth", "--workers", "1", "--threads", "2")],
+                         ids=["dev", "gunicorn"])
+@pytest.mark.parametrize("asks_private_network", [True, False])
+def test_every_preflight_carries_each_cors_header_exactly_once(serve, mode, asks_private_network):
+    """A real process (dev server and gunicorn), raw response headers: a duplicated
+    Access-Control-Allow-Private-Network reads as "true, true" to a browser."""
+    import http.client
+
+    srv = serve(*mode)
+    asks = {"Access-Control-Request-Private-Network": "true"} if asks_private_network else {}
+    for path in ("/cds-services", f"/cds-services/{SERVICE['order-sign']}", "/no-such-path"):
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+        conn.request("OPTIONS", path, headers={"Origin": "https://sandbox.cds-hooks.org",
+                                               "Access-Control-Request-Method": "POST",
+                                               "Access-Control-Request-Headers": "authorization,content-type", **asks})
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        assert 200 <= resp.status < 300, path
+        names = [name.lower() for name, _ in resp.getheaders()]
+        for header in _PREFLIGHT_HEADERS:
+            assert names.count(header.lower()) == 1, (path, header, resp.getheaders())
+        assert resp.getheader("Access-Control-Allow-Private-Network") == "true"
+
+
+def test_dev_server_logs_no_query_string_header_or_werkzeug_line(serve):
+    """``serve --dev``: our JSON access line only; a ?token=... and an Authorization header leave
+    no trace in anything the process writes."""
+    import http.client
+
+    srv = serve("--dev")
+    secret, jwt_text = "SECRET-q9x7", "eyJhbGciOiJFUzM4NCJ9.eyJpc3MiOiJ4In0.c2lnbmF0dXJl"
+    auth = {"Authorization": f"Bearer {jwt_text}"}
+    body = json.dumps(hook_request(pre={"patient": {"resourceType": "Patient", "id": PID},
+                                        "medications": {"resourceType": "Bundle", "type": "searchset"}}))
+    for method, path, data in (("GET", f"/cds-services?token={secret}", None),
+                               ("POST", f"/cds-services/{SERVICE['order-sign']}?token={secret}", body),
+                               ("GET", f"/no-such-path?token={secret}", None)):
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+        conn.request(method, path, body=data, headers={**auth, "Content-Type": "application/json"})
+        conn.getresponse().read()
+        conn.close()
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.proc.wait(30) == 0
+    text = srv.stderr()
+    assert secret not in text and jwt_text not in text and "token=" not in text, text
+    tail = text[text.index("{"):]  # from the first JSON line on: JSON only (see _json_lines)
+    assert "\x1b[" not in tail, tail  # no colourised Werkzeug access lines
+    assert '"GET /' not in text and '"POST /' not in text, text
+    access = [r for r in _json_lines(text) if r.get("event") == "request"]
+    assert [r["method"] for r in access][-3:] == ["GET", "POST", "GET"], access  # after the start-up probes

@@ -112,6 +112,11 @@ class MedplumServer:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """The Node process's exit code once it has exited (negative: the signal that ended it)."""
+        return self._proc.poll() if self._proc is not None else None
+
     def start(self) -> "MedplumServer":
         if self.running:
             return self
