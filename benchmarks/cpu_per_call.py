@@ -194,3 +194,46 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ---------------------------------------------------------------- the regression figure (make bench)
+TOLERANCE = 0.03  # instructions per call may grow this much from one run to the next (interpreter noise is < 0.5 %)
+_ROW = re.compile(r"^\| \((?P<s>[a-z])\)[^|]*\| (?P<m>[\d.]+) \|", re.M)
+
+
+def previous_instructions(results_text: str) -> dict[str, float]:
+    """Millions of instructions per call by scenario, from the ``bench:instructions`` block of RESULTS.md."""
+    begin, end = "<!-- bench:instructions:begin -->", "<!-- bench:instructions:end -->"
+    if begin not in results_text or end not in results_text:
+        return {}
+    block = results_text.split(begin, 1)[1].split(end, 1)[0]
+    return {m["s"]: float(m["m"]) for m in _ROW.finditer(block)}
+
+
+def instructions_block(previous: dict[str, float], labels: dict[str, str]) -> tuple[str, list[str], dict[str, float]]:
+    """(markdown block, regressions, new figures): callgrind instructions per call for (a) and (c),
+    each against the previous run's figure. Empty block and no regressions when callgrind cannot run."""
+    why = callgrind_available()
+    if why:
+        return f"Instructions per call: not measured, {why}.", [], {}
+    now = {s: instructions_per_call(s) / 1e6 for s in ("a", "c")}
+    rows, regressions = [], []
+    for s, m in now.items():
+        before = previous.get(s)
+        change = (m - before) / before if before else None
+        verdict = "first run" if change is None else ("**regression**" if change > TOLERANCE else "ok")
+        if change is not None and change > TOLERANCE:
+            regressions.append(f"({s}) {m:.2f} M instructions per call, {change * 100:+.1f} % on the previous {before:.2f} M")
+        rows.append(f"| ({s}) {labels.get(s, '')} | {m:.2f} | {f'{before:.2f}' if before else '–'} | "
+                    f"{f'{change * 100:+.1f} %' if change is not None else '–'} | {verdict} |")
+    block = "\n".join([
+        f"Instructions per hook call, in-process (`benchmarks/cpu_per_call.py --instructions`: valgrind "
+        f"callgrind, counted only inside the measured calls, {CALLGRIND_CALLS['a']} calls of (a), "
+        f"{CALLGRIND_CALLS['c']} of (c), after a warm-up). A rise of more than {TOLERANCE * 100:.0f} % on the "
+        f"previous run fails `make bench` (exit status 1) and leaves the previous figures here.",
+        "",
+        "| scenario | M instructions/call | previous | change | check |",
+        "| --- | ---: | ---: | ---: | --- |",
+        *rows,
+    ])
+    return block, regressions, now
