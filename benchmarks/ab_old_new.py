@@ -28,6 +28,16 @@ CALLS = {"a": 40, "b": 15, "c": 6}
 
 
 def _drop_project_modules() -> None:
+    """Forget the project's modules (and the Prometheus metrics they registered at import, which a
+    second import would register again); objects already built keep working."""
+    try:
+        from prometheus_client import REGISTRY
+
+        for collector in list(REGISTRY._collector_to_names):
+            if any(n.startswith("aza_cds") for n in REGISTRY._collector_to_names[collector]):
+                REGISTRY.unregister(collector)
+    except ImportError:
+        pass
     for name in list(sys.modules):
         if name.split(".", 1)[0] in PACKAGES:
             del sys.modules[name]
@@ -50,10 +60,12 @@ def _comparable(answer: bytes):
 def _harness(tree: Path, scenario: str, tmp: str):
     _drop_project_modules()
     sys.path[:] = [str(tree), str(BENCH)] + [p for p in sys.path if p not in (str(tree), str(BENCH), str(ROOT))]
-    import cpu_per_call
+    cpu_per_call = sys.modules["cpu_per_call"]  # imported by main() before sys.path is changed here
 
     h = cpu_per_call.Harness(scenario, tmp)
     h.call()
+    if not (sys.modules["fhir_mappers"].__file__ or "").startswith(str(tree)):
+        raise SystemExit(f"imported {sys.modules['fhir_mappers'].__file__}, not the tree {tree}")
     return h
 
 
@@ -63,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenarios", default="a,b,c")
     p.add_argument("--rounds", type=int, default=8)
     args = p.parse_args(argv)
+    sys.path.insert(0, str(BENCH))
+    import cpu_per_call  # noqa: F401 - it puts ROOT on sys.path when first imported: before _harness
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.ref, *PACKAGES], capture_output=True, check=True).stdout
     with tempfile.TemporaryDirectory(prefix="aza-ab-") as tmp:
         old_tree = Path(tmp, "old")

@@ -49,6 +49,25 @@ def _interpretation_text(obs: dict) -> str:
     return " ".join(dict.fromkeys(filter(None, [concept_text(i) for i in as_list(obs.get("interpretation"))]))).lower()
 
 
+def _interpretations(obs: dict) -> tuple[str, str]:
+    """(``_interpretation(obs)``, ``_interpretation_text(obs)``) in one pass over the usual shape
+    (a list of CodeableConcepts); any other shape goes to the two readers."""
+    value = obs.get("interpretation")
+    if value is None:
+        return "", ""
+    if type(value) is not list or not all(type(i) is dict for i in value):
+        return _interpretation(obs), _interpretation_text(obs)
+    code: str | None = None  # the first string code (even ""), as _interpretation reads it
+    texts = []
+    for concept in value:
+        cs = codings(concept)
+        if code is None:
+            code = next((c["code"] for c in cs if isinstance(c.get("code"), str)), None)
+        text = concept.get("text")
+        texts.append(text if isinstance(text, str) else next((c["display"] for c in cs if isinstance(c.get("display"), str)), ""))
+    return code or "", " ".join(dict.fromkeys(filter(None, texts))).lower()
+
+
 # "< 1.0 U/mL", "2.1", ">= 50 mU/L": a number the laboratory sent as text
 _NUMBER_TEXT = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:\.\d+)?)\s*([^\d\s].*)?$")
 
@@ -136,10 +155,7 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
                 low = bound_value * bf
             else:
                 high = bound_value * bf
-    if obs.get("interpretation") is None:  # the usual case: nothing to read twice
-        interpretation = interpretation_text = ""
-    else:
-        interpretation, interpretation_text = _interpretation(obs), _interpretation_text(obs)
+    interpretation, interpretation_text = _interpretations(obs)
     if comparator in ("<", "<=") and not interpretation:
         interpretation = "<"
     elif comparator in (">", ">=") and not interpretation:
