@@ -44,6 +44,7 @@ def _registry() -> tuple[Registry, dict, dict]:
 def validator(definition: str) -> Draft202012Validator:
     """A compiled validator for ``$defs/<definition>`` of the main schema, or ``hook:<name>`` for a context."""
     registry = _registry()[0]
+    fast_validator(definition)  # compiled alongside (create_app builds both before the workers fork)
     return Draft202012Validator({"$ref": _ref(definition)}, registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
