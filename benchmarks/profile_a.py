@@ -67,6 +67,7 @@ def profile(requests: int = 500, flat: bool = False, data: dict | None = None, t
         if store is not None and hasattr(store, "close"):
             store.close()
     session = profiler.last_session
+    assert session is not None
     rendered = ConsoleRenderer(time="percent_of_total", processor_options={"filter_threshold": threshold}).render(session)
     text = _from_dispatch(rendered)
     if flat:

@@ -27,8 +27,13 @@ What it does, in one run (about 3.5 minutes on 2 cores):
 Options: ``--duration S`` per run (8), ``--rounds N`` (3), ``--connections C`` (8),
 ``--workers``/``--threads`` (2/4), ``--fhir stub|medplum``, ``--no-profile``,
 ``--no-write`` (leave RESULTS.md alone), ``--quick`` (1 round of 3 s: a smoke test).
-Exit status 0 whether or not a target is missed (the table says so); 2 when the
-benchmark itself could not run.
+After the wrk runs: CPU ms per call in-process for (a), (b), (c), and the stable regression
+figure, instructions per call for (a) and (c) under valgrind callgrind (``cpu_per_call.py``;
+skipped, saying why, where callgrind cannot run; ``--no-instructions`` skips it).
+Exit status 0 whether or not a wall-clock target is missed (the table says so); 1 when the
+instructions per call of (a) or (c) rose more than 3 % on the previous run's figure in
+RESULTS.md (the previous figures are then kept; ``--accept-instructions`` writes the new
+ones); 2 when the benchmark itself could not run.
 """
 from __future__ import annotations
 
@@ -468,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--delay-ms", type=int, default=100, help="FHIR server delay in scenario (b)")
     ap.add_argument("--fhir", choices=["stub", "medplum"], default="stub")
     ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--no-instructions", action="store_true", help="skip the callgrind instruction counts")
+    ap.add_argument("--accept-instructions", action="store_true",
+                    help="write this run's instruction counts even when they rose (a deliberate change)")
     ap.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
     ap.add_argument("--quick", action="store_true", help="1 round of 3 s per run (smoke test)")
     args = ap.parse_args(argv)
@@ -626,13 +634,34 @@ def main(argv: list[str] | None = None) -> int:
                         f"{mean_ms:.2f} ms per hook call without the profiler; call tree from Flask's dispatch down, "
                         f"share of the total time (branches under 1.5 % left out):\n\n```\n{profile_text}\n```")
         print("\n" + profile_text)
+    import cpu_per_call
+
+    say("CPU per call in-process")
+    cpu = {s: cpu_per_call.cpu_ms(s, cpu_per_call.DEFAULT_CALLS[s]) for s in ("a", "b", "c")}
+    cpu_text = ("CPU per hook call in-process (`benchmarks/cpu_per_call.py`: the Flask test client, "
+                "`time.process_time` over many calls; (b) against fhir_stub.py with no delay): "
+                + ", ".join(f"({s}) {v:.2f} ms" for s, v in cpu.items()) + ".")
+    print("\n" + cpu_text)
+    regressions: list[str] = []
+    instructions_text = None
+    if not args.no_instructions:
+        say("instructions per call under callgrind (a few minutes)")
+        previous = cpu_per_call.previous_instructions(RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "")
+        instructions_text, regressions, _ = cpu_per_call.instructions_block(
+            previous, {"a": rows["a"].label[4:], "c": rows["c"].label[4:]})
+        print("\n" + instructions_text)
+        for r in regressions:
+            say(f"REGRESSION: {r}")
     if not args.no_write:
         write_results(report, "table")
+        write_results(cpu_text, "cpu")
         if profile_text:
             write_results(profile_text, "profile")
+        if instructions_text and (not regressions or args.accept_instructions):
+            write_results(instructions_text, "instructions")
         say(f"written to {RESULTS.relative_to(ROOT)}")
     say(f"benchmark took {time.monotonic() - started:.0f} s")
-    return 0
+    return 1 if regressions and not args.accept_instructions else 0
 
 
 if __name__ == "__main__":

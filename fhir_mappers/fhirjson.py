@@ -8,6 +8,7 @@ on odd shapes.
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
+from functools import lru_cache
 from typing import Any, Iterator
 
 
@@ -102,6 +103,11 @@ def parse_datetime(value: Any) -> datetime | None:
     """FHIR date / dateTime / instant → aware datetime (dates at 00:00 UTC)."""
     if not isinstance(value, str) or not value:
         return None
+    return _parse_datetime(str(value))  # str(): a str subclass is not a cache key of its own
+
+
+@lru_cache(maxsize=4096)  # the results of one blood draw share their time; datetimes are immutable
+def _parse_datetime(value: str) -> datetime | None:
     s = value.strip()
     try:
         if len(s) == 4:

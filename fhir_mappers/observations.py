@@ -49,6 +49,25 @@ def _interpretation_text(obs: dict) -> str:
     return " ".join(dict.fromkeys(filter(None, [concept_text(i) for i in as_list(obs.get("interpretation"))]))).lower()
 
 
+def _interpretations(obs: dict) -> tuple[str, str]:
+    """(``_interpretation(obs)``, ``_interpretation_text(obs)``) in one pass over the usual shape
+    (a list of CodeableConcepts); any other shape goes to the two readers."""
+    value = obs.get("interpretation")
+    if value is None:
+        return "", ""
+    if type(value) is not list or not all(type(i) is dict for i in value):
+        return _interpretation(obs), _interpretation_text(obs)
+    code: str | None = None  # the first string code (even ""), as _interpretation reads it
+    texts = []
+    for concept in value:
+        cs = codings(concept)
+        if code is None:
+            code = next((c["code"] for c in cs if isinstance(c.get("code"), str)), None)
+        text = concept.get("text")
+        texts.append(text if isinstance(text, str) else next((c["display"] for c in cs if isinstance(c.get("display"), str)), ""))
+    return code or "", " ".join(dict.fromkeys(filter(None, texts))).lower()
+
+
 # "< 1.0 U/mL", "2.1", ">= 50 mU/L": a number the laboratory sent as text
 _NUMBER_TEXT = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:\.\d+)?)\s*([^\d\s].*)?$")
 
@@ -108,8 +127,10 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
     low_q, high_q, ref_text = _range(obs)
     if not unit:  # a number sent as text: the range's unit says what it is
         unit = next((_quantity_unit(b) for b in (low_q, high_q) if b is not None and _quantity_unit(b)), "")
-    factor = analyte.factors.get(norm_unit(unit))
-    canonical = (analyte.canonical or {}).get(norm_unit(unit), analyte.unit)
+    nu = norm_unit(unit)
+    canonicals = analyte.canonical or {}
+    factor = analyte.factors.get(nu)
+    canonical = canonicals.get(nu, analyte.unit)
     if factor is None:
         if not analyte.keep_unconverted:
             why = f"a result is in the unit '{unit}', which this service does not convert" if unit else "a result has no unit"
@@ -118,21 +139,23 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
         factor, canonical = 1.0, ""  # kept as written: judged by the laboratory's own range only
     low = high = None
     for key, bound in (("low", low_q), ("high", high_q)):
-        bound_value = number(bound.get("value")) if bound is not None else None
-        if bound is None or bound_value is None:
+        if bound is None:
             continue
-        b_unit = _quantity_unit(bound) or unit
+        bound_value = number(bound.get("value"))
+        if bound_value is None:
+            continue
+        nb = norm_unit(_quantity_unit(bound) or unit)
         if canonical:
-            bf = analyte.factors.get(norm_unit(b_unit))
-            same = (analyte.canonical or {}).get(norm_unit(b_unit), analyte.unit) == canonical
+            bf = analyte.factors.get(nb)
+            same = canonicals.get(nb, analyte.unit) == canonical
         else:
-            bf, same = 1.0, norm_unit(b_unit) == norm_unit(unit)
+            bf, same = 1.0, nb == nu
         if bf is not None and same:
             if key == "low":
                 low = bound_value * bf
             else:
                 high = bound_value * bf
-    interpretation = _interpretation(obs)
+    interpretation, interpretation_text = _interpretations(obs)
     if comparator in ("<", "<=") and not interpretation:
         interpretation = "<"
     elif comparator in (">", ">=") and not interpretation:
@@ -149,7 +172,7 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
         preliminary=is_preliminary(obs),
         unit_text=unit,
         comparator=comparator,
-        interpretation_text=_interpretation_text(obs),
+        interpretation_text=interpretation_text,
         ref_text=ref_text,
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -58,7 +58,14 @@ class Terminology:
 
 def norm_unit(unit: str | None) -> str:
     """Lower-case, no spaces, µ spelled either way: the form units are compared in."""
+    if type(unit) is str:  # units repeat from patient to patient: normalised once each
+        return _norm_unit(unit)
     return (unit or "").strip().lower().replace(" ", "").replace("μ", "µ")
+
+
+@lru_cache(maxsize=2048)
+def _norm_unit(unit: str) -> str:
+    return unit.strip().lower().replace(" ", "").replace("μ", "µ")
 
 
 @cache
@@ -129,14 +136,26 @@ def terminology() -> Terminology:
     )
 
 
+# Drug names repeat from patient to patient (a few thousand distinct ones): each text is searched
+# once with the long alternations below, not once per order. Both return a new set each call.
 def ingredients_in_text(text: str) -> set[str]:
-    t = terminology()
-    return {t.name_to_ingredient[m.lower()] for m in t.name_pattern.findall(text or "")}
+    return set(_ingredients_in_text(text or ""))
 
 
 def vaccines_in_text(text: str) -> set[str]:
     """CVX codes of vaccines named in free text."""
+    return set(_vaccines_in_text(text or ""))
+
+
+@lru_cache(maxsize=4096)
+def _ingredients_in_text(text: str) -> frozenset[str]:
     t = terminology()
-    if t.not_vaccine_pattern.search(text or ""):  # VariZIG, HBIG, IVIG: immune globulins, not vaccines
-        return set()
-    return {t.vaccine_names[m.lower()] for m in t.vaccine_pattern.findall(text or "")}
+    return frozenset(t.name_to_ingredient[m.lower()] for m in t.name_pattern.findall(text))
+
+
+@lru_cache(maxsize=4096)
+def _vaccines_in_text(text: str) -> frozenset[str]:
+    t = terminology()
+    if t.not_vaccine_pattern.search(text):  # VariZIG, HBIG, IVIG: immune globulins, not vaccines
+        return frozenset()
+    return frozenset(t.vaccine_names[m.lower()] for m in t.vaccine_pattern.findall(text))

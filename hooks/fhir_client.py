@@ -28,8 +28,12 @@ from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import urlsplit
 
+import orjson
 import requests
 import urllib3
+from requests.cookies import RequestsCookieJar, merge_cookies
+from requests.hooks import default_hooks
+from requests.structures import CaseInsensitiveDict
 
 from . import netguard
 from .netguard import EgressPolicy
@@ -170,13 +174,11 @@ class FhirClient:
             policy = deadline.policy.check_url(url)
         except netguard.EgressRefused:
             raise FhirNotAllowed() from None
-        headers = {"Accept": FHIR_JSON, "Accept-Encoding": "gzip, deflate"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
         try:
+            prepared = self._prepare(url, token)
             with netguard.guarded(policy, deadline.end, self.settings.connect_timeout), \
-                    self.session.get(url, headers=headers, timeout=deadline.timeout(self.settings.connect_timeout),
-                                     stream=True, allow_redirects=False) as resp:
+                    self.session.send(prepared, timeout=deadline.timeout(self.settings.connect_timeout),
+                                      stream=True, allow_redirects=False, proxies={}) as resp:
                 if resp.status_code != 200:
                     raise FhirHttpError(resp.status_code)
                 body = read_limited(resp, deadline, self.settings.max_bytes)
@@ -192,12 +194,31 @@ class FhirClient:
         except (requests.RequestException, ValueError) as exc:  # invalid URL, bad redirect, ...
             raise FhirUnreachable() from exc
         try:
-            data = json.loads(body)
+            data = _loads(body)
         except (ValueError, RecursionError) as exc:
             raise FhirBadResponse() from exc
         if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
             raise FhirBadResponse()
         return data
+
+    def _prepare(self, url: str, token: str | None) -> requests.PreparedRequest:
+        """What ``Session.get(url, headers=...)`` prepares, without its per-call merging of settings
+        this session never has (params, auth, hooks, environment proxies: ``trust_env`` is off):
+        the URL encoded once (``prepare_url``, as requests does it), the session's headers with
+        ours, and its cookies as ``Session.prepare_request`` would add them."""
+        p = requests.PreparedRequest()
+        p.method = "GET"
+        p.prepare_url(url, None)
+        headers = CaseInsensitiveDict(self.session.headers)
+        headers["Accept"] = FHIR_JSON
+        headers["Accept-Encoding"] = "gzip, deflate"
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        p.headers = headers
+        p.body = None
+        p.hooks = default_hooks()
+        p.prepare_cookies(merge_cookies(RequestsCookieJar(), self.session.cookies) if self.session.cookies else {})
+        return p
 
     def search(self, base: str, query: str, token: str | None, deadline: Deadline) -> dict:
         """GET ``base/query``. A search (``Type?...``) must answer a Bundle, whose ``next``
@@ -228,6 +249,15 @@ class FhirClient:
         if next_link(page):
             merged["_truncated"] = pages  # more pages than we read; mappers see what was read
         return merged
+
+
+def _loads(body: bytes):
+    """orjson for the usual UTF-8 body; the standard library for what orjson refuses (NaN, another
+    encoding), so the set of bodies read is the standard library's, as before."""
+    try:
+        return orjson.loads(body)
+    except ValueError:
+        return json.loads(body)
 
 
 def _expect(resource: dict, resource_type: str) -> None:
