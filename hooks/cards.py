@@ -8,9 +8,12 @@ resources are built.
 """
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import date, timedelta
 from typing import Any
+
+import jinja2
 
 from rules import Finding, knowledge_version
 from rules.catalogue import (catalogue, fmt_mg, guideline_source, label, merged_summary, regimen_text, render,
@@ -24,6 +27,12 @@ RULE_SYSTEM = "https://github.com/azathioprine-cds/rules"
 UCUM = "http://unitsofmeasure.org"
 LOINC = "http://loinc.org"
 EXTENSION = "azathioprine-cds"
+
+log = logging.getLogger("aza_cds.cards")
+
+# a suggestion whose label template fails at run time keeps its action, under one of these
+_FALLBACK_LABELS = {ChangeDose: "Change the dose as suggested", CancelOrder: "Cancel the order",
+                    OrderTest: "Order the test"}
 
 
 def override_reasons(rule_id: str) -> list[dict]:
@@ -134,11 +143,21 @@ def _action_values(action) -> dict:
 
 def _suggestion(f: Finding, action, drafts: dict[str, dict], patient_id: str | None, today: date,
                 guideline: str) -> dict | None:
-    text = label(f, action.label, _action_values(action), guideline)
+    text = _label(f, action, guideline)
     built = suggestion_resource(action, text, drafts=drafts, patient_id=patient_id, today=today)
     if built is None:
         return None
     return {"uuid": str(uuid.uuid4()), "label": text, "actions": [built]}
+
+
+def _label(f: Finding, action, guideline: str) -> str:
+    """The suggestion's label; like ``render``, a template that fails on unforeseen values still gives
+    the suggestion, under a plain fixed label (logged by rule id only)."""
+    try:
+        return label(f, action.label, _action_values(action), guideline)
+    except (jinja2.TemplateError, TypeError, ValueError, KeyError, ZeroDivisionError) as exc:
+        log.error("suggestion label failed", extra={"rule_id": f.rule_id, "error": type(exc).__name__})
+        return _FALLBACK_LABELS.get(type(action), "Apply the suggestion")
 
 
 def suggestion_resource(action, description: str, *, drafts: dict[str, dict], patient_id: str | None,

@@ -1,10 +1,13 @@
 """Gathering the data a hook call needs: prefetch first, else the FHIR server.
 
-Per key: a prefetched value is used as is (an OperationOutcome or null counts
-as absent); an absent key is fetched from ``fhirServer`` with the EHR's token;
-all fetches run in parallel within one deadline. A key that cannot be had is
-``None`` in the result and named in a ``DataGap``; a *required* key that
-cannot even be asked for (no FHIR server) raises ``PreconditionFailed``.
+Per key: a prefetched value is used as is when it has the shape the FHIR-server
+path would accept for that key (``prefetch_usable``: a search key a Bundle whose
+``entry`` is absent or a list, ``patient`` a Patient); anything else (an
+OperationOutcome, null, a malformed value) counts as absent. An absent key is
+fetched from ``fhirServer`` with the EHR's token; all fetches run in parallel
+within one deadline. A key that cannot be had is ``None`` in the result and
+named in a ``DataGap``; a *required* key that cannot even be asked for (no FHIR
+server) raises ``PreconditionFailed``.
 """
 from __future__ import annotations
 
@@ -36,6 +39,24 @@ def usable(value: Any) -> bool:
         and value["resourceType"] != "OperationOutcome"
 
 
+def expected_type(template: str) -> str:
+    """The resourceType a key's query answers, as ``FhirClient.search`` expects it: a search
+    (``Type?...`` or a bare type) a Bundle, a read (``Type/id``) that type."""
+    path = template.split("?", 1)[0].strip("/")
+    return "Bundle" if "?" in template or "/" not in path else path.split("/", 1)[0]
+
+
+def prefetch_usable(value: Any, template: str) -> bool:
+    """A prefetched value passes the same shape checks as a fetched one (``fhir_client._expect`` /
+    ``_entries``); one that does not is treated as not prefetched, never read as "no data"."""
+    if not usable(value):
+        return False
+    expected = expected_type(template)
+    if value["resourceType"] != expected:
+        return False
+    return expected != "Bundle" or value.get("entry") is None or isinstance(value["entry"], list)
+
+
 def gather(
     client: FhirClient,
     access: FhirAccess,
@@ -51,7 +72,7 @@ def gather(
     cannot_ask: list[str] = []
     for key, template in templates.items():
         value = prefetch.get(key)
-        if usable(value):
+        if prefetch_usable(value, template):
             data[key] = _capped(key, value, deadline, gaps)
             continue
         query = render(template, context)
@@ -60,6 +81,8 @@ def gather(
         else:
             data[key] = None
             cannot_ask.append(key)
+        if value is not None:  # sent, but not in a shape that can be read: as if it were not sent
+            log.info("prefetch value malformed", extra={"prefetch_key": key})
     missing_required = sorted(k for k in cannot_ask if k in required)
     if missing_required:
         raise PreconditionFailed(
