@@ -20,7 +20,7 @@ from .doseplan import DosePlan, plan_doses
 from .dose import dose_findings, schedule_error_findings, weight_findings
 from .findings import ChangeDose, Finding, Indicator
 from .interactions import interacting_ingredients, interaction_findings, is_live_vaccine
-from .knowledge_base import load
+from .knowledge_base import load, version_key
 from .monitoring import cbc_due_findings, lab_findings, tpmt_high_findings
 from .pgx import pgx_findings
 from .populations import population_findings
@@ -42,7 +42,7 @@ class RuleOptions:
 
 
 def knowledge_version() -> str:
-    return max(load().version, _catalogue().version)
+    return max(load().version, _catalogue().version, key=version_key)
 
 
 # Every rule id a rule module may emit (the start-up check finds each in the catalogue).
@@ -139,10 +139,10 @@ def data_gap_findings(facts: ClinicalFacts) -> list[Finding]:
               for g in _GROUPS if g in facts.unavailable and g in relevant]
     gaps = [{"what": g.what, "why": g.why, "key": g.key, "outcome": g.outcome} for g in facts.gaps
             if not (g.key == "pgx" or g.key in _GROUPS and g.key in facts.unavailable or g.truncated_from is not None)]
-    gaps = list({(g["what"], g["why"], g["outcome"]): g for g in gaps}.values())
+    serious = bool(facts.unavailable & _SERIOUS_GROUPS) or any(g["key"] in _SERIOUS_GAPS for g in gaps)
+    gaps = list({(g["what"], g["why"], g["outcome"]): g for g in gaps}.values())  # after: a merge never softens
     if not groups and not gaps:
         return []
-    serious = bool(facts.unavailable & _SERIOUS_GROUPS) or any(g["key"] in _SERIOUS_GAPS for g in gaps)
     order = next(o for o in facts.orders if o.selected and thiopurine_of(o))
     return [Finding("data-incomplete", order.ref, {"variant": "thiopurine", "groups": groups, "gaps": gaps},
                     indicator="warning" if serious else "info", drug=thiopurine_of(order) or "")]

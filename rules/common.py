@@ -39,6 +39,17 @@ def drug_spec(drug: str, guideline: str = "cpic") -> dict:
     return spec
 
 
+def below(m: Measurement, cutoff: float) -> bool:
+    """The result may be below ``cutoff``: a limit result ("< 17", "<= 0.5") is open downwards, so it
+    counts as below whatever its figure (the safe reading: data you cannot read is never normal)."""
+    return m.value < cutoff or m.comparator in ("<", "<=")
+
+
+def above(m: Measurement, cutoff: float) -> bool:
+    """The result may be above ``cutoff`` (a "> 300" result is open upwards)."""
+    return m.value > cutoff or m.comparator in (">", ">=")
+
+
 def recent(measurements: list[Measurement], today, max_age_days: int) -> Measurement | None:
     """The newest measurement no older than ``max_age_days`` (undated ones do not count)."""
     for w in measurements:

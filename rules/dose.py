@@ -33,8 +33,8 @@ def _weight_test() -> OrderTest:
 
 def _range_spec(drug: str, ind: str) -> dict | None:
     dosing = load()["dosing"]
-    if dosing["indications"][ind].get("oncology"):
-        return dosing["oncology"].get(drug)
+    if dosing["indications"][ind].get("oncology") and drug in dosing["oncology"]:
+        return dosing["oncology"][drug]  # per m² (mercaptopurine, thioguanine in ALL)
     if drug == "azathioprine" or drug in dosing["indications"][ind].get("drugs", ()):
         return dosing["indications"][ind]  # e.g. thioguanine for acute myeloid leukaemia ([indications.aml])
     return dosing.get("other_drugs", {}).get(drug)

@@ -103,5 +103,11 @@ def load() -> Knowledge:
             row["allele"]: row["clinical_function_cpic"]
             for row in _read_tsv(KNOWLEDGE_DIR / "cpic" / f"{gene.lower()}_allele_function.tsv")
         }
-    version = max(tree.get("meta", {}).get("version", "0") for tree in files.values())
+    version = max((tree.get("meta", {}).get("version", "0") for tree in files.values()), key=version_key)
     return Knowledge(version, files, sources, diplotypes, functions)
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """'2026.12.0' > '2026.9.0': versions compare by their numbers, not as strings."""
+    return tuple(int(p) if p.isdigit() else -1 for p in version.split("."))
+

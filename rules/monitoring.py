@@ -5,7 +5,7 @@ from datetime import date, timedelta
 
 from fhir_mappers.facts import ClinicalFacts, Measurement
 
-from .common import therapy_unknown, thiopurine_orders
+from .common import above, below, therapy_unknown, thiopurine_orders
 from .findings import Action, CancelOrder, Finding, OrderTest
 from .knowledge_base import load
 
@@ -129,14 +129,14 @@ def lab_findings(facts: ClinicalFacts) -> list[Finding]:
         m = latest(facts, analyte, age)
         if m is None:
             continue
-        if m.value < kb["severe_cytopenia"][f"{analyte}_below"]:
+        if below(m, kb["severe_cytopenia"][f"{analyte}_below"]):
             severe.append(m)
-        elif m.value < kb["cytopenia"][f"{analyte}_below"]:
+        elif below(m, kb["cytopenia"][f"{analyte}_below"]):
             low.append(m)
     lym = latest(facts, "lymphocytes", age)
-    lymphopenia = lym is not None and lym.value < kb["cytopenia"]["lymphocytes_below"]
+    lymphopenia = lym is not None and below(lym, kb["cytopenia"]["lymphocytes_below"])
     mcv = latest(facts, "mcv", age)
-    macro = mcv is not None and mcv.value > kb["cytopenia"]["mcv_above"]
+    macro = mcv is not None and above(mcv, kb["cytopenia"]["mcv_above"])
     if severe:
         # stop on severe cytopenia (brief; FDA label): the stop supersedes every dose advice on the order
         findings.append(Finding("cytopenia-severe", order.ref, _results(severe, facts),
@@ -153,17 +153,17 @@ def lab_findings(facts: ClinicalFacts) -> list[Finding]:
         m = latest(facts, analyte, age)
         if m is None:
             continue
-        over_uln = m.ref_high is not None and m.value > liver["uln_multiple_above"] * m.ref_high
-        if m.value > liver["alt_ast_above"] or over_uln:
+        over_uln = m.ref_high is not None and above(m, liver["uln_multiple_above"] * m.ref_high)
+        if above(m, liver["alt_ast_above"]) or over_uln:
             bad.append(m)
     if bad:
         findings.append(Finding("liver-tests", order.ref, _results(bad, facts), drug=drug))
     met = kb["metabolites"]
     tgn, mmp = latest(facts, "tgn", age), latest(facts, "mmp", age)
-    high = [m for m in (tgn, mmp) if m and m.value > met[f"{m.analyte}_above"]]
+    high = [m for m in (tgn, mmp) if m and above(m, met[f"{m.analyte}_above"])]
     if high:
         findings.append(Finding("metabolites-high", order.ref, _results(high, facts), drug=drug))
-    elif tgn and tgn.value < met["tgn_below"]:
+    elif tgn and below(tgn, met["tgn_below"]):
         findings.append(Finding("metabolites-low", order.ref, _results([tgn]), drug=drug))
     return findings
 

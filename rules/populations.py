@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fhir_mappers.facts import ClinicalFacts
 
-from .common import matches, thiopurine_orders
+from .common import below, matches, thiopurine_orders
 from .findings import Action, CancelOrder, DoseLimit, Finding
 from .knowledge_base import load
 from .monitoring import conflicts, latest
@@ -82,7 +82,7 @@ def population_findings(facts: ClinicalFacts) -> list[Finding]:
     spec = kb["renal"]
     egfr = latest(facts, "egfr", load()["monitoring"]["cbc"]["result_max_age_days"])
     aki = _condition(facts, spec["aki_snomed"], spec["aki_icd10"])
-    low_egfr = egfr is not None and egfr.value < spec["egfr_below"]
+    low_egfr = egfr is not None and below(egfr, spec["egfr_below"])
     if low_egfr or aki:
         values: dict = {"egfr": egfr.value if low_egfr and egfr else None,
                   "date": egfr.when.date().isoformat() if low_egfr and egfr and egfr.when else "",

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from fhir_mappers.facts import ClinicalFacts, Measurement, ResultText
 
+from .common import above, below
 from .knowledge_base import load
 
 # Severity for thiopurine toxicity; "High" (fast inactivation) is the least severe.
@@ -78,15 +79,15 @@ def judge_measurement(m: Measurement) -> ActivityReading:
     unit_spec = spec.get("units", {}).get(m.unit) if m.unit else None
     if unit_spec and unit_spec["bands"]:
         for upper, reading, label in unit_spec["bands"]:
-            if m.value < upper:
+            if below(m, upper):  # "< 17" is below 17 whatever the figure
                 readings.append((reading, {"code": "band", "label": label}))
                 break
         else:
             readings.append(("High", {"code": "band_high", "high_above": unit_spec["high_above"], "unit": unit}))
     lab_range = {"low": m.ref_low, "high": m.ref_high}
-    if m.ref_low is not None and m.value < m.ref_low:
+    if m.ref_low is not None and below(m, m.ref_low):
         readings.append(("Intermediate Metabolizer", {"code": "below_lab_range", **lab_range}))
-    elif m.ref_high is not None and m.value > m.ref_high:
+    elif m.ref_high is not None and above(m, m.ref_high):
         readings.append(("High", {"code": "above_lab_range", **lab_range}))
     elif m.ref_low is not None or m.ref_high is not None:
         readings.append(("Normal Metabolizer", {"code": "within_lab_range", **lab_range}))

@@ -605,3 +605,34 @@ def test_ambiguous_genotype_summary_says_possible():
     f = one(run([med_request(daily_mg=150)], weights=[weight(72)], meds=[],
                 pgx=[b.genotype_ig("TPMT", "*1/*3A or *3B/*3C"), b.genotype_ig("NUDT15", "*1/*1")]), "pgx-poor-metabolizer")
     assert "possible TPMT poor metabolizer (ambiguous genotype)" in summary_of(f), summary_of(f)
+
+
+@pytest.mark.parametrize("key,limit", [("anc", 1.0), ("plt", 50)])
+def test_a_limit_count_at_the_severe_cut_off_is_severe(key, limit):
+    """'< 1.0 ×10⁹/L' neutrophils (a count below the reporting limit) is below 1.0: severe."""
+    labs_ = _labs_with(**{key: limit})
+    next(l for l in labs_ if l["id"] == key)["valueQuantity"]["comparator"] = "<"
+    assert "cytopenia-severe" in ids(run(labs=labs_))
+
+
+
+def test_alt_reported_above_a_limit_counts_as_high():
+    limit = load()["monitoring"]["liver"]["alt_ast_above"]
+    assert "liver-tests" not in ids(run(labs=_labs_with(alt=limit)))
+    labs_ = _labs_with(alt=limit)
+    next(l for l in labs_ if l["id"] == "alt")["valueQuantity"]["comparator"] = ">"
+    assert "liver-tests" in ids(run(labs=labs_))
+
+
+def test_knowledge_versions_compare_by_number():
+    from rules.knowledge_base import version_key
+    assert max(["2026.9.0", "2026.12.0"], key=version_key) == "2026.12.0"
+
+
+def test_azathioprine_for_leukaemia_keeps_a_dose_range():
+    """Azathioprine is not dosed per m²: with ALL on record its mg/kg maximum (dosing.toml [indications.all])
+    still applies, instead of no range check at all."""
+    from rules.dose import _range_spec
+    spec = _range_spec("azathioprine", "all")
+    assert spec is not None and spec["max_mg_per_kg"] == load()["dosing"]["indications"]["all"]["max_mg_per_kg"]
+    assert _range_spec("mercaptopurine", "all") is load()["dosing"]["oncology"]["mercaptopurine"]

@@ -181,3 +181,15 @@ def test_an_older_deficient_result_is_not_hidden_by_a_newer_unreadable_one():
     found = run([med_request(daily_mg=150)], pgx=[b.genotype_ig("NUDT15", "*1/*1"), old, new], meds=[active(mg=150)])
     card = next(f for f in found if f.rule_id == "pgx-poor-metabolizer")
     assert "see scanned report" in detail_of(card) and "could not be judged" in detail_of(card)
+
+
+@pytest.mark.parametrize("comparator,value,expected", [
+    ("<", 17, "Poor Metabolizer"),      # "< 17 U/mL": below the deficient cut-off whatever the figure
+    ("<=", 17, "Poor Metabolizer"),
+    ("<", 30, "Poor Metabolizer"),      # an upper limit only: open downwards, never read as normal
+    (">", 50, "High"),
+])
+def test_a_limit_result_is_read_on_its_open_side(comparator, value, expected):
+    obs = activity(value, low=24, high=44)
+    obs["valueQuantity"]["comparator"] = comparator
+    assert reading(obs)[0] == expected
