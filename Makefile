@@ -41,6 +41,5 @@ demo: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
 
-.PHONY: bench
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -257,7 +257,11 @@ def _loads(body: bytes):
     try:
         return orjson.loads(body)
     except ValueError:
-        return json.loads(body)
+        return json.loads(body, parse_constant=_no_constant)
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")  # NaN/Infinity from a server never reaches a mapper
 
 
 def _expect(resource: dict, resource_type: str) -> None:

@@ -553,7 +553,7 @@ class Authenticator:
                 body = read_limited(resp, deadline, MAX_JWKS_BYTES)
             keys = parse_jwks(json.loads(body))
         except (requests.RequestException, urllib3.exceptions.HTTPError, ValueError, OSError, FhirError,
-                netguard.EgressRefused) as exc:
+                netguard.EgressRefused, RecursionError) as exc:
             log.warning("JWKS could not be fetched", extra={"event": "jwks", "error": type(exc).__name__})
             return None
         log.info("JWKS fetched", extra={"event": "jwks"})
