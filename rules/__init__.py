@@ -9,6 +9,7 @@ thiopurines at all, so that an unrelated order costs no FHIR queries.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cache
 
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 
@@ -16,6 +17,7 @@ from . import dose as _dose, interactions as _interactions, monitoring as _monit
 from . import populations as _populations
 from .catalogue import catalogue as _catalogue, indicator_of, priority_of
 from .common import indication, thiopurine_of
+from .context import CallContext, context_of
 from .doseplan import DosePlan, plan_doses
 from .dose import dose_findings, schedule_error_findings, weight_findings
 from .findings import ChangeDose, Finding, Indicator
@@ -108,10 +110,10 @@ def truncation_findings(facts: ClinicalFacts) -> list[Finding]:
                     drug=(thiopurine_of(order) or "") if order else "")]
 
 
-def data_gap_findings(facts: ClinicalFacts) -> list[Finding]:
+def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
     """One finding naming the data that could not be obtained or read, and what to check by hand."""
-    thiopurine = any(o.selected and thiopurine_of(o) for o in facts.orders)
-    if not thiopurine:
+    orders = context_of(facts, ctx).thiopurine_orders
+    if not orders:
         vaccine = next((o for o in facts.orders if o.selected and is_live_vaccine(o)), None)
         # a live vaccine with a thiopurine is a contraindicated combination: the skipped check is a warning
         skipped: Indicator = "warning" if vaccine is not None else "info"
@@ -129,11 +131,9 @@ def data_gap_findings(facts: ClinicalFacts) -> list[Finding]:
     why_by_key = {g.key: g.why for g in facts.gaps}
     outcome_by_key = {g.key: g.outcome for g in facts.gaps if g.outcome}
     relevant = set(_GROUPS) - {"immunizations", "past_medications", "height"}
-    if any(load()["dosing"]["indications"][indication(o, facts.conditions)[0]].get("oncology")
-           for o in facts.orders if o.selected and thiopurine_of(o)):
+    if any(load()["dosing"]["indications"][indication(o, facts.conditions)[0]].get("oncology") for o, _ in orders):
         relevant.add("height")  # dosing by body surface area (oncology)
-    if any(not any(d in m.ingredients for m in facts.active_medications)
-           for o, d in ((o, thiopurine_of(o)) for o in facts.orders if o.selected) if d):
+    if any(not any(d in m.ingredients for m in facts.active_medications) for _, d in orders):
         relevant.add("immunizations")  # a thiopurine start: live vaccines in the last weeks matter
     groups = [{"key": g, "why": why_by_key.get(g, ""), "outcome": outcome_by_key.get(g, "")}
               for g in _GROUPS if g in facts.unavailable and g in relevant]
@@ -143,9 +143,21 @@ def data_gap_findings(facts: ClinicalFacts) -> list[Finding]:
     gaps = list({(g["what"], g["why"], g["outcome"]): g for g in gaps}.values())  # after: a merge never softens
     if not groups and not gaps:
         return []
-    order = next(o for o in facts.orders if o.selected and thiopurine_of(o))
+    order, drug = orders[0]
     return [Finding("data-incomplete", order.ref, {"variant": "thiopurine", "groups": groups, "gaps": gaps},
-                    indicator="warning" if serious else "info", drug=thiopurine_of(order) or "")]
+                    indicator="warning" if serious else "info", drug=drug)]
+
+
+@cache
+def _superseded_by() -> dict[str, frozenset[str]]:
+    """rule id -> the other rules whose catalogue entries supersede it (from the static catalogue)."""
+    cat = _catalogue()
+    by: dict[str, set[str]] = {}
+    for other, entry in cat.entries.items():
+        for rule_id in entry.supersedes:
+            if rule_id != other:
+                by.setdefault(rule_id, set()).add(other)
+    return {rule_id: frozenset(others) for rule_id, others in by.items()}
 
 
 def drop_superseded(findings: list[Finding]) -> list[Finding]:
@@ -155,6 +167,7 @@ def drop_superseded(findings: list[Finding]) -> list[Finding]:
     (severe cytopenia, hypersensitivity, a contraindicated combination) leaves no dose on that order at all;
     a stop that offers a reduced dose as the second choice (poor metabolizer) keeps that one, on its own card."""
     cat = _catalogue()
+    superseded_by = _superseded_by()
     fired = {(f.order_ref, f.rule_id) for f in findings}
     stoppers: dict[str, list[Finding]] = {}
     for f in findings:
@@ -163,8 +176,7 @@ def drop_superseded(findings: list[Finding]) -> list[Finding]:
     hard = {ref for ref, fs in stoppers.items() if any(g.dose is None for g in fs)}
     out = []
     for f in findings:
-        superseded = any((f.order_ref, other) in fired and f.rule_id in cat[other].supersedes
-                         for other in cat.entries if other != f.rule_id)
+        superseded = any((f.order_ref, other) in fired for other in superseded_by.get(f.rule_id, ()))
         if f.order_ref in stoppers and not f.stops_order and f.rule_id in cat.stop_supersedes:
             superseded = True
         if superseded:
@@ -202,23 +214,27 @@ def unreadable_doses(facts: ClinicalFacts) -> ClinicalFacts:
                    f"heaviest plausible patient): a recording error?")
         return replace(o, daily_dose=None, dose_problem=problem)
 
-    return replace(facts, orders=[fix(o) for o in facts.orders])
+    orders = [fix(o) for o in facts.orders]
+    if all(new is old for new, old in zip(orders, facts.orders, strict=True)):
+        return facts
+    return replace(facts, orders=orders)
 
 
 def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list[Finding]:
     days = options.weight_max_age_days
     facts = unreadable_doses(facts)
+    ctx = CallContext(facts)  # what several rules derive from these facts, once for this call
     findings: list[Finding] = []
-    findings += population_findings(facts)        # hypersensitivity first: it outranks dosing
-    findings += pgx_findings(facts, weight_max_age_days=days, guideline=options.guideline)
+    findings += population_findings(facts, ctx)        # hypersensitivity first: it outranks dosing
+    findings += pgx_findings(facts, weight_max_age_days=days, guideline=options.guideline, ctx=ctx)
     findings += interaction_findings(facts)
-    findings += dose_findings(facts, days)
-    findings += schedule_error_findings(facts)
-    findings += weight_findings(facts, days)
-    findings += cbc_due_findings(facts)
-    findings += lab_findings(facts)
-    findings += tpmt_high_findings(facts)
-    findings += data_gap_findings(facts)
+    findings += dose_findings(facts, days, ctx)
+    findings += schedule_error_findings(facts, ctx)
+    findings += weight_findings(facts, days, ctx)
+    findings += cbc_due_findings(facts, ctx)
+    findings += lab_findings(facts, ctx)
+    findings += tpmt_high_findings(facts, ctx)
+    findings += data_gap_findings(facts, ctx)
     findings += truncation_findings(facts)
     findings = drop_superseded(findings)
     attach_plans(findings, facts)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
+from functools import cache
 
 from fhir_mappers.facts import ClinicalFacts, ConditionFact, MedicationFact, Measurement
 
@@ -11,14 +12,15 @@ from .knowledge_base import load
 SNOMED = "http://snomed.info/sct"
 
 
+@cache
 def thiopurines() -> frozenset[str]:
     return frozenset(load()["pgx"]["drugs"])
 
 
 def thiopurine_of(med: MedicationFact) -> str | None:
-    """The thiopurine ingredient of an order, or None."""
-    found = sorted(med.ingredients & thiopurines())
-    return found[0] if found else None
+    """The thiopurine ingredient of an order (the first by name if several), or None."""
+    found = med.ingredients & thiopurines()
+    return min(found) if found else None
 
 
 def thiopurine_orders(facts: ClinicalFacts) -> list[tuple[MedicationFact, str]]:
@@ -82,17 +84,49 @@ def matches(spec: dict, codes: frozenset[str]) -> bool:
     return False
 
 
+@cache
+def _indication_index() -> tuple[tuple[str, ...], dict[str, int], tuple[tuple[str, int], ...]]:
+    """dosing.toml's indications in the file's order (most specific first, without "unknown"), with
+    SNOMED code -> position of the first indication listing it, and (ICD-10 prefix, position) in that order."""
+    table = load()["dosing"]["indications"]
+    keys = tuple(k for k in table if k != "unknown")
+    snomed: dict[str, int] = {}
+    icd10: list[tuple[str, int]] = []
+    for i, k in enumerate(keys):
+        for code in table[k].get("snomed", []):
+            snomed.setdefault(code, i)
+        icd10 += [(prefix, i) for prefix in table[k].get("icd10", [])]
+    return keys, snomed, tuple(icd10)
+
+
+def _first_indication(key: str) -> int:
+    """The position of the first indication one "system|code" matches (as ``matches``), or the number of
+    indications when none does."""
+    keys, snomed, icd10 = _indication_index()
+    system, _, code = key.partition("|")
+    if system == SNOMED:
+        return snomed.get(code, len(keys))
+    if system.startswith("http://hl7.org/fhir/sid/icd-10"):
+        code = code.upper()
+        return next((i for prefix, i in icd10 if code.startswith(prefix)), len(keys))
+    return len(keys)
+
+
+def _first_of(codes) -> int:
+    return min(map(_first_indication, codes), default=len(_indication_index()[0]))
+
+
 def indication(order: MedicationFact, conditions: list[ConditionFact]) -> tuple[str, str]:
     """(indication key, "reason" | "condition" | "none"). The order's reasonCode wins; then
-    active Conditions in the knowledge file's order (most specific first)."""
-    table = load()["dosing"]["indications"]
-    keys = [k for k in table if k != "unknown"]
-    for k in keys:
-        if matches(table[k], order.reason_codes):
-            return k, "reason"
-    for k in keys:
-        if any(matches(table[k], c.codes) for c in conditions):
-            return k, "condition"
+    active Conditions in the knowledge file's order (most specific first): the first indication
+    any code matches."""
+    keys = _indication_index()[0]
+    i = _first_of(order.reason_codes)
+    if i < len(keys):
+        return keys[i], "reason"
+    i = min((_first_of(c.codes) for c in conditions), default=len(keys))
+    if i < len(keys):
+        return keys[i], "condition"
     return "unknown", "none"
 
 

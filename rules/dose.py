@@ -5,7 +5,8 @@ import math
 
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 
-from .common import indication, recent, recent_weight, size_basis, therapy_unknown, thiopurine_orders
+from .common import indication, recent, recent_weight, therapy_unknown
+from .context import CallContext, context_of
 from .findings import DoseLimit, Finding, OrderTest
 from .knowledge_base import load
 
@@ -19,11 +20,11 @@ def is_new_start(facts: ClinicalFacts, order: MedicationFact, drug: str) -> bool
     return not order.prior_therapy and not any(drug in m.ingredients for m in facts.active_medications)
 
 
-def schedule_error_findings(facts: ClinicalFacts) -> list[Finding]:
+def schedule_error_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
     """A thiopurine ordered once weekly (or rarer): a schedule error, not a low daily dose
     (fhir_mappers does not average doses a week or more apart into a daily dose)."""
     return [Finding("dose-schedule-error", order.ref, {"schedule": order.schedule_problem}, drug=drug)
-            for order, drug in thiopurine_orders(facts) if order.schedule_problem]
+            for order, drug in context_of(facts, ctx).thiopurine_orders if order.schedule_problem]
 
 
 def _weight_test() -> OrderTest:
@@ -75,8 +76,9 @@ def _start(spec: dict, general: dict, weight: float | None, drug: str) -> dict:
     return {"start_mg": start_mg, "start_exact": None, "start_per_kg": None, "step": step, "threshold": threshold}
 
 
-def weight_findings(facts: ClinicalFacts, max_age_days: int) -> list[Finding]:
-    orders = thiopurine_orders(facts)
+def weight_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | None = None) -> list[Finding]:
+    ctx = context_of(facts, ctx)
+    orders = ctx.thiopurine_orders
     if not orders or "weight" in facts.unavailable:
         return []
     dosing = load()["dosing"]
@@ -88,7 +90,7 @@ def weight_findings(facts: ClinicalFacts, max_age_days: int) -> list[Finding]:
         return [Finding("weight-implausible", order.ref, {"weight": w.value, "date": w.when.date().isoformat() if w.when else "",
                                                            "low": low, "high": high}, [_weight_test()], drug=drug)]
     out = []
-    basis = size_basis(facts, order, drug, max_age_days)
+    basis = ctx.size_basis(order, drug, max_age_days)
     spec = _range_spec(drug, basis["indication"])
     ordered = order.daily_dose.mg if order.daily_dose else None
     if w is None:
@@ -118,18 +120,19 @@ def weight_findings(facts: ClinicalFacts, max_age_days: int) -> list[Finding]:
     return out
 
 
-def dose_findings(facts: ClinicalFacts, max_age_days: int) -> list[Finding]:
+def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | None = None) -> list[Finding]:
+    ctx = context_of(facts, ctx)
     dosing = load()["dosing"]
     general = dosing["general"]
     findings = []
-    for order, drug in thiopurine_orders(facts):
+    for order, drug in ctx.thiopurine_orders:
         if order.daily_dose is None and order.schedule_problem:
             continue  # said by dose-schedule-error
         if order.daily_dose is None:
             findings.append(Finding("dose-unreadable", order.ref, {"problem": order.dose_problem or ""}, drug=drug))
             continue
         ordered = order.daily_dose.mg
-        basis = size_basis(facts, order, drug, max_age_days)
+        basis = ctx.size_basis(order, drug, max_age_days)
         ind, how = basis["indication"], basis["indication_how"]
         spec = _range_spec(drug, ind)
         if spec is None:

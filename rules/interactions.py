@@ -19,20 +19,30 @@ RULE_IDS = ("interaction-xanthine-oxidase", "interaction-warfarin", "interaction
             "interaction-aminosalicylates")
 
 
-def _pairs(facts: ClinicalFacts, is_other) -> list[tuple[MedicationFact, str, MedicationFact, str]]:
+Thiopurines = list[tuple[MedicationFact, str]]  # (medication, its thiopurine), orders then active medications
+
+
+def _thiopurine_meds(facts: ClinicalFacts) -> Thiopurines:
+    return [(m, tp) for m in facts.orders + facts.active_medications if (tp := thiopurine_of(m))]
+
+
+def _pairs(facts: ClinicalFacts, is_other,
+           thiopurine_meds: Thiopurines | None = None) -> list[tuple[MedicationFact, str, MedicationFact, str]]:
     """(thiopurine med, thiopurine, other med, which is new) for every pair where one side is a selected draft.
 
     Linear in the medications plus the pairs found: a pair needs a selected draft on one side, so
     a thiopurine that is not one is paired only with the selected drafts of the other drug (the
-    order is the one a scan of every pair would give)."""
+    order is the one a scan of every pair would give). ``thiopurine_meds``: ``_thiopurine_meds(facts)``,
+    when the caller has it already."""
+    if thiopurine_meds is None:
+        thiopurine_meds = _thiopurine_meds(facts)
+    if not thiopurine_meds:
+        return []
     meds = facts.orders + facts.active_medications
     others = [o for o in meds if is_other(o)]
     selected_others = [o for o in others if o.is_draft and o.selected]
     out, seen = [], set()
-    for t in meds:
-        tp = thiopurine_of(t)
-        if not tp:
-            continue
+    for t, tp in thiopurine_meds:
         new_thiopurine = t.is_draft and t.selected
         for o in others if new_thiopurine else selected_others:
             if o is t:
@@ -49,11 +59,11 @@ def _state(m: MedicationFact) -> str:
     return "draft" if m.is_draft else "active"
 
 
-def xoi_findings(facts: ClinicalFacts) -> list[Finding]:
+def xoi_findings(facts: ClinicalFacts, thiopurine_meds: Thiopurines | None = None) -> list[Finding]:
     spec = load()["interactions"]["xanthine_oxidase_inhibitors"]
     xoi = set(spec["ingredients"])
     findings = []
-    for t, tp, o, new in _pairs(facts, lambda m: bool(m.ingredients & xoi)):
+    for t, tp, o, new in _pairs(facts, lambda m: bool(m.ingredients & xoi), thiopurine_meds):
         if tp in spec["not_inactivated"]:
             continue  # thioguanine: not inactivated by xanthine oxidase, no adjustment (thioguanine label)
         other = sorted(o.ingredients & xoi)[0]
@@ -82,11 +92,11 @@ def xoi_findings(facts: ClinicalFacts) -> list[Finding]:
     return findings
 
 
-def warfarin_findings(facts: ClinicalFacts) -> list[Finding]:
+def warfarin_findings(facts: ClinicalFacts, thiopurine_meds: Thiopurines | None = None) -> list[Finding]:
     spec = load()["interactions"]["warfarin"]
     drugs = set(spec["ingredients"])
     findings = []
-    for t, tp, o, new in _pairs(facts, lambda m: bool(m.ingredients & drugs)):
+    for t, tp, o, new in _pairs(facts, lambda m: bool(m.ingredients & drugs), thiopurine_meds):
         findings.append(Finding(
             "interaction-warfarin", t.ref, {"new": new, "thiopurine_state": _state(t), "other_state": _state(o),
                                             "within_days": spec["inr_within_days"]},
@@ -107,9 +117,9 @@ def _vaccine_values(codes: list[str]) -> dict:
             "alternatives": [spec["alternatives"][c] for c in codes if c in spec["alternatives"]]}
 
 
-def vaccine_findings(facts: ClinicalFacts) -> list[Finding]:
+def vaccine_findings(facts: ClinicalFacts, thiopurine_meds: Thiopurines | None = None) -> list[Finding]:
     findings = []
-    for t, tp, o, new in _pairs(facts, lambda m: bool(_live(m))):
+    for t, tp, o, new in _pairs(facts, lambda m: bool(_live(m)), thiopurine_meds):
         findings.append(Finding(
             "interaction-live-vaccine", t.ref,
             {"new": new, "thiopurine_state": _state(t), "other_state": _state(o), **_vaccine_values(_live(o))},
@@ -152,12 +162,12 @@ def vaccine_timing_findings(facts: ClinicalFacts) -> list[Finding]:
     return out
 
 
-def other_findings(facts: ClinicalFacts) -> list[Finding]:
+def other_findings(facts: ClinicalFacts, thiopurine_meds: Thiopurines | None = None) -> list[Finding]:
     table = load()["interactions"]["others"]
     findings = []
     for key, spec in table.items():
         drugs = set(spec["ingredients"])
-        for t, tp, o, new in _pairs(facts, lambda m, drugs=drugs: bool(m.ingredients & drugs)):
+        for t, tp, o, new in _pairs(facts, lambda m, drugs=drugs: bool(m.ingredients & drugs), thiopurine_meds):
             other = sorted(o.ingredients & drugs)[0]
             findings.append(Finding(f"interaction-{key.replace('_', '-')}", t.ref,
                                     {"other": other, "group": key, "new": new, "thiopurine_state": _state(t),
@@ -186,8 +196,9 @@ def duplicate_findings(facts: ClinicalFacts) -> list[Finding]:
 
 
 def interaction_findings(facts: ClinicalFacts) -> list[Finding]:
-    return (duplicate_findings(facts) + xoi_findings(facts) + vaccine_findings(facts) + vaccine_timing_findings(facts)
-            + warfarin_findings(facts) + other_findings(facts))
+    tps = _thiopurine_meds(facts)  # once for every pairwise check
+    return (duplicate_findings(facts) + xoi_findings(facts, tps) + vaccine_findings(facts, tps)
+            + vaccine_timing_findings(facts) + warfarin_findings(facts, tps) + other_findings(facts, tps))
 
 
 def interacting_ingredients() -> frozenset[str]:

@@ -5,7 +5,8 @@ from datetime import date, timedelta
 
 from fhir_mappers.facts import ClinicalFacts, Measurement
 
-from .common import above, below, therapy_unknown, thiopurine_orders
+from .common import above, below, therapy_unknown
+from .context import CallContext, context_of
 from .findings import Action, CancelOrder, Finding, OrderTest
 from .knowledge_base import load
 
@@ -23,11 +24,13 @@ WORSE_LOW = frozenset({"wbc", "neutrophils", "lymphocytes", "platelets", "hemogl
 def latest(facts: ClinicalFacts, analyte: str, max_age_days: int | None = None) -> Measurement | None:
     """The newest dated result; of several with that same date and time, the worst (a normal result never
     hides an abnormal one of the same time; ``disagreeing`` gives the others, the card says so)."""
-    dated = [m for m in facts.labs.get(analyte, []) if m.when is not None]
-    if not dated or max_age_days is not None and dated[0].when and \
-            dated[0].when.date() < facts.today - timedelta(days=max_age_days):
+    results = facts.labs.get(analyte, [])
+    first = next((m for m in results if m.when is not None), None)
+    if first is None or first.when is None or max_age_days is not None and \
+            first.when.date() < facts.today - timedelta(days=max_age_days):
         return None
-    same = [m for m in dated if m.when == dated[0].when]
+    when = first.when
+    same = [m for m in results if m.when == when]
     return min(same, key=lambda m: m.value) if analyte in WORSE_LOW else max(same, key=lambda m: m.value)
 
 
@@ -70,17 +73,20 @@ def _last(facts: ClinicalFacts, analytes) -> str:
     return max(dates).isoformat() if dates else ""
 
 
-def cbc_due_findings(facts: ClinicalFacts) -> list[Finding]:
+def cbc_due_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
     if "labs" in facts.unavailable:
+        return []
+    orders = context_of(facts, ctx).thiopurine_orders
+    if not orders:
         return []
     spec = load()["monitoring"]["cbc"]
     findings = []
-    for order, drug in thiopurine_orders(facts):
+    last_cbc, last_lft = _last(facts, CBC), _last(facts, LIVER)
+    cutoff = facts.today.isoformat()
+    for order, drug in orders:
         early, why, since = _early_phase(facts, order, drug, spec["early_phase_days"])
         cbc_window = spec["weekly_window_days"] if early else spec["routine_window_days"]
         lft_window = spec["lft_early_window_days"] if early else spec["routine_window_days"]
-        last_cbc, last_lft = _last(facts, CBC), _last(facts, LIVER)
-        cutoff = facts.today.isoformat()
         cbc_due = not last_cbc or last_cbc < (facts.today - timedelta(days=cbc_window)).isoformat()
         lft_due = not last_lft or last_lft < (facts.today - timedelta(days=lft_window)).isoformat()
         if not (cbc_due or lft_due):
@@ -116,8 +122,8 @@ def _results(ms: list[Measurement], facts: ClinicalFacts | None = None) -> dict:
     return out
 
 
-def lab_findings(facts: ClinicalFacts) -> list[Finding]:
-    orders = thiopurine_orders(facts)
+def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
+    orders = context_of(facts, ctx).thiopurine_orders
     if not orders:
         return []
     kb = load()["monitoring"]
@@ -168,22 +174,23 @@ def lab_findings(facts: ClinicalFacts) -> list[Finding]:
     return findings
 
 
-def tpmt_activity_status(facts: ClinicalFacts) -> tuple[str | None, dict]:
+def tpmt_activity_status(facts: ClinicalFacts, ctx: CallContext | None = None) -> tuple[str | None, dict]:
     """A CPIC-like phenotype from the newest judgeable TPMT enzyme activity (``rules.tpmt_activity``: the most
     severe of the unit's cut-offs, the laboratory's range and its interpretation): (phenotype or "High",
     evidence values), or (None, {}) when there is none (an unjudgeable result is named by ``rules.pgx``)."""
-    from .tpmt_activity import latest_judged
-
-    r = latest_judged(facts)
+    r = context_of(facts, ctx).latest_judged
     if r is None:
         return None, {}
     return r.reading, r.values()
 
 
-def tpmt_high_findings(facts: ClinicalFacts) -> list[Finding]:
-    orders = thiopurine_orders(facts)
-    status, evidence = tpmt_activity_status(facts)
-    if not orders or status != "High":
+def tpmt_high_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
+    ctx = context_of(facts, ctx)
+    orders = ctx.thiopurine_orders
+    if not orders:
+        return []
+    status, evidence = tpmt_activity_status(facts, ctx)
+    if status != "High":
         return []
     return [Finding("tpmt-activity-high", orders[0][0].ref, {"activity": evidence}, drug=orders[0][1])]
 

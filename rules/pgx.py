@@ -13,9 +13,11 @@ from typing import Any, Literal
 
 from fhir_mappers.facts import ClinicalFacts, Gene, GeneResult, MedicationFact
 
-from .common import drug_spec, size_basis, thiopurine_orders
+from .common import drug_spec
+from .context import CallContext, context_of
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load, normalise_diplotype
+from .monitoring import tpmt_activity_status
 
 GENES: tuple[Gene, ...] = ("TPMT", "NUDT15")
 GeneState = Literal["known", "missing", "unreadable", "unavailable"]  # what is known of a gene (GeneStatus)
@@ -32,6 +34,8 @@ RANK = {
     "Ultrarapid Metabolizer": 1,
 }
 _ALLELE = re.compile(r"^\*\d+[A-Z]?$")
+_OPTIONS = re.compile(r"\s+or\s+|,|;|\|")  # ambiguous calls: "*1/*3A or *3B/*3C"
+_GENE_PREFIX = {g: re.compile(rf"{g}\s*", flags=re.IGNORECASE) for g in GENES}  # "TPMT*1/TPMT*3A"
 RULE_IDS = ("pgx-poor-metabolizer", "pgx-reduce-dose", "pgx-dose-in-reduced-range", "pgx-test-missing",
             "pgx-indeterminate", "pgx-uninterpretable", "pgx-unavailable")
 
@@ -75,12 +79,13 @@ def phenotype_of_diplotype(gene: str, text: str) -> tuple[str | None, list[dict]
     """
     kb = load()
     cpic_2026 = kb["pgx"]["cpic_2026"]
-    options = [o.strip() for o in re.split(r"\s+or\s+|,|;|\|", text) if o.strip()]
+    options = [o.strip() for o in _OPTIONS.split(text) if o.strip()]
     if not options:
         return None, [{"code": "empty", "gene": gene, "text": text}]
     phenotypes, notes = [], []
     for option in options:
-        cleaned = re.sub(rf"{gene}\s*", "", option, flags=re.IGNORECASE).replace(" ", "")
+        prefix = _GENE_PREFIX.get(gene) or re.compile(rf"{gene}\s*", flags=re.IGNORECASE)
+        cleaned = prefix.sub("", option).replace(" ", "")
         parts = cleaned.split("/")
         if len(parts) != 2:
             return None, [{"code": "not_diplotype", "gene": gene, "text": text}]
@@ -146,13 +151,12 @@ def gene_status(gene: Gene, results: list[GeneResult], unavailable: bool) -> Gen
     return status
 
 
-def statuses(facts: ClinicalFacts) -> dict[Gene, GeneStatus]:
-    from .monitoring import tpmt_activity_status
-
+def statuses(facts: ClinicalFacts, ctx: CallContext | None = None) -> dict[Gene, GeneStatus]:
+    ctx = context_of(facts, ctx)
     unavailable = "pgx" in facts.unavailable
     st = {g: gene_status(g, facts.gene_results, unavailable) for g in GENES}
-    activity, evidence = tpmt_activity_status(facts)
-    _unjudged_activity(st["TPMT"], facts)
+    activity, evidence = tpmt_activity_status(facts, ctx)
+    _unjudged_activity(st["TPMT"], ctx)
     if activity is not None:
         # CPIC: TPMT erythrocyte activity assesses the phenotype (and resolves an indeterminate genotype)
         phenotype = "Normal Metabolizer" if activity == "High" else activity
@@ -166,11 +170,9 @@ def statuses(facts: ClinicalFacts) -> dict[Gene, GeneStatus]:
     return st
 
 
-def _unjudged_activity(tpmt: GeneStatus, facts: ClinicalFacts) -> None:
+def _unjudged_activity(tpmt: GeneStatus, ctx: CallContext) -> None:
     """A TPMT activity result that is on record but cannot be judged is named, never "no result on record"."""
-    from .tpmt_activity import latest_activity
-
-    r = latest_activity(facts)
+    r = ctx.latest_activity
     if r is None:
         return
     if r.preliminary:
@@ -197,14 +199,16 @@ def _test_action(kind: str) -> OrderTest:
     return OrderTest(loinc=t["loinc"], display=t["display"], label=f"order_{kind}", reason=t["reason"])
 
 
-def pgx_findings(facts: ClinicalFacts, *, weight_max_age_days: int = 90, guideline: str = "cpic") -> list[Finding]:
-    orders = thiopurine_orders(facts)
+def pgx_findings(facts: ClinicalFacts, *, weight_max_age_days: int = 90, guideline: str = "cpic",
+                 ctx: CallContext | None = None) -> list[Finding]:
+    ctx = context_of(facts, ctx)
+    orders = ctx.thiopurine_orders
     if not orders:
         return []
-    st = statuses(facts)
+    st = statuses(facts, ctx)
     findings: list[Finding] = []
     for order, drug in orders:
-        finding = _for_order(facts, order, drug, st, weight_max_age_days, guideline)
+        finding = _for_order(ctx, order, drug, st, weight_max_age_days, guideline)
         if finding is not None:
             findings.append(finding)
     return findings
@@ -220,7 +224,7 @@ def _poor_band(spec: dict, poor: list[GeneStatus]) -> dict:
     return spec.get(f"{poor[0].gene.lower()}_poor", spec["poor"])
 
 
-def _for_order(facts, order: MedicationFact, drug: str, st: dict[Gene, GeneStatus], weight_days: int,
+def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene, GeneStatus], weight_days: int,
                guideline: str) -> Finding | None:
     poor = [s for s in st.values() if s.is_poor]
     inter = [s for s in st.values() if s.is_intermediate]
@@ -229,7 +233,7 @@ def _for_order(facts, order: MedicationFact, drug: str, st: dict[Gene, GeneStatu
                             "preliminary": any(s.preliminary for s in st.values()),  # the catalogue flags the summary too
                             # an ambiguous call read at its most severe: the summary says "possible"
                             "ambiguous": [s.gene for s in st.values() if any(p["code"] == "ambiguous" for p in s.problems)]}
-    basis = size_basis(facts, order, drug, weight_days)
+    basis = ctx.size_basis(order, drug, weight_days)
     malignant = basis["malignancy"]  # ALL or AML treated with this thiopurine (dosing.toml malignancy_drugs)
     base.update(basis=basis, malignant=malignant, guideline=guideline)
 

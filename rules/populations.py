@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from fhir_mappers.facts import ClinicalFacts
 
-from .common import below, matches, thiopurine_orders
+from .common import below, matches
+from .context import CallContext, context_of
 from .findings import Action, CancelOrder, DoseLimit, Finding
 from .knowledge_base import load
 from .monitoring import conflicts, latest
@@ -57,8 +58,8 @@ def is_breastfeeding(facts: ClinicalFacts) -> dict | None:
     return {"by": "condition", "condition": cond, "preliminary": False} if cond else None
 
 
-def population_findings(facts: ClinicalFacts) -> list[Finding]:
-    orders = thiopurine_orders(facts)
+def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
+    orders = context_of(facts, ctx).thiopurine_orders
     if not orders:
         return []
     kb = load()["populations"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
 
 from fhir_mappers.facts import ClinicalFacts, Measurement, ResultText
 
@@ -45,19 +46,30 @@ class ActivityReading:
 
     def values(self) -> dict:
         return {"reading": self.reading, "value": self.value, "comparator": self.comparator, "unit": self.unit,
-                "text": self.text, "date": self.date, "reasons": self.reasons, "preliminary": self.preliminary}
+                "text": self.text, "date": self.date, "reasons": [dict(r) for r in self.reasons], "preliminary": self.preliminary}
+
+
+_NEGATED = re.compile(r"\b(not|no|without|non)[- ]\w+(\s+\w+)?")
+
+
+@cache
+def _word_patterns() -> tuple[tuple[str, str, re.Pattern[str]], ...]:
+    """(reading, word, its pattern) for monitoring.toml's interpretation words, most severe reading first."""
+    spec = load()["monitoring"]["tpmt_activity"]["interpretation"]
+    return tuple((reading, w, re.compile(rf"(?<![\w-]){re.escape(w)}(?![\w-])"))
+                 for key, reading in (("poor_words", "Poor Metabolizer"),
+                                      ("intermediate_words", "Intermediate Metabolizer"),
+                                      ("high_words", "High"), ("normal_words", "Normal Metabolizer"))
+                 for w in spec[key])
 
 
 def _words(text: str) -> tuple[str, str]:
     """(reading, word) from the laboratory's words; negated phrases ("not
     deficient", "no deficiency detected") do not count."""
-    spec = load()["monitoring"]["tpmt_activity"]["interpretation"]
-    text = re.sub(r"\b(not|no|without|non)[- ]\w+(\s+\w+)?", " ", (text or "").lower())
-    for key, reading in (("poor_words", "Poor Metabolizer"), ("intermediate_words", "Intermediate Metabolizer"),
-                         ("high_words", "High"), ("normal_words", "Normal Metabolizer")):
-        for w in spec[key]:
-            if re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", text):
-                return reading, w
+    text = _NEGATED.sub(" ", (text or "").lower())
+    for reading, w, pattern in _word_patterns():
+        if pattern.search(text):
+            return reading, w
     return "", ""
 
 

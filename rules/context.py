@@ -1,0 +1,52 @@
+"""What one ``evaluate()`` call derives from its facts, each computed once for that call.
+
+Several rules need the same derived values (the thiopurine orders, each order's body-size basis, the
+TPMT activity readings); a ``CallContext`` is made by ``rules.evaluate`` for one call and handed to
+each rule, so that each is computed once per call instead of once per rule. It lives only as long as
+the call: nothing derived from a patient's facts is kept across calls. A rule called on its own
+(tests, the command line) makes its own.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+
+from fhir_mappers.facts import ClinicalFacts, MedicationFact
+
+from . import common
+from .tpmt_activity import ActivityReading, activity_readings
+
+
+class CallContext:
+    def __init__(self, facts: ClinicalFacts) -> None:
+        self.facts = facts
+        self._basis: dict[tuple[int, str, int], dict] = {}
+
+    @cached_property
+    def thiopurine_orders(self) -> list[tuple[MedicationFact, str]]:
+        return common.thiopurine_orders(self.facts)
+
+    def size_basis(self, order: MedicationFact, drug: str, weight_days: int) -> dict:
+        """``common.size_basis`` of the order, computed once per call (each caller gets its own copy)."""
+        key = (id(order), drug, weight_days)
+        basis = self._basis.get(key)
+        if basis is None:
+            basis = self._basis[key] = common.size_basis(self.facts, order, drug, weight_days)
+        return dict(basis)
+
+    @cached_property
+    def activity_readings(self) -> list[ActivityReading]:
+        return activity_readings(self.facts)
+
+    @cached_property
+    def latest_activity(self) -> ActivityReading | None:
+        readings = self.activity_readings
+        return readings[0] if readings else None
+
+    @cached_property
+    def latest_judged(self) -> ActivityReading | None:
+        return next((r for r in self.activity_readings if r.reading), None)
+
+
+def context_of(facts: ClinicalFacts, ctx: CallContext | None) -> CallContext:
+    """The call's context, or a new one for a rule called on its own."""
+    return ctx if ctx is not None and ctx.facts is facts else CallContext(facts)
