@@ -16,7 +16,7 @@ from fhir_mappers.facts import ClinicalFacts, MedicationFact
 from . import dose as _dose, interactions as _interactions, monitoring as _monitoring, pgx as _pgx
 from . import populations as _populations
 from .catalogue import catalogue as _catalogue, indicator_of, priority_of
-from .common import indication, thiopurine_of
+from .common import thiopurine_of
 from .context import CallContext, context_of
 from .doseplan import DosePlan, plan_doses
 from .dose import dose_findings, schedule_error_findings, weight_findings
@@ -112,7 +112,8 @@ def truncation_findings(facts: ClinicalFacts) -> list[Finding]:
 
 def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
     """One finding naming the data that could not be obtained or read, and what to check by hand."""
-    orders = context_of(facts, ctx).thiopurine_orders
+    ctx = context_of(facts, ctx)
+    orders = ctx.thiopurine_orders
     if not orders:
         vaccine = next((o for o in facts.orders if o.selected and is_live_vaccine(o)), None)
         # a live vaccine with a thiopurine is a contraindicated combination: the skipped check is a warning
@@ -131,7 +132,7 @@ def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> l
     why_by_key = {g.key: g.why for g in facts.gaps}
     outcome_by_key = {g.key: g.outcome for g in facts.gaps if g.outcome}
     relevant = set(_GROUPS) - {"immunizations", "past_medications", "height"}
-    if any(load()["dosing"]["indications"][indication(o, facts.conditions)[0]].get("oncology") for o, _ in orders):
+    if any(load()["dosing"]["indications"][ctx.indication(o)[0]].get("oncology") for o, _ in orders):
         relevant.add("height")  # dosing by body surface area (oncology)
     if any(not any(d in m.ingredients for m in facts.active_medications) for _, d in orders):
         relevant.add("immunizations")  # a thiopurine start: live vaccines in the last weeks matter

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 
@@ -84,57 +85,86 @@ def matches(spec: dict, codes: frozenset[str]) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class _IndicationIndex:
+    """dosing.toml's indications in the file's order (most specific first, without "unknown"), and for a
+    code the position of the first indication listing it: SNOMED codes, ICD-10 prefixes (by length)."""
+
+    keys: tuple[str, ...]
+    snomed: dict[str, int]
+    icd10: dict[str, int]  # prefix -> position of the first indication listing it
+    icd10_lengths: tuple[int, ...]
+
+
 @cache
-def _indication_index() -> tuple[tuple[str, ...], dict[str, int], tuple[tuple[str, int], ...]]:
-    """dosing.toml's indications in the file's order (most specific first, without "unknown"), with
-    SNOMED code -> position of the first indication listing it, and (ICD-10 prefix, position) in that order."""
+def _indication_index() -> _IndicationIndex:
     table = load()["dosing"]["indications"]
     keys = tuple(k for k in table if k != "unknown")
     snomed: dict[str, int] = {}
-    icd10: list[tuple[str, int]] = []
+    icd10: dict[str, int] = {}
     for i, k in enumerate(keys):
         for code in table[k].get("snomed", []):
             snomed.setdefault(code, i)
-        icd10 += [(prefix, i) for prefix in table[k].get("icd10", [])]
-    return keys, snomed, tuple(icd10)
+        for prefix in table[k].get("icd10", []):
+            icd10.setdefault(prefix, i)
+    return _IndicationIndex(keys, snomed, icd10, tuple(sorted({len(p) for p in icd10})))
 
 
-def _first_indication(key: str) -> int:
+def _first_indication(index: _IndicationIndex, key: str) -> int:
     """The position of the first indication one "system|code" matches (as ``matches``), or the number of
     indications when none does."""
-    keys, snomed, icd10 = _indication_index()
+    none = len(index.keys)
     system, _, code = key.partition("|")
     if system == SNOMED:
-        return snomed.get(code, len(keys))
+        return index.snomed.get(code, none)
     if system.startswith("http://hl7.org/fhir/sid/icd-10"):
-        code = code.upper()
-        return next((i for prefix, i in icd10 if code.startswith(prefix)), len(keys))
-    return len(keys)
+        code = code.upper()  # an ICD-10 code matches every prefix it starts with: the first indication of those
+        return min((index.icd10.get(code[:n], none) for n in index.icd10_lengths if n <= len(code)), default=none)
+    return none
 
 
-def _first_of(codes) -> int:
-    return min(map(_first_indication, codes), default=len(_indication_index()[0]))
+def _first_of(index: _IndicationIndex, codes) -> int:
+    return min((_first_indication(index, c) for c in codes), default=len(index.keys))
+
+
+def _indication_of(codes_per_item) -> str | None:
+    index = _indication_index()
+    i = min((_first_of(index, codes) for codes in codes_per_item), default=len(index.keys))
+    return index.keys[i] if i < len(index.keys) else None
+
+
+def condition_indication(conditions: list[ConditionFact]) -> str | None:
+    """The first indication (the knowledge file's order, most specific first) any active Condition matches."""
+    return _indication_of(c.codes for c in conditions)
+
+
+def reason_indication(order: MedicationFact) -> str | None:
+    """The first indication the order's reasonCode matches."""
+    return _indication_of((order.reason_codes,))
 
 
 def indication(order: MedicationFact, conditions: list[ConditionFact]) -> tuple[str, str]:
     """(indication key, "reason" | "condition" | "none"). The order's reasonCode wins; then
     active Conditions in the knowledge file's order (most specific first): the first indication
     any code matches."""
-    keys = _indication_index()[0]
-    i = _first_of(order.reason_codes)
-    if i < len(keys):
-        return keys[i], "reason"
-    i = min((_first_of(c.codes) for c in conditions), default=len(keys))
-    if i < len(keys):
-        return keys[i], "condition"
-    return "unknown", "none"
+    return indication_from(reason_indication(order), lambda: condition_indication(conditions))
 
 
-def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_days: int) -> dict:
+def indication_from(by_reason: str | None, by_condition) -> tuple[str, str]:
+    """``indication`` from the order's reason match and a callable giving the Conditions' match."""
+    if by_reason is not None:
+        return by_reason, "reason"
+    ind = by_condition()
+    return (ind, "condition") if ind is not None else ("unknown", "none")
+
+
+def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_days: int,
+               indication_how: tuple[str, str] | None = None) -> dict:
     """The normal (reference) daily dose for this patient and how it was found: mg/m² x body surface area
-    for a thiopurine in oncology (ALL), mg/kg x weight otherwise, else the ordered dose."""
+    for a thiopurine in oncology (ALL), mg/kg x weight otherwise, else the ordered dose.
+    ``indication_how``: ``indication(order, facts.conditions)`` when the caller has it."""
     dosing = load()["dosing"]
-    ind, how = indication(order, facts.conditions)
+    ind, how = indication_how or indication(order, facts.conditions)
     onc = dosing["oncology"].get(drug) if dosing["indications"][ind].get("oncology") else None
     w = usable_weight(facts, weight_days)
     h = recent(facts.heights, facts.today, dosing["general"]["height_max_age_days"])

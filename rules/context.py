@@ -20,17 +20,30 @@ class CallContext:
     def __init__(self, facts: ClinicalFacts) -> None:
         self.facts = facts
         self._basis: dict[tuple[int, str, int], dict] = {}
+        self._indication: dict[int, tuple[str, str]] = {}
 
     @cached_property
     def thiopurine_orders(self) -> list[tuple[MedicationFact, str]]:
         return common.thiopurine_orders(self.facts)
+
+    @cached_property
+    def condition_indication(self) -> str | None:
+        return common.condition_indication(self.facts.conditions)
+
+    def indication(self, order: MedicationFact) -> tuple[str, str]:
+        """``common.indication`` of the order, computed once per call."""
+        found = self._indication.get(id(order))
+        if found is None:
+            found = self._indication[id(order)] = common.indication_from(
+                common.reason_indication(order), lambda: self.condition_indication)
+        return found
 
     def size_basis(self, order: MedicationFact, drug: str, weight_days: int) -> dict:
         """``common.size_basis`` of the order, computed once per call (each caller gets its own copy)."""
         key = (id(order), drug, weight_days)
         basis = self._basis.get(key)
         if basis is None:
-            basis = self._basis[key] = common.size_basis(self.facts, order, drug, weight_days)
+            basis = self._basis[key] = common.size_basis(self.facts, order, drug, weight_days, self.indication(order))
         return dict(basis)
 
     @cached_property
