@@ -20,7 +20,7 @@ from .common import thiopurine_of
 from .context import CallContext, context_of
 from .doseplan import DosePlan, plan_doses
 from .dose import dose_findings, schedule_error_findings, weight_findings
-from .findings import ChangeDose, Finding, Indicator
+from .findings import ChangeDose, DoseLimit, Finding, Indicator
 from .interactions import interacting_ingredients, interaction_findings, is_live_vaccine
 from .knowledge_base import load, version_key
 from .monitoring import cbc_due_findings, lab_findings, tpmt_high_findings
@@ -166,7 +166,10 @@ def drop_superseded(findings: list[Finding]) -> list[Finding]:
     order also supersedes the catalogue's dose advice for it, and its dose limits: no other card about a
     stopped order states a dose (``values["order_stopped"]``, no plan). A stop without a dose of its own
     (severe cytopenia, hypersensitivity, a contraindicated combination) leaves no dose on that order at all;
-    a stop that offers a reduced dose as the second choice (poor metabolizer) keeps that one, on its own card."""
+    a stop that offers a reduced dose as the second choice (DPWG poor metabolizer: an alternative, or 10 %)
+    keeps that one, on its own card, and a fraction of the dose another finding asks for (allopurinol's
+    1/4-1/3, FDA label section 7) still applies to it: both, in one plan on the stopping card. Beside a stop
+    without a dose that reduced dose goes too: the card names the alternative only, with no mg figure."""
     cat = _catalogue()
     superseded_by = _superseded_by()
     fired = {(f.order_ref, f.rule_id) for f in findings}
@@ -183,13 +186,22 @@ def drop_superseded(findings: list[Finding]) -> list[Finding]:
         if superseded:
             continue
         if f.order_ref in stoppers and (f.order_ref in hard or not f.stops_order):
-            if f.dose is not None:
+            fraction = f.order_ref not in hard and _fraction_only(f.dose)  # it applies to the reduced dose offered
+            if f.dose is not None and not fraction:
                 f.dose = None  # the order is stopped: no dose for it on this card
                 f.actions = [a for a in f.actions if not isinstance(a, ChangeDose)]
+                f.values.pop("reduced_mg", None)  # nor its figure ("10 % = 14 mg/day")
+                if f.values.get("mode") == "avoid_or_reduce":
+                    f.values["mode"] = "avoid"  # "an alternative, or 10 %": only the alternative is left
             if not f.stops_order:
                 f.values["order_stopped"] = True
         out.append(f)
     return out
+
+
+def _fraction_only(limit: DoseLimit | None) -> bool:
+    """A limit that is only a fraction of whatever dose is given (allopurinol: 1/4-1/3 of it)."""
+    return limit is not None and limit.factor_high is not None and limit.high_mg is None and limit.low_mg is None
 
 
 def attach_plans(findings: list[Finding], facts: ClinicalFacts) -> dict[str, DosePlan]:
