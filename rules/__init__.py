@@ -43,7 +43,9 @@ class RuleOptions:
             raise ValueError(f"guideline must be one of {', '.join(GUIDELINES)}, not {self.guideline!r}")
 
 
+@cache
 def knowledge_version() -> str:
+    """The newest version of the knowledge files and the catalogue (both read once, at start)."""
     return max(load().version, _catalogue().version, key=version_key)
 
 

@@ -5,6 +5,8 @@ within months after a thiopurine was stopped, weeks before one is started."""
 from __future__ import annotations
 
 from datetime import date, timedelta
+from functools import cache
+from typing import NamedTuple
 
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 from fhir_mappers.terminology import terminology
@@ -19,30 +21,39 @@ RULE_IDS = ("interaction-xanthine-oxidase", "interaction-warfarin", "interaction
             "interaction-aminosalicylates")
 
 
-Thiopurines = list[tuple[MedicationFact, str]]  # (medication, its thiopurine), orders then active medications
+class Medications(NamedTuple):
+    """One call's orders and active medications, read once for every pairwise check."""
+
+    all: list[MedicationFact]  # orders, then active medications
+    thiopurines: list[tuple[MedicationFact, str]]  # (medication, its thiopurine), in that order
+    ingredients: frozenset[str]  # every ingredient of any of them
+    vaccines: bool  # any of them carries a vaccine code
 
 
-def _thiopurine_meds(facts: ClinicalFacts) -> Thiopurines:
-    return [(m, tp) for m in facts.orders + facts.active_medications if (tp := thiopurine_of(m))]
+def medications(facts: ClinicalFacts) -> Medications:
+    meds = facts.orders + facts.active_medications
+    return Medications(meds, [(m, tp) for m in meds if (tp := thiopurine_of(m))],
+                       frozenset(i for m in meds for i in m.ingredients), any(m.vaccine_codes for m in meds))
 
 
-def _pairs(facts: ClinicalFacts, is_other,
-           thiopurine_meds: Thiopurines | None = None) -> list[tuple[MedicationFact, str, MedicationFact, str]]:
+def _pairs(facts: ClinicalFacts, is_other, meds: Medications | None = None, *, ingredients=None,
+           vaccine: bool = False) -> list[tuple[MedicationFact, str, MedicationFact, str]]:
     """(thiopurine med, thiopurine, other med, which is new) for every pair where one side is a selected draft.
 
     Linear in the medications plus the pairs found: a pair needs a selected draft on one side, so
     a thiopurine that is not one is paired only with the selected drafts of the other drug (the
-    order is the one a scan of every pair would give). ``thiopurine_meds``: ``_thiopurine_meds(facts)``,
-    when the caller has it already."""
-    if thiopurine_meds is None:
-        thiopurine_meds = _thiopurine_meds(facts)
-    if not thiopurine_meds:
+    order is the one a scan of every pair would give). ``meds``: ``medications(facts)``, when the caller
+    has it; ``ingredients`` / ``vaccine``: the other drug needs one of these ingredients / a vaccine code
+    (a check none of the medications can meet is skipped)."""
+    if meds is None:
+        meds = medications(facts)
+    if not meds.thiopurines or vaccine and not meds.vaccines \
+            or ingredients is not None and meds.ingredients.isdisjoint(ingredients):
         return []
-    meds = facts.orders + facts.active_medications
-    others = [o for o in meds if is_other(o)]
+    others = [o for o in meds.all if is_other(o)]
     selected_others = [o for o in others if o.is_draft and o.selected]
     out, seen = [], set()
-    for t, tp in thiopurine_meds:
+    for t, tp in meds.thiopurines:
         new_thiopurine = t.is_draft and t.selected
         for o in others if new_thiopurine else selected_others:
             if o is t:
@@ -59,11 +70,11 @@ def _state(m: MedicationFact) -> str:
     return "draft" if m.is_draft else "active"
 
 
-def xoi_findings(facts: ClinicalFacts, thiopurine_meds: Thiopurines | None = None) -> list[Finding]:
+def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:
     spec = load()["interactions"]["xanthine_oxidase_inhibitors"]
     xoi = set(spec["ingredients"])
     findings = []
-    for t, tp, o, new in _pairs(facts, lambda m: bool(m.ingredients & xoi), thiopurine_meds):
+    for t, tp, o, new in _pairs(facts, lambda m: bool(m.ingredients & xoi), meds, ingredients=xoi):
         if tp in spec["not_inactivated"]:
             continue  # thioguanine: not inactivated by xanthine oxidase, no adjustment (thioguanine label)
         other = sorted(o.ingredients & xoi)[0]
@@ -92,11 +103,11 @@ def xoi_findings(facts: ClinicalFacts, thiopurine_meds: Thiopurines | None = Non
     return findings
 
 
-def warfarin_findings(facts: ClinicalFacts, thiopurine_meds: Thiopurines | None = None) -> list[Finding]:
+def warfarin_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:
     spec = load()["interactions"]["warfarin"]
     drugs = set(spec["ingredients"])
     findings = []
-    for t, tp, o, new in _pairs(facts, lambda m: bool(m.ingredients & drugs), thiopurine_meds):
+    for t, tp, o, new in _pairs(facts, lambda m: bool(m.ingredients & drugs), meds, ingredients=drugs):
         findings.append(Finding(
             "interaction-warfarin", t.ref, {"new": new, "thiopurine_state": _state(t), "other_state": _state(o),
                                             "within_days": spec["inr_within_days"]},
@@ -117,9 +128,9 @@ def _vaccine_values(codes: list[str]) -> dict:
             "alternatives": [spec["alternatives"][c] for c in codes if c in spec["alternatives"]]}
 
 
-def vaccine_findings(facts: ClinicalFacts, thiopurine_meds: Thiopurines | None = None) -> list[Finding]:
+def vaccine_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:
     findings = []
-    for t, tp, o, new in _pairs(facts, lambda m: bool(_live(m)), thiopurine_meds):
+    for t, tp, o, new in _pairs(facts, lambda m: bool(_live(m)), meds, vaccine=True):
         findings.append(Finding(
             "interaction-live-vaccine", t.ref,
             {"new": new, "thiopurine_state": _state(t), "other_state": _state(o), **_vaccine_values(_live(o))},
@@ -162,12 +173,13 @@ def vaccine_timing_findings(facts: ClinicalFacts) -> list[Finding]:
     return out
 
 
-def other_findings(facts: ClinicalFacts, thiopurine_meds: Thiopurines | None = None) -> list[Finding]:
+def other_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:
     table = load()["interactions"]["others"]
     findings = []
     for key, spec in table.items():
         drugs = set(spec["ingredients"])
-        for t, tp, o, new in _pairs(facts, lambda m, drugs=drugs: bool(m.ingredients & drugs), thiopurine_meds):
+        for t, tp, o, new in _pairs(facts, lambda m, drugs=drugs: bool(m.ingredients & drugs), meds,
+                                    ingredients=drugs):
             other = sorted(o.ingredients & drugs)[0]
             findings.append(Finding(f"interaction-{key.replace('_', '-')}", t.ref,
                                     {"other": other, "group": key, "new": new, "thiopurine_state": _state(t),
@@ -175,13 +187,17 @@ def other_findings(facts: ClinicalFacts, thiopurine_meds: Thiopurines | None = N
     return findings
 
 
-def duplicate_findings(facts: ClinicalFacts) -> list[Finding]:
-    findings = []
+def duplicate_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:
+    if meds is None:
+        meds = medications(facts)
+    findings: list[Finding] = []
     first_of: dict[str, MedicationFact] = {}  # each thiopurine's first medication, in record order
-    for m in facts.orders + facts.active_medications:
-        if (op := thiopurine_of(m)) and op not in first_of:
+    for m, op in meds.thiopurines:
+        if op not in first_of:
             first_of[op] = m
-    position = {id(m): i for i, m in enumerate(facts.orders + facts.active_medications)}
+    if len(first_of) < 2:
+        return findings  # one thiopurine (or none): no other to duplicate it
+    position = {id(m): i for i, m in enumerate(meds.all)}
     for order in facts.orders:
         tp = thiopurine_of(order)
         if not (tp and order.selected):
@@ -196,11 +212,12 @@ def duplicate_findings(facts: ClinicalFacts) -> list[Finding]:
 
 
 def interaction_findings(facts: ClinicalFacts) -> list[Finding]:
-    tps = _thiopurine_meds(facts)  # once for every pairwise check
-    return (duplicate_findings(facts) + xoi_findings(facts, tps) + vaccine_findings(facts, tps)
-            + vaccine_timing_findings(facts) + warfarin_findings(facts, tps) + other_findings(facts, tps))
+    meds = medications(facts)  # once for every pairwise check
+    return (duplicate_findings(facts, meds) + xoi_findings(facts, meds) + vaccine_findings(facts, meds)
+            + vaccine_timing_findings(facts) + warfarin_findings(facts, meds) + other_findings(facts, meds))
 
 
+@cache
 def interacting_ingredients() -> frozenset[str]:
     k = load()["interactions"]
     names = set(k["xanthine_oxidase_inhibitors"]["ingredients"]) | set(k["warfarin"]["ingredients"])

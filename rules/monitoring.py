@@ -25,12 +25,13 @@ def latest(facts: ClinicalFacts, analyte: str, max_age_days: int | None = None) 
     """The newest dated result; of several with that same date and time, the worst (a normal result never
     hides an abnormal one of the same time; ``disagreeing`` gives the others, the card says so)."""
     results = facts.labs.get(analyte, [])
-    first = next((m for m in results if m.when is not None), None)
-    if first is None or first.when is None or max_age_days is not None and \
-            first.when.date() < facts.today - timedelta(days=max_age_days):
+    i = next((i for i, m in enumerate(results) if m.when is not None), None)
+    if i is None:
+        return None  # no dated result
+    when = results[i].when
+    if when is None or max_age_days is not None and when.date() < facts.today - timedelta(days=max_age_days):
         return None
-    when = first.when
-    same = [m for m in results if m.when == when]
+    same = [m for m in results[i:] if m.when == when]  # the ones before i are undated
     return min(same, key=lambda m: m.value) if analyte in WORSE_LOW else max(same, key=lambda m: m.value)
 
 
