@@ -11,6 +11,7 @@ from fhir_mappers.facts import ClinicalFacts, ConditionFact, MedicationFact, Mea
 from .knowledge_base import load
 
 SNOMED = "http://snomed.info/sct"
+ICD10 = "http://hl7.org/fhir/sid/icd-10"  # and its national modifications (icd-10-cm, ...): a prefix
 
 
 @cache
@@ -75,14 +76,27 @@ def usable_weight(facts: ClinicalFacts, max_age_days: int) -> Measurement | None
     return w if w is not None and low <= w.value <= high else None
 
 
+@dataclass(frozen=True)
+class CodeMatcher:
+    """``matches`` with a spec's code lists read once: SNOMED codes as a set, ICD-10 prefixes as a tuple."""
+
+    snomed: frozenset[str]
+    icd10: tuple[str, ...]
+
+    def __call__(self, codes: frozenset[str]) -> bool:
+        for key in codes:
+            system, _, code = key.partition("|")
+            if system == SNOMED:
+                if code in self.snomed:
+                    return True
+            elif system.startswith(ICD10) and code.upper().startswith(self.icd10):
+                return True
+        return False
+
+
 def matches(spec: dict, codes: frozenset[str]) -> bool:
-    for key in codes:
-        system, _, code = key.partition("|")
-        if system == SNOMED and code in spec.get("snomed", []):
-            return True
-        if system.startswith("http://hl7.org/fhir/sid/icd-10") and any(code.upper().startswith(p) for p in spec.get("icd10", [])):
-            return True
-    return False
+    """Whether any "system|code" matches the spec's SNOMED codes or ICD-10 prefixes."""
+    return CodeMatcher(frozenset(spec.get("snomed", [])), tuple(spec.get("icd10", [])))(codes)
 
 
 @dataclass(frozen=True)
@@ -117,7 +131,7 @@ def _first_indication(index: _IndicationIndex, key: str) -> int:
     system, _, code = key.partition("|")
     if system == SNOMED:
         return index.snomed.get(code, none)
-    if system.startswith("http://hl7.org/fhir/sid/icd-10"):
+    if system.startswith(ICD10):
         code = code.upper()  # an ICD-10 code matches every prefix it starts with: the first indication of those
         return min((index.icd10.get(code[:n], none) for n in index.icd10_lengths if n <= len(code)), default=none)
     return none

@@ -1,9 +1,11 @@
 """Special populations: hypersensitivity, pregnancy, breastfeeding, renal impairment, the elderly."""
 from __future__ import annotations
 
+from functools import cache
+
 from fhir_mappers.facts import ClinicalFacts
 
-from .common import below, matches
+from .common import CodeMatcher, below
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, DoseLimit, Finding
 from .knowledge_base import load
@@ -19,10 +21,16 @@ def _age(facts: ClinicalFacts) -> int | None:
     return t.year - b.year - ((t.month, t.day) < (b.month, b.day))
 
 
-def _condition(facts: ClinicalFacts, snomed: list[str], icd10: list[str]) -> str | None:
-    spec = {"snomed": snomed, "icd10": icd10}
+@cache
+def _matcher(section: str, snomed_key: str, icd10_key: str) -> CodeMatcher:
+    """populations.toml's code lists of one condition, read once."""
+    spec = load()["populations"][section]
+    return CodeMatcher(frozenset(spec[snomed_key]), tuple(spec[icd10_key]))
+
+
+def _condition(facts: ClinicalFacts, matcher: CodeMatcher) -> str | None:
     for c in facts.conditions:
-        if matches(spec, c.codes):
+        if matcher(c.codes):
             return c.display or "?"
     return None
 
@@ -43,7 +51,7 @@ def is_pregnant(facts: ClinicalFacts) -> dict | None:
         if pregnant:  # a preliminary status is used, and the card says so
             return {"by": "status", "date": _date(obs), "preliminary": obs.preliminary}
         return None  # the newest status says not pregnant / unknown
-    cond = _condition(facts, spec["condition_snomed"], spec["condition_icd10"])
+    cond = _condition(facts, _matcher("pregnancy", "condition_snomed", "condition_icd10"))
     return {"by": "condition", "condition": cond, "preliminary": False} if cond else None
 
 
@@ -54,7 +62,7 @@ def is_breastfeeding(facts: ClinicalFacts) -> dict | None:
         yes = obs.flag is True or obs.text.strip() in ("yes", "breastfeeding", "breast feeding") or \
             any(k.endswith("|LA33-6") or k.endswith("|373066001") for k in obs.values)
         return {"by": "status", "date": _date(obs), "preliminary": obs.preliminary} if yes else None
-    cond = _condition(facts, spec["condition_snomed"], spec["condition_icd10"])
+    cond = _condition(facts, _matcher("breastfeeding", "condition_snomed", "condition_icd10"))
     return {"by": "condition", "condition": cond, "preliminary": False} if cond else None
 
 
@@ -82,7 +90,7 @@ def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) ->
         out.append(Finding("breastfeeding", order.ref, why, drug=drug))
     spec = kb["renal"]
     egfr = latest(facts, "egfr", load()["monitoring"]["cbc"]["result_max_age_days"])
-    aki = _condition(facts, spec["aki_snomed"], spec["aki_icd10"])
+    aki = _condition(facts, _matcher("renal", "aki_snomed", "aki_icd10"))
     low_egfr = egfr is not None and below(egfr, spec["egfr_below"])
     if low_egfr or aki:
         values: dict = {"egfr": egfr.value if low_egfr and egfr else None,
