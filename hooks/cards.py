@@ -54,10 +54,12 @@ def render_cards(findings: list[Finding], *, drafts: dict[str, dict], patient_id
     """One card per finding, most severe first; info cards beyond ``max_info_cards`` are merged into
     the last info card (never dropped: a check that could not be done, age, pregnancy... stay)."""
     ordered = sorted(findings, key=lambda f: (-SEVERITY[_indicator(f)], catalogue()[f.rule_id].priority))
-    rendered = [(f, render(f, guideline)) for f in ordered]
+    keep = max(1, max_info_cards)
+    to_merge = [f for f in ordered if _indicator(f) == "info"][keep - 1:]
+    merging = {id(f) for f in to_merge} if len(to_merge) > 1 else set()  # only these need the shortest summary
+    rendered = [(f, render(f, guideline, shortest=id(f) in merging)) for f in ordered]
     main = [(f, r) for f, r in rendered if r.indicator != "info"]
     infos = [(f, r) for f, r in rendered if r.indicator == "info"]
-    keep = max(1, max_info_cards)
     cards = [card(f, r, drafts=drafts, patient_id=patient_id, today=today, guideline=guideline) for f, r in main]
     cards += [card(f, r, drafts=drafts, patient_id=patient_id, today=today, guideline=guideline)
               for f, r in infos[:keep - 1]]
@@ -76,7 +78,8 @@ def _indicator(f: Finding) -> str:
 def merged_card(items: list[tuple[Finding, Rendered]], **kw) -> dict:
     first, r0 = items[0]
     detail = "\n\n".join(f"**{r.title}**: {r.summary}\n\n{r.detail}" for _, r in items)
-    merged = Rendered(r0.rule_id, r0.title, "info", merged_summary([r.short for _, r in items]), detail, r0.short)
+    shorts = [r.short or r.summary for _, r in items]  # rendered with shortest=True: short is set
+    merged = Rendered(r0.rule_id, r0.title, "info", merged_summary(shorts), detail, shorts[0])
     extra = Finding(first.rule_id, first.order_ref, first.values, [a for f, _ in items for a in f.actions],
                     sources=tuple(k for f, _ in items for k in sources_of(f)), drug=first.drug)
     out = card(extra, merged, **kw)
