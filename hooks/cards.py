@@ -57,7 +57,8 @@ def render_cards(findings: list[Finding], *, drafts: dict[str, dict], patient_id
     keep = max(1, max_info_cards)
     to_merge = [f for f in ordered if _indicator(f) == "info"][keep - 1:]
     merging = {id(f) for f in to_merge} if len(to_merge) > 1 else set()  # only these need the shortest summary
-    rendered = [(f, render(f, guideline, shortest=id(f) in merging)) for f in ordered]
+    memo: dict = {}  # this answer's findings share their order's dose-plan line
+    rendered = [(f, render(f, guideline, shortest=id(f) in merging, memo=memo)) for f in ordered]
     main = [(f, r) for f, r in rendered if r.indicator != "info"]
     infos = [(f, r) for f, r in rendered if r.indicator == "info"]
     cards = [card(f, r, drafts=drafts, patient_id=patient_id, today=today, guideline=guideline) for f, r in main]

@@ -19,6 +19,7 @@ from functools import cache
 from typing import Any
 
 import jinja2
+import jinja2.meta
 
 from .findings import SUMMARY_MAX, Finding
 from .knowledge_base import KNOWLEDGE_DIR, load
@@ -102,6 +103,7 @@ class Catalogue:
     macros: Any = None  # the [meta] macros module (s.* in templates)
     conflict_line: Any = None  # [meta] same_time_conflict_line: results of one date and time that disagree
     template_globals: dict[str, Any] = field(default_factory=dict)  # k, s and Jinja2's own, in every context
+    plan_line_names: tuple[str, ...] = ()  # the names plan_line looks up in its context (p...)
 
     def __getitem__(self, rule_id: str) -> Entry:
         return self.entries[rule_id]
@@ -155,6 +157,7 @@ def catalogue() -> Catalogue:
         stop_supersedes=tuple(meta["stop_supersedes"]), sample_plan=dict(meta["sample_plan"]), raw=raw,
         macros=env.globals["s"], conflict_line=compile_(meta["same_time_conflict_line"]),
         template_globals=dict(env.globals),
+        plan_line_names=tuple(sorted(jinja2.meta.find_undeclared_variables(env.parse(meta["plan_line"])))),
     )
 
 
@@ -229,13 +232,13 @@ def choose_summary(alternatives: list[str], fallback: str) -> str:
     return fallback
 
 
-def render(f: Finding, guideline: str = "cpic", *, shortest: bool = True) -> Rendered:
+def render(f: Finding, guideline: str = "cpic", *, shortest: bool = True, memo: dict | None = None) -> Rendered:
     """The card text of a finding. A template that fails on unforeseen values (the start-up check renders
     every one with sample values) still gives a card: its title, saying the wording failed.
     ``shortest=False``: the summary alternatives are rendered only until one fits, and ``short`` is None
-    (only merged info cards use it)."""
+    (only merged info cards use it). ``memo``: a dict shared by the findings of one answer (``_plan_text``)."""
     try:
-        return _render(f, guideline, shortest)
+        return _render(f, guideline, shortest, memo)
     except (jinja2.TemplateError, TypeError, ValueError, KeyError, ZeroDivisionError) as exc:
         import logging
 
@@ -247,7 +250,7 @@ def render(f: Finding, guideline: str = "cpic", *, shortest: bool = True) -> Ren
         return Rendered(f.rule_id, entry.title, indicator_of(f), choose_summary([text], entry.title), text, entry.title)
 
 
-def _render(f: Finding, guideline: str, shortest: bool = True) -> Rendered:
+def _render(f: Finding, guideline: str, shortest: bool = True, memo: dict | None = None) -> Rendered:
     cat = catalogue()
     entry = cat[f.rule_id]
     ctx = _context({**f.values, "drug": f.drug or f.values.get("drug", "")}, guideline)
@@ -272,8 +275,45 @@ def _render(f: Finding, guideline: str, shortest: bool = True) -> Rendered:
         detail += "\n\n" + _one_line(cat.conflict_line, {**ctx, "conflicts": f.values["same_time_conflicts"]})
     plan = f.values.get("plan")
     if plan:
-        detail += "\n\n" + _text(cat.plan_line, {**ctx, "p": plan})
+        detail += "\n\n" + _plan_text(cat, {**ctx, "p": plan}, memo)
     return Rendered(f.rule_id, entry.title, indicator_of(f), summary or title, detail, short)
+
+
+def _plan_text(cat: Catalogue, ctx: dict, memo: dict | None) -> str:
+    """The order's dose-plan line. Every finding about an order carries the same plan, and the line reads
+    nothing else from the context (``plan_line_names``: the names it looks up, found by Jinja2 at load), so
+    within one answer (``memo``, one per ``render_cards`` call) it is rendered once per distinct plan. Only
+    plain JSON-like values are compared (by ``repr``, which tells 1, 1.0 and True apart); anything else is
+    rendered every time."""
+    if memo is None:
+        return _text(cat.plan_line, ctx)
+    looked_up = tuple(ctx.get(name, _ABSENT) for name in cat.plan_line_names)
+    key = repr(looked_up) if _plain(looked_up) else None
+    if key is None:
+        return _text(cat.plan_line, ctx)
+    if key not in memo:
+        memo[key] = _text(cat.plan_line, ctx)
+    return memo[key]
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+_ABSENT = _Absent()
+
+
+def _plain(x: Any) -> bool:
+    """Only str, numbers, booleans, None, lists, tuples and dicts with str keys of them (or _ABSENT)."""
+    t = type(x)
+    if t is str or t is int or t is float or t is bool or x is None or x is _ABSENT:
+        return True
+    if t is dict:
+        return all(type(k) is str and _plain(v) for k, v in x.items())
+    if t is list or t is tuple:
+        return all(_plain(v) for v in x)
+    return False
 
 
 def activity_text(r) -> str:
