@@ -9,7 +9,7 @@ resources are built.
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from datetime import date, timedelta
 from typing import Any
 
@@ -61,14 +61,15 @@ def render_cards(findings: list[Finding], *, drafts: dict[str, dict], patient_id
     rendered = [(f, render(f, guideline, shortest=id(f) in merging, memo=memo)) for f in ordered]
     main = [(f, r) for f, r in rendered if r.indicator != "info"]
     infos = [(f, r) for f, r in rendered if r.indicator == "info"]
-    cards = [card(f, r, drafts=drafts, patient_id=patient_id, today=today, guideline=guideline) for f, r in main]
-    cards += [card(f, r, drafts=drafts, patient_id=patient_id, today=today, guideline=guideline)
-              for f, r in infos[:keep - 1]]
+    kw: dict[str, Any] = {"drafts": drafts, "patient_id": patient_id, "today": today, "guideline": guideline,
+                          "version": knowledge_version()}
+    cards = [card(f, r, **kw) for f, r in main]
+    cards += [card(f, r, **kw) for f, r in infos[:keep - 1]]
     rest = infos[keep - 1:]
     if len(rest) == 1:
-        cards.append(card(*rest[0], drafts=drafts, patient_id=patient_id, today=today, guideline=guideline))
+        cards.append(card(*rest[0], **kw))
     elif rest:
-        cards.append(merged_card(rest, drafts=drafts, patient_id=patient_id, today=today, guideline=guideline))
+        cards.append(merged_card(rest, **kw))
     return cards
 
 
@@ -89,16 +90,17 @@ def merged_card(items: list[tuple[Finding, Rendered]], **kw) -> dict:
 
 
 def card(f: Finding, r: Rendered, *, drafts: dict[str, dict], patient_id: str | None, today: date,
-         guideline: str = "cpic") -> dict:
+         guideline: str = "cpic", version: str | None = None) -> dict:
+    """One card; ``version``: the knowledge version (``rules.knowledge_version()``, found once per answer)."""
     kb = load()
     keys = sources_of(f)
     profile = guideline_source(guideline)
     if profile in f.sources and profile in keys:  # the profile's guideline set this card's dose: cite it first
         keys = [profile, *(k for k in keys if k != profile)]
     main = kb.source(keys[0])
-    version = knowledge_version()
+    version = version or knowledge_version()
     out: dict = {
-        "uuid": str(uuid.uuid4()),
+        "uuid": new_uuid(),
         "summary": r.summary,
         "indicator": r.indicator,
         "detail": r.detail + _footer(f.rule_id, keys, version, guideline),
@@ -129,6 +131,22 @@ def card(f: Finding, r: Rendered, *, drafts: dict[str, dict], patient_id: str | 
     return out
 
 
+def new_uuid() -> str:
+    """``str(uuid.uuid4())``: 122 random bits from ``os.urandom``, the version and variant bits set as
+    ``uuid.UUID(bytes=..., version=4)`` sets them, written as ``str(UUID)`` writes it (without building
+    the UUID object: this runs for every card and suggestion)."""
+    return _uuid4_text(os.urandom(16))
+
+
+def _uuid4_text(random16: bytes) -> str:
+    h = "%032x" % (int.from_bytes(random16, "big") & _UUID_CLEAR | _UUID_V4)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_UUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)
+_UUID_V4 = (0x8000 << 48) | (4 << 76)
+
+
 def _footer(rule_id: str, keys: list[str], version: str, guideline: str) -> str:
     kb = load()
     cites = "\n".join(f"- {kb.source(k).citation or kb.source(k).label}" for k in dict.fromkeys(keys))
@@ -151,7 +169,7 @@ def _suggestion(f: Finding, action, drafts: dict[str, dict], patient_id: str | N
     built = suggestion_resource(action, text, drafts=drafts, patient_id=patient_id, today=today)
     if built is None:
         return None
-    return {"uuid": str(uuid.uuid4()), "label": text, "actions": [built]}
+    return {"uuid": new_uuid(), "label": text, "actions": [built]}
 
 
 def _label(f: Finding, action, guideline: str) -> str:

@@ -20,6 +20,8 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
+import jinja2.runtime
+import jinja2.utils
 
 from .findings import SUMMARY_MAX, Finding
 from .knowledge_base import KNOWLEDGE_DIR, load
@@ -72,10 +74,37 @@ class Entry:
     sample: dict[str, Any]
 
 
+class _Context(jinja2.runtime.Context):
+    """Jinja2's template context with a fast path for the calls the templates make most: a macro
+    (``s.regimen(p)``, ``span(lo, hi)``) and a built-in method (``v.get('x')``). ``Context.call``
+    finds out per call whether the callable wants the context, eval context or environment passed
+    first; a macro always takes the eval context, a built-in method never takes any."""
+
+    @jinja2.utils.internalcode
+    def call(__self, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (Jinja2's own signature)
+        t = type(__obj)
+        if t is not jinja2.runtime.Macro and t is not _BUILTIN_METHOD:
+            return super().call(__obj, *args, **kwargs)
+        kwargs.pop("_block_vars", None)
+        kwargs.pop("_loop_vars", None)
+        try:
+            if t is _BUILTIN_METHOD:
+                return __obj(*args, **kwargs)
+            return __obj(__self.eval_ctx, *args, **kwargs)
+        except StopIteration:
+            return __self.environment.undefined("value was undefined because a callable raised a"
+                                                " StopIteration exception")
+
+
+_BUILTIN_METHOD = type({}.get)
+
+
 class _Environment(jinja2.Environment):
     """Jinja2's environment with a fast path for ``x.name`` on a plain dict (the findings' values, the
     knowledge files): Jinja2 tries ``getattr`` first and, for a dict, pays for an AttributeError before
     the item lookup. The result is the same: a dict's own attributes (``items``, ``keys``...) still win."""
+
+    context_class = _Context
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
