@@ -96,7 +96,7 @@ class _Context(jinja2.runtime.Context):
                                                 " StopIteration exception")
 
 
-_BUILTIN_METHOD = type({}.get)
+_BUILTIN_METHOD: type = type({}.get)  # builtin_function_or_method
 
 
 class _Environment(jinja2.Environment):
