@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
 import jinja2
@@ -148,6 +149,11 @@ _UUID_V4 = (0x8000 << 48) | (4 << 76)
 
 
 def _footer(rule_id: str, keys: list[str], version: str, guideline: str) -> str:
+    return _footer_text(rule_id, tuple(keys), version, guideline)
+
+
+@lru_cache(maxsize=512)  # a pure function of the rule, its source keys, the knowledge version and the guideline
+def _footer_text(rule_id: str, keys: tuple[str, ...], version: str, guideline: str) -> str:
     kb = load()
     cites = "\n".join(f"- {kb.source(k).citation or kb.source(k).label}" for k in dict.fromkeys(keys))
     profile = load()["pgx"]["profiles"][guideline]["name"]
@@ -155,9 +161,13 @@ def _footer(rule_id: str, keys: list[str], version: str, guideline: str) -> str:
             f"pharmacogenomic guideline {profile}._")
 
 
-def _action_values(action) -> dict:
+def _action_values(action, words: dict | None = None) -> dict:
+    """The label's values; ``words``: where the regimen's words are kept for the suggested Dosage.text."""
     if isinstance(action, ChangeDose):
-        return {"regimen": regimen_text(action.regimen), "mg": action.daily_mg}
+        text = regimen_text(action.regimen)
+        if words is not None:
+            words[action.regimen] = text
+        return {"regimen": text, "mg": action.daily_mg}
     if isinstance(action, CancelOrder):
         return {"what": action.what}
     return {"loinc": action.loinc, "display": action.display, "within_days": action.within_days}
@@ -165,33 +175,36 @@ def _action_values(action) -> dict:
 
 def _suggestion(f: Finding, action, drafts: dict[str, dict], patient_id: str | None, today: date,
                 guideline: str) -> dict | None:
-    text = _label(f, action, guideline)
-    built = suggestion_resource(action, text, drafts=drafts, patient_id=patient_id, today=today)
+    words: dict = {}  # the regimen in words, once for the label and the Dosage.text
+    text = _label(f, action, guideline, words)
+    built = suggestion_resource(action, text, drafts=drafts, patient_id=patient_id, today=today, words=words)
     if built is None:
         return None
     return {"uuid": new_uuid(), "label": text, "actions": [built]}
 
 
-def _label(f: Finding, action, guideline: str) -> str:
+def _label(f: Finding, action, guideline: str, words: dict | None = None) -> str:
     """The suggestion's label; like ``render``, a template that fails on unforeseen values still gives
     the suggestion, under a plain fixed label (logged by rule id only)."""
     try:
-        return label(f, action.label, _action_values(action), guideline)
+        return label(f, action.label, _action_values(action, words), guideline)
     except (jinja2.TemplateError, TypeError, ValueError, KeyError, ZeroDivisionError) as exc:
         log.error("suggestion label failed", extra={"rule_id": f.rule_id, "error": type(exc).__name__})
         return _FALLBACK_LABELS.get(type(action), "Apply the suggestion")
 
 
 def suggestion_resource(action, description: str, *, drafts: dict[str, dict], patient_id: str | None,
-                        today: date) -> dict | None:
-    """The one place a suggestion's CDS Hooks action (and its FHIR resource) is built."""
+                        today: date, words: dict | None = None) -> dict | None:
+    """The one place a suggestion's CDS Hooks action (and its FHIR resource) is built; ``words``: regimens
+    already put in words (``regimen_text``) for this suggestion's label."""
     if isinstance(action, ChangeDose):
         draft = drafts.get(action.order_ref)
         if draft is None:
             return None
         old = next((d for d in draft.get("dosageInstruction") or [] if isinstance(d, dict)), {})
         resource = r4.updated_medication_request(
-            draft, dosages(action.regimen, route=r4.codeable_concept(old.get("route"))), patient_id=patient_id)
+            draft, dosages(action.regimen, route=r4.codeable_concept(old.get("route")),
+                           text=(words or {}).get(action.regimen)), patient_id=patient_id)
         if resource is None:
             return None
         return {"type": "update", "description": description, "resource": resource}
@@ -226,10 +239,10 @@ def _quantity(mg: float) -> dict:
     return {"value": value, "unit": "mg", "system": UCUM, "code": "mg"}
 
 
-def dosages(regimen: Regimen, route: dict | None = None) -> list[dict]:
+def dosages(regimen: Regimen, route: dict | None = None, text: str | None = None) -> list[dict]:
     """Structured R4 Dosage(s) for a regimen: once daily, every other day, two doses alternating day by
     day (two Dosages, each every 2 days), or on Monday, Wednesday and Friday."""
-    text = regimen_text(regimen)
+    text = regimen_text(regimen) if text is None else text
     out: list[dict[str, Any]]
     if regimen.days_per_week:
         repeat: dict[str, Any] = {"frequency": 1, "period": 1, "periodUnit": "d", "dayOfWeek": ["mon", "wed", "fri"]}

@@ -335,14 +335,24 @@ _ABSENT = _Absent()
 
 def _plain(x: Any) -> bool:
     """Only str, numbers, booleans, None, lists, tuples and dicts with str keys of them (or _ABSENT)."""
-    t = type(x)
-    if t is str or t is int or t is float or t is bool or x is None or x is _ABSENT:
-        return True
-    if t is dict:
-        return all(type(k) is str and _plain(v) for k, v in x.items())
-    if t is list or t is tuple:
-        return all(_plain(v) for v in x)
-    return False
+    stack = [x]
+    while stack:
+        x = stack.pop()
+        t = type(x)
+        if t in _SCALARS:
+            continue
+        if t is dict:
+            if not all(type(k) is str for k in x):
+                return False
+            stack.extend(x.values())
+        elif t is list or t is tuple:
+            stack.extend(x)
+        else:
+            return False
+    return True
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None), _Absent})
 
 
 def activity_text(r) -> str:
