@@ -9,8 +9,9 @@ resources are built.
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
 import jinja2
@@ -54,18 +55,22 @@ def render_cards(findings: list[Finding], *, drafts: dict[str, dict], patient_id
     """One card per finding, most severe first; info cards beyond ``max_info_cards`` are merged into
     the last info card (never dropped: a check that could not be done, age, pregnancy... stay)."""
     ordered = sorted(findings, key=lambda f: (-SEVERITY[_indicator(f)], catalogue()[f.rule_id].priority))
-    rendered = [(f, render(f, guideline)) for f in ordered]
+    keep = max(1, max_info_cards)
+    to_merge = [f for f in ordered if _indicator(f) == "info"][keep - 1:]
+    merging = {id(f) for f in to_merge} if len(to_merge) > 1 else set()  # only these need the shortest summary
+    memo: dict = {}  # this answer's findings share their order's dose-plan line
+    rendered = [(f, render(f, guideline, shortest=id(f) in merging, memo=memo)) for f in ordered]
     main = [(f, r) for f, r in rendered if r.indicator != "info"]
     infos = [(f, r) for f, r in rendered if r.indicator == "info"]
-    keep = max(1, max_info_cards)
-    cards = [card(f, r, drafts=drafts, patient_id=patient_id, today=today, guideline=guideline) for f, r in main]
-    cards += [card(f, r, drafts=drafts, patient_id=patient_id, today=today, guideline=guideline)
-              for f, r in infos[:keep - 1]]
+    kw: dict[str, Any] = {"drafts": drafts, "patient_id": patient_id, "today": today, "guideline": guideline,
+                          "version": knowledge_version()}
+    cards = [card(f, r, **kw) for f, r in main]
+    cards += [card(f, r, **kw) for f, r in infos[:keep - 1]]
     rest = infos[keep - 1:]
     if len(rest) == 1:
-        cards.append(card(*rest[0], drafts=drafts, patient_id=patient_id, today=today, guideline=guideline))
+        cards.append(card(*rest[0], **kw))
     elif rest:
-        cards.append(merged_card(rest, drafts=drafts, patient_id=patient_id, today=today, guideline=guideline))
+        cards.append(merged_card(rest, **kw))
     return cards
 
 
@@ -76,7 +81,8 @@ def _indicator(f: Finding) -> str:
 def merged_card(items: list[tuple[Finding, Rendered]], **kw) -> dict:
     first, r0 = items[0]
     detail = "\n\n".join(f"**{r.title}**: {r.summary}\n\n{r.detail}" for _, r in items)
-    merged = Rendered(r0.rule_id, r0.title, "info", merged_summary([r.short for _, r in items]), detail, r0.short)
+    shorts = [r.short or r.summary for _, r in items]  # rendered with shortest=True: short is set
+    merged = Rendered(r0.rule_id, r0.title, "info", merged_summary(shorts), detail, shorts[0])
     extra = Finding(first.rule_id, first.order_ref, first.values, [a for f, _ in items for a in f.actions],
                     sources=tuple(k for f, _ in items for k in sources_of(f)), drug=first.drug)
     out = card(extra, merged, **kw)
@@ -85,16 +91,17 @@ def merged_card(items: list[tuple[Finding, Rendered]], **kw) -> dict:
 
 
 def card(f: Finding, r: Rendered, *, drafts: dict[str, dict], patient_id: str | None, today: date,
-         guideline: str = "cpic") -> dict:
+         guideline: str = "cpic", version: str | None = None) -> dict:
+    """One card; ``version``: the knowledge version (``rules.knowledge_version()``, found once per answer)."""
     kb = load()
     keys = sources_of(f)
     profile = guideline_source(guideline)
     if profile in f.sources and profile in keys:  # the profile's guideline set this card's dose: cite it first
         keys = [profile, *(k for k in keys if k != profile)]
     main = kb.source(keys[0])
-    version = knowledge_version()
+    version = version or knowledge_version()
     out: dict = {
-        "uuid": str(uuid.uuid4()),
+        "uuid": new_uuid(),
         "summary": r.summary,
         "indicator": r.indicator,
         "detail": r.detail + _footer(f.rule_id, keys, version, guideline),
@@ -125,7 +132,28 @@ def card(f: Finding, r: Rendered, *, drafts: dict[str, dict], patient_id: str | 
     return out
 
 
+def new_uuid() -> str:
+    """``str(uuid.uuid4())``: 122 random bits from ``os.urandom``, the version and variant bits set as
+    ``uuid.UUID(bytes=..., version=4)`` sets them, written as ``str(UUID)`` writes it (without building
+    the UUID object: this runs for every card and suggestion)."""
+    return _uuid4_text(os.urandom(16))
+
+
+def _uuid4_text(random16: bytes) -> str:
+    h = "%032x" % (int.from_bytes(random16, "big") & _UUID_CLEAR | _UUID_V4)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_UUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)
+_UUID_V4 = (0x8000 << 48) | (4 << 76)
+
+
 def _footer(rule_id: str, keys: list[str], version: str, guideline: str) -> str:
+    return _footer_text(rule_id, tuple(keys), version, guideline)
+
+
+@lru_cache(maxsize=512)  # a pure function of the rule, its source keys, the knowledge version and the guideline
+def _footer_text(rule_id: str, keys: tuple[str, ...], version: str, guideline: str) -> str:
     kb = load()
     cites = "\n".join(f"- {kb.source(k).citation or kb.source(k).label}" for k in dict.fromkeys(keys))
     profile = load()["pgx"]["profiles"][guideline]["name"]
@@ -133,9 +161,13 @@ def _footer(rule_id: str, keys: list[str], version: str, guideline: str) -> str:
             f"pharmacogenomic guideline {profile}._")
 
 
-def _action_values(action) -> dict:
+def _action_values(action, words: dict | None = None) -> dict:
+    """The label's values; ``words``: where the regimen's words are kept for the suggested Dosage.text."""
     if isinstance(action, ChangeDose):
-        return {"regimen": regimen_text(action.regimen), "mg": action.daily_mg}
+        text = regimen_text(action.regimen)
+        if words is not None:
+            words[action.regimen] = text
+        return {"regimen": text, "mg": action.daily_mg}
     if isinstance(action, CancelOrder):
         return {"what": action.what}
     return {"loinc": action.loinc, "display": action.display, "within_days": action.within_days}
@@ -143,33 +175,36 @@ def _action_values(action) -> dict:
 
 def _suggestion(f: Finding, action, drafts: dict[str, dict], patient_id: str | None, today: date,
                 guideline: str) -> dict | None:
-    text = _label(f, action, guideline)
-    built = suggestion_resource(action, text, drafts=drafts, patient_id=patient_id, today=today)
+    words: dict = {}  # the regimen in words, once for the label and the Dosage.text
+    text = _label(f, action, guideline, words)
+    built = suggestion_resource(action, text, drafts=drafts, patient_id=patient_id, today=today, words=words)
     if built is None:
         return None
-    return {"uuid": str(uuid.uuid4()), "label": text, "actions": [built]}
+    return {"uuid": new_uuid(), "label": text, "actions": [built]}
 
 
-def _label(f: Finding, action, guideline: str) -> str:
+def _label(f: Finding, action, guideline: str, words: dict | None = None) -> str:
     """The suggestion's label; like ``render``, a template that fails on unforeseen values still gives
     the suggestion, under a plain fixed label (logged by rule id only)."""
     try:
-        return label(f, action.label, _action_values(action), guideline)
+        return label(f, action.label, _action_values(action, words), guideline)
     except (jinja2.TemplateError, TypeError, ValueError, KeyError, ZeroDivisionError) as exc:
         log.error("suggestion label failed", extra={"rule_id": f.rule_id, "error": type(exc).__name__})
         return _FALLBACK_LABELS.get(type(action), "Apply the suggestion")
 
 
 def suggestion_resource(action, description: str, *, drafts: dict[str, dict], patient_id: str | None,
-                        today: date) -> dict | None:
-    """The one place a suggestion's CDS Hooks action (and its FHIR resource) is built."""
+                        today: date, words: dict | None = None) -> dict | None:
+    """The one place a suggestion's CDS Hooks action (and its FHIR resource) is built; ``words``: regimens
+    already put in words (``regimen_text``) for this suggestion's label."""
     if isinstance(action, ChangeDose):
         draft = drafts.get(action.order_ref)
         if draft is None:
             return None
         old = next((d for d in draft.get("dosageInstruction") or [] if isinstance(d, dict)), {})
         resource = r4.updated_medication_request(
-            draft, dosages(action.regimen, route=r4.codeable_concept(old.get("route"))), patient_id=patient_id)
+            draft, dosages(action.regimen, route=r4.codeable_concept(old.get("route")),
+                           text=(words or {}).get(action.regimen)), patient_id=patient_id)
         if resource is None:
             return None
         return {"type": "update", "description": description, "resource": resource}
@@ -204,10 +239,10 @@ def _quantity(mg: float) -> dict:
     return {"value": value, "unit": "mg", "system": UCUM, "code": "mg"}
 
 
-def dosages(regimen: Regimen, route: dict | None = None) -> list[dict]:
+def dosages(regimen: Regimen, route: dict | None = None, text: str | None = None) -> list[dict]:
     """Structured R4 Dosage(s) for a regimen: once daily, every other day, two doses alternating day by
     day (two Dosages, each every 2 days), or on Monday, Wednesday and Friday."""
-    text = regimen_text(regimen)
+    text = regimen_text(regimen) if text is None else text
     out: list[dict[str, Any]]
     if regimen.days_per_week:
         repeat: dict[str, Any] = {"frequency": 1, "period": 1, "periodUnit": "d", "dayOfWeek": ["mon", "wed", "fri"]}

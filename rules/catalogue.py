@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 import jinja2
+import jinja2.meta
+import jinja2.runtime
+import jinja2.utils
 
 from .findings import SUMMARY_MAX, Finding
 from .knowledge_base import KNOWLEDGE_DIR, load
@@ -71,6 +74,50 @@ class Entry:
     sample: dict[str, Any]
 
 
+class _Context(jinja2.runtime.Context):
+    """Jinja2's template context with a fast path for the calls the templates make most: a macro
+    (``s.regimen(p)``, ``span(lo, hi)``) and a built-in method (``v.get('x')``). ``Context.call``
+    finds out per call whether the callable wants the context, eval context or environment passed
+    first; a macro always takes the eval context, a built-in method never takes any."""
+
+    @jinja2.utils.internalcode
+    def call(__self, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (Jinja2's own signature)
+        t = type(__obj)
+        if t is not jinja2.runtime.Macro and t is not _BUILTIN_METHOD:
+            return super().call(__obj, *args, **kwargs)
+        kwargs.pop("_block_vars", None)
+        kwargs.pop("_loop_vars", None)
+        try:
+            if t is _BUILTIN_METHOD:
+                return __obj(*args, **kwargs)
+            return __obj(__self.eval_ctx, *args, **kwargs)
+        except StopIteration:
+            return __self.environment.undefined("value was undefined because a callable raised a"
+                                                " StopIteration exception")
+
+
+_BUILTIN_METHOD: type = type({}.get)  # builtin_function_or_method
+
+
+class _Environment(jinja2.Environment):
+    """Jinja2's environment with a fast path for ``x.name`` on a plain dict (the findings' values, the
+    knowledge files): Jinja2 tries ``getattr`` first and, for a dict, pays for an AttributeError before
+    the item lookup. The result is the same: a dict's own attributes (``items``, ``keys``...) still win."""
+
+    context_class = _Context
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+
+_DICT_ATTRIBUTES = frozenset(a for a in dir(dict) if hasattr({}, a))
+
+
 @dataclass(frozen=True)
 class Catalogue:
     version: str
@@ -84,13 +131,15 @@ class Catalogue:
     raw: dict[str, Any]
     macros: Any = None  # the [meta] macros module (s.* in templates)
     conflict_line: Any = None  # [meta] same_time_conflict_line: results of one date and time that disagree
+    template_globals: dict[str, Any] = field(default_factory=dict)  # k, s and Jinja2's own, in every context
+    plan_line_names: tuple[str, ...] = ()  # the names plan_line looks up in its context (p...)
 
     def __getitem__(self, rule_id: str) -> Entry:
         return self.entries[rule_id]
 
 
 def _env(raw: dict) -> jinja2.Environment:
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
+    env = _Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
                              trim_blocks=True, lstrip_blocks=True)
     groups = raw.get("groups", {})
     outcomes = raw.get("fhir_outcomes", {})
@@ -136,6 +185,8 @@ def catalogue() -> Catalogue:
         merged_summary=tuple(compile_(s) for s in meta["merged_summary"]),
         stop_supersedes=tuple(meta["stop_supersedes"]), sample_plan=dict(meta["sample_plan"]), raw=raw,
         macros=env.globals["s"], conflict_line=compile_(meta["same_time_conflict_line"]),
+        template_globals=dict(env.globals),
+        plan_line_names=tuple(sorted(jinja2.meta.find_undeclared_variables(env.parse(meta["plan_line"])))),
     )
 
 
@@ -148,7 +199,7 @@ class Rendered:
     indicator: str
     summary: str
     detail: str
-    short: str  # the shortest summary alternative (for merged cards)
+    short: str | None  # the shortest summary alternative (for merged cards; None when not asked for)
 
 
 def indicator_of(f: Finding) -> str:
@@ -160,9 +211,11 @@ def priority_of(f: Finding) -> int:
 
 
 def _context(values: dict[str, Any], guideline: str) -> dict[str, Any]:
+    """A finding's template context, Jinja2's globals (``k``, ``s``...) included, so that every template
+    of the finding renders with it as it is (``_run``), without the copy ``Template.render`` makes."""
     kb = load()
-    ctx = {"guideline": guideline, "guideline_label": kb.source(guideline_source(guideline)).label,
-           "plan": None, "v": values}
+    ctx = {**catalogue().template_globals, "guideline": guideline,
+           "guideline_label": kb.source(guideline_source(guideline)).label, "plan": None, "v": values}
     ctx.update(values)
     drug = values.get("drug")
     if isinstance(drug, str):
@@ -174,14 +227,30 @@ def guideline_source(guideline: str) -> str:
     return load()["pgx"]["profiles"][guideline]["source"]
 
 
+def _run(t: jinja2.Template, ctx: dict) -> str:
+    """``t.render(ctx)`` for a context from ``_context`` (which holds the globals already): the same
+    output and errors, without copying the context and the globals into a new dict for every template."""
+    env = t.environment
+    try:
+        return env.concat(t.root_render_func(env.context_class(env, ctx, t.name, t.blocks)))
+    except Exception:
+        env.handle_exception()
+
+
 def _text(t: jinja2.Template, ctx: dict) -> str:
-    lines = [_WS.sub(" ", line).strip() for line in t.render(ctx).split("\n")]
+    text = _run(t, ctx)
+    if "\t" in text or "  " in text:  # runs of blanks inside lines: one space
+        lines = [_WS.sub(" ", line).strip() for line in text.split("\n")]
+    else:
+        lines = [line.strip() for line in text.split("\n")]
     out = "\n".join(lines)
-    return re.sub(r"\n{3,}", "\n\n", out).strip()
+    if "\n\n\n" in out:
+        out = re.sub(r"\n{3,}", "\n\n", out)
+    return out.strip()
 
 
 def _one_line(t: jinja2.Template, ctx: dict) -> str:
-    return " ".join(t.render(ctx).split())
+    return " ".join(_run(t, ctx).split())
 
 
 def choose_summary(alternatives: list[str], fallback: str) -> str:
@@ -192,11 +261,13 @@ def choose_summary(alternatives: list[str], fallback: str) -> str:
     return fallback
 
 
-def render(f: Finding, guideline: str = "cpic") -> Rendered:
+def render(f: Finding, guideline: str = "cpic", *, shortest: bool = True, memo: dict | None = None) -> Rendered:
     """The card text of a finding. A template that fails on unforeseen values (the start-up check renders
-    every one with sample values) still gives a card: its title, saying the wording failed."""
+    every one with sample values) still gives a card: its title, saying the wording failed.
+    ``shortest=False``: the summary alternatives are rendered only until one fits, and ``short`` is None
+    (only merged info cards use it). ``memo``: a dict shared by the findings of one answer (``_plan_text``)."""
     try:
-        return _render(f, guideline)
+        return _render(f, guideline, shortest, memo)
     except (jinja2.TemplateError, TypeError, ValueError, KeyError, ZeroDivisionError) as exc:
         import logging
 
@@ -208,25 +279,80 @@ def render(f: Finding, guideline: str = "cpic") -> Rendered:
         return Rendered(f.rule_id, entry.title, indicator_of(f), choose_summary([text], entry.title), text, entry.title)
 
 
-def _render(f: Finding, guideline: str) -> Rendered:
-    entry = catalogue()[f.rule_id]
+def _render(f: Finding, guideline: str, shortest: bool = True, memo: dict | None = None) -> Rendered:
+    cat = catalogue()
+    entry = cat[f.rule_id]
     ctx = _context({**f.values, "drug": f.drug or f.values.get("drug", "")}, guideline)
-    alternatives = [_one_line(t, ctx) for t in entry.summary]
     title = entry.title
+    prefix = ""
     if f.values.get("preliminary") is True:  # built on a preliminary result: the summary says so first
-        prefix = catalogue().raw["meta"]["preliminary_prefix"]
-        alternatives = [prefix + a for a in alternatives if a]
+        prefix = cat.raw["meta"]["preliminary_prefix"]
         title = prefix + title
-    summary = choose_summary(alternatives, title)
-    short = min((a for a in alternatives if a), key=len, default=title)
+    alternatives = []
+    summary = None
+    for t in entry.summary:  # longest first: the first that fits is the summary
+        a = _one_line(t, ctx)
+        if a:
+            alternatives.append(prefix + a)
+            if summary is None and len(alternatives[-1]) <= SUMMARY_MAX:
+                summary = alternatives[-1]
+                if not shortest:
+                    break
+    short = min(alternatives, key=len, default=title) if shortest else None
     detail = _text(entry.detail, ctx)
     if f.values.get("same_time_conflicts"):  # results of one date and time disagree: the worst was used
-        detail += "\n\n" + _one_line(catalogue().conflict_line,
-                                      {**ctx, "conflicts": f.values["same_time_conflicts"]})
+        detail += "\n\n" + _one_line(cat.conflict_line, {**ctx, "conflicts": f.values["same_time_conflicts"]})
     plan = f.values.get("plan")
     if plan:
-        detail += "\n\n" + _text(catalogue().plan_line, {**ctx, "p": plan})
-    return Rendered(f.rule_id, entry.title, indicator_of(f), summary, detail, short)
+        detail += "\n\n" + _plan_text(cat, {**ctx, "p": plan}, memo)
+    return Rendered(f.rule_id, entry.title, indicator_of(f), summary or title, detail, short)
+
+
+def _plan_text(cat: Catalogue, ctx: dict, memo: dict | None) -> str:
+    """The order's dose-plan line. Every finding about an order carries the same plan, and the line reads
+    nothing else from the context (``plan_line_names``: the names it looks up, found by Jinja2 at load), so
+    within one answer (``memo``, one per ``render_cards`` call) it is rendered once per distinct plan. Only
+    plain JSON-like values are compared (by ``repr``, which tells 1, 1.0 and True apart); anything else is
+    rendered every time."""
+    if memo is None:
+        return _text(cat.plan_line, ctx)
+    looked_up = tuple(ctx.get(name, _ABSENT) for name in cat.plan_line_names)
+    key = repr(looked_up) if _plain(looked_up) else None
+    if key is None:
+        return _text(cat.plan_line, ctx)
+    if key not in memo:
+        memo[key] = _text(cat.plan_line, ctx)
+    return memo[key]
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+_ABSENT = _Absent()
+
+
+def _plain(x: Any) -> bool:
+    """Only str, numbers, booleans, None, lists, tuples and dicts with str keys of them (or _ABSENT)."""
+    stack = [x]
+    while stack:
+        x = stack.pop()
+        t = type(x)
+        if t in _SCALARS:
+            continue
+        if t is dict:
+            if not all(type(k) is str for k in x):
+                return False
+            stack.extend(x.values())
+        elif t is list or t is tuple:
+            stack.extend(x)
+        else:
+            return False
+    return True
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None), _Absent})
 
 
 def activity_text(r) -> str:
@@ -247,7 +373,8 @@ def label(f: Finding, key: str, action_values: dict[str, Any], guideline: str = 
 def merged_summary(parts: list[str]) -> str:
     """Summary of an info card that carries several findings: as many of them as fit."""
     cat = catalogue()
-    alternatives = [_one_line(t, {"parts": parts, "n": len(parts)}) for t in cat.merged_summary]
+    ctx = {**cat.template_globals, "parts": parts, "n": len(parts)}
+    alternatives = [_one_line(t, ctx) for t in cat.merged_summary]
     return choose_summary(alternatives, alternatives[-1])
 
 
@@ -289,11 +416,11 @@ def check(emitted: set[str]) -> None:
             try:
                 r = _render(Finding(rule_id, "MedicationRequest/sample", values, drug=values.get("drug", "azathioprine")),
                             guideline)
-                if len(r.short) > SUMMARY_MAX:
+                if len(r.short or "") > SUMMARY_MAX:
                     problems.append(f"{rule_id}: even the shortest summary is over {SUMMARY_MAX} characters: {r.short!r}")
                 r = _render(Finding(rule_id, "MedicationRequest/sample", {**values, "preliminary": True},
                                     drug=values.get("drug", "azathioprine")), guideline)
-                if len(r.short) > SUMMARY_MAX:
+                if len(r.short or "") > SUMMARY_MAX:
                     problems.append(f"{rule_id}: the shortest summary with the preliminary prefix is over "
                                     f"{SUMMARY_MAX} characters: {r.short!r}")
                 for key in e.labels:
