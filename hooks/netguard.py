@@ -176,8 +176,9 @@ class _Watchdog:
                 self._thread.start()
             token = next(self._ids)
             self._socks[token] = sock
+            if not self._heap or end < self._heap[0][0]:
+                self._lock.notify()  # the watchdog sleeps until the earliest end: wake it only for an earlier one
             heapq.heappush(self._heap, (end, token))
-            self._lock.notify()
             return token
 
     def cancel(self, token: int) -> None:
