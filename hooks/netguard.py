@@ -36,6 +36,9 @@ from typing import Iterator, cast
 from urllib.parse import urlsplit
 
 from requests.adapters import HTTPAdapter
+from requests.models import Response
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
@@ -302,11 +305,56 @@ class GuardedHTTPSPool(HTTPSConnectionPool):
 
 
 class GuardedAdapter(HTTPAdapter):
-    """A requests adapter whose connections go through the checks above."""
+    """A requests adapter whose connections go through the checks above.
+
+    Without a proxy (these sessions never use one: ``trust_env`` is off) it also skips work
+    ``HTTPAdapter`` does per request that these callers do not need: the pool for a server is
+    looked up once (``HTTPAdapter`` builds urllib3's pool key anew for every request), the
+    request target is the prepared URL's path without two proxy look-ups, and no cookies are
+    parsed into the response (nobody reads them; ``Session.send`` reads its own from ``raw``)."""
+
+    MAX_CACHED_POOLS = 64
 
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": GuardedHTTPPool, "https": GuardedHTTPSPool}
+        self._pools: dict[tuple[str, str | None, int | None], HTTPConnectionPool] = {}
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        if proxies or verify is not True or cert is not None:
+            return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
+        parts = urlsplit(request.url)
+        key = (parts.scheme.lower(), parts.hostname, parts.port)
+        pool = self._pools.get(key)
+        if pool is None or pool.pool is None:  # not looked up yet, or closed (evicted by the pool manager)
+            pool = super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
+            if len(self._pools) >= self.MAX_CACHED_POOLS:
+                self._pools.clear()
+            self._pools[key] = pool
+        return pool
+
+    def request_url(self, request, proxies) -> str:
+        if proxies:
+            return super().request_url(request, proxies)
+        url = request.path_url
+        return "/" + url.lstrip("/") if url.startswith("//") else url  # as HTTPAdapter.request_url does
+
+    def build_response(self, req, resp):
+        """``HTTPAdapter.build_response`` without ``extract_cookies_to_jar(response.cookies, ...)``."""
+        response = Response()
+        response.status_code = getattr(resp, "status", None)
+        response.headers = CaseInsensitiveDict(getattr(resp, "headers", {}))
+        response.encoding = get_encoding_from_headers(response.headers)
+        response.raw = resp
+        response.reason = resp.reason
+        response.url = req.url.decode("utf-8") if isinstance(req.url, bytes) else req.url
+        response.request = req
+        response.connection = self
+        return response
+
+    def close(self) -> None:
+        self._pools.clear()
+        super().close()
 
 
 def guarded_session(pool_maxsize: int = 16):
