@@ -20,6 +20,7 @@ Nothing is started per request: the watchdog and the resolver pool are shared an
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import ipaddress
 import itertools
@@ -63,6 +64,7 @@ def _normal_base(url: str) -> tuple[str, str, int, str]:
     return scheme, (parts.hostname or "").lower(), port, parts.path.rstrip("/")
 
 
+@functools.lru_cache(maxsize=1024)  # a pure function of a short string: the few servers' addresses repeat
 def address_allowed(ip: str, *, allow_loopback: bool = False) -> bool:
     """Whether a resolved address may be contacted without an allow-list naming it."""
     try:
@@ -108,16 +110,24 @@ class EgressPolicy:
                         path == b_path or path.startswith(b_path + "/")):
                     return EgressPolicy(allowed_bases=(base,), allow_loopback=True)  # named by the admin
             raise EgressRefused("not on the issuer's FHIR allow-list")
-        try:
-            literal = ipaddress.ip_address(parts.hostname.strip("[]"))
-        except ValueError:
+        literal = _ip_literal(parts.hostname)
+        if literal is None:
             return self  # a name: its addresses are checked when the socket is opened
-        if not address_allowed(str(literal), allow_loopback=self.allow_loopback):
+        if not address_allowed(literal, allow_loopback=self.allow_loopback):
             raise EgressRefused("address not allowed")
         return self
 
     def check_address(self, ip: str) -> bool:
         return bool(self.allowed_bases) or address_allowed(ip, allow_loopback=self.allow_loopback)
+
+
+@functools.lru_cache(maxsize=1024)
+def _ip_literal(host: str) -> str | None:
+    """The address a URL's host names literally (``127.0.0.1``, ``[::1]``), else None (a name)."""
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
 
 
 # ------------------------------------------------------------------ per-call context
