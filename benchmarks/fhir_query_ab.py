@@ -49,7 +49,7 @@ def _queries() -> list[str]:
     app = create_app({"auth_required": False})
     import json
     templates = json.loads(app.test_client().get("/cds-services").data)["services"][0]["prefetch"]
-    return [render(t, {"patientId": patient.PID}) for t in templates.values()]
+    return [str(render(t, {"patientId": patient.PID})) for t in templates.values()]
 
 
 def _old_client(ref: str, tmp: Path):

@@ -273,7 +273,7 @@ def encode_url(url: str) -> str:
     if m is None or "/." in url.split("?", 1)[0] or (m[1] is not None and int(m[1]) > 65535) or url[-1] in " ?":
         p = requests.PreparedRequest()
         p.prepare_url(url, None)
-        return p.url
+        return p.url or ""
     return url.translate(_ENCODED_CHARS)
 
 

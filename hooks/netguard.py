@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, cast
+from typing import Any, Iterator, cast
 from urllib.parse import urlsplit
 
 from requests.adapters import HTTPAdapter
@@ -323,12 +323,11 @@ class GuardedAdapter(HTTPAdapter):
     request target is the prepared URL's path without two proxy look-ups, and no cookies are
     parsed into the response (nobody reads them; ``Session.send`` reads its own from ``raw``)."""
 
-    MAX_CACHED_POOLS = 64
-
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": GuardedHTTPPool, "https": GuardedHTTPSPool}
-        self._pools: dict[tuple[str, str | None, int | None], HTTPConnectionPool] = {}
+        self._pools: dict[tuple[str, str | None, int | None], Any] = {}
+        self._max_pools = int(args[0] if args else kwargs.get("connections", 8))  # as many as the pool manager keeps
 
     def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
         if proxies or verify is not True or cert is not None:
@@ -336,9 +335,9 @@ class GuardedAdapter(HTTPAdapter):
         parts = urlsplit(request.url)
         key = (parts.scheme.lower(), parts.hostname, parts.port)
         pool = self._pools.get(key)
-        if pool is None or pool.pool is None:  # not looked up yet, or closed (evicted by the pool manager)
+        if pool is None or pool.pool is None:  # not looked up yet, or closed since
             pool = super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
-            if len(self._pools) >= self.MAX_CACHED_POOLS:
+            if len(self._pools) >= self._max_pools:
                 self._pools.clear()
             self._pools[key] = pool
         return pool
@@ -346,13 +345,12 @@ class GuardedAdapter(HTTPAdapter):
     def request_url(self, request, proxies) -> str:
         if proxies:
             return super().request_url(request, proxies)
-        url = request.path_url
-        return "/" + url.lstrip("/") if url.startswith("//") else url  # as HTTPAdapter.request_url does
+        return request.path_url  # what HTTPAdapter.request_url answers without a proxy
 
     def build_response(self, req, resp):
         """``HTTPAdapter.build_response`` without ``extract_cookies_to_jar(response.cookies, ...)``."""
         response = Response()
-        response.status_code = getattr(resp, "status", None)
+        response.status_code = getattr(resp, "status", None)  # type: ignore[assignment]
         response.headers = CaseInsensitiveDict(getattr(resp, "headers", {}))
         response.encoding = get_encoding_from_headers(response.headers)
         response.raw = resp
