@@ -3,6 +3,9 @@
 - One pooled ``requests.Session`` per process (``hooks.netguard``): every URL is checked
   against the call's egress policy (the issuer's FHIR allow-list, else public addresses only)
   and every socket against the call's deadline (DNS, connect, status line, headers, body).
+  Each GET is prepared here (its URL encoded once, ``encode_url``) and sent by the session's
+  guarded adapter itself: no redirect is followed and no cookie is kept (the session serves
+  every EHR and patient of the process), so ``Session.send`` would have nothing to do.
 - Queries for several prefetch keys run in parallel on a shared thread pool.
 - ``next`` links are followed up to a page limit, and only on the same server
   (a link elsewhere would carry the EHR's token off its server).
