@@ -3,6 +3,9 @@
 - One pooled ``requests.Session`` per process (``hooks.netguard``): every URL is checked
   against the call's egress policy (the issuer's FHIR allow-list, else public addresses only)
   and every socket against the call's deadline (DNS, connect, status line, headers, body).
+  Each GET is prepared here (its URL encoded once, ``encode_url``) and sent by the session's
+  guarded adapter itself: no redirect is followed and no cookie is kept (the session serves
+  every EHR and patient of the process), so ``Session.send`` would have nothing to do.
 - Queries for several prefetch keys run in parallel on a shared thread pool.
 - ``next`` links are followed up to a page limit, and only on the same server
   (a link elsewhere would carry the EHR's token off its server).
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import zlib
@@ -147,6 +151,7 @@ class FhirClient:
     def __init__(self, settings: FhirSettings = FhirSettings()) -> None:
         self.settings = settings
         self.session = netguard.guarded_session(pool_maxsize=64)
+        self.adapter = self.session.get_adapter("https://")  # the same guarded adapter serves http://
         self.pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="fhir")
 
     def close(self) -> None:
@@ -176,9 +181,11 @@ class FhirClient:
             raise FhirNotAllowed() from None
         try:
             prepared = self._prepare(url, token)
+            # the adapter, not Session.send: no redirects are followed and no cookies are kept (the
+            # session serves every EHR and patient of this process), so there is nothing for it to do
             with netguard.guarded(policy, deadline.end, self.settings.connect_timeout), \
-                    self.session.send(prepared, timeout=deadline.timeout(self.settings.connect_timeout),
-                                      stream=True, allow_redirects=False, proxies={}) as resp:
+                    self.adapter.send(prepared, timeout=deadline.timeout(self.settings.connect_timeout),
+                                      stream=True, verify=True, cert=None, proxies={}) as resp:
                 if resp.status_code != 200:
                     raise FhirHttpError(resp.status_code)
                 body = read_limited(resp, deadline, self.settings.max_bytes)
@@ -208,7 +215,7 @@ class FhirClient:
         ours, and its cookies as ``Session.prepare_request`` would add them."""
         p = requests.PreparedRequest()
         p.method = "GET"
-        p.prepare_url(url, None)
+        p.url = encode_url(url)
         headers = CaseInsensitiveDict(self.session.headers)
         headers["Accept"] = FHIR_JSON
         headers["Accept-Encoding"] = "gzip, deflate"
@@ -217,7 +224,8 @@ class FhirClient:
         p.headers = headers
         p.body = None
         p.hooks = default_hooks()
-        p.prepare_cookies(merge_cookies(RequestsCookieJar(), self.session.cookies) if self.session.cookies else {})
+        if self.session.cookies:  # an empty jar adds no Cookie header (prepare_cookies({}) adds none)
+            p.prepare_cookies(merge_cookies(RequestsCookieJar(), self.session.cookies))
         return p
 
     def search(self, base: str, query: str, token: str | None, deadline: Deadline) -> dict:
@@ -249,6 +257,27 @@ class FhirClient:
         if next_link(page):
             merged["_truncated"] = pages  # more pages than we read; mappers see what was read
         return merged
+
+
+# A URL of this shape is encoded by requests' ``PreparedRequest.prepare_url`` (urllib3's
+# ``parse_url`` then ``requote_uri``) into itself with only the characters below percent-encoded:
+# ASCII, lower-case http(s) scheme and host, a port without a leading zero, a path, no '%' (already
+# encoded parts take the general path), no fragment, no dot segment (which it would remove).
+_SIMPLE_URL = re.compile(r'https?://[a-z0-9][a-z0-9.\-]*(?::([1-9][0-9]{0,4}))?/[ !"$&-~]*\Z')
+_ENCODED_CHARS = str.maketrans({c: f"%{ord(c):02X}" for c in ' "<>[\\]^`{|}'})
+
+
+def encode_url(url: str) -> str:
+    """``url`` as requests' ``prepare_url`` encodes it (the test checks they agree on every
+    printable ASCII character in path and query), in one pass for the usual FHIR query URL
+    instead of urllib3's parse and character-by-character check; anything else is left to
+    ``prepare_url`` itself."""
+    m = _SIMPLE_URL.match(url)
+    if m is None or "/." in url.split("?", 1)[0] or (m[1] is not None and int(m[1]) > 65535) or url[-1] in " ?":
+        p = requests.PreparedRequest()
+        p.prepare_url(url, None)
+        return p.url or ""
+    return url.translate(_ENCODED_CHARS)
 
 
 def _loads(body: bytes):

@@ -20,6 +20,7 @@ Nothing is started per request: the watchdog and the resolver pool are shared an
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import ipaddress
 import itertools
@@ -32,10 +33,13 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, cast
+from typing import Any, Iterator, cast
 from urllib.parse import urlsplit
 
 from requests.adapters import HTTPAdapter
+from requests.models import Response
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
@@ -60,6 +64,7 @@ def _normal_base(url: str) -> tuple[str, str, int, str]:
     return scheme, (parts.hostname or "").lower(), port, parts.path.rstrip("/")
 
 
+@functools.lru_cache(maxsize=1024)  # a pure function of a short string: the few servers' addresses repeat
 def address_allowed(ip: str, *, allow_loopback: bool = False) -> bool:
     """Whether a resolved address may be contacted without an allow-list naming it."""
     try:
@@ -105,16 +110,24 @@ class EgressPolicy:
                         path == b_path or path.startswith(b_path + "/")):
                     return EgressPolicy(allowed_bases=(base,), allow_loopback=True)  # named by the admin
             raise EgressRefused("not on the issuer's FHIR allow-list")
-        try:
-            literal = ipaddress.ip_address(parts.hostname.strip("[]"))
-        except ValueError:
+        literal = _ip_literal(parts.hostname)
+        if literal is None:
             return self  # a name: its addresses are checked when the socket is opened
-        if not address_allowed(str(literal), allow_loopback=self.allow_loopback):
+        if not address_allowed(literal, allow_loopback=self.allow_loopback):
             raise EgressRefused("address not allowed")
         return self
 
     def check_address(self, ip: str) -> bool:
         return bool(self.allowed_bases) or address_allowed(ip, allow_loopback=self.allow_loopback)
+
+
+@functools.lru_cache(maxsize=1024)
+def _ip_literal(host: str) -> str | None:
+    """The address a URL's host names literally (``127.0.0.1``, ``[::1]``), else None (a name)."""
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
 
 
 # ------------------------------------------------------------------ per-call context
@@ -176,8 +189,9 @@ class _Watchdog:
                 self._thread.start()
             token = next(self._ids)
             self._socks[token] = sock
+            if not self._heap or end < self._heap[0][0]:
+                self._lock.notify()  # the watchdog sleeps until the earliest end: wake it only for an earlier one
             heapq.heappush(self._heap, (end, token))
-            self._lock.notify()
             return token
 
     def cancel(self, token: int) -> None:
@@ -301,11 +315,54 @@ class GuardedHTTPSPool(HTTPSConnectionPool):
 
 
 class GuardedAdapter(HTTPAdapter):
-    """A requests adapter whose connections go through the checks above."""
+    """A requests adapter whose connections go through the checks above.
+
+    Without a proxy (these sessions never use one: ``trust_env`` is off) it also skips work
+    ``HTTPAdapter`` does per request that these callers do not need: the pool for a server is
+    looked up once (``HTTPAdapter`` builds urllib3's pool key anew for every request), the
+    request target is the prepared URL's path without two proxy look-ups, and no cookies are
+    parsed into the response (nobody reads them; ``Session.send`` reads its own from ``raw``)."""
 
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": GuardedHTTPPool, "https": GuardedHTTPSPool}
+        self._pools: dict[tuple[str, str | None, int | None], Any] = {}
+        self._max_pools = int(args[0] if args else kwargs.get("connections", 8))  # as many as the pool manager keeps
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        if proxies or verify is not True or cert is not None:
+            return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
+        parts = urlsplit(request.url)
+        key = (parts.scheme.lower(), parts.hostname, parts.port)
+        pool = self._pools.get(key)
+        if pool is None or pool.pool is None:  # not looked up yet, or closed since
+            pool = super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
+            if len(self._pools) >= self._max_pools:
+                self._pools.clear()
+            self._pools[key] = pool
+        return pool
+
+    def request_url(self, request, proxies) -> str:
+        if proxies:
+            return super().request_url(request, proxies)
+        return request.path_url  # what HTTPAdapter.request_url answers without a proxy
+
+    def build_response(self, req, resp):
+        """``HTTPAdapter.build_response`` without ``extract_cookies_to_jar(response.cookies, ...)``."""
+        response = Response()
+        response.status_code = getattr(resp, "status", None)  # type: ignore[assignment]
+        response.headers = CaseInsensitiveDict(getattr(resp, "headers", {}))
+        response.encoding = get_encoding_from_headers(response.headers)
+        response.raw = resp
+        response.reason = resp.reason
+        response.url = req.url.decode("utf-8") if isinstance(req.url, bytes) else req.url
+        response.request = req
+        response.connection = self
+        return response
+
+    def close(self) -> None:
+        self._pools.clear()
+        super().close()
 
 
 def guarded_session(pool_maxsize: int = 16):
