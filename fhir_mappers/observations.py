@@ -59,9 +59,10 @@ def _interpretations(obs: dict) -> tuple[str, str]:
         return "", ""
     if type(value) is not list or not all(type(i) is dict for i in value):
         return _interpretation(obs), _interpretation_text(obs)
+    code: str | None = None  # the first string code (even ""), as _interpretation reads it
     if len(value) == 1 and type(coding := value[0].get("coding")) is list:
         # the usual case: one concept with its codings; its first string code, its text or first display
-        code = display = None
+        display: str | None = None
         for c in coding:
             if isinstance(c, dict):
                 if code is None and isinstance(k := c.get("code"), str):
@@ -70,7 +71,6 @@ def _interpretations(obs: dict) -> tuple[str, str]:
                     display = d
         text = value[0].get("text")
         return code or "", (text if isinstance(text, str) else display or "").lower()
-    code: str | None = None  # the first string code (even ""), as _interpretation reads it
     texts = []
     for concept in value:
         cs = codings(concept)
