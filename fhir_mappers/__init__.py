@@ -13,11 +13,10 @@ from datetime import date
 from typing import Any, Iterable
 
 from .facts import ClinicalFacts, DailyDose, DataGap, MedicationFact, PriorTherapy
-from .fhirjson import code_keys, parse_date, ref_of, resources_of
+from .fhirjson import parse_date, ref_of, resources_of
 from .medications import ingredients_of, medication_concept, medication_fact
-from .observations import PRELIMINARY_STATUS, gene_results, measurements, status_observations
+from .observations import PRELIMINARY_STATUS, classified_measurements, classify, gene_results, status_observations
 from .patient import allergy_facts, condition_facts, patient_fact
-from .terminology import LOINC, terminology
 
 __all__ = ["build_facts", "order_facts", "ClinicalFacts", "DataGap", "MedicationFact"]
 
@@ -122,7 +121,7 @@ def build_facts(
             observations += report_observations(report)
     numeric, genomic, status = _classify(_dedupe(observations))
     texts: dict = {}
-    by_analyte = measurements(numeric, gaps, texts)
+    by_analyte = classified_measurements(numeric, gaps, texts)
     weights = _lowest_first_of_same_time(by_analyte.pop("weight", []), gaps)
     heights = by_analyte.pop("height", [])
     orders = [_with_weight(o, weights) for o in orders]
@@ -246,21 +245,19 @@ def report_observations(report: dict) -> list[dict]:
     return out
 
 
-def _classify(observations: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
+def _classify(observations: list[dict]) -> tuple[list[tuple[dict, str | None]], list[dict], list[dict]]:
     """Read each Observation's code once and send it to the one mapper that uses it:
-    (numeric results, TPMT/NUDT15 genotype or phenotype, pregnancy/breastfeeding status)."""
-    t = terminology()
-    genomic_keys = t.genotype_codes | t.phenotype_codes | t.variant_codes
-    status_keys = {f"{LOINC}|{c}" for c in t.status_loinc}
+    (numeric results with the analyte of their LOINC code, TPMT/NUDT15 genotype or phenotype,
+    pregnancy/breastfeeding status)."""
     numeric, genomic, status = [], [], []
     for obs in observations:
-        keys = code_keys(obs.get("code"))
-        if keys & genomic_keys:
+        kind, analyte = classify(obs)
+        if kind == "numeric":
+            numeric.append((obs, analyte))
+        elif kind == "genomic":
             genomic.append(obs)
-        elif keys & status_keys:
-            status.append(obs)
         else:
-            numeric.append(obs)
+            status.append(obs)
     return numeric, genomic, status
 
 

@@ -1,0 +1,173 @@
+"""The mapping's one-pass shortcuts give the lenient readers' answers.
+
+- ``classify`` (one pass over an Observation's codings, against a table built once) sends each
+  Observation where the code-set readers (``code_keys`` / ``codes_in``) would, with the analyte of
+  its LOINC code;
+- ``_measure_usual`` (the usual R4 shape of a numeric result, read in one pass) either declines
+  (None: the lenient ``_measure`` reads the result) or gives exactly ``_measure``'s Measurement,
+  never a gap or a text of its own;
+
+on every Observation of the test data, the examples, the builders and the benchmark patients,
+and on random mutations of them (wrong types, lists for objects and objects for lists, missing or
+null fields, numbers as text, NaN).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from fhir_mappers.fhirjson import code_keys, codes_in
+from fhir_mappers.observations import ANALYTE_LABELS, _measure, _measure_usual, _usable, classify, measurements
+from fhir_mappers.terminology import LOINC, terminology
+from tests import builders
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _walk(value: Any) -> Iterator[dict]:
+    """Every Observation anywhere in a JSON document (Bundles, prefetch, contained, lists)."""
+    if isinstance(value, dict):
+        if value.get("resourceType") == "Observation":
+            yield value
+        for v in value.values():
+            yield from _walk(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _walk(v)
+
+
+def _documents() -> Iterator[Any]:
+    for folder in ("tests/fixtures", "tests/fixtures_fhir", "tests/data", "examples"):
+        for path in sorted((ROOT / folder).rglob("*.json")):
+            try:
+                yield json.loads(path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                continue
+    yield builders.normal_labs()
+    yield builders.normal_pgx()
+    yield [builders.weight(70), builders.weight(154, unit="lb", code="[lb_av]"), builders.weight(70, unit="stone", code="stone"),
+           builders.lab("731-0", 40, "%"), builders.lab("1742-6", 30, "U/L"), builders.phenotype_tpmt("Poor"),
+           builders.genotype_ig("TPMT", "*1/*3A"), builders.genotype_core("NUDT15", "*1/*3")]
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import patient as bench_patient
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    yield bench_patient.realistic()
+    yield bench_patient.large()
+
+
+def _observations() -> list[dict]:
+    out, seen = [], set()
+    for doc in _documents():
+        for obs in _walk(doc):
+            key = json.dumps(obs, sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                out.append(obs)
+    return out
+
+
+OBSERVATIONS = _observations()
+
+
+def _reference_kind(obs: dict) -> tuple[str, set[str]]:
+    """Where the code-set readers send an Observation, and the analytes its LOINC codes name."""
+    t = terminology()
+    keys = code_keys(obs.get("code"))
+    kind = ("genomic" if keys & (t.genotype_codes | t.phenotype_codes | t.variant_codes)
+            else "status" if keys & {f"{LOINC}|{c}" for c in t.status_loinc} else "numeric")
+    return kind, {t.loinc_to_analyte[c] for c in codes_in(obs.get("code"), LOINC) if c in t.loinc_to_analyte}
+
+
+def _check(obs: dict) -> bool:
+    """The shortcuts agree with the lenient readers on ``obs``; True when the one-pass measure answered."""
+    kind, analytes = _reference_kind(obs)
+    got_kind, analyte = classify(obs)
+    assert got_kind == kind
+    assert (analyte in analytes) if analytes else analyte is None
+    answered = False
+    names = analytes | {"wbc", "tpmt_activity", "weight"} | ({analyte} if analyte else set())
+    for name in sorted(names):
+        gaps: list = []
+        texts: list = []
+        lenient = _measure(copy.deepcopy(obs), name, gaps, ANALYTE_LABELS.get(name, name), texts)
+        fast = _measure_usual(obs, name)
+        if fast is not None:
+            answered = True
+            assert fast == lenient and not gaps and not texts, (obs, name)
+    return answered
+
+
+def test_the_data_has_what_the_check_needs() -> None:
+    kinds = {classify(o)[0] for o in OBSERVATIONS}
+    assert len(OBSERVATIONS) > 300 and kinds == {"numeric", "genomic", "status"}
+
+
+def test_one_pass_readers_agree_on_every_observation_of_the_test_data() -> None:
+    answered = sum(_check(obs) for obs in OBSERVATIONS)
+    assert answered > 100  # most results take the one-pass path
+
+
+def _mutate(value: Any, rng: random.Random, depth: int = 0) -> Any:
+    """One random change somewhere in ``value``: a wrong type, a list for an object or the other way
+    round, a missing or null field, a number as text, NaN, a bool, an empty string."""
+    if isinstance(value, dict) and value and rng.random() < 0.7:
+        key = rng.choice(sorted(value))
+        out = dict(value)
+        out[key] = _mutate(value[key], rng, depth + 1)
+        if rng.random() < 0.1:
+            del out[key]
+        return out
+    if isinstance(value, list) and value and rng.random() < 0.7:
+        i = rng.randrange(len(value))
+        return [*value[:i], _mutate(value[i], rng, depth + 1), *value[i + 1:]]
+    choices: list[Any] = [None, "", "x", "4.5", "< 1.0", True, 0, 7, 2.5, float("nan"), math.inf, [], {}, [value], {"value": value}]
+    if isinstance(value, list) and value:
+        choices.append(value[0])
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        choices += [str(value), -value, value * 1000, 2 ** 60]
+    if isinstance(value, str):
+        choices += [value.upper(), f" {value} ", "http://unitsofmeasure.org", "mmol/L", "10*9/L", "g/dL", "%"]
+    return rng.choice(choices)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_one_pass_readers_agree_on_mutated_observations(seed: int) -> None:
+    rng = random.Random(seed)
+    numeric = [o for o in OBSERVATIONS if classify(o)[0] == "numeric"]
+    answered = declined = 0
+    for _ in range(1500):
+        obs = _mutate(rng.choice(numeric), rng)
+        for _ in range(rng.randrange(3)):
+            obs = _mutate(obs, rng)
+        if not isinstance(obs, dict):
+            continue
+        if _check(obs):
+            answered += 1
+        else:
+            declined += 1
+    assert answered > 100 and declined > 100  # both sides of the shortcut were exercised
+
+
+def test_measurements_reads_what_the_lenient_reader_reads() -> None:
+    """``measurements`` (the public reader) against ``_measure`` for every usable numeric result."""
+    numeric = [o for o in OBSERVATIONS if classify(o)[0] == "numeric" and _usable(o) and classify(o)[1]]
+    gaps: list = []
+    by_analyte = measurements(numeric, gaps)
+    expected: dict[str, list] = {}
+    for obs in numeric:
+        name = classify(obs)[1] or ""
+        m = _measure(obs, name, [], ANALYTE_LABELS.get(name, name), [])
+        if m is not None:
+            expected.setdefault(name, []).append(m)
+    for values in expected.values():
+        values.sort(key=lambda m: (m.when is not None, m.when), reverse=True)
+    assert by_analyte == expected and by_analyte
