@@ -66,12 +66,44 @@ def _old_client(ref: str, tmp: Path):
     return importlib.import_module("hooks_ref.fhir_client")
 
 
+def _instructions(args) -> int:
+    import os
+    import re
+    import threading
+    out: dict[str, float] = {}
+
+    def one(variant: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="aza-qi-") as tmp:
+            cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=functools_reduce",
+                   f"--callgrind-out-file={tmp}/cg.out", sys.executable, str(Path(__file__).resolve()),
+                   "--only", variant, "--calls", str(args.calls), "--ref", args.ref]
+            subprocess.run(cmd, capture_output=True, check=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+            m = re.search(r"^(?:summary|totals):\s+(\d+)", Path(tmp, "cg.out").read_text(), re.M)
+            out[variant] = int(m[1]) / (args.calls * 11) if m else float("nan")
+
+    threads = [threading.Thread(target=one, args=(v,)) for v in ("client", f"client@{args.ref}")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(f"instructions per FHIR query (callgrind, {args.calls} calls of 11 queries, in the calling thread):")
+    for v, n in out.items():
+        print(f"  {v:12s} {n / 1e3:.0f} k")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--calls", type=int, default=10, help="calls (of 11 queries) per variant per round")
     p.add_argument("--ref", default="main", help="git ref whose FHIR client runs as 'client@REF' (empty: none)")
+    p.add_argument("--only", default=None, help="run this variant only (e.g. under callgrind, see --instructions)")
+    p.add_argument("--instructions", action="store_true",
+                   help="instructions per query of 'client' and 'client@REF' (each in its own callgrind run, "
+                        "counted only inside the measured queries: functools.reduce toggles collection)")
     args = p.parse_args(argv)
+    if args.instructions:
+        return _instructions(args)
     import logging
     import os
     os.environ["AZA_CDS_FHIR_ALLOW_LOOPBACK"] = "1"
@@ -134,6 +166,13 @@ def main(argv: list[str] | None = None) -> int:
 
                 old_client = old.FhirClient()
                 variants[f"client@{args.ref}"] = v_old
+            if args.only:
+                import functools
+                f = variants[args.only]
+                for _ in range(3):
+                    f()
+                functools.reduce(lambda n, _: f() or n + 1, range(args.calls), 0)
+                return 0
             for f in variants.values():
                 for _ in range(5):
                     f()
