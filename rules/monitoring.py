@@ -113,13 +113,13 @@ def _value(m: Measurement) -> dict:
 def conflicts(facts: ClinicalFacts, ms: list[Measurement]) -> list[dict]:
     """Results of the same date and time that disagree with the ones a card rests on (the card says so)."""
     return [{"analyte": m.analyte, "value": round(m.value, 2), "date": m.when.date().isoformat() if m.when else "",
-             "others": [round(x.value, 2) for x in disagreeing(facts, m)]} for m in ms if disagreeing(facts, m)]
+             "others": [round(x.value, 2) for x in others]} for m in ms if (others := disagreeing(facts, m))]
 
 
 def _results(ms: list[Measurement], facts: ClinicalFacts | None = None) -> dict:
     out: dict = {"results": [_value(m) for m in ms], "preliminary": any(m.preliminary for m in ms)}
-    if facts is not None and conflicts(facts, ms):
-        out["same_time_conflicts"] = conflicts(facts, ms)
+    if facts is not None and (found := conflicts(facts, ms)):
+        out["same_time_conflicts"] = found
     return out
 
 
