@@ -125,3 +125,37 @@ def test_malformed_tokens_are_refused_as_malformed(signer, token):
     with pytest.raises(AuthError) as refused:
         auth.verify(token, AUD)
     assert refused.value.refusal.value == "malformed"
+
+
+# -- the single-threaded worker (--threads 1) cuts a dripping client too ---------------------------
+
+def test_sync_worker_cuts_a_dripping_client_at_client_seconds(tmp_path):
+    """``--threads 1`` serves with gunicorn's sync worker: one thread, so a client that drips its
+    request head would hold the whole worker until gunicorn's 30 s worker timeout kills it. The
+    watchdog shuts that client's socket after AZA_CDS_CLIENT_SECONDS, and the worker answers on."""
+    import socket
+
+    from tests.test_serving import _OPENER, Serve
+
+    srv = Serve(tmp_path, "--insecure-no-auth", "--workers", "1", "--threads", "1", env={"AZA_CDS_CLIENT_SECONDS": "1"})
+    try:
+        drip = socket.create_connection(("127.0.0.1", srv.port), timeout=60)
+        drip.sendall(b"POST /cds-services/x HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+        started = time.monotonic()
+        drip.settimeout(0.3)
+        closed = False
+        while not closed and time.monotonic() - started < 20:  # gunicorn's own timeout: 30 s
+            try:
+                drip.sendall(b"a")
+                closed = drip.recv(1024) == b""
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+        drip.close()
+        assert closed, "the dripping client still held the worker after 20 s"
+        with _OPENER.open(srv.base + "/cds-services", timeout=20) as resp:
+            assert resp.status == 200
+        assert "WORKER TIMEOUT" not in srv.stderr()
+    finally:
+        srv.close()
