@@ -107,7 +107,7 @@ def _install_hooks(app: Flask) -> None:
             return None  # discovery, health, readiness and metrics need no token
         g.service_id = _service_of(path)
         # one deadline for everything this call does (JWKS, FHIR), from when the request arrived
-        arrived = req.environ.get("aza.arrived")
+        arrived = request.environ.get("aza.arrived")
         now = time.monotonic()
         start = arrived if isinstance(arrived, float) and arrived <= now else now
         if now - start > cfg.max_queue_seconds:
