@@ -99,12 +99,13 @@ def _install_hooks(app: Flask) -> None:
     @app.before_request
     def _start():
         g.started = time.perf_counter()
-        if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+        req = request._get_current_object()  # type: ignore[attr-defined]  # once, not through the proxy each time
+        if req.method == "OPTIONS" and req.headers.get("Access-Control-Request-Method"):
             return app.response_class(status=200)  # a CORS preflight, on any path: flask-cors adds the headers
-        if request.method == "OPTIONS" or request.path.rstrip("/") == "/cds-services" \
-                or not request.path.startswith("/cds-services/"):
+        path = req.path
+        if req.method == "OPTIONS" or path.rstrip("/") == "/cds-services" or not path.startswith("/cds-services/"):
             return None  # discovery, health, readiness and metrics need no token
-        g.service_id = _service_of(request.path)
+        g.service_id = _service_of(path)
         # one deadline for everything this call does (JWKS, FHIR), from when the request arrived
         arrived = request.environ.get("aza.arrived")
         now = time.monotonic()
@@ -114,7 +115,7 @@ def _install_hooks(app: Flask) -> None:
             raise ApiError(503, "The service is overloaded; try again shortly", headers={"Retry-After": "2"})
         deadline = Deadline(app.extensions["aza_hook_env"].deadline_seconds, start=start, max_bytes=cfg.fhir_max_call_bytes,
                             max_entries=cfg.max_entries_per_key)
-        issuer = app.extensions["aza_auth"].check(request, deadline)
+        issuer = app.extensions["aza_auth"].check(req, deadline)
         deadline.policy = EgressPolicy(allowed_bases=issuer.fhir_servers if issuer else (),
                                        allow_loopback=cfg.fhir_allow_loopback)
         g.deadline = deadline
@@ -138,23 +139,26 @@ def _install_hooks(app: Flask) -> None:
 
     @app.after_request
     def _access_log(response):
-        seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        attrs = vars(g._get_current_object())  # what g.get reads, looked up once
+        started = attrs.get("started")
+        seconds = time.perf_counter() - (started if started is not None else time.perf_counter())
         latency = seconds * 1000
         response.headers.setdefault("Cache-Control", "no-store")
-        route = _route_path()
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        rule = req.url_rule
+        route = rule.rule if rule is not None else "(unmatched)"
+        status = response.status_code
         registry = app.extensions.get("aza_metrics")
         if registry is not None:
-            registry.request(route=route, service=g.get("service_id") or "", status=response.status_code,
-                             seconds=seconds)
-        if route in _QUIET_ROUTES and response.status_code == 200:
+            registry.request(route=route, service=attrs.get("service_id") or "", status=status, seconds=seconds)
+        if route in _QUIET_ROUTES and status == 200:
             return response  # probes and scrapes every few seconds: not worth a log line each
-        extra = {"event": "request", "method": request.method, "path": route, "status": response.status_code,
+        extra = {"event": "request", "method": req.method, "path": route, "status": status,
                  "latency_ms": round(latency, 2)}
-        for key, attr in (("service", "service_id"), ("hook_instance", "hook_instance"), ("cards", "card_count"),
-                          ("rule_ids", "rule_ids"), ("fhir_ms", "fhir_ms"), ("feedback_items", "feedback_items"),
-                          ("reason", "auth_failure"), ("refusal", "auth_refusal"), ("queued_ms", "queued_ms")):
-            if g.get(attr) is not None:
-                extra[key] = g.get(attr)
+        for key, attr in _LOGGED_G:
+            value = attrs.get(attr)
+            if value is not None:
+                extra[key] = value
         log.info("request", extra=extra)
         return response
 
@@ -169,6 +173,10 @@ def _private_network_once(response):
 
 
 _QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+# (access-log field, attribute of g)
+_LOGGED_G = (("service", "service_id"), ("hook_instance", "hook_instance"), ("cards", "card_count"),
+             ("rule_ids", "rule_ids"), ("fhir_ms", "fhir_ms"), ("feedback_items", "feedback_items"),
+             ("reason", "auth_failure"), ("refusal", "auth_refusal"), ("queued_ms", "queued_ms"))
 
 
 def _service_of(path: str) -> str:
@@ -177,8 +185,3 @@ def _service_of(path: str) -> str:
 
     parts = path.split("/")
     return parts[2] if len(parts) > 2 and parts[2] in SERVICES else "(unknown)"
-
-
-def _route_path() -> str:
-    rule = request.url_rule
-    return rule.rule if rule is not None else "(unmatched)"

@@ -425,8 +425,9 @@ class Authenticator:
     def verify(self, token: str, audience: str | list[str], deadline: Deadline | None = None) -> dict:
         deadline = deadline or Deadline(self.jwks_deadline_seconds)
         try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
+            # header and claims in one decoding (the same checks as get_unverified_header + decode)
+            unverified_token = jwt.decode_complete(token, options={"verify_signature": False})
+            header, unverified = unverified_token["header"], unverified_token["payload"]
         except (jwt.PyJWTError, ValueError, TypeError):
             raise AuthError("malformed token", Refusal.MALFORMED) from None
         alg = header.get("alg")

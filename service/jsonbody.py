@@ -17,7 +17,6 @@ more than all the clinical work together:
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 try:  # optional accelerator; same results for valid JSON
@@ -29,7 +28,6 @@ JSON_PARSER = "orjson" if _orjson is not None else "json"
 
 _KEEP_ONLY_BRACKETS_AND_QUOTES = bytes(c for c in range(256) if c not in b'"[]{}')
 _TO_BRACES = bytes.maketrans(b"[]", b"{}")
-_QUOTED = re.compile(rb'"[^"]*"')
 
 
 def loads(raw: bytes) -> Any:
@@ -54,8 +52,8 @@ def nested_deeper_than(raw: bytes, parsed: Any, limit: int) -> bool:
     quotes (so every remaining ``"`` opens or closes a string); keep only quotes and brackets;
     drop every ``""`` (an empty string, or a close-and-open of two strings with no bracket between
     them: merging those changes nothing); remove what is left in quotes (the rare strings that
-    contain brackets); treat ``[]`` as ``{}``. Then each ``replace(b"{}", b"")`` removes exactly
-    the innermost level, so the number of passes until nothing is left is the depth.
+    contain brackets: split at the quotes, keep every other piece); treat ``[]`` as ``{}``. Then
+    each ``replace(b"{}", b"")`` removes exactly the innermost level, so the number of passes until nothing is left is the depth.
     """
     if not isinstance(raw, (bytes, bytearray)) or json.detect_encoding(raw) not in ("utf-8", "utf-8-sig"):
         return _tree_depth(parsed, limit) > limit
@@ -63,8 +61,10 @@ def nested_deeper_than(raw: bytes, parsed: Any, limit: int) -> bool:
     if b"\\" in s:
         s = s.replace(b"\\\\", b"").replace(b'\\"', b"")
     s = s.translate(None, _KEEP_ONLY_BRACKETS_AND_QUOTES).replace(b'""', b"")
-    if b'"' in s:
-        s = _QUOTED.sub(b"", s)
+    if b'"' in s:  # what is left alternates open, close (pairs were removed): keep what lies outside
+        if s.count(b'"') % 2:  # cannot happen for valid JSON; be exact anyway
+            return _tree_depth(parsed, limit) > limit
+        s = b"".join(s.split(b'"')[::2])
     s = s.translate(_TO_BRACES)
     depth = 0
     while s:

@@ -18,6 +18,10 @@ SAFE_FIELDS = ("event", "service", "hook_instance", "status", "latency_ms", "fhi
                "refusal", "queued_ms")
 
 
+# what json.dumps(out, ensure_ascii=False) writes, without building an encoder for every line
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {
@@ -34,7 +38,7 @@ class JsonFormatter(logging.Formatter):
             out["hook_instance"] = loggable_hook_instance(out["hook_instance"])
         if record.exc_info:
             out["exception"] = record.exc_info[0].__name__ if record.exc_info[0] else "unknown"
-        return json.dumps(out, ensure_ascii=False)
+        return _ENCODER.encode(out)
 
 
 _UUID = re.compile(r"^(urn:uuid:)?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")

@@ -62,6 +62,10 @@ class Metrics:
         self.worker_start = Gauge("aza_cds_worker_start_time_seconds", "When this worker process started",
                                   multiprocess_mode="liveall")
         self._started_in: int | None = None
+        # labelled children by label values, looked up once: ``labels()`` costs more than the increment
+        # (the label sets are closed, so these stay small)
+        self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._card_children: dict[tuple[str, str], Any] = {}
         for outcome in FhirOutcome:  # every known series from the start, at 0
             self.fhir.labels(outcome.value)
         for refusal in Refusal:
@@ -81,7 +85,10 @@ class Metrics:
     # -- what the app reports -----------------------------------------------------------------------
     def request(self, *, route: str, service: str, status: int, seconds: float) -> None:
         self.worker_started()
-        self.requests.labels(route, service, str(status)).observe(seconds)
+        child = self._request_children.get((route, service, status))
+        if child is None:
+            child = self._request_children[(route, service, status)] = self.requests.labels(route, service, str(status))
+        child.observe(seconds)
 
     def fhir_query(self, outcome: FhirOutcome) -> None:
         self.fhir.labels(outcome.value).inc()
@@ -92,7 +99,11 @@ class Metrics:
             merged = ((card.get("extension") or {}).get("azathioprine-cds") or {}).get("mergedRuleIds")
             # an info card that carries several rules' notes (the info-card cap) counts for each of them
             for rule in merged if isinstance(merged, list) and merged else [topic.get("code") or "unknown"]:
-                self.cards.labels(str(rule), str(card.get("indicator"))).inc()
+                key = (str(rule), str(card.get("indicator")))
+                child = self._card_children.get(key)
+                if child is None:
+                    child = self._card_children[key] = self.cards.labels(*key)
+                child.inc()
 
     def feedback_received(self, items: Iterable[dict]) -> None:
         for item in items:

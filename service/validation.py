@@ -16,16 +16,12 @@ from functools import cache
 from itertools import islice
 from pathlib import Path
 
+import jsonschema_rs as _rs  # the fast path for valid bodies (a runtime dependency)
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 
 _MAX_ERRORS_JUDGED = 50
-
-try:  # the fast path for valid bodies; without it every body goes to jsonschema, with the same answers
-    import jsonschema_rs as _rs
-except ImportError:  # pragma: no cover - depends on the environment
-    _rs = None  # type: ignore[assignment]
 
 _DIR = Path(__file__).with_name("schemas")
 _MAIN = "cds-hooks-2.0.1.schema.json"
@@ -60,11 +56,9 @@ def _ref(definition: str) -> str:
 
 @cache
 def fast_validator(definition: str, formats: bool = True):
-    """The compiled (jsonschema-rs) validator of ``definition``, or None without it. Offline: the
-    two schemas are its registry. With ``formats`` they are asserted (stricter, so never valid where
-    jsonschema would not be); without, it judges the structure exactly as jsonschema does."""
-    if _rs is None:
-        return None
+    """The compiled (jsonschema-rs) validator of ``definition``. Offline: the two schemas are its
+    registry. With ``formats`` they are asserted (stricter, so never valid where jsonschema would
+    not be); without, it judges the structure exactly as jsonschema does."""
     _, main, contexts = _registry()
     registry = _rs.Registry([(main["$id"], main), (contexts["$id"], contexts)])
     schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": _ref(definition)}
@@ -77,24 +71,20 @@ def has_context_schema(hook: str) -> bool:
 
 def first_error(definition: str, instance) -> tuple[str, str] | None:
     """(message, JSONPath of the field) of the most relevant violation, or None when valid."""
-    fast = fast_validator(definition)
-    if fast is not None:
-        try:
-            if fast.is_valid(instance):
-                return None
-        except Exception:  # noqa: BLE001 - a value it cannot take (NaN, a huge integer): jsonschema decides
-            pass
+    try:
+        if fast_validator(definition).is_valid(instance):
+            return None
+    except Exception:  # noqa: BLE001 - a value it cannot take (NaN, a huge integer): jsonschema decides
+        pass
     # A structural violation is described from the compiled validator's first error: jsonschema's
     # best_match collects every error of an anyOf branch first (300,000 bad entries: ≈ 12 s of CPU).
-    structural = fast_validator(definition, formats=False)
-    if structural is not None:
-        try:
-            rs_error = next(structural.iter_errors(instance), None)
-        except Exception:  # noqa: BLE001 - a value it cannot take: jsonschema decides
-            rs_error = None
-        if rs_error is not None:
-            path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rs_error.instance_path)
-            return f"{path}: {_short(rs_error.message)}", path
+    try:
+        rs_error = next(fast_validator(definition, formats=False).iter_errors(instance), None)
+    except Exception:  # noqa: BLE001 - a value it cannot take: jsonschema decides
+        rs_error = None
+    if rs_error is not None:
+        path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rs_error.instance_path)
+        return f"{path}: {_short(rs_error.message)}", path
     error = best_match(islice(validator(definition).iter_errors(instance), _MAX_ERRORS_JUDGED))
     if error is None:
         return None

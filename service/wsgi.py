@@ -215,6 +215,15 @@ def _worker_classes():
                 self._aza_local.arrived = None
 
     class CdsSyncWorker(_WorkerMixin, SyncWorker):
+        def handle(self, listener, client, addr):
+            # as in CdsThreadWorker: a client that drips its request or reads its answer slowly holds
+            # the worker's only thread for at most CLIENT_SECONDS (not until gunicorn's worker timeout)
+            token = WATCHDOG.watch(client, time.monotonic() + CLIENT_SECONDS)
+            try:
+                return super().handle(listener, client, addr)
+            finally:
+                WATCHDOG.cancel(token)
+
         def handle_request(self, listener, req, client, addr):
             self._aza_local.arrived = time.monotonic()
             try:

@@ -276,7 +276,8 @@ class FeedbackStore:
                 pending.append(row)
         if self._thread is None:
             self._start_writer()
-        self._wake.set()
+        if not self._wake.is_set():  # set and not yet cleared: the writer drains these rows too
+            self._wake.set()
         self.observe()
 
     @property
@@ -427,6 +428,18 @@ class FeedbackStore:
 
     # -- JWT replay cache (shared by every worker and instance) ------------------------------------
 
+    def _jti_statements(self):
+        """The two statements of a claim, built once per store (every JWT call claims a jti):
+        INSERT .. ON CONFLICT DO NOTHING RETURNING, and the UPDATE that revives an expired entry."""
+        statements = self.__dict__.get("_jti_sql")
+        if statements is None:
+            t = jti_table.c
+            insert = self._insert(jti_table).on_conflict_do_nothing(index_elements=["token_key"]).returning(t.token_key)
+            revive = (sa.update(jti_table).where(t.token_key == sa.bindparam("key"), t.expires_at <= sa.bindparam("now"))
+                      .values(expires_at=sa.bindparam("until")))
+            statements = self.__dict__["_jti_sql"] = (insert, revive)
+        return statements
+
     def claim_jti(self, iss: str, jti: str, expires_at: datetime) -> bool:
         """True if this (iss, jti) was not seen before (or only by a token that has expired), and
         remember it until ``expires_at``; False for a replay. One transaction: of two processes
@@ -436,15 +449,13 @@ class FeedbackStore:
         key = hashlib.sha256(f"{iss}\x00{jti}".encode("utf-8", "surrogatepass")).hexdigest()
         now = datetime.now(timezone.utc)
         t = jti_table.c
-        insert = self._insert(jti_table).on_conflict_do_nothing(index_elements=["token_key"]).returning(t.token_key)
-        revive = (sa.update(jti_table).where(t.token_key == key, t.expires_at <= now)
-                  .values(expires_at=expires_at))
+        insert, revive = self._jti_statements()
         try:
             with self.write() as conn:
                 if conn.execute(insert, {"token_key": key, "expires_at": expires_at}).first() is not None:
                     claimed = True
                 else:  # seen: a replay unless that token has expired (then this one is new)
-                    claimed = conn.execute(revive).rowcount == 1
+                    claimed = conn.execute(revive, {"key": key, "now": now, "until": expires_at}).rowcount == 1
                 if time.monotonic() - self._last_jti_purge >= JTI_PURGE_SECONDS:
                     self._last_jti_purge = time.monotonic()
                     conn.execute(sa.delete(jti_table).where(t.expires_at <= now))
