@@ -438,6 +438,11 @@ def _value_text(obs: dict) -> str:
 
 _IMPLICATION = "therapeutic-implication"
 
+# pure functions of (result text, gene) that run a dozen regular expressions each; result texts repeat from
+# patient to patient ("*1/*3A", "Intermediate metabolizer"): read once each (bounded)
+_diplotype = lru_cache(maxsize=1024)(diplotype)
+_phenotype_words = lru_cache(maxsize=1024)(phenotype_words)
+
 
 def _phenotype_term(obs: dict, gene: str) -> str | None:
     """A CPIC phenotype term from a LOINC answer code (in the value, or in the IG's
@@ -452,7 +457,7 @@ def _phenotype_term(obs: dict, gene: str) -> str | None:
             if isinstance(c.get("code"), str) and c["code"] in t.metabolizer_answers:
                 return t.metabolizer_answers[c["code"]]
     text = _value_text(obs) or " ".join(concept_text(c) for c in concepts[1:] if c)
-    return phenotype_words(text, gene)
+    return _phenotype_words(text, gene)
 
 
 _ALLELE_OR_VARIANT = re.compile(r"\*\s*\d|\b[cg]\.\d|\brs\d", re.IGNORECASE)
@@ -491,10 +496,10 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
         raw = _value_text(obs).strip()
         for gene in sorted(genes):
             if is_genotype:
-                value, note = diplotype(raw, gene)
+                value, note = _diplotype(raw, gene)
                 if not value:  # a genotype code whose value is a phenotype ("Intermediate metabolizer")
                     # (never for variant or allele text that could not be reduced: that stays unreadable)
-                    term = None if (not raw or _ALLELE_OR_VARIANT.search(raw)) else phenotype_words(raw, gene)
+                    term = None if (not raw or _ALLELE_OR_VARIANT.search(raw)) else _phenotype_words(raw, gene)
                     if term:
                         out.append(GeneResult(gene, "phenotype", term, when, ref, prelim, "phenotype words in a genotype result"))
                         continue
