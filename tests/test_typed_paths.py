@@ -193,15 +193,15 @@ def _reference_resources_of(value: Any, resource_type: str | None = None) -> Ite
             yield r
 
 
-def _values(value: Any) -> Iterator[Any]:
-    """Every JSON value of a document, the document first."""
-    yield value
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from _values(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _values(v)
+def _values(doc: Any) -> list[Any]:
+    """Every object and array of a JSON document, the document first."""
+    out, todo = [], [doc]
+    while todo:
+        value = todo.pop()
+        if isinstance(value, (dict, list)):
+            out.append(value)
+            todo.extend(reversed(list(value.values()) if isinstance(value, dict) else value))
+    return out
 
 
 ODD_VALUES: list[Any] = [None, 1, "x", [], {}, [None, 2, {"resourceType": "OperationOutcome"}], {"resourceType": "Bundle"},
@@ -215,10 +215,8 @@ ODD_VALUES: list[Any] = [None, 1, "x", [], {}, [None, 2, {"resourceType": "Opera
 def test_resources_of_picks_what_the_generator_picked() -> None:
     types = [None, "Observation", "Medication", "MedicationRequest", "Patient", "OperationOutcome", "Bundle"]
     checked = 0
-    for doc in [*_documents(), *ODD_VALUES]:
-        for value in _values(doc):
-            if not isinstance(value, (dict, list)) and value not in ODD_VALUES:
-                continue
+    for doc in [*_documents(), ODD_VALUES]:
+        for value in [*ODD_VALUES, *_values(doc)]:
             for rtype in types:
                 expected = list(_reference_resources_of(value, rtype))
                 assert next(resources_of(value, rtype), None) is (expected[0] if expected else None)  # an iterator, as before
