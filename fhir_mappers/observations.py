@@ -57,10 +57,8 @@ def _interpretations(obs: dict) -> tuple[str, str]:
     value = obs.get("interpretation")
     if value is None:
         return "", ""
-    if type(value) is not list or not all(type(i) is dict for i in value):
-        return _interpretation(obs), _interpretation_text(obs)
     code: str | None = None  # the first string code (even ""), as _interpretation reads it
-    if len(value) == 1 and type(coding := value[0].get("coding")) is list:
+    if type(value) is list and len(value) == 1 and type(value[0]) is dict and type(coding := value[0].get("coding")) is list:
         # the usual case: one concept with its codings; its first string code, its text or first display
         display: str | None = None
         for c in coding:
@@ -71,6 +69,8 @@ def _interpretations(obs: dict) -> tuple[str, str]:
                     display = d
         text = value[0].get("text")
         return code or "", (text if isinstance(text, str) else display or "").lower()
+    if type(value) is not list or not all(type(i) is dict for i in value):
+        return _interpretation(obs), _interpretation_text(obs)
     texts = []
     for concept in value:
         cs = codings(concept)
