@@ -225,7 +225,9 @@ def _measure_usual(obs: dict, analyte_name: str) -> Measurement | None:
     q = obs.get("valueQuantity")
     if type(q) is not dict:
         return None
-    value, unit, comparator = _usual_number(q.get("value")), q.get("code"), q.get("comparator")
+    value, unit, comparator = q.get("value"), q.get("code"), q.get("comparator")
+    if not (type(value) is float and isfinite(value)):  # the usual float inline, anything else as _usual_number reads it
+        value = _usual_number(value)
     if value is None or type(unit) is not str or not unit or q.get("system") not in _UCUM_OR_NONE \
             or not (comparator is None or type(comparator) is str):
         return None
@@ -256,7 +258,8 @@ def _measure_usual(obs: dict, analyte_name: str) -> Measurement | None:
                 raw_value = bound.get("value")
                 if raw_value is None:
                     continue
-                bound_value, bound_unit = _usual_number(raw_value), bound.get("code")
+                bound_value = raw_value if type(raw_value) is float and isfinite(raw_value) else _usual_number(raw_value)
+                bound_unit = bound.get("code")
                 if bound_unit is None and bound.get("unit") is None:
                     bound_unit = unit  # a bound without a unit is in the result's unit
                 elif type(bound_unit) is not str or not bound_unit or bound.get("system") not in _UCUM_OR_NONE:
