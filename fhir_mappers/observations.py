@@ -266,7 +266,8 @@ def _measure_usual(obs: dict, analyte_name: str) -> Measurement | None:
                     return None
                 if bound_value is None:
                     return None
-                bound_factor, bound_canonical = _conversion_of(analyte_name, bound_unit)
+                bound_factor, bound_canonical = (factor, canonical) if bound_unit == unit \
+                    else _conversion_of(analyte_name, bound_unit)  # usually the result's own unit
                 if bound_factor is not None and bound_canonical == canonical:
                     if key == "low":
                         low = bound_value * bound_factor
