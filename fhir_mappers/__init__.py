@@ -110,7 +110,8 @@ def build_facts(
             immunizations.append(fact)
 
     # renewal evidence: earlier orders, dispenses and statements of the same drug (both medication keys)
-    history = _history([data.get("medications"), data.get("past_medications")], meds_index, draft_refs)
+    mapped = {id(f.resource): f.ingredients for f in (*active, *past) if f.resource is not None}
+    history = _history([data.get("medications"), data.get("past_medications")], meds_index, draft_refs, mapped)
     if history:
         orders = [_with_history(o, history) for o in orders]
         active = [_with_history(m, history) for m in active]
@@ -153,10 +154,13 @@ _HISTORY_STATUS = {"completed", "on-hold", "active"}
 _NOT_HISTORY = {"entered-in-error", "cancelled", "draft", "not-taken", "declined", "stopped"}
 
 
-def _history(values: list[Any], meds_index: dict, draft_refs: set[str]) -> list[tuple[frozenset[str], str, str, date | None]]:
+def _history(values: list[Any], meds_index: dict, draft_refs: set[str],
+             mapped: dict[int, frozenset[str]] | None = None) -> list[tuple[frozenset[str], str, str, date | None]]:
     """Earlier therapy the request carries: other MedicationRequests (active, on hold,
     completed, stopped), MedicationDispenses and MedicationStatements, as
-    (ingredients, ref, evidence text, date)."""
+    (ingredients, ref, evidence text, date). ``mapped``: the ingredients of resources already
+    mapped to facts (by ``id`` of the resource), read by the same ``medication_concept``."""
+    mapped = mapped or {}
     out, seen = [], set()
     for r in (r for value in values for r in resources_of(value)):
         rtype, status = r.get("resourceType"), r.get("status")
@@ -170,8 +174,9 @@ def _history(values: list[Any], meds_index: dict, draft_refs: set[str]) -> list[
             continue
         if rtype == "MedicationRequest" and status not in _HISTORY_STATUS:
             continue
-        concept = medication_concept(r, meds_index)
-        ingredients = frozenset(ingredients_of(concept))
+        ingredients = mapped.get(id(r))
+        if ingredients is None:
+            ingredients = frozenset(ingredients_of(medication_concept(r, meds_index)))
         if not ingredients:
             continue
         period = x if isinstance(x := r.get("effectivePeriod"), dict) else {}

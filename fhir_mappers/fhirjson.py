@@ -150,15 +150,19 @@ def resources_of(value: Any, resource_type: str | None = None) -> Iterator[dict]
     Contained resources are not expanded here; OperationOutcome entries
     (search warnings) are skipped.
     """
-    items: list = []
-    if isinstance(value, dict) and value.get("resourceType") == "Bundle":
-        items = [e.get("resource") for e in as_list(value.get("entry")) if isinstance(e, dict)]
-    elif isinstance(value, dict):
-        items = [value]
+    # one list comprehension, not a generator: this walks every entry of every prefetch value several times
+    # per call; the resources are picked when called (a later change to ``value`` is not seen)
+    if isinstance(value, dict):
+        if value.get("resourceType") == "Bundle":
+            items = [e.get("resource") for e in as_list(value.get("entry")) if isinstance(e, dict)]
+        else:
+            items = [value]
     elif isinstance(value, list):
         items = value
-    for r in items:
-        if not isinstance(r, dict) or r.get("resourceType") == "OperationOutcome":
-            continue
-        if resource_type is None or r.get("resourceType") == resource_type:
-            yield r
+    else:
+        return iter(())
+    if resource_type is None:
+        return iter([r for r in items if isinstance(r, dict) and r.get("resourceType") != "OperationOutcome"])
+    if resource_type == "OperationOutcome":  # search warnings are never resources of the answer
+        return iter(())
+    return iter([r for r in items if isinstance(r, dict) and r.get("resourceType") == resource_type])

@@ -5,6 +5,7 @@ import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from .facts import DailyDose, MedicationFact, PriorTherapy
@@ -46,10 +47,11 @@ def medication_concept(resource: dict, medications: dict[str, dict]) -> Any:
     return None
 
 
-def ingredients_of(concept: Any) -> set[str]:
+def ingredients_of(concept: Any, text: str | None = None) -> set[str]:
+    """Ingredients named by RxNorm code or in the concept's words (``text``: ``all_text(concept)``, if already read)."""
     t = terminology()
     found = {t.rxnorm[c] for c in codes_in(concept, RXNORM) if c in t.rxnorm}
-    return found | ingredients_in_text(all_text(concept))
+    return found | ingredients_in_text(all_text(concept) if text is None else text)
 
 
 def _dose_quantity(dosage: dict) -> tuple[dict | None, dict | None]:
@@ -113,14 +115,23 @@ def strength_of(concept: Any, medication: dict | None = None) -> Strength:
                     per_unit.add(n_mg / den_value)
     if not per_unit and not per_ml:
         text = all_text(concept) + " | " + (concept_text(medication.get("code")) if isinstance(medication, dict) else "")
-        for m in _PER_ML.finditer(text):
-            volume = float(m.group(2) or 1)
-            if volume > 0:
-                per_ml.add(float(m.group(1)) / volume)
-        stripped = _PER_ML.sub(" ", text)
-        per_unit |= {float(m.group(1)) for m in _PER_UNIT.finditer(stripped)}
+        named_per_unit, named_per_ml = _strengths_named(text)
+        per_unit |= named_per_unit
+        per_ml |= named_per_ml
     return Strength(next(iter(per_unit)) if len(per_unit) == 1 else None,
                     next(iter(per_ml)) if len(per_ml) == 1 else None)
+
+
+@lru_cache(maxsize=2048)  # product names repeat from order to order
+def _strengths_named(text: str) -> tuple[frozenset[float], frozenset[float]]:
+    """(mg per unit, mg per mL) that a product name states ("Tabloid 40 mg", "20 MG/ML Oral Suspension")."""
+    per_ml = set()
+    for m in _PER_ML.finditer(text):
+        volume = float(m.group(2) or 1)
+        if volume > 0:
+            per_ml.add(float(m.group(1)) / volume)
+    stripped = _PER_ML.sub(" ", text)
+    return frozenset(float(m.group(1)) for m in _PER_UNIT.finditer(stripped)), frozenset(per_ml)
 
 
 def _mass_mg(q: dict) -> float | None:
@@ -298,10 +309,11 @@ def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, di
     concept = medication_concept(resource, medications or {})
     if rtype == "Immunization":
         concept = resource.get("vaccineCode")
-    cvx = codes_in(concept, CVX) | vaccines_in_text(all_text(concept))
+    text = all_text(concept)
+    cvx = codes_in(concept, CVX) | vaccines_in_text(text)
     if rtype == "ServiceRequest" and not cvx:
         return None
-    ingredients = ingredients_of(concept)
+    ingredients = ingredients_of(concept, text)
     reading = DoseReading(None)
     if ingredients and rtype != "Immunization":
         reading = read_dose(resource, strength_of(concept, _medication_resource(resource, medications or {})))

@@ -57,10 +57,8 @@ def _interpretations(obs: dict) -> tuple[str, str]:
     value = obs.get("interpretation")
     if value is None:
         return "", ""
-    if type(value) is not list or not all(type(i) is dict for i in value):
-        return _interpretation(obs), _interpretation_text(obs)
     code: str | None = None  # the first string code (even ""), as _interpretation reads it
-    if len(value) == 1 and type(coding := value[0].get("coding")) is list:
+    if type(value) is list and len(value) == 1 and type(value[0]) is dict and type(coding := value[0].get("coding")) is list:
         # the usual case: one concept with its codings; its first string code, its text or first display
         display: str | None = None
         for c in coding:
@@ -71,6 +69,8 @@ def _interpretations(obs: dict) -> tuple[str, str]:
                     display = d
         text = value[0].get("text")
         return code or "", (text if isinstance(text, str) else display or "").lower()
+    if type(value) is not list or not all(type(i) is dict for i in value):
+        return _interpretation(obs), _interpretation_text(obs)
     texts = []
     for concept in value:
         cs = codings(concept)
@@ -225,7 +225,9 @@ def _measure_usual(obs: dict, analyte_name: str) -> Measurement | None:
     q = obs.get("valueQuantity")
     if type(q) is not dict:
         return None
-    value, unit, comparator = _usual_number(q.get("value")), q.get("code"), q.get("comparator")
+    value, unit, comparator = q.get("value"), q.get("code"), q.get("comparator")
+    if not (type(value) is float and isfinite(value)):  # the usual float inline, anything else as _usual_number reads it
+        value = _usual_number(value)
     if value is None or type(unit) is not str or not unit or q.get("system") not in _UCUM_OR_NONE \
             or not (comparator is None or type(comparator) is str):
         return None
@@ -256,14 +258,16 @@ def _measure_usual(obs: dict, analyte_name: str) -> Measurement | None:
                 raw_value = bound.get("value")
                 if raw_value is None:
                     continue
-                bound_value, bound_unit = _usual_number(raw_value), bound.get("code")
+                bound_value = raw_value if type(raw_value) is float and isfinite(raw_value) else _usual_number(raw_value)
+                bound_unit = bound.get("code")
                 if bound_unit is None and bound.get("unit") is None:
                     bound_unit = unit  # a bound without a unit is in the result's unit
                 elif type(bound_unit) is not str or not bound_unit or bound.get("system") not in _UCUM_OR_NONE:
                     return None
                 if bound_value is None:
                     return None
-                bound_factor, bound_canonical = _conversion_of(analyte_name, bound_unit)
+                bound_factor, bound_canonical = (factor, canonical) if bound_unit == unit \
+                    else _conversion_of(analyte_name, bound_unit)  # usually the result's own unit
                 if bound_factor is not None and bound_canonical == canonical:
                     if key == "low":
                         low = bound_value * bound_factor
@@ -438,6 +442,11 @@ def _value_text(obs: dict) -> str:
 
 _IMPLICATION = "therapeutic-implication"
 
+# pure functions of (result text, gene) that run a dozen regular expressions each; result texts repeat from
+# patient to patient ("*1/*3A", "Intermediate metabolizer"): read once each (bounded)
+_diplotype = lru_cache(maxsize=1024)(diplotype)
+_phenotype_words = lru_cache(maxsize=1024)(phenotype_words)
+
 
 def _phenotype_term(obs: dict, gene: str) -> str | None:
     """A CPIC phenotype term from a LOINC answer code (in the value, or in the IG's
@@ -452,7 +461,7 @@ def _phenotype_term(obs: dict, gene: str) -> str | None:
             if isinstance(c.get("code"), str) and c["code"] in t.metabolizer_answers:
                 return t.metabolizer_answers[c["code"]]
     text = _value_text(obs) or " ".join(concept_text(c) for c in concepts[1:] if c)
-    return phenotype_words(text, gene)
+    return _phenotype_words(text, gene)
 
 
 _ALLELE_OR_VARIANT = re.compile(r"\*\s*\d|\b[cg]\.\d|\brs\d", re.IGNORECASE)
@@ -491,10 +500,10 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
         raw = _value_text(obs).strip()
         for gene in sorted(genes):
             if is_genotype:
-                value, note = diplotype(raw, gene)
+                value, note = _diplotype(raw, gene)
                 if not value:  # a genotype code whose value is a phenotype ("Intermediate metabolizer")
                     # (never for variant or allele text that could not be reduced: that stays unreadable)
-                    term = None if (not raw or _ALLELE_OR_VARIANT.search(raw)) else phenotype_words(raw, gene)
+                    term = None if (not raw or _ALLELE_OR_VARIANT.search(raw)) else _phenotype_words(raw, gene)
                     if term:
                         out.append(GeneResult(gene, "phenotype", term, when, ref, prelim, "phenotype words in a genotype result"))
                         continue

@@ -14,6 +14,7 @@ null fields, numbers as text, NaN).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import random
@@ -23,7 +24,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from fhir_mappers.fhirjson import code_keys, codes_in
+from fhir_mappers.facts import (AllergyFact, CodedObservation, ConditionFact, DailyDose, DataGap, GeneResult, Measurement,
+                                MedicationFact, PatientFact, PriorTherapy, ResultText)
+from fhir_mappers.fhirjson import as_list, code_keys, codes_in, resources_of
+from fhir_mappers.medications import _strengths_named
 from fhir_mappers.observations import ANALYTE_LABELS, _measure, _measure_usual, _usable, classify, measurements
 from fhir_mappers.terminology import LOINC, terminology
 from tests import builders
@@ -171,3 +175,83 @@ def test_measurements_reads_what_the_lenient_reader_reads() -> None:
     for values in expected.values():
         values.sort(key=lambda m: (m.when is not None, m.when), reverse=True)
     assert by_analyte == expected and by_analyte
+
+
+def _reference_resources_of(value: Any, resource_type: str | None = None) -> Iterator[dict]:
+    """``resources_of`` as it was written before it became one list comprehension (the reference)."""
+    items: list = []
+    if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+        items = [e.get("resource") for e in as_list(value.get("entry")) if isinstance(e, dict)]
+    elif isinstance(value, dict):
+        items = [value]
+    elif isinstance(value, list):
+        items = value
+    for r in items:
+        if not isinstance(r, dict) or r.get("resourceType") == "OperationOutcome":
+            continue
+        if resource_type is None or r.get("resourceType") == resource_type:
+            yield r
+
+
+def _values(doc: Any) -> list[Any]:
+    """Every object and array of a JSON document, the document first."""
+    out, todo = [], [doc]
+    while todo:
+        value = todo.pop()
+        if isinstance(value, (dict, list)):
+            out.append(value)
+            todo.extend(reversed(list(value.values()) if isinstance(value, dict) else value))
+    return out
+
+
+ODD_VALUES: list[Any] = [None, 1, "x", [], {}, [None, 2, {"resourceType": "OperationOutcome"}], {"resourceType": "Bundle"},
+                         {"resourceType": "Bundle", "entry": {"resource": {"resourceType": "Medication", "id": "m"}}},
+                         {"resourceType": "Bundle", "entry": [None, 3, {"resource": None}, {"resource": [1]},
+                                                              {"resource": {"resourceType": "OperationOutcome"}},
+                                                              {"resource": {"resourceType": "Observation", "id": "o"}}]},
+                         {"resourceType": "OperationOutcome"}, {"resourceType": ["Bundle"]}]
+
+
+def test_resources_of_picks_what_the_generator_picked() -> None:
+    types = [None, "Observation", "Medication", "MedicationRequest", "Patient", "OperationOutcome", "Bundle"]
+    checked = 0
+    for doc in [*_documents(), ODD_VALUES]:
+        for value in [*ODD_VALUES, *_values(doc)]:
+            for rtype in types:
+                expected = list(_reference_resources_of(value, rtype))
+                assert next(resources_of(value, rtype), None) is (expected[0] if expected else None)  # an iterator, as before
+                assert [id(r) for r in resources_of(value, rtype)] == [id(r) for r in expected]
+                checked += bool(expected)
+    assert checked > 1000
+
+
+@pytest.mark.parametrize("text", ["azathioprine 50 MG Oral Tablet", "Tabloid 40 mg", "mercaptopurine 20 MG/ML Oral Suspension",
+                                  "50 mg / 5 ml", "10 mg and 25 mg", "0 mg/0 ml", "x | Imuran 25mg | ", ""])
+def test_product_name_strengths_are_read_as_before(text: str) -> None:
+    import re
+
+    per_ml = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*mg\s*/\s*(\d+(?:\.\d+)?)?\s*ml\b", re.IGNORECASE)
+    per_unit = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*mg\b(?!\s*/)", re.IGNORECASE)
+    ml = {float(m.group(1)) / float(m.group(2) or 1) for m in per_ml.finditer(text) if float(m.group(2) or 1) > 0}
+    unit = {float(m.group(1)) for m in per_unit.finditer(per_ml.sub(" ", text))}
+    assert _strengths_named(text) == (frozenset(unit), frozenset(ml))
+
+
+@pytest.mark.parametrize("cls", [DataGap, DailyDose, PriorTherapy, MedicationFact, Measurement, GeneResult, ResultText,
+                                 CodedObservation, AllergyFact, ConditionFact, PatientFact])
+def test_fact_constructors_keep_the_dataclass_contract(cls: type) -> None:
+    """The facts' faster ``__init__`` takes the same arguments, fills the same defaults, stays frozen."""
+    fs = dataclasses.fields(cls)
+    required = [f"v{i}" for i, f in enumerate(fs) if f.default is dataclasses.MISSING]
+    fact = cls(*required)
+    for i, f in enumerate(fs):
+        assert getattr(fact, f.name) == (f"v{i}" if f.default is dataclasses.MISSING else f.default)
+    assert cls(**{f.name: getattr(fact, f.name) for f in fs}) == fact
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(fact, fs[0].name, "changed")
+    assert dataclasses.replace(fact, **{fs[0].name: "other"}) != fact
+    with pytest.raises(TypeError):
+        cls(*required, *range(len(fs)))  # too many arguments
+    if required:
+        with pytest.raises(TypeError):
+            cls()
