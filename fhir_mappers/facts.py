@@ -195,7 +195,8 @@ def _fast_frozen_init(cls: type) -> None:
     equality, ``dataclasses.replace``, immutability and pickling are unchanged.
     """
     fs = fields(cls)
-    if any(f.default_factory is not MISSING or not f.init for f in fs):  # not needed by the facts below
+    if any(f.default_factory is not MISSING or not f.init for f in fs) or hasattr(cls, "__post_init__"):
+        # not needed by the facts below; the generated __init__ would silently skip them
         raise TypeError(f"{cls.__name__}: only plain fields and defaults are supported")
     ns: dict = {"_set": object.__setattr__}
     params = []

@@ -255,3 +255,25 @@ def test_fact_constructors_keep_the_dataclass_contract(cls: type) -> None:
     if required:
         with pytest.raises(TypeError):
             cls()
+
+
+def test_fast_init_refuses_what_it_would_silently_skip() -> None:
+    """A __post_init__ or a default_factory would be skipped by the generated __init__: refused at import."""
+    from dataclasses import dataclass, field
+
+    from fhir_mappers.facts import _fast_frozen_init
+
+    @dataclass(frozen=True, slots=True)
+    class Checked:
+        x: int
+
+        def __post_init__(self) -> None:
+            raise AssertionError
+
+    @dataclass(frozen=True, slots=True)
+    class Listed:
+        xs: list = field(default_factory=list)
+
+    for cls in (Checked, Listed):
+        with pytest.raises(TypeError):
+            _fast_frozen_init(cls)
