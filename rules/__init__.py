@@ -193,8 +193,9 @@ def drop_superseded(findings: list[Finding]) -> list[Finding]:
                 f.dose = None  # the order is stopped: no dose for it on this card
                 f.actions = [a for a in f.actions if not isinstance(a, ChangeDose)]
                 f.values.pop("reduced_mg", None)  # nor its figure ("10 % = 14 mg/day")
-                if f.values.get("mode") == "avoid_or_reduce":
-                    f.values["mode"] = "avoid"  # "an alternative, or 10 %": only the alternative is left
+            if f.order_ref in hard and f.values.get("mode") == "avoid_or_reduce":
+                f.values["mode"] = "avoid"  # "an alternative, or 10 %": only the alternative is left
+                f.values.pop("reduced_mg", None)
             if not f.stops_order:
                 f.values["order_stopped"] = True
         out.append(f)

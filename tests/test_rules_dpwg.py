@@ -85,3 +85,20 @@ def test_malignant_poor_metabolizer_beside_severe_cytopenia_states_no_dose():
     pm = one(found, "pgx-poor-metabolizer")
     assert pm.values["mode"] == "reduce" and pm.dose is None and "reduced_mg" not in pm.values
     assert "one tenth =" not in cat.render(pm).detail
+
+
+@pytest.mark.parametrize("stop", ["hypersensitivity", "cytopenia-severe"])
+def test_dpwg_poor_metabolizer_without_a_dose_beside_a_stop_offers_no_10_percent(stop):
+    """The order has no readable dose: the poor-metabolizer card still names the alternative only."""
+    found = _with_stop(stop, [med_request(daily_mg=None)], guideline="dpwg", pgx=TPMT_PM, weights=[])
+    pm = one(found, "pgx-poor-metabolizer")
+    summary = cat.render(pm, "dpwg").summary
+    assert pm.values["mode"] == "avoid" and "10 %" not in summary and "alternative" in summary, summary
+
+
+def test_dpwg_poor_metabolizer_with_allopurinol_names_both_reductions():
+    """Summary and detail say the dose is under 10 %, and why: one order, one answer."""
+    pm = one(evaluate([med_request(daily_mg=150)], guideline="dpwg", pgx=TPMT_PM, meds=[ALLO]), "pgx-poor-metabolizer")
+    text = cat.render(pm, "dpwg")
+    assert "under 10 % of the normal dose (4.67 mg/day" in text.summary, text.summary
+    assert "Allopurinol (one-third to one-quarter of the dose) applies too" in text.detail, text.detail
