@@ -8,8 +8,32 @@ on odd shapes.
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
-from functools import lru_cache
-from typing import Any, Iterator
+from functools import lru_cache, wraps
+from typing import Any, Callable, Iterator, TypeVar
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+# a cache key longer than this is computed and never kept: a request may carry megabytes of free text
+SHORT_KEY = 256
+
+
+def short_key_cache(maxsize: int) -> Callable[[_F], _F]:
+    """``lru_cache(maxsize)`` for a pure function of short strings (units, dates, names, result texts that
+    repeat from patient to patient). A call whose string arguments are longer than ``SHORT_KEY`` is computed
+    and not kept, so the cache's size is bounded in bytes as well as entries."""
+    def decorate(fn: _F) -> _F:
+        cached = lru_cache(maxsize=maxsize)(fn)
+
+        @wraps(fn)
+        def call(*args: Any) -> Any:
+            if any(type(a) is str and len(a) > SHORT_KEY for a in args):
+                return fn(*args)
+            return cached(*args)
+
+        call.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+        call.cache_info = cached.cache_info  # type: ignore[attr-defined]
+        return call  # type: ignore[return-value]
+    return decorate
 
 
 def as_list(value: Any) -> list:
@@ -106,7 +130,7 @@ def parse_datetime(value: Any) -> datetime | None:
     return _parse_datetime(str(value))  # str(): a str subclass is not a cache key of its own
 
 
-@lru_cache(maxsize=4096)  # the results of one blood draw share their time; datetimes are immutable
+@short_key_cache(4096)  # the results of one blood draw share their time; datetimes are immutable
 def _parse_datetime(value: str) -> datetime | None:
     s = value.strip()
     try:

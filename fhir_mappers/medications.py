@@ -5,11 +5,10 @@ import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from .facts import DailyDose, MedicationFact, PriorTherapy
-from .fhirjson import all_text, as_list, code_keys, codes_in, codings, concept_text, number, parse_date, ref_of
+from .fhirjson import short_key_cache, all_text, as_list, code_keys, codes_in, codings, concept_text, number, parse_date, ref_of
 from .terminology import CVX, RXNORM, UCUM, ingredients_in_text, norm_unit, terminology, vaccines_in_text
 
 # v3 GTSAbbreviation timing codes → administrations per day
@@ -122,7 +121,7 @@ def strength_of(concept: Any, medication: dict | None = None) -> Strength:
                     next(iter(per_ml)) if len(per_ml) == 1 else None)
 
 
-@lru_cache(maxsize=2048)  # product names repeat from order to order
+@short_key_cache(2048)  # product names repeat from order to order
 def _strengths_named(text: str) -> tuple[frozenset[float], frozenset[float]]:
     """(mg per unit, mg per mL) that a product name states ("Tabloid 40 mg", "20 MG/ML Oral Suspension")."""
     per_ml = set()

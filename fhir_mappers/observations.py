@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import re
 from math import isfinite
-from functools import cache, lru_cache
+from functools import cache
 from typing import Iterable, Literal, get_args
 
 from .facts import CodedObservation, DataGap, Gene, GeneResult, GeneResultKind, Measurement, ResultText
-from .fhirjson import as_list, code_keys, codes_in, codings, concept_text, effective_time, number, ref_of
+from .fhirjson import as_list, code_keys, codes_in, codings, concept_text, effective_time, number, ref_of, short_key_cache
 from .genotype import combine_alleles, diplotype, phenotype_words, variant_allele
 from .terminology import LOINC, UCUM, Analyte, norm_unit, terminology
 
@@ -37,7 +37,7 @@ def _quantity_unit(q: dict) -> str:
     code = q.get("code")
     if isinstance(code, str) and code and q.get("system") in (None, UCUM):
         return code
-    return u if isinstance(u := q.get("unit"), str) else (code or "")
+    return u if isinstance(u := q.get("unit"), str) else (code if isinstance(code, str) else "")
 
 
 def _interpretation(obs: dict) -> str:
@@ -124,7 +124,7 @@ def _conversion(analyte: Analyte, unit: str) -> tuple[float | None, str]:
     return analyte.factors.get(nu), (analyte.canonical or {}).get(nu, analyte.unit)
 
 
-@lru_cache(maxsize=4096)
+@short_key_cache(4096)
 def _conversion_of(analyte_name: str, unit: str) -> tuple[float | None, str]:
     analyte = terminology().analytes[analyte_name]
     nu = norm_unit(unit)
@@ -382,7 +382,7 @@ def _analyte_named(name: str) -> str | None:
     return _analyte_of_name(name.strip().lower()) if name else None
 
 
-@lru_cache(maxsize=4096)  # result names repeat from patient to patient
+@short_key_cache(4096)  # result names repeat from patient to patient
 def _analyte_of_name(name: str) -> str | None:
     names = terminology().analyte_names
     return (names.get(name) or next((a for n, a in names.items() if n in name), None)) if name else None
@@ -444,8 +444,8 @@ _IMPLICATION = "therapeutic-implication"
 
 # pure functions of (result text, gene) that run a dozen regular expressions each; result texts repeat from
 # patient to patient ("*1/*3A", "Intermediate metabolizer"): read once each (bounded)
-_diplotype = lru_cache(maxsize=1024)(diplotype)
-_phenotype_words = lru_cache(maxsize=1024)(phenotype_words)
+_diplotype = short_key_cache(1024)(diplotype)
+_phenotype_words = short_key_cache(1024)(phenotype_words)
 
 
 def _phenotype_term(obs: dict, gene: str) -> str | None:

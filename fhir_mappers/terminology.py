@@ -4,8 +4,10 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
+
+from .fhirjson import short_key_cache
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 LOINC = "http://loinc.org"
@@ -60,10 +62,10 @@ def norm_unit(unit: str | None) -> str:
     """Lower-case, no spaces, µ spelled either way: the form units are compared in."""
     if type(unit) is str:  # units repeat from patient to patient: normalised once each
         return _norm_unit(unit)
-    return (unit or "").strip().lower().replace(" ", "").replace("μ", "µ")
+    return ""  # None, or a number / list / object where a unit string belongs: no readable unit
 
 
-@lru_cache(maxsize=2048)
+@short_key_cache(2048)
 def _norm_unit(unit: str) -> str:
     return unit.strip().lower().replace(" ", "").replace("μ", "µ")
 
@@ -147,13 +149,13 @@ def vaccines_in_text(text: str) -> set[str]:
     return set(_vaccines_in_text(text or ""))
 
 
-@lru_cache(maxsize=4096)
+@short_key_cache(4096)
 def _ingredients_in_text(text: str) -> frozenset[str]:
     t = terminology()
     return frozenset(t.name_to_ingredient[m.lower()] for m in t.name_pattern.findall(text))
 
 
-@lru_cache(maxsize=4096)
+@short_key_cache(4096)
 def _vaccines_in_text(text: str) -> frozenset[str]:
     t = terminology()
     if t.not_vaccine_pattern.search(text):  # VariZIG, HBIG, IVIG: immune globulins, not vaccines

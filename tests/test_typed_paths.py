@@ -277,3 +277,26 @@ def test_fast_init_refuses_what_it_would_silently_skip() -> None:
     for cls in (Checked, Listed):
         with pytest.raises(TypeError):
             _fast_frozen_init(cls)
+
+
+@pytest.mark.parametrize("unit", [{"code": 5}, {"code": ["kg"]}, {"unit": 7}, {"code": {"x": 1}}])
+def test_a_unit_that_is_not_text_is_no_unit_not_an_error(unit: dict) -> None:
+    """A number, list or object where the unit string belongs: a data gap, never an exception (a 5xx)."""
+    from fhir_mappers.facts import DataGap
+    from fhir_mappers.observations import measurements
+
+    obs = {"resourceType": "Observation", "id": "w", "status": "final", "effectiveDateTime": "2026-11-20",
+           "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]}, "valueQuantity": {"value": 70, **unit}}
+    gaps: list[DataGap] = []
+    assert measurements([obs], gaps) == {} and gaps and "no unit" in gaps[0].why
+
+
+def test_short_key_cache_keeps_only_short_keys() -> None:
+    from fhir_mappers.fhirjson import SHORT_KEY, short_key_cache
+
+    @short_key_cache(8)
+    def upper(s: str) -> str:
+        return s.upper()
+
+    assert upper("kg") == "KG" and upper("x" * (SHORT_KEY + 1)) == "X" * (SHORT_KEY + 1)
+    assert upper.cache_info().currsize == 1  # type: ignore[attr-defined]
