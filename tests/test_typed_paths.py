@@ -282,7 +282,6 @@ def test_fast_init_refuses_what_it_would_silently_skip() -> None:
 @pytest.mark.parametrize("unit", [{"code": 5}, {"code": ["kg"]}, {"unit": 7}, {"code": {"x": 1}}])
 def test_a_unit_that_is_not_text_is_no_unit_not_an_error(unit: dict) -> None:
     """A number, list or object where the unit string belongs: a data gap, never an exception (a 5xx)."""
-    from fhir_mappers.facts import DataGap
     from fhir_mappers.observations import measurements
 
     obs = {"resourceType": "Observation", "id": "w", "status": "final", "effectiveDateTime": "2026-11-20",
