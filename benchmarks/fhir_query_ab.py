@@ -53,14 +53,17 @@ def _queries() -> list[str]:
 
 
 def _old_client(ref: str, tmp: Path):
-    """``hooks.fhir_client`` (and its ``netguard``) as of ``ref``, imported as package ``hooks_ref``."""
+    """``outbound.fhir_client`` (and its ``netguard``) as of ``ref``, imported as package ``hooks_ref``."""
     import importlib
     pkg = tmp / "hooks_ref"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     for name in ("fhir_client.py", "netguard.py"):
-        text = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:hooks/{name}"], capture_output=True,
-                              text=True, check=True).stdout
+        found = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:outbound/{name}"], capture_output=True, text=True)
+        if found.returncode != 0:  # before the move to outbound/
+            found = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:hooks/{name}"], capture_output=True,
+                                   text=True, check=True)
+        text = found.stdout
         (pkg / name).write_text(text)
     sys.path.insert(0, str(tmp))
     return importlib.import_module("hooks_ref.fhir_client")
@@ -107,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     import logging
     import os
     os.environ["AZA_CDS_FHIR_ALLOW_LOOPBACK"] = "1"
-    from hooks.fhir_client import Deadline, FhirClient
-    from hooks.netguard import EgressPolicy
+    from outbound.fhir_client import Deadline, FhirClient
+    from outbound.netguard import EgressPolicy
 
     with tempfile.TemporaryDirectory(prefix="aza-q-") as tmp:
         from service import create_app
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             client = FhirClient()
             policy = EgressPolicy(allow_loopback=True)
             parts = urlsplit(base)
-            from hooks.fhir_client import join_url
+            from outbound.fhir_client import join_url
             from requests.models import PreparedRequest
             encoded = []
             for q in queries:

@@ -27,7 +27,7 @@ class DataGap:
     what: str
     why: str
     key: str = ""  # prefetch key or fact name, for grouping
-    outcome: str = ""  # a failed FHIR query's category (hooks.fhir_client.FhirOutcome): the catalogue words it
+    outcome: str = ""  # a failed FHIR query's category (outbound.fhir_client.FhirOutcome): the catalogue words it
     # a record cut short at the per-key cap (rule record-truncated): how many entries it held, how many were read
     truncated_from: int | None = None
     truncated_to: int | None = None

@@ -22,7 +22,7 @@ from fhir_mappers import GROUP_LABELS
 from fhir_mappers.facts import DataGap
 
 from .errors import PreconditionFailed
-from .fhir_client import Deadline, FhirClient, FhirError, FhirTimeout, join_url
+from outbound.fhir_client import Deadline, FhirClient, FhirError, FhirTimeout, join_url
 from .prefetch import render
 
 log = logging.getLogger("aza_cds.gather")

@@ -19,7 +19,7 @@ from fhir_mappers.fhirjson import ref_of, resources_of
 
 from .cards import render_cards
 from .errors import BadContext
-from .fhir_client import Deadline, FhirClient
+from outbound.fhir_client import Deadline, FhirClient
 from .gather import FhirAccess, fetch_references, gather, usable
 from .registry import OnMissing
 

@@ -14,8 +14,8 @@ from flask import Flask, g, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
-from hooks.fhir_client import Deadline
-from hooks.netguard import EgressPolicy
+from outbound.fhir_client import Deadline
+from outbound.netguard import EgressPolicy
 
 from .config import Config
 from .errors import ApiError, error_response
@@ -25,7 +25,7 @@ log = logging.getLogger("aza_cds.access")
 
 def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     from hooks import HookEnv
-    from hooks.fhir_client import FhirClient, FhirSettings
+    from outbound.fhir_client import FhirClient, FhirSettings
     from rules import RuleOptions, check_catalogue
     from rules.knowledge_base import load as load_knowledge
 

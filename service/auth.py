@@ -15,7 +15,7 @@ Hooks 2.0 requires iss, aud, exp, iat, jti and no sub); ``tenant`` when the
 issuer names one; ``jti`` not seen before within the token's lifetime, in a
 replay table of the feedback store that every worker and instance shares.
 
-A JWKS fetch runs inside the request's deadline (``hooks.netguard``: DNS,
+A JWKS fetch runs inside the request's deadline (``outbound.netguard``: DNS,
 connect, headers and body all bounded) and holds no lock: a call whose key is
 cached never waits for it, and callers needing the same unknown key wait for
 the one fetch in flight only until their own deadline.
@@ -37,7 +37,7 @@ Trust file (``AZA_CDS_TRUST`` or ``--trust``)::
 
 ``fhir_servers``: the FHIR base URLs this issuer's calls may name in ``fhirServer``
 (then any address, private ones included, is allowed for them and nothing else is);
-without it, any http(s) URL on a public address (``hooks.netguard``).
+without it, any http(s) URL on a public address (``outbound.netguard``).
 
 Keys whose name starts with ``_`` (``_comment``) are ignored.
 """
@@ -61,8 +61,8 @@ import requests
 import urllib3
 from flask import Request, g
 
-from hooks import netguard
-from hooks.fhir_client import Deadline, read_limited, FhirError
+from outbound import netguard
+from outbound.fhir_client import Deadline, read_limited, FhirError
 
 from .errors import ApiError
 

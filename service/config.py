@@ -84,12 +84,18 @@ class Config:
     fhir_deadline: float = setting(1.5, "seconds for all FHIR queries of one hook call (they run in parallel)")
     fhir_max_pages: int = setting(5, "next links followed per FHIR search")
     fhir_allow_loopback: bool = setting(False, "FHIR servers on loopback addresses may be called (set by serve --dev)")
-    fhir_max_response_bytes: int = setting(16 * 1024 * 1024, "largest FHIR response read, decompressed, in bytes")
-    fhir_max_call_bytes: int = setting(32 * 1024 * 1024, "all FHIR responses of one hook call, decompressed, in bytes")
+    fhir_max_response_bytes: int = setting(4 * 1024 * 1024, "largest FHIR response read, decompressed, in bytes")
+    fhir_max_call_bytes: int = setting(8 * 1024 * 1024, "all FHIR responses of one hook call, decompressed, in bytes")
     max_entries_per_key: int = setting(2000, "Bundle entries read per prefetch key; more: a 'record truncated' card")
     max_queue_seconds: float = setting(1.0, "a hook call that waited longer than this for a worker gets 503 "
                                             "with Retry-After")
     client_seconds: float = setting(10.0, "the longest one request may hold a gunicorn thread, slow client included")
+    request_read_seconds: float = setting(5.0, "a request (head and body) must be received whole this many seconds "
+                                               "after its first byte, before any thread is used (else 408)")
+    read_buffer_bytes: int = setting(24 * 1024 * 1024, "bytes one worker may hold for requests it is still reading "
+                                                       "(else 503 with Retry-After)")
+    max_json_containers: int = setting(100_000, "most JSON objects and arrays in one request body (413 above: "
+                                                "parsed, each costs about 64 bytes of memory)")
     weight_max_age_days: int = setting(90, "a body weight older than this is not used for mg/kg")
     max_info_cards: int = setting(1, "at most this many info cards per response")
     guideline: str = setting("cpic", "pharmacogenomic guideline profile: cpic (CPIC) or dpwg (Dutch DPWG 2025); "

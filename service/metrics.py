@@ -8,7 +8,7 @@ The development server and in-process apps (tests, ``check``) count in the proce
 What is counted (all names start with ``aza_cds_``):
 
 - ``http_request_duration_seconds{route,service,status}`` histogram of every request;
-- ``fhir_queries_total{outcome}``: one series per ``hooks.fhir_client.FhirOutcome`` (ok,
+- ``fhir_queries_total{outcome}``: one series per ``outbound.fhir_client.FhirOutcome`` (ok,
   not-allowed, unreachable, timeout, error-status, invalid-response, too-large), the categories the
   cards and logs name;
 - ``cards_total{rule,indicator}``: cards returned (an info card merging several rules counts once per rule);
@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from hooks.fhir_client import OUTCOME_LISTENERS, FhirOutcome
+from outbound.fhir_client import OUTCOME_LISTENERS, FhirOutcome
 
 from .auth import REFUSAL_LISTENERS, Refusal
 from .storage.feedback import Outcome as FeedbackOutcome

@@ -31,17 +31,20 @@
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from typing import Any, Callable
 
 from .config import Config
 
+MAX_REQUESTS = 20000  # a worker is recycled after this many requests, plus up to 10 % jitter
 GRACEFUL_TIMEOUT = 20  # seconds a stopping worker has to finish the calls in flight
 CLIENT_SECONDS = 10.0  # the longest one request (read, answer, write) may hold a worker thread
 HEAD_BYTES = 64 * 1024  # a request head this long goes to a thread (gunicorn's limits answer 414/431)
-BODY_BYTES = 1024 * 1024  # a body up to this size (Content-Length) is read before a thread is used
+BODY_BYTES = 5 * 1024 * 1024  # largest body read (AZA_CDS_MAX_BODY_BYTES); 413 above, before it is read
+READ_SECONDS = 5.0  # a request must be in whole this long after its first byte (AZA_CDS_REQUEST_READ_SECONDS); else 408
+BUFFER_BYTES = 24 * 1024 * 1024  # all requests being read by one worker (AZA_CDS_READ_BUFFER_BYTES); else 503
+_BUFFERED = 0  # bytes held now by the requests this worker is reading (main loop only)
 
 
 def gunicorn_settings(*, host: str, port: int, workers: int, threads: int) -> dict[str, Any]:
@@ -56,6 +59,10 @@ def gunicorn_settings(*, host: str, port: int, workers: int, threads: int) -> di
         "timeout": 30,
         "keepalive": 5,
         "backlog": 2048,
+        # second line of defence only (memory is bounded by design: docs/threats-b.md): a worker is
+        # replaced after this many requests, each at its own count so they do not restart together
+        "max_requests": MAX_REQUESTS,
+        "max_requests_jitter": MAX_REQUESTS // 10,
         "accesslog": None,  # the app writes one structured line per request
         "errorlog": "-",
         "loglevel": "info",
@@ -137,19 +144,79 @@ class _WorkerMixin:
         write_json_error(client, exc, self.log)  # type: ignore[attr-defined]
 
 
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,10})[ \t]*\r\n", re.IGNORECASE)
+class _Collecting:
+    """One request being read in a worker's main loop (no thread yet): the bytes so far, and an
+    HTTP/1.1 parser (h11) that says when the request, head and body, is complete, whatever its
+    framing (Content-Length or chunked)."""
+
+    __slots__ = ("parser", "data", "size", "until", "continued")
+
+    def __init__(self, until: float) -> None:
+        import h11
+
+        self.parser = h11.Connection(h11.SERVER, max_incomplete_event_size=HEAD_BYTES)
+        self.data: list[bytes] = []
+        self.size = 0
+        self.until = until  # time.monotonic() by which the whole request must be in (else 408)
+        self.continued = False
+
+    def feed(self, data: bytes) -> str:
+        """Take the next bytes read (b"" at end of stream); returns "more" (wait for more),
+        "complete", "too-large", "cut-off" (the stream ended inside a request), "closed" (it
+        ended before one) or "unparsed" (h11 refuses it: the thread's gunicorn parser answers)."""
+        import h11
+
+        if data:
+            self.data.append(data)
+            self.size += len(data)
+        self.parser.receive_data(data)
+        while True:
+            try:
+                event = self.parser.next_event()
+            except h11.RemoteProtocolError:
+                if not data and self.parser.their_state is not h11.IDLE:
+                    return "cut-off"
+                return "unparsed"
+            if event is h11.NEED_DATA:
+                return "too-large" if self.size > HEAD_BYTES + BODY_BYTES else "more"
+            if isinstance(event, h11.Request):
+                length = dict(event.headers).get(b"content-length")
+                if length is not None and length.isdigit() and int(length) > BODY_BYTES:
+                    return "too-large"
+                if self.parser.they_are_waiting_for_100_continue:
+                    self.continued = True  # the caller sends "100 Continue": the client waits for it
+            elif isinstance(event, h11.EndOfMessage):
+                return "complete"
+            elif isinstance(event, h11.ConnectionClosed):
+                return "closed" if self.size == 0 else "cut-off"
+            elif event is h11.PAUSED:
+                return "complete"
+
+    def bytes(self) -> bytes:
+        return b"".join(self.data)
 
 
-def _request_buffered(buf: bytearray) -> bool:
-    """Whether a new connection's first request is in (head, and a body of up to BODY_BYTES
-    with a Content-Length), or too long to keep waiting for in the main loop."""
-    end = buf.find(b"\r\n\r\n")
-    if end < 0:
-        return len(buf) > HEAD_BYTES
-    lengths = _CONTENT_LENGTH.findall(bytes(buf[:end + 2]))
-    if len(lengths) != 1 or int(lengths[0]) > BODY_BYTES:
-        return True  # no body, chunked, odd or large: the thread reads it (watchdog-bounded)
-    return len(buf) >= end + 4 + int(lengths[0])
+_ANSWERS = {400: ("Bad Request", "The request ended before its declared body (Content-Length) was sent"),
+            408: ("Request Timeout", "The request was not received in time"),
+            413: ("Content Too Large", "The request body is too large"),
+            503: ("Service Unavailable", "The server is reading too many requests at once; retry shortly")}
+
+
+def _answer_and_close(sock, status: int) -> None:
+    """A short JSON OperationOutcome written without blocking, then the connection closed."""
+    import json as _json
+
+    from .errors import operation_outcome
+
+    reason, message = _ANSWERS[status]
+    body = _json.dumps(operation_outcome(message, status=status)).encode()
+    extra = "Retry-After: 5\r\n" if status == 503 else ""
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/fhir+json\r\n"
+            f"Cache-Control: no-store\r\n{extra}Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
+    try:
+        sock.send(head + body)  # a few hundred bytes: fits the socket buffer of any live connection
+    except OSError:
+        pass
 
 
 def _worker_classes():
@@ -160,9 +227,13 @@ def _worker_classes():
     from gunicorn.workers.gthread import ThreadWorker
     from gunicorn.workers.sync import SyncWorker
 
-    from hooks.netguard import WATCHDOG
+    from outbound.netguard import WATCHDOG
 
     class CdsThreadWorker(_WorkerMixin, ThreadWorker):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self._aza_collecting: set = set()  # connections whose request is being read (main loop)
+
         def handle(self, conn):
             # A client that drips its request (headers or body) or reads its answer slowly holds
             # this thread for at most CLIENT_SECONDS: the watchdog then shuts its socket down.
@@ -172,40 +243,91 @@ def _worker_classes():
             finally:
                 WATCHDOG.cancel(token)
 
+        # -- every request is read whole in the main loop before a thread is used ----------------
+        # A new connection, and a kept-alive one that becomes readable, are collected here, without
+        # a thread: head and body, whatever the body's size (up to BODY_BYTES) or framing
+        # (Content-Length or chunked), and an idle kept-alive connection waits in the poller as in
+        # gunicorn. Only a complete request goes to the thread pool, so clients that drip a request
+        # line, headers, a body or their next request occupy no thread. A request not in whole by
+        # READ_SECONDS after its first byte is answered 408; a body shorter than its Content-Length
+        # whose client closes is answered 400 at once; one over BODY_BYTES 413, before it is read.
+        # All requests being collected by a worker hold at most BUFFER_BYTES (else 503).
+
         def enqueue_req(self, conn) -> None:
-            if self.cfg.is_ssl or conn.initialized or conn.parser is not None:
-                conn.aza_arrived = time.monotonic()  # readable again on a kept-alive connection
+            if getattr(conn, "aza_complete", False) or self.cfg.is_ssl or conn.is_http2:
+                conn.aza_complete = False
                 super().enqueue_req(conn)
                 return
-            # A new connection: its request head is collected here, in the main loop, without a
-            # thread; only a complete head (or more than HEAD_BYTES) is handed to the pool, so
-            # clients that drip their request line or headers cannot occupy the threads.
-            conn.aza_head = bytearray()
-            conn.aza_token = WATCHDOG.watch(conn.sock, time.monotonic() + CLIENT_SECONDS)
-            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._aza_head_readable, conn))
+            state = conn.aza_state = _Collecting(time.monotonic() + READ_SECONDS)
+            self._aza_collecting.add(conn)
+            leftover = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
+            conn.sock.setblocking(False)
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._aza_readable, conn))
+            if leftover:  # pipelined behind the last request: perhaps complete already
+                self._aza_take(conn, state, leftover)
 
-        def _aza_head_readable(self, conn, client) -> None:
+
+        def _aza_readable(self, conn, client) -> None:
             try:
                 data = conn.sock.recv(65536)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 data = b""
-            if data:
-                conn.aza_head += data
-                if not _request_buffered(conn.aza_head):
-                    return
-            self.poller.unregister(client)
-            WATCHDOG.cancel(conn.aza_token)
-            if not data:  # closed (or cut off by the watchdog) before a whole request head
-                self.nr_conns -= 1
-                conn.close()
+            self._aza_take(conn, conn.aza_state, data)
+
+        def _aza_take(self, conn, state: _Collecting, data: bytes) -> None:
+            global _BUFFERED
+            _BUFFERED += len(data)
+            outcome = state.feed(data)
+            if outcome == "more" and _BUFFERED > BUFFER_BYTES:
+                self._aza_end(conn, 503)
                 return
-            conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
-            conn.parser.unreader.unread(bytes(conn.aza_head))
-            conn.data_ready = True
-            conn.aza_arrived = time.monotonic()  # the request is here: its deadline starts now
-            super().enqueue_req(conn)
+            if outcome == "more":
+                if state.continued:
+                    state.continued = False
+                    try:
+                        conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    except OSError:
+                        pass
+                return
+            if outcome in ("complete", "unparsed"):
+                self._aza_forget(conn)
+                if conn.parser is None:
+                    conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
+                conn.parser.unreader.unread(state.bytes())
+                conn.data_ready = True
+                conn.aza_complete = True
+                conn.aza_arrived = time.monotonic()  # the request is here: its deadline starts now
+                super().enqueue_req(conn)
+                return
+            self._aza_end(conn, {"too-large": 413, "cut-off": 400}.get(outcome))
+
+        def _aza_forget(self, conn) -> None:
+            global _BUFFERED
+            state = conn.__dict__.pop("aza_state", None)
+            if state is not None:
+                _BUFFERED -= state.size
+            self._aza_collecting.discard(conn)
+            try:
+                self.poller.unregister(conn.sock)
+            except (KeyError, ValueError, OSError):
+                pass
+
+        def _aza_end(self, conn, status: int | None) -> None:
+            self._aza_forget(conn)
+            if status is not None:
+                _answer_and_close(conn.sock, status)
+                self.log.warning("request refused while reading", extra={"event": "invalid-request", "status": status})
+            self.nr_conns -= 1
+            conn.close()
+
+        def murder_keepalived(self, force: bool = False) -> None:
+            super().murder_keepalived(force)
+            now = time.monotonic()
+            for conn in [c for c in self._aza_collecting if force or c.aza_state.until <= now]:
+                state = conn.aza_state
+                self._aza_end(conn, 408 if state.size else None)
 
         def handle_request(self, req, conn):
             self._aza_local.arrived = getattr(conn, "aza_arrived", None)
@@ -290,8 +412,11 @@ def run_gunicorn(cfg: Config, *, host: str, port: int, workers: int, threads: in
     """Build the app here, before gunicorn starts (a configuration, trust file or database that
     fails raises from this call, for the command line to report in one line), call ``ready()``,
     then serve it: gunicorn's ``preload_app`` would build it in this same process anyway."""
-    global CLIENT_SECONDS
+    global CLIENT_SECONDS, BODY_BYTES, READ_SECONDS, BUFFER_BYTES
     CLIENT_SECONDS = cfg.client_seconds  # read by the forked workers
+    BODY_BYTES = cfg.max_body_bytes
+    READ_SECONDS = min(cfg.request_read_seconds, cfg.client_seconds)
+    BUFFER_BYTES = max(cfg.read_buffer_bytes, BODY_BYTES + HEAD_BYTES)
     settings: dict[str, Any] = {}
     if cfg.metrics:  # prometheus-client's multiprocess mode: every worker's samples, added up by /metrics
         from dataclasses import replace

@@ -560,7 +560,7 @@ VALUE_CASES: dict[str, tuple[Any, dict[str, Any]]] = {
 
 
 def test_every_fhir_failure_category_is_worded_by_the_catalogue():
-    from hooks.fhir_client import FhirOutcome
+    from outbound.fhir_client import FhirOutcome
 
     worded = cat.catalogue().raw["fhir_outcomes"]
     assert set(worded) == {o.value for o in FhirOutcome if o is not FhirOutcome.OK}
@@ -572,7 +572,7 @@ def test_every_fhir_failure_category_is_worded_by_the_catalogue():
 
 
 def test_fhir_failure_wording_lives_only_in_the_catalogue():
-    import hooks.fhir_client as fc
+    import outbound.fhir_client as fc
 
     # the client carries the category only: no sentence of its own a card could show
     assert not hasattr(fc, "OUTCOME_REASONS") and not hasattr(fc.FhirError, "reason")

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fhir_mappers.observations import _interpretation, _interpretation_text, _interpretations
-from hooks.fhir_client import FHIR_JSON, FhirClient
+from outbound.fhir_client import FHIR_JSON, FhirClient
 from service.validation import fast_validator, first_error, validator
 from tests.builders import bundle, hook_request, med_request, normal_labs, patient
 
@@ -118,25 +118,26 @@ def test_one_pass_over_interpretations_reads_what_the_two_readers_read(value):
     "http://127.0.0.1:9/fhir/Observation?code=%7C6690-2&x=ü",
     "http://127.0.0.1:9/fhir/MedicationRequest?patient=p%2F1&status=active,on-hold",
 ])
-def test_fhir_get_is_prepared_as_session_get_prepares_it(url):
+@responses.activate
+def test_fhir_get_is_what_session_get_sends(url):
+    """The FHIR GET goes through requests' public Session.get: the URL and headers sent are the
+    ones ``Session.prepare_request`` gives (nothing of requests is copied, issue 20)."""
+    from outbound.fhir_client import Deadline
+    from outbound.netguard import EgressPolicy
+
+    responses.get(url.split("?")[0].replace(" ", "%20"), json={"resourceType": "Bundle"})
     client = FhirClient()
     try:
-        ours = client._prepare(url, "tok")
+        try:
+            client.get_json(url, "tok", Deadline(5, policy=EgressPolicy(allow_loopback=True)))
+        except Exception:  # noqa: BLE001 - only the request sent matters here
+            pass
         theirs = client.session.prepare_request(requests.Request(
             "GET", url, headers={"Accept": FHIR_JSON, "Accept-Encoding": "gzip, deflate", "Authorization": "Bearer tok"}))
-        assert ours.url == theirs.url
-        assert dict(ours.headers) == dict(theirs.headers)
-        assert ours.method == theirs.method == "GET" and ours.body is None is theirs.body
-    finally:
-        client.close()
-
-
-def test_session_cookies_still_go_with_the_fhir_get():
-    client = FhirClient()
-    try:
-        client.session.cookies.set("route", "r1", domain="127.0.0.1", path="/")
-        assert client._prepare("http://127.0.0.1:9/fhir/Patient/p1", None).headers.get("Cookie") == "route=r1"
-        assert "Authorization" not in client._prepare("http://127.0.0.1:9/fhir/Patient/p1", None).headers
+        sent = responses.calls[0].request
+        assert sent.url == theirs.url
+        assert {k: v for k, v in sent.headers.items()} == dict(theirs.headers)
+        assert sent.method == "GET" and sent.body is None
     finally:
         client.close()
 
@@ -145,8 +146,8 @@ def test_session_cookies_still_go_with_the_fhir_get():
 def test_fhir_body_read_with_orjson_or_the_standard_library():
     """orjson reads the usual body; the standard library reads what orjson refuses (another encoding),
     but NaN/Infinity, which is not JSON, is a bad response: it never reaches a mapper."""
-    from hooks.fhir_client import Deadline, FhirBadResponse
-    from hooks.netguard import EgressPolicy
+    from outbound.fhir_client import Deadline, FhirBadResponse
+    from outbound.netguard import EgressPolicy
 
     responses.get("http://127.0.0.1:9/fhir/Patient/p1", body=b'{"resourceType":"Patient","id":"p1","x":NaN}',
                   content_type="application/fhir+json")

@@ -1,8 +1,6 @@
-"""The FHIR client's lean path (issue 13, scenario (b)) does what requests' full path did.
+"""The FHIR client uses requests' public surface only (issue 20) and keeps its guarantees.
 
-- ``encode_url`` gives the URL ``PreparedRequest.prepare_url`` gives, for any URL;
-- the guarded adapter's pool cache, request target and response building agree with
-  ``HTTPAdapter``'s own and fall back to it with a proxy or other TLS settings;
+- the guarded adapter overrides only ``init_poolmanager``; nothing of requests is copied;
 - the watchdog still shuts every socket at its deadline when it is woken only for an earlier one;
 - no cookie a FHIR server sets is kept or sent with a later query (the session serves every EHR
   and patient of the process);
@@ -18,144 +16,44 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 import responses
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from requests.adapters import HTTPAdapter
 from requests.models import PreparedRequest
 
-from hooks import netguard
-from hooks.fhir_client import Deadline, FhirClient, encode_url
-from hooks.netguard import EgressPolicy
-
-
-def _prepared(url: str) -> str:
-    p = PreparedRequest()
-    try:
-        p.prepare_url(url, None)
-    except Exception as exc:  # noqa: BLE001 - the same exception type is what must agree
-        return f"raises {type(exc).__name__}"
-    return str(p.url)
-
-
-def _ours(url: str) -> str:
-    try:
-        return encode_url(url)
-    except Exception as exc:  # noqa: BLE001
-        return f"raises {type(exc).__name__}"
-
-
-PRINTABLE = [chr(c) for c in range(0x20, 0x7F)]
-
-
-@pytest.mark.parametrize("char", PRINTABLE)
-def test_every_printable_character_is_encoded_as_prepare_url_encodes_it(char):
-    for url in (f"http://127.0.0.1:8080/fhir/a{char}b?x=1", f"http://h/fhir/Observation?code=a{char}b",
-                f"https://fhir.example.org/r4/{char}", f"http://h:65535/a?{char}", f"http://h/{char}{char}?{char}"):
-        assert _ours(url) == _prepared(url), url
-
-
-@settings(max_examples=3000, deadline=None)
-@given(scheme=st.sampled_from(["http", "https", "HTTP", "ftp", ""]),
-       host=st.text(alphabet="abcXYZ019.-_*[]:%@ü", max_size=10),
-       port=st.one_of(st.none(), st.integers(-1, 70000).map(str), st.text(alphabet="0123456789a ", max_size=6)),
-       middle=st.sampled_from(["", "/", "/.", "/..", "/./x", "/a/../b", "?", "#", "//", "/fhir/Observation?"]),
-       rest=st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E) | st.sampled_from("ü\t\n%"),
-                    max_size=40))
-def test_any_url_is_encoded_as_prepare_url_encodes_it(scheme, host, port, middle, rest):
-    url = f"{scheme}://{host}" + (f":{port}" if port is not None else "") + middle + rest
-    assert _ours(url) == _prepared(url)
-
-
-def test_the_service_s_own_queries_take_the_one_pass_path(monkeypatch):
-    """The realistic queries (long code lists with '|') are encoded without prepare_url."""
-    from hooks.prefetch import render
-    from hooks.registry import SERVICES
-
-    calls = []
-    real = PreparedRequest.prepare_url
-    def counted(self, *args):
-        calls.append(args)
-        return real(self, *args)
-
-    monkeypatch.setattr(PreparedRequest, "prepare_url", counted)
-    templates = {p.template for s in SERVICES.values() for p in s.prefetch.values()}
-    assert templates
-    for template in templates:
-        url = "http://127.0.0.1:8080/fhir/" + str(render(template, {"patientId": "pt-1"}))
-        assert "%7C" in encode_url(url) or "|" not in url
-    assert calls == []
+from outbound import netguard
+from outbound.fhir_client import Deadline, FhirClient
+from outbound.netguard import EgressPolicy
 
 
 # ------------------------------------------------------------------ the guarded adapter
 
 
-@pytest.fixture
-def adapter():
+def test_the_adapter_overrides_only_the_documented_pool_manager_hook():
+    """Speed through public APIs only: no copy of requests' internals (``build_response``,
+    ``request_url``, the pool lookup); the guard is installed through ``init_poolmanager``."""
+    own = {name for name in vars(netguard.GuardedAdapter) if not name.startswith("__")}
+    assert own == {"init_poolmanager"}
     session = netguard.guarded_session()
-    yield session.get_adapter("http://")
-    session.close()
+    try:
+        adapter = session.get_adapter("http://")
+        pool = adapter.get_connection_with_tls_context(_request("http://127.0.0.1:9/fhir/Patient/1"), True)
+        assert isinstance(pool, netguard.GuardedHTTPPool)
+        https = adapter.get_connection_with_tls_context(_request("https://fhir.example.org/r4/Patient/1"), True)
+        assert isinstance(https, netguard.GuardedHTTPSPool) and https.cert_reqs == "CERT_REQUIRED"
+    finally:
+        session.close()
+
+
+def test_the_fhir_client_copies_nothing_from_requests():
+    import outbound.fhir_client as fc
+
+    for name in ("encode_url", "_prepare", "build_response"):
+        assert not hasattr(fc, name) and not hasattr(fc.FhirClient, name)
 
 
 def _request(url: str) -> PreparedRequest:
     p = PreparedRequest()
     p.prepare(method="GET", url=url)
     return p
-
-
-def test_the_pool_of_a_server_is_looked_up_once_and_again_after_it_closed(adapter):
-    first = adapter.get_connection_with_tls_context(_request("http://127.0.0.1:9/fhir/Patient/1"), True)
-    again = adapter.get_connection_with_tls_context(_request("http://127.0.0.1:9/fhir/Observation?x=1"), True)
-    other = adapter.get_connection_with_tls_context(_request("http://127.0.0.1:10/fhir/Patient/1"), True)
-    assert first is again and other is not first
-    assert isinstance(first, netguard.GuardedHTTPPool)
-    assert first is HTTPAdapter.get_connection_with_tls_context(adapter, _request("http://127.0.0.1:9/x"), True)
-    adapter.poolmanager.clear()
-    first.close()
-    fresh = adapter.get_connection_with_tls_context(_request("http://127.0.0.1:9/fhir/Patient/1"), True)
-    assert fresh is not first and fresh.pool is not None
-    for port in range(100, 120):  # more servers than the pool manager keeps pools for
-        adapter.get_connection_with_tls_context(_request(f"http://127.0.0.1:{port}/fhir/Patient/1"), True)
-    assert 0 < len(adapter._pools) <= adapter._max_pools == 8
-
-
-def test_https_pools_verify_certificates(adapter):
-    pool = adapter.get_connection_with_tls_context(_request("https://fhir.example.org/r4/Patient/1"), True)
-    assert isinstance(pool, netguard.GuardedHTTPSPool)
-    assert pool.cert_reqs == "CERT_REQUIRED"
-    unverified = adapter.get_connection_with_tls_context(_request("https://fhir.example.org/r4/Patient/1"), False)
-    assert unverified is not pool  # other TLS settings: requests' own lookup, never the cached pool
-
-
-def test_a_proxy_is_left_to_requests(adapter):
-    url = "http://fhir.example.org/r4/Patient/1"
-    proxies = {"http": "http://proxy.example.org:3128"}
-    assert adapter.request_url(_request(url), proxies) == HTTPAdapter.request_url(adapter, _request(url), proxies)
-    pool = adapter.get_connection_with_tls_context(_request(url), True, proxies=proxies)
-    assert pool is not adapter.get_connection_with_tls_context(_request(url), True)
-
-
-@pytest.mark.parametrize("url", ["http://h/fhir/Patient/1", "http://h//fhir//Observation?code=a%7Cb&x=1",
-                                 "http://h", "https://h:8443/r4/Observation?patient=p&_count=5"])
-def test_the_request_target_is_requests_own(adapter, url):
-    assert adapter.request_url(_request(url), {}) == HTTPAdapter.request_url(adapter, _request(url), {})
-
-
-def test_the_response_is_built_as_requests_builds_it_without_cookies(adapter):
-    import io
-
-    from urllib3.response import HTTPResponse
-
-    def raw():
-        return HTTPResponse(body=io.BytesIO(b"{}"), headers={"Content-Type": "application/fhir+json; charset=utf-8",
-                                                             "Set-Cookie": "s=1; Path=/"},
-                            status=200, reason="OK", preload_content=False)
-
-    req = _request("http://127.0.0.1:9/fhir/Patient/1")
-    ours, theirs = adapter.build_response(req, raw()), HTTPAdapter.build_response(adapter, req, raw())
-    for attr in ("status_code", "encoding", "reason", "url", "request", "connection"):
-        assert getattr(ours, attr) == getattr(theirs, attr), attr
-    assert dict(ours.headers) == dict(theirs.headers)
-    assert len(ours.cookies) == 0  # not parsed: nobody reads them
 
 
 # ------------------------------------------------------------------ the watchdog

@@ -13,7 +13,7 @@ import responses
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from hooks.fhir_client import FhirOutcome
+from outbound.fhir_client import FhirOutcome
 from service import create_app
 from service.auth import Refusal
 from service.metrics import metrics

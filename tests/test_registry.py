@@ -97,7 +97,7 @@ def test_issue_10_keys_are_fetched_never_412_and_their_scope_is_asked_for(env):
 def _loopback(env):
     from dataclasses import replace
 
-    from hooks.fhir_client import Deadline
-    from hooks.netguard import EgressPolicy
+    from outbound.fhir_client import Deadline
+    from outbound.netguard import EgressPolicy
 
     return replace(env, request_deadline=Deadline(env.deadline_seconds, policy=EgressPolicy(allow_loopback=True)))

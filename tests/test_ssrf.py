@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from hooks.netguard import EgressPolicy, EgressRefused, address_allowed
+from outbound.netguard import EgressPolicy, EgressRefused, address_allowed
 from service import create_app
 from tests.builders import SERVICE, hook_request
 from tests.test_faults import FaultyFhir
@@ -175,7 +175,7 @@ def test_a_failed_server_is_named_by_category_only(fhir, fault):
 def test_a_kept_alive_connection_opened_under_an_allow_list_serves_no_call_without_one(fhir):
     """The FHIR client pools connections per host: one an allow-list admitted (loopback here) must
     not be reused by a call whose policy refuses that address."""
-    from hooks.fhir_client import Deadline, FhirClient, FhirNotAllowed
+    from outbound.fhir_client import Deadline, FhirClient, FhirNotAllowed
 
     client = FhirClient()
     base = fhir.base.replace("127.0.0.1", "localhost")  # a name: passes the URL check, so the pool is reached

@@ -1,5 +1,7 @@
 """Outbound HTTP that an attacker cannot aim or stall: the FHIR client and the JWKS fetch use it.
 
+This package (``outbound``) sits below both ``service`` and ``hooks`` and imports neither.
+
 Aiming (SSRF). Every URL the service is asked to fetch comes from a caller: ``fhirServer`` and
 ``next`` links from the request and the EHR, a ``jku`` from the token. Before a request is sent,
 ``EgressPolicy.check_url`` refuses other schemes than http(s), userinfo (``user:pass@``) and,
@@ -33,13 +35,11 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, cast
+from http.cookiejar import DefaultCookiePolicy
+from typing import Iterator, cast
 from urllib.parse import urlsplit
 
 from requests.adapters import HTTPAdapter
-from requests.models import Response
-from requests.structures import CaseInsensitiveDict
-from requests.utils import get_encoding_from_headers
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
@@ -315,57 +315,19 @@ class GuardedHTTPSPool(HTTPSConnectionPool):
 
 
 class GuardedAdapter(HTTPAdapter):
-    """A requests adapter whose connections go through the checks above.
-
-    Without a proxy (these sessions never use one: ``trust_env`` is off) it also skips work
-    ``HTTPAdapter`` does per request that these callers do not need: the pool for a server is
-    looked up once (``HTTPAdapter`` builds urllib3's pool key anew for every request), the
-    request target is the prepared URL's path without two proxy look-ups, and no cookies are
-    parsed into the response (nobody reads them; ``Session.send`` reads its own from ``raw``)."""
+    """A requests transport adapter whose connections go through the checks above: its pool
+    manager (``init_poolmanager``, the hook requests documents for custom adapters) builds
+    guarded pools. Everything else is ``HTTPAdapter``'s own."""
 
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": GuardedHTTPPool, "https": GuardedHTTPSPool}
-        self._pools: dict[tuple[str, str | None, int | None], Any] = {}
-        self._max_pools = int(args[0] if args else kwargs.get("connections", 8))  # as many as the pool manager keeps
-
-    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
-        if proxies or verify is not True or cert is not None:
-            return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
-        parts = urlsplit(request.url)
-        key = (parts.scheme.lower(), parts.hostname, parts.port)
-        pool = self._pools.get(key)
-        if pool is None or pool.pool is None:  # not looked up yet, or closed since
-            pool = super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
-            if len(self._pools) >= self._max_pools:
-                self._pools.clear()
-            self._pools[key] = pool
-        return pool
-
-    def request_url(self, request, proxies) -> str:
-        if proxies:
-            return super().request_url(request, proxies)
-        return request.path_url  # what HTTPAdapter.request_url answers without a proxy
-
-    def build_response(self, req, resp):
-        """``HTTPAdapter.build_response`` without ``extract_cookies_to_jar(response.cookies, ...)``."""
-        response = Response()
-        response.status_code = getattr(resp, "status", None)  # type: ignore[assignment]
-        response.headers = CaseInsensitiveDict(getattr(resp, "headers", {}))
-        response.encoding = get_encoding_from_headers(response.headers)
-        response.raw = resp
-        response.reason = resp.reason
-        response.url = req.url.decode("utf-8") if isinstance(req.url, bytes) else req.url
-        response.request = req
-        response.connection = self
-        return response
-
-    def close(self) -> None:
-        self._pools.clear()
-        super().close()
 
 
 def guarded_session(pool_maxsize: int = 16):
+    """A ``requests.Session`` whose every connection is guarded, that never uses an environment
+    proxy and keeps no cookie (it serves every EHR and patient of the process: a cookie one
+    server set must never go out with another caller's query)."""
     import requests
 
     session = requests.Session()
@@ -373,6 +335,7 @@ def guarded_session(pool_maxsize: int = 16):
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.trust_env = False  # never through an environment proxy
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # accept no cookie from anyone
     return session
 
 

@@ -1,17 +1,20 @@
 """The one place that talks to an EHR's FHIR server.
 
-- One pooled ``requests.Session`` per process (``hooks.netguard``): every URL is checked
+- One pooled ``requests.Session`` per process (``outbound.netguard``): every URL is checked
   against the call's egress policy (the issuer's FHIR allow-list, else public addresses only)
   and every socket against the call's deadline (DNS, connect, status line, headers, body).
-  Each GET is prepared here (its URL encoded once, ``encode_url``) and sent by the session's
-  guarded adapter itself: no redirect is followed and no cookie is kept (the session serves
-  every EHR and patient of the process), so ``Session.send`` would have nothing to do.
+  Each GET goes through requests' public API (``Session.get`` with ``stream=True``,
+  ``allow_redirects=False``) and the session's guarded transport adapter: no redirect is
+  followed, and the session's cookie policy accepts no cookie (it serves every EHR and patient
+  of the process).
 - Queries for several prefetch keys run in parallel on a shared thread pool.
 - ``next`` links are followed up to a page limit, and only on the same server
   (a link elsewhere would carry the EHR's token off its server).
-- Bodies are read in pieces and decompressed here, each piece against the response's and the
-  call's byte budget, so neither a slow, a huge, nor a compressed (gzip bomb) answer can hold a
-  worker past the deadline or take its memory.
+- Bodies are read in pieces and decompressed here as a stream: before each piece is inflated,
+  its output is bounded by what is left of the response's limit and of the call's budget
+  (``Deadline.bytes_left``), and never more than ``PIECE`` bytes at once, so neither a slow, a
+  huge, nor a compressed (gzip bomb) answer can hold a worker past the deadline or take its
+  memory: a bomb costs at most the budget, never its expansion.
 - A search must answer a Bundle and a read the type asked for; an OperationOutcome,
   anything else, invalid JSON or an HTTP error status is a failure, never "no data".
 - Failures become ``FhirError`` subclasses, each of one ``FhirOutcome`` category. The error
@@ -22,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 import zlib
@@ -35,9 +37,6 @@ from urllib.parse import urlsplit
 import orjson
 import requests
 import urllib3
-from requests.cookies import RequestsCookieJar, merge_cookies
-from requests.hooks import default_hooks
-from requests.structures import CaseInsensitiveDict
 
 from . import netguard
 from .netguard import EgressPolicy
@@ -125,6 +124,12 @@ class Deadline:
             raise FhirTimeout()
         return (min(left, cap), left)
 
+    def allowance(self, cap: int) -> int:
+        """How many more bytes this call may read, at most ``cap`` (checked before inflating)."""
+        if self.bytes_left is None:
+            return cap
+        return max(min(cap, self.bytes_left), 0)
+
     def spend_bytes(self, n: int) -> None:
         """Count ``n`` bytes read (decompressed) against the call's budget."""
         if self.bytes_left is None:
@@ -140,8 +145,8 @@ class FhirSettings:
     deadline_seconds: float = 1.5
     connect_timeout: float = 0.5
     max_pages: int = 5
-    max_bytes: int = 16 * 1024 * 1024  # one response, decompressed
-    max_call_bytes: int = 32 * 1024 * 1024  # all responses of one hook call, decompressed
+    max_bytes: int = 4 * 1024 * 1024  # one response, decompressed (docs/threats-b.md)
+    max_call_bytes: int = 8 * 1024 * 1024  # all responses of one hook call, decompressed
     # FHIR queries in flight at once in this process: every hook call in flight (gunicorn --threads)
     # sends all its keys (8) at once; fewer pool threads would queue them. Threads start on demand.
     workers: int = 64
@@ -179,13 +184,13 @@ class FhirClient:
             policy = deadline.policy.check_url(url)
         except netguard.EgressRefused:
             raise FhirNotAllowed() from None
+        headers = {"Accept": FHIR_JSON, "Accept-Encoding": "gzip, deflate"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         try:
-            prepared = self._prepare(url, token)
-            # the adapter, not Session.send: no redirects are followed and no cookies are kept (the
-            # session serves every EHR and patient of this process), so there is nothing for it to do
             with netguard.guarded(policy, deadline.end, self.settings.connect_timeout), \
-                    self.adapter.send(prepared, timeout=deadline.timeout(self.settings.connect_timeout),
-                                      stream=True, verify=True, cert=None, proxies={}) as resp:
+                    self.session.get(url, headers=headers, stream=True, allow_redirects=False,
+                                     timeout=deadline.timeout(self.settings.connect_timeout)) as resp:
                 if resp.status_code != 200:
                     raise FhirHttpError(resp.status_code)
                 body = read_limited(resp, deadline, self.settings.max_bytes)
@@ -207,26 +212,6 @@ class FhirClient:
         if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
             raise FhirBadResponse()
         return data
-
-    def _prepare(self, url: str, token: str | None) -> requests.PreparedRequest:
-        """What ``Session.get(url, headers=...)`` prepares, without its per-call merging of settings
-        this session never has (params, auth, hooks, environment proxies: ``trust_env`` is off):
-        the URL encoded once (``prepare_url``, as requests does it), the session's headers with
-        ours, and its cookies as ``Session.prepare_request`` would add them."""
-        p = requests.PreparedRequest()
-        p.method = "GET"
-        p.url = encode_url(url)
-        headers = CaseInsensitiveDict(self.session.headers)
-        headers["Accept"] = FHIR_JSON
-        headers["Accept-Encoding"] = "gzip, deflate"
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        p.headers = headers
-        p.body = None
-        p.hooks = default_hooks()
-        if self.session.cookies:  # an empty jar adds no Cookie header (prepare_cookies({}) adds none)
-            p.prepare_cookies(merge_cookies(RequestsCookieJar(), self.session.cookies))
-        return p
 
     def search(self, base: str, query: str, token: str | None, deadline: Deadline) -> dict:
         """GET ``base/query``. A search (``Type?...``) must answer a Bundle, whose ``next``
@@ -257,27 +242,6 @@ class FhirClient:
         if next_link(page):
             merged["_truncated"] = pages  # more pages than we read; mappers see what was read
         return merged
-
-
-# A URL of this shape is encoded by requests' ``PreparedRequest.prepare_url`` (urllib3's
-# ``parse_url`` then ``requote_uri``) into itself with only the characters below percent-encoded:
-# ASCII, lower-case http(s) scheme and host, a port without a leading zero, a path, no '%' (already
-# encoded parts take the general path), no fragment, no dot segment (which it would remove).
-_SIMPLE_URL = re.compile(r'https?://[a-z0-9][a-z0-9.\-]*(?::([1-9][0-9]{0,4}))?/[ !"$&-~]*\Z')
-_ENCODED_CHARS = str.maketrans({c: f"%{ord(c):02X}" for c in ' "<>[\\]^`{|}'})
-
-
-def encode_url(url: str) -> str:
-    """``url`` as requests' ``prepare_url`` encodes it (the test checks they agree on every
-    printable ASCII character in path and query), in one pass for the usual FHIR query URL
-    instead of urllib3's parse and character-by-character check; anything else is left to
-    ``prepare_url`` itself."""
-    m = _SIMPLE_URL.match(url)
-    if m is None or "/." in url.split("?", 1)[0] or (m[1] is not None and int(m[1]) > 65535) or url[-1] in " ?":
-        p = requests.PreparedRequest()
-        p.prepare_url(url, None)
-        return p.url or ""
-    return url.translate(_ENCODED_CHARS)
 
 
 def _loads(body: bytes):
@@ -311,12 +275,19 @@ def _entries(bundle: dict) -> list:
     return list(entries)
 
 
+PIECE = 64 * 1024  # bytes read from the socket, and inflated, at once
+CONTAINER_COST = 64  # budget bytes one JSON object or array costs once parsed (an empty dict is 64 bytes)
+
+
 def read_limited(resp: requests.Response, deadline: Deadline, max_bytes: int) -> bytes:
-    """The body, read raw in pieces and decompressed here, so that neither the size limits nor the
-    deadline can be outrun: before each read the socket's timeout is cut to what is left of the
-    deadline (the watchdog closes it at the deadline in any case), each piece is decompressed with
-    a bound on its output (a gzip bomb yields at most the limit, not its expansion), and every
-    decompressed byte counts against this response's limit and the call's budget."""
+    """The body, read raw in pieces and decompressed here as a stream, so that neither the size
+    limits nor the deadline can be outrun: before each read the socket's timeout is cut to what is
+    left of the deadline (the watchdog closes it at the deadline in any case); before each piece is
+    inflated, its output is bounded by what this response and the call may still read (never more
+    than ``PIECE``), so a gzip bomb inflates at most the budget plus one byte, never its expansion
+    and never a piece larger than what is left; every decompressed byte counts against this
+    response's limit and the call's budget. Finally each JSON object and array counts
+    ``CONTAINER_COST`` more against the call's budget (4 MiB of ``{},`` parse into 90 MB of dicts)."""
     declared = resp.headers.get("Content-Length", "").strip()
     if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise FhirBadResponse(FhirOutcome.TOO_LARGE)
@@ -332,6 +303,11 @@ def read_limited(resp: requests.Response, deadline: Deadline, max_bytes: int) ->
     raw = resp.raw
     chunks, size = [], 0
 
+    def allowed() -> int:
+        """Bytes this response may still yield, checked before inflating: one past the
+        smaller of its own limit and the call's budget, so going over is seen, not cut."""
+        return min(deadline.allowance(max_bytes - size), PIECE) + 1
+
     def take(piece: bytes) -> None:
         nonlocal size
         size += len(piece)
@@ -346,7 +322,7 @@ def read_limited(resp: requests.Response, deadline: Deadline, max_bytes: int) ->
             if left <= 0.005:
                 raise FhirTimeout()
             _set_read_timeout(raw, left)
-            chunk = raw.read1(65536, decode_content=False) if hasattr(raw, "read1") else raw.read(65536, decode_content=False)
+            chunk = raw.read1(PIECE, decode_content=False) if hasattr(raw, "read1") else raw.read(PIECE, decode_content=False)
             if not chunk:
                 break
             if decoder is None:
@@ -354,14 +330,16 @@ def read_limited(resp: requests.Response, deadline: Deadline, max_bytes: int) ->
                 continue
             data = chunk
             while data:
-                piece = decoder.decompress(data, max(max_bytes - size, 0) + 1)
-                take(piece)
+                take(decoder.decompress(data, allowed()))
                 data = decoder.unconsumed_tail
         if decoder is not None:
-            take(decoder.flush(max(max_bytes - size, 0) + 1))
+            # all input was consumed above, so what zlib still holds is at most one match (258 bytes)
+            take(decoder.flush())
     except zlib.error:
         raise FhirBadResponse() from None
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    deadline.spend_bytes(CONTAINER_COST * (body.count(b"{") + body.count(b"[")))
+    return body
 
 
 def _set_read_timeout(raw, seconds: float) -> None:
