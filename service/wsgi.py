@@ -254,8 +254,7 @@ def _worker_classes():
         # All requests being collected by a worker hold at most BUFFER_BYTES (else 503).
 
         def enqueue_req(self, conn) -> None:
-            if getattr(conn, "aza_complete", False) or self.cfg.is_ssl or conn.is_http2:
-                conn.aza_complete = False
+            if self.cfg.is_ssl or conn.is_http2:  # TLS ends at the front proxy (docs/deployment.md)
                 super().enqueue_req(conn)
                 return
             state = conn.aza_state = _Collecting(time.monotonic() + READ_SECONDS)
@@ -297,7 +296,6 @@ def _worker_classes():
                     conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
                 conn.parser.unreader.unread(state.bytes())
                 conn.data_ready = True
-                conn.aza_complete = True
                 conn.aza_arrived = time.monotonic()  # the request is here: its deadline starts now
                 super().enqueue_req(conn)
                 return
