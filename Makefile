@@ -21,7 +21,10 @@ run: $(STAMP)
 # Debian's postgresql if missing (apt-get, as root), starts a throwaway cluster on a free 127.0.0.1
 # port as an unprivileged user, runs pytest with AZA_TEST_POSTGRES_URL set, and removes the
 # cluster afterwards, pass or fail (with CI set, PostgreSQL tests fail instead of skipping).
+# scripts/nginx-install.sh installs Debian's nginx the same way, for the scale-out test (nginx in
+# front of two instances, deploy/nginx.conf); the test starts nginx itself on a loopback port.
 test: $(STAMP)
+	bash scripts/nginx-install.sh
 	bash scripts/pg-test-cluster.sh run -- $(BIN)/python -m pytest
 
 # ruff (pyflakes, pycodestyle, bugbear) and mypy, both configured in pyproject.toml

@@ -154,3 +154,13 @@ def test_bodies_of_empty_objects_are_refused_before_parsing_and_keep_the_worker_
     assert after <= LIMIT_KB, f"worker peak RSS {after} kB"
     status, _ = post(server.base, json.dumps(hook_request(pre=prefetch())).encode())  # and it answers on
     assert status == 200
+
+
+def test_workers_are_recycled_with_jitter_only_as_a_second_line():
+    """Memory is bounded by the limits above; recycling a worker after many requests (each at its
+    own count, so the workers do not restart together) only guards against slow creep."""
+    from service.wsgi import MAX_REQUESTS, gunicorn_settings
+
+    settings = gunicorn_settings(host="127.0.0.1", port=8080, workers=2, threads=4)
+    assert settings["max_requests"] == MAX_REQUESTS >= 10_000
+    assert 0 < settings["max_requests_jitter"] <= MAX_REQUESTS // 10

@@ -213,7 +213,7 @@ class Nginx:
                     return
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"nginx exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+                    raise RuntimeError("nginx exited: " + (self.proc.stderr.read().decode() if self.proc.stderr else "")) from None
             time.sleep(0.05)
         raise RuntimeError("nginx did not start")
 
