@@ -90,12 +90,6 @@ class Config:
     max_queue_seconds: float = setting(1.0, "a hook call that waited longer than this for a worker gets 503 "
                                             "with Retry-After")
     client_seconds: float = setting(10.0, "the longest one request may hold a gunicorn thread, slow client included")
-    request_read_seconds: float = setting(5.0, "a request (head and body) must be received whole this many seconds "
-                                               "after its first byte, before any thread is used (else 408)")
-    read_buffer_bytes: int = setting(24 * 1024 * 1024, "bytes one worker may hold for requests it is still reading "
-                                                       "(else 503 with Retry-After)")
-    max_json_containers: int = setting(100_000, "most JSON objects and arrays in one request body (413 above: "
-                                                "parsed, each costs about 64 bytes of memory)")
     weight_max_age_days: int = setting(90, "a body weight older than this is not used for mg/kg")
     max_info_cards: int = setting(1, "at most this many info cards per response")
     guideline: str = setting("cpic", "pharmacogenomic guideline profile: cpic (CPIC) or dpwg (Dutch DPWG 2025); "

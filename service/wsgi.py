@@ -42,8 +42,8 @@ GRACEFUL_TIMEOUT = 20  # seconds a stopping worker has to finish the calls in fl
 CLIENT_SECONDS = 10.0  # the longest one request (read, answer, write) may hold a worker thread
 HEAD_BYTES = 64 * 1024  # a request head this long goes to a thread (gunicorn's limits answer 414/431)
 BODY_BYTES = 5 * 1024 * 1024  # largest body read (AZA_CDS_MAX_BODY_BYTES); 413 above, before it is read
-READ_SECONDS = 5.0  # a request must be in whole this long after its first byte (AZA_CDS_REQUEST_READ_SECONDS); else 408
-BUFFER_BYTES = 24 * 1024 * 1024  # all requests being read by one worker (AZA_CDS_READ_BUFFER_BYTES); else 503
+READ_SECONDS = 5.0  # a request must be in whole this long after its first byte (half AZA_CDS_CLIENT_SECONDS); else 408
+BUFFER_BYTES = 24 * 1024 * 1024  # all requests being read by one worker (at least one body and head); else 503
 _BUFFERED = 0  # bytes held now by the requests this worker is reading (main loop only)
 
 
@@ -413,8 +413,8 @@ def run_gunicorn(cfg: Config, *, host: str, port: int, workers: int, threads: in
     global CLIENT_SECONDS, BODY_BYTES, READ_SECONDS, BUFFER_BYTES
     CLIENT_SECONDS = cfg.client_seconds  # read by the forked workers
     BODY_BYTES = cfg.max_body_bytes
-    READ_SECONDS = min(cfg.request_read_seconds, cfg.client_seconds)
-    BUFFER_BYTES = max(cfg.read_buffer_bytes, BODY_BYTES + HEAD_BYTES)
+    READ_SECONDS = cfg.client_seconds / 2
+    BUFFER_BYTES = max(BUFFER_BYTES, BODY_BYTES + HEAD_BYTES)
     settings: dict[str, Any] = {}
     if cfg.metrics:  # prometheus-client's multiprocess mode: every worker's samples, added up by /metrics
         from dataclasses import replace

@@ -9,7 +9,7 @@ high-water mark of its whole life) must stay at or below 200 MB:
   make the service query it (8 prefetch keys each). The service inflates each answer as a stream
   against the call's byte budget, so it answers with a "too large" data-gap card, never 5xx;
 - request bodies of 4.9 MB of empty objects (``[{},{},...]``), 4 at a time: refused with 413
-  before they are parsed (each ``{`` counts against ``AZA_CDS_MAX_JSON_CONTAINERS``).
+  before they are parsed (each ``{`` counts against ``service.jsonbody.MAX_CONTAINERS``, 100,000).
 
 Nothing here measures time.
 """
@@ -128,9 +128,9 @@ def test_gzip_bombs_from_the_fhir_server_keep_the_worker_under_200_mb(server, bo
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda b: post(server.base, b), bodies))
     assert [status for status, _ in results] == [200] * 8, results
-    for _, answer in results:  # each call says what it could not read, and why
-        text = json.dumps(answer)
-        assert "too large" in text, text[:2000]
+    for _, answer in results:  # each call says what it could not read, and why (too large; on a
+        text = json.dumps(answer)  # loaded machine the deadline may come first: also never "no data")
+        assert "data-incomplete" in text and ("too large" in text or "did not answer in time" in text), text[:2000]
     assert bombs.served >= 8
     after = peak_kb(worker)
     assert worker_pids(server.proc.pid) == [worker], "the worker was not replaced meanwhile"
