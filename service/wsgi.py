@@ -23,6 +23,11 @@
   errors (a malformed request line or header: 400; URI too long: 414; header fields too
   large: 431) are JSON OperationOutcomes, logged by error class only (gunicorn's own message
   repeats the offending header, which may be a JWT).
+- Slow clients cost no thread (``CdsThreadWorker``): every request, on a new or a kept-alive
+  connection, is read whole (head and body, Content-Length or chunked, up to the body limit) in
+  the worker's main loop before a thread is used; an incomplete one is answered 408 after half of
+  ``client_seconds``, a body cut short by the client 400, one over the limit 413. nginx in front
+  (``deploy/nginx.conf``, docs/deployment.md) is the first line; this is the second.
 - Logs: the app writes the access log itself, one JSON line per request
   (``service.logs``: method, route, status, latency, service, card count, rule
   ids; never a token or patient data); gunicorn's own messages (start, worker
