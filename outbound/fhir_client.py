@@ -3,10 +3,10 @@
 - One pooled ``requests.Session`` per process (``outbound.netguard``): every URL is checked
   against the call's egress policy (the issuer's FHIR allow-list, else public addresses only)
   and every socket against the call's deadline (DNS, connect, status line, headers, body).
-  Each GET goes through requests' public API (``Session.get`` with ``stream=True``,
-  ``allow_redirects=False``) and the session's guarded transport adapter: no redirect is
-  followed, and the session's cookie policy accepts no cookie (it serves every EHR and patient
-  of the process).
+  Each GET goes through requests' public API: a ``requests.Request`` prepared on its own and
+  sent by the session's guarded transport adapter (``HTTPAdapter.send``): no redirect is
+  followed and no cookie is kept or sent (the session serves every EHR and patient of the
+  process; its cookie policy accepts none in any case).
 - Queries for several prefetch keys run in parallel on a shared thread pool.
 - ``next`` links are followed up to a page limit, and only on the same server
   (a link elsewhere would carry the EHR's token off its server).
@@ -157,6 +157,8 @@ class FhirClient:
         self.settings = settings
         self.session = netguard.guarded_session(pool_maxsize=64)
         self.adapter = self.session.get_adapter("https://")  # the same guarded adapter serves http://
+        # what Session.get would send: the session's default headers (User-Agent, ...) and ours
+        self.headers = {**self.session.headers, "Accept": FHIR_JSON, "Accept-Encoding": "gzip, deflate"}
         self.pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="fhir")
 
     def close(self) -> None:
@@ -184,13 +186,18 @@ class FhirClient:
             policy = deadline.policy.check_url(url)
         except netguard.EgressRefused:
             raise FhirNotAllowed() from None
-        headers = {"Accept": FHIR_JSON, "Accept-Encoding": "gzip, deflate"}
+        headers = dict(self.headers)
         if token:
             headers["Authorization"] = f"Bearer {token}"
         try:
+            # requests' public API: a Request prepared on its own (there is nothing of the session's to
+            # merge in: no auth, params, hooks or cookies, no environment proxies) and sent by the
+            # session's transport adapter (no redirect is followed, no cookie kept, so Session.send
+            # would have nothing to do)
+            prepared = requests.Request("GET", url, headers=headers).prepare()
             with netguard.guarded(policy, deadline.end, self.settings.connect_timeout), \
-                    self.session.get(url, headers=headers, stream=True, allow_redirects=False,
-                                     timeout=deadline.timeout(self.settings.connect_timeout)) as resp:
+                    self.adapter.send(prepared, stream=True, timeout=deadline.timeout(self.settings.connect_timeout),
+                                      verify=True, cert=None, proxies={}) as resp:
                 if resp.status_code != 200:
                     raise FhirHttpError(resp.status_code)
                 body = read_limited(resp, deadline, self.settings.max_bytes)

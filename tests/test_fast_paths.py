@@ -120,8 +120,9 @@ def test_one_pass_over_interpretations_reads_what_the_two_readers_read(value):
 ])
 @responses.activate
 def test_fhir_get_is_what_session_get_sends(url):
-    """The FHIR GET goes through requests' public Session.get: the URL and headers sent are the
-    ones ``Session.prepare_request`` gives (nothing of requests is copied, issue 20)."""
+    """The FHIR GET is prepared by requests' public ``Request.prepare`` and sent by the transport
+    adapter: the URL and headers sent are the ones ``Session.prepare_request`` gives (nothing of
+    requests is copied, issue 20)."""
     from outbound.fhir_client import Deadline
     from outbound.netguard import EgressPolicy
 
