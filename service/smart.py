@@ -22,7 +22,10 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request, send_from_directory
 
 from hooks import SERVICES, HookEnv
+from fhir_mappers import build_facts
 from hooks.errors import HookError
+from hooks.fhir_client import Deadline
+from hooks.gather import FhirAccess, gather
 from hooks.pipeline import bundle_resources, evaluate
 from hooks.prefetch import render
 
@@ -134,15 +137,26 @@ def picture() -> Response:
     }
     kept: dict[str, Any] = {}
     try:
-        result = evaluate(hook_request, env, service=service, drafts=drafts, keep=kept)
+        result = evaluate(hook_request, env, service=service, drafts=drafts, keep=kept)  # the cards, as a hook call
     except HookError as exc:
         raise ApiError(exc.status, exc.message, field=exc.field) from None
-    facts = kept.get("facts")
+    facts = _all_facts(env, drafts, patient, prefetch)
     opts = env.rule_options
-    view = build_picture(facts, guideline=opts.guideline, weight_max_age_days=opts.weight_max_age_days) if facts else None
+    view = build_picture(facts, guideline=opts.guideline, weight_max_age_days=opts.weight_max_age_days)
     return _json_response({"cards": result.response["cards"], "picture": view,
                            "findings": [f.rule_id for f in kept.get("findings", [])],
                            "named": context.get("findings") or [], "order": context.get("order") or ""})
+
+
+def _all_facts(env: HookEnv, drafts: list[dict], patient: str, prefetch: dict):
+    """Facts from every data group the app read, mapped as a hook call maps them (``gather`` with
+    no FHIR server: a group not sent is a gap): the picture shows the whole record even where the
+    cards needed only part of it (an order for allopurinol asks only whether a thiopurine is active)."""
+    service = SERVICES[SERVICE_ID]
+    templates = {k: p.template for k, p in service.prefetch.items()}
+    data, gaps = gather(env.client, FhirAccess(None, None), templates, frozenset(), {"patientId": patient}, prefetch,
+                        Deadline(env.deadline_seconds))
+    return build_facts(drafts, data, today=env.today(), gaps=gaps)
 
 
 def _orders(from_card: Any, prefetch: dict) -> list[dict]:
