@@ -26,7 +26,7 @@ from fhir_mappers import build_facts
 from hooks.errors import HookError
 from hooks.fhir_client import Deadline
 from hooks.gather import FhirAccess, gather
-from hooks.pipeline import bundle_resources, evaluate
+from hooks.pipeline import evaluate
 from hooks.prefetch import render
 
 from .api import _json_response, read_json_body
@@ -120,7 +120,8 @@ def picture() -> Response:
     body = read_json_body()
     patient = body.get("patientId")
     prefetch = body.get("prefetch")
-    context = body.get("appContext") if isinstance(body.get("appContext"), dict) else {}
+    raw_context = body.get("appContext")
+    context: dict = raw_context if isinstance(raw_context, dict) else {}
     if not isinstance(patient, str) or not patient:
         raise ApiError(400, "patientId is required", field="patientId")
     if not isinstance(prefetch, dict):
@@ -160,11 +161,11 @@ def _all_facts(env: HookEnv, drafts: list[dict], patient: str, prefetch: dict):
 
 
 def _orders(from_card: Any, prefetch: dict) -> list[dict]:
-    if isinstance(from_card, list) and from_card:
-        try:
-            return [r for r in bundle_resources(from_card, "draftOrders") if isinstance(r, dict)]
-        except HookError as exc:
-            raise ApiError(400, exc.message, field="appContext.draftOrders") from None
+    if from_card is not None and (not isinstance(from_card, list) or
+                                  not all(isinstance(r, dict) and isinstance(r.get("resourceType"), str) for r in from_card)):
+        raise ApiError(400, "appContext.draftOrders must be a list of FHIR resources", field="appContext.draftOrders")
+    if from_card:
+        return list(from_card)
     meds = prefetch.get("medications")
     active = [e.get("resource") for e in (meds or {}).get("entry") or [] if isinstance(e, dict)] \
         if isinstance(meds, dict) else []

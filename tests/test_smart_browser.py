@@ -126,6 +126,11 @@ def _smart_link(servers) -> dict:
     return links[0][0]
 
 
+def _origin(fhir: MedplumServer) -> str:
+    assert fhir.origin is not None
+    return fhir.origin
+
+
 def test_ehr_launch_from_the_headline_card_completes_and_shows_the_tpmt_result(servers):
     fhir: MedplumServer = servers["fhir"]
     link = _smart_link(servers)
@@ -133,13 +138,13 @@ def test_ehr_launch_from_the_headline_card_completes_and_shows_the_tpmt_result(s
     assert context["findings"] and context["draftOrders"][0]["resourceType"] == "MedicationRequest"
     pid = servers["request"]["context"]["patientId"]
     # what an EHR does when the clinician clicks the link: a launch id bound to the patient and appContext
-    launch = _http(fhir.origin + "/__smart/launch", {"patient": pid, "appContext": link["appContext"]})["launch"]
+    launch = _http(_origin(fhir) + "/__smart/launch", {"patient": pid, "appContext": link["appContext"]})["launch"]
     fhir.reset_log()
     url = link["url"] + "?" + urlencode({"iss": fhir.base_url, "launch": launch})
     page = _browse(servers, url, "ehr-launch")
     assert page["ok"], json.dumps(page)[:3000]
 
-    smart_log = _http(fhir.origin + "/__smart/log")
+    smart_log = _http(_origin(fhir) + "/__smart/log")
     authorize = [q for q in smart_log["authorize"] if q.get("launch") == launch]
     assert len(authorize) == 1
     q = authorize[0]
@@ -165,11 +170,11 @@ def test_ehr_launch_from_the_headline_card_completes_and_shows_the_tpmt_result(s
 def test_standalone_launch_with_iss_only(servers):
     fhir: MedplumServer = servers["fhir"]
     pid = servers["request"]["context"]["patientId"]
-    _http(fhir.origin + "/__smart/launch", {"patient": pid})  # names the patient the "user" picks
-    before = len(_http(fhir.origin + "/__smart/log")["authorize"])
+    _http(_origin(fhir) + "/__smart/launch", {"patient": pid})  # names the patient the "user" picks
+    before = len(_http(_origin(fhir) + "/__smart/log")["authorize"])
     page = _browse(servers, servers["base"] + "/smart/launch?" + urlencode({"iss": fhir.base_url}), "standalone")
     assert page["ok"], json.dumps(page)[:3000]
-    q = _http(fhir.origin + "/__smart/log")["authorize"][before:]
+    q = _http(_origin(fhir) + "/__smart/log")["authorize"][before:]
     assert len(q) == 1 and "launch" not in q[0] and q[0]["aud"] == fhir.base_url
     assert q[0]["code_challenge_method"] == "S256"
     assert "*1/*3A" in page["text"]
