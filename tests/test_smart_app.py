@@ -11,7 +11,7 @@ from service import create_app
 from tests.conftest import assert_valid_response
 
 ROOT = Path(__file__).resolve().parent.parent
-HEADLINE = json.loads((ROOT / "examples" / "tpmt-intermediate-and-allopurinol.json").read_text(encoding="utf-8"))
+HEADLINE = json.loads((ROOT / "examples" / "lupus-nephritis-tpmt-im-allopurinol.json").read_text(encoding="utf-8"))
 SERVICE = {"order-select": "thiopurine-order-select", "order-sign": "thiopurine-order-sign"}[HEADLINE["hook"]]
 
 

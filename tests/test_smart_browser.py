@@ -25,7 +25,7 @@ from tests.fhir_server.medplum import MedplumServer
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "smart_app"
 ARTEFACTS = ROOT / "test-artefacts" / "smart"
-HEADLINE = ROOT / "examples" / "tpmt-intermediate-and-allopurinol.json"
+HEADLINE = ROOT / "examples" / "lupus-nephritis-tpmt-im-allopurinol.json"
 TOKEN = "smart-test-token"
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
 
@@ -186,3 +186,18 @@ def test_a_wrong_state_is_refused_by_the_app(servers):
     page = _browse(servers, url, "forged-state")
     assert not page["ok"] and "could not be completed" in page["text"]
     assert urlsplit(page["finalUrl"]).path == "/smart/"
+
+
+def test_the_sandbox_open_link_shape_reads_an_open_server_without_oauth(servers):
+    """The public CDS Hooks sandbox, on an open FHIR server, opens a smart link with
+    ``fhirServiceUrl`` and ``patientId`` added (no iss, no launch): the app reads without a token."""
+    request = servers["request"]
+    with MedplumServer(cors=True) as open_fhir:
+        open_fhir.load(_bundle(request))
+        url = servers["base"] + "/smart/launch?" + urlencode({"fhirServiceUrl": open_fhir.base_url,
+                                                              "patientId": request["context"]["patientId"]})
+        page = _browse(servers, url, "sandbox-open")
+        assert page["ok"], json.dumps(page)[:3000]
+        assert "*1/*3A" in page["text"]
+        reads = [r for r in open_fhir.request_log() if r["method"] == "GET"]
+        assert reads and not any(r["authorization_present"] for r in reads)

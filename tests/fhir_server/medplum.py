@@ -66,8 +66,8 @@ class MedplumServer:
     :param default_count: page size of searches without ``_count``.
     :param validate: validate resources against the FHIR R4 definitions on create/update.
     :param cors: answer browsers from any origin (``--cors``).
-    :param smart: SMART App Launch 2.0 discovery, authorize and token endpoints (``--smart``, needs
-        ``token``; see ``smart.mjs``).
+    :param smart: SMART App Launch 2.0 discovery, authorize and token endpoints (``--smart``; the
+        token endpoint hands out ``token``; see ``smart.mjs``).
     :param port: port to listen on; 0 picks a free one.
     :param startup_timeout: seconds to wait for the server to report it is listening.
     """

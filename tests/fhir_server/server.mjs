@@ -12,7 +12,7 @@
 //   * all-or-nothing `transaction` Bundles (rolled back on any failing entry);
 //   * resource validation against the FHIR R4 base definitions on create/update.
 //
-// Usage: node server.mjs [--port 0] [--token SECRET [--smart]] [--delay-ms N] [--default-count 20]
+// Usage: node server.mjs [--port 0] [--token SECRET] [--smart] [--delay-ms N] [--default-count 20]
 //                        [--max-count 1000] [--no-validate] [--cors] [--watch-stdin] [--verbose]
 // Prints exactly one line on stdout when ready: `LISTENING http://127.0.0.1:PORT/fhir`.
 //
@@ -108,9 +108,8 @@ const TOKEN = args.token;
 const VALIDATE = !args['no-validate'];
 const SMART = args.smart;
 const CORS = args.cors || SMART; // the SMART app runs in a browser on another origin
-if (SMART && !args.token) {
-  fail('--smart needs --token (the token endpoint hands it out)');
-}
+// without --token, FHIR reads stay open and the token endpoint hands out a token nobody checks
+const SMART_TOKEN = TOKEN ?? 'open-server-token';
 const VERBOSE = args.verbose;
 if (TOKEN !== undefined && TOKEN === '') {
   fail('--token must not be empty');
@@ -961,7 +960,7 @@ async function onRequest(req, res) {
     return;
   }
 
-  if (SMART && await handleSmart(req, res, url, { base: baseUrl, token: TOKEN, sendJson, readBody })) {
+  if (SMART && await handleSmart(req, res, url, { base: baseUrl, token: SMART_TOKEN, sendJson, readBody })) {
     return;
   }
 

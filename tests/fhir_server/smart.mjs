@@ -1,4 +1,4 @@
-// SMART App Launch 2.0 for the in-memory test server (`--smart`, with `--token`): discovery at
+// SMART App Launch 2.0 for the in-memory test server (`--smart`; with `--token`, the token it hands out is the one FHIR reads need): discovery at
 // `/fhir/.well-known/smart-configuration`, an authorization endpoint that answers at once (no login
 // page: the "user" approves everything) and a token endpoint that checks PKCE S256 and hands out
 // the server's one bearer token. Enough for a browser test to complete a real EHR or standalone
