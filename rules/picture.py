@@ -11,7 +11,7 @@ from typing import Any
 from fhir_mappers.facts import ClinicalFacts, Measurement, MedicationFact
 
 from . import pgx
-from .common import thiopurine_of, usable_weight
+from .common import drug_spec, thiopurine_of, usable_weight
 from .context import CallContext
 from .interactions import interacting_ingredients, medications
 from .knowledge_base import load
@@ -80,8 +80,33 @@ def _dose(order: MedicationFact, drug: str, facts: ClinicalFacts, ctx: CallConte
             "range_source": spec.get("source", "")}
 
 
+def _meaning(status: pgx.GeneStatus, drug: str | None, guideline: str) -> dict:
+    """The guideline's starting-dose advice for this gene state and the thiopurine ordered, as values
+    from pgx.toml (the same entries the dose rules use): a band of the normal dose, or what to do."""
+    if status.state != "known" or not drug:
+        return {}
+    spec = drug_spec(drug, guideline)
+    if status.is_poor:
+        poor = spec.get("poor", {})
+        return {"drug": drug, "action": poor.get("action", ""), "fraction": poor.get("fraction"),
+                "malignant_fraction": poor.get("malignant_fraction"), "source": poor.get("source", "")}
+    if status.is_intermediate:
+        band = spec.get(f"{status.gene.lower()}_im") or spec.get("one_im") or {}
+        return {"drug": drug, "action": "reduce", "low": band.get("low"), "high": band.get("high"),
+                "source": band.get("source", "")}
+    if status.phenotype == "Normal Metabolizer":
+        return {"drug": drug, "action": "normal", "source": guideline_profile_source(guideline)}
+    return {}
+
+
+def guideline_profile_source(guideline: str) -> str:
+    return str(load()["pgx"]["profiles"][guideline].get("source", ""))
+
+
 def _genes(facts: ClinicalFacts, ctx: CallContext, guideline: str) -> list[dict]:
     st = pgx.statuses(facts, ctx)
+    drug = next((d for _, d in ctx.thiopurine_orders), None) or next(
+        (d for m in facts.active_medications if (d := thiopurine_of(m))), None)
     out = []
     for gene, status in st.items():
         results = [{"kind": r.kind, "value": r.value, "when": _when(r.when), "note": r.note,
@@ -93,6 +118,7 @@ def _genes(facts: ClinicalFacts, ctx: CallContext, guideline: str) -> list[dict]
                                 "preliminary": False, "source_ref": ""})
         out.append({"gene": gene, "state": status.state, "phenotype": status.phenotype,
                     "guideline": guideline.upper(), "results": results, "problems": status.problems,
+                    "meaning": _meaning(status, drug, guideline),
                     "preliminary": status.preliminary})
     return out
 

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
+from examples.people import history, storied
 from tests.fhir_server.medplum import MedplumServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,10 +62,13 @@ def _npm_ci() -> None:
 
 
 def _bundle(request: dict) -> dict:
-    """The example's prefetched resources as a transaction (ids kept)."""
+    """The example's prefetched resources as a transaction (ids kept), with the demo's story: the
+    patient's name, readable conditions and an earlier record for the trend charts."""
     seen, entries = set(), []
     for value in request["prefetch"].values():
         resources = [e["resource"] for e in value.get("entry", [])] if value.get("resourceType") == "Bundle" else [value]
+        resources = [storied(HEADLINE.stem, r) for r in resources]
+        resources += history(HEADLINE.stem, f"Patient/{request['context']['patientId']}") if value is request["prefetch"]["patient"] else []
         for r in resources:
             key = f"{r['resourceType']}/{r['id']}"
             if key not in seen:
@@ -161,7 +165,9 @@ def test_ehr_launch_from_the_headline_card_completes_and_shows_the_tpmt_result(s
                for r in reads)  # the pharmacogenomic query, with the token
 
     text = page["text"]
+    assert "Maria Okafor" in text and "start at 30-80 % of the normal dose (CPIC, azathioprine)" in text
     assert "TPMT" in text and "*1/*3A" in text and "Intermediate Metabolizer (CPIC)" in text
+    assert "Lymphocytes" in text and "Thresholds: below 0.5" in text  # the rules' cut-off, drawn and said
     assert "mg/kg/day" in text and "Findings" in text
     assert page["violations"] == [], page["violations"]
     assert all(Path(p).stat().st_size > 10_000 for p in page["screenshots"])

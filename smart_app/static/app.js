@@ -64,6 +64,17 @@
     show('findings-section');
   }
 
+  const pct = (f) => Math.round(f * 100) + ' %';
+  function meaning(m, guideline) {
+    if (!m || !m.action) return '—';
+    const by = ' (' + guideline + ', ' + m.drug + ')';
+    if (m.action === 'normal') return 'normal starting dose' + by;
+    if (m.action === 'reduce') return 'start at ' + (m.low === m.high ? pct(m.low) : Math.round(m.low * 100) + '-' + pct(m.high)) + ' of the normal dose' + by;
+    if (m.action === 'avoid') return 'consider a non-thiopurine alternative' + (m.malignant_fraction ? '; in malignancy ' + pct(m.malignant_fraction) + ' of the dose' : '') + by;
+    if (m.action === 'avoid_or_reduce') return 'an alternative, or ' + pct(m.fraction) + ' of the normal dose' + by;
+    return m.action + by;
+  }
+
   function drawGenes(genes) {
     const body = $('genes').querySelector('tbody');
     genes.forEach((g) => {
@@ -75,18 +86,39 @@
         tr.appendChild(el('td', r.value + (r.when ? ' (' + r.when.slice(0, 10) + ')' : '') + (r.preliminary ? ' PRELIMINARY' : '')));
         tr.appendChild(el('td', KIND[r.kind] || r.kind || '—'));
         tr.appendChild(el('td', i === 0 ? (g.phenotype ? g.phenotype + ' (' + g.guideline + ')' : g.state) : ''));
+        tr.appendChild(el('td', i === 0 ? meaning(g.meaning, g.guideline) : ''));
         body.appendChild(tr);
       });
     });
     show('genes-section');
   }
 
+  // The service's thresholds as dashed horizontal lines across the whole plot (a series of one
+  // result still shows them), each labelled at its right end.
+  const thresholdLines = {
+    id: 'thresholdLines',
+    afterDatasetsDraw(chart, args, opts) {
+      const { ctx, chartArea, scales } = chart;
+      (opts.lines || []).forEach((t) => {
+        const y = scales.y.getPixelForValue(t.value);
+        if (y < chartArea.top || y > chartArea.bottom) return;
+        ctx.save();
+        ctx.strokeStyle = t.color; ctx.setLineDash([6, 4]); ctx.lineWidth = 1.5;
+        ctx.beginPath(); ctx.moveTo(chartArea.left, y); ctx.lineTo(chartArea.right, y); ctx.stroke();
+        ctx.setLineDash([]); ctx.fillStyle = t.color; ctx.font = '11px system-ui, sans-serif';
+        ctx.textAlign = 'right'; ctx.fillText(t.label, chartArea.right - 2, y - 3);
+        ctx.restore();
+      });
+    },
+  };
+
   function lineChart(canvas, labels, series, lines) {
-    const datasets = [{ label: series.label, data: series.data, borderColor: '#0b3d62', backgroundColor: '#0b3d62', tension: 0, spanGaps: true }];
-    lines.forEach((t) => datasets.push({ label: t.label, data: labels.map(() => t.value), borderColor: t.color, borderDash: [6, 4], pointRadius: 0, borderWidth: 1.5 }));
-    return new Chart(canvas, { type: 'line', data: { labels, datasets },
+    const top = Math.max(...series.data.filter((v) => v !== null), ...lines.map((t) => t.value));
+    return new Chart(canvas, { type: 'line', plugins: [thresholdLines],
+      data: { labels, datasets: [{ label: series.label, data: series.data, borderColor: '#0b3d62', backgroundColor: '#0b3d62', tension: 0, spanGaps: true }] },
       options: { animation: false, maintainAspectRatio: false, responsive: true,
-        plugins: { legend: { position: 'bottom', labels: { boxWidth: 12 } } }, scales: { y: { beginAtZero: true } } } });
+        plugins: { legend: { display: false }, thresholdLines: { lines } },
+        scales: { y: { beginAtZero: true, suggestedMax: top * 1.15 } } } });
   }
 
   function drawDoses(doses) {
@@ -104,7 +136,7 @@
     if (charted.length) {
       const max = charted[charted.length - 1].max_mg_per_kg_day;
       lineChart($('dose-chart'), charted.map((d) => d.date || 'now'), { label: 'mg/kg/day', data: charted.map((d) => d.mg_per_kg_day) },
-        max ? [{ label: 'maximum for the indication (' + max + ')', value: max, color: '#a4001a' }] : []);
+        max ? [{ label: 'maximum for the indication: ' + max, value: max, color: '#a4001a' }] : []);
       $('dose-chart').setAttribute('aria-label', 'Dose history in mg/kg/day: ' + charted.map((d) => (d.date || 'now') + ' ' + num(d.mg_per_kg_day)).join(', ') + (max ? '; maximum ' + max : ''));
     } else $('dose-chart').parentNode.hidden = true;
     show('dose-section');
@@ -129,7 +161,7 @@
       div.appendChild(el('p', 'Latest: ' + (last.comparator || '') + num(last.value) + ' ' + last.unit + ' on ' + (last.when || '').slice(0, 10) + (cuts.length ? '. Thresholds: ' + cuts.join(', ') : '')));
       box.appendChild(div);
       lineChart(canvas, lab.series.map((m) => (m.when || '').slice(0, 10)), { label: analyte, data: lab.series.map((m) => m.value) },
-        lab.thresholds.map((t) => ({ label: t.direction + ' ' + t.value, value: t.value, color: t.severity === 'severe' ? '#a4001a' : '#7a4a00' })));
+        lab.thresholds.map((t) => ({ label: t.direction + ' ' + t.value + (t.severity === 'severe' ? ' (severe)' : ''), value: t.value, color: t.severity === 'severe' ? '#a4001a' : '#7a4a00' })));
     });
     if (!box.children.length) box.appendChild(el('p', 'No results on record.'));
     show('labs-section');
