@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = default_data_dir()  # kept: the feedback given in the sandbox is what `report` reads
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
+        print("Starting the FHIR test server (the first time, npm ci in tests/fhir_server: a few seconds)...",
+              flush=True)
         try:
             fhir.start()
         except MedplumServerError as exc:
@@ -209,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             patients.append((path.stem, pid, request))
 
         base = f"http://127.0.0.1:{port}"
+        print(f"Loaded {len(patients)} patients. Starting the service...", flush=True)
         log_path = data_dir / "demo-service.log"
         with open(log_path, "ab") as log:
             service = subprocess.Popen(
