@@ -21,15 +21,14 @@
     return { resourceType: 'Bundle', type: 'searchset', entry };
   }
 
-  async function readRecord(client) {
-    const pid = client.patient.id;
+  async function readRecord(client, pid) {
     const q = await (await fetch('api/queries?patient=' + encodeURIComponent(pid))).json();
     const prefetch = {};
     await Promise.all(Object.entries(q.queries).map(async ([key, query]) => {
       try {
-        prefetch[key] = entries(await client.request(query, { pageLimit: 0, flat: false }));
+        prefetch[key] = entries(await client.request(query, { pageLimit: 10, flat: false }));
       } catch (err) {
-        prefetch[key] = null; // the service names it as data it could not check
+        // left out: the service names it as data it could not check (a card, never "normal")
       }
     }));
     return prefetch;
@@ -186,11 +185,18 @@
     let context = {};
     const raw = client.state.tokenResponse && client.state.tokenResponse.appContext;
     try { context = typeof raw === 'string' ? JSON.parse(raw) : (raw || {}); } catch (e) { context = {}; }
-    const prefetch = await readRecord(client);
+    // the patient in context: the token response's, else the one the card named
+    const pid = client.patient.id || context.patient;
+    if (!pid) {
+      status.textContent = 'The EHR did not say which patient this is (no patient in the launch context).';
+      status.className = 'error';
+      return;
+    }
+    const prefetch = await readRecord(client, pid);
     $('patient').textContent = patientLine(prefetch.patient);
     status.textContent = 'Evaluating…';
     const resp = await fetch('api/picture', { method: 'POST', headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ patientId: client.patient.id, prefetch, appContext: context }) });
+      body: JSON.stringify({ patientId: pid, prefetch, appContext: context }) });
     const answer = await resp.json();
     if (!resp.ok) {
       status.textContent = 'The service could not evaluate the record: ' + ((answer.issue || [{}])[0].diagnostics || resp.status);
