@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import json
+from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
@@ -51,7 +53,8 @@ OVERRIDE_REASONS = _all_override_reasons()  # every code a card may offer (the r
 
 
 def render_cards(findings: list[Finding], *, drafts: dict[str, dict], patient_id: str | None,
-                 today: date, max_info_cards: int = 1, guideline: str = "cpic") -> list[dict]:
+                 today: date, max_info_cards: int = 1, guideline: str = "cpic",
+                 app: AppLink | None = None) -> list[dict]:
     """One card per finding, most severe first; info cards beyond ``max_info_cards`` are merged into
     the last info card (never dropped: a check that could not be done, age, pregnancy... stay)."""
     ordered = sorted(findings, key=lambda f: (-SEVERITY[_indicator(f)], catalogue()[f.rule_id].priority))
@@ -63,7 +66,7 @@ def render_cards(findings: list[Finding], *, drafts: dict[str, dict], patient_id
     main = [(f, r) for f, r in rendered if r.indicator != "info"]
     infos = [(f, r) for f, r in rendered if r.indicator == "info"]
     kw: dict[str, Any] = {"drafts": drafts, "patient_id": patient_id, "today": today, "guideline": guideline,
-                          "version": knowledge_version()}
+                          "version": knowledge_version(), "app": app}
     cards = [card(f, r, **kw) for f, r in main]
     cards += [card(f, r, **kw) for f, r in infos[:keep - 1]]
     rest = infos[keep - 1:]
@@ -87,11 +90,14 @@ def merged_card(items: list[tuple[Finding, Rendered]], **kw) -> dict:
                     sources=tuple(k for f, _ in items for k in sources_of(f)), drug=first.drug)
     out = card(extra, merged, **kw)
     out["extension"][EXTENSION]["mergedRuleIds"] = [f.rule_id for f, _ in items]
+    app = kw.get("app")
+    if app is not None:
+        out["links"][-1] = app.link([f.rule_id for f, _ in items], first.order_ref)
     return out
 
 
 def card(f: Finding, r: Rendered, *, drafts: dict[str, dict], patient_id: str | None, today: date,
-         guideline: str = "cpic", version: str | None = None) -> dict:
+         guideline: str = "cpic", version: str | None = None, app: AppLink | None = None) -> dict:
     """One card; ``version``: the knowledge version (``rules.knowledge_version()``, found once per answer)."""
     kb = load()
     keys = sources_of(f)
@@ -111,6 +117,7 @@ def card(f: Finding, r: Rendered, *, drafts: dict[str, dict], patient_id: str | 
         },
         "extension": {EXTENSION: {"ruleId": f.rule_id, "knowledgeVersion": version, "guideline": guideline}},
     }
+
     if main.url:
         out["source"]["url"] = main.url
     links, seen = [], set()
@@ -119,6 +126,8 @@ def card(f: Finding, r: Rendered, *, drafts: dict[str, dict], patient_id: str | 
         if s.url and s.url not in seen:
             seen.add(s.url)
             links.append({"label": s.label, "url": s.url, "type": "absolute"})
+    if app is not None:
+        links.append(app.link([f.rule_id], f.order_ref))
     if links:
         out["links"] = links
     suggestions = [s for s in (_suggestion(f, a, drafts, patient_id, today, guideline) for a in f.actions) if s]
@@ -130,6 +139,31 @@ def card(f: Finding, r: Rendered, *, drafts: dict[str, dict], patient_id: str | 
     if r.indicator != "info":
         out["overrideReasons"] = override_reasons(f.rule_id)
     return out
+
+
+@dataclass(frozen=True)
+class AppLink:
+    """Where the SMART app is launched from and what a card hands it: every card links to it
+    (``links[].type = "smart"``); ``appContext`` (a JSON string the EHR passes to the app in its token
+    response) names the card's rule ids, the order the card is about and this call's draft orders, so
+    that the app runs the same rules on the same orders."""
+
+    launch_url: str
+    patient_id: str | None
+    drafts: tuple[dict, ...]
+
+    def link(self, rule_ids: list[str], order_ref: str) -> dict:
+        context = {"patient": self.patient_id, "order": order_ref, "findings": rule_ids,
+                   "draftOrders": [_draft_for_app(r) for r in self.drafts if isinstance(r, dict)]}
+        return {"label": catalogue().raw["meta"]["app_link"]["label"], "url": self.launch_url, "type": "smart",
+                "appContext": json.dumps(context, separators=(",", ":"))}
+
+
+def _draft_for_app(resource: dict) -> dict:
+    """What the app needs of a draft order to evaluate it again: the drug, the dose, the reason."""
+    keep = ("resourceType", "id", "status", "intent", "medicationCodeableConcept", "medicationReference",
+            "dosageInstruction", "reasonCode", "authoredOn", "subject", "vaccineCode", "priorPrescription")
+    return {k: resource[k] for k in keep if k in resource}
 
 
 def new_uuid() -> str:

@@ -17,7 +17,7 @@ from fhir_mappers import GROUP_LABELS, build_facts, order_facts
 from fhir_mappers.facts import DataGap
 from fhir_mappers.fhirjson import ref_of, resources_of
 
-from .cards import render_cards
+from .cards import AppLink, render_cards
 from .errors import BadContext
 from outbound.fhir_client import Deadline, FhirClient
 from .gather import FhirAccess, fetch_references, gather, usable
@@ -37,6 +37,7 @@ class HookEnv:
     max_info_cards: int = 1
     today: Callable[[], date] = date.today
     request_deadline: Deadline | None = None  # this call's limits, set per request by the service
+    app_launch_url: str | None = None  # the SMART app's launch URL, set per request by the service (cards link it)
 
 
 @dataclass
@@ -94,8 +95,9 @@ def run(service: ServiceDefinition, request: dict, env: HookEnv) -> HookResult:
 
 
 def evaluate(request: dict, env: HookEnv, *, service: ServiceDefinition, drafts: list[dict],
-             selected: set[str] | None = None) -> HookResult:
-    """Run the whole pipeline for one hook call."""
+             selected: set[str] | None = None, keep: dict | None = None) -> HookResult:
+    """Run the whole pipeline for one hook call. ``keep``: filled with the call's ``facts`` and
+    ``findings`` (the SMART app shows them beside the cards: the same values, from this code)."""
     started = time.monotonic()
     deadline = env.request_deadline or Deadline(env.deadline_seconds)
     access = access_of(request)
@@ -130,10 +132,13 @@ def evaluate(request: dict, env: HookEnv, *, service: ServiceDefinition, drafts:
     today = env.today()
     facts = build_facts(drafts, data, today=today, gaps=gaps, orders=orders)
     findings = rules.evaluate(facts, env.rule_options)
+    if keep is not None:
+        keep.update(facts=facts, findings=findings)
     by_ref = {m.ref: m.resource for m in facts.active_medications if m.ref and m.resource}
     by_ref.update({ref_of(r): r for r in drafts if ref_of(r)})
+    app = AppLink(env.app_launch_url, pid, tuple(drafts)) if env.app_launch_url else None
     cards = render_cards(findings, drafts=by_ref, patient_id=pid, today=today, max_info_cards=env.max_info_cards,
-                         guideline=env.rule_options.guideline)
+                         guideline=env.rule_options.guideline, app=app)
     shown = {c["source"]["topic"]["code"] for c in cards}
     shown |= {r for c in cards for r in c["extension"]["azathioprine-cds"].get("mergedRuleIds", [])}
     return HookResult({"cards": cards}, rule_ids=[f.rule_id for f in findings if f.rule_id in shown], fhir_ms=fhir_ms)

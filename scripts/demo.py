@@ -7,10 +7,15 @@ Starts, on 127.0.0.1 only:
    example's prefetch: Patient, medications, weight, TPMT/NUDT15 results, labs, conditions...),
    every id prefixed with the example's name and every date moved so that the examples' "today"
    (2026-11-23) is today;
-2. the service in development mode (``serve --dev``: no JWT, loopback only).
+2. the service in development mode (``serve --dev``: no JWT, loopback only), its feedback store
+   and log in the data directory (``AZA_CDS_DATA_DIR``, else ``./data``), so that feedback given
+   in the sandbox outlives the demo and ``azathioprine-cds report`` reads it afterwards.
 
-Then prints, per patient, a sandbox link (``serviceDiscoveryURL``, ``fhirServiceUrl``, ``patientId``)
-and what to click. Ctrl-C stops both. ``--port`` / ``--fhir-port`` choose the ports (0: free ones).
+The patients have names and readable conditions (``examples/people.py``); the FHIR server also
+answers SMART App Launch (``--smart``), so each patient gets a link that launches the SMART app.
+Then prints, per patient, a sandbox link (``serviceDiscoveryURL``, ``fhirServiceUrl``, ``patientId``),
+what to click and the app link. Ctrl-C stops both and prints the ``report`` command.
+``--port`` / ``--fhir-port`` choose the ports (0: free ones).
 """
 from __future__ import annotations
 
@@ -21,7 +26,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from datetime import date, datetime, timedelta
@@ -32,6 +36,8 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from examples.people import history, storied  # noqa: E402
+from service.config import default_data_dir  # noqa: E402
 from tests.fhir_server.medplum import MedplumServer, MedplumServerError  # noqa: E402
 
 SANDBOX = "https://sandbox.cds-hooks.org/"
@@ -77,6 +83,8 @@ def patient_bundle(name: str, request: dict, days: int) -> tuple[str, dict]:
             resources += [e["resource"] for e in value.get("entry", []) if isinstance(e.get("resource"), dict)]
         elif isinstance(value, dict) and value.get("resourceType"):
             resources.append(value)
+    patient_ref = next((f"Patient/{r['id']}" for r in resources if r.get("resourceType") == "Patient"), "")
+    resources = [storied(name, r) for r in resources] + history(name, patient_ref)
     ids = {f"{r['resourceType']}/{r['id']}": f"{r['resourceType']}/{name}-{r['id']}"[:64 + len(r["resourceType"]) + 1]
            for r in resources if r.get("id")}
 
@@ -143,6 +151,22 @@ def _stopped_by_a_signal(returncode: int | None) -> bool:
     return returncode is not None and (returncode == 0 or -returncode in stops or returncode - 128 in stops)
 
 
+def app_link(base: str, fhir: MedplumServer, patient_id: str) -> str:
+    """An EHR launch of the SMART app for this patient: a launch id from the FHIR server's SMART
+    endpoints (what an EHR makes when the clinician opens the app), then ``iss`` and ``launch``."""
+    req = urllib.request.Request(f"{fhir.origin}/__smart/launch", data=json.dumps({"patient": patient_id}).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with _OPENER.open(req, timeout=10) as resp:
+        launch = json.loads(resp.read())["launch"]
+    return f"{base}/smart/launch?" + urlencode({"iss": fhir.base_url, "launch": launch})
+
+
+def report_command(data_dir: Path) -> str:
+    here = data_dir.resolve() == (Path.cwd() / "data").resolve()
+    prefix = "" if here else f"AZA_CDS_DATA_DIR={data_dir} "
+    return f"{prefix}.venv/bin/azathioprine-cds report"
+
+
 def free_port() -> int:
     import socket
 
@@ -165,10 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C, even where this process was started with SIGINT ignored (make or a shell that ignores
     # it for its children): otherwise only Node, which resets it, would stop
     signal.signal(signal.SIGINT, stop)
-    fhir = MedplumServer(cors=True, port=args.fhir_port)
+    fhir = MedplumServer(cors=True, smart=True, port=args.fhir_port)
     service: subprocess.Popen | None = None
-    data_dir = tempfile.TemporaryDirectory(prefix="aza-cds-demo-")
+    data_dir = default_data_dir()  # kept: the feedback given in the sandbox is what `report` reads
+    data_dir.mkdir(parents=True, exist_ok=True)
     try:
+        print("Starting the FHIR test server (the first time, npm ci in tests/fhir_server: a few seconds)...",
+              flush=True)
         try:
             fhir.start()
         except MedplumServerError as exc:
@@ -184,17 +211,19 @@ def main(argv: list[str] | None = None) -> int:
             patients.append((path.stem, pid, request))
 
         base = f"http://127.0.0.1:{port}"
-        log_path = Path(data_dir.name) / "service.log"
-        with open(log_path, "wb") as log:
+        print(f"Loaded {len(patients)} patients. Starting the service...", flush=True)
+        log_path = data_dir / "demo-service.log"
+        with open(log_path, "ab") as log:
             service = subprocess.Popen(
                 [sys.executable, "-m", "service.cli", "serve", "--dev", "--host", "127.0.0.1", "--port", str(port)],
-                cwd=ROOT, env={**os.environ, "AZA_CDS_DATA_DIR": data_dir.name}, stdout=log, stderr=log)
+                cwd=ROOT, env={**os.environ, "AZA_CDS_DATA_DIR": str(data_dir)}, stdout=log, stderr=log)
         wait_for(base + "/healthz", service)
 
         discovery = base + "/cds-services"
         print(f"\nCDS service (development mode, no JWT): {discovery}")
         print(f"FHIR R4 server (in memory, CORS open):   {fhir.base_url}")
         print(f"service log (one JSON line per call):    {log_path}")
+        print(f"feedback store (kept after the demo):    {data_dir}")
         print(f"\nOpen a link in your browser (the sandbox page calls these two loopback servers from your "
               f"browser; if it asks to let {SANDBOX.rstrip('/')} reach devices on your local network, allow it).\n")
         for name, pid, request in patients:
@@ -202,8 +231,10 @@ def main(argv: list[str] | None = None) -> int:
                                               "patientId": pid})
             print(f"== {name}: {described.get(name, '')}")
             print(f"   {link}")
-            print(f"   {clicks(request)}\n")
+            print(f"   {clicks(request)}")
+            print(f"   SMART app for this patient: {app_link(base, fhir, pid)}\n")
         print(f"{READY} {datetime.now():%H:%M:%S}. Ctrl-C stops the service and the FHIR server.", flush=True)
+        print(f"Afterwards, the cards shown and what was done with them: {report_command(data_dir)}", flush=True)
         while service.poll() is None and fhir.running:
             time.sleep(0.5)
         # Ctrl-C reaches every process of the terminal's group at once: a child may exit on it before
@@ -226,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 service.kill()
         fhir.stop()
-        data_dir.cleanup()
+        print(f"\nFeedback is kept in {data_dir}. Cards shown and what was done with them:\n"
+              f"  {report_command(data_dir)}", flush=True)
 
 
 if __name__ == "__main__":

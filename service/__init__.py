@@ -89,6 +89,9 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     from .operations import bp as operations_bp
 
     app.register_blueprint(operations_bp)
+    from .smart import bp as smart_bp
+
+    app.register_blueprint(smart_bp)
     _install_hooks(app)
     return app
 

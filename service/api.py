@@ -111,6 +111,9 @@ def call_service(service_id: str) -> Response:
     env: HookEnv = current_app.extensions["aza_hook_env"]
     if g.get("deadline") is not None:
         env = replace(env, request_deadline=g.deadline)
+    from .smart import launch_url
+
+    env = replace(env, app_launch_url=launch_url())  # every card links the SMART app
     try:
         result = service.handler(body, env)
     except HookError as exc:

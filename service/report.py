@@ -5,8 +5,11 @@ Reads the feedback store (``AZA_CDS_DATABASE_URL`` or the SQLite file in the dat
 stays fast on a large store; weeks (Monday to Sunday, UTC) are summed here.
 
     cards shown    cards the service returned (``cds_card``)
-    feedback       feedback items received (accepted + overridden)
-    override rate  overridden / feedback, the share of answered cards the prescriber dismissed
+    answered       cards with at least one feedback item (a card counts once however many items
+                   name it: an EHR may send one per suggestion, or change its mind)
+    no feedback    cards shown and never answered (shown - answered)
+    feedback       feedback items received (accepted + overridden): outcomes, not cards
+    override rate  overridden / feedback, the share of outcomes that dismissed the card
 
 Feedback about a card this store never recorded (issued by another deployment, or from the
 CDS Hooks specification's examples) is counted under "card not issued here". No patient data is
@@ -36,6 +39,7 @@ CHART_WEEKS = 26
 @dataclass
 class Counts:
     shown: int = 0
+    answered: int = 0  # distinct cards with feedback (``feedback`` counts items, which may be more)
     feedback: int = 0
     accepted: int = 0
     overridden: int = 0
@@ -55,7 +59,7 @@ class Counts:
 
     @property
     def no_feedback(self) -> int:
-        return max(self.shown - self.feedback, 0)
+        return max(self.shown - self.answered, 0)
 
 
 @dataclass
@@ -135,10 +139,22 @@ def build_report(store, *, since: date | None = None, now: datetime | None = Non
     if start:
         fb_q = fb_q.where(f.outcome_at >= start)
 
+    # cards answered: one row per card with feedback (its first feedback's day), then counted per group;
+    # only cards issued here (feedback on other cards is counted as outcomes, under UNKNOWN_RULE)
+    first = (sa.select(f.card_uuid, sa.func.min(f.outcome_at).label("first_at")).group_by(f.card_uuid))
+    if start:
+        first = first.where(f.outcome_at >= start)
+    per_card = first.subquery()
+    aday = _day(per_card.c.first_at, dialect).label("day")
+    answered_q = (sa.select(c.rule_id, c.indicator, aday, sa.func.count().label("n"))
+                  .select_from(per_card.join(cards, c.card_uuid == per_card.c.card_uuid))
+                  .group_by(c.rule_id, c.indicator, aday))
+
     with store.read() as conn:
         shown_rows = conn.execute(shown_q).all()
         titles = conn.execute(titles_q).all()
         fb_rows = conn.execute(fb_q).all()
+        answered_rows = conn.execute(answered_q).all()
 
     report.rule_titles = {rule: title for rule, title in titles if title}
     for rule, indicator, d, n in shown_rows:
@@ -152,6 +168,10 @@ def build_report(store, *, since: date | None = None, now: datetime | None = Non
         for counts in (report.total, report.by_rule[rule or UNKNOWN_RULE],
                        report.by_indicator[indicator or UNKNOWN_INDICATOR], report.by_week[monday(_as_date(d))]):
             counts.add_feedback(outcome, reason, n)
+    for rule, indicator, d, n in answered_rows:
+        for counts in (report.total, report.by_rule[rule], report.by_indicator[indicator],
+                       report.by_week[monday(_as_date(d))]):
+            counts.answered += n
     return report
 
 
@@ -191,10 +211,10 @@ def _period(report: Report) -> str:
 
 
 def render_table(report: Report) -> str:
-    head = ["", "shown", "feedback", "accepted", "overridden", "override rate", "top override reasons"]
+    head = ["", "shown", "answered", "feedback", "accepted", "overridden", "override rate", "top override reasons"]
 
     def table(title: str, items: list[tuple[str, Counts]]) -> list[str]:
-        body = [[_clean(label, 60), str(k.shown), str(k.feedback), str(k.accepted), str(k.overridden),
+        body = [[_clean(label, 60), str(k.shown), str(k.answered), str(k.feedback), str(k.accepted), str(k.overridden),
                  _pct(k.override_rate), _reasons_text(report, k, 28)] for label, k in items]
         widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
         line = lambda row: "  ".join(  # noqa: E731
@@ -206,12 +226,14 @@ def render_table(report: Report) -> str:
     t = report.total
     out = [f"Azathioprine CDS: what prescribers did with the cards ({_period(report)})",
            f"store {report.store}, generated {report.generated_at:%Y-%m-%d %H:%M} UTC", "",
-           f"cards shown {t.shown}, feedback {t.feedback} (accepted {t.accepted}, overridden {t.overridden}), "
+           f"cards: {t.shown} shown, {t.answered} answered, {t.no_feedback} without feedback",
+           f"outcomes: feedback {t.feedback} (accepted {t.accepted}, overridden {t.overridden}), "
            f"override rate {_pct(t.override_rate)}", ""]
     out += table("By rule", [(r if r == UNKNOWN_RULE else f"{r}", report.by_rule[r]) for r in report.rules()])
     out += table("By indicator", [(i, report.by_indicator[i]) for i in report.indicators()])
     out += table("By week (Monday to Sunday, UTC)", [(_week_label(m), report.by_week[m]) for m in report.weeks()])
-    out.append("override rate = overridden / feedback received; cards shown count the week they were shown, "
+    out.append("A card counts once as answered however many feedback items name it; outcomes count every item. "
+               "override rate = overridden / feedback received; cards shown count the week they were shown, "
                "feedback the week the prescriber acted.")
     return "\n".join(out) + "\n"
 
@@ -224,13 +246,13 @@ def _csv_safe(value: str) -> str:
 def render_csv(report: Report) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["section", "key", "title", "cards_shown", "feedback", "accepted", "overridden", "override_rate",
-                "top_override_reasons"])
+    w.writerow(["section", "key", "title", "cards_shown", "cards_answered", "feedback", "accepted", "overridden",
+                "override_rate", "top_override_reasons"])
     for section, key, title, k in _rows(report):
         rate = "" if k.override_rate is None else f"{k.override_rate:.4f}"
         reasons = "; ".join(f"{name} ({n})" for name, n in report.top_reasons(k))
-        w.writerow([section, _csv_safe(key), _csv_safe(title), k.shown, k.feedback, k.accepted, k.overridden,
-                    rate, _csv_safe(reasons)])
+        w.writerow([section, _csv_safe(key), _csv_safe(title), k.shown, k.answered, k.feedback, k.accepted,
+                    k.overridden, rate, _csv_safe(reasons)])
     return buf.getvalue()
 
 
@@ -263,7 +285,7 @@ def _stacked_chart(report: Report) -> dict | None:
                                  "title": f"{rule}: {n} {what}"})
                 x += w
         rows.append({"label": _clean(rule, 34), "y": y, "segments": segments, "note_x": round(x + 6, 1),
-                     "note": f"{k.shown} shown, {k.feedback} answered"})
+                     "note": f"{k.shown} shown, {k.answered} answered ({k.feedback} feedback items)"})
     legend = [{"x": LABEL_W + j * 130, "color": color, "label": what} for j, (color, what) in
               enumerate(((ACCEPTED, "accepted"), (OVERRIDDEN, "overridden"), (UNANSWERED, "no feedback")))]
     return {"width": LABEL_W + BAR_W + 150, "height": height, "label_x": LABEL_W - 8, "bar_h": ROW_H - 10,
@@ -330,7 +352,7 @@ def _weeks_chart(report: Report) -> dict | None:
 
 def _table(report: Report, items: list[tuple[str, str, Counts]], *, code: bool = False) -> list[dict]:
     return [{"name": label, "code": code and label != UNKNOWN_RULE, "title": title, "shown": k.shown,
-             "feedback": k.feedback, "accepted": k.accepted, "overridden": k.overridden,
+             "answered": k.answered, "feedback": k.feedback, "accepted": k.accepted, "overridden": k.overridden,
              "rate": _pct(k.override_rate), "low": k.override_rate is not None and k.feedback < LOW_NUMBERS,
              "reasons": report.top_reasons(k)} for label, title, k in items]
 
@@ -350,7 +372,8 @@ def render_html(report: Report) -> str:
         low_numbers=LOW_NUMBERS, unknown_rule=UNKNOWN_RULE,
         retention=("kept for ever" if report.retention_days is None
                    else f"deleted {report.retention_days} days after they are received"),
-        kpis=[(t.shown, "cards shown"), (t.feedback, "feedback received"), (t.accepted, "accepted"),
+        kpis=[(t.shown, "cards shown"), (t.answered, "cards answered"), (t.feedback, "feedback items"),
+              (t.accepted, "accepted"),
               (t.overridden, "overridden"), (_pct(t.override_rate), "override rate")],
         stacked=_stacked_chart(report), rates=_rates_chart(report), weeks_chart=_weeks_chart(report),
         by_rule=_table(report, [(r, report.rule_titles.get(r, ""), report.by_rule[r]) for r in report.rules()],

@@ -45,10 +45,11 @@ def _ignore_sigint() -> None:
 
 
 @pytest.fixture(params=["terminal", "sigint-ignored"])
-def demo(request):
+def demo(request, tmp_path):
     """``sigint-ignored``: started as make or a shell may start it, with SIGINT ignored (inherited by
     the service; Node resets it), so Ctrl-C used to stop only the FHIR server."""
     proc = subprocess.Popen([sys.executable, "scripts/demo.py", "--port", "0", "--fhir-port", "0"], cwd=ROOT,
+                            env={**os.environ, "AZA_CDS_DATA_DIR": str(tmp_path)},  # the feedback store is kept there
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True,  # its own process group, as under a terminal
                             preexec_fn=_ignore_sigint if request.param == "sigint-ignored" else None)
@@ -73,14 +74,14 @@ def demo(request):
         out.append(line)
         if line.startswith("Demo ready."):
             break
-    yield proc, "".join(out)
+    yield proc, "".join(out), lines
     if proc.poll() is None:
         proc.kill()
         proc.wait()
 
 
 def test_demo_prints_sandbox_links_to_servers_that_answer_the_browser(demo):
-    proc, text = demo
+    proc, text, rest = demo
     links = [line.strip() for line in text.splitlines() if line.strip().startswith("https://sandbox.cds-hooks.org/?")]
     examples = [p for p in (ROOT / "examples").glob("*.json") if not p.name.startswith("trust-")]
     assert len(links) == len(examples)  # one patient per example
@@ -121,4 +122,27 @@ def test_demo_prints_sandbox_links_to_servers_that_answer_the_browser(demo):
     err = proc.stderr.read() if proc.stderr else ""
     assert "on its own" not in err and "unexpectedly" not in err and "Traceback" not in err, err
     assert err.strip() in ("", "stopping"), err
+    after = []
+    while (line := rest.get(timeout=30)) is not None:
+        after.append(line)
+    assert "azathioprine-cds report" in after[-1]  # the demo ends by saying how to read its feedback
     assert not _port_open(discovery) and not _port_open(fhir)
+
+
+def test_demo_patients_have_names_conditions_and_an_app_link(demo):
+    proc, text, _ = demo
+    block = next(b for b in text.split("\n== ") if b.startswith("lupus-nephritis-tpmt-im-allopurinol:"))
+    link = next(line.split(": ", 1)[1].strip() for line in block.splitlines() if "SMART app for this patient" in line)
+    params = {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+    assert set(params) == {"iss", "launch"} and urlsplit(link).path == "/smart/launch"
+    fhir = params["iss"]
+    pid = "lupus-nephritis-tpmt-im-allopurinol-pt-1"
+    status, _, body = _request(f"{fhir}/Patient/{pid}")
+    assert status == 200 and json.loads(body)["name"][0]["text"] == "Maria Okafor"
+    status, _, body = _request(f"{fhir}/Condition?patient={pid}")
+    texts = [e["resource"]["code"].get("text") for e in json.loads(body)["entry"]]
+    assert texts == ["Lupus nephritis"]  # the sandbox's "Treating" choice shows code.text
+    status, _, body = _request(f"{fhir}/.well-known/smart-configuration")
+    assert status == 200 and json.loads(body)["code_challenge_methods_supported"] == ["S256"]
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=30) == 0

@@ -115,9 +115,10 @@ def test_since_limits_cards_and_feedback(populated):
 def test_table_and_csv(populated):
     r = build_report(populated, now=datetime(2026, 11, 23, 12, 0, tzinfo=UTC))
     table = render_table(r)
-    assert "cards shown 27, feedback 18 (accepted 5, overridden 13), override rate 72 %" in table
+    assert "cards: 27 shown, 15 answered, 12 without feedback" in table  # the spec's cards were not shown here
+    assert "outcomes: feedback 18 (accepted 5, overridden 13), override rate 72 %" in table
     line = next(x for x in table.splitlines() if x.startswith("pgx-reduce-dose"))
-    assert re.search(r"pgx-reduce-dose\s+20\s+13\s+2\s+11\s+85 %\s+Recipient assessment", line)
+    assert re.search(r"pgx-reduce-dose\s+20\s+13\s+13\s+2\s+11\s+85 %\s+Recipient assessment", line)
     assert UNKNOWN_RULE in table and "2026-W46 (09 Nov)" in table
 
     rows = list(csv.DictReader(io.StringIO(render_csv(r))))
@@ -167,7 +168,7 @@ def test_empty_store_renders(tmp_path):
         r = build_report(store)
     finally:
         store.close()
-    assert "cards shown 0" in render_table(r)
+    assert "cards: 0 shown, 0 answered" in render_table(r)
     assert render_csv(r).startswith("section,key")
     assert "No feedback received yet" in render_html(r)
 
@@ -183,7 +184,7 @@ def test_command_line(tmp_path, capsys, monkeypatch):
     assert main(["report"]) == 0
     assert "pgx-poor-metabolizer" in capsys.readouterr().out
     assert main(["report", "--format", "csv", "--since", "2026-11-01"]) == 0
-    assert "rule,pgx-poor-metabolizer,TPMT/NUDT15 poor metabolizer,2,1,0,1,1.0000" in capsys.readouterr().out
+    assert "rule,pgx-poor-metabolizer,TPMT/NUDT15 poor metabolizer,2,1,1,0,1,1.0000" in capsys.readouterr().out
     out = tmp_path / "report.html"
     monkeypatch.delenv("AZA_CDS_DATABASE_URL")
     assert main(["report", "--format", "html", "--database-url", url, "-o", str(out)]) == 0

@@ -66,6 +66,8 @@ class MedplumServer:
     :param default_count: page size of searches without ``_count``.
     :param validate: validate resources against the FHIR R4 definitions on create/update.
     :param cors: answer browsers from any origin (``--cors``).
+    :param smart: SMART App Launch 2.0 discovery, authorize and token endpoints (``--smart``; the
+        token endpoint hands out ``token``; see ``smart.mjs``).
     :param port: port to listen on; 0 picks a free one.
     :param startup_timeout: seconds to wait for the server to report it is listening.
     """
@@ -78,6 +80,7 @@ class MedplumServer:
         default_count: int = 20,
         validate: bool = True,
         cors: bool = False,
+        smart: bool = False,
         port: int = 0,
         startup_timeout: float = 60.0,
         node: str | None = None,
@@ -91,6 +94,7 @@ class MedplumServer:
         self.default_count = int(default_count)
         self.validate = validate
         self.cors = cors
+        self.smart = smart
         self.requested_port = int(port)
         self.startup_timeout = startup_timeout
         self.node = node or os.environ.get("MEDPLUM_NODE") or shutil.which("node")
@@ -140,6 +144,8 @@ class MedplumServer:
             cmd.append("--no-validate")
         if self.cors:
             cmd.append("--cors")
+        if self.smart:
+            cmd.append("--smart")
 
         self._stderr_file = tempfile.TemporaryFile(mode="w+", prefix="medplum-server-", suffix=".log")
         self._proc = subprocess.Popen(

