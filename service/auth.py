@@ -343,10 +343,10 @@ def _origin_and_path(url: str) -> tuple[str, str, int, str] | None:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         default = {"http": 80, "https": 443}.get(scheme)
-        port = parts.port or default
+        port = parts.port or default or 0
     except (ValueError, AttributeError):
         return None
-    if default is None or not parts.hostname or "@" in parts.netloc:
+    if not default or not parts.hostname or "@" in parts.netloc:
         return None
     # the trailing slash of the path is not significant here (configured base URLs are kept without one)
     return scheme, parts.hostname.lower(), port, _normalised_path(parts.path).rstrip("/")

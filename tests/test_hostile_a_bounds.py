@@ -92,7 +92,7 @@ def test_the_history_index_names_the_same_evidence_as_a_full_scan():
 
     from fhir_mappers.facts import MedicationFact
 
-    history = [(frozenset({"azathioprine"}), f"MedicationRequest/h{i}", f"earlier order h{i}", date(2020 + i % 6, 1, 1))
+    history: list[tuple[frozenset[str], str, str, date | None]] = [(frozenset({"azathioprine"}), f"MedicationRequest/h{i}", f"earlier order h{i}", date(2020 + i % 6, 1, 1))
                for i in range(12)] + [(frozenset({"azathioprine"}), "", "dispensed", None)]
     order = MedicationFact(ref="MedicationRequest/h3", display="aza", ingredients=frozenset({"azathioprine"}),
                            status="draft", is_draft=True, authored_on=date(2022, 6, 1))

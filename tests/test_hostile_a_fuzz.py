@@ -90,7 +90,7 @@ def client():
 
 def test_ten_thousand_seeded_mutations_never_get_a_5xx(client):
     statuses: Counter[int] = Counter()
-    failures = []
+    failures: list[tuple[int, int, str]] = []
     for i in range(MUTATIONS):
         service, req = _case(SEED, i)
         resp = client.post(f"/cds-services/{service}", data=json.dumps(req, allow_nan=False),

@@ -35,9 +35,14 @@ def _with_height(value, unit="cm") -> dict:
 
 @pytest.mark.parametrize("cm", [-170, 0, 1e-9, 5000, 1e308, -1e308])
 def test_an_implausible_height_is_never_a_body_surface_area(client, monkeypatch, cm):
-    roots = []
+    roots: list[float] = []
     real = math.sqrt
-    monkeypatch.setattr(math, "sqrt", lambda x: roots.append(x) or real(x))
+
+    def sqrt(x: float) -> float:
+        roots.append(x)
+        return real(x)
+
+    monkeypatch.setattr(math, "sqrt", sqrt)
     resp = client.post("/cds-services/thiopurine-order-sign", json=_with_height(cm))
     assert resp.status_code == 200, resp.get_data(as_text=True)
     body = resp.get_json()
