@@ -22,6 +22,11 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
+
+def once_key(service_id: str, outcome: str, card_uuid: str) -> str:
+    """``cds_feedback.once_key``: one item per service, card and outcome (migration 0003 computes the same)."""
+    return f"{service_id}|{outcome}|{card_uuid}"
+
 VERSION_TABLE = "aza_cds_alembic_version"  # its own name, so the store can share a database
 
 # naming convention: constraint names are stable across back ends and migrations
@@ -87,11 +92,17 @@ feedback = sa.Table(
     sa.Column("user_comment", sa.Text(), nullable=True),  # deleted after the retention period
     sa.Column("outcome_at", UTCDateTime(), nullable=False),  # the item's outcomeTimestamp
     sa.Column("received_at", UTCDateTime(), nullable=False),
+    # revision 0003: who sent it (quotas), and service|outcome|card under a unique index (once per card and
+    # outcome); NULL in rows stored before (the earliest of each card and outcome got its key)
+    sa.Column("issuer", sa.String(255), nullable=True),
+    sa.Column("once_key", sa.String(512), nullable=True),
     sa.UniqueConstraint("dedup_key"),
     sa.CheckConstraint("outcome IN ('accepted', 'overridden')", name="outcome"),
     sa.Index(None, "card_uuid"),
     sa.Index(None, "outcome_at"),
     sa.Index(None, "received_at"),
+    sa.Index(None, "once_key", unique=True),
+    sa.Index(None, "issuer", "received_at"),
 )
 
 jti = sa.Table(
