@@ -147,9 +147,11 @@ def feedback(service_id: str) -> Response:
         if store.pending:  # cards this worker issued moments ago are written first, with their rule
             store.flush()
         # only about cards this service issued (any replica: they share the store), once per card and
-        # outcome, within the issuer's quota (issue 18 R5)
-        result = store.record_feedback(service_id, body["feedback"], issuer=g.get("issuer") or "",
-                                       require_issued=True, quota=FeedbackQuota())
+        # outcome, within the issuer's quota (issue 18 R5; without authentication, loopback only, there is
+        # no issuer and so no quota)
+        issuer = g.get("issuer") or None
+        quota = current_app.extensions.get("aza_feedback_quota", FeedbackQuota()) if issuer else None
+        result = store.record_feedback(service_id, body["feedback"], issuer=issuer, require_issued=True, quota=quota)
         if "aza_metrics" in current_app.extensions:
             current_app.extensions["aza_metrics"].feedback_received(body["feedback"])
     except FeedbackInvalid as exc:
