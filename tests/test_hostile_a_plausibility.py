@@ -67,3 +67,28 @@ def test_the_limits_are_knowledge_data_with_a_source():
     low, high = general["height_plausible_cm"]
     assert 0 < low < 50 and 250 < high < 300
     assert general["height_plausible_source"] in load()["sources"]
+
+
+@pytest.mark.parametrize("loinc, value, unit", [("6690-2", -5, "10*9/L"), ("751-8", -1, "10*9/L"),
+                                                ("777-3", -100, "10*9/L"), ("1742-6", -40, "U/L"),
+                                                ("6690-2", 1e9, "10*9/L")])
+def test_a_lab_value_no_patient_can_have_is_quoted_not_read(client, loinc, value, unit):
+    """A negative white cell count is not severe cytopenia and an ALT of -40 U/L is not normal: the value
+    is not used and the data-incomplete card quotes it (monitoring.toml [plausible])."""
+    from tests.builders import hook_request, lab, normal_labs, prefetch
+
+    labs = [x for x in normal_labs() if x["code"]["coding"][0]["code"] != loinc] + [lab(loinc, value, unit, id="odd")]
+    body = client.post("/cds-services/thiopurine-order-sign", json=hook_request(pre=prefetch(labs=labs))).get_json()
+    assert_valid_response(body)
+    codes = [c["source"]["topic"]["code"] for c in body["cards"]]
+    assert "cytopenia-severe" not in codes and "data-incomplete" in codes, codes
+    detail = next(c["detail"] for c in body["cards"] if c["source"]["topic"]["code"] == "data-incomplete")
+    assert f"{value:g} {unit}" in detail and "not a plausible value" in detail
+
+
+def test_a_plausible_lab_value_is_used(client):
+    from tests.builders import hook_request, lab, normal_labs, prefetch
+
+    labs = [x for x in normal_labs() if x["code"]["coding"][0]["code"] != "751-8"] + [lab("751-8", 0.3, "10*9/L", id="low")]
+    body = client.post("/cds-services/thiopurine-order-sign", json=hook_request(pre=prefetch(labs=labs))).get_json()
+    assert "cytopenia-severe" in [c["source"]["topic"]["code"] for c in body["cards"]]
