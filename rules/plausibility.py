@@ -18,14 +18,15 @@ from .knowledge_base import load
 
 def implausible_labs(facts: ClinicalFacts) -> ClinicalFacts:
     """``facts`` without laboratory values outside ``[plausible]``, each named in a data gap."""
-    limits = {k: v for k, v in load()["monitoring"].get("plausible", {}).items() if isinstance(v, list)}
+    limits: dict[str, tuple[float, float]] = {k: (float(v[0]), float(v[1])) for k, v in
+                                              load()["monitoring"].get("plausible", {}).items() if isinstance(v, list)}
     gaps: list[DataGap] = []
     labs = {}
     for analyte, values in facts.labs.items():
-        low, high = limits.get(analyte, (None, None))
-        if low is None or all(low <= m.value <= high for m in values):
+        if analyte not in limits or all(limits[analyte][0] <= m.value <= limits[analyte][1] for m in values):
             labs[analyte] = values
             continue
+        low, high = limits[analyte]
         kept = []
         for m in values:
             if low <= m.value <= high:
