@@ -46,10 +46,11 @@ def test_feedback_about_a_card_never_issued_is_refused_and_nothing_is_stored(ope
     assert store.counts()["feedback"] == 0
 
 
-def test_a_card_issued_by_another_service_is_not_this_services_card(open_client):
+def test_a_card_issued_by_another_service_of_this_deployment_counts_once_per_service(open_client):
     client, store = open_client
     issue(store, "other-service-card", service_id="thiopurine-order-select")
-    assert client.post(FEEDBACK, json={"feedback": [item("other-service-card")]}).status_code == 400
+    assert client.post(FEEDBACK, json={"feedback": [item("other-service-card")]}).get_json()["stored"] == 1
+    assert client.post(FEEDBACK, json={"feedback": [item("other-service-card")]}).get_json()["stored"] == 0
 
 
 def test_once_per_card_and_outcome(open_client):

@@ -12,7 +12,7 @@ Three tables, no patient data in any:
 There is deliberately no foreign key from feedback to card (rows stored before revision 0003
 may name cards this store never saw; they are kept and reported as "card not issued here").
 Since 0003 the feedback endpoint stores an item only when its card has a row in ``cds_card``
-for the same service (any replica's: they share the store), once per service, card and
+(written by any worker or replica: they share the store), once per service, card and
 outcome (``once_key``), within the sending issuer's quota (``issuer``). The Alembic migrations in
 ``migrations/versions`` create exactly these tables; ``tests/test_storage.py`` checks that
 the two never drift apart.

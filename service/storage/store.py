@@ -418,8 +418,8 @@ class FeedbackStore:
 
         Each item is stored at most once per service, card and outcome (a unique index): a retry, or a
         second item about the same card with the same outcome, counts as a duplicate. ``require_issued``:
-        every item must name a card this service issued (its row in ``cds_card``), else FeedbackInvalid
-        naming the item. ``quota``: ``issuer``'s items in the last minute and in all, checked in the
+        every item must name a card this deployment issued (its row in ``cds_card``, written by any
+        worker or replica), else FeedbackInvalid naming the item. ``quota``: ``issuer``'s items in the last minute and in all, checked in the
         writing transaction (on SQLite the write lock serialises the check; on PostgreSQL two requests
         racing may pass it together, overshooting by at most one request's items)."""
         received = datetime.now(timezone.utc)
@@ -465,8 +465,9 @@ class FeedbackStore:
         issued: set[str] = set()
         for i in range(0, len(wanted), 500):
             chunk = wanted[i:i + 500]
-            issued.update(conn.execute(sa.select(c.card_uuid).where(c.card_uuid.in_(chunk),
-                                                                    c.service_id == service_id)).scalars())
+            # issued by any service of this deployment: a card uuid is unique in cds_card, and an EHR may post
+            # feedback to another service's endpoint (the spec's examples are posted to every service)
+            issued.update(conn.execute(sa.select(c.card_uuid).where(c.card_uuid.in_(chunk))).scalars())
         for i, r in enumerate(records):
             if r.card not in issued:
                 raise FeedbackInvalid(f"$.feedback[{i}].card: not a card this service issued", f"$.feedback[{i}].card")
