@@ -8,6 +8,7 @@ never decide what a value means clinically.
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import replace
 from datetime import date
 from typing import Any, Iterable
@@ -113,8 +114,9 @@ def build_facts(
     mapped = {id(f.resource): f.ingredients for f in (*active, *past) if f.resource is not None}
     history = _history([data.get("medications"), data.get("past_medications")], meds_index, draft_refs, mapped)
     if history:
-        orders = [_with_history(o, history) for o in orders]
-        active = [_with_history(m, history) for m in active]
+        index = _HistoryIndex(history)
+        orders = [_with_history(o, index) for o in orders]
+        active = [_with_history(m, index) for m in active]
     observations = [o for key in ("weight", "height", "labs", "pgx", "pregnancy") for o in resources_of(data.get(key), "Observation")]
     # DiagnosticReports may carry their results as contained Observations
     for key in ("pgx", "labs"):
@@ -188,17 +190,85 @@ def _history(values: list[Any], meds_index: dict, draft_refs: set[str],
     return out
 
 
-def _with_history(order: MedicationFact, history: list[tuple[frozenset[str], str, str, date | None]]) -> MedicationFact:
+class _HistoryIndex:
+    """The history of a call indexed by ingredient, so that pairing every order with the earlier
+    orders of its drug costs about the same per order however long the history is (a call with
+    thousands of active and stopped orders once took seconds: each order scanned all of them).
+
+    Per ingredient: the entries in history order (for the evidence text, which names the first
+    entries that qualify), the dated ones sorted by date (for the earliest date) and the undated
+    ones. An entry qualifies for an order when it is not the order itself and is not dated after
+    the order."""
+
+    SCAN = 64  # entries read per order for the evidence text (the first 3 that qualify are named)
+
+    def __init__(self, history: list[tuple[frozenset[str], str, str, date | None]]) -> None:
+        self.history = history
+        self.in_order: dict[str, list[int]] = {}
+        self.by_date: dict[str, list[int]] = {}
+        self.undated: dict[str, list[int]] = {}
+        for i, (ingredients, _ref, _text, when) in enumerate(history):
+            for ing in ingredients:
+                self.in_order.setdefault(ing, []).append(i)
+                (self.by_date if when else self.undated).setdefault(ing, []).append(i)
+        for indices in self.by_date.values():
+            indices.sort(key=lambda i: (history[i][3], i))
+
+    def _qualifies(self, i: int, order: MedicationFact) -> bool:
+        _ings, ref, _text, when = self.history[i]
+        return (not ref or ref != order.ref) and not (when and order.authored_on and when > order.authored_on)
+
+    def _first(self, indices: list[int], order: MedicationFact) -> int | None:
+        """The first entry of ``indices`` (sorted by date) that qualifies. The order itself is at most one
+        entry (non-empty refs are unique in the history); after it, the first other entry decides: if it is
+        dated after the order, so is every later one."""
+        for i in indices[:2]:
+            _ings, ref, _text, when = self.history[i]
+            if ref and ref == order.ref:
+                continue
+            return None if when and order.authored_on and when > order.authored_on else i
+        return None
+
+    def prior(self, order: MedicationFact) -> tuple[list[str], date | None, bool]:
+        """(evidence texts, earliest qualifying date, any entry qualifies?) for ``order``."""
+        earliest: date | None = None
+        found = False
+        fallback: list[int] = []
+        for ing in order.ingredients:
+            dated = self._first(self.by_date.get(ing, []), order)
+            if dated is not None:
+                found = True
+                fallback.append(dated)
+                when = self.history[dated][3]
+                earliest = when if earliest is None or (when and when < earliest) else earliest
+            undated = next((i for i in self.undated.get(ing, [])[:2] if self._qualifies(i, order)), None)
+            if undated is not None:
+                found = True
+                fallback.append(undated)
+        if not found:
+            return [], None, False
+        candidates = heapq.merge(*(self.in_order.get(ing, []) for ing in sorted(order.ingredients)))
+        texts: list[int] = []
+        for n, i in enumerate(candidates):
+            if n >= self.SCAN * max(len(order.ingredients), 1) or len(texts) == 3:
+                break
+            if (not texts or texts[-1] != i) and self._qualifies(i, order):
+                texts.append(i)
+        if not texts:  # the first entries of a very long history were all dated after the order
+            texts = sorted(set(fallback))[:3]
+        return [self.history[i][2] for i in texts], earliest, True
+
+
+def _with_history(order: MedicationFact, history: "list[tuple[frozenset[str], str, str, date | None]] | _HistoryIndex") -> MedicationFact:
     """``prior_therapy``: the evidence that the order continues earlier therapy of the same drug and the
     earliest date that history shows (the order's own priorPrescription / basedOn come from medication_fact)."""
-    found = [(text, when) for ingredients, ref, text, when in history
-             if ingredients & order.ingredients and (not ref or ref != order.ref)
-             and not (when and order.authored_on and when > order.authored_on)]  # later records are not prior
+    index = history if isinstance(history, _HistoryIndex) else _HistoryIndex(history)
+    texts, earliest, found = index.prior(order)
     if not found:
         return order
     before = order.prior_therapy
-    dates = [d for d in [before.since if before else None, *(w for _, w in found)] if d]
-    evidence = "; ".join(filter(None, [before.evidence if before else "", *(t for t, _ in found[:3])]))
+    dates = [d for d in (before.since if before else None, earliest) if d]
+    evidence = "; ".join(filter(None, [before.evidence if before else "", *texts]))
     return replace(order, prior_therapy=PriorTherapy(evidence, min(dates) if dates else None))
 
 

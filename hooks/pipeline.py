@@ -17,6 +17,7 @@ from fhir_mappers import GROUP_LABELS, build_facts, order_facts
 from fhir_mappers.facts import DataGap
 from fhir_mappers.fhirjson import ref_of, resources_of
 
+from .bounds import MAX_DRAFT_ORDERS, merge_cards
 from .cards import AppLink, render_cards
 from .errors import BadContext
 from outbound.fhir_client import Deadline, FhirClient
@@ -89,6 +90,10 @@ def run(service: ServiceDefinition, request: dict, env: HookEnv) -> HookResult:
     """One hook call to ``service``: its orders from where its hook puts them, then the pipeline."""
     context = request["context"]
     drafts = bundle_resources(context.get(service.context.orders), service.context.orders)
+    if len(drafts) > MAX_DRAFT_ORDERS:
+        raise BadContext(f"context.{service.context.orders} holds {len(drafts)} orders; this service checks at most "
+                         f"{MAX_DRAFT_ORDERS} in one call (send them in smaller calls)",
+                         field=f"context.{service.context.orders}")
     selections = service.context.selections
     selected = selected_references(context.get(selections), selections) if selections else None
     return evaluate(request, env, service=service, drafts=drafts, selected=selected)
@@ -137,8 +142,8 @@ def evaluate(request: dict, env: HookEnv, *, service: ServiceDefinition, drafts:
     by_ref = {m.ref: m.resource for m in facts.active_medications if m.ref and m.resource}
     by_ref.update({ref_of(r): r for r in drafts if ref_of(r)})
     app = AppLink(env.app_launch_url, pid, tuple(drafts)) if env.app_launch_url else None
-    cards = render_cards(findings, drafts=by_ref, patient_id=pid, today=today, max_info_cards=env.max_info_cards,
-                         guideline=env.rule_options.guideline, app=app)
+    cards = merge_cards(render_cards(findings, drafts=by_ref, patient_id=pid, today=today,
+                                     max_info_cards=env.max_info_cards, guideline=env.rule_options.guideline, app=app))
     shown = {c["source"]["topic"]["code"] for c in cards}
     shown |= {r for c in cards for r in c["extension"]["azathioprine-cds"].get("mergedRuleIds", [])}
     return HookResult({"cards": cards}, rule_ids=[f.rule_id for f in findings if f.rule_id in shown], fhir_ms=fhir_ms)

@@ -97,14 +97,14 @@ def updated_medication_request(draft: dict, dosages: list[dict], *, patient_id: 
     out: dict = {"resourceType": "MedicationRequest"}
     if (rid := fhir_id(draft.get("id"))) is not None:
         out["id"] = rid
-    status = draft.get("status")
-    out["status"] = status if status in MEDICATION_REQUEST_STATUS else "draft"
+    status = draft.get("status")  # a JSON object or array is unhashable: test the type before the set
+    out["status"] = status if isinstance(status, str) and status in MEDICATION_REQUEST_STATUS else "draft"
     intent = draft.get("intent")
-    out["intent"] = intent if intent in MEDICATION_REQUEST_INTENT else "order"
+    out["intent"] = intent if isinstance(intent, str) and intent in MEDICATION_REQUEST_INTENT else "order"
     if category := codeable_concepts(draft.get("category")):
         out["category"] = category
-    if draft.get("priority") in REQUEST_PRIORITY:
-        out["priority"] = draft["priority"]
+    if isinstance(priority := draft.get("priority"), str) and priority in REQUEST_PRIORITY:
+        out["priority"] = priority
     medication = codeable_concept(draft.get("medicationCodeableConcept"))
     if medication is not None:
         out["medicationCodeableConcept"] = medication

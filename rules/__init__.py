@@ -25,6 +25,7 @@ from .interactions import interacting_ingredients, interaction_findings, is_live
 from .knowledge_base import load, version_key
 from .monitoring import cbc_due_findings, lab_findings, tpmt_high_findings
 from .pgx import pgx_findings
+from .plausibility import implausible_labs
 from .populations import population_findings
 
 __all__ = ["evaluate", "needs_data", "RuleOptions", "Finding", "knowledge_version", "GUIDELINES", "EMITTED",
@@ -238,7 +239,7 @@ def unreadable_doses(facts: ClinicalFacts) -> ClinicalFacts:
 
 def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list[Finding]:
     days = options.weight_max_age_days
-    facts = unreadable_doses(facts)
+    facts = implausible_labs(unreadable_doses(facts))  # a value no patient can have is not a result
     ctx = CallContext(facts)  # what several rules derive from these facts, once for this call
     findings: list[Finding] = []
     findings += population_findings(facts, ctx)        # hypersensitivity first: it outranks dosing

@@ -69,6 +69,13 @@ def recent_weight(facts: ClinicalFacts, max_age_days: int) -> Measurement | None
     return recent(facts.weights, facts.today, max_age_days)
 
 
+def plausible_height(cm: float) -> bool:
+    """A body height inside ``dosing.toml``'s ``height_plausible_cm``: anything else (a negative or
+    zero height, a value in mm read as cm) is a recording error and never enters a body surface area."""
+    low, high = load()["dosing"]["general"]["height_plausible_cm"]
+    return low <= cm <= high
+
+
 def usable_weight(facts: ClinicalFacts, max_age_days: int) -> Measurement | None:
     """The recent weight if it is plausible (``dosing.toml`` limits); else None (the weight rule says why)."""
     low, high = load()["dosing"]["general"]["weight_plausible_kg"]
@@ -181,12 +188,14 @@ def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_da
     ind, how = indication_how or indication(order, facts.conditions)
     onc = dosing["oncology"].get(drug) if dosing["indications"][ind].get("oncology") else None
     w = usable_weight(facts, weight_days)
-    h = recent(facts.heights, facts.today, dosing["general"]["height_max_age_days"])
+    recorded = recent(facts.heights, facts.today, dosing["general"]["height_max_age_days"])
+    h = recorded if recorded is not None and plausible_height(recorded.value) else None
     malignancy = drug in dosing["indications"][ind].get("malignancy_drugs", ())  # ALL, AML: CPIC malignancy advice
     out = {"indication": ind, "indication_how": how, "oncology": onc is not None, "malignancy": malignancy,
            "weight": w.value if w else None,
            "weight_date": w.when.date().isoformat() if w and w.when else "", "height": h.value if h else None,
-           "bsa": None, "kind": "ordered", "standard": None, "reference_mg": None, "height_missing": False}
+           "bsa": None, "kind": "ordered", "standard": None, "reference_mg": None, "height_missing": False,
+           "height_implausible": recorded.value if recorded is not None and h is None else None}
     if onc is not None:
         out["standard"] = onc["standard_mg_per_m2"]
         if w is not None and h is not None:

@@ -114,7 +114,9 @@ def weight_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | 
         possibly_high = bool(per_kg and max_per_kg and per_kg > max_per_kg + 1e-9)
         out.append(Finding("height-missing", order.ref,
                            {"ordered": ordered, "days": general["height_max_age_days"], "possibly_high": possibly_high,
-                            "per_kg": per_kg, "max_per_kg": max_per_kg},
+                            "per_kg": per_kg, "max_per_kg": max_per_kg,
+                            "implausible": basis["height_implausible"],
+                            "low": general["height_plausible_cm"][0], "high": general["height_plausible_cm"][1]},
                            [OrderTest(t["loinc"], t["display"], label="order_height", reason=t["reason"])],
                            indicator="warning" if possibly_high else None, drug=drug))
     return out

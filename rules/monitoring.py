@@ -1,6 +1,7 @@
 """Monitoring: CBC and liver tests due, cytopenias, liver tests, metabolites, TPMT activity."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from fhir_mappers.facts import ClinicalFacts, Measurement
@@ -49,21 +50,45 @@ def _start(m) -> tuple[date | None, bool]:
     return (min(dates) if dates else None), bool(pt and pt.since is None)
 
 
-def _early_phase(facts: ClinicalFacts, order, drug: str, days: int) -> tuple[bool, str, str]:
+@dataclass(frozen=True)
+class _ActiveTherapy:
+    """The active orders of one drug, summed up once per call (every order of the call is compared
+    with them: per order that was a scan of every active order, quadratic in a large record)."""
+
+    present: bool
+    low_mg: float | None  # lowest and highest daily dose among them
+    high_mg: float | None
+    undated: bool  # one shows earlier therapy of unknown date
+    earliest: date | None  # the earliest known start among them
+
+
+def _active_therapy(facts: ClinicalFacts, drug: str) -> _ActiveTherapy:
+    active = [m for m in facts.active_medications if drug in m.ingredients]
+    doses = [m.daily_dose.mg for m in active if m.daily_dose]
+    starts = [_start(m) for m in active]
+    dated = [d for d, _ in starts if d]
+    return _ActiveTherapy(bool(active), min(doses, default=None), max(doses, default=None),
+                          any(undated for _, undated in starts), min(dated, default=None))
+
+
+def _early_phase(facts: ClinicalFacts, order, drug: str, days: int,
+                 therapy: _ActiveTherapy | None = None) -> tuple[bool, str, str]:
     """(early phase?, why, since): a new start, a dose change now, or therapy started within ``days``.
     A renewal of established therapy is not a start and does not restart the weekly phase: neither an
-    order whose history (``prior_therapy``) shows earlier therapy, nor a recent order beside an older one."""
-    active = [m for m in facts.active_medications if drug in m.ingredients]
-    if not active and therapy_unknown(facts, order):
+    order whose history (``prior_therapy``) shows earlier therapy, nor a recent order beside an older one.
+    ``therapy``: ``_active_therapy(facts, drug)``, when the caller has it."""
+    active = therapy or _active_therapy(facts, drug)
+    if not active.present and therapy_unknown(facts, order):
         return True, "therapy_unknown", ""  # medications not obtained: the weekly phase, as for a start
-    if not active and order.prior_therapy is None:
+    if not active.present and order.prior_therapy is None:
         return True, "new_start", ""
-    if order.daily_dose and any(m.daily_dose and abs(m.daily_dose.mg - order.daily_dose.mg) > 1e-6 for m in active):
+    if order.daily_dose and active.low_mg is not None and active.high_mg is not None and (
+            active.low_mg < order.daily_dose.mg - 1e-6 or active.high_mg > order.daily_dose.mg + 1e-6):
         return True, "dose_change", ""
-    starts = [_start(m) for m in active] + ([_start(order)] if order.prior_therapy else [])
-    if any(undated for _, undated in starts):
+    own, own_undated = _start(order) if order.prior_therapy else (None, False)
+    if active.undated or own_undated:
         return False, "established", ""  # earlier therapy whose date the record does not give: not a start
-    dated = [d for d, _ in starts if d]
+    dated = [d for d in (active.earliest, own) if d]
     if dated and min(dated) >= facts.today - timedelta(days=days):
         return True, "recent_start", min(dated).isoformat()
     return False, "established", ""
@@ -84,8 +109,10 @@ def cbc_due_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> li
     findings = []
     last_cbc, last_lft = _last(facts, CBC), _last(facts, LIVER)
     cutoff = facts.today.isoformat()
+    therapies: dict[str, _ActiveTherapy] = {}
     for order, drug in orders:
-        early, why, since = _early_phase(facts, order, drug, spec["early_phase_days"])
+        therapy = therapies.get(drug) or therapies.setdefault(drug, _active_therapy(facts, drug))
+        early, why, since = _early_phase(facts, order, drug, spec["early_phase_days"], therapy)
         cbc_window = spec["weekly_window_days"] if early else spec["routine_window_days"]
         lft_window = spec["lft_early_window_days"] if early else spec["routine_window_days"]
         cbc_due = not last_cbc or last_cbc < (facts.today - timedelta(days=cbc_window)).isoformat()

@@ -119,6 +119,7 @@ def _install_hooks(app: Flask) -> None:
         deadline = Deadline(app.extensions["aza_hook_env"].deadline_seconds, start=start, max_bytes=cfg.fhir_max_call_bytes,
                             max_entries=cfg.max_entries_per_key)
         issuer = app.extensions["aza_auth"].check(req, deadline)
+        g.issuer = issuer.iss if issuer else ""  # feedback quotas are per issuer
         deadline.policy = EgressPolicy(allowed_bases=issuer.fhir_servers if issuer else (),
                                        allow_loopback=cfg.fhir_allow_loopback)
         g.deadline = deadline

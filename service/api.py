@@ -139,7 +139,7 @@ def feedback(service_id: str) -> Response:
     problem = first_error("FeedbackRequest", body)
     if problem:
         raise ApiError(400, problem[0], field=problem[1])
-    from .storage import FeedbackInvalid, StorageError, parse_feedback
+    from .storage import FeedbackInvalid, FeedbackQuota, QuotaExceeded, StorageError, parse_feedback
 
     g.feedback_items = len(body["feedback"])
     try:
@@ -149,12 +149,18 @@ def feedback(service_id: str) -> Response:
             return _json_response({})
         if store.pending:  # cards this worker issued moments ago are written first, with their rule
             store.flush()
-        # idempotent; feedback on a card another replica issued is stored like any other
-        result = store.record_feedback(service_id, body["feedback"])
+        # only about cards this service issued (any replica: they share the store), once per card and
+        # outcome, within the issuer's quota (issue 18 R5; without authentication, loopback only, there is
+        # no issuer and so no quota)
+        issuer = g.get("issuer") or None
+        quota = current_app.extensions.get("aza_feedback_quota", FeedbackQuota()) if issuer else None
+        result = store.record_feedback(service_id, body["feedback"], issuer=issuer, require_issued=True, quota=quota)
         if "aza_metrics" in current_app.extensions:
             current_app.extensions["aza_metrics"].feedback_received(body["feedback"])
     except FeedbackInvalid as exc:
         raise ApiError(400, exc.message, field=exc.field) from None
+    except QuotaExceeded as exc:
+        raise ApiError(429, exc.message, headers={"Retry-After": str(exc.retry_after)}) from None
     except StorageError:
         raise ApiError(503, "The feedback could not be stored now; send it again later (it is stored once)",
                        headers={"Retry-After": "5"}) from None

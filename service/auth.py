@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -316,16 +317,39 @@ class StoreReplayCache:
 
 # ------------------------------------------------------------------ audience
 
+_UNRESERVED_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+
+
+def _normalised_path(path: str) -> str:
+    """RFC 3986 6.2.2.1-2: percent-escapes in upper case, escaped unreserved characters decoded.
+    Nothing else (dot segments stay, so a path with them simply does not match)."""
+    def one(m: re.Match) -> str:
+        char = chr(int(m.group(1), 16))
+        return char if char.isascii() and (char.isalnum() or char in "-._~") else "%" + m.group(1).upper()
+
+    return _UNRESERVED_ESCAPE.sub(one, path)
+
+
 def _origin_and_path(url: str) -> tuple[str, str, int, str] | None:
+    """(scheme, host, port, path) of an ``aud`` or a configured URL, normalised only as RFC 3986
+    section 6.2.2-6.2.3 allows (scheme and host case, the default port, percent-encoding); None
+    for anything else, which then matches nothing: userinfo, a query or a fragment (even empty:
+    ``?`` or ``#``), whitespace or a backslash anywhere."""
+    if not isinstance(url, str) or not url or any(c.isspace() or c == "\\" for c in url):
+        return None
+    if "?" in url or "#" in url:
+        return None
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(url)
         scheme = parts.scheme.lower()
-        port = parts.port or {"http": 80, "https": 443}.get(scheme, 0)
+        default = {"http": 80, "https": 443}.get(scheme)
+        port = parts.port or default or 0
     except (ValueError, AttributeError):
         return None
-    if not parts.hostname:
+    if not default or not parts.hostname or "@" in parts.netloc:
         return None
-    return scheme, parts.hostname.lower(), port, parts.path.rstrip("/")
+    # the trailing slash of the path is not significant here (configured base URLs are kept without one)
+    return scheme, parts.hostname.lower(), port, _normalised_path(parts.path).rstrip("/")
 
 
 def public_base_urls(value: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -334,8 +358,8 @@ def public_base_urls(value: str | Iterable[str] | None) -> tuple[str, ...]:
     urls = tuple(u.strip().rstrip("/") for u in text.replace(",", " ").split() if u.strip())
     for u in urls:
         parts = urlsplit(u)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-            raise ValueError(f"public base URL must be an http(s) URL without query (got {u!r})")
+        if parts.scheme not in ("http", "https") or not parts.hostname or _origin_and_path(u) is None:
+            raise ValueError(f"public base URL must be an http(s) URL without userinfo, query or fragment (got {u!r})")
     return urls
 
 

@@ -7,7 +7,7 @@ from flask import Response, json
 
 # OperationOutcome issue-type codes (http://hl7.org/fhir/issue-type) per HTTP status
 _ISSUE_CODE = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
-               412: "incomplete", 413: "too-costly", 414: "too-costly", 415: "not-supported", 431: "too-costly",
+               412: "incomplete", 413: "too-costly", 414: "too-costly", 415: "not-supported", 429: "throttled", 431: "too-costly",
                500: "exception", 503: "transient"}
 
 

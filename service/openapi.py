@@ -73,7 +73,7 @@ def _errors(*statuses: str, extra: dict | None = None) -> dict:
                           "content": {"application/fhir+json": {"schema": _ref("OperationOutcome")}}}
         if status == "401":
             response["headers"] = {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}
-        if status == "503":
+        if status in ("429", "503"):
             response["headers"] = {"Retry-After": {"description": "seconds", "schema": {"type": "string"}}}
         out[status] = response
     return out
@@ -178,6 +178,8 @@ def openapi_document() -> dict:
                 "200": {"description": "Feedback accepted",
                         "content": {"application/json": {"schema": {"type": "object"}}}},
                 **_errors("400", "401", "413", "415"),
+                **_errors("429", extra={"429": "The issuer's feedback quota (per minute or in total) is used up; "
+                                               "Retry-After says when to try again"}),
                 **_errors("503", extra={"503": "The feedback could not be stored now; send it again later"}),
             },
         }}

@@ -196,7 +196,11 @@ def test_every_service_and_feedback_needs_a_token(client, keys):
         ok = client.post(path, json=hook_request(hook, pre=prefetch()),
                          headers=bearer(token(keys["es384"], claims(aud="http://localhost" + path))))
         assert ok.status_code == 200, ok.get_data(as_text=True)
-    feedback = {"feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": "2026-01-11T10:05:31Z"}]}
+    card = str(uuid.uuid4())
+    from tests.issued import issue
+
+    issue(client.application.extensions["aza_feedback_store"], card)  # feedback only about issued cards
+    feedback = {"feedback": [{"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-01-11T10:05:31Z"}]}
     path = f"{SIGN}/feedback"
     assert_refused(client.post(path, json=feedback))
     ok = client.post(path, json=feedback, headers=bearer(token(keys["es384"], claims(aud="http://localhost" + path))))

@@ -106,8 +106,9 @@ def test_dev_server_says_it_loudly(tmp_path):
     assert b"NO JWT AUTHENTICATION" in err and b"/cds-services" in err
 
 
-def test_conformance_replay_of_public_fixtures(dev_server):
+def test_conformance_replay_of_public_fixtures(dev_server, tmp_path):
     """scripts/replay_fixtures.py against `serve --dev`: every public fixture answered validly (0 failed)."""
+    _issue_fixture_cards(tmp_path)
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "replay_fixtures.py"), "--base", dev_server,
                           "--fixtures", str(PUBLIC_FIXTURES)], capture_output=True, text=True, timeout=300)
     last = out.stdout.strip().splitlines()[-1]
@@ -116,6 +117,22 @@ def test_conformance_replay_of_public_fixtures(dev_server):
     replayable = [name for name, fx in fixtures.items()
                   if isinstance(fx, dict) and ("context" in fx and fx.get("hook") in HOOKS or "feedback" in fx)]
     assert len(replayable) >= 19 and all(f"PASS {name} -> " in out.stdout for name in replayable), out.stdout
+
+
+def _issue_fixture_cards(data_dir) -> None:
+    """Feedback is stored only about cards the service issued (issue 18 R5): the spec's feedback examples
+    name cards of their own, recorded here in the dev server's store as each service's, as a hook call would."""
+    from hooks import SERVICES
+    from service.storage import FeedbackStore, default_database_url
+    from tests.issued import issue
+
+    cards = {i["card"] for f in PUBLIC_FIXTURES.rglob("*.json") if isinstance(fx := json.loads(f.read_text()), dict)
+             and isinstance(fx.get("feedback"), list) for i in fx["feedback"] if isinstance(i, dict) and "card" in i}
+    store = FeedbackStore.open(default_database_url(data_dir))
+    try:
+        issue(store, *sorted(cards), service_id=next(iter(SERVICES)))
+    finally:
+        store.close()
 
 
 def _serve_fails(tmp_path, *args: str, env: dict | None = None) -> str:

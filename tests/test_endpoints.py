@@ -139,6 +139,9 @@ def test_cds_hooks_1_0_nulls_are_accepted(call):
 
 
 def test_feedback_valid_200_invalid_400(client):
+    from tests.issued import issue as issue_cards
+
+    issue_cards(client.application.extensions["aza_feedback_store"], "4e0a3a1e-3283-4575-ab82-028d55fe2719")
     good = {"feedback": [{"card": "4e0a3a1e-3283-4575-ab82-028d55fe2719", "outcome": "accepted",
                           "acceptedSuggestions": [{"id": "e56e1945-20b3-4393-8503-a1a20fd73152"}],
                           "outcomeTimestamp": "2021-12-11T10:05:31Z"}]}

@@ -187,6 +187,7 @@ def run_scenarios(client, fhir) -> tuple[list[str], list[int]]:
     # the FHIR fallback: answers with the name, fails with the name in an OperationOutcome and in HTML
     resp = send(sign, zq_request(fhir_server=fhir, token=FHIR_TOKEN))
     assert resp.status_code == 200 and resp.get_json()["cards"]
+    issued_card = resp.get_json()["cards"][0]["uuid"]  # feedback is taken only about cards this service issued
     # a hookInstance that is not a UUID, and holds the name
     req = zq_request(pre=zq_prefetch())
     req["hookInstance"] = f"{GIVEN}-{FAMILY}-{MRN}"
@@ -207,7 +208,7 @@ def run_scenarios(client, fhir) -> tuple[list[str], list[int]]:
     assert send(sign, zq_request(pre=zq_prefetch()), auth="Bearer " + wrong).status_code == 401
     assert send(sign, zq_request(), auth=f"Bearer {MRN}.{GIVEN}.{FAMILY}").status_code == 401
     # feedback with a free-text comment
-    feedback = {"feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": "2026-01-11T10:05:31Z",
+    feedback = {"feedback": [{"card": issued_card, "outcome": "overridden", "outcomeTimestamp": "2026-01-11T10:05:31Z",
                               "overrideReason": {"userComment": COMMENT}}]}
     assert send(f"{sign}/feedback", feedback).status_code == 200
     return tokens, statuses

@@ -130,6 +130,9 @@ def test_cards_feedback_and_latency_are_counted(client):
     items = [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-20T09:30:00Z"},
              {"card": "another", "outcome": "accepted", "outcomeTimestamp": "2026-11-20T09:30:00Z",
               "acceptedSuggestions": [{"id": "s1"}]}]
+    from tests.issued import issue
+
+    issue(client.application.extensions["aza_feedback_store"], "another")  # feedback only about issued cards
     assert client.post(SIGN + "/feedback", json={"feedback": items}).status_code == 200
     after = scrape(client)
 

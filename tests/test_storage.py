@@ -31,6 +31,7 @@ from service.storage import migrate
 from service.storage.models import VERSION_TABLE, cards, feedback, metadata
 from service.storage.store import normalise_url
 from tests.builders import PID, hook_request, phenotype_tpmt, prefetch
+from tests.issued import issue
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "tests" / "fixtures" / "public" / "hl7-cds-hooks-spec-3.0.0-ballot"
@@ -47,6 +48,7 @@ def spec_feedback_bodies() -> dict[str, dict]:
         if isinstance(body, dict) and isinstance(body.get("feedback"), list):
             out[path.name] = body
     return out
+
 
 
 def make_client(url: str, **config):
@@ -290,6 +292,8 @@ def test_record_cards_costs_microseconds(tmp_path, capsys):
 
 
 def test_feedback_is_stored_once_and_for_cards_issued_elsewhere(backend_url):
+    """Once per card and outcome; about a card this service issued, in this process or in another one that
+    shares the store; never about a card no instance issued (issue 18 R5)."""
     app, client, store = make_client(backend_url)
     try:
         shown = client.post(SIGN, json=poor_metabolizer_request()).get_json()["cards"]
@@ -301,8 +305,15 @@ def test_feedback_is_stored_once_and_for_cards_issued_elsewhere(backend_url):
         again = {**ours, "outcomeTimestamp": "2026-11-20T10:30:00+01:00"}
         assert client.post(FEEDBACK, json={"feedback": [ours]}).get_json() == {"stored": 0, "duplicates": 1}
         assert client.post(FEEDBACK, json={"feedback": [again, again]}).get_json() == {"stored": 0, "duplicates": 2}
-        # a card no instance of this store issued (another replica, another deployment): kept
+        # the same card and outcome again, said differently: not stored twice
+        reworded = {**ours, "overrideReason": {"reason": reason, "userComment": "something else"}}
+        assert client.post(FEEDBACK, json={"feedback": [reworded]}).get_json() == {"stored": 0, "duplicates": 1}
+        # a card no instance of this store issued: refused, naming the item
         foreign = item("not-issued-here", "accepted", acceptedSuggestions=[{"id": "b"}, {"id": "a"}])
+        refused = client.post(FEEDBACK, json={"feedback": [foreign]})
+        assert refused.status_code == 400 and refused.get_json()["issue"][0]["expression"] == ["$.feedback[0].card"]
+        # ... until an instance sharing the store (another replica) has issued it
+        issue(store, "not-issued-here")
         assert client.post(FEEDBACK, json={"feedback": [foreign]}).get_json() == {"stored": 1, "duplicates": 0}
         reordered = {**foreign, "acceptedSuggestions": [{"id": "a"}, {"id": "b"}]}
         assert client.post(FEEDBACK, json={"feedback": [reordered]}).get_json() == {"stored": 0, "duplicates": 1}
@@ -333,6 +344,7 @@ def test_spec_feedback_fixtures_are_stored(backend_url):
             "spec-24-example-overridden-guidance-with-overridereason.json"} <= set(bodies)
     app, client, store = make_client(backend_url)
     try:
+        issue(store, *{i["card"] for body in bodies.values() for i in body["feedback"]})
         for name, body in bodies.items():
             resp = client.post(FEEDBACK, json=body)
             assert resp.status_code == 200, (name, resp.get_data(as_text=True))
@@ -385,6 +397,7 @@ def test_store_unavailable_is_503_and_safe_to_retry(monkeypatch):
         def down(*a, **k):
             raise StorageError("connection refused")
 
+        issue(store, "c")
         monkeypatch.setattr(store, "record_feedback", down)
         resp = client.post(FEEDBACK, json={"feedback": [item("c")]})
         assert resp.status_code == 503 and resp.headers["Retry-After"]
@@ -398,6 +411,7 @@ def test_store_unavailable_is_503_and_safe_to_retry(monkeypatch):
 def test_comments_are_deleted_after_the_retention_period(backend_url):
     app, client, store = make_client(backend_url, comment_retention_days=30)
     try:
+        issue(store, "c1", "c2")
         body = {"feedback": [item("c1", overrideReason={"reason": {"system": NAR, "code": "need-more-info"},
                                                         "userComment": "waiting for TPMT result"}),
                              item("c2", overrideReason={"userComment": "other comment"})]}
@@ -527,6 +541,13 @@ def test_several_processes_post_at_once_nothing_lost_nothing_doubled(backend_url
     """2 service instances × 2 gunicorn workers, 4 client processes × 500 feedback items + hook calls."""
     instances = servers(backend_url, 2, workers=2, threads=4)
     bases = [s.base for s in instances]
+    # the cards the clients give feedback on, issued as a hook call of another replica would
+    made_up = [f"w{w}-{i}" for w in range(WORKERS) for i in range(ITEMS - SHARED)] + [f"shared-{i}" for i in range(SHARED)]
+    issuer_store = FeedbackStore.open(backend_url)
+    try:
+        issue(issuer_store, *made_up)
+    finally:
+        issuer_store.close()
     with ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(_client, [bases] * WORKERS, range(WORKERS)))
     for s in instances:
@@ -547,7 +568,7 @@ def test_several_processes_post_at_once_nothing_lost_nothing_doubled(backend_url
             distinct = sa.select(f.card_uuid, f.outcome, f.outcome_at).distinct().subquery()
             assert conn.scalar(sa.select(sa.func.count()).select_from(distinct)) == expected_rows
             assert conn.scalar(sa.select(sa.func.count()).where(f.card_uuid.like("shared-%"))) == SHARED
-            assert sorted(conn.execute(sa.select(cards.c.card_uuid)).scalars()) == sorted(issued)
+            assert sorted(conn.execute(sa.select(cards.c.card_uuid)).scalars()) == sorted(issued + made_up)
     finally:
         engine.dispose()
 

@@ -8,9 +8,11 @@ store. The schema is migrated (Alembic) on open. See ``README.md`` beside this f
 from __future__ import annotations
 
 from .feedback import FeedbackInvalid, FeedbackRecord, parse_feedback
-from .store import FeedbackResult, FeedbackStore, StorageError, default_database_url, make_engine
+from .store import (FeedbackQuota, FeedbackResult, FeedbackStore, QuotaExceeded, StorageError, default_database_url,
+                    make_engine)
 
-__all__ = ["FeedbackInvalid", "FeedbackRecord", "FeedbackResult", "FeedbackStore", "StorageError",
+__all__ = ["FeedbackInvalid", "FeedbackQuota", "FeedbackRecord", "FeedbackResult", "FeedbackStore", "QuotaExceeded",
+           "StorageError",
            "default_database_url", "make_engine", "open_store", "parse_feedback"]
 
 

@@ -15,7 +15,7 @@ from typing import Literal, overload
 MAX_ITEMS = 1000  # per request
 MAX_ID = 255  # card uuid, suggestion id, reason code
 MAX_URI = 1024  # reason system, reason display
-MAX_COMMENT = 4000
+MAX_COMMENT = 1000  # characters of a userComment (issue 18 R5: 4,000 let one token store gigabytes)
 MAX_SUGGESTIONS = 100
 FUTURE_SLACK = timedelta(days=1)  # clock skew between the EHR and us
 EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)  # also keeps week arithmetic far from year 1

@@ -30,7 +30,7 @@ _PG_LOCK_KEY = 0x617A612D636473  # "aza-cds": one application-wide advisory lock
 
 # The newest migration's revision id. Checked against Alembic's own head by the tests, so that
 # an up-to-date database costs one SELECT at start and Alembic is imported only to migrate.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 
 def alembic_config(connection: Connection | None = None) -> "AlembicConfig":

@@ -9,9 +9,11 @@ Three tables, no patient data in any:
 ``cds_jti``       the JWT replay cache shared by every worker and instance: one row per
                   accepted token (a hash of its issuer and ``jti``) until the token expires.
 
-There is deliberately no foreign key from feedback to card: feedback may name a card that
-another replica issued (and has not flushed yet) or that an older store never saw; it is
-kept and reported as "card not issued here". The Alembic migrations in
+There is deliberately no foreign key from feedback to card (rows stored before revision 0003
+may name cards this store never saw; they are kept and reported as "card not issued here").
+Since 0003 the feedback endpoint stores an item only when its card has a row in ``cds_card``
+(written by any worker or replica: they share the store), once per service, card and
+outcome (``once_key``), within the sending issuer's quota (``issuer``). The Alembic migrations in
 ``migrations/versions`` create exactly these tables; ``tests/test_storage.py`` checks that
 the two never drift apart.
 """
@@ -21,6 +23,11 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
+
+
+def once_key(service_id: str, outcome: str, card_uuid: str) -> str:
+    """``cds_feedback.once_key``: one item per service, card and outcome (migration 0003 computes the same)."""
+    return f"{service_id}|{outcome}|{card_uuid}"
 
 VERSION_TABLE = "aza_cds_alembic_version"  # its own name, so the store can share a database
 
@@ -87,11 +94,17 @@ feedback = sa.Table(
     sa.Column("user_comment", sa.Text(), nullable=True),  # deleted after the retention period
     sa.Column("outcome_at", UTCDateTime(), nullable=False),  # the item's outcomeTimestamp
     sa.Column("received_at", UTCDateTime(), nullable=False),
+    # revision 0003: who sent it (quotas), and service|outcome|card under a unique index (once per card and
+    # outcome); NULL in rows stored before (the earliest of each card and outcome got its key)
+    sa.Column("issuer", sa.String(255), nullable=True),
+    sa.Column("once_key", sa.String(512), nullable=True),
     sa.UniqueConstraint("dedup_key"),
     sa.CheckConstraint("outcome IN ('accepted', 'overridden')", name="outcome"),
     sa.Index(None, "card_uuid"),
     sa.Index(None, "outcome_at"),
     sa.Index(None, "received_at"),
+    sa.Index(None, "once_key", unique=True),
+    sa.Index(None, "issuer", "received_at"),
 )
 
 jti = sa.Table(

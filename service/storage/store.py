@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import threading
 import time
@@ -41,10 +42,11 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from . import migrate
-from .feedback import parse_feedback
+from .feedback import FeedbackInvalid, parse_feedback
 from .models import cards as cards_table
 from .models import feedback as feedback_table
 from .models import jti as jti_table
+from .models import once_key
 
 log = logging.getLogger("aza_cds.storage")
 
@@ -60,6 +62,22 @@ _REFUSED = (sa.exc.DataError, sa.exc.IntegrityError, sa.exc.ProgrammingError, Va
 
 class StorageError(RuntimeError):
     """The database could not be reached or written; the caller may retry (feedback is idempotent)."""
+
+
+class QuotaExceeded(Exception):
+    """An issuer has sent more feedback than its quota: 429 with ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.message, self.retry_after = message, retry_after
+
+
+@dataclass(frozen=True)
+class FeedbackQuota:
+    """Feedback items one issuer may store: in any 60 seconds, and in all (issue 18 R5; docs/threats.md)."""
+
+    per_minute: int = 120
+    total: int = 200_000
 
 
 @dataclass(frozen=True)
@@ -394,8 +412,16 @@ class FeedbackStore:
 
     # -- feedback --------------------------------------------------------------------------------
 
-    def record_feedback(self, service_id: str, items: list[dict]) -> FeedbackResult:
-        """Store a FeedbackRequest's items once each; raises FeedbackInvalid or StorageError."""
+    def record_feedback(self, service_id: str, items: list[dict], *, issuer: str | None = None,
+                        require_issued: bool = False, quota: FeedbackQuota | None = None) -> FeedbackResult:
+        """Store a FeedbackRequest's items once each; raises FeedbackInvalid, QuotaExceeded or StorageError.
+
+        Each item is stored at most once per service, card and outcome (a unique index): a retry, or a
+        second item about the same card with the same outcome, counts as a duplicate. ``require_issued``:
+        every item must name a card this deployment issued (its row in ``cds_card``, written by any
+        worker or replica), else FeedbackInvalid naming the item. ``quota``: ``issuer``'s items in the last minute and in all, checked in the
+        writing transaction (on SQLite the write lock serialises the check; on PostgreSQL two requests
+        racing may pass it together, overshooting by at most one request's items)."""
         received = datetime.now(timezone.utc)
         records = parse_feedback(items, now=received)
         rows = {}
@@ -405,13 +431,19 @@ class FeedbackStore:
                          "outcome": r.outcome, "accepted_suggestions": list(r.accepted_suggestions),
                          "override_reason_code": r.reason_code, "override_reason_system": r.reason_system,
                          "override_reason_display": r.reason_display, "user_comment": r.comment,
-                         "outcome_at": r.outcome_at, "received_at": received}
+                         "outcome_at": r.outcome_at, "received_at": received,
+                         "issuer": issuer[:255] if issuer is not None else None,
+                         "once_key": once_key(service_id[:128], r.outcome, r.card)}
         ordered = [rows[k] for k in sorted(rows)]  # one lock order for every transaction: no deadlocks
-        stmt = (self._insert(feedback_table).on_conflict_do_nothing(index_elements=["dedup_key"])
-                .returning(feedback_table.c.id))  # a row back = inserted; nothing = already there
+        # no conflict target: a duplicate of either unique key (dedup_key, once_key) is not stored
+        stmt = self._insert(feedback_table).on_conflict_do_nothing().returning(feedback_table.c.id)
         for attempt in range(4):
             try:
                 with self.write() as conn:
+                    if require_issued:
+                        self._check_issued(conn, service_id, records)
+                    if quota is not None:
+                        self._check_quota(conn, issuer or "", len(ordered), quota, received)
                     stored = sum(conn.execute(stmt, row).first() is not None for row in ordered)
                 break
             except DBAPIError as exc:
@@ -425,6 +457,34 @@ class FeedbackStore:
                 raise StorageError(str(exc)) from exc
         self._maybe_purge()
         return FeedbackResult(stored=stored, duplicates=len(records) - stored)
+
+    @staticmethod
+    def _check_issued(conn, service_id: str, records) -> None:
+        c = cards_table.c
+        wanted = sorted({r.card for r in records})
+        issued: set[str] = set()
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            # issued by any service of this deployment: a card uuid is unique in cds_card, and an EHR may post
+            # feedback to another service's endpoint (the spec's examples are posted to every service)
+            issued.update(conn.execute(sa.select(c.card_uuid).where(c.card_uuid.in_(chunk))).scalars())
+        for i, r in enumerate(records):
+            if r.card not in issued:
+                raise FeedbackInvalid(f"$.feedback[{i}].card: not a card this service issued", f"$.feedback[{i}].card")
+
+    @staticmethod
+    def _check_quota(conn, issuer: str, count: int, quota: FeedbackQuota, now: datetime) -> None:
+        f = feedback_table.c
+        since = now - timedelta(seconds=60)
+        recent, oldest = conn.execute(sa.select(sa.func.count(), sa.func.min(f.received_at))
+                                      .where(f.issuer == issuer, f.received_at > since)).one()
+        if recent + count > quota.per_minute:
+            wait = 60 - (now - oldest).total_seconds() if oldest is not None else 60
+            raise QuotaExceeded(f"At most {quota.per_minute} feedback items a minute per issuer; try again later",
+                                max(1, math.ceil(wait)))
+        total = conn.execute(sa.select(sa.func.count()).where(f.issuer == issuer)).scalar() or 0
+        if total + count > quota.total:
+            raise QuotaExceeded(f"This issuer has stored its {quota.total} feedback items; ask the operator", 86400)
 
     # -- JWT replay cache (shared by every worker and instance) ------------------------------------
 
