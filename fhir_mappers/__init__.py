@@ -20,21 +20,6 @@ from .patient import allergy_facts, condition_facts, patient_fact
 
 __all__ = ["build_facts", "order_facts", "ClinicalFacts", "DataGap", "MedicationFact"]
 
-# Data groups (prefetch keys) and what the clinician would call them.
-GROUP_LABELS = {
-    "patient": "the patient's demographics",
-    "weight": "body weight",
-    "height": "height",
-    "pgx": "TPMT / NUDT15 results",
-    "labs": "blood counts, liver and kidney tests",
-    "pregnancy": "pregnancy status",
-    "medications": "active medications",
-    "conditions": "active conditions",
-    "allergies": "allergies and intolerances",
-    "immunizations": "immunization history",
-    "past_medications": "recently stopped medications",
-}
-
 
 def _medication_index(values: Iterable[Any]) -> dict[str, dict]:
     index = {}

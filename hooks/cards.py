@@ -1,6 +1,6 @@
 """Findings → CDS Hooks 2.0 cards, rendered once, after consolidation; abstract actions → FHIR resources.
 
-Wording comes from the rule catalogue (``rules.catalogue``); this module only
+Wording comes from the rule catalogue (``hooks/wording.py``); this module only
 assembles cards: sources and links, suggestions, override reasons, the info-card
 cap (which merges, never drops) and the guideline / knowledge version in every
 card's extension. ``suggestion_resource`` is the one place suggested FHIR
@@ -9,7 +9,7 @@ resources are built.
 from __future__ import annotations
 
 import logging
-import os
+import uuid
 from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
@@ -17,12 +17,12 @@ from typing import Any
 import jinja2
 
 from rules import Finding, knowledge_version
-from rules.catalogue import (catalogue, fmt_mg, guideline_source, label, merged_summary, regimen_text, render,
-                             sources_of, Rendered)
+from rules.catalogue import catalogue, guideline_source, sources_of
 from rules.findings import SEVERITY, CancelOrder, ChangeDose, OrderTest, Regimen
 from rules.knowledge_base import load
 
 from . import r4
+from .wording import Rendered, fmt_mg, label, merged_summary, regimen_text, render
 
 RULE_SYSTEM = "https://github.com/azathioprine-cds/rules"
 UCUM = "http://unitsofmeasure.org"
@@ -133,19 +133,7 @@ def card(f: Finding, r: Rendered, *, drafts: dict[str, dict], patient_id: str | 
 
 
 def new_uuid() -> str:
-    """``str(uuid.uuid4())``: 122 random bits from ``os.urandom``, the version and variant bits set as
-    ``uuid.UUID(bytes=..., version=4)`` sets them, written as ``str(UUID)`` writes it (without building
-    the UUID object: this runs for every card and suggestion)."""
-    return _uuid4_text(os.urandom(16))
-
-
-def _uuid4_text(random16: bytes) -> str:
-    h = "%032x" % (int.from_bytes(random16, "big") & _UUID_CLEAR | _UUID_V4)
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-_UUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)
-_UUID_V4 = (0x8000 << 48) | (4 << 76)
+    return str(uuid.uuid4())
 
 
 def _footer(rule_id: str, keys: list[str], version: str, guideline: str) -> str:
@@ -156,7 +144,7 @@ def _footer(rule_id: str, keys: list[str], version: str, guideline: str) -> str:
 def _footer_text(rule_id: str, keys: tuple[str, ...], version: str, guideline: str) -> str:
     kb = load()
     cites = "\n".join(f"- {kb.source(k).citation or kb.source(k).label}" for k in dict.fromkeys(keys))
-    profile = load()["pgx"]["profiles"][guideline]["name"]
+    profile = load().pgx.profiles[guideline].name
     return (f"\n\n**Sources**\n{cites}\n\n_Rule `{rule_id}`, knowledge version {version}, "
             f"pharmacogenomic guideline {profile}._")
 

@@ -18,7 +18,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_mappers import GROUP_LABELS
+from .wording import group_label
 from fhir_mappers.facts import DataGap
 
 from .errors import PreconditionFailed
@@ -91,14 +91,14 @@ def gather(
         )
     if cannot_ask:
         why = "it was not prefetched and no FHIR server was given"
-        gaps.extend(DataGap(GROUP_LABELS.get(k, k), why, k) for k in cannot_ask)
+        gaps.extend(DataGap(group_label(k), why, k) for k in cannot_ask)
 
     server = access.server or ""  # queries exist only when there is a server to ask
     futures = {key: client.pool.submit(client.search, server, q, access.token, deadline)
                for key, q in queries.items()}
     wait_until = _wait_until(deadline)
     for key, future in futures.items():
-        label = GROUP_LABELS.get(key, key)
+        label = group_label(key)
         try:
             value = future.result(timeout=max(wait_until - time.monotonic(), 0))
         except (FhirError, FutureTimeout) as exc:
@@ -136,7 +136,7 @@ def _capped(key: str, value: Any, deadline: Deadline, gaps: list[DataGap]) -> An
     entries = value.get("entry") if isinstance(value, dict) else None
     if cap is None or not isinstance(entries, list) or len(entries) <= cap:
         return value
-    label = GROUP_LABELS.get(key, key)
+    label = group_label(key)
     # worded by the catalogue (rule record-truncated) from the counts; what/why for logs and plain readers
     gaps.append(DataGap(f"{label} (the record was truncated)", f"{len(entries)} entries, the first {cap} read", key,
                         truncated_from=len(entries), truncated_to=cap))

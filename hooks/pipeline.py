@@ -13,7 +13,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any, Callable
 
 import rules
-from fhir_mappers import GROUP_LABELS, build_facts, order_facts
+from fhir_mappers import build_facts, order_facts
 from fhir_mappers.facts import DataGap
 from fhir_mappers.fhirjson import ref_of, resources_of
 
@@ -22,6 +22,7 @@ from .errors import BadContext
 from .fhir_client import Deadline, FhirClient
 from .gather import FhirAccess, fetch_references, gather, usable
 from .registry import OnMissing
+from .wording import group_label
 
 if TYPE_CHECKING:
     from .registry import ServiceDefinition
@@ -147,7 +148,7 @@ def _omitted_keys(wanted: dict, prefetch: dict, data: dict, gaps: list[DataGap])
                 data[key] = prefetch[key]
             else:
                 data[key] = None
-                gaps.append(DataGap(GROUP_LABELS.get(key, key), "it was not prefetched", key))
+                gaps.append(DataGap(group_label(key), "it was not prefetched", key))
     return data, gaps
 
 

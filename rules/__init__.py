@@ -27,7 +27,7 @@ from .monitoring import cbc_due_findings, lab_findings, tpmt_high_findings
 from .pgx import pgx_findings
 from .populations import population_findings
 
-__all__ = ["evaluate", "needs_data", "RuleOptions", "Finding", "knowledge_version", "GUIDELINES", "EMITTED",
+__all__ = ["evaluate", "needs_data", "RuleOptions", "Finding", "knowledge_version", "GUIDELINES", "emitted",
            "check_catalogue"]
 
 GUIDELINES = ("cpic", "dpwg")
@@ -49,15 +49,26 @@ def knowledge_version() -> str:
     return max(load().version, _catalogue().version, key=version_key)
 
 
-# Every rule id a rule module may emit (the start-up check finds each in the catalogue).
-EMITTED = frozenset({*_pgx.RULE_IDS, *_dose.RULE_IDS, *_interactions.RULE_IDS, *_monitoring.RULE_IDS,
-                     *_populations.RULE_IDS, "data-incomplete", "record-truncated"})
+# Rule ids emitted here (the other modules name their own; tests/test_safechange_knowledge.py checks that every
+# Finding("<id>", ...) in rules/ is among them).
+RULE_IDS = ("data-incomplete", "record-truncated")
+
+
+@cache
+def emitted() -> frozenset[str]:
+    """Every rule id a rule module may emit; interactions.toml's [others.*] tables add theirs (read from the data),
+    so a table added there without a catalogue entry stops the start (``check_catalogue``)."""
+    return frozenset({*_pgx.RULE_IDS, *_dose.RULE_IDS, *_interactions.rule_ids(), *_monitoring.RULE_IDS,
+                      *_populations.RULE_IDS, *RULE_IDS})
 
 
 def check_catalogue() -> None:
+    """The start-up check: the knowledge files load (typed), every emitted rule id has a catalogue entry and
+    every template renders (KnowledgeError: one line naming file, table and key)."""
     from .catalogue import check
 
-    check(set(EMITTED))
+    load()
+    check(set(emitted()))
 
 
 def _concerns(o: MedicationFact) -> bool:
@@ -134,7 +145,7 @@ def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> l
     why_by_key = {g.key: g.why for g in facts.gaps}
     outcome_by_key = {g.key: g.outcome for g in facts.gaps if g.outcome}
     relevant = set(_GROUPS) - {"immunizations", "past_medications", "height"}
-    if any(load()["dosing"]["indications"][ctx.indication(o)[0]].get("oncology") for o, _ in orders):
+    if any(load().dosing.indications[ctx.indication(o)[0]].oncology for o, _ in orders):
         relevant.add("height")  # dosing by body surface area (oncology)
     if any(not any(d in m.ingredients for m in facts.active_medications) for _, d in orders):
         relevant.add("immunizations")  # a thiopurine start: live vaccines in the last weeks matter
@@ -219,7 +230,7 @@ def attach_plans(findings: list[Finding], facts: ClinicalFacts) -> dict[str, Dos
 def unreadable_doses(facts: ClinicalFacts) -> ClinicalFacts:
     """A thiopurine order of 0 mg, or of more than any plausible dose (dosing.toml implausible_daily_mg), is a
     dose that could not be read: no rule computes mg/kg, a reduced range or a plan from it."""
-    top = load()["dosing"]["general"]["implausible_daily_mg"]
+    top = load().dosing.general.implausible_daily_mg
 
     def fix(o: MedicationFact) -> MedicationFact:
         d = o.daily_dose
