@@ -42,12 +42,10 @@ def override_reasons(rule_id: str) -> list[dict]:
             for c in cat[rule_id].override_reasons]
 
 
-def _all_override_reasons() -> list[dict]:
+def all_override_reasons() -> list[dict]:
+    """Every code a card may offer (the report names them); read when asked, never at import."""
     cat = catalogue()
     return [{"system": cat.override_system, "code": c, "display": d} for c, d in cat.override_reasons.items()]
-
-
-OVERRIDE_REASONS = _all_override_reasons()  # every code a card may offer (the report names them)
 
 
 def render_cards(findings: list[Finding], *, drafts: dict[str, dict], patient_id: str | None,

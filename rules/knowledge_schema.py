@@ -234,7 +234,6 @@ class Warfarin:
     inr_loinc: str
     inr_display: str
     inr_within_days: int
-    warfarin_dose_factor_text: str
     reason: str
     source: str
     sources: tuple[str, ...] = ()

@@ -216,12 +216,14 @@ def pgx_findings(facts: ClinicalFacts, *, weight_max_age_days: int = 90, guideli
 
 
 def _band(spec: PgxDrug, inter: list[GeneStatus]) -> Band:
+    """both_im; one gene intermediate: that gene's band (tpmt_im, nudt15_im: DPWG thioguanine), else one_im."""
     if len(inter) == 2:
         return _required(spec.both_im, "both_im")
     return getattr(spec, f"{inter[0].gene.lower()}_im") or _required(spec.one_im, "one_im")
 
 
 def _poor_band(spec: PgxDrug, poor: list[GeneStatus]) -> Band:
+    """The poor gene's own band (tpmt_poor, nudt15_poor: DPWG thioguanine), else poor."""
     return getattr(spec, f"{poor[0].gene.lower()}_poor") or _required(spec.poor, "poor")
 
 

@@ -7,7 +7,7 @@ that none of the three can judge is returned as unjudgeable, with why, so
 that no card says "no result on record" about it.
 
 Readings carry values and reason codes, no English: the catalogue's
-``tpmt_activity`` / ``tpmt_unjudged`` macros word them (``rules.catalogue.activity_text``).
+``tpmt_activity`` / ``tpmt_unjudged`` macros word them (``hooks.wording.activity_text``).
 """
 from __future__ import annotations
 
