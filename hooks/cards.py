@@ -22,7 +22,7 @@ from rules.findings import SEVERITY, CancelOrder, ChangeDose, OrderTest, Regimen
 from rules.knowledge_base import load
 
 from . import r4
-from .wording import Rendered, fmt_mg, label, merged_summary, regimen_text, render
+from .wording import Rendered, fmt_mg, label, merged_summary, phrase, regimen_text, render
 
 RULE_SYSTEM = "https://github.com/azathioprine-cds/rules"
 UCUM = "http://unitsofmeasure.org"
@@ -31,9 +31,8 @@ EXTENSION = "azathioprine-cds"
 
 log = logging.getLogger("aza_cds.cards")
 
-# a suggestion whose label template fails at run time keeps its action, under one of these
-_FALLBACK_LABELS = {ChangeDose: "Change the dose as suggested", CancelOrder: "Cancel the order",
-                    OrderTest: "Order the test"}
+# a suggestion whose label template fails at run time keeps its action, under one of these (catalogue [phrases])
+_FALLBACK_LABELS = {ChangeDose: "label_change_dose", CancelOrder: "label_cancel", OrderTest: "label_order_test"}
 
 
 def override_reasons(rule_id: str) -> list[dict]:
@@ -142,9 +141,8 @@ def _footer(rule_id: str, keys: list[str], version: str, guideline: str) -> str:
 def _footer_text(rule_id: str, keys: tuple[str, ...], version: str, guideline: str) -> str:
     kb = load()
     cites = "\n".join(f"- {kb.source(k).citation or kb.source(k).label}" for k in dict.fromkeys(keys))
-    profile = load().pgx.profiles[guideline].name
-    return (f"\n\n**Sources**\n{cites}\n\n_Rule `{rule_id}`, knowledge version {version}, "
-            f"pharmacogenomic guideline {profile}._")
+    line = phrase("footer_line", rule_id=rule_id, version=version, profile=load().pgx.profiles[guideline].name)
+    return f"\n\n**{phrase('footer_sources')}**\n{cites}\n\n_{line}_"
 
 
 def _action_values(action, words: dict | None = None) -> dict:
@@ -176,7 +174,7 @@ def _label(f: Finding, action, guideline: str, words: dict | None = None) -> str
         return label(f, action.label, _action_values(action, words), guideline)
     except (jinja2.TemplateError, TypeError, ValueError, KeyError, ZeroDivisionError) as exc:
         log.error("suggestion label failed", extra={"rule_id": f.rule_id, "error": type(exc).__name__})
-        return _FALLBACK_LABELS.get(type(action), "Apply the suggestion")
+        return phrase(_FALLBACK_LABELS.get(type(action), "label_other"))
 
 
 def suggestion_resource(action, description: str, *, drafts: dict[str, dict], patient_id: str | None,

@@ -22,7 +22,7 @@ from .errors import BadContext
 from .fhir_client import Deadline, FhirClient
 from .gather import FhirAccess, fetch_references, gather, usable
 from .registry import OnMissing
-from .wording import group_label
+from .wording import group_label, phrase
 
 if TYPE_CHECKING:
     from .registry import ServiceDefinition
@@ -148,7 +148,7 @@ def _omitted_keys(wanted: dict, prefetch: dict, data: dict, gaps: list[DataGap])
                 data[key] = prefetch[key]
             else:
                 data[key] = None
-                gaps.append(DataGap(group_label(key), "it was not prefetched", key))
+                gaps.append(DataGap(group_label(key), phrase("not_prefetched"), key))
     return data, gaps
 
 

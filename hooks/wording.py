@@ -148,6 +148,24 @@ def wording() -> Wording:
     )
 
 
+@cache
+def _phrase_template(name: str) -> jinja2.Template:
+    source = catalogue().raw.get("phrases", {}).get(name)
+    if source is None:
+        raise KnowledgeError(f"{FILE_LABEL} [phrases]: missing key {name!r}")
+    return _env(catalogue().raw).from_string(source)
+
+
+def phrase(name: str, **values: Any) -> str:
+    """A sentence of catalogue.toml [phrases] (the hooks' words outside a rule's card), on one line."""
+    return _one_line(_phrase_template(name), values)
+
+
+PHRASES = ("not_prefetched", "not_prefetched_no_server", "beyond_pages_what", "beyond_pages_why", "too_many_pages_why",
+           "truncated_what", "truncated_why", "label_change_dose", "label_cancel", "label_order_test", "label_other",
+           "footer_sources", "footer_line", "wording_failed")
+
+
 def group_label(key: str) -> str:
     """What the clinician calls a data group (prefetch key): catalogue.toml [groups.<key>] what."""
     return wording().groups.get(key, {}).get("what", key)
@@ -210,8 +228,7 @@ def render(f: Finding, guideline: str = "cpic", *, shortest: bool = True, memo: 
     except (jinja2.TemplateError, TypeError, ValueError, KeyError, ZeroDivisionError) as exc:
         log.error("card wording failed", extra={"rule_id": f.rule_id, "error": type(exc).__name__})
         title = catalogue()[f.rule_id].title
-        text = (f"{title}: this card's wording could not be rendered; review the order by hand "
-                f"(rule {f.rule_id}).")
+        text = phrase("wording_failed", title=title, rule_id=f.rule_id)
         return Rendered(f.rule_id, title, indicator_of(f), choose_summary([text], title), text, title)
 
 
@@ -330,6 +347,11 @@ def check(guidelines=None) -> None:
     KnowledgeError (one line) naming every entry that does not render or whose shortest summary is too long."""
     w = wording()
     problems = []
+    for name in PHRASES:
+        try:
+            phrase(name, label="x", pages=5, entries=2, read=1, rule_id="x", version="1", profile="CPIC", title="x")
+        except (jinja2.TemplateError, KnowledgeError) as exc:
+            problems.append(f"{FILE_LABEL} [phrases]: key {name!r}: {' '.join(str(exc).split())}")
     for rule_id, e in w.entries.items():
         where = f"{FILE_LABEL} [rules.{rule_id}]"
         for guideline in guidelines or load().pgx.profiles:

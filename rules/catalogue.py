@@ -30,7 +30,7 @@ RULE_KEYS = frozenset({"title", "trigger", "indicator", "priority", "sources", "
 META_KEYS = frozenset({"version", "default_override_reasons", "preliminary_prefix", "same_time_conflict_line",
                        "stop_supersedes", "sample_action", "sample_plan", "macros", "plan_line", "merged_summary",
                        "labels"})
-TOP_KEYS = frozenset({"meta", "override_reasons", "rules", "fhir_outcomes", "groups"})
+TOP_KEYS = frozenset({"meta", "override_reasons", "rules", "fhir_outcomes", "groups", "phrases"})
 INDICATORS = ("info", "warning", "critical")
 
 

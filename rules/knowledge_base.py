@@ -120,8 +120,8 @@ def load() -> Knowledge:
     for stem, tree in raw.items():
         for where, key, value in source_keys(tree):
             if value not in sources:
-                table = f"[{'.'.join(where)}]" if where else "(top level)"
-                raise KnowledgeError(f"rules/knowledge/{stem}.toml {table}: key {key!r} names unknown source "
+                at = f"[{'.'.join(where)}]" if where else "(top level)"
+                raise KnowledgeError(f"rules/knowledge/{stem}.toml {at}: key {key!r} names unknown source "
                                      f"{value!r} (not in sources.toml)")
     diplotypes: dict[str, dict[str, str]] = {}
     functions: dict[str, dict[str, str]] = {}

@@ -633,6 +633,8 @@ def test_azathioprine_for_leukaemia_keeps_a_dose_range():
     """Azathioprine is not dosed per m²: with ALL on record its mg/kg maximum (dosing.toml [indications.all])
     still applies, instead of no range check at all."""
     from rules.dose import _range_spec
+    from rules.knowledge_schema import Indication
+
     spec = _range_spec("azathioprine", "all")
-    assert spec is not None and spec.max_mg_per_kg == load().dosing.indications["all"].max_mg_per_kg
+    assert isinstance(spec, Indication) and spec.max_mg_per_kg == load().dosing.indications["all"].max_mg_per_kg
     assert _range_spec("mercaptopurine", "all") is load().dosing.oncology["mercaptopurine"]
