@@ -84,6 +84,7 @@ class Wording:
     sample_plan: Mapping[str, Any]
     sample_action: Mapping[str, Any]
     macros: Any  # the [meta] macros module (s.* in templates)
+    template_globals: Mapping[str, Any]  # k, s and Jinja2's own: in every context (_run renders it as it is)
     groups: Mapping[str, Mapping[str, str]]  # data group -> {what, check}
     fhir_outcomes: Mapping[str, str]
 
@@ -143,7 +144,7 @@ def wording() -> Wording:
         merged_summary=tuple(compile_(s, "meta") for s in meta["merged_summary"]),
         conflict_line=compile_(meta["same_time_conflict_line"], "meta"),
         preliminary_prefix=meta["preliminary_prefix"], sample_plan=dict(meta["sample_plan"]),
-        sample_action=dict(meta["sample_action"]), macros=env.globals["s"],
+        sample_action=dict(meta["sample_action"]), macros=env.globals["s"], template_globals=dict(env.globals),
         groups=raw.get("groups", {}), fhir_outcomes=raw.get("fhir_outcomes", {}),
     )
 
@@ -158,7 +159,7 @@ def _phrase_template(name: str) -> jinja2.Template:
 
 def phrase(name: str, **values: Any) -> str:
     """A sentence of catalogue.toml [phrases] (the hooks' words outside a rule's card), on one line."""
-    return _one_line(_phrase_template(name), values)
+    return _one_line(_phrase_template(name), {**wording().template_globals, **values})
 
 
 PHRASES = ("not_prefetched", "not_prefetched_no_server", "beyond_pages_what", "beyond_pages_why", "too_many_pages_why",
@@ -183,9 +184,37 @@ class Rendered:
     short: str | None  # the shortest summary alternative (for merged cards; None when not asked for)
 
 
+class Values(dict):
+    """A finding's values as the templates read them: ``x.name`` finds the item ``name`` as an attribute, so
+    Jinja2's attribute-first lookup hits at once instead of failing over to the item (a dict's own attributes,
+    ``items``, ``get``..., still win, as they do for a plain dict: the output is the same)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _values(x: Any) -> Any:
+    """``x`` with every dict in it (in lists and tuples too) as ``Values``."""
+    t = type(x)
+    if t is dict:
+        return Values({k: _values(v) for k, v in x.items()})
+    if t is list:
+        return [_values(v) for v in x]
+    if t is tuple:
+        return tuple(_values(v) for v in x)
+    return x
+
+
 def _context(values: dict[str, Any], guideline: str) -> dict[str, Any]:
-    """A finding's template context (Jinja2 adds its globals, ``k`` and ``s``, itself)."""
-    ctx = {"guideline": guideline, "guideline_label": load().source(guideline_source(guideline)).label,
+    """A finding's template context, the globals (``k``, ``s``...) included: every template of the finding renders
+    with it as it is (``_run``)."""
+    values = _values(values)
+    ctx = {**wording().template_globals, "guideline": guideline, "guideline_label": load().source(guideline_source(guideline)).label,
            "plan": None, "v": values}
     ctx.update(values)
     drug = values.get("drug")
@@ -194,8 +223,15 @@ def _context(values: dict[str, Any], guideline: str) -> dict[str, Any]:
     return ctx
 
 
+def _run(t: jinja2.Template, ctx: dict) -> str:
+    """``t.render(ctx)`` for a context that holds the globals already (``_context``): Jinja2's public
+    ``Template.make_module(vars, shared=True)`` renders with the dict as it is, without copying it and the
+    globals into a new one for every template (a finding renders a dozen)."""
+    return str(t.make_module(ctx, shared=True))
+
+
 def _text(t: jinja2.Template, ctx: dict) -> str:
-    text = t.render(ctx)
+    text = _run(t, ctx)
     if "\t" in text or "  " in text:  # runs of blanks inside lines: one space
         lines = [_WS.sub(" ", line).strip() for line in text.split("\n")]
     else:
@@ -207,7 +243,7 @@ def _text(t: jinja2.Template, ctx: dict) -> str:
 
 
 def _one_line(t: jinja2.Template, ctx: dict) -> str:
-    return " ".join(t.render(ctx).split())
+    return " ".join(_run(t, ctx).split())
 
 
 def choose_summary(alternatives: list[str], fallback: str) -> str:
@@ -294,7 +330,7 @@ def _plain(x: Any) -> bool:
         t = type(x)
         if t in _SCALARS:
             continue
-        if t is dict:
+        if t is dict or t is Values:
             if not all(type(k) is str for k in x):
                 return False
             stack.extend(x.values())
@@ -326,7 +362,7 @@ def label(f: Finding, key: str, action_values: dict[str, Any], guideline: str = 
 def merged_summary(parts: list[str]) -> str:
     """Summary of an info card that carries several findings: as many of them as fit."""
     w = wording()
-    ctx = {"parts": parts, "n": len(parts)}
+    ctx = {**w.template_globals, "parts": parts, "n": len(parts)}
     alternatives = [_one_line(t, ctx) for t in w.merged_summary]
     return choose_summary(alternatives, alternatives[-1])
 

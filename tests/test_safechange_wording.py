@@ -78,3 +78,22 @@ def test_one_table_of_group_labels():
     assert not hasattr(fhir_mappers, "GROUP_LABELS")
     assert wording.group_label("weight") == cat.catalogue().raw["groups"]["weight"]["what"]
     assert wording.group_label("no-such-group") == "no-such-group"
+
+
+def test_shared_context_rendering_equals_template_render():
+    """``_run`` (Template.make_module with the context as it is, the values as ``Values``) gives what
+    Template.render gives with plain dicts."""
+    w = wording.wording()
+    checked = 0
+    for rule_id, e in w.entries.items():
+        values = {k: v for k, v in e.sample.items() if k != "with_plan"}
+        for guideline in ("cpic", "dpwg"):
+            raw = {**values, "drug": values.get("drug", "azathioprine")}
+            ctx = wording._context(raw, guideline)
+            plain = {"guideline": guideline, "guideline_label": ctx["guideline_label"], "plan": None, "v": raw,
+                     **raw, "Drug": ctx["Drug"]}
+            assert type(ctx["v"]) is wording.Values and type(plain["v"]) is dict
+            for t in (*e.summary, e.detail):
+                assert wording._run(t, ctx) == t.render(plain), rule_id
+                checked += 1
+    assert checked > 2 * len(w.entries)
