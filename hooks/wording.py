@@ -184,36 +184,9 @@ class Rendered:
     short: str | None  # the shortest summary alternative (for merged cards; None when not asked for)
 
 
-class Values(dict):
-    """A finding's values as the templates read them: ``x.name`` finds the item ``name`` as an attribute, so
-    Jinja2's attribute-first lookup hits at once instead of failing over to the item (a dict's own attributes,
-    ``items``, ``get``..., still win, as they do for a plain dict: the output is the same)."""
-
-    __slots__ = ()
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-def _values(x: Any) -> Any:
-    """``x`` with every dict in it (in lists and tuples too) as ``Values``."""
-    t = type(x)
-    if t is dict:
-        return Values({k: _values(v) for k, v in x.items()})
-    if t is list:
-        return [_values(v) for v in x]
-    if t is tuple:
-        return tuple(_values(v) for v in x)
-    return x
-
-
 def _context(values: dict[str, Any], guideline: str) -> dict[str, Any]:
     """A finding's template context, the globals (``k``, ``s``...) included: every template of the finding renders
     with it as it is (``_run``)."""
-    values = _values(values)
     ctx = {**wording().template_globals, "guideline": guideline, "guideline_label": load().source(guideline_source(guideline)).label,
            "plan": None, "v": values}
     ctx.update(values)
@@ -330,7 +303,7 @@ def _plain(x: Any) -> bool:
         t = type(x)
         if t in _SCALARS:
             continue
-        if t is dict or t is Values:
+        if t is dict:
             if not all(type(k) is str for k in x):
                 return False
             stack.extend(x.values())
