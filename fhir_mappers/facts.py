@@ -7,7 +7,7 @@ Nothing here says whether a value is good or bad: that is the rules' job.
 """
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
 
@@ -185,35 +185,3 @@ class ClinicalFacts:
     gaps: list[DataGap] = field(default_factory=list)
     # data groups we could not look at at all (prefetch key absent and not fetchable / failed)
     unavailable: set[str] = field(default_factory=set)
-
-
-def _fast_frozen_init(cls: type) -> None:
-    """Give a frozen, slotted dataclass an ``__init__`` that binds ``object.__setattr__`` once.
-
-    The generated one looks ``object.__setattr__`` up again for every field; facts are built by the
-    thousand per call, so this is a measurable share of mapping. Same signature, defaults and result:
-    equality, ``dataclasses.replace``, immutability and pickling are unchanged.
-    """
-    fs = fields(cls)
-    if any(f.default_factory is not MISSING or not f.init for f in fs) or hasattr(cls, "__post_init__"):
-        # not needed by the facts below; the generated __init__ would silently skip them
-        raise TypeError(f"{cls.__name__}: only plain fields and defaults are supported")
-    ns: dict = {"_set": object.__setattr__}
-    params = []
-    for f in fs:
-        if f.default is MISSING:
-            params.append(f.name)
-        else:
-            ns[f"_d_{f.name}"] = f.default
-            params.append(f"{f.name}=_d_{f.name}")
-    body = "".join(f"    _set(self, {f.name!r}, {f.name})\n" for f in fs)
-    exec(f"def __init__(self, {', '.join(params)}):\n{body}", ns)  # noqa: S102 - built from field names only
-    init = ns["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__annotations__ = cls.__dict__["__init__"].__annotations__
-    cls.__init__ = init  # type: ignore[misc]
-
-
-for _cls in (DataGap, DailyDose, PriorTherapy, MedicationFact, Measurement, GeneResult, ResultText, CodedObservation,
-             AllergyFact, ConditionFact, PatientFact):
-    _fast_frozen_init(_cls)

@@ -1,6 +1,6 @@
 """Findings → CDS Hooks 2.0 cards, rendered once, after consolidation; abstract actions → FHIR resources.
 
-Wording comes from the rule catalogue (``rules.catalogue``); this module only
+Wording comes from the rule catalogue (``hooks/wording.py``); this module only
 assembles cards: sources and links, suggestions, override reasons, the info-card
 cap (which merges, never drops) and the guideline / knowledge version in every
 card's extension. ``suggestion_resource`` is the one place suggested FHIR
@@ -8,9 +8,9 @@ resources are built.
 """
 from __future__ import annotations
 
-import logging
-import os
 import json
+import logging
+import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -19,12 +19,12 @@ from typing import Any
 import jinja2
 
 from rules import Finding, knowledge_version
-from rules.catalogue import (catalogue, fmt_mg, guideline_source, label, merged_summary, regimen_text, render,
-                             sources_of, Rendered)
+from rules.catalogue import catalogue, guideline_source, sources_of
 from rules.findings import SEVERITY, CancelOrder, ChangeDose, OrderTest, Regimen
 from rules.knowledge_base import load
 
 from . import r4
+from .wording import Rendered, fmt_mg, label, merged_summary, phrase, regimen_text, render
 
 RULE_SYSTEM = "https://github.com/azathioprine-cds/rules"
 UCUM = "http://unitsofmeasure.org"
@@ -33,9 +33,8 @@ EXTENSION = "azathioprine-cds"
 
 log = logging.getLogger("aza_cds.cards")
 
-# a suggestion whose label template fails at run time keeps its action, under one of these
-_FALLBACK_LABELS = {ChangeDose: "Change the dose as suggested", CancelOrder: "Cancel the order",
-                    OrderTest: "Order the test"}
+# a suggestion whose label template fails at run time keeps its action, under one of these (catalogue [phrases])
+_FALLBACK_LABELS = {ChangeDose: "label_change_dose", CancelOrder: "label_cancel", OrderTest: "label_order_test"}
 
 
 def override_reasons(rule_id: str) -> list[dict]:
@@ -44,12 +43,10 @@ def override_reasons(rule_id: str) -> list[dict]:
             for c in cat[rule_id].override_reasons]
 
 
-def _all_override_reasons() -> list[dict]:
+def all_override_reasons() -> list[dict]:
+    """Every code a card may offer (the report names them); read when asked, never at import."""
     cat = catalogue()
     return [{"system": cat.override_system, "code": c, "display": d} for c, d in cat.override_reasons.items()]
-
-
-OVERRIDE_REASONS = _all_override_reasons()  # every code a card may offer (the report names them)
 
 
 def render_cards(findings: list[Finding], *, drafts: dict[str, dict], patient_id: str | None,
@@ -155,7 +152,7 @@ class AppLink:
     def link(self, rule_ids: list[str], order_ref: str) -> dict:
         context = {"patient": self.patient_id, "order": order_ref, "findings": rule_ids,
                    "draftOrders": [_draft_for_app(r) for r in self.drafts if isinstance(r, dict)]}
-        return {"label": catalogue().raw["meta"]["app_link"]["label"], "url": self.launch_url, "type": "smart",
+        return {"label": catalogue().app_link_label, "url": self.launch_url, "type": "smart",
                 "appContext": json.dumps(context, separators=(",", ":"))}
 
 
@@ -167,19 +164,7 @@ def _draft_for_app(resource: dict) -> dict:
 
 
 def new_uuid() -> str:
-    """``str(uuid.uuid4())``: 122 random bits from ``os.urandom``, the version and variant bits set as
-    ``uuid.UUID(bytes=..., version=4)`` sets them, written as ``str(UUID)`` writes it (without building
-    the UUID object: this runs for every card and suggestion)."""
-    return _uuid4_text(os.urandom(16))
-
-
-def _uuid4_text(random16: bytes) -> str:
-    h = "%032x" % (int.from_bytes(random16, "big") & _UUID_CLEAR | _UUID_V4)
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-_UUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)
-_UUID_V4 = (0x8000 << 48) | (4 << 76)
+    return str(uuid.uuid4())
 
 
 def _footer(rule_id: str, keys: list[str], version: str, guideline: str) -> str:
@@ -190,9 +175,8 @@ def _footer(rule_id: str, keys: list[str], version: str, guideline: str) -> str:
 def _footer_text(rule_id: str, keys: tuple[str, ...], version: str, guideline: str) -> str:
     kb = load()
     cites = "\n".join(f"- {kb.source(k).citation or kb.source(k).label}" for k in dict.fromkeys(keys))
-    profile = load()["pgx"]["profiles"][guideline]["name"]
-    return (f"\n\n**Sources**\n{cites}\n\n_Rule `{rule_id}`, knowledge version {version}, "
-            f"pharmacogenomic guideline {profile}._")
+    line = phrase("footer_line", rule_id=rule_id, version=version, profile=load().pgx.profiles[guideline].name)
+    return f"\n\n**{phrase('footer_sources')}**\n{cites}\n\n_{line}_"
 
 
 def _action_values(action, words: dict | None = None) -> dict:
@@ -224,7 +208,7 @@ def _label(f: Finding, action, guideline: str, words: dict | None = None) -> str
         return label(f, action.label, _action_values(action, words), guideline)
     except (jinja2.TemplateError, TypeError, ValueError, KeyError, ZeroDivisionError) as exc:
         log.error("suggestion label failed", extra={"rule_id": f.rule_id, "error": type(exc).__name__})
-        return _FALLBACK_LABELS.get(type(action), "Apply the suggestion")
+        return phrase(_FALLBACK_LABELS.get(type(action), "label_other"))
 
 
 def suggestion_resource(action, description: str, *, drafts: dict[str, dict], patient_id: str | None,

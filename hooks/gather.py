@@ -18,7 +18,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_mappers import GROUP_LABELS
+from .wording import group_label, phrase
 from fhir_mappers.facts import DataGap
 
 from .errors import PreconditionFailed
@@ -90,15 +90,15 @@ def gather(
             field="prefetch." + missing_required[0],
         )
     if cannot_ask:
-        why = "it was not prefetched and no FHIR server was given"
-        gaps.extend(DataGap(GROUP_LABELS.get(k, k), why, k) for k in cannot_ask)
+        why = phrase("not_prefetched_no_server")
+        gaps.extend(DataGap(group_label(k), why, k) for k in cannot_ask)
 
     server = access.server or ""  # queries exist only when there is a server to ask
     futures = {key: client.pool.submit(client.search, server, q, access.token, deadline)
                for key, q in queries.items()}
     wait_until = _wait_until(deadline)
     for key, future in futures.items():
-        label = GROUP_LABELS.get(key, key)
+        label = group_label(key)
         try:
             value = future.result(timeout=max(wait_until - time.monotonic(), 0))
         except (FhirError, FutureTimeout) as exc:
@@ -117,13 +117,12 @@ def gather(
         if pages:
             if "_sort=" in templates[key]:
                 # newest first: what was read is the part that matters; say the rest was not read
-                gaps.append(DataGap(f"{label} (results beyond the first {pages} pages)",
-                                    "the EHR's FHIR server kept sending more pages", key))
+                gaps.append(DataGap(phrase("beyond_pages_what", label=label, pages=pages), phrase("beyond_pages_why"),
+                                    key))
             else:
                 # unsorted: a result that matters may be on a page that was not read
                 value = None
-                gaps.append(DataGap(label, f"the EHR's FHIR server sent more than {pages} pages of results, "
-                                           "so they could not all be read", key))
+                gaps.append(DataGap(label, phrase("too_many_pages_why", pages=pages), key))
             log.info("fhir paging truncated", extra={"prefetch_key": key})
         data[key] = _capped(key, value, deadline, gaps)
     return data, gaps
@@ -136,9 +135,9 @@ def _capped(key: str, value: Any, deadline: Deadline, gaps: list[DataGap]) -> An
     entries = value.get("entry") if isinstance(value, dict) else None
     if cap is None or not isinstance(entries, list) or len(entries) <= cap:
         return value
-    label = GROUP_LABELS.get(key, key)
+    label = group_label(key)
     # worded by the catalogue (rule record-truncated) from the counts; what/why for logs and plain readers
-    gaps.append(DataGap(f"{label} (the record was truncated)", f"{len(entries)} entries, the first {cap} read", key,
+    gaps.append(DataGap(phrase("truncated_what", label=label), phrase("truncated_why", entries=len(entries), read=cap), key,
                         truncated_from=len(entries), truncated_to=cap))
     log.info("prefetch key truncated", extra={"prefetch_key": key})
     return {**value, "entry": entries[:cap]}

@@ -13,7 +13,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any, Callable
 
 import rules
-from fhir_mappers import GROUP_LABELS, build_facts, order_facts
+from fhir_mappers import build_facts, order_facts
 from fhir_mappers.facts import DataGap
 from fhir_mappers.fhirjson import ref_of, resources_of
 
@@ -23,6 +23,7 @@ from .errors import BadContext
 from outbound.fhir_client import Deadline, FhirClient
 from .gather import FhirAccess, fetch_references, gather, usable
 from .registry import OnMissing
+from .wording import group_label, phrase
 
 if TYPE_CHECKING:
     from .registry import ServiceDefinition
@@ -157,7 +158,7 @@ def _omitted_keys(wanted: dict, prefetch: dict, data: dict, gaps: list[DataGap])
                 data[key] = prefetch[key]
             else:
                 data[key] = None
-                gaps.append(DataGap(GROUP_LABELS.get(key, key), "it was not prefetched", key))
+                gaps.append(DataGap(group_label(key), phrase("not_prefetched"), key))
     return data, gaps
 
 

@@ -3,19 +3,14 @@
 A definition holds everything about a service: its hook (and where that hook puts the orders, as
 the hook's module declares), its discovery texts, and its prefetch keys, each with a template and
 a policy for when the EHR did not prefetch it (as HAPI's ``CdsServicePrefetch`` failure mode).
-Discovery is generated from the definitions and the pipeline reads them, so neither can drift from
-the other (HAPI's CDS Hooks module works the same way).
+Discovery is generated from the definitions and the pipeline (``hooks/pipeline.py``, ``run``) reads them,
+so neither can drift from the other (HAPI's CDS Hooks module works the same way).
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .pipeline import HookEnv, HookResult
-
 
 class OnMissing(str, Enum):
     """What a service does with a prefetch key the EHR did not send (or sent as an OperationOutcome)."""
@@ -73,11 +68,6 @@ class ServiceDefinition:
             "prefetch": self.templates,
             "usageRequirements": self.usage_requirements,
         }
-
-    def handler(self, request: dict, env: HookEnv) -> HookResult:
-        from .pipeline import run
-
-        return run(self, request, env)
 
 
 SERVICES: dict[str, ServiceDefinition] = {}

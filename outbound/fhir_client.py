@@ -145,7 +145,7 @@ class FhirSettings:
     deadline_seconds: float = 1.5
     connect_timeout: float = 0.5
     max_pages: int = 5
-    max_bytes: int = 4 * 1024 * 1024  # one response, decompressed (docs/threats-b.md)
+    max_bytes: int = 4 * 1024 * 1024  # one response, decompressed (docs/threats.md)
     max_call_bytes: int = 8 * 1024 * 1024  # all responses of one hook call, decompressed
     # FHIR queries in flight at once in this process: every hook call in flight (gunicorn --threads)
     # sends all its keys (8) at once; fewer pool threads would queue them. Threads start on demand.

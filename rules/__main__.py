@@ -1,4 +1,4 @@
-"""``python -m rules --readme``: regenerate the README's rule table from the catalogue (without: print it)."""
+"""``python -m rules --readme``: regenerate docs/rules.md's rule table from the catalogue (without: print it)."""
 from rules.catalogue import main
 
 main()

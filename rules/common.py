@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from functools import cache
 
 from fhir_mappers.facts import ClinicalFacts, ConditionFact, MedicationFact, Measurement
 
 from .knowledge_base import load
+from .knowledge_schema import PgxDrug
 
 SNOMED = "http://snomed.info/sct"
 ICD10 = "http://hl7.org/fhir/sid/icd-10"  # and its national modifications (icd-10-cm, ...): a prefix
@@ -16,7 +17,7 @@ ICD10 = "http://hl7.org/fhir/sid/icd-10"  # and its national modifications (icd-
 
 @cache
 def thiopurines() -> frozenset[str]:
-    return frozenset(load()["pgx"]["drugs"])
+    return frozenset(load().pgx.drugs)
 
 
 def thiopurine_of(med: MedicationFact) -> str | None:
@@ -35,12 +36,16 @@ def therapy_unknown(facts: ClinicalFacts, order: MedicationFact) -> bool:
     return "medications" in facts.unavailable and order.prior_therapy is None
 
 
-def drug_spec(drug: str, guideline: str = "cpic") -> dict:
+@cache
+def drug_spec(drug: str, guideline: str = "cpic") -> PgxDrug:
     """pgx.toml's spec of a drug, with the guideline profile's overrides (DPWG) applied."""
-    pgx = load()["pgx"]
-    spec = dict(pgx["drugs"][drug])
-    spec.update(pgx["profiles"][guideline].get("drugs", {}).get(drug, {}))
-    return spec
+    pgx = load().pgx
+    spec = pgx.drugs[drug]
+    override = pgx.profiles[guideline].drugs.get(drug)
+    if override is None:
+        return spec
+    return replace(spec, **{f.name: getattr(override, f.name) for f in fields(override)
+                            if getattr(override, f.name) is not None})
 
 
 def below(m: Measurement, cutoff: float) -> bool:
@@ -72,13 +77,13 @@ def recent_weight(facts: ClinicalFacts, max_age_days: int) -> Measurement | None
 def plausible_height(cm: float) -> bool:
     """A body height inside ``dosing.toml``'s ``height_plausible_cm``: anything else (a negative or
     zero height, a value in mm read as cm) is a recording error and never enters a body surface area."""
-    low, high = load()["dosing"]["general"]["height_plausible_cm"]
+    low, high = load().dosing.general.height_plausible_cm
     return low <= cm <= high
 
 
 def usable_weight(facts: ClinicalFacts, max_age_days: int) -> Measurement | None:
     """The recent weight if it is plausible (``dosing.toml`` limits); else None (the weight rule says why)."""
-    low, high = load()["dosing"]["general"]["weight_plausible_kg"]
+    low, high = load().dosing.general.weight_plausible_kg
     w = recent_weight(facts, max_age_days)
     return w if w is not None and low <= w.value <= high else None
 
@@ -119,14 +124,14 @@ class _IndicationIndex:
 
 @cache
 def _indication_index() -> _IndicationIndex:
-    table = load()["dosing"]["indications"]
+    table = load().dosing.indications
     keys = tuple(k for k in table if k != "unknown")
     snomed: dict[str, int] = {}
     icd10: dict[str, int] = {}
     for i, k in enumerate(keys):
-        for code in table[k].get("snomed", []):
+        for code in table[k].snomed:
             snomed.setdefault(code, i)
-        for prefix in table[k].get("icd10", []):
+        for prefix in table[k].icd10:
             icd10.setdefault(prefix, i)
     return _IndicationIndex(keys, snomed, icd10, tuple(sorted({len(p) for p in icd10})))
 
@@ -184,27 +189,27 @@ def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_da
     """The normal (reference) daily dose for this patient and how it was found: mg/m² x body surface area
     for a thiopurine in oncology (ALL), mg/kg x weight otherwise, else the ordered dose.
     ``indication_how``: ``indication(order, facts.conditions)`` when the caller has it."""
-    dosing = load()["dosing"]
+    dosing = load().dosing
     ind, how = indication_how or indication(order, facts.conditions)
-    onc = dosing["oncology"].get(drug) if dosing["indications"][ind].get("oncology") else None
+    onc = dosing.oncology.get(drug) if dosing.indications[ind].oncology else None
     w = usable_weight(facts, weight_days)
-    recorded = recent(facts.heights, facts.today, dosing["general"]["height_max_age_days"])
+    recorded = recent(facts.heights, facts.today, dosing.general.height_max_age_days)
     h = recorded if recorded is not None and plausible_height(recorded.value) else None
-    malignancy = drug in dosing["indications"][ind].get("malignancy_drugs", ())  # ALL, AML: CPIC malignancy advice
+    malignancy = drug in dosing.indications[ind].malignancy_drugs  # ALL, AML: CPIC malignancy advice
     out = {"indication": ind, "indication_how": how, "oncology": onc is not None, "malignancy": malignancy,
            "weight": w.value if w else None,
            "weight_date": w.when.date().isoformat() if w and w.when else "", "height": h.value if h else None,
            "bsa": None, "kind": "ordered", "standard": None, "reference_mg": None, "height_missing": False,
            "height_implausible": recorded.value if recorded is not None and h is None else None}
     if onc is not None:
-        out["standard"] = onc["standard_mg_per_m2"]
+        out["standard"] = onc.standard_mg_per_m2
         if w is not None and h is not None:
             bsa = math.sqrt(h.value * w.value / 3600)  # Mosteller
-            out.update(bsa=bsa, kind="m2", reference_mg=onc["standard_mg_per_m2"] * bsa)
+            out.update(bsa=bsa, kind="m2", reference_mg=onc.standard_mg_per_m2 * bsa)
         else:
             out["height_missing"] = h is None
     else:
-        per_kg = load()["pgx"]["drugs"][drug].get("standard_mg_per_kg_day")
+        per_kg = load().pgx.drugs[drug].standard_mg_per_kg_day
         out["standard"] = per_kg
         if w is not None and per_kg:
             out.update(kind="kg", reference_mg=per_kg * w.value)

@@ -9,6 +9,7 @@ from .common import indication, recent, recent_weight, therapy_unknown
 from .context import CallContext, context_of
 from .findings import DoseLimit, Finding, OrderTest
 from .knowledge_base import load
+from .knowledge_schema import DosingGeneral, Indication, Oncology, OtherDrug
 
 RULE_IDS = ("dose-unreadable", "dose-above-range", "dose-new-start", "dose-schedule-error", "weight-missing",
             "weight-implausible", "height-missing")
@@ -28,29 +29,34 @@ def schedule_error_findings(facts: ClinicalFacts, ctx: CallContext | None = None
 
 
 def _weight_test() -> OrderTest:
-    t = load()["dosing"]["tests"]["weight"]
-    return OrderTest(t["loinc"], t["display"], label="order_weight", reason=t["reason"])
+    t = load().dosing.tests["weight"]
+    return OrderTest(t.loinc, t.display, label="order_weight", reason=t.reason)
 
 
-def _range_spec(drug: str, ind: str) -> dict | None:
-    dosing = load()["dosing"]
-    if dosing["indications"][ind].get("oncology") and drug in dosing["oncology"]:
-        return dosing["oncology"][drug]  # per m² (mercaptopurine, thioguanine in ALL)
-    if drug == "azathioprine" or drug in dosing["indications"][ind].get("drugs", ()):
-        return dosing["indications"][ind]  # e.g. thioguanine for acute myeloid leukaemia ([indications.aml])
-    return dosing.get("other_drugs", {}).get(drug)
+RangeSpec = Oncology | Indication | OtherDrug
 
 
-def _max_daily(spec: dict, basis: dict, new_start: bool) -> tuple[float | None, float, str]:
+def _range_spec(drug: str, ind: str) -> RangeSpec | None:
+    dosing = load().dosing
+    if dosing.indications[ind].oncology and drug in dosing.oncology:
+        return dosing.oncology[drug]  # per m² (mercaptopurine, thioguanine in ALL)
+    if drug == "azathioprine" or drug in dosing.indications[ind].drugs:
+        return dosing.indications[ind]  # e.g. thioguanine for acute myeloid leukaemia ([indications.aml])
+    return dosing.other_drugs.get(drug)
+
+
+def _max_daily(spec: RangeSpec, basis: dict, new_start: bool) -> tuple[float | None, float, str]:
     """(maximum mg/day for this patient, maximum per unit, unit) or (None, max per unit, unit) without a size."""
-    if "max_mg_per_m2" in spec:
-        per = spec["max_mg_per_m2"]
+    if isinstance(spec, Oncology):
+        per = spec.max_mg_per_m2
         return (per * basis["bsa"] if basis["bsa"] else None), per, "m2"
-    per = spec.get("new_start_max_mg_per_kg", spec["max_mg_per_kg"]) if new_start else spec["max_mg_per_kg"]
+    per = spec.max_mg_per_kg
+    if new_start and isinstance(spec, Indication) and spec.new_start_max_mg_per_kg is not None:
+        per = spec.new_start_max_mg_per_kg
     return (per * basis["weight"] if basis["weight"] else None), per, "kg"
 
 
-def _start(spec: dict, general: dict, weight: float | None, drug: str) -> dict:
+def _start(spec: RangeSpec, general: DosingGeneral, weight: float | None, drug: str) -> dict:
     """The starting dose of a new start and the dose above which a start is flagged.
 
     An indication with ``start_mg_per_kg`` (rheumatoid arthritis, FDA label: about 1.0 mg/kg/day) starts at that
@@ -58,20 +64,22 @@ def _start(spec: dict, general: dict, weight: float | None, drug: str) -> dict:
     under the label's 100 mg; without a weight, at the label's upper figure ``start_mg``. One with only
     ``start_mg`` (autoimmune hepatitis, AASLD: 50 mg/day) starts at that fixed dose. Otherwise the brief's
     50 mg/day or 1 mg/kg/day, whichever is higher, is the threshold."""
-    step = float(load()["dosing"]["forms"].get(drug, {}).get("tablet_step_mg", 25))
-    per_kg = spec.get("start_mg_per_kg")
+    form = load().dosing.forms.get(drug)
+    step = float(form.tablet_step_mg if form is not None else 25)
+    per_kg = spec.start_mg_per_kg if isinstance(spec, Indication) else None
+    start_mg = spec.start_mg if isinstance(spec, Indication) else None
     if per_kg is not None:
         if weight:
             exact = per_kg * weight
             practical = max(step, math.floor(exact / step + 0.5) * step)
             return {"start_mg": practical, "start_exact": exact, "start_per_kg": per_kg, "step": step,
                     "threshold": practical}
-        return {"start_mg": spec["start_mg"], "start_exact": None, "start_per_kg": per_kg, "step": step,
-                "threshold": spec["start_mg"]}
-    if "start_mg" in spec:
-        return {"start_mg": spec["start_mg"], "start_exact": None, "start_per_kg": None, "step": step,
-                "threshold": spec["start_mg"]}
-    start_mg, general_per_kg = general["new_start_mg"], general["new_start_mg_per_kg"]
+        return {"start_mg": start_mg, "start_exact": None, "start_per_kg": per_kg, "step": step,
+                "threshold": start_mg}
+    if start_mg is not None:
+        return {"start_mg": start_mg, "start_exact": None, "start_per_kg": None, "step": step,
+                "threshold": start_mg}
+    start_mg, general_per_kg = general.new_start_mg, general.new_start_mg_per_kg
     threshold = max(start_mg, general_per_kg * weight) if weight else start_mg
     return {"start_mg": start_mg, "start_exact": None, "start_per_kg": None, "step": step, "threshold": threshold}
 
@@ -81,9 +89,9 @@ def weight_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | 
     orders = ctx.thiopurine_orders
     if not orders or "weight" in facts.unavailable:
         return []
-    dosing = load()["dosing"]
-    general = dosing["general"]
-    low, high = general["weight_plausible_kg"]
+    dosing = load().dosing
+    general = dosing.general
+    low, high = general.weight_plausible_kg
     w = recent_weight(facts, max_age_days)
     order, drug = orders[0]
     if w is not None and not (low <= w.value <= high):
@@ -97,35 +105,35 @@ def weight_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | 
         last = facts.weights[0].when.date().isoformat() if facts.weights and facts.weights[0].when else ""
         possibly_high, limit = False, None
         if spec is not None and ordered is not None:
-            if "max_mg_per_m2" in spec:
-                limit = spec["max_mg_per_m2"] * general["size_missing_reference_m2"]
+            if isinstance(spec, Oncology):
+                limit = spec.max_mg_per_m2 * general.size_missing_reference_m2
             else:
-                limit = spec["max_mg_per_kg"] * general["size_missing_reference_kg"]
+                limit = spec.max_mg_per_kg * general.size_missing_reference_kg
             possibly_high = ordered > limit + 1e-9
         out.append(Finding("weight-missing", order.ref,
                            {"days": max_age_days, "last": last, "ordered": ordered, "possibly_high": possibly_high,
-                            "limit": limit, "reference_kg": general["size_missing_reference_kg"],
-                            "reference_m2": general["size_missing_reference_m2"], "oncology": basis["oncology"]},
+                            "limit": limit, "reference_kg": general.size_missing_reference_kg,
+                            "reference_m2": general.size_missing_reference_m2, "oncology": basis["oncology"]},
                            [_weight_test()], indicator="warning" if possibly_high else None, drug=drug))
     if basis["oncology"] and basis["height_missing"]:
-        t = dosing["tests"]["height"]
-        max_per_kg = (spec or {}).get("max_mg_per_kg_by_weight")
+        t = dosing.tests["height"]
+        max_per_kg = spec.max_mg_per_kg_by_weight if isinstance(spec, Oncology) else None
         per_kg = ordered / basis["weight"] if ordered is not None and basis["weight"] else None
         possibly_high = bool(per_kg and max_per_kg and per_kg > max_per_kg + 1e-9)
         out.append(Finding("height-missing", order.ref,
-                           {"ordered": ordered, "days": general["height_max_age_days"], "possibly_high": possibly_high,
+                           {"ordered": ordered, "days": general.height_max_age_days, "possibly_high": possibly_high,
                             "per_kg": per_kg, "max_per_kg": max_per_kg,
                             "implausible": basis["height_implausible"],
-                            "low": general["height_plausible_cm"][0], "high": general["height_plausible_cm"][1]},
-                           [OrderTest(t["loinc"], t["display"], label="order_height", reason=t["reason"])],
+                            "low": general.height_plausible_cm[0], "high": general.height_plausible_cm[1]},
+                           [OrderTest(t.loinc, t.display, label="order_height", reason=t.reason)],
                            indicator="warning" if possibly_high else None, drug=drug))
     return out
 
 
 def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | None = None) -> list[Finding]:
     ctx = context_of(facts, ctx)
-    dosing = load()["dosing"]
-    general = dosing["general"]
+    dosing = load().dosing
+    general = dosing.general
     findings = []
     for order, drug in ctx.thiopurine_orders:
         if order.daily_dose is None and order.schedule_problem:
@@ -141,23 +149,23 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | No
             continue
         new_start = is_new_start(facts, order, drug)
         top, per_unit, unit = _max_daily(spec, basis, new_start)
-        sources = tuple(dict.fromkeys([spec["source"], *spec.get("sources", [])]))
-        name = spec.get("name", dosing["indications"][ind]["name"])
+        sources = tuple(dict.fromkeys([spec.source, *(() if isinstance(spec, OtherDrug) else spec.sources)]))
+        name = dosing.indications[ind].name if isinstance(spec, OtherDrug) else spec.name
         values = {"ordered": ordered, "indication": ind, "indication_name": name, "how": how, "unit": unit,
-                  "max_per_unit": per_unit, "range_text": spec.get("range_text", ""), "basis": basis,
+                  "max_per_unit": per_unit, "range_text": "" if isinstance(spec, OtherDrug) else spec.range_text, "basis": basis,
                   "new_start": new_start, "therapy_unknown": therapy_unknown(facts, order)}
         if top is not None:
             size = basis["bsa"] if unit == "m2" else basis["weight"]
             per = ordered / size
             values.update(per_unit=per, max_mg=top)
             if per > per_unit + 1e-9:
-                critical = per > per_unit * general["critical_factor"]
+                critical = per > per_unit * general.critical_factor
                 values["critical"] = critical
                 findings.append(Finding("dose-above-range", order.ref, values, indicator="critical" if critical else None,
                                         sources=sources, dose=DoseLimit("dose-above-range", high_mg=top), drug=drug))
                 continue
-        if new_start and drug == "azathioprine" and not basis["oncology"] and not spec.get("no_start_titration") \
-                and "new_start_max_mg_per_kg" not in spec:
+        if new_start and drug == "azathioprine" and not basis["oncology"] and isinstance(spec, Indication) \
+                and not spec.no_start_titration and spec.new_start_max_mg_per_kg is None:
             start = _start(spec, general, basis["weight"], drug)
             if ordered > start["threshold"] + 1e-9:
                 findings.append(Finding("dose-new-start", order.ref, {**values, **start}, sources=sources, drug=drug))

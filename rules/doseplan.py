@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from .findings import SEVERITY, ChangeDose, DoseLimit, Finding, Regimen
 from .knowledge_base import load
+from .knowledge_schema import Form
 
 EPS = 1e-6
 
@@ -60,14 +61,17 @@ class DosePlan:
         }
 
 
-def forms(drug: str) -> dict:
-    return load()["dosing"]["forms"].get(drug, {})
+def forms(drug: str) -> Form:
+    return load().dosing.forms.get(drug) or _NO_FORM
+
+
+_NO_FORM = Form(source="")  # a drug without [forms.<drug>]: 25 mg tablet steps, no suspension
 
 
 def practical_regimen(drug: str, low: float | None, high: float, days_per_week: int | None = None) -> Regimen | None:
     """The largest practical regimen with an average in [low, high] (per dose when ``days_per_week``)."""
     spec = forms(drug)
-    step = float(spec.get("tablet_step_mg", 25))
+    step = float(spec.tablet_step_mg)
     single = low is not None and low >= high - EPS
     if single:  # one figure (DPWG: 50 %): the nearest practical dose not above it (daily or alternate days)
         low = max(high - step, 0.0)
@@ -93,11 +97,11 @@ def practical_regimen(drug: str, low: float | None, high: float, days_per_week: 
     return _suspension(spec, low, high, None)
 
 
-def _suspension(spec: dict, low: float | None, high: float, days_per_week: int | None) -> Regimen | None:
-    conc = spec.get("suspension_mg_per_ml")
+def _suspension(spec: Form, low: float | None, high: float, days_per_week: int | None) -> Regimen | None:
+    conc = spec.suspension_mg_per_ml
     if not conc:
         return None
-    step = float(spec.get("suspension_ml_step", 0.1))
+    step = float(spec.suspension_ml_step or 0.1)
     ml = round(math.floor(high / conc / step + EPS) * step, 3)  # oral dosing syringe graduation
     mg = ml * conc
     if ml <= 0 or mg < (low or 0) - EPS:

@@ -106,7 +106,7 @@ class DoseLimit:
     qualitative: bool = False  # "lower doses" without a figure (renal impairment, FDA label)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
     rule_id: str  # an id of the catalogue, e.g. "pgx-poor-metabolizer"; counted by feedback analytics
     order_ref: str = ""  # the thiopurine order this is about (draft or active), if any

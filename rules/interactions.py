@@ -15,10 +15,20 @@ from .common import thiopurine_of
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load
 
-RULE_IDS = ("interaction-xanthine-oxidase", "interaction-warfarin", "interaction-live-vaccine",
-            "live-vaccine-after-thiopurine", "thiopurine-after-live-vaccine", "duplicate-thiopurine",
-            "interaction-ace-inhibitors", "interaction-cotrimoxazole", "interaction-ribavirin",
-            "interaction-aminosalicylates")
+# The rules this module words with fixed ids; each [others.<key>] table of interactions.toml adds one more
+# (``other_rule_id``): ``rule_ids()`` is both, so a table added to the data needs a catalogue entry at start.
+FIXED_RULE_IDS = ("interaction-xanthine-oxidase", "interaction-warfarin", "interaction-live-vaccine",
+                  "live-vaccine-after-thiopurine", "thiopurine-after-live-vaccine", "duplicate-thiopurine")
+
+
+def other_rule_id(key: str) -> str:
+    """The rule id of interactions.toml [others.<key>]: ``interaction-<key>``, underscores as hyphens."""
+    return f"interaction-{key.replace('_', '-')}"
+
+
+def rule_ids() -> tuple[str, ...]:
+    """Every rule id this module may emit, the data-driven ones derived from interactions.toml."""
+    return (*FIXED_RULE_IDS, *(other_rule_id(key) for key in load().interactions.others))
 
 
 class Medications(NamedTuple):
@@ -71,16 +81,16 @@ def _state(m: MedicationFact) -> str:
 
 
 def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:
-    spec = load()["interactions"]["xanthine_oxidase_inhibitors"]
-    xoi = set(spec["ingredients"])
+    spec = load().interactions.xanthine_oxidase_inhibitors
+    xoi = set(spec.ingredients)
     findings = []
     for t, tp, o, new in _pairs(facts, lambda m: bool(m.ingredients & xoi), meds, ingredients=xoi):
-        if tp in spec["not_inactivated"]:
+        if tp in spec.not_inactivated:
             continue  # thioguanine: not inactivated by xanthine oxidase, no adjustment (thioguanine label)
         other = sorted(o.ingredients & xoi)[0]
-        contraindicated = tp in spec["contraindicated"].get(other, [])
+        contraindicated = tp in spec.contraindicated.get(other, [])
         values = {"other": other, "new": new, "thiopurine_state": _state(t), "other_state": _state(o),
-                  "contraindicated": contraindicated, "factor_low": spec["factor_low"], "factor_high": spec["factor_high"],
+                  "contraindicated": contraindicated, "factor_low": spec.factor_low, "factor_high": spec.factor_high,
                   "ordered": t.daily_dose.mg if t.daily_dose else None}
         actions: list[Action] = []
         dose, stops = None, False
@@ -93,26 +103,26 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
                 stops = True
         else:
             if t.daily_dose is not None:
-                dose = DoseLimit("interaction-xanthine-oxidase", factor_low=spec["factor_low"],
-                                 factor_high=spec["factor_high"])
+                dose = DoseLimit("interaction-xanthine-oxidase", factor_low=spec.factor_low,
+                                 factor_high=spec.factor_high)
             if o.is_draft and o.ref:
                 actions.append(CancelOrder(o.ref, other, label="cancel_other"))
         findings.append(Finding("interaction-xanthine-oxidase", t.ref, values, actions, dose=dose, stops_order=stops,
-                                drug=tp, sources=(*spec["label_sources"].get(tp, []),
-                                                  *(spec["contraindicated_sources"] if contraindicated else []))))
+                                drug=tp, sources=(*spec.label_sources.get(tp, []),
+                                                  *(spec.contraindicated_sources if contraindicated else []))))
     return findings
 
 
 def warfarin_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:
-    spec = load()["interactions"]["warfarin"]
-    drugs = set(spec["ingredients"])
+    spec = load().interactions.warfarin
+    drugs = set(spec.ingredients)
     findings = []
     for t, tp, o, new in _pairs(facts, lambda m: bool(m.ingredients & drugs), meds, ingredients=drugs):
         findings.append(Finding(
             "interaction-warfarin", t.ref, {"new": new, "thiopurine_state": _state(t), "other_state": _state(o),
-                                            "within_days": spec["inr_within_days"]},
-            [OrderTest(spec["inr_loinc"], spec["inr_display"], label="order_inr", reason=spec["reason"],
-                       within_days=spec["inr_within_days"])], drug=tp))
+                                            "within_days": spec.inr_within_days},
+            [OrderTest(spec.inr_loinc, spec.inr_display, label="order_inr", reason=spec.reason,
+                       within_days=spec.inr_within_days)], drug=tp))
     return findings
 
 
@@ -122,10 +132,10 @@ def _live(m) -> list[str]:
 
 
 def _vaccine_values(codes: list[str]) -> dict:
-    spec = load()["interactions"]["live_vaccines"]
+    spec = load().interactions.live_vaccines
     cvx = terminology().cvx
     return {"vaccines": [cvx[c]["name"] for c in codes],
-            "alternatives": [spec["alternatives"][c] for c in codes if c in spec["alternatives"]]}
+            "alternatives": [spec.alternatives[c] for c in codes if c in spec.alternatives]}
 
 
 def vaccine_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:
@@ -142,25 +152,25 @@ def vaccine_timing_findings(facts: ClinicalFacts) -> list[Finding]:
     """A live vaccine ordered within months after a thiopurine was stopped; a thiopurine ordered within
     weeks after a live vaccine was given (Immunization history). Linear in the records: the stopped
     thiopurine and the live vaccine that count are found once, not once per order."""
-    spec = load()["interactions"]["live_vaccines"]
+    spec = load().interactions.live_vaccines
     out = []
     on_thiopurine = any(thiopurine_of(m) for m in facts.orders + facts.active_medications)
     stopped = None if on_thiopurine else next(
         ((m, tp, m.ended_on) for m in facts.past_medications if (tp := thiopurine_of(m)) and m.ended_on
-         and facts.today - m.ended_on <= timedelta(days=spec["after_stop_days"])), None)
+         and facts.today - m.ended_on <= timedelta(days=spec.after_stop_days)), None)
     for v in facts.orders if stopped is not None else ():
         codes = _live(v)
         if codes and v.selected and v.is_draft and stopped is not None:
             m, tp, ended = stopped
             out.append(Finding("live-vaccine-after-thiopurine", m.ref,
                                {"ended": ended.isoformat(), "days_since": (facts.today - ended).days,
-                                "limit_days": spec["after_stop_days"], **_vaccine_values(codes)},
+                                "limit_days": spec.after_stop_days, **_vaccine_values(codes)},
                                [CancelOrder(v.ref, "live vaccine", label="cancel_vaccine")] if v.ref else [], drug=tp))
     active = {i for m in facts.active_medications for i in m.ingredients}
     given: tuple[date, list[str]] | None = None
     for imm in facts.immunizations:
         when = imm.authored_on
-        if when and facts.today - when <= timedelta(days=spec["before_start_days"]) and (codes := _live(imm)):
+        if when and facts.today - when <= timedelta(days=spec.before_start_days) and (codes := _live(imm)):
             given = (when, codes)
             break
     for order in facts.orders if given is not None else ():
@@ -169,19 +179,19 @@ def vaccine_timing_findings(facts: ClinicalFacts) -> list[Finding]:
             when, codes = given
             out.append(Finding("thiopurine-after-live-vaccine", order.ref,
                                {"given": when.isoformat(), "days_since": (facts.today - when).days,
-                                "limit_days": spec["before_start_days"], **_vaccine_values(codes)}, drug=tp))
+                                "limit_days": spec.before_start_days, **_vaccine_values(codes)}, drug=tp))
     return out
 
 
 def other_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:
-    table = load()["interactions"]["others"]
+    table = load().interactions.others
     findings = []
     for key, spec in table.items():
-        drugs = set(spec["ingredients"])
+        drugs = set(spec.ingredients)
         for t, tp, o, new in _pairs(facts, lambda m, drugs=drugs: bool(m.ingredients & drugs), meds,
                                     ingredients=drugs):
             other = sorted(o.ingredients & drugs)[0]
-            findings.append(Finding(f"interaction-{key.replace('_', '-')}", t.ref,
+            findings.append(Finding(other_rule_id(key), t.ref,
                                     {"other": other, "group": key, "new": new, "thiopurine_state": _state(t),
                                      "other_state": _state(o)}, drug=tp))
     return findings
@@ -219,10 +229,10 @@ def interaction_findings(facts: ClinicalFacts) -> list[Finding]:
 
 @cache
 def interacting_ingredients() -> frozenset[str]:
-    k = load()["interactions"]
-    names = set(k["xanthine_oxidase_inhibitors"]["ingredients"]) | set(k["warfarin"]["ingredients"])
-    for spec in k["others"].values():
-        names |= set(spec["ingredients"])
+    k = load().interactions
+    names = set(k.xanthine_oxidase_inhibitors.ingredients) | set(k.warfarin.ingredients)
+    for spec in k.others.values():
+        names |= set(spec.ingredients)
     return frozenset(names)
 
 

@@ -105,25 +105,25 @@ def cbc_due_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> li
     orders = context_of(facts, ctx).thiopurine_orders
     if not orders:
         return []
-    spec = load()["monitoring"]["cbc"]
+    spec = load().monitoring.cbc
     findings = []
     last_cbc, last_lft = _last(facts, CBC), _last(facts, LIVER)
     cutoff = facts.today.isoformat()
     therapies: dict[str, _ActiveTherapy] = {}
     for order, drug in orders:
         therapy = therapies.get(drug) or therapies.setdefault(drug, _active_therapy(facts, drug))
-        early, why, since = _early_phase(facts, order, drug, spec["early_phase_days"], therapy)
-        cbc_window = spec["weekly_window_days"] if early else spec["routine_window_days"]
-        lft_window = spec["lft_early_window_days"] if early else spec["routine_window_days"]
+        early, why, since = _early_phase(facts, order, drug, spec.early_phase_days, therapy)
+        cbc_window = spec.weekly_window_days if early else spec.routine_window_days
+        lft_window = spec.lft_early_window_days if early else spec.routine_window_days
         cbc_due = not last_cbc or last_cbc < (facts.today - timedelta(days=cbc_window)).isoformat()
         lft_due = not last_lft or last_lft < (facts.today - timedelta(days=lft_window)).isoformat()
         if not (cbc_due or lft_due):
             continue
         actions: list[Action] = []
         if cbc_due:
-            actions.append(OrderTest(spec["cbc_loinc"], spec["cbc_display"], label="order_cbc", reason=spec["reason"]))
+            actions.append(OrderTest(spec.cbc_loinc, spec.cbc_display, label="order_cbc", reason=spec.reason))
         if lft_due:
-            actions.append(OrderTest(spec["lft_loinc"], spec["lft_display"], label="order_lft", reason=spec["reason"]))
+            actions.append(OrderTest(spec.lft_loinc, spec.lft_display, label="order_lft", reason=spec.reason))
         findings.append(Finding("monitoring-cbc-due", order.ref,
                                 {"early": early, "why": why, "since": since, "cbc_due": cbc_due, "lft_due": lft_due,
                                  "last_cbc": last_cbc, "last_lft": last_lft, "cbc_window": cbc_window,
@@ -154,8 +154,8 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
     orders = context_of(facts, ctx).thiopurine_orders
     if not orders:
         return []
-    kb = load()["monitoring"]
-    age = kb["cbc"]["result_max_age_days"]
+    kb = load().monitoring
+    age = kb.cbc.result_max_age_days
     order, drug = orders[0]
     findings = []
     severe, low = [], []
@@ -163,14 +163,14 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
         m = latest(facts, analyte, age)
         if m is None:
             continue
-        if below(m, kb["severe_cytopenia"][f"{analyte}_below"]):
+        if below(m, getattr(kb.severe_cytopenia, f"{analyte}_below")):
             severe.append(m)
-        elif below(m, kb["cytopenia"][f"{analyte}_below"]):
+        elif below(m, getattr(kb.cytopenia, f"{analyte}_below")):
             low.append(m)
     lym = latest(facts, "lymphocytes", age)
-    lymphopenia = lym is not None and below(lym, kb["cytopenia"]["lymphocytes_below"])
+    lymphopenia = lym is not None and below(lym, kb.cytopenia.lymphocytes_below)
     mcv = latest(facts, "mcv", age)
-    macro = mcv is not None and above(mcv, kb["cytopenia"]["mcv_above"])
+    macro = mcv is not None and above(mcv, kb.cytopenia.mcv_above)
     if severe:
         # stop on severe cytopenia (brief; FDA label): the stop supersedes every dose advice on the order
         findings.append(Finding("cytopenia-severe", order.ref, _results(severe, facts),
@@ -181,23 +181,23 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
         findings.append(Finding("cytopenia", order.ref, {**_results(low + ([lym] if lymphopenia and lym else []) + ([mcv] if macro and mcv else []), facts),
                                                          "advice": advice,
                                                          "also_severe": bool(severe)}, drug=drug))
-    liver = kb["liver"]
+    liver = kb.liver
     bad = []
     for analyte in LIVER:
         m = latest(facts, analyte, age)
         if m is None:
             continue
-        over_uln = m.ref_high is not None and above(m, liver["uln_multiple_above"] * m.ref_high)
-        if above(m, liver["alt_ast_above"]) or over_uln:
+        over_uln = m.ref_high is not None and above(m, liver.uln_multiple_above * m.ref_high)
+        if above(m, liver.alt_ast_above) or over_uln:
             bad.append(m)
     if bad:
         findings.append(Finding("liver-tests", order.ref, _results(bad, facts), drug=drug))
-    met = kb["metabolites"]
+    met = kb.metabolites
     tgn, mmp = latest(facts, "tgn", age), latest(facts, "mmp", age)
-    high = [m for m in (tgn, mmp) if m and above(m, met[f"{m.analyte}_above"])]
+    high = [m for m in (tgn, mmp) if m and above(m, getattr(met, f"{m.analyte}_above"))]
     if high:
         findings.append(Finding("metabolites-high", order.ref, _results(high, facts), drug=drug))
-    elif tgn and below(tgn, met["tgn_below"]):
+    elif tgn and below(tgn, met.tgn_below):
         findings.append(Finding("metabolites-low", order.ref, _results([tgn]), drug=drug))
     return findings
 

@@ -17,6 +17,7 @@ from .common import drug_spec
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load, normalise_diplotype
+from .knowledge_schema import Band, PgxDrug
 from .monitoring import tpmt_activity_status
 
 GENES: tuple[Gene, ...] = ("TPMT", "NUDT15")
@@ -78,7 +79,7 @@ def phenotype_of_diplotype(gene: str, text: str) -> tuple[str | None, list[dict]
     A problem is a dict with a ``code`` the catalogue words.
     """
     kb = load()
-    cpic_2026 = kb["pgx"]["cpic_2026"]
+    cpic_2026 = kb.pgx.cpic_2026
     options = [o.strip() for o in _OPTIONS.split(text) if o.strip()]
     if not options:
         return None, [{"code": "empty", "gene": gene, "text": text}]
@@ -92,17 +93,17 @@ def phenotype_of_diplotype(gene: str, text: str) -> tuple[str | None, list[dict]
         alleles = [p.upper() if p.startswith("*") else "*" + p.upper() for p in parts]
         if not all(_ALLELE.match(a) for a in alleles):
             return None, [{"code": "not_star_alleles", "gene": gene, "text": text}]
-        alleles = [cpic_2026["aliases"].get(gene, {}).get(a, a) for a in alleles]  # NUDT15 *2 -> *3
+        alleles = [cpic_2026.aliases.get(gene, {}).get(a, a) for a in alleles]  # NUDT15 *2 -> *3
         phenotype = kb.diplotypes[gene].get(normalise_diplotype(*alleles))
         if phenotype is None:
-            new = [a for a in alleles if a in cpic_2026["new_alleles"].get(gene, [])]
+            new = [a for a in alleles if a in cpic_2026.new_alleles.get(gene, ())]
             if new:
                 return None, [{"code": "new_allele_2026", "gene": gene, "text": text, "alleles": new}]
             unknown = [a for a in alleles if a not in kb.allele_function[gene]
                        or kb.allele_function[gene][a].startswith("(")]
             return None, [{"code": "not_in_tables", "gene": gene, "text": text, "alleles": unknown,
                            "diplotype": cleaned}]
-        revised = [a for a in alleles if a in cpic_2026["unconfirmed"].get(gene, [])]
+        revised = [a for a in alleles if a in cpic_2026.unconfirmed.get(gene, ())]
         if revised:
             notes.append({"code": "cpic_2026_unconfirmed", "gene": gene, "alleles": list(dict.fromkeys(revised)),
                           "previous": kb.allele_function[gene].get(revised[0], "unknown")})
@@ -195,8 +196,8 @@ def _resolve_ambiguity(st: dict[Gene, GeneStatus]) -> list[Action]:
 # ------------------------------------------------------------------ findings
 
 def _test_action(kind: str) -> OrderTest:
-    t = load()["pgx"]["tests"][kind]
-    return OrderTest(loinc=t["loinc"], display=t["display"], label=f"order_{kind}", reason=t["reason"])
+    t = load().pgx.tests[kind]
+    return OrderTest(loinc=t.loinc, display=t.display, label=f"order_{kind}", reason=t.reason)
 
 
 def pgx_findings(facts: ClinicalFacts, *, weight_max_age_days: int = 90, guideline: str = "cpic",
@@ -214,14 +215,22 @@ def pgx_findings(facts: ClinicalFacts, *, weight_max_age_days: int = 90, guideli
     return findings
 
 
-def _band(spec: dict, inter: list[GeneStatus]) -> dict:
+def _band(spec: PgxDrug, inter: list[GeneStatus]) -> Band:
+    """both_im; one gene intermediate: that gene's band (tpmt_im, nudt15_im: DPWG thioguanine), else one_im."""
     if len(inter) == 2:
-        return spec["both_im"]
-    return spec.get(f"{inter[0].gene.lower()}_im", spec["one_im"])
+        return _required(spec.both_im, "both_im")
+    return getattr(spec, f"{inter[0].gene.lower()}_im") or _required(spec.one_im, "one_im")
 
 
-def _poor_band(spec: dict, poor: list[GeneStatus]) -> dict:
-    return spec.get(f"{poor[0].gene.lower()}_poor", spec["poor"])
+def _poor_band(spec: PgxDrug, poor: list[GeneStatus]) -> Band:
+    """The poor gene's own band (tpmt_poor, nudt15_poor: DPWG thioguanine), else poor."""
+    return getattr(spec, f"{poor[0].gene.lower()}_poor") or _required(spec.poor, "poor")
+
+
+def _required(band: Band | None, key: str) -> Band:
+    if band is None:  # pgx.toml gives every thiopurine these bands (a test reads each drug with each guideline)
+        raise KeyError(f"pgx.toml: no {key} band")
+    return band
 
 
 def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene, GeneStatus], weight_days: int,
@@ -239,10 +248,11 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
 
     if poor:
         band = _poor_band(spec, poor)
-        mode = band.get("malignant" if malignant else "action", band["action"])
-        fraction = band.get("malignant_fraction" if malignant else "fraction", band.get("fraction"))
-        days = band.get("malignant_days_per_week") if malignant else None
-        values = {**base, "poor_genes": [s.gene for s in poor], "mode": mode, "band": band, "fraction": fraction,
+        mode = (band.malignant or band.action) if malignant else band.action
+        fraction = (band.malignant_fraction if band.malignant_fraction is not None else band.fraction) if malignant \
+            else band.fraction
+        days = band.malignant_days_per_week if malignant else None
+        values = {**base, "poor_genes": [s.gene for s in poor], "mode": mode, "fraction": fraction,
                   "days_per_week": days}
         dose = None
         reference = basis["reference_mg"]
@@ -256,8 +266,7 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
         actions += _resolve_ambiguity(st)
         return Finding("pgx-poor-metabolizer", order.ref, values, actions, dose=dose,
                        stops_order=mode in ("avoid", "avoid_or_reduce"), drug=drug,
-                       sources=(band.get("malignant_source", band["source"]) if malignant else band["source"],
-                                spec["label_source"]))
+                       sources=((band.malignant_source or band.source) if malignant else band.source, spec.label_source))
 
     gaps = [s for s in st.values() if s.state != "known" or s.is_indeterminate]
     if inter:
@@ -293,18 +302,19 @@ def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus]
 
 def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis) -> Finding:
     band = _band(spec, inter)
-    low_f, high_f = band["low"], band["high"]
-    sources = [band["source"], spec["label_source"]]
+    low_f, high_f = band.low, band.high
+    assert low_f is not None and high_f is not None, "an intermediate band has low and high (pgx.toml)"
+    sources = [band.source, spec.label_source]
     band_low_f, band_high_f = low_f, high_f  # the guideline's own band (the card credits the guideline with it)
-    cap = spec.get("cap")
+    cap = spec.cap
     capped = False
-    if cap and cap["high"] < high_f and len(inter) == 1:
-        high_f, capped = cap["high"], True  # a more conservative upper limit (knowledge data names its basis)
-        sources.append(cap["source"])
+    if cap is not None and cap.high is not None and cap.high < high_f and len(inter) == 1:
+        high_f, capped = cap.high, True  # a more conservative upper limit (knowledge data names its basis)
+        sources.append(cap.source)
     values = {**base, "im_genes": [s.gene for s in inter], "low_f": low_f, "high_f": high_f,
               "band_low_f": band_low_f, "band_high_f": band_high_f, "capped": capped,
               # the band rests on a secondary source (thioguanine IM): the card does not credit it to the guideline
-              "band_secondary": load().source(band["source"]).internal,
+              "band_secondary": load().source(band.source).internal,
               "other_gaps": [s.values() for s in gaps if s not in inter]}
     actions = _resolve_ambiguity(st)
     if [s for s in gaps if s.state in ("missing", "unreadable")]:

@@ -38,13 +38,13 @@ def _when(d: date | datetime | None) -> str:
 
 
 def thresholds(analyte: str) -> list[dict]:
-    mon = load()["monitoring"]
+    mon = load().monitoring
     out = []
     for section, key in _THRESHOLDS.get(analyte, []):
-        spec = mon[section]
-        out.append({"value": spec[key], "direction": "below" if key.endswith("_below") else "above",
+        spec = getattr(mon, section)
+        out.append({"value": getattr(spec, key), "direction": "below" if key.endswith("_below") else "above",
                     "severity": "severe" if section == "severe_cytopenia" else "action",
-                    "source": spec.get("source", "")})
+                    "source": spec.source})
     return out
 
 
@@ -63,9 +63,8 @@ def _weight_at(facts: ClinicalFacts, day: date | None) -> Measurement | None:
 
 
 def _dose(order: MedicationFact, drug: str, facts: ClinicalFacts, ctx: CallContext, weight_days: int) -> dict:
-    dosing = load()["dosing"]
     ind, how = ctx.indication(order)
-    spec = dosing["indications"][ind]
+    spec = load().dosing.indications[ind]
     current = order.is_draft or order.status == "active"
     weight = usable_weight(facts, weight_days) if current else _weight_at(facts, order.authored_on)
     mg = order.daily_dose.mg if order.daily_dose else None
@@ -75,9 +74,9 @@ def _dose(order: MedicationFact, drug: str, facts: ClinicalFacts, ctx: CallConte
             "dose_problem": order.dose_problem,
             "weight_kg": weight.value if weight else None, "weight_date": _when(weight.when) if weight else "",
             "mg_per_kg_day": round(mg / weight.value, 2) if mg and weight else None,
-            "indication": spec.get("name", ind), "indication_how": how,
-            "max_mg_per_kg_day": spec.get("max_mg_per_kg"), "range_text": spec.get("range_text", ""),
-            "range_source": spec.get("source", "")}
+            "indication": spec.name or ind, "indication_how": how,
+            "max_mg_per_kg_day": spec.max_mg_per_kg, "range_text": spec.range_text,
+            "range_source": spec.source}
 
 
 def _meaning(status: pgx.GeneStatus, drug: str | None, guideline: str) -> dict:
@@ -87,20 +86,23 @@ def _meaning(status: pgx.GeneStatus, drug: str | None, guideline: str) -> dict:
         return {}
     spec = drug_spec(drug, guideline)
     if status.is_poor:
-        poor = spec.get("poor", {})
-        return {"drug": drug, "action": poor.get("action", ""), "fraction": poor.get("fraction"),
-                "malignant_fraction": poor.get("malignant_fraction"), "source": poor.get("source", "")}
+        poor = spec.poor
+        if poor is None:
+            return {"drug": drug, "action": "", "fraction": None, "malignant_fraction": None, "source": ""}
+        return {"drug": drug, "action": poor.action, "fraction": poor.fraction,
+                "malignant_fraction": poor.malignant_fraction, "source": poor.source}
     if status.is_intermediate:
-        band = spec.get(f"{status.gene.lower()}_im") or spec.get("one_im") or {}
-        return {"drug": drug, "action": "reduce", "low": band.get("low"), "high": band.get("high"),
-                "source": band.get("source", "")}
+        band = getattr(spec, f"{status.gene.lower()}_im", None) or spec.one_im
+        if band is None:
+            return {"drug": drug, "action": "reduce", "low": None, "high": None, "source": ""}
+        return {"drug": drug, "action": "reduce", "low": band.low, "high": band.high, "source": band.source}
     if status.phenotype == "Normal Metabolizer":
         return {"drug": drug, "action": "normal", "source": guideline_profile_source(guideline)}
     return {}
 
 
 def guideline_profile_source(guideline: str) -> str:
-    return str(load()["pgx"]["profiles"][guideline].get("source", ""))
+    return load().pgx.profiles[guideline].source
 
 
 def _genes(facts: ClinicalFacts, ctx: CallContext, guideline: str) -> list[dict]:
@@ -141,7 +143,7 @@ def picture(facts: ClinicalFacts, *, guideline: str = "cpic", weight_max_age_day
     others = [{"ref": m.ref, "display": m.display, "status": m.status, "draft": m.is_draft,
                "ingredients": sorted(m.ingredients & interacting)}
               for m in meds.all if m.ingredients & interacting and not thiopurine_of(m)]
-    cbc = load()["monitoring"]["cbc"]
+    cbc = load().monitoring.cbc
     return {
         "today": facts.today.isoformat(),
         "guideline": guideline.upper(),
@@ -151,9 +153,9 @@ def picture(facts: ClinicalFacts, *, guideline: str = "cpic", weight_max_age_day
         "weights": _series(facts.weights),
         "labs": {a: {"series": _series(facts.labs.get(a, [])), "thresholds": thresholds(a)} for a in CHARTED},
         "interacting": others,
-        "monitoring": {"cbc": _due(facts, _CBC, cbc["routine_window_days"]),
-                       "liver": _due(facts, _LIVER, cbc["routine_window_days"]),
-                       "sources": cbc["sources"]},
+        "monitoring": {"cbc": _due(facts, _CBC, cbc.routine_window_days),
+                       "liver": _due(facts, _LIVER, cbc.routine_window_days),
+                       "sources": list(cbc.sources)},
         "conditions": [c.display for c in facts.conditions],
         "gaps": [{"what": g.what, "why": g.why} for g in facts.gaps],
     }

@@ -18,8 +18,8 @@ from .knowledge_base import load
 
 def implausible_labs(facts: ClinicalFacts) -> ClinicalFacts:
     """``facts`` without laboratory values outside ``[plausible]``, each named in a data gap."""
-    limits: dict[str, tuple[float, float]] = {k: (float(v[0]), float(v[1])) for k, v in
-                                              load()["monitoring"].get("plausible", {}).items() if isinstance(v, list)}
+    plausible = load().monitoring.plausible
+    limits = plausible.limits() if plausible is not None else {}
     gaps: list[DataGap] = []
     labs = {}
     for analyte, values in facts.labs.items():

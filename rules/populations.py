@@ -24,8 +24,8 @@ def _age(facts: ClinicalFacts) -> int | None:
 @cache
 def _matcher(section: str, snomed_key: str, icd10_key: str) -> CodeMatcher:
     """populations.toml's code lists of one condition, read once."""
-    spec = load()["populations"][section]
-    return CodeMatcher(frozenset(spec[snomed_key]), tuple(spec[icd10_key]))
+    spec = getattr(load().populations, section)
+    return CodeMatcher(frozenset(getattr(spec, snomed_key)), tuple(getattr(spec, icd10_key)))
 
 
 def _condition(facts: ClinicalFacts, matcher: CodeMatcher) -> str | None:
@@ -44,10 +44,10 @@ def _date(obs) -> str:
 
 
 def is_pregnant(facts: ClinicalFacts) -> dict | None:
-    spec = load()["populations"]["pregnancy"]
-    obs = _status(facts, spec["pregnancy_status_loinc"])
+    spec = load().populations.pregnancy
+    obs = _status(facts, spec.pregnancy_status_loinc)
     if obs is not None:
-        pregnant = any(k.split("|")[1] in spec["pregnant_snomed"] for k in obs.values) or obs.text.strip() == "pregnant"
+        pregnant = any(k.split("|")[1] in spec.pregnant_snomed for k in obs.values) or obs.text.strip() == "pregnant"
         if pregnant:  # a preliminary status is used, and the card says so
             return {"by": "status", "date": _date(obs), "preliminary": obs.preliminary}
         return None  # the newest status says not pregnant / unknown
@@ -56,8 +56,8 @@ def is_pregnant(facts: ClinicalFacts) -> dict | None:
 
 
 def is_breastfeeding(facts: ClinicalFacts) -> dict | None:
-    spec = load()["populations"]["breastfeeding"]
-    obs = _status(facts, spec["status_loinc"])
+    spec = load().populations.breastfeeding
+    obs = _status(facts, spec.status_loinc)
     if obs is not None:
         yes = obs.flag is True or obs.text.strip() in ("yes", "breastfeeding", "breast feeding") or \
             any(k.endswith("|LA33-6") or k.endswith("|373066001") for k in obs.values)
@@ -70,13 +70,13 @@ def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) ->
     orders = context_of(facts, ctx).thiopurine_orders
     if not orders:
         return []
-    kb = load()["populations"]
+    kb = load().populations
     order, drug = orders[0]
     out: list[Finding] = []
 
-    hs = kb["hypersensitivity"]
+    hs = kb.hypersensitivity
     for allergy in facts.allergies:
-        hit = allergy.ingredients & set(hs["ingredients"])
+        hit = allergy.ingredients & set(hs.ingredients)
         if hit:
             cancels: list[Action] = [CancelOrder(o.ref, d) for o, d in orders if o.ref]
             out.append(Finding("hypersensitivity", order.ref, {"allergens": sorted(hit), "display": allergy.display},
@@ -88,10 +88,10 @@ def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) ->
     why = is_breastfeeding(facts)
     if why:
         out.append(Finding("breastfeeding", order.ref, why, drug=drug))
-    spec = kb["renal"]
-    egfr = latest(facts, "egfr", load()["monitoring"]["cbc"]["result_max_age_days"])
+    spec = kb.renal
+    egfr = latest(facts, "egfr", load().monitoring.cbc.result_max_age_days)
     aki = _condition(facts, _matcher("renal", "aki_snomed", "aki_icd10"))
-    low_egfr = egfr is not None and below(egfr, spec["egfr_below"])
+    low_egfr = egfr is not None and below(egfr, spec.egfr_below)
     if low_egfr or aki:
         values: dict = {"egfr": egfr.value if low_egfr and egfr else None,
                   "date": egfr.when.date().isoformat() if low_egfr and egfr and egfr.when else "",
@@ -101,6 +101,6 @@ def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) ->
         out.append(Finding("renal-impairment", order.ref, values, drug=drug,
                            dose=DoseLimit("renal-impairment", qualitative=True)))
     age = _age(facts)
-    if age is not None and age >= kb["elderly"]["age_at_least"]:
+    if age is not None and age >= kb.elderly.age_at_least:
         out.append(Finding("elderly", order.ref, {"age": age}, drug=drug))
     return out

@@ -7,7 +7,7 @@ that none of the three can judge is returned as unjudgeable, with why, so
 that no card says "no result on record" about it.
 
 Readings carry values and reason codes, no English: the catalogue's
-``tpmt_activity`` / ``tpmt_unjudged`` macros word them (``rules.catalogue.activity_text``).
+``tpmt_activity`` / ``tpmt_unjudged`` macros word them (``hooks.wording.activity_text``).
 """
 from __future__ import annotations
 
@@ -55,12 +55,12 @@ _NEGATED = re.compile(r"\b(not|no|without|non)[- ]\w+(\s+\w+)?")
 @cache
 def _word_patterns() -> tuple[tuple[str, str, re.Pattern[str]], ...]:
     """(reading, word, its pattern) for monitoring.toml's interpretation words, most severe reading first."""
-    spec = load()["monitoring"]["tpmt_activity"]["interpretation"]
+    spec = load().monitoring.tpmt_activity.interpretation
     return tuple((reading, w, re.compile(rf"(?<![\w-]){re.escape(w)}(?![\w-])"))
                  for key, reading in (("poor_words", "Poor Metabolizer"),
                                       ("intermediate_words", "Intermediate Metabolizer"),
                                       ("high_words", "High"), ("normal_words", "Normal Metabolizer"))
-                 for w in spec[key])
+                 for w in getattr(spec, key))
 
 
 def _words(text: str) -> tuple[str, str]:
@@ -82,20 +82,20 @@ def _worst(readings: list[tuple[str, dict]]) -> tuple[str, list[dict]]:
 
 
 def judge_measurement(m: Measurement) -> ActivityReading:
-    spec = load()["monitoring"]["tpmt_activity"]
+    spec = load().monitoring.tpmt_activity
     unit = _UNIT_LABEL.get(m.unit, m.unit) if m.unit else (m.unit_text or "")
     out = ActivityReading("", value=m.value, comparator=m.comparator, unit=unit,
                           date=m.when.date().isoformat() if m.when else "", preliminary=m.preliminary,
                           source_ref=m.source_ref)
     readings: list[tuple[str, dict]] = []
-    unit_spec = spec.get("units", {}).get(m.unit) if m.unit else None
-    if unit_spec and unit_spec["bands"]:
-        for upper, reading, label in unit_spec["bands"]:
+    unit_spec = spec.units.get(m.unit) if m.unit else None
+    if unit_spec and unit_spec.bands:
+        for upper, reading, label in unit_spec.bands:
             if below(m, upper):  # "< 17" is below 17 whatever the figure
                 readings.append((reading, {"code": "band", "label": label}))
                 break
         else:
-            readings.append(("High", {"code": "band_high", "high_above": unit_spec["high_above"], "unit": unit}))
+            readings.append(("High", {"code": "band_high", "high_above": unit_spec.high_above, "unit": unit}))
     lab_range = {"low": m.ref_low, "high": m.ref_high}
     if m.ref_low is not None and below(m, m.ref_low):
         readings.append(("Intermediate Metabolizer", {"code": "below_lab_range", **lab_range}))
@@ -103,7 +103,7 @@ def judge_measurement(m: Measurement) -> ActivityReading:
         readings.append(("High", {"code": "above_lab_range", **lab_range}))
     elif m.ref_low is not None or m.ref_high is not None:
         readings.append(("Normal Metabolizer", {"code": "within_lab_range", **lab_range}))
-    code = spec["interpretation"]["codes"].get(m.interpretation, "")
+    code = spec.interpretation.codes.get(m.interpretation, "")
     if code:
         readings.append((code, {"code": "flag", "interpretation": m.interpretation}))
     words = _words(m.interpretation_text)[0]
@@ -113,7 +113,7 @@ def judge_measurement(m: Measurement) -> ActivityReading:
     if not reading:
         out.unjudgeable = {"code": "no_cutoffs", "unit_text": m.unit_text}
         return out
-    if unit_spec is None or not unit_spec["bands"]:
+    if unit_spec is None or not unit_spec.bands:
         reasons.append({"code": "no_unit_cutoffs", "below": reading == "Intermediate Metabolizer"})
     if len({r for r, _ in readings}) > 1:
         reasons.append({"code": "most_severe"})
@@ -122,7 +122,7 @@ def judge_measurement(m: Measurement) -> ActivityReading:
 
 
 def judge_text(r: ResultText) -> ActivityReading:
-    spec = load()["monitoring"]["tpmt_activity"]["interpretation"]
+    spec = load().monitoring.tpmt_activity.interpretation
     out = ActivityReading("", text=r.text[:60], date=r.when.date().isoformat() if r.when else "",
                           preliminary=r.preliminary, source_ref=r.source_ref)
     word_reading, word = _words(r.text)
@@ -130,7 +130,7 @@ def judge_text(r: ResultText) -> ActivityReading:
     if word == "low":
         # "low" is deficient at ARUP (< 17 U/mL) and carrier at UK laboratories: without a number the worse counts
         word_reading, why_words = "Poor Metabolizer", {"code": "low_without_value"}
-    readings = [(spec["codes"].get(r.interpretation, ""), {"code": "flag", "interpretation": r.interpretation}),
+    readings = [(spec.codes.get(r.interpretation, ""), {"code": "flag", "interpretation": r.interpretation}),
                 (word_reading, why_words)]
     reading, reasons = _worst(readings)
     if not reading:

@@ -25,6 +25,7 @@ log = logging.getLogger("aza_cds.access")
 
 def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     from hooks import HookEnv
+    from hooks.wording import check as check_wording
     from outbound.fhir_client import FhirClient, FhirSettings
     from rules import RuleOptions, check_catalogue
     from rules.knowledge_base import load as load_knowledge
@@ -47,7 +48,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     # once per process: knowledge, schemas, HTTP pool
     load_knowledge()
-    check_catalogue()  # every rule id worded, every template renders, every knowledge path resolves
+    check_catalogue()  # knowledge typed and cited, every emitted rule id in the catalogue
+    check_wording()  # every template renders with its sample values, every knowledge path resolves
     for name in ("ServiceRequest", "FeedbackRequest", "hook:order-sign", "hook:order-select", "hook:medication-prescribe"):
         validator(name)
     client = FhirClient(FhirSettings(deadline_seconds=cfg.fhir_deadline, max_pages=cfg.fhir_max_pages,

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, current_app, g, request
 
 from hooks import SERVICES, HookEnv
 from hooks.errors import HookError
+from hooks.pipeline import run as run_hook
 
 from . import jsonbody
 from .errors import ApiError
@@ -115,7 +116,7 @@ def call_service(service_id: str) -> Response:
 
     env = replace(env, app_launch_url=launch_url())  # every card links the SMART app
     try:
-        result = service.handler(body, env)
+        result = run_hook(service, body, env)
     except HookError as exc:
         raise ApiError(exc.status, exc.message, field=exc.field) from None
     store = current_app.extensions.get("aza_feedback_store")

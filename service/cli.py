@@ -181,7 +181,10 @@ def _check(args: argparse.Namespace) -> int:
     overrides = {"auth_required": False, "database_url": "sqlite:///:memory:"}  # offline: nothing is stored
     if args.today:
         overrides["evaluation_date"] = args.today
-    app = create_app(overrides)
+    try:
+        app = create_app(overrides)
+    except _startup_errors() as exc:  # a knowledge file that cannot be used: one line, no traceback
+        return _startup_failed(exc)
     from hooks import SERVICES
 
     service = args.service or next((s.id for s in SERVICES.values() if s.hook == hook), None)

@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 JSON_PARSER = "orjson" if _orjson is not None else "json"
 
-MAX_CONTAINERS = 100_000  # objects and arrays in one request body (413 above, before parsing: docs/threats-b.md)
+MAX_CONTAINERS = 100_000  # objects and arrays in one request body (413 above, before parsing: docs/threats.md)
 _KEEP_ONLY_BRACKETS_AND_QUOTES = bytes(c for c in range(256) if c not in b'"[]{}')
 _TO_BRACES = bytes.maketrans(b"[]", b"{}")
 

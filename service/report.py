@@ -112,14 +112,14 @@ def monday(day: date) -> date:
 
 
 def build_report(store, *, since: date | None = None, now: datetime | None = None) -> Report:
-    from hooks.cards import OVERRIDE_REASONS
+    from hooks.cards import all_override_reasons
 
     from .storage.models import cards, feedback
 
     dialect = store.dialect
     report = Report(store=store.display_url, generated_at=now or datetime.now(timezone.utc), since=since,
                     retention_days=store.comment_retention_days)
-    report.reason_names = {(r["system"], r["code"]): r["display"] for r in OVERRIDE_REASONS}
+    report.reason_names = {(r["system"], r["code"]): r["display"] for r in all_override_reasons()}
     start = datetime.combine(since, time.min, tzinfo=timezone.utc) if since else None
     c, f = cards.c, feedback.c
 

@@ -64,7 +64,7 @@ def gunicorn_settings(*, host: str, port: int, workers: int, threads: int) -> di
         "timeout": 30,
         "keepalive": 5,
         "backlog": 2048,
-        # second line of defence only (memory is bounded by design: docs/threats-b.md): a worker is
+        # second line of defence only (memory is bounded by design: docs/threats.md): a worker is
         # replaced after this many requests, each at its own count so they do not restart together
         "max_requests": MAX_REQUESTS,
         "max_requests_jitter": MAX_REQUESTS // 10,

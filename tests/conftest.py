@@ -65,13 +65,13 @@ def rule_ids(cards: list[dict]) -> list[str]:
 
 
 def summary_of(finding) -> str:
-    from rules.catalogue import render
+    from hooks.wording import render
 
     return render(finding).summary
 
 
 def detail_of(finding) -> str:
-    from rules.catalogue import render
+    from hooks.wording import render
 
     return render(finding).detail
 

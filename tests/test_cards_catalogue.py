@@ -15,6 +15,7 @@ import responses
 import rules
 from fhir_mappers import build_facts
 from fhir_mappers.facts import DataGap
+from hooks import wording
 from rules import catalogue as cat
 from rules.doseplan import practical_regimen
 from rules.findings import Finding
@@ -70,24 +71,24 @@ ALL = condition("91857003")
 
 def test_catalogue_passes_its_start_up_check():
     rules.check_catalogue()
-    assert rules.EMITTED <= set(cat.catalogue().entries)
+    assert rules.emitted() <= set(cat.catalogue().entries)
 
 
 def test_start_up_check_names_an_unworded_rule_id():
     with pytest.raises(ValueError, match="'no-such-rule' is emitted but has no catalogue entry"):
-        cat.check(set(rules.EMITTED) | {"no-such-rule"})
+        cat.check(set(rules.emitted()) | {"no-such-rule"})
 
 
 def test_start_up_check_fails_on_a_template_with_a_missing_value_or_knowledge_path(monkeypatch):
     import dataclasses
 
-    real = cat.catalogue()
-    env = cat._env(real.raw)
+    real = wording.wording()
+    env = wording._env(cat.catalogue().raw)
     broken = dataclasses.replace(real.entries["elderly"], detail=env.from_string("{{ k.populations.elderly.no_such_key }}"))
     fake = dataclasses.replace(real, entries={**real.entries, "elderly": broken})
-    monkeypatch.setattr(cat, "catalogue", lambda: fake)
-    with pytest.raises(ValueError, match="elderly .*does not render"):
-        cat.check(set(rules.EMITTED))
+    monkeypatch.setattr(wording, "wording", lambda: fake)
+    with pytest.raises(ValueError, match=r"\[rules.elderly\] .*does not render"):
+        wording.check()
 
 
 def test_findings_carry_values_not_english():
@@ -98,25 +99,25 @@ def test_findings_carry_values_not_english():
 
 
 def test_summary_limit_chooses_words_never_cuts():
-    assert cat.choose_summary(["x" * 150, "short enough"], "title") == "short enough"
-    assert cat.choose_summary(["x" * 150], "title") == "title"
+    assert wording.choose_summary(["x" * 150, "short enough"], "title") == "short enough"
+    assert wording.choose_summary(["x" * 150], "title") == "title"
     long_name = med_request("0", "azathioprine " + "very long brand name " * 8, id="mr-aza", daily_mg=150)
     for f in evaluate([long_name], pgx=TPMT_IM, meds=[ALLO]):
-        s = cat.render(f).summary
+        s = wording.render(f).summary
         assert len(s) < 140 and not s.endswith("…")
 
 
-def test_readme_rule_table_is_generated_from_the_catalogue():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_rule_table_is_generated_from_the_catalogue():
+    doc = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
     start, end = "<!-- rule-table:start -->", "<!-- rule-table:end -->"
-    table = readme[readme.index(start) + len(start):readme.index(end)].strip()
-    assert table == cat.readme_table(), "README rule table is stale: run `python -m rules --readme`"
+    table = doc[doc.index(start) + len(start):doc.index(end)].strip()
+    assert table == cat.rules_table(), "docs/rules.md rule table is stale: run `python -m rules --readme`"
 
 
 def test_clinician_facing_sources_are_primary():
     for f in evaluate([med_request(daily_mg=150)], pgx=TPMT_IM, meds=[ALLO], weights=[]):
         assert "brief" not in cat.sources_of(f) and "product_policy" not in cat.sources_of(f)
-        assert "brief" not in cat.render(f).detail.lower()
+        assert "brief" not in wording.render(f).detail.lower()
 
 
 # ------------------------------------------------------------ one dose per order
@@ -133,7 +134,7 @@ def test_headline_case_one_dose_on_every_card_and_one_suggestion():
     assert len(doses) == 1 and doses[0].daily_mg == 25
     assert one(found, "interaction-xanthine-oxidase").actions[0] is doses[0]  # the most severe card
     for f in found:
-        r = cat.render(f)
+        r = wording.render(f)
         assert "25 mg/day" in r.summary and "Recommended dose for this azathioprine order: 25 mg once daily" in r.detail
         assert "the card" not in r.detail.lower() and "xanthine oxidase inhibitor”" not in r.detail
 
@@ -155,7 +156,7 @@ def test_practical_regimen_inside_the_range(low, high, expected):
 def test_combined_dose_below_a_tablet_step_states_the_exact_figure_and_a_regimen():
     found = evaluate([med_request(daily_mg=100)], pgx=TPMT_IM, meds=[ALLO], weights=[weight(50)], conditions=[LN])
     xoi = one(found, "interaction-xanthine-oxidase")
-    r = cat.render(xoi)
+    r = wording.render(xoi)
     assert "25 mg every other day" in r.summary
     assert "exact range 7.5-16.7 mg/day" in r.detail and not re.search(r"(?<![\d.])0 mg", r.summary + r.detail)
     (dose,) = [a for a in xoi.actions if hasattr(a, "regimen")]
@@ -173,7 +174,7 @@ def test_dose_range_and_pgx_and_renal_share_one_plan():
     assert dose_cards[0].values["plan"]["qualitative"] == ["renal-impairment"]
     assert len([a for f in found for a in f.actions if hasattr(a, "regimen")]) == 1
     for f in dose_cards:
-        assert "50 mg/day" in cat.render(f).summary  # 30-50 % of 140 mg = 42-70 -> 50 mg
+        assert "50 mg/day" in wording.render(f).summary  # 30-50 % of 140 mg = 42-70 -> 50 mg
 
 
 # ------------------------------------------------------------ xanthine oxidase
@@ -183,7 +184,7 @@ def test_dpwg_profile_uses_half_the_dose_for_an_intermediate_metabolizer():
     # 50 % of 140 = 70: the nearest practical regimen not above it is 75/50 mg on alternate days (62.5 mg/day),
     # not 50 mg daily (36 % of the normal dose by rounding down alone); the summary says the exact figure and how far
     assert (f.values["low_f"], f.values["high_f"]) == (0.5, 0.5) and f.actions[0].daily_mg == 62.5
-    text = cat.render(f, "dpwg")
+    text = wording.render(f, "dpwg")
     assert "DPWG 2025" in text.detail
     assert "75/50 mg alternate days" in text.summary and "exact 70 mg/day" in text.summary and "89 %" in text.summary
 
@@ -191,11 +192,11 @@ def test_dpwg_profile_uses_half_the_dose_for_an_intermediate_metabolizer():
 def test_a_range_whose_ends_are_equal_is_worded_as_one_figure():
     # DPWG: 50 % exactly, so low == high; never "Reduced range: 70-70 mg/day"
     f = one(evaluate([med_request(daily_mg=150)], guideline="dpwg", pgx=TPMT_IM), "pgx-reduce-dose")
-    text = cat.render(f, "dpwg")
+    text = wording.render(f, "dpwg")
     figures = re.findall(r"(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)", text.summary + text.detail)
     assert all(a != b for a, b in figures), figures
     assert "Reduced dose: 70 mg/day" in text.detail and "exact dose 70 mg/day" in text.detail
-    s = cat.catalogue().macros
+    s = wording.wording().macros
     assert str(s.span(70, 70)) == "70" and str(s.span(35, 70)) == "35-70" and str(s.span(None, 70)) == "70"
     assert str(s.lab_range(None, 5)) == "≤ 5" and str(s.lab_range(5, 5)) == "5"
 
@@ -204,11 +205,11 @@ def test_dpwg_dose_card_cites_dpwg_first_and_a_suspension_dose_reads_mg_per_day(
     from hooks.cards import card
 
     f = one(evaluate([med_request(daily_mg=150)], guideline="dpwg", pgx=TPMT_IM), "pgx-reduce-dose")
-    out = card(f, cat.render(f, "dpwg"), drafts={}, patient_id=None, today=TODAY, guideline="dpwg")
+    out = card(f, wording.render(f, "dpwg"), drafts={}, patient_id=None, today=TODAY, guideline="dpwg")
     assert out["source"]["label"].startswith("DPWG"), out["source"]
     cpic = one(evaluate([med_request(daily_mg=150)], pgx=TPMT_IM), "pgx-reduce-dose")
-    assert card(cpic, cat.render(cpic), drafts={}, patient_id=None, today=TODAY)["source"]["label"].startswith("CPIC")
-    s = cat.catalogue().macros
+    assert card(cpic, wording.render(cpic), drafts={}, patient_id=None, today=TODAY)["source"]["label"].startswith("CPIC")
+    s = wording.wording().macros
     text = str(s.dose({"change": True, "regimen": {"form": "suspension", "per_dose": 7, "days_per_week": None}}))
     assert text == "7 mg/day (suspension)", text
 
@@ -217,7 +218,7 @@ def test_dpwg_poor_metabolizer_alternative_or_ten_percent():
     f = one(evaluate([med_request(daily_mg=150)], guideline="dpwg", pgx=TPMT_PM), "pgx-poor-metabolizer")
     kinds = [type(a).__name__ for a in f.actions]
     assert kinds == ["CancelOrder", "ChangeDose"]  # alternative first, 10 % as the other choice
-    assert f.values["fraction"] == 0.1 and "alternative, or 10 %" in cat.render(f, "dpwg").summary
+    assert f.values["fraction"] == 0.1 and "alternative, or 10 %" in wording.render(f, "dpwg").summary
 
 
 @pytest.mark.parametrize("pgx,fraction", [(TPMT_IM, 0.75), (NUDT15_IM, 0.5)])
@@ -239,7 +240,7 @@ def test_oncology_dose_per_m2_and_no_mg_per_kg_maximum():
                     extra=[height(135)], conditions=[ALL])
     f = one(over, "dose-above-range")
     assert f.values["unit"] == "m2" and round(f.values["per_unit"], 1) == 94.3
-    assert "mg/m²/day" in cat.render(f).summary
+    assert "mg/m²/day" in wording.render(f).summary
 
 
 def test_oncology_poor_metabolizer_gets_the_cpic_malignancy_dose():
@@ -248,7 +249,7 @@ def test_oncology_poor_metabolizer_gets_the_cpic_malignancy_dose():
     assert f.values["mode"] == "reduce" and not f.stops_order
     (dose,) = f.actions
     assert dose.regimen.days_per_week == 3 and dose.regimen.per_dose_mg <= 7.95  # one tenth of 79.5 mg, 3x/week
-    assert "non-thiopurine alternative" not in cat.render(f).summary
+    assert "non-thiopurine alternative" not in wording.render(f).summary
 
 
 AML = condition("91861009")
@@ -262,7 +263,7 @@ def test_aml_is_a_malignancy_for_the_cpic_poor_metabolizer_advice(rxnorm, name):
     assert f.values["malignant"] and f.values["mode"] == "reduce" and not f.stops_order
     plan = f.values["plan"]
     assert plan["days_per_week"] == 3 and plan["high"] <= 8  # one tenth of the 80 mg ordered, per dose
-    text = cat.render(f)
+    text = wording.render(f)
     assert "alternative" not in text.summary and "3x/week" in text.summary and "three times a week" in text.detail
     assert "mg/day" not in text.summary  # a per-dose figure, not a daily one
 
@@ -277,7 +278,7 @@ def test_intermediate_metabolizer_with_leukaemia_starts_reduced_not_at_the_norma
                      conditions=[cond])
     f = [f for f in found if f.rule_id in ("pgx-reduce-dose", "pgx-dose-in-reduced-range")][0]
     assert f.values["malignant"] and f.values["high_f"] < 1
-    text = cat.render(f, guideline)
+    text = wording.render(f, guideline)
     assert "normal dose may be started" not in text.detail and "start with this reduced dose" in text.detail
 
 
@@ -290,7 +291,7 @@ def test_azathioprine_in_a_patient_with_aml_keeps_the_nonmalignant_advice():
 def test_oncology_without_height_says_so():
     mp = med_request("197931", "mercaptopurine", id="mp", daily_mg=50)
     f = one(evaluate([mp], weights=[weight(30)], conditions=[ALL]), "height-missing")
-    assert "height" in cat.render(f).summary.lower() and f.actions[0].loinc == "8302-2"
+    assert "height" in wording.render(f).summary.lower() and f.actions[0].loinc == "8302-2"
 
 
 # ------------------------------------------------------------ nothing safety-relevant dropped
@@ -298,7 +299,7 @@ def test_oncology_without_height_says_so():
 def test_missing_weight_with_a_possibly_high_dose_is_a_warning():
     f = one(evaluate([med_request(daily_mg=200)], weights=[], meds=[med_request(id="o", status="active", daily_mg=200,
                                                                                  authored=days_ago(300))]), "weight-missing")
-    assert cat.indicator_of(f) == "warning" and "may be too high" in cat.render(f).summary
+    assert cat.indicator_of(f) == "warning" and "may be too high" in wording.render(f).summary
     f = one(evaluate([med_request(daily_mg=50)], weights=[]), "weight-missing")
     assert cat.indicator_of(f) == "info"
 
@@ -451,7 +452,7 @@ def test_example_cards_snapshot(name, guideline):
 
 
 def test_a_template_failing_on_unforeseen_values_still_gives_a_card():
-    r = cat.render(Finding("cytopenia", "", {"results": "not a list of results", "advice": "reduce", "also_severe": False}))
+    r = wording.render(Finding("cytopenia", "", {"results": "not a list of results", "advice": "reduce", "also_severe": False}))
     assert r.summary.startswith("Cytopenia") and "review the order by hand" in r.detail
 
 
@@ -567,7 +568,7 @@ def test_every_fhir_failure_category_is_worded_by_the_catalogue():
     for outcome, sentence in worded.items():
         f = Finding("data-incomplete", "", {"variant": "thiopurine", "gaps": [], "groups": [
             {"key": "labs", "why": "<b>HTTP 500 from internal-host</b>", "outcome": outcome}]}, drug="azathioprine")
-        detail = cat.render(f).detail
+        detail = wording.render(f).detail
         assert sentence in detail and "internal-host" not in detail  # the category only, nothing the server sent
 
 
@@ -584,11 +585,11 @@ def test_fhir_failure_wording_lives_only_in_the_catalogue():
     # a failed query's gap anywhere in the detail is worded from its category
     f = Finding("data-incomplete", "", {"variant": "thiopurine", "groups": [], "gaps": [
         {"what": "the order's medication", "why": "", "key": "x", "outcome": "timeout"}]}, drug="azathioprine")
-    assert worded["timeout"] in cat.render(f).detail
+    assert worded["timeout"] in wording.render(f).detail
 
 
 def test_every_emitted_rule_has_a_test_on_values():
-    assert set(VALUE_CASES) == set(rules.EMITTED)
+    assert set(VALUE_CASES) == set(rules.emitted())
 
 
 @pytest.mark.parametrize("rule_id", sorted(VALUE_CASES))
@@ -603,7 +604,7 @@ def test_rule_values(rule_id):
             assert got == pytest.approx(value), (key, got)
         else:
             assert got == value, (key, got)
-    r = cat.render(f)
+    r = wording.render(f)
     assert len(r.summary) < 140 and r.detail and "could not be rendered" not in r.detail
 
 
@@ -644,7 +645,7 @@ def test_live_vaccine_order_says_when_recently_stopped_medications_could_not_be_
     f.unavailable.add("past_medications")
     (finding,) = rules.evaluate(f)
     assert finding.rule_id == "data-incomplete" and finding.values["groups"][0]["key"] == "past_medications"
-    assert "recently stopped medications" in cat.render(finding).detail
+    assert "recently stopped medications" in wording.render(finding).detail
 
 
 def test_metabolite_rules_have_their_own_trigger_text():

@@ -45,5 +45,5 @@ def test_new_tpmt_allele_is_named_not_normal():
 
 
 def test_unconfirmed_list_matches_the_change_log():
-    u = load()["pgx"]["cpic_2026"]["unconfirmed"]
+    u = load().pgx.cpic_2026.unconfirmed
     assert len(u["TPMT"]) == 22 and set(u["NUDT15"]) == {"*5", "*6", "*7", "*8"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import fhir_mappers
+import fhir_mappers.build as fhir_build
 import rules.monitoring as monitoring
 from hooks.bounds import MAX_CARDS, MAX_DRAFT_ORDERS, merge_cards
 from tests.builders import bundle, hook_request, med_request, prefetch
@@ -59,7 +59,7 @@ def _counted_work(client, monkeypatch, n: int) -> int:
     """Calls that pair an order with earlier orders (history entries judged, active starts read) for
     20 draft orders beside ``n`` active and ``n`` stopped orders of the same drug."""
     calls = [0]
-    real_q, real_start = fhir_mappers._HistoryIndex._qualifies, monitoring._start
+    real_q, real_start = fhir_build._HistoryIndex._qualifies, monitoring._start
 
     def qualifies(self, i, order):
         calls[0] += 1
@@ -69,14 +69,14 @@ def _counted_work(client, monkeypatch, n: int) -> int:
         calls[0] += 1
         return real_start(m)
 
-    monkeypatch.setattr(fhir_mappers._HistoryIndex, "_qualifies", qualifies)
+    monkeypatch.setattr(fhir_build._HistoryIndex, "_qualifies", qualifies)
     monkeypatch.setattr(monitoring, "_start", start)
     pre = prefetch(meds=[med_request(id=f"a{i}", status="active", authored="2026-01-01") for i in range(n)])
     pre["past_medications"] = bundle(*[med_request(id=f"s{i}", status="completed", authored="2025-01-01")
                                        for i in range(n)])
     resp = client.post("/cds-services/thiopurine-order-sign", json=hook_request(orders=_drafts(20), pre=pre))
     assert resp.status_code == 200
-    monkeypatch.setattr(fhir_mappers._HistoryIndex, "_qualifies", real_q)
+    monkeypatch.setattr(fhir_build._HistoryIndex, "_qualifies", real_q)
     monkeypatch.setattr(monitoring, "_start", real_start)
     return calls[0]
 
@@ -96,7 +96,7 @@ def test_the_history_index_names_the_same_evidence_as_a_full_scan():
                for i in range(12)] + [(frozenset({"azathioprine"}), "", "dispensed", None)]
     order = MedicationFact(ref="MedicationRequest/h3", display="aza", ingredients=frozenset({"azathioprine"}),
                            status="draft", is_draft=True, authored_on=date(2022, 6, 1))
-    fact = fhir_mappers._with_history(order, history)
+    fact = fhir_build._with_history(order, history)
     assert fact.prior_therapy is not None
     assert fact.prior_therapy.since == date(2020, 1, 1)
     # the first three that are not the order itself and not dated after it, in history order

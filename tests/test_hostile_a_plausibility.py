@@ -63,10 +63,10 @@ def test_a_plausible_height_is_used(client):
 def test_the_limits_are_knowledge_data_with_a_source():
     from rules.knowledge_base import load
 
-    general = load()["dosing"]["general"]
-    low, high = general["height_plausible_cm"]
+    general = load().dosing.general
+    low, high = general.height_plausible_cm
     assert 0 < low < 50 and 250 < high < 300
-    assert general["height_plausible_source"] in load()["sources"]
+    assert general.height_plausible_source in load().sources
 
 
 @pytest.mark.parametrize("loinc, value, unit", [("6690-2", -5, "10*9/L"), ("751-8", -1, "10*9/L"),

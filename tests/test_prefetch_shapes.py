@@ -13,7 +13,7 @@ import responses
 
 from hooks.gather import prefetch_usable
 from hooks.prefetch import PREFETCH
-from rules.catalogue import catalogue
+from hooks.wording import wording as catalogue
 from tests.builders import bundle, hook_request, normal_labs, prefetch
 from tests.conftest import rule_ids
 

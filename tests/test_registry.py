@@ -8,6 +8,7 @@ import responses
 
 from hooks import SERVICES
 from hooks.errors import PreconditionFailed
+from hooks.pipeline import run
 from hooks.registry import OnMissing, PrefetchKey, ServiceDefinition
 from hooks.services import THIOPURINE_PREFETCH
 from service import create_app
@@ -48,9 +49,9 @@ def test_discovery_shows_the_definitions_templates(client):
 def test_fail_policy_is_412_when_nothing_can_be_asked(env):
     req = hook_request(pre={"patient": patient()})  # no medications, no fhirServer
     with pytest.raises(PreconditionFailed, match="medications"):
-        SERVICES["thiopurine-order-sign"].handler(req, env)
+        run(SERVICES["thiopurine-order-sign"], req, env)
     relaxed = variant(medications=OnMissing.FETCH)
-    cards = relaxed.handler(req, env).response["cards"]
+    cards = run(relaxed, req, env).response["cards"]
     assert "active medications" in next(c for c in cards if c["source"]["topic"]["code"] == "data-incomplete")["detail"]
 
 
@@ -62,7 +63,7 @@ def test_omit_policy_never_fetches_and_says_the_check_was_not_done(env):
         rsps.get(f"{BASE}/Condition", json=bundle())
         rsps.get(f"{BASE}/AllergyIntolerance", json=bundle())
         req = hook_request(fhir_server=BASE, token="t")
-        cards = variant(pgx=OnMissing.OMIT).handler(req, env).response["cards"]
+        cards = run(variant(pgx=OnMissing.OMIT), req, env).response["cards"]
         asked = [str(c.request.url) for c in rsps.calls]
     assert not any("84413-4" in u for u in asked), asked  # the pharmacogenomic search was not made
     assert "pgx-unavailable" in [c["source"]["topic"]["code"] for c in cards]
@@ -70,8 +71,8 @@ def test_omit_policy_never_fetches_and_says_the_check_was_not_done(env):
 
 def test_omit_policy_uses_what_was_prefetched(env):
     req = hook_request(pre=prefetch())
-    omitted = variant(pgx=OnMissing.OMIT).handler(req, env)
-    assert omitted.rule_ids == SERVICES["thiopurine-order-sign"].handler(req, env).rule_ids
+    omitted = run(variant(pgx=OnMissing.OMIT), req, env)
+    assert omitted.rule_ids == run(SERVICES["thiopurine-order-sign"], req, env).rule_ids
     assert "pgx-unavailable" not in omitted.rule_ids and "data-incomplete" not in omitted.rule_ids
 
 
@@ -87,8 +88,6 @@ def test_issue_10_keys_are_fetched_never_412_and_their_scope_is_asked_for(env):
         pre = prefetch()
         del pre["immunizations"]
         req = hook_request(pre=pre, fhir_server=BASE, token="t")
-        from hooks.pipeline import run
-
         result = run(SERVICES["thiopurine-order-sign"], req, _loopback(env))
     detail = "\n".join(c["detail"] for c in result.response["cards"])
     assert "immunization history" in detail and "error status" in detail

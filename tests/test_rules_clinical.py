@@ -10,7 +10,7 @@ import pytest
 
 import rules
 from fhir_mappers import build_facts
-from rules.knowledge_base import load, source_keys
+from rules.knowledge_base import load, raw_files, source_keys
 from tests import builders as b
 from tests.builders import TODAY, bundle, days_ago, lab, med_request, normal_labs, normal_pgx, patient, weight
 from tests.conftest import assert_valid_response, detail_of, indicator_of, rule_ids, summary_of
@@ -432,7 +432,7 @@ def test_unavailable_labs_and_medications_are_named():
 # ------------------------------------------------------------------ knowledge
 def test_every_knowledge_entry_with_a_number_cites_a_source():
     kb = load()
-    for stem, tree in kb.files.items():
+    for stem, tree in raw_files().items():
         if stem == "sources":
             continue
         assert tree["meta"]["version"]
@@ -446,8 +446,8 @@ def test_every_knowledge_entry_with_a_number_cites_a_source():
                 for k, v in node.items():
                     walk(v, path + [k])
         walk(tree, [stem])
-        for key in source_keys(tree):
-            assert key in kb.sources
+        for _table, _key, source in source_keys(tree):
+            assert source in kb.sources
 
 
 # -------------------------------------------------------------- end to end
@@ -617,7 +617,7 @@ def test_a_limit_count_at_the_severe_cut_off_is_severe(key, limit):
 
 
 def test_alt_reported_above_a_limit_counts_as_high():
-    limit = load()["monitoring"]["liver"]["alt_ast_above"]
+    limit = load().monitoring.liver.alt_ast_above
     assert "liver-tests" not in ids(run(labs=_labs_with(alt=limit)))
     labs_ = _labs_with(alt=limit)
     next(l for l in labs_ if l["id"] == "alt")["valueQuantity"]["comparator"] = ">"
@@ -633,6 +633,8 @@ def test_azathioprine_for_leukaemia_keeps_a_dose_range():
     """Azathioprine is not dosed per m²: with ALL on record its mg/kg maximum (dosing.toml [indications.all])
     still applies, instead of no range check at all."""
     from rules.dose import _range_spec
+    from rules.knowledge_schema import Indication
+
     spec = _range_spec("azathioprine", "all")
-    assert spec is not None and spec["max_mg_per_kg"] == load()["dosing"]["indications"]["all"]["max_mg_per_kg"]
-    assert _range_spec("mercaptopurine", "all") is load()["dosing"]["oncology"]["mercaptopurine"]
+    assert isinstance(spec, Indication) and spec.max_mg_per_kg == load().dosing.indications["all"].max_mg_per_kg
+    assert _range_spec("mercaptopurine", "all") is load().dosing.oncology["mercaptopurine"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from rules import catalogue as cat
+from hooks import wording
 from rules.findings import ChangeDose
 from tests import builders as b
 from tests.builders import days_ago, med_request, normal_labs
@@ -29,7 +29,7 @@ def test_dpwg_poor_metabolizer_with_allopurinol_applies_both_reductions():
     assert plan["low"] == pytest.approx(AZATHIOPRINE_PM_10_PERCENT / 4)
     # no tablet gives under 4.67 mg/day: a specialist, never the 25 mg every other day of the 10 % alone
     assert plan["kind"] == "specialist" and not [a for a in pm.actions if isinstance(a, ChangeDose)]
-    summary = cat.render(pm, "dpwg").summary
+    summary = wording.render(pm, "dpwg").summary
     assert "4.67 mg/day" in summary and "every other day" not in summary, summary
     xoi = one(found, "interaction-xanthine-oxidase")
     assert xoi.values.get("order_stopped") and "plan" not in xoi.values  # the dose is on one card only
@@ -71,7 +71,7 @@ def test_dpwg_poor_metabolizer_beside_a_stop_without_a_dose_states_no_dose(stop)
     pm = one(found, "pgx-poor-metabolizer")
     assert pm.dose is None and "plan" not in pm.values and "reduced_mg" not in pm.values
     assert not [a for a in pm.actions if isinstance(a, ChangeDose)]
-    text = cat.render(pm, "dpwg")
+    text = wording.render(pm, "dpwg")
     assert "14 mg" not in text.detail and "mg/day" not in text.summary, (text.summary, text.detail)
     assert "or 10 %" not in text.summary and "alternative" in text.summary
     for f in found:  # no card about the order states a dose
@@ -84,7 +84,7 @@ def test_malignant_poor_metabolizer_beside_severe_cytopenia_states_no_dose():
                      conditions=[ALL])
     pm = one(found, "pgx-poor-metabolizer")
     assert pm.values["mode"] == "reduce" and pm.dose is None and "reduced_mg" not in pm.values
-    assert "one tenth =" not in cat.render(pm).detail
+    assert "one tenth =" not in wording.render(pm).detail
 
 
 @pytest.mark.parametrize("stop", ["hypersensitivity", "cytopenia-severe"])
@@ -92,13 +92,13 @@ def test_dpwg_poor_metabolizer_without_a_dose_beside_a_stop_offers_no_10_percent
     """The order has no readable dose: the poor-metabolizer card still names the alternative only."""
     found = _with_stop(stop, [med_request(daily_mg=None)], guideline="dpwg", pgx=TPMT_PM, weights=[])
     pm = one(found, "pgx-poor-metabolizer")
-    summary = cat.render(pm, "dpwg").summary
+    summary = wording.render(pm, "dpwg").summary
     assert pm.values["mode"] == "avoid" and "10 %" not in summary and "alternative" in summary, summary
 
 
 def test_dpwg_poor_metabolizer_with_allopurinol_names_both_reductions():
     """Summary and detail say the dose is under 10 %, and why: one order, one answer."""
     pm = one(evaluate([med_request(daily_mg=150)], guideline="dpwg", pgx=TPMT_PM, meds=[ALLO]), "pgx-poor-metabolizer")
-    text = cat.render(pm, "dpwg")
+    text = wording.render(pm, "dpwg")
     assert "under 10 % of the normal dose (4.67 mg/day" in text.summary, text.summary
     assert "Allopurinol (one-third to one-quarter of the dose) applies too" in text.detail, text.detail

@@ -126,12 +126,14 @@ def test_no_thiopurine_no_findings():
 
 def test_every_knowledge_source_cited_exists_and_has_a_label():
     kb = load()
-    from rules.knowledge_base import source_keys
+    from rules.common import drug_spec
+    from rules.knowledge_base import raw_files, source_keys
 
-    for tree in kb.files.values():
-        for key in source_keys(tree):
+    for tree in raw_files().values():
+        for _table, _key, key in source_keys(tree):
             assert kb.source(key).label
-    pgx = kb["pgx"]
-    for drug, spec in pgx["drugs"].items():
-        for band in ("one_im", "both_im", "poor"):
-            assert spec[band]["source"] in kb.sources, (drug, band)
+    for drug in kb.pgx.drugs:
+        for guideline in kb.pgx.profiles:
+            spec = drug_spec(drug, guideline)
+            for band in (spec.one_im, spec.both_im, spec.poor):
+                assert band is not None and band.source in kb.sources, (drug, guideline)

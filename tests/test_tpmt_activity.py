@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from fhir_mappers import build_facts
-from rules.catalogue import activity_text
+from hooks.wording import activity_text
 from rules.tpmt_activity import latest_activity
 from tests import builders as b
 from tests.builders import LOINC, TODAY, bundle, med_request, normal_labs, weight

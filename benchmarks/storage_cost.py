@@ -1,4 +1,4 @@
-"""What recording cards costs a hook call: ``python -m service.storage.bench [--database-url URL]``.
+"""What recording cards costs a hook call: ``.venv/bin/python benchmarks/storage_cost.py [--database-url URL]``.
 
 Three numbers per back end (SQLite in a temporary directory, plus ``--database-url`` if given):
 
@@ -7,16 +7,22 @@ Three numbers per back end (SQLite in a temporary directory, plus ``--database-u
 * ``hook endpoint``  POST /cds-services/thiopurine-order-sign (one card) through the WSGI app, with
                      the store off and on; the difference is what a prescriber could notice
 
-``benchmarks/`` can import :func:`run` and report the dict it returns.
+``benchmarks/run.py`` can import :func:`run` and report the dict it returns.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
-from typing import Any
 from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 CARD = {"uuid": "", "indicator": "warning",
         "source": {"topic": {"code": "pgx-reduce-dose", "display": "TPMT/NUDT15 intermediate metabolizer"}},
@@ -40,8 +46,8 @@ def bench_record_cards(store, calls: int) -> float:
 def bench_sync_insert(store, calls: int) -> float:
     import sqlalchemy as sa
 
-    from .models import cards
-    from .store import card_row
+    from service.storage.models import cards
+    from service.storage.store import card_row
 
     times = []
     for i in range(calls):
@@ -119,7 +125,7 @@ def bench_endpoint(url: str, calls: int) -> dict[str, float]:
 
 
 def run(database_urls: list[str], calls: int = 2000) -> dict[str, dict]:
-    from . import FeedbackStore
+    from service.storage import FeedbackStore
 
     results: dict[str, dict[str, Any]] = {}
     for url in database_urls:

@@ -1,0 +1,328 @@
+"""The mapping stage of one hook call: the draft orders and the gathered data groups (one value per prefetch
+key: a resource, a Bundle, or ``None`` when the group could not be obtained) -> ``ClinicalFacts``.
+Mappers are lenient about shape and strict about units; they never decide what a value means clinically.
+"""
+from __future__ import annotations
+
+import heapq
+from dataclasses import replace
+from datetime import date
+from typing import Any, Iterable
+
+from .facts import ClinicalFacts, DailyDose, DataGap, MedicationFact, PriorTherapy
+from .fhirjson import parse_date, ref_of, resources_of
+from .medications import ingredients_of, medication_concept, medication_fact
+from .observations import PRELIMINARY_STATUS, classified_measurements, classify, gene_results, status_observations
+from .patient import allergy_facts, condition_facts, patient_fact
+
+
+def _medication_index(values: Iterable[Any]) -> dict[str, dict]:
+    index = {}
+    for value in values:
+        for med in resources_of(value, "Medication"):
+            if isinstance(med.get("id"), str):
+                index[f"Medication/{med['id']}"] = med
+                index[med["id"]] = med
+    return index
+
+
+def order_facts(draft_orders: Iterable[dict], medications: dict[str, dict] | None = None) -> list[MedicationFact]:
+    facts = []
+    for resource in draft_orders:
+        fact = medication_fact(resource, is_draft=True, medications=medications)
+        if fact is not None:
+            facts.append(fact)
+    return facts
+
+
+_ACTIVE = {"active", "on-hold"}
+_ENDED = {"stopped", "completed"}
+
+
+def _end_date(mr: dict) -> date | None:
+    """When a stopped or completed order ended: its validity or dosage bounds end, if given."""
+    dispense = x if isinstance(x := mr.get("dispenseRequest"), dict) else {}
+    period = x if isinstance(x := dispense.get("validityPeriod"), dict) else {}
+    ends = [parse_date(period.get("end"))]
+    for d in mr.get("dosageInstruction") or []:
+        repeat = ((d or {}).get("timing") or {}).get("repeat") if isinstance(d, dict) else None
+        bounds = repeat.get("boundsPeriod") if isinstance(repeat, dict) else None
+        if isinstance(bounds, dict):
+            ends.append(parse_date(bounds.get("end")))
+    return max(filter(None, ends), default=None)
+
+
+def build_facts(
+    draft_orders: list[dict],
+    data: dict[str, Any],
+    *,
+    today: date,
+    gaps: list[DataGap] | None = None,
+    orders: list[MedicationFact] | None = None,
+) -> ClinicalFacts:
+    """``orders``: the draft orders already mapped (the hooks map them first to
+    decide whether the call concerns thiopurines); mapped here when omitted."""
+    gaps = list(gaps or [])
+    unavailable = {key for key, value in data.items() if value is None}
+    meds_index = _medication_index(data.values())
+    if orders is None:
+        orders = order_facts(draft_orders, meds_index)
+    draft_refs = {o.ref for o in orders if o.ref}
+
+    active = []
+    for mr in resources_of(data.get("medications"), "MedicationRequest"):
+        status = mr.get("status")
+        if not isinstance(status, str) or status not in _ACTIVE or mr.get("intent") in ("proposal", "plan"):
+            continue
+        fact = medication_fact(mr, is_draft=False, medications=meds_index)
+        if fact is not None and fact.ref not in draft_refs:
+            active.append(fact)
+
+    past = []
+    for mr in resources_of(data.get("past_medications"), "MedicationRequest"):
+        fact = medication_fact(mr, is_draft=False, medications=meds_index) if mr.get("status") in _ENDED else None
+        if fact is not None and fact.ref not in draft_refs:
+            past.append(replace(fact, ended_on=_end_date(mr) or fact.authored_on))
+    immunizations = []
+    for imm in resources_of(data.get("immunizations"), "Immunization"):
+        fact = medication_fact(imm, is_draft=False) if imm.get("status") in (None, "completed") else None
+        if fact is not None and fact.authored_on is not None:
+            immunizations.append(fact)
+
+    # renewal evidence: earlier orders, dispenses and statements of the same drug (both medication keys)
+    mapped = {id(f.resource): f.ingredients for f in (*active, *past) if f.resource is not None}
+    history = _history([data.get("medications"), data.get("past_medications")], meds_index, draft_refs, mapped)
+    if history:
+        index = _HistoryIndex(history)
+        orders = [_with_history(o, index) for o in orders]
+        active = [_with_history(m, index) for m in active]
+    observations = [o for key in ("weight", "height", "labs", "pgx", "pregnancy") for o in resources_of(data.get(key), "Observation")]
+    # DiagnosticReports may carry their results as contained Observations
+    for key in ("pgx", "labs"):
+        for report in resources_of(data.get(key), "DiagnosticReport"):
+            observations += report_observations(report)
+    numeric, genomic, status = _classify(_dedupe(observations))
+    texts: dict = {}
+    by_analyte = classified_measurements(numeric, gaps, texts)
+    weights = _lowest_first_of_same_time(by_analyte.pop("weight", []), gaps)
+    heights = by_analyte.pop("height", [])
+    orders = [_with_weight(o, weights) for o in orders]
+    active = [_with_weight(o, weights) for o in active]
+    patient = next(resources_of(data.get("patient"), "Patient"), None)
+
+    return ClinicalFacts(
+        today=today,
+        patient=patient_fact(patient),
+        orders=orders,
+        active_medications=active,
+        weights=weights,
+        heights=heights,
+        immunizations=immunizations,
+        past_medications=past,
+        labs=by_analyte,
+        result_texts=texts,
+        gene_results=gene_results(genomic),
+        conditions=condition_facts(resources_of(data.get("conditions"), "Condition")),
+        status_observations=status_observations(status),
+        allergies=allergy_facts(resources_of(data.get("allergies"), "AllergyIntolerance")),
+        gaps=gaps,
+        unavailable=unavailable,
+    )
+
+
+# a stopped order is therapy that was stopped: an order after it is a restart (a new start), not a renewal
+_HISTORY_STATUS = {"completed", "on-hold", "active"}
+_NOT_HISTORY = {"entered-in-error", "cancelled", "draft", "not-taken", "declined", "stopped"}
+
+
+def _history(values: list[Any], meds_index: dict, draft_refs: set[str],
+             mapped: dict[int, frozenset[str]] | None = None) -> list[tuple[frozenset[str], str, str, date | None]]:
+    """Earlier therapy the request carries: other MedicationRequests (active, on hold,
+    completed, stopped), MedicationDispenses and MedicationStatements, as
+    (ingredients, ref, evidence text, date). ``mapped``: the ingredients of resources already
+    mapped to facts (by ``id`` of the resource), read by the same ``medication_concept``."""
+    mapped = mapped or {}
+    out, seen = [], set()
+    for r in (r for value in values for r in resources_of(value)):
+        rtype, status = r.get("resourceType"), r.get("status")
+        ref = ref_of(r)
+        if rtype not in ("MedicationRequest", "MedicationDispense", "MedicationStatement") or ref in draft_refs:
+            continue
+        if ref and ref in seen:
+            continue
+        seen.add(ref)
+        if not isinstance(status, str) or status in _NOT_HISTORY:
+            continue
+        if rtype == "MedicationRequest" and status not in _HISTORY_STATUS:
+            continue
+        ingredients = mapped.get(id(r))
+        if ingredients is None:
+            ingredients = frozenset(ingredients_of(medication_concept(r, meds_index)))
+        if not ingredients:
+            continue
+        period = x if isinstance(x := r.get("effectivePeriod"), dict) else {}
+        when = next((v for v in (r.get("whenHandedOver"), r.get("whenPrepared"), r.get("authoredOn"), period.get("start"),
+                                 r.get("effectiveDateTime"), r.get("dateAsserted")) if isinstance(v, str)), "")
+        kind = {"MedicationRequest": f"earlier order ({status})", "MedicationDispense": "dispensed",
+                "MedicationStatement": f"medication statement ({status})"}[rtype]
+        out.append((ingredients, ref, " ".join(filter(None, [kind, ref, when[:10]])), parse_date(when) if when else None))
+    return out
+
+
+class _HistoryIndex:
+    """The history of a call indexed by ingredient, so that pairing every order with the earlier
+    orders of its drug costs about the same per order however long the history is (a call with
+    thousands of active and stopped orders once took seconds: each order scanned all of them).
+
+    Per ingredient: the entries in history order (for the evidence text, which names the first
+    entries that qualify), the dated ones sorted by date (for the earliest date) and the undated
+    ones. An entry qualifies for an order when it is not the order itself and is not dated after
+    the order."""
+
+    SCAN = 64  # entries read per order for the evidence text (the first 3 that qualify are named)
+
+    def __init__(self, history: list[tuple[frozenset[str], str, str, date | None]]) -> None:
+        self.history = history
+        self.in_order: dict[str, list[int]] = {}
+        self.by_date: dict[str, list[int]] = {}
+        self.undated: dict[str, list[int]] = {}
+        for i, (ingredients, _ref, _text, when) in enumerate(history):
+            for ing in ingredients:
+                self.in_order.setdefault(ing, []).append(i)
+                (self.by_date if when else self.undated).setdefault(ing, []).append(i)
+        for indices in self.by_date.values():
+            indices.sort(key=lambda i: (history[i][3], i))
+
+    def _qualifies(self, i: int, order: MedicationFact) -> bool:
+        _ings, ref, _text, when = self.history[i]
+        return (not ref or ref != order.ref) and not (when and order.authored_on and when > order.authored_on)
+
+    def _first(self, indices: list[int], order: MedicationFact) -> int | None:
+        """The first entry of ``indices`` (sorted by date) that qualifies. The order itself is at most one
+        entry (non-empty refs are unique in the history); after it, the first other entry decides: if it is
+        dated after the order, so is every later one."""
+        for i in indices[:2]:
+            _ings, ref, _text, when = self.history[i]
+            if ref and ref == order.ref:
+                continue
+            return None if when and order.authored_on and when > order.authored_on else i
+        return None
+
+    def prior(self, order: MedicationFact) -> tuple[list[str], date | None, bool]:
+        """(evidence texts, earliest qualifying date, any entry qualifies?) for ``order``."""
+        earliest: date | None = None
+        found = False
+        fallback: list[int] = []
+        for ing in order.ingredients:
+            dated = self._first(self.by_date.get(ing, []), order)
+            if dated is not None:
+                found = True
+                fallback.append(dated)
+                when = self.history[dated][3]
+                earliest = when if earliest is None or (when and when < earliest) else earliest
+            undated = next((i for i in self.undated.get(ing, [])[:2] if self._qualifies(i, order)), None)
+            if undated is not None:
+                found = True
+                fallback.append(undated)
+        if not found:
+            return [], None, False
+        candidates = heapq.merge(*(self.in_order.get(ing, []) for ing in sorted(order.ingredients)))
+        texts: list[int] = []
+        for n, i in enumerate(candidates):
+            if n >= self.SCAN * max(len(order.ingredients), 1) or len(texts) == 3:
+                break
+            if (not texts or texts[-1] != i) and self._qualifies(i, order):
+                texts.append(i)
+        if not texts:  # the first entries of a very long history were all dated after the order
+            texts = sorted(set(fallback))[:3]
+        return [self.history[i][2] for i in texts], earliest, True
+
+
+def _with_history(order: MedicationFact, history: "list[tuple[frozenset[str], str, str, date | None]] | _HistoryIndex") -> MedicationFact:
+    """``prior_therapy``: the evidence that the order continues earlier therapy of the same drug and the
+    earliest date that history shows (the order's own priorPrescription / basedOn come from medication_fact)."""
+    index = history if isinstance(history, _HistoryIndex) else _HistoryIndex(history)
+    texts, earliest, found = index.prior(order)
+    if not found:
+        return order
+    before = order.prior_therapy
+    dates = [d for d in (before.since if before else None, earliest) if d]
+    evidence = "; ".join(filter(None, [before.evidence if before else "", *texts]))
+    return replace(order, prior_therapy=PriorTherapy(evidence, min(dates) if dates else None))
+
+
+def _lowest_first_of_same_time(weights: list, gaps: list[DataGap]) -> list:
+    """Body weights recorded with the same (newest) date and time that disagree: the lowest comes first
+    (the conservative one for a dose in mg/kg) and a gap says they disagree, so the card says so."""
+    newest = next((w.when for w in weights if w.when is not None), None)
+    same = [w for w in weights if newest is not None and w.when == newest]
+    if newest is None or len({round(w.value, 3) for w in same}) < 2:
+        return weights
+    low = min(same, key=lambda w: w.value)
+    values = ", ".join(f"{w.value:g} kg" for w in sorted(same, key=lambda w: w.value))
+    gaps.append(DataGap("body weight", f"body weights recorded at the same time ({newest.date().isoformat()}) "
+                        f"disagree ({values}); the lowest, {low.value:g} kg, is used: check which is correct",
+                        key="weight_conflict"))
+    return [low, *[w for w in weights if w is not low]]
+
+
+def _with_weight(order: MedicationFact, weights: list) -> MedicationFact:
+    """An order in mg/kg/day becomes mg/day with the newest dated body weight (the rules judge its age)."""
+    if order.dose_per_kg is None:
+        return order
+    w = next((w for w in weights if w.when is not None), None)
+    if w is None:
+        return order
+    d = order.dose_per_kg
+    text = (f"{d.high_mg:g} mg/kg/day × {w.value:g} kg (weight of {w.when.date().isoformat()})"
+            + (f"; {d.text}" if d.text else ""))
+    return replace(order, daily_dose=DailyDose(round(d.low_mg * w.value, 3), round(d.high_mg * w.value, 3), text),
+                   dose_problem="")
+
+
+_REPORT_EXCLUDED = {"entered-in-error", "cancelled"}
+
+
+def report_observations(report: dict) -> list[dict]:
+    """The contained Observations of a DiagnosticReport. A withdrawn report
+    (entered-in-error, cancelled) contributes none; a preliminary or partial
+    report makes its results preliminary."""
+    status = report.get("status") if isinstance(report.get("status"), str) else ""
+    if status in _REPORT_EXCLUDED:
+        return []
+    out = []
+    for c in report.get("contained") or []:
+        if isinstance(c, dict) and c.get("resourceType") == "Observation":
+            if status in PRELIMINARY_STATUS and c.get("status") not in _REPORT_EXCLUDED:
+                c = {**c, "status": "preliminary"}
+            out.append(c)
+    return out
+
+
+def _classify(observations: list[dict]) -> tuple[list[tuple[dict, str | None]], list[dict], list[dict]]:
+    """Read each Observation's code once and send it to the one mapper that uses it:
+    (numeric results with the analyte of their LOINC code, TPMT/NUDT15 genotype or phenotype,
+    pregnancy/breastfeeding status)."""
+    numeric, genomic, status = [], [], []
+    for obs in observations:
+        kind, analyte = classify(obs)
+        if kind == "numeric":
+            numeric.append((obs, analyte))
+        elif kind == "genomic":
+            genomic.append(obs)
+        else:
+            status.append(obs)
+    return numeric, genomic, status
+
+
+def _dedupe(resources: list[dict]) -> list[dict]:
+    """The same Observation can arrive under two keys: keep it once."""
+    seen, out = set(), []
+    for r in resources:
+        rid = r.get("id")
+        key = rid if isinstance(rid, str) and rid else id(r)  # an id that is a list or object must not raise
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(r)
+    return out

@@ -1,0 +1,171 @@
+"""The rules stage of one hook call: facts in, findings out (rule id, order, values; no English).
+
+``evaluate(facts, options)`` runs every rule module, then consolidates: superseded advice is dropped
+(``drop_superseded``) and one dose plan per order is attached to every finding about it (``attach_plans``).
+``emitted()`` is every rule id the modules may give (the start-up check finds each in the catalogue).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import cache
+
+from fhir_mappers.facts import ClinicalFacts, MedicationFact
+
+from . import dose as _dose, gaps as _gaps, interactions as _interactions, monitoring as _monitoring, pgx as _pgx
+from . import populations as _populations
+from .catalogue import catalogue as _catalogue, indicator_of, priority_of
+from .common import thiopurine_of
+from .context import CallContext
+from .doseplan import DosePlan, plan_doses
+from .dose import dose_findings, schedule_error_findings, weight_findings
+from .findings import ChangeDose, DoseLimit, Finding
+from .gaps import data_gap_findings, truncation_findings
+from .interactions import interaction_findings
+from .knowledge_base import load, version_key
+from .monitoring import cbc_due_findings, lab_findings, tpmt_high_findings
+from .pgx import pgx_findings
+from .plausibility import implausible_labs
+from .populations import population_findings
+
+GUIDELINES = ("cpic", "dpwg")
+
+
+@dataclass(frozen=True)
+class RuleOptions:
+    weight_max_age_days: int = 90
+    guideline: str = "cpic"  # AZA_CDS_GUIDELINE: "cpic" (default) or "dpwg"
+
+    def __post_init__(self) -> None:
+        if self.guideline not in GUIDELINES:
+            raise ValueError(f"guideline must be one of {', '.join(GUIDELINES)}, not {self.guideline!r}")
+
+
+@cache
+def knowledge_version() -> str:
+    """The newest version of the knowledge files and the catalogue (both read once, at start)."""
+    return max(load().version, _catalogue().version, key=version_key)
+
+
+@cache
+def emitted() -> frozenset[str]:
+    """Every rule id a rule module may emit; interactions.toml's [others.*] tables add theirs (read from the data),
+    so a table added there without a catalogue entry stops the start (``check_catalogue``)."""
+    return frozenset({*_pgx.RULE_IDS, *_dose.RULE_IDS, *_interactions.rule_ids(), *_monitoring.RULE_IDS,
+                      *_populations.RULE_IDS, *_gaps.RULE_IDS})
+
+
+def check_catalogue() -> None:
+    """The start-up check: the knowledge files load (typed), every emitted rule id has a catalogue entry and
+    every template renders (KnowledgeError: one line naming file, table and key)."""
+    from .catalogue import check
+
+    load()
+    check(set(emitted()))
+
+
+@cache
+def _superseded_by() -> dict[str, frozenset[str]]:
+    """rule id -> the other rules whose catalogue entries supersede it (from the static catalogue)."""
+    cat = _catalogue()
+    by: dict[str, set[str]] = {}
+    for other, entry in cat.entries.items():
+        for rule_id in entry.supersedes:
+            if rule_id != other:
+                by.setdefault(rule_id, set()).add(other)
+    return {rule_id: frozenset(others) for rule_id, others in by.items()}
+
+
+def drop_superseded(findings: list[Finding]) -> list[Finding]:
+    """A finding supersedes the rules its catalogue entry names on the same order; one that stops an
+    order also supersedes the catalogue's dose advice for it, and its dose limits: no other card about a
+    stopped order states a dose (``values["order_stopped"]``, no plan). A stop without a dose of its own
+    (severe cytopenia, hypersensitivity, a contraindicated combination) leaves no dose on that order at all;
+    a stop that offers a reduced dose as the second choice (DPWG poor metabolizer: an alternative, or 10 %)
+    keeps that one, on its own card, and a fraction of the dose another finding asks for (allopurinol's
+    1/4-1/3, FDA label section 7) still applies to it: both, in one plan on the stopping card. Beside a stop
+    without a dose that reduced dose goes too: the card names the alternative only, with no mg figure."""
+    cat = _catalogue()
+    superseded_by = _superseded_by()
+    fired = {(f.order_ref, f.rule_id) for f in findings}
+    stoppers: dict[str, list[Finding]] = {}
+    for f in findings:
+        if f.stops_order and f.order_ref:
+            stoppers.setdefault(f.order_ref, []).append(f)
+    hard = {ref for ref, fs in stoppers.items() if any(g.dose is None for g in fs)}
+    out = []
+    for f in findings:
+        superseded = any((f.order_ref, other) in fired for other in superseded_by.get(f.rule_id, ()))
+        if f.order_ref in stoppers and not f.stops_order and f.rule_id in cat.stop_supersedes:
+            superseded = True
+        if superseded:
+            continue
+        if f.order_ref in stoppers and (f.order_ref in hard or not f.stops_order):
+            fraction = f.order_ref not in hard and _fraction_only(f.dose)  # it applies to the reduced dose offered
+            if f.dose is not None and not fraction:
+                # the order is stopped: no dose for it on this card
+                f = replace(f, dose=None, actions=[a for a in f.actions if not isinstance(a, ChangeDose)])
+                f.values.pop("reduced_mg", None)  # nor its figure ("10 % = 14 mg/day")
+            if f.order_ref in hard and f.values.get("mode") == "avoid_or_reduce":
+                f.values["mode"] = "avoid"  # "an alternative, or 10 %": only the alternative is left
+                f.values.pop("reduced_mg", None)
+            if not f.stops_order:
+                f.values["order_stopped"] = True
+        out.append(f)
+    return out
+
+
+def _fraction_only(limit: DoseLimit | None) -> bool:
+    """A limit that is only a fraction of whatever dose is given (allopurinol: 1/4-1/3 of it)."""
+    return limit is not None and limit.factor_high is not None and limit.high_mg is None and limit.low_mg is None
+
+
+def attach_plans(findings: list[Finding], facts: ClinicalFacts) -> dict[str, DosePlan]:
+    meds = {m.ref: m for m in facts.orders + facts.active_medications if m.ref and m.daily_dose is not None}
+    plans = plan_doses(findings, {ref: m.daily_dose.mg for ref, m in meds.items() if m.daily_dose is not None}, indicator_of, priority_of)
+    for f in findings:
+        if f.order_ref in plans and not f.values.get("order_stopped"):
+            f.values["plan"] = plans[f.order_ref].values()
+    return plans
+
+
+def unreadable_doses(facts: ClinicalFacts) -> ClinicalFacts:
+    """A thiopurine order of 0 mg, or of more than any plausible dose (dosing.toml implausible_daily_mg), is a
+    dose that could not be read: no rule computes mg/kg, a reduced range or a plan from it."""
+    top = load().dosing.general.implausible_daily_mg
+
+    def fix(o: MedicationFact) -> MedicationFact:
+        d = o.daily_dose
+        if d is None or not thiopurine_of(o) or 0 < d.mg <= top:
+            return o
+        problem = (f"the ordered dose is {d.mg:g} mg/day" if d.mg <= 0 else
+                   f"{d.mg:g} mg/day is not a plausible dose (above {top:g} mg/day, the label's highest dose for the "
+                   f"heaviest plausible patient): a recording error?")
+        return replace(o, daily_dose=None, dose_problem=problem)
+
+    orders = [fix(o) for o in facts.orders]
+    if all(new is old for new, old in zip(orders, facts.orders, strict=True)):
+        return facts
+    return replace(facts, orders=orders)
+
+
+def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list[Finding]:
+    days = options.weight_max_age_days
+    facts = implausible_labs(unreadable_doses(facts))  # a value no patient can have is not a result
+    ctx = CallContext(facts)  # what several rules derive from these facts, once for this call
+    findings: list[Finding] = []
+    findings += population_findings(facts, ctx)        # hypersensitivity first: it outranks dosing
+    findings += pgx_findings(facts, weight_max_age_days=days, guideline=options.guideline, ctx=ctx)
+    findings += interaction_findings(facts)
+    findings += dose_findings(facts, days, ctx)
+    findings += schedule_error_findings(facts, ctx)
+    findings += weight_findings(facts, days, ctx)
+    findings += cbc_due_findings(facts, ctx)
+    findings += lab_findings(facts, ctx)
+    findings += tpmt_high_findings(facts, ctx)
+    findings += data_gap_findings(facts, ctx)
+    findings += truncation_findings(facts)
+    findings = drop_superseded(findings)
+    attach_plans(findings, facts)
+    for f in findings:
+        f.values.setdefault("guideline", options.guideline)
+    return findings

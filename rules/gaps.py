@@ -1,0 +1,104 @@
+"""Which data a hook call needs, and the findings about data that could not be had: a check that could
+not be done is never dropped (``data_gap_findings``), a record read only in part is said (``truncation_findings``)."""
+from __future__ import annotations
+
+from fhir_mappers.facts import ClinicalFacts, MedicationFact
+
+from .common import thiopurine_of
+from .context import CallContext, context_of
+from .findings import Finding, Indicator
+from .interactions import interacting_ingredients, is_live_vaccine
+from .knowledge_base import load
+
+RULE_IDS = ("data-incomplete", "record-truncated")
+
+
+def _concerns(o: MedicationFact) -> bool:
+    return bool(thiopurine_of(o) or o.ingredients & interacting_ingredients() or is_live_vaccine(o))
+
+
+# Data groups an order needs when it is not a thiopurine itself but may interact with one
+# (warfarin, allopurinol, a live vaccine...): whether a thiopurine is active, or was lately.
+INTERACTION_ONLY_GROUPS = frozenset({"patient", "medications", "past_medications"})
+
+
+def groups_needed(orders: list[MedicationFact], keys) -> set[str]:
+    """The data groups (prefetch keys) this hook call needs: an interacting drug only asks whether a thiopurine
+    is active; the immunization history matters for a thiopurine order, recently stopped thiopurines for a
+    live vaccine order."""
+    keys = set(keys)
+    if not thiopurine_ordered(orders):
+        keys &= INTERACTION_ONLY_GROUPS
+    else:
+        keys.discard("past_medications")
+    if not any(o.selected and is_live_vaccine(o) for o in orders):
+        keys.discard("past_medications")
+    return keys
+
+
+def thiopurine_ordered(orders: list[MedicationFact]) -> bool:
+    return any(o.selected and thiopurine_of(o) for o in orders)
+
+
+def needs_data(orders: list[MedicationFact]) -> bool:
+    """True when a selected draft order is a thiopurine or a drug/vaccine that interacts with one."""
+    return any(o.selected and _concerns(o) for o in orders)
+
+
+# Data groups whose absence leaves a safety check undone (the catalogue words which check).
+_GROUPS = ("medications", "labs", "weight", "height", "conditions", "allergies", "pregnancy", "patient", "immunizations",
+           "past_medications")
+# conditions: without them the indication (dose range), renal impairment and pregnancy checks are undone
+_SERIOUS_GROUPS = {"medications", "labs", "weight", "patient", "allergies", "conditions"}
+_SERIOUS_GAPS = {"tpmt_activity", "neutrophils", "wbc", "platelets", "lymphocytes", "weight", "weight_conflict"}
+
+
+def truncation_findings(facts: ClinicalFacts) -> list[Finding]:
+    """A record longer than the per-key cap was read only in part: one finding naming each such record
+    (never silently shortened), for a thiopurine order and for an interacting drug alike."""
+    cut = [{"key": g.key, "entries": g.truncated_from, "read": g.truncated_to} for g in facts.gaps
+           if g.truncated_from is not None]
+    if not cut or not needs_data(facts.orders):
+        return []
+    order = next((o for o in facts.orders if o.selected and thiopurine_of(o)), None)
+    return [Finding("record-truncated", order.ref if order else "", {"records": cut},
+                    drug=(thiopurine_of(order) or "") if order else "")]
+
+
+def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
+    """One finding naming the data that could not be obtained or read, and what to check by hand."""
+    ctx = context_of(facts, ctx)
+    orders = ctx.thiopurine_orders
+    if not orders:
+        vaccine = next((o for o in facts.orders if o.selected and is_live_vaccine(o)), None)
+        # a live vaccine with a thiopurine is a contraindicated combination: the skipped check is a warning
+        skipped: Indicator = "warning" if vaccine is not None else "info"
+        if "medications" in facts.unavailable and needs_data(facts.orders):
+            other = vaccine or next(o for o in facts.orders if o.selected and _concerns(o))
+            return [Finding("data-incomplete", "", {"variant": "interaction_only", "order": other.display[:60],
+                                                    "groups": [], "gaps": []}, indicator=skipped)]
+        if vaccine is not None and "past_medications" in facts.unavailable \
+                and not any(thiopurine_of(m) for m in facts.active_medications):
+            gap = next((g for g in facts.gaps if g.key == "past_medications"), None)
+            group = {"key": "past_medications", "why": gap.why if gap else "", "outcome": gap.outcome if gap else ""}
+            return [Finding("data-incomplete", "", {"variant": "thiopurine", "gaps": [], "groups": [group]},
+                            indicator=skipped)]
+        return []
+    why_by_key = {g.key: g.why for g in facts.gaps}
+    outcome_by_key = {g.key: g.outcome for g in facts.gaps if g.outcome}
+    relevant = set(_GROUPS) - {"immunizations", "past_medications", "height"}
+    if any(load().dosing.indications[ctx.indication(o)[0]].oncology for o, _ in orders):
+        relevant.add("height")  # dosing by body surface area (oncology)
+    if any(not any(d in m.ingredients for m in facts.active_medications) for _, d in orders):
+        relevant.add("immunizations")  # a thiopurine start: live vaccines in the last weeks matter
+    groups = [{"key": g, "why": why_by_key.get(g, ""), "outcome": outcome_by_key.get(g, "")}
+              for g in _GROUPS if g in facts.unavailable and g in relevant]
+    gaps = [{"what": g.what, "why": g.why, "key": g.key, "outcome": g.outcome} for g in facts.gaps
+            if not (g.key == "pgx" or g.key in _GROUPS and g.key in facts.unavailable or g.truncated_from is not None)]
+    serious = bool(facts.unavailable & _SERIOUS_GROUPS) or any(g["key"] in _SERIOUS_GAPS for g in gaps)
+    gaps = list({(g["what"], g["why"], g["outcome"]): g for g in gaps}.values())  # after: a merge never softens
+    if not groups and not gaps:
+        return []
+    order, drug = orders[0]
+    return [Finding("data-incomplete", order.ref, {"variant": "thiopurine", "groups": groups, "gaps": gaps},
+                    indicator="warning" if serious else "info", drug=drug)]

@@ -1,0 +1,538 @@
+"""The shape of every knowledge file (``rules/knowledge/*.toml``): one frozen dataclass per table.
+
+``rules.knowledge_base.load`` reads each file into its dataclass with ``build``. A key the dataclass
+does not name, a key it needs that the file lacks, or a value of the wrong type stops the start with
+one line naming the file, the table and the key (``KnowledgeError``), so a typo (``thiopurines = [...]``)
+cannot silently switch a rule off.
+
+To add a key: add a field to the table's dataclass below (with a default if older files may lack it),
+then read it as an attribute (``load().interactions.warfarin.inr_within_days``). To add a table to a
+``Mapping`` (a new ``[others.*]`` interaction, a new ``[indications.*]``): only the TOML changes, and
+the catalogue needs an entry for any rule id the table gives rise to (the start-up check says which).
+"""
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+
+class KnowledgeError(ValueError):
+    """A knowledge file that cannot be used: one line naming the file, the table and the key."""
+
+
+# ------------------------------------------------------------------ shared
+
+@dataclass(frozen=True)
+class Meta:
+    version: str
+    tables: str = ""  # pgx.toml: where the CPIC tables come from
+
+
+@dataclass(frozen=True)
+class TestOrder:
+    """A test the cards offer to order (LOINC)."""
+
+    loinc: str
+    display: str
+    reason: str
+    source: str
+
+
+# ------------------------------------------------------------------ sources.toml
+
+@dataclass(frozen=True)
+class Source:
+    key: str
+    label: str
+    url: str = ""
+    citation: str = ""
+    year: int = 0
+    internal: bool = False  # basis of a number in the knowledge data, never a clinician-facing source
+
+
+@dataclass(frozen=True)
+class SourceSpec:  # one [<key>] table of sources.toml
+    label: str
+    url: str = ""
+    citation: str = ""
+    year: int = 0
+    internal: bool = False
+
+
+# ------------------------------------------------------------------ pgx.toml
+
+@dataclass(frozen=True)
+class Cpic2026:
+    source: str
+    aliases: Mapping[str, Mapping[str, str]]
+    unconfirmed: Mapping[str, tuple[str, ...]]
+    new_alleles: Mapping[str, tuple[str, ...]]
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Band:
+    """A dose band or action for a phenotype category, as fractions of the normal dose."""
+
+    source: str
+    low: float | None = None
+    high: float | None = None
+    action: str = ""  # poor metabolizer: "avoid", "avoid_or_reduce"
+    fraction: float | None = None
+    malignant: str = ""  # the action in malignancy ("reduce")
+    malignant_fraction: float | None = None
+    malignant_days_per_week: int | None = None
+    malignant_source: str = ""
+
+
+@dataclass(frozen=True)
+class DrugBands:
+    """A thiopurine's bands; ``<gene>_im`` / ``<gene>_poor`` apply when only that gene is affected."""
+
+    one_im: Band | None = None
+    both_im: Band | None = None
+    cap: Band | None = None
+    poor: Band | None = None
+    tpmt_im: Band | None = None
+    nudt15_im: Band | None = None
+    tpmt_poor: Band | None = None
+    nudt15_poor: Band | None = None
+
+
+@dataclass(frozen=True)
+class PgxDrug(DrugBands):
+    label_source: str = ""
+    standard_mg_per_kg_day: float | None = None
+    standard_source: str = ""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    source: str
+    drugs: Mapping[str, DrugBands] = field(default_factory=lambda: types.MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class PgxFile:
+    meta: Meta
+    cpic_2026: Cpic2026
+    tests: Mapping[str, TestOrder]
+    drugs: Mapping[str, PgxDrug]
+    profiles: Mapping[str, Profile]
+
+
+# ------------------------------------------------------------------ dosing.toml
+
+@dataclass(frozen=True)
+class DosingGeneral:
+    weight_max_age_days: int
+    weight_max_age_source: str
+    critical_factor: float
+    critical_factor_source: str
+    weight_plausible_kg: tuple[float, float]
+    weight_plausible_source: str
+    implausible_daily_mg: float
+    implausible_daily_source: str
+    new_start_mg: float
+    new_start_mg_per_kg: float
+    new_start_source: str
+    height_max_age_days: int
+    height_max_age_source: str
+    size_missing_reference_kg: float
+    size_missing_reference_m2: float
+    size_missing_source: str
+    height_plausible_cm: tuple[float, float] = (20.0, 275.0)  # outside: a recording error, never a BSA
+    height_plausible_source: str = ""
+
+
+@dataclass(frozen=True)
+class Form:
+    source: str
+    tablet_step_mg: float = 25
+    suspension_mg_per_ml: float | None = None
+    suspension_ml_step: float | None = None
+
+
+@dataclass(frozen=True)
+class Oncology:
+    name: str
+    standard_mg_per_m2: float
+    max_mg_per_m2: float
+    range_text: str
+    source: str
+    max_mg_per_kg_by_weight: float | None = None
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Cited:
+    """A table that only names its sources (dosing.toml [schedule], interactions.toml [duplicate])."""
+
+    source: str
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Indication:
+    name: str
+    max_mg_per_kg: float
+    range_text: str
+    source: str
+    snomed: tuple[str, ...] = ()
+    icd10: tuple[str, ...] = ()  # ICD-10 code prefixes
+    oncology: bool = False  # dosed per m2 (see [oncology])
+    malignancy_drugs: tuple[str, ...] = ()  # thiopurines CPIC's malignancy advice applies to
+    drugs: tuple[str, ...] = ()  # whose range this is (empty: every thiopurine)
+    new_start_max_mg_per_kg: float | None = None
+    start_mg: float | None = None
+    start_mg_per_kg: float | None = None
+    start_source: str = ""
+    no_start_titration: bool = False
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OtherDrug:
+    max_mg_per_kg: float
+    source: str
+
+
+@dataclass(frozen=True)
+class DosingFile:
+    meta: Meta
+    general: DosingGeneral
+    tests: Mapping[str, TestOrder]
+    forms: Mapping[str, Form]
+    oncology: Mapping[str, Oncology]
+    schedule: Cited
+    indications: Mapping[str, Indication]
+    other_drugs: Mapping[str, OtherDrug]
+
+
+# ------------------------------------------------------------------ interactions.toml
+
+@dataclass(frozen=True)
+class XanthineOxidase:
+    ingredients: tuple[str, ...]
+    factor_low: float
+    factor_high: float
+    factor_source: str
+    not_inactivated: tuple[str, ...]
+    not_inactivated_source: str
+    contraindicated: Mapping[str, tuple[str, ...]]
+    contraindicated_sources: tuple[str, ...]
+    label_sources: Mapping[str, tuple[str, ...]]
+    source: str
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Warfarin:
+    ingredients: tuple[str, ...]
+    inr_loinc: str
+    inr_display: str
+    inr_within_days: int
+    reason: str
+    source: str
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LiveVaccines:
+    source: str
+    after_stop_days: int
+    after_stop_source: str
+    before_start_days: int
+    before_start_source: str
+    alternatives: Mapping[str, str]  # CVX code of the live vaccine -> a non-live alternative
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OtherInteraction:
+    """``[others.<key>]``: rule id ``interaction-<key>`` (underscores as hyphens); its catalogue entry words it."""
+
+    name: str
+    ingredients: tuple[str, ...]
+    effect: str
+    source: str
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InteractionsFile:
+    meta: Meta
+    xanthine_oxidase_inhibitors: XanthineOxidase
+    warfarin: Warfarin
+    live_vaccines: LiveVaccines
+    others: Mapping[str, OtherInteraction]
+    duplicate: Cited
+
+
+# ------------------------------------------------------------------ monitoring.toml
+
+@dataclass(frozen=True)
+class Cbc:
+    weekly_window_days: int
+    early_phase_days: int
+    routine_window_days: int
+    lft_early_window_days: int
+    lft_early_source: str
+    reason: str
+    source: str
+    cbc_loinc: str
+    cbc_display: str
+    lft_loinc: str
+    lft_display: str
+    result_max_age_days: int
+    result_max_age_source: str
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Cytopenia:
+    source: str
+    wbc_below: float
+    neutrophils_below: float
+    platelets_below: float
+    lymphocytes_below: float
+    mcv_above: float
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SevereCytopenia:
+    source: str
+    neutrophils_below: float
+    wbc_below: float
+    platelets_below: float
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Liver:
+    source: str
+    alt_ast_above: float
+    uln_multiple_above: float
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Metabolites:
+    source: str
+    tgn_above: float
+    mmp_above: float
+    tgn_below: float
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ActivityUnit:
+    source: str
+    bands: tuple[tuple[float, str, str], ...]  # (upper limit, exclusive; reading; label)
+    high_above: float | None = None
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ActivityInterpretation:
+    source: str
+    codes: Mapping[str, str]
+    poor_words: tuple[str, ...]
+    intermediate_words: tuple[str, ...]
+    normal_words: tuple[str, ...]
+    high_words: tuple[str, ...]
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TpmtActivity:
+    source: str
+    units: Mapping[str, ActivityUnit]
+    interpretation: ActivityInterpretation
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plausible:
+    """Per analyte (canonical units of ``fhir_mappers/codes.toml``), the range outside which a laboratory
+    value is a recording error (``rules/plausibility.py``); an analyte not named is not checked."""
+
+    source: str
+    wbc: tuple[float, float] | None = None
+    neutrophils: tuple[float, float] | None = None
+    lymphocytes: tuple[float, float] | None = None
+    platelets: tuple[float, float] | None = None
+    hemoglobin: tuple[float, float] | None = None
+    mcv: tuple[float, float] | None = None
+    alt: tuple[float, float] | None = None
+    ast: tuple[float, float] | None = None
+    alp: tuple[float, float] | None = None
+    bilirubin: tuple[float, float] | None = None
+    albumin: tuple[float, float] | None = None
+    creatinine: tuple[float, float] | None = None
+
+    def limits(self) -> dict[str, tuple[float, float]]:
+        """analyte -> (low, high) for every analyte named."""
+        return {f.name: (float(v[0]), float(v[1])) for f in fields(self)
+                if f.name != "source" and (v := getattr(self, f.name)) is not None}
+
+
+@dataclass(frozen=True)
+class MonitoringFile:
+    meta: Meta
+    cbc: Cbc
+    cytopenia: Cytopenia
+    severe_cytopenia: SevereCytopenia
+    liver: Liver
+    metabolites: Metabolites
+    tpmt_activity: TpmtActivity
+    plausible: Plausible | None = None
+
+
+# ------------------------------------------------------------------ populations.toml
+
+@dataclass(frozen=True)
+class Pregnancy:
+    pregnancy_status_loinc: str
+    pregnant_snomed: tuple[str, ...]
+    condition_snomed: tuple[str, ...]
+    condition_icd10: tuple[str, ...]
+    condition_icd10_source: str
+    source: str
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Breastfeeding:
+    status_loinc: str
+    condition_snomed: tuple[str, ...]
+    condition_icd10: tuple[str, ...]
+    source: str
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Renal:
+    egfr_below: float
+    aki_snomed: tuple[str, ...]
+    aki_icd10: tuple[str, ...]
+    source: str
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Elderly:
+    age_at_least: int
+    source: str
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Hypersensitivity:
+    ingredients: tuple[str, ...]
+    source: str
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PopulationsFile:
+    meta: Meta
+    pregnancy: Pregnancy
+    breastfeeding: Breastfeeding
+    renal: Renal
+    elderly: Elderly
+    hypersensitivity: Hypersensitivity
+
+
+# file stem -> its dataclass (sources.toml and catalogue.toml are read by their own loaders)
+FILES: dict[str, type] = {
+    "pgx": PgxFile,
+    "dosing": DosingFile,
+    "interactions": InteractionsFile,
+    "monitoring": MonitoringFile,
+    "populations": PopulationsFile,
+}
+
+
+# ------------------------------------------------------------------ building
+
+
+def _table(where: tuple[str, ...]) -> str:
+    return f"[{'.'.join(where)}]" if where else "(top level)"
+
+
+def build(cls: type, raw: Any, file: str, where: tuple[str, ...] = ()) -> Any:
+    """``raw`` (a parsed TOML table) as an instance of the dataclass ``cls``; KnowledgeError on the
+    first key that is unknown, missing or of the wrong type."""
+    if not isinstance(raw, dict):
+        raise KnowledgeError(f"{file} {_table(where)}: expected a table, got {_kind(raw)}")
+    hints = get_type_hints(cls)
+    names = {f.name: f for f in fields(cls) if f.init}
+    for key in raw:
+        if key not in names:
+            raise KnowledgeError(f"{file} {_table(where)}: unknown key {key!r} (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, fld in names.items():
+        if name not in raw:
+            if fld.default is MISSING and fld.default_factory is MISSING:
+                raise KnowledgeError(f"{file} {_table(where)}: missing key {name!r}")
+            continue
+        kwargs[name] = _value(hints[name], raw[name], file, where, name)
+    return cls(**kwargs)
+
+
+def _value(tp: Any, raw: Any, file: str, where: tuple[str, ...], key: str) -> Any:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(tp) if a is not type(None)]
+        if raw is None:
+            return None
+        return _value(options[0], raw, file, where, key)
+    if is_dataclass(tp):
+        return build(tp, raw, file, (*where, key))  # type: ignore[arg-type]
+    if tp is Any:
+        return raw
+    if origin in (Mapping, dict) or origin is typing.Mapping:
+        if not isinstance(raw, dict):
+            raise _wrong(file, where, key, "a table", raw)
+        _, vt = get_args(tp)
+        return types.MappingProxyType({k: _value(vt, v, file, (*where, key), k) for k, v in raw.items()})
+    if origin is tuple:
+        args = get_args(tp)
+        if not isinstance(raw, list):
+            raise _wrong(file, where, key, "a list", raw)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_value(args[0], v, file, where, key) for v in raw)
+        if len(raw) != len(args):
+            raise KnowledgeError(f"{file} {_table(where)}: key {key!r}: expected {len(args)} items, got {len(raw)}")
+        return tuple(_value(a, v, file, where, key) for a, v in zip(args, raw, strict=True))
+    if tp is float:
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise _wrong(file, where, key, "a number", raw)
+        return raw
+    if tp is int:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise _wrong(file, where, key, "a whole number", raw)
+        return raw
+    if tp is bool:
+        if not isinstance(raw, bool):
+            raise _wrong(file, where, key, "true or false", raw)
+        return raw
+    if tp is str:
+        if not isinstance(raw, str):
+            raise _wrong(file, where, key, "a string", raw)
+        return raw
+    raise TypeError(f"knowledge schema: unsupported type {tp!r} for {key}")  # a bug here, not in the data
+
+
+def _kind(raw: Any) -> str:
+    return {dict: "a table", list: "a list", str: "a string", bool: "true/false"}.get(type(raw), type(raw).__name__)
+
+
+def _wrong(file: str, where: tuple[str, ...], key: str, expected: str, raw: Any) -> KnowledgeError:
+    return KnowledgeError(f"{file} {_table(where)}: key {key!r}: expected {expected}, got {_kind(raw)}")
