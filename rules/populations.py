@@ -1,9 +1,10 @@
 """Special populations: hypersensitivity, pregnancy, breastfeeding, renal impairment, the elderly."""
 from __future__ import annotations
 
+import re
 from functools import cache
 
-from fhir_mappers.facts import ClinicalFacts
+from fhir_mappers.facts import AllergyFact, ClinicalFacts
 
 from .common import CodeMatcher, below
 from .context import CallContext, context_of
@@ -11,7 +12,8 @@ from .findings import Action, CancelOrder, DoseLimit, Finding
 from .knowledge_base import load
 from .monitoring import conflicts, latest
 
-RULE_IDS = ("hypersensitivity", "pregnancy", "breastfeeding", "renal-impairment", "elderly")
+RULE_IDS = ("hypersensitivity", "thiopurine-intolerance", "allergy-inactive", "pregnancy", "breastfeeding",
+            "renal-impairment", "elderly")
 
 
 def _age(facts: ClinicalFacts) -> int | None:
@@ -66,6 +68,74 @@ def is_breastfeeding(facts: ClinicalFacts) -> dict | None:
     return {"by": "condition", "condition": cond, "preliminary": False} if cond else None
 
 
+@cache
+def _words(key: str) -> re.Pattern[str]:
+    """populations.toml [hypersensitivity] word list ``key`` as one whole-word pattern."""
+    words = load()["populations"]["hypersensitivity"][key]
+    alternation = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?<![\w-])({alternation})(?![\w-])", re.IGNORECASE)
+
+
+def allergy_meaning(a: AllergyFact) -> dict:
+    """What one thiopurine allergy record means: its values for the card and ``level``:
+    "excluded" (refuted / entered in error), "inactive" (inactive / resolved), "critical" (hypersensitivity:
+    a severe or systemic reaction, high criticality, a severe reaction, or an allergy whose reaction is not
+    recorded: the safe reading), "warning" (gastrointestinal intolerance only, or an intolerance of low or no
+    stated criticality with no systemic reaction)."""
+    spec = load()["populations"]["hypersensitivity"]
+    words = " | ".join((*a.reactions, a.note, a.display))
+    severe = sorted({m.lower() for m in _words("severe_words").findall(words)})
+    gi = sorted({m.lower() for m in _words("gi_words").findall(words)})
+    values = {"allergens": sorted(a.ingredients & set(spec["ingredients"])), "display": a.display,
+              "classes": sorted(a.classes), "matched_in": list(a.matched_in), "type": a.kind,
+              "criticality": a.criticality, "clinical_status": a.clinical_status, "verification": a.verification,
+              "unconfirmed": a.verification in ("unconfirmed", "presumed"), "reactions": list(a.reactions),
+              "note": a.note, "severe_signs": severe, "gi_signs": gi, "severities": list(a.severities),
+              "recorded": a.recorded, "ref": a.source_ref}
+    if a.verification in spec["excluded_verification"]:
+        level = "excluded"
+    elif a.clinical_status in spec["inactive_status"]:
+        level = "inactive"
+    elif severe or "severe" in a.severities or a.criticality == "high":
+        level = "critical"
+    elif gi:
+        level = "warning"  # nausea, vomiting, dyspepsia: BSG 2019 / label advice, never a contraindication
+    elif a.kind == "intolerance" and a.criticality in ("low", ""):
+        level = "warning"  # an intolerance without a systemic reaction: check what happened
+    else:
+        level = "critical"  # an allergy whose reaction is not recorded (or not recognised): the safe reading
+    values["level"] = level
+    return values
+
+
+def allergy_findings(facts: ClinicalFacts, orders) -> list[Finding]:
+    """One finding for the thiopurine orders from the patient's allergy records, the most severe meaning
+    first: hypersensitivity (critical, stop), intolerance (warning, advice), a record marked inactive (info)."""
+    order, drug = orders[0]
+    spec = load()["populations"]["hypersensitivity"]
+    records = [allergy_meaning(a) for a in facts.allergies if a.ingredients & set(spec["ingredients"])]
+    if not records:
+        return []
+    by_level = {lvl: [r for r in records if r["level"] == lvl] for lvl in ("critical", "warning", "inactive", "excluded")}
+    ordered = sorted({d for _, d in orders})
+    common = {"ordered_drugs": ordered, "set_aside": by_level["excluded"]}
+    if by_level["critical"]:
+        first = by_level["critical"][0]
+        cancels: list[Action] = [CancelOrder(o.ref, d) for o, d in orders if o.ref]
+        values = {**first, **common, "records": by_level["critical"], "others": by_level["warning"],
+                  "same_drug": bool(set(first["allergens"]) & set(ordered))}
+        return [Finding("hypersensitivity", order.ref, values, cancels[:1], stops_order=True, drug=drug)]
+    if by_level["warning"]:
+        first = by_level["warning"][0]
+        return [Finding("thiopurine-intolerance", order.ref,
+                        {**first, **common, "records": by_level["warning"],
+                         "same_drug": bool(set(first["allergens"]) & set(ordered))}, drug=drug)]
+    if by_level["inactive"]:
+        first = by_level["inactive"][0]
+        return [Finding("allergy-inactive", order.ref, {**first, **common, "records": by_level["inactive"]}, drug=drug)]
+    return []
+
+
 def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
     orders = context_of(facts, ctx).thiopurine_orders
     if not orders:
@@ -74,14 +144,7 @@ def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) ->
     order, drug = orders[0]
     out: list[Finding] = []
 
-    hs = kb["hypersensitivity"]
-    for allergy in facts.allergies:
-        hit = allergy.ingredients & set(hs["ingredients"])
-        if hit:
-            cancels: list[Action] = [CancelOrder(o.ref, d) for o, d in orders if o.ref]
-            out.append(Finding("hypersensitivity", order.ref, {"allergens": sorted(hit), "display": allergy.display},
-                               cancels[:1], stops_order=True, drug=drug))
-            break
+    out += allergy_findings(facts, orders)
     why = is_pregnant(facts)
     if why:
         out.append(Finding("pregnancy", order.ref, why, drug=drug))
