@@ -237,8 +237,8 @@ def unreadable_doses(facts: ClinicalFacts) -> ClinicalFacts:
 
 
 def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list[Finding]:
-    days = options.weight_max_age_days
     facts = unreadable_doses(facts)
+    days = _populations.weight_window_days(facts, options.weight_max_age_days)  # a child's weight goes stale sooner
     ctx = CallContext(facts)  # what several rules derive from these facts, once for this call
     findings: list[Finding] = []
     findings += population_findings(facts, ctx)        # hypersensitivity first: it outranks dosing

@@ -9,6 +9,7 @@ from .common import indication, recent, recent_weight, therapy_unknown
 from .context import CallContext, context_of
 from .findings import DoseLimit, Finding, OrderTest
 from .knowledge_base import load
+from .populations import stale_weight_check
 
 RULE_IDS = ("dose-unreadable", "dose-above-range", "dose-new-start", "dose-schedule-error", "weight-missing",
             "weight-implausible", "height-missing")
@@ -102,11 +103,17 @@ def weight_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | 
             else:
                 limit = spec["max_mg_per_kg"] * general["size_missing_reference_kg"]
             possibly_high = ordered > limit + 1e-9
+        # the last weight on record, however old, and a child's own reference (rules.populations)
+        stale = stale_weight_check(facts, ordered, spec, basis["oncology"])
+        if stale["child"]:
+            possibly_high, limit = False, None  # a child is never checked against the adult reference weight
+        possibly_high = possibly_high or stale["last_high"]
         out.append(Finding("weight-missing", order.ref,
                            {"days": max_age_days, "last": last, "ordered": ordered, "possibly_high": possibly_high,
                             "limit": limit, "reference_kg": general["size_missing_reference_kg"],
-                            "reference_m2": general["size_missing_reference_m2"], "oncology": basis["oncology"]},
-                           [_weight_test()], indicator="warning" if possibly_high else None, drug=drug))
+                            "reference_m2": general["size_missing_reference_m2"], "oncology": basis["oncology"],
+                            **stale},
+                           [_weight_test()], indicator="warning" if possibly_high or stale["child"] else None, drug=drug))
     if basis["oncology"] and basis["height_missing"]:
         t = dosing["tests"]["height"]
         max_per_kg = (spec or {}).get("max_mg_per_kg_by_weight")

@@ -16,6 +16,58 @@ RULE_IDS = ("hypersensitivity", "thiopurine-intolerance", "allergy-inactive", "p
             "renal-impairment", "elderly")
 
 
+def age_years(facts: ClinicalFacts) -> int | None:
+    """The patient's age in whole years today, or None without a birth date."""
+    return _age(facts)
+
+
+def is_child(facts: ClinicalFacts) -> bool:
+    age = _age(facts)
+    return age is not None and age < load()["populations"]["children"]["age_below"]
+
+
+def weight_window_days(facts: ClinicalFacts, default_days: int) -> int:
+    """How old a body weight may be for mg/kg dosing: the configured (adult) window, shorter for a child
+    (populations.toml [children] weight_windows)."""
+    age = _age(facts)
+    if age is None:
+        return default_days
+    for below_years, days in load()["populations"]["children"]["weight_windows"]:
+        if age < below_years:
+            return min(default_days, int(days))
+    return default_days
+
+
+def stale_weight_check(facts: ClinicalFacts, ordered: float | None, spec: dict | None, oncology: bool) -> dict:
+    """No usable recent weight: what the last weight on record (however old) says about the order, and
+    whether this is a child (never dosed against the adult reference weight). Values for weight-missing:
+    ``child``, ``age``, ``last_weight`` / ``last_weight_date``, ``last_per_unit`` (mg/kg/day, or mg/m²/day
+    from the last weight and height in oncology), ``last_max`` (the maximum per unit), ``last_high``
+    (the order is above it on the last measurements: as children grow, the true figure is likely lower,
+    but an old weight cannot clear a dose)."""
+    low, high = load()["dosing"]["general"]["weight_plausible_kg"]
+    last = next((w for w in facts.weights if w.when is not None and low <= w.value <= high), None)
+    out: dict = {"child": is_child(facts), "age": _age(facts), "last_weight": None, "last_weight_date": "",
+                 "last_per_unit": None, "last_unit": "m2" if oncology else "kg", "last_max": None, "last_high": False}
+    if last is None:
+        return out
+    out.update(last_weight=last.value, last_weight_date=last.when.date().isoformat() if last.when else "")
+    if ordered is None or spec is None:
+        return out
+    if oncology and "max_mg_per_m2" in spec:
+        h = next((x for x in facts.heights if x.when is not None), None)
+        if h is not None:
+            bsa = (h.value * last.value / 3600) ** 0.5  # Mosteller, as common.size_basis
+            out.update(last_per_unit=ordered / bsa, last_max=spec["max_mg_per_m2"], last_height=h.value)
+        elif spec.get("max_mg_per_kg_by_weight"):
+            out.update(last_unit="kg", last_per_unit=ordered / last.value, last_max=spec["max_mg_per_kg_by_weight"])
+    elif "max_mg_per_kg" in spec:
+        out.update(last_per_unit=ordered / last.value, last_max=spec["max_mg_per_kg"])
+    if out["last_per_unit"] is not None and out["last_max"] is not None:
+        out["last_high"] = out["last_per_unit"] > out["last_max"] + 1e-9
+    return out
+
+
 def _age(facts: ClinicalFacts) -> int | None:
     if facts.patient is None or facts.patient.birth_date is None:
         return None
