@@ -23,7 +23,7 @@ from .dose import dose_findings, schedule_error_findings, weight_findings
 from .findings import ChangeDose, DoseLimit, Finding, Indicator
 from .interactions import interacting_ingredients, interaction_findings, is_live_vaccine
 from .knowledge_base import load, version_key
-from .monitoring import cbc_due_findings, lab_findings, tpmt_high_findings
+from .monitoring import aih_start_findings, cbc_due_findings, lab_findings, thioguanine_liver_findings, tpmt_high_findings
 from .pgx import pgx_findings
 from .populations import population_findings
 
@@ -250,6 +250,8 @@ def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list
     findings += cbc_due_findings(facts, ctx)
     findings += lab_findings(facts, ctx)
     findings += tpmt_high_findings(facts, ctx)
+    findings += aih_start_findings(facts, ctx)           # autoimmune hepatitis: the bilirubin start condition
+    findings += thioguanine_liver_findings(facts, ctx)   # thioguanine long term: VOD / portal hypertension
     findings += data_gap_findings(facts, ctx)
     findings += truncation_findings(facts)
     findings = drop_superseded(findings)
