@@ -591,14 +591,15 @@ def test_im_card_words_an_untested_second_gene_plainly():
     assert "NUDT15 not tested: order NUDT15 genotyping too" in detail_of(f)
 
 
-def test_thioguanine_im_card_cites_primary_sources_only_and_does_not_credit_its_band_to_cpic():
+def test_thioguanine_im_card_cites_cpic_2018_for_its_band():
+    # issue 17: the band is CPIC 2018 Table 2's (start at 50-80 % of the normal dose), no longer a secondary page
     from rules.catalogue import sources_of
 
     tg = med_request("10485", "thioguanine 40 MG Oral Tablet", id="tg", daily_mg=120)
     found = run([tg], weights=[weight(72)], meds=[], pgx=[b.genotype_ig("TPMT", "*1/*3A"), b.genotype_ig("NUDT15", "*1/*1")])
     (f,) = [g for g in found if g.rule_id in ("pgx-reduce-dose", "pgx-dose-in-reduced-range")]
     assert "ufhealth_thioguanine" not in sources_of(f) and "cpic_2018" in sources_of(f)
-    assert "CPIC: 20-50 %" not in detail_of(f) and "This service (a conservative band" in detail_of(f)
+    assert "CPIC: 50-80 % of the normal dose" in detail_of(f) and "This service (a conservative band" not in detail_of(f)
 
 
 def test_ambiguous_genotype_summary_says_possible():
