@@ -217,7 +217,7 @@ def aih_start_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> 
         values = {"state": state, "days": spec["bilirubin_max_age_days"], **(_results([m], facts) if m else {"results": []})}
         if m is not None and not readable:
             values["as_sent"] = {"value": m.value, "unit": m.unit_text, "date": m.when.date().isoformat() if m.when else ""}
-        actions = [] if state == "high" else [OrderTest(spec["bilirubin_loinc"], spec["bilirubin_display"],
+        actions: list[Action] = [] if state == "high" else [OrderTest(spec["bilirubin_loinc"], spec["bilirubin_display"],
                                                          label="order_bilirubin", reason=spec["reason"])]
         out.append(Finding("aih-start-bilirubin", order.ref, values, actions,
                            indicator="warning" if state == "high" else None, drug=drug))
