@@ -47,6 +47,20 @@ def _named(concept: Any, text: str) -> tuple[set[str], set[str]]:
     return found, classes
 
 
+# a note that says a drug was tolerated does not name it as the allergen ("penicillin: rash; tolerated
+# azathioprine", "no reaction to 6-MP"): such sentences are not searched for drug names
+_NEGATED = re.compile(r"\b(tolerat\w*|no (known )?(allergy|allergies|reaction|reactions)|not allergic|without (any )?reaction|"
+                      r"negative (challenge|test))\b", re.IGNORECASE)
+_SENTENCES = re.compile(r"[^.;\n]+")
+
+
+def _unnegated(text: str) -> str:
+    """The note without its sentences that say a drug was tolerated (see ``_NEGATED``)."""
+    if not text or not _NEGATED.search(text):
+        return text
+    return " . ".join(part for part in _SENTENCES.findall(text) if not _NEGATED.search(part))
+
+
 def _text_of(concept: Any) -> str:
     parts = [c for c in as_list(concept) if isinstance(c, str)]
     parts += [c["text"] for c in as_list(concept) if isinstance(c, dict) and isinstance(c.get("text"), str)]
@@ -86,7 +100,7 @@ def allergy_fact(a: dict) -> AllergyFact | None:
     code = a.get("code")
     look("code", code, _text_of(code))
     note = _notes(a)
-    look("note", None, note)
+    look("note", None, _unnegated(note))
     manifestations: list[str] = []
     severities: list[str] = []
     for r in as_list(a.get("reaction")):

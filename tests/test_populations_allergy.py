@@ -171,3 +171,14 @@ def test_refuted_record_beside_an_active_one_is_said_as_set_aside():
 def test_an_allergy_to_another_drug_says_nothing():
     assert {"hypersensitivity", "thiopurine-intolerance", "allergy-inactive"}.isdisjoint(
         ids(run(allergies=[allergy(text="Penicillin", reactions=[reaction("Rash")])])))
+
+
+@pytest.mark.parametrize("note,expected", [
+    ("Penicillin - rash; tolerated azathioprine since 2020", set()),
+    ("no reaction to 6-MP on re-challenge", set()),
+    ("Imuran: nausea. Tolerates mercaptopurine", {"azathioprine"}),
+    ("azathioprine - fever, rash, hypotension", {"azathioprine"}),
+])
+def test_a_note_that_says_a_drug_was_tolerated_does_not_name_it(note, expected):
+    facts = allergy_facts([allergy(text="Allergy to drug", note=note)])
+    assert (set(facts[0].ingredients) if facts else set()) == expected

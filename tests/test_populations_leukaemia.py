@@ -79,3 +79,10 @@ def test_dpwg_nudt15_poor_metabolizer_keeps_dpwg_advice_not_cpic_table_3():
     f = one(evaluate([MP], "dpwg", pgx=NUDT15_PM, weights=[weight(40)], extra=[height(150)], conditions=[ALL]),
             "pgx-poor-metabolizer")
     assert "per_m2" not in f.values and f.values["fraction"] == 0.10 and f.values["band"]["source"] == "dpwg_2025"
+
+
+def test_dpwg_nudt15_poor_metabolizer_in_leukaemia_puts_the_alternative_first():
+    # DPWG 2025: "For NUDT15 PM reduced starting dose is advised only if an alternative is not possible"
+    f = one(evaluate([MP], "dpwg", pgx=NUDT15_PM, weights=[weight(40)], extra=[height(150)], conditions=[ALL]),
+            "pgx-poor-metabolizer")
+    assert f.values["mode"] == "avoid_or_reduce" and "alternative" in render(f, "dpwg").summary
