@@ -199,6 +199,16 @@ def _test_action(kind: str) -> OrderTest:
     return OrderTest(loinc=t["loinc"], display=t["display"], label=f"order_{kind}", reason=t["reason"])
 
 
+def _genotype_action(gaps: list[GeneStatus]) -> OrderTest:
+    """The genotype test to order: only the gene that is missing or unreadable when the other is on record."""
+    genes = {s.gene for s in gaps if s.state in ("missing", "unreadable")}
+    if genes == {"TPMT"}:
+        return _test_action("genotype_tpmt")
+    if genes == {"NUDT15"}:
+        return _test_action("genotype_nudt15")
+    return _test_action("genotype")
+
+
 def pgx_findings(facts: ClinicalFacts, *, weight_max_age_days: int = 90, guideline: str = "cpic",
                  ctx: CallContext | None = None) -> list[Finding]:
     ctx = context_of(facts, ctx)
@@ -281,7 +291,7 @@ def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus]
     actions: list[Action] = []
     states = {s.state for s in gaps}
     if states & {"missing", "unreadable"}:
-        actions.append(_test_action("genotype"))
+        actions.append(_genotype_action(gaps))
     if st["TPMT"].is_indeterminate:
         actions.append(_test_action("tpmt_activity"))
     else:
@@ -326,7 +336,7 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis) -> Finding:
               "other_gaps": [s.values() for s in gaps if s not in inter]}
     actions = _resolve_ambiguity(st)
     if [s for s in gaps if s.state in ("missing", "unreadable")]:
-        actions.append(_test_action("genotype"))
+        actions.append(_genotype_action(gaps))
     reference = basis["reference_mg"]
     if reference is None or order.daily_dose is None:
         # no readable daily dose: the reduced range from the weight still gives the mg figure to aim for
