@@ -151,7 +151,9 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
                                 [CancelOrder(order.ref, drug)] if order.ref and order.is_draft else [],
                                 stops_order=True, drug=drug))
     if low or lymphopenia or macro:
-        advice = "withhold" if low else "reduce" if lymphopenia else "macrocytosis"
+        # BSR/BHPR 2017: WBC, neutrophils, platelets and lymphocytes < 0.5 alike: withhold until discussed with
+        # the specialist team (not a dose reduction)
+        advice = "withhold" if low or lymphopenia else "macrocytosis"
         findings.append(Finding("cytopenia", order.ref, {**_results(low + ([lym] if lymphopenia and lym else []) + ([mcv] if macro and mcv else []), facts),
                                                          "advice": advice,
                                                          "also_severe": bool(severe)}, drug=drug))
