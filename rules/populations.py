@@ -202,7 +202,10 @@ def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) ->
         out.append(Finding("pregnancy", order.ref, why, drug=drug))
     why = is_breastfeeding(facts)
     if why:
-        out.append(Finding("breastfeeding", order.ref, why, drug=drug))
+        spec = kb["breastfeeding"]
+        compatible = drug in spec["compatible_drugs"]
+        out.append(Finding("breastfeeding", order.ref, {**why, "compatible": compatible}, drug=drug,
+                           indicator=spec["compatible_indicator"] if compatible else None))
     spec = kb["renal"]
     egfr = latest(facts, "egfr", load()["monitoring"]["cbc"]["result_max_age_days"])
     aki = _condition(facts, _matcher("renal", "aki_snomed", "aki_icd10"))
