@@ -4,16 +4,16 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from fhir_mappers.facts import AllergyFact, ClinicalFacts
+from fhir_mappers.facts import AllergyFact, ClinicalFacts, Measurement
 
-from .common import CodeMatcher, below
+from .common import CodeMatcher, above, below
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, DoseLimit, Finding
 from .knowledge_base import load
 from .monitoring import conflicts, latest
 
 RULE_IDS = ("hypersensitivity", "thiopurine-intolerance", "allergy-inactive", "pregnancy", "breastfeeding",
-            "renal-impairment", "elderly")
+            "renal-impairment", "renal-egfr-not-computed", "elderly")
 
 
 def age_years(facts: ClinicalFacts) -> int | None:
@@ -188,6 +188,65 @@ def allergy_findings(facts: ClinicalFacts, orders) -> list[Finding]:
     return []
 
 
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+def ckd_epi_2021(facts: ClinicalFacts, creatinine: Measurement) -> tuple[Measurement | None, dict]:
+    """eGFR (mL/min/1.73 m²) from a serum creatinine by the CKD-EPI 2021 equation (Inker, NEJM 2021), or
+    (None, why) when it cannot be computed: a child, no birth date, sex not recorded as female or male.
+    A creatinine limit result ("> 15 mg/dL") gives an eGFR limit the other way ("< 3")."""
+    k = load()["populations"]["renal"]["ckd_epi_2021"]
+    age, sex = _age(facts), (facts.patient.sex if facts.patient else "")
+    scr = creatinine.value / k["umol_per_mg_dl"]
+    values = {"creatinine": creatinine.value, "creatinine_mg_dl": scr, "creatinine_comparator": creatinine.comparator,
+              "creatinine_unit": creatinine.unit_text or "umol/L",
+              "date": creatinine.when.date().isoformat() if creatinine.when else "", "age": age, "sex": sex}
+    if age is None:
+        return None, {**values, "why": "no_age"}
+    if age < k["adult_age"]:
+        return None, {**values, "why": "child"}
+    if sex not in ("female", "male"):
+        return None, {**values, "why": "no_sex"}
+    ratio = scr / k["kappa"][sex]
+    egfr = (k["scale"] * min(ratio, 1.0) ** k["alpha"][sex] * max(ratio, 1.0) ** k["upper_exponent"]
+            * k["age_factor"] ** age * (k["female_factor"] if sex == "female" else 1.0))
+    egfr = float(round(egfr))  # whole mL/min/1.73 m², as laboratories report it
+    return (Measurement("egfr", egfr, "mL/min/{1.73_m2}", creatinine.when, creatinine.source_ref,
+                        preliminary=creatinine.preliminary, comparator=_FLIP.get(creatinine.comparator, "")),
+            values)
+
+
+def renal_findings(facts: ClinicalFacts, ref: str, drug: str) -> list[Finding]:
+    """Renal impairment from a reported eGFR, an eGFR computed from creatinine (CKD-EPI 2021) when none was
+    reported, or an acute kidney injury / oliguria diagnosis; a creatinine from which no eGFR could be
+    computed is said (renal-egfr-not-computed), never dropped."""
+    spec = load()["populations"]["renal"]
+    window = load()["monitoring"]["cbc"]["result_max_age_days"]
+    egfr = latest(facts, "egfr", window)
+    computed: dict | None = None
+    out: list[Finding] = []
+    if egfr is None and (creatinine := latest(facts, "creatinine", window)) is not None:
+        egfr, computed = ckd_epi_2021(facts, creatinine)
+        if egfr is None:
+            lab_normal = creatinine.ref_high is not None and not above(creatinine, creatinine.ref_high)
+            out.append(Finding("renal-egfr-not-computed", ref, {**computed, "ref_high": creatinine.ref_high,
+                                                                "lab_normal": lab_normal},
+                               indicator="info" if lab_normal else None, drug=drug))
+    aki = _condition(facts, _matcher("renal", "aki_snomed", "aki_icd10"))
+    low_egfr = egfr is not None and below(egfr, spec["egfr_below"])
+    if low_egfr or aki:
+        values: dict = {"egfr": egfr.value if low_egfr and egfr else None,
+                        "egfr_comparator": egfr.comparator if low_egfr and egfr else "",
+                        "date": egfr.when.date().isoformat() if low_egfr and egfr and egfr.when else "",
+                        "condition": aki, "computed": computed if low_egfr else None}
+        if low_egfr and egfr and computed is None:
+            values["same_time_conflicts"] = conflicts(facts, [egfr])
+        sources = (spec["ckd_epi_2021"]["source"],) if low_egfr and computed else ()
+        out.append(Finding("renal-impairment", ref, values, drug=drug, sources=sources,
+                           dose=DoseLimit("renal-impairment", qualitative=True)))
+    return out
+
+
 def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
     orders = context_of(facts, ctx).thiopurine_orders
     if not orders:
@@ -206,18 +265,7 @@ def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) ->
         compatible = drug in spec["compatible_drugs"]
         out.append(Finding("breastfeeding", order.ref, {**why, "compatible": compatible}, drug=drug,
                            indicator=spec["compatible_indicator"] if compatible else None))
-    spec = kb["renal"]
-    egfr = latest(facts, "egfr", load()["monitoring"]["cbc"]["result_max_age_days"])
-    aki = _condition(facts, _matcher("renal", "aki_snomed", "aki_icd10"))
-    low_egfr = egfr is not None and below(egfr, spec["egfr_below"])
-    if low_egfr or aki:
-        values: dict = {"egfr": egfr.value if low_egfr and egfr else None,
-                  "date": egfr.when.date().isoformat() if low_egfr and egfr and egfr.when else "",
-                  "condition": aki}
-        if low_egfr and egfr:
-            values["same_time_conflicts"] = conflicts(facts, [egfr])
-        out.append(Finding("renal-impairment", order.ref, values, drug=drug,
-                           dose=DoseLimit("renal-impairment", qualitative=True)))
+    out += renal_findings(facts, order.ref, drug)
     age = _age(facts)
     if age is not None and age >= kb["elderly"]["age_at_least"]:
         out.append(Finding("elderly", order.ref, {"age": age}, drug=drug))
