@@ -75,7 +75,12 @@ def groups_needed(orders: list[MedicationFact], keys) -> set[str]:
     live vaccine order."""
     keys = set(keys)
     if not thiopurine_ordered(orders):
-        keys &= INTERACTION_ONLY_GROUPS
+        allowed = set(INTERACTION_ONLY_GROUPS)
+        if any(o.selected and is_live_vaccine(o) for o in orders):
+            # zoster vaccine live: the active thiopurine's dose per kg (weight; a child's window: patient;
+            # leukaemia: conditions) decides low- or high-level immunosuppression (rules.interactions)
+            allowed |= {"weight", "patient", "conditions"}
+        keys &= allowed
     else:
         keys.discard("past_medications")
     if not any(o.selected and is_live_vaccine(o) for o in orders):
@@ -243,7 +248,7 @@ def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list
     findings: list[Finding] = []
     findings += population_findings(facts, ctx)        # hypersensitivity first: it outranks dosing
     findings += pgx_findings(facts, weight_max_age_days=days, guideline=options.guideline, ctx=ctx)
-    findings += interaction_findings(facts)
+    findings += interaction_findings(facts, options.weight_max_age_days)
     findings += dose_findings(facts, days, ctx)
     findings += schedule_error_findings(facts, ctx)
     findings += weight_findings(facts, days, ctx)
