@@ -9,7 +9,7 @@ from .common import indication, recent, recent_weight, therapy_unknown
 from .context import CallContext, context_of
 from .findings import DoseLimit, Finding, OrderTest
 from .knowledge_base import load
-from .populations import stale_weight_check
+from .populations import stale_height_check, stale_weight_check
 
 RULE_IDS = ("dose-unreadable", "dose-above-range", "dose-new-start", "dose-schedule-error", "weight-missing",
             "weight-implausible", "height-missing")
@@ -119,11 +119,14 @@ def weight_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | 
         max_per_kg = (spec or {}).get("max_mg_per_kg_by_weight")
         per_kg = ordered / basis["weight"] if ordered is not None and basis["weight"] else None
         possibly_high = bool(per_kg and max_per_kg and per_kg > max_per_kg + 1e-9)
+        # the last height on record with the current weight (rules.populations): mg/m² on it, never 1.0 m²
+        stale_h = stale_height_check(facts, ordered, spec, basis["weight"])
+        possibly_high = possibly_high or stale_h["last_high_m2"]
         out.append(Finding("height-missing", order.ref,
                            {"ordered": ordered, "days": general["height_max_age_days"], "possibly_high": possibly_high,
-                            "per_kg": per_kg, "max_per_kg": max_per_kg},
+                            "per_kg": per_kg, "max_per_kg": max_per_kg, **stale_h},
                            [OrderTest(t["loinc"], t["display"], label="order_height", reason=t["reason"])],
-                           indicator="warning" if possibly_high else None, drug=drug))
+                           indicator="warning" if possibly_high or stale_h["child"] else None, drug=drug))
     return out
 
 

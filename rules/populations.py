@@ -38,6 +38,26 @@ def weight_window_days(facts: ClinicalFacts, default_days: int) -> int:
     return default_days
 
 
+def stale_height_check(facts: ClinicalFacts, ordered: float | None, spec: dict | None,
+                       weight: float | None) -> dict:
+    """No usable recent height in oncology (mg/m²): the last height on record (however old) with the current
+    weight gives the dose per m² (Mosteller), never an adult 1.0 m² reference. In a growing child an old height
+    underestimates the body surface area, so the figure is an upper estimate: above the maximum it is said,
+    within it the child still needs a current height. Values for height-missing: ``child``, ``age``,
+    ``last_height`` / ``last_height_date``, ``last_per_m2``, ``last_max_m2``, ``last_high_m2``."""
+    h = next((x for x in facts.heights if x.when is not None), None)
+    out: dict = {"child": is_child(facts), "age": _age(facts), "last_height": None, "last_height_date": "",
+                 "last_per_m2": None, "last_max_m2": None, "last_high_m2": False}
+    if h is None:
+        return out
+    out.update(last_height=h.value, last_height_date=h.when.date().isoformat() if h.when else "")
+    if ordered is not None and weight and spec and "max_mg_per_m2" in spec:
+        bsa = (h.value * weight / 3600) ** 0.5  # Mosteller, as common.size_basis
+        out.update(last_per_m2=ordered / bsa, last_max_m2=spec["max_mg_per_m2"])
+        out["last_high_m2"] = out["last_per_m2"] > spec["max_mg_per_m2"] + 1e-9
+    return out
+
+
 def stale_weight_check(facts: ClinicalFacts, ordered: float | None, spec: dict | None, oncology: bool) -> dict:
     """No usable recent weight: what the last weight on record (however old) says about the order, and
     whether this is a child (never dosed against the adult reference weight). Values for weight-missing:
