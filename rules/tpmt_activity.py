@@ -99,7 +99,7 @@ def judge_measurement(m: Measurement) -> ActivityReading:
     readings: list[tuple[str, dict]] = []
     unit_spec = spec.get("units", {}).get(m.unit) if m.unit else None
     other_assay = unit_spec is not None and bool(unit_spec["bands"]) and not _same_reference(m, unit_spec)
-    if other_assay:
+    if other_assay and unit_spec is not None:
         # the reporting laboratory's range is not the cited laboratory's: another assay, whose cut-offs
         # are its own; the cited bands are not applied (the card says so)
         readings.append(("", {"code": "other_lab_cutoffs", "lab": unit_spec.get("lab", ""),
