@@ -145,9 +145,22 @@ class CodedObservation:
 
 @dataclass(frozen=True, slots=True)
 class AllergyFact:
-    ingredients: frozenset[str]
-    display: str
+    """An AllergyIntolerance that names a drug this service knows, as written (fhir_mappers.allergies).
+    Whether it contraindicates an order is the rules' decision."""
+
+    ingredients: frozenset[str]  # drugs named (by code, name, or a class word: every drug of the class)
+    display: str  # the code's text / display, as written
     source_ref: str = ""
+    classes: frozenset[str] = frozenset()  # class words found ("thiopurine analogues"), lower case
+    matched_in: tuple[str, ...] = ()  # where the drug was named: "code", "note", "substance", "reaction"
+    kind: str = ""  # AllergyIntolerance.type: "allergy", "intolerance" or "" (not given)
+    criticality: str = ""  # "low", "high", "unable-to-assess" or ""
+    clinical_status: str = ""  # "active", "inactive", "resolved" or "" (not given)
+    verification: str = ""  # "unconfirmed", "presumed", "confirmed", "refuted", "entered-in-error" or ""
+    reactions: tuple[str, ...] = ()  # manifestations and reaction descriptions, as written
+    severities: tuple[str, ...] = ()  # reaction.severity values given: "mild", "moderate", "severe"
+    note: str = ""  # the record's note, as written (cut at 300 characters)
+    recorded: str = ""  # recordedDate (or onset), YYYY-MM-DD, when given
 
 
 @dataclass(frozen=True, slots=True)

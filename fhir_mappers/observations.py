@@ -404,14 +404,34 @@ def _genes_named(obs: dict) -> set[str]:
     for ext in as_list(obs.get("extension")):
         if isinstance(ext, dict) and ext.get("url") == t.gene_extension_url:
             genes |= _genes_in_concept(ext.get("valueCodeableConcept"))
+    if genes:
+        return genes
     loincs = codes_in(obs.get("code"), LOINC)
-    for gene, spec in t.genes.items():
-        if loincs & set(spec["phenotype_loinc"]):
-            genes.add(gene)
-    if not genes:
-        text = " ".join([concept_text(obs.get("code")), _value_text(obs)])
-        genes = {m.upper() for m in _GENE_WORD.findall(text)}
-    return genes
+    coded = {gene for gene, spec in t.genes.items() if loincs & set(spec["phenotype_loinc"])}
+    named = _genes_in_words(obs)
+    if coded and named and not (named & coded):
+        # a gene's own phenotype code (LOINC 79713-4 is TPMT's) carrying a result whose words name only
+        # another gene ("NUDT15 phenotype" / "NUDT15 Poor Metabolizer"): the words say what was tested
+        return named
+    return coded or named
+
+
+def _genes_in_words(obs: dict) -> set[str]:
+    """Genes named in the code's text and displays and in the value's words."""
+    code = obs.get("code")
+    displays = [str(c.get("display")) for c in codings(code) if isinstance(c.get("display"), str)]
+    text = " ".join([concept_text(code), *displays, _value_text(obs)])
+    return {m.upper() for m in _GENE_WORD.findall(text)}
+
+
+def gene_attribution_note(obs: dict, gene: str) -> str:
+    """Why a result coded as one gene's phenotype was read as another gene's (empty when it was not)."""
+    loincs = codes_in(obs.get("code"), LOINC)
+    coded = {g for g, spec in terminology().genes.items() if loincs & set(spec["phenotype_loinc"])}
+    if coded and gene not in coded:
+        code = ", ".join(sorted(loincs & {c for g in coded for c in terminology().genes[g]["phenotype_loinc"]}))
+        return f"coded as the {'/'.join(sorted(coded))} phenotype, LOINC {code}, but the result names {gene}: read as {gene}"
+    return ""
 
 
 def _genes_in_concept(concept) -> set[str]:
@@ -512,7 +532,7 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
             else:
                 term = _phenotype_term(obs, gene)
                 out.append(GeneResult(gene, "phenotype" if term else "unreadable", term or raw or "(no value)",
-                                      when, ref, prelim))
+                                      when, ref, prelim, gene_attribution_note(obs, gene)))
     known = {r.gene for r in out}
     out += [r for r in variant_results(variants) if r.gene not in known]  # only where no genotype / phenotype
     return out

@@ -44,18 +44,7 @@ def reason_conditions(order: dict) -> list[ConditionFact]:
 
 
 def allergy_facts(allergies: Iterable[dict]) -> list[AllergyFact]:
-    from .medications import ingredients_of
+    """AllergyIntolerance records that name a drug this service knows (``fhir_mappers.allergies``)."""
+    from .allergies import allergy_facts as read
 
-    out = []
-    for a in allergies:
-        if _clinical_status(a) in _INACTIVE:
-            continue
-        if {"refuted", "entered-in-error"} & {str(x.get("code")) for x in codings(a.get("verificationStatus"))}:
-            continue
-        concepts = [a.get("code")] + [s for r in as_list(a.get("reaction")) if isinstance(r, dict) for s in as_list(r.get("substance"))]
-        ingredients = set()
-        for c in concepts:
-            ingredients |= ingredients_of(c)
-        if ingredients:
-            out.append(AllergyFact(frozenset(ingredients), concept_text(a.get("code")), ref_of(a)))
-    return out
+    return read(allergies)

@@ -40,7 +40,9 @@ def _templates() -> dict[str, str]:
         "labs": f"Observation?patient={patient}&code={_codes(*lab_codes)}&_sort=-date&_count=200",
         "pregnancy": f"Observation?patient={patient}&code={_codes(*status_codes)}&_sort=-date&_count=5",
         "conditions": f"Condition?patient={patient}&clinical-status=active",
-        "allergies": f"AllergyIntolerance?patient={patient}&clinical-status=active",
+        # every status: a record without clinicalStatus is read as active, an inactive / resolved / refuted one
+        # is weighed by rules.populations (never filtered out by the server unseen)
+        "allergies": f"AllergyIntolerance?patient={patient}",
         # live vaccines in the last weeks (before a thiopurine start)
         "immunizations": f"Immunization?patient={patient}&_sort=-date&_count=50",
         # a thiopurine stopped in the last months (before a live vaccine); earlier orders (renewal evidence)

@@ -10,6 +10,7 @@ from .context import CallContext, context_of
 from .findings import DoseLimit, Finding, OrderTest
 from .knowledge_base import load
 from .knowledge_schema import DosingGeneral, Indication, Oncology, OtherDrug
+from .populations import stale_height_check, stale_weight_check
 
 RULE_IDS = ("dose-unreadable", "dose-above-range", "dose-new-start", "dose-schedule-error", "weight-missing",
             "weight-implausible", "height-missing")
@@ -110,23 +111,32 @@ def weight_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | 
             else:
                 limit = spec.max_mg_per_kg * general.size_missing_reference_kg
             possibly_high = ordered > limit + 1e-9
+        # the last weight on record, however old, and a child's own reference (rules.populations)
+        stale = stale_weight_check(facts, ordered, spec, basis["oncology"])
+        if stale["child"]:
+            possibly_high, limit = False, None  # a child is never checked against the adult reference weight
+        possibly_high = possibly_high or stale["last_high"]
         out.append(Finding("weight-missing", order.ref,
                            {"days": max_age_days, "last": last, "ordered": ordered, "possibly_high": possibly_high,
                             "limit": limit, "reference_kg": general.size_missing_reference_kg,
-                            "reference_m2": general.size_missing_reference_m2, "oncology": basis["oncology"]},
-                           [_weight_test()], indicator="warning" if possibly_high else None, drug=drug))
+                            "reference_m2": general.size_missing_reference_m2, "oncology": basis["oncology"],
+                            **stale},
+                           [_weight_test()], indicator="warning" if possibly_high or stale["child"] else None, drug=drug))
     if basis["oncology"] and basis["height_missing"]:
         t = dosing.tests["height"]
         max_per_kg = spec.max_mg_per_kg_by_weight if isinstance(spec, Oncology) else None
         per_kg = ordered / basis["weight"] if ordered is not None and basis["weight"] else None
         possibly_high = bool(per_kg and max_per_kg and per_kg > max_per_kg + 1e-9)
+        # the last height on record with the current weight (rules.populations): mg/m² on it, never 1.0 m²
+        stale_h = stale_height_check(facts, ordered, spec, basis["weight"])
+        possibly_high = possibly_high or stale_h["last_high_m2"]
         out.append(Finding("height-missing", order.ref,
                            {"ordered": ordered, "days": general.height_max_age_days, "possibly_high": possibly_high,
                             "per_kg": per_kg, "max_per_kg": max_per_kg,
                             "implausible": basis["height_implausible"],
-                            "low": general.height_plausible_cm[0], "high": general.height_plausible_cm[1]},
+                            "low": general.height_plausible_cm[0], "high": general.height_plausible_cm[1], **stale_h},
                            [OrderTest(t.loinc, t.display, label="order_height", reason=t.reason)],
-                           indicator="warning" if possibly_high else None, drug=drug))
+                           indicator="warning" if possibly_high or stale_h["child"] else None, drug=drug))
     return out
 
 

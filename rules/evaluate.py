@@ -22,7 +22,7 @@ from .findings import ChangeDose, DoseLimit, Finding
 from .gaps import data_gap_findings, truncation_findings
 from .interactions import interaction_findings
 from .knowledge_base import load, version_key
-from .monitoring import cbc_due_findings, lab_findings, tpmt_high_findings
+from .monitoring import aih_start_findings, cbc_due_findings, lab_findings, thioguanine_liver_findings, tpmt_high_findings
 from .pgx import pgx_findings
 from .plausibility import implausible_labs
 from .populations import population_findings
@@ -149,19 +149,21 @@ def unreadable_doses(facts: ClinicalFacts) -> ClinicalFacts:
 
 
 def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list[Finding]:
-    days = options.weight_max_age_days
     facts = implausible_labs(unreadable_doses(facts))  # a value no patient can have is not a result
+    days = _populations.weight_window_days(facts, options.weight_max_age_days)  # a child's weight goes stale sooner
     ctx = CallContext(facts)  # what several rules derive from these facts, once for this call
     findings: list[Finding] = []
     findings += population_findings(facts, ctx)        # hypersensitivity first: it outranks dosing
     findings += pgx_findings(facts, weight_max_age_days=days, guideline=options.guideline, ctx=ctx)
-    findings += interaction_findings(facts)
+    findings += interaction_findings(facts, options.weight_max_age_days)
     findings += dose_findings(facts, days, ctx)
     findings += schedule_error_findings(facts, ctx)
     findings += weight_findings(facts, days, ctx)
     findings += cbc_due_findings(facts, ctx)
     findings += lab_findings(facts, ctx)
     findings += tpmt_high_findings(facts, ctx)
+    findings += aih_start_findings(facts, ctx)           # autoimmune hepatitis: the bilirubin start condition
+    findings += thioguanine_liver_findings(facts, ctx)   # thioguanine long term: VOD / portal hypertension
     findings += data_gap_findings(facts, ctx)
     findings += truncation_findings(facts)
     findings = drop_superseded(findings)

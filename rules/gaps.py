@@ -28,7 +28,12 @@ def groups_needed(orders: list[MedicationFact], keys) -> set[str]:
     live vaccine order."""
     keys = set(keys)
     if not thiopurine_ordered(orders):
-        keys &= INTERACTION_ONLY_GROUPS
+        allowed = set(INTERACTION_ONLY_GROUPS)
+        if any(o.selected and is_live_vaccine(o) for o in orders):
+            # zoster vaccine live: the active thiopurine's dose per kg (weight; a child's window: patient;
+            # leukaemia: conditions) decides low- or high-level immunosuppression (rules.interactions)
+            allowed |= {"weight", "patient", "conditions"}
+        keys &= allowed
     else:
         keys.discard("past_medications")
     if not any(o.selected and is_live_vaccine(o) for o in orders):

@@ -11,9 +11,10 @@ from typing import NamedTuple
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 from fhir_mappers.terminology import terminology
 
-from .common import thiopurine_of
+from .common import indication, thiopurine_of, usable_weight
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load
+from .populations import weight_window_days
 
 # The rules this module words with fixed ids; each [others.<key>] table of interactions.toml adds one more
 # (``other_rule_id``): ``rule_ids()`` is both, so a table added to the data needs a catalogue entry at start.
@@ -138,13 +139,47 @@ def _vaccine_values(codes: list[str]) -> dict:
             "alternatives": [spec.alternatives[c] for c in codes if c in spec.alternatives]}
 
 
-def vaccine_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:
+def _immunosuppression_level(facts: ClinicalFacts, t: MedicationFact, tp: str, codes: list[str],
+                             weight_max_age_days: int | None) -> dict:
+    """For a live vaccine that low-level immunosuppression allows (zoster vaccine live): the thiopurine's dose
+    in mg/kg/day against the IDSA 2013 / ACIP 2008 figure. ``level``: "low" (at or under it), "high" (above),
+    "unknown" (no usable weight or readable dose: the safe reading), "" (not applicable: other vaccines,
+    thioguanine, leukaemia)."""
+    spec = load().interactions.live_vaccines.low_level
+    if spec is None:
+        return {"level": ""}
+    limit = {"azathioprine": spec.azathioprine_mg_per_kg, "mercaptopurine": spec.mercaptopurine_mg_per_kg}.get(tp)
+    if limit is None or not codes or not set(codes) <= set(spec.vaccines):
+        return {"level": ""}
+    dosing = load().dosing
+    ind = indication(t, facts.conditions)[0]
+    if tp in dosing.indications[ind].malignancy_drugs or dosing.indications[ind].oncology:
+        return {"level": ""}  # leukaemia: a contraindication to live vaccines of its own
+    days = weight_window_days(facts, weight_max_age_days or dosing.general.weight_max_age_days)
+    w = usable_weight(facts, days)
+    values = {"limit_mg_per_kg": limit, "weight": w.value if w else None}
+    if w is None or t.daily_dose is None:
+        return {**values, "level": "unknown", "why": "no_weight" if w is None else "no_dose"}
+    per_kg = t.daily_dose.mg / w.value
+    return {**values, "per_kg": per_kg, "ordered": t.daily_dose.mg,
+            "level": "low" if per_kg <= limit + 1e-9 else "high"}
+
+
+def vaccine_findings(facts: ClinicalFacts, meds: Medications | None = None,
+                     weight_max_age_days: int | None = None) -> list[Finding]:
+    spec = load().interactions.live_vaccines.low_level
     findings = []
     for t, tp, o, new in _pairs(facts, lambda m: bool(_live(m)), meds, vaccine=True):
+        codes = _live(o)
+        level = _immunosuppression_level(facts, t, tp, codes, weight_max_age_days)
+        low = level["level"] == "low"
         findings.append(Finding(
             "interaction-live-vaccine", t.ref,
-            {"new": new, "thiopurine_state": _state(t), "other_state": _state(o), **_vaccine_values(_live(o))},
-            [CancelOrder(o.ref, "live vaccine", label="cancel_vaccine")] if o.is_draft and o.ref else [], drug=tp))
+            {"new": new, "thiopurine_state": _state(t), "other_state": _state(o), **_vaccine_values(codes),
+             "immunosuppression": level},
+            [CancelOrder(o.ref, "live vaccine", label="cancel_vaccine")] if o.is_draft and o.ref else [], drug=tp,
+            indicator=spec.indicator if low and spec is not None else None,
+            sources=(spec.source, *spec.sources) if level["level"] and spec is not None else ()))
     return findings
 
 
@@ -221,9 +256,10 @@ def duplicate_findings(facts: ClinicalFacts, meds: Medications | None = None) ->
     return findings
 
 
-def interaction_findings(facts: ClinicalFacts) -> list[Finding]:
+def interaction_findings(facts: ClinicalFacts, weight_max_age_days: int | None = None) -> list[Finding]:
     meds = medications(facts)  # once for every pairwise check
-    return (duplicate_findings(facts, meds) + xoi_findings(facts, meds) + vaccine_findings(facts, meds)
+    return (duplicate_findings(facts, meds) + xoi_findings(facts, meds)
+            + vaccine_findings(facts, meds, weight_max_age_days)
             + vaccine_timing_findings(facts) + warfarin_findings(facts, meds) + other_findings(facts, meds))
 
 

@@ -16,7 +16,10 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+
+Level = Literal["info", "warning", "critical"]  # a card's indicator (rules.findings.Indicator)
 
 
 class KnowledgeError(ValueError):
@@ -86,6 +89,7 @@ class Band:
     malignant_fraction: float | None = None
     malignant_days_per_week: int | None = None
     malignant_source: str = ""
+    malignant_mg_per_m2: float | None = None  # malignancy: an absolute starting dose per m² (CPIC 2018 Table 3)
 
 
 @dataclass(frozen=True)
@@ -170,7 +174,8 @@ class Oncology:
 
 @dataclass(frozen=True)
 class Cited:
-    """A table that only names its sources (dosing.toml [schedule], interactions.toml [duplicate])."""
+    """A table that only names its sources (dosing.toml [schedule], interactions.toml [duplicate],
+    populations.toml [intolerance] and [inactive])."""
 
     source: str
     sources: tuple[str, ...] = ()
@@ -242,6 +247,19 @@ class Warfarin:
 
 
 @dataclass(frozen=True)
+class LowLevelImmunosuppression:
+    """Live vaccines that low-level immunosuppression allows (IDSA 2013 / ACIP 2008): the thiopurine's dose
+    per kg at or under which the card is a warning (``indicator``), not a contraindication."""
+
+    azathioprine_mg_per_kg: float
+    mercaptopurine_mg_per_kg: float
+    vaccines: tuple[str, ...]  # CVX codes
+    indicator: Level
+    source: str
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class LiveVaccines:
     source: str
     after_stop_days: int
@@ -250,6 +268,7 @@ class LiveVaccines:
     before_start_source: str
     alternatives: Mapping[str, str]  # CVX code of the live vaccine -> a non-live alternative
     sources: tuple[str, ...] = ()
+    low_level: LowLevelImmunosuppression | None = None
 
 
 @dataclass(frozen=True)
@@ -336,6 +355,8 @@ class ActivityUnit:
     bands: tuple[tuple[float, str, str], ...]  # (upper limit, exclusive; reading; label)
     high_above: float | None = None
     sources: tuple[str, ...] = ()
+    lab: str = ""  # the laboratory whose cut-offs these are
+    normal: tuple[float, float] | None = None  # its normal band: another range sent means another assay
 
 
 @dataclass(frozen=True)
@@ -354,6 +375,37 @@ class TpmtActivity:
     source: str
     units: Mapping[str, ActivityUnit]
     interpretation: ActivityInterpretation
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Aih:
+    """Autoimmune hepatitis: the bilirubin start condition (EASL 2015, AASLD 2019)."""
+
+    source: str
+    bilirubin_below_umol: float
+    bilirubin_below_mg_dl: float
+    bilirubin_loinc: str
+    bilirubin_display: str
+    bilirubin_max_age_days: int
+    bilirubin_max_age_source: str
+    reason: str
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ThioguanineLiver:
+    """Thioguanine long term: falling platelets and diagnoses of liver toxicity (Tabloid label, WARNINGS)."""
+
+    source: str
+    platelet_fall_fraction: float
+    platelet_fall_source: str
+    platelet_window_days: int
+    toxicity_snomed: tuple[str, ...]
+    toxicity_icd10: tuple[str, ...]
+    sign_snomed: tuple[str, ...]
+    sign_icd10: tuple[str, ...]
+    toxicity_source: str
     sources: tuple[str, ...] = ()
 
 
@@ -391,6 +443,8 @@ class MonitoringFile:
     liver: Liver
     metabolites: Metabolites
     tpmt_activity: TpmtActivity
+    aih: Aih
+    thioguanine_liver: ThioguanineLiver
     plausible: Plausible | None = None
 
 
@@ -414,6 +468,30 @@ class Breastfeeding:
     condition_icd10: tuple[str, ...]
     source: str
     sources: tuple[str, ...] = ()
+    compatible_drugs: tuple[str, ...] = ()  # ACR 2020: compatible with breastfeeding (card: compatible_indicator)
+    compatible_indicator: Level = "info"
+
+
+@dataclass(frozen=True)
+class BySex:
+    female: float
+    male: float
+    source: str
+
+
+@dataclass(frozen=True)
+class CkdEpi2021:
+    """The CKD-EPI 2021 creatinine equation (race-free): eGFR when only a creatinine is reported."""
+
+    source: str
+    scale: float
+    age_factor: float
+    female_factor: float
+    upper_exponent: float
+    kappa: BySex
+    alpha: BySex
+    adult_age: int
+    umol_per_mg_dl: float
 
 
 @dataclass(frozen=True)
@@ -422,6 +500,7 @@ class Renal:
     aki_snomed: tuple[str, ...]
     aki_icd10: tuple[str, ...]
     source: str
+    ckd_epi_2021: CkdEpi2021  # eGFR from creatinine when none is reported
     sources: tuple[str, ...] = ()
 
 
@@ -437,6 +516,18 @@ class Hypersensitivity:
     ingredients: tuple[str, ...]
     source: str
     sources: tuple[str, ...] = ()
+    severe_words: tuple[str, ...] = ()  # reaction words that make a record a hypersensitivity (critical)
+    gi_words: tuple[str, ...] = ()  # gastrointestinal intolerance (a warning)
+    excluded_verification: tuple[str, ...] = ()  # verificationStatus codes set aside
+    inactive_status: tuple[str, ...] = ()  # clinicalStatus codes that make a record inactive (info)
+
+
+@dataclass(frozen=True)
+class Children:
+    age_below: int
+    weight_windows: tuple[tuple[int, int], ...]  # (age below, weight window in days), first match wins
+    source: str
+    sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -447,6 +538,9 @@ class PopulationsFile:
     renal: Renal
     elderly: Elderly
     hypersensitivity: Hypersensitivity
+    intolerance: Cited
+    inactive: Cited
+    children: Children
 
 
 # file stem -> its dataclass (sources.toml and catalogue.toml are read by their own loaders)
@@ -493,6 +587,11 @@ def _value(tp: Any, raw: Any, file: str, where: tuple[str, ...], key: str) -> An
         if raw is None:
             return None
         return _value(options[0], raw, file, where, key)
+    if origin is Literal:
+        if raw not in get_args(tp):
+            raise KnowledgeError(f"{file} {_table(where)}: key {key!r}: expected one of "
+                                 f"{', '.join(repr(a) for a in get_args(tp))}, got {raw!r}")
+        return raw
     if is_dataclass(tp):
         return build(tp, raw, file, (*where, key))  # type: ignore[arg-type]
     if tp is Any:

@@ -6,15 +6,17 @@ from datetime import date, timedelta
 
 from fhir_mappers.facts import ClinicalFacts, Measurement
 
-from .common import above, below, therapy_unknown
+from .common import CodeMatcher, above, below, therapy_unknown
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, Finding, OrderTest
 from .knowledge_base import load
+from .knowledge_schema import ThioguanineLiver
 
 CBC = ("wbc", "neutrophils", "lymphocytes", "platelets", "hemoglobin")
 LIVER = ("alt", "ast")
 RULE_IDS = ("monitoring-cbc-due", "cytopenia", "cytopenia-severe", "liver-tests", "metabolites-high",
-            "metabolites-low", "tpmt-activity-high")
+            "metabolites-low", "tpmt-activity-high", "aih-liver-baseline", "aih-start-bilirubin",
+            "thioguanine-liver-toxicity")
 
 
 # the direction in which a result is worse (for choosing among results of the same date and time):
@@ -177,7 +179,9 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
                                 [CancelOrder(order.ref, drug)] if order.ref and order.is_draft else [],
                                 stops_order=True, drug=drug))
     if low or lymphopenia or macro:
-        advice = "withhold" if low else "reduce" if lymphopenia else "macrocytosis"
+        # BSR/BHPR 2017: WBC, neutrophils, platelets and lymphocytes < 0.5 alike: withhold until discussed with
+        # the specialist team (not a dose reduction)
+        advice = "withhold" if low or lymphopenia else "macrocytosis"
         findings.append(Finding("cytopenia", order.ref, {**_results(low + ([lym] if lymphopenia and lym else []) + ([mcv] if macro and mcv else []), facts),
                                                          "advice": advice,
                                                          "also_severe": bool(severe)}, drug=drug))
@@ -191,7 +195,13 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
         if above(m, liver.alt_ast_above) or over_uln:
             bad.append(m)
     if bad:
-        findings.append(Finding("liver-tests", order.ref, _results(bad, facts), drug=drug))
+        aih = _aih_phase(facts, order, drug, ctx)
+        if aih == "start":
+            # before the first dose, raised transaminases in autoimmune hepatitis are the disease (EASL 2015):
+            # the baseline that treatment is to normalise, never a reason to withhold the drug
+            findings.append(Finding("aih-liver-baseline", order.ref, _results(bad, facts), drug=drug))
+        else:
+            findings.append(Finding("liver-tests", order.ref, {**_results(bad, facts), "aih": aih}, drug=drug))
     met = kb.metabolites
     tgn, mmp = latest(facts, "tgn", age), latest(facts, "mmp", age)
     high = [m for m in (tgn, mmp) if m and above(m, getattr(met, f"{m.analyte}_above"))]
@@ -200,6 +210,94 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
     elif tgn and below(tgn, met.tgn_below):
         findings.append(Finding("metabolites-low", order.ref, _results([tgn]), drug=drug))
     return findings
+
+
+def _is_start(facts: ClinicalFacts, order, drug: str) -> bool:
+    """No active order of the drug and no earlier therapy the request shows (as ``rules.dose.is_new_start``)."""
+    return not order.prior_therapy and not any(drug in m.ingredients for m in facts.active_medications)
+
+
+def _aih_phase(facts: ClinicalFacts, order, drug: str, ctx: CallContext | None) -> str:
+    """"" (not autoimmune hepatitis), "start" (AIH, a first thiopurine order: liver results are the disease),
+    "unknown" (AIH, the medications could not be obtained), "on_treatment" (AIH, therapy continues)."""
+    if context_of(facts, ctx).indication(order)[0] != "autoimmune_hepatitis":
+        return ""
+    if therapy_unknown(facts, order):
+        return "unknown"
+    return "start" if _is_start(facts, order, drug) else "on_treatment"
+
+
+def aih_start_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
+    """Autoimmune hepatitis, a first thiopurine order: the bilirubin start condition (EASL 2015: start
+    azathioprine when bilirubin is below 6 mg/dL, 100 umol/L). A high bilirubin is a warning (delay the
+    start); no current bilirubin is said, with the test to order (a check not done is never dropped)."""
+    orders = context_of(facts, ctx).thiopurine_orders
+    if not orders or "labs" in facts.unavailable:
+        return []
+    spec = load().monitoring.aih
+    out = []
+    for order, drug in orders:
+        if _aih_phase(facts, order, drug, ctx) != "start":
+            continue
+        m = latest(facts, "bilirubin", spec.bilirubin_max_age_days)
+        readable = m is not None and m.unit == "umol/L"
+        if readable and m is not None and not (m.value >= spec.bilirubin_below_umol or m.comparator in (">", ">=")):
+            continue  # below the start threshold: the condition is met
+        state = "high" if readable else "missing"
+        values = {"state": state, "days": spec.bilirubin_max_age_days, **(_results([m], facts) if m else {"results": []})}
+        if m is not None and not readable:
+            values["as_sent"] = {"value": m.value, "unit": m.unit_text, "date": m.when.date().isoformat() if m.when else ""}
+        actions: list[Action] = [] if state == "high" else [OrderTest(spec.bilirubin_loinc, spec.bilirubin_display,
+                                                         label="order_bilirubin", reason=spec.reason)]
+        out.append(Finding("aih-start-bilirubin", order.ref, values, actions,
+                           indicator="warning" if state == "high" else None, drug=drug))
+    return out
+
+
+def _platelet_fall(facts: ClinicalFacts, spec: ThioguanineLiver) -> dict | None:
+    """The newest platelet count if it is low (BSR threshold) or has fallen by the knowledge's fraction from
+    the previous count within the window; else None."""
+    window = facts.today - timedelta(days=spec.platelet_window_days)
+    counts = [m for m in facts.labs.get("platelets", []) if m.when is not None and m.when.date() >= window]
+    if not counts:
+        return None
+    newest = latest(facts, "platelets", spec.platelet_window_days)
+    if newest is None:
+        return None
+    earlier = [m for m in counts if m.when is not None and newest.when is not None and m.when < newest.when]
+    low = below(newest, load().monitoring.cytopenia.platelets_below)
+    previous = max(earlier, key=lambda m: m.value) if earlier else None
+    fell = previous is not None and not newest.comparator.startswith(">") and \
+        newest.value <= previous.value * (1 - spec.platelet_fall_fraction) + 1e-9
+    if not (low or fell):
+        return None
+    return {"value": newest.value, "date": newest.when.date().isoformat() if newest.when else "", "low": low,
+            "previous": previous.value if previous else None,
+            "previous_date": previous.when.date().isoformat() if previous and previous.when else ""}
+
+
+def thioguanine_liver_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
+    """Thioguanine continued long term (not a first order) with falling platelets, splenomegaly or ascites
+    (signs: assess, warning), or a diagnosis of veno-occlusive disease, portal hypertension or varices on
+    record (the label's liver toxicity: discontinue, critical). Tabloid label, WARNINGS."""
+    spec = load().monitoring.thioguanine_liver
+    out = []
+    for order, drug in context_of(facts, ctx).thiopurine_orders:
+        if drug != "thioguanine" or (_is_start(facts, order, drug) and not therapy_unknown(facts, order)):
+            continue
+        toxicity = [c.display or "?" for c in facts.conditions
+                    if CodeMatcher(frozenset(spec.toxicity_snomed), tuple(spec.toxicity_icd10))(c.codes)]
+        signs = [c.display or "?" for c in facts.conditions
+                 if CodeMatcher(frozenset(spec.sign_snomed), tuple(spec.sign_icd10))(c.codes)]
+        platelets = _platelet_fall(facts, spec)
+        if not (toxicity or signs or platelets):
+            continue
+        stop = bool(toxicity)
+        out.append(Finding("thioguanine-liver-toxicity", order.ref,
+                           {"toxicity": toxicity, "signs": signs, "platelets": platelets, "stop": stop},
+                           [CancelOrder(order.ref, drug)] if stop and order.ref and order.is_draft else [],
+                           indicator="critical" if stop else None, stops_order=stop, drug=drug))
+    return out
 
 
 def tpmt_activity_status(facts: ClinicalFacts, ctx: CallContext | None = None) -> tuple[str | None, dict]:
@@ -223,4 +321,5 @@ def tpmt_high_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> 
     return [Finding("tpmt-activity-high", orders[0][0].ref, {"activity": evidence}, drug=orders[0][1])]
 
 
-__all__ = ["cbc_due_findings", "lab_findings", "tpmt_activity_status", "tpmt_high_findings", "latest"]
+__all__ = ["cbc_due_findings", "lab_findings", "tpmt_activity_status", "tpmt_high_findings", "latest",
+           "aih_start_findings", "thioguanine_liver_findings"]

@@ -38,7 +38,7 @@ _ALLELE = re.compile(r"^\*\d+[A-Z]?$")
 _OPTIONS = re.compile(r"\s+or\s+|,|;|\|")  # ambiguous calls: "*1/*3A or *3B/*3C"
 _GENE_PREFIX: dict[str, re.Pattern[str]] = {g: re.compile(rf"{g}\s*", flags=re.IGNORECASE) for g in GENES}  # "TPMT*1/TPMT*3A"
 RULE_IDS = ("pgx-poor-metabolizer", "pgx-reduce-dose", "pgx-dose-in-reduced-range", "pgx-test-missing",
-            "pgx-indeterminate", "pgx-uninterpretable", "pgx-unavailable")
+            "pgx-indeterminate", "pgx-uninterpretable", "pgx-unavailable", "pgx-im-malignancy-normal-start")
 
 
 @dataclass
@@ -200,6 +200,16 @@ def _test_action(kind: str) -> OrderTest:
     return OrderTest(loinc=t.loinc, display=t.display, label=f"order_{kind}", reason=t.reason)
 
 
+def _genotype_action(gaps: list[GeneStatus]) -> OrderTest:
+    """The genotype test to order: only the gene that is missing or unreadable when the other is on record."""
+    genes = {s.gene for s in gaps if s.state in ("missing", "unreadable")}
+    if genes == {"TPMT"}:
+        return _test_action("genotype_tpmt")
+    if genes == {"NUDT15"}:
+        return _test_action("genotype_nudt15")
+    return _test_action("genotype")
+
+
 def pgx_findings(facts: ClinicalFacts, *, weight_max_age_days: int = 90, guideline: str = "cpic",
                  ctx: CallContext | None = None) -> list[Finding]:
     ctx = context_of(facts, ctx)
@@ -256,9 +266,18 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
                   "days_per_week": days}
         dose = None
         reference = basis["reference_mg"]
-        if mode in ("reduce", "avoid_or_reduce") and reference and fraction:
+        per_m2 = band.malignant_mg_per_m2 if malignant else None
+        if per_m2 and basis["kind"] == "m2" and basis["bsa"]:
+            # CPIC 2018 Table 3 (NUDT15 poor metabolizer, malignancy): an absolute starting dose per m2
+            values.update(per_m2=per_m2, fraction=per_m2 / basis["standard"])
+            high = per_m2 * basis["bsa"]
+            values["reduced_mg"] = high
+            dose = DoseLimit("pgx-poor-metabolizer", high_mg=high, days_per_week=days)
+        elif mode in ("reduce", "avoid_or_reduce") and reference and fraction:
             high = reference * fraction  # per dose when the schedule changes too (CPIC: thrice weekly)
             values["reduced_mg"] = high
+            if per_m2:
+                values["per_m2"] = per_m2  # no body surface area: the fraction of the normal dose stands in
             dose = DoseLimit("pgx-poor-metabolizer", high_mg=high, days_per_week=days)
         actions: list = []
         if mode in ("avoid", "avoid_or_reduce") and order.ref and order.is_draft:
@@ -281,7 +300,7 @@ def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus]
     actions: list[Action] = []
     states = {s.state for s in gaps}
     if states & {"missing", "unreadable"}:
-        actions.append(_test_action("genotype"))
+        actions.append(_genotype_action(gaps))
     if st["TPMT"].is_indeterminate:
         actions.append(_test_action("tpmt_activity"))
     else:
@@ -302,6 +321,15 @@ def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus]
 
 def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis) -> Finding:
     band = _band(spec, inter)
+    if basis["malignancy"] and band.malignant == "normal_start":
+        # DPWG 2025: TPMT or NUDT15 IM treated for leukaemia: starting with the normal dose can be considered,
+        # then the advised dose if toxicity occurs: no reduction now, the advised dose named
+        values = {**base, "im_genes": [s.gene for s in inter], "low_f": band.low, "high_f": band.high,
+                  "reference": basis["reference_mg"],
+                  "advised_mg": basis["reference_mg"] * band.high if basis["reference_mg"] and band.high else None,
+                  "other_gaps": [s.values() for s in gaps if s not in inter]}
+        return Finding("pgx-im-malignancy-normal-start", order.ref, values, _resolve_ambiguity(st), drug=drug,
+                       sources=(band.source, spec.label_source))
     low_f, high_f = band.low, band.high
     assert low_f is not None and high_f is not None, "an intermediate band has low and high (pgx.toml)"
     sources = [band.source, spec.label_source]
@@ -318,7 +346,7 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis) -> Finding:
               "other_gaps": [s.values() for s in gaps if s not in inter]}
     actions = _resolve_ambiguity(st)
     if [s for s in gaps if s.state in ("missing", "unreadable")]:
-        actions.append(_test_action("genotype"))
+        actions.append(_genotype_action(gaps))
     reference = basis["reference_mg"]
     if reference is None or order.daily_dose is None:
         # no readable daily dose: the reduced range from the weight still gives the mg figure to aim for

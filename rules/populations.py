@@ -1,17 +1,93 @@
 """Special populations: hypersensitivity, pregnancy, breastfeeding, renal impairment, the elderly."""
 from __future__ import annotations
 
+import re
 from functools import cache
 
-from fhir_mappers.facts import ClinicalFacts
+from fhir_mappers.facts import AllergyFact, ClinicalFacts, Measurement
 
-from .common import CodeMatcher, below
+from .common import CodeMatcher, above, below, plausible_height
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, DoseLimit, Finding
 from .knowledge_base import load
+from .knowledge_schema import Indication, Oncology, OtherDrug
 from .monitoring import conflicts, latest
 
-RULE_IDS = ("hypersensitivity", "pregnancy", "breastfeeding", "renal-impairment", "elderly")
+RULE_IDS = ("hypersensitivity", "thiopurine-intolerance", "allergy-inactive", "pregnancy", "breastfeeding",
+            "renal-impairment", "renal-egfr-not-computed", "elderly")
+
+
+def age_years(facts: ClinicalFacts) -> int | None:
+    """The patient's age in whole years today, or None without a birth date."""
+    return _age(facts)
+
+
+def is_child(facts: ClinicalFacts) -> bool:
+    age = _age(facts)
+    return age is not None and age < load().populations.children.age_below
+
+
+def weight_window_days(facts: ClinicalFacts, default_days: int) -> int:
+    """How old a body weight may be for mg/kg dosing: the configured (adult) window, shorter for a child
+    (populations.toml [children] weight_windows)."""
+    age = _age(facts)
+    if age is None:
+        return default_days
+    for below_years, days in load().populations.children.weight_windows:
+        if age < below_years:
+            return min(default_days, int(days))
+    return default_days
+
+
+def stale_height_check(facts: ClinicalFacts, ordered: float | None, spec: Oncology | Indication | OtherDrug | None,
+                       weight: float | None) -> dict:
+    """No usable recent height in oncology (mg/m²): the last height on record (however old) with the current
+    weight gives the dose per m² (Mosteller), never an adult 1.0 m² reference. In a growing child an old height
+    underestimates the body surface area, so the figure is an upper estimate: above the maximum it is said,
+    within it the child still needs a current height. Values for height-missing: ``child``, ``age``,
+    ``last_height`` / ``last_height_date``, ``last_per_m2``, ``last_max_m2``, ``last_high_m2``."""
+    h = next((x for x in facts.heights if x.when is not None and plausible_height(x.value)), None)
+    out: dict = {"child": is_child(facts), "age": _age(facts), "last_height": None, "last_height_date": "",
+                 "last_per_m2": None, "last_max_m2": None, "last_high_m2": False}
+    if h is None:
+        return out
+    out.update(last_height=h.value, last_height_date=h.when.date().isoformat() if h.when else "")
+    if ordered is not None and weight and isinstance(spec, Oncology):
+        bsa = (h.value * weight / 3600) ** 0.5  # Mosteller, as common.size_basis
+        out.update(last_per_m2=ordered / bsa, last_max_m2=spec.max_mg_per_m2)
+        out["last_high_m2"] = out["last_per_m2"] > spec.max_mg_per_m2 + 1e-9
+    return out
+
+
+def stale_weight_check(facts: ClinicalFacts, ordered: float | None, spec: Oncology | Indication | OtherDrug | None,
+                       oncology: bool) -> dict:
+    """No usable recent weight: what the last weight on record (however old) says about the order, and
+    whether this is a child (never dosed against the adult reference weight). Values for weight-missing:
+    ``child``, ``age``, ``last_weight`` / ``last_weight_date``, ``last_per_unit`` (mg/kg/day, or mg/m²/day
+    from the last weight and height in oncology), ``last_max`` (the maximum per unit), ``last_high``
+    (the order is above it on the last measurements: as children grow, the true figure is likely lower,
+    but an old weight cannot clear a dose)."""
+    low, high = load().dosing.general.weight_plausible_kg
+    last = next((w for w in facts.weights if w.when is not None and low <= w.value <= high), None)
+    out: dict = {"child": is_child(facts), "age": _age(facts), "last_weight": None, "last_weight_date": "",
+                 "last_per_unit": None, "last_unit": "m2" if oncology else "kg", "last_max": None, "last_high": False}
+    if last is None:
+        return out
+    out.update(last_weight=last.value, last_weight_date=last.when.date().isoformat() if last.when else "")
+    if ordered is None or spec is None:
+        return out
+    if oncology and isinstance(spec, Oncology):
+        h = next((x for x in facts.heights if x.when is not None and plausible_height(x.value)), None)
+        if h is not None:
+            bsa = (h.value * last.value / 3600) ** 0.5  # Mosteller, as common.size_basis
+            out.update(last_per_unit=ordered / bsa, last_max=spec.max_mg_per_m2, last_height=h.value)
+        elif spec.max_mg_per_kg_by_weight:
+            out.update(last_unit="kg", last_per_unit=ordered / last.value, last_max=spec.max_mg_per_kg_by_weight)
+    elif not isinstance(spec, Oncology):
+        out.update(last_per_unit=ordered / last.value, last_max=spec.max_mg_per_kg)
+    if out["last_per_unit"] is not None and out["last_max"] is not None:
+        out["last_high"] = out["last_per_unit"] > out["last_max"] + 1e-9
+    return out
 
 
 def _age(facts: ClinicalFacts) -> int | None:
@@ -66,6 +142,133 @@ def is_breastfeeding(facts: ClinicalFacts) -> dict | None:
     return {"by": "condition", "condition": cond, "preliminary": False} if cond else None
 
 
+@cache
+def _words(key: str) -> re.Pattern[str]:
+    """populations.toml [hypersensitivity] word list ``key`` as one whole-word pattern."""
+    words = getattr(load().populations.hypersensitivity, key)
+    alternation = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?<![\w-])({alternation})(?![\w-])", re.IGNORECASE)
+
+
+def allergy_meaning(a: AllergyFact) -> dict:
+    """What one thiopurine allergy record means: its values for the card and ``level``:
+    "excluded" (refuted / entered in error), "inactive" (inactive / resolved), "critical" (hypersensitivity:
+    a severe or systemic reaction, high criticality, a severe reaction, or an allergy whose reaction is not
+    recorded: the safe reading), "warning" (gastrointestinal intolerance only, or an intolerance of low or no
+    stated criticality with no systemic reaction)."""
+    spec = load().populations.hypersensitivity
+    words = " | ".join((*a.reactions, a.note, a.display))
+    severe = sorted({m.lower() for m in _words("severe_words").findall(words)})
+    gi = sorted({m.lower() for m in _words("gi_words").findall(words)})
+    values = {"allergens": sorted(a.ingredients & set(spec.ingredients)), "display": a.display,
+              "classes": sorted(a.classes), "matched_in": list(a.matched_in), "type": a.kind,
+              "criticality": a.criticality, "clinical_status": a.clinical_status, "verification": a.verification,
+              "unconfirmed": a.verification in ("unconfirmed", "presumed"), "reactions": list(a.reactions),
+              "note": a.note, "severe_signs": severe, "gi_signs": gi, "severities": list(a.severities),
+              "recorded": a.recorded, "ref": a.source_ref}
+    if a.verification in spec.excluded_verification:
+        level = "excluded"
+    elif a.clinical_status in spec.inactive_status:
+        level = "inactive"
+    elif severe or "severe" in a.severities or a.criticality == "high":
+        level = "critical"
+    elif gi:
+        level = "warning"  # nausea, vomiting, dyspepsia: BSG 2019 / label advice, never a contraindication
+    elif a.kind == "intolerance" and a.criticality in ("low", ""):
+        level = "warning"  # an intolerance without a systemic reaction: check what happened
+    else:
+        level = "critical"  # an allergy whose reaction is not recorded (or not recognised): the safe reading
+    values["level"] = level
+    return values
+
+
+def allergy_findings(facts: ClinicalFacts, orders) -> list[Finding]:
+    """One finding for the thiopurine orders from the patient's allergy records, the most severe meaning
+    first: hypersensitivity (critical, stop), intolerance (warning, advice), a record marked inactive (info)."""
+    order, drug = orders[0]
+    spec = load().populations.hypersensitivity
+    records = [allergy_meaning(a) for a in facts.allergies if a.ingredients & set(spec.ingredients)]
+    if not records:
+        return []
+    by_level = {lvl: [r for r in records if r["level"] == lvl] for lvl in ("critical", "warning", "inactive", "excluded")}
+    ordered = sorted({d for _, d in orders})
+    common = {"ordered_drugs": ordered, "set_aside": by_level["excluded"]}
+    if by_level["critical"]:
+        first = by_level["critical"][0]
+        cancels: list[Action] = [CancelOrder(o.ref, d) for o, d in orders if o.ref]
+        values = {**first, **common, "records": by_level["critical"], "others": by_level["warning"],
+                  "same_drug": bool(set(first["allergens"]) & set(ordered))}
+        return [Finding("hypersensitivity", order.ref, values, cancels[:1], stops_order=True, drug=drug)]
+    if by_level["warning"]:
+        first = by_level["warning"][0]
+        return [Finding("thiopurine-intolerance", order.ref,
+                        {**first, **common, "records": by_level["warning"],
+                         "same_drug": bool(set(first["allergens"]) & set(ordered))}, drug=drug)]
+    if by_level["inactive"]:
+        first = by_level["inactive"][0]
+        return [Finding("allergy-inactive", order.ref, {**first, **common, "records": by_level["inactive"]}, drug=drug)]
+    return []
+
+
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+def ckd_epi_2021(facts: ClinicalFacts, creatinine: Measurement) -> tuple[Measurement | None, dict]:
+    """eGFR (mL/min/1.73 m²) from a serum creatinine by the CKD-EPI 2021 equation (Inker, NEJM 2021), or
+    (None, why) when it cannot be computed: a child, no birth date, sex not recorded as female or male.
+    A creatinine limit result ("> 15 mg/dL") gives an eGFR limit the other way ("< 3")."""
+    k = load().populations.renal.ckd_epi_2021
+    age, sex = _age(facts), (facts.patient.sex if facts.patient else "")
+    scr = creatinine.value / k.umol_per_mg_dl
+    values = {"creatinine": creatinine.value, "creatinine_mg_dl": scr, "creatinine_comparator": creatinine.comparator,
+              "creatinine_unit": creatinine.unit_text or "umol/L",
+              "date": creatinine.when.date().isoformat() if creatinine.when else "", "age": age, "sex": sex}
+    if age is None:
+        return None, {**values, "why": "no_age"}
+    if age < k.adult_age:
+        return None, {**values, "why": "child"}
+    if sex not in ("female", "male"):
+        return None, {**values, "why": "no_sex"}
+    ratio = scr / getattr(k.kappa, sex)
+    egfr = (k.scale * min(ratio, 1.0) ** getattr(k.alpha, sex) * max(ratio, 1.0) ** k.upper_exponent
+            * k.age_factor ** age * (k.female_factor if sex == "female" else 1.0))
+    egfr = float(round(egfr))  # whole mL/min/1.73 m², as laboratories report it
+    return (Measurement("egfr", egfr, "mL/min/{1.73_m2}", creatinine.when, creatinine.source_ref,
+                        preliminary=creatinine.preliminary, comparator=_FLIP.get(creatinine.comparator, "")),
+            values)
+
+
+def renal_findings(facts: ClinicalFacts, ref: str, drug: str) -> list[Finding]:
+    """Renal impairment from a reported eGFR, an eGFR computed from creatinine (CKD-EPI 2021) when none was
+    reported, or an acute kidney injury / oliguria diagnosis; a creatinine from which no eGFR could be
+    computed is said (renal-egfr-not-computed), never dropped."""
+    spec = load().populations.renal
+    window = load().monitoring.cbc.result_max_age_days
+    egfr = latest(facts, "egfr", window)
+    computed: dict | None = None
+    out: list[Finding] = []
+    if egfr is None and (creatinine := latest(facts, "creatinine", window)) is not None:
+        egfr, computed = ckd_epi_2021(facts, creatinine)
+        if egfr is None:
+            lab_normal = creatinine.ref_high is not None and not above(creatinine, creatinine.ref_high)
+            out.append(Finding("renal-egfr-not-computed", ref, {**computed, "ref_high": creatinine.ref_high,
+                                                                "lab_normal": lab_normal},
+                               indicator="info" if lab_normal else None, drug=drug))
+    aki = _condition(facts, _matcher("renal", "aki_snomed", "aki_icd10"))
+    low_egfr = egfr is not None and below(egfr, spec.egfr_below)
+    if low_egfr or aki:
+        values: dict = {"egfr": egfr.value if low_egfr and egfr else None,
+                        "egfr_comparator": egfr.comparator if low_egfr and egfr else "",
+                        "date": egfr.when.date().isoformat() if low_egfr and egfr and egfr.when else "",
+                        "condition": aki, "computed": computed if low_egfr else None}
+        if low_egfr and egfr and computed is None:
+            values["same_time_conflicts"] = conflicts(facts, [egfr])
+        sources = (spec.ckd_epi_2021.source,) if low_egfr and computed else ()
+        out.append(Finding("renal-impairment", ref, values, drug=drug, sources=sources,
+                           dose=DoseLimit("renal-impairment", qualitative=True)))
+    return out
+
+
 def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
     orders = context_of(facts, ctx).thiopurine_orders
     if not orders:
@@ -74,32 +277,17 @@ def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) ->
     order, drug = orders[0]
     out: list[Finding] = []
 
-    hs = kb.hypersensitivity
-    for allergy in facts.allergies:
-        hit = allergy.ingredients & set(hs.ingredients)
-        if hit:
-            cancels: list[Action] = [CancelOrder(o.ref, d) for o, d in orders if o.ref]
-            out.append(Finding("hypersensitivity", order.ref, {"allergens": sorted(hit), "display": allergy.display},
-                               cancels[:1], stops_order=True, drug=drug))
-            break
+    out += allergy_findings(facts, orders)
     why = is_pregnant(facts)
     if why:
         out.append(Finding("pregnancy", order.ref, why, drug=drug))
     why = is_breastfeeding(facts)
     if why:
-        out.append(Finding("breastfeeding", order.ref, why, drug=drug))
-    spec = kb.renal
-    egfr = latest(facts, "egfr", load().monitoring.cbc.result_max_age_days)
-    aki = _condition(facts, _matcher("renal", "aki_snomed", "aki_icd10"))
-    low_egfr = egfr is not None and below(egfr, spec.egfr_below)
-    if low_egfr or aki:
-        values: dict = {"egfr": egfr.value if low_egfr and egfr else None,
-                  "date": egfr.when.date().isoformat() if low_egfr and egfr and egfr.when else "",
-                  "condition": aki}
-        if low_egfr and egfr:
-            values["same_time_conflicts"] = conflicts(facts, [egfr])
-        out.append(Finding("renal-impairment", order.ref, values, drug=drug,
-                           dose=DoseLimit("renal-impairment", qualitative=True)))
+        spec = kb.breastfeeding
+        compatible = drug in spec.compatible_drugs
+        out.append(Finding("breastfeeding", order.ref, {**why, "compatible": compatible}, drug=drug,
+                           indicator=spec.compatible_indicator if compatible else None))
+    out += renal_findings(facts, order.ref, drug)
     age = _age(facts)
     if age is not None and age >= kb.elderly.age_at_least:
         out.append(Finding("elderly", order.ref, {"age": age}, drug=drug))

@@ -19,6 +19,7 @@ from fhir_mappers.facts import ClinicalFacts, Measurement, ResultText
 
 from .common import above, below
 from .knowledge_base import load
+from .knowledge_schema import ActivityUnit
 
 # Severity for thiopurine toxicity; "High" (fast inactivation) is the least severe.
 _RANK = {"Poor Metabolizer": 4, "Intermediate Metabolizer": 3, "Normal Metabolizer": 1, "High": 0}
@@ -81,6 +82,15 @@ def _worst(readings: list[tuple[str, dict]]) -> tuple[str, list[dict]]:
     return worst, [why for r, why in readings]
 
 
+def _same_reference(m: Measurement, unit_spec: ActivityUnit) -> bool:
+    """No laboratory range sent, or the one sent is the cited laboratory's normal band (to 0.1)."""
+    if m.ref_low is None and m.ref_high is None:
+        return True
+    low, high = unit_spec.normal or (None, None)
+    return (m.ref_low is None or low is None or round(m.ref_low, 1) == round(low, 1)) and \
+        (m.ref_high is None or high is None or round(m.ref_high, 1) == round(high, 1))
+
+
 def judge_measurement(m: Measurement) -> ActivityReading:
     spec = load().monitoring.tpmt_activity
     unit = _UNIT_LABEL.get(m.unit, m.unit) if m.unit else (m.unit_text or "")
@@ -89,6 +99,15 @@ def judge_measurement(m: Measurement) -> ActivityReading:
                           source_ref=m.source_ref)
     readings: list[tuple[str, dict]] = []
     unit_spec = spec.units.get(m.unit) if m.unit else None
+    other_assay = unit_spec is not None and bool(unit_spec.bands) and not _same_reference(m, unit_spec)
+    if other_assay and unit_spec is not None:
+        # the reporting laboratory's range is not the cited laboratory's: another assay, whose cut-offs
+        # are its own; the cited bands are not applied (the card says so)
+        normal = unit_spec.normal or (None, None)
+        readings.append(("", {"code": "other_lab_cutoffs", "lab": unit_spec.lab,
+                              "normal_low": normal[0], "normal_high": normal[1],
+                              "unit": unit}))
+        unit_spec = None
     if unit_spec and unit_spec.bands:
         for upper, reading, label in unit_spec.bands:
             if below(m, upper):  # "< 17" is below 17 whatever the figure
@@ -113,9 +132,13 @@ def judge_measurement(m: Measurement) -> ActivityReading:
     if not reading:
         out.unjudgeable = {"code": "no_cutoffs", "unit_text": m.unit_text}
         return out
-    if unit_spec is None or not unit_spec.bands:
+    if other_assay:
+        reasons.insert(0, {**readings[0][1], "below": reading in ("Intermediate Metabolizer", "Poor Metabolizer")})
+        if m.unit_text:
+            out.unit = m.unit_text  # as the laboratory wrote it: its number is its assay's
+    elif unit_spec is None or not unit_spec.bands:
         reasons.append({"code": "no_unit_cutoffs", "below": reading == "Intermediate Metabolizer"})
-    if len({r for r, _ in readings}) > 1:
+    if len({r for r, _ in readings if r}) > 1:
         reasons.append({"code": "most_severe"})
     out.reading, out.reasons = reading, reasons
     return out
