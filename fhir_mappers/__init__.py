@@ -27,6 +27,7 @@ GROUP_LABELS = {
     "height": "height",
     "pgx": "TPMT / NUDT15 results",
     "labs": "blood counts, liver and kidney tests",
+    "lab_results": "laboratory results by category (thiopurine metabolites 6-TGN, 6-MMP)",
     "pregnancy": "pregnancy status",
     "medications": "active medications",
     "conditions": "active conditions",
@@ -115,9 +116,10 @@ def build_facts(
     if history:
         orders = [_with_history(o, history) for o in orders]
         active = [_with_history(m, history) for m in active]
-    observations = [o for key in ("weight", "height", "labs", "pgx", "pregnancy") for o in resources_of(data.get(key), "Observation")]
+    observations = [o for key in ("weight", "height", "labs", "lab_results", "pgx", "pregnancy")
+                    for o in resources_of(data.get(key), "Observation")]
     # DiagnosticReports may carry their results as contained Observations
-    for key in ("pgx", "labs"):
+    for key in ("pgx", "labs", "lab_results"):
         for report in resources_of(data.get(key), "DiagnosticReport"):
             observations += report_observations(report)
     numeric, genomic, status = _classify(_dedupe(observations))

@@ -16,6 +16,7 @@ CVX = "http://hl7.org/fhir/sid/cvx"
 UCUM = "http://unitsofmeasure.org"
 
 _PATH = Path(__file__).with_name("codes.toml")
+_LAB_UNITS = Path(__file__).with_name("lab_units.toml")  # laboratory-local unit strings -> UCUM, each row cited
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Terminology:
     analyte_names: dict[str, str]  # lower-case observation name -> analyte
     status_loinc: frozenset[str]
     variants: dict[str, dict[str, str]]  # gene -> HGVS / rsID -> star allele (CPIC allele definitions)
+    lab_units: dict[str, str]  # normalised printed unit -> UCUM code (lab_units.toml)
 
 
 def norm_unit(unit: str | None) -> str:
@@ -67,7 +69,7 @@ def norm_unit(unit: str | None) -> str:
 
 @short_key_cache(2048)
 def _norm_unit(unit: str) -> str:
-    return unit.strip().lower().replace(" ", "").replace("μ", "µ")
+    return unit.strip().lower().replace(" ", "").replace("μ", "µ")  # Greek mu as the micro sign
 
 
 @cache
@@ -135,7 +137,24 @@ def terminology() -> Terminology:
         analyte_names=analyte_names,
         status_loinc=frozenset(raw["status_observations"]["loinc"]),
         variants={gene: dict(table) for gene, table in raw.get("variants", {}).items()},
+        lab_units=lab_units(),
     )
+
+
+def lab_units() -> dict[str, str]:
+    """lab_units.toml: normalised printed unit -> UCUM code. A row without a known source, or two rows that
+    give one printing two meanings, stop the load (the table is a cited fact, never a guess)."""
+    raw = tomllib.loads(_LAB_UNITS.read_text(encoding="utf-8"))
+    sources = raw["sources"]
+    out: dict[str, str] = {}
+    for row in raw["unit"]:
+        if row.get("source") not in sources:
+            raise ValueError(f"lab_units.toml: unit {row.get('printed')!r} names no known source")
+        key = norm_unit(row["printed"])
+        if out.get(key, row["ucum"]) != row["ucum"]:
+            raise ValueError(f"lab_units.toml: unit {row['printed']!r} is given two UCUM meanings")
+        out[key] = row["ucum"]
+    return out
 
 
 # Drug names repeat from patient to patient (a few thousand distinct ones): each text is searched

@@ -94,6 +94,7 @@ def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) ->
     low_egfr = egfr is not None and below(egfr, spec["egfr_below"])
     if low_egfr or aki:
         values: dict = {"egfr": egfr.value if low_egfr and egfr else None,
+                        "egfr_comparator": egfr.comparator if low_egfr and egfr else "",  # "<15", never "15"
                   "date": egfr.when.date().isoformat() if low_egfr and egfr and egfr.when else "",
                   "condition": aki}
         if low_egfr and egfr:
