@@ -97,7 +97,8 @@ _GROUPS = ("medications", "labs", "weight", "height", "conditions", "allergies",
            "past_medications")
 # conditions: without them the indication (dose range), renal impairment and pregnancy checks are undone
 _SERIOUS_GROUPS = {"medications", "labs", "weight", "patient", "allergies", "conditions"}
-_SERIOUS_GAPS = {"tpmt_activity", "neutrophils", "wbc", "platelets", "lymphocytes", "weight", "weight_conflict"}
+# eGFR: an unreadable one may hide renal impairment (a dose reduction)
+_SERIOUS_GAPS = {"tpmt_activity", "neutrophils", "wbc", "platelets", "lymphocytes", "weight", "weight_conflict", "egfr"}
 
 
 def truncation_findings(facts: ClinicalFacts) -> list[Finding]:

@@ -127,7 +127,7 @@ def _as_reported(r: ResultText) -> dict:
     """A result a card quotes as the laboratory sent it (value and unit), with the laboratory's flag."""
     return {"analyte": r.analyte, "value": None, "as_sent": r.value_text or r.text[:60], "date": r.when.date().isoformat() if r.when else "",
             "ref_high": None, "preliminary": r.preliminary, "comparator": "", "flag": lab_flag(r),
-            "flag_code": r.interpretation}
+            "flag_code": r.interpretation, "unit_text": r.unit_text}
 
 
 def conflicts(facts: ClinicalFacts, ms: list) -> list[dict]:
