@@ -354,3 +354,10 @@ def test_the_observation_readers_keep_nothing_across_calls():
         assert not hasattr(getattr(observations, name), "cache_info"), name
     labs, _, _ = read(obs("6690-2", value=1.8, unit="Thousand/uL"))
     assert labs["wbc"][0].value == pytest.approx(1.8)
+
+
+def test_the_reading_data_page_lists_every_row_of_the_units_table():
+    raw = tomllib.loads((ROOT / "fhir_mappers/lab_units.toml").read_text(encoding="utf-8"))
+    page = (ROOT / "docs/reading-data.md").read_text(encoding="utf-8")
+    for row in raw["unit"]:
+        assert f"| `{row['printed']}` | `{row['ucum']}` | `{row['source']}` |" in page, row
