@@ -39,9 +39,12 @@ def _interpretations(obs: dict) -> tuple[tuple[str, ...], str]:
     """(every string code of Observation.interpretation, in order: the laboratory's flags as sent, e.g. ("LL",);
     its words: each concept's text or first display, lower case). v2-0078 / v3 ObservationInterpretation
     codes are carried as facts; the rules decide what a flag means (rules.common.lab_flag)."""
+    value = obs.get("interpretation")
+    if value is None:
+        return (), ""
     codes: list[str] = []
     texts: list[str] = []
-    for concept in as_list(obs.get("interpretation")):
+    for concept in as_list(value):
         if isinstance(concept, str):  # a bare string where a concept belongs: the laboratory's words
             texts.append(concept)
             continue
@@ -206,22 +209,10 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
         interpretation = "<"
     elif comparator in (">", ">=") and not interpretation:
         interpretation = ">"
-    return Measurement(
-        analyte=analyte_name,
-        value=round(value * factor, 6),
-        unit=canonical,
-        when=effective_time(obs),
-        source_ref=ref_of(obs),
-        ref_low=low,
-        ref_high=high,
-        interpretation=interpretation,
-        preliminary=is_preliminary(obs),
-        unit_text=unit,
-        comparator=comparator,
-        interpretation_text=interpretation_text,
-        ref_text=ref_text,
-        flags=flags,
-    )
+    # analyte, value, unit, when, source_ref, ref_low, ref_high, interpretation, preliminary, unit_text, comparator,
+    # interpretation_text, ref_text, flags (positional: facts are built by the thousand per call)
+    return Measurement(analyte_name, round(value * factor, 6), canonical, effective_time(obs), ref_of(obs), low, high,
+                       interpretation, is_preliminary(obs), unit, comparator, interpretation_text, ref_text, flags)
 
 
 def _unit_of(q: dict) -> str:
