@@ -42,6 +42,13 @@ def _interpretations(obs: dict) -> tuple[tuple[str, ...], str]:
     value = obs.get("interpretation")
     if value is None:
         return (), ""
+    if type(value) is list and len(value) == 1 and type(concept := value[0]) is dict \
+            and type(coding := concept.get("coding")) is list and len(coding) == 1 and type(c := coding[0]) is dict:
+        # the shape nearly every laboratory sends, one concept with one coding: read as the loop below reads it
+        code, text = c.get("code"), concept.get("text")
+        if type(text) is not str:
+            text = d if isinstance(d := c.get("display"), str) else ""
+        return ((code,) if isinstance(code, str) and code else ()), text.lower()
     codes: list[str] = []
     texts: list[str] = []
     for concept in as_list(value):

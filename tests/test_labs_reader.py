@@ -361,3 +361,16 @@ def test_the_reading_data_page_lists_every_row_of_the_units_table():
     page = (ROOT / "docs/reading-data.md").read_text(encoding="utf-8")
     for row in raw["unit"]:
         assert f"| `{row['printed']}` | `{row['ucum']}` | `{row['source']}` |" in page, row
+
+
+def test_the_interpretation_reader_reads_the_usual_shape_as_it_reads_any_list():
+    """Its short branch (one concept, one coding) answers as its general loop does."""
+    import itertools
+
+    from fhir_mappers.observations import _interpretations
+
+    leaves = [None, "", "L", "LL", 5, True, ["x"], {"a": 1}]
+    for code, display, text in itertools.product(leaves, leaves, leaves):
+        coding = {k: v for k, v in (("code", code), ("display", display)) if v is not None}
+        concept: dict = {"coding": [coding], **({"text": text} if text is not None else {})}
+        assert _interpretations({"interpretation": [concept]}) == _interpretations({"interpretation": [concept, {}]})
