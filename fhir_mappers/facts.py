@@ -31,6 +31,8 @@ class DataGap:
     # a record cut short at the per-key cap (rule record-truncated): how many entries it held, how many were read
     truncated_from: int | None = None
     truncated_to: int | None = None
+    # a result that could not be used: its value and unit as sent ("<15", "38 10³/uL"), for the card's summary
+    sent: str = ""
 
 
 @dataclass(frozen=True, slots=True)

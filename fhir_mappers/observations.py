@@ -164,7 +164,7 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
             sent = _as_sent(obs, None, "")
             texts.append(_result_text(obs, analyte_name, "no numeric value"))
             gaps.append(DataGap(label, f"a result reads '{sent[:40]}' and has no numeric value" if sent
-                                else "a result has only the laboratory's flag, no value", analyte_name))
+                                else "a result has only the laboratory's flag, no value", analyte_name, sent=sent))
         return None
     value = number(q.get("value"))
     if value is None:
@@ -180,6 +180,9 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
     low_q, high_q, ref_text = _range(obs)
     if not unit:  # a number sent as text: the range's unit says what it is
         unit = next((_unit_of(b) for b in (low_q, high_q) if b is not None and _unit_of(b)), "")
+    sent_unit = unit
+    if not unit and analyte.unit_by_code and analyte.unit_by_code & code_keys(obs.get("code")):
+        unit = analyte.unit  # no unit sent, but the LOINC code is defined in one unit (eGFR: mL/min/{1.73_m2})
     factor, canonical = units(analyte, unit)
     if factor is None:
         if not analyte.keep_unconverted:
@@ -189,7 +192,7 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
             why = (f"a result of '{sent}'{flagged} is in the unit '{unit}', which this service does not convert" if unit
                    else f"a result of '{sent}'{flagged} has no unit")
             texts.append(_result_text(obs, analyte_name, "unit not converted" if unit else "no unit", q, unit))
-            gaps.append(DataGap(label, why, analyte_name))
+            gaps.append(DataGap(label, why, analyte_name, sent=sent))
             return None
         factor, canonical = 1.0, ""  # kept as written: judged by the laboratory's own range only
     low = high = None
@@ -218,8 +221,9 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
         interpretation = ">"
     # analyte, value, unit, when, source_ref, ref_low, ref_high, interpretation, preliminary, unit_text, comparator,
     # interpretation_text, ref_text, flags (positional: facts are built by the thousand per call)
+    # unit_text: the unit as the laboratory sent it ("" when none was: read by the code's unit, unit_by_code)
     return Measurement(analyte_name, round(value * factor, 6), canonical, effective_time(obs), ref_of(obs), low, high,
-                       interpretation, is_preliminary(obs), unit, comparator, interpretation_text, ref_text, flags)
+                       interpretation, is_preliminary(obs), sent_unit, comparator, interpretation_text, ref_text, flags)
 
 
 def _unit_of(q: dict) -> str:

@@ -27,6 +27,9 @@ class Analyte:
     factors: dict[str, float]  # normalised unit -> factor to canonical
     canonical: dict[str, str] | None = None  # normalised unit -> its canonical unit, when there are several
     keep_unconverted: bool = False  # keep a value in an unknown unit (unit "") for the laboratory's range
+    # LOINC codes ("http://loinc.org|code") whose definition fixes the unit: a number sent under one of them
+    # without any unit is in the analyte's unit (eGFR: "/1.73 sq M" codes, mL/min/{1.73_m2}; codes.toml)
+    unit_by_code: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -61,15 +64,24 @@ class Terminology:
 
 
 def norm_unit(unit: str | None) -> str:
-    """Lower-case, no spaces, µ spelled either way: the form units are compared in."""
+    """The form units are compared in: superscript powers as "^3", lower case, no spaces, µ/μ as "u", × as "x"."""
     if type(unit) is str:  # units repeat from patient to patient: normalised once each
         return _norm_unit(unit)
     return ""  # None, or a number / list / object where a unit string belongs: no readable unit
 
 
+# superscript digits as laboratories print powers of ten ("10³/µL", "×10⁹/L"): written as a power, "10^3", first,
+# before anything else touches the unit, so that "10³" can never become "103" (103 per microlitre). A printing
+# that has already lost its superscript ("103/uL") stays what it says and is not read.
+_SUPERSCRIPT_RUN = re.compile("[⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+")
+_SUPERSCRIPT_DIGITS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
+
+
 @short_key_cache(2048)
 def _norm_unit(unit: str) -> str:
-    return unit.strip().lower().replace(" ", "").replace("μ", "µ")  # Greek mu as the micro sign
+    unit = _SUPERSCRIPT_RUN.sub(lambda m: "^" + m.group().translate(_SUPERSCRIPT_DIGITS), unit)
+    # no spaces, lower case; the micro sign and the Greek mu are UCUM's "u" (µL = uL); the multiplication sign "x"
+    return unit.strip().lower().replace(" ", "").replace("μ", "u").replace("µ", "u").replace("×", "x")
 
 
 @cache
@@ -95,8 +107,11 @@ def terminology() -> Terminology:
             for u in [unit, *spellings]:
                 factors[norm_unit(u)] = 1.0
                 canonical[norm_unit(u)] = unit
+        unit_by_code = frozenset(f"{LOINC}|{c}" for c in spec.get("unit_by_code", []))
+        if not unit_by_code <= {f"{LOINC}|{c}" for c in spec["loinc"]}:
+            raise ValueError(f"codes.toml: analytes.{name}.unit_by_code names a code that is not the analyte's")
         analytes[name] = Analyte(name, frozenset(spec["loinc"]), spec["unit"], factors, canonical,
-                                 bool(spec.get("keep_unconverted")))
+                                 bool(spec.get("keep_unconverted")), unit_by_code)
         for code in spec["loinc"]:
             loinc_to_analyte.setdefault(code, name)
 

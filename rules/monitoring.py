@@ -133,7 +133,8 @@ def _as_reported(r: ResultText) -> dict:
 def conflicts(facts: ClinicalFacts, ms: list) -> list[dict]:
     """Results of the same date and time that disagree with the ones a card rests on (the card says so)."""
     return [{"analyte": m.analyte, "value": round(m.value, 2), "date": m.when.date().isoformat() if m.when else "",
-             "comparator": m.comparator, "others": [round(x.value, 2) for x in others]} for m in ms
+             "comparator": m.comparator, "others": [round(x.value, 2) for x in others],
+             "others_comparators": [x.comparator for x in others]} for m in ms
             if isinstance(m, Measurement) and (others := disagreeing(facts, m))]
 
 

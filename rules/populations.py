@@ -95,6 +95,7 @@ def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) ->
     if low_egfr or aki:
         values: dict = {"egfr": egfr.value if low_egfr and egfr else None,
                         "egfr_comparator": egfr.comparator if low_egfr and egfr else "",  # "<15", never "15"
+                        "egfr_no_unit": bool(low_egfr and egfr and not egfr.unit_text),  # read by its LOINC code
                   "date": egfr.when.date().isoformat() if low_egfr and egfr and egfr.when else "",
                   "condition": aki}
         if low_egfr and egfr:

@@ -326,10 +326,12 @@ def test_the_fallback_asks_the_category_query_when_it_was_not_prefetched(call):
     assert "6-TGN 520" in _card(cards, "metabolites-high")["summary"]
 
 
-def test_an_egfr_limit_without_a_unit_is_a_warning_quoting_it_never_dropped(call):
-    cards = _cards(call, _with(obs("62238-1", string="<15", id="egfr-nu")))
+def test_an_egfr_limit_in_a_unit_not_read_is_a_warning_quoting_it_never_dropped(call):
+    """(A unitless eGFR under its LOINC code is read in mL/min/1.73m2: tests/test_labs_round2.py.)"""
+    cards = _cards(call, _with(obs("62238-1", string="<15 mL/s/1.73m2", id="egfr-nu")))
     gap = _card(cards, "data-incomplete")
-    assert gap["indicator"] == "warning" and "'<15'" in gap["detail"] and "eGFR" in gap["detail"]
+    assert gap["indicator"] == "warning" and "'<15 mL/s/1.73m2'" in gap["detail"] and "eGFR" in gap["detail"]
+    assert "eGFR '<15 mL/s/1.73m2'" in gap["summary"]
 
 
 def test_a_units_table_row_without_a_source_stops_the_load(tmp_path, monkeypatch):
