@@ -22,7 +22,7 @@ from hooks.cards import render_cards
 from rules import Finding
 from rules.catalogue import catalogue
 from service import create_app
-from tests.builders import SERVICE, bundle, hook_request, normal_labs, prefetch
+from tests.builders import SERVICE, hook_request, normal_labs, prefetch
 from tests.test_labs_reader import _card, _cards, _with, obs, read
 
 CASES = Path(__file__).resolve().parent / "data" / "review"
