@@ -96,9 +96,10 @@ def build_facts(
         index = _HistoryIndex(history)
         orders = [_with_history(o, index) for o in orders]
         active = [_with_history(m, index) for m in active]
-    observations = [o for key in ("weight", "height", "labs", "pgx", "pregnancy") for o in resources_of(data.get(key), "Observation")]
+    observations = [o for key in ("weight", "height", "labs", "lab_results", "pgx", "pregnancy")
+                    for o in resources_of(data.get(key), "Observation")]
     # DiagnosticReports may carry their results as contained Observations
-    for key in ("pgx", "labs"):
+    for key in ("pgx", "labs", "lab_results"):
         for report in resources_of(data.get(key), "DiagnosticReport"):
             observations += report_observations(report)
     numeric, genomic, status = _classify(_dedupe(observations))

@@ -31,6 +31,8 @@ class DataGap:
     # a record cut short at the per-key cap (rule record-truncated): how many entries it held, how many were read
     truncated_from: int | None = None
     truncated_to: int | None = None
+    # a result that could not be used: its value and unit as sent ("<15", "38 10³/uL"), for the card's summary
+    sent: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,9 @@ class Measurement:
     comparator: str = ""  # "<", "<=", ">", ">=" when the value was a limit ("< 1.0")
     interpretation_text: str = ""  # the laboratory's interpretation in words ("Deficient"), lower case
     ref_text: str = ""  # the laboratory's reference range as text, when it gave one
+    # every interpretation code the laboratory sent, as sent (v2-0078: "L", "LL", "H", "HH", "A", "AA", ...);
+    # ``interpretation`` is the first. The rules decide what a flag means (rules.common.lab_flag).
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +133,9 @@ class ResultText:
     when: datetime | None
     source_ref: str = ""
     preliminary: bool = False
+    value_text: str = ""  # the value and unit exactly as sent ("<10", "1.8 furlongs"), for a card to quote
+    unit_text: str = ""  # the unit as sent, when there was one
+    flags: tuple[str, ...] = ()  # every interpretation code the laboratory sent, as sent
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,17 +1,19 @@
 """Observation → Measurement (weight, labs) and GeneResult (TPMT / NUDT15).
 
-Units are converted only when the unit is known (``codes.toml``); a value in
-an unknown unit becomes a DataGap naming the unit, never a guess.
+One reader for every laboratory value (``_measure``). Units are converted only when the unit is known:
+one of the analyte's units (``codes.toml``) or a laboratory's printing of one (``lab_units.toml``, each
+row cited); a value in an unknown unit becomes a DataGap quoting the value and unit as sent, and a
+ResultText carrying the laboratory's flags, never a guess. Comparators ("<10") are kept with the value.
+Nothing read from one call's results is kept for the next (the look-ups live for one call).
 """
 from __future__ import annotations
 
 import re
-from math import isfinite
 from functools import cache
 from typing import Iterable, Literal, get_args
 
 from .facts import CodedObservation, DataGap, Gene, GeneResult, GeneResultKind, Measurement, ResultText
-from .fhirjson import as_list, code_keys, codes_in, codings, concept_text, effective_time, number, ref_of, short_key_cache
+from .fhirjson import as_list, code_keys, codes_in, codings, concept_text, effective_time, number, ref_of
 from .genotype import combine_alleles, diplotype, phenotype_words, variant_allele
 from .terminology import LOINC, UCUM, Analyte, norm_unit, terminology
 
@@ -33,60 +35,45 @@ def is_preliminary(obs: dict) -> bool:
     return isinstance(status, str) and status in PRELIMINARY_STATUS
 
 
-def _quantity_unit(q: dict) -> str:
-    code = q.get("code")
-    if isinstance(code, str) and code and q.get("system") in (None, UCUM):
-        return code
-    return u if isinstance(u := q.get("unit"), str) else (code if isinstance(code, str) else "")
-
-
-def _interpretation(obs: dict) -> str:
-    for c in codings(obs.get("interpretation")):
-        if isinstance(c.get("code"), str):
-            return c["code"]
-    return ""
+def _interpretations(obs: dict) -> tuple[tuple[str, ...], str]:
+    """(every string code of Observation.interpretation, in order: the laboratory's flags as sent, e.g. ("LL",);
+    its words: each concept's text or first display, lower case). v2-0078 / v3 ObservationInterpretation
+    codes are carried as facts; the rules decide what a flag means (rules.common.lab_flag)."""
+    value = obs.get("interpretation")
+    if value is None:
+        return (), ""
+    if type(value) is list and len(value) == 1 and type(concept := value[0]) is dict \
+            and type(coding := concept.get("coding")) is list and len(coding) == 1 and type(c := coding[0]) is dict:
+        # the shape nearly every laboratory sends, one concept with one coding: read as the loop below reads it
+        code, text = c.get("code"), concept.get("text")
+        if type(text) is not str:
+            text = d if isinstance(d := c.get("display"), str) else ""
+        return ((code,) if isinstance(code, str) and code else ()), text.lower()
+    codes: list[str] = []
+    texts: list[str] = []
+    for concept in as_list(value):
+        if isinstance(concept, str):  # a bare string where a concept belongs: the laboratory's words
+            texts.append(concept)
+            continue
+        cs = codings(concept)
+        codes += [c["code"] for c in cs if isinstance(c.get("code"), str) and c["code"]]
+        text = concept.get("text") if isinstance(concept, dict) else None
+        texts.append(text if isinstance(text, str) else next((c["display"] for c in cs if isinstance(c.get("display"), str)), ""))
+    return tuple(dict.fromkeys(codes)), " ".join(dict.fromkeys(filter(None, texts))).lower()
 
 
 def _interpretation_text(obs: dict) -> str:
-    return " ".join(dict.fromkeys(filter(None, [concept_text(i) for i in as_list(obs.get("interpretation"))]))).lower()
+    return _interpretations(obs)[1]
 
 
-def _interpretations(obs: dict) -> tuple[str, str]:
-    """(``_interpretation(obs)``, ``_interpretation_text(obs)``) in one pass over the usual shape
-    (a list of CodeableConcepts); any other shape goes to the two readers."""
-    value = obs.get("interpretation")
-    if value is None:
-        return "", ""
-    code: str | None = None  # the first string code (even ""), as _interpretation reads it
-    if type(value) is list and len(value) == 1 and type(value[0]) is dict and type(coding := value[0].get("coding")) is list:
-        # the usual case: one concept with its codings; its first string code, its text or first display
-        display: str | None = None
-        for c in coding:
-            if isinstance(c, dict):
-                if code is None and isinstance(k := c.get("code"), str):
-                    code = k
-                if display is None and isinstance(d := c.get("display"), str):
-                    display = d
-        text = value[0].get("text")
-        return code or "", (text if isinstance(text, str) else display or "").lower()
-    if type(value) is not list or not all(type(i) is dict for i in value):
-        return _interpretation(obs), _interpretation_text(obs)
-    texts = []
-    for concept in value:
-        cs = codings(concept)
-        if code is None:
-            code = next((c["code"] for c in cs if isinstance(c.get("code"), str)), None)
-        text = concept.get("text")
-        texts.append(text if isinstance(text, str) else next((c["display"] for c in cs if isinstance(c.get("display"), str)), ""))
-    return code or "", " ".join(dict.fromkeys(filter(None, texts))).lower()
-
-
-# "< 1.0 U/mL", "2.1", ">= 50 mU/L": a number the laboratory sent as text
-_NUMBER_TEXT = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:\.\d+)?)\s*([^\d\s].*)?$")
+# "< 1.0 U/mL", "2.1", ">= 50 mU/L", "<10": a number the laboratory sent as text, read on its open side
+_NUMBER_TEXT = re.compile(r"^\s*(<=|>=|<|>|≤|≥)?\s*(\d+(?:\.\d+)?|\.\d+)\s*([^\d\s].*)?$")
+_COMPARATOR = {"≤": "<=", "≥": ">="}
 
 
 def _quantity(obs: dict) -> dict | None:
-    """valueQuantity, or a valueString / valueInteger that is a plain number (with an optional unit)."""
+    """valueQuantity, or a valueString / valueInteger that is a plain number (with an optional comparator
+    and unit)."""
     q = obs.get("valueQuantity")
     if isinstance(q, dict):
         return q
@@ -97,7 +84,7 @@ def _quantity(obs: dict) -> dict | None:
         if m:
             q = {"value": float(m.group(2)), "unit": (m.group(3) or "").strip()}
             if m.group(1):
-                q["comparator"] = m.group(1)
+                q["comparator"] = _COMPARATOR.get(m.group(1), m.group(1))
             return q
     return None
 
@@ -111,55 +98,101 @@ def _range(obs: dict) -> tuple[dict | None, dict | None, str]:
     return None, None, ""
 
 
-def _result_text(obs: dict, analyte: str, why: str) -> ResultText:
-    text = " ".join(filter(None, [_value_text(obs), _interpretation_text(obs)])).strip().lower()
-    return ResultText(analyte, text, _interpretation(obs), why, effective_time(obs), ref_of(obs), is_preliminary(obs))
+def _as_sent(obs: dict, q: dict | None, unit: str) -> str:
+    """The value and unit exactly as the laboratory sent them (for a card that could not use them)."""
+    if isinstance(obs.get("valueString"), str):
+        return obs["valueString"].strip()[:60]
+    if q is None:
+        return ""
+    raw = q.get("value")
+    comparator = c if isinstance(c := q.get("comparator"), str) else ""
+    shown = raw if isinstance(raw, str) else format(raw, "g") if isinstance(raw, (int, float)) and not isinstance(raw, bool) else "?"
+    return f"{comparator}{shown}{(' ' + unit) if unit else ''}"[:60]
+
+
+def _result_text(obs: dict, analyte: str, why: str, q: dict | None = None, unit: str = "") -> ResultText:
+    flags, words = _interpretations(obs)
+    text = " ".join(filter(None, [_value_text(obs), words])).strip().lower()
+    return ResultText(analyte, text, flags[0] if flags else "", why, effective_time(obs), ref_of(obs), is_preliminary(obs),
+                      value_text=_as_sent(obs, q, unit), unit_text=unit, flags=flags)
+
+
+class UnitReader:
+    """Converts a unit as printed into an analyte's canonical unit: the analyte's own units (codes.toml), else
+    the laboratory-unit table (lab_units.toml: printed -> UCUM) and then the analyte's units. One per call:
+    nothing read from one patient's results is kept for the next (units are free text)."""
+
+    def __init__(self) -> None:
+        self._t = terminology()
+        self._seen: dict[tuple[str, str], tuple[float | None, str]] = {}
+
+    def __call__(self, analyte: Analyte, unit: object) -> tuple[float | None, str]:
+        """(factor to the canonical unit, or None when the unit is not one of the analyte's; that canonical unit)."""
+        if type(unit) is not str:
+            unit = ""
+        key = (analyte.name, unit)
+        found = self._seen.get(key)
+        if found is None:
+            nu = norm_unit(unit)
+            if nu not in analyte.factors and (ucum := self._t.lab_units.get(nu)) is not None:
+                nu = norm_unit(ucum)
+            found = self._seen[key] = (analyte.factors.get(nu), (analyte.canonical or {}).get(nu, analyte.unit))
+        return found
 
 
 def _conversion(analyte: Analyte, unit: str) -> tuple[float | None, str]:
-    """(factor to the canonical unit or None when the unit is not one of the analyte's, that canonical unit)."""
-    if type(unit) is str:  # units repeat from result to result: looked up once per analyte and unit
-        return _conversion_of(analyte.name, unit)
-    nu = norm_unit(unit)
-    return analyte.factors.get(nu), (analyte.canonical or {}).get(nu, analyte.unit)
-
-
-@short_key_cache(4096)
-def _conversion_of(analyte_name: str, unit: str) -> tuple[float | None, str]:
-    analyte = terminology().analytes[analyte_name]
-    nu = norm_unit(unit)
-    return analyte.factors.get(nu), (analyte.canonical or {}).get(nu, analyte.unit)
+    """``UnitReader`` for one lookup (tests, callers outside a call)."""
+    return UnitReader()(analyte, unit)
 
 
 def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
-             texts: list[ResultText] | None = None) -> Measurement | None:
+             texts: list[ResultText] | None = None, units: UnitReader | None = None) -> Measurement | None:
+    """The one reader of a laboratory value. A number in a unit the analyte converts becomes a Measurement
+    (comparator, flags, reference range and the unit as printed kept). Anything else is never dropped: a
+    DataGap quoting the value and unit as sent, and a ResultText (with the laboratory's flags) that the
+    rules read, so that a critical flag on a value that cannot be converted still counts."""
     analyte = terminology().analytes[analyte_name]
+    units = units or UnitReader()
+    texts = [] if texts is None else texts
     q = _quantity(obs)
     if q is None:
-        if analyte.keep_unconverted and texts is not None:
+        if analyte.keep_unconverted:
             # words instead of a number ("Deficient"), or only an interpretation: the rules read the words
             texts.append(_result_text(obs, analyte_name, "the result has no numeric value"))
             return None
-        if obs.get("dataAbsentReason") is None and obs.get("valueString") is not None:
-            gaps.append(DataGap(label, f"a result reads '{str(obs['valueString'])[:40]}' and has no numeric value", analyte_name))
+        if obs.get("dataAbsentReason") is None and (obs.get("valueString") is not None or obs.get("interpretation")):
+            sent = _as_sent(obs, None, "")
+            texts.append(_result_text(obs, analyte_name, "no numeric value"))
+            gaps.append(DataGap(label, f"a result reads '{sent[:40]}' and has no numeric value" if sent
+                                else "a result has only the laboratory's flag, no value", analyte_name, sent=sent))
         return None
     value = number(q.get("value"))
     if value is None:
-        if analyte.keep_unconverted and texts is not None:
+        if analyte.keep_unconverted:
             texts.append(_result_text(obs, analyte_name, "the result has no readable number"))
             return None
+        texts.append(_result_text(obs, analyte_name, "no readable number", q, _unit_of(q)))
         gaps.append(DataGap(label, "a result has no readable number", analyte_name))
         return None
     comparator = c if isinstance(c := q.get("comparator"), str) else ""
-    unit = _quantity_unit(q)
+    comparator = _COMPARATOR.get(comparator, comparator)
+    unit = _unit_of(q)
     low_q, high_q, ref_text = _range(obs)
     if not unit:  # a number sent as text: the range's unit says what it is
-        unit = next((_quantity_unit(b) for b in (low_q, high_q) if b is not None and _quantity_unit(b)), "")
-    factor, canonical = _conversion(analyte, unit)
+        unit = next((_unit_of(b) for b in (low_q, high_q) if b is not None and _unit_of(b)), "")
+    sent_unit = unit
+    if not unit and analyte.unit_by_code and analyte.unit_by_code & code_keys(obs.get("code")):
+        unit = analyte.unit  # no unit sent, but the LOINC code is defined in one unit (eGFR: mL/min/{1.73_m2})
+    factor, canonical = units(analyte, unit)
     if factor is None:
         if not analyte.keep_unconverted:
-            why = f"a result is in the unit '{unit}', which this service does not convert" if unit else "a result has no unit"
-            gaps.append(DataGap(label, why, analyte_name))
+            sent = _as_sent(obs, q, unit)
+            flags = _interpretations(obs)[0]
+            flagged = f" (flagged {', '.join(flags)} by the laboratory)" if flags else ""
+            why = (f"a result of '{sent}'{flagged} is in the unit '{unit}', which this service does not convert" if unit
+                   else f"a result of '{sent}'{flagged} has no unit")
+            texts.append(_result_text(obs, analyte_name, "unit not converted" if unit else "no unit", q, unit))
+            gaps.append(DataGap(label, why, analyte_name, sent=sent))
             return None
         factor, canonical = 1.0, ""  # kept as written: judged by the laboratory's own range only
     low = high = None
@@ -169,9 +202,9 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
         bound_value = number(bound.get("value"))
         if bound_value is None:
             continue
-        bound_unit = _quantity_unit(bound) or unit
+        bound_unit = _unit_of(bound) or unit
         if canonical:
-            bf, bound_canonical = _conversion(analyte, bound_unit)
+            bf, bound_canonical = units(analyte, bound_unit)
             same = bound_canonical == canonical
         else:
             bf, same = 1.0, norm_unit(bound_unit) == norm_unit(unit)
@@ -180,105 +213,25 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
                 low = bound_value * bf
             else:
                 high = bound_value * bf
-    interpretation, interpretation_text = _interpretations(obs)
+    flags, interpretation_text = _interpretations(obs)
+    interpretation = flags[0] if flags else ""
     if comparator in ("<", "<=") and not interpretation:
         interpretation = "<"
     elif comparator in (">", ">=") and not interpretation:
         interpretation = ">"
-    return Measurement(
-        analyte=analyte_name,
-        value=round(value * factor, 6),
-        unit=canonical,
-        when=effective_time(obs),
-        source_ref=ref_of(obs),
-        ref_low=low,
-        ref_high=high,
-        interpretation=interpretation,
-        preliminary=is_preliminary(obs),
-        unit_text=unit,
-        comparator=comparator,
-        interpretation_text=interpretation_text,
-        ref_text=ref_text,
-    )
-
-
-_UCUM_OR_NONE = (None, UCUM)
-_LARGEST_EXACT = 2 ** 53  # an int beyond this goes to ``number`` (float() of a huge int may not be exact, or raise)
-
-
-def _usual_number(value: object) -> float | None:
-    """A JSON number as ``number`` reads it, for the two types a parser gives (float, int); None otherwise."""
-    if type(value) is float:
-        return value if isfinite(value) else None
-    if type(value) is int and -_LARGEST_EXACT < value < _LARGEST_EXACT:
-        return float(value)
-    return None
-
-
-def _measure_usual(obs: dict, analyte_name: str) -> Measurement | None:
-    """``_measure`` for the shape nearly every laboratory sends, read in one pass: a ``valueQuantity`` with a
-    number and a UCUM code that converts, at most a first ``referenceRange`` with such bounds. None for
-    ANY other shape (a string where a number belongs, a bound in another unit's words, an object where a
-    list belongs, no value, a unit it does not convert...), and then ``_measure`` reads the result leniently:
-    this never decides differently, it only decides faster (``tests/test_typed_paths.py`` checks both agree
-    on every Observation of the test data and on random mutations of them)."""
-    q = obs.get("valueQuantity")
-    if type(q) is not dict:
-        return None
-    value, unit, comparator = q.get("value"), q.get("code"), q.get("comparator")
-    if not (type(value) is float and isfinite(value)):  # the usual float inline, anything else as _usual_number reads it
-        value = _usual_number(value)
-    if value is None or type(unit) is not str or not unit or q.get("system") not in _UCUM_OR_NONE \
-            or not (comparator is None or type(comparator) is str):
-        return None
-    factor, canonical = _conversion_of(analyte_name, unit)
-    if factor is None or not canonical:
-        return None
-    low = high = None
-    ref_text = ""
-    ranges = obs.get("referenceRange")
-    if ranges is not None:
-        if type(ranges) is not list:
-            return None
-        if ranges:
-            first = ranges[0]
-            if type(first) is not dict:
-                return None
-            text = first.get("text")
-            if text is not None:
-                if type(text) is not str:
-                    return None
-                ref_text = text
-            for key in ("low", "high"):
-                bound = first.get(key)
-                if bound is None:
-                    continue
-                if type(bound) is not dict:
-                    return None
-                raw_value = bound.get("value")
-                if raw_value is None:
-                    continue
-                bound_value = raw_value if type(raw_value) is float and isfinite(raw_value) else _usual_number(raw_value)
-                bound_unit = bound.get("code")
-                if bound_unit is None and bound.get("unit") is None:
-                    bound_unit = unit  # a bound without a unit is in the result's unit
-                elif type(bound_unit) is not str or not bound_unit or bound.get("system") not in _UCUM_OR_NONE:
-                    return None
-                if bound_value is None:
-                    return None
-                bound_factor, bound_canonical = (factor, canonical) if bound_unit == unit \
-                    else _conversion_of(analyte_name, bound_unit)  # usually the result's own unit
-                if bound_factor is not None and bound_canonical == canonical:
-                    if key == "low":
-                        low = bound_value * bound_factor
-                    else:
-                        high = bound_value * bound_factor
-    comparator = comparator or ""
-    interpretation, interpretation_text = _interpretations(obs)
-    if not interpretation and comparator:
-        interpretation = "<" if comparator in ("<", "<=") else ">" if comparator in (">", ">=") else ""
+    # analyte, value, unit, when, source_ref, ref_low, ref_high, interpretation, preliminary, unit_text, comparator,
+    # interpretation_text, ref_text, flags (positional: facts are built by the thousand per call)
+    # unit_text: the unit as the laboratory sent it ("" when none was: read by the code's unit, unit_by_code)
     return Measurement(analyte_name, round(value * factor, 6), canonical, effective_time(obs), ref_of(obs), low, high,
-                       interpretation, is_preliminary(obs), unit, comparator, interpretation_text, ref_text)
+                       interpretation, is_preliminary(obs), sent_unit, comparator, interpretation_text, ref_text, flags)
+
+
+def _unit_of(q: dict) -> str:
+    """A Quantity's unit: its UCUM code (or a code without a system), else its printed unit."""
+    code = q.get("code")
+    if isinstance(code, str) and code and q.get("system") in (None, UCUM):
+        return code
+    return u if isinstance(u := q.get("unit"), str) else (code if isinstance(code, str) else "")
 
 
 ANALYTE_LABELS = {
@@ -314,14 +267,16 @@ def classified_measurements(observations: Iterable[tuple[dict, str | None]], gap
     """``measurements`` of Observations already classified: (Observation, analyte of its LOINC code or None)."""
     out: dict[str, list[Measurement]] = {}
     texts = {} if texts is None else texts
+    units = UnitReader()  # this call's unit look-ups (kept for this call only)
+    names: dict[str, str | None] = {}  # this call's result names -> analyte
     for obs, analyte in observations:
         if not _usable(obs):
             continue
         if analyte is None:
-            analyte = _analyte_named(concept_text(obs.get("code")))
+            analyte = _analyte_named(concept_text(obs.get("code")), names)
         if analyte:
             bucket: list[ResultText] = texts.setdefault(analyte, [])
-            m = _measure_usual(obs, analyte) or _measure(obs, analyte, gaps, ANALYTE_LABELS.get(analyte, analyte), bucket)
+            m = _measure(obs, analyte, gaps, ANALYTE_LABELS.get(analyte, analyte), bucket, units)
             if m is not None:
                 out.setdefault(analyte, []).append(m)
     for key in [k for k, v in texts.items() if not v]:
@@ -377,12 +332,19 @@ def classify(obs: dict) -> tuple[ObservationKind, str | None]:
     return kind, analyte
 
 
-def _analyte_named(name: str) -> str | None:
-    """The analyte an Observation without a known LOINC code names (its code's text or first display)."""
-    return _analyte_of_name(name.strip().lower()) if name else None
+def _analyte_named(name: str, seen: dict[str, str | None] | None = None) -> str | None:
+    """The analyte an Observation without a known LOINC code names (its code's text or first display);
+    ``seen``: the call's own memo (result names are free text: never kept across calls)."""
+    if not name:
+        return None
+    key = name.strip().lower()
+    if seen is None:
+        return _analyte_of_name(key)
+    if key not in seen:
+        seen[key] = _analyte_of_name(key)
+    return seen[key]
 
 
-@short_key_cache(4096)  # result names repeat from patient to patient
 def _analyte_of_name(name: str) -> str | None:
     names = terminology().analyte_names
     return (names.get(name) or next((a for n, a in names.items() if n in name), None)) if name else None
@@ -462,10 +424,9 @@ def _value_text(obs: dict) -> str:
 
 _IMPLICATION = "therapeutic-implication"
 
-# pure functions of (result text, gene) that run a dozen regular expressions each; result texts repeat from
-# patient to patient ("*1/*3A", "Intermediate metabolizer"): read once each (bounded)
-_diplotype = short_key_cache(1024)(diplotype)
-_phenotype_words = short_key_cache(1024)(phenotype_words)
+# a call reads a handful of genotype results: nothing read from one patient's results is kept for the next
+_diplotype = diplotype
+_phenotype_words = phenotype_words
 
 
 def _phenotype_term(obs: dict, gene: str) -> str | None:

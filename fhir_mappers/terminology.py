@@ -16,6 +16,7 @@ CVX = "http://hl7.org/fhir/sid/cvx"
 UCUM = "http://unitsofmeasure.org"
 
 _PATH = Path(__file__).with_name("codes.toml")
+_LAB_UNITS = Path(__file__).with_name("lab_units.toml")  # laboratory-local unit strings -> UCUM, each row cited
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class Analyte:
     factors: dict[str, float]  # normalised unit -> factor to canonical
     canonical: dict[str, str] | None = None  # normalised unit -> its canonical unit, when there are several
     keep_unconverted: bool = False  # keep a value in an unknown unit (unit "") for the laboratory's range
+    # LOINC codes ("http://loinc.org|code") whose definition fixes the unit: a number sent under one of them
+    # without any unit is in the analyte's unit (eGFR: "/1.73 sq M" codes, mL/min/{1.73_m2}; codes.toml)
+    unit_by_code: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -56,18 +60,28 @@ class Terminology:
     analyte_names: dict[str, str]  # lower-case observation name -> analyte
     status_loinc: frozenset[str]
     variants: dict[str, dict[str, str]]  # gene -> HGVS / rsID -> star allele (CPIC allele definitions)
+    lab_units: dict[str, str]  # normalised printed unit -> UCUM code (lab_units.toml)
 
 
 def norm_unit(unit: str | None) -> str:
-    """Lower-case, no spaces, µ spelled either way: the form units are compared in."""
+    """The form units are compared in: superscript powers as "^3", lower case, no spaces, µ/μ as "u", × as "x"."""
     if type(unit) is str:  # units repeat from patient to patient: normalised once each
         return _norm_unit(unit)
     return ""  # None, or a number / list / object where a unit string belongs: no readable unit
 
 
+# superscript digits as laboratories print powers of ten ("10³/µL", "×10⁹/L"): written as a power, "10^3", first,
+# before anything else touches the unit, so that "10³" can never become "103" (103 per microlitre). A printing
+# that has already lost its superscript ("103/uL") stays what it says and is not read.
+_SUPERSCRIPT_RUN = re.compile("[⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+")
+_SUPERSCRIPT_DIGITS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
+
+
 @short_key_cache(2048)
 def _norm_unit(unit: str) -> str:
-    return unit.strip().lower().replace(" ", "").replace("μ", "µ")
+    unit = _SUPERSCRIPT_RUN.sub(lambda m: "^" + m.group().translate(_SUPERSCRIPT_DIGITS), unit)
+    # no spaces, lower case; the micro sign and the Greek mu are UCUM's "u" (µL = uL); the multiplication sign "x"
+    return unit.strip().lower().replace(" ", "").replace("μ", "u").replace("µ", "u").replace("×", "x")
 
 
 @cache
@@ -93,8 +107,11 @@ def terminology() -> Terminology:
             for u in [unit, *spellings]:
                 factors[norm_unit(u)] = 1.0
                 canonical[norm_unit(u)] = unit
+        unit_by_code = frozenset(f"{LOINC}|{c}" for c in spec.get("unit_by_code", []))
+        if not unit_by_code <= {f"{LOINC}|{c}" for c in spec["loinc"]}:
+            raise ValueError(f"codes.toml: analytes.{name}.unit_by_code names a code that is not the analyte's")
         analytes[name] = Analyte(name, frozenset(spec["loinc"]), spec["unit"], factors, canonical,
-                                 bool(spec.get("keep_unconverted")))
+                                 bool(spec.get("keep_unconverted")), unit_by_code)
         for code in spec["loinc"]:
             loinc_to_analyte.setdefault(code, name)
 
@@ -135,7 +152,24 @@ def terminology() -> Terminology:
         analyte_names=analyte_names,
         status_loinc=frozenset(raw["status_observations"]["loinc"]),
         variants={gene: dict(table) for gene, table in raw.get("variants", {}).items()},
+        lab_units=lab_units(),
     )
+
+
+def lab_units() -> dict[str, str]:
+    """lab_units.toml: normalised printed unit -> UCUM code. A row without a known source, or two rows that
+    give one printing two meanings, stop the load (the table is a cited fact, never a guess)."""
+    raw = tomllib.loads(_LAB_UNITS.read_text(encoding="utf-8"))
+    sources = raw["sources"]
+    out: dict[str, str] = {}
+    for row in raw["unit"]:
+        if row.get("source") not in sources:
+            raise ValueError(f"lab_units.toml: unit {row.get('printed')!r} names no known source")
+        key = norm_unit(row["printed"])
+        if out.get(key, row["ucum"]) != row["ucum"]:
+            raise ValueError(f"lab_units.toml: unit {row['printed']!r} is given two UCUM meanings")
+        out[key] = row["ucum"]
+    return out
 
 
 # Drug names repeat from patient to patient (a few thousand distinct ones): each text is searched

@@ -53,8 +53,9 @@ def render_cards(findings: list[Finding], *, drafts: dict[str, dict], patient_id
                  today: date, max_info_cards: int = 1, guideline: str = "cpic",
                  app: AppLink | None = None) -> list[dict]:
     """One card per finding, most severe first; info cards beyond ``max_info_cards`` are merged into
-    the last info card (never dropped: a check that could not be done, age, pregnancy... stay)."""
-    ordered = sorted(findings, key=lambda f: (-SEVERITY[_indicator(f)], catalogue()[f.rule_id].priority))
+    the last info card (never dropped: a check that could not be done, age, pregnancy... stay). Among info
+    cards a data gap comes after the clinical notes (``_rank``): a merged card leads with a clinical note."""
+    ordered = sorted(findings, key=_rank)
     keep = max(1, max_info_cards)
     to_merge = [f for f in ordered if _indicator(f) == "info"][keep - 1:]
     merging = {id(f) for f in to_merge} if len(to_merge) > 1 else set()  # only these need the shortest summary
@@ -72,6 +73,17 @@ def render_cards(findings: list[Finding], *, drafts: dict[str, dict], patient_id
     elif rest:
         cards.append(merged_card(rest, **kw))
     return cards
+
+
+# findings that say a check could not be done (which data, why): among info cards they come after the clinical
+# notes, so that a merged info card leads with a clinical finding, never with "some data could not be read"
+GAP_RULES = frozenset({"data-incomplete", "record-truncated"})
+
+
+def _rank(f: Finding) -> tuple[int, bool, int]:
+    """Most severe first; among info cards, clinical notes before data gaps; then the catalogue's priority."""
+    indicator = _indicator(f)
+    return -SEVERITY[indicator], indicator == "info" and f.rule_id in GAP_RULES, catalogue()[f.rule_id].priority
 
 
 def _indicator(f: Finding) -> str:

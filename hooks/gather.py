@@ -65,7 +65,10 @@ def gather(
     context: dict,
     prefetch: dict,
     deadline: Deadline,
+    optional: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, Any], list[DataGap]]:
+    """``optional``: keys that, when neither prefetched nor fetchable, are left out without a gap
+    (``OnMissing.OPTIONAL``); a failed fetch of one is a gap like any other."""
     data: dict[str, Any] = {}
     gaps: list[DataGap] = []
     queries: dict[str, str] = {}
@@ -78,6 +81,8 @@ def gather(
         query = render(template, context)
         if access.server and query:
             queries[key] = query
+        elif key in optional:
+            pass  # not a gap: it only adds results when they exist (absent, not "unavailable")
         else:
             data[key] = None
             cannot_ask.append(key)

@@ -132,7 +132,8 @@ def evaluate(request: dict, env: HookEnv, *, service: ServiceDefinition, drafts:
     needed = rules.groups_needed(orders, service.prefetch)
     wanted = {k: p for k, p in service.prefetch.items() if k in needed}
     fetchable = {k: p.template for k, p in wanted.items() if p.on_missing is not OnMissing.OMIT}
-    data, gaps = gather(env.client, access, fetchable, service.required_keys, context, prefetch, deadline)
+    data, gaps = gather(env.client, access, fetchable, service.required_keys, context, prefetch, deadline,
+                        service.optional_keys)
     data, gaps = _omitted_keys(wanted, prefetch, data, gaps)
     fhir_ms = (time.monotonic() - started) * 1000
     today = env.today()

@@ -38,6 +38,9 @@ def _templates() -> dict[str, str]:
         "height": f"Observation?patient={patient}&code={_codes(*height_codes)}&_sort=-date&_count=5",
         "pgx": f"Observation?patient={patient}&code={_codes(*pgx_codes)}",
         "labs": f"Observation?patient={patient}&code={_codes(*lab_codes)}&_sort=-date&_count=200",
+        # results the mappers recognise by name only (no LOINC code of their own is confirmed: 6-TGN, 6-MMP;
+        # fhir_mappers/codes.toml names=): every laboratory result, newest first, so that they can be read at all
+        "lab_results": f"Observation?patient={patient}&category=laboratory&_sort=-date&_count=200",
         "pregnancy": f"Observation?patient={patient}&code={_codes(*status_codes)}&_sort=-date&_count=5",
         "conditions": f"Condition?patient={patient}&clinical-status=active",
         # every status: a record without clinicalStatus is read as active, an inactive / resolved / refuted one

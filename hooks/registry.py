@@ -18,6 +18,9 @@ class OnMissing(str, Enum):
     FAIL = "fail"    # fetch it from fhirServer; without a fhirServer to ask, answer 412 Precondition Failed
     FETCH = "fetch"  # fetch it from fhirServer; if that fails, the cards say which check could not be done
     OMIT = "omit"    # never fetched: without it, the cards say which check could not be done
+    # fetched from fhirServer when one is given (a failed fetch is a card, as FETCH); without a fhirServer to
+    # ask, left out silently: the key only adds results a check needs when they exist (6-TGN, 6-MMP by name)
+    OPTIONAL = "optional"
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,10 @@ class ServiceDefinition:
     @property
     def required_keys(self) -> frozenset[str]:
         return frozenset(key for key, p in self.prefetch.items() if p.on_missing is OnMissing.FAIL)
+
+    @property
+    def optional_keys(self) -> frozenset[str]:
+        return frozenset(key for key, p in self.prefetch.items() if p.on_missing is OnMissing.OPTIONAL)
 
     def keys(self, policy: OnMissing) -> list[str]:
         return [key for key, p in self.prefetch.items() if p.on_missing is policy]

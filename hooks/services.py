@@ -15,8 +15,12 @@ from .registry import OnMissing, PrefetchKey, ServiceDefinition, register
 # every other key is fetched when not prefetched, and a failure is a card naming the check not done
 # (the immunization history for a thiopurine start after a live vaccine, stopped orders for a live
 # vaccine after a thiopurine: asked for only when the orders make them matter, see rules.groups_needed)
+# lab_results (every laboratory result, for the thiopurine metabolites read by name) is optional: the
+# metabolite check only means something when a result exists, so a request that neither prefetches it nor
+# gives a fhirServer gets no card about it (a failed fetch is a gap like any other)
 POLICY = {"patient": OnMissing.FAIL, "medications": OnMissing.FAIL,
-          "immunizations": OnMissing.FETCH, "past_medications": OnMissing.FETCH}
+          "immunizations": OnMissing.FETCH, "past_medications": OnMissing.FETCH,
+          "lab_results": OnMissing.OPTIONAL}
 THIOPURINE_PREFETCH = {key: PrefetchKey(template, POLICY.get(key, OnMissing.FETCH)) for key, template in PREFETCH.items()}
 
 DESCRIPTION = (

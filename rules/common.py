@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from functools import cache
 
-from fhir_mappers.facts import ClinicalFacts, ConditionFact, MedicationFact, Measurement
+from fhir_mappers.facts import ClinicalFacts, ConditionFact, MedicationFact, Measurement, ResultText
 
 from .knowledge_base import load
 from .knowledge_schema import PgxDrug
@@ -57,6 +58,33 @@ def below(m: Measurement, cutoff: float) -> bool:
 def above(m: Measurement, cutoff: float) -> bool:
     """The result may be above ``cutoff`` (a "> 300" result is open upwards)."""
     return m.value > cutoff or m.comparator in (">", ">=")
+
+
+LabFlag = str  # "critical_low" | "critical_high" | "critical" | "low" | "high" | "abnormal" | ""
+_FLAG_RANK = ("critical_low", "critical_high", "critical", "low", "high", "abnormal")
+
+
+@cache
+def _flag_spec() -> tuple[dict[str, str], tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]]:
+    spec = load().monitoring.lab_flags
+    by_kind = {"critical_low": spec.critical_low, "critical_high": spec.critical_high, "critical": spec.critical,
+               "low": spec.low, "high": spec.high, "abnormal": spec.abnormal}
+    codes = {c: kind for kind in reversed(_FLAG_RANK) for c in by_kind[kind]}  # the most severe kind wins a code
+
+    def words(listed: tuple[str, ...]) -> re.Pattern[str]:
+        return re.compile(r"(?<![\w-])(" + "|".join(re.escape(w) for w in listed) + r")(?![\w-])")
+    return codes, (words(spec.critical_words), words(spec.low_words), words(spec.high_words))
+
+
+def lab_flag(result: Measurement | ResultText) -> LabFlag:
+    """What the laboratory's own flag on a result says (monitoring.toml [lab_flags], HL7 v2-0078): the most
+    severe of its codes and its words ("Critical low" is critical_low). "" when it sent no flag."""
+    codes, (critical, low, high) = _flag_spec()
+    found = {codes[c] for c in (*result.flags, result.interpretation) if c in codes}
+    text = result.interpretation_text if isinstance(result, Measurement) else result.text
+    if text and critical.search(text):
+        found.add("critical_low" if low.search(text) else "critical_high" if high.search(text) else "critical")
+    return next((kind for kind in _FLAG_RANK if kind in found), "")
 
 
 def recent(measurements: list[Measurement], today, max_age_days: int) -> Measurement | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 
+from .catalogue import catalogue as _catalogue
 from .common import thiopurine_of
 from .context import CallContext, context_of
 from .findings import Finding, Indicator
@@ -55,7 +56,12 @@ _GROUPS = ("medications", "labs", "weight", "height", "conditions", "allergies",
            "past_medications")
 # conditions: without them the indication (dose range), renal impairment and pregnancy checks are undone
 _SERIOUS_GROUPS = {"medications", "labs", "weight", "patient", "allergies", "conditions"}
-_SERIOUS_GAPS = {"tpmt_activity", "neutrophils", "wbc", "platelets", "lymphocytes", "weight", "weight_conflict"}
+# eGFR: an unreadable one may hide renal impairment (a dose reduction)
+# ALT / AST: the liver-test check (withhold); 6-TGN / 6-MMP: a result that exists and cannot be read hides a
+# toxicity finding (a safety check that could not be done is never info)
+_SERIOUS_GAPS = {"tpmt_activity", "neutrophils", "wbc", "platelets", "lymphocytes", "weight", "weight_conflict", "egfr",
+                 "alt", "ast", "tgn", "mmp"}
+_SENT_IN_SUMMARY = 24  # characters of a value as sent that a summary quotes ("eGFR '<15'")
 
 
 def truncation_findings(facts: ClinicalFacts) -> list[Finding]:
@@ -98,12 +104,25 @@ def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> l
         relevant.add("immunizations")  # a thiopurine start: live vaccines in the last weeks matter
     groups = [{"key": g, "why": why_by_key.get(g, ""), "outcome": outcome_by_key.get(g, "")}
               for g in _GROUPS if g in facts.unavailable and g in relevant]
-    gaps = [{"what": g.what, "why": g.why, "key": g.key, "outcome": g.outcome} for g in facts.gaps
+    gaps = [{"what": g.what, "why": g.why, "key": g.key, "outcome": g.outcome, "sent": g.sent} for g in facts.gaps
             if not (g.key == "pgx" or g.key in _GROUPS and g.key in facts.unavailable or g.truncated_from is not None)]
     serious = bool(facts.unavailable & _SERIOUS_GROUPS) or any(g["key"] in _SERIOUS_GAPS for g in gaps)
     gaps = list({(g["what"], g["why"], g["outcome"]): g for g in gaps}.values())  # after: a merge never softens
     if not groups and not gaps:
         return []
     order, drug = orders[0]
-    return [Finding("data-incomplete", order.ref, {"variant": "thiopurine", "groups": groups, "gaps": gaps},
+    return [Finding("data-incomplete", order.ref, {"variant": "thiopurine", "groups": groups, "gaps": gaps,
+                                                   "names": _gap_names(groups, gaps)},
                     indicator="warning" if serious else "info", drug=drug)]
+
+
+def _gap_names(groups: list[dict], gaps: list[dict]) -> list[str]:
+    """What the summary names, the safety checks first (labs, weight, ...; CBC, eGFR, TPMT activity), each
+    result quoted as it was sent ("eGFR '<15'"), once each: a summary too short for all names the first.
+    Group names: catalogue.toml [groups] (the one table of group labels)."""
+    group_names = _catalogue().raw.get("groups", {})
+    named = [(g["key"] not in _SERIOUS_GROUPS, group_names.get(g["key"], {}).get("what", g["key"])) for g in groups]
+    for g in gaps:
+        sent = (g.get("sent") or "")[:_SENT_IN_SUMMARY]
+        named.append((g["key"] not in _SERIOUS_GAPS, f"{g['what']} '{sent}'" if sent else g["what"]))
+    return list(dict.fromkeys(name for _, name in sorted(named, key=lambda n: n[0])))

@@ -410,6 +410,23 @@ class ThioguanineLiver:
 
 
 @dataclass(frozen=True)
+class LabFlags:
+    """The laboratory's own flags (HL7 v2-0078 codes, and words in its interpretation text) by kind."""
+
+    source: str
+    critical_low: tuple[str, ...]
+    critical_high: tuple[str, ...]
+    critical: tuple[str, ...]
+    low: tuple[str, ...]
+    high: tuple[str, ...]
+    abnormal: tuple[str, ...]
+    critical_words: tuple[str, ...]
+    low_words: tuple[str, ...]
+    high_words: tuple[str, ...]
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Plausible:
     """Per analyte (canonical units of ``fhir_mappers/codes.toml``), the range outside which a laboratory
     value is a recording error (``rules/plausibility.py``); an analyte not named is not checked."""
@@ -445,6 +462,7 @@ class MonitoringFile:
     tpmt_activity: TpmtActivity
     aih: Aih
     thioguanine_liver: ThioguanineLiver
+    lab_flags: LabFlags
     plausible: Plausible | None = None
 
 

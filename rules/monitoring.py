@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from fhir_mappers.facts import ClinicalFacts, Measurement
+from fhir_mappers.facts import ClinicalFacts, Measurement, ResultText
 
-from .common import CodeMatcher, above, below, therapy_unknown
+from .common import CodeMatcher, above, below, lab_flag, therapy_unknown
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, Finding, OrderTest
 from .knowledge_base import load
@@ -134,19 +134,43 @@ def cbc_due_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> li
 
 
 def _value(m: Measurement) -> dict:
-    # a preliminary result is used, and every card on it says so (value line and summary)
+    # a preliminary result is used, and every card on it says so (value line and summary); a limit result
+    # keeps its comparator ("<15", never "15") and the laboratory's flag travels with it
     return {"analyte": m.analyte, "value": round(m.value, 2), "date": m.when.date().isoformat() if m.when else "",
-            "ref_high": m.ref_high, "preliminary": m.preliminary}
+            "ref_high": m.ref_high, "preliminary": m.preliminary, "comparator": m.comparator,
+            "flag": lab_flag(m), "flag_code": m.interpretation if m.interpretation not in ("<", ">") else ""}
 
 
-def conflicts(facts: ClinicalFacts, ms: list[Measurement]) -> list[dict]:
+def reported(facts: ClinicalFacts, analyte: str, max_age_days: int, m: Measurement | None) -> ResultText | None:
+    """The newest result of ``analyte`` that could not be used as a number (a unit this service does not convert,
+    no unit, words), when it is not older than the newest usable one ``m``: a card quotes it as sent."""
+    r = next((r for r in facts.result_texts.get(analyte, []) if r.when is not None), None)
+    if r is None or r.when is None or r.when.date() < facts.today - timedelta(days=max_age_days):
+        return None
+    if m is not None and m.when is not None and r.when < m.when:
+        return None
+    return r
+
+
+def _as_reported(r: ResultText) -> dict:
+    """A result a card quotes as the laboratory sent it (value and unit), with the laboratory's flag."""
+    return {"analyte": r.analyte, "value": None, "as_sent": r.value_text or r.text[:60], "date": r.when.date().isoformat() if r.when else "",
+            "ref_high": None, "preliminary": r.preliminary, "comparator": "", "flag": lab_flag(r),
+            "flag_code": r.interpretation, "unit_text": r.unit_text}
+
+
+def conflicts(facts: ClinicalFacts, ms: list) -> list[dict]:
     """Results of the same date and time that disagree with the ones a card rests on (the card says so)."""
     return [{"analyte": m.analyte, "value": round(m.value, 2), "date": m.when.date().isoformat() if m.when else "",
-             "others": [round(x.value, 2) for x in others]} for m in ms if (others := disagreeing(facts, m))]
+             "comparator": m.comparator, "others": [round(x.value, 2) for x in others],
+             "others_comparators": [x.comparator for x in others]} for m in ms
+            if isinstance(m, Measurement) and (others := disagreeing(facts, m))]
 
 
-def _results(ms: list[Measurement], facts: ClinicalFacts | None = None) -> dict:
-    out: dict = {"results": [_value(m) for m in ms], "preliminary": any(m.preliminary for m in ms)}
+def _results(ms: list, facts: ClinicalFacts | None = None) -> dict:
+    """Card values of results: Measurements, and ResultTexts quoted as reported."""
+    out: dict = {"results": [_value(m) if isinstance(m, Measurement) else _as_reported(m) for m in ms],
+                 "preliminary": any(m.preliminary for m in ms)}
     if facts is not None and (found := conflicts(facts, ms)):
         out["same_time_conflicts"] = found
     return out
@@ -160,12 +184,17 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
     age = kb.cbc.result_max_age_days
     order, drug = orders[0]
     findings = []
-    severe, low = [], []
+    severe: list = []
+    low: list = []
     for analyte in ("neutrophils", "wbc", "platelets"):
         m = latest(facts, analyte, age)
+        r = reported(facts, analyte, age, m)
+        if r is not None and lab_flag(r) == "critical_low":
+            severe.append(r)  # flagged critical by the laboratory, in a unit not converted: quoted as reported
+            continue
         if m is None:
             continue
-        if below(m, getattr(kb.severe_cytopenia, f"{analyte}_below")):
+        if below(m, getattr(kb.severe_cytopenia, f"{analyte}_below")) or lab_flag(m) == "critical_low":
             severe.append(m)
         elif below(m, getattr(kb.cytopenia, f"{analyte}_below")):
             low.append(m)
@@ -186,10 +215,17 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
                                                          "advice": advice,
                                                          "also_severe": bool(severe)}, drug=drug))
     liver = kb.liver
-    bad = []
+    bad: list = []
     for analyte in LIVER:
         m = latest(facts, analyte, age)
+        r = reported(facts, analyte, age, m)
+        if r is not None and lab_flag(r) in ("critical_high", "critical"):
+            bad.append(r)  # flagged critical by the laboratory, not converted: quoted as reported
+            continue
         if m is None:
+            continue
+        if lab_flag(m) in ("critical_high", "critical"):
+            bad.append(m)
             continue
         over_uln = m.ref_high is not None and above(m, liver.uln_multiple_above * m.ref_high)
         if above(m, liver.alt_ast_above) or over_uln:
@@ -204,7 +240,11 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
             findings.append(Finding("liver-tests", order.ref, {**_results(bad, facts), "aih": aih}, drug=drug))
     met = kb.metabolites
     tgn, mmp = latest(facts, "tgn", age), latest(facts, "mmp", age)
-    high = [m for m in (tgn, mmp) if m and above(m, getattr(met, f"{m.analyte}_above"))]
+    high: list = [m for m in (tgn, mmp) if m and above(m, getattr(met, f"{m.analyte}_above"))]
+    for analyte, m in (("tgn", tgn), ("mmp", mmp)):  # flagged high by the laboratory, not converted: as reported
+        r = reported(facts, analyte, age, m)
+        if r is not None and lab_flag(r) in ("high", "critical_high", "critical"):
+            high = [x for x in high if x is not m] + [r]
     if high:
         findings.append(Finding("metabolites-high", order.ref, _results(high, facts), drug=drug))
     elif tgn and below(tgn, met.tgn_below):
@@ -321,5 +361,5 @@ def tpmt_high_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> 
     return [Finding("tpmt-activity-high", orders[0][0].ref, {"activity": evidence}, drug=orders[0][1])]
 
 
-__all__ = ["cbc_due_findings", "lab_findings", "tpmt_activity_status", "tpmt_high_findings", "latest",
+__all__ = ["cbc_due_findings", "lab_findings", "tpmt_activity_status", "tpmt_high_findings", "latest", "reported",
            "aih_start_findings", "thioguanine_liver_findings"]

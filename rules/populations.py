@@ -258,7 +258,9 @@ def renal_findings(facts: ClinicalFacts, ref: str, drug: str) -> list[Finding]:
     low_egfr = egfr is not None and below(egfr, spec.egfr_below)
     if low_egfr or aki:
         values: dict = {"egfr": egfr.value if low_egfr and egfr else None,
-                        "egfr_comparator": egfr.comparator if low_egfr and egfr else "",
+                        "egfr_comparator": egfr.comparator if low_egfr and egfr else "",  # "<15", never "15"
+                        # a reported eGFR sent without a unit, read by its LOINC code (never a computed one)
+                        "egfr_no_unit": bool(low_egfr and egfr and computed is None and not egfr.unit_text),
                         "date": egfr.when.date().isoformat() if low_egfr and egfr and egfr.when else "",
                         "condition": aki, "computed": computed if low_egfr else None}
         if low_egfr and egfr and computed is None:

@@ -126,7 +126,7 @@ def prefetch(*, pgx: list[dict] | None = None, weights: list[dict] | None = None
              labs: list[dict] | None = None, conditions: list[dict] | None = None, pt: dict | None = None,
              allergies: list[dict] | None = None, status: list[dict] | None = None,
              immunizations: list[dict] | None = None, past_meds: list[dict] | None = None,
-             heights: list[dict] | None = None) -> dict:
+             heights: list[dict] | None = None, lab_results: list[dict] | None = None) -> dict:
     return {
         "patient": pt or patient(),
         "medications": bundle(*(meds or [])),
@@ -134,6 +134,7 @@ def prefetch(*, pgx: list[dict] | None = None, weights: list[dict] | None = None
         "height": bundle(*(heights or [])),
         "pgx": bundle(*(pgx if pgx is not None else normal_pgx())),
         "labs": bundle(*(labs if labs is not None else normal_labs())),
+        "lab_results": bundle(*(lab_results or [])),  # results read by name (6-TGN, 6-MMP): category=laboratory
         "pregnancy": bundle(*(status or [])),
         "conditions": bundle(*(conditions or [])),
         "allergies": bundle(*(allergies or [])),

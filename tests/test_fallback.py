@@ -85,7 +85,8 @@ def test_absent_prefetch_fetches_everything_in_parallel(call):
     from hooks.services import THIOPURINE_PREFETCH
 
     observation_keys = [k for k, p in THIOPURINE_PREFETCH.items() if p.template.startswith("Observation?")]
-    assert "height" in observation_keys and len(observation_keys) == 5  # weight and height are separate queries
+    # weight and height are separate queries; lab_results asks by category for results read by name (6-TGN, 6-MMP)
+    assert "height" in observation_keys and "lab_results" in observation_keys and len(observation_keys) == 6
     assert paths.count("Observation") == len(observation_keys) and "pt-1" in paths and "AllergyIntolerance" in paths and "Immunization" in paths and "MedicationRequest" in paths and "Condition" in paths
     assert rule_ids(cards) == ["pgx-poor-metabolizer"]
 
