@@ -207,13 +207,59 @@ def _fraction_only(limit: DoseLimit | None) -> bool:
     return limit is not None and limit.factor_high is not None and limit.high_mg is None and limit.low_mg is None
 
 
-def attach_plans(findings: list[Finding], facts: ClinicalFacts) -> dict[str, DosePlan]:
+def attach_plans(findings: list[Finding], facts: ClinicalFacts, ctx: CallContext | None = None,
+                 weight_max_age_days: int = 90) -> dict[str, DosePlan]:
+    """One dose plan per order, from the usual dose for the indication and body size (see
+    ``rules.doseplan``); a card whose whole point was the dose (allopurinol's fraction) and whose
+    order already follows the advice becomes an info note saying so (``values["consistent"]``)."""
+    ctx = context_of(facts, ctx)
     meds = {m.ref: m for m in facts.orders + facts.active_medications if m.ref and m.daily_dose is not None}
-    plans = plan_doses(findings, {ref: m.daily_dose.mg for ref, m in meds.items() if m.daily_dose is not None}, indicator_of, priority_of)
+    usual: dict[str, float] = {}
+    forms_of: dict[str, str] = {}
+    for ref, m in meds.items():
+        drug = thiopurine_of(m)
+        if not drug:
+            continue
+        basis = ctx.size_basis(m, drug, weight_max_age_days)
+        if basis["kind"] != "ordered" and basis["reference_mg"]:
+            usual[ref] = basis["reference_mg"]
+        if m.daily_dose is not None and m.daily_dose.form:
+            forms_of[ref] = m.daily_dose.form
+    plans = plan_doses(findings, {ref: m.daily_dose.mg for ref, m in meds.items() if m.daily_dose is not None},
+                       indicator_of, priority_of, usual, forms_of)
     for f in findings:
         if f.order_ref in plans and not f.values.get("order_stopped"):
             f.values["plan"] = plans[f.order_ref].values()
+            if f.rule_id in CONSISTENT_AS_INFO and not plans[f.order_ref].change and not f.stops_order \
+                    and not f.values.get("contraindicated"):
+                f.values["consistent"] = True
+                f.indicator = "info"
     return plans
+
+
+# dose advice whose card, once the order follows it, is at most an info note (issue 17: an order that
+# already follows the advice is not alerted again)
+CONSISTENT_AS_INFO = frozenset({"interaction-xanthine-oxidase"})
+
+
+def without_replaced(facts: ClinicalFacts) -> ClinicalFacts:
+    """An active order that a selected draft renews or replaces (the draft's priorPrescription or basedOn
+    names it, and they share an ingredient) is not a second order: it gets no card or dose of its own,
+    and no interaction is counted twice through it."""
+    replaced = {ref for o in facts.orders if o.is_draft and o.replaces for ref in o.replaces}
+    if not replaced:
+        return facts
+    by_draft = [(o.replaces, o.ingredients) for o in facts.orders if o.is_draft and o.replaces]
+
+    def gone(m: MedicationFact) -> bool:
+        key = m.ref.rsplit("/", 2)[-2:] if m.ref else []
+        short = "/".join(key)
+        return any(short in refs and m.ingredients & ingredients for refs, ingredients in by_draft)
+
+    active = [m for m in facts.active_medications if not gone(m)]
+    if len(active) == len(facts.active_medications):
+        return facts
+    return replace(facts, active_medications=active)
 
 
 def unreadable_doses(facts: ClinicalFacts) -> ClinicalFacts:
@@ -238,7 +284,7 @@ def unreadable_doses(facts: ClinicalFacts) -> ClinicalFacts:
 
 def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list[Finding]:
     days = options.weight_max_age_days
-    facts = unreadable_doses(facts)
+    facts = without_replaced(unreadable_doses(facts))
     ctx = CallContext(facts)  # what several rules derive from these facts, once for this call
     findings: list[Finding] = []
     findings += population_findings(facts, ctx)        # hypersensitivity first: it outranks dosing
@@ -253,7 +299,7 @@ def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list
     findings += data_gap_findings(facts, ctx)
     findings += truncation_findings(facts)
     findings = drop_superseded(findings)
-    attach_plans(findings, facts)
+    attach_plans(findings, facts, ctx, days)
     for f in findings:
         f.values.setdefault("guideline", options.guideline)
     return findings

@@ -199,6 +199,12 @@ def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_da
         out["standard"] = per_kg
         if w is not None and per_kg:
             out.update(kind="kg", reference_mg=per_kg * w.value)
+    if out["reference_mg"] is None and out["standard"]:
+        # no usable size: the usual dose of a small reference adult (dosing.toml size_missing_reference_*),
+        # never the ordered dose (a reduction from the ordered dose would cut an order already reduced again)
+        general = dosing["general"]
+        size = general["size_missing_reference_m2"] if onc is not None else general["size_missing_reference_kg"]
+        out.update(kind="reference_adult", reference_size=size, reference_mg=out["standard"] * size)
     if out["reference_mg"] is None and order.daily_dose is not None:
         out["reference_mg"] = order.daily_dose.mg
     return out

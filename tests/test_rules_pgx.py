@@ -80,9 +80,11 @@ def test_suggested_dose_rounds_down_to_25_mg():
     assert isinstance(f.actions[0], ChangeDose) and f.actions[0].daily_mg == 75 and f.values["plan"]["kind"] == "daily"
 
 
-def test_without_weight_the_ordered_dose_is_the_reference():
-    (f,) = planned(facts("*1/*3A", kg=None, daily_mg=200))  # 50 % of 200 = 100
-    assert isinstance(f.actions[0], ChangeDose) and f.actions[0].daily_mg == 100
+def test_without_weight_a_small_adult_is_the_reference():
+    # never the ordered dose (issue 17: a reduction from the ordered dose cuts a reduced order again):
+    # 2 mg/kg/day x 50 kg = 100 mg; 30-50 % = 30-50 mg/day
+    (f,) = planned(facts("*1/*3A", kg=None, daily_mg=200))
+    assert isinstance(f.actions[0], ChangeDose) and f.actions[0].daily_mg == 50
     assert "no usable body weight" in detail_of(f)
 
 
