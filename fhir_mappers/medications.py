@@ -237,14 +237,14 @@ def read_dose(resource: dict, strength: Strength) -> DoseReading:
         if quantity is not None:
             low_mg, problem, per_kg = _to_mg(quantity, strength)
             high_mg = low_mg
-            forms.add(_form_of(quantity))
+            forms.add(quantity_form(quantity))
         elif dose_range is not None:
             low_q, high_q = dose_range.get("low"), dose_range.get("high")
             if not isinstance(high_q, dict):
                 return DoseReading(None, "the dose range has no upper limit")
             high_mg, problem, per_kg = _to_mg(high_q, strength)
             low_mg = _to_mg(low_q, strength)[0] if isinstance(low_q, dict) else high_mg
-            forms.add(_form_of(high_q))
+            forms.add(quantity_form(high_q))
         else:
             return DoseReading(None, "the order gives no dose amount")
         if problem:
@@ -272,7 +272,7 @@ def read_dose(resource: dict, strength: Strength) -> DoseReading:
     return DoseReading(DailyDose(round(low, 3), round(high, 3), "; ".join(texts), form), "", "", per_kg_flags == {True})
 
 
-def _form_of(q: dict) -> str:
+def quantity_form(q: dict) -> str:
     """"suspension" for a dose in mL, "tablet" for one in tablets/units, else "" (mg, mg/kg...)."""
     nu = norm_unit(_unit_of(q))
     if nu in _VOLUME:
