@@ -110,10 +110,27 @@ def warfarin_findings(facts: ClinicalFacts, meds: Medications | None = None) -> 
     for t, tp, o, new in _pairs(facts, lambda m: bool(m.ingredients & drugs), meds, ingredients=drugs):
         findings.append(Finding(
             "interaction-warfarin", t.ref, {"new": new, "thiopurine_state": _state(t), "other_state": _state(o),
-                                            "within_days": spec["inr_within_days"]},
+                                            "within_days": spec["inr_within_days"],
+                                            "direction": _thiopurine_change(facts, t, tp, new)},
             [OrderTest(spec["inr_loinc"], spec["inr_display"], label="order_inr", reason=spec["reason"],
                        within_days=spec["inr_within_days"])], drug=tp))
     return findings
+
+
+def _thiopurine_change(facts: ClinicalFacts, t: MedicationFact, tp: str, new: str) -> str:
+    """How the thiopurine changes with this order: "start", "increase", "decrease", "same", or
+    "warfarin_start" (warfarin is the new order). The INR moves the other way from the thiopurine:
+    a start or increase lowers it, a cut raises it (Imuran label: azathioprine inhibits warfarin)."""
+    if new != "thiopurine":
+        return "warfarin_start"
+    before = [m.daily_dose.mg for m in facts.active_medications
+              if tp in m.ingredients and m is not t and m.daily_dose is not None]
+    if not any(tp in m.ingredients for m in facts.active_medications if m is not t):
+        return "start"
+    if not before or t.daily_dose is None:
+        return "same"
+    was, now = max(before), t.daily_dose.mg
+    return "decrease" if now < was - 1e-6 else "increase" if now > was + 1e-6 else "same"
 
 
 def _live(m) -> list[str]:
