@@ -50,8 +50,8 @@ def _old_quantity(dosage: dict) -> dict | None:
 
 def _times_a_day(dosage: dict) -> tuple[int, dict | None]:
     """(administrations a day, the draft's repeat) for a plain "N times every 1 day" schedule, else (1, None)."""
-    timing = dosage.get("timing") if isinstance(dosage.get("timing"), dict) else {}
-    repeat = timing.get("repeat") if isinstance(timing.get("repeat"), dict) else {}
+    timing: dict = t if isinstance(t := dosage.get("timing"), dict) else {}
+    repeat: dict = r if isinstance(r := timing.get("repeat"), dict) else {}
     freq = repeat.get("frequency")
     if isinstance(freq, int) and not isinstance(freq, bool) and 2 <= freq <= 4 and repeat.get("period") in (1, 1.0) \
             and repeat.get("periodUnit") == "d" and not repeat.get("dayOfWeek"):
@@ -125,9 +125,9 @@ def shape(regimen: Regimen, draft: dict, drug: str, route: dict | None = None) -
     words = regimen_text(regimen)
     if regimen.days_per_week:
         q, _ = quantity(regimen.per_dose_mg, regimen.ml)
-        repeat = {"frequency": regimen.days_per_week, "period": 1, "periodUnit": "wk",
+        weekly: dict[str, Any] = {"frequency": regimen.days_per_week, "period": 1, "periodUnit": "wk",
                   "dayOfWeek": ["mon", "wed", "fri"][:regimen.days_per_week]}
-        out = [{"text": words, "timing": {"repeat": repeat}, "doseAndRate": [{"doseQuantity": q}]}]
+        out: list[dict[str, Any]] = [{"text": words, "timing": {"repeat": weekly}, "doseAndRate": [{"doseQuantity": q}]}]
     elif regimen.alt_mg is not None:
         out = []
         for day, dose in ((1, regimen.per_dose_mg), (2, regimen.alt_mg)):
