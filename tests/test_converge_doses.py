@@ -50,15 +50,16 @@ def test_headline_boundary_at_the_top_of_the_advised_range(sign, ordered, change
 
 
 # ------------------------------------------------------------ allopurinol alone
-@pytest.mark.parametrize("ordered, changed", [(50, False), (37.5, False), (51, True), (150, True)])
-def test_allopurinol_fraction_of_the_usual_dose_not_of_the_order(sign, ordered, changed):
+@pytest.mark.parametrize("ordered, changed, where", [(25, False, "below"), (37.5, False, "within"),
+                                                     (50, False, "within"), (51, True, ""), (150, True, "")])
+def test_allopurinol_fraction_of_the_usual_dose_not_of_the_order(sign, ordered, changed, where):
     # 75 kg: usual 2 mg/kg/day = 150 mg; one-quarter to one-third = 37.5-50 mg/day
     cards = sign([med_request(daily_mg=ordered)], meds=[ALLO])
     xoi = _card(cards, "interaction-xanthine-oxidase")
     assert bool(dose_updates(cards)) is changed
     assert "every other day" not in xoi["summary"] or changed
     if not changed:
-        assert xoi["indicator"] == "info" and "within the reduced range" in xoi["summary"]
+        assert xoi["indicator"] == "info" and f"{where} the reduced range (37.5-50 mg/day)" in xoi["summary"]
     else:
         assert xoi["indicator"] == "critical" and "50 mg/day" in xoi["summary"]
 
@@ -195,3 +196,22 @@ def test_imuran_label_cited_by_its_named_sections_never_numbers(sign):
     cards = sign([med_request(daily_mg=150)], pgx=TPMT_IM, conditions=[LN], meds=[ALLO, WARFARIN])
     sources = " ".join(c["detail"].split("**Sources**")[-1] for c in cards)
     assert "IMURAN label" in sources and "section 7" not in sources and "sections 2.4" not in sources
+
+
+# ------------------------------------------------------------ no usual dose: no figure from the ordered dose
+@pytest.mark.parametrize("ordered", [80, 40, 20])
+def test_thioguanine_band_is_not_applied_to_the_ordered_dose(sign, ordered):
+    cards = sign([med_request("10485", "thioguanine 40 MG Oral Tablet", id="tg", daily_mg=ordered)], pgx=TPMT_IM)
+    c = _card(cards, "pgx-reduce-dose")
+    assert not dose_updates(cards) and "of the normal dose" in c["summary"]
+    assert "reduce to" not in c["summary"]
+
+
+def test_update_of_a_renewal_keeps_what_it_renews(sign):
+    prior = med_request(id="aza-prior", status="active", daily_mg=150, authored=days_ago(120))
+    renewal = dict(med_request(id="aza-renew", daily_mg=150), priorPrescription={"reference": "MedicationRequest/aza-prior"},
+                   basedOn=[{"reference": "MedicationRequest/aza-prior"}])
+    (u,) = dose_updates(sign([renewal, ALLO_DRAFT], meds=[prior]))
+    assert u["resource"]["id"] == "aza-renew"
+    assert u["resource"]["priorPrescription"] == {"reference": "MedicationRequest/aza-prior"}
+    assert u["resource"]["basedOn"] == [{"reference": "MedicationRequest/aza-prior"}]

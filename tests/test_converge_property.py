@@ -129,6 +129,13 @@ CASES = {
     "mercaptopurine-ml": _req([med_request("1234", "mercaptopurine 20 MG/ML Oral Suspension", id="mp",
                                            dosages=[b.dosage(5, unit="mL", code="mL")])], meds=[ALLO]),
     "above-range": _req([med_request(daily_mg=300)], conditions=[LN]),
+    "above-range-with-allopurinol": _req([med_request(daily_mg=300)], conditions=[LN], meds=[ALLO], pgx=TPMT_IM),
+    "thioguanine-im": _req([med_request("10485", "thioguanine 40 MG Oral Tablet", id="tg", daily_mg=80)], pgx=TPMT_IM),
+    "renewal-with-allopurinol": _req([dict(med_request(id="aza-renew", daily_mg=150),
+                                           priorPrescription={"reference": "MedicationRequest/aza-prior"}),
+                                      med_request("519", "allopurinol 100 MG Oral Tablet", id="allo-new", daily_mg=300)],
+                                     meds=[med_request(id="aza-prior", status="active", daily_mg=150,
+                                                       authored=days_ago(120))]),
 }
 
 
