@@ -95,8 +95,8 @@ def shape(regimen: Regimen, draft: dict, drug: str, route: dict | None = None) -
     forms = load()["dosing"]["forms"].get(drug, {})
 
     def quantity(mg: float, ml: float | None) -> tuple[dict, str]:
-        if regimen.form == "suspension" and ml is not None and (written == "suspension" or strength.per_ml_mg):
-            # mL only for an order of the suspension itself: a tablet product's order in mL would be wrong
+        if regimen.form == "suspension" and ml is not None and written == "suspension":
+            # mL only where the prescriber wrote mL (an order in mg stays in mg; a tablet product never gets mL)
             return _ml(ml), f"{fmt_mg(mg)} mg ({fmt_mg(ml)} mL)"
         if written == "tablet" and (q := _tablets(mg, old_q, strength.per_unit_mg)) is not None:
             unit = q.get("unit") or "tablet"
