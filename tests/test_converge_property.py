@@ -90,14 +90,28 @@ def assert_converges(call, req: dict) -> None:
                     any("ask a specialist" in c["summary"] for c in first)
 
 
-@pytest.fixture(params=["cpic", "dpwg"])
-def call(request, tmp_path):
+def _app(guideline: str, evaluation_date: str | None):
+    """The examples are dated for 2026-11-23 (as their snapshots); the cases built here are dated from today."""
     from service import create_app
+
+    key = (guideline, evaluation_date)
+    if key not in _APPS:
+        config = {"auth_required": False, "database_url": "sqlite:///:memory:", "guideline": guideline}
+        if evaluation_date:
+            config["evaluation_date"] = evaluation_date
+        _APPS[key] = create_app(config)
+    return _APPS[key]
+
+
+_APPS: dict = {}
+
+
+@pytest.fixture(params=["cpic", "dpwg"])
+def call(request):
     from tests.builders import SERVICE
 
-    app = create_app({"auth_required": False, "evaluation_date": "2026-11-23", "database_url": "sqlite:///:memory:",
-                      "guideline": request.param})
-    client = app.test_client()
+    dated = "2026-11-23" if "example" in request.node.name else None
+    client = _app(request.param, dated).test_client()
 
     def _call(req: dict) -> list[dict]:
         resp = client.post(f"/cds-services/{SERVICE[req['hook']]}", json=req)
@@ -142,3 +156,42 @@ CASES = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_own_cases_converge(call, name):
     assert_converges(call, CASES[name])
+
+
+# ------------------------------------------------------------ generated cases
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+NUDT15_IM = [b.genotype_ig("TPMT", "*1/*1"), b.genotype_ig("NUDT15", "*1/*3")]
+BOTH_IM = [b.genotype_ig("TPMT", "*1/*3A"), b.genotype_ig("NUDT15", "*1/*3")]
+DRUGS = [("197388", "azathioprine 50 MG Oral Tablet"), ("197931", "mercaptopurine 50 MG Oral Tablet")]
+
+
+@st.composite
+def cases(draw):
+    rxnorm, name = draw(st.sampled_from(DRUGS))
+    per_dose = draw(st.sampled_from([12.5, 25, 37.5, 50, 75, 100, 150, 200]))
+    freq = draw(st.sampled_from([1, 2, 3]))
+    pgx = draw(st.sampled_from([None, TPMT_IM, NUDT15_IM, BOTH_IM]))
+    kg = draw(st.one_of(st.none(), st.integers(min_value=35, max_value=120)))
+    meds = [ALLO] if draw(st.booleans()) else []
+    conditions = [LN] if draw(st.booleans()) else []
+    order = med_request(rxnorm, name, id="gen", dosages=[b.dosage(per_dose, frequency=freq)])
+    return b.hook_request("order-sign", orders=[order], pre=b.prefetch(
+        pgx=pgx, meds=meds, conditions=conditions, weights=[weight(kg)] if kg else []))
+
+
+@pytest.mark.parametrize("guideline", ["cpic", "dpwg"])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(req=cases())
+def test_generated_orders_converge(guideline, req):
+    from tests.builders import SERVICE
+
+    client = _app(guideline, None).test_client()
+
+    def _call(r):
+        resp = client.post(f"/cds-services/{SERVICE[r['hook']]}", json=r)
+        assert resp.status_code == 200
+        return resp.get_json()["cards"]
+
+    assert_converges(_call, req)
+
