@@ -113,7 +113,7 @@ def warfarin_findings(facts: ClinicalFacts, meds: Medications | None = None) -> 
                                             "within_days": spec["inr_within_days"],
                                             "direction": _thiopurine_change(facts, t, tp, new)},
             [OrderTest(spec["inr_loinc"], spec["inr_display"], label="order_inr", reason=spec["reason"],
-                       within_days=spec["inr_within_days"])], drug=tp))
+                       within_days=spec["inr_within_days"])], drug=tp, sources=tuple(spec.get("sources", ()))))
     return findings
 
 
