@@ -122,9 +122,13 @@ def card(f: Finding, r: Rendered, *, drafts: dict[str, dict], patient_id: str | 
             links.append({"label": s.label, "url": s.url, "type": "absolute"})
     if links:
         out["links"] = links
-    suggestions = [s for s in (_suggestion(f, a, drafts, patient_id, today, guideline) for a in f.actions) if s]
+    made = [(a, s) for a, s in ((a, _suggestion(f, a, drafts, patient_id, today, guideline)) for a in f.actions) if s]
+    suggestions = [s for _, s in made]
     if suggestions:
-        suggestions[0]["isRecommended"] = True
+        # the first suggestion that may be recommended (cancelling allopurinol is only ever an option)
+        first = next((s for a, s in made if getattr(a, "recommended", True)), None)
+        if first is not None:
+            first["isRecommended"] = True
         out["suggestions"] = suggestions
         alternatives = sum(isinstance(a, (ChangeDose, CancelOrder)) for a in f.actions) > 1
         out["selectionBehavior"] = "at-most-one" if alternatives or len(suggestions) == 1 else "any"

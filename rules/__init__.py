@@ -202,6 +202,19 @@ def drop_superseded(findings: list[Finding]) -> list[Finding]:
     return out
 
 
+_PGX_DOSE = frozenset({"pgx-reduce-dose", "pgx-poor-metabolizer"})
+
+
+def drop_range_under_pgx(findings: list[Finding]) -> list[Finding]:
+    """One card per problem, one dose per order: the indication's maximum (``dose-above-range``) is
+    superseded on an order whose TPMT/NUDT15 plan already sets a lower dose (every PGx target is a
+    fraction of the normal dose, which is at or under the indication's maximum). A critical one (far
+    above the maximum: a recording error?) stays, and carries the one plan."""
+    pgx = {f.order_ref for f in findings if f.rule_id in _PGX_DOSE and f.dose is not None and f.order_ref}
+    return [f for f in findings if not (f.rule_id == "dose-above-range" and f.order_ref in pgx
+                                        and f.indicator != "critical")]
+
+
 def _fraction_only(limit: DoseLimit | None) -> bool:
     """A limit that is only a fraction of whatever dose is given (allopurinol: 1/4-1/3 of it)."""
     return limit is not None and limit.factor_high is not None and limit.high_mg is None and limit.low_mg is None
@@ -299,6 +312,7 @@ def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list
     findings += data_gap_findings(facts, ctx)
     findings += truncation_findings(facts)
     findings = drop_superseded(findings)
+    findings = drop_range_under_pgx(findings)
     attach_plans(findings, facts, ctx, days)
     for f in findings:
         f.values.setdefault("guideline", options.guideline)

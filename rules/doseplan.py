@@ -35,10 +35,12 @@ class DosePlan:
     range_low: float | None = None  # the recommended range itself (not capped at the ordered dose)
     range_high: float | None = None
     advised_days: int | None = None  # the schedule the advice sets (per dose), kept when the order follows it
+    accept_high: float | None = None  # an order at or under this is not cut (the guideline's band); None: range_high
 
     @property
     def change(self) -> bool:
-        return not follows(self.ordered_mg, self.high_mg, self.days_per_week or self.advised_days)
+        top = self.accept_high if self.accept_high is not None else self.high_mg
+        return not follows(self.ordered_mg, max(top, self.high_mg), self.days_per_week or self.advised_days)
 
     @property
     def kind(self) -> str:
@@ -47,6 +49,10 @@ class DosePlan:
         if self.regimen is None:
             return "specialist"
         return "suspension" if self.regimen.form == "suspension" else self.regimen.kind
+
+    def _accept_top(self) -> float:
+        top = self.high_mg if self.range_high is None else self.range_high
+        return top if self.accept_high is None else max(top, self.accept_high)
 
     def values(self) -> dict:
         r = self.regimen
@@ -57,6 +63,9 @@ class DosePlan:
             "preliminary": self.preliminary,
             "range": {"low": self.range_low, "high": self.high_mg if self.range_high is None else self.range_high,
                       "days_per_week": self.days_per_week or self.advised_days},
+            # the range an order is accepted in (the guideline's band; the suggestion aims at "range")
+            "accept": {"low": self.range_low, "high": self._accept_top(),
+                       "days_per_week": self.days_per_week or self.advised_days},
             "regimen": None if r is None else {
                 "per_dose": r.per_dose_mg, "alt": r.alt_mg, "every_days": r.every_days,
                 "days_per_week": r.days_per_week, "form": r.form, "ml": r.ml, "avg": r.avg_daily_mg,
@@ -99,8 +108,20 @@ def practical_regimen(drug: str, low: float | None, high: float, days_per_week: 
         candidates.sort(key=lambda r: -r.avg_daily_mg if r.avg_daily_mg <= high + EPS else math.inf)
     for r in candidates:  # simplest first: daily, alternate days, three times a week
         if floor_mg <= r.avg_daily_mg <= high + EPS:
+            if single and r.avg_daily_mg < high * point_min_fraction() - EPS:
+                # a point figure (DPWG 50 %) the tablets undershoot by more than the product's tolerance:
+                # the oral suspension gives it (34.9 mg: 1.7 mL = 34 mg, not 25 mg), if the drug has one
+                closer = _suspension(spec, high * point_min_fraction(), high, None)
+                if closer is not None:
+                    return closer
             return r
     return _suspension(spec, low, high, None)
+
+
+def point_min_fraction() -> float:
+    """A point figure's practical dose is at least this fraction of it when a form can give it
+    (dosing.toml [general] point_dose_min_fraction, product policy)."""
+    return float(load()["dosing"]["general"].get("point_dose_min_fraction", 0.9))
 
 
 def _suspension(spec: dict, low: float | None, high: float, days_per_week: int | None) -> Regimen | None:
@@ -145,6 +166,15 @@ def combine(limits: list[DoseLimit], usual: float | None, ordered: float | None 
     return low, high, days
 
 
+def accept_top(limits: list[DoseLimit], usual: float | None, ordered: float | None = None) -> float:
+    """The top of the range an order is accepted in: as ``combine``'s high, with each limit's
+    ``accept_high_mg`` (the guideline's own band) in place of its suggested ``high_mg``."""
+    widened = [DoseLimit(lim.rule_id, high_mg=lim.accept_high_mg if lim.accept_high_mg is not None else lim.high_mg,
+                         low_mg=lim.low_mg, factor_low=lim.factor_low, factor_high=lim.factor_high,
+                         days_per_week=lim.days_per_week, qualitative=lim.qualitative) for lim in limits]
+    return combine(widened, usual, ordered)[1]
+
+
 def follows(ordered: float, high: float, days_per_week: int | None) -> bool:
     """The ordered daily dose is already at or under the advice (``high`` per dose when the advice
     also sets a schedule of ``days_per_week``: the daily average of that schedule)."""
@@ -176,14 +206,15 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
         limits = [f.dose for f in numeric if f.dose is not None]
         ordered = ordered_mg[ref]
         low, high, days = combine(limits, (usual_mg or {}).get(ref), ordered)
-        change = not follows(ordered, high, days)
+        accept = max(high, accept_top(limits, (usual_mg or {}).get(ref), ordered))
+        change = not follows(ordered, accept, days)
         regimen = practical_regimen(drug, low, high, days, prefer=(forms_of or {}).get(ref, "")) if change else None
         plan = DosePlan(ref, drug, ordered, low, high, days if change else None, regimen,
                         rules=list(dict.fromkeys(f.rule_id for f in numeric)),
                         qualitative=list(dict.fromkeys(f.rule_id for f in items if f.dose is not None and f.dose.qualitative)),
                         carrier=numeric[0].rule_id,
                         preliminary=any(f.values.get("preliminary") is True for f in items),
-                        range_low=low, range_high=high, advised_days=days)
+                        range_low=low, range_high=high, advised_days=days, accept_high=accept)
         if plan.change and plan.regimen is not None:
             carrier = numeric[0]
             action = ChangeDose(ref, plan.regimen, drug)

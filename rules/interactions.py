@@ -84,6 +84,7 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
                   "ordered": t.daily_dose.mg if t.daily_dose else None}
         actions: list[Action] = []
         dose, stops = None, False
+        extra: tuple[str, ...] = ()
         if contraindicated:
             # febuxostat: cancel the febuxostat order, or do not start the thiopurine while it is active
             if o.is_draft and o.ref:
@@ -96,10 +97,13 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
                 dose = DoseLimit("interaction-xanthine-oxidase", factor_low=spec["factor_low"],
                                  factor_high=spec["factor_high"])
             if o.is_draft and o.ref:
-                actions.append(CancelOrder(o.ref, other, label="cancel_other"))
+                # an option, not the recommended action: allopurinol is often needed (gout), or given on purpose
+                # with a reduced thiopurine (BSG 2019); the label's advice is to reduce the thiopurine
+                actions.append(CancelOrder(o.ref, other, label="cancel_other", recommended=False))
+                extra = ("bsg_ibd_2019",)
         findings.append(Finding("interaction-xanthine-oxidase", t.ref, values, actions, dose=dose, stops_order=stops,
                                 drug=tp, sources=(*spec["label_sources"].get(tp, []),
-                                                  *(spec["contraindicated_sources"] if contraindicated else []))))
+                                                  *(spec["contraindicated_sources"] if contraindicated else []), *extra)))
     return findings
 
 
