@@ -66,7 +66,10 @@ def _concerns(o: MedicationFact) -> bool:
 
 # Data groups an order needs when it is not a thiopurine itself but may interact with one
 # (warfarin, allopurinol, a live vaccine...): whether a thiopurine is active, or was lately.
-INTERACTION_ONLY_GROUPS = frozenset({"patient", "medications", "past_medications"})
+# weight, height and conditions too: the allopurinol card states the active thiopurine's dose, one-quarter to
+# one-third of the usual dose for the indication and body size (never a 50-kg reference adult's when the
+# weight is on record; audit round 2, allopurinol-new-order-on-aza-150)
+INTERACTION_ONLY_GROUPS = frozenset({"patient", "medications", "past_medications", "weight", "height", "conditions"})
 
 
 def groups_needed(orders: list[MedicationFact], keys) -> set[str]:

@@ -93,8 +93,8 @@ def test_no_update_of_an_active_order_only_the_draft(sign):
     xoi = _card(cards, "interaction-xanthine-oxidase")
     assert not dose_updates(cards)
     assert [a["type"] for s in xoi["suggestions"] for a in s["actions"]] == ["delete"]
-    # an allopurinol order reads no weight: the usual dose of a 50-kg reference adult (100 mg): 25-33 mg/day
-    assert "Reduce the active azathioprine order itself" in xoi["detail"] and "25 mg/day" in xoi["summary"]
+    # the allopurinol order reads the weight too (audit round 2): 75 kg -> usual 150 mg -> 37.5-50 mg/day
+    assert "Reduce the active azathioprine order itself" in xoi["detail"] and "50 mg/day" in xoi["summary"]
 
 
 def test_update_keeps_the_drafts_medication_and_id_and_states_the_dose(sign):
