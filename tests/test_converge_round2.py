@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from rules import catalogue as cat
 from rules.doseplan import practical_regimen
 from service.cli import main
 from tests.builders import med_request, weight
+from tests.test_cards_catalogue import ALL, height
+from tests.test_cards_catalogue import evaluate as cat_evaluate
 from tests.test_converge_doses import _card, sign  # noqa: F401  (fixture)
 from tests.test_converge_property import ALLO, LN, TPMT_IM, dose_updates
 
@@ -108,3 +111,41 @@ def test_allopurinol_new_order_reduce_the_active_order_cancel_is_only_an_option(
     # 72 kg (weight read for an allopurinol order too): usual 144 mg, label 1/4-1/3 = 36-48 mg/day -> 37.5
     assert not any(s.get("isRecommended") for s in card.get("suggestions", []))
     assert all(a["type"] != "update" for s in card.get("suggestions", []) for a in s["actions"])
+
+
+# ------------------------------------------------------------ DPWG: a point figure and the product's tolerance
+@pytest.mark.parametrize("ordered, rule", [(70, "pgx-dose-in-reduced-range"), (75, "pgx-dose-in-reduced-range"),
+                                           (82.5, "pgx-dose-in-reduced-range"), (85, "pgx-reduce-dose")])
+def test_dpwg_point_accepts_half_a_tablet_above(ordered, rule):
+    # 70 kg: usual 140 mg, DPWG 50 % = 70 mg; accepted up to 70 + 12.5 (half a 25-mg tablet step, product policy)
+    found = cat_evaluate([med_request(daily_mg=ordered)], guideline="dpwg", pgx=TPMT_IM, weights=[weight(70)])
+    (f,) = [f for f in found if f.rule_id.startswith("pgx-")]
+    assert f.rule_id == rule
+    assert (f.values.get("plan") or {}).get("change", False) is (rule == "pgx-reduce-dose")
+    if rule == "pgx-reduce-dose":  # the suggestion still aims at the figure, never above it
+        assert f.values["plan"]["regimen"]["avg"] <= 70
+    elif ordered > 70:
+        assert "within half a tablet of DPWG's 50 %" in cat.render(f, "dpwg").summary
+
+
+# ------------------------------------------------------------ D-12 at the rule level: new start vs maintenance
+def _mp(mg, **kw):
+    return med_request("197931", "mercaptopurine 50 MG Oral Tablet", id="mp", daily_mg=mg, **kw)
+
+
+@pytest.mark.parametrize("ordered, maintenance, expect", [
+    (78, False, None),        # 30 kg x 135 cm: BSA 1.06 m2; 75 mg/m2 = 79.5 mg: at the start dose
+    (83, False, None),        # 78.3 mg/m2: within the 5 % margin (product policy)
+    (90, False, "warning"),   # 84.9 mg/m2, a new start: the label's starting dose, cut to it
+    (90, True, "info"),       # the same in maintenance: a note, no cut ("adjust dose to maintain desirable ANC")
+])
+def test_all_start_dose_is_not_a_ceiling_in_maintenance(ordered, maintenance, expect):
+    meds = [dict(_mp(ordered, status="active", authored="2026-01-01"), id="mp-old")] if maintenance else []
+    found = cat_evaluate([_mp(ordered)], pgx=None, weights=[weight(30)], extra=[height(135)], conditions=[ALL], meds=meds)
+    above = [f for f in found if f.rule_id == "dose-above-range"]
+    if expect is None:
+        assert not above
+        return
+    (f,) = above
+    assert (f.indicator or cat.render(f).indicator) == expect
+    assert (f.dose is None) is maintenance
