@@ -66,10 +66,11 @@ def _concerns(o: MedicationFact) -> bool:
 
 # Data groups an order needs when it is not a thiopurine itself but may interact with one
 # (warfarin, allopurinol, a live vaccine...): whether a thiopurine is active, or was lately.
-# weight, height and conditions too: the allopurinol card states the active thiopurine's dose, one-quarter to
-# one-third of the usual dose for the indication and body size (never a 50-kg reference adult's when the
-# weight is on record; audit round 2, allopurinol-new-order-on-aza-150)
-INTERACTION_ONLY_GROUPS = frozenset({"patient", "medications", "past_medications", "weight", "height", "conditions"})
+INTERACTION_ONLY_GROUPS = frozenset({"patient", "medications", "past_medications"})
+# an allopurinol (xanthine oxidase inhibitor) order also reads weight, height and conditions: its card states the
+# active thiopurine's dose, one-quarter to one-third of the usual dose for the indication and body size (never a
+# 50-kg reference adult's when the weight is on record; audit round 2, allopurinol-new-order-on-aza-150)
+XOI_DOSE_GROUPS = frozenset({"weight", "height", "conditions"})
 
 
 def groups_needed(orders: list[MedicationFact], keys) -> set[str]:
@@ -78,7 +79,9 @@ def groups_needed(orders: list[MedicationFact], keys) -> set[str]:
     live vaccine order."""
     keys = set(keys)
     if not thiopurine_ordered(orders):
-        keys &= INTERACTION_ONLY_GROUPS
+        xoi = set(load()["interactions"]["xanthine_oxidase_inhibitors"]["ingredients"])
+        dose_groups = XOI_DOSE_GROUPS if any(o.selected and o.ingredients & xoi for o in orders) else frozenset()
+        keys &= INTERACTION_ONLY_GROUPS | dose_groups
     else:
         keys.discard("past_medications")
     if not any(o.selected and is_live_vaccine(o) for o in orders):
