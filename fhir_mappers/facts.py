@@ -42,6 +42,7 @@ class DailyDose:
     low_mg: float
     high_mg: float
     text: str = ""  # how the order said it, e.g. "50 mg twice daily"
+    form: str = ""  # "suspension" when every dose was written in mL, "tablet" in tablets/units, else ""
 
     @property
     def mg(self) -> float:
@@ -78,6 +79,7 @@ class MedicationFact:
     dose_per_kg: DailyDose | None = None  # an order in mg/kg: mg/kg/day (daily_dose then uses the body weight)
     resource: dict | None = field(default=None, compare=False, repr=False)
     ended_on: date | None = None  # stopped/completed orders: the end date, else authoredOn (it ended after that)
+    replaces: frozenset[str] = frozenset()  # "MedicationRequest/id" this order renews (priorPrescription, basedOn)
 
 
 @dataclass(frozen=True, slots=True)

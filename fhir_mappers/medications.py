@@ -229,7 +229,7 @@ def read_dose(resource: dict, strength: Strength) -> DoseReading:
     if not dosages:
         return DoseReading(None, "the order has no dosage instructions")
     groups: dict[Any, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    texts, per_kg_flags = [], set()
+    texts, per_kg_flags, forms = [], set(), set()
     for d in dosages:
         if d.get("asNeededBoolean") is True and not d.get("timing"):
             return DoseReading(None, "the order is 'as needed' with no schedule")
@@ -237,12 +237,14 @@ def read_dose(resource: dict, strength: Strength) -> DoseReading:
         if quantity is not None:
             low_mg, problem, per_kg = _to_mg(quantity, strength)
             high_mg = low_mg
+            forms.add(quantity_form(quantity))
         elif dose_range is not None:
             low_q, high_q = dose_range.get("low"), dose_range.get("high")
             if not isinstance(high_q, dict):
                 return DoseReading(None, "the dose range has no upper limit")
             high_mg, problem, per_kg = _to_mg(high_q, strength)
             low_mg = _to_mg(low_q, strength)[0] if isinstance(low_q, dict) else high_mg
+            forms.add(quantity_form(high_q))
         else:
             return DoseReading(None, "the order gives no dose amount")
         if problem:
@@ -266,7 +268,16 @@ def read_dose(resource: dict, strength: Strength) -> DoseReading:
     low, high = max(groups.values(), key=lambda g: g[1])
     if not (math.isfinite(low) and math.isfinite(high)):  # e.g. 1e308 mg three times a day
         return DoseReading(None, "the dose is too large to be read")
-    return DoseReading(DailyDose(round(low, 3), round(high, 3), "; ".join(texts)), "", "", per_kg_flags == {True})
+    form = next(iter(forms)) if len(forms) == 1 else ""
+    return DoseReading(DailyDose(round(low, 3), round(high, 3), "; ".join(texts), form), "", "", per_kg_flags == {True})
+
+
+def quantity_form(q: dict) -> str:
+    """"suspension" for a dose in mL, "tablet" for one in tablets/units, else "" (mg, mg/kg...)."""
+    nu = norm_unit(_unit_of(q))
+    if nu in _VOLUME:
+        return "suspension"
+    return "tablet" if nu in terminology().unit_dose_units else ""
 
 
 def daily_dose(resource: dict, strength_mg: float | None) -> tuple[DailyDose | None, str]:
@@ -297,6 +308,17 @@ def _prior_therapy(resource: dict) -> PriorTherapy | None:
         if isinstance(based, dict) and str(based.get("reference") or "").startswith("MedicationRequest/"):
             evidence.append(f"based on {based['reference']}")
     return PriorTherapy("; ".join(evidence)) if evidence else None
+
+
+def _replaced_refs(resource: dict) -> frozenset[str]:
+    """The orders this order renews or replaces, as "MedicationRequest/id" (priorPrescription, basedOn;
+    a full URL is cut to its last two segments)."""
+    refs = []
+    for r in [resource.get("priorPrescription"), *as_list(resource.get("basedOn"))]:
+        target = r.get("reference") if isinstance(r, dict) else None
+        if isinstance(target, str) and "MedicationRequest/" in target:
+            refs.append("/".join(target.split("/_history")[0].rstrip("/").split("/")[-2:]))
+    return frozenset(refs)
 
 
 def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, dict] | None = None) -> MedicationFact | None:
@@ -333,5 +355,6 @@ def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, di
         schedule_problem=reading.schedule_problem,
         dose_per_kg=per_kg,
         prior_therapy=_prior_therapy(resource) if rtype == "MedicationRequest" else None,
+        replaces=_replaced_refs(resource) if rtype == "MedicationRequest" else frozenset(),
         resource=resource,
     )

@@ -20,11 +20,12 @@ import jinja2
 
 from rules import Finding, knowledge_version
 from rules.catalogue import catalogue, guideline_source, sources_of
-from rules.findings import SEVERITY, CancelOrder, ChangeDose, OrderTest, Regimen
+from rules.findings import SEVERITY, CancelOrder, ChangeDose, OrderTest
 from rules.knowledge_base import load
 
 from . import r4
-from .wording import Rendered, fmt_mg, label, merged_summary, phrase, regimen_text, render
+from .dose_suggestion import DoseShape, shape
+from .wording import Rendered, label, merged_summary, phrase, regimen_text, render
 
 RULE_SYSTEM = "https://github.com/azathioprine-cds/rules"
 UCUM = "http://unitsofmeasure.org"
@@ -139,9 +140,13 @@ def card(f: Finding, r: Rendered, *, drafts: dict[str, dict], patient_id: str | 
         links.append(app.link([f.rule_id], f.order_ref))
     if links:
         out["links"] = links
-    suggestions = [s for s in (_suggestion(f, a, drafts, patient_id, today, guideline) for a in f.actions) if s]
+    made = [(a, s) for a, s in ((a, _suggestion(f, a, drafts, patient_id, today, guideline)) for a in f.actions) if s]
+    suggestions = [s for _, s in made]
     if suggestions:
-        suggestions[0]["isRecommended"] = True
+        # the first suggestion that may be recommended (cancelling allopurinol is only ever an option)
+        first = next((s for a, s in made if getattr(a, "recommended", True)), None)
+        if first is not None:
+            first["isRecommended"] = True
         out["suggestions"] = suggestions
         alternatives = sum(isinstance(a, (ChangeDose, CancelOrder)) for a in f.actions) > 1
         out["selectionBehavior"] = "at-most-one" if alternatives or len(suggestions) == 1 else "any"
@@ -194,7 +199,7 @@ def _footer_text(rule_id: str, keys: tuple[str, ...], version: str, guideline: s
 def _action_values(action, words: dict | None = None) -> dict:
     """The label's values; ``words``: where the regimen's words are kept for the suggested Dosage.text."""
     if isinstance(action, ChangeDose):
-        text = regimen_text(action.regimen)
+        text = (words or {}).get(action.regimen) or regimen_text(action.regimen)
         if words is not None:
             words[action.regimen] = text
         return {"regimen": text, "mg": action.daily_mg}
@@ -206,6 +211,11 @@ def _action_values(action, words: dict | None = None) -> dict:
 def _suggestion(f: Finding, action, drafts: dict[str, dict], patient_id: str | None, today: date,
                 guideline: str) -> dict | None:
     words: dict = {}  # the regimen in words, once for the label and the Dosage.text
+    if isinstance(action, ChangeDose):
+        draft = drafts.get(action.order_ref)
+        if draft is None:
+            return None  # not a draft of this call (an active order): no update is offered, the card says so
+        words[action.regimen] = _shape(action, draft).words  # as it will be ordered (form and schedule kept)
     text = _label(f, action, guideline, words)
     built = suggestion_resource(action, text, drafts=drafts, patient_id=patient_id, today=today, words=words)
     if built is None:
@@ -231,10 +241,7 @@ def suggestion_resource(action, description: str, *, drafts: dict[str, dict], pa
         draft = drafts.get(action.order_ref)
         if draft is None:
             return None
-        old = next((d for d in draft.get("dosageInstruction") or [] if isinstance(d, dict)), {})
-        resource = r4.updated_medication_request(
-            draft, dosages(action.regimen, route=r4.codeable_concept(old.get("route")),
-                           text=(words or {}).get(action.regimen)), patient_id=patient_id)
+        resource = r4.updated_medication_request(draft, _shape(action, draft).dosages, patient_id=patient_id)
         if resource is None:
             return None
         return {"type": "update", "description": description, "resource": resource}
@@ -264,29 +271,11 @@ def suggestion_resource(action, description: str, *, drafts: dict[str, dict], pa
     return None
 
 
+def _shape(action: ChangeDose, draft: dict) -> DoseShape:
+    old = next((d for d in draft.get("dosageInstruction") or [] if isinstance(d, dict)), {})
+    return shape(action.regimen, draft, action.drug, route=r4.codeable_concept(old.get("route")))
+
+
 def _quantity(mg: float) -> dict:
     value = int(mg) if float(mg).is_integer() else round(mg, 2)
     return {"value": value, "unit": "mg", "system": UCUM, "code": "mg"}
-
-
-def dosages(regimen: Regimen, route: dict | None = None, text: str | None = None) -> list[dict]:
-    """Structured R4 Dosage(s) for a regimen: once daily, every other day, two doses alternating day by
-    day (two Dosages, each every 2 days), or on Monday, Wednesday and Friday."""
-    text = regimen_text(regimen) if text is None else text
-    out: list[dict[str, Any]]
-    if regimen.days_per_week:
-        repeat: dict[str, Any] = {"frequency": 1, "period": 1, "periodUnit": "d", "dayOfWeek": ["mon", "wed", "fri"]}
-        out = [{"text": text, "timing": {"repeat": repeat}, "doseAndRate": [{"doseQuantity": _quantity(regimen.per_dose_mg)}]}]
-    elif regimen.alt_mg is not None:
-        out = [{"sequence": 1, "text": f"{text}: {fmt_mg(dose)} mg every other day, starting on day {day}",
-                "timing": {"repeat": {"frequency": 1, "period": 2, "periodUnit": "d"}},
-                "doseAndRate": [{"doseQuantity": _quantity(dose)}]}
-               for day, dose in ((1, regimen.per_dose_mg), (2, regimen.alt_mg))]
-    else:
-        out = [{"text": text, "timing": {"repeat": {"frequency": 1, "period": regimen.every_days, "periodUnit": "d"}},
-                "doseAndRate": [{"doseQuantity": _quantity(regimen.per_dose_mg)}]}]
-    if isinstance(route, dict) and route:
-        for d in out:
-            d["route"] = route
-    return out
-

@@ -141,8 +141,9 @@ def evaluate(request: dict, env: HookEnv, *, service: ServiceDefinition, drafts:
     findings = rules.evaluate(facts, env.rule_options)
     if keep is not None:
         keep.update(facts=facts, findings=findings)
-    by_ref = {m.ref: m.resource for m in facts.active_medications if m.ref and m.resource}
-    by_ref.update({ref_of(r): r for r in drafts if ref_of(r)})
+    # only this call's drafts can be updated by a suggestion: an update of an active order is applied by some
+    # clients (the public CDS Hooks sandbox) to the draft being signed, turning it into another drug
+    by_ref = {ref_of(r): r for r in drafts if ref_of(r)}
     app = AppLink(env.app_launch_url, pid, tuple(drafts)) if env.app_launch_url else None
     cards = merge_cards(render_cards(findings, drafts=by_ref, patient_id=pid, today=today,
                                      max_info_cards=env.max_info_cards, guideline=env.rule_options.guideline, app=app))

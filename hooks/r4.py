@@ -125,5 +125,11 @@ def updated_medication_request(draft: dict, dosages: list[dict], *, patient_id: 
         out["authoredOn"] = authored
     if reasons := codeable_concepts(draft.get("reasonCode")):
         out["reasonCode"] = reasons
+    # a renewal stays a renewal: without these the order it replaces would count again after the update
+    if (prior := reference(draft.get("priorPrescription"))) is not None:
+        out["priorPrescription"] = prior
+    based = draft.get("basedOn")
+    if based_on := [r for r in (reference(x) for x in (based if isinstance(based, list) else [based])) if r]:
+        out["basedOn"] = based_on
     out["dosageInstruction"] = list(dosages)
     return out

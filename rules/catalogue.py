@@ -137,7 +137,33 @@ def sources_of(f: Finding) -> list[str]:
     in the knowledge files)."""
     kb = load()
     keys = list(dict.fromkeys([*catalogue()[f.rule_id].sources, *f.sources]))
+    keys = _own_label(f, keys)
     return [k for k in keys if not kb.source(k).internal]
+
+
+_IMURAN = "fda_azathioprine"  # the azathioprine (Imuran) label and its named parts (fda_azathioprine_*)
+
+
+def _label_source(drug: str) -> str:
+    """pgx.toml's label source of a thiopurine ("" for anything else)."""
+    spec = load().pgx.drugs.get(drug)
+    return spec.label_source if spec is not None else ""
+
+
+def _own_label(f: Finding, keys: list[str]) -> list[str]:
+    """A card cites the label of the drug it is about: on a mercaptopurine or thioguanine card the
+    azathioprine (Imuran) label gives way to that drug's own (Purixan, Tabloid); a febuxostat
+    contraindication card cites the febuxostat (Uloric) label first, not the Imuran label."""
+    if f.rule_id == "interaction-xanthine-oxidase" and f.values.get("contraindicated"):
+        keys = [k for k in keys if not k.startswith(_IMURAN)]
+        own = _label_source(f.drug)
+        return list(dict.fromkeys(["fda_febuxostat", *keys, *([own] if own and f.drug != "azathioprine" else [])]))
+    if f.drug in ("", "azathioprine"):
+        return keys
+    own = _label_source(f.drug)
+    if not own:
+        return keys
+    return list(dict.fromkeys(own if k.startswith(_IMURAN) else k for k in keys))
 
 
 # --------------------------------------------------------------- start-up check

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from functools import cache
+from typing import Any
 
 from fhir_mappers.facts import ClinicalFacts, ConditionFact, MedicationFact, Measurement, ResultText
 
@@ -224,7 +225,7 @@ def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_da
     recorded = recent(facts.heights, facts.today, dosing.general.height_max_age_days)
     h = recorded if recorded is not None and plausible_height(recorded.value) else None
     malignancy = drug in dosing.indications[ind].malignancy_drugs  # ALL, AML: CPIC malignancy advice
-    out = {"indication": ind, "indication_how": how, "oncology": onc is not None, "malignancy": malignancy,
+    out: dict[str, Any] = {"indication": ind, "indication_how": how, "oncology": onc is not None, "malignancy": malignancy,
            "weight": w.value if w else None,
            "weight_date": w.when.date().isoformat() if w and w.when else "", "height": h.value if h else None,
            "bsa": None, "kind": "ordered", "standard": None, "reference_mg": None, "height_missing": False,
@@ -241,6 +242,12 @@ def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_da
         out["standard"] = per_kg
         if w is not None and per_kg:
             out.update(kind="kg", reference_mg=per_kg * w.value)
+    if out["reference_mg"] is None and out["standard"]:
+        # no usable size: the usual dose of a small reference adult (dosing.toml size_missing_reference_*),
+        # never the ordered dose (a reduction from the ordered dose would cut an order already reduced again)
+        general = dosing.general
+        size = general.size_missing_reference_m2 if onc is not None else general.size_missing_reference_kg
+        out.update(kind="reference_adult", reference_size=size, reference_mg=out["standard"] * size)
     if out["reference_mg"] is None and order.daily_dose is not None:
         out["reference_mg"] = order.daily_dose.mg
     return out

@@ -168,6 +168,17 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | No
             size = basis["bsa"] if unit == "m2" else basis["weight"]
             per = ordered / size
             values.update(per_unit=per, max_mg=top)
+            starting = isinstance(spec, Oncology) and spec.starting_dose
+            if starting and per_unit is not None and per <= per_unit * (1 + general.start_dose_margin) + 1e-9:
+                continue  # the label's starting dose, to body-surface-area rounding (75.1 mg/m2): not above it
+            if starting and not new_start:
+                # leukaemia maintenance: the label's figure is a starting dose, then "adjust dose to maintain
+                # desirable absolute neutrophil count" (Purixan 2.1): no ceiling, no cut; a note (a warning far above)
+                far = per_unit is not None and per > per_unit * general.critical_factor
+                findings.append(Finding("dose-above-range", order.ref, {**values, "maintenance": True, "critical": False,
+                                                                       "far": far},
+                                        indicator="warning" if far else "info", sources=sources, drug=drug))
+                continue
             if per > per_unit + 1e-9:
                 critical = per > per_unit * general.critical_factor
                 values["critical"] = critical

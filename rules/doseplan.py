@@ -1,9 +1,12 @@
 """One order, one dose: every finding's ``DoseLimit`` on the same order becomes one plan.
 
-The exact range is the tightest absolute limit (never above the ordered dose) times
-every fraction (allopurinol's 1/4-1/3); the practical regimen is the largest one the
-tablets (or an oral suspension) can give inside that range: once daily, alternate
-days, three times a week, else a specialist referral. Never "0 mg".
+The advised range is the tightest absolute limit (each computed from the usual dose for
+the indication and body size) times every fraction (allopurinol's 1/4-1/3 of the usual
+dose); it never depends on the ordered dose, so the advice converges: an order at or
+under the advised range is left as it is, and following a suggestion then signing again
+gives no new dose. An order above it gets the largest practical regimen the tablets (or
+an oral suspension) can give inside the range: once daily, alternate days, three times a
+week, else a specialist referral. Never "0 mg". See docs/dose-advice.md.
 """
 from __future__ import annotations
 
@@ -32,10 +35,13 @@ class DosePlan:
     preliminary: bool = False  # a contributing finding rests on a preliminary result (every card stating it says so)
     range_low: float | None = None  # the recommended range itself (not capped at the ordered dose)
     range_high: float | None = None
+    advised_days: int | None = None  # the schedule the advice sets (per dose), kept when the order follows it
+    accept_high: float | None = None  # an order at or under this is not cut (the guideline's band); None: range_high
 
     @property
     def change(self) -> bool:
-        return self.days_per_week is not None or self.ordered_mg > self.high_mg + EPS
+        top = self.accept_high if self.accept_high is not None else self.high_mg
+        return not follows(self.ordered_mg, max(top, self.high_mg), self.days_per_week or self.advised_days)
 
     @property
     def kind(self) -> str:
@@ -45,6 +51,10 @@ class DosePlan:
             return "specialist"
         return "suspension" if self.regimen.form == "suspension" else self.regimen.kind
 
+    def _accept_top(self) -> float:
+        top = self.high_mg if self.range_high is None else self.range_high
+        return top if self.accept_high is None else max(top, self.accept_high)
+
     def values(self) -> dict:
         r = self.regimen
         return {
@@ -53,7 +63,10 @@ class DosePlan:
             "qualitative": list(self.qualitative), "carrier": self.carrier, "drug": self.drug,
             "preliminary": self.preliminary,
             "range": {"low": self.range_low, "high": self.high_mg if self.range_high is None else self.range_high,
-                      "days_per_week": self.days_per_week},
+                      "days_per_week": self.days_per_week or self.advised_days},
+            # the range an order is accepted in (the guideline's band; the suggestion aims at "range")
+            "accept": {"low": self.range_low, "high": self._accept_top(),
+                       "days_per_week": self.days_per_week or self.advised_days},
             "regimen": None if r is None else {
                 "per_dose": r.per_dose_mg, "alt": r.alt_mg, "every_days": r.every_days,
                 "days_per_week": r.days_per_week, "form": r.form, "ml": r.ml, "avg": r.avg_daily_mg,
@@ -68,9 +81,15 @@ def forms(drug: str) -> Form:
 _NO_FORM = Form(source="")  # a drug without [forms.<drug>]: 25 mg tablet steps, no suspension
 
 
-def practical_regimen(drug: str, low: float | None, high: float, days_per_week: int | None = None) -> Regimen | None:
-    """The largest practical regimen with an average in [low, high] (per dose when ``days_per_week``)."""
+def practical_regimen(drug: str, low: float | None, high: float, days_per_week: int | None = None,
+                      prefer: str = "") -> Regimen | None:
+    """The largest practical regimen with an average in [low, high] (per dose when ``days_per_week``);
+    ``prefer="suspension"``: the order was written in mL of the oral suspension, and stays so if it can."""
     spec = forms(drug)
+    if prefer == "suspension" and spec.suspension_mg_per_ml:
+        found = _suspension(spec, low, high, days_per_week)
+        if found is not None:
+            return found
     step = float(spec.tablet_step_mg)
     single = low is not None and low >= high - EPS
     if single:  # one figure (DPWG: 50 %): the nearest practical dose not above it (daily or alternate days)
@@ -93,8 +112,20 @@ def practical_regimen(drug: str, low: float | None, high: float, days_per_week: 
         candidates.sort(key=lambda r: -r.avg_daily_mg if r.avg_daily_mg <= high + EPS else math.inf)
     for r in candidates:  # simplest first: daily, alternate days, three times a week
         if floor_mg <= r.avg_daily_mg <= high + EPS:
+            if single and r.avg_daily_mg < high * point_min_fraction() - EPS:
+                # a point figure (DPWG 50 %) the tablets undershoot by more than the product's tolerance:
+                # the oral suspension gives it (34.9 mg: 1.7 mL = 34 mg, not 25 mg), if the drug has one
+                closer = _suspension(spec, high * point_min_fraction(), high, None)
+                if closer is not None:
+                    return closer
             return r
     return _suspension(spec, low, high, None)
+
+
+def point_min_fraction() -> float:
+    """A point figure's practical dose is at least this fraction of it when a form can give it
+    (dosing.toml [general] point_dose_min_fraction, product policy)."""
+    return float(load().dosing.general.point_dose_min_fraction)
 
 
 def _suspension(spec: Form, low: float | None, high: float, days_per_week: int | None) -> Regimen | None:
@@ -109,24 +140,61 @@ def _suspension(spec: Form, low: float | None, high: float, days_per_week: int |
     return Regimen(round(mg, 2), days_per_week=days_per_week, form="suspension", ml=ml)
 
 
-def combine(limits: list[DoseLimit], ordered: float) -> tuple[float | None, float, int | None]:
+def combine(limits: list[DoseLimit], usual: float | None, ordered: float | None = None) -> tuple[float | None, float, int | None]:
+    """The advised range (low, high, days per week) from the limits, independent of the ordered dose.
+
+    Absolute limits (a reduced range from the normal dose, the indication's maximum) give the range;
+    a fraction (allopurinol's 1/4-1/3, FDA label) applies to the *usual* dose for the indication and
+    body size (``usual``), capped by the absolute limits: never to whatever was ordered, so that an
+    order already reduced is not cut again. ``ordered`` is used only when no usual dose is known and
+    no absolute limit is given (the fraction then has nothing else to apply to)."""
     absolute = [lim for lim in limits if lim.high_mg is not None]
-    high = min([ordered, *(lim.high_mg for lim in absolute if lim.high_mg is not None)])
+    highs = [lim.high_mg for lim in absolute if lim.high_mg is not None]
     lows = [lim.low_mg for lim in absolute if lim.low_mg is not None]
+    factors = [(lim.factor_low, lim.factor_high) for lim in limits if lim.factor_high is not None]
+    days = next((lim.days_per_week for lim in limits if lim.days_per_week), None)
+    if factors:
+        base = [x for x in (usual, *highs) if x is not None] or ([ordered] if ordered is not None else [])
+        if not base:
+            return None, 0.0, days
+        base_high = min(base)
+        base_low = max(lows) if lows else base_high
+        base_low = min(base_low, base_high)
+        f_low = math.prod(fl if fl is not None else fh for fl, fh in factors)
+        f_high = math.prod(fh for _, fh in factors)
+        return base_low * f_low, base_high * f_high, days
+    high = min(highs) if highs else (ordered if ordered is not None else 0.0)
     low = max(lows) if lows else None
     if low is not None and low > high + EPS:
         low = None
-    factors = [(lim.factor_low, lim.factor_high) for lim in limits if lim.factor_high is not None]
-    if factors:
-        f_low = math.prod(fl if fl is not None else fh for fl, fh in factors)
-        f_high = math.prod(fh for _, fh in factors)
-        low, high = (low if low is not None else high) * f_low, high * f_high
-    days = next((lim.days_per_week for lim in limits if lim.days_per_week), None)
     return low, high, days
 
 
-def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_of, priority_of) -> dict[str, DosePlan]:
-    """One plan per order with at least one numeric limit; the suggestion goes to the most severe card."""
+def accept_top(limits: list[DoseLimit], usual: float | None, ordered: float | None = None) -> float:
+    """The top of the range an order is accepted in: as ``combine``'s high, with each limit's
+    ``accept_high_mg`` (the guideline's own band) in place of its suggested ``high_mg``."""
+    widened = [DoseLimit(lim.rule_id, high_mg=lim.accept_high_mg if lim.accept_high_mg is not None else lim.high_mg,
+                         low_mg=lim.low_mg, factor_low=lim.factor_low, factor_high=lim.factor_high,
+                         days_per_week=lim.days_per_week, qualitative=lim.qualitative) for lim in limits]
+    return combine(widened, usual, ordered)[1]
+
+
+def follows(ordered: float, high: float, days_per_week: int | None) -> bool:
+    """The ordered daily dose is already at or under the advice (``high`` per dose when the advice
+    also sets a schedule of ``days_per_week``: the daily average of that schedule)."""
+    top = high * days_per_week / 7 if days_per_week else high
+    return ordered <= top + EPS
+
+
+def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_of, priority_of,
+               usual_mg: dict[str, float] | None = None, forms_of: dict[str, str] | None = None) -> dict[str, DosePlan]:
+    """One plan per order with at least one numeric limit; the suggestion goes to the most severe card.
+
+    The advised range comes from the limits and the usual dose (``usual_mg``: for the indication and
+    body size), never from the ordered dose: an order at or under the advised range is not changed
+    (the plan says it is consistent), so following a suggestion and signing again gives no new dose.
+    ``forms_of``: the form the order was written in ("suspension" for an mL order), kept when it can
+    give the dose."""
     by_ref: dict[str, list[Finding]] = {}
     for f in findings:
         if f.dose is not None and f.order_ref:
@@ -140,17 +208,17 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
         numeric.sort(key=lambda f: (-SEVERITY[indicator_of(f)], priority_of(f)))
         drug = numeric[0].drug
         limits = [f.dose for f in numeric if f.dose is not None]
-        low, high, days = combine(limits, ordered_mg[ref])
-        # the recommended range as the limits give it (the card says whether the ordered dose is in it)
-        absolute = any(lim.high_mg is not None for lim in limits)
-        range_low, range_high, _ = combine(limits, math.inf if absolute else ordered_mg[ref])
-        plan = DosePlan(ref, drug, ordered_mg[ref], low, high, days,
-                        practical_regimen(drug, low, high, days),
+        ordered = ordered_mg[ref]
+        low, high, days = combine(limits, (usual_mg or {}).get(ref), ordered)
+        accept = max(high, accept_top(limits, (usual_mg or {}).get(ref), ordered))
+        change = not follows(ordered, accept, days)
+        regimen = practical_regimen(drug, low, high, days, prefer=(forms_of or {}).get(ref, "")) if change else None
+        plan = DosePlan(ref, drug, ordered, low, high, days if change else None, regimen,
                         rules=list(dict.fromkeys(f.rule_id for f in numeric)),
                         qualitative=list(dict.fromkeys(f.rule_id for f in items if f.dose is not None and f.dose.qualitative)),
                         carrier=numeric[0].rule_id,
                         preliminary=any(f.values.get("preliminary") is True for f in items),
-                        range_low=range_low, range_high=range_high)
+                        range_low=low, range_high=high, advised_days=days, accept_high=accept)
         if plan.change and plan.regimen is not None:
             carrier = numeric[0]
             action = ChangeDose(ref, plan.regimen, drug)

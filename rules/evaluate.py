@@ -15,7 +15,7 @@ from . import dose as _dose, gaps as _gaps, interactions as _interactions, monit
 from . import populations as _populations
 from .catalogue import catalogue as _catalogue, indicator_of, priority_of
 from .common import thiopurine_of
-from .context import CallContext
+from .context import CallContext, context_of
 from .doseplan import DosePlan, plan_doses
 from .dose import dose_findings, schedule_error_findings, weight_findings
 from .findings import ChangeDose, DoseLimit, Finding
@@ -119,13 +119,73 @@ def _fraction_only(limit: DoseLimit | None) -> bool:
     return limit is not None and limit.factor_high is not None and limit.high_mg is None and limit.low_mg is None
 
 
-def attach_plans(findings: list[Finding], facts: ClinicalFacts) -> dict[str, DosePlan]:
+_PGX_DOSE = frozenset({"pgx-reduce-dose", "pgx-poor-metabolizer"})
+
+
+def drop_range_under_pgx(findings: list[Finding]) -> list[Finding]:
+    """One card per problem, one dose per order: the indication's maximum (``dose-above-range``) is
+    superseded on an order whose TPMT/NUDT15 plan already sets a lower dose (every PGx target is a
+    fraction of the normal dose, which is at or under the indication's maximum). A critical one (far
+    above the maximum: a recording error?) stays, and carries the one plan."""
+    pgx = {f.order_ref for f in findings if f.rule_id in _PGX_DOSE and f.dose is not None and f.order_ref}
+    return [f for f in findings if not (f.rule_id == "dose-above-range" and f.order_ref in pgx
+                                        and f.indicator != "critical")]
+
+
+# dose advice whose card, once the order follows it, is at most an info note (issue 17: an order that
+# already follows the advice is not alerted again)
+CONSISTENT_AS_INFO = frozenset({"interaction-xanthine-oxidase"})
+
+
+def attach_plans(findings: list[Finding], facts: ClinicalFacts, ctx: CallContext | None = None,
+                 weight_max_age_days: int = 90) -> dict[str, DosePlan]:
+    """One dose plan per order, from the usual dose for the indication and body size (see
+    ``rules.doseplan``); a card whose whole point was the dose (allopurinol's fraction) and whose
+    order already follows the advice becomes an info note saying so (``values["consistent"]``; the
+    finding is replaced in ``findings``: findings are frozen)."""
+    ctx = context_of(facts, ctx)
     meds = {m.ref: m for m in facts.orders + facts.active_medications if m.ref and m.daily_dose is not None}
-    plans = plan_doses(findings, {ref: m.daily_dose.mg for ref, m in meds.items() if m.daily_dose is not None}, indicator_of, priority_of)
-    for f in findings:
+    usual: dict[str, float] = {}
+    forms_of: dict[str, str] = {}
+    for ref, m in meds.items():
+        drug = thiopurine_of(m)
+        if not drug:
+            continue
+        basis = ctx.size_basis(m, drug, weight_max_age_days)
+        if basis["kind"] != "ordered" and basis["reference_mg"]:
+            usual[ref] = basis["reference_mg"]
+        if m.daily_dose is not None and m.daily_dose.form:
+            forms_of[ref] = m.daily_dose.form
+    plans = plan_doses(findings, {ref: m.daily_dose.mg for ref, m in meds.items() if m.daily_dose is not None},
+                       indicator_of, priority_of, usual, forms_of)
+    for i, f in enumerate(findings):
         if f.order_ref in plans and not f.values.get("order_stopped"):
             f.values["plan"] = plans[f.order_ref].values()
+            if f.rule_id in CONSISTENT_AS_INFO and not plans[f.order_ref].change and not f.stops_order \
+                    and not f.values.get("contraindicated"):
+                f.values["consistent"] = True
+                findings[i] = replace(f, indicator="info")
     return plans
+
+
+def without_replaced(facts: ClinicalFacts) -> ClinicalFacts:
+    """An active order that a selected draft renews or replaces (the draft's priorPrescription or basedOn
+    names it, and they share an ingredient) is not a second order: it gets no card or dose of its own,
+    and no interaction is counted twice through it."""
+    replaced = {ref for o in facts.orders if o.is_draft and o.replaces for ref in o.replaces}
+    if not replaced:
+        return facts
+    by_draft = [(o.replaces, o.ingredients) for o in facts.orders if o.is_draft and o.replaces]
+
+    def gone(m: MedicationFact) -> bool:
+        key = m.ref.rsplit("/", 2)[-2:] if m.ref else []
+        short = "/".join(key)
+        return any(short in refs and m.ingredients & ingredients for refs, ingredients in by_draft)
+
+    active = [m for m in facts.active_medications if not gone(m)]
+    if len(active) == len(facts.active_medications):
+        return facts
+    return replace(facts, active_medications=active)
 
 
 def unreadable_doses(facts: ClinicalFacts) -> ClinicalFacts:
@@ -149,7 +209,7 @@ def unreadable_doses(facts: ClinicalFacts) -> ClinicalFacts:
 
 
 def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list[Finding]:
-    facts = implausible_labs(unreadable_doses(facts))  # a value no patient can have is not a result
+    facts = implausible_labs(without_replaced(unreadable_doses(facts)))  # a value no patient can have is not a result
     days = _populations.weight_window_days(facts, options.weight_max_age_days)  # a child's weight goes stale sooner
     ctx = CallContext(facts)  # what several rules derive from these facts, once for this call
     findings: list[Finding] = []
@@ -167,7 +227,8 @@ def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list
     findings += data_gap_findings(facts, ctx)
     findings += truncation_findings(facts)
     findings = drop_superseded(findings)
-    attach_plans(findings, facts)
+    findings = drop_range_under_pgx(findings)
+    attach_plans(findings, facts, ctx, days)
     for f in findings:
         f.values.setdefault("guideline", options.guideline)
     return findings

@@ -78,11 +78,14 @@ class ChangeDose:
 
 @dataclass(frozen=True, slots=True)
 class CancelOrder:
-    """Remove a draft order (a delete action). ``what`` names the drug for the label."""
+    """Remove a draft order (a delete action). ``what`` names the drug for the label.
+    ``recommended`` False: an option, never the card's recommended suggestion (allopurinol is often
+    needed: the label's advice is to reduce the thiopurine, not to stop allopurinol)."""
 
     order_ref: str
     what: str
     label: str = "cancel"
+    recommended: bool = True
 
 
 Action = OrderTest | ChangeDose | CancelOrder
@@ -104,6 +107,10 @@ class DoseLimit:
     factor_high: float | None = None
     days_per_week: int | None = None
     qualitative: bool = False  # "lower doses" without a figure (renal impairment, FDA label)
+    # an order at or under this is accepted (not cut), though a suggestion aims at ``high_mg``: the guideline's
+    # own band (CPIC 30-80 %) when the service suggests a more conservative target, or a point figure (DPWG 50 %)
+    # plus the product's practical tolerance (docs/dose-advice.md); None: ``high_mg``
+    accept_high_mg: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,10 @@ def _concerns(o: MedicationFact) -> bool:
 # Data groups an order needs when it is not a thiopurine itself but may interact with one
 # (warfarin, allopurinol, a live vaccine...): whether a thiopurine is active, or was lately.
 INTERACTION_ONLY_GROUPS = frozenset({"patient", "medications", "past_medications"})
+# an allopurinol (xanthine oxidase inhibitor) order also reads weight, height and conditions: its card states the
+# active thiopurine's dose, one-quarter to one-third of the usual dose for the indication and body size (never a
+# 50-kg reference adult's when the weight is on record; audit round 2, allopurinol-new-order-on-aza-150)
+XOI_DOSE_GROUPS = frozenset({"weight", "height", "conditions"})
 
 
 def groups_needed(orders: list[MedicationFact], keys) -> set[str]:
@@ -34,6 +38,9 @@ def groups_needed(orders: list[MedicationFact], keys) -> set[str]:
             # zoster vaccine live: the active thiopurine's dose per kg (weight; a child's window: patient;
             # leukaemia: conditions) decides low- or high-level immunosuppression (rules.interactions)
             allowed |= {"weight", "patient", "conditions"}
+        xoi = set(load().interactions.xanthine_oxidase_inhibitors.ingredients)
+        if any(o.selected and o.ingredients & xoi for o in orders):
+            allowed |= XOI_DOSE_GROUPS
         keys &= allowed
     else:
         keys.discard("past_medications")

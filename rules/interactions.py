@@ -95,6 +95,7 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
                   "ordered": t.daily_dose.mg if t.daily_dose else None}
         actions: list[Action] = []
         dose, stops = None, False
+        extra: tuple[str, ...] = ()
         if contraindicated:
             # febuxostat: cancel the febuxostat order, or do not start the thiopurine while it is active
             if o.is_draft and o.ref:
@@ -107,10 +108,13 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
                 dose = DoseLimit("interaction-xanthine-oxidase", factor_low=spec.factor_low,
                                  factor_high=spec.factor_high)
             if o.is_draft and o.ref:
-                actions.append(CancelOrder(o.ref, other, label="cancel_other"))
+                # an option, not the recommended action: allopurinol is often needed (gout), or given on purpose
+                # with a reduced thiopurine (BSG 2019); the label's advice is to reduce the thiopurine
+                actions.append(CancelOrder(o.ref, other, label="cancel_other", recommended=False))
+                extra = ("bsg_ibd_2019",)
         findings.append(Finding("interaction-xanthine-oxidase", t.ref, values, actions, dose=dose, stops_order=stops,
                                 drug=tp, sources=(*spec.label_sources.get(tp, []),
-                                                  *(spec.contraindicated_sources if contraindicated else []))))
+                                                  *(spec.contraindicated_sources if contraindicated else []), *extra)))
     return findings
 
 
@@ -121,10 +125,27 @@ def warfarin_findings(facts: ClinicalFacts, meds: Medications | None = None) -> 
     for t, tp, o, new in _pairs(facts, lambda m: bool(m.ingredients & drugs), meds, ingredients=drugs):
         findings.append(Finding(
             "interaction-warfarin", t.ref, {"new": new, "thiopurine_state": _state(t), "other_state": _state(o),
-                                            "within_days": spec.inr_within_days},
+                                            "within_days": spec.inr_within_days,
+                                            "direction": _thiopurine_change(facts, t, tp, new)},
             [OrderTest(spec.inr_loinc, spec.inr_display, label="order_inr", reason=spec.reason,
-                       within_days=spec.inr_within_days)], drug=tp))
+                       within_days=spec.inr_within_days)], drug=tp, sources=tuple(spec.sources)))
     return findings
+
+
+def _thiopurine_change(facts: ClinicalFacts, t: MedicationFact, tp: str, new: str) -> str:
+    """How the thiopurine changes with this order: "start", "increase", "decrease", "same", or
+    "warfarin_start" (warfarin is the new order). The INR moves the other way from the thiopurine:
+    a start or increase lowers it, a cut raises it (Imuran label: azathioprine inhibits warfarin)."""
+    if new != "thiopurine":
+        return "warfarin_start"
+    before = [m.daily_dose.mg for m in facts.active_medications
+              if tp in m.ingredients and m is not t and m.daily_dose is not None]
+    if not any(tp in m.ingredients for m in facts.active_medications if m is not t):
+        return "start"
+    if not before or t.daily_dose is None:
+        return "same"
+    was, now = max(before), t.daily_dose.mg
+    return "decrease" if now < was - 1e-6 else "increase" if now > was + 1e-6 else "same"
 
 
 def _live(m) -> list[str]:

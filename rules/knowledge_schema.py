@@ -149,6 +149,11 @@ class DosingGeneral:
     size_missing_reference_kg: float
     size_missing_reference_m2: float
     size_missing_source: str
+    # practical tolerances around a guideline's figure (product policy; docs/dose-advice.md)
+    point_dose_tolerance_tablet_steps: float = 0.5
+    point_dose_min_fraction: float = 0.9
+    start_dose_margin: float = 0.05
+    tolerance_source: str = ""
     height_plausible_cm: tuple[float, float] = (20.0, 275.0)  # outside: a recording error, never a BSA
     height_plausible_source: str = ""
 
@@ -170,6 +175,7 @@ class Oncology:
     source: str
     max_mg_per_kg_by_weight: float | None = None
     sources: tuple[str, ...] = ()
+    starting_dose: bool = False  # the label's figure is the start, not a ceiling in maintenance
 
 
 @dataclass(frozen=True)

@@ -354,9 +354,30 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis) -> Finding:
                       target_low=reference * low_f if reference else None,
                       target_high=reference * high_f if reference else None)
         return Finding("pgx-reduce-dose", order.ref, values, actions, drug=drug, sources=tuple(sources))
+    if basis["kind"] == "ordered":
+        # no usual dose for the indication and size (thioguanine outside leukaemia has no per-kg normal dose):
+        # a band applied to the ordered dose would cut an order already reduced again (issue 17), so no figure
+        values.update(reference=None, target_reference=None, target_low=None, target_high=None,
+                      dose_problem="no normal dose per kg is set for this drug outside leukaemia, and the ordered dose "
+                                   "may already be reduced; apply the band to the usual dose for the indication")
+        return Finding("pgx-reduce-dose", order.ref, values, actions, drug=drug, sources=tuple(sources))
     ordered = order.daily_dose.mg
     low, high = reference * low_f, reference * high_f
-    values.update(low=low, high=high, reference=reference)
-    rule = "pgx-dose-in-reduced-range" if ordered <= high + 1e-6 else "pgx-reduce-dose"
+    accept, accept_how = _accept_high(drug, reference, band_low_f, band_high_f, high)
+    values.update(low=low, high=high, reference=reference, accept_high=accept, accept_how=accept_how,
+                  accept_f=accept / reference)
+    rule = "pgx-dose-in-reduced-range" if ordered <= accept + 1e-6 else "pgx-reduce-dose"
     return Finding(rule, order.ref, values, actions, drug=drug, sources=tuple(sources),
-                   dose=DoseLimit(rule, high_mg=high, low_mg=low))
+                   dose=DoseLimit(rule, high_mg=high, low_mg=low, accept_high_mg=accept))
+
+
+def _accept_high(drug: str, reference: float, band_low_f: float, band_high_f: float, target: float) -> tuple[float, str]:
+    """The top of the range an order is accepted in (not cut), and how it was set: the guideline's own band
+    ("band": CPIC 30-80 %) when the service suggests a more conservative target inside it; for a point figure
+    (DPWG 50 %) the figure plus half a tablet step ("tolerance", dosing.toml, product policy)."""
+    if band_low_f < band_high_f - 1e-9:
+        return max(reference * band_high_f, target), "band"
+    dosing = load().dosing
+    form = dosing.forms.get(drug)
+    step = float(form.tablet_step_mg if form is not None else 25)
+    return reference * band_high_f + step * float(dosing.general.point_dose_tolerance_tablet_steps), "tolerance"

@@ -109,8 +109,9 @@ def test_mercaptopurine_intermediate_uses_1_5_mg_per_kg(call):
     pre = prefetch(pgx=[phenotype_tpmt("Intermediate"), genotype_ig("NUDT15", "*1/*1")], weights=[weight(60)])
     cards = call(hook_request(orders=[med_request("197931", "mercaptopurine 50 MG Oral Tablet", id="mp", daily_mg=100)], pre=pre))
     # 1.5 mg/kg x 60 = 90 mg; 30-80 % = 27-72 -> 50 mg (25 mg steps); 100 mg is also above 1.5 mg/kg/day:
-    # one combined suggestion (min(72, 90) -> 50 mg) on one card, the other card says so
-    assert rule_ids(cards) == ["pgx-reduce-dose", "dose-above-range"]
+    # one suggestion (min(72, 90) -> 50 mg) on one card; the range card is superseded by the PGx plan's lower
+    # dose (one card per problem, one dose per order: audit round 2, D-32)
+    assert rule_ids(cards) == ["pgx-reduce-dose"]
     assert all("reduce to 50 mg/day" in c["summary"] for c in cards)  # one dose on every card
     doses = [a["resource"]["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"]
              for c in cards for s in c.get("suggestions", []) for a in s["actions"] if a["type"] == "update"]

@@ -182,13 +182,15 @@ def _doses(findings):
 def test_allopurinol_either_direction_gives_one_third_to_one_quarter():
     allo = active("519", "allopurinol", id="xoi", mg=100)
     f = one(run([med_request(daily_mg=100)], meds=[active(mg=100), allo]), "interaction-xanthine-oxidase")
-    assert indicator_of(f) == "critical" and f.actions[0].daily_mg == 25  # 25-33 mg: 25 mg, inside the range
+    # one-quarter to one-third of the usual dose for 70 kg (2 mg/kg/day = 140 mg), not of the 100 mg ordered:
+    # 35-46.7 mg/day, given as 50/25 mg on alternate days (issue 17: reductions apply to the usual dose)
+    assert indicator_of(f) == "critical" and f.actions[0].daily_mg == 37.5
     plan = f.values["plan"]
-    assert (plan["low"], round(plan["high"], 1)) == (25, 33.3)
+    assert (plan["low"], round(plan["high"], 1)) == (35, 46.7)
     draft = med_request("519", "allopurinol", id="xoi-new", daily_mg=100)
     f = one(run([draft], meds=[active(mg=150)]), "interaction-xanthine-oxidase")
     dose, cancel = f.actions
-    assert dose.order_ref == "MedicationRequest/aza-old" and dose.daily_mg == 50  # 37.5-50 mg: 50 mg
+    assert dose.order_ref == "MedicationRequest/aza-old" and dose.daily_mg == 37.5  # 35-46.7 mg of the usual 140 mg
     assert cancel.order_ref == "MedicationRequest/xoi-new"
 
 

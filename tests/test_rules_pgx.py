@@ -59,9 +59,11 @@ def facts(tpmt: str, nudt15: str = "*1/*1", *, daily_mg: float | None = 150, kg:
     return f
 
 
-# 70 kg: normal dose 140 mg; one IM: 30-50 % -> 42-70 mg/day
-@pytest.mark.parametrize("daily_mg,rule", [(69, "pgx-dose-in-reduced-range"), (70, "pgx-dose-in-reduced-range"),
-                                           (71, "pgx-reduce-dose"), (150, "pgx-reduce-dose")])
+# 70 kg: normal dose 140 mg; one IM: the service suggests 30-50 % (42-70 mg/day), but an order inside CPIC's own
+# band (30-80 % -> up to 112 mg/day) is accepted (audit round 2, D-11)
+@pytest.mark.parametrize("daily_mg,rule", [(69, "pgx-dose-in-reduced-range"), (71, "pgx-dose-in-reduced-range"),
+                                           (112, "pgx-dose-in-reduced-range"), (113, "pgx-reduce-dose"),
+                                           (150, "pgx-reduce-dose")])
 def test_reduction_boundary_at_the_top_of_the_reduced_range(daily_mg, rule):
     (f,) = pgx_findings(facts("*1/*3A", daily_mg=daily_mg))
     assert f.rule_id == rule
@@ -80,9 +82,11 @@ def test_suggested_dose_rounds_down_to_25_mg():
     assert isinstance(f.actions[0], ChangeDose) and f.actions[0].daily_mg == 75 and f.values["plan"]["kind"] == "daily"
 
 
-def test_without_weight_the_ordered_dose_is_the_reference():
-    (f,) = planned(facts("*1/*3A", kg=None, daily_mg=200))  # 50 % of 200 = 100
-    assert isinstance(f.actions[0], ChangeDose) and f.actions[0].daily_mg == 100
+def test_without_weight_a_small_adult_is_the_reference():
+    # never the ordered dose (issue 17: a reduction from the ordered dose cuts a reduced order again):
+    # 2 mg/kg/day x 50 kg = 100 mg; 30-50 % = 30-50 mg/day
+    (f,) = planned(facts("*1/*3A", kg=None, daily_mg=200))
+    assert isinstance(f.actions[0], ChangeDose) and f.actions[0].daily_mg == 50
     assert "no usable body weight" in detail_of(f)
 
 
