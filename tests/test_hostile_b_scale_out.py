@@ -40,6 +40,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from service.storage.models import cards as cards_table
 from service.storage.models import feedback as feedback_table
 from tests.test_serving import _free_port, _json_lines
 from tests.test_trust import PUBLIC_JWK, SIGN, example_request, example_trust, sandbox_token, write
@@ -289,6 +290,23 @@ def topology(tmp_path, postgres_database):
         relay.down()
 
 
+def _recorded_cards(db_url: str, cards: list[str], attempts: int = 200) -> set[str]:
+    """The card uuids of ``cards`` that are rows of cds_card, once all are (or after ``attempts`` polls)."""
+    engine = sa.create_engine(db_url)
+    try:
+        found: set[str] = set()
+        for _ in range(attempts):
+            with engine.connect() as conn:
+                found = set(conn.execute(sa.select(cards_table.c.card_uuid)
+                                         .where(cards_table.c.card_uuid.in_(cards))).scalars())
+            if found == set(cards):
+                break
+            time.sleep(0.1)
+        return found
+    finally:
+        engine.dispose()
+
+
 def test_two_instances_behind_nginx_on_one_postgresql(topology):
     a, b, proxy, relay, public = (topology[k] for k in ("a", "b", "nginx", "relay", "public"))
 
@@ -299,6 +317,11 @@ def test_two_instances_behind_nginx_on_one_postgresql(topology):
     cards = [u for _, uuids in first for u in uuids]
     assert len(cards) >= 40
     assert a.served() > 0 and b.served() > 0, (a.served(), b.served())
+    # feedback is accepted only about cards this deployment issued (hostile-a: a cds_card row): the cards are
+    # recorded by each worker's writer thread a moment after the answer, so wait until all 40 calls' cards are in
+    # the shared database before phase 3 posts feedback about them (not a timing assertion: it waits, then checks)
+    recorded = _recorded_cards(topology["db"], cards)
+    assert recorded == set(cards), f"cards answered but never recorded: {sorted(set(cards) - recorded)[:5]}"
 
     # 2. replays across instances: one token, both instances at once: accepted once
     tokens = [sandbox_token(public + SIGN) for _ in range(12)]
