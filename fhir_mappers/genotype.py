@@ -87,17 +87,95 @@ def variant_allele(token: str, gene: str) -> str | None:
     return terminology().variants.get(gene, {}).get(key)
 
 
+_BASES = re.compile(r"(?<![A-Za-z0-9])([ACGT])\s*[/|;]?\s*([ACGT])(?![A-Za-z0-9>])")
+_COUNTED = re.compile(r"(?<![\w.])([01])\s*[/|]\s*([01])(?![\w.])")
+_REFERENCE_WORDS = re.compile(r"\b(hom\w*\s*(?:ref\w*|wild[- ]?type|wt|normal)|wild[- ]?type|ref(?:erence)?\s*/\s*ref\w*|"
+                              r"negative|not detected|absent|no variant)\b", re.IGNORECASE)
+_COMPLEMENT = str.maketrans("ACGT", "TGCA")
+
+
+def _site_bases(a: str, b: str, ref: str, alts: dict[str, str]) -> tuple[str, ...] | None:
+    """The variant bases of a genotype "a/b" at one site (() = reference on both copies), read on the
+    plus strand (dbSNP's orientation of the rsID, as in CPIC's table) and, when the plus strand cannot
+    explain both bases, complemented (TPMT lies on the minus strand; some laboratories print the coding
+    strand: rs1142345 A/G). At a site whose bases complement each other (C>G, A>T) both strands are
+    possible readings and must agree ("C/G"); otherwise (a C>G site's "C/C") None, as when no strand
+    explains both bases."""
+    bases = {ref, *alts}
+    readings = []
+    for x, y in ((a, b), (a.translate(_COMPLEMENT), b.translate(_COMPLEMENT))):
+        if {x, y} <= bases:
+            readings.append(tuple(sorted(base for base in (x, y) if base != ref)))
+    palindromic = ref.translate(_COMPLEMENT) in alts  # the other strand would swap reference and variant
+    if not readings or (palindromic and len(set(readings)) > 1):
+        return None
+    return readings[0]
+
+
+def _site_call(token: str, window: str, gene: str) -> tuple[list[tuple[str, str]], str] | None:
+    """((allele, zygosity) found, note) for an rsID printed with its genotype at that one site
+    ("rs116855232 C/T", "CC", "0/1", "homozygous reference"), per the reference and variant bases of
+    CPIC's allele definition table; ([], note) when both copies carry the reference base; None when the
+    window states no genotype the site table can read (the caller falls back to het/hom words)."""
+    site = terminology().variant_sites.get(gene, {}).get(token.lower())
+    if site is None:
+        return None
+    ref, alts = site
+    bases = _BASES.search(window)
+    counted = _COUNTED.search(window)
+    reference = _REFERENCE_WORDS.search(window)
+    if bases:
+        found = _site_bases(bases.group(1), bases.group(2), ref, alts)
+        if found is None:
+            return [("?", "?")], f"{token} {bases.group(0).strip()}: bases not read at this site (reference {ref}, variant {'/'.join(alts)})"
+        shown = f"{token} {bases.group(1)}/{bases.group(2)}"
+    elif counted:
+        copies = int(counted.group(1)) + int(counted.group(2))
+        if copies and len(alts) > 1:
+            return [("?", "?")], f"{token} {counted.group(0)}: the site has more than one variant base"
+        found = tuple(next(iter(alts)) for _ in range(copies))
+        shown = f"{token} {counted.group(0)}"
+    elif reference:
+        found, shown = (), f"{token} {reference.group(0)}"
+    else:
+        return None
+    if not found:
+        return [], f"{shown}: reference at this site, no variant"
+    if len(found) == 2 and found[0] == found[1]:
+        return [(alts[found[0]], "hom")], shown
+    return [(alts[b], "het") for b in found], shown
+
+
 def _from_variants(seg: str, gene: str) -> tuple[str, str]:
     found: list[tuple[str, str]] = []  # (allele, zygosity)
     matches = list(_VARIANT.finditer(seg))
+    shown: list[str] = []
     for i, m in enumerate(matches):
+        window = seg[m.end(): matches[i + 1].start() if i + 1 < len(matches) else len(seg)]
+        site = _site_call(m.group(1), window, gene)
+        if site is not None:
+            calls, what = site
+            if any(a == "?" for a, _ in calls):
+                return "", what
+            found += calls
+            shown.append(what)
+            continue
         allele = variant_allele(m.group(1), gene)
+        sites = terminology().variant_sites.get(gene, {}).get(m.group(1).lower())
+        if allele is None and sites is not None and len(sites[1]) == 1:  # rs1800460 = *3B when read alone
+            allele = next(iter(sites[1].values()))
         if allele is None:
             return "", f"variant {m.group(1)} is not a single-variant {gene} allele in CPIC's allele definitions"
-        window = seg[m.end(): matches[i + 1].start() if i + 1 < len(matches) else len(seg)].lower()
-        zyg = "hom" if re.search(r"\bhom", window) else "het" if re.search(r"\bhet", window) else "?"
+        low = window.lower()
+        zyg = "hom" if re.search(r"\bhom", low) else "het" if re.search(r"\bhet", low) else "?"
         found.append((allele, zyg))
-    return combine_alleles(found, gene, "read from " + ", ".join(m.group(1) for m in matches))
+        shown.append(m.group(1))
+    note = "read from " + ", ".join(shown)
+    if not found:  # every site tested carries the reference bases
+        tested = ", ".join(m.group(1) for m in matches)
+        return "*1/*1", (f"{note}; only {'this site was' if len(matches) == 1 else 'these sites were'} tested ({tested}): "
+                         f"{gene} alleles defined elsewhere are not excluded")
+    return combine_alleles(found, gene, note)
 
 
 def combine_alleles(found: list[tuple[str, str]], gene: str, note: str) -> tuple[str, str]:

@@ -60,6 +60,7 @@ class Terminology:
     analyte_names: dict[str, str]  # lower-case observation name -> analyte
     status_loinc: frozenset[str]
     variants: dict[str, dict[str, str]]  # gene -> HGVS / rsID -> star allele (CPIC allele definitions)
+    variant_sites: dict[str, dict[str, tuple[str, dict[str, str]]]]  # gene -> rsID -> (reference base, {variant base: allele})
     lab_units: dict[str, str]  # normalised printed unit -> UCUM code (lab_units.toml)
 
 
@@ -152,6 +153,8 @@ def terminology() -> Terminology:
         analyte_names=analyte_names,
         status_loinc=frozenset(raw["status_observations"]["loinc"]),
         variants={gene: dict(table) for gene, table in raw.get("variants", {}).items()},
+        variant_sites={gene: {rs: (site["ref"], dict(site["alt"])) for rs, site in table.items()}
+                       for gene, table in raw.get("variant_sites", {}).items()},
         lab_units=lab_units(),
     )
 
