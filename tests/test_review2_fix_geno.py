@@ -123,3 +123,17 @@ def test_audit_case_homozygous_tt_is_a_definite_poor_metabolizer(audit_client):
     (card,) = [c for c in cards if c["source"]["topic"]["code"] == "pgx-poor-metabolizer"]
     assert "ambiguous" not in card["summary"] and "zygosity not stated" not in card["detail"]
     assert "NUDT15 *3/*3 → poor metabolizer" in card["detail"]
+
+
+def test_single_site_normal_is_named_in_the_card_detail(audit_client):
+    """TPMT *1/*3A with NUDT15 'rs116855232 C/C': the TPMT card lists the NUDT15 result as normal at the one
+    site tested and says so (other NUDT15 alleles are not excluded)."""
+    req = json.loads((DATA / "aza-uc-nudt15-rs116855232-CC-reference.json").read_text(encoding="utf-8"))
+    req.pop("_profile"), req.pop("_review")
+    tpmt = req["prefetch"]["pgx"]["entry"][0]["resource"]
+    tpmt["valueCodeableConcept"]["text"] = "TPMT *1/*3A"
+    resp = audit_client.post(f"/cds-services/{SERVICE[req['hook']]}", json=req)
+    (card,) = [c for c in resp.get_json()["cards"] if c["source"]["topic"]["code"] == "pgx-reduce-dose"]
+    assert "TPMT intermediate metabolizer" in card["summary"]
+    assert "NUDT15 *1/*1 → normal metabolizer" in card["detail"]
+    assert "only this site was tested (rs116855232)" in card["detail"]
