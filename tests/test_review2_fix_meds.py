@@ -152,3 +152,12 @@ def test_statement_of_a_drug_an_active_order_carries_is_not_counted_twice():
     allo = med_request("519", "allopurinol 100 MG Oral Tablet", id="mr-allo", daily_mg=100)
     facts = build_facts([allo], {"medications": bundle(order, statement)}, today=TODAY)
     assert [m.ref for m in facts.active_medications if "azathioprine" in m.ingredients] == ["MedicationRequest/mr-active"]
+
+
+def test_h3_a_statement_is_not_called_an_active_order(monkeypatch, capsys):
+    """The azathioprine is recorded only as a MedicationStatement (prescribed elsewhere): the card gives the dose
+    without telling the prescriber to reduce "the active azathioprine order", which is not in this record."""
+    cards = run_case("allopurinol-draft-aza-only-medicationstatement", monkeypatch, capsys)
+    xo = [c for c in cards if c["source"]["topic"]["code"] == "interaction-xanthine-oxidase"]
+    assert xo and "active azathioprine order" not in xo[0]["summary"]
+    assert "give azathioprine at" in xo[0]["summary"]
