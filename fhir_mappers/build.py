@@ -78,6 +78,8 @@ def build_facts(
         if fact is not None and fact.ref not in draft_refs:
             active.append(fact)
 
+    active += _statement_facts(data, meds_index, draft_refs, active, orders)
+
     past = []
     for mr in resources_of(data.get("past_medications"), "MedicationRequest"):
         fact = medication_fact(mr, is_draft=False, medications=meds_index) if mr.get("status") in _ENDED else None
@@ -129,6 +131,30 @@ def build_facts(
         gaps=gaps,
         unavailable=unavailable,
     )
+
+
+# MedicationStatement.status (R4) that means the patient takes, or is about to take, the drug
+_STATEMENT_CURRENT = {"active", "intended", "on-hold"}
+
+
+def _statement_facts(data: dict[str, Any], meds_index: dict, draft_refs: set[str],
+                     active: list[MedicationFact], orders: list[MedicationFact]) -> list[MedicationFact]:
+    """Current MedicationStatements (status active, intended or on-hold) in any prefetched group, as active
+    medication for the checks that look at what the patient takes (interactions, duplicate thiopurines).
+    A statement of a drug that an active MedicationRequest or a draft order already carries adds nothing and is
+    left out (it is the same therapy, already read as renewal history)."""
+    known = {i for f in (*active, *orders) for i in f.ingredients}
+    out, seen = [], set()
+    for value in data.values():
+        for ms in resources_of(value, "MedicationStatement"):
+            ref = ref_of(ms)
+            if ms.get("status") not in _STATEMENT_CURRENT or (ref and (ref in seen or ref in draft_refs)):
+                continue
+            seen.add(ref)
+            fact = medication_fact(ms, is_draft=False, medications=meds_index)
+            if fact is not None and fact.ingredients and not fact.ingredients & known:
+                out.append(fact)
+    return out
 
 
 # a stopped order is therapy that was stopped: an order after it is a restart (a new start), not a renewal

@@ -168,11 +168,30 @@ def _to_mg(q: dict, strength: Strength) -> tuple[float | None, str, bool]:
     return None, f"the dose unit '{unit}' is not a mass unit", False
 
 
+_DAYS_OF_WEEK = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
+# Timing.repeat elements this reader does not interpret; an order that uses them is "could not be read", never daily
+_UNREAD_REPEAT = ("periodMax", "offset", "dayOfMonth")
+
+
 def _per_day(dosage: dict) -> tuple[float | None, str, float | None]:
-    """(administrations per day, problem, days between doses when doses are a day or more apart)."""
+    """(administrations per day, problem, days between doses when doses are a day or more apart).
+
+    FHIR R4 Timing.repeat: ``frequency`` (or ``frequencyMax``) per ``period`` ``periodUnit``; with no
+    frequency, one per ``when`` / ``timeOfDay`` entry each day; ``dayOfWeek`` restricts a daily (or
+    shorter-period) schedule to the listed days, so the daily amount is averaged over the week
+    (Mon/Wed/Fri once a day = 3/7 a day). A weekly period with ``dayOfWeek`` already counts per week.
+    Shapes not read here (``periodMax``, ``offset``, ``dayOfMonth``, a dayOfWeek with a period between
+    a day and a week) are "could not be read" - never taken as daily."""
     timing = t if isinstance(t := dosage.get("timing"), dict) else {}
     repeat = timing.get("repeat") if isinstance(timing.get("repeat"), dict) else {}
     if repeat:
+        unread = [k for k in _UNREAD_REPEAT if repeat.get(k) not in (None, [], "")]
+        if unread:
+            return None, f"the timing uses {', '.join(unread)}, which could not be read", None
+        dow_raw = as_list(repeat.get("dayOfWeek"))
+        dow = {str(d).strip().lower() for d in dow_raw}
+        if dow_raw and not dow <= _DAYS_OF_WEEK:
+            return None, f"the timing dayOfWeek {dow_raw} could not be read", None
         freq = number(repeat.get("frequencyMax")) or number(repeat.get("frequency"))
         if freq is None:
             times = as_list(repeat.get("when")) + as_list(repeat.get("timeOfDay"))
@@ -181,12 +200,24 @@ def _per_day(dosage: dict) -> tuple[float | None, str, float | None]:
         unit = repeat.get("periodUnit") or repeat.get("periodUnits")  # DSTU2 MedicationOrder: periodUnits
         if freq is not None and period is None and not unit and (repeat.get("when") or repeat.get("timeOfDay")):
             period, unit = 1.0, "d"
+        if dow and freq is None and period is None and not unit:
+            freq, period, unit = 1.0, 1.0, "d"  # "on Mon, Wed and Fri": once on each listed day
         if freq is None and period and isinstance(unit, str) and unit in _PERIOD_DAYS:
             freq = 1.0  # "every 7 days" without a frequency: once per period
         if freq is not None and period and isinstance(unit, str) and unit in _PERIOD_DAYS:
             days = period * _PERIOD_DAYS[unit]
             if freq <= 0 or days <= 0:
                 return None, "the dosing frequency is not a positive number", None
+            if dow and days <= 1 + 1e-9:
+                # the schedule runs only on the listed days: doses a week = per day x days listed
+                per_week = freq / days * len(dow)
+                per_day = per_week / 7
+                return per_day, "", (7 / per_week if 7 / per_week >= 1 else None)
+            if dow and abs(days - 7) > 1e-9 and days < 7:
+                return None, "the timing combines dayOfWeek with a period of more than a day and less than a week, " \
+                             "which could not be read", None
+            if dow and abs(days - 7) < 1e-9 and freq % len(dow) > 1e-9:
+                return None, "the timing frequency does not fit the days of the week listed, and could not be read", None
             return freq / days, "", (days / freq if days / freq >= 1 else None)
         if freq is not None or period is not None:
             return None, "the dosing frequency is incomplete", None
@@ -321,12 +352,28 @@ def _replaced_refs(resource: dict) -> frozenset[str]:
     return frozenset(refs)
 
 
+def _statement_as_order(statement: dict) -> dict:
+    """A MedicationStatement read like an order: R4 ``dosage`` is the order's ``dosageInstruction`` and
+    ``effective[x]`` (else ``dateAsserted``) its date. ``medication[x]`` is read by ``medication_concept``."""
+    period = p if isinstance(p := statement.get("effectivePeriod"), dict) else {}
+    when = next((v for v in (statement.get("effectiveDateTime"), period.get("start"), statement.get("dateAsserted"))
+                 if isinstance(v, str)), None)
+    out = {k: v for k, v in statement.items() if k not in ("dosage", "authoredOn", "priorPrescription", "basedOn")}
+    out["dosageInstruction"] = statement.get("dosage")
+    out["authoredOn"] = when
+    return out
+
+
 def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, dict] | None = None) -> MedicationFact | None:
     """A fact for a MedicationRequest (or an order naming a vaccine); ``None``
     for resources that are not medication orders."""
     rtype = resource.get("resourceType")
-    if rtype not in ("MedicationRequest", "MedicationOrder", "Immunization", "ImmunizationRecommendation", "ServiceRequest"):
+    if rtype not in ("MedicationRequest", "MedicationOrder", "MedicationStatement", "Immunization",
+                     "ImmunizationRecommendation", "ServiceRequest"):
         return None
+    original = resource
+    if rtype == "MedicationStatement":
+        resource = _statement_as_order(resource)
     concept = medication_concept(resource, medications or {})
     if rtype == "Immunization":
         concept = resource.get("vaccineCode")
@@ -356,5 +403,5 @@ def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, di
         dose_per_kg=per_kg,
         prior_therapy=_prior_therapy(resource) if rtype == "MedicationRequest" else None,
         replaces=_replaced_refs(resource) if rtype == "MedicationRequest" else frozenset(),
-        resource=resource,
+        resource=original,
     )

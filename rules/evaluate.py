@@ -133,8 +133,10 @@ def drop_range_under_pgx(findings: list[Finding]) -> list[Finding]:
 
 
 # dose advice whose card, once the order follows it, is at most an info note (issue 17: an order that
-# already follows the advice is not alerted again)
-CONSISTENT_AS_INFO = frozenset({"interaction-xanthine-oxidase"})
+# already follows the advice is not alerted again). A poor metabolizer's reduced regimen in malignancy (CPIC: one
+# tenth, thrice weekly) that the order already follows is an info note too (review2 M1); where the advice is to
+# avoid the drug the card stops the order and stays as it is.
+CONSISTENT_AS_INFO = frozenset({"interaction-xanthine-oxidase", "pgx-poor-metabolizer"})
 
 
 def attach_plans(findings: list[Finding], facts: ClinicalFacts, ctx: CallContext | None = None,

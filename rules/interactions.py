@@ -78,7 +78,11 @@ def _pairs(facts: ClinicalFacts, is_other, meds: Medications | None = None, *, i
 
 
 def _state(m: MedicationFact) -> str:
-    return "draft" if m.is_draft else "active"
+    """"draft", "active" (an active order), or "recorded" (a MedicationStatement: therapy taken, maybe prescribed
+    elsewhere; no order here to reduce)."""
+    if m.is_draft:
+        return "draft"
+    return "recorded" if (m.resource or {}).get("resourceType") == "MedicationStatement" else "active"
 
 
 def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:

@@ -272,13 +272,15 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
             values.update(per_m2=per_m2, fraction=per_m2 / basis["standard"])
             high = per_m2 * basis["bsa"]
             values["reduced_mg"] = high
-            dose = DoseLimit("pgx-poor-metabolizer", high_mg=high, days_per_week=days)
+            dose = DoseLimit("pgx-poor-metabolizer", high_mg=high, days_per_week=days,
+                             accept_high_mg=high + _half_step(drug, order))
         elif mode in ("reduce", "avoid_or_reduce") and reference and fraction:
             high = reference * fraction  # per dose when the schedule changes too (CPIC: thrice weekly)
             values["reduced_mg"] = high
             if per_m2:
                 values["per_m2"] = per_m2  # no body surface area: the fraction of the normal dose stands in
-            dose = DoseLimit("pgx-poor-metabolizer", high_mg=high, days_per_week=days)
+            dose = DoseLimit("pgx-poor-metabolizer", high_mg=high, days_per_week=days,
+                             accept_high_mg=high + _half_step(drug, order))
         actions: list = []
         if mode in ("avoid", "avoid_or_reduce") and order.ref and order.is_draft:
             actions.append(CancelOrder(order.ref, drug))
@@ -369,6 +371,22 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis) -> Finding:
     rule = "pgx-dose-in-reduced-range" if ordered <= accept + 1e-6 else "pgx-reduce-dose"
     return Finding(rule, order.ref, values, actions, drug=drug, sources=tuple(sources),
                    dose=DoseLimit(rule, high_mg=high, low_mg=low, accept_high_mg=accept))
+
+
+def _half_step(drug: str, order: MedicationFact) -> float:
+    """Half the smallest step the order's form can measure (per dose), the same tolerance as for a point figure
+    (dosing.toml ``point_dose_tolerance_tablet_steps``, product policy): a poor metabolizer's reduced dose (CPIC:
+    one tenth, thrice weekly) written as the figure rounded to the nearest step (5.51 mg -> 0.3 mL = 6 mg of the
+    20 mg/mL suspension) follows the advice and is not cut again (review2 M1). Oral suspension where the drug has
+    one and the order is not written in tablets; else half a tablet step."""
+    dosing = load().dosing
+    form = dosing.forms.get(drug)
+    tolerance = float(dosing.general.point_dose_tolerance_tablet_steps)
+    written = order.daily_dose.form if order.daily_dose is not None else ""
+    if form is not None and form.suspension_ml_step is not None and form.suspension_mg_per_ml is not None \
+            and written != "tablet":
+        return float(form.suspension_ml_step) * float(form.suspension_mg_per_ml) * tolerance
+    return float(form.tablet_step_mg if form is not None else 25) * tolerance
 
 
 def _accept_high(drug: str, reference: float, band_low_f: float, band_high_f: float, target: float) -> tuple[float, str]:
