@@ -335,6 +335,11 @@ class SevereCytopenia:
     neutrophils_below: float
     wbc_below: float
     platelets_below: float
+    hemoglobin_below: float  # g/L (fhir_mappers/codes.toml canonical unit): CTCAE v5 grade 3 anaemia
+    # leukaemia maintenance (ALL, AML): counts are titrated into a target band (mercaptopurine label 2.1), so
+    # neutrophils and white cells count as severe only at CTCAE v5 grade 4; platelets and haemoglobin as above
+    leukaemia_neutrophils_below: float
+    leukaemia_wbc_below: float
     sources: tuple[str, ...] = ()
 
 
@@ -482,6 +487,8 @@ class Pregnancy:
     condition_icd10: tuple[str, ...]
     condition_icd10_source: str
     source: str
+    status_max_age_days: int  # an older "pregnant" status cannot be current (longest pregnancy ~42 weeks)
+    status_max_age_source: str
     sources: tuple[str, ...] = ()
 
 

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 from fhir_mappers.facts import ClinicalFacts, Measurement, ResultText
 
-from .common import CodeMatcher, above, below, lab_flag, therapy_unknown
+from .common import CodeMatcher, above, below, indication, lab_flag, therapy_unknown
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, Finding, OrderTest
 from .knowledge_base import load
@@ -126,11 +126,34 @@ def cbc_due_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> li
             actions.append(OrderTest(spec.cbc_loinc, spec.cbc_display, label="order_cbc", reason=spec.reason))
         if lft_due:
             actions.append(OrderTest(spec.lft_loinc, spec.lft_display, label="order_lft", reason=spec.reason))
+        last_abnormal = _last_abnormal(facts, order, drug) if cbc_due else []
         findings.append(Finding("monitoring-cbc-due", order.ref,
-                                {"early": early, "why": why, "since": since, "cbc_due": cbc_due, "lft_due": lft_due,
+                                {"last_abnormal": last_abnormal,
+                                 "early": early, "why": why, "since": since, "cbc_due": cbc_due, "lft_due": lft_due,
                                  "last_cbc": last_cbc, "last_lft": last_lft, "cbc_window": cbc_window,
                                  "lft_window": lft_window, "today": cutoff}, actions, drug=drug))
     return findings
+
+
+def _last_abnormal(facts: ClinicalFacts, order, drug: str) -> list[dict]:
+    """The last blood counts, too old for the cytopenia cards (``result_max_age_days``), that were abnormal: the
+    CBC-due card quotes them (a renewal after a severe count is not routine monitoring). Severe: CTCAE grade 3
+    or a laboratory critical-low flag; low: the BSR 2017 action thresholds (not in leukaemia maintenance)."""
+    kb = load().monitoring
+    old_before = facts.today - timedelta(days=kb.cbc.result_max_age_days)
+    leukaemia = _leukaemia(facts, order, drug)
+    out = []
+    for analyte in ("neutrophils", "wbc", "platelets", "hemoglobin", "lymphocytes"):
+        m = latest(facts, analyte)
+        if m is None or m.when is None or m.when.date() >= old_before:
+            continue  # none, or recent enough for the cytopenia cards
+        severe_at = _severe_at(analyte, leukaemia) if analyte != "lymphocytes" else None
+        low_at = getattr(kb.cytopenia, f"{analyte}_below", None)
+        if (severe_at is not None and below(m, severe_at)) or lab_flag(m) == "critical_low":
+            out.append({**_value(m), "severity": "severe"})
+        elif not leukaemia and low_at is not None and below(m, low_at):
+            out.append({**_value(m), "severity": "low"})
+    return out
 
 
 def _value(m: Measurement) -> dict:
@@ -186,7 +209,11 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
     findings = []
     severe: list = []
     low: list = []
-    for analyte in ("neutrophils", "wbc", "platelets"):
+    # leukaemia maintenance (ALL, AML: dosing.toml malignancy_drugs): the dose is titrated to counts (mercaptopurine
+    # label 2.1: "adjust dose to maintain desirable ANC"); the BSR/BHPR 2017 DMARD thresholds (rheumatology) do not
+    # apply there. The severe cytopenia card (CTCAE grade 3, laboratory critical flags) does.
+    leukaemia = _leukaemia(facts, order, drug)
+    for analyte in ("neutrophils", "wbc", "platelets", "hemoglobin"):
         m = latest(facts, analyte, age)
         r = reported(facts, analyte, age, m)
         if r is not None and lab_flag(r) == "critical_low":
@@ -194,12 +221,16 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
             continue
         if m is None:
             continue
-        if below(m, getattr(kb.severe_cytopenia, f"{analyte}_below")) or lab_flag(m) == "critical_low":
+        if below(m, _severe_at(analyte, leukaemia)) or lab_flag(m) == "critical_low":
             severe.append(m)
-        elif below(m, getattr(kb.cytopenia, f"{analyte}_below")):
+        elif analyte != "hemoglobin" and below(m, getattr(kb.cytopenia, f"{analyte}_below")):
             low.append(m)
     lym = latest(facts, "lymphocytes", age)
     lymphopenia = lym is not None and below(lym, kb.cytopenia.lymphocytes_below)
+    if leukaemia or severe:
+        # leukaemia: no BSR thresholds; severe: one card per problem, the stop supersedes the milder BSR withhold
+        # about the same blood count (macrocytosis, a problem of its own, keeps its card)
+        low, lymphopenia = [], False
     mcv = latest(facts, "mcv", age)
     macro = mcv is not None and above(mcv, kb.cytopenia.mcv_above)
     if severe:
@@ -250,6 +281,21 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
     elif tgn and below(tgn, met.tgn_below):
         findings.append(Finding("metabolites-low", order.ref, _results([tgn]), drug=drug))
     return findings
+
+
+def _severe_at(analyte: str, leukaemia: bool) -> float:
+    """The severe cytopenia threshold of ``analyte``: CTCAE v5 grade 3; in leukaemia maintenance grade 4 for
+    neutrophils and white cells (monitoring.toml [severe_cytopenia])."""
+    spec = load().monitoring.severe_cytopenia
+    if leukaemia and analyte in ("neutrophils", "wbc"):
+        return getattr(spec, f"leukaemia_{analyte}_below")
+    return getattr(spec, f"{analyte}_below")
+
+
+def _leukaemia(facts: ClinicalFacts, order, drug: str) -> bool:
+    """The order treats ALL or AML with this thiopurine (dosing.toml ``malignancy_drugs``)."""
+    ind, _ = indication(order, facts.conditions)
+    return drug in load().dosing.indications[ind].malignancy_drugs
 
 
 def _is_start(facts: ClinicalFacts, order, drug: str) -> bool:

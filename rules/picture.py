@@ -22,6 +22,7 @@ _THRESHOLDS = {
     "neutrophils": [("cytopenia", "neutrophils_below"), ("severe_cytopenia", "neutrophils_below")],
     "lymphocytes": [("cytopenia", "lymphocytes_below")],
     "platelets": [("cytopenia", "platelets_below"), ("severe_cytopenia", "platelets_below")],
+    "hemoglobin": [("severe_cytopenia", "hemoglobin_below")],
     "mcv": [("cytopenia", "mcv_above")],
     "alt": [("liver", "alt_ast_above")],
     "ast": [("liver", "alt_ast_above")],

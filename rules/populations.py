@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from functools import cache
 
 from fhir_mappers.facts import AllergyFact, ClinicalFacts, Measurement
@@ -122,6 +123,8 @@ def _date(obs) -> str:
 def is_pregnant(facts: ClinicalFacts) -> dict | None:
     spec = load().populations.pregnancy
     obs = _status(facts, spec.pregnancy_status_loinc)
+    if obs is not None and obs.when is not None and obs.when.date() < facts.today - timedelta(days=spec.status_max_age_days):
+        obs = None  # a status older than the longest pregnancy (42 weeks, ACOG) cannot be current: not used
     if obs is not None:
         pregnant = any(k.split("|")[1] in spec.pregnant_snomed for k in obs.values) or obs.text.strip() == "pregnant"
         if pregnant:  # a preliminary status is used, and the card says so
