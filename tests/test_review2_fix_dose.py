@@ -14,7 +14,6 @@ from rules.findings import DoseLimit
 from service.cli import main
 
 CASES = Path(__file__).parent / "data" / "review2"
-ALLO = dict(factor_low=0.25, factor_high=1 / 3)
 
 
 def load(name: str) -> dict:
@@ -74,16 +73,20 @@ def test_h5_basis_is_min_of_dose_taken_and_usual(monkeypatch, capsys, tmp_path, 
     assert {150: "range 37.5-50 mg/day", 75: "range 18.8-25 mg/day"}[taken] in xoi["detail"]
 
 
+def allo(current: float) -> DoseLimit:
+    return DoseLimit("interaction-xanthine-oxidase", factor_low=0.25, factor_high=1 / 3, current_mg=current)
+
+
 def test_h5_the_basis_is_capped_by_the_usual_dose():
     # taken above the usual dose: the usual dose is the basis (never more than the label's usual dose)
-    assert current_basis([DoseLimit("x", current_mg=200, **ALLO)], usual=150) is None
-    assert combine([DoseLimit("x", current_mg=200, **ALLO)], usual=150)[1] == pytest.approx(50)
+    assert current_basis([allo(200)], usual=150) is None
+    assert combine([allo(200)], usual=150)[1] == pytest.approx(50)
     # taken under it and not yet inside the reduced band: the dose taken
-    assert current_basis([DoseLimit("x", current_mg=100, **ALLO)], usual=156) == 100
+    assert current_basis([allo(100)], usual=156) == 100
     # already inside the reduced band of the usual dose (reduced for allopurinol before): not cut again
-    assert current_basis([DoseLimit("x", current_mg=50, **ALLO)], usual=156) is None
+    assert current_basis([allo(50)], usual=156) is None
     # an absolute limit (TPMT band) under the dose taken: the band is the basis, as before
-    assert current_basis([DoseLimit("x", current_mg=100, **ALLO), DoseLimit("pgx", high_mg=75)], usual=150) is None
+    assert current_basis([allo(100), DoseLimit("pgx", high_mg=75)], usual=150) is None
 
 
 def test_h5_thiopurine_is_the_draft_keeps_the_usual_dose_basis(monkeypatch, capsys, tmp_path):
