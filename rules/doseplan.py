@@ -37,6 +37,7 @@ class DosePlan:
     range_high: float | None = None
     advised_days: int | None = None  # the schedule the advice sets (per dose), kept when the order follows it
     accept_high: float | None = None  # an order at or under this is not cut (the guideline's band); None: range_high
+    current_basis: float | None = None  # the fraction was taken of this dose (the one the patient is on), not the usual
 
     @property
     def change(self) -> bool:
@@ -61,7 +62,7 @@ class DosePlan:
             "ordered": self.ordered_mg, "low": self.low_mg, "high": self.high_mg, "change": self.change,
             "kind": self.kind, "days_per_week": self.days_per_week, "rules": list(self.rules),
             "qualitative": list(self.qualitative), "carrier": self.carrier, "drug": self.drug,
-            "preliminary": self.preliminary,
+            "preliminary": self.preliminary, "current_basis": self.current_basis,
             "range": {"low": self.range_low, "high": self.high_mg if self.range_high is None else self.range_high,
                       "days_per_week": self.days_per_week or self.advised_days},
             # the range an order is accepted in (the guideline's band; the suggestion aims at "range")
@@ -157,7 +158,8 @@ def combine(limits: list[DoseLimit], usual: float | None, ordered: float | None 
         base = [x for x in (usual, *highs) if x is not None] or ([ordered] if ordered is not None else [])
         if not base:
             return None, 0.0, days
-        base_high = min(base)
+        current = current_basis(limits, usual, ordered)
+        base_high = min(base) if current is None else min(*base, current)
         base_low = max(lows) if lows else base_high
         base_low = min(base_low, base_high)
         f_low = math.prod(fl if fl is not None else fh for fl, fh in factors)
@@ -170,12 +172,32 @@ def combine(limits: list[DoseLimit], usual: float | None, ordered: float | None 
     return low, high, days
 
 
+def current_basis(limits: list[DoseLimit], usual: float | None, ordered: float | None = None) -> float | None:
+    """The dose the patient is on, when the fraction applies to it rather than to the usual dose: a limit
+    carries ``current_mg`` (allopurinol newly ordered for a patient on an active thiopurine order), that dose
+    is under the usual dose (and the absolute limits), and it is not already inside the band the fraction
+    gives from them (an order reduced for allopurinol before is not cut again). None otherwise."""
+    currents = [lim.current_mg for lim in limits if lim.current_mg is not None and lim.factor_high is not None]
+    if not currents:
+        return None
+    highs = [lim.high_mg for lim in limits if lim.high_mg is not None]
+    base = [x for x in (usual, *highs) if x is not None] or ([ordered] if ordered is not None else [])
+    if not base:
+        return None
+    f_high = math.prod(lim.factor_high for lim in limits if lim.factor_high is not None)
+    current = min(currents)
+    if current >= min(base) - EPS or current <= min(base) * f_high + EPS:
+        return None
+    return current
+
+
 def accept_top(limits: list[DoseLimit], usual: float | None, ordered: float | None = None) -> float:
     """The top of the range an order is accepted in: as ``combine``'s high, with each limit's
     ``accept_high_mg`` (the guideline's own band) in place of its suggested ``high_mg``."""
     widened = [DoseLimit(lim.rule_id, high_mg=lim.accept_high_mg if lim.accept_high_mg is not None else lim.high_mg,
                          low_mg=lim.low_mg, factor_low=lim.factor_low, factor_high=lim.factor_high,
-                         days_per_week=lim.days_per_week, qualitative=lim.qualitative) for lim in limits]
+                         days_per_week=lim.days_per_week, qualitative=lim.qualitative,
+                         current_mg=lim.current_mg) for lim in limits]
     return combine(widened, usual, ordered)[1]
 
 
@@ -218,7 +240,8 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
                         qualitative=list(dict.fromkeys(f.rule_id for f in items if f.dose is not None and f.dose.qualitative)),
                         carrier=numeric[0].rule_id,
                         preliminary=any(f.values.get("preliminary") is True for f in items),
-                        range_low=low, range_high=high, advised_days=days, accept_high=accept)
+                        range_low=low, range_high=high, advised_days=days, accept_high=accept,
+                        current_basis=current_basis(limits, (usual_mg or {}).get(ref), ordered))
         if plan.change and plan.regimen is not None:
             carrier = numeric[0]
             action = ChangeDose(ref, plan.regimen, drug)

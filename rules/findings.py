@@ -111,6 +111,10 @@ class DoseLimit:
     # own band (CPIC 30-80 %) when the service suggests a more conservative target, or a point figure (DPWG 50 %)
     # plus the product's practical tolerance (docs/dose-advice.md); None: ``high_mg``
     accept_high_mg: float | None = None
+    # the dose the patient is on when the interacting drug (allopurinol) is the new order and the thiopurine an
+    # active order: the label's "one-third to one-quarter of the usual dose" applies to it when it is under the
+    # usual dose and not already inside the reduced band (docs/dose-advice.md 2d); None: the usual dose only
+    current_mg: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,8 +109,11 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
                 stops = True
         else:
             if t.daily_dose is not None:
+                # allopurinol is the new order, the thiopurine an active one: the label's fraction of the usual dose
+                # is taken of the dose the patient is on when it is lower (docs/dose-advice.md 2d)
+                current = t.daily_dose.mg if new == "other" and not t.is_draft else None
                 dose = DoseLimit("interaction-xanthine-oxidase", factor_low=spec.factor_low,
-                                 factor_high=spec.factor_high)
+                                 factor_high=spec.factor_high, current_mg=current)
             if o.is_draft and o.ref:
                 # an option, not the recommended action: allopurinol is often needed (gout), or given on purpose
                 # with a reduced thiopurine (BSG 2019); the label's advice is to reduce the thiopurine
@@ -251,10 +254,29 @@ def other_findings(facts: ClinicalFacts, meds: Medications | None = None) -> lis
         for t, tp, o, new in _pairs(facts, lambda m, drugs=drugs: bool(m.ingredients & drugs), meds,
                                     ingredients=drugs):
             other = sorted(o.ingredients & drugs)[0]
+            routine = spec.routine_combination
+            if routine and _renews_combination(facts, t, tp, o, drugs, new):
+                continue  # a routine combination taken together already (BSG 2019): nothing on its renewal
             findings.append(Finding(other_rule_id(key), t.ref,
                                     {"other": other, "group": key, "new": new, "thiopurine_state": _state(t),
-                                     "other_state": _state(o)}, drug=tp))
+                                     "other_state": _state(o), "routine": routine}, drug=tp,
+                                    indicator="info" if routine else None,
+                                    sources=tuple(spec.sources)))
     return findings
+
+
+def _renews_combination(facts: ClinicalFacts, t: MedicationFact, tp: str, o: MedicationFact, drugs: set[str],
+                        new: str) -> bool:
+    """The new order continues a combination already taken: the other drug of the pair is active, and the new
+    order renews an order of its own drug (priorPrescription/basedOn: ``rules.without_replaced`` has already
+    taken the renewed order out of the active list) or an active order of the same drug is on record next to it
+    (the thiopurine and the interacting drug have been taken together already)."""
+    draft, partner, same = (t, o, {tp}) if new == "thiopurine" else (o, t, o.ingredients & drugs)
+    if partner.is_draft:
+        return False  # the other drug is a new start too: the note is due
+    if draft.replaces:
+        return True
+    return any(m is not draft and not m.is_draft and m.ingredients & same for m in facts.active_medications)
 
 
 def duplicate_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:

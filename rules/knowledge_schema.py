@@ -286,6 +286,9 @@ class OtherInteraction:
     effect: str
     source: str
     sources: tuple[str, ...] = ()
+    # a routine combination (aminosalicylate + thiopurine in IBD, BSG 2019): an info note at a new start of either
+    # drug, nothing on a renewal of a combination already taken together (audit round 2, M4)
+    routine_combination: bool = False
 
 
 @dataclass(frozen=True)

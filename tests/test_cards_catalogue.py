@@ -543,8 +543,9 @@ VALUE_CASES: dict[str, tuple[Any, dict[str, Any]]] = {
     "interaction-cotrimoxazole": (lambda: _run(meds=ESTABLISHED + [med_request("0", "Bactrim DS (sulfamethoxazole/trimethoprim)", id="c", status="active", daily_mg=50)]),
                                   {"group": "cotrimoxazole"}),
     "interaction-ribavirin": (lambda: _run(meds=ESTABLISHED + [med_request("9344", "ribavirin", id="r", status="active", daily_mg=50)]), {"group": "ribavirin"}),
-    "interaction-aminosalicylates": (lambda: _run(meds=ESTABLISHED + [med_request("52582", "mesalamine", id="m", status="active", daily_mg=50)]),
-                                     {"group": "aminosalicylates"}),
+    # a new azathioprine start with mesalamine active (a renewal of the combination gets no card: audit round 2, M4)
+    "interaction-aminosalicylates": (lambda: _run(meds=[med_request("52582", "mesalamine", id="m", status="active", daily_mg=50)]),
+                                     {"group": "aminosalicylates", "routine": True}),
     "monitoring-cbc-due": (lambda: _run(labs=normal_labs(100)), {"cbc_due": True, "lft_due": True, "why": "established"}),
     "cytopenia": (lambda: _run(labs=_labs(lym=_lab("731-0", 0.4, id="lym"))), {"advice": "withhold"}),
     "cytopenia-severe": (lambda: _run(labs=_labs(anc=_lab("751-8", 0.8, id="anc"))), {}),

@@ -256,12 +256,19 @@ def test_live_vaccine_either_direction_names_the_alternative():
 
 @pytest.mark.parametrize("rx,name,rule", [("1998", "captopril", "interaction-ace-inhibitors"),
                                           ("9344", "ribavirin", "interaction-ribavirin"),
-                                          ("52582", "mesalamine", "interaction-aminosalicylates"),
                                           ("", "Bactrim DS (sulfamethoxazole/trimethoprim)", "interaction-cotrimoxazole")])
 def test_other_interactions_warn(rx, name, rule):
     other = active(rx or "0", name, id="other", mg=100)
     f = one(run([med_request(daily_mg=100)], meds=[active(mg=100), other]), rule)
     assert indicator_of(f) == "warning"
+
+
+def test_aminosalicylate_info_at_a_new_start_nothing_on_a_renewal():
+    # a routine IBD combination (BSG 2019; Imuran label: caution): info at a new start, nothing once taken together
+    other = active("52582", "mesalamine", id="other", mg=100)
+    f = one(run([med_request(daily_mg=100)], meds=[other]), "interaction-aminosalicylates")
+    assert indicator_of(f) == "info"
+    assert "interaction-aminosalicylates" not in ids(run([med_request(daily_mg=100)], meds=[active(mg=100), other]))
 
 
 def test_duplicate_thiopurine_is_critical():

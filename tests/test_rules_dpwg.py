@@ -101,4 +101,4 @@ def test_dpwg_poor_metabolizer_with_allopurinol_names_both_reductions():
     pm = one(evaluate([med_request(daily_mg=150)], guideline="dpwg", pgx=TPMT_PM, meds=[ALLO]), "pgx-poor-metabolizer")
     text = wording.render(pm, "dpwg")
     assert "under 10 % of the normal dose (4.67 mg/day" in text.summary, text.summary
-    assert "Allopurinol (one-third to one-quarter of the dose) applies too" in text.detail, text.detail
+    assert "Allopurinol (one-third to one-quarter of the usual dose, or of the dose taken when lower) applies too" in text.detail, text.detail
