@@ -204,7 +204,8 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
             continue
         bound_unit = _unit_of(bound) or unit
         if canonical:
-            bf, bound_canonical = units(analyte, bound_unit)
+            # a range in the value's own unit (the usual case) converts as the value did: looked up once
+            bf, bound_canonical = (factor, canonical) if bound_unit == unit else units(analyte, bound_unit)
             same = bound_canonical == canonical
         else:
             bf, same = 1.0, norm_unit(bound_unit) == norm_unit(unit)
