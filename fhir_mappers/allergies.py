@@ -90,6 +90,8 @@ def allergy_fact(a: dict) -> AllergyFact | None:
     where: list[str] = []
 
     def look(label: str, concept: Any, text: str) -> None:
+        if concept is None and not text:  # no note, no reaction text: nothing to read
+            return
         found, cls = _named(concept, text)
         if found:
             ingredients.update(found)

@@ -26,8 +26,9 @@ def short_key_cache(maxsize: int) -> Callable[[_F], _F]:
 
         @wraps(fn)
         def call(*args: Any) -> Any:
-            if any(type(a) is str and len(a) > SHORT_KEY for a in args):
-                return fn(*args)
+            for a in args:  # a plain loop: this runs for every date and unit of every resource
+                if type(a) is str and len(a) > SHORT_KEY:
+                    return fn(*args)
             return cached(*args)
 
         call.cache_clear = cached.cache_clear  # type: ignore[attr-defined]

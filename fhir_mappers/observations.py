@@ -204,7 +204,8 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
             continue
         bound_unit = _unit_of(bound) or unit
         if canonical:
-            bf, bound_canonical = units(analyte, bound_unit)
+            # a range in the value's own unit (the usual case) converts as the value did: looked up once
+            bf, bound_canonical = (factor, canonical) if bound_unit == unit else units(analyte, bound_unit)
             same = bound_canonical == canonical
         else:
             bf, same = 1.0, norm_unit(bound_unit) == norm_unit(unit)
@@ -452,18 +453,17 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
     """TPMT / NUDT15 genotype and phenotype results, as stated in the record."""
     t = terminology()
     out: list[GeneResult] = []
-    observations = list(observations)
+    keyed = [(o, code_keys(o.get("code"))) for o in observations]  # each Observation's codes, read once
     # haplotype calls a diplotype is derived from (R4 core example-TPMT-haplotype-one/two) are not results of their own
-    derived = {str(d.get("reference")).rsplit("/", 1)[-1] for o in observations
-               if code_keys(o.get("code")) & t.genotype_codes
+    derived = {str(d.get("reference")).rsplit("/", 1)[-1] for o, keys in keyed
+               if keys & t.genotype_codes
                for d in as_list(o.get("derivedFrom")) if isinstance(d, dict) and d.get("reference")}
     variants: list[dict] = []
-    genes_by_id = {o["id"]: {g for g in _genes_named(o) if g in _GENES} for o in observations
-                   if isinstance(o.get("id"), str) and code_keys(o.get("code")) & t.genotype_codes}
-    for obs in observations:
+    genes_by_id = {o["id"]: {g for g in _genes_named(o) if g in _GENES} for o, keys in keyed
+                   if isinstance(o.get("id"), str) and keys & t.genotype_codes}
+    for obs, keys in keyed:
         if not _usable(obs):
             continue
-        keys = code_keys(obs.get("code"))
         if keys & t.variant_codes:
             variants.append(obs)
             continue

@@ -13,7 +13,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import jinja2
@@ -167,10 +167,15 @@ class AppLink:
     drafts: tuple[dict, ...]
 
     def link(self, rule_ids: list[str], order_ref: str) -> dict:
-        context = {"patient": self.patient_id, "order": order_ref, "findings": rule_ids,
-                   "draftOrders": [_draft_for_app(r) for r in self.drafts if isinstance(r, dict)]}
+        # the JSON object {"patient", "order", "findings", "draftOrders"}: the draft orders are the same on every
+        # card of the answer, so they are encoded once (``_drafts_json``) and written after the card's own keys
+        head = json.dumps({"patient": self.patient_id, "order": order_ref, "findings": rule_ids}, separators=(",", ":"))
         return {"label": catalogue().app_link_label, "url": self.launch_url, "type": "smart",
-                "appContext": json.dumps(context, separators=(",", ":"))}
+                "appContext": f'{head[:-1]},"draftOrders":{self._drafts_json}}}'}
+
+    @cached_property
+    def _drafts_json(self) -> str:
+        return json.dumps([_draft_for_app(r) for r in self.drafts if isinstance(r, dict)], separators=(",", ":"))
 
 
 def _draft_for_app(resource: dict) -> dict:
@@ -215,9 +220,13 @@ def _suggestion(f: Finding, action, drafts: dict[str, dict], patient_id: str | N
         draft = drafts.get(action.order_ref)
         if draft is None:
             return None  # not a draft of this call (an active order): no update is offered, the card says so
-        words[action.regimen] = _shape(action, draft).words  # as it will be ordered (form and schedule kept)
+        shaped = _shape(action, draft)  # as it will be ordered (form and schedule kept): for the label and the order
+        words[action.regimen] = shaped.words
+    else:
+        shaped = None
     text = _label(f, action, guideline, words)
-    built = suggestion_resource(action, text, drafts=drafts, patient_id=patient_id, today=today, words=words)
+    built = suggestion_resource(action, text, drafts=drafts, patient_id=patient_id, today=today, words=words,
+                                shaped=shaped)
     if built is None:
         return None
     return {"uuid": new_uuid(), "label": text, "actions": [built]}
@@ -234,14 +243,16 @@ def _label(f: Finding, action, guideline: str, words: dict | None = None) -> str
 
 
 def suggestion_resource(action, description: str, *, drafts: dict[str, dict], patient_id: str | None,
-                        today: date, words: dict | None = None) -> dict | None:
+                        today: date, words: dict | None = None, shaped: DoseShape | None = None) -> dict | None:
     """The one place a suggestion's CDS Hooks action (and its FHIR resource) is built; ``words``: regimens
-    already put in words (``regimen_text``) for this suggestion's label."""
+    already put in words (``regimen_text``) for this suggestion's label; ``shaped``: the ChangeDose's
+    ``_shape`` of its draft, when the caller has it already (shaped once per suggestion)."""
     if isinstance(action, ChangeDose):
         draft = drafts.get(action.order_ref)
         if draft is None:
             return None
-        resource = r4.updated_medication_request(draft, _shape(action, draft).dosages, patient_id=patient_id)
+        dosages = (shaped or _shape(action, draft)).dosages
+        resource = r4.updated_medication_request(draft, dosages, patient_id=patient_id)
         if resource is None:
             return None
         return {"type": "update", "description": description, "resource": resource}

@@ -304,8 +304,9 @@ def _plain(x: Any) -> bool:
         if t in _SCALARS:
             continue
         if t is dict:
-            if not all(type(k) is str for k in x):
-                return False
+            for k in x:
+                if type(k) is not str:
+                    return False
             stack.extend(x.values())
         elif t is list or t is tuple:
             stack.extend(x)

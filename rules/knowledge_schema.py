@@ -16,6 +16,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from functools import cached_property
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 
@@ -459,10 +460,14 @@ class Plausible:
     albumin: tuple[float, float] | None = None
     creatinine: tuple[float, float] | None = None
 
-    def limits(self) -> dict[str, tuple[float, float]]:
-        """analyte -> (low, high) for every analyte named."""
-        return {f.name: (float(v[0]), float(v[1])) for f in fields(self)
-                if f.name != "source" and (v := getattr(self, f.name)) is not None}
+    def limits(self) -> Mapping[str, tuple[float, float]]:
+        """analyte -> (low, high) for every analyte named (built once: the knowledge does not change)."""
+        return self._limits
+
+    @cached_property
+    def _limits(self) -> Mapping[str, tuple[float, float]]:
+        return types.MappingProxyType({f.name: (float(v[0]), float(v[1])) for f in fields(self)
+                                       if f.name != "source" and (v := getattr(self, f.name)) is not None})
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,11 @@ def implausible_labs(facts: ClinicalFacts) -> ClinicalFacts:
     gaps: list[DataGap] = []
     labs = {}
     for analyte, values in facts.labs.items():
-        if analyte not in limits or all(limits[analyte][0] <= m.value <= limits[analyte][1] for m in values):
+        limit = limits.get(analyte)
+        if limit is None or all(limit[0] <= m.value <= limit[1] for m in values):
             labs[analyte] = values
             continue
-        low, high = limits[analyte]
+        low, high = limit
         kept = []
         for m in values:
             if low <= m.value <= high:
