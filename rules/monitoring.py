@@ -96,6 +96,25 @@ def _early_phase(facts: ClinicalFacts, order, drug: str, days: int,
     return False, "established", ""
 
 
+def _windows(early: bool) -> tuple[int, int]:
+    """(CBC window, liver-test window) in days: weekly / two-weekly in the early phase, else routine."""
+    spec = load().monitoring.cbc
+    if early:
+        return spec.weekly_window_days, spec.lft_early_window_days
+    return spec.routine_window_days, spec.routine_window_days
+
+
+def monitoring_windows(facts: ClinicalFacts, ctx: CallContext | None = None) -> tuple[int, int, str]:
+    """(CBC window, liver-test window, why) for the call's first thiopurine order: the windows
+    ``cbc_due_findings`` uses, for views that show when tests fall due (the SMART app's picture)."""
+    orders = context_of(facts, ctx).thiopurine_orders
+    if not orders:
+        return (*_windows(False), "established")
+    order, drug = orders[0]
+    early, why, _ = _early_phase(facts, order, drug, load().monitoring.cbc.early_phase_days)
+    return (*_windows(early), why)
+
+
 def _last(facts: ClinicalFacts, analytes) -> str:
     dates = [m.when.date() for a in analytes for m in facts.labs.get(a, []) if m.when]
     return max(dates).isoformat() if dates else ""
@@ -115,8 +134,7 @@ def cbc_due_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> li
     for order, drug in orders:
         therapy = therapies.get(drug) or therapies.setdefault(drug, _active_therapy(facts, drug))
         early, why, since = _early_phase(facts, order, drug, spec.early_phase_days, therapy)
-        cbc_window = spec.weekly_window_days if early else spec.routine_window_days
-        lft_window = spec.lft_early_window_days if early else spec.routine_window_days
+        cbc_window, lft_window = _windows(early)
         cbc_due = not last_cbc or last_cbc < (facts.today - timedelta(days=cbc_window)).isoformat()
         lft_due = not last_lft or last_lft < (facts.today - timedelta(days=lft_window)).isoformat()
         if not (cbc_due or lft_due):

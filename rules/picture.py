@@ -15,6 +15,7 @@ from .common import drug_spec, thiopurine_of, usable_weight
 from .context import CallContext
 from .interactions import interacting_ingredients, medications
 from .knowledge_base import load
+from .monitoring import monitoring_windows
 
 # analyte -> (section of monitoring.toml, key, "below"/"above", label): the cut-offs the rules use
 _THRESHOLDS = {
@@ -145,6 +146,7 @@ def picture(facts: ClinicalFacts, *, guideline: str = "cpic", weight_max_age_day
                "ingredients": sorted(m.ingredients & interacting)}
               for m in meds.all if m.ingredients & interacting and not thiopurine_of(m)]
     cbc = load().monitoring.cbc
+    cbc_window, lft_window, phase = monitoring_windows(facts, ctx)  # the windows the CBC-due card uses
     return {
         "today": facts.today.isoformat(),
         "guideline": guideline.upper(),
@@ -154,9 +156,8 @@ def picture(facts: ClinicalFacts, *, guideline: str = "cpic", weight_max_age_day
         "weights": _series(facts.weights),
         "labs": {a: {"series": _series(facts.labs.get(a, [])), "thresholds": thresholds(a)} for a in CHARTED},
         "interacting": others,
-        "monitoring": {"cbc": _due(facts, _CBC, cbc.routine_window_days),
-                       "liver": _due(facts, _LIVER, cbc.routine_window_days),
-                       "sources": list(cbc.sources)},
+        "monitoring": {"cbc": _due(facts, _CBC, cbc_window), "liver": _due(facts, _LIVER, lft_window),
+                       "phase": phase, "sources": list(cbc.sources)},
         "conditions": [c.display for c in facts.conditions],
         "gaps": [{"what": g.what, "why": g.why} for g in facts.gaps],
     }

@@ -85,3 +85,15 @@ def test_pages_and_libraries_are_served(client):
     assert client.get("/smart/vendor/nope.js").status_code == 404
     resp = client.get("/smart/vendor/fhir-client.js")
     assert resp.status_code == 200 and resp.mimetype == "text/javascript"
+
+
+def test_the_picture_gives_the_monitoring_windows_the_cbc_card_uses(client):
+    """A new start is in the weekly phase on the card; the app's "next due" must say the same, not 90 days."""
+    cards = _cards(client)  # the headline order is a new start: the CBC is weekly (last 2026-11-20, so due 11-27)
+    context = json.loads(cards[0]["links"][-1]["appContext"])
+    resp = client.post("/smart/api/picture", json={"patientId": context["patient"], "prefetch": HEADLINE["prefetch"],
+                                                   "appContext": context})
+    monitoring = resp.get_json()["picture"]["monitoring"]
+    assert monitoring["phase"] == "new_start"
+    assert monitoring["cbc"]["window_days"] == 7 and monitoring["liver"]["window_days"] == 14
+    assert monitoring["cbc"]["last"] == "2026-11-20" and monitoring["cbc"]["due"] == "2026-11-27"

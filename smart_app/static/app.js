@@ -211,7 +211,10 @@
     drawDoses(p.doses);
     drawLabs(p.labs);
     drawList('meds', p.interacting.map((m) => m.display + ' (' + (m.draft ? 'ordered now' : m.status) + ')'), 'None on record.');
-    const due = (label, d) => label + ': last ' + (d.last || 'never') + (d.due ? ', next due by ' + d.due + (d.overdue ? ' (OVERDUE)' : '') : '') + ' (routine interval ' + d.window_days + ' days)';
+    const phase = {new_start: 'new start: early phase', dose_change: 'dose change: early phase',
+      recent_start: 'recent start: early phase', therapy_unknown: 'therapy status unknown: early phase as for a start'}[p.monitoring.phase];
+    const early = Boolean(phase);
+    const due = (label, d) => label + ': last ' + (d.last || 'never') + (d.due ? ', next due by ' + d.due + (d.overdue ? ' (OVERDUE)' : '') : '') + ' (interval ' + d.window_days + ' days' + (early ? ', ' + phase : '') + ')';
     drawList('due', [due('Blood count', p.monitoring.cbc), due('Liver tests', p.monitoring.liver)], '');
     if (p.gaps.length) drawList('gaps', p.gaps.map((g) => g.what + (g.why ? ': ' + g.why : '')), '');
     document.body.dataset.ready = 'true';
