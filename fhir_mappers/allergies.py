@@ -10,7 +10,6 @@ status are kept (the rule excludes refuted and entered-in-error ones and says wh
 from __future__ import annotations
 
 import re
-import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any, Iterable
@@ -18,7 +17,7 @@ from typing import Any, Iterable
 from .facts import AllergyFact
 from .fhirjson import as_list, codes_in, codings, concept_text, ref_of
 from .medications import ingredients_of
-from .terminology import SNOMED
+from .terminology import SNOMED, read_toml
 
 _PATH = Path(__file__).with_name("allergy_codes.toml")
 _MAX_TEXT = 300  # a note can be megabytes: what the card quotes is cut here (the match reads all of it)
@@ -26,7 +25,7 @@ _MAX_TEXT = 300  # a note can be megabytes: what the card quotes is cut here (th
 
 @cache
 def _tables() -> tuple[dict[str, str], re.Pattern, dict[str, tuple[str, ...]]]:
-    raw = tomllib.loads(_PATH.read_text(encoding="utf-8"))
+    raw = read_toml(_PATH)
     words: dict[str, tuple[str, ...]] = {}
     for spec in raw["classes"].values():
         for w in spec["words"]:

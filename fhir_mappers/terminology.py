@@ -19,6 +19,14 @@ _PATH = Path(__file__).with_name("codes.toml")
 _LAB_UNITS = Path(__file__).with_name("lab_units.toml")  # laboratory-local unit strings -> UCUM, each row cited
 
 
+def read_toml(path) -> dict:
+    """A mapper data file, parsed; a syntax error names the file (the start then stops with that one line)."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path.name}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Analyte:
     name: str
@@ -87,7 +95,7 @@ def _norm_unit(unit: str) -> str:
 
 @cache
 def terminology() -> Terminology:
-    raw = tomllib.loads(_PATH.read_text(encoding="utf-8"))
+    raw = read_toml(_PATH)
     names: dict[str, str] = {}
     for ingredient, words in raw["ingredient_names"].items():
         for w in words:
@@ -162,7 +170,7 @@ def terminology() -> Terminology:
 def lab_units() -> dict[str, str]:
     """lab_units.toml: normalised printed unit -> UCUM code. A row without a known source, or two rows that
     give one printing two meanings, stop the load (the table is a cited fact, never a guess)."""
-    raw = tomllib.loads(_LAB_UNITS.read_text(encoding="utf-8"))
+    raw = read_toml(_LAB_UNITS)
     sources = raw["sources"]
     out: dict[str, str] = {}
     for row in raw["unit"]:

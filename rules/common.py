@@ -83,6 +83,9 @@ def lab_flag(result: Measurement | ResultText) -> LabFlag:
     codes, (critical, low, high) = _flag_spec()
     found = {codes[c] for c in (*result.flags, result.interpretation) if c in codes}
     text = result.interpretation_text if isinstance(result, Measurement) else result.text
+    if text:  # a flag sent as text only ("LL", no coding): the whole text, or a critical code among its words
+        words = {text.strip().upper()} | {w for w in re.findall(r"[a-z]+", text) if len(w) == 2 and w[0] == w[1]}
+        found |= {codes[w.upper()] for w in words if w.upper() in codes}
     if text and critical.search(text):
         found.add("critical_low" if low.search(text) else "critical_high" if high.search(text) else "critical")
     return next((kind for kind in _FLAG_RANK if kind in found), "")

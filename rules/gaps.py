@@ -66,8 +66,9 @@ _SERIOUS_GROUPS = {"medications", "labs", "weight", "patient", "allergies", "con
 # eGFR: an unreadable one may hide renal impairment (a dose reduction)
 # ALT / AST: the liver-test check (withhold); 6-TGN / 6-MMP: a result that exists and cannot be read hides a
 # toxicity finding (a safety check that could not be done is never info)
-_SERIOUS_GAPS = {"tpmt_activity", "neutrophils", "wbc", "platelets", "lymphocytes", "weight", "weight_conflict", "egfr",
-                 "alt", "ast", "tgn", "mmp"}
+# haemoglobin: severe anaemia is a severe-cytopenia finding (CTCAE v5 grade 3)
+_SERIOUS_GAPS = {"tpmt_activity", "neutrophils", "wbc", "platelets", "lymphocytes", "hemoglobin", "weight",
+                 "weight_conflict", "egfr", "alt", "ast", "tgn", "mmp"}
 _SENT_IN_SUMMARY = 24  # characters of a value as sent that a summary quotes ("eGFR '<15'")
 
 

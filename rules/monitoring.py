@@ -305,8 +305,10 @@ def _severe_at(analyte: str, leukaemia: bool) -> float:
     """The severe cytopenia threshold of ``analyte``: CTCAE v5 grade 3; in leukaemia maintenance grade 4 for
     neutrophils and white cells (monitoring.toml [severe_cytopenia])."""
     spec = load().monitoring.severe_cytopenia
-    if leukaemia and analyte in ("neutrophils", "wbc"):
-        return getattr(spec, f"leukaemia_{analyte}_below")
+    if leukaemia and analyte == "neutrophils":
+        return spec.leukaemia_neutrophils_below
+    if leukaemia and analyte == "wbc":
+        return spec.leukaemia_wbc_below
     return getattr(spec, f"{analyte}_below")
 
 

@@ -192,7 +192,8 @@ def test_an_egfr_sent_with_its_unit_is_not_said_to_lack_one(call):
 
 
 def test_the_gap_summary_names_the_safety_check_first_quoting_it(call):
-    cards = _cards(call, _with(obs("718-7", value=13, unit="furlongs", id="hb-x"),
+    # MCV is no safety check; haemoglobin is one since the round-2 audit (severe anaemia, CTCAE grade 3)
+    cards = _cards(call, _with(obs("787-2", value=90, unit="furlongs", id="mcv-x"),
                                obs("62238-1", string="<15 mL/s", id="egfr-x")))
     gap = _card(cards, "data-incomplete")
     assert gap["indicator"] == "warning"
