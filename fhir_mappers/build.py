@@ -323,6 +323,13 @@ def report_observations(report: dict) -> list[dict]:
             if status in PRELIMINARY_STATUS and c.get("status") not in _REPORT_EXCLUDED:
                 c = {**c, "status": "preliminary"}
             out.append(c)
+    if not out and not report.get("result") and isinstance(report.get("conclusion"), str) and report["conclusion"].strip():
+        # a report that states its result only as a conclusion (no contained or referenced results) ("TPMT *3A/*3C (poor metabolizer)"): read as a
+        # result of the report's own code, in its words; the classifier decides whether that code is genomic
+        out.append({"resourceType": "Observation", "id": f"{report.get('id')}-conclusion", "status": status or "final",
+                    "code": report.get("code"), "valueString": report["conclusion"],
+                    **{k: report[k] for k in ("effectiveDateTime", "effectivePeriod", "issued", "subject")
+                       if k in report}})
     return out
 
 

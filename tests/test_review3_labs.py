@@ -42,3 +42,12 @@ def test_mm3_printings_are_microlitres_and_giga_per_litre_is_not_guessed():
     for printed in ("x10^3/mm3", "10^3/mm3", "x10E3/mm3"):
         assert lab_units()[norm_unit(printed)] == "10*3/uL"
     assert lab_units().get(norm_unit("G/L")) != "10*9/L"  # case-insensitive matching: G/L is indistinguishable from g/L
+
+
+def test_a_pgx_report_with_only_a_conclusion_is_read_not_called_missing():
+    """Round-3 D3: a DiagnosticReport (93193-1) whose result is only its conclusion text was "no result on record"."""
+    cards = _cards("tpmt-3a-3c-diagnosticreport-conclusion-only")
+    codes = {c["source"]["topic"]["code"] for c in cards}
+    assert "pgx-test-missing" not in codes
+    pm = next(c for c in cards if c["source"]["topic"]["code"] == "pgx-poor-metabolizer")
+    assert pm["indicator"] == "critical" and "TPMT poor metabolizer" in pm["summary"]
