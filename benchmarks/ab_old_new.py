@@ -7,7 +7,13 @@ app, N to the new, so that load from elsewhere on the machine hits both alike. C
 call (``time.process_time``) per scenario; the heap is frozen (``gc.freeze``) once both apps
 exist, as ``serve`` does before forking, so both sides run with the same collector state.
 
-    .venv/bin/python benchmarks/ab_old_new.py [--ref main] [--scenarios a,b,c] [--rounds 8]
+Scenarios (``cpu_per_call.py``): (o) the other order (a draft no rule concerns, full prefetch),
+(a) realistic thiopurine call, (b) no prefetch, (c) 515 Observations. ``PACKAGES`` are the
+project's top-level packages (a test checks it names every one); a package the older commit
+does not have is left out of its tree, and every project module the older app imported must
+come from the older tree (else the A/B would compare the new code with itself in part).
+
+    .venv/bin/python benchmarks/ab_old_new.py [--ref main] [--scenarios o,a,b,c] [--rounds 8]
 """
 from __future__ import annotations
 
@@ -23,8 +29,8 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-PACKAGES = ("service", "hooks", "fhir_mappers", "rules")
-CALLS = {"a": 40, "b": 15, "c": 6}
+PACKAGES = ("service", "outbound", "hooks", "fhir_mappers", "rules")
+CALLS = {"o": 40, "a": 40, "b": 15, "c": 6}
 
 
 def _drop_project_modules() -> None:
@@ -64,20 +70,43 @@ def _harness(tree: Path, scenario: str, tmp: str):
 
     h = cpu_per_call.Harness(scenario, tmp)
     h.call()
-    if not (sys.modules["fhir_mappers"].__file__ or "").startswith(str(tree)):
-        raise SystemExit(f"imported {sys.modules['fhir_mappers'].__file__}, not the tree {tree}")
+    strays = foreign_modules(tree)
+    if strays:
+        raise SystemExit(f"the app of {tree} imported project modules from elsewhere: " + ", ".join(strays[:5]))
     return h
+
+
+def foreign_modules(tree: Path) -> list[str]:
+    """The project's modules now imported that do not come from ``tree`` (name: file)."""
+    out = []
+    for name, module in list(sys.modules.items()):
+        if name.split(".", 1)[0] not in PACKAGES:
+            continue
+        file = getattr(module, "__file__", None) or ""
+        paths = list(getattr(module, "__path__", []) or [])
+        where = file or (paths[0] if paths else "")
+        if where and not str(Path(where).resolve()).startswith(str(tree.resolve())):
+            out.append(f"{name}: {where}")
+    return out
+
+
+def packages_at(ref: str) -> list[str]:
+    """The PACKAGES that exist at ``ref`` (an older commit may predate one, e.g. ``outbound``)."""
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", ref], capture_output=True, text=True,
+                            check=True).stdout.split()
+    return [p for p in PACKAGES if p in listed]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ref", default="main", help="the older commit (default: main)")
-    p.add_argument("--scenarios", default="a,b,c")
+    p.add_argument("--scenarios", default="o,a,b,c")
     p.add_argument("--rounds", type=int, default=8)
     args = p.parse_args(argv)
     sys.path.insert(0, str(BENCH))
     import cpu_per_call  # noqa: F401 - it puts ROOT on sys.path when first imported: before _harness
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.ref, *PACKAGES], capture_output=True, check=True).stdout
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.ref, *packages_at(args.ref)], capture_output=True,
+                             check=True).stdout
     with tempfile.TemporaryDirectory(prefix="aza-ab-") as tmp:
         old_tree = Path(tmp, "old")
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:

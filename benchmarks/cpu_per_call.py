@@ -4,17 +4,26 @@ The app is built as ``serve`` builds it for a worker (auth off, feedback store i
 temporary directory, ``service.wsgi.prepare_worker_heap`` after the build) and called
 through Flask's test client; ``time.process_time`` over many calls, after a warm-up.
 
+- (o) other order: the realistic patient's full prefetch, a draft that no rule concerns
+  (amlodipine: ``patient.other_order``), the call an EHR sends for every order;
 - (a) realistic patient, full prefetch; (c) 515 Observations, full prefetch;
 - (b) no prefetch: the FHIR server is ``fhir_stub.py`` in its own process with no delay,
   so only the service's own CPU (the FHIR client's included) is counted.
 
+``--reference``: the same bodies sent to the bare Flask reference (``reference_app.py``) instead,
+through the same test client: the floor that Flask, Werkzeug and reading the body cost.
+
 ``--instructions`` counts instructions per call instead (stable under load): the same
 calls run under ``valgrind --tool=callgrind`` with collection off (start-up, app build and
 warm-up are not counted) except inside ``functools.reduce`` (a C function, so callgrind can
-toggle on it), through which the measured calls, and only they, are made.
+toggle on it), through which the measured calls, and only they, are made. Not for (b): its
+FHIR queries run on the FHIR client's pool threads, which the toggle does not follow, and
+whole-process totals (differenced between two call counts) were not stable for it (the same
+code gave 25 and 44 M: valgrind serialises the threads and the GIL's timed hand-offs depend on
+wall time); ``fhir_query_ab.py --instructions`` counts one FHIR query in the calling thread.
 
-    .venv/bin/python benchmarks/cpu_per_call.py [--scenarios a,b,c] [--calls 200]
-    .venv/bin/python benchmarks/cpu_per_call.py --instructions [--scenarios a,c]
+    .venv/bin/python benchmarks/cpu_per_call.py [--scenarios o,a,b,c] [--calls 200] [--reference]
+    .venv/bin/python benchmarks/cpu_per_call.py --instructions [--scenarios o,a,c] [--reference]
 """
 from __future__ import annotations
 
@@ -38,9 +47,28 @@ for p in (str(ROOT), str(BENCH)):
 
 import patient  # noqa: E402
 
-DEFAULT_CALLS = {"a": 300, "b": 100, "c": 40}
+SCENARIOS = ("o", "a", "b", "c")
+DEFAULT_CALLS = {"o": 300, "a": 300, "b": 100, "c": 40}
 # valgrind runs about 50 times slower: few calls, enough to be stable to a fraction of a per cent
-CALLGRIND_CALLS = {"a": 10, "c": 3}
+CALLGRIND_CALLS = {"o": 10, "a": 10, "c": 3}
+INSTRUCTION_SCENARIOS = ("o", "a", "c")  # not (b): see the module's docstring
+LABELS = {
+    "o": "other order (amlodipine), full prefetch, 62 Obs",
+    "a": "full prefetch, 62 Obs",
+    "b": "no prefetch, FHIR stub",
+    "c": "full prefetch, 515 Obs",
+}
+
+
+def scenario_data(scenario: str) -> dict:
+    """The patient record of a prefetch scenario (o, a or c)."""
+    if scenario == "c":
+        return patient.large()
+    if scenario == "o":
+        return patient.other_order(patient.realistic())
+    if scenario == "a":
+        return patient.realistic()
+    raise ValueError(f"unknown prefetch scenario {scenario!r}")
 
 
 class Harness:
@@ -69,8 +97,7 @@ class Harness:
             self.stub = _start_stub(Path(tmp), patient.realistic(), self._templates())
             req = patient.hook_request(patient.realistic(), prefetch=False, fhir_server=self.stub[1], token="bench-token")
         else:
-            data = patient.large() if scenario == "c" else patient.realistic()
-            req = patient.hook_request(data, keys=keys)
+            req = patient.hook_request(scenario_data(scenario), keys=keys)
         self.body = json.dumps(req).encode()
         self.url = "/cds-services/" + patient.SERVICE
         prepare_worker_heap()
@@ -93,6 +120,40 @@ class Harness:
             self.stub[0].wait(10)
 
 
+class ReferenceHarness:
+    """The bare Flask reference (``reference_app.py``) called with a scenario's body through the
+    same test client: what routing, reading the body and answering cost, with no work of ours."""
+
+    def __init__(self, scenario: str, answer: bytes | None = None) -> None:
+        from reference_app import DEFAULT_CARD, create_reference_app
+
+        if answer is None:
+            answer = b'{"cards":[]}' if scenario == "o" else json.dumps(DEFAULT_CARD).encode()
+        if scenario == "b":
+            req = patient.hook_request(patient.realistic(), prefetch=False, fhir_server="http://127.0.0.1:9/fhir",
+                                       token="bench-token")
+        else:
+            from hooks.prefetch import PREFETCH
+
+            req = patient.hook_request(scenario_data(scenario), keys=list(PREFETCH))
+        self.body = json.dumps(req).encode()
+        self.client = create_reference_app(answer).test_client()
+        self.url = "/cds-services/" + patient.SERVICE
+
+    def call(self) -> bytes:
+        resp = self.client.post(self.url, data=self.body, content_type="application/json")
+        if resp.status_code != 200:
+            raise SystemExit(f"reference call failed: {resp.status_code}")
+        return resp.data
+
+    def close(self) -> None:
+        pass
+
+
+def _harness(scenario: str, tmp: str, reference: bool, answer: bytes | None = None):
+    return ReferenceHarness(scenario, answer) if reference else Harness(scenario, tmp)
+
+
 def _start_stub(tmp: Path, data: dict, templates: dict[str, str]):
     from hooks.prefetch import render
 
@@ -111,9 +172,10 @@ def _start_stub(tmp: Path, data: dict, templates: dict[str, str]):
     return proc, line.split()[1]
 
 
-def cpu_ms(scenario: str, calls: int, warmup: int = 20) -> float:
+def cpu_ms(scenario: str, calls: int, warmup: int = 20, *, reference: bool = False,
+           answer: bytes | None = None) -> float:
     with tempfile.TemporaryDirectory(prefix="aza-cpu-") as tmp:
-        h = Harness(scenario, tmp)
+        h = _harness(scenario, tmp, reference, answer)
         try:
             for _ in range(warmup):
                 h.call()
@@ -125,10 +187,11 @@ def cpu_ms(scenario: str, calls: int, warmup: int = 20) -> float:
             h.close()
 
 
-def _run_calls(scenario: str, calls: int) -> None:
+def _run_calls(scenario: str, calls: int, reference: bool = False, answer_file: str = "") -> None:
     """Child of ``--instructions``: warm up, then ``calls`` calls, then exit."""
+    answer = Path(answer_file).read_bytes() if answer_file else None
     with tempfile.TemporaryDirectory(prefix="aza-cg-") as tmp:
-        h = Harness(scenario, tmp)
+        h = _harness(scenario, tmp, reference, answer)
         try:
             for _ in range(3):
                 h.call()
@@ -148,11 +211,13 @@ def callgrind_available() -> str | None:
     return None
 
 
-def _instructions(scenario: str, calls: int) -> int:
+def _instructions(scenario: str, calls: int, reference: bool = False, answer_file: str = "") -> int:
+    if scenario not in INSTRUCTION_SCENARIOS:
+        raise SystemExit(f"instructions per call: not for ({scenario}); see benchmarks/cpu_per_call.py's docstring")
     with tempfile.TemporaryDirectory(prefix="aza-cg-out-") as out:
         cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=functools_reduce",
                f"--callgrind-out-file={out}/cg.out", sys.executable,
-               str(Path(__file__).resolve()), "--child", scenario, str(calls)]
+               str(Path(__file__).resolve()), "--child", scenario, str(calls), "ref" if reference else "svc", answer_file]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False,
                               env={**os.environ, "PYTHONHASHSEED": "0"})
         if done.returncode != 0:
@@ -163,32 +228,39 @@ def _instructions(scenario: str, calls: int) -> int:
         return int(m.group(1))
 
 
-def instructions_per_call(scenario: str, calls: int | None = None) -> float:
+def instructions_per_call(scenario: str, calls: int | None = None, *, reference: bool = False,
+                          answer_file: str = "") -> float:
     n = calls or CALLGRIND_CALLS[scenario]
-    return _instructions(scenario, n) / n
+    return _instructions(scenario, n, reference, answer_file) / n
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
-        _run_calls(argv[1], int(argv[2]))
+        _run_calls(argv[1], int(argv[2]), argv[3:4] == ["ref"], (argv[4:5] or [""])[0])
         return 0
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--scenarios", default=None, help="comma-separated: a,b,c (default a,b,c; a,c with --instructions)")
+    p.add_argument("--scenarios", default=None,
+                   help="comma-separated: o,a,b,c (default o,a,b,c; o,a,c with --instructions)")
     p.add_argument("--calls", type=int, default=None)
     p.add_argument("--instructions", action="store_true", help="instructions per call under callgrind")
+    p.add_argument("--reference", action="store_true", help="the bare Flask reference instead of the service")
     args = p.parse_args(argv)
-    scenarios = (args.scenarios or ("a,c" if args.instructions else "a,b,c")).split(",")
+    scenarios = (args.scenarios or ",".join(INSTRUCTION_SCENARIOS if args.instructions else SCENARIOS)).split(",")
+    unknown = [s for s in scenarios if s not in (INSTRUCTION_SCENARIOS if args.instructions else SCENARIOS)]
+    if unknown:
+        p.error(f"unknown scenario(s) {unknown}" + (" (instructions: not for (b), see --help)" if args.instructions else ""))
+    who = "reference" if args.reference else "service"
     if args.instructions:
         why = callgrind_available()
         if why:
             print(f"instructions per call: skipped, {why}")
             return 0
         for s in scenarios:
-            print(f"({s}) {instructions_per_call(s, args.calls) / 1e6:.2f} M instructions per call")
+            print(f"({s}) {who}: {instructions_per_call(s, args.calls, reference=args.reference) / 1e6:.2f} M instructions per call")
         return 0
     for s in scenarios:
-        print(f"({s}) {cpu_ms(s, args.calls or DEFAULT_CALLS[s]):.3f} ms CPU per call")
+        print(f"({s}) {who}: {cpu_ms(s, args.calls or DEFAULT_CALLS[s], reference=args.reference):.3f} ms CPU per call")
     return 0
 
 
@@ -210,13 +282,21 @@ def previous_instructions(results_text: str) -> dict[str, float]:
     return {m["s"]: float(m["m"]) for m in _ROW.finditer(block)}
 
 
-def instructions_block(previous: dict[str, float], labels: dict[str, str]) -> tuple[str, list[str], dict[str, float]]:
-    """(markdown block, regressions, new figures): callgrind instructions per call for (a) and (c),
-    each against the previous run's figure. Empty block and no regressions when callgrind cannot run."""
-    why = callgrind_available()
-    if why:
-        return f"Instructions per call: not measured, {why}.", [], {}
-    now = {s: instructions_per_call(s) / 1e6 for s in ("a", "c")}
+def measure_instructions(scenarios=INSTRUCTION_SCENARIOS, reference_answers: dict[str, str] | None = None,
+                         ) -> tuple[dict[str, float], dict[str, float]]:
+    """Millions of instructions per call: the service's by scenario, and the reference's for the
+    scenarios in ``reference_answers`` (scenario -> file with the answer the reference sends)."""
+    now = {s: instructions_per_call(s) / 1e6 for s in scenarios}
+    ref = {s: instructions_per_call(s, reference=True, answer_file=f) / 1e6
+           for s, f in (reference_answers or {}).items() if s in scenarios}
+    return now, ref
+
+
+def instructions_text(now: dict[str, float], previous: dict[str, float], labels: dict[str, str],
+                      ref: dict[str, float] | None = None) -> tuple[str, list[str]]:
+    """(markdown block, regressions): each scenario's figure against the previous run's; a scenario
+    with no previous figure is a first run, never a regression."""
+    ref = ref or {}
     rows, regressions = [], []
     for s, m in now.items():
         before = previous.get(s)
@@ -224,16 +304,35 @@ def instructions_block(previous: dict[str, float], labels: dict[str, str]) -> tu
         verdict = "first run" if change is None else ("**regression**" if change > TOLERANCE else "ok")
         if change is not None and change > TOLERANCE:
             regressions.append(f"({s}) {m:.2f} M instructions per call, {change * 100:+.1f} % on the previous {before:.2f} M")
-        rows.append(f"| ({s}) {labels.get(s, '')} | {m:.2f} | {f'{before:.2f}' if before else '–'} | "
-                    f"{f'{change * 100:+.1f} %' if change is not None else '–'} | {verdict} |")
+        r = ref.get(s)
+        rows.append(f"| ({s}) {labels.get(s, LABELS.get(s, ''))} | {m:.2f} | {f'{before:.2f}' if before else '–'} | "
+                    f"{f'{change * 100:+.1f} %' if change is not None else '–'} | {verdict} | "
+                    f"{f'{r:.2f}' if r is not None else '–'} |")
+    counts = ", ".join(f"{CALLGRIND_CALLS[s]} calls of ({s})" for s in now)
     block = "\n".join([
         f"Instructions per hook call, in-process (`benchmarks/cpu_per_call.py --instructions`: valgrind "
-        f"callgrind, counted only inside the measured calls, {CALLGRIND_CALLS['a']} calls of (a), "
-        f"{CALLGRIND_CALLS['c']} of (c), after a warm-up). A rise of more than {TOLERANCE * 100:.0f} % on the "
-        f"previous run fails `make bench` (exit status 1) and leaves the previous figures here.",
+        f"callgrind, counted only inside the measured calls, {counts}, after a warm-up; the reference: "
+        f"`reference_app.py` called the same way, `--reference`). A rise of more than {TOLERANCE * 100:.0f} % on the "
+        f"previous run fails `make bench` (exit status 1) and leaves the previous figures here. (b) is not "
+        f"counted: its FHIR queries run on pool threads that callgrind's toggle does not follow (see "
+        f"`cpu_per_call.py`).",
         "",
-        "| scenario | M instructions/call | previous | change | check |",
-        "| --- | ---: | ---: | ---: | --- |",
+        "| scenario | M instructions/call | previous | change | check | reference M/call |",
+        "| --- | ---: | ---: | ---: | --- | ---: |",
         *rows,
     ])
-    return block, regressions, now
+    return block, regressions
+
+
+def instructions_block(previous: dict[str, float], labels: dict[str, str],
+                       reference_answers: dict[str, str] | None = None,
+                       ) -> tuple[str, list[str], dict[str, float], dict[str, float]]:
+    """(markdown block, regressions, service figures, reference figures): callgrind instructions per
+    call for (o), (a) and (c), each against the previous run's figure. A block saying why, no
+    regressions and no figures when callgrind cannot run."""
+    why = callgrind_available()
+    if why:
+        return f"Instructions per call: not measured, {why}.", [], {}, {}
+    now, ref = measure_instructions(INSTRUCTION_SCENARIOS, reference_answers)
+    block, regressions = instructions_text(now, previous, labels, ref)
+    return block, regressions, now, ref

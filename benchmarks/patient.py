@@ -11,7 +11,10 @@ TPMT *1/*3A (intermediate metabolizer), NUDT15 *1/*1, allopurinol among her
 62 Observations (3 weights, 3 pharmacogenomic results, 1 pregnancy status,
 55 CBC / liver / kidney results). The draft order is azathioprine 150 mg/day, so the service
 answers with real cards. ``large()`` is scenario (c): the same patient with
-about 500 Observations (years of monitoring).
+about 500 Observations (years of monitoring). ``other_order(realistic())`` is the
+other-order scenario (o): the same patient and the same full prefetch, but the draft is
+amlodipine 5 mg once daily, a drug that no rule concerns (no thiopurine, no interacting
+medicine, no live vaccine): the order-sign call an EHR sends for every other order.
 
 Self-contained (standard library only) so that the benchmark does not break
 when the test builders change.
@@ -230,6 +233,19 @@ def patient_data(*, lab_rounds: int = 6, today: date | None = None, seed: int = 
                           authored_days_ago=0)
     return {"patient": g.patient(), "weight": weights, "pgx": pgx, "labs": labs, "pregnancy": [g.pregnancy()],
             "medications": meds, "conditions": conditions, "allergies": allergies, "draft": draft}
+
+
+# the other order: a common new prescription that no knowledge table names (checked by
+# tests/test_bench_report.py against rules/knowledge/ and fhir_mappers/codes.toml)
+OTHER_ORDER = ("197361", "amlodipine 5 MG Oral Tablet", 5, 1)
+
+
+def other_order(data: dict, *, today: date | None = None, seed: int = 2) -> dict:
+    """``data`` with its draft order replaced by ``OTHER_ORDER`` (same record, same prefetch)."""
+    g = _Gen(today or date.today(), seed)
+    rx, display, mg, per_day = OTHER_ORDER
+    draft = g.med_request(rx, display, mg, per_day, id="mr-other-draft", status="draft", authored_days_ago=0)
+    return {**data, "draft": draft}
 
 
 def observation_count(data: dict) -> int:
