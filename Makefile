@@ -62,5 +62,6 @@ demo: $(STAMP) $(SMART_STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
 
+# make bench BENCH_ARGS=--quick: a one-round smoke run; BENCH_ARGS=--no-write leaves benchmarks/RESULTS.md alone
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)

@@ -124,19 +124,20 @@ class ReferenceHarness:
     """The bare Flask reference (``reference_app.py``) called with a scenario's body through the
     same test client: what routing, reading the body and answering cost, with no work of ours."""
 
-    def __init__(self, scenario: str, answer: bytes | None = None) -> None:
+    def __init__(self, scenario: str, answer: bytes | None = None, body: bytes | None = None) -> None:
         from reference_app import DEFAULT_CARD, create_reference_app
 
         if answer is None:
             answer = b'{"cards":[]}' if scenario == "o" else json.dumps(DEFAULT_CARD).encode()
-        if scenario == "b":
-            req = patient.hook_request(patient.realistic(), prefetch=False, fhir_server="http://127.0.0.1:9/fhir",
-                                       token="bench-token")
+        if body is not None:  # make bench hands over the very bytes it sent to the servers
+            self.body = body
+        elif scenario == "b":
+            self.body = json.dumps(patient.hook_request(patient.realistic(), prefetch=False,
+                                                        fhir_server="http://127.0.0.1:9/fhir", token="bench-token")).encode()
         else:
             from hooks.prefetch import PREFETCH
 
-            req = patient.hook_request(scenario_data(scenario), keys=list(PREFETCH))
-        self.body = json.dumps(req).encode()
+            self.body = json.dumps(patient.hook_request(scenario_data(scenario), keys=list(PREFETCH))).encode()
         self.client = create_reference_app(answer).test_client()
         self.url = "/cds-services/" + patient.SERVICE
 
@@ -150,8 +151,8 @@ class ReferenceHarness:
         pass
 
 
-def _harness(scenario: str, tmp: str, reference: bool, answer: bytes | None = None):
-    return ReferenceHarness(scenario, answer) if reference else Harness(scenario, tmp)
+def _harness(scenario: str, tmp: str, reference: bool, answer: bytes | None = None, body: bytes | None = None):
+    return ReferenceHarness(scenario, answer, body) if reference else Harness(scenario, tmp)
 
 
 def _start_stub(tmp: Path, data: dict, templates: dict[str, str]):
@@ -173,9 +174,9 @@ def _start_stub(tmp: Path, data: dict, templates: dict[str, str]):
 
 
 def cpu_ms(scenario: str, calls: int, warmup: int = 20, *, reference: bool = False,
-           answer: bytes | None = None) -> float:
+           answer: bytes | None = None, body: bytes | None = None) -> float:
     with tempfile.TemporaryDirectory(prefix="aza-cpu-") as tmp:
-        h = _harness(scenario, tmp, reference, answer)
+        h = _harness(scenario, tmp, reference, answer, body)
         try:
             for _ in range(warmup):
                 h.call()
@@ -187,11 +188,12 @@ def cpu_ms(scenario: str, calls: int, warmup: int = 20, *, reference: bool = Fal
             h.close()
 
 
-def _run_calls(scenario: str, calls: int, reference: bool = False, answer_file: str = "") -> None:
+def _run_calls(scenario: str, calls: int, reference: bool = False, answer_file: str = "", body_file: str = "") -> None:
     """Child of ``--instructions``: warm up, then ``calls`` calls, then exit."""
     answer = Path(answer_file).read_bytes() if answer_file else None
+    body = Path(body_file).read_bytes() if body_file else None
     with tempfile.TemporaryDirectory(prefix="aza-cg-") as tmp:
-        h = _harness(scenario, tmp, reference, answer)
+        h = _harness(scenario, tmp, reference, answer, body)
         try:
             for _ in range(3):
                 h.call()
@@ -211,13 +213,13 @@ def callgrind_available() -> str | None:
     return None
 
 
-def _instructions(scenario: str, calls: int, reference: bool = False, answer_file: str = "") -> int:
+def _instructions(scenario: str, calls: int, reference: bool = False, answer_file: str = "", body_file: str = "") -> int:
     if scenario not in INSTRUCTION_SCENARIOS:
         raise SystemExit(f"instructions per call: not for ({scenario}); see benchmarks/cpu_per_call.py's docstring")
     with tempfile.TemporaryDirectory(prefix="aza-cg-out-") as out:
         cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=functools_reduce",
                f"--callgrind-out-file={out}/cg.out", sys.executable,
-               str(Path(__file__).resolve()), "--child", scenario, str(calls), "ref" if reference else "svc", answer_file]
+               str(Path(__file__).resolve()), "--child", scenario, str(calls), "ref" if reference else "svc", answer_file, body_file]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False,
                               env={**os.environ, "PYTHONHASHSEED": "0"})
         if done.returncode != 0:
@@ -229,15 +231,15 @@ def _instructions(scenario: str, calls: int, reference: bool = False, answer_fil
 
 
 def instructions_per_call(scenario: str, calls: int | None = None, *, reference: bool = False,
-                          answer_file: str = "") -> float:
+                          answer_file: str = "", body_file: str = "") -> float:
     n = calls or CALLGRIND_CALLS[scenario]
-    return _instructions(scenario, n, reference, answer_file) / n
+    return _instructions(scenario, n, reference, answer_file, body_file) / n
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
-        _run_calls(argv[1], int(argv[2]), argv[3:4] == ["ref"], (argv[4:5] or [""])[0])
+        _run_calls(argv[1], int(argv[2]), argv[3:4] == ["ref"], (argv[4:5] or [""])[0], (argv[5:6] or [""])[0])
         return 0
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scenarios", default=None,
@@ -282,14 +284,20 @@ def previous_instructions(results_text: str) -> dict[str, float]:
     return {m["s"]: float(m["m"]) for m in _ROW.finditer(block)}
 
 
-def measure_instructions(scenarios=INSTRUCTION_SCENARIOS, reference_answers: dict[str, str] | None = None,
+def measure_instructions(scenarios=INSTRUCTION_SCENARIOS, reference_files: dict[str, tuple[str, str]] | None = None,
                          ) -> tuple[dict[str, float], dict[str, float]]:
     """Millions of instructions per call: the service's by scenario, and the reference's for the
-    scenarios in ``reference_answers`` (scenario -> file with the answer the reference sends)."""
-    now = {s: instructions_per_call(s) / 1e6 for s in scenarios}
-    ref = {s: instructions_per_call(s, reference=True, answer_file=f) / 1e6
-           for s, f in (reference_answers or {}).items() if s in scenarios}
-    return now, ref
+    scenarios in ``reference_files`` (scenario -> (file with the answer the reference sends, file
+    with the request body))."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    # each count is its own valgrind process, mostly start-up (building the app ≈ 50× slower under
+    # valgrind): two at a time; the counts do not depend on what else runs
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        svc = {s: pool.submit(instructions_per_call, s) for s in scenarios}
+        refs = {s: pool.submit(instructions_per_call, s, reference=True, answer_file=a, body_file=b)
+                for s, (a, b) in (reference_files or {}).items() if s in scenarios}
+        return ({s: f.result() / 1e6 for s, f in svc.items()}, {s: f.result() / 1e6 for s, f in refs.items()})
 
 
 def instructions_text(now: dict[str, float], previous: dict[str, float], labels: dict[str, str],
@@ -325,7 +333,7 @@ def instructions_text(now: dict[str, float], previous: dict[str, float], labels:
 
 
 def instructions_block(previous: dict[str, float], labels: dict[str, str],
-                       reference_answers: dict[str, str] | None = None,
+                       reference_files: dict[str, tuple[str, str]] | None = None,
                        ) -> tuple[str, list[str], dict[str, float], dict[str, float]]:
     """(markdown block, regressions, service figures, reference figures): callgrind instructions per
     call for (o), (a) and (c), each against the previous run's figure. A block saying why, no
@@ -333,6 +341,6 @@ def instructions_block(previous: dict[str, float], labels: dict[str, str],
     why = callgrind_available()
     if why:
         return f"Instructions per call: not measured, {why}.", [], {}, {}
-    now, ref = measure_instructions(INSTRUCTION_SCENARIOS, reference_answers)
+    now, ref = measure_instructions(INSTRUCTION_SCENARIOS, reference_files)
     block, regressions = instructions_text(now, previous, labels, ref)
     return block, regressions, now, ref
