@@ -253,3 +253,21 @@ def test_ab_finds_modules_imported_from_another_tree(tmp_path):
     strays = ab_old_new.foreign_modules(tmp_path)
     assert any(s.startswith("fhir_mappers") for s in strays)
     assert ab_old_new.foreign_modules(ROOT) == []
+
+
+def test_instructions_block_counts_service_and_reference(monkeypatch):
+    seen = []
+
+    def fake(scenario, calls=None, *, reference=False, answer_file="", body_file=""):
+        seen.append((scenario, reference, answer_file, body_file))
+        return {"o": 6e6, "a": 25e6, "c": 116e6}[scenario] / (20 if reference else 1)
+
+    monkeypatch.setattr(cpu_per_call, "callgrind_available", lambda: None)
+    monkeypatch.setattr(cpu_per_call, "instructions_per_call", fake)
+    files = {s: (f"answer-{s}.json", f"body-{s}.json") for s in cpu_per_call.INSTRUCTION_SCENARIOS}
+    block, regressions, now, ref = cpu_per_call.instructions_block({"a": 25.0, "c": 100.0}, {}, files)
+    assert now == {"o": 6.0, "a": 25.0, "c": 116.0}
+    assert ref == pytest.approx({"o": 0.3, "a": 1.25, "c": 5.8})
+    assert sorted(seen) == sorted([(s, False, "", "") for s in now] + [(s, True, *files[s]) for s in now])
+    assert regressions == ["(c) 116.00 M instructions per call, +16.0 % on the previous 100.00 M"]
+    assert "| (c) full prefetch, 515 Obs | 116.00 | 100.00 | +16.0 % | **regression** | 5.80 |" in block
