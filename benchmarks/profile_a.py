@@ -5,7 +5,10 @@ no load tool), so that only our own code and Flask are on the profile. The
 same request as scenario (a) of ``run.py``; the app is built as ``serve``
 builds it (auth off, feedback store in a temporary directory).
 
-    .venv/bin/python benchmarks/profile_a.py [--requests 500] [--tree]
+    .venv/bin/python benchmarks/profile_a.py [--requests 500] [--flat] [--scenario a|o]
+
+``--scenario o``: the other-order call (``patient.other_order``: the same prefetch, a draft no
+rule concerns), to see what the service still does for a call that answers no card.
 """
 from __future__ import annotations
 
@@ -89,9 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--requests", type=int, default=500)
     p.add_argument("--flat", action="store_true", help="also print the functions by self time")
+    p.add_argument("--scenario", choices=["a", "o"], default="a")
     args = p.parse_args(argv)
-    text, mean_ms = profile(args.requests, args.flat)
-    print(f"scenario (a), in-process: {mean_ms:.2f} ms per hook call (without the profiler)\n")
+    data = patient.other_order(patient.realistic()) if args.scenario == "o" else patient.realistic()
+    text, mean_ms = profile(args.requests, args.flat, data=data)
+    print(f"scenario ({args.scenario}), in-process: {mean_ms:.2f} ms per hook call (without the profiler)\n")
     print(text)
     return 0
 

@@ -672,6 +672,17 @@ def report_text(*, args, when: str, machine_text: str, load_before: float, load_
     return "\n".join(lines)
 
 
+def profile_block(scenario: str, data: dict, calls: int = 400) -> str:
+    """pyinstrument's call tree of one scenario in-process, as written into RESULTS.md."""
+    import profile_a
+
+    text, mean_ms = profile_a.profile(calls, data=data)
+    what = "the other order" if scenario == "o" else "the realistic thiopurine call"
+    return (f"pyinstrument, scenario ({scenario}), {what}, in-process (Flask test client, no HTTP server): "
+            f"{mean_ms:.2f} ms per hook call without the profiler; call tree from Flask's dispatch down, "
+            f"share of the total time (branches under 1.5 % left out):\n\n```\n{text}\n```")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wrk_bin = ensure_wrk()
@@ -796,15 +807,11 @@ def _main(args, wrk_bin: str, tmp: Path, started: float, load_before: float) -> 
     bad_exit = {n: c for n, c in codes.items() if c not in (0, None)}
     machine_text = machine()
 
-    profile_text = None
+    profile_text = profile_o_text = None
     if not args.no_profile and ensure_python_package("pyinstrument", "pyinstrument"):
-        import profile_a
-
-        say("profiling scenario (a) in-process with pyinstrument")
-        profile_text, mean_ms = profile_a.profile(400, data=realistic)
-        profile_text = (f"pyinstrument, scenario (a) in-process (Flask test client, no HTTP server): "
-                        f"{mean_ms:.2f} ms per hook call without the profiler; call tree from Flask's dispatch down, "
-                        f"share of the total time (branches under 1.5 % left out):\n\n```\n{profile_text}\n```")
+        say("profiling scenarios (a) and (o) in-process with pyinstrument")
+        profile_text = profile_block("a", realistic)
+        profile_o_text = profile_block("o", records["o"])
     import cpu_per_call
 
     say("CPU per call in-process, service and reference")
@@ -844,13 +851,16 @@ def _main(args, wrk_bin: str, tmp: Path, started: float, load_before: float) -> 
     print("\n" + cpu_text)
     if instructions_text:
         print("\n" + instructions_text)
-    if profile_text:
-        print("\n" + profile_text)
+    for text in (profile_text, profile_o_text):
+        if text:
+            print("\n" + text)
     if not args.no_write:
         write_results(report, "table")
         write_results(cpu_text, "cpu")
         if profile_text:
             write_results(profile_text, "profile")
+        if profile_o_text:
+            write_results(profile_o_text, "profile-o")
         if instructions_text and (not regressions or args.accept_instructions):
             write_results(instructions_text, "instructions")
         say(f"written to {RESULTS.relative_to(ROOT)}")
