@@ -169,7 +169,7 @@ class Server:
     proc: subprocess.Popen | None = None
     cold_start_s: float | None = None
     cold_start_cpu_s: float | None = None  # CPU time (master and workers) used by then: what load changes less
-    _peak_rss: float | None = None  # read just before stop(): the workers are gone after it
+    _peak_rss: float | None = None  # the largest VmHWM seen at note_rss() (after each run and at stop())
 
     @property
     def base(self) -> str:
@@ -206,10 +206,20 @@ class Server:
             return []
         return [int(c) for c in children]
 
+    def note_rss(self) -> None:
+        """Remember the workers' peak now: gunicorn recycles a worker after MAX_REQUESTS calls, and a new
+        worker's VmHWM starts again (called after every wrk run)."""
+        now = self._live_rss()
+        if now is not None:
+            self._peak_rss = max(self._peak_rss or 0.0, now)
+
     def peak_rss_mb(self) -> float | None:
-        """Peak resident set size (VmHWM) of the largest worker, in MB (as it was at stop() once stopped)."""
-        if self._peak_rss is not None:
-            return self._peak_rss
+        """Peak resident set size (VmHWM) of the largest worker, in MB, over every worker seen at a note_rss()."""
+        live = None if self.proc is None or self.proc.poll() is not None else self._live_rss()
+        known = [v for v in (self._peak_rss, live) if v is not None]
+        return max(known) if known else None
+
+    def _live_rss(self) -> float | None:
         peaks = []
         for pid in self.workers():
             try:
@@ -223,19 +233,25 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) used so far by the master and its workers."""
+        return self.cpu_by_pid()[1]
+
+    def cpu_by_pid(self) -> tuple[frozenset[int], float]:
+        """(the pids counted, their CPU time so far): a CPU difference is only meaningful between two
+        readings of the same processes (a worker recycled in between takes its CPU time with it)."""
         total = 0
-        for pid in ([self.proc.pid] if self.proc else []) + self.workers():
+        pids = ([self.proc.pid] if self.proc else []) + self.workers()
+        for pid in pids:
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
             total += int(fields[11]) + int(fields[12])
-        return total / os.sysconf("SC_CLK_TCK")
+        return frozenset(pids), total / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> int | None:
         if self.proc is None:
             return None
-        self._peak_rss = self.peak_rss_mb()
+        self.note_rss()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -287,7 +303,7 @@ class Run:
     p99_ms: float
     max_ms: float
     errors: int
-    cpu_s: float = 0.0  # CPU time the server used during the run
+    cpu_s: float | None = 0.0  # CPU time the server used during the run; None: a worker was recycled meanwhile
 
     @property
     def rps(self) -> float:
@@ -298,9 +314,13 @@ def wrk(wrk_bin: str, url: str, body_file: Path, *, seconds: float, connections:
         tokens: Path | None = None, server: Server | None = None) -> Run:
     env = {**os.environ, "BENCH_BODY": str(body_file), "BENCH_TOKENS": str(tokens or "")}
     cmd = [wrk_bin, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(LUA), url]
-    cpu_before = server.cpu_seconds() if server else 0.0
+    pids_before, cpu_before = server.cpu_by_pid() if server else (frozenset(), 0.0)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
-    cpu = server.cpu_seconds() - cpu_before if server else 0.0
+    cpu: float | None = 0.0
+    if server:
+        pids_after, cpu_after = server.cpu_by_pid()
+        cpu = cpu_after - cpu_before if pids_after == pids_before else None
+        server.note_rss()
     line = next((l for l in out.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
     if line is None:
         raise SystemExit(f"wrk failed: {out.stdout}\n{out.stderr}")
@@ -308,6 +328,13 @@ def wrk(wrk_bin: str, url: str, body_file: Path, *, seconds: float, connections:
     errors = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
     return Run(r["requests"], r["duration_us"] / 1e6, r["p50_us"] / 1000, r["p99_us"] / 1000, r["max_us"] / 1000, errors,
                cpu)
+
+
+def cpu_ms_per_call(runs: list[Run]) -> float | None:
+    """CPU ms per answered call over the runs whose CPU time is known (None when none is)."""
+    known = [r for r in runs if r.cpu_s is not None]
+    calls = sum(r.requests for r in known)
+    return sum(r.cpu_s or 0.0 for r in known) / calls * 1000 if calls else None
 
 
 @dataclass
@@ -330,7 +357,7 @@ class Row:
             "max_ms": max(r.max_ms for r in self.runs),
             "errors": sum(r.errors for r in self.runs),
             "requests": n,
-            "cpu_ms": sum(r.cpu_s for r in self.runs) / n * 1000 if n else None,
+            "cpu_ms": cpu_ms_per_call(self.runs),
         }
 
 

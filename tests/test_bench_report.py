@@ -271,3 +271,14 @@ def test_instructions_block_counts_service_and_reference(monkeypatch):
     assert sorted(seen) == sorted([(s, False, "", "") for s in now] + [(s, True, *files[s]) for s in now])
     assert regressions == ["(c) 116.00 M instructions per call, +16.0 % on the previous 100.00 M"]
     assert "| (c) full prefetch, 515 Obs | 116.00 | 100.00 | +16.0 % | **regression** | 5.80 |" in block
+
+
+def test_cpu_per_call_leaves_out_a_run_whose_worker_was_recycled():
+    # a worker recycled during a run (gunicorn's max_requests) takes its CPU time with it: that run's
+    # CPU is unknown (None), not a negative or too small figure
+    runs = [run.Run(1000, 8.0, 1.0, 2.0, 3.0, 0, cpu_s=0.5), run.Run(1000, 8.0, 1.0, 2.0, 3.0, 0, cpu_s=None)]
+    assert run.cpu_ms_per_call(runs) == pytest.approx(0.5)
+    assert run.cpu_ms_per_call(runs[1:]) is None
+    row = run.Row("b", "(b) label", FakeServer("reference"), Path("/dev/null"))
+    row.runs = runs
+    assert row.total()["cpu_ms"] == pytest.approx(0.5) and row.total()["requests"] == 2000
