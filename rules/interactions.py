@@ -14,6 +14,7 @@ from fhir_mappers.terminology import terminology
 from .common import indication, thiopurine_of, usable_weight
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load
+from .knowledge_schema import OtherInteraction
 from .populations import weight_window_days
 
 # The rules this module words with fixed ids; each [others.<key>] table of interactions.toml adds one more
@@ -246,18 +247,29 @@ def vaccine_timing_findings(facts: ClinicalFacts) -> list[Finding]:
     return out
 
 
+@cache
+def _other_tables() -> tuple[tuple[str, str, frozenset[str], OtherInteraction], ...]:
+    """interactions.toml [others.*] as (key, rule id, ingredients, spec), in the file's order: built once at load."""
+    return tuple((key, other_rule_id(key), frozenset(spec.ingredients), spec)
+                 for key, spec in load().interactions.others.items())
+
+
 def other_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:
-    table = load().interactions.others
+    if meds is None:
+        meds = medications(facts)
+    if not meds.thiopurines:
+        return []  # no thiopurine among the orders and medications: no pair to find
     findings = []
-    for key, spec in table.items():
-        drugs = set(spec.ingredients)
+    for key, rule_id, drugs, spec in _other_tables():
+        if meds.ingredients.isdisjoint(drugs):
+            continue  # none of the medications has this table's ingredients
         for t, tp, o, new in _pairs(facts, lambda m, drugs=drugs: bool(m.ingredients & drugs), meds,
                                     ingredients=drugs):
             other = sorted(o.ingredients & drugs)[0]
             routine = spec.routine_combination
             if routine and _renews_combination(facts, t, tp, o, drugs, new):
                 continue  # a routine combination taken together already (BSG 2019): nothing on its renewal
-            findings.append(Finding(other_rule_id(key), t.ref,
+            findings.append(Finding(rule_id, t.ref,
                                     {"other": other, "group": key, "new": new, "thiopurine_state": _state(t),
                                      "other_state": _state(o), "routine": routine}, drug=tp,
                                     indicator="info" if routine else None,

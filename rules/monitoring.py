@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 from fhir_mappers.facts import ClinicalFacts, Measurement, ResultText
 
-from .common import CodeMatcher, above, below, indication, lab_flag, therapy_unknown
+from .common import CodeMatcher, above, below, lab_flag, therapy_unknown
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, Finding, OrderTest
 from .knowledge_base import load
@@ -144,7 +144,7 @@ def cbc_due_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> li
             actions.append(OrderTest(spec.cbc_loinc, spec.cbc_display, label="order_cbc", reason=spec.reason))
         if lft_due:
             actions.append(OrderTest(spec.lft_loinc, spec.lft_display, label="order_lft", reason=spec.reason))
-        last_abnormal = _last_abnormal(facts, order, drug) if cbc_due else []
+        last_abnormal = _last_abnormal(facts, order, drug, ctx) if cbc_due else []
         findings.append(Finding("monitoring-cbc-due", order.ref,
                                 {"last_abnormal": last_abnormal,
                                  "early": early, "why": why, "since": since, "cbc_due": cbc_due, "lft_due": lft_due,
@@ -153,13 +153,13 @@ def cbc_due_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> li
     return findings
 
 
-def _last_abnormal(facts: ClinicalFacts, order, drug: str) -> list[dict]:
+def _last_abnormal(facts: ClinicalFacts, order, drug: str, ctx: CallContext | None = None) -> list[dict]:
     """The last blood counts, too old for the cytopenia cards (``result_max_age_days``), that were abnormal: the
     CBC-due card quotes them (a renewal after a severe count is not routine monitoring). Severe: CTCAE grade 3
     or a laboratory critical-low flag; low: the BSR 2017 action thresholds (not in leukaemia maintenance)."""
     kb = load().monitoring
     old_before = facts.today - timedelta(days=kb.cbc.result_max_age_days)
-    leukaemia = _leukaemia(facts, order, drug)
+    leukaemia = _leukaemia(facts, order, drug, ctx)
     out = []
     for analyte in ("neutrophils", "wbc", "platelets", "hemoglobin", "lymphocytes"):
         m = latest(facts, analyte)
@@ -230,7 +230,7 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
     # leukaemia maintenance (ALL, AML: dosing.toml malignancy_drugs): the dose is titrated to counts (mercaptopurine
     # label 2.1: "adjust dose to maintain desirable ANC"); the BSR/BHPR 2017 DMARD thresholds (rheumatology) do not
     # apply there. The severe cytopenia card (CTCAE grade 3, laboratory critical flags) does.
-    leukaemia = _leukaemia(facts, order, drug)
+    leukaemia = _leukaemia(facts, order, drug, ctx)
     for analyte in ("neutrophils", "wbc", "platelets", "hemoglobin"):
         m = latest(facts, analyte, age)
         r = reported(facts, analyte, age, m)
@@ -312,9 +312,10 @@ def _severe_at(analyte: str, leukaemia: bool) -> float:
     return getattr(spec, f"{analyte}_below")
 
 
-def _leukaemia(facts: ClinicalFacts, order, drug: str) -> bool:
-    """The order treats ALL or AML with this thiopurine (dosing.toml ``malignancy_drugs``)."""
-    ind, _ = indication(order, facts.conditions)
+def _leukaemia(facts: ClinicalFacts, order, drug: str, ctx: CallContext | None = None) -> bool:
+    """The order treats ALL or AML with this thiopurine (dosing.toml ``malignancy_drugs``); the indication is the
+    call's (``CallContext.indication``: the Conditions are matched once per call, not once per rule)."""
+    ind, _ = context_of(facts, ctx).indication(order)
     return drug in load().dosing.indications[ind].malignancy_drugs
 
 

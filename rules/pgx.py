@@ -16,7 +16,7 @@ from fhir_mappers.facts import ClinicalFacts, Gene, GeneResult, MedicationFact
 from .common import drug_spec
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
-from .knowledge_base import load, normalise_diplotype
+from .knowledge_base import load
 from .knowledge_schema import Band, PgxDrug
 from .monitoring import tpmt_activity_status
 
@@ -94,7 +94,7 @@ def phenotype_of_diplotype(gene: str, text: str) -> tuple[str | None, list[dict]
         if not all(_ALLELE.match(a) for a in alleles):
             return None, [{"code": "not_star_alleles", "gene": gene, "text": text}]
         alleles = [cpic_2026.aliases.get(gene, {}).get(a, a) for a in alleles]  # NUDT15 *2 -> *3
-        phenotype = kb.diplotypes[gene].get(normalise_diplotype(*alleles))
+        phenotype = kb.diplotype_pairs[gene].get((alleles[0], alleles[1]))  # = diplotypes[normalise_diplotype(...)]
         if phenotype is None:
             new = [a for a in alleles if a in cpic_2026.new_alleles.get(gene, ())]
             if new:
