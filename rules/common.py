@@ -138,6 +138,33 @@ class CodeMatcher:
         return False
 
 
+    def read(self, codes: "ConditionCodes") -> bool:
+        """``self(codes)`` for codes read once (``condition_codes``): the same answer, without splitting them again."""
+        return not self.snomed.isdisjoint(codes.snomed) or any(c.startswith(self.icd10) for c in codes.icd10)
+
+
+@dataclass(frozen=True)
+class ConditionCodes:
+    """A Condition's "system|code" keys read once per call: its SNOMED codes, and its ICD-10 codes (any ICD-10
+    system, national modifications included) in upper case. Every code list a rule matches it against (the
+    indications, pregnancy, breastfeeding, acute kidney injury) reads these instead of splitting the keys again."""
+
+    snomed: frozenset[str]
+    icd10: tuple[str, ...]
+
+
+def condition_codes(codes: frozenset[str]) -> ConditionCodes:
+    snomed: set[str] = set()
+    icd10: list[str] = []
+    for key in codes:
+        system, _, code = key.partition("|")
+        if system == SNOMED:
+            snomed.add(code)
+        elif system.startswith(ICD10):
+            icd10.append(code.upper())
+    return ConditionCodes(frozenset(snomed), tuple(icd10))
+
+
 def matches(spec: dict, codes: frozenset[str]) -> bool:
     """Whether any "system|code" matches the spec's SNOMED codes or ICD-10 prefixes."""
     return CodeMatcher(frozenset(spec.get("snomed", [])), tuple(spec.get("icd10", [])))(codes)
@@ -194,6 +221,21 @@ def _indication_of(codes_per_item) -> str | None:
 def condition_indication(conditions: list[ConditionFact]) -> str | None:
     """The first indication (the knowledge file's order, most specific first) any active Condition matches."""
     return _indication_of(c.codes for c in conditions)
+
+
+def read_condition_indication(read: list[ConditionCodes]) -> str | None:
+    """``condition_indication`` of Conditions whose codes were read once (``condition_codes``): the same answer."""
+    index = _indication_index()
+    none = len(index.keys)
+    i = none
+    for codes in read:
+        for code in codes.snomed:
+            i = min(i, index.snomed.get(code, none))
+        for code in codes.icd10:
+            for n in index.icd10_lengths:
+                if n <= len(code):
+                    i = min(i, index.icd10.get(code[:n], none))
+    return index.keys[i] if i < none else None
 
 
 def reason_indication(order: MedicationFact) -> str | None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cache
 
 from fhir_mappers.facts import ClinicalFacts, Measurement, ResultText
 
@@ -383,19 +384,27 @@ def _platelet_fall(facts: ClinicalFacts, spec: ThioguanineLiver) -> dict | None:
             "previous_date": previous.when.date().isoformat() if previous and previous.when else ""}
 
 
+@cache
+def _thioguanine_liver_matchers() -> tuple[CodeMatcher, CodeMatcher]:
+    """monitoring.toml [thioguanine_liver] code lists (toxicity, signs), read once."""
+    spec = load().monitoring.thioguanine_liver
+    return (CodeMatcher(frozenset(spec.toxicity_snomed), tuple(spec.toxicity_icd10)),
+            CodeMatcher(frozenset(spec.sign_snomed), tuple(spec.sign_icd10)))
+
+
 def thioguanine_liver_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
     """Thioguanine continued long term (not a first order) with falling platelets, splenomegaly or ascites
     (signs: assess, warning), or a diagnosis of veno-occlusive disease, portal hypertension or varices on
     record (the label's liver toxicity: discontinue, critical). Tabloid label, WARNINGS."""
     spec = load().monitoring.thioguanine_liver
+    ctx = context_of(facts, ctx)
     out = []
-    for order, drug in context_of(facts, ctx).thiopurine_orders:
+    for order, drug in ctx.thiopurine_orders:
         if drug != "thioguanine" or (_is_start(facts, order, drug) and not therapy_unknown(facts, order)):
             continue
-        toxicity = [c.display or "?" for c in facts.conditions
-                    if CodeMatcher(frozenset(spec.toxicity_snomed), tuple(spec.toxicity_icd10))(c.codes)]
-        signs = [c.display or "?" for c in facts.conditions
-                 if CodeMatcher(frozenset(spec.sign_snomed), tuple(spec.sign_icd10))(c.codes)]
+        toxic, sign = _thioguanine_liver_matchers()
+        toxicity = [c.display or "?" for c, codes in ctx.condition_codes if toxic.read(codes)]
+        signs = [c.display or "?" for c, codes in ctx.condition_codes if sign.read(codes)]
         platelets = _platelet_fall(facts, spec)
         if not (toxicity or signs or platelets):
             continue
