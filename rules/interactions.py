@@ -277,7 +277,7 @@ def other_findings(facts: ClinicalFacts, meds: Medications | None = None) -> lis
     return findings
 
 
-def _renews_combination(facts: ClinicalFacts, t: MedicationFact, tp: str, o: MedicationFact, drugs: set[str],
+def _renews_combination(facts: ClinicalFacts, t: MedicationFact, tp: str, o: MedicationFact, drugs: frozenset[str],
                         new: str) -> bool:
     """The new order continues a combination already taken: the other drug of the pair is active, and the new
     order renews an order of its own drug (priorPrescription/basedOn: ``rules.without_replaced`` has already

@@ -49,7 +49,8 @@ def _schema(url: str) -> dict:
 def _second_url(url: str, suffix: str) -> str:
     u = sa.engine.make_url(url)
     if u.drivername.startswith("sqlite"):
-        return u.set(database=u.database.replace(".sqlite3", f"-{suffix}.sqlite3")).render_as_string(hide_password=False)
+        return u.set(database=str(u.database).replace(".sqlite3", f"-{suffix}.sqlite3")).render_as_string(
+            hide_password=False)
     return url  # one PostgreSQL database per test: see test_a_new_store_is_built_and_alembic_reads_it_as_current
 
 
