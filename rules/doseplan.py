@@ -186,8 +186,10 @@ def current_basis(limits: list[DoseLimit], usual: float | None, ordered: float |
         return None
     f_high = math.prod(lim.factor_high for lim in limits if lim.factor_high is not None)
     current = min(currents)
-    if current >= min(base) - EPS or current <= min(base) * f_high + EPS:
+    if current >= min(base) - EPS:
         return None
+    if current <= min(base) * f_high + EPS and not any(lim.current_not_reduced for lim in limits):
+        return None  # inside the band, and the interacting drug was active before: reduced for it already
     return current
 
 
@@ -197,7 +199,7 @@ def accept_top(limits: list[DoseLimit], usual: float | None, ordered: float | No
     widened = [DoseLimit(lim.rule_id, high_mg=lim.accept_high_mg if lim.accept_high_mg is not None else lim.high_mg,
                          low_mg=lim.low_mg, factor_low=lim.factor_low, factor_high=lim.factor_high,
                          days_per_week=lim.days_per_week, qualitative=lim.qualitative,
-                         current_mg=lim.current_mg) for lim in limits]
+                         current_mg=lim.current_mg, current_not_reduced=lim.current_not_reduced) for lim in limits]
     return combine(widened, usual, ordered)[1]
 
 

@@ -109,12 +109,18 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
                 actions.append(CancelOrder(t.ref, tp))
                 stops = True
         else:
+            # allopurinol is the new order, the thiopurine an active one, and no xanthine-oxidase inhibitor was active
+            # before: the dose taken was not reduced for it (round-4 H8), whatever its size
+            xoi_new = new == "other" and not t.is_draft and not any(
+                not m.is_draft and m.ingredients & xoi for m in (meds.all if meds is not None else medications(facts).all))
+            if xoi_new:
+                values["xoi_new"] = True
             if t.daily_dose is not None:
                 # allopurinol is the new order, the thiopurine an active one: the label's fraction of the usual dose
                 # is taken of the dose the patient is on when it is lower (docs/dose-advice.md 2d)
                 current = t.daily_dose.mg if new == "other" and not t.is_draft else None
                 dose = DoseLimit("interaction-xanthine-oxidase", factor_low=spec.factor_low,
-                                 factor_high=spec.factor_high, current_mg=current)
+                                 factor_high=spec.factor_high, current_mg=current, current_not_reduced=xoi_new)
             if o.is_draft and o.ref:
                 # an option, not the recommended action: allopurinol is often needed (gout), or given on purpose
                 # with a reduced thiopurine (BSG 2019); the label's advice is to reduce the thiopurine

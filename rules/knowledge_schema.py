@@ -383,6 +383,8 @@ class ActivityInterpretation:
     normal_words: tuple[str, ...]
     high_words: tuple[str, ...]
     sources: tuple[str, ...] = ()
+    # words that place a result as intermediate in so many words (round-4 H7): "low" / "reduced" / flag L do not
+    explicit_intermediate_words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,9 @@ class GeneStatus:
     evidence: list[dict] = field(default_factory=list)  # what the results said (values for the card)
     problems: list[dict] = field(default_factory=list)  # results that could not be read / disagreed
     preliminary: bool = False  # a result this status rests on is preliminary (every card on it says so)
+    # TPMT poor only because an activity below an unknown assay's range could not be placed (intermediate or poor;
+    # round-4 H7): the card says "possible deficiency" and asks for the genotype
+    possible: bool = False
 
     @property
     def is_poor(self) -> bool:
@@ -162,9 +165,13 @@ def statuses(facts: ClinicalFacts, ctx: CallContext | None = None) -> dict[Gene,
         # CPIC: TPMT erythrocyte activity assesses the phenotype (and resolves an indeterminate genotype)
         phenotype = "Normal Metabolizer" if activity == "High" else activity
         tpmt = st["TPMT"]
+        possible = bool(evidence.get("possible"))
+        if possible and tpmt.state == "known" and not tpmt.is_indeterminate:
+            # intermediate or poor: a TPMT genotype on record places it; below the range is at least intermediate
+            phenotype = "Intermediate Metabolizer"
         tpmt.evidence.append({"gene": "TPMT", "kind": "activity", "phenotype": phenotype, "activity": evidence})
         if tpmt.state != "known" or tpmt.is_indeterminate:
-            tpmt.state, tpmt.phenotype = "known", phenotype
+            tpmt.state, tpmt.phenotype, tpmt.possible = "known", phenotype, possible
         elif RANK.get(phenotype, 0) > RANK.get(tpmt.phenotype, 0):
             tpmt.problems.append({"code": "activity_more_severe", "gene": "TPMT", "phenotype": phenotype})
             tpmt.phenotype = phenotype
@@ -200,9 +207,11 @@ def _test_action(kind: str) -> OrderTest:
     return OrderTest(loinc=t.loinc, display=t.display, label=f"order_{kind}", reason=t.reason)
 
 
-def _genotype_action(gaps: list[GeneStatus]) -> OrderTest:
-    """The genotype test to order: only the gene that is missing or unreadable when the other is on record."""
-    genes = {s.gene for s in gaps if s.state in ("missing", "unreadable")}
+def _genotype_action(gaps: list[GeneStatus], genes: set[str] | None = None) -> OrderTest:
+    """The genotype test to order: only the gene that is missing or unreadable when the other is on record
+    (``genes``: genes to genotype whatever their state, e.g. TPMT known only from an activity that cannot be placed)."""
+    genes = set(genes or ()) | {s.gene for s in gaps if s.state in ("missing", "unreadable", "unavailable")} \
+        if genes else {s.gene for s in gaps if s.state in ("missing", "unreadable")}
     if genes == {"TPMT"}:
         return _test_action("genotype_tpmt")
     if genes == {"NUDT15"}:
@@ -285,6 +294,11 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
         if mode in ("avoid", "avoid_or_reduce") and order.ref and order.is_draft:
             actions.append(CancelOrder(order.ref, drug))
         actions += _resolve_ambiguity(st)
+        if [s.gene for s in poor] == ["TPMT"] and st["TPMT"].possible:
+            # round-4 H7: an activity that cannot be placed (intermediate or poor): genotype before starting
+            values["possible_deficiency"] = True
+            actions.append(_genotype_action([st["TPMT"], *(s for s in (st["NUDT15"],) if s.state != "known")],
+                                            genes={"TPMT"}))
         return Finding("pgx-poor-metabolizer", order.ref, values, actions, dose=dose,
                        stops_order=mode in ("avoid", "avoid_or_reduce"), drug=drug,
                        sources=((band.malignant_source or band.source) if malignant else band.source, spec.label_source))
