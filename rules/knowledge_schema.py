@@ -205,6 +205,9 @@ class Indication:
     start_source: str = ""
     no_start_titration: bool = False
     sources: tuple[str, ...] = ()
+    # the normal dose per kg of a drug for this indication, where it differs from pgx.toml's (round-4 M1:
+    # thioguanine in AML, the Tabloid label's about 2 mg/kg/day): the reference a PGx fraction applies to
+    standard_mg_per_kg_day: Mapping[str, float] = field(default_factory=lambda: types.MappingProxyType({}))
 
 
 @dataclass(frozen=True)

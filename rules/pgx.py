@@ -371,11 +371,12 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis) -> Finding:
                       target_high=reference * high_f if reference else None)
         return Finding("pgx-reduce-dose", order.ref, values, actions, drug=drug, sources=tuple(sources))
     if basis["kind"] == "ordered":
-        # no usual dose for the indication and size (thioguanine outside leukaemia has no per-kg normal dose):
+        # no usual dose for the indication and size (thioguanine has a per-kg normal dose only in AML, dosing.toml):
         # a band applied to the ordered dose would cut an order already reduced again (issue 17), so no figure
         values.update(reference=None, target_reference=None, target_low=None, target_high=None,
-                      dose_problem="no normal dose per kg is set for this drug outside leukaemia, and the ordered dose "
-                                   "may already be reduced; apply the band to the usual dose for the indication")
+                      dose_problem="no normal dose is set for this drug for this indication (the thioguanine label "
+                                   "gives one for acute myeloid leukaemia only), and the ordered dose may already be "
+                                   "reduced; apply the band to the usual dose for the indication")
         return Finding("pgx-reduce-dose", order.ref, values, actions, drug=drug, sources=tuple(sources))
     ordered = order.daily_dose.mg
     low, high = reference * low_f, reference * high_f
