@@ -258,6 +258,12 @@ def indication_from(by_reason: str | None, by_condition) -> tuple[str, str]:
     return (ind, "condition") if ind is not None else ("unknown", "none")
 
 
+def is_new_start(facts: ClinicalFacts, order: MedicationFact, drug: str) -> bool:
+    """No active order of the drug and no earlier therapy the request shows (priorPrescription,
+    basedOn, earlier orders, dispenses: ``order.prior_therapy``, read by fhir_mappers)."""
+    return not order.prior_therapy and not any(drug in m.ingredients for m in facts.active_medications)
+
+
 def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_days: int,
                indication_how: tuple[str, str] | None = None) -> dict:
     """The normal (reference) daily dose for this patient and how it was found: mg/m² x body surface area

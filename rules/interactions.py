@@ -167,10 +167,20 @@ def _live(m) -> list[str]:
     return sorted(c for c in m.vaccine_codes if cvx.get(c, {}).get("live"))
 
 
+def _family(name: str) -> str:
+    """The vaccine a CVX name is a formulation of: "rotavirus, pentavalent, live (RV5)" -> "rotavirus"."""
+    return name.split(",", 1)[0].strip()
+
+
 def _vaccine_values(codes: list[str]) -> dict:
+    """The vaccines named once each (round-4 m1): a code and the "unspecified formulation" code of the same vaccine
+    (read from the product's words beside its code) name one vaccine, the specific one."""
     spec = load().interactions.live_vaccines
     cvx = terminology().cvx
-    return {"vaccines": [cvx[c]["name"] for c in codes],
+    names = [cvx[c]["name"] for c in codes]
+    specific = {_family(n) for n in names if "unspecified" not in n}
+    names = [n for n in names if "unspecified" not in n or _family(n) not in specific]
+    return {"vaccines": names, "families": list(dict.fromkeys(_family(n) for n in names)),
             "alternatives": [spec.alternatives[c] for c in codes if c in spec.alternatives]}
 
 

@@ -503,6 +503,9 @@ class Pregnancy:
     status_max_age_days: int  # an older "pregnant" status cannot be current (longest pregnancy ~42 weeks)
     status_max_age_source: str
     sources: tuple[str, ...] = ()
+    # round-4 M2: the drugs ACR 2020 names compatible with pregnancy (info card); the others' labels warn of fetal harm
+    compatible_drugs: tuple[str, ...] = ("azathioprine",)
+    not_compatible_indicator: str = "warning"
 
 
 @dataclass(frozen=True)

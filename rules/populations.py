@@ -7,7 +7,7 @@ from functools import cache
 
 from fhir_mappers.facts import AllergyFact, ClinicalFacts, Measurement
 
-from .common import CodeMatcher, above, below, plausible_height
+from .common import CodeMatcher, above, below, is_new_start, plausible_height
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, DoseLimit, Finding
 from .knowledge_base import load
@@ -292,7 +292,12 @@ def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) ->
     out += allergy_findings(facts, orders)
     why = is_pregnant(facts, ctx)
     if why:
-        out.append(Finding("pregnancy", order.ref, why, drug=drug))
+        # worded per drug (round-4 M2): ACR 2020 names azathioprine compatible with pregnancy; the mercaptopurine and
+        # thioguanine labels warn of fetal harm (a warning, as the breastfeeding card), a new start said as such
+        compatible = drug in kb.pregnancy.compatible_drugs
+        out.append(Finding("pregnancy", order.ref, {**why, "compatible": compatible,
+                                                    "new_start": is_new_start(facts, order, drug)}, drug=drug,
+                           indicator=None if compatible else kb.pregnancy.not_compatible_indicator))
     why = is_breastfeeding(facts, ctx)
     if why:
         spec = kb.breastfeeding
