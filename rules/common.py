@@ -290,7 +290,9 @@ def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_da
             out["height_missing"] = h is None
     else:
         # the indication's own normal dose per kg (thioguanine in AML: Tabloid label), else the drug's (pgx.toml)
-        per_kg = dosing.indications[ind].standard_mg_per_kg_day.get(drug) or load().pgx.drugs[drug].standard_mg_per_kg_day
+        spec = dosing.indications[ind]
+        per_kg = load().pgx.drugs[drug].standard_mg_per_kg_day or \
+            (spec.standard_mg_per_kg_day if drug in spec.drugs else None)
         out["standard"] = per_kg
         if w is not None and per_kg:
             out.update(kind="kg", reference_mg=per_kg * w.value)

@@ -109,9 +109,11 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
                 actions.append(CancelOrder(t.ref, tp))
                 stops = True
         else:
-            # allopurinol is the new order, the thiopurine an active one, and no xanthine-oxidase inhibitor was active
-            # before: the dose taken was not reduced for it (round-4 H8), whatever its size
-            xoi_new = new == "other" and not t.is_draft and not any(
+            # allopurinol is the new order, the thiopurine an active one written before it, and no xanthine-oxidase
+            # inhibitor was active before: the dose taken was not reduced for it (round-4 H8), whatever its size. A
+            # thiopurine order written on or after the day of the allopurinol order may carry the reduction already
+            # (the advice followed, then the allopurinol signed again): it is not cut again (one order, one answer)
+            xoi_new = new == "other" and not t.is_draft and not _written_since(t, o, facts) and not any(
                 not m.is_draft and m.ingredients & xoi for m in (meds.all if meds is not None else medications(facts).all))
             if xoi_new:
                 values["xoi_new"] = True
@@ -130,6 +132,12 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
                                 drug=tp, sources=(*spec.label_sources.get(tp, []),
                                                   *(spec.contraindicated_sources if contraindicated else []), *extra)))
     return findings
+
+
+def _written_since(t: MedicationFact, o: MedicationFact, facts: ClinicalFacts) -> bool:
+    """The thiopurine order was written on or after the day of the interacting drug's order (today when undated)."""
+    since = o.authored_on or facts.today
+    return t.authored_on is not None and since is not None and t.authored_on >= since
 
 
 def warfarin_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:

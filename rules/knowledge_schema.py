@@ -205,9 +205,9 @@ class Indication:
     start_source: str = ""
     no_start_titration: bool = False
     sources: tuple[str, ...] = ()
-    # the normal dose per kg of a drug for this indication, where it differs from pgx.toml's (round-4 M1:
-    # thioguanine in AML, the Tabloid label's about 2 mg/kg/day): the reference a PGx fraction applies to
-    standard_mg_per_kg_day: Mapping[str, float] = field(default_factory=lambda: types.MappingProxyType({}))
+    # the normal dose per kg of the indication's ``drugs`` (round-4 M1: thioguanine in AML, the Tabloid label's
+    # about 2 mg/kg/day), where pgx.toml sets none: the reference a PGx fraction applies to
+    standard_mg_per_kg_day: float | None = None
 
 
 @dataclass(frozen=True)
@@ -506,6 +506,7 @@ class Pregnancy:
     # round-4 M2: the drugs ACR 2020 names compatible with pregnancy (info card); the others' labels warn of fetal harm
     compatible_drugs: tuple[str, ...] = ("azathioprine",)
     not_compatible_indicator: str = "warning"
+    label_sources: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: types.MappingProxyType({}))
 
 
 @dataclass(frozen=True)

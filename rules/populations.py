@@ -297,7 +297,8 @@ def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) ->
         compatible = drug in kb.pregnancy.compatible_drugs
         out.append(Finding("pregnancy", order.ref, {**why, "compatible": compatible,
                                                     "new_start": is_new_start(facts, order, drug)}, drug=drug,
-                           indicator=None if compatible else kb.pregnancy.not_compatible_indicator))
+                           indicator=None if compatible else kb.pregnancy.not_compatible_indicator,
+                           sources=() if compatible else kb.pregnancy.label_sources.get(drug, ())))
     why = is_breastfeeding(facts, ctx)
     if why:
         spec = kb.breastfeeding
