@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The project's bytecode, written ahead (pip writes it for installed packages; an editable install run with
+# PYTHONDONTWRITEBYTECODE=1 would compile every project module from source at each start: ~0.3 s of a cold
+# start, docs/performance.md "Cold start"). Up-to-date files are skipped; a stale one is recompiled in memory.
+BYTECODE := $(BIN)/python -m compileall -q service rules hooks fhir_mappers outbound
 
 .PHONY: run test lint venv clean check bench demo smart-app
 
@@ -12,6 +16,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --progress-bar on --upgrade pip
 	$(BIN)/python -m pip install --progress-bar on -e '.[test,postgres,lint]'
+	@$(BYTECODE) >/dev/null
 	@touch $(STAMP)
 	@echo "== Python environment ready"
 
@@ -64,4 +69,5 @@ clean:
 
 # make bench BENCH_ARGS=--quick: a one-round smoke run; BENCH_ARGS=--no-write leaves benchmarks/RESULTS.md alone
 bench: $(STAMP)
+	@$(BYTECODE) >/dev/null
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)

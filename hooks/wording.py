@@ -110,10 +110,17 @@ def _env(raw: Mapping[str, Any]) -> jinja2.Environment:
 
 
 @cache
+def _catalogue_env() -> jinja2.Environment:
+    """The one environment every catalogue template (rules' wording and [phrases]) is compiled in: the [meta]
+    macros are compiled once, not once per phrase."""
+    return _env(catalogue().raw)
+
+
+@cache
 def wording() -> Wording:
     raw = catalogue().raw
     meta = raw["meta"]
-    env = _env(raw)
+    env = _catalogue_env()
     compiled: dict[str, jinja2.Template] = {}
 
     def compile_(source: str, where: str) -> jinja2.Template:
@@ -154,7 +161,7 @@ def _phrase_template(name: str) -> jinja2.Template:
     source = catalogue().raw.get("phrases", {}).get(name)
     if source is None:
         raise KnowledgeError(f"{FILE_LABEL} [phrases]: missing key {name!r}")
-    return _env(catalogue().raw).from_string(source)
+    return _catalogue_env().from_string(source)
 
 
 def phrase(name: str, **values: Any) -> str:

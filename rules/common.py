@@ -138,6 +138,33 @@ class CodeMatcher:
         return False
 
 
+    def read(self, codes: "ConditionCodes") -> bool:
+        """``self(codes)`` for codes read once (``condition_codes``): the same answer, without splitting them again."""
+        return not self.snomed.isdisjoint(codes.snomed) or any(c.startswith(self.icd10) for c in codes.icd10)
+
+
+@dataclass(frozen=True)
+class ConditionCodes:
+    """A Condition's "system|code" keys read once per call: its SNOMED codes, and its ICD-10 codes (any ICD-10
+    system, national modifications included) in upper case. Every code list a rule matches it against (the
+    indications, pregnancy, breastfeeding, acute kidney injury) reads these instead of splitting the keys again."""
+
+    snomed: frozenset[str]
+    icd10: tuple[str, ...]
+
+
+def condition_codes(codes: frozenset[str]) -> ConditionCodes:
+    snomed: set[str] = set()
+    icd10: list[str] = []
+    for key in codes:
+        system, _, code = key.partition("|")
+        if system == SNOMED:
+            snomed.add(code)
+        elif system.startswith(ICD10):
+            icd10.append(code.upper())
+    return ConditionCodes(frozenset(snomed), tuple(icd10))
+
+
 def matches(spec: dict, codes: frozenset[str]) -> bool:
     """Whether any "system|code" matches the spec's SNOMED codes or ICD-10 prefixes."""
     return CodeMatcher(frozenset(spec.get("snomed", [])), tuple(spec.get("icd10", [])))(codes)
@@ -196,6 +223,21 @@ def condition_indication(conditions: list[ConditionFact]) -> str | None:
     return _indication_of(c.codes for c in conditions)
 
 
+def read_condition_indication(read: list[ConditionCodes]) -> str | None:
+    """``condition_indication`` of Conditions whose codes were read once (``condition_codes``): the same answer."""
+    index = _indication_index()
+    none = len(index.keys)
+    i = none
+    for codes in read:
+        for code in codes.snomed:
+            i = min(i, index.snomed.get(code, none))
+        for code in codes.icd10:
+            for n in index.icd10_lengths:
+                if n <= len(code):
+                    i = min(i, index.icd10.get(code[:n], none))
+    return index.keys[i] if i < none else None
+
+
 def reason_indication(order: MedicationFact) -> str | None:
     """The first indication the order's reasonCode matches."""
     return _indication_of((order.reason_codes,))
@@ -214,6 +256,12 @@ def indication_from(by_reason: str | None, by_condition) -> tuple[str, str]:
         return by_reason, "reason"
     ind = by_condition()
     return (ind, "condition") if ind is not None else ("unknown", "none")
+
+
+def is_new_start(facts: ClinicalFacts, order: MedicationFact, drug: str) -> bool:
+    """No active order of the drug and no earlier therapy the request shows (priorPrescription,
+    basedOn, earlier orders, dispenses: ``order.prior_therapy``, read by fhir_mappers)."""
+    return not order.prior_therapy and not any(drug in m.ingredients for m in facts.active_medications)
 
 
 def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_days: int,
@@ -241,7 +289,10 @@ def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_da
         else:
             out["height_missing"] = h is None
     else:
-        per_kg = load().pgx.drugs[drug].standard_mg_per_kg_day
+        # the indication's own normal dose per kg (thioguanine in AML: Tabloid label), else the drug's (pgx.toml)
+        spec = dosing.indications[ind]
+        per_kg = load().pgx.drugs[drug].standard_mg_per_kg_day or \
+            (spec.standard_mg_per_kg_day if drug in spec.drugs else None)
         out["standard"] = per_kg
         if w is not None and per_kg:
             out.update(kind="kg", reference_mg=per_kg * w.value)

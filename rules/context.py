@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from fhir_mappers.facts import ClinicalFacts, MedicationFact
+from fhir_mappers.facts import ClinicalFacts, ConditionFact, MedicationFact
 
 from . import common
 from .tpmt_activity import ActivityReading, activity_readings
@@ -27,8 +27,13 @@ class CallContext:
         return common.thiopurine_orders(self.facts)
 
     @cached_property
+    def condition_codes(self) -> list[tuple[ConditionFact, common.ConditionCodes]]:
+        """Every Condition with its codes read once (``common.condition_codes``), for every code list matched."""
+        return [(c, common.condition_codes(c.codes)) for c in self.facts.conditions]
+
+    @cached_property
     def condition_indication(self) -> str | None:
-        return common.condition_indication(self.facts.conditions)
+        return common.read_condition_indication([codes for _, codes in self.condition_codes])
 
     def indication(self, order: MedicationFact) -> tuple[str, str]:
         """``common.indication`` of the order, computed once per call."""

@@ -5,7 +5,7 @@ import math
 
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 
-from .common import indication, recent, recent_weight, therapy_unknown
+from .common import indication, is_new_start, recent, recent_weight, therapy_unknown
 from .context import CallContext, context_of
 from .findings import DoseLimit, Finding, OrderTest
 from .knowledge_base import load
@@ -14,12 +14,6 @@ from .populations import stale_height_check, stale_weight_check
 
 RULE_IDS = ("dose-unreadable", "dose-above-range", "dose-new-start", "dose-schedule-error", "weight-missing",
             "weight-implausible", "height-missing")
-
-
-def is_new_start(facts: ClinicalFacts, order: MedicationFact, drug: str) -> bool:
-    """No active order of the drug and no earlier therapy the request shows (priorPrescription,
-    basedOn, earlier orders, dispenses: ``order.prior_therapy``, read by fhir_mappers)."""
-    return not order.prior_therapy and not any(drug in m.ingredients for m in facts.active_medications)
 
 
 def schedule_error_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:

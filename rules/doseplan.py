@@ -38,6 +38,8 @@ class DosePlan:
     advised_days: int | None = None  # the schedule the advice sets (per dose), kept when the order follows it
     accept_high: float | None = None  # an order at or under this is not cut (the guideline's band); None: range_high
     current_basis: float | None = None  # the fraction was taken of this dose (the one the patient is on), not the usual
+    # that dose lies inside the band from the usual dose, yet was not reduced for the new interacting drug (round-4 H8)
+    current_in_band: bool = False
 
     @property
     def change(self) -> bool:
@@ -63,6 +65,7 @@ class DosePlan:
             "kind": self.kind, "days_per_week": self.days_per_week, "rules": list(self.rules),
             "qualitative": list(self.qualitative), "carrier": self.carrier, "drug": self.drug,
             "preliminary": self.preliminary, "current_basis": self.current_basis,
+            **({"current_in_band": True} if self.current_in_band else {}),
             "range": {"low": self.range_low, "high": self.high_mg if self.range_high is None else self.range_high,
                       "days_per_week": self.days_per_week or self.advised_days},
             # the range an order is accepted in (the guideline's band; the suggestion aims at "range")
@@ -176,19 +179,29 @@ def current_basis(limits: list[DoseLimit], usual: float | None, ordered: float |
     """The dose the patient is on, when the fraction applies to it rather than to the usual dose: a limit
     carries ``current_mg`` (allopurinol newly ordered for a patient on an active thiopurine order), that dose
     is under the usual dose (and the absolute limits), and it is not already inside the band the fraction
-    gives from them (an order reduced for allopurinol before is not cut again). None otherwise."""
+    gives from them (an order reduced for allopurinol before is not cut again) unless the limit says it was not
+    reduced for it (``current_not_reduced``, round-4 H8). None otherwise."""
+    return _current(limits, usual, ordered)[0]
+
+
+def _current(limits: list[DoseLimit], usual: float | None, ordered: float | None = None) -> tuple[float | None, bool]:
+    """(``current_basis``, whether that dose lies inside the band the fraction gives from the usual dose)."""
     currents = [lim.current_mg for lim in limits if lim.current_mg is not None and lim.factor_high is not None]
     if not currents:
-        return None
+        return None, False
     highs = [lim.high_mg for lim in limits if lim.high_mg is not None]
     base = [x for x in (usual, *highs) if x is not None] or ([ordered] if ordered is not None else [])
     if not base:
-        return None
+        return None, False
     f_high = math.prod(lim.factor_high for lim in limits if lim.factor_high is not None)
     current = min(currents)
-    if current >= min(base) - EPS or current <= min(base) * f_high + EPS:
-        return None
-    return current
+    if current >= min(base) - EPS:
+        return None, False
+    if current <= min(base) * f_high + EPS:
+        if not any(lim.current_not_reduced for lim in limits):
+            return None, False  # inside the band, and the interacting drug was active before: reduced for it already
+        return current, True
+    return current, False
 
 
 def accept_top(limits: list[DoseLimit], usual: float | None, ordered: float | None = None) -> float:
@@ -197,7 +210,7 @@ def accept_top(limits: list[DoseLimit], usual: float | None, ordered: float | No
     widened = [DoseLimit(lim.rule_id, high_mg=lim.accept_high_mg if lim.accept_high_mg is not None else lim.high_mg,
                          low_mg=lim.low_mg, factor_low=lim.factor_low, factor_high=lim.factor_high,
                          days_per_week=lim.days_per_week, qualitative=lim.qualitative,
-                         current_mg=lim.current_mg) for lim in limits]
+                         current_mg=lim.current_mg, current_not_reduced=lim.current_not_reduced) for lim in limits]
     return combine(widened, usual, ordered)[1]
 
 
@@ -241,7 +254,8 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
                         carrier=numeric[0].rule_id,
                         preliminary=any(f.values.get("preliminary") is True for f in items),
                         range_low=low, range_high=high, advised_days=days, accept_high=accept,
-                        current_basis=current_basis(limits, (usual_mg or {}).get(ref), ordered))
+                        current_basis=current_basis(limits, (usual_mg or {}).get(ref), ordered),
+                        current_in_band=_current(limits, (usual_mg or {}).get(ref), ordered)[1])
         if plan.change and plan.regimen is not None:
             carrier = numeric[0]
             action = ChangeDose(ref, plan.regimen, drug)

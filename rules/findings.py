@@ -115,6 +115,9 @@ class DoseLimit:
     # active order: the label's "one-third to one-quarter of the usual dose" applies to it when it is under the
     # usual dose and not already inside the reduced band (docs/dose-advice.md 2d); None: the usual dose only
     current_mg: float | None = None
+    # round-4 H8: the interacting drug is newly ordered (none was active before), so ``current_mg`` was not reduced
+    # for it: the fraction applies to it even when it lies inside the band the usual dose gives
+    current_not_reduced: bool = False
 
 
 @dataclass(frozen=True, slots=True)

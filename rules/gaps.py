@@ -86,6 +86,8 @@ def truncation_findings(facts: ClinicalFacts) -> list[Finding]:
 
 def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
     """One finding naming the data that could not be obtained or read, and what to check by hand."""
+    if not facts.unavailable and not facts.gaps:
+        return []  # every group obtained and every value read: nothing to name (the common, complete record)
     ctx = context_of(facts, ctx)
     orders = ctx.thiopurine_orders
     if not orders:

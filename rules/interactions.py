@@ -14,6 +14,7 @@ from fhir_mappers.terminology import terminology
 from .common import indication, thiopurine_of, usable_weight
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load
+from .knowledge_schema import OtherInteraction
 from .populations import weight_window_days
 
 # The rules this module words with fixed ids; each [others.<key>] table of interactions.toml adds one more
@@ -108,12 +109,20 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
                 actions.append(CancelOrder(t.ref, tp))
                 stops = True
         else:
+            # allopurinol is the new order, the thiopurine an active one written before it, and no xanthine-oxidase
+            # inhibitor was active before: the dose taken was not reduced for it (round-4 H8), whatever its size. A
+            # thiopurine order written on or after the day of the allopurinol order may carry the reduction already
+            # (the advice followed, then the allopurinol signed again): it is not cut again (one order, one answer)
+            xoi_new = new == "other" and not t.is_draft and not _written_since(t, o, facts) and not any(
+                not m.is_draft and m.ingredients & xoi for m in (meds.all if meds is not None else medications(facts).all))
+            if xoi_new:
+                values["xoi_new"] = True
             if t.daily_dose is not None:
                 # allopurinol is the new order, the thiopurine an active one: the label's fraction of the usual dose
                 # is taken of the dose the patient is on when it is lower (docs/dose-advice.md 2d)
                 current = t.daily_dose.mg if new == "other" and not t.is_draft else None
                 dose = DoseLimit("interaction-xanthine-oxidase", factor_low=spec.factor_low,
-                                 factor_high=spec.factor_high, current_mg=current)
+                                 factor_high=spec.factor_high, current_mg=current, current_not_reduced=xoi_new)
             if o.is_draft and o.ref:
                 # an option, not the recommended action: allopurinol is often needed (gout), or given on purpose
                 # with a reduced thiopurine (BSG 2019); the label's advice is to reduce the thiopurine
@@ -123,6 +132,12 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
                                 drug=tp, sources=(*spec.label_sources.get(tp, []),
                                                   *(spec.contraindicated_sources if contraindicated else []), *extra)))
     return findings
+
+
+def _written_since(t: MedicationFact, o: MedicationFact, facts: ClinicalFacts) -> bool:
+    """The thiopurine order was written on or after the day of the interacting drug's order (today when undated)."""
+    since = o.authored_on or facts.today
+    return t.authored_on is not None and since is not None and t.authored_on >= since
 
 
 def warfarin_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:
@@ -160,10 +175,20 @@ def _live(m) -> list[str]:
     return sorted(c for c in m.vaccine_codes if cvx.get(c, {}).get("live"))
 
 
+def _family(name: str) -> str:
+    """The vaccine a CVX name is a formulation of: "rotavirus, pentavalent, live (RV5)" -> "rotavirus"."""
+    return name.split(",", 1)[0].strip()
+
+
 def _vaccine_values(codes: list[str]) -> dict:
+    """The vaccines named once each (round-4 m1): a code and the "unspecified formulation" code of the same vaccine
+    (read from the product's words beside its code) name one vaccine, the specific one."""
     spec = load().interactions.live_vaccines
     cvx = terminology().cvx
-    return {"vaccines": [cvx[c]["name"] for c in codes],
+    names = [cvx[c]["name"] for c in codes]
+    specific = {_family(n) for n in names if "unspecified" not in n}
+    names = [n for n in names if "unspecified" not in n or _family(n) not in specific]
+    return {"vaccines": names, "families": list(dict.fromkeys(_family(n) for n in names)),
             "alternatives": [spec.alternatives[c] for c in codes if c in spec.alternatives]}
 
 
@@ -246,18 +271,29 @@ def vaccine_timing_findings(facts: ClinicalFacts) -> list[Finding]:
     return out
 
 
+@cache
+def _other_tables() -> tuple[tuple[str, str, frozenset[str], OtherInteraction], ...]:
+    """interactions.toml [others.*] as (key, rule id, ingredients, spec), in the file's order: built once at load."""
+    return tuple((key, other_rule_id(key), frozenset(spec.ingredients), spec)
+                 for key, spec in load().interactions.others.items())
+
+
 def other_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:
-    table = load().interactions.others
+    if meds is None:
+        meds = medications(facts)
+    if not meds.thiopurines:
+        return []  # no thiopurine among the orders and medications: no pair to find
     findings = []
-    for key, spec in table.items():
-        drugs = set(spec.ingredients)
+    for key, rule_id, drugs, spec in _other_tables():
+        if meds.ingredients.isdisjoint(drugs):
+            continue  # none of the medications has this table's ingredients
         for t, tp, o, new in _pairs(facts, lambda m, drugs=drugs: bool(m.ingredients & drugs), meds,
                                     ingredients=drugs):
             other = sorted(o.ingredients & drugs)[0]
             routine = spec.routine_combination
             if routine and _renews_combination(facts, t, tp, o, drugs, new):
                 continue  # a routine combination taken together already (BSG 2019): nothing on its renewal
-            findings.append(Finding(other_rule_id(key), t.ref,
+            findings.append(Finding(rule_id, t.ref,
                                     {"other": other, "group": key, "new": new, "thiopurine_state": _state(t),
                                      "other_state": _state(o), "routine": routine}, drug=tp,
                                     indicator="info" if routine else None,
@@ -265,7 +301,7 @@ def other_findings(facts: ClinicalFacts, meds: Medications | None = None) -> lis
     return findings
 
 
-def _renews_combination(facts: ClinicalFacts, t: MedicationFact, tp: str, o: MedicationFact, drugs: set[str],
+def _renews_combination(facts: ClinicalFacts, t: MedicationFact, tp: str, o: MedicationFact, drugs: frozenset[str],
                         new: str) -> bool:
     """The new order continues a combination already taken: the other drug of the pair is active, and the new
     order renews an order of its own drug (priorPrescription/basedOn: ``rules.without_replaced`` has already

@@ -13,7 +13,7 @@ import csv
 import tomllib
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,9 @@ class Knowledge:
     sources: Mapping[str, Source]
     diplotypes: Mapping[str, Mapping[str, str]]  # gene -> normalised diplotype -> phenotype
     allele_function: Mapping[str, Mapping[str, str]]  # gene -> allele -> function
+    # gene -> (allele, allele) in either order -> phenotype: ``diplotypes`` looked up without normalising
+    # the pair at every call (built once here, from ``diplotypes``: the same answers)
+    diplotype_pairs: Mapping[str, Mapping[tuple[str, str], str]] = field(default_factory=dict)
 
     def source(self, key: str) -> Source:
         return self.sources[key]
@@ -138,7 +141,19 @@ def load() -> Knowledge:
     versions = [meta.version, *(t.meta.version for t in typed.values())]
     return Knowledge(max(versions, key=version_key), sources=types.MappingProxyType(sources),
                      diplotypes=types.MappingProxyType(diplotypes), allele_function=types.MappingProxyType(functions),
+                     diplotype_pairs=types.MappingProxyType({g: diplotype_pairs(t) for g, t in diplotypes.items()}),
                      **typed)
+
+
+def diplotype_pairs(table: Mapping[str, str]) -> Mapping[tuple[str, str], str]:
+    """A gene's diplotype table (normalised "a/b" -> phenotype) keyed by the allele pair in both orders:
+    ``pairs[(a, b)] == table.get(normalise_diplotype(a, b))`` for any two alleles (a normalised key is its
+    two alleles sorted, so the pair in either order names exactly that key)."""
+    pairs: dict[tuple[str, str], str] = {}
+    for key, phenotype in table.items():
+        a, b = key.split("/")
+        pairs[(a, b)] = pairs[(b, a)] = phenotype
+    return types.MappingProxyType(pairs)
 
 
 def version_key(version: str) -> tuple[int, ...]:

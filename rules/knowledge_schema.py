@@ -205,6 +205,9 @@ class Indication:
     start_source: str = ""
     no_start_titration: bool = False
     sources: tuple[str, ...] = ()
+    # the normal dose per kg of the indication's ``drugs`` (round-4 M1: thioguanine in AML, the Tabloid label's
+    # about 2 mg/kg/day), where pgx.toml sets none: the reference a PGx fraction applies to
+    standard_mg_per_kg_day: float | None = None
 
 
 @dataclass(frozen=True)
@@ -383,6 +386,8 @@ class ActivityInterpretation:
     normal_words: tuple[str, ...]
     high_words: tuple[str, ...]
     sources: tuple[str, ...] = ()
+    # words that place a result as intermediate in so many words (round-4 H7): "low" / "reduced" / flag L do not
+    explicit_intermediate_words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -498,6 +503,10 @@ class Pregnancy:
     status_max_age_days: int  # an older "pregnant" status cannot be current (longest pregnancy ~42 weeks)
     status_max_age_source: str
     sources: tuple[str, ...] = ()
+    # round-4 M2: the drugs ACR 2020 names compatible with pregnancy (info card); the others' labels warn of fetal harm
+    compatible_drugs: tuple[str, ...] = ("azathioprine",)
+    not_compatible_indicator: str = "warning"
+    label_sources: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: types.MappingProxyType({}))
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cache
 
 from fhir_mappers.facts import ClinicalFacts, Measurement, ResultText
 
-from .common import CodeMatcher, above, below, indication, lab_flag, therapy_unknown
+from .common import CodeMatcher, above, below, lab_flag, therapy_unknown
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, Finding, OrderTest
 from .knowledge_base import load
@@ -144,7 +145,7 @@ def cbc_due_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> li
             actions.append(OrderTest(spec.cbc_loinc, spec.cbc_display, label="order_cbc", reason=spec.reason))
         if lft_due:
             actions.append(OrderTest(spec.lft_loinc, spec.lft_display, label="order_lft", reason=spec.reason))
-        last_abnormal = _last_abnormal(facts, order, drug) if cbc_due else []
+        last_abnormal = _last_abnormal(facts, order, drug, ctx) if cbc_due else []
         findings.append(Finding("monitoring-cbc-due", order.ref,
                                 {"last_abnormal": last_abnormal,
                                  "early": early, "why": why, "since": since, "cbc_due": cbc_due, "lft_due": lft_due,
@@ -153,13 +154,13 @@ def cbc_due_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> li
     return findings
 
 
-def _last_abnormal(facts: ClinicalFacts, order, drug: str) -> list[dict]:
+def _last_abnormal(facts: ClinicalFacts, order, drug: str, ctx: CallContext | None = None) -> list[dict]:
     """The last blood counts, too old for the cytopenia cards (``result_max_age_days``), that were abnormal: the
     CBC-due card quotes them (a renewal after a severe count is not routine monitoring). Severe: CTCAE grade 3
     or a laboratory critical-low flag; low: the BSR 2017 action thresholds (not in leukaemia maintenance)."""
     kb = load().monitoring
     old_before = facts.today - timedelta(days=kb.cbc.result_max_age_days)
-    leukaemia = _leukaemia(facts, order, drug)
+    leukaemia = _leukaemia(facts, order, drug, ctx)
     out = []
     for analyte in ("neutrophils", "wbc", "platelets", "hemoglobin", "lymphocytes"):
         m = latest(facts, analyte)
@@ -230,7 +231,7 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
     # leukaemia maintenance (ALL, AML: dosing.toml malignancy_drugs): the dose is titrated to counts (mercaptopurine
     # label 2.1: "adjust dose to maintain desirable ANC"); the BSR/BHPR 2017 DMARD thresholds (rheumatology) do not
     # apply there. The severe cytopenia card (CTCAE grade 3, laboratory critical flags) does.
-    leukaemia = _leukaemia(facts, order, drug)
+    leukaemia = _leukaemia(facts, order, drug, ctx)
     for analyte in ("neutrophils", "wbc", "platelets", "hemoglobin"):
         m = latest(facts, analyte, age)
         r = reported(facts, analyte, age, m)
@@ -312,9 +313,10 @@ def _severe_at(analyte: str, leukaemia: bool) -> float:
     return getattr(spec, f"{analyte}_below")
 
 
-def _leukaemia(facts: ClinicalFacts, order, drug: str) -> bool:
-    """The order treats ALL or AML with this thiopurine (dosing.toml ``malignancy_drugs``)."""
-    ind, _ = indication(order, facts.conditions)
+def _leukaemia(facts: ClinicalFacts, order, drug: str, ctx: CallContext | None = None) -> bool:
+    """The order treats ALL or AML with this thiopurine (dosing.toml ``malignancy_drugs``); the indication is the
+    call's (``CallContext.indication``: the Conditions are matched once per call, not once per rule)."""
+    ind, _ = context_of(facts, ctx).indication(order)
     return drug in load().dosing.indications[ind].malignancy_drugs
 
 
@@ -382,19 +384,27 @@ def _platelet_fall(facts: ClinicalFacts, spec: ThioguanineLiver) -> dict | None:
             "previous_date": previous.when.date().isoformat() if previous and previous.when else ""}
 
 
+@cache
+def _thioguanine_liver_matchers() -> tuple[CodeMatcher, CodeMatcher]:
+    """monitoring.toml [thioguanine_liver] code lists (toxicity, signs), read once."""
+    spec = load().monitoring.thioguanine_liver
+    return (CodeMatcher(frozenset(spec.toxicity_snomed), tuple(spec.toxicity_icd10)),
+            CodeMatcher(frozenset(spec.sign_snomed), tuple(spec.sign_icd10)))
+
+
 def thioguanine_liver_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
     """Thioguanine continued long term (not a first order) with falling platelets, splenomegaly or ascites
     (signs: assess, warning), or a diagnosis of veno-occlusive disease, portal hypertension or varices on
     record (the label's liver toxicity: discontinue, critical). Tabloid label, WARNINGS."""
     spec = load().monitoring.thioguanine_liver
+    ctx = context_of(facts, ctx)
     out = []
-    for order, drug in context_of(facts, ctx).thiopurine_orders:
+    for order, drug in ctx.thiopurine_orders:
         if drug != "thioguanine" or (_is_start(facts, order, drug) and not therapy_unknown(facts, order)):
             continue
-        toxicity = [c.display or "?" for c in facts.conditions
-                    if CodeMatcher(frozenset(spec.toxicity_snomed), tuple(spec.toxicity_icd10))(c.codes)]
-        signs = [c.display or "?" for c in facts.conditions
-                 if CodeMatcher(frozenset(spec.sign_snomed), tuple(spec.sign_icd10))(c.codes)]
+        toxic, sign = _thioguanine_liver_matchers()
+        toxicity = [c.display or "?" for c, codes in ctx.condition_codes if toxic.read(codes)]
+        signs = [c.display or "?" for c, codes in ctx.condition_codes if sign.read(codes)]
         platelets = _platelet_fall(facts, spec)
         if not (toxicity or signs or platelets):
             continue

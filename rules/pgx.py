@@ -16,7 +16,7 @@ from fhir_mappers.facts import ClinicalFacts, Gene, GeneResult, MedicationFact
 from .common import drug_spec
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
-from .knowledge_base import load, normalise_diplotype
+from .knowledge_base import load
 from .knowledge_schema import Band, PgxDrug
 from .monitoring import tpmt_activity_status
 
@@ -49,6 +49,9 @@ class GeneStatus:
     evidence: list[dict] = field(default_factory=list)  # what the results said (values for the card)
     problems: list[dict] = field(default_factory=list)  # results that could not be read / disagreed
     preliminary: bool = False  # a result this status rests on is preliminary (every card on it says so)
+    # TPMT poor only because an activity below an unknown assay's range could not be placed (intermediate or poor;
+    # round-4 H7): the card says "possible deficiency" and asks for the genotype
+    possible: bool = False
 
     @property
     def is_poor(self) -> bool:
@@ -94,7 +97,7 @@ def phenotype_of_diplotype(gene: str, text: str) -> tuple[str | None, list[dict]
         if not all(_ALLELE.match(a) for a in alleles):
             return None, [{"code": "not_star_alleles", "gene": gene, "text": text}]
         alleles = [cpic_2026.aliases.get(gene, {}).get(a, a) for a in alleles]  # NUDT15 *2 -> *3
-        phenotype = kb.diplotypes[gene].get(normalise_diplotype(*alleles))
+        phenotype = kb.diplotype_pairs[gene].get((alleles[0], alleles[1]))  # = diplotypes[normalise_diplotype(...)]
         if phenotype is None:
             new = [a for a in alleles if a in cpic_2026.new_alleles.get(gene, ())]
             if new:
@@ -162,9 +165,13 @@ def statuses(facts: ClinicalFacts, ctx: CallContext | None = None) -> dict[Gene,
         # CPIC: TPMT erythrocyte activity assesses the phenotype (and resolves an indeterminate genotype)
         phenotype = "Normal Metabolizer" if activity == "High" else activity
         tpmt = st["TPMT"]
+        possible = bool(evidence.get("possible"))
+        if possible and tpmt.state == "known" and not tpmt.is_indeterminate:
+            # intermediate or poor: a TPMT genotype on record places it; below the range is at least intermediate
+            phenotype = "Intermediate Metabolizer"
         tpmt.evidence.append({"gene": "TPMT", "kind": "activity", "phenotype": phenotype, "activity": evidence})
         if tpmt.state != "known" or tpmt.is_indeterminate:
-            tpmt.state, tpmt.phenotype = "known", phenotype
+            tpmt.state, tpmt.phenotype, tpmt.possible = "known", phenotype, possible
         elif RANK.get(phenotype, 0) > RANK.get(tpmt.phenotype, 0):
             tpmt.problems.append({"code": "activity_more_severe", "gene": "TPMT", "phenotype": phenotype})
             tpmt.phenotype = phenotype
@@ -200,9 +207,11 @@ def _test_action(kind: str) -> OrderTest:
     return OrderTest(loinc=t.loinc, display=t.display, label=f"order_{kind}", reason=t.reason)
 
 
-def _genotype_action(gaps: list[GeneStatus]) -> OrderTest:
-    """The genotype test to order: only the gene that is missing or unreadable when the other is on record."""
-    genes = {s.gene for s in gaps if s.state in ("missing", "unreadable")}
+def _genotype_action(gaps: list[GeneStatus], genes: set[str] | None = None) -> OrderTest:
+    """The genotype test to order: only the gene that is missing or unreadable when the other is on record
+    (``genes``: genes to genotype whatever their state, e.g. TPMT known only from an activity that cannot be placed)."""
+    genes = set(genes or ()) | {s.gene for s in gaps if s.state in ("missing", "unreadable", "unavailable")} \
+        if genes else {s.gene for s in gaps if s.state in ("missing", "unreadable")}
     if genes == {"TPMT"}:
         return _test_action("genotype_tpmt")
     if genes == {"NUDT15"}:
@@ -285,6 +294,11 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
         if mode in ("avoid", "avoid_or_reduce") and order.ref and order.is_draft:
             actions.append(CancelOrder(order.ref, drug))
         actions += _resolve_ambiguity(st)
+        if [s.gene for s in poor] == ["TPMT"] and st["TPMT"].possible:
+            # round-4 H7: an activity that cannot be placed (intermediate or poor): genotype before starting
+            values["possible_deficiency"] = True
+            actions.append(_genotype_action([st["TPMT"], *(s for s in (st["NUDT15"],) if s.state != "known")],
+                                            genes={"TPMT"}))
         return Finding("pgx-poor-metabolizer", order.ref, values, actions, dose=dose,
                        stops_order=mode in ("avoid", "avoid_or_reduce"), drug=drug,
                        sources=((band.malignant_source or band.source) if malignant else band.source, spec.label_source))
@@ -357,11 +371,12 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis) -> Finding:
                       target_high=reference * high_f if reference else None)
         return Finding("pgx-reduce-dose", order.ref, values, actions, drug=drug, sources=tuple(sources))
     if basis["kind"] == "ordered":
-        # no usual dose for the indication and size (thioguanine outside leukaemia has no per-kg normal dose):
+        # no usual dose for the indication and size (thioguanine has a per-kg normal dose only in AML, dosing.toml):
         # a band applied to the ordered dose would cut an order already reduced again (issue 17), so no figure
         values.update(reference=None, target_reference=None, target_low=None, target_high=None,
-                      dose_problem="no normal dose per kg is set for this drug outside leukaemia, and the ordered dose "
-                                   "may already be reduced; apply the band to the usual dose for the indication")
+                      dose_problem="no normal dose is set for this drug for this indication (the thioguanine label "
+                                   "gives one for acute myeloid leukaemia only), and the ordered dose may already be "
+                                   "reduced; apply the band to the usual dose for the indication")
         return Finding("pgx-reduce-dose", order.ref, values, actions, drug=drug, sources=tuple(sources))
     ordered = order.daily_dose.mg
     low, high = reference * low_f, reference * high_f

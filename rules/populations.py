@@ -7,7 +7,7 @@ from functools import cache
 
 from fhir_mappers.facts import AllergyFact, ClinicalFacts, Measurement
 
-from .common import CodeMatcher, above, below, plausible_height
+from .common import CodeMatcher, above, below, is_new_start, plausible_height
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, DoseLimit, Finding
 from .knowledge_base import load
@@ -105,7 +105,13 @@ def _matcher(section: str, snomed_key: str, icd10_key: str) -> CodeMatcher:
     return CodeMatcher(frozenset(getattr(spec, snomed_key)), tuple(getattr(spec, icd10_key)))
 
 
-def _condition(facts: ClinicalFacts, matcher: CodeMatcher) -> str | None:
+def _condition(facts: ClinicalFacts, matcher: CodeMatcher, ctx: CallContext | None = None) -> str | None:
+    """The first Condition the code list matches (its display); with the call's context, its codes read once."""
+    if ctx is not None and ctx.facts is facts:
+        for c, codes in ctx.condition_codes:
+            if matcher.read(codes):
+                return c.display or "?"
+        return None
     for c in facts.conditions:
         if matcher(c.codes):
             return c.display or "?"
@@ -120,7 +126,7 @@ def _date(obs) -> str:
     return obs.when.date().isoformat() if obs.when else ""
 
 
-def is_pregnant(facts: ClinicalFacts) -> dict | None:
+def is_pregnant(facts: ClinicalFacts, ctx: CallContext | None = None) -> dict | None:
     spec = load().populations.pregnancy
     obs = _status(facts, spec.pregnancy_status_loinc)
     if obs is not None and obs.when is not None and obs.when.date() < facts.today - timedelta(days=spec.status_max_age_days):
@@ -130,18 +136,18 @@ def is_pregnant(facts: ClinicalFacts) -> dict | None:
         if pregnant:  # a preliminary status is used, and the card says so
             return {"by": "status", "date": _date(obs), "preliminary": obs.preliminary}
         return None  # the newest status says not pregnant / unknown
-    cond = _condition(facts, _matcher("pregnancy", "condition_snomed", "condition_icd10"))
+    cond = _condition(facts, _matcher("pregnancy", "condition_snomed", "condition_icd10"), ctx)
     return {"by": "condition", "condition": cond, "preliminary": False} if cond else None
 
 
-def is_breastfeeding(facts: ClinicalFacts) -> dict | None:
+def is_breastfeeding(facts: ClinicalFacts, ctx: CallContext | None = None) -> dict | None:
     spec = load().populations.breastfeeding
     obs = _status(facts, spec.status_loinc)
     if obs is not None:
         yes = obs.flag is True or obs.text.strip() in ("yes", "breastfeeding", "breast feeding") or \
             any(k.endswith("|LA33-6") or k.endswith("|373066001") for k in obs.values)
         return {"by": "status", "date": _date(obs), "preliminary": obs.preliminary} if yes else None
-    cond = _condition(facts, _matcher("breastfeeding", "condition_snomed", "condition_icd10"))
+    cond = _condition(facts, _matcher("breastfeeding", "condition_snomed", "condition_icd10"), ctx)
     return {"by": "condition", "condition": cond, "preliminary": False} if cond else None
 
 
@@ -241,7 +247,7 @@ def ckd_epi_2021(facts: ClinicalFacts, creatinine: Measurement) -> tuple[Measure
             values)
 
 
-def renal_findings(facts: ClinicalFacts, ref: str, drug: str) -> list[Finding]:
+def renal_findings(facts: ClinicalFacts, ref: str, drug: str, ctx: CallContext | None = None) -> list[Finding]:
     """Renal impairment from a reported eGFR, an eGFR computed from creatinine (CKD-EPI 2021) when none was
     reported, or an acute kidney injury / oliguria diagnosis; a creatinine from which no eGFR could be
     computed is said (renal-egfr-not-computed), never dropped."""
@@ -257,7 +263,7 @@ def renal_findings(facts: ClinicalFacts, ref: str, drug: str) -> list[Finding]:
             out.append(Finding("renal-egfr-not-computed", ref, {**computed, "ref_high": creatinine.ref_high,
                                                                 "lab_normal": lab_normal},
                                indicator="info" if lab_normal else None, drug=drug))
-    aki = _condition(facts, _matcher("renal", "aki_snomed", "aki_icd10"))
+    aki = _condition(facts, _matcher("renal", "aki_snomed", "aki_icd10"), ctx)
     low_egfr = egfr is not None and below(egfr, spec.egfr_below)
     if low_egfr or aki:
         values: dict = {"egfr": egfr.value if low_egfr and egfr else None,
@@ -275,7 +281,8 @@ def renal_findings(facts: ClinicalFacts, ref: str, drug: str) -> list[Finding]:
 
 
 def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
-    orders = context_of(facts, ctx).thiopurine_orders
+    ctx = context_of(facts, ctx)
+    orders = ctx.thiopurine_orders
     if not orders:
         return []
     kb = load().populations
@@ -283,16 +290,22 @@ def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) ->
     out: list[Finding] = []
 
     out += allergy_findings(facts, orders)
-    why = is_pregnant(facts)
+    why = is_pregnant(facts, ctx)
     if why:
-        out.append(Finding("pregnancy", order.ref, why, drug=drug))
-    why = is_breastfeeding(facts)
+        # worded per drug (round-4 M2): ACR 2020 names azathioprine compatible with pregnancy; the mercaptopurine and
+        # thioguanine labels warn of fetal harm (a warning, as the breastfeeding card), a new start said as such
+        compatible = drug in kb.pregnancy.compatible_drugs
+        out.append(Finding("pregnancy", order.ref, {**why, "compatible": compatible,
+                                                    "new_start": is_new_start(facts, order, drug)}, drug=drug,
+                           indicator=None if compatible else kb.pregnancy.not_compatible_indicator,
+                           sources=() if compatible else kb.pregnancy.label_sources.get(drug, ())))
+    why = is_breastfeeding(facts, ctx)
     if why:
         spec = kb.breastfeeding
         compatible = drug in spec.compatible_drugs
         out.append(Finding("breastfeeding", order.ref, {**why, "compatible": compatible}, drug=drug,
                            indicator=spec.compatible_indicator if compatible else None))
-    out += renal_findings(facts, order.ref, drug)
+    out += renal_findings(facts, order.ref, drug, ctx)
     age = _age(facts)
     if age is not None and age >= kb.elderly.age_at_least:
         out.append(Finding("elderly", order.ref, {"age": age}, drug=drug))

@@ -44,10 +44,16 @@ class ActivityReading:
     unjudgeable: dict | None = None
     preliminary: bool = False
     source_ref: str = ""
+    # below the laboratory's range of an assay whose bands are not known here: intermediate OR poor (round-4 H7);
+    # ``reading`` is then "Poor Metabolizer" (the more severe) until a genotype places it
+    possible: bool = False
 
     def values(self) -> dict:
-        return {"reading": self.reading, "value": self.value, "comparator": self.comparator, "unit": self.unit,
-                "text": self.text, "date": self.date, "reasons": [dict(r) for r in self.reasons], "preliminary": self.preliminary}
+        out = {"reading": self.reading, "value": self.value, "comparator": self.comparator, "unit": self.unit,
+               "text": self.text, "date": self.date, "reasons": [dict(r) for r in self.reasons], "preliminary": self.preliminary}
+        if self.possible:
+            out["possible"] = True
+        return out
 
 
 _NEGATED = re.compile(r"\b(not|no|without|non)[- ]\w+(\s+\w+)?")
@@ -72,6 +78,13 @@ def _words(text: str) -> tuple[str, str]:
         if pattern.search(text):
             return reading, w
     return "", ""
+
+
+def _explicit_intermediate(text: str) -> bool:
+    """The laboratory's words say intermediate / heterozygous / carrier in so many words (not merely "low")."""
+    text = _NEGATED.sub(" ", (text or "").lower())
+    words = load().monitoring.tpmt_activity.interpretation.explicit_intermediate_words
+    return any(re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", text) for w in words)
 
 
 def _worst(readings: list[tuple[str, dict]]) -> tuple[str, list[dict]]:
@@ -132,6 +145,13 @@ def judge_measurement(m: Measurement) -> ActivityReading:
     if not reading:
         out.unjudgeable = {"code": "no_cutoffs", "unit_text": m.unit_text}
         return out
+    if reading == "Intermediate Metabolizer" and not (unit_spec and unit_spec.bands) \
+            and not _explicit_intermediate(m.interpretation_text):
+        # below the range (or flagged L) of an assay whose bands are not known here: a laboratory's deficient band
+        # lies anywhere from 15 % to 71 % of its lower limit (monitoring.toml), so the value cannot be placed:
+        # intermediate OR poor, counted as poor until a genotype places it (round-4 H7)
+        reading, out.possible = "Poor Metabolizer", True
+        reasons.append({"code": "possible_deficiency", "low": m.ref_low})
     if other_assay:
         reasons.insert(0, {**readings[0][1], "below": reading in ("Intermediate Metabolizer", "Poor Metabolizer")})
         if m.unit_text:

@@ -33,7 +33,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     from . import logs
     from .api import bp
     from .auth import Authenticator
-    from .validation import validator
+    from .validation import fast_validator
 
     if isinstance(config, Config):
         cfg = config
@@ -51,7 +51,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     check_catalogue()  # knowledge typed and cited, every emitted rule id in the catalogue
     check_wording()  # every template renders with its sample values, every knowledge path resolves
     for name in ("ServiceRequest", "FeedbackRequest", "hook:order-sign", "hook:order-select", "hook:medication-prescribe"):
-        validator(name)
+        fast_validator(name)  # jsonschema-rs, compiled here once; jsonschema only when a body is refused
     client = FhirClient(FhirSettings(deadline_seconds=cfg.fhir_deadline, max_pages=cfg.fhir_max_pages,
                                      max_bytes=cfg.fhir_max_response_bytes, max_call_bytes=cfg.fhir_max_call_bytes))
     registry = None

@@ -8,6 +8,11 @@ Every hook call is validated, and almost every body is valid: a compiled validat
 (``jsonschema-rs``, the same schemas) answers "valid" for those in a fraction of the
 time; only a body it does not accept goes to ``jsonschema``, which decides (where the
 two could differ, ``jsonschema``'s answer is the one used) and words the error.
+
+Start-up cost: ``create_app`` compiles the ``jsonschema-rs`` validators (every call uses them);
+``jsonschema`` and ``referencing`` are imported, and its validators built, only when a body that
+``jsonschema-rs`` refuses needs their judgement (a refused body, answered 400), not at start
+(docs/performance.md, "Cold start").
 """
 from __future__ import annotations
 
@@ -15,11 +20,12 @@ import json
 from functools import cache
 from itertools import islice
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import jsonschema_rs as _rs  # the fast path for valid bodies (a runtime dependency)
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
-from referencing import Registry, Resource
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 _MAX_ERRORS_JUDGED = 50
 
@@ -29,26 +35,37 @@ _CONTEXTS = "contexts.schema.json"
 
 
 @cache
-def _registry() -> tuple[Registry, dict, dict]:
+def _schemas() -> tuple[dict, dict]:
+    """(main schema, contexts schema), read once."""
     main = json.loads((_DIR / _MAIN).read_text(encoding="utf-8"))
     contexts = json.loads((_DIR / _CONTEXTS).read_text(encoding="utf-8"))
-    registry = Registry().with_resources([
-        (main["$id"], Resource.from_contents(main)),
-        (contexts["$id"], Resource.from_contents(contexts)),
-    ])
-    return registry, main, contexts
+    return main, contexts
 
 
 @cache
-def validator(definition: str) -> Draft202012Validator:
-    """A compiled validator for ``$defs/<definition>`` of the main schema, or ``hook:<name>`` for a context."""
-    registry = _registry()[0]
-    fast_validator(definition)  # compiled alongside (create_app builds both before the workers fork)
-    return Draft202012Validator({"$ref": _ref(definition)}, registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER)
+def _registry() -> Any:
+    """The two schemas as a ``referencing`` registry (for ``jsonschema``; built on first need)."""
+    from referencing import Registry, Resource
+
+    main, contexts = _schemas()
+    return Registry().with_resources([
+        (main["$id"], Resource.from_contents(main)),
+        (contexts["$id"], Resource.from_contents(contexts)),
+    ])
+
+
+@cache
+def validator(definition: str) -> "Draft202012Validator":
+    """The ``jsonschema`` validator for ``$defs/<definition>`` of the main schema, or ``hook:<name>`` for a
+    context: the judge of a body ``jsonschema-rs`` refuses (built on first need, then kept)."""
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator({"$ref": _ref(definition)}, registry=_registry(),
+                                format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def _ref(definition: str) -> str:
-    _, main, contexts = _registry()
+    main, contexts = _schemas()
     if definition.startswith("hook:"):
         return f"{contexts['$id']}#/$defs/{definition[5:]}"
     return f"{main['$id']}#/$defs/{definition}"
@@ -59,14 +76,14 @@ def fast_validator(definition: str, formats: bool = True):
     """The compiled (jsonschema-rs) validator of ``definition``. Offline: the two schemas are its
     registry. With ``formats`` they are asserted (stricter, so never valid where jsonschema would
     not be); without, it judges the structure exactly as jsonschema does."""
-    _, main, contexts = _registry()
+    main, contexts = _schemas()
     registry = _rs.Registry([(main["$id"], main), (contexts["$id"], contexts)])
     schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": _ref(definition)}
     return _rs.validator_for(schema, registry=registry, validate_formats=formats, offline=True)
 
 
 def has_context_schema(hook: str) -> bool:
-    return hook in _registry()[2]["$defs"]
+    return hook in _schemas()[1]["$defs"]
 
 
 def first_error(definition: str, instance) -> tuple[str, str] | None:
@@ -90,6 +107,13 @@ def first_error(definition: str, instance) -> tuple[str, str] | None:
         return None
     path = error.json_path
     return f"{path}: {_short(error.message)}", path
+
+
+def best_match(errors):
+    """``jsonschema.exceptions.best_match`` (jsonschema imported on first need)."""
+    from jsonschema.exceptions import best_match as judge
+
+    return judge(errors)
 
 
 def _short(message: str) -> str:

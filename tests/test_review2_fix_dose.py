@@ -56,6 +56,9 @@ def test_h5_after_following_the_advice_no_new_cut(monkeypatch, capsys, tmp_path)
     request = load("ltx-allopurinol-draft-on-aza-100")
     active = next(r for r in med_requests(request) if r["id"] == "aza-active")
     active["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 25
+    # the advice followed: the active order rewritten today (round-4 H8: an order written before the allopurinol
+    # order, at 25 mg since 2024, was not reduced for it and would be cut: tests/test_clinfix_allopurinol.py)
+    active["authoredOn"] = "2026-12-07"
     cards = run(request, monkeypatch, capsys, tmp_path)
     xoi = card(cards, "interaction-xanthine-oxidase")
     assert xoi["indicator"] == "info" and "reduce the" not in xoi["summary"].lower()

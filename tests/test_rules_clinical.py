@@ -161,11 +161,12 @@ def test_tpmt_activity_without_laboratory_range(value, rule):
     assert pgx_or_high == ([rule] if rule else [])
 
 
-def test_tpmt_activity_below_the_laboratory_range_is_intermediate():
+def test_tpmt_activity_below_the_laboratory_range_is_not_normal():
     act = lab("21563-2", 30, "U/mL{RBC}", id="tpmt-act")
     act["referenceRange"] = [{"low": {"value": 35, "unit": "U/mL{RBC}"}, "high": {"value": 60, "unit": "U/mL{RBC}"}}]
     found = run([med_request(daily_mg=150)], pgx=[b.genotype_ig("NUDT15", "*1/*1"), act], meds=[active(mg=150)])
-    assert "pgx-reduce-dose" in ids(found)
+    # round-4 H7: another assay (ARUP's cut-offs not applied) whose bands are not known: a possible deficiency
+    assert "pgx-poor-metabolizer" in ids(found) and "pgx-reduce-dose" not in ids(found)
 
 
 def test_activity_resolves_an_indeterminate_genotype():
