@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .facts import DailyDose, MedicationFact, PriorTherapy
-from .fhirjson import short_key_cache, all_text, as_list, code_keys, codes_in, codings, concept_text, number, parse_date, ref_of
+from .fhirjson import call_memo, all_text, as_list, code_keys, codes_in, codings, concept_text, number, parse_date, ref_of
 from .terminology import CVX, RXNORM, UCUM, ingredients_in_text, norm_unit, terminology, vaccines_in_text
 
 # v3 GTSAbbreviation timing codes → administrations per day
@@ -121,9 +121,11 @@ def strength_of(concept: Any, medication: dict | None = None) -> Strength:
                     next(iter(per_ml)) if len(per_ml) == 1 else None)
 
 
-@short_key_cache(2048)  # product names repeat from order to order
+@call_memo  # a product name repeats from order to order within a call
 def _strengths_named(text: str) -> tuple[frozenset[float], frozenset[float]]:
     """(mg per unit, mg per mL) that a product name states ("Tabloid 40 mg", "20 MG/ML Oral Suspension")."""
+    if text.isascii() and "mg" not in text.lower():  # both patterns need "mg" in some letter case
+        return frozenset(), frozenset()
     per_ml = set()
     for m in _PER_ML.finditer(text):
         volume = float(m.group(2) or 1)
