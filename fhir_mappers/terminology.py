@@ -256,6 +256,16 @@ def _pattern_of(names: tuple[str, ...]) -> re.Pattern:
     return re.compile(rf"(?<![\w-])({'|'.join(re.escape(w) for w in names)})(?![\w-])", re.IGNORECASE)
 
 
+def _named(match: str, names: dict[str, str]) -> str:
+    """What the name a pattern matched stands for. The patterns match case-insensitively as ``re`` folds case, which
+    is not always ``str.lower`` ("AZATHİOPRINE": the dotted capital I lowers to two characters): such a match is
+    looked up by the name it matched, never a KeyError (an HTTP 500)."""
+    found = names.get(match.lower())
+    if found is None:
+        found = next(v for k, v in names.items() if re.fullmatch(re.escape(k), match, re.IGNORECASE))
+    return found
+
+
 @call_memo
 def _ingredients_in_text(text: str) -> frozenset[str]:
     t = terminology()
@@ -263,7 +273,7 @@ def _ingredients_in_text(text: str) -> frozenset[str]:
     if names == ():
         return frozenset()
     pattern = t.name_pattern if names is None else _pattern_of(names)
-    return frozenset(t.name_to_ingredient[m.lower()] for m in pattern.findall(text))
+    return frozenset(_named(m, t.name_to_ingredient) for m in pattern.findall(text))
 
 
 @call_memo
@@ -275,4 +285,4 @@ def _vaccines_in_text(text: str) -> frozenset[str]:
     if t.not_vaccine_pattern.search(text):  # VariZIG, HBIG, IVIG: immune globulins, not vaccines
         return frozenset()
     pattern = t.vaccine_pattern if names is None else _pattern_of(names)
-    return frozenset(t.vaccine_names[m.lower()] for m in pattern.findall(text))
+    return frozenset(_named(m, t.vaccine_names) for m in pattern.findall(text))
