@@ -13,6 +13,9 @@ RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 CVX = "http://hl7.org/fhir/sid/cvx"
+# WHO ATC and NDC, each under its canonical URI and its HL7 OID (FHIR R4 terminologies-systems)
+ATC = frozenset({"http://www.whocc.no/atc", "urn:oid:2.16.840.1.113883.6.73"})
+NDC = frozenset({"http://hl7.org/fhir/sid/ndc", "urn:oid:2.16.840.1.113883.6.69"})
 UCUM = "http://unitsofmeasure.org"
 
 _PATH = Path(__file__).with_name("codes.toml")
@@ -73,6 +76,9 @@ class Terminology:
     # first word of each drug / vaccine name -> (place in the pattern's alternation, name): see ``_names_in``
     name_heads: dict[bytes, tuple[tuple[int, str, bytes], ...]] = field(default_factory=dict)
     vaccine_heads: dict[bytes, tuple[tuple[int, str, bytes], ...]] = field(default_factory=dict)
+    atc: dict[str, str] = field(default_factory=dict)  # WHO ATC code -> ingredient
+    atc_vaccines: dict[str, str] = field(default_factory=dict)  # WHO ATC code of a live vaccine -> CVX
+    ndc_vaccines: dict[str, str] = field(default_factory=dict)  # NDC labeler+product as 9 digits (5-4) -> CVX
 
 
 def norm_unit(unit: str | None) -> str:
@@ -171,7 +177,57 @@ def terminology() -> Terminology:
         lab_units=lab_units(),
         name_heads=_heads(names),
         vaccine_heads=_heads(vaccine_names),
+        atc={k.upper(): v for k, v in raw.get("atc", {}).items()},
+        atc_vaccines={k.upper(): v for k, v in raw.get("atc_vaccines", {}).items()},
+        ndc_vaccines=_ndc_table(raw.get("ndc_vaccines", {})),
     )
+
+
+def _ndc_table(rows: dict[str, dict]) -> dict[str, str]:
+    """codes.toml [ndc_vaccines]: "labeler-product" -> its CVX, keyed by the 9-digit labeler+product (5-4)."""
+    out: dict[str, str] = {}
+    for product, row in rows.items():
+        keys = _ndc_products(product)
+        if len(keys) != 1 or row.get("cvx") is None or not row.get("source"):
+            raise ValueError(f"codes.toml: ndc_vaccines {product!r} is not a labeler-product NDC with a cvx and a source")
+        out[next(iter(keys))] = str(row["cvx"])
+    return out
+
+
+def _ndc_products(code: str) -> set[str]:
+    """The labeler+product (9 digits, 5-4) an NDC as sent can stand for. Hyphenated: each segment padded (FDA's
+    4-4-2, 5-3-2 and 5-4-1 formats and the 11-digit 5-4-2; a product code "0006-4681" alike). Plain digits: 11
+    (5-4-2) or 9 (5-4) are one reading; 10 digits could be any of the three 10-digit formats (all are returned)."""
+    c = code.strip()
+    if "-" in c:
+        parts = c.split("-")
+        if len(parts) in (2, 3) and all(p.isdigit() for p in parts) and 1 <= len(parts[0]) <= 5 and 1 <= len(parts[1]) <= 4:
+            return {parts[0].zfill(5) + parts[1].zfill(4)}
+        return set()
+    if not c.isdigit():
+        return set()
+    if len(c) == 11:
+        return {c[:9]}
+    if len(c) == 10:
+        return {"0" + c[:8], c[:5] + "0" + c[5:8], c[:9]}
+    if len(c) == 9:
+        return {c}
+    return set()
+
+
+def ndc_vaccine(code: str) -> str | None:
+    """The CVX of a live vaccine an NDC (as sent: 10/11 digits, with or without hyphens) names; None when the code
+    names no vaccine of the table, or when a 10-digit code without hyphens could name two different ones."""
+    table = terminology().ndc_vaccines
+    found = {table[k] for k in _ndc_products(code) if k in table}
+    return next(iter(found)) if len(found) == 1 else None
+
+
+def cvx_code(code: str) -> str:
+    """A CVX code as the table keys it: CDC publishes the one-digit codes with a leading zero ("03"); "3" and "003"
+    are read as "03" (round-4 review m2). Other codes are returned stripped."""
+    c = code.strip()
+    return f"{int(c):02d}" if c.isdigit() else c
 
 
 def lab_units() -> dict[str, str]:
@@ -266,8 +322,25 @@ def _named(match: str, names: dict[str, str]) -> str:
     return found
 
 
+# A hyphen between two letters joins two drug names in the usual EHR display of a combination
+# ("sulfamethoxazole-trimethoprim", "lisinopril-hydrochlorothiazide", "amlodipine-benazepril"; round-4 review H5).
+# The names are searched in the text as sent (so that "6-MP", "co-trimoxazole" and "SMX-TMP" keep matching as
+# the names they are) and again with such hyphens read as spaces, which finds each joined name. A hyphen beside a
+# digit ("6-MP", "800-160") is never read as a space.
+_JOINING_HYPHEN = re.compile(r"(?<=[^\W\d_])-(?=[^\W\d_])")
+
+
 @call_memo
 def _ingredients_in_text(text: str) -> frozenset[str]:
+    found = _names_found(text)
+    if "-" in text:
+        split = _JOINING_HYPHEN.sub(" ", text)
+        if split != text:
+            found |= _names_found(split)
+    return found
+
+
+def _names_found(text: str) -> frozenset[str]:
     t = terminology()
     names = _names_in(text, t.name_heads)
     if names == ():
