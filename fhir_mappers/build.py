@@ -10,29 +10,62 @@ from datetime import date
 from typing import Any, Iterable
 
 from .facts import ClinicalFacts, DailyDose, DataGap, MedicationFact, PriorTherapy
-from .fhirjson import parse_date, ref_of, resources_of
+from .fhirjson import one_call, parse_date, ref_of, resources_of
 from .medications import ingredients_of, medication_concept, medication_fact
 from .observations import PRELIMINARY_STATUS, classified_measurements, classify, gene_results, status_observations
 from .patient import allergy_facts, condition_facts, patient_fact
 
 
-def _medication_index(values: Iterable[Any]) -> dict[str, dict]:
+class Prefetch:
+    """Every gathered value of one call read once: its resources in order (as ``resources_of`` reads them) and
+    grouped by resourceType, so that each mapper is handed its resources without walking the Bundles again."""
+
+    __slots__ = ("in_order", "by_type")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.in_order: dict[str, list[dict]] = {}
+        self.by_type: dict[str, dict[str, list[dict]]] = {}
+        for key, value in data.items():
+            items = list(resources_of(value))
+            groups: dict[str, list[dict]] = {}
+            for r in items:
+                rtype = r.get("resourceType")
+                if isinstance(rtype, str):  # a list or object here is no resource type any mapper reads
+                    group = groups.get(rtype)
+                    if group is None:
+                        groups[rtype] = [r]
+                    else:
+                        group.append(r)
+            self.in_order[key] = items
+            self.by_type[key] = groups
+
+    def of(self, key: str, resource_type: str) -> list[dict]:
+        """The resources of ``resource_type`` under ``key``, in order (``resources_of(data[key], type)``)."""
+        groups = self.by_type.get(key)
+        return groups.get(resource_type, []) if groups else []
+
+    def everywhere(self, resource_type: str) -> list[dict]:
+        """The resources of ``resource_type`` under every key, key by key."""
+        return [r for groups in self.by_type.values() for r in groups.get(resource_type, ())]
+
+
+def _medication_index(pf: Prefetch) -> dict[str, dict]:
     index = {}
-    for value in values:
-        for med in resources_of(value, "Medication"):
-            if isinstance(med.get("id"), str):
-                index[f"Medication/{med['id']}"] = med
-                index[med["id"]] = med
+    for med in pf.everywhere("Medication"):
+        if isinstance(med.get("id"), str):
+            index[f"Medication/{med['id']}"] = med
+            index[med["id"]] = med
     return index
 
 
 def order_facts(draft_orders: Iterable[dict], medications: dict[str, dict] | None = None) -> list[MedicationFact]:
-    facts = []
-    for resource in draft_orders:
-        fact = medication_fact(resource, is_draft=True, medications=medications)
-        if fact is not None:
-            facts.append(fact)
-    return facts
+    with one_call():
+        facts = []
+        for resource in draft_orders:
+            fact = medication_fact(resource, is_draft=True, medications=medications)
+            if fact is not None:
+                facts.append(fact)
+        return facts
 
 
 _ACTIVE = {"active", "on-hold"}
@@ -61,16 +94,25 @@ def build_facts(
     orders: list[MedicationFact] | None = None,
 ) -> ClinicalFacts:
     """``orders``: the draft orders already mapped (the hooks map them first to
-    decide whether the call concerns thiopurines); mapped here when omitted."""
-    gaps = list(gaps or [])
+    decide whether the call concerns thiopurines); mapped here when omitted.
+
+    Each prefetch value is walked once (``Prefetch``) and each resource is handed to its one mapper; the
+    look-ups the mappers memoise (dates, units, drug and result names) live for this call only."""
+    with one_call():
+        return _build_facts(draft_orders, data, today, list(gaps or []), orders)
+
+
+def _build_facts(draft_orders: list[dict], data: dict[str, Any], today: date, gaps: list[DataGap],
+                 orders: list[MedicationFact] | None) -> ClinicalFacts:
     unavailable = {key for key, value in data.items() if value is None}
-    meds_index = _medication_index(data.values())
+    pf = Prefetch(data)
+    meds_index = _medication_index(pf)
     if orders is None:
         orders = order_facts(draft_orders, meds_index)
     draft_refs = {o.ref for o in orders if o.ref}
 
     active = []
-    for mr in resources_of(data.get("medications"), "MedicationRequest"):
+    for mr in pf.of("medications", "MedicationRequest"):
         status = mr.get("status")
         if not isinstance(status, str) or status not in _ACTIVE or mr.get("intent") in ("proposal", "plan"):
             continue
@@ -78,40 +120,42 @@ def build_facts(
         if fact is not None and fact.ref not in draft_refs:
             active.append(fact)
 
-    active += _statement_facts(data, meds_index, draft_refs, active, orders)
+    mapped: dict[int, frozenset[str]] = {}  # ingredients of the resources mapped to facts (by ``id`` of the resource)
+    active += _statement_facts(pf, meds_index, draft_refs, active, orders, mapped)
 
     past = []
-    for mr in resources_of(data.get("past_medications"), "MedicationRequest"):
+    for mr in pf.of("past_medications", "MedicationRequest"):
         fact = medication_fact(mr, is_draft=False, medications=meds_index) if mr.get("status") in _ENDED else None
         if fact is not None and fact.ref not in draft_refs:
             past.append(replace(fact, ended_on=_end_date(mr) or fact.authored_on))
     immunizations = []
-    for imm in resources_of(data.get("immunizations"), "Immunization"):
+    for imm in pf.of("immunizations", "Immunization"):
         fact = medication_fact(imm, is_draft=False) if imm.get("status") in (None, "completed") else None
         if fact is not None and fact.authored_on is not None:
             immunizations.append(fact)
 
     # renewal evidence: earlier orders, dispenses and statements of the same drug (both medication keys)
-    mapped = {id(f.resource): f.ingredients for f in (*active, *past) if f.resource is not None}
-    history = _history([data.get("medications"), data.get("past_medications")], meds_index, draft_refs, mapped)
+    mapped.update((id(f.resource), f.ingredients) for f in (*active, *past) if f.resource is not None)
+    history = _history([pf.in_order.get("medications", []), pf.in_order.get("past_medications", [])],
+                       meds_index, draft_refs, mapped)
     if history:
         index = _HistoryIndex(history)
         orders = [_with_history(o, index) for o in orders]
         active = [_with_history(m, index) for m in active]
     observations = [o for key in ("weight", "height", "labs", "lab_results", "pgx", "pregnancy")
-                    for o in resources_of(data.get(key), "Observation")]
+                    for o in pf.of(key, "Observation")]
     # DiagnosticReports may carry their results as contained Observations
     for key in ("pgx", "labs", "lab_results"):
-        for report in resources_of(data.get(key), "DiagnosticReport"):
+        for report in pf.of(key, "DiagnosticReport"):
             observations += report_observations(report)
-    numeric, genomic, status = _classify(_dedupe(observations))
+    numeric, genomic, status = _classify(observations)
     texts: dict = {}
     by_analyte = classified_measurements(numeric, gaps, texts)
     weights = _lowest_first_of_same_time(by_analyte.pop("weight", []), gaps)
     heights = by_analyte.pop("height", [])
     orders = [_with_weight(o, weights) for o in orders]
     active = [_with_weight(o, weights) for o in active]
-    patient = next(resources_of(data.get("patient"), "Patient"), None)
+    patient = next(iter(pf.of("patient", "Patient")), None)
 
     return ClinicalFacts(
         today=today,
@@ -125,9 +169,9 @@ def build_facts(
         labs=by_analyte,
         result_texts=texts,
         gene_results=gene_results(genomic),
-        conditions=condition_facts(resources_of(data.get("conditions"), "Condition")),
+        conditions=condition_facts(pf.of("conditions", "Condition")),
         status_observations=status_observations(status),
-        allergies=allergy_facts(resources_of(data.get("allergies"), "AllergyIntolerance")),
+        allergies=allergy_facts(pf.of("allergies", "AllergyIntolerance")),
         gaps=gaps,
         unavailable=unavailable,
     )
@@ -137,23 +181,25 @@ def build_facts(
 _STATEMENT_CURRENT = {"active", "intended", "on-hold"}
 
 
-def _statement_facts(data: dict[str, Any], meds_index: dict, draft_refs: set[str],
-                     active: list[MedicationFact], orders: list[MedicationFact]) -> list[MedicationFact]:
+def _statement_facts(pf: Prefetch, meds_index: dict, draft_refs: set[str], active: list[MedicationFact],
+                     orders: list[MedicationFact], mapped: dict[int, frozenset[str]] | None = None) -> list[MedicationFact]:
     """Current MedicationStatements (status active, intended or on-hold) in any prefetched group, as active
     medication for the checks that look at what the patient takes (interactions, duplicate thiopurines).
     A statement of a drug that an active MedicationRequest or a draft order already carries adds nothing and is
-    left out (it is the same therapy, already read as renewal history)."""
+    left out (it is the same therapy, already read as renewal history). ``mapped``: filled with the ingredients
+    of every statement read (by ``id`` of the resource), so that the history does not read them again."""
     known = {i for f in (*active, *orders) for i in f.ingredients}
     out, seen = [], set()
-    for value in data.values():
-        for ms in resources_of(value, "MedicationStatement"):
-            ref = ref_of(ms)
-            if ms.get("status") not in _STATEMENT_CURRENT or (ref and (ref in seen or ref in draft_refs)):
-                continue
-            seen.add(ref)
-            fact = medication_fact(ms, is_draft=False, medications=meds_index)
-            if fact is not None and fact.ingredients and not fact.ingredients & known:
-                out.append(fact)
+    for ms in pf.everywhere("MedicationStatement"):
+        ref = ref_of(ms)
+        if ms.get("status") not in _STATEMENT_CURRENT or (ref and (ref in seen or ref in draft_refs)):
+            continue
+        seen.add(ref)
+        fact = medication_fact(ms, is_draft=False, medications=meds_index)
+        if fact is not None and mapped is not None:
+            mapped[id(ms)] = fact.ingredients
+        if fact is not None and fact.ingredients and not fact.ingredients & known:
+            out.append(fact)
     return out
 
 
@@ -336,9 +382,15 @@ def report_observations(report: dict) -> list[dict]:
 def _classify(observations: list[dict]) -> tuple[list[tuple[dict, str | None]], list[dict], list[dict]]:
     """Read each Observation's code once and send it to the one mapper that uses it:
     (numeric results with the analyte of their LOINC code, TPMT/NUDT15 genotype or phenotype,
-    pregnancy/breastfeeding status)."""
+    pregnancy/breastfeeding status). The same Observation arriving under two keys is read once."""
     numeric, genomic, status = [], [], []
+    seen: set = set()
     for obs in observations:
+        rid = obs.get("id")
+        key = rid if isinstance(rid, str) and rid else id(obs)  # an id that is a list or object must not raise
+        if key in seen:
+            continue
+        seen.add(key)
         kind, analyte = classify(obs)
         if kind == "numeric":
             numeric.append((obs, analyte))
@@ -347,16 +399,3 @@ def _classify(observations: list[dict]) -> tuple[list[tuple[dict, str | None]], 
         else:
             status.append(obs)
     return numeric, genomic, status
-
-
-def _dedupe(resources: list[dict]) -> list[dict]:
-    """The same Observation can arrive under two keys: keep it once."""
-    seen, out = set(), []
-    for r in resources:
-        rid = r.get("id")
-        key = rid if isinstance(rid, str) and rid else id(r)  # an id that is a list or object must not raise
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(r)
-    return out

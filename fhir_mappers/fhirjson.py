@@ -7,34 +7,60 @@ on odd shapes.
 """
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import date, datetime, timezone
-from functools import lru_cache, wraps
+from functools import wraps
 from typing import Any, Callable, Iterator, TypeVar
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
-# a cache key longer than this is computed and never kept: a request may carry megabytes of free text
+# a memo key longer than this is computed and never kept: a request may carry megabytes of free text
 SHORT_KEY = 256
+# at most this many values per memoised function in one call (a call with more distinct dates or names
+# computes the rest each time)
+MEMO_ENTRIES = 4096
+
+# the memos of the call being mapped (``one_call``): one dict per memoised function; None outside a call
+_CALL: ContextVar[dict | None] = ContextVar("fhir_mappers_call", default=None)
+_MISSING = object()
 
 
-def short_key_cache(maxsize: int) -> Callable[[_F], _F]:
-    """``lru_cache(maxsize)`` for a pure function of short strings (units, dates, names, result texts that
-    repeat from patient to patient). A call whose string arguments are longer than ``SHORT_KEY`` is computed
-    and not kept, so the cache's size is bounded in bytes as well as entries."""
-    def decorate(fn: _F) -> _F:
-        cached = lru_cache(maxsize=maxsize)(fn)
+class one_call:
+    """The scope of one hook call's mapping: ``call_memo`` functions remember their answers inside it and
+    forget them when it ends (issue 20: nothing read from one patient's record - dates, drug names, units,
+    result texts - is kept for the next). Nested scopes share the outer one's memos."""
 
-        @wraps(fn)
-        def call(*args: Any) -> Any:
-            for a in args:  # a plain loop: this runs for every date and unit of every resource
-                if type(a) is str and len(a) > SHORT_KEY:
-                    return fn(*args)
-            return cached(*args)
+    __slots__ = ("_token",)
 
-        call.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
-        call.cache_info = cached.cache_info  # type: ignore[attr-defined]
-        return call  # type: ignore[return-value]
-    return decorate
+    def __enter__(self) -> "one_call":
+        self._token = _CALL.set({}) if _CALL.get() is None else None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _CALL.reset(self._token)
+            self._token = None
+
+
+def call_memo(fn: _F) -> _F:
+    """Memo of a pure function of one string, for the current call only (``one_call``; outside a call every
+    call computes). Bounded: keys up to ``SHORT_KEY`` characters, ``MEMO_ENTRIES`` entries per function."""
+    @wraps(fn)
+    def call(arg: Any) -> Any:
+        memo = _CALL.get()
+        if memo is None or type(arg) is not str or len(arg) > SHORT_KEY:
+            return fn(arg)
+        table = memo.get(call)
+        if table is None:
+            table = memo[call] = {}
+        found = table.get(arg, _MISSING)
+        if found is _MISSING:
+            found = fn(arg)
+            if len(table) < MEMO_ENTRIES:
+                table[arg] = found
+        return found
+
+    return call  # type: ignore[return-value]
 
 
 def as_list(value: Any) -> list:
@@ -131,7 +157,7 @@ def parse_datetime(value: Any) -> datetime | None:
     return _parse_datetime(str(value))  # str(): a str subclass is not a cache key of its own
 
 
-@short_key_cache(4096)  # the results of one blood draw share their time; datetimes are immutable
+@call_memo  # the results of one blood draw share their time; datetimes are immutable
 def _parse_datetime(value: str) -> datetime | None:
     s = value.strip()
     try:
@@ -153,7 +179,12 @@ def parse_date(value: Any) -> date | None:
 
 
 def effective_time(resource: dict) -> datetime | None:
-    for key in ("effectiveDateTime", "effectiveInstant", "issued"):
+    """When a result was taken: effectiveDateTime, effectiveInstant, issued, else the effectivePeriod's end or
+    start (read once per resource: the mapper keeps what it returns)."""
+    value = resource.get("effectiveDateTime")
+    if value is not None and (dt := parse_datetime(value)):  # the usual shape: the first key read, directly
+        return dt
+    for key in ("effectiveInstant", "issued"):
         dt = parse_datetime(resource.get(key))
         if dt:
             return dt

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .facts import DailyDose, MedicationFact, PriorTherapy
-from .fhirjson import short_key_cache, all_text, as_list, code_keys, codes_in, codings, concept_text, number, parse_date, ref_of
-from .terminology import CVX, RXNORM, UCUM, ingredients_in_text, norm_unit, terminology, vaccines_in_text
+from .fhirjson import call_memo, all_text, as_list, code_keys, codes_in, codings, concept_text, number, parse_date, ref_of
+from .terminology import (ATC, CVX, NDC, RXNORM, UCUM, cvx_code, ingredients_in_text, ndc_vaccine, norm_unit, terminology,
+                          vaccines_in_text)
 
 # v3 GTSAbbreviation timing codes → administrations per day
 _TIMING_CODES = {
@@ -32,7 +33,7 @@ def medication_concept(resource: dict, medications: dict[str, dict]) -> Any:
                 for c in as_list(resource.get("contained")):
                     if isinstance(c, dict) and c.get("id") == target[1:]:
                         return c.get("code")
-            med = medications.get(target) or medications.get(target.rsplit("/", 1)[-1])
+            med = find_medication(target, medications)
             if med is not None:
                 return med.get("code")
         if isinstance(ref.get("display"), str):
@@ -46,11 +47,66 @@ def medication_concept(resource: dict, medications: dict[str, dict]) -> Any:
     return None
 
 
+def find_medication(target: str, medications: dict[str, dict]) -> dict | None:
+    """The Medication a (non-contained) reference names: as sent ("Medication/x"), by its id, or, for an absolute
+    URL ("https://ehr/fhir/Medication/x", a prefetch entry's fullUrl; FHIR R4 "Resolving references in Bundles"),
+    by its last two segments (round-4 review m3)."""
+    med = medications.get(target) or medications.get(target.rsplit("/", 1)[-1])
+    if med is None and "/" in target:
+        tail = "/".join(target.split("/_history")[0].rstrip("/").split("/")[-2:])
+        if tail.startswith("Medication/"):
+            med = medications.get(tail)
+    return med
+
+
+def _codes_of(concept: Any, systems: frozenset[str]) -> list[str]:
+    """Codes of the codings whose system is one of ``systems`` (the same code system under its URI and OID)."""
+    return [str(c["code"]) for c in codings(concept) if c.get("system") in systems and c.get("code") is not None]
+
+
 def ingredients_of(concept: Any, text: str | None = None) -> set[str]:
-    """Ingredients named by RxNorm code or in the concept's words (``text``: ``all_text(concept)``, if already read)."""
+    """Ingredients named by RxNorm or WHO ATC code or in the concept's words (``text``: ``all_text(concept)``, if
+    already read)."""
     t = terminology()
     found = {t.rxnorm[c] for c in codes_in(concept, RXNORM) if c in t.rxnorm}
+    found |= {t.atc[c.strip().upper()] for c in _codes_of(concept, ATC) if c.strip().upper() in t.atc}
     return found | ingredients_in_text(all_text(concept) if text is None else text)
+
+
+def vaccine_codes_of(concept: Any, text: str) -> set[str]:
+    """CVX codes of the vaccines a concept names: CVX codes (a dropped leading zero restored), the NDC of a live
+    vaccine product, a WHO ATC live-vaccine code, or a vaccine named in its words (``text``)."""
+    t = terminology()
+    found = {cvx_code(c) for c in codes_in(concept, CVX)}
+    for c in _codes_of(concept, NDC):
+        if (cvx := ndc_vaccine(c)) is not None:
+            found.add(cvx)
+    found |= {t.atc_vaccines[c.strip().upper()] for c in _codes_of(concept, ATC) if c.strip().upper() in t.atc_vaccines}
+    return found | vaccines_in_text(text)
+
+
+def _item_concepts(medication: dict, container: dict | None) -> list[Any]:
+    """The concepts naming a Medication's ingredients (FHIR R4 ``Medication.ingredient.item[x]``): an
+    itemCodeableConcept, or an itemReference to a contained Medication / Substance (contained in the Medication
+    or in the resource that contains it), whose ``code`` names the ingredient (round-4 review H6)."""
+    out = []
+    for ing in as_list(medication.get("ingredient")):
+        if not isinstance(ing, dict):
+            continue
+        if ing.get("itemCodeableConcept") is not None:
+            out.append(ing["itemCodeableConcept"])
+            continue
+        ref = ing.get("itemReference")
+        target = ref.get("reference") if isinstance(ref, dict) else None
+        if isinstance(target, str) and target.startswith("#"):
+            pools = [as_list(medication.get("contained")), as_list((container or {}).get("contained"))]
+            item = next((c for pool in pools for c in pool if isinstance(c, dict) and c.get("id") == target[1:]), None)
+            if item is not None and item.get("code") is not None:
+                out.append(item["code"])
+                continue
+        if isinstance(ref, dict) and isinstance(ref.get("display"), str):
+            out.append({"text": ref["display"]})
+    return out
 
 
 def _dose_quantity(dosage: dict) -> tuple[dict | None, dict | None]:
@@ -121,9 +177,11 @@ def strength_of(concept: Any, medication: dict | None = None) -> Strength:
                     next(iter(per_ml)) if len(per_ml) == 1 else None)
 
 
-@short_key_cache(2048)  # product names repeat from order to order
+@call_memo  # a product name repeats from order to order within a call
 def _strengths_named(text: str) -> tuple[frozenset[float], frozenset[float]]:
     """(mg per unit, mg per mL) that a product name states ("Tabloid 40 mg", "20 MG/ML Oral Suspension")."""
+    if text.isascii() and "mg" not in text.lower():  # both patterns need "mg" in some letter case
+        return frozenset(), frozenset()
     per_ml = set()
     for m in _PER_ML.finditer(text):
         volume = float(m.group(2) or 1)
@@ -326,7 +384,7 @@ def _medication_resource(resource: dict, medications: dict[str, dict]) -> dict |
         return None
     if target.startswith("#"):
         return next((c for c in as_list(resource.get("contained")) if isinstance(c, dict) and c.get("id") == target[1:]), None)
-    return medications.get(target) or medications.get(target.rsplit("/", 1)[-1])
+    return find_medication(target, medications)
 
 
 def _prior_therapy(resource: dict) -> PriorTherapy | None:
@@ -378,20 +436,27 @@ def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, di
     if rtype == "Immunization":
         concept = resource.get("vaccineCode")
     text = all_text(concept)
-    cvx = codes_in(concept, CVX) | vaccines_in_text(text)
+    cvx = vaccine_codes_of(concept, text)
     if rtype == "ServiceRequest" and not cvx:
         return None
     ingredients = ingredients_of(concept, text)
+    medication = _medication_resource(resource, medications or {}) if rtype != "Immunization" else None
+    item_names = []
+    if isinstance(medication, dict) and medication.get("ingredient"):
+        for item in _item_concepts(medication, resource):
+            ingredients |= ingredients_of(item)
+            item_names.append(concept_text(item))
     reading = DoseReading(None)
     if ingredients and rtype != "Immunization":
-        reading = read_dose(resource, strength_of(concept, _medication_resource(resource, medications or {})))
+        reading = read_dose(resource, strength_of(concept, medication))
     dose, problem, per_kg = reading.dose, reading.problem, None
     if reading.per_kg and dose is not None:  # mg/kg/day: build_facts multiplies it by the body weight
         dose, per_kg, problem = None, dose, "the dose is ordered in mg/kg and no body weight is on record"
     return MedicationFact(
         ref=ref_of(resource),
         ingredients=frozenset(ingredients),
-        display=concept_text(concept) or ", ".join(sorted(ingredients)) or "unnamed medication",
+        display=concept_text(concept) or " / ".join(n for n in item_names if n) or ", ".join(sorted(ingredients))
+        or "unnamed medication",
         status=str(resource.get("status") or ""),
         is_draft=is_draft,
         authored_on=parse_date(resource.get("authoredOn") or resource.get("dateWritten") or resource.get("occurrenceDateTime")),

@@ -90,7 +90,10 @@ def _quantity(obs: dict) -> dict | None:
 
 
 def _range(obs: dict) -> tuple[dict | None, dict | None, str]:
-    for rr in as_list(obs.get("referenceRange")):
+    ranges = obs.get("referenceRange")
+    if ranges is None:
+        return None, None, ""
+    for rr in (ranges if type(ranges) is list else as_list(ranges)):
         if isinstance(rr, dict):
             low, high = rr.get("low"), rr.get("high")
             text = t if isinstance(t := rr.get("text"), str) else ""

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
 from pathlib import Path
 
-from .fhirjson import short_key_cache
+from .fhirjson import call_memo
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 CVX = "http://hl7.org/fhir/sid/cvx"
+# WHO ATC and NDC, each under its canonical URI and its HL7 OID (FHIR R4 terminologies-systems)
+ATC = frozenset({"http://www.whocc.no/atc", "urn:oid:2.16.840.1.113883.6.73"})
+NDC = frozenset({"http://hl7.org/fhir/sid/ndc", "urn:oid:2.16.840.1.113883.6.69"})
 UCUM = "http://unitsofmeasure.org"
 
 _PATH = Path(__file__).with_name("codes.toml")
@@ -70,11 +73,19 @@ class Terminology:
     variants: dict[str, dict[str, str]]  # gene -> HGVS / rsID -> star allele (CPIC allele definitions)
     variant_sites: dict[str, dict[str, tuple[str, dict[str, str]]]]  # gene -> rsID -> (reference base, {variant base: allele})
     lab_units: dict[str, str]  # normalised printed unit -> UCUM code (lab_units.toml)
+    # first word of each drug / vaccine name -> (place in the pattern's alternation, name): see ``_names_in``
+    name_heads: dict[bytes, tuple[tuple[int, str, bytes], ...]] = field(default_factory=dict)
+    vaccine_heads: dict[bytes, tuple[tuple[int, str, bytes], ...]] = field(default_factory=dict)
+    atc: dict[str, str] = field(default_factory=dict)  # WHO ATC code -> ingredient
+    atc_vaccines: dict[str, str] = field(default_factory=dict)  # WHO ATC code of a live vaccine -> CVX
+    ndc_vaccines: dict[str, str] = field(default_factory=dict)  # NDC labeler+product as 9 digits (5-4) -> CVX
 
 
 def norm_unit(unit: str | None) -> str:
     """The form units are compared in: superscript powers as "^3", lower case, no spaces, µ/μ as "u", × as "x"."""
-    if type(unit) is str:  # units repeat from patient to patient: normalised once each
+    if type(unit) is str:
+        if unit.isascii():  # no superscript, micro sign or multiplication sign to rewrite: the same steps, directly
+            return unit.strip().lower().replace(" ", "")
         return _norm_unit(unit)
     return ""  # None, or a number / list / object where a unit string belongs: no readable unit
 
@@ -86,7 +97,7 @@ _SUPERSCRIPT_RUN = re.compile("[⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+")
 _SUPERSCRIPT_DIGITS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
 
 
-@short_key_cache(2048)
+@call_memo
 def _norm_unit(unit: str) -> str:
     unit = _SUPERSCRIPT_RUN.sub(lambda m: "^" + m.group().translate(_SUPERSCRIPT_DIGITS), unit)
     # no spaces, lower case; the micro sign and the Greek mu are UCUM's "u" (µL = uL); the multiplication sign "x"
@@ -164,7 +175,59 @@ def terminology() -> Terminology:
         variant_sites={gene: {rs: (site["ref"], dict(site["alt"])) for rs, site in table.items()}
                        for gene, table in raw.get("variant_sites", {}).items()},
         lab_units=lab_units(),
+        name_heads=_heads(names),
+        vaccine_heads=_heads(vaccine_names),
+        atc={k.upper(): v for k, v in raw.get("atc", {}).items()},
+        atc_vaccines={k.upper(): v for k, v in raw.get("atc_vaccines", {}).items()},
+        ndc_vaccines=_ndc_table(raw.get("ndc_vaccines", {})),
     )
+
+
+def _ndc_table(rows: dict[str, dict]) -> dict[str, str]:
+    """codes.toml [ndc_vaccines]: "labeler-product" -> its CVX, keyed by the 9-digit labeler+product (5-4)."""
+    out: dict[str, str] = {}
+    for product, row in rows.items():
+        keys = _ndc_products(product)
+        if len(keys) != 1 or row.get("cvx") is None or not row.get("source"):
+            raise ValueError(f"codes.toml: ndc_vaccines {product!r} is not a labeler-product NDC with a cvx and a source")
+        out[next(iter(keys))] = str(row["cvx"])
+    return out
+
+
+def _ndc_products(code: str) -> set[str]:
+    """The labeler+product (9 digits, 5-4) an NDC as sent can stand for. Hyphenated: each segment padded (FDA's
+    4-4-2, 5-3-2 and 5-4-1 formats and the 11-digit 5-4-2; a product code "0006-4681" alike). Plain digits: 11
+    (5-4-2) or 9 (5-4) are one reading; 10 digits could be any of the three 10-digit formats (all are returned)."""
+    c = code.strip()
+    if "-" in c:
+        parts = c.split("-")
+        if len(parts) in (2, 3) and all(p.isdigit() for p in parts) and 1 <= len(parts[0]) <= 5 and 1 <= len(parts[1]) <= 4:
+            return {parts[0].zfill(5) + parts[1].zfill(4)}
+        return set()
+    if not c.isdigit():
+        return set()
+    if len(c) == 11:
+        return {c[:9]}
+    if len(c) == 10:
+        return {"0" + c[:8], c[:5] + "0" + c[5:8], c[:9]}
+    if len(c) == 9:
+        return {c}
+    return set()
+
+
+def ndc_vaccine(code: str) -> str | None:
+    """The CVX of a live vaccine an NDC (as sent: 10/11 digits, with or without hyphens) names; None when the code
+    names no vaccine of the table, or when a 10-digit code without hyphens could name two different ones."""
+    table = terminology().ndc_vaccines
+    found = {table[k] for k in _ndc_products(code) if k in table}
+    return next(iter(found)) if len(found) == 1 else None
+
+
+def cvx_code(code: str) -> str:
+    """A CVX code as the table keys it: CDC publishes the one-digit codes with a leading zero ("03"); "3" and "003"
+    are read as "03" (round-4 review m2). Other codes are returned stripped."""
+    c = code.strip()
+    return f"{int(c):02d}" if c.isdigit() else c
 
 
 def lab_units() -> dict[str, str]:
@@ -183,8 +246,12 @@ def lab_units() -> dict[str, str]:
     return out
 
 
-# Drug names repeat from patient to patient (a few thousand distinct ones): each text is searched
-# once with the long alternations below, not once per order. Both return a new set each call.
+# A name is searched for only where it can be found. For a text in ASCII, the case-insensitive pattern can
+# match a name only where the lower-case text contains it (every name is lower-case ASCII): a text that
+# contains none has no match (most drug names of a call name no drug this service knows), and one that
+# contains a few is searched with the pattern of just those names, in the full pattern's order (the same
+# matches: the other alternatives can match nowhere in it). Other text is searched with the full pattern.
+# Memoised for one call only (``call_memo``). Both return a new set each call.
 def ingredients_in_text(text: str) -> set[str]:
     return set(_ingredients_in_text(text or ""))
 
@@ -194,15 +261,101 @@ def vaccines_in_text(text: str) -> set[str]:
     return set(_vaccines_in_text(text or ""))
 
 
-@short_key_cache(4096)
+# a word as the patterns' boundaries see it: the name patterns match only between characters that are not [\w-]
+_WORD = re.compile(r"[\w-]+")
+# every ASCII byte that is not [\w-] (letters, digits, "_", "-") -> a space: lower-case ASCII text split into such words
+_NOT_WORD = bytes.maketrans(bytes(c for c in range(128) if not (chr(c).isalnum() or chr(c) in "_-")),
+                            b" " * sum(1 for c in range(128) if not (chr(c).isalnum() or chr(c) in "_-")))
+
+Heads = dict[bytes, tuple[tuple[int, str, bytes], ...]]
+
+
+def _heads(names: dict[str, str]) -> Heads:
+    r"""Each name under its first word (the longest [\w-] run it starts with; b"" when it starts with another
+    character), with its place in the pattern's alternation (longest first, as ``terminology`` sorts them)."""
+    heads: dict[bytes, list[tuple[int, str, bytes]]] = {}
+    for rank, name in enumerate(sorted(names, key=len, reverse=True)):
+        first = m.group() if (m := _WORD.match(name)) else ""
+        heads.setdefault(first.encode(), []).append((rank, name, name.encode()))
+    return {k: tuple(v) for k, v in heads.items()}
+
+
+@call_memo  # the same drug text is searched for drug names and for vaccine names
+def _words_of(text: str) -> tuple[bytes, frozenset[bytes]] | None:
+    """(the text in lower case, its words) for ASCII text; None for other text."""
+    if not text.isascii():
+        return None
+    low = text.encode("ascii").lower()
+    return low, frozenset(low.translate(_NOT_WORD).split())
+
+
+def _names_in(text: str, heads: Heads) -> tuple[str, ...] | None:
+    r"""The names that can match in ``text``, in the pattern's order; None when the text is not ASCII (then only
+    the full pattern can say). In ASCII text a match of a name starts after a character that is not [\w-] and
+    its first word is followed by one (or the name ends there, followed by one): the text has that first word
+    as a whole word, and the lower-case text contains the name (every name is lower-case ASCII)."""
+    read = _words_of(text)
+    if read is None:
+        return None
+    low, words = read
+    found = [entry for word in heads.keys() & words for entry in heads[word] if entry[2] in low]
+    found += [entry for entry in heads.get(b"", ()) if entry[2] in low]
+    if len(found) > 1:
+        found.sort()
+    return tuple(entry[1] for entry in found)
+
+
+@lru_cache(maxsize=256)  # keyed by names from the knowledge data only (never by a patient's text)
+def _pattern_of(names: tuple[str, ...]) -> re.Pattern:
+    """The pattern of ``terminology`` (name_pattern, vaccine_pattern) restricted to ``names``: an alternative
+    whose name the text does not contain can match nowhere in it, so the matches are the full pattern's."""
+    return re.compile(rf"(?<![\w-])({'|'.join(re.escape(w) for w in names)})(?![\w-])", re.IGNORECASE)
+
+
+def _named(match: str, names: dict[str, str]) -> str:
+    """What the name a pattern matched stands for. The patterns match case-insensitively as ``re`` folds case, which
+    is not always ``str.lower`` ("AZATHİOPRINE": the dotted capital I lowers to two characters): such a match is
+    looked up by the name it matched, never a KeyError (an HTTP 500)."""
+    found = names.get(match.lower())
+    if found is None:
+        found = next(v for k, v in names.items() if re.fullmatch(re.escape(k), match, re.IGNORECASE))
+    return found
+
+
+# A hyphen between two letters joins two drug names in the usual EHR display of a combination
+# ("sulfamethoxazole-trimethoprim", "lisinopril-hydrochlorothiazide", "amlodipine-benazepril"; round-4 review H5).
+# The names are searched in the text as sent (so that "6-MP", "co-trimoxazole" and "SMX-TMP" keep matching as
+# the names they are) and again with such hyphens read as spaces, which finds each joined name. A hyphen beside a
+# digit ("6-MP", "800-160") is never read as a space.
+_JOINING_HYPHEN = re.compile(r"(?<=[^\W\d_])-(?=[^\W\d_])")
+
+
+@call_memo
 def _ingredients_in_text(text: str) -> frozenset[str]:
+    found = _names_found(text)
+    if "-" in text:
+        split = _JOINING_HYPHEN.sub(" ", text)
+        if split != text:
+            found |= _names_found(split)
+    return found
+
+
+def _names_found(text: str) -> frozenset[str]:
     t = terminology()
-    return frozenset(t.name_to_ingredient[m.lower()] for m in t.name_pattern.findall(text))
+    names = _names_in(text, t.name_heads)
+    if names == ():
+        return frozenset()
+    pattern = t.name_pattern if names is None else _pattern_of(names)
+    return frozenset(_named(m, t.name_to_ingredient) for m in pattern.findall(text))
 
 
-@short_key_cache(4096)
+@call_memo
 def _vaccines_in_text(text: str) -> frozenset[str]:
     t = terminology()
+    names = _names_in(text, t.vaccine_heads)
+    if names == ():  # no vaccine named: none, whether or not an immune globulin is
+        return frozenset()
     if t.not_vaccine_pattern.search(text):  # VariZIG, HBIG, IVIG: immune globulins, not vaccines
         return frozenset()
-    return frozenset(t.vaccine_names[m.lower()] for m in t.vaccine_pattern.findall(text))
+    pattern = t.vaccine_pattern if names is None else _pattern_of(names)
+    return frozenset(_named(m, t.vaccine_names) for m in pattern.findall(text))

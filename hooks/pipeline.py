@@ -16,6 +16,7 @@ import rules
 from fhir_mappers import build_facts, order_facts
 from fhir_mappers.facts import DataGap
 from fhir_mappers.fhirjson import ref_of, resources_of
+from fhir_mappers.medications import find_medication
 
 from .bounds import MAX_DRAFT_ORDERS, merge_cards
 from .cards import AppLink, render_cards
@@ -115,6 +116,9 @@ def evaluate(request: dict, env: HookEnv, *, service: ServiceDefinition, drafts:
         context["patientId"] = pid
 
     known_meds = _prefetched_medications(prefetch)
+    # a Medication sent beside the orders in the draftOrders Bundle (FHIR R4 "Resolving references in Bundles")
+    known_meds |= {f"Medication/{r['id']}": r for r in drafts
+                   if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)}
     known_meds |= _resolve_draft_medications(drafts, known_meds, env.client, access, deadline)
     orders = order_facts(drafts, known_meds)
     if selected is not None:
@@ -170,7 +174,8 @@ def _unidentified_references(orders, known: dict[str, dict]) -> list[str]:
     for o in orders:
         mref = (o.resource or {}).get("medicationReference")
         ref = mref.get("reference") if isinstance(mref, dict) else None
-        if o.selected and not o.ingredients and isinstance(ref, str) and not ref.startswith("#") and ref not in known:
+        if (o.selected and not o.ingredients and isinstance(ref, str) and not ref.startswith("#")
+                and find_medication(ref, known) is None):
             out.append(ref[:80])
     return sorted(set(out))
 

@@ -314,12 +314,19 @@ def test_a_unit_that_is_not_text_is_no_unit_not_an_error(unit: dict) -> None:
     assert measurements([obs], gaps) == {} and gaps and "no unit" in gaps[0].why
 
 
-def test_short_key_cache_keeps_only_short_keys() -> None:
-    from fhir_mappers.fhirjson import SHORT_KEY, short_key_cache
+def test_call_memo_keeps_only_short_keys_and_only_for_one_call() -> None:
+    from fhir_mappers.fhirjson import SHORT_KEY, call_memo, one_call
 
-    @short_key_cache(8)
+    seen: list[str] = []
+
+    @call_memo
     def upper(s: str) -> str:
+        seen.append(s)
         return s.upper()
 
-    assert upper("kg") == "KG" and upper("x" * (SHORT_KEY + 1)) == "X" * (SHORT_KEY + 1)
-    assert upper.cache_info().currsize == 1  # type: ignore[attr-defined]
+    with one_call():
+        assert upper("kg") == "KG" and upper("kg") == "KG" and upper("x" * (SHORT_KEY + 1)) == "X" * (SHORT_KEY + 1)
+        upper("x" * (SHORT_KEY + 1))
+    assert seen == ["kg", "x" * (SHORT_KEY + 1), "x" * (SHORT_KEY + 1)]  # the short key read once, the long one each time
+    upper("kg")  # a new call (here: none) remembers nothing of the last
+    assert seen[-1] == "kg" and len(seen) == 4
