@@ -32,6 +32,26 @@ _WS = re.compile(r"[ \t]+")
 log = logging.getLogger("aza_cds.catalogue")
 
 
+
+class PlainText:
+    """A catalogue template that is plain text (no Jinja2 syntax): what it renders to, whatever the values,
+    rendered once at load by Jinja2 itself (``_compiled``). ``render`` as a Template's, for callers that render."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"PlainText({self.text!r})"
+
+
+Text = jinja2.Template | PlainText  # a catalogue template as compiled at load
+
+
 def fmt_mg(mg: Any) -> str:
     mg = float(mg)
     if abs(mg - round(mg)) < 1e-6:
@@ -67,19 +87,19 @@ class Entry:
 
     rule_id: str
     title: str
-    summary: tuple[jinja2.Template, ...]
-    detail: jinja2.Template
-    labels: Mapping[str, jinja2.Template]
+    summary: tuple[Text, ...]
+    detail: Text
+    labels: Mapping[str, Text]
     sample: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
 class Wording:
     entries: Mapping[str, Entry]
-    plan_line: jinja2.Template
+    plan_line: Text
     plan_line_names: tuple[str, ...]  # the names plan_line looks up in its context (p...), found by Jinja2
-    merged_summary: tuple[jinja2.Template, ...]
-    conflict_line: jinja2.Template  # results of one date and time that disagree
+    merged_summary: tuple[Text, ...]
+    conflict_line: Text  # results of one date and time that disagree
     preliminary_prefix: str
     sample_plan: Mapping[str, Any]
     sample_action: Mapping[str, Any]
@@ -92,9 +112,30 @@ class Wording:
         return self.entries[rule_id]
 
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))  # what ``getattr(d, name)`` finds on a plain dict: its methods, nothing else
+
+
+class CatalogueEnvironment(jinja2.Environment):
+    """The catalogue's Jinja2 environment. The templates read the findings' values, plain dicts, as attributes
+    (``p.regimen``). ``Environment.getattr`` (public, the hook compiled templates call for ``x.name``; Jinja2's own
+    ``SandboxedEnvironment`` overrides it too) tries the attribute first and falls back to the item, so each such
+    look-up on a dict raised and caught an AttributeError (about 120 per card answer). A plain dict has no
+    attribute but its type's (``_DICT_ATTRIBUTES``), so the answer is known without trying: the dict's method for
+    those names (``v.get``), else its item, else undefined, exactly as the base class answers. Anything that is
+    not a plain dict is left to the base class."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+
 def _env(raw: Mapping[str, Any]) -> jinja2.Environment:
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
-                             trim_blocks=True, lstrip_blocks=True)
+    env = CatalogueEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
+                               trim_blocks=True, lstrip_blocks=True)
     groups = raw.get("groups", {})
     outcomes = raw.get("fhir_outcomes", {})
     reasons = {rid: r.dose_reason for rid, r in catalogue().entries.items()}
@@ -109,19 +150,26 @@ def _env(raw: Mapping[str, Any]) -> jinja2.Environment:
     return env
 
 
+def _compiled(env: jinja2.Environment, source: str) -> Text:
+    """A template's compiled form; a plain text (every Jinja2 delimiter starts with ``{``) is rendered once, here,
+    by Jinja2 itself (its newline handling included), and kept as the text it renders to."""
+    t = env.from_string(source)
+    return PlainText(t.render()) if "{" not in source else t
+
+
 @cache
 def wording() -> Wording:
     raw = catalogue().raw
     meta = raw["meta"]
     env = _env(raw)
-    compiled: dict[str, jinja2.Template] = {}
+    compiled: dict[str, Text] = {}
 
-    def compile_(source: str, where: str) -> jinja2.Template:
+    def compile_(source: str, where: str) -> Text:
         # one compiled template per distinct source: the shared labels repeat in every entry
         t = compiled.get(source)
         if t is None:
             try:
-                t = compiled[source] = env.from_string(source)
+                t = compiled[source] = _compiled(env, source)
             except jinja2.TemplateSyntaxError as exc:
                 raise KnowledgeError(f"{FILE_LABEL} [{where}]: template syntax error: {exc.message} "
                                      f"(template line {exc.lineno})") from None
@@ -150,11 +198,11 @@ def wording() -> Wording:
 
 
 @cache
-def _phrase_template(name: str) -> jinja2.Template:
+def _phrase_template(name: str) -> Text:
     source = catalogue().raw.get("phrases", {}).get(name)
     if source is None:
         raise KnowledgeError(f"{FILE_LABEL} [phrases]: missing key {name!r}")
-    return _env(catalogue().raw).from_string(source)
+    return _compiled(_env(catalogue().raw), source)
 
 
 def phrase(name: str, **values: Any) -> str:
@@ -187,7 +235,7 @@ class Rendered:
 def _context(values: dict[str, Any], guideline: str) -> dict[str, Any]:
     """A finding's template context, the globals (``k``, ``s``...) included: every template of the finding renders
     with it as it is (``_run``)."""
-    ctx = {**wording().template_globals, "guideline": guideline, "guideline_label": load().source(guideline_source(guideline)).label,
+    ctx = {**wording().template_globals, "guideline": guideline, "guideline_label": _guideline_label(guideline),
            "plan": None, "v": values}
     ctx.update(values)
     drug = values.get("drug")
@@ -196,14 +244,22 @@ def _context(values: dict[str, Any], guideline: str) -> dict[str, Any]:
     return ctx
 
 
-def _run(t: jinja2.Template, ctx: dict) -> str:
+@cache
+def _guideline_label(guideline: str) -> str:
+    """The label of a pharmacogenomic guideline profile's source (knowledge data: found once per profile)."""
+    return load().source(guideline_source(guideline)).label
+
+
+def _run(t: Text, ctx: dict) -> str:
     """``t.render(ctx)`` for a context that holds the globals already (``_context``): Jinja2's public
     ``Template.make_module(vars, shared=True)`` renders with the dict as it is, without copying it and the
-    globals into a new one for every template (a finding renders a dozen)."""
+    globals into a new one for every template (a finding renders a dozen). A plain text was rendered at load."""
+    if type(t) is PlainText:
+        return t.text
     return str(t.make_module(ctx, shared=True))
 
 
-def _text(t: jinja2.Template, ctx: dict) -> str:
+def _text(t: Text, ctx: dict) -> str:
     text = _run(t, ctx)
     if "\t" in text or "  " in text:  # runs of blanks inside lines: one space
         lines = [_WS.sub(" ", line).strip() for line in text.split("\n")]
@@ -215,7 +271,7 @@ def _text(t: jinja2.Template, ctx: dict) -> str:
     return out.strip()
 
 
-def _one_line(t: jinja2.Template, ctx: dict) -> str:
+def _one_line(t: Text, ctx: dict) -> str:
     return " ".join(_run(t, ctx).split())
 
 
@@ -271,20 +327,21 @@ def _render(f: Finding, guideline: str, shortest: bool = True, memo: dict | None
 
 
 def _plan_text(w: Wording, ctx: dict, memo: dict | None) -> str:
-    """The order's dose-plan line. Every finding about an order carries the same plan, and the line reads
-    nothing else from the context (``plan_line_names``: the names it looks up, found by Jinja2 at load), so
-    within one answer (``memo``, one per ``render_cards`` call) it is rendered once per distinct plan. Only
-    plain JSON-like values are compared (by ``repr``, which tells 1, 1.0 and True apart); anything else is
-    rendered every time."""
+    """The order's dose-plan line. Every finding about an order carries the same plan (an equal copy), and the line
+    reads nothing else from the context (``plan_line_names``: the names it looks up, found by Jinja2 at load), so
+    within one answer (``memo``, one per ``render_cards`` call) it is rendered once per distinct plan. Only plain
+    JSON-like values are compared, and strictly (the same types all the way down: 1, 1.0 and True differ);
+    anything else is rendered every time."""
     if memo is None:
         return _text(w.plan_line, ctx)
     looked_up = tuple(ctx.get(name, _ABSENT) for name in w.plan_line_names)
-    key = repr(looked_up) if _plain(looked_up) else None
-    if key is None:
-        return _text(w.plan_line, ctx)
-    if key not in memo:
-        memo[key] = _text(w.plan_line, ctx)
-    return memo[key]
+    for values, text in memo.values():  # one entry per distinct plan: (the values looked up, the line)
+        if values == looked_up and _same(values, looked_up):
+            return text
+    text = _text(w.plan_line, ctx)
+    if _plain(looked_up):
+        memo[len(memo)] = (looked_up, text)
+    return text
 
 
 class _Absent:
@@ -312,6 +369,25 @@ def _plain(x: Any) -> bool:
             stack.extend(x)
         else:
             return False
+    return True
+
+
+def _same(a: Any, b: Any) -> bool:
+    """``a == b`` already holds; true when they also have the same types all the way down (``a`` was found
+    ``_plain``): equal values render alike only then (``1 == 1.0 == True`` print differently)."""
+    stack = [(a, b)]
+    while stack:
+        a, b = stack.pop()
+        if a is b:
+            continue
+        t = type(a)
+        if t is not type(b) or (t is float and repr(a) != repr(b)):  # 0.0 == -0.0
+            return False
+        if t is dict:
+            for k, v in a.items():
+                stack.append((v, b[k]))
+        elif t is list or t is tuple:
+            stack.extend(zip(a, b))
     return True
 
 
