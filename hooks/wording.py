@@ -291,13 +291,28 @@ def render(f: Finding, guideline: str = "cpic", *, shortest: bool = True, memo: 
     try:
         return _render(f, guideline, shortest, memo)
     except (jinja2.TemplateError, TypeError, ValueError, KeyError, ZeroDivisionError) as exc:
-        log.error("card wording failed", extra={"rule_id": f.rule_id, "error": type(exc).__name__})
-        title = catalogue()[f.rule_id].title
-        text = phrase("wording_failed", title=title, rule_id=f.rule_id)
-        return Rendered(f.rule_id, title, indicator_of(f), choose_summary([text], title), text, title)
+        return _failed(f, exc)
 
 
-def _render(f: Finding, guideline: str, shortest: bool = True, memo: dict | None = None) -> Rendered:
+def render_summary(f: Finding, guideline: str = "cpic", *, shortest: bool = True) -> Rendered:
+    """Only the summary (and ``short``) of a finding's card, for a card that is listed by its summary alone (a
+    card merged away above the card limit): no detail is rendered (``detail`` is ""). A summary template that
+    fails gives the summary ``render`` gives then."""
+    try:
+        return _render(f, guideline, shortest, None, detail=False)
+    except (jinja2.TemplateError, TypeError, ValueError, KeyError, ZeroDivisionError) as exc:
+        return _failed(f, exc)
+
+
+def _failed(f: Finding, exc: Exception) -> Rendered:
+    log.error("card wording failed", extra={"rule_id": f.rule_id, "error": type(exc).__name__})
+    title = catalogue()[f.rule_id].title
+    text = phrase("wording_failed", title=title, rule_id=f.rule_id)
+    return Rendered(f.rule_id, title, indicator_of(f), choose_summary([text], title), text, title)
+
+
+def _render(f: Finding, guideline: str, shortest: bool = True, memo: dict | None = None,
+            detail: bool = True) -> Rendered:
     w = wording()
     entry = w[f.rule_id]
     ctx = _context({**f.values, "drug": f.drug or f.values.get("drug", "")}, guideline)
@@ -317,13 +332,15 @@ def _render(f: Finding, guideline: str, shortest: bool = True, memo: dict | None
                 if not shortest:
                     break
     short = min(alternatives, key=len, default=title) if shortest else None
-    detail = _text(entry.detail, ctx)
+    if not detail:
+        return Rendered(f.rule_id, entry.title, indicator_of(f), summary or title, "", short)
+    text = _text(entry.detail, ctx)
     if f.values.get("same_time_conflicts"):  # results of one date and time disagree: the worst was used
-        detail += "\n\n" + _one_line(w.conflict_line, {**ctx, "conflicts": f.values["same_time_conflicts"]})
+        text += "\n\n" + _one_line(w.conflict_line, {**ctx, "conflicts": f.values["same_time_conflicts"]})
     plan = f.values.get("plan")
     if plan:
-        detail += "\n\n" + _plan_text(w, {**ctx, "p": plan}, memo)
-    return Rendered(f.rule_id, entry.title, indicator_of(f), summary or title, detail, short)
+        text += "\n\n" + _plan_text(w, {**ctx, "p": plan}, memo)
+    return Rendered(f.rule_id, entry.title, indicator_of(f), summary or title, text, short)
 
 
 def _plan_text(w: Wording, ctx: dict, memo: dict | None) -> str:
