@@ -14,6 +14,7 @@ Templates are compiled once (one per distinct source) and rendered with Jinja2's
 from __future__ import annotations
 
 import logging
+import marshal
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -346,69 +347,29 @@ def _render(f: Finding, guideline: str, shortest: bool = True, memo: dict | None
 def _plan_text(w: Wording, ctx: dict, memo: dict | None) -> str:
     """The order's dose-plan line. Every finding about an order carries the same plan (an equal copy), and the line
     reads nothing else from the context (``plan_line_names``: the names it looks up, found by Jinja2 at load), so
-    within one answer (``memo``, one per ``render_cards`` call) it is rendered once per distinct plan. Only plain
-    JSON-like values are compared, and strictly (the same types all the way down: 1, 1.0 and True differ);
-    anything else is rendered every time."""
+    within one answer (``memo``, one per ``render_cards`` call) it is rendered once per distinct plan: the values it
+    looks up are compared by ``_memo_key``; a value that has none is rendered every time."""
     if memo is None:
         return _text(w.plan_line, ctx)
-    looked_up = tuple(ctx.get(name, _ABSENT) for name in w.plan_line_names)
-    for values, text in memo.values():  # one entry per distinct plan: (the values looked up, the line)
-        if values == looked_up and _same(values, looked_up):
-            return text
-    text = _text(w.plan_line, ctx)
-    if _plain(looked_up):
-        memo[len(memo)] = (looked_up, text)
-    return text
+    key = _memo_key(tuple((name in ctx, ctx.get(name)) for name in w.plan_line_names))
+    if key is None:
+        return _text(w.plan_line, ctx)
+    if key not in memo:
+        memo[key] = _text(w.plan_line, ctx)
+    return memo[key]
 
 
-class _Absent:
-    def __repr__(self) -> str:
-        return "<absent>"
-
-
-_ABSENT = _Absent()
-
-
-def _plain(x: Any) -> bool:
-    """Only str, numbers, booleans, None, lists, tuples and dicts with str keys of them (or _ABSENT)."""
-    stack = [x]
-    while stack:
-        x = stack.pop()
-        t = type(x)
-        if t in _SCALARS:
-            continue
-        if t is dict:
-            for k in x:
-                if type(k) is not str:
-                    return False
-            stack.extend(x.values())
-        elif t is list or t is tuple:
-            stack.extend(x)
-        else:
-            return False
-    return True
-
-
-def _same(a: Any, b: Any) -> bool:
-    """``a == b`` already holds; true when they also have the same types all the way down (``a`` was found
-    ``_plain``): equal values render alike only then (``1 == 1.0 == True`` print differently)."""
-    stack = [(a, b)]
-    while stack:
-        a, b = stack.pop()
-        if a is b:
-            continue
-        t = type(a)
-        if t is not type(b) or (t is float and repr(a) != repr(b)):  # 0.0 == -0.0
-            return False
-        if t is dict:
-            for k, v in a.items():
-                stack.append((v, b[k]))
-        elif t is list or t is tuple:
-            stack.extend(zip(a, b))
-    return True
-
-
-_SCALARS = frozenset({str, int, float, bool, type(None), _Absent})
+def _memo_key(values: tuple) -> bytes | None:
+    """The values as ``marshal`` writes them, or None when they are not all plain data. ``marshal.dumps`` (the
+    stdlib, in C) takes only the exact built-in types (str, int, float, bool, None, lists, tuples, dicts... never a
+    subclass or another object) and writes each with its type and its exact value, so equal keys are values that
+    render alike (1, 1.0 and True, or 0.0 and -0.0, give different keys). Format version 2: it writes no
+    back-references (version 3 on marks objects by their reference count), so equal values give equal keys
+    whichever objects they share."""
+    try:
+        return marshal.dumps(values, 2)
+    except ValueError:  # not plain data
+        return None
 
 
 def activity_text(r) -> str:
