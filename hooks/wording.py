@@ -255,7 +255,7 @@ def _run(t: Text, ctx: dict) -> str:
     """``t.render(ctx)`` for a context that holds the globals already (``_context``): Jinja2's public
     ``Template.make_module(vars, shared=True)`` renders with the dict as it is, without copying it and the
     globals into a new one for every template (a finding renders a dozen). A plain text was rendered at load."""
-    if type(t) is PlainText:
+    if isinstance(t, PlainText):
         return t.text
     return str(t.make_module(ctx, shared=True))
 
