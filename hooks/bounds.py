@@ -27,21 +27,24 @@ def _short(text: str, limit: int) -> str:
 
 def merge_cards(cards: list[dict], max_cards: int = MAX_CARDS) -> list[dict]:
     """``cards`` as they are when there are at most ``max_cards``; else one card per (rule, indicator),
-    in the order the first card of each appeared."""
+    in the order the first card of each appeared. ``hooks.cards.render_cards`` merges so already, before
+    wording the cards merged away; on its answer this changes nothing (one card per rule and indicator)."""
     if len(cards) <= max_cards:
         return cards
     groups: dict[tuple[str, str], list[dict]] = {}
     for card in cards:
         key = (str(card.get("source", {}).get("topic", {}).get("code", "")), str(card.get("indicator", "")))
         groups.setdefault(key, []).append(card)
-    return [group[0] if len(group) == 1 else _merged(group) for group in groups.values()]
+    return [group[0] if len(group) == 1 else merged_of(group[0], [str(c.get("summary", "")) for c in group])
+            for group in groups.values()]
 
 
-def _merged(group: list[dict]) -> dict:
-    first = group[0]
-    n = len(group)
+def merged_of(first: dict, summaries: list[str]) -> dict:
+    """The card that stands for ``len(summaries)`` cards of one rule: ``first`` (the first of them, as it is
+    worded) without its suggestions, listing every card's summary (``summaries``, the first card's first)."""
+    n = len(summaries)
     prefix = f"{n} orders: "
-    lines = "\n".join(f"- {c.get('summary', '')}" for c in group)
+    lines = "\n".join(f"- {s}" for s in summaries)
     detail = (f"This card stands for {n} cards of the same rule (one per order), merged to keep the answer "
               f"small; each order's advice is listed here. Suggestions are not offered on a merged card: "
               f"apply the advice to each order.\n\n{lines}\n\n---\n\nAs worded for the first order:\n\n"

@@ -24,8 +24,9 @@ from rules.findings import SEVERITY, CancelOrder, ChangeDose, OrderTest
 from rules.knowledge_base import load
 
 from . import r4
+from .bounds import MAX_CARDS, merged_of
 from .dose_suggestion import DoseShape, shape
-from .wording import Rendered, label, merged_summary, phrase, regimen_text, render
+from .wording import Rendered, label, merged_summary, phrase, regimen_text, render, render_summary
 
 RULE_SYSTEM = "https://github.com/azathioprine-cds/rules"
 UCUM = "http://unitsofmeasure.org"
@@ -39,9 +40,13 @@ _FALLBACK_LABELS = {ChangeDose: "label_change_dose", CancelOrder: "label_cancel"
 
 
 def override_reasons(rule_id: str) -> list[dict]:
+    return [{"system": system, "code": code, "display": display} for system, code, display in _override_reasons(rule_id)]
+
+
+@lru_cache(maxsize=None)  # catalogue data: one tuple per rule id
+def _override_reasons(rule_id: str) -> tuple[tuple[str, str, str], ...]:
     cat = catalogue()
-    return [{"system": cat.override_system, "code": c, "display": cat.override_reasons[c]}
-            for c in cat[rule_id].override_reasons]
+    return tuple((cat.override_system, c, cat.override_reasons[c]) for c in cat[rule_id].override_reasons)
 
 
 def all_override_reasons() -> list[dict]:
@@ -52,28 +57,60 @@ def all_override_reasons() -> list[dict]:
 
 def render_cards(findings: list[Finding], *, drafts: dict[str, dict], patient_id: str | None,
                  today: date, max_info_cards: int = 1, guideline: str = "cpic",
-                 app: AppLink | None = None) -> list[dict]:
+                 app: AppLink | None = None, max_cards: int = MAX_CARDS) -> list[dict]:
     """One card per finding, most severe first; info cards beyond ``max_info_cards`` are merged into
     the last info card (never dropped: a check that could not be done, age, pregnancy... stay). Among info
-    cards a data gap comes after the clinical notes (``_rank``): a merged card leads with a clinical note."""
+    cards a data gap comes after the clinical notes (``_rank``): a merged card leads with a clinical note.
+    Over ``max_cards`` cards, the cards of one rule and indicator are merged, as ``hooks.bounds.merge_cards``
+    merges them (which then leaves the answer as it is).
+
+    What is shown is decided first, from the findings as values (order, indicator, the info-card limit, the
+    merge above ``max_cards``); only then is it worded: a card merged away above ``max_cards`` gives only its
+    summary (no detail, suggestions, links or footer are built for it), and the first card of such a merge
+    offers no suggestions, so none are built for it."""
     ordered = sorted(findings, key=_rank)
     keep = max(1, max_info_cards)
-    to_merge = [f for f in ordered if _indicator(f) == "info"][keep - 1:]
-    merging = {id(f) for f in to_merge} if len(to_merge) > 1 else set()  # only these need the shortest summary
+    main = [f for f in ordered if _indicator(f) != "info"]
+    infos = [f for f in ordered if _indicator(f) == "info"]
+    # one entry per card, in the answer's order: its findings (several: the merged info card)
+    shown = [[f] for f in main] + [[f] for f in infos[:keep - 1]]
+    if infos[keep - 1:]:
+        shown.append(infos[keep - 1:])
     memo: dict = {}  # this answer's findings share their order's dose-plan line
-    rendered = [(f, render(f, guideline, shortest=id(f) in merging, memo=memo)) for f in ordered]
-    main = [(f, r) for f, r in rendered if r.indicator != "info"]
-    infos = [(f, r) for f, r in rendered if r.indicator == "info"]
     kw: dict[str, Any] = {"drafts": drafts, "patient_id": patient_id, "today": today, "guideline": guideline,
                           "version": knowledge_version(), "app": app}
-    cards = [card(f, r, **kw) for f, r in main]
-    cards += [card(f, r, **kw) for f, r in infos[:keep - 1]]
-    rest = infos[keep - 1:]
-    if len(rest) == 1:
-        cards.append(card(*rest[0], **kw))
-    elif rest:
-        cards.append(merged_card(rest, **kw))
+    if len(shown) <= max_cards:
+        return [_card_of(items, memo, kw) for items in shown]
+    groups: dict[tuple[str, str], list[list[Finding]]] = {}  # as hooks.bounds.merge_cards groups the cards
+    for items in shown:
+        groups.setdefault((items[0].rule_id, _indicator(items[0])), []).append(items)
+    cards = []
+    for group in groups.values():
+        if len(group) == 1:
+            cards.append(_card_of(group[0], memo, kw))
+            continue
+        first = _card_of(group[0], memo, kw, suggest=False)
+        cards.append(merged_of(first, [first["summary"], *(_summary_of(items, kw["guideline"]) for items in group[1:])]))
     return cards
+
+
+def _card_of(items: list[Finding], memo: dict, kw: dict[str, Any], suggest: bool = True) -> dict:
+    """The card of one finding, or the merged info card of several."""
+    guideline = kw["guideline"]
+    if len(items) == 1:
+        return card(items[0], render(items[0], guideline, shortest=False, memo=memo), suggest=suggest, **kw)
+    return merged_card([(f, render(f, guideline, shortest=True, memo=memo)) for f in items], suggest=suggest, **kw)
+
+
+def _summary_of(items: list[Finding], guideline: str) -> str:
+    """The summary of a card that a merge above ``max_cards`` lists by its summary only."""
+    if len(items) == 1:
+        return render_summary(items[0], guideline, shortest=False).summary
+    shorts = []
+    for f in items:
+        r = render_summary(f, guideline, shortest=True)
+        shorts.append(r.short or r.summary)
+    return merged_summary(shorts)
 
 
 # findings that say a check could not be done (which data, why): among info cards they come after the clinical
@@ -106,50 +143,69 @@ def merged_card(items: list[tuple[Finding, Rendered]], **kw) -> dict:
     return out
 
 
-def card(f: Finding, r: Rendered, *, drafts: dict[str, dict], patient_id: str | None, today: date,
-         guideline: str = "cpic", version: str | None = None, app: AppLink | None = None) -> dict:
-    """One card; ``version``: the knowledge version (``rules.knowledge_version()``, found once per answer)."""
-    kb = load()
-    keys = sources_of(f)
-    profile = guideline_source(guideline)
-    if profile in f.sources and profile in keys:  # the profile's guideline set this card's dose: cite it first
-        keys = [profile, *(k for k in keys if k != profile)]
-    main = kb.source(keys[0])
-    version = version or knowledge_version()
-    out: dict = {
-        "uuid": new_uuid(),
-        "summary": r.summary,
-        "indicator": r.indicator,
-        "detail": r.detail + _footer(f.rule_id, keys, version, guideline),
-        "source": {
-            "label": main.label,
-            "topic": {"system": RULE_SYSTEM, "code": f.rule_id, "display": r.title},
-        },
-        "extension": {EXTENSION: {"ruleId": f.rule_id, "knowledgeVersion": version, "guideline": guideline}},
-    }
+@dataclass(frozen=True)
+class _Frame:
+    """What a card takes from the knowledge alone: the same for every card of one rule, source keys, guideline
+    and knowledge version (``_frame``: found once)."""
 
-    if main.url:
-        out["source"]["url"] = main.url
+    label: str  # source.label: the primary source's
+    url: str | None  # source.url
+    links: tuple[tuple[str, str], ...]  # (label, url) of each source with a url, once per url
+    footer: str  # the detail's sources and version lines
+
+
+@lru_cache(maxsize=1024)  # knowledge data only: a rule id, source keys, the knowledge version, the guideline profile
+def _frame(rule_id: str, keys: tuple[str, ...], version: str, guideline: str) -> _Frame:
+    kb = load()
+    main = kb.source(keys[0])
     links, seen = [], set()
     for key in keys:
         s = kb.source(key)
         if s.url and s.url not in seen:
             seen.add(s.url)
-            links.append({"label": s.label, "url": s.url, "type": "absolute"})
+            links.append((s.label, s.url))
+    return _Frame(main.label, main.url, tuple(links), _footer_text(rule_id, keys, version, guideline))
+
+
+def card(f: Finding, r: Rendered, *, drafts: dict[str, dict], patient_id: str | None, today: date,
+         guideline: str = "cpic", version: str | None = None, app: AppLink | None = None,
+         suggest: bool = True) -> dict:
+    """One card; ``version``: the knowledge version (``rules.knowledge_version()``, found once per answer);
+    ``suggest=False``: without suggestions (the first card of a merge above the card limit offers none)."""
+    keys = sources_of(f)
+    profile = guideline_source(guideline)
+    if profile in f.sources and profile in keys:  # the profile's guideline set this card's dose: cite it first
+        keys = [profile, *(k for k in keys if k != profile)]
+    version = version or knowledge_version()
+    frame = _frame(f.rule_id, tuple(keys), version, guideline)
+    source: dict = {"label": frame.label, "topic": {"system": RULE_SYSTEM, "code": f.rule_id, "display": r.title}}
+    out: dict = {
+        "uuid": new_uuid(),
+        "summary": r.summary,
+        "indicator": r.indicator,
+        "detail": r.detail + frame.footer,
+        "source": source,
+        "extension": {EXTENSION: {"ruleId": f.rule_id, "knowledgeVersion": version, "guideline": guideline}},
+    }
+    if frame.url:
+        source["url"] = frame.url
+    links = [{"label": label, "url": url, "type": "absolute"} for label, url in frame.links]
     if app is not None:
         links.append(app.link([f.rule_id], f.order_ref))
     if links:
         out["links"] = links
-    made = [(a, s) for a, s in ((a, _suggestion(f, a, drafts, patient_id, today, guideline)) for a in f.actions) if s]
-    suggestions = [s for _, s in made]
-    if suggestions:
-        # the first suggestion that may be recommended (cancelling allopurinol is only ever an option)
-        first = next((s for a, s in made if getattr(a, "recommended", True)), None)
-        if first is not None:
-            first["isRecommended"] = True
-        out["suggestions"] = suggestions
-        alternatives = sum(isinstance(a, (ChangeDose, CancelOrder)) for a in f.actions) > 1
-        out["selectionBehavior"] = "at-most-one" if alternatives or len(suggestions) == 1 else "any"
+    if suggest and f.actions:
+        made = [(a, s) for a, s in ((a, _suggestion(f, a, drafts, patient_id, today, guideline)) for a in f.actions)
+                if s]
+        suggestions = [s for _, s in made]
+        if suggestions:
+            # the first suggestion that may be recommended (cancelling allopurinol is only ever an option)
+            first = next((s for a, s in made if getattr(a, "recommended", True)), None)
+            if first is not None:
+                first["isRecommended"] = True
+            out["suggestions"] = suggestions
+            alternatives = sum(isinstance(a, (ChangeDose, CancelOrder)) for a in f.actions) > 1
+            out["selectionBehavior"] = "at-most-one" if alternatives or len(suggestions) == 1 else "any"
     if r.indicator != "info":
         out["overrideReasons"] = override_reasons(f.rule_id)
     return out
@@ -167,15 +223,23 @@ class AppLink:
     drafts: tuple[dict, ...]
 
     def link(self, rule_ids: list[str], order_ref: str) -> dict:
-        # the JSON object {"patient", "order", "findings", "draftOrders"}: the draft orders are the same on every
-        # card of the answer, so they are encoded once (``_drafts_json``) and written after the card's own keys
-        head = json.dumps({"patient": self.patient_id, "order": order_ref, "findings": rule_ids}, separators=(",", ":"))
-        return {"label": catalogue().app_link_label, "url": self.launch_url, "type": "smart",
-                "appContext": f'{head[:-1]},"draftOrders":{self._drafts_json}}}'}
+        # the JSON object {"patient", "order", "findings", "draftOrders"} as ``json.dumps(..., separators=(",", ":"))``
+        # writes it: what is the same on every card of the answer (the patient, the draft orders) is encoded once
+        # (``_head``, ``_drafts_json``), the card's own values in between
+        context = f'{self._head}{_JSON.encode(order_ref)},"findings":{_JSON.encode(rule_ids)},"draftOrders":{self._drafts_json}}}'
+        return {"label": catalogue().app_link_label, "url": self.launch_url, "type": "smart", "appContext": context}
+
+    @cached_property
+    def _head(self) -> str:
+        return f'{{"patient":{_JSON.encode(self.patient_id)},"order":'
 
     @cached_property
     def _drafts_json(self) -> str:
-        return json.dumps([_draft_for_app(r) for r in self.drafts if isinstance(r, dict)], separators=(",", ":"))
+        return _JSON.encode([_draft_for_app(r) for r in self.drafts if isinstance(r, dict)])
+
+
+# json.dumps(x, separators=(",", ":")) builds this encoder on every call; one, built once, encodes alike
+_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def _draft_for_app(resource: dict) -> dict:
@@ -187,10 +251,6 @@ def _draft_for_app(resource: dict) -> dict:
 
 def new_uuid() -> str:
     return str(uuid.uuid4())
-
-
-def _footer(rule_id: str, keys: list[str], version: str, guideline: str) -> str:
-    return _footer_text(rule_id, tuple(keys), version, guideline)
 
 
 @lru_cache(maxsize=512)  # a pure function of the rule, its source keys, the knowledge version and the guideline

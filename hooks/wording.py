@@ -14,6 +14,7 @@ Templates are compiled once (one per distinct source) and rendered with Jinja2's
 from __future__ import annotations
 
 import logging
+import marshal
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,26 @@ from rules.knowledge_schema import KnowledgeError
 
 _WS = re.compile(r"[ \t]+")
 log = logging.getLogger("aza_cds.catalogue")
+
+
+
+class PlainText:
+    """A catalogue template that is plain text (no Jinja2 syntax): what it renders to, whatever the values,
+    rendered once at load by Jinja2 itself (``_compiled``). ``render`` as a Template's, for callers that render."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"PlainText({self.text!r})"
+
+
+Text = jinja2.Template | PlainText  # a catalogue template as compiled at load
 
 
 def fmt_mg(mg: Any) -> str:
@@ -67,19 +88,19 @@ class Entry:
 
     rule_id: str
     title: str
-    summary: tuple[jinja2.Template, ...]
-    detail: jinja2.Template
-    labels: Mapping[str, jinja2.Template]
+    summary: tuple[Text, ...]
+    detail: Text
+    labels: Mapping[str, Text]
     sample: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
 class Wording:
     entries: Mapping[str, Entry]
-    plan_line: jinja2.Template
+    plan_line: Text
     plan_line_names: tuple[str, ...]  # the names plan_line looks up in its context (p...), found by Jinja2
-    merged_summary: tuple[jinja2.Template, ...]
-    conflict_line: jinja2.Template  # results of one date and time that disagree
+    merged_summary: tuple[Text, ...]
+    conflict_line: Text  # results of one date and time that disagree
     preliminary_prefix: str
     sample_plan: Mapping[str, Any]
     sample_action: Mapping[str, Any]
@@ -92,9 +113,30 @@ class Wording:
         return self.entries[rule_id]
 
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))  # what ``getattr(d, name)`` finds on a plain dict: its methods, nothing else
+
+
+class CatalogueEnvironment(jinja2.Environment):
+    """The catalogue's Jinja2 environment. The templates read the findings' values, plain dicts, as attributes
+    (``p.regimen``). ``Environment.getattr`` (public, the hook compiled templates call for ``x.name``; Jinja2's own
+    ``SandboxedEnvironment`` overrides it too) tries the attribute first and falls back to the item, so each such
+    look-up on a dict raised and caught an AttributeError (about 120 per card answer). A plain dict has no
+    attribute but its type's (``_DICT_ATTRIBUTES``), so the answer is known without trying: the dict's method for
+    those names (``v.get``), else its item, else undefined, exactly as the base class answers. Anything that is
+    not a plain dict is left to the base class."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+
 def _env(raw: Mapping[str, Any]) -> jinja2.Environment:
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
-                             trim_blocks=True, lstrip_blocks=True)
+    env = CatalogueEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
+                               trim_blocks=True, lstrip_blocks=True)
     groups = raw.get("groups", {})
     outcomes = raw.get("fhir_outcomes", {})
     reasons = {rid: r.dose_reason for rid, r in catalogue().entries.items()}
@@ -109,6 +151,13 @@ def _env(raw: Mapping[str, Any]) -> jinja2.Environment:
     return env
 
 
+def _compiled(env: jinja2.Environment, source: str) -> Text:
+    """A template's compiled form; a plain text (every Jinja2 delimiter starts with ``{``) is rendered once, here,
+    by Jinja2 itself (its newline handling included), and kept as the text it renders to."""
+    t = env.from_string(source)
+    return PlainText(t.render()) if "{" not in source else t
+
+
 @cache
 def _catalogue_env() -> jinja2.Environment:
     """The one environment every catalogue template (rules' wording and [phrases]) is compiled in: the [meta]
@@ -121,14 +170,14 @@ def wording() -> Wording:
     raw = catalogue().raw
     meta = raw["meta"]
     env = _catalogue_env()
-    compiled: dict[str, jinja2.Template] = {}
+    compiled: dict[str, Text] = {}
 
-    def compile_(source: str, where: str) -> jinja2.Template:
+    def compile_(source: str, where: str) -> Text:
         # one compiled template per distinct source: the shared labels repeat in every entry
         t = compiled.get(source)
         if t is None:
             try:
-                t = compiled[source] = env.from_string(source)
+                t = compiled[source] = _compiled(env, source)
             except jinja2.TemplateSyntaxError as exc:
                 raise KnowledgeError(f"{FILE_LABEL} [{where}]: template syntax error: {exc.message} "
                                      f"(template line {exc.lineno})") from None
@@ -157,11 +206,11 @@ def wording() -> Wording:
 
 
 @cache
-def _phrase_template(name: str) -> jinja2.Template:
+def _phrase_template(name: str) -> Text:
     source = catalogue().raw.get("phrases", {}).get(name)
     if source is None:
         raise KnowledgeError(f"{FILE_LABEL} [phrases]: missing key {name!r}")
-    return _catalogue_env().from_string(source)
+    return _compiled(_catalogue_env(), source)
 
 
 def phrase(name: str, **values: Any) -> str:
@@ -194,7 +243,7 @@ class Rendered:
 def _context(values: dict[str, Any], guideline: str) -> dict[str, Any]:
     """A finding's template context, the globals (``k``, ``s``...) included: every template of the finding renders
     with it as it is (``_run``)."""
-    ctx = {**wording().template_globals, "guideline": guideline, "guideline_label": load().source(guideline_source(guideline)).label,
+    ctx = {**wording().template_globals, "guideline": guideline, "guideline_label": _guideline_label(guideline),
            "plan": None, "v": values}
     ctx.update(values)
     drug = values.get("drug")
@@ -203,14 +252,22 @@ def _context(values: dict[str, Any], guideline: str) -> dict[str, Any]:
     return ctx
 
 
-def _run(t: jinja2.Template, ctx: dict) -> str:
+@cache
+def _guideline_label(guideline: str) -> str:
+    """The label of a pharmacogenomic guideline profile's source (knowledge data: found once per profile)."""
+    return load().source(guideline_source(guideline)).label
+
+
+def _run(t: Text, ctx: dict) -> str:
     """``t.render(ctx)`` for a context that holds the globals already (``_context``): Jinja2's public
     ``Template.make_module(vars, shared=True)`` renders with the dict as it is, without copying it and the
-    globals into a new one for every template (a finding renders a dozen)."""
+    globals into a new one for every template (a finding renders a dozen). A plain text was rendered at load."""
+    if isinstance(t, PlainText):
+        return t.text
     return str(t.make_module(ctx, shared=True))
 
 
-def _text(t: jinja2.Template, ctx: dict) -> str:
+def _text(t: Text, ctx: dict) -> str:
     text = _run(t, ctx)
     if "\t" in text or "  " in text:  # runs of blanks inside lines: one space
         lines = [_WS.sub(" ", line).strip() for line in text.split("\n")]
@@ -222,7 +279,7 @@ def _text(t: jinja2.Template, ctx: dict) -> str:
     return out.strip()
 
 
-def _one_line(t: jinja2.Template, ctx: dict) -> str:
+def _one_line(t: Text, ctx: dict) -> str:
     return " ".join(_run(t, ctx).split())
 
 
@@ -242,13 +299,28 @@ def render(f: Finding, guideline: str = "cpic", *, shortest: bool = True, memo: 
     try:
         return _render(f, guideline, shortest, memo)
     except (jinja2.TemplateError, TypeError, ValueError, KeyError, ZeroDivisionError) as exc:
-        log.error("card wording failed", extra={"rule_id": f.rule_id, "error": type(exc).__name__})
-        title = catalogue()[f.rule_id].title
-        text = phrase("wording_failed", title=title, rule_id=f.rule_id)
-        return Rendered(f.rule_id, title, indicator_of(f), choose_summary([text], title), text, title)
+        return _failed(f, exc)
 
 
-def _render(f: Finding, guideline: str, shortest: bool = True, memo: dict | None = None) -> Rendered:
+def render_summary(f: Finding, guideline: str = "cpic", *, shortest: bool = True) -> Rendered:
+    """Only the summary (and ``short``) of a finding's card, for a card that is listed by its summary alone (a
+    card merged away above the card limit): no detail is rendered (``detail`` is ""). A summary template that
+    fails gives the summary ``render`` gives then."""
+    try:
+        return _render(f, guideline, shortest, None, detail=False)
+    except (jinja2.TemplateError, TypeError, ValueError, KeyError, ZeroDivisionError) as exc:
+        return _failed(f, exc)
+
+
+def _failed(f: Finding, exc: Exception) -> Rendered:
+    log.error("card wording failed", extra={"rule_id": f.rule_id, "error": type(exc).__name__})
+    title = catalogue()[f.rule_id].title
+    text = phrase("wording_failed", title=title, rule_id=f.rule_id)
+    return Rendered(f.rule_id, title, indicator_of(f), choose_summary([text], title), text, title)
+
+
+def _render(f: Finding, guideline: str, shortest: bool = True, memo: dict | None = None,
+            detail: bool = True) -> Rendered:
     w = wording()
     entry = w[f.rule_id]
     ctx = _context({**f.values, "drug": f.drug or f.values.get("drug", "")}, guideline)
@@ -268,25 +340,25 @@ def _render(f: Finding, guideline: str, shortest: bool = True, memo: dict | None
                 if not shortest:
                     break
     short = min(alternatives, key=len, default=title) if shortest else None
-    detail = _text(entry.detail, ctx)
+    if not detail:
+        return Rendered(f.rule_id, entry.title, indicator_of(f), summary or title, "", short)
+    text = _text(entry.detail, ctx)
     if f.values.get("same_time_conflicts"):  # results of one date and time disagree: the worst was used
-        detail += "\n\n" + _one_line(w.conflict_line, {**ctx, "conflicts": f.values["same_time_conflicts"]})
+        text += "\n\n" + _one_line(w.conflict_line, {**ctx, "conflicts": f.values["same_time_conflicts"]})
     plan = f.values.get("plan")
     if plan:
-        detail += "\n\n" + _plan_text(w, {**ctx, "p": plan}, memo)
-    return Rendered(f.rule_id, entry.title, indicator_of(f), summary or title, detail, short)
+        text += "\n\n" + _plan_text(w, {**ctx, "p": plan}, memo)
+    return Rendered(f.rule_id, entry.title, indicator_of(f), summary or title, text, short)
 
 
 def _plan_text(w: Wording, ctx: dict, memo: dict | None) -> str:
-    """The order's dose-plan line. Every finding about an order carries the same plan, and the line reads
-    nothing else from the context (``plan_line_names``: the names it looks up, found by Jinja2 at load), so
-    within one answer (``memo``, one per ``render_cards`` call) it is rendered once per distinct plan. Only
-    plain JSON-like values are compared (by ``repr``, which tells 1, 1.0 and True apart); anything else is
-    rendered every time."""
+    """The order's dose-plan line. Every finding about an order carries the same plan (an equal copy), and the line
+    reads nothing else from the context (``plan_line_names``: the names it looks up, found by Jinja2 at load), so
+    within one answer (``memo``, one per ``render_cards`` call) it is rendered once per distinct plan: the values it
+    looks up are compared by ``_memo_key``; a value that has none is rendered every time."""
     if memo is None:
         return _text(w.plan_line, ctx)
-    looked_up = tuple(ctx.get(name, _ABSENT) for name in w.plan_line_names)
-    key = repr(looked_up) if _plain(looked_up) else None
+    key = _memo_key(tuple((name in ctx, ctx.get(name)) for name in w.plan_line_names))
     if key is None:
         return _text(w.plan_line, ctx)
     if key not in memo:
@@ -294,35 +366,17 @@ def _plan_text(w: Wording, ctx: dict, memo: dict | None) -> str:
     return memo[key]
 
 
-class _Absent:
-    def __repr__(self) -> str:
-        return "<absent>"
-
-
-_ABSENT = _Absent()
-
-
-def _plain(x: Any) -> bool:
-    """Only str, numbers, booleans, None, lists, tuples and dicts with str keys of them (or _ABSENT)."""
-    stack = [x]
-    while stack:
-        x = stack.pop()
-        t = type(x)
-        if t in _SCALARS:
-            continue
-        if t is dict:
-            for k in x:
-                if type(k) is not str:
-                    return False
-            stack.extend(x.values())
-        elif t is list or t is tuple:
-            stack.extend(x)
-        else:
-            return False
-    return True
-
-
-_SCALARS = frozenset({str, int, float, bool, type(None), _Absent})
+def _memo_key(values: tuple) -> bytes | None:
+    """The values as ``marshal`` writes them, or None when they are not all plain data. ``marshal.dumps`` (the
+    stdlib, in C) takes only the exact built-in types (str, int, float, bool, None, lists, tuples, dicts... never a
+    subclass or another object) and writes each with its type and its exact value, so equal keys are values that
+    render alike (1, 1.0 and True, or 0.0 and -0.0, give different keys). Format version 2: it writes no
+    back-references (version 3 on marks objects by their reference count), so equal values give equal keys
+    whichever objects they share."""
+    try:
+        return marshal.dumps(values, 2)
+    except ValueError:  # not plain data
+        return None
 
 
 def activity_text(r) -> str:
