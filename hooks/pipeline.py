@@ -8,6 +8,7 @@ what to do when a prefetch key is missing.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING, Any, Callable
@@ -40,7 +41,9 @@ class HookEnv:
     max_info_cards: int = 1
     today: Callable[[], date] = date.today
     request_deadline: Deadline | None = None  # this call's limits, set per request by the service
-    app_launch_url: str | None = None  # the SMART app's launch URL, set per request by the service (cards link it)
+    # the SMART app's launch URL (cards link it), set per request by the service: the URL, or a function that
+    # gives it, asked only when a card is rendered (most calls answer no card)
+    app_launch_url: str | Callable[[], str | None] | None = None
 
 
 @dataclass
@@ -109,17 +112,19 @@ def evaluate(request: dict, env: HookEnv, *, service: ServiceDefinition, drafts:
     deadline = env.request_deadline or Deadline(env.deadline_seconds)
     access = access_of(request)
     raw_prefetch = request.get("prefetch")
-    prefetch: dict = raw_prefetch if isinstance(raw_prefetch, dict) else {}
-    context = dict(request.get("context") or {})
+    prefetch: Mapping = raw_prefetch if isinstance(raw_prefetch, Mapping) else {}
     pid = patient_id(request)
-    if pid:
-        context["patientId"] = pid
 
-    known_meds = _prefetched_medications(prefetch)
-    # a Medication sent beside the orders in the draftOrders Bundle (FHIR R4 "Resolving references in Bundles")
-    known_meds |= {f"Medication/{r['id']}": r for r in drafts
-                   if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)}
-    known_meds |= _resolve_draft_medications(drafts, known_meds, env.client, access, deadline)
+    # The drafts decide (most calls: an order that concerns no thiopurine, no interacting drug, no live vaccine).
+    # The prefetch is read only for a draft that names its drug by a Medication outside itself, and otherwise
+    # once the call needs data, and then only the keys it needs (``prefetch`` may decode a key when read:
+    # ``hooks.envelope.Prefetch``). A Medication sent beside the orders in the draftOrders Bundle is known
+    # (FHIR R4 "Resolving references in Bundles").
+    known_meds: dict[str, dict] = {f"Medication/{r['id']}": r for r in drafts
+                                   if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)}
+    if _references_outside(drafts):
+        known_meds = _prefetched_medications(prefetch) | known_meds
+        known_meds |= _resolve_draft_medications(drafts, known_meds, env.client, access, deadline)
     orders = order_facts(drafts, known_meds)
     if selected is not None:
         orders = [_with_selection(o, selected) for o in orders]
@@ -131,6 +136,9 @@ def evaluate(request: dict, env: HookEnv, *, service: ServiceDefinition, drafts:
             return HookResult({"cards": cards}, rule_ids=["data-incomplete"], fhir_ms=(time.monotonic() - started) * 1000)
         return HookResult({"cards": []}, fhir_ms=(time.monotonic() - started) * 1000)
 
+    context = dict(request.get("context") or {})
+    if pid:
+        context["patientId"] = pid
     # an interacting drug only asks "is a thiopurine active?"; immunizations matter for a thiopurine order,
     # recently stopped thiopurines for a live vaccine order
     needed = rules.groups_needed(orders, service.prefetch)
@@ -148,7 +156,8 @@ def evaluate(request: dict, env: HookEnv, *, service: ServiceDefinition, drafts:
     # only this call's drafts can be updated by a suggestion: an update of an active order is applied by some
     # clients (the public CDS Hooks sandbox) to the draft being signed, turning it into another drug
     by_ref = {ref_of(r): r for r in drafts if ref_of(r)}
-    app = AppLink(env.app_launch_url, pid, tuple(drafts)) if env.app_launch_url else None
+    launch_url = env.app_launch_url() if callable(env.app_launch_url) else env.app_launch_url
+    app = AppLink(launch_url, pid, tuple(drafts)) if launch_url else None
     cards = merge_cards(render_cards(findings, drafts=by_ref, patient_id=pid, today=today,
                                      max_info_cards=env.max_info_cards, guideline=env.rule_options.guideline, app=app))
     shown = {c["source"]["topic"]["code"] for c in cards}
@@ -156,7 +165,7 @@ def evaluate(request: dict, env: HookEnv, *, service: ServiceDefinition, drafts:
     return HookResult({"cards": cards}, rule_ids=[f.rule_id for f in findings if f.rule_id in shown], fhir_ms=fhir_ms)
 
 
-def _omitted_keys(wanted: dict, prefetch: dict, data: dict, gaps: list[DataGap]) -> tuple[dict, list[DataGap]]:
+def _omitted_keys(wanted: dict, prefetch: Mapping, data: dict, gaps: list[DataGap]) -> tuple[dict, list[DataGap]]:
     """Keys that are never fetched: the prefetched value, else a gap (the check could not be done)."""
     for key, p in wanted.items():
         if p.on_missing is OnMissing.OMIT:
@@ -188,7 +197,23 @@ def _with_selection(order, selected: set[str]):
     return replace(order, selected=order.ref in selected)
 
 
-def _prefetched_medications(prefetch: dict) -> dict[str, dict]:
+def _medication_reference(resource: dict) -> str | None:
+    mref = resource.get("medicationReference")
+    ref = mref.get("reference") if isinstance(mref, dict) else None
+    return ref if isinstance(ref, str) else None
+
+
+def _references_outside(drafts: list[dict]) -> bool:
+    """Whether a draft order names its drug by a reference to a Medication that is not contained in it (the
+    only use of the prefetched and fetched Medications: ``medication_concept`` follows such references)."""
+    for r in drafts:
+        ref = _medication_reference(r) if isinstance(r, dict) else None
+        if ref is not None and not ref.startswith("#"):
+            return True
+    return False
+
+
+def _prefetched_medications(prefetch: Mapping) -> dict[str, dict]:
     index = {}
     for value in prefetch.values():
         if usable(value):

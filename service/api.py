@@ -5,12 +5,15 @@ import json
 import logging
 from dataclasses import replace
 
+import msgspec
 import orjson
 
 from flask import Blueprint, Response, current_app, g, request
 
 from hooks import SERVICES, HookEnv
 from hooks.errors import HookError
+from hooks import envelope
+from hooks.envelope import Prefetch
 from hooks.pipeline import run as run_hook
 
 from . import jsonbody
@@ -55,10 +58,18 @@ def discovery() -> Response:
 
 
 def read_json_body() -> dict:
+    return _parse_body(_request_bytes())
+
+
+def _request_bytes() -> bytes:
     mimetype = (request.mimetype or "").lower()
     if mimetype not in JSON_TYPES:
         raise ApiError(415, f"Content-Type must be application/json (got '{mimetype or 'none'}')")
-    raw = _body_bytes(current_app.config["MAX_CONTENT_LENGTH"])
+    return _body_bytes(current_app.config["MAX_CONTENT_LENGTH"])
+
+
+def _parse_body(raw: bytes) -> dict:
+    """The whole body, parsed: its JSON, nesting depth and container limits (400, 413)."""
     try:
         body = jsonbody.loads(raw)
     except (ValueError, RecursionError):
@@ -68,6 +79,78 @@ def read_json_body() -> dict:
         raise ApiError(400, f"The JSON body is nested deeper than {limit} levels")
     if not isinstance(body, dict):
         raise ApiError(400, "The body must be a JSON object")
+    return body
+
+
+class _PartReader:
+    """Parses the parts of one request body that a call reads (its ``context``, a ``prefetch`` value) with
+    the limits ``_parse_body`` puts on the whole body: the nesting depth, counted from the top of the body,
+    and the objects and arrays parsed in this call, all parts together (413 past ``MAX_CONTAINERS``)."""
+
+    __slots__ = ("depth_limit", "containers", "container_limit")
+
+    def __init__(self, depth_limit: int) -> None:
+        self.depth_limit = depth_limit
+        self.containers = 0
+        self.container_limit = jsonbody.container_limit()
+
+    def read(self, raw: bytes, level: int) -> object:
+        """The JSON value ``raw`` found ``level`` objects deep in the body (a top-level member: 1)."""
+        if self.container_limit is not None:
+            self.containers += jsonbody.containers(raw)
+            if self.containers > self.container_limit:
+                jsonbody.raise_too_many_containers(self.container_limit)
+        try:
+            value = jsonbody.parse(raw)
+        except (ValueError, RecursionError):
+            raise ApiError(400, "The body is not valid JSON") from None
+        if jsonbody.nested_deeper_than(raw, value, self.depth_limit - level):
+            raise ApiError(400, f"The JSON body is nested deeper than {self.depth_limit} levels")
+        return value
+
+    def prefetch_value(self, raw) -> object:
+        return self.read(bytes(raw), 2)
+
+
+def _typed_request(raw: bytes, service) -> dict | None:
+    """The request as ``call_service`` uses it, read through the typed envelope (``hooks.envelope``): its
+    ``prefetch`` a ``Prefetch`` that decodes a key only when the call reads it. None (the body is then read
+    whole, as it always was, and any refusal is worded from it) unless the body is UTF-8 JSON that the
+    envelope reads, its parts within the limits, valid against the request and context schemas and for
+    this service's hook: every request this reads is one the whole-body reader reads the same way."""
+    if not jsonbody.is_utf8(raw):
+        return None
+    try:
+        env = envelope.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    reader = _PartReader(current_app.config["AZA"].max_json_depth)
+    body: dict = {}
+    try:
+        for name in ("hook", "hookInstance", "fhirServer", "patient"):
+            value = getattr(env, name)
+            if value is not None:
+                body[name] = value
+        for name in ("fhirAuthorization", "context", "extension"):
+            part = getattr(env, name)
+            if part is not None:
+                value = reader.read(bytes(part), 1)
+                if value is not None:
+                    body[name] = value
+    except ApiError:
+        return None  # the whole-body reader says why, as it always did
+    if env.prefetch is not None:
+        body["prefetch"] = Prefetch(env.prefetch, reader.prefetch_value)
+    body = normalise_request(body)
+    shape = body["prefetch"].shape() if "prefetch" in body else None
+    if "prefetch" in body and shape is None:
+        return None
+    if first_error("ServiceRequest", {**body, "prefetch": shape} if "prefetch" in body else body):
+        return None
+    if body["hook"] != service.hook:
+        return None
+    if has_context_schema(service.hook) and first_error(f"hook:{service.hook}", body["context"]):
+        return None
     return body
 
 
@@ -92,13 +175,7 @@ def normalise_request(body: dict) -> dict:
     return body
 
 
-@bp.post("/cds-services/<service_id>")
-def call_service(service_id: str) -> Response:
-    service = SERVICES.get(service_id)
-    g.service_id = service_id if service_id in SERVICES else "(unknown)"  # never log caller text
-    if service is None:
-        raise ApiError(404, f"No CDS service '{service_id}'")
-    body = normalise_request(read_json_body())
+def _validated(body: dict, service, service_id: str) -> dict:
     g.hook_instance = body.get("hookInstance") if isinstance(body.get("hookInstance"), str) else None
     problem = first_error("ServiceRequest", body)
     if problem:
@@ -109,12 +186,25 @@ def call_service(service_id: str) -> Response:
         problem = first_error(f"hook:{service.hook}", body["context"])
         if problem:
             raise ApiError(400, problem[0].replace("$", "$.context", 1), field=problem[1].replace("$", "$.context", 1))
-    env: HookEnv = current_app.extensions["aza_hook_env"]
-    if g.get("deadline") is not None:
-        env = replace(env, request_deadline=g.deadline)
+    return body
+
+
+@bp.post("/cds-services/<service_id>")
+def call_service(service_id: str) -> Response:
+    service = SERVICES.get(service_id)
+    g.service_id = service_id if service_id in SERVICES else "(unknown)"  # never log caller text
+    if service is None:
+        raise ApiError(404, f"No CDS service '{service_id}'")
+    raw = _request_bytes()
+    body = _typed_request(raw, service)
+    if body is None:  # not a body the envelope reads: the whole body, as it always was (and any error from it)
+        body = _validated(normalise_request(_parse_body(raw)), service, service_id)
+    g.hook_instance = body.get("hookInstance") if isinstance(body.get("hookInstance"), str) else None
     from .smart import launch_url
 
-    env = replace(env, app_launch_url=launch_url())  # every card links the SMART app
+    # every card links the SMART app (its URL is worked out only when a card is rendered)
+    env: HookEnv = replace(current_app.extensions["aza_hook_env"], request_deadline=g.get("deadline"),
+                           app_launch_url=launch_url)
     try:
         result = run_hook(service, body, env)
     except HookError as exc:

@@ -37,15 +37,41 @@ def loads(raw: bytes) -> Any:
     arrays (``too_many_containers``)."""
     limit = _container_limit()
     if limit is not None and too_many_containers(raw, limit):
-        from .errors import ApiError
+        raise_too_many_containers(limit)
+    return parse(raw)
 
-        raise ApiError(413, f"The JSON body has more than {limit} objects and arrays")
+
+def parse(raw: bytes) -> Any:
+    """Parse JSON (no limits: ``loads`` applies them); raises ValueError (or RecursionError) for anything
+    that is not JSON."""
     if _orjson is not None:
         try:
             return _orjson.loads(raw)
         except ValueError:
             pass  # not JSON to orjson; maybe still to the standard library (lone surrogates)
     return json.loads(raw, parse_constant=_refuse_constant)
+
+
+def raise_too_many_containers(limit: int) -> None:
+    from .errors import ApiError
+
+    raise ApiError(413, f"The JSON body has more than {limit} objects and arrays")
+
+
+def containers(raw: bytes) -> int:
+    """An upper bound of the JSON objects and arrays in ``raw`` (see ``too_many_containers``)."""
+    return raw.count(b"{") + raw.count(b"[")
+
+
+def is_utf8(raw: bytes) -> bool:
+    """Whether ``raw`` is UTF-8 (RFC 8259 §8.1): ASCII is checked at C speed, the rest decoded."""
+    if raw.isascii():
+        return True
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def too_many_containers(raw: bytes, limit: int) -> bool:
@@ -55,7 +81,12 @@ def too_many_containers(raw: bytes, limit: int) -> bool:
     (over 100 MB), while the largest realistic hook call (700 KiB) has about 20,000."""
     if not isinstance(raw, (bytes, bytearray)):
         return False
-    return raw.count(b"{") + raw.count(b"[") > limit
+    return containers(raw) > limit
+
+
+def container_limit() -> int | None:
+    """``MAX_CONTAINERS`` in a request (outside one, in tests of the parser itself: None, no limit)."""
+    return _container_limit()
 
 
 def _container_limit() -> int | None:
@@ -80,21 +111,28 @@ def nested_deeper_than(raw: bytes, parsed: Any, limit: int) -> bool:
     each ``replace(b"{}", b"")`` removes exactly the innermost level, so the number of passes until nothing is left is the depth.
     """
     if not isinstance(raw, (bytes, bytearray)) or json.detect_encoding(raw) not in ("utf-8", "utf-8-sig"):
-        return _tree_depth(parsed, limit) > limit
+        return tree_depth(parsed, limit) > limit
+    deeper = bytes_deeper_than(raw, limit)
+    return tree_depth(parsed, limit) > limit if deeper is None else deeper
+
+
+def bytes_deeper_than(raw: bytes, limit: int) -> bool | None:
+    """``nested_deeper_than`` on the bytes of a valid UTF-8 JSON text alone; None where the bytes cannot
+    tell (cannot happen for valid JSON: the caller then measures the parsed value)."""
     s = bytes(raw)
     if b"\\" in s:
         s = s.replace(b"\\\\", b"").replace(b'\\"', b"")
     s = s.translate(None, _KEEP_ONLY_BRACKETS_AND_QUOTES).replace(b'""', b"")
     if b'"' in s:  # what is left alternates open, close (pairs were removed): keep what lies outside
         if s.count(b'"') % 2:  # cannot happen for valid JSON; be exact anyway
-            return _tree_depth(parsed, limit) > limit
+            return None
         s = b"".join(s.split(b'"')[::2])
     s = s.translate(_TO_BRACES)
     depth = 0
     while s:
         shorter = s.replace(b"{}", b"")
         if len(shorter) == len(s):  # not balanced: cannot happen for valid JSON; be exact anyway
-            return _tree_depth(parsed, limit) > limit
+            return None
         s = shorter
         depth += 1
         if depth > limit:
@@ -102,7 +140,7 @@ def nested_deeper_than(raw: bytes, parsed: Any, limit: int) -> bool:
     return False
 
 
-def _tree_depth(value: Any, limit: int) -> int:
+def tree_depth(value: Any, limit: int) -> int:
     """Nesting depth of parsed JSON, stopping early past ``limit``."""
     stack, deepest = [(value, 1)], 0
     while stack:
@@ -116,3 +154,6 @@ def _tree_depth(value: Any, limit: int) -> int:
         elif isinstance(node, list):
             stack.extend((v, d + 1) for v in node if isinstance(v, (dict, list)))
     return deepest
+
+
+_tree_depth = tree_depth  # the name its tests know
