@@ -16,6 +16,7 @@ import re
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from .wording import group_label, phrase
@@ -63,7 +64,7 @@ def gather(
     templates: dict[str, str],
     required: frozenset[str],
     context: dict,
-    prefetch: dict,
+    prefetch: Mapping,
     deadline: Deadline,
     optional: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, Any], list[DataGap]]:

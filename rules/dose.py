@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from fhir_mappers.facts import ClinicalFacts, MedicationFact
+from fhir_mappers.facts import ClinicalFacts
 
 from .common import indication, is_new_start, recent, recent_weight, therapy_unknown
 from .context import CallContext, context_of

@@ -505,7 +505,7 @@ class Pregnancy:
     sources: tuple[str, ...] = ()
     # round-4 M2: the drugs ACR 2020 names compatible with pregnancy (info card); the others' labels warn of fetal harm
     compatible_drugs: tuple[str, ...] = ("azathioprine",)
-    not_compatible_indicator: str = "warning"
+    not_compatible_indicator: Level = "warning"
     label_sources: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: types.MappingProxyType({}))
 
 

@@ -138,7 +138,7 @@ def test_contained_medication_with_item_reference_to_a_contained_substance():
                             "contained": [{"resourceType": "Substance", "id": "s",
                                            "code": concept(RXNORM, "519")}]}]}
     fact = medication_fact(order, is_draft=True)
-    assert fact.ingredients == {"allopurinol"}
+    assert fact is not None and fact.ingredients == {"allopurinol"}
 
 
 def test_prefetch_medication_with_ingredient_codes_only():
@@ -147,7 +147,7 @@ def test_prefetch_medication_with_ingredient_codes_only():
     order = {"resourceType": "MedicationRequest", "id": "a1", "status": "active", "intent": "order",
              "medicationReference": {"reference": "Medication/m1"}}
     fact = medication_fact(order, is_draft=False, medications={"Medication/m1": med})
-    assert thiopurine_of(fact) == "azathioprine"
+    assert fact is not None and thiopurine_of(fact) == "azathioprine"
 
 
 def test_unrelated_ingredients_name_nothing():
@@ -156,7 +156,8 @@ def test_unrelated_ingredients_name_nothing():
              "contained": [{"resourceType": "Medication", "id": "m", "ingredient": [
                  {"itemCodeableConcept": {"text": "hydrocodone"}},
                  {"itemCodeableConcept": {"text": "acetaminophen"}}]}]}
-    assert medication_fact(order, is_draft=True).ingredients == frozenset()
+    fact = medication_fact(order, is_draft=True)
+    assert fact is not None and fact.ingredients == frozenset()
 
 
 # --------------------------------------------------------------------------------- m3 references

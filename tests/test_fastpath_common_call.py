@@ -200,6 +200,7 @@ def test_a_contained_medication_needs_no_prefetch(client, spy):
 
 
 def test_no_prefetch_and_an_empty_one(client, monkeypatch):
+    pre: dict | None
     for pre in (None, {}):
         req = hook_request(orders=[_order("723", "")], pre=pre)
         new, old = _answers(client, monkeypatch, req)

@@ -4,6 +4,7 @@ finding and merging afterwards; the cheaper rendering (hooks/wording.py) gives w
 from __future__ import annotations
 
 import json
+from typing import Any
 from datetime import date
 
 import jinja2
@@ -65,11 +66,19 @@ def test_shown_first_equals_wording_everything_then_merging(max_info_cards, orde
 
 def test_a_card_merged_away_is_worded_by_its_summary_only(monkeypatch):
     findings = _many_orders(30)  # 30 orders x 2 non-info cards + 1 merged info card: merged to one card per rule
-    full, summaries, suggestions = [], [], []
+    full: list[str] = []
+    summaries: list[str] = []
+    suggestions: list[int] = []
     render, render_summary, suggestion = cards.render, cards.render_summary, cards._suggestion
-    monkeypatch.setattr(cards, "render", lambda f, *a, **k: full.append(f.rule_id) or render(f, *a, **k))
-    monkeypatch.setattr(cards, "render_summary", lambda f, *a, **k: summaries.append(f.rule_id) or render_summary(f, *a, **k))
-    monkeypatch.setattr(cards, "_suggestion", lambda *a, **k: suggestions.append(1) or suggestion(*a, **k))
+    def spy(log, fn, item):
+        def wrapped(*a, **k):
+            log.append(item(a))
+            return fn(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(cards, "render", spy(full, render, lambda a: a[0].rule_id))
+    monkeypatch.setattr(cards, "render_summary", spy(summaries, render_summary, lambda a: a[0].rule_id))
+    monkeypatch.setattr(cards, "_suggestion", spy(suggestions, suggestion, lambda a: 1))
     out = cards.render_cards(findings, drafts={}, patient_id="pt-1", today=TODAY)
     assert [c["source"]["topic"]["code"] for c in out][:2] == ["interaction-xanthine-oxidase", "interaction-ace-inhibitors"]
     assert len(out) == 3 and len(out[2]["extension"]["azathioprine-cds"]["mergedRuleIds"]) == 60  # the info card
@@ -142,7 +151,7 @@ def test_the_plan_line_memo_tells_types_and_signs_apart():
 
 
 def test_app_context_is_what_json_dumps_writes():
-    drafts = ({"resourceType": "MedicationRequest", "id": "o1", "note": "not for the app",
+    drafts: tuple[Any, ...] = ({"resourceType": "MedicationRequest", "id": "o1", "note": "not for the app",
                "dosageInstruction": [{"text": "Zöliakie \"quoted\" ✓"}]}, "not a dict")
     app = cards.AppLink("https://app.example/launch", 'pt-"1"é', drafts)
     link = app.link(["rule-a", "rule-ü"], "MedicationRequest/o1")
