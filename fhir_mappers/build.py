@@ -69,7 +69,7 @@ def order_facts(draft_orders: Iterable[dict], medications: dict[str, dict] | Non
 
 
 _ACTIVE = {"active", "on-hold"}
-_ENDED = {"stopped", "completed"}
+_ENDED = ("stopped", "completed")  # a tuple: a status sent as an object is compared, never hashed
 
 
 def _end_date(mr: dict) -> date | None:

@@ -61,7 +61,8 @@ def find_medication(target: str, medications: dict[str, dict]) -> dict | None:
 
 def _codes_of(concept: Any, systems: frozenset[str]) -> list[str]:
     """Codes of the codings whose system is one of ``systems`` (the same code system under its URI and OID)."""
-    return [str(c["code"]) for c in codings(concept) if c.get("system") in systems and c.get("code") is not None]
+    return [str(c["code"]) for c in codings(concept)
+            if isinstance(c.get("system"), str) and c["system"] in systems and c.get("code") is not None]
 
 
 def ingredients_of(concept: Any, text: str | None = None) -> set[str]:

@@ -189,3 +189,14 @@ def test_interacting_drug_or_live_vaccine_reads_the_record(med_concept):
                                          {"text": "hydrocodone-acetaminophen 5-325 mg"}, concept(CVX, "187")])
 def test_other_orders_stay_on_the_fast_path(med_concept):
     assert not rules.needs_data(order_facts([draft(med_concept)]))
+
+
+@pytest.mark.parametrize("system", [{"a": 1}, ["http://www.whocc.no/atc"], 5, None])
+def test_a_coding_system_of_the_wrong_type_names_nothing(system):
+    """A coding whose ``system`` is an object or a list (hostile or broken input) is not a code of any system: the
+    order is read as unrecognised, never a TypeError (fuzz seeds 167, 331, 2306 of test_hostile_a_fuzz)."""
+    order = {"resourceType": "MedicationRequest", "id": "d1", "status": "draft", "intent": "order",
+             "medicationCodeableConcept": {"coding": [{"system": system, "code": "0006-4681-00"},
+                                                      {"system": system, "code": "L04AX01"}]}}
+    fact = medication_fact(order, is_draft=True)
+    assert fact is None or (fact.ingredients == frozenset() and not fact.vaccine_codes)

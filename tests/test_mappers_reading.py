@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import sys
 from datetime import date
 from pathlib import Path
@@ -32,8 +33,13 @@ import patient  # noqa: E402
 
 
 def _full_ingredients(text: str) -> frozenset[str]:
+    """The whole name pattern, on the text as sent and again with a hyphen between two letters read as a space
+    (a combination's display, "lisinopril-hydrochlorothiazide": docs/reading-data.md "Drug recognition")."""
     t = terminology()
-    return frozenset(terminology_module._named(m, t.name_to_ingredient) for m in t.name_pattern.findall(text))
+    found = {terminology_module._named(m, t.name_to_ingredient) for m in t.name_pattern.findall(text)}
+    split = re.sub(r"(?<=[^\W\d_])-(?=[^\W\d_])", " ", text)
+    found |= {terminology_module._named(m, t.name_to_ingredient) for m in t.name_pattern.findall(split)}
+    return frozenset(found)
 
 
 def _full_vaccines(text: str) -> frozenset[str]:
