@@ -1,14 +1,12 @@
 """HTTP endpoints (CDS Hooks 2.0): discovery, service calls, feedback."""
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 
 import msgspec
-import orjson
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, g
 
 from hooks import SERVICES, HookEnv
 from hooks.errors import HookError
@@ -18,32 +16,12 @@ from hooks.pipeline import run as run_hook
 
 from . import jsonbody
 from .errors import ApiError
+from .wire import json_response, parse_body, read_json_body, request_bytes
 from .validation import first_error, has_context_schema
 
 bp = Blueprint("cds", __name__)
 log = logging.getLogger("aza_cds.api")
 
-JSON_TYPES = ("application/json", "application/fhir+json")
-
-
-# orjson writes what json.dumps(ensure_ascii=False) writes, several times faster; for what it will not
-# write the same way (a lone surrogate echoed from the request, an integer over 64 bits, any other
-# type: passed through, so refused) the standard library below decides, as before.
-_ORJSON_OPTIONS = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
-                   | orjson.OPT_PASSTHROUGH_SUBCLASS)
-
-
-def _json_response(body: dict, status: int = 200) -> Response:
-    try:
-        return Response(orjson.dumps(body, option=_ORJSON_OPTIONS), status=status, mimetype="application/json")
-    except TypeError:
-        pass
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    try:
-        data = text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate echoed from the request (JSON allows "\ud800"): escape it
-        data = json.dumps(body, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode("ascii")
-    return Response(data, status=status, mimetype="application/json")
 
 
 @bp.get("/cds-services")
@@ -53,38 +31,13 @@ def discovery() -> Response:
 
     env: HookEnv = current_app.extensions["aza_hook_env"]
     profile = {"guideline": env.rule_options.guideline, "knowledgeVersion": knowledge_version()}
-    return _json_response({"services": [{**s.discovery(), "extension": {"azathioprine-cds": profile}}
+    return json_response({"services": [{**s.discovery(), "extension": {"azathioprine-cds": profile}}
                                         for s in SERVICES.values()]})
-
-
-def read_json_body() -> dict:
-    return _parse_body(_request_bytes())
-
-
-def _request_bytes() -> bytes:
-    mimetype = (request.mimetype or "").lower()
-    if mimetype not in JSON_TYPES:
-        raise ApiError(415, f"Content-Type must be application/json (got '{mimetype or 'none'}')")
-    return _body_bytes(current_app.config["MAX_CONTENT_LENGTH"])
-
-
-def _parse_body(raw: bytes) -> dict:
-    """The whole body, parsed: its JSON, nesting depth and container limits (400, 413)."""
-    try:
-        body = jsonbody.loads(raw)
-    except (ValueError, RecursionError):
-        raise ApiError(400, "The body is not valid JSON") from None
-    limit = current_app.config["AZA"].max_json_depth
-    if jsonbody.nested_deeper_than(raw, body, limit):
-        raise ApiError(400, f"The JSON body is nested deeper than {limit} levels")
-    if not isinstance(body, dict):
-        raise ApiError(400, "The body must be a JSON object")
-    return body
 
 
 class _PartReader:
     """Parses the parts of one request body that a call reads (its ``context``, a ``prefetch`` value) with
-    the limits ``_parse_body`` puts on the whole body: the nesting depth, counted from the top of the body,
+    the limits ``wire.parse_body`` puts on the whole body: the nesting depth, counted from the top of the body,
     and the objects and arrays parsed in this call, all parts together (413 past ``MAX_CONTAINERS``)."""
 
     __slots__ = ("depth_limit", "containers", "container_limit")
@@ -154,18 +107,6 @@ def _typed_request(raw: bytes, service) -> dict | None:
     return body
 
 
-def _body_bytes(limit: int) -> bytes:
-    """The body, at most ``limit`` bytes: a declared length over it is refused by Werkzeug (413);
-    a chunked body (no Content-Length) is read up to one byte past the limit and refused too,
-    never silently cut to a prefix that then fails as "not valid JSON"."""
-    if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
-        return request.get_data(cache=False)
-    data = request.environ["wsgi.input"].read(limit + 1)
-    if len(data) > limit:
-        raise ApiError(413, "The request body is too large")
-    return data
-
-
 def normalise_request(body: dict) -> dict:
     """Accept CDS Hooks 1.0 clients: drop null top-level keys, move a top-level ``patient`` into the context."""
     body = {k: v for k, v in body.items() if v is not None}
@@ -195,10 +136,10 @@ def call_service(service_id: str) -> Response:
     g.service_id = service_id if service_id in SERVICES else "(unknown)"  # never log caller text
     if service is None:
         raise ApiError(404, f"No CDS service '{service_id}'")
-    raw = _request_bytes()
+    raw = request_bytes()
     body = _typed_request(raw, service)
     if body is None:  # not a body the envelope reads: the whole body, as it always was (and any error from it)
-        body = _validated(normalise_request(_parse_body(raw)), service, service_id)
+        body = _validated(normalise_request(parse_body(raw)), service, service_id)
     g.hook_instance = body.get("hookInstance") if isinstance(body.get("hookInstance"), str) else None
     from .smart import launch_url
 
@@ -218,7 +159,7 @@ def call_service(service_id: str) -> Response:
     g.card_count = len(result.response["cards"])
     g.rule_ids = result.rule_ids
     g.fhir_ms = round(result.fhir_ms, 1)
-    return _json_response(result.response)
+    return json_response(result.response)
 
 
 @bp.post("/cds-services/<service_id>/feedback")
@@ -237,7 +178,7 @@ def feedback(service_id: str) -> Response:
         parse_feedback(body["feedback"])  # what the schema cannot say: timestamps, sizes
         store = current_app.extensions.get("aza_feedback_store")
         if store is None:
-            return _json_response({})
+            return json_response({})
         if store.pending:  # cards this worker issued moments ago are written first, with their rule
             store.flush()
         # only about cards this service issued (any replica: they share the store), once per card and
@@ -255,7 +196,7 @@ def feedback(service_id: str) -> Response:
     except StorageError:
         raise ApiError(503, "The feedback could not be stored now; send it again later (it is stored once)",
                        headers={"Retry-After": "5"}) from None
-    return _json_response({"stored": result.stored, "duplicates": result.duplicates})
+    return json_response({"stored": result.stored, "duplicates": result.duplicates})
 
 
 @bp.get("/openapi.json")
@@ -263,4 +204,4 @@ def openapi() -> Response:
     """OpenAPI 3.1 description of these endpoints (no token needed, like discovery)."""
     from .openapi import openapi_document
 
-    return _json_response(openapi_document())
+    return json_response(openapi_document())

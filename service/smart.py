@@ -29,7 +29,7 @@ from hooks.gather import FhirAccess, gather
 from hooks.pipeline import evaluate
 from hooks.prefetch import render
 
-from .api import _json_response, read_json_body
+from .wire import json_response, read_json_body
 from .errors import ApiError
 
 bp = Blueprint("smart", __name__, url_prefix="/smart")
@@ -94,7 +94,7 @@ def config() -> Response:
     from hooks.services import scopes
 
     service = SERVICES[SERVICE_ID]
-    return _json_response({"clientId": CLIENT_ID,
+    return json_response({"clientId": CLIENT_ID,
                            "scope": " ".join(["launch", "launch/patient", "openid", "fhirUser",
                                               *scopes(service.prefetch)])})
 
@@ -107,7 +107,7 @@ def queries() -> Response:
         raise ApiError(400, "patient (a FHIR id) is required", field="patient")
     service = SERVICES[SERVICE_ID]
     rendered = {key: render(p.template, {"patientId": patient}) for key, p in service.prefetch.items()}
-    return _json_response({"queries": {k: q for k, q in rendered.items() if q}})
+    return json_response({"queries": {k: q for k, q in rendered.items() if q}})
 
 
 @bp.post("/api/picture")
@@ -144,7 +144,7 @@ def picture() -> Response:
     facts = _all_facts(env, drafts, patient, prefetch)
     opts = env.rule_options
     view = build_picture(facts, guideline=opts.guideline, weight_max_age_days=opts.weight_max_age_days)
-    return _json_response({"cards": result.response["cards"], "picture": view,
+    return json_response({"cards": result.response["cards"], "picture": view,
                            "findings": [f.rule_id for f in kept.get("findings", [])],
                            "named": context.get("findings") or [], "order": context.get("order") or ""})
 

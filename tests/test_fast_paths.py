@@ -169,7 +169,7 @@ def test_fhir_body_read_with_orjson_or_the_standard_library():
 
 
 def test_responses_are_the_standard_librarys_json(app):
-    from service.api import _json_response
+    from service.wire import json_response as _json_response
 
     body = {"cards": [{"summary": "é – ≥ 50 %", "n": 1.5, "big": 10 ** 17, "none": None, "list": [True, False]}], 3: "x"}
     with app.app_context():
