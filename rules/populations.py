@@ -317,7 +317,7 @@ def renal_findings(facts: ClinicalFacts, ref: str, drug: str, ctx: CallContext |
             egfr, computed, stale = old, old_computed, True
     conditions = renal_conditions(facts, ctx)
     failure = [c for c in conditions if c["kind"] == "kidney_failure"]
-    first = (failure or conditions or [None])[0]
+    first: dict | None = (failure or conditions)[0] if conditions else None  # kidney failure first
     low_egfr = egfr is not None and below(egfr, spec.egfr_below)
     if low_egfr or first:
         values: dict = {"egfr": egfr.value if low_egfr and egfr else None,
