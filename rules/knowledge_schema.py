@@ -550,6 +550,12 @@ class Renal:
     source: str
     ckd_epi_2021: CkdEpi2021  # eGFR from creatinine when none is reported
     sources: tuple[str, ...] = ()
+    # kidney failure / CKD stage 4-5 / dialysis dependence as a coded diagnosis (round-5 H2)
+    kidney_failure_snomed: tuple[str, ...] = ()
+    kidney_failure_icd10: tuple[str, ...] = ()
+    kidney_failure_snomed_source: str = ""
+    kidney_failure_icd10_source: str = ""
+    kidney_failure_source: str = ""
 
 
 @dataclass(frozen=True)

@@ -247,34 +247,103 @@ def ckd_epi_2021(facts: ClinicalFacts, creatinine: Measurement) -> tuple[Measure
             values)
 
 
+_SYSTEM_LABEL = (("http://snomed.info/sct", "SNOMED CT"), ("http://hl7.org/fhir/sid/icd-10-cm", "ICD-10-CM"),
+                 ("http://hl7.org/fhir/sid/icd-10", "ICD-10"))
+
+
+def _coded_as(codes: frozenset[str], matcher: CodeMatcher) -> str:
+    """The code of a Condition that a code list matched, as recorded ("SNOMED CT 236435004", "ICD-10-CM N18.6")."""
+    for key in sorted(codes):
+        if matcher(frozenset((key,))):
+            system, _, code = key.partition("|")
+            label = next((name for prefix, name in _SYSTEM_LABEL if system.startswith(prefix)), system)
+            return f"{label} {code}"
+    return ""
+
+
+def renal_conditions(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[dict]:
+    """Every active Condition that says the kidneys fail, as recorded: kidney failure, CKD stage 4-5 or
+    dependence on dialysis (``kind`` "kidney_failure", populations.toml [renal] kidney_failure_*), or acute
+    kidney injury / oliguria (``kind`` "aki"); each with its display and the code that matched."""
+    lists = (("kidney_failure", _matcher("renal", "kidney_failure_snomed", "kidney_failure_icd10")),
+             ("aki", _matcher("renal", "aki_snomed", "aki_icd10")))
+    read = ctx.condition_codes if ctx is not None and ctx.facts is facts else None
+    out = []
+    for i, c in enumerate(facts.conditions):
+        for kind, matcher in lists:
+            if matcher.read(read[i][1]) if read is not None else matcher(c.codes):
+                coded = _coded_as(c.codes, matcher)
+                out.append({"kind": kind, "display": c.display or coded or "?", "code": coded, "ref": c.source_ref})
+                break
+    return out
+
+
+def _last_renal_value(facts: ClinicalFacts) -> tuple[Measurement | None, dict | None]:
+    """The newest eGFR on record however old, or the eGFR computed from a newer creatinine (CKD-EPI 2021):
+    (eGFR, the computation's inputs or None for a reported eGFR). (None, None) when neither gives an eGFR."""
+    egfr, creatinine = latest(facts, "egfr"), latest(facts, "creatinine")
+    if creatinine is not None and creatinine.when is not None and (
+            egfr is None or egfr.when is None or creatinine.when > egfr.when):
+        computed_egfr, computed = ckd_epi_2021(facts, creatinine)
+        if computed_egfr is not None:
+            return computed_egfr, computed
+    return (egfr, None) if egfr is not None and egfr.when is not None else (None, None)
+
+
 def renal_findings(facts: ClinicalFacts, ref: str, drug: str, ctx: CallContext | None = None) -> list[Finding]:
     """Renal impairment from a reported eGFR, an eGFR computed from creatinine (CKD-EPI 2021) when none was
-    reported, or an acute kidney injury / oliguria diagnosis; a creatinine from which no eGFR could be
-    computed is said (renal-egfr-not-computed), never dropped."""
+    reported, a diagnosis on record (kidney failure, CKD stage 4-5, dialysis; acute kidney injury / oliguria),
+    or, with no eGFR or creatinine within the result window, the last one on record when it is low (the card
+    says its date: an old value is never dropped unseen). A creatinine from which no eGFR could be computed is
+    said (renal-egfr-not-computed), never dropped."""
     spec = load().populations.renal
     window = load().monitoring.cbc.result_max_age_days
     egfr = latest(facts, "egfr", window)
     computed: dict | None = None
     out: list[Finding] = []
-    if egfr is None and (creatinine := latest(facts, "creatinine", window)) is not None:
+    creatinine = latest(facts, "creatinine", window) if egfr is None else None
+    if creatinine is not None:
         egfr, computed = ckd_epi_2021(facts, creatinine)
         if egfr is None:
             lab_normal = creatinine.ref_high is not None and not above(creatinine, creatinine.ref_high)
             out.append(Finding("renal-egfr-not-computed", ref, {**computed, "ref_high": creatinine.ref_high,
                                                                 "lab_normal": lab_normal},
                                indicator="info" if lab_normal else None, drug=drug))
-    aki = _condition(facts, _matcher("renal", "aki_snomed", "aki_icd10"), ctx)
+    stale = False
+    if egfr is None and creatinine is None:
+        # nothing within the window: the last eGFR (or creatinine) on record, however old, when it is low
+        old, old_computed = _last_renal_value(facts)
+        if old is not None and below(old, spec.egfr_below):
+            egfr, computed, stale = old, old_computed, True
+    conditions = renal_conditions(facts, ctx)
+    failure = [c for c in conditions if c["kind"] == "kidney_failure"]
+    first: dict | None = (failure or conditions)[0] if conditions else None  # kidney failure first
     low_egfr = egfr is not None and below(egfr, spec.egfr_below)
-    if low_egfr or aki:
+    if low_egfr or first:
         values: dict = {"egfr": egfr.value if low_egfr and egfr else None,
                         "egfr_comparator": egfr.comparator if low_egfr and egfr else "",  # "<15", never "15"
                         # a reported eGFR sent without a unit, read by its LOINC code (never a computed one)
                         "egfr_no_unit": bool(low_egfr and egfr and computed is None and not egfr.unit_text),
                         "date": egfr.when.date().isoformat() if low_egfr and egfr and egfr.when else "",
-                        "condition": aki, "computed": computed if low_egfr else None}
+                        "condition": first["display"] if first else None,
+                        "condition_code": first["code"] if first else "",
+                        "condition_kind": first["kind"] if first else "",
+                        "conditions": conditions,
+                        "other_conditions": [f"{x['display']} ({x['code']})" if x["code"] else x["display"]
+                                             for x in conditions if x is not first],
+                        "computed": computed if low_egfr else None,
+                        # the eGFR is older than the result window and nothing newer is on record (round-5 H2)
+                        "stale": stale and low_egfr, "window_days": window,
+                        # a current eGFR that is not low beside a diagnosis: said, the prescriber judges
+                        "egfr_not_low": (egfr.value if egfr is not None and not low_egfr else None),
+                        "egfr_not_low_computed": bool(egfr is not None and not low_egfr and computed),
+                        "egfr_not_low_date": (egfr.when.date().isoformat()
+                                              if egfr is not None and not low_egfr and egfr.when else "")}
         if low_egfr and egfr and computed is None:
             values["same_time_conflicts"] = conflicts(facts, [egfr])
-        sources = (spec.ckd_epi_2021.source,) if low_egfr and computed else ()
+        sources: tuple[str, ...] = (spec.ckd_epi_2021.source,) if low_egfr and computed else ()
+        if first and first["kind"] == "kidney_failure":
+            sources += (spec.kidney_failure_source,)
         out.append(Finding("renal-impairment", ref, values, drug=drug, sources=sources,
                            dose=DoseLimit("renal-impairment", qualitative=True)))
     return out
