@@ -84,16 +84,16 @@ def neutrophil_gap(facts: ClinicalFacts) -> dict | None:
         return None  # an absolute count sent in a form not read: the mapper's gap already names it
     p = latest(facts, "neutrophils_percent", age)
     when = w.when.date().isoformat()
+    what = "absolute neutrophil count"
     if p is not None and p.when is not None and p.when.date() >= w.when.date():
-        why = (f"the differential gives neutrophils only as {p.comparator}{p.value:g} % ({p.when.date().isoformat()}) "
-               f"and no absolute count; it could not be calculated with the white cell count of {when} "
+        flagged = f", flagged {p.interpretation} by the laboratory" if p.interpretation not in ("", "<", ">") else ""
+        why = (f"the differential gives neutrophils only as {p.comparator}{p.value:g} % ({p.when.date().isoformat()}"
+               f"{flagged}) and no absolute count; it could not be calculated with the white cell count of {when} "
                f"({'a limit value' if p.comparator or w.comparator else 'not the same specimen time'})")
-        sent = f"{p.comparator}{p.value:g} %"
+        what = f"absolute neutrophil count (only {p.comparator}{p.value:g} % sent)"
     else:
         why = f"the blood count of {when} has a white cell count but no absolute neutrophil count"
-        sent = ""
-    return {"what": "absolute neutrophil count", "why": why, "key": "neutrophils",
-            "outcome": "check the neutrophil count by hand before renewing", "sent": sent}
+    return {"what": what, "why": why, "key": "neutrophils", "outcome": "", "sent": ""}
 
 
 def disagreeing(facts: ClinicalFacts, m: Measurement) -> list[Measurement]:
