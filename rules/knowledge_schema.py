@@ -470,6 +470,7 @@ class Plausible:
     source: str
     wbc: tuple[float, float] | None = None
     neutrophils: tuple[float, float] | None = None
+    neutrophils_percent: tuple[float, float] | None = None
     lymphocytes: tuple[float, float] | None = None
     platelets: tuple[float, float] | None = None
     hemoglobin: tuple[float, float] | None = None
