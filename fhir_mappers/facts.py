@@ -102,6 +102,9 @@ class Measurement:
     # every interpretation code the laboratory sent, as sent (v2-0078: "L", "LL", "H", "HH", "A", "AA", ...);
     # ``interpretation`` is the first. The rules decide what a flag means (rules.common.lab_flag).
     flags: tuple[str, ...] = ()
+    # the number as the laboratory sent it, in ``unit_text`` (4.0 for "4.0 mg/dL" bilirubin, whose ``value`` is
+    # 68.4 umol/L): cards quote a result as sent (round-5 H1); None for a value no laboratory sent
+    sent_value: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -224,10 +224,11 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
     elif comparator in (">", ">=") and not interpretation:
         interpretation = ">"
     # analyte, value, unit, when, source_ref, ref_low, ref_high, interpretation, preliminary, unit_text, comparator,
-    # interpretation_text, ref_text, flags (positional: facts are built by the thousand per call)
+    # interpretation_text, ref_text, flags, sent_value (positional: facts are built by the thousand per call)
     # unit_text: the unit as the laboratory sent it ("" when none was: read by the code's unit, unit_by_code)
     return Measurement(analyte_name, round(value * factor, 6), canonical, effective_time(obs), ref_of(obs), low, high,
-                       interpretation, is_preliminary(obs), sent_unit, comparator, interpretation_text, ref_text, flags)
+                       interpretation, is_preliminary(obs), sent_unit, comparator, interpretation_text, ref_text, flags,
+                       value)
 
 
 def _unit_of(q: dict) -> str:
@@ -242,6 +243,7 @@ ANALYTE_LABELS = {
     "weight": "body weight",
     "wbc": "white cell count",
     "neutrophils": "neutrophil count",
+    "neutrophils_percent": "neutrophil percentage",
     "lymphocytes": "lymphocyte count",
     "platelets": "platelet count",
     "hemoglobin": "haemoglobin",

@@ -10,6 +10,7 @@ from .context import CallContext, context_of
 from .findings import Finding, Indicator
 from .interactions import interacting_ingredients, is_live_vaccine
 from .knowledge_base import load
+from .monitoring import neutrophil_gap
 
 RULE_IDS = ("data-incomplete", "record-truncated")
 
@@ -68,7 +69,7 @@ _SERIOUS_GROUPS = {"medications", "labs", "weight", "patient", "allergies", "con
 # toxicity finding (a safety check that could not be done is never info)
 # haemoglobin: severe anaemia is a severe-cytopenia finding (CTCAE v5 grade 3)
 _SERIOUS_GAPS = {"tpmt_activity", "neutrophils", "wbc", "platelets", "lymphocytes", "hemoglobin", "weight",
-                 "weight_conflict", "egfr", "alt", "ast", "tgn", "mmp"}
+                 "weight_conflict", "egfr", "alt", "ast", "alp", "bilirubin", "tgn", "mmp"}
 _SENT_IN_SUMMARY = 24  # characters of a value as sent that a summary quotes ("eGFR '<15'")
 
 
@@ -86,7 +87,9 @@ def truncation_findings(facts: ClinicalFacts) -> list[Finding]:
 
 def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
     """One finding naming the data that could not be obtained or read, and what to check by hand."""
-    if not facts.unavailable and not facts.gaps:
+    # a blood count without an absolute neutrophil count, sent or calculable (round-5 H5): a rule's gap
+    anc_gap = neutrophil_gap(facts) if facts.labs else None
+    if not facts.unavailable and not facts.gaps and anc_gap is None:
         return []  # every group obtained and every value read: nothing to name (the common, complete record)
     ctx = context_of(facts, ctx)
     orders = ctx.thiopurine_orders
@@ -116,6 +119,8 @@ def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> l
               for g in _GROUPS if g in facts.unavailable and g in relevant]
     gaps = [{"what": g.what, "why": g.why, "key": g.key, "outcome": g.outcome, "sent": g.sent} for g in facts.gaps
             if not (g.key == "pgx" or g.key in _GROUPS and g.key in facts.unavailable or g.truncated_from is not None)]
+    if anc_gap is not None:
+        gaps.append(anc_gap)
     serious = bool(facts.unavailable & _SERIOUS_GROUPS) or any(g["key"] in _SERIOUS_GAPS for g in gaps)
     gaps = list({(g["what"], g["why"], g["outcome"]): g for g in gaps}.values())  # after: a merge never softens
     if not groups and not gaps:

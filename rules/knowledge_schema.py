@@ -352,9 +352,25 @@ class SevereCytopenia:
 
 @dataclass(frozen=True)
 class Liver:
+    """Liver tests: ALT/AST (BSR 2017), total bilirubin and ALP (CTCAE v5 multiples of the upper limit), the
+    Hy's law pattern (FDA DILI guidance 2009) and default upper limits when the laboratory sends none."""
+
     source: str
     alt_ast_above: float
     uln_multiple_above: float
+    bilirubin_uln_multiple_above: float
+    alp_uln_multiple_above: float
+    uln_multiples_source: str
+    hys_transaminase_uln_multiple: float
+    hys_bilirubin_uln_multiple: float
+    hys_source: str
+    bilirubin_default_uln: float
+    alp_default_uln: float
+    alp_default_uln_child: float
+    alp_child_below_years: int
+    default_uln_source: str
+    transaminase_default_uln: float
+    transaminase_default_uln_source: str
     sources: tuple[str, ...] = ()
 
 
@@ -454,6 +470,7 @@ class Plausible:
     source: str
     wbc: tuple[float, float] | None = None
     neutrophils: tuple[float, float] | None = None
+    neutrophils_percent: tuple[float, float] | None = None
     lymphocytes: tuple[float, float] | None = None
     platelets: tuple[float, float] | None = None
     hemoglobin: tuple[float, float] | None = None

@@ -14,7 +14,9 @@ from .knowledge_base import load
 from .knowledge_schema import ThioguanineLiver
 
 CBC = ("wbc", "neutrophils", "lymphocytes", "platelets", "hemoglobin")
-LIVER = ("alt", "ast")
+LIVER = ("alt", "ast")  # the liver tests whose date says when the liver tests were last done
+# the liver results judged (round-5 H1: the labels name ALP and bilirubin beside the transaminases)
+LIVER_JUDGED = ("alt", "ast", "bilirubin", "alp")
 RULE_IDS = ("monitoring-cbc-due", "cytopenia", "cytopenia-severe", "liver-tests", "metabolites-high",
             "metabolites-low", "tpmt-activity-high", "aih-liver-baseline", "aih-start-bilirubin",
             "thioguanine-liver-toxicity")
@@ -37,6 +39,61 @@ def latest(facts: ClinicalFacts, analyte: str, max_age_days: int | None = None) 
         return None
     same = [m for m in results[i:] if m.when == when]  # the ones before i are undated
     return min(same, key=lambda m: m.value) if analyte in WORSE_LOW else max(same, key=lambda m: m.value)
+
+
+@dataclass(frozen=True, slots=True)
+class CalculatedCount(Measurement):
+    """An absolute neutrophil count the rules calculated: white cells x neutrophil percentage of the same
+    specimen (same date and time), when the laboratory sent no absolute count (round-5 H5). Cards say so."""
+
+    wbc: float = 0.0
+    percent: float = 0.0
+
+
+def neutrophil_count(facts: ClinicalFacts, max_age_days: int | None = None) -> Measurement | None:
+    """The absolute neutrophil count a card rests on: the newest one sent, or, when the newest white cell count
+    has a neutrophil percentage of the same date and time and no absolute count of that time or newer, the count
+    calculated from the two (WBC x % / 100). A limit result ("< 1.0") is never multiplied (not a number)."""
+    m = latest(facts, "neutrophils", max_age_days)
+    w = latest(facts, "wbc", max_age_days)
+    p = latest(facts, "neutrophils_percent", max_age_days)
+    if w is None or p is None or w.when is None or p.when != w.when or w.comparator or p.comparator:
+        return m
+    if m is not None and m.when is not None and m.when >= w.when:
+        return m  # the laboratory's own absolute count of that CBC (or a newer one)
+    if p.unit != "%" or w.unit != "10*9/L":
+        return m
+    return CalculatedCount("neutrophils", round(w.value * p.value / 100.0, 3), "10*9/L", w.when, p.source_ref,
+                           preliminary=w.preliminary or p.preliminary, wbc=w.value, percent=p.value)
+
+
+def neutrophil_gap(facts: ClinicalFacts) -> dict | None:
+    """The newest white cell count (within the result age) has no absolute neutrophil count of its date and time,
+    sent or calculable: a data gap (the CBC is not complete; a check that could not be done is never dropped).
+    A dict for the data-incomplete card, or None."""
+    if "labs" in facts.unavailable:
+        return None
+    age = load().monitoring.cbc.result_max_age_days
+    w = latest(facts, "wbc", age)
+    if w is None or w.when is None:
+        return None
+    n = neutrophil_count(facts, age)
+    if n is not None and n.when is not None and n.when >= w.when:
+        return None
+    if reported(facts, "neutrophils", age, n) is not None:
+        return None  # an absolute count sent in a form not read: the mapper's gap already names it
+    p = latest(facts, "neutrophils_percent", age)
+    when = w.when.date().isoformat()
+    what = "absolute neutrophil count"
+    if p is not None and p.when is not None and p.when.date() >= w.when.date():
+        flagged = f", flagged {p.interpretation} by the laboratory" if p.interpretation not in ("", "<", ">") else ""
+        why = (f"the differential gives neutrophils only as {p.comparator}{p.value:g} % ({p.when.date().isoformat()}"
+               f"{flagged}) and no absolute count; it could not be calculated with the white cell count of {when} "
+               f"({'a limit value' if p.comparator or w.comparator else 'not the same specimen time'})")
+        what = f"absolute neutrophil count (only {p.comparator}{p.value:g} % sent)"
+    else:
+        why = f"the blood count of {when} has a white cell count but no absolute neutrophil count"
+    return {"what": what, "why": why, "key": "neutrophils", "outcome": "", "sent": ""}
 
 
 def disagreeing(facts: ClinicalFacts, m: Measurement) -> list[Measurement]:
@@ -163,7 +220,7 @@ def _last_abnormal(facts: ClinicalFacts, order, drug: str, ctx: CallContext | No
     leukaemia = _leukaemia(facts, order, drug, ctx)
     out = []
     for analyte in ("neutrophils", "wbc", "platelets", "hemoglobin", "lymphocytes"):
-        m = latest(facts, analyte)
+        m = neutrophil_count(facts) if analyte == "neutrophils" else latest(facts, analyte)
         if m is None or m.when is None or m.when.date() >= old_before:
             continue  # none, or recent enough for the cytopenia cards
         severe_at = _severe_at(analyte, leukaemia) if analyte != "lymphocytes" else None
@@ -178,9 +235,12 @@ def _last_abnormal(facts: ClinicalFacts, order, drug: str, ctx: CallContext | No
 def _value(m: Measurement) -> dict:
     # a preliminary result is used, and every card on it says so (value line and summary); a limit result
     # keeps its comparator ("<15", never "15") and the laboratory's flag travels with it
-    return {"analyte": m.analyte, "value": round(m.value, 2), "date": m.when.date().isoformat() if m.when else "",
-            "ref_high": m.ref_high, "preliminary": m.preliminary, "comparator": m.comparator,
-            "flag": lab_flag(m), "flag_code": m.interpretation if m.interpretation not in ("<", ">") else ""}
+    out = {"analyte": m.analyte, "value": round(m.value, 2), "date": m.when.date().isoformat() if m.when else "",
+           "ref_high": m.ref_high, "preliminary": m.preliminary, "comparator": m.comparator,
+           "flag": lab_flag(m), "flag_code": m.interpretation if m.interpretation not in ("<", ">") else ""}
+    if isinstance(m, CalculatedCount):
+        out["calculated"] = {"wbc": m.wbc, "percent": m.percent}  # the card says it was calculated, from what
+    return out
 
 
 def reported(facts: ClinicalFacts, analyte: str, max_age_days: int, m: Measurement | None) -> ResultText | None:
@@ -233,7 +293,7 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
     # apply there. The severe cytopenia card (CTCAE grade 3, laboratory critical flags) does.
     leukaemia = _leukaemia(facts, order, drug, ctx)
     for analyte in ("neutrophils", "wbc", "platelets", "hemoglobin"):
-        m = latest(facts, analyte, age)
+        m = neutrophil_count(facts, age) if analyte == "neutrophils" else latest(facts, analyte, age)
         r = reported(facts, analyte, age, m)
         if r is not None and lab_flag(r) == "critical_low":
             severe.append(r)  # flagged critical by the laboratory, in a unit not converted: quoted as reported
@@ -264,30 +324,7 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
         findings.append(Finding("cytopenia", order.ref, {**_results(low + ([lym] if lymphopenia and lym else []) + ([mcv] if macro and mcv else []), facts),
                                                          "advice": advice,
                                                          "also_severe": bool(severe)}, drug=drug))
-    liver = kb.liver
-    bad: list = []
-    for analyte in LIVER:
-        m = latest(facts, analyte, age)
-        r = reported(facts, analyte, age, m)
-        if r is not None and lab_flag(r) in ("critical_high", "critical"):
-            bad.append(r)  # flagged critical by the laboratory, not converted: quoted as reported
-            continue
-        if m is None:
-            continue
-        if lab_flag(m) in ("critical_high", "critical"):
-            bad.append(m)
-            continue
-        over_uln = m.ref_high is not None and above(m, liver.uln_multiple_above * m.ref_high)
-        if above(m, liver.alt_ast_above) or over_uln:
-            bad.append(m)
-    if bad:
-        aih = _aih_phase(facts, order, drug, ctx)
-        if aih == "start":
-            # before the first dose, raised transaminases in autoimmune hepatitis are the disease (EASL 2015):
-            # the baseline that treatment is to normalise, never a reason to withhold the drug
-            findings.append(Finding("aih-liver-baseline", order.ref, _results(bad, facts), drug=drug))
-        else:
-            findings.append(Finding("liver-tests", order.ref, {**_results(bad, facts), "aih": aih}, drug=drug))
+    findings += _liver_findings(facts, order, drug, ctx)
     met = kb.metabolites
     tgn, mmp = latest(facts, "tgn", age), latest(facts, "mmp", age)
     high: list = [m for m in (tgn, mmp) if m and above(m, getattr(met, f"{m.analyte}_above"))]
@@ -300,6 +337,83 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
     elif tgn and below(tgn, met.tgn_below):
         findings.append(Finding("metabolites-low", order.ref, _results([tgn]), drug=drug))
     return findings
+
+
+def _uln(facts: ClinicalFacts, m: Measurement) -> tuple[float, bool]:
+    """(upper limit of normal, the laboratory's own?) of a liver result: the laboratory's referenceRange.high,
+    else the default of monitoring.toml [liver] (ALP: the child's limit under 16 years)."""
+    if m.ref_high is not None and m.ref_high > 0:
+        return m.ref_high, True
+    liver = load().monitoring.liver
+    if m.analyte == "bilirubin":
+        return liver.bilirubin_default_uln, False
+    if m.analyte == "alp":
+        b = facts.patient.birth_date if facts.patient else None
+        t = facts.today
+        years = None if b is None else t.year - b.year - ((t.month, t.day) < (b.month, b.day))
+        child = years is not None and years < liver.alp_child_below_years
+        return (liver.alp_default_uln_child if child else liver.alp_default_uln), False
+    return liver.transaminase_default_uln, False
+
+
+def _liver_value(facts: ClinicalFacts, m: Measurement | ResultText) -> dict:
+    """A liver result's card values, with its upper limit and the multiple of it (a number result only)."""
+    if not isinstance(m, Measurement):
+        return _as_reported(m)
+    uln, own = _uln(facts, m)
+    out = {**_value(m), "uln": round(uln, 2), "uln_lab": own, "times_uln": round(m.value / uln, 1) if uln else None,
+           "unit": m.unit}
+    if m.sent_value is not None and m.unit_text and m.unit_text != m.unit:
+        out["sent"] = {"value": m.sent_value, "unit": m.unit_text}  # quoted as the laboratory sent it (4.0 mg/dL)
+    return out
+
+
+def _liver_findings(facts: ClinicalFacts, order, drug: str, ctx: CallContext | None) -> list[Finding]:
+    """Liver tests (Imuran label, Hepatotoxicity: ALP, bilirubin and/or transaminases; Purixan 5.2): ALT/AST
+    above the BSR 2017 threshold, total bilirubin above 1.5 x and ALP above 2.5 x the upper limit (CTCAE v5
+    grade 2), or flagged critical by the laboratory. A transaminase >= 3 x with bilirubin > 2 x the upper limit
+    (Hy's law pattern, FDA DILI guidance 2009) is the severe card: critical, stop (not in autoimmune hepatitis,
+    where it may be the disease: urgent hepatology review instead)."""
+    liver = load().monitoring.liver
+    age = load().monitoring.cbc.result_max_age_days
+    bad: list = []
+    latest_of: dict[str, Measurement] = {}
+    for analyte in LIVER_JUDGED:
+        m = latest(facts, analyte, age)
+        r = reported(facts, analyte, age, m)
+        if r is not None and lab_flag(r) in ("critical_high", "critical"):
+            bad.append(r)  # flagged critical by the laboratory, not converted: quoted as reported
+            continue
+        if m is None:
+            continue
+        latest_of[analyte] = m
+        uln, _ = _uln(facts, m)
+        if lab_flag(m) in ("critical_high", "critical"):
+            bad.append(m)
+        elif analyte in ("alt", "ast"):
+            if above(m, liver.alt_ast_above) or (m.ref_high is not None and above(m, liver.uln_multiple_above * m.ref_high)):
+                bad.append(m)
+        elif above(m, uln * (liver.bilirubin_uln_multiple_above if analyte == "bilirubin" else liver.alp_uln_multiple_above)):
+            bad.append(m)
+    if not bad:
+        return []
+    bili = latest_of.get("bilirubin")
+    hys = bili is not None and above(bili, liver.hys_bilirubin_uln_multiple * _uln(facts, bili)[0]) and any(
+        (t := latest_of.get(a)) is not None and above(t, liver.hys_transaminase_uln_multiple * _uln(facts, t)[0] - 1e-9)
+        for a in ("alt", "ast"))
+    aih = _aih_phase(facts, order, drug, ctx)
+    if aih == "start":
+        # before the first dose, raised liver tests in autoimmune hepatitis are the disease (EASL 2015): the baseline
+        # that treatment is to normalise, never a reason to withhold the drug; bilirubin has its own start rule
+        # (aih-start-bilirubin: below 100 umol/L)
+        enzymes = [m for m in bad if m.analyte != "bilirubin"]
+        return [Finding("aih-liver-baseline", order.ref, _results(enzymes, facts), drug=drug)] if enzymes else []
+    values = {**_results(bad, facts), "aih": aih, "hys": hys,
+              "liver": [_liver_value(facts, m) for m in bad]}
+    stop = hys and not aih
+    return [Finding("liver-tests", order.ref, values,
+                    [CancelOrder(order.ref, drug)] if stop and order.ref and order.is_draft else [],
+                    indicator="critical" if stop else None, stops_order=stop, drug=drug)]
 
 
 def _severe_at(analyte: str, leukaemia: bool) -> float:
@@ -437,5 +551,5 @@ def tpmt_high_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> 
     return [Finding("tpmt-activity-high", orders[0][0].ref, {"activity": evidence}, drug=orders[0][1])]
 
 
-__all__ = ["cbc_due_findings", "lab_findings", "tpmt_activity_status", "tpmt_high_findings", "latest", "reported",
+__all__ = ["cbc_due_findings", "lab_findings", "neutrophil_count", "neutrophil_gap", "tpmt_activity_status", "tpmt_high_findings", "latest", "reported",
            "aih_start_findings", "thioguanine_liver_findings"]
