@@ -141,6 +141,7 @@ class ResultText:
     value_text: str = ""  # the value and unit exactly as sent ("<10", "1.8 furlongs"), for a card to quote
     unit_text: str = ""  # the unit as sent, when there was one
     flags: tuple[str, ...] = ()  # every interpretation code the laboratory sent, as sent
+    value_codes: frozenset[str] = frozenset()  # "system|code" of a coded value (valueCodeableConcept), as sent
 
 
 @dataclass(frozen=True, slots=True)

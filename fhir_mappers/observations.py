@@ -117,7 +117,8 @@ def _result_text(obs: dict, analyte: str, why: str, q: dict | None = None, unit:
     flags, words = _interpretations(obs)
     text = " ".join(filter(None, [_value_text(obs), words])).strip().lower()
     return ResultText(analyte, text, flags[0] if flags else "", why, effective_time(obs), ref_of(obs), is_preliminary(obs),
-                      value_text=_as_sent(obs, q, unit), unit_text=unit, flags=flags)
+                      value_text=_as_sent(obs, q, unit), unit_text=unit, flags=flags,
+                      value_codes=frozenset(code_keys(obs.get("valueCodeableConcept"))))
 
 
 class UnitReader:
@@ -258,6 +259,7 @@ ANALYTE_LABELS = {
     "tpmt_activity": "TPMT enzyme activity",
     "tgn": "6-TGN",
     "mmp": "6-MMP",
+    "hcg": "pregnancy test (hCG)",
 }
 
 

@@ -27,8 +27,9 @@ def _templates() -> dict[str, str]:
     # key of its own, so that many newer weights cannot crowd it out of a query capped by _count
     weight_codes = [(LOINC, c) for c in sorted(t.analytes["weight"].loinc)]
     height_codes = [(LOINC, c) for c in sorted(t.analytes["height"].loinc)]
-    status_codes = [(LOINC, c) for c in sorted(t.status_loinc)]
-    lab_codes = [(LOINC, c) for name, a in t.analytes.items() if name not in ("weight", "height", "tpmt_activity")
+    # pregnancy: the status codes and the pregnancy tests (hCG, round-5 H4) in their own key, newest first
+    status_codes = [(LOINC, c) for c in sorted(t.status_loinc)] + [(LOINC, c) for c in sorted(t.analytes["hcg"].loinc)]
+    lab_codes = [(LOINC, c) for name, a in t.analytes.items() if name not in ("weight", "height", "tpmt_activity", "hcg")
                  for c in sorted(a.loinc)]
     patient = "{{context.patientId}}"
     return {
@@ -41,7 +42,7 @@ def _templates() -> dict[str, str]:
         # results the mappers recognise by name only (no LOINC code of their own is confirmed: 6-TGN, 6-MMP;
         # fhir_mappers/codes.toml names=): every laboratory result, newest first, so that they can be read at all
         "lab_results": f"Observation?patient={patient}&category=laboratory&_sort=-date&_count=200",
-        "pregnancy": f"Observation?patient={patient}&code={_codes(*status_codes)}&_sort=-date&_count=5",
+        "pregnancy": f"Observation?patient={patient}&code={_codes(*status_codes)}&_sort=-date&_count=10",
         "conditions": f"Condition?patient={patient}&clinical-status=active",
         # every status: a record without clinicalStatus is read as active, an inactive / resolved / refuted one
         # is weighed by rules.populations (never filtered out by the server unseen)

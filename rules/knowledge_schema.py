@@ -510,6 +510,28 @@ class MonitoringFile:
 # ------------------------------------------------------------------ populations.toml
 
 @dataclass(frozen=True)
+class PregnancyTest:
+    """round-5 H4: how a pregnancy test (hCG, fhir_mappers analyte ``hcg``) is read: positive / negative by its coded
+    answer, words or the laboratory's flag; a number by the laboratory's range, else the cited cut-offs (mIU/mL =
+    IU/L); anything else cannot be read and is reported."""
+
+    source: str
+    positive_at: float  # a value at or above it is positive (mIU/mL), without a positive flag or range
+    positive_source: str
+    negative_below: float  # a value below it is negative (mIU/mL), when the laboratory sent no range
+    negative_source: str
+    positive_codes: tuple[str, ...]  # "system|code" of coded answers / interpretations that mean positive
+    negative_codes: tuple[str, ...]
+    codes_source: str
+    positive_flags: tuple[str, ...]  # interpretation codes (beyond H / HH / A / AA, rules.common.lab_flag)
+    negative_flags: tuple[str, ...]
+    positive_words: tuple[str, ...]
+    negative_words: tuple[str, ...]
+    unclear_words: tuple[str, ...]  # "equivocal", "indeterminate", "invalid": reported, never read
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Pregnancy:
     pregnancy_status_loinc: str
     pregnant_snomed: tuple[str, ...]
@@ -524,6 +546,7 @@ class Pregnancy:
     compatible_drugs: tuple[str, ...] = ("azathioprine",)
     not_compatible_indicator: Level = "warning"
     label_sources: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: types.MappingProxyType({}))
+    test: PregnancyTest | None = None  # round-5 H4: a positive hCG is pregnancy
 
 
 @dataclass(frozen=True)

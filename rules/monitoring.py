@@ -506,25 +506,50 @@ def _thioguanine_liver_matchers() -> tuple[CodeMatcher, CodeMatcher]:
             CodeMatcher(frozenset(spec.sign_snomed), tuple(spec.sign_icd10)))
 
 
+def _thioguanine_since(facts: ClinicalFacts, order, drug: str) -> date | None:
+    """The earliest date the record shows this thioguanine therapy: the order's history (``prior_therapy.since``:
+    earlier orders, dispenses, statements) and the active and past orders of the drug."""
+    dates = [m.authored_on for m in (*facts.active_medications, *facts.past_medications)
+             if drug in m.ingredients and m.authored_on]
+    if order.prior_therapy is not None and order.prior_therapy.since is not None:
+        dates.append(order.prior_therapy.since)
+    return min(dates) if dates else None
+
+
 def thioguanine_liver_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
-    """Thioguanine continued long term (not a first order) with falling platelets, splenomegaly or ascites
-    (signs: assess, warning), or a diagnosis of veno-occlusive disease, portal hypertension or varices on
-    record (the label's liver toxicity: discontinue, critical). Tabloid label, WARNINGS."""
+    """Thioguanine long term (Tabloid label, WARNINGS: not recommended for maintenance or similar long-term
+    continuous treatment: liver toxicity, veno-occlusive disease, portal hypertension, nodular regenerative
+    hyperplasia). One finding per thioguanine order (round-5 H3: the label's warning itself, not only its signs):
+    a continued order (a renewal, or an active order / history of the drug; also when the medications could not be
+    obtained) or a first order for an indication other than the leukaemias the label's courses treat (IBD: used
+    as continuous therapy) is a warning; falling platelets, splenomegaly or ascites are added (assess); a diagnosis
+    of veno-occlusive disease, portal hypertension or varices on record is critical (discontinue). A first order in
+    ALL / AML says nothing unless such a diagnosis is on record."""
     spec = load().monitoring.thioguanine_liver
     ctx = context_of(facts, ctx)
     out = []
     for order, drug in ctx.thiopurine_orders:
-        if drug != "thioguanine" or (_is_start(facts, order, drug) and not therapy_unknown(facts, order)):
+        if drug != "thioguanine":
             continue
+        unknown = therapy_unknown(facts, order)
+        start = _is_start(facts, order, drug) and not unknown
+        malignancy = _leukaemia(facts, order, drug, ctx)
         toxic, sign = _thioguanine_liver_matchers()
         toxicity = [c.display or "?" for c, codes in ctx.condition_codes if toxic.read(codes)]
+        if start and malignancy and not toxicity:
+            continue  # a first order in ALL / AML: a course (the label's indication), not maintenance
         signs = [c.display or "?" for c, codes in ctx.condition_codes if sign.read(codes)]
         platelets = _platelet_fall(facts, spec)
-        if not (toxicity or signs or platelets):
-            continue
+        since = None if start else _thioguanine_since(facts, order, drug)
+        ind, _how = ctx.indication(order)
         stop = bool(toxicity)
-        out.append(Finding("thioguanine-liver-toxicity", order.ref,
-                           {"toxicity": toxicity, "signs": signs, "platelets": platelets, "stop": stop},
+        values = {"toxicity": toxicity, "signs": signs, "platelets": platelets, "stop": stop,
+                  "phase": "unknown" if unknown else "start" if start else "continuing",
+                  "since": since.isoformat() if since else "",
+                  "months": (facts.today - since).days * 12 // 365 if since else None,
+                  "indication": "" if ind == "unknown" else load().dosing.indications[ind].name,
+                  "malignancy": malignancy}
+        out.append(Finding("thioguanine-liver-toxicity", order.ref, values,
                            [CancelOrder(order.ref, drug)] if stop and order.ref and order.is_draft else [],
                            indicator="critical" if stop else None, stops_order=stop, drug=drug))
     return out

@@ -5,16 +5,17 @@ import re
 from datetime import timedelta
 from functools import cache
 
-from fhir_mappers.facts import AllergyFact, ClinicalFacts, Measurement
+from fhir_mappers.facts import AllergyFact, ClinicalFacts, Measurement, ResultText
 
-from .common import CodeMatcher, above, below, is_new_start, plausible_height
+from .common import CodeMatcher, above, below, is_new_start, lab_flag, plausible_height
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, DoseLimit, Finding
 from .knowledge_base import load
 from .knowledge_schema import Indication, Oncology, OtherDrug
 from .monitoring import conflicts, latest
 
-RULE_IDS = ("hypersensitivity", "thiopurine-intolerance", "allergy-inactive", "pregnancy", "breastfeeding",
+RULE_IDS = ("hypersensitivity", "thiopurine-intolerance", "allergy-inactive", "pregnancy", "pregnancy-test-unreadable",
+            "breastfeeding",
             "renal-impairment", "renal-egfr-not-computed", "elderly")
 
 
@@ -126,16 +127,128 @@ def _date(obs) -> str:
     return obs.when.date().isoformat() if obs.when else ""
 
 
+def _hcg_words(words: tuple[str, ...]) -> re.Pattern[str]:
+    alternation = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?<![\w-])({alternation})(?![\w-])", re.IGNORECASE)
+
+
+def _hcg_sent(m: Measurement) -> str:
+    unit = m.unit_text or m.unit or "no unit"
+    return f"{m.comparator}{m.value:g} {unit}"
+
+
+def read_hcg(result: Measurement | ResultText) -> tuple[str, str]:
+    """(``positive`` / ``negative`` / ``unreadable``, how) of one pregnancy test (hCG), populations.toml
+    [pregnancy.test]. Any sign of a positive result wins (the safe reading); negative needs a clear negative
+    answer, flag or value; anything else cannot be read."""
+    spec = load().populations.pregnancy.test
+    assert spec is not None
+    flags = {f.upper() for f in (*result.flags, result.interpretation) if f}
+    flag = lab_flag(result)
+    if isinstance(result, ResultText):
+        text = result.text
+        codes = result.value_codes
+    else:
+        text, codes = result.interpretation_text, frozenset()
+    negative_text = _hcg_words(spec.negative_words).sub(" ", text)  # "not detected" is not "detected"
+    positive = [why for ok, why in (
+        (bool(codes & set(spec.positive_codes)), "coded positive"),
+        (bool(flags & set(spec.positive_flags)) or flag in ("high", "critical_high", "abnormal", "critical"),
+         "flagged " + ", ".join(sorted(flags)) + " by the laboratory"),
+        (bool(_hcg_words(spec.positive_words).search(negative_text)), "reported positive"),
+    ) if ok]
+    negative = [why for ok, why in (
+        (bool(codes & set(spec.negative_codes)), "coded negative"),
+        (bool(flags & set(spec.negative_flags)), "flagged negative"),
+        (bool(_hcg_words(spec.negative_words).search(text)), "reported negative"),
+    ) if ok]
+    if isinstance(result, Measurement):
+        above_range = result.ref_high is not None and (result.value > result.ref_high or result.comparator in (">", ">="))
+        if above_range:
+            positive.append(f"above the laboratory's range (up to {result.ref_high:g})")
+        if result.unit and result.value >= spec.positive_at and result.comparator not in ("<", "<="):
+            positive.append(f"at or above {spec.positive_at:g} mIU/mL")
+        if result.ref_high is not None and not above_range:
+            negative.append(f"within the laboratory's range (up to {result.ref_high:g})")
+        elif result.ref_high is None and result.unit and result.value < spec.negative_below \
+                and result.comparator not in (">", ">="):
+            negative.append(f"below {spec.negative_below:g} mIU/mL")
+    if positive:
+        return "positive", positive[0]
+    if (unclear := _hcg_words(spec.unclear_words).search(text)) is not None:
+        return "unreadable", "reported as " + unclear.group(1).lower()
+    if negative:
+        return "negative", negative[0]
+    if isinstance(result, Measurement):
+        if not result.unit:
+            return "unreadable", f"the unit '{result.unit_text or 'none'}' is not IU/L or mIU/mL and no range or flag was sent"
+        return "unreadable", (f"between {spec.negative_below:g} and {spec.positive_at:g} mIU/mL with no laboratory "
+                              "range or flag: neither negative nor positive")
+    return "unreadable", "neither positive nor negative could be read" + (f" ({result.why})" if result.why else "")
+
+
+def hcg_result(facts: ClinicalFacts) -> dict | None:
+    """The newest pregnancy test (hCG) no older than the pregnancy window, read: ``result`` (positive / negative /
+    unreadable), ``how``, ``value`` (as sent), ``date``, ``preliminary``; results of the same newest time: a positive
+    one wins, then an unreadable one. None without a test in the window, or for a patient recorded as male."""
+    spec = load().populations.pregnancy
+    if spec.test is None or (facts.patient is not None and facts.patient.sex == "male"):
+        return None
+    oldest = facts.today - timedelta(days=spec.status_max_age_days)
+    items: list[tuple] = []
+    for m in facts.labs.get("hcg", []):
+        items.append((m.when, m, _hcg_sent(m)))
+    for r in facts.result_texts.get("hcg", []):
+        items.append((r.when, r, r.value_text or r.text or "(no value)"))
+    items = [i for i in items if i[0] is None or i[0].date() >= oldest]
+    if not items:
+        return None
+    dated = [i for i in items if i[0] is not None]
+    newest_time = max(i[0] for i in dated) if dated else None
+    newest = [i for i in items if i[0] == newest_time]
+    read = [(read_hcg(r), r, sent) for _, r, sent in newest]
+    rank = {"positive": 0, "unreadable": 1, "negative": 2}
+    (result, how), r, sent = min(read, key=lambda x: rank[x[0][0]])
+    return {"result": result, "how": how, "value": sent, "date": r.when.date().isoformat() if r.when else "",
+            "preliminary": r.preliminary, "ref": r.source_ref}
+
+
+def _test_is_newest(facts: ClinicalFacts, test: dict) -> bool:
+    """No pregnancy status (LOINC 82810-3) in the window is newer than (or as new as) the pregnancy test."""
+    spec = load().populations.pregnancy
+    obs = _status(facts, spec.pregnancy_status_loinc)
+    if obs is None or obs.when is None or obs.when.date() < facts.today - timedelta(days=spec.status_max_age_days):
+        return True
+    return bool(test["date"]) and test["date"] > _date(obs)
+
+
+def _test_sources(why: dict) -> tuple[str, ...]:
+    """The sources of a pregnancy read from a pregnancy test: the LOINC terms, and the cut-off when it decided."""
+    spec = load().populations.pregnancy.test
+    if why.get("by") != "hcg" or spec is None:
+        return ()
+    return (spec.source, spec.positive_source) if why["test"]["how"].startswith("at or above") else (spec.source,)
+
+
 def is_pregnant(facts: ClinicalFacts, ctx: CallContext | None = None) -> dict | None:
+    """Pregnancy from the newest pregnancy status (LOINC 82810-3), a positive pregnancy test (hCG, round-5 H4: the
+    newer of the two decides), else an active pregnancy Condition."""
     spec = load().populations.pregnancy
     obs = _status(facts, spec.pregnancy_status_loinc)
     if obs is not None and obs.when is not None and obs.when.date() < facts.today - timedelta(days=spec.status_max_age_days):
         obs = None  # a status older than the longest pregnancy (42 weeks, ACOG) cannot be current: not used
+    test = hcg_result(facts)
+    test_when = test["date"] if test else ""
     if obs is not None:
+        status_date = _date(obs)
+        if test is not None and test["result"] == "positive" and test_when and status_date and test_when > status_date:
+            return {"by": "hcg", "preliminary": test["preliminary"], "test": test}  # a positive test after the status
         pregnant = any(k.split("|")[1] in spec.pregnant_snomed for k in obs.values) or obs.text.strip() == "pregnant"
         if pregnant:  # a preliminary status is used, and the card says so
-            return {"by": "status", "date": _date(obs), "preliminary": obs.preliminary}
+            return {"by": "status", "date": status_date, "preliminary": obs.preliminary}
         return None  # the newest status says not pregnant / unknown
+    if test is not None and test["result"] == "positive":
+        return {"by": "hcg", "preliminary": test["preliminary"], "test": test}
     cond = _condition(facts, _matcher("pregnancy", "condition_snomed", "condition_icd10"), ctx)
     return {"by": "condition", "condition": cond, "preliminary": False} if cond else None
 
@@ -367,7 +480,15 @@ def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) ->
         out.append(Finding("pregnancy", order.ref, {**why, "compatible": compatible,
                                                     "new_start": is_new_start(facts, order, drug)}, drug=drug,
                            indicator=None if compatible else kb.pregnancy.not_compatible_indicator,
-                           sources=() if compatible else kb.pregnancy.label_sources.get(drug, ())))
+                           sources=(() if compatible else kb.pregnancy.label_sources.get(drug, ()))
+                           + _test_sources(why)))
+    elif (test := hcg_result(facts)) is not None and test["result"] == "unreadable" \
+            and _test_is_newest(facts, test):
+        # round-5 H4: a pregnancy test that cannot be read is said, quoting what was sent (never "not pregnant")
+        compatible = drug in kb.pregnancy.compatible_drugs
+        out.append(Finding("pregnancy-test-unreadable", order.ref,
+                           {"test": test, "compatible": compatible, "new_start": is_new_start(facts, order, drug)},
+                           drug=drug, indicator="info" if compatible else None))
     why = is_breastfeeding(facts, ctx)
     if why:
         spec = kb.breastfeeding

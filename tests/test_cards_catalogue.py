@@ -477,6 +477,13 @@ def _status(loinc, **value):
             "code": {"coding": [{"system": "http://loinc.org", "code": loinc}]}, **value}
 
 
+def _hcg(value):
+    """A quantitative serum hCG (LOINC 21198-7) with no range or flag (round-5 H4)."""
+    return {"resourceType": "Observation", "id": "hcg", "status": "final", "effectiveDateTime": days_ago(4),
+            "code": {"coding": [{"system": "http://loinc.org", "code": "21198-7"}]},
+            "valueQuantity": {"value": value, "unit": "mIU/mL"}}
+
+
 def _allergy():
     return {"resourceType": "AllergyIntolerance", "id": "a1", "clinicalStatus": {"coding": [{"code": "active"}]},
             "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1256", "display": "azathioprine"}]}}
@@ -570,6 +577,8 @@ VALUE_CASES: dict[str, tuple[Any, dict[str, Any]]] = {
                                {"gi_signs": ["nausea"], "level": "warning"}),
     "allergy-inactive": (lambda: _run(allergies=[{**_allergy(), "clinicalStatus": {"coding": [{"code": "resolved"}]}}]),
                          {"clinical_status": "resolved", "level": "inactive"}),
+    "pregnancy-test-unreadable": (lambda: _run(labs=[*normal_labs(), _hcg(12)]),
+                                  {"compatible": True, "test": {"result": "unreadable", "value": "12 mIU/mL"}}),
     "pregnancy": (lambda: _run(status=[_status("82810-3", valueCodeableConcept={"coding": [{"system": "http://snomed.info/sct", "code": "77386006"}]})]),
                   {"by": "status"}),
     "breastfeeding": (lambda: _run(status=[_status("63895-7", valueBoolean=True)]), {"by": "status"}),

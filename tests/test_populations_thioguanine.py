@@ -41,11 +41,12 @@ def plt(value, days, id):
 def test_falling_platelets_on_long_term_thioguanine(now, before, fires):
     labs = labs_with(*([plt(now, 3, "plt")] + ([plt(before, 60, "plt-0")] if before else [])))
     fs = run([tg_order()], meds=[tg_active()], labs=labs)
-    assert ("thioguanine-liver-toxicity" in ids(fs)) is fires
-    if fires:
-        f = one(fs, "thioguanine-liver-toxicity")
-        assert indicator_of(f) == "warning" and not f.stops_order
-        assert "veno-occlusive" in render(f).summary
+    # round-5 H3: continued thioguanine always gets the label's long-term warning; the platelets are added
+    f = one(fs, "thioguanine-liver-toxicity")
+    assert indicator_of(f) == "warning" and not f.stops_order
+    assert bool(f.values["platelets"]) is fires
+    assert ("assess" in render(f).summary) is fires
+    assert "long-term" in render(f).summary
 
 
 def test_splenomegaly_is_a_sign_and_a_vod_diagnosis_a_stop():
@@ -56,8 +57,12 @@ def test_splenomegaly_is_a_sign_and_a_vod_diagnosis_a_stop():
     assert "discontinue" in render(stop).summary.lower()
 
 
-def test_a_first_thioguanine_order_or_another_thiopurine_says_nothing():
-    assert "thioguanine-liver-toxicity" not in ids(run([tg_order()], meds=[], conditions=[condition("16294009")]))
+def test_a_first_thioguanine_order_in_leukaemia_or_another_thiopurine_says_nothing():
+    # round-5 H3: a first order in AML / ALL is a course (the label's indication); outside them (or with no
+    # indication on record) a first order gets the long-term warning (tests/test_round5_thioguanine.py)
+    assert "thioguanine-liver-toxicity" not in ids(run([tg_order()], meds=[], conditions=[condition("91857003")]))
+    assert "thioguanine-liver-toxicity" not in ids(run([tg_order()], meds=[], conditions=[condition("91861009")]))
+    assert "thioguanine-liver-toxicity" in ids(run([tg_order()], meds=[], conditions=[condition("16294009")]))
     assert "thioguanine-liver-toxicity" not in ids(run(meds=None, conditions=[condition("16294009")]))
 
 
