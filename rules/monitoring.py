@@ -91,9 +91,18 @@ def neutrophil_gap(facts: ClinicalFacts) -> dict | None:
                f"{flagged}) and no absolute count; it could not be calculated with the white cell count of {when} "
                f"({'a limit value' if p.comparator or w.comparator else 'not the same specimen time'})")
         what = f"absolute neutrophil count (only {p.comparator}{p.value:g} % sent)"
+    elif _low_wbc(w):
+        why = f"the blood count of {when} has a low white cell count but no absolute neutrophil count"
     else:
-        why = f"the blood count of {when} has a white cell count but no absolute neutrophil count"
+        # a count without a differential (a CBC ordered without one) and a white cell count that is not low:
+        # nothing was sent that the rules could not read, and the cytopenia rule has judged the white cells
+        return None
     return {"what": what, "why": why, "key": "neutrophils", "outcome": "", "sent": ""}
+
+
+def _low_wbc(w: Measurement) -> bool:
+    """A white cell count below the laboratory's lower limit or flagged low by it: the neutrophils need checking."""
+    return (w.ref_low is not None and w.value < w.ref_low) or lab_flag(w) in ("low", "critical_low")
 
 
 def disagreeing(facts: ClinicalFacts, m: Measurement) -> list[Measurement]:

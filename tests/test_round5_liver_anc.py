@@ -5,6 +5,8 @@ absolute count (or, when it cannot be calculated, a data gap). Built from the re
 from __future__ import annotations
 
 import copy
+
+import pytest
 import json
 from datetime import date
 from pathlib import Path
@@ -152,11 +154,29 @@ def test_a_percentage_from_another_sample_time_is_not_multiplied_but_named_as_a_
     assert "20 %" in gap[0]["summary"] and "flagged L" in gap[0]["detail"]
 
 
-def test_a_cbc_without_any_neutrophil_count_is_a_data_gap():
+def test_a_cbc_without_a_differential_and_a_normal_white_count_says_nothing_of_neutrophils():
+    """A CBC ordered without a differential is common; with a white cell count that is not low nothing was sent
+    that could not be read, and a gap card on every such record would be noise (the cytopenia rule judges WBC)."""
     request = _case("c97-neutrophil-percent-only-anc-0-8")
     _drop(request, "770-8")
+    cards = _cards(request)
+    assert not _topic(cards, "data-incomplete") and not _topic(cards, "cytopenia-severe"), [c["summary"] for c in cards]
+
+
+@pytest.mark.parametrize("flag", ["L", None])
+def test_a_low_white_count_without_any_neutrophil_count_is_a_data_gap(flag):
+    request = _case("c97-neutrophil-percent-only-anc-0-8")
+    _drop(request, "770-8")
+    wbc = _lab(request, "6690-2")
+    wbc["valueQuantity"]["value"] = 3.2
+    wbc["referenceRange"] = [{"low": {"value": 4.0 if flag is None else 3.0, "unit": wbc["valueQuantity"].get("unit")}}]
+    wbc.pop("interpretation", None)
+    if flag:
+        wbc["interpretation"] = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                                              "code": flag}]}]
     gap = _topic(_cards(request), "data-incomplete")
     assert gap and "absolute neutrophil count" in gap[0]["summary"] + gap[0]["detail"]
+    assert "low white cell count" in gap[0]["detail"]
 
 
 def test_an_absolute_count_sent_wins_over_the_percentage():
