@@ -49,3 +49,48 @@ def test_c76_heterozygous_nudt15_hgvs_text_is_an_intermediate_metabolizer_not_po
 ])
 def test_a_zygosity_word_before_or_after_the_variant_is_read(text, gene, expected):
     assert diplotype(text, gene)[0] == expected
+
+
+# ---------------------------------------------------------------- M1: an indication on record but not recognised
+
+def test_c10_transplanted_kidney_present_737295003_is_the_kidney_transplant_indication():
+    # 2 mg/kg/day is within the label's transplant range: no start-titration card, no dose card
+    assert _cards("c10-kidney-transplant-aza-2mgkg") == []
+    assert _cards("c53-kidney-transplant-icd-z94-0") == []
+
+
+def _with_condition(name: str, text: str, code: str, dose: float) -> dict:
+    request = json.loads((CASES / f"{name}.json").read_text(encoding="utf-8"))
+    request["prefetch"]["conditions"]["entry"][0]["resource"]["code"] = {
+        "coding": [{"system": "http://snomed.info/sct", "code": code, "display": text}], "text": text}
+    order = request["context"]["draftOrders"]["entry"][0]["resource"]
+    order["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = dose
+    return request
+
+
+def _run(request: dict) -> list[dict]:
+    env = HookEnv(client=FhirClient(), today=lambda: date(2026, 12, 7))
+    return run(SERVICES["thiopurine-order-sign"], request, env).response["cards"]
+
+
+def test_an_unrecognised_condition_is_quoted_and_no_start_regimen_is_applied_as_if_known():
+    cards = _topics(_run(_with_condition("c10-kidney-transplant-aza-2mgkg", "Myasthenia gravis", "91637004", 150)))
+    card = cards["dose-new-start"]
+    text = card["summary"] + card["detail"]
+    assert "no indication on record" not in text
+    assert "not recognised" in card["summary"] and "'Myasthenia gravis'" in text
+    assert "start at 50 mg/day" not in text and "titrate after 6-8 weeks" not in card["summary"]
+    assert not card.get("suggestions")
+
+
+def test_an_unrecognised_condition_above_the_label_maximum_says_so_not_none_on_record():
+    card = _topics(_run(_with_condition("c10-kidney-transplant-aza-2mgkg", "Myasthenia gravis", "91637004", 300)))["dose-above-range"]
+    assert "indication not recognised" in card["summary"]
+    assert "'Myasthenia gravis'" in card["detail"] and "no indication on record" not in card["detail"]
+
+
+def test_with_no_condition_at_all_the_card_still_says_none_on_record():
+    request = _with_condition("c10-kidney-transplant-aza-2mgkg", "x", "1", 300)
+    request["prefetch"]["conditions"]["entry"] = []
+    card = _topics(_run(request))["dose-above-range"]
+    assert "no indication on record" in card["detail"]
