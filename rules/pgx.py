@@ -146,7 +146,9 @@ def gene_status(gene: Gene, results: list[GeneResult], unavailable: bool) -> Gen
                                     "date": _date(r), "preliminary": r.preliminary, "note": r.note})
             phenotypes.append(r.value)
         else:
-            status.problems.append({"code": "uninterpretable", "gene": gene, "text": r.value[:60], "date": _date(r)})
+            found = r.note.startswith("found but not read")  # under a code not read (round-5 M2): quoted in full, with why
+            status.problems.append({"code": "uninterpretable", "gene": gene, "text": r.value[:100 if found else 60],
+                                    "date": _date(r), **({"note": r.note} if found else {})})
     if phenotypes:
         status.state = "known"
         status.phenotype = max(phenotypes, key=lambda p: RANK.get(p, 0))

@@ -94,3 +94,47 @@ def test_with_no_condition_at_all_the_card_still_says_none_on_record():
     request["prefetch"]["conditions"]["entry"] = []
     card = _topics(_run(request))["dose-above-range"]
     assert "no indication on record" in card["detail"]
+
+
+# ---------------------------------------------------------------- M2: a TPMT result found is never "no result on record"
+
+def test_c23_quest_text_result_without_loinc_is_read_as_tpmt_intermediate():
+    cards = _topics(_cards("c23-tpmt-quest-text-heterozygous"))
+    assert "pgx-test-missing" not in cards, list(cards)
+    im = cards["pgx-reduce-dose"]
+    assert "TPMT intermediate metabolizer" in im["summary"]
+    assert "TPMT *1/*3A" in im["detail"] and "no genotype code" in im["detail"]
+
+
+def test_c19_tpmt_result_under_an_unread_loinc_is_reported_found_but_unreadable_not_absent():
+    cards = _topics(_cards("c19-tpmt-phenotype-coded-only"))
+    assert "pgx-test-missing" not in cards, list(cards)
+    card = cards["pgx-uninterpretable"]
+    assert "no TPMT result on record" not in card["summary"] + card["detail"]
+    assert "a TPMT result was found but could not be read" in card["detail"]
+    assert "TPMT Intermediate Metabolizer" in card["detail"] and "79714-2" in card["detail"]
+
+
+def test_the_control_c56_phenotype_under_53040_2_is_still_read():
+    cards = _topics(_cards("c56-tpmt-phenotype-53040-2"))
+    assert "pgx-reduce-dose" in cards and "pgx-uninterpretable" not in cards
+
+
+def test_an_unread_tpmt_result_with_a_local_code_and_a_number_is_quoted_not_dropped():
+    request = json.loads((CASES / "c23-tpmt-quest-text-heterozygous.json").read_text(encoding="utf-8"))
+    obs = request["prefetch"]["pgx"]["entry"][0]["resource"]
+    obs["code"] = {"coding": [{"system": "http://lab.example.org/codes", "code": "TP-77"}], "text": "TPMT"}
+    del obs["valueString"]
+    obs["valueQuantity"] = {"value": 9.0, "unit": "U/mL RBC"}
+    cards = _topics(_run(request))
+    assert "pgx-test-missing" not in cards, list(cards)
+    assert "TPMT: 9.0 U/mL RBC" in cards["pgx-uninterpretable"]["detail"]
+
+
+def test_a_comment_naming_tpmt_only_in_its_value_on_another_test_is_not_a_tpmt_result():
+    request = json.loads((CASES / "c23-tpmt-quest-text-heterozygous.json").read_text(encoding="utf-8"))
+    obs = request["prefetch"]["pgx"]["entry"][0]["resource"]
+    obs["code"] = {"text": "Clinic note"}
+    obs["valueString"] = "Consider TPMT testing before a thiopurine"
+    cards = _topics(_run(request))
+    assert "pgx-test-missing" in cards  # TPMT is still untested
