@@ -421,7 +421,7 @@ def _as_sent_value(obs: dict) -> str:
     return ""
 
 
-def _uncoded_result(obs: dict, gene: str) -> GeneResult:
+def _uncoded_result(obs: dict, gene: Gene) -> GeneResult:
     """A result that names ``gene`` under a code this service does not read as the gene's genotype or phenotype
     (round-5 M2). Without any LOINC code (a local code, text only: "TPMT Genotype (Quest)"), its words are read
     as a genotype ("Heterozygous for TPMT*3A" = *1/*3A) or, when they state a metabolizer phenotype, as that;
@@ -541,7 +541,7 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
         is_phenotype = bool(keys & t.phenotype_codes)
         if not (is_genotype or is_phenotype):
             # a result naming TPMT / NUDT15 under a code this service does not read (round-5 M2)
-            out += [_uncoded_result(obs, gene) for gene in sorted(genes_of_uncoded_result(obs))]
+            out += [_uncoded_result(obs, gene) for gene in _GENES if gene in genes_of_uncoded_result(obs)]
             continue
         genes = {g for g in _genes_named(obs) if g in _GENES}
         if not genes and is_phenotype:  # IG TherapeuticImplication: the gene is on the Genotype it derives from
