@@ -138,3 +138,32 @@ def test_a_comment_naming_tpmt_only_in_its_value_on_another_test_is_not_a_tpmt_r
     obs["valueString"] = "Consider TPMT testing before a thiopurine"
     cards = _topics(_run(request))
     assert "pgx-test-missing" in cards  # TPMT is still untested
+
+
+# ---------------------------------------------------------------- m1: range bounds printed in whole mg
+
+def test_c49_and_c74_range_bounds_are_whole_mg_and_the_advised_dose_is_unchanged():
+    c49 = _topics(_cards("c49-aza-dose-text-only-tpmt-im"))["pgx-reduce-dose"]
+    assert "give 44-72 mg/day" in c49["summary"] and "43.2" not in c49["summary"] + c49["detail"]
+    c74 = _topics(_cards("c74-allopurinol-active-mp-already-quarter"))["interaction-xanthine-oxidase"]
+    assert "below the reduced range (27-35 mg/day)" in c74["summary"] and "26.2" not in c74["summary"]
+    c58 = _topics(_cards("c58-tpmt-im-aza-125-above-80pct"))["pgx-reduce-dose"]
+    assert "reduce to 50 mg/day (range 44-72 mg/day)" in c58["summary"]
+    assert "Reduced range: 44-72 mg/day" in c58["detail"]
+    assert "Recommended dose for this azathioprine order: 50 mg once daily" in c58["detail"]
+
+
+def test_range_bounds_round_inward_so_a_whole_mg_order_reads_as_it_was_judged():
+    from hooks.wording import mg_span, mg_upto
+    assert mg_span(26.25, 35) == "27-35"  # 26 mg is below 26.25-35: below "27-35" too
+    assert mg_span(43.2, 72.0) == "44-72"
+    assert mg_span(26.2, 26.8) == "26.2-26.8"  # too close to round inward: as computed
+    assert mg_span(1.5, 3.75) == "1.5-3.75"  # small doses as computed
+    assert mg_upto(14.4) == "14" and mg_upto(3.75) == "3.75"
+
+
+def test_a_half_tablet_bound_inside_the_range_is_kept():
+    from hooks.wording import mg_span
+    assert mg_span(37.5, 50) == "37.5-50"  # 37.5 mg ordered is within: never "38-50"
+    assert mg_span(37.2, 50) == "37.5-50"
+    assert mg_span(11.25, 40) == "12-40"
