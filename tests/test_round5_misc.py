@@ -167,3 +167,20 @@ def test_a_half_tablet_bound_inside_the_range_is_kept():
     assert mg_span(37.5, 50) == "37.5-50"  # 37.5 mg ordered is within: never "38-50"
     assert mg_span(37.2, 50) == "37.5-50"
     assert mg_span(11.25, 40) == "12-40"
+
+
+# ---------------------------------------------------------------- m3: a combination vaccine named once
+
+@pytest.mark.parametrize("name", ["c41-mmr-order-on-aza", "c73-mmr-order-text-only-on-aza"])
+def test_mmr_is_named_once_without_its_antigens_repeated(name):
+    card = _topics(_cards(name))["interaction-live-vaccine"]
+    assert card["indicator"] == "critical"
+    assert card["summary"].startswith("Live vaccine (MMR (measles, mumps, rubella), live) with azathioprine")
+    for text in (card["summary"], card["detail"]):
+        assert text.count("measles") == 1 and "measles, live" not in text and "rubella, live" not in text
+
+
+def test_vaccine_family_keeps_a_parenthesised_list_whole():
+    from rules.interactions import _family
+    assert _family("MMR (measles, mumps, rubella), live") == "MMR (measles, mumps, rubella)"
+    assert _family("rotavirus, pentavalent, live (RV5)") == "rotavirus"
