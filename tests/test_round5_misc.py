@@ -184,3 +184,26 @@ def test_vaccine_family_keeps_a_parenthesised_list_whole():
     from rules.interactions import _family
     assert _family("MMR (measles, mumps, rubella), live") == "MMR (measles, mumps, rubella)"
     assert _family("rotavirus, pentavalent, live (RV5)") == "rotavirus"
+
+
+# ---------------------------------------------------------------- m2: the stale-weight card agrees with itself
+
+def test_c72_stale_weight_card_says_where_the_50_kg_reference_comes_from_and_does_not_contradict_itself():
+    card = _topics(_cards("c72-weight-old-2025-aza-200"))["weight-missing"]
+    d = card["detail"]
+    assert "was **not** checked" not in d and "could **not** be checked on a current weight" in d
+    assert "2.8 mg/kg/day" in d and "72 kg, 2025-03-01" in d
+    assert "small adult of 50 kg (this service's reference when no current weight is known)" in d
+    assert "2.5 mg/kg/day × 50 kg = 125 mg/day" in d and "any patient weighing under 80 kg" in d
+    assert d.count("check the dose by hand before signing") == 1
+
+
+def test_the_50_kg_sentence_is_not_said_when_the_order_is_under_the_reference_limit():
+    request = json.loads((CASES / "c72-weight-old-2025-aza-200.json").read_text(encoding="utf-8"))
+    for e in request["prefetch"]["weight"]["entry"]:
+        e["resource"]["valueQuantity"]["value"] = 40  # 120 mg on 40 kg = 3.0 mg/kg, above 2.5; 120 < 125 for 50 kg
+    order = request["context"]["draftOrders"]["entry"][0]["resource"]
+    order["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 120
+    card = _topics(_run(request))["weight-missing"]
+    assert "above the maximum" in card["detail"] and "50 kg" not in card["detail"]
+    assert card["detail"].count("check the dose by hand before signing") == 1
