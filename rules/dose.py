@@ -194,4 +194,6 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | No
     return findings
 
 
-__all__ = ["dose_findings", "schedule_error_findings", "weight_findings", "indication", "is_new_start", "recent"]
+range_spec = _range_spec  # the indication's (or drug's) dose range spec, for other rule modules
+
+__all__ = ["dose_findings", "schedule_error_findings", "weight_findings", "indication", "is_new_start", "range_spec", "recent"]

@@ -207,3 +207,44 @@ def test_the_50_kg_sentence_is_not_said_when_the_order_is_under_the_reference_li
     card = _topics(_run(request))["weight-missing"]
     assert "above the maximum" in card["detail"] and "50 kg" not in card["detail"]
     assert card["detail"].count("check the dose by hand before signing") == 1
+
+
+# ---------------------------------------------------------------- M4: an established, tolerated dose is not cut
+
+def test_c81_im_on_a_tolerated_dose_for_two_years_with_normal_counts_gets_an_info_card_not_a_cut():
+    cards = _topics(_cards("c81-tpmt-im-stable-2y-renewal-150"))
+    assert "pgx-reduce-dose" not in cards, list(cards)
+    card = cards["pgx-im-established-dose"]
+    assert card["indicator"] == "info" and not card.get("suggestions")
+    assert "TPMT intermediate metabolizer; taken since 2024-11-01, counts normal (2026-12-01): keep monitoring" in card["summary"]
+    assert "**starting** doses" in card["detail"] and "not cut" in card["detail"]
+    assert not any(s.get("actions") for c in _cards("c81-tpmt-im-stable-2y-renewal-150") for s in c.get("suggestions", []))
+
+
+def _c81(**change) -> list[dict]:
+    request = json.loads((CASES / "c81-tpmt-im-stable-2y-renewal-150.json").read_text(encoding="utf-8"))
+    if "draft_mg" in change:
+        order = request["context"]["draftOrders"]["entry"][0]["resource"]
+        order["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = change["draft_mg"]
+    if "since" in change:
+        for e in request["prefetch"]["medications"]["entry"]:
+            e["resource"]["authoredOn"] = change["since"]
+    for e in request["prefetch"]["labs"]["entry"]:
+        r = e["resource"]
+        if "anc" in change and r["code"]["coding"][0]["code"] == "751-8":
+            r["valueQuantity"]["value"] = change["anc"]
+        if "labs_date" in change:
+            r["effectiveDateTime"] = change["labs_date"]
+    return _run(request)
+
+
+@pytest.mark.parametrize("change", [
+    {"anc": 1.2},                 # a low count: the tolerated reading does not hold
+    {"since": "2026-11-01"},      # on the dose 5 weeks only
+    {"labs_date": "2026-06-01"},  # no counts within 90 days
+    {"draft_mg": 175},            # a dose change (150 -> 175): a new dose, the starting band applies
+])
+def test_without_every_condition_the_starting_band_still_cuts(change):
+    cards = _topics(_c81(**change))
+    assert "pgx-im-established-dose" not in cards
+    assert "pgx-reduce-dose" in cards

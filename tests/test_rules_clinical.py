@@ -156,7 +156,8 @@ def test_implausible_weight_is_said(kg, expected):
                                         (24.0, None), (44.0, None), (44.1, "tpmt-activity-high")])
 def test_tpmt_activity_without_laboratory_range(value, rule):
     act = lab("21563-2", value, "U/mL{RBC}", id="tpmt-act")
-    found = ids(run([med_request(daily_mg=150)], pgx=[b.genotype_ig("NUDT15", "*1/*1"), act], meds=[active(mg=150)]))
+    # a dose change (100 -> 150): an unchanged renewal of a tolerated dose is pgx-im-established-dose (round-5 M4)
+    found = ids(run([med_request(daily_mg=150)], pgx=[b.genotype_ig("NUDT15", "*1/*1"), act], meds=[active(mg=100)]))
     pgx_or_high = [r for r in found if r.startswith("pgx-") or r == "tpmt-activity-high"]
     assert pgx_or_high == ([rule] if rule else [])
 
