@@ -10,9 +10,10 @@ from datetime import date
 from typing import Any, Iterable
 
 from .facts import ClinicalFacts, DailyDose, DataGap, MedicationFact, PriorTherapy
-from .fhirjson import one_call, parse_date, ref_of, resources_of
+from .fhirjson import concept_text, one_call, parse_date, ref_of, resources_of
 from .medications import ingredients_of, medication_concept, medication_fact
-from .observations import PRELIMINARY_STATUS, classified_measurements, classify, gene_results, status_observations
+from .observations import (PRELIMINARY_STATUS, analyte_named, classified_measurements, classify, gene_results,
+                           genes_of_uncoded_result, status_observations)
 from .patient import allergy_facts, condition_facts, patient_fact
 
 
@@ -392,7 +393,12 @@ def _classify(observations: list[dict]) -> tuple[list[tuple[dict, str | None]], 
             continue
         seen.add(key)
         kind, analyte = classify(obs)
-        if kind == "numeric":
+        if kind == "numeric" and analyte is None and genes_of_uncoded_result(obs) \
+                and analyte_named(concept_text(obs.get("code"))) is None:
+            # names TPMT / NUDT15 but no code or name this service reads (round-5 M2): gene_results reads it
+            # from its words or reports it found but unreadable, never absent
+            genomic.append(obs)
+        elif kind == "numeric":
             numeric.append((obs, analyte))
         elif kind == "genomic":
             genomic.append(obs)

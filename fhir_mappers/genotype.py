@@ -20,7 +20,10 @@ _GENES = ("TPMT", "NUDT15")
 _GENE_MENTION = re.compile(r"\b(TPMT|NUDT15)\b", re.IGNORECASE)
 _ALLELE = r"\*\s*\d+[A-Z]?"
 _DIPLO = re.compile(rf"(?<![^\W_])({_ALLELE}|negative|normal|wt|wild[- ]?type)\s*/\s*({_ALLELE}|negative|normal|wt|wild[- ]?type)", re.IGNORECASE)
-_SINGLE = re.compile(rf"({_ALLELE})\s*(?:\(?\s*)(homozygous|heterozygous|hom|het)\b", re.IGNORECASE)
+_ZYG_WORD = r"homozygous|heterozygous|hemizygous|hom|het|hemi"
+_SINGLE = re.compile(rf"({_ALLELE})\s*(?:\(?\s*)({_ZYG_WORD})\b", re.IGNORECASE)
+# the zygosity word before the allele: "Heterozygous for TPMT*3A", "homozygous for the *3 allele" (round-5 M3)
+_SINGLE_BEFORE = re.compile(rf"(?<![\w-])({_ZYG_WORD})\b\s*(?:for\s+)?(?:the\s+)?({_ALLELE})(?!\s*/)", re.IGNORECASE)
 _NO_VARIANT = re.compile(r"\b(no (?:variants?|mutations?|pathogenic variants?|alleles?) (?:were )?(?:detected|identified|found)|"
                          r"negative|not detected|wild[- ]?type)\b", re.IGNORECASE)
 _VARIANT = re.compile(r"(c\.\d+(?:[+-]\d+)?[ACGT]>[ACGT]|g\.\d+(?:_\d+)?(?:[ACGT]>[ACGT]|del|dup|ins[ACGT]+)|rs\d+)", re.IGNORECASE)
@@ -66,16 +69,37 @@ def diplotype(text: str, gene: str) -> tuple[str, str]:
         return "", f"'{seg.strip()[:60]}' is not a diplotype of two star alleles"
     if calls:
         return " or ".join(dict.fromkeys(calls)), ("ambiguous call" if len(set(calls)) > 1 else "")
-    single = _SINGLE.search(seg)
-    if single:
-        allele, zyg = _allele(single.group(1)), single.group(2).lower()
-        return (f"{allele}/{allele}" if zyg.startswith("hom") else f"*1/{allele}"), f"read from '{single.group(0).strip()}'"
+    singles = [(m.group(1), m.group(2), m.group(0)) for m in _SINGLE.finditer(seg)]
+    singles += [(m.group(2), m.group(1), m.group(0)) for m in _SINGLE_BEFORE.finditer(seg)]
+    if len({(_allele(a), zygosity(z)) for a, z, _ in singles}) == 1:
+        token, word, shown = singles[0]
+        allele = _allele(token)
+        # hemizygous: the one copy present carries the variant (the other is deleted): no functional allele
+        return (f"{allele}/{allele}" if zygosity(word) == "hom" else f"*1/{allele}"), f"read from '{shown.strip()}'"
+    if singles:
+        return "", f"'{seg.strip()[:60]}' states more than one single-allele call"
     variants = _VARIANT.findall(seg)
     if variants:
         return _from_variants(seg, gene)
     if _NO_VARIANT.search(seg) and not re.search(_ALLELE, seg):
         return "*1/*1", "no variant detected"
     return "", f"'{seg.strip()[:60]}' names no star alleles"
+
+
+_ZYGOSITY = re.compile(r"(?<![\w-])(hom|het|hemi)\w*", re.IGNORECASE)
+
+
+def zygosity(text: str) -> str:
+    """"hom", "het" or "?" from the first zygosity word in ``text`` ("Heterozygous", "het", "homozygous for",
+    "hemizygous" = no functional copy: read as "hom"). A phrase naming the reference ("homozygous wild type",
+    "homozygous reference") states no variant zygosity: "?" (the caller then takes the worst case)."""
+    if _REFERENCE_WORDS.search(text or ""):
+        return "?"
+    m = _ZYGOSITY.search(text or "")
+    if not m:
+        return "?"
+    word = m.group(1).lower()
+    return "het" if word.startswith("het") else "hom"
 
 
 def variant_allele(token: str, gene: str) -> str | None:
@@ -150,6 +174,9 @@ def _from_variants(seg: str, gene: str) -> tuple[str, str]:
     found: list[tuple[str, str]] = []  # (allele, zygosity)
     matches = list(_VARIANT.finditer(seg))
     shown: list[str] = []
+    # a zygosity word before the first variant applies to the variants that state none of their own:
+    # "Heterozygous NUDT15 c.415C>T (p.Arg139Cys)", "homozygous for c.719A>G" (round-5 M3)
+    lead = zygosity(seg[: matches[0].start()]) if matches else "?"
     for i, m in enumerate(matches):
         window = seg[m.end(): matches[i + 1].start() if i + 1 < len(matches) else len(seg)]
         site = _site_call(m.group(1), window, gene)
@@ -166,10 +193,9 @@ def _from_variants(seg: str, gene: str) -> tuple[str, str]:
             allele = next(iter(sites[1].values()))
         if allele is None:
             return "", f"variant {m.group(1)} is not a single-variant {gene} allele in CPIC's allele definitions"
-        low = window.lower()
-        zyg = "hom" if re.search(r"\bhom", low) else "het" if re.search(r"\bhet", low) else "?"
-        found.append((allele, zyg))
-        shown.append(m.group(1))
+        zyg = zygosity(window)
+        found.append((allele, lead if zyg == "?" else zyg))
+        shown.append(m.group(1) if zyg != "?" or lead == "?" else f"{m.group(1)} ({'heterozygous' if lead == 'het' else 'homozygous'})")
     note = "read from " + ", ".join(shown)
     if not found:  # every site tested carries the reference bases
         tested = ", ".join(m.group(1) for m in matches)
@@ -245,4 +271,4 @@ def phenotype_words(text: str, gene: str) -> str | None:
     return max(found, key=lambda t: _RANK[t])
 
 
-__all__ = ["combine_alleles", "diplotype", "gene_segment", "phenotype_words", "variant_allele"]
+__all__ = ["combine_alleles", "diplotype", "gene_segment", "phenotype_words", "variant_allele", "zygosity"]

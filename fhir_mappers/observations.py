@@ -353,6 +353,11 @@ def _analyte_named(name: str, seen: dict[str, str | None] | None = None) -> str 
     return seen[key]
 
 
+def analyte_named(name: str) -> str | None:
+    """The analyte a result's name (its code's text) names, if any (``_analyte_named`` without a call memo)."""
+    return _analyte_named(name)
+
+
 def _analyte_of_name(name: str) -> str | None:
     names = terminology().analyte_names
     return (names.get(name) or next((a for n, a in names.items() if n in name), None)) if name else None
@@ -384,6 +389,66 @@ def _genes_named(obs: dict) -> set[str]:
         # another gene ("NUDT15 phenotype" / "NUDT15 Poor Metabolizer"): the words say what was tested
         return named
     return coded or named
+
+
+def genes_of_uncoded_result(obs: dict) -> set[str]:
+    """TPMT / NUDT15 named by an Observation whose code is none this service reads as a genotype, phenotype or
+    variant (another LOINC code, a local code, text only): by its gene-studied component or geneticsGene
+    extension, or in its code's text or displays (not the value's words alone: a comment naming TPMT on another
+    test is not a TPMT result). Such a result is read from its words or reported as found but unreadable,
+    never dropped as if absent (round-5 M2)."""
+    t = terminology()
+    genes: set[str] = set()
+    for comp in as_list(obs.get("component")):
+        if isinstance(comp, dict) and code_keys(comp.get("code")) & t.gene_component_codes:
+            genes |= _genes_in_concept(comp.get("valueCodeableConcept"))
+    for ext in as_list(obs.get("extension")):
+        if isinstance(ext, dict) and ext.get("url") == t.gene_extension_url:
+            genes |= _genes_in_concept(ext.get("valueCodeableConcept"))
+    code = obs.get("code")
+    displays = [str(c.get("display")) for c in codings(code) if isinstance(c.get("display"), str)]
+    genes |= {m.upper() for m in _GENE_WORD.findall(" ".join([concept_text(code), *displays]))}
+    return genes & set(_GENES)
+
+
+def _as_sent_value(obs: dict) -> str:
+    """An Observation's value as sent, for a card that quotes a result it could not read."""
+    text = _value_text(obs).strip()
+    if text:
+        return text
+    q = obs.get("valueQuantity")
+    if isinstance(q, dict) and q.get("value") is not None:
+        return f"{q.get('comparator', '')}{q.get('value')} {q.get('unit') or q.get('code') or ''}".strip()
+    for key in ("valueInteger", "valueBoolean", "valueRatio", "valueRange"):
+        if key in obs:
+            return f"{obs[key]}"
+    return ""
+
+
+def _uncoded_result(obs: dict, gene: Gene) -> GeneResult:
+    """A result that names ``gene`` under a code this service does not read as the gene's genotype or phenotype
+    (round-5 M2). Without any LOINC code (a local code, text only: "TPMT Genotype (Quest)"), its words are read
+    as a genotype ("Heterozygous for TPMT*3A" = *1/*3A) or, when they state a metabolizer phenotype, as that;
+    otherwise, and always under another LOINC code (79714-2 is not a TPMT code: what it means is not guessed),
+    it is a result found but unreadable, quoted as sent."""
+    when, ref, prelim = effective_time(obs), ref_of(obs), is_preliminary(obs)
+    name = concept_text(obs.get("code")) or next((str(c.get("code")) for c in codings(obs.get("code")) if c.get("code")), "")
+    raw = _as_sent_value(obs)
+    loincs = sorted(codes_in(obs.get("code"), LOINC))
+    quoted = f"{name}: {raw}" if name and raw else (raw or name or "(no value)")
+    if not loincs and raw:
+        value, note = _diplotype(raw, gene)
+        if value:
+            return GeneResult(gene, "diplotype", value, when, ref, prelim,
+                              f"read from the result's words ('{quoted[:80]}'; no genotype code)" + (f"; {note}" if note else ""))
+        if re.search(r"metaboli[sz]er", raw, re.IGNORECASE) and not _ALLELE_OR_VARIANT.search(raw):
+            term = _phenotype_words(raw, gene)
+            if term:
+                return GeneResult(gene, "phenotype", term, when, ref, prelim,
+                                  f"read from the result's words ('{quoted[:80]}'; no phenotype code)")
+    why = (f"coded LOINC {', '.join(loincs)}, which this service does not read as a {gene} genotype or phenotype" if loincs
+           else "no genotype or phenotype code, and its words name no diplotype or phenotype")
+    return GeneResult(gene, "unreadable", quoted[:100], when, ref, prelim, "found but not read: " + why)
 
 
 def _genes_in_words(obs: dict) -> set[str]:
@@ -479,6 +544,8 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
             continue
         is_phenotype = bool(keys & t.phenotype_codes)
         if not (is_genotype or is_phenotype):
+            # a result naming TPMT / NUDT15 under a code this service does not read (round-5 M2)
+            out += [_uncoded_result(obs, gene) for gene in _GENES if gene in genes_of_uncoded_result(obs)]
             continue
         genes = {g for g in _genes_named(obs) if g in _GENES}
         if not genes and is_phenotype:  # IG TherapeuticImplication: the gene is on the Genotype it derives from

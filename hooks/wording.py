@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import marshal
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,6 +59,43 @@ def fmt_mg(mg: Any) -> str:
     if abs(mg - round(mg)) < 1e-6:
         return f"{mg:.0f}"
     return f"{mg:.2f}".rstrip("0").rstrip(".") if mg < 10 else f"{mg:.1f}".rstrip("0").rstrip(".")
+
+
+_WHOLE_MG_FROM = 5.0  # range bounds at or above this are shown in whole mg (round-5 m1)
+_HALF_TABLET_MG = 12.5  # half the smallest thiopurine tablet (25 mg): an orderable dose kept when it is a bound
+
+
+def _bound_low(lo: float) -> float:
+    up = math.ceil(lo - 1e-6)
+    half = math.ceil(lo / _HALF_TABLET_MG - 1e-6) * _HALF_TABLET_MG
+    return half if half < up else up
+
+
+def _bound_high(hi: float) -> float:
+    down = math.floor(hi + 1e-6)
+    half = math.floor(hi / _HALF_TABLET_MG + 1e-6) * _HALF_TABLET_MG
+    return half if half > down else down
+
+
+def mg_span(lo: Any, hi: Any) -> str:
+    """A calculated dose range for display, "lo-hi" (round-5 m1: no "43.2-72" that no tablet gives): bounds of
+    5 mg or more in whole mg, rounded inward (the low bound up, the high bound down), so that an order reads
+    inside the printed range exactly when it is inside the calculated one (26 mg is below 26.25-35, and below
+    "27-35"); a half-tablet dose (a multiple of 12.5 mg) that is itself inside the range stays a bound (37.5-50,
+    not 38-50, when 37.5 mg is within). The advised dose is not changed: only its printing. Bounds too close to
+    round inward (26.2-26.8), and small doses, are printed as computed."""
+    lo_f, hi_f = float(lo), float(hi)
+    if lo_f >= _WHOLE_MG_FROM:
+        lo_r, hi_r = _bound_low(lo_f), _bound_high(hi_f)
+        if lo_r < hi_r:
+            return f"{fmt_mg(lo_r)}-{fmt_mg(hi_r)}"
+    return f"{fmt_mg(lo_f)}-{fmt_mg(hi_f)}"
+
+
+def mg_upto(hi: Any) -> str:
+    """The high bound of a range without a low one ("up to 72"), rounded down as in ``mg_span``."""
+    hi_f = float(hi)
+    return fmt_mg(_bound_high(hi_f)) if hi_f >= _WHOLE_MG_FROM else fmt_mg(hi_f)
 
 
 def _mgkg(x: Any) -> str:
@@ -140,7 +178,7 @@ def _env(raw: Mapping[str, Any]) -> jinja2.Environment:
     groups = raw.get("groups", {})
     outcomes = raw.get("fhir_outcomes", {})
     reasons = {rid: r.dose_reason for rid, r in catalogue().entries.items()}
-    env.filters.update(mg=fmt_mg, mgkg=_mgkg, pct=_pct, num=_num, cap=_cap, and_list=_and,
+    env.filters.update(mg=fmt_mg, mg_span=mg_span, mg_upto=mg_upto, mgkg=_mgkg, pct=_pct, num=_num, cap=_cap, and_list=_and,
                        reason=lambda rid: reasons.get(rid, rid),
                        group=lambda key: groups.get(key, {}).get("what", key),
                        group_check=lambda key: groups.get(key, {}).get("check", "it"),

@@ -244,18 +244,33 @@ def reason_indication(order: MedicationFact) -> str | None:
 
 
 def indication(order: MedicationFact, conditions: list[ConditionFact]) -> tuple[str, str]:
-    """(indication key, "reason" | "condition" | "none"). The order's reasonCode wins; then
+    """(indication key, "reason" | "condition" | "unrecognised" | "none"). The order's reasonCode wins; then
     active Conditions in the knowledge file's order (most specific first): the first indication
-    any code matches."""
-    return indication_from(reason_indication(order), lambda: condition_indication(conditions))
+    any code matches. "unrecognised": Conditions (or a reason) are on record but name no indication the
+    knowledge knows; "none": nothing is on record."""
+    return indication_from(reason_indication(order), lambda: condition_indication(conditions),
+                           bool(order.reason_codes or conditions))
 
 
-def indication_from(by_reason: str | None, by_condition) -> tuple[str, str]:
-    """``indication`` from the order's reason match and a callable giving the Conditions' match."""
+def indication_from(by_reason: str | None, by_condition, recorded: bool = False) -> tuple[str, str]:
+    """``indication`` from the order's reason match, a callable giving the Conditions' match and whether
+    any Condition or reason is on record at all (round-5 M1: "not recognised" is not "none on record")."""
     if by_reason is not None:
         return by_reason, "reason"
     ind = by_condition()
-    return (ind, "condition") if ind is not None else ("unknown", "none")
+    if ind is not None:
+        return ind, "condition"
+    return ("unknown", "unrecognised") if recorded else ("unknown", "none")
+
+
+def recorded_indications(order: MedicationFact, conditions: list[ConditionFact], limit: int = 4) -> list[str]:
+    """What the record says the patient has, as sent (a Condition's text or display, else its codes), for a
+    card that says the indication was not recognised: the order's reason first, at most ``limit`` items and
+    "N more"."""
+    items = [", ".join(sorted(order.reason_codes))] if order.reason_codes else []
+    items += [c.display.strip() or ", ".join(sorted(c.codes)) or "(no code or text)" for c in conditions]
+    items = list(dict.fromkeys(i for i in items if i))
+    return items[:limit] + ([f"{len(items) - limit} more"] if len(items) > limit else [])
 
 
 def is_new_start(facts: ClinicalFacts, order: MedicationFact, drug: str) -> bool:

@@ -40,7 +40,8 @@ class CallContext:
         found = self._indication.get(id(order))
         if found is None:
             found = self._indication[id(order)] = common.indication_from(
-                common.reason_indication(order), lambda: self.condition_indication)
+                common.reason_indication(order), lambda: self.condition_indication,
+                bool(order.reason_codes or self.facts.conditions))
         return found
 
     def size_basis(self, order: MedicationFact, drug: str, weight_days: int) -> dict:

@@ -5,7 +5,7 @@ import math
 
 from fhir_mappers.facts import ClinicalFacts
 
-from .common import indication, is_new_start, recent, recent_weight, therapy_unknown
+from .common import indication, is_new_start, recent, recent_weight, recorded_indications, therapy_unknown
 from .context import CallContext, context_of
 from .findings import DoseLimit, Finding, OrderTest
 from .knowledge_base import load
@@ -157,7 +157,9 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | No
         name = dosing.indications[ind].name if isinstance(spec, OtherDrug) else spec.name
         values = {"ordered": ordered, "indication": ind, "indication_name": name, "how": how, "unit": unit,
                   "max_per_unit": per_unit, "range_text": "" if isinstance(spec, OtherDrug) else spec.range_text, "basis": basis,
-                  "new_start": new_start, "therapy_unknown": therapy_unknown(facts, order)}
+                  "new_start": new_start, "therapy_unknown": therapy_unknown(facts, order),
+                  # round-5 M1: Conditions on record that name no known indication are quoted, never "none on record"
+                  "recorded": recorded_indications(order, facts.conditions) if how == "unrecognised" else []}
         if top is not None:
             size = basis["bsa"] if unit == "m2" else basis["weight"]
             per = ordered / size
@@ -182,9 +184,16 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | No
         if new_start and drug == "azathioprine" and not basis["oncology"] and isinstance(spec, Indication) \
                 and not spec.no_start_titration and spec.new_start_max_mg_per_kg is None:
             start = _start(spec, general, basis["weight"], drug)
+            if how == "unrecognised":
+                # the indication on record was not recognised: no indication's start regimen is applied as if
+                # known (a kidney transplant starts at 3-5 mg/kg/day, not RA's 1 mg/kg): the card says the start
+                # was not checked, quoting what was recorded (round-5 M1)
+                start = {**start, "start_mg": None, "start_exact": None, "start_per_kg": None}
             if ordered > start["threshold"] + 1e-9:
                 findings.append(Finding("dose-new-start", order.ref, {**values, **start}, sources=sources, drug=drug))
     return findings
 
 
-__all__ = ["dose_findings", "schedule_error_findings", "weight_findings", "indication", "is_new_start", "recent"]
+range_spec = _range_spec  # the indication's (or drug's) dose range spec, for other rule modules
+
+__all__ = ["dose_findings", "schedule_error_findings", "weight_findings", "indication", "is_new_start", "range_spec", "recent"]

@@ -4,6 +4,8 @@ drug is the new order while a thiopurine is active. Live vaccines also in time:
 within months after a thiopurine was stopped, weeks before one is started."""
 from __future__ import annotations
 
+import re
+
 from datetime import date, timedelta
 from functools import cache
 from typing import NamedTuple
@@ -176,8 +178,22 @@ def _live(m) -> list[str]:
 
 
 def _family(name: str) -> str:
-    """The vaccine a CVX name is a formulation of: "rotavirus, pentavalent, live (RV5)" -> "rotavirus"."""
-    return name.split(",", 1)[0].strip()
+    """The vaccine a CVX name is a formulation of: "rotavirus, pentavalent, live (RV5)" -> "rotavirus";
+    a comma inside parentheses does not end it: "MMR (measles, mumps, rubella), live" -> "MMR (measles, mumps,
+    rubella)" (round-5 m3: never "MMR (measles")."""
+    depth = 0
+    for i, ch in enumerate(name):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth <= 0:
+            return name[:i].strip()
+    return name.strip()
+
+
+def _component_of_another(family: str, families: list[str]) -> bool:
+    """Whether a single vaccine ("measles") is an antigen of a combination also named ("MMR (measles, mumps,
+    rubella)"): the words of a product that names MMR also match measles, mumps and rubella (round-5 m3)."""
+    word = re.compile(rf"(?<![\w-]){re.escape(family.lower())}(?![\w-])")
+    return any(other != family and word.search(other.lower()) for other in families)
 
 
 def _vaccine_values(codes: list[str]) -> dict:
@@ -188,6 +204,8 @@ def _vaccine_values(codes: list[str]) -> dict:
     names = [cvx[c]["name"] for c in codes]
     specific = {_family(n) for n in names if "unspecified" not in n}
     names = [n for n in names if "unspecified" not in n or _family(n) not in specific]
+    families = [_family(n) for n in names]
+    names = [n for n in names if not _component_of_another(_family(n), families)]  # MMR, not MMR + measles + ...
     return {"vaccines": names, "families": list(dict.fromkeys(_family(n) for n in names)),
             "alternatives": [spec.alternatives[c] for c in codes if c in spec.alternatives]}
 

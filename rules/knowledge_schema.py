@@ -122,12 +122,24 @@ class Profile:
 
 
 @dataclass(frozen=True)
+class EstablishedDose:
+    """When an intermediate metabolizer's order is an unchanged renewal of an established, tolerated dose (round-5 M4):
+    the guidelines' bands are starting doses, adjusted afterwards to myelosuppression."""
+
+    min_days_on_dose: int  # the dose has been taken at least this long
+    steady_state_days: int  # the counts were taken at least this long after the dose began
+    source: str
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class PgxFile:
     meta: Meta
     cpic_2026: Cpic2026
     tests: Mapping[str, TestOrder]
     drugs: Mapping[str, PgxDrug]
     profiles: Mapping[str, Profile]
+    established_dose: EstablishedDose
 
 
 # ------------------------------------------------------------------ dosing.toml

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 
 from fhir_mappers.facts import ClinicalFacts, Gene, GeneResult, MedicationFact
 
-from .common import drug_spec
+from .common import below, drug_spec, lab_flag
 from .context import CallContext, context_of
+from .dose import range_spec
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load
-from .knowledge_schema import Band, PgxDrug
-from .monitoring import tpmt_activity_status
+from .knowledge_schema import Band, Oncology, PgxDrug
+from .monitoring import latest, tpmt_activity_status
 
 GENES: tuple[Gene, ...] = ("TPMT", "NUDT15")
 GeneState = Literal["known", "missing", "unreadable", "unavailable"]  # what is known of a gene (GeneStatus)
@@ -37,8 +39,8 @@ RANK = {
 _ALLELE = re.compile(r"^\*\d+[A-Z]?$")
 _OPTIONS = re.compile(r"\s+or\s+|,|;|\|")  # ambiguous calls: "*1/*3A or *3B/*3C"
 _GENE_PREFIX: dict[str, re.Pattern[str]] = {g: re.compile(rf"{g}\s*", flags=re.IGNORECASE) for g in GENES}  # "TPMT*1/TPMT*3A"
-RULE_IDS = ("pgx-poor-metabolizer", "pgx-reduce-dose", "pgx-dose-in-reduced-range", "pgx-test-missing",
-            "pgx-indeterminate", "pgx-uninterpretable", "pgx-unavailable", "pgx-im-malignancy-normal-start")
+RULE_IDS = ("pgx-poor-metabolizer", "pgx-reduce-dose", "pgx-dose-in-reduced-range", "pgx-im-established-dose",
+            "pgx-test-missing", "pgx-indeterminate", "pgx-uninterpretable", "pgx-unavailable", "pgx-im-malignancy-normal-start")
 
 
 @dataclass
@@ -146,7 +148,9 @@ def gene_status(gene: Gene, results: list[GeneResult], unavailable: bool) -> Gen
                                     "date": _date(r), "preliminary": r.preliminary, "note": r.note})
             phenotypes.append(r.value)
         else:
-            status.problems.append({"code": "uninterpretable", "gene": gene, "text": r.value[:60], "date": _date(r)})
+            found = r.note.startswith("found but not read")  # under a code not read (round-5 M2): quoted in full, with why
+            status.problems.append({"code": "uninterpretable", "gene": gene, "text": r.value[:100 if found else 60],
+                                    "date": _date(r), **({"note": r.note} if found else {})})
     if phenotypes:
         status.state = "known"
         status.phenotype = max(phenotypes, key=lambda p: RANK.get(p, 0))
@@ -305,7 +309,7 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
 
     gaps = [s for s in st.values() if s.state != "known" or s.is_indeterminate]
     if inter:
-        return _reduce_dose(order, drug, spec, st, inter, gaps, base, basis)
+        return _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, ctx.facts)
     if gaps:
         return _status_problem(order, drug, st, gaps, base)
     return None
@@ -335,7 +339,62 @@ def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus]
     return Finding(rule, order.ref, values, actions, drug=drug)
 
 
-def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis) -> Finding:
+def _within_indication_range(order: MedicationFact, drug: str, basis: dict) -> bool:
+    """The ordered daily dose is within the indication's maximum on a current weight (dosing.toml; the
+    leukaemia per-m² figures are titrated starting doses, so a per-m² order is within); without a current
+    weight it cannot be judged: False."""
+    if basis["kind"] == "m2":
+        return True
+    if basis["kind"] != "kg" or not basis["weight"] or order.daily_dose is None:
+        return False
+    spec = range_spec(drug, basis["indication"])
+    if spec is None or isinstance(spec, Oncology):
+        return spec is not None
+    return order.daily_dose.mg <= spec.max_mg_per_kg * basis["weight"] + 1e-6
+
+
+def established_dose(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: dict | None = None) -> dict | None:
+    """The order as an unchanged renewal of an established, tolerated dose (round-5 M4; pgx.toml
+    [established_dose]): every active order of the drug is at the ordered daily dose and dated at least
+    ``min_days_on_dose`` ago, and the latest neutrophils (or white cells) and platelets, recent
+    (monitoring.toml ``result_max_age_days``), final and taken at least ``steady_state_days`` after the dose
+    began, are within the BSR action limits with no low flag (as are white cells and lymphocytes when sent).
+    None otherwise (a new start, a dose change, an undated order, no recent counts, a low count, a dose above the
+    indication's range or no current weight, a xanthine oxidase inhibitor on record): the guidelines' starting
+    bands then apply."""
+    spec = load().pgx.established_dose
+    kb = load().monitoring
+    if order.daily_dose is None or (basis is not None and not _within_indication_range(order, drug, basis)):
+        return None  # above the indication's range (dose-above-range) or no current weight: the bands apply
+    xo = set(load().interactions.xanthine_oxidase_inhibitors.ingredients)
+    if any(xo & set(m.ingredients) for m in (*facts.active_medications, *facts.orders)):
+        return None  # with a xanthine oxidase inhibitor the combined cut (one order, one dose) keeps the IM band
+    ordered = order.daily_dose.mg
+    same = [m for m in facts.active_medications if drug in m.ingredients and m is not order]
+    if not same or any(m.daily_dose is None or abs(m.daily_dose.mg - ordered) > 1e-6 or m.authored_on is None
+                       for m in same):
+        return None
+    since = min(m.authored_on for m in same if m.authored_on is not None)
+    if since > facts.today - timedelta(days=spec.min_days_on_dose):
+        return None
+    counts = []
+    for analyte in ("neutrophils", "wbc", "platelets", "lymphocytes"):
+        m = latest(facts, analyte, kb.cbc.result_max_age_days)
+        if m is None:
+            continue
+        low_at = getattr(kb.cytopenia, f"{analyte}_below")
+        if m.when is None or m.preliminary or below(m, low_at) or lab_flag(m) in ("low", "critical_low", "critical") \
+                or m.when.date() < since + timedelta(days=spec.steady_state_days):
+            return None
+        counts.append({"analyte": analyte, "value": m.value, "unit": m.unit, "date": m.when.date().isoformat()})
+    have = {c["analyte"] for c in counts}
+    if not ({"neutrophils", "wbc"} & have and "platelets" in have):
+        return None
+    return {"since": since.isoformat(), "months": (facts.today - since).days // 30,
+            "counts_date": max(c["date"] for c in counts), "counts": counts}
+
+
+def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: ClinicalFacts) -> Finding:
     band = _band(spec, inter)
     if basis["malignancy"] and band.malignant == "normal_start":
         # DPWG 2025: TPMT or NUDT15 IM treated for leukaemia: starting with the normal dose can be considered,
@@ -384,6 +443,14 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis) -> Finding:
     values.update(low=low, high=high, reference=reference, accept_high=accept, accept_how=accept_how,
                   accept_f=accept / reference)
     rule = "pgx-dose-in-reduced-range" if ordered <= accept + 1e-6 else "pgx-reduce-dose"
+    established = established_dose(facts, order, drug, basis) if rule == "pgx-reduce-dose" else None
+    if established is not None:
+        # CPIC's and DPWG's bands are starting doses: an unchanged renewal of a dose tolerated at steady state with
+        # normal counts is the dose already adjusted to myelosuppression: said, not cut (round-5 M4)
+        est = load().pgx.established_dose
+        values.update(established=established)
+        return Finding("pgx-im-established-dose", order.ref, values, actions, drug=drug,
+                       sources=tuple(dict.fromkeys([est.source, *sources, *est.sources])))
     return Finding(rule, order.ref, values, actions, drug=drug, sources=tuple(sources),
                    dose=DoseLimit(rule, high_mg=high, low_mg=low, accept_high_mg=accept))
 

@@ -518,6 +518,10 @@ VALUE_CASES: dict[str, tuple[Any, dict[str, Any]]] = {
     "pgx-poor-metabolizer": (lambda: _run(pgx=TPMT_PM), {"poor_genes": ["TPMT"], "mode": "avoid"}),
     "pgx-reduce-dose": (lambda: _run([med_request(daily_mg=150)], pgx=TPMT_IM), {"im_genes": ["TPMT"], "low": 42.0, "high": 70.0}),
     "pgx-dose-in-reduced-range": (lambda: _run([med_request(daily_mg=50)], pgx=TPMT_IM), {"low": 42.0, "high": 70.0}),
+    # round-5 M4: an unchanged renewal (125 mg/day, active 300 days) with recent normal counts: not cut
+    "pgx-im-established-dose": (lambda: _run([med_request(daily_mg=125)], pgx=TPMT_IM, labs=normal_labs(),
+                                             meds=[med_request(id="aza-old", status="active", daily_mg=125, authored=days_ago(300))]),
+                                {"im_genes": ["TPMT"], "low": 42.0, "high": 70.0}),
     "pgx-test-missing": (lambda: _run(pgx=[]), {"gap_genes": {"missing": ["TPMT", "NUDT15"], "unreadable": [], "unavailable": []}}),
     "pgx-indeterminate": (lambda: _run(pgx=[b.genotype_ig("TPMT", "*1/*5"), b.genotype_ig("NUDT15", "*1/*1")]), {"indeterminate": ["TPMT"]}),
     "pgx-uninterpretable": (lambda: _run(pgx=[b.genotype_ig("TPMT", "*1/*99"), b.genotype_ig("NUDT15", "*1/*1")]),

@@ -18,8 +18,9 @@ def test_nudt15_4_is_decreased_function_and_1_4_intermediate():
     """PMID 39688234: NUDT15 *1/*4 tolerated much lower mercaptopurine doses."""
     assert load().allele_function["NUDT15"]["*4"] == "Decreased function"
     assert phenotype_of_diplotype("NUDT15", "*1/*4")[0] == "Intermediate Metabolizer"
+    # a dose change (100 -> 150): an unchanged renewal of a tolerated dose is pgx-im-established-dose (round-5 M4)
     found = run([med_request(daily_mg=150)], pgx=[b.genotype_ig("TPMT", "*1/*1"), b.genotype_ig("NUDT15", "*1/*4")],
-                meds=[active(mg=150)])
+                meds=[active(mg=100)])
     assert any(f.rule_id == "pgx-reduce-dose" for f in found)
 
 
