@@ -67,7 +67,11 @@ def _interpretation_text(obs: dict) -> str:
 
 
 # "< 1.0 U/mL", "2.1", ">= 50 mU/L", "<10": a number the laboratory sent as text, read on its open side
-_NUMBER_TEXT = re.compile(r"^\s*(<=|>=|<|>|≤|≥)?\s*(\d+(?:\.\d+)?|\.\d+)\s*([^\d\s].*)?$")
+_NUMBER_TEXT = re.compile(r"^\s*(<=|>=|<|>|≤|≥)?\s*(\d+(?:[.,]\d+)?|\.\d+)\s*([^\d\s].*)?$")
+# A decimal comma (German, French, Dutch laboratories print "0,8", "< 0,5": round-6 M1) is read only when it
+# cannot be a thousands separator: one comma with digits either side and no dot. "1,234" (a non-zero whole part
+# and exactly three digits after the comma) is 1.234 in Berlin and 1234 in Boston: never guessed (a data gap).
+_THOUSANDS_LIKE = re.compile(r"^[1-9]\d{0,2},\d{3}$")
 _COMPARATOR = {"≤": "<=", "≥": ">="}
 
 
@@ -82,7 +86,13 @@ def _quantity(obs: dict) -> dict | None:
     if isinstance(obs.get("valueString"), str):
         m = _NUMBER_TEXT.match(obs["valueString"])
         if m:
-            q = {"value": float(m.group(2)), "unit": (m.group(3) or "").strip()}
+            digits = m.group(2)
+            if "," in digits:
+                if _THOUSANDS_LIKE.match(digits):
+                    # the number is unreadable, not absent: a data gap that quotes it ("no readable number")
+                    return {"value": digits, "unit": (m.group(3) or "").strip(), "ambiguous_comma": True}
+                digits = digits.replace(",", ".")
+            q = {"value": float(digits), "unit": (m.group(3) or "").strip()}
             if m.group(1):
                 q["comparator"] = _COMPARATOR.get(m.group(1), m.group(1))
             return q
@@ -176,7 +186,12 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
             texts.append(_result_text(obs, analyte_name, "the result has no readable number"))
             return None
         texts.append(_result_text(obs, analyte_name, "no readable number", q, _unit_of(q)))
-        gaps.append(DataGap(label, "a result has no readable number", analyte_name))
+        if q.get("ambiguous_comma"):
+            sent = _as_sent(obs, q, "")
+            gaps.append(DataGap(label, f"a result reads '{sent[:40]}': the comma could be a decimal comma or a "
+                                "thousands separator, so the number is not guessed", analyte_name, sent=sent))
+        else:
+            gaps.append(DataGap(label, "a result has no readable number", analyte_name))
         return None
     comparator = c if isinstance(c := q.get("comparator"), str) else ""
     comparator = _COMPARATOR.get(comparator, comparator)

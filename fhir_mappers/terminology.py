@@ -117,10 +117,14 @@ def terminology() -> Terminology:
 
     analytes: dict[str, Analyte] = {}
     loinc_to_analyte: dict[str, str] = {}
+    family_units = lab_family_units()
     for name, spec in raw["analytes"].items():
         units = spec["units"]
         factors = raw["unit_families"][units] if isinstance(units, str) else units
         factors = {norm_unit(u): float(f) for u, f in factors.items()}
+        if isinstance(units, str):  # printings read only for this family (lab_units.toml [[family_unit]])
+            for printed, ucum in family_units.get(units, {}).items():
+                factors.setdefault(printed, factors[norm_unit(ucum)])
         factors.setdefault(norm_unit(spec["unit"]), 1.0)
         canonical = {u: spec["unit"] for u in factors}
         for unit, spellings in spec.get("unit_groups", {}).items():
@@ -243,6 +247,24 @@ def lab_units() -> dict[str, str]:
         if out.get(key, row["ucum"]) != row["ucum"]:
             raise ValueError(f"lab_units.toml: unit {row['printed']!r} is given two UCUM meanings")
         out[key] = row["ucum"]
+    return out
+
+
+def lab_family_units() -> dict[str, dict[str, str]]:
+    """lab_units.toml [[family_unit]]: unit family -> {normalised printed unit: UCUM code}. Rows whose meaning
+    depends on what is measured ("G/L": 10^9/L for a cell count, never grams per litre there), read only for the
+    analytes of that family. Each row must name a known source and a UCUM code the family converts."""
+    raw = read_toml(_LAB_UNITS)
+    families = read_toml(_PATH)["unit_families"]
+    out: dict[str, dict[str, str]] = {}
+    for row in raw.get("family_unit", []):
+        if row.get("source") not in raw["sources"]:
+            raise ValueError(f"lab_units.toml: family unit {row.get('printed')!r} names no known source")
+        family = families.get(row.get("family"))
+        if family is None or norm_unit(row["ucum"]) not in {norm_unit(u) for u in family}:
+            raise ValueError(f"lab_units.toml: family unit {row['printed']!r}: {row['ucum']!r} is not a unit of "
+                             f"family {row.get('family')!r}")
+        out.setdefault(row["family"], {})[norm_unit(row["printed"])] = row["ucum"]
     return out
 
 
