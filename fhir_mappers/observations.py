@@ -297,6 +297,9 @@ def classified_measurements(observations: Iterable[tuple[dict, str | None]], gap
             continue
         if analyte is None:
             analyte = _analyte_named(concept_text(obs.get("code")), names)
+            if analyte is None:
+                _unrecognised_code(obs, gaps)
+                continue
         if analyte:
             bucket: list[ResultText] = texts.setdefault(analyte, [])
             m = _measure(obs, analyte, gaps, ANALYTE_LABELS.get(analyte, analyte), bucket, units)
@@ -308,6 +311,45 @@ def classified_measurements(observations: Iterable[tuple[dict, str | None]], gap
     for values in newest_first:
         values.sort(key=lambda m: (m.when is not None, m.when), reverse=True)
     return out
+
+
+def _unrecognised_code(obs: dict, gaps: list[DataGap]) -> None:
+    """A result with no LOINC code whose name (code text or display) names an analyte the rules judge
+    ("Neutrophile absolut" under a laboratory's local code system): never read as that analyte (a local code
+    says nothing this service can check), never dropped without a word either (round-6 m3): a DataGap quoting
+    the name, code and value as sent. A result that HAS a LOINC code is another analyte (LOINC is precise:
+    urine creatinine, the neutrophil percentage), so only results without one are looked at."""
+    code = obs.get("code")
+    if codes_in(code, LOINC):
+        return
+    name = concept_text(code)
+    analyte = _judged_analyte_named(name) if name else None
+    if analyte is None:
+        return
+    local = next((f"{c.get('system') or 'no system'}|{c.get('code')}" for c in codings(code)
+                  if isinstance(c.get("code"), (str, int))), "")
+    sent = _as_sent(obs, _quantity(obs), _unit_of(q) if (q := _quantity(obs)) else "")
+    coded = f"code {local[:80]}" if local else "no code"
+    gaps.append(DataGap(ANALYTE_LABELS.get(analyte, analyte),
+                        f"a result named '{name[:60]}' ({coded}, not a LOINC code this service reads)"
+                        f"{(' reads ' + repr(sent)) if sent else ''}", analyte, sent=sent or name[:40]))
+
+
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def _judged_analyte_named(name: str) -> str | None:
+    """The judged analyte a result name names in one of its words (codes.toml [analyte_words]), or None."""
+    t = terminology()
+    words = t.analyte_words
+    text = name.lower()
+    found = _WORD.findall(text)
+    if any(w in t.analyte_words_exclude for w in found):
+        return None
+    for phrase, analyte in words.items():
+        if " " in phrase and phrase in text:
+            return analyte
+    return next((words[w] for w in found if w in words), None)
 
 
 # ------------------------------------------------------------------ classification

@@ -187,6 +187,17 @@ def _last(facts: ClinicalFacts, analytes) -> str:
     return max(dates).isoformat() if dates else ""
 
 
+def _unread(facts: ClinicalFacts, analytes) -> str:
+    """Results of these analytes that were sent but could not be read (a ResultText: no number, a unit not
+    converted): the newest date, "undated", or "" when there are none. The CBC-due card must not call such a
+    record "no CBC on record" (round-6 m1): results were sent, they could not be used."""
+    sent = [t for a in analytes for t in facts.result_texts.get(a, [])]
+    if not sent:
+        return ""
+    dates = [t.when.date() for t in sent if t.when]
+    return max(dates).isoformat() if dates else "undated"
+
+
 def cbc_due_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
     if "labs" in facts.unavailable:
         return []
@@ -216,7 +227,9 @@ def cbc_due_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> li
                                 {"last_abnormal": last_abnormal,
                                  "early": early, "why": why, "since": since, "cbc_due": cbc_due, "lft_due": lft_due,
                                  "last_cbc": last_cbc, "last_lft": last_lft, "cbc_window": cbc_window,
-                                 "lft_window": lft_window, "today": cutoff}, actions, drug=drug))
+                                 "lft_window": lft_window, "today": cutoff,
+                                 "unread_cbc": _unread(facts, CBC), "unread_lft": _unread(facts, LIVER)},
+                                actions, drug=drug))
     return findings
 
 
