@@ -67,7 +67,9 @@ def _interpretation_text(obs: dict) -> str:
 
 
 # "< 1.0 U/mL", "2.1", ">= 50 mU/L", "<10": a number the laboratory sent as text, read on its open side
-_NUMBER_TEXT = re.compile(r"^\s*(<=|>=|<|>|≤|≥)?\s*(\d+(?:[.,]\d+)?|\.\d+)\s*([^\d\s].*)?$")
+# the unit after the number: after a space it may start with a digit ("0.8 10*9/L"); written on (no space),
+# never with a digit, a dot or a comma (so "1,2,3" and "1.234,5" are not numbers)
+_NUMBER_TEXT = re.compile(r"^\s*(<=|>=|<|>|≤|≥)?\s*(\d+(?:[.,]\d+)?|\.\d+)(?:\s+(\S.*?)|([^\d\s.,].*?))?\s*$")
 # A decimal comma (German, French, Dutch laboratories print "0,8", "< 0,5": round-6 M1) is read only when it
 # cannot be a thousands separator: one comma with digits either side and no dot. "1,234" (a non-zero whole part
 # and exactly three digits after the comma) is 1.234 in Berlin and 1234 in Boston: never guessed (a data gap).
@@ -90,9 +92,9 @@ def _quantity(obs: dict) -> dict | None:
             if "," in digits:
                 if _THOUSANDS_LIKE.match(digits):
                     # the number is unreadable, not absent: a data gap that quotes it ("no readable number")
-                    return {"value": digits, "unit": (m.group(3) or "").strip(), "ambiguous_comma": True}
+                    return {"value": digits, "unit": (m.group(3) or m.group(4) or "").strip(), "ambiguous_comma": True}
                 digits = digits.replace(",", ".")
-            q = {"value": float(digits), "unit": (m.group(3) or "").strip()}
+            q = {"value": float(digits), "unit": (m.group(3) or m.group(4) or "").strip()}
             if m.group(1):
                 q["comparator"] = _COMPARATOR.get(m.group(1), m.group(1))
             return q
