@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from fhir_mappers.facts import ClinicalFacts
 
@@ -36,7 +37,15 @@ def _range_spec(drug: str, ind: str) -> RangeSpec | None:
     if dosing.indications[ind].oncology and drug in dosing.oncology:
         return dosing.oncology[drug]  # per m² (mercaptopurine, thioguanine in ALL)
     if drug == "azathioprine" or drug in dosing.indications[ind].drugs:
-        return dosing.indications[ind]  # e.g. thioguanine for acute myeloid leukaemia ([indications.aml])
+        own = dosing.indications[ind]
+        if own.max_mg_per_kg is None:
+            # recognised, but no cited dose range of its own (round-6 m6: liver, heart transplant, off-label): no start
+            # regimen; the general maximum for an indication without its own range still applies (as before, when it
+            # was "not recognised": a 400 mg order is not let through unchecked)
+            general = dosing.indications["unknown"]
+            return replace(general, name=own.name, no_start_titration=True,
+                           range_text=f"{general.range_text}, the general maximum (no range of its own is cited)")
+        return own  # e.g. thioguanine for acute myeloid leukaemia ([indications.aml])
     return dosing.other_drugs.get(drug)
 
 
@@ -45,7 +54,10 @@ def _max_daily(spec: RangeSpec, basis: dict, new_start: bool) -> tuple[float | N
     if isinstance(spec, Oncology):
         per = spec.max_mg_per_m2
         return (per * basis["bsa"] if basis["bsa"] else None), per, "m2"
-    per = spec.max_mg_per_kg
+    per_kg = spec.max_mg_per_kg
+    if per_kg is None:
+        return None, 0.0, "kg"  # no cited dose range (not reached: _range_spec gives None for it)
+    per = per_kg
     if new_start and isinstance(spec, Indication) and spec.new_start_max_mg_per_kg is not None:
         per = spec.new_start_max_mg_per_kg
     return (per * basis["weight"] if basis["weight"] else None), per, "kg"
@@ -102,9 +114,9 @@ def weight_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | 
         if spec is not None and ordered is not None:
             if isinstance(spec, Oncology):
                 limit = spec.max_mg_per_m2 * general.size_missing_reference_m2
-            else:
+            elif spec.max_mg_per_kg is not None:
                 limit = spec.max_mg_per_kg * general.size_missing_reference_kg
-            possibly_high = ordered > limit + 1e-9
+            possibly_high = limit is not None and ordered > limit + 1e-9
         # the last weight on record, however old, and a child's own reference (rules.populations)
         stale = stale_weight_check(facts, ordered, spec, basis["oncology"])
         if stale["child"]:

@@ -214,6 +214,16 @@ def accept_top(limits: list[DoseLimit], usual: float | None, ordered: float | No
     return combine(widened, usual, ordered)[1]
 
 
+def practical_usual(drug: str, usual: float | None) -> float | None:
+    """The usual dose as prescribed: to the nearest tablet step (half up), never below the exact figure."""
+    if usual is None:
+        return None
+    step = float(forms(drug).tablet_step_mg)
+    if step <= 0:
+        return usual
+    return max(usual, math.floor(usual / step + 0.5) * step)
+
+
 def follows(ordered: float, high: float, days_per_week: int | None) -> bool:
     """The ordered daily dose is already at or under the advice (``high`` per dose when the advice
     also sets a schedule of ``days_per_week``: the daily average of that schedule)."""
@@ -245,7 +255,10 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
         limits = [f.dose for f in numeric if f.dose is not None]
         ordered = ordered_mg[ref]
         low, high, days = combine(limits, (usual_mg or {}).get(ref), ordered)
-        accept = max(high, accept_top(limits, (usual_mg or {}).get(ref), ordered))
+        # round-6 M7: an order is accepted up to the fraction of the usual dose *as given in tablets* (the usual
+        # dose to the nearest tablet step, never below it): 72 kg, usual 2 mg/kg = 144 mg, given as 150 mg; one-third
+        # is 50 mg, which the label's "approximately one-third" covers. The suggestion still aims at the exact band
+        accept = max(high, accept_top(limits, practical_usual(drug, (usual_mg or {}).get(ref)), ordered))
         change = not follows(ordered, accept, days)
         regimen = practical_regimen(drug, low, high, days, prefer=(forms_of or {}).get(ref, "")) if change else None
         plan = DosePlan(ref, drug, ordered, low, high, days if change else None, regimen,

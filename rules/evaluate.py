@@ -75,6 +75,9 @@ def _superseded_by() -> dict[str, frozenset[str]]:
     return {rule_id: frozenset(others) for rule_id, others in by.items()}
 
 
+START_REGIMEN_RULES = frozenset({"dose-new-start"})  # a start regimen of its own, not a converged dose plan
+
+
 def drop_superseded(findings: list[Finding]) -> list[Finding]:
     """A finding supersedes the rules its catalogue entry names on the same order; one that stops an
     order also supersedes the catalogue's dose advice for it, and its dose limits: no other card about a
@@ -92,9 +95,17 @@ def drop_superseded(findings: list[Finding]) -> list[Finding]:
         if f.stops_order and f.order_ref:
             stoppers.setdefault(f.order_ref, []).append(f)
     hard = {ref for ref, fs in stoppers.items() if any(g.dose is None for g in fs)}
+    # round-6 M4/m2 (one order, one answer): the start regimen ("start at 75 mg/day") is only the answer for an
+    # order no other finding doses, withholds or stops; an order with a dose limit (allopurinol's 1/4-1/3, a
+    # TPMT/NUDT15 band, the indication's maximum) gets its one converged dose on those cards instead; a qualitative
+    # limit ("lower doses" in renal impairment, no figure) leaves the start regimen as the only figure
+    no_start = {f.order_ref for f in findings if f.order_ref and (f.withholds or f.stops_order
+                                                                  or f.dose is not None and not f.dose.qualitative)}
     out = []
     for f in findings:
         superseded = any((f.order_ref, other) in fired for other in superseded_by.get(f.rule_id, ()))
+        if f.rule_id in START_REGIMEN_RULES and f.order_ref in no_start:
+            superseded = True
         if f.order_ref in stoppers and not f.stops_order and f.rule_id in cat.stop_supersedes:
             superseded = True
         if superseded:

@@ -130,6 +130,8 @@ class Finding:
     sources: tuple[str, ...] = ()  # extra source keys (e.g. the indication's guideline), after the catalogue's
     dose: DoseLimit | None = None  # this finding changes the dose of ``order_ref``
     stops_order: bool = False  # the recommended action stops ``order_ref`` (supersedes dose advice)
+    # round-6 m2: the card says withhold ``order_ref`` (BSR cytopenia, raised liver tests): no start regimen beside it
+    withholds: bool = False
     drug: str = ""  # the thiopurine ingredient of ``order_ref``
 
     def __post_init__(self) -> None:

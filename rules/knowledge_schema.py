@@ -203,9 +203,11 @@ class Cited:
 @dataclass(frozen=True)
 class Indication:
     name: str
-    max_mg_per_kg: float
     range_text: str
     source: str
+    # None: a recognised indication without a cited dose range (round-6 m6: liver and heart transplant, off-label for
+    # the Imuran label): no dose range, start regimen or maximum is applied to it
+    max_mg_per_kg: float | None = None
     snomed: tuple[str, ...] = ()
     icd10: tuple[str, ...] = ()  # ICD-10 code prefixes
     oncology: bool = False  # dosed per m2 (see [oncology])

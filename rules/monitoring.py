@@ -345,7 +345,8 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
         advice = "withhold" if low or lymphopenia else "macrocytosis"
         findings.append(Finding("cytopenia", order.ref, {**_results(low + ([lym] if lymphopenia and lym else []) + ([mcv] if macro and mcv else []), facts),
                                                          "advice": advice,
-                                                         "also_severe": bool(severe)}, drug=drug))
+                                                         "also_severe": bool(severe)},
+                                withholds=advice == "withhold", drug=drug))
     findings += _liver_findings(facts, order, drug, ctx)
     met = kb.metabolites
     tgn, mmp = latest(facts, "tgn", age), latest(facts, "mmp", age)
@@ -435,7 +436,7 @@ def _liver_findings(facts: ClinicalFacts, order, drug: str, ctx: CallContext | N
     stop = hys and not aih
     return [Finding("liver-tests", order.ref, values,
                     [CancelOrder(order.ref, drug)] if stop and order.ref and order.is_draft else [],
-                    indicator="critical" if stop else None, stops_order=stop, drug=drug)]
+                    indicator="critical" if stop else None, stops_order=stop, withholds=not aih, drug=drug)]
 
 
 def _severe_at(analyte: str, leukaemia: bool) -> float:

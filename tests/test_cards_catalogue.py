@@ -553,6 +553,9 @@ VALUE_CASES: dict[str, tuple[Any, dict[str, Any]]] = {
                                    {"group": "ace_inhibitors", "other": "captopril"}),
     "interaction-cotrimoxazole": (lambda: _run(meds=ESTABLISHED + [med_request("0", "Bactrim DS (sulfamethoxazole/trimethoprim)", id="c", status="active", daily_mg=50)]),
                                   {"group": "cotrimoxazole"}),
+    # round-6 M6: a new azathioprine start with infliximab active (Imuran boxed warning, HSTCL)
+    "interaction-tnf-blockers": (lambda: _run(meds=[med_request("191831", "infliximab", id="ifx", status="active", daily_mg=50)]),
+                                 {"group": "tnf_blockers", "other": "infliximab"}),
     "interaction-ribavirin": (lambda: _run(meds=ESTABLISHED + [med_request("9344", "ribavirin", id="r", status="active", daily_mg=50)]), {"group": "ribavirin"}),
     # a new azathioprine start with mesalamine active (a renewal of the combination gets no card: audit round 2, M4)
     "interaction-aminosalicylates": (lambda: _run(meds=[med_request("52582", "mesalamine", id="m", status="active", daily_mg=50)]),

@@ -128,7 +128,7 @@
       tr.appendChild(el('td', d.display));
       tr.appendChild(el('td', d.mg_per_day === null ? (d.dose_problem || '—') : num(d.mg_per_day)));
       tr.appendChild(el('td', d.mg_per_kg_day === null ? 'no weight' : num(d.mg_per_kg_day) + (d.weight_kg ? ' (' + num(d.weight_kg) + ' kg)' : '')));
-      tr.appendChild(el('td', d.indication + ': ' + (d.max_mg_per_kg_day ? 'up to ' + d.max_mg_per_kg_day + ' mg/kg/day' : 'per m²') + (d.range_text ? ' (' + d.range_text + ')' : '')));
+      tr.appendChild(el('td', d.indication + ': ' + (d.max_mg_per_kg_day ? 'up to ' + d.max_mg_per_kg_day + ' mg/kg/day' : d.range_text && d.range_text.startsWith('no cited dose range') ? 'no dose range applied' : 'per m²') + (d.range_text ? ' (' + d.range_text + ')' : '')));
       body.appendChild(tr);
     });
     const charted = doses.filter((d) => d.mg_per_kg_day !== null);

@@ -1,0 +1,91 @@
+"""Round-6 review, M4, M7, m2 (one order, one answer): built from the reviewer's case files (tests/data/review6,
+copied from the round-6 cases).
+
+- M4 (c28): the start regimen card ("start at 75 mg/day") is not shown for an order whose converged dose plan
+  (allopurinol: 37.5 mg/day) is given on another card.
+- M7 (c57): an azathioprine order at one-third of the usual dose as given in tablets (50 mg at 72 kg: 2 mg/kg =
+  144 mg, given as 150 mg) beside active allopurinol is not cut again.
+- m2 (c06, c07): no start regimen beside a withhold card for the same order."""
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from pathlib import Path
+
+from hooks.pipeline import HookEnv, run
+from hooks.registry import SERVICES
+from outbound.fhir_client import FhirClient
+
+CASES = Path(__file__).resolve().parent / "data" / "review6"
+
+
+def _case(prefix: str) -> dict:
+    (path,) = CASES.glob(f"{prefix}-*.json")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _cards(request: dict) -> list[dict]:
+    service = SERVICES[{"order-sign": "thiopurine-order-sign", "order-select": "thiopurine-order-select"}
+                       .get(request["hook"], "thiopurine-medication-prescribe")]
+    env = HookEnv(client=FhirClient(), today=lambda: date(2026, 12, 7))
+    return run(service, request, env).response["cards"]
+
+
+def _codes(cards: list[dict]) -> list[str]:
+    return [c["source"]["topic"]["code"] for c in cards]
+
+
+def _mg_per_day(text: str) -> set[float]:
+    return {float(x) for x in re.findall(r"(\d+(?:\.\d+)?) mg/day", text)}
+
+
+def test_c28_one_dose_on_every_card() -> None:
+    cards = _cards(_case("c28"))
+    codes = _codes(cards)
+    assert "dose-new-start" not in codes
+    assert "interaction-xanthine-oxidase" in codes and "interaction-live-vaccine" in codes
+    for c in cards:
+        assert "75 mg/day" not in c["summary"] and "start at" not in c["summary"]
+    xoi = next(c for c in cards if c["source"]["topic"]["code"] == "interaction-xanthine-oxidase")
+    assert "50/25 mg alternate days" in xoi["summary"]
+    # every card stating a recommended dose states the same one
+    recommended = {m for c in cards for m in re.findall(r"Recommended dose for this azathioprine order: ([^*]+)\*\*",
+                                                        c["detail"])}
+    assert len(recommended) == 1
+
+
+def test_c57_one_third_in_tablets_not_cut_again() -> None:
+    cards = _cards(_case("c57"))
+    (xoi,) = [c for c in cards if c["source"]["topic"]["code"] == "interaction-xanthine-oxidase"]
+    assert xoi["indicator"] == "info"
+    assert "within" in xoi["summary"] and "CBC weekly" in xoi["summary"]
+    assert not any("Change to" in s.get("label", "") for c in cards for s in c.get("suggestions", []))
+    assert not any("37.5" in c["summary"] for c in cards)
+
+
+def test_c57_above_the_tablet_third_is_still_cut() -> None:
+    """75 mg (52 % of 144 mg) is not "approximately one-third": still cut, to the exact band."""
+    request = _case("c57")
+    draft = next(e["resource"] for e in request["context"]["draftOrders"]["entry"]
+                 if "azathioprine" in json.dumps(e["resource"]).lower())
+    for d in draft["dosageInstruction"]:
+        for dr in d.get("doseAndRate", []):
+            if "doseQuantity" in dr:
+                dr["doseQuantity"]["value"] = 75
+    cards = _cards(request)
+    (xoi,) = [c for c in cards if c["source"]["topic"]["code"] == "interaction-xanthine-oxidase"]
+    assert xoi["indicator"] == "critical"
+    assert "50/25 mg alternate days" in xoi["summary"]
+
+
+def test_c06_no_start_regimen_beside_withhold() -> None:
+    cards = _cards(_case("c06"))
+    codes = _codes(cards)
+    assert "cytopenia" in codes and "dose-new-start" not in codes
+
+
+def test_c07_no_start_regimen_beside_liver_withhold() -> None:
+    cards = _cards(_case("c07"))
+    codes = _codes(cards)
+    assert "liver-tests" in codes and "dose-new-start" not in codes
