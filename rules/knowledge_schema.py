@@ -78,6 +78,15 @@ class Cpic2026:
 
 
 @dataclass(frozen=True)
+class SubAlleles:
+    """Sub-alleles a report may print that are read as their parent allele (round-6 M5: TPMT *1S = *1)."""
+
+    source: str
+    alleles: Mapping[str, Mapping[str, str]]
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Band:
     """A dose band or action for a phenotype category, as fractions of the normal dose."""
 
@@ -136,6 +145,7 @@ class EstablishedDose:
 class PgxFile:
     meta: Meta
     cpic_2026: Cpic2026
+    sub_alleles: SubAlleles
     tests: Mapping[str, TestOrder]
     drugs: Mapping[str, PgxDrug]
     profiles: Mapping[str, Profile]

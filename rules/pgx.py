@@ -99,6 +99,7 @@ def phenotype_of_diplotype(gene: str, text: str) -> tuple[str | None, list[dict]
         if not all(_ALLELE.match(a) for a in alleles):
             return None, [{"code": "not_star_alleles", "gene": gene, "text": text}]
         alleles = [cpic_2026.aliases.get(gene, {}).get(a, a) for a in alleles]  # NUDT15 *2 -> *3
+        alleles = [kb.pgx.sub_alleles.alleles.get(gene, {}).get(a, a) for a in alleles]  # TPMT *1S -> *1 (round-6 M5)
         phenotype = kb.diplotype_pairs[gene].get((alleles[0], alleles[1]))  # = diplotypes[normalise_diplotype(...)]
         if phenotype is None:
             new = [a for a in alleles if a in cpic_2026.new_alleles.get(gene, ())]

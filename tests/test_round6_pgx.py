@@ -1,0 +1,64 @@
+"""Round-6 review, M5, M2, M3, m5, m4: TPMT *1S read as *1; NUDT15 poor metabolizer mercaptopurine dose in malignancy
+daily as CPIC says (an order already there left alone); no mg/m2 dose without a height; a dose ordered in mg/m2
+converted with the body surface area; "consider an alternative" (not "contraindicated") for poor metabolizers outside
+malignancy. Built from the reviewer's case files (tests/data/review6, copied from the round-6 cases)."""
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+from hooks.pipeline import HookEnv, run
+from hooks.registry import SERVICES
+from outbound.fhir_client import FhirClient
+
+CASES = Path(__file__).resolve().parent / "data" / "review6"
+
+
+def _cards(name: str) -> list[dict]:
+    (path,) = CASES.glob(f"{name}-*.json")
+    request = json.loads(path.read_text(encoding="utf-8"))
+    service = SERVICES[{"order-sign": "thiopurine-order-sign", "order-select": "thiopurine-order-select"}
+                       .get(request["hook"], "thiopurine-medication-prescribe")]
+    env = HookEnv(client=FhirClient(), today=lambda: date(2026, 12, 7))
+    return run(service, request, env).response["cards"]
+
+
+def _codes(cards: list[dict]) -> list[str]:
+    return [c["source"]["topic"]["code"] for c in cards]
+
+
+def _topic(cards: list[dict], code: str) -> dict:
+    (card,) = [c for c in cards if c["source"]["topic"]["code"] == code]
+    return card
+
+
+def _text(card: dict) -> str:
+    return " ".join([card["summary"], card.get("detail", ""),
+                     *(s.get("label", "") for s in card.get("suggestions", []))])
+
+
+# ------------------------------------------------------------------ M5: TPMT *1S
+
+
+def test_c37_tpmt_1s_1s_is_normal() -> None:
+    codes = _codes(_cards("c37"))
+    assert "pgx-uninterpretable" not in codes
+    assert not [c for c in codes if c.startswith("pgx-")]
+
+
+def test_c38_tpmt_3c_1s_is_intermediate() -> None:
+    cards = _cards("c38")
+    assert "pgx-uninterpretable" not in _codes(cards)
+    card = _topic(cards, "pgx-reduce-dose")
+    assert "intermediate metabolizer" in card["summary"]
+    assert "44-72" in card["summary"]
+
+
+def test_sub_allele_table_reads_1s_and_1a_as_1() -> None:
+    from rules.pgx import phenotype_of_diplotype
+
+    assert phenotype_of_diplotype("TPMT", "*1S/*1S")[0] == phenotype_of_diplotype("TPMT", "*1/*1")[0]
+    assert phenotype_of_diplotype("TPMT", "*3C/*1S")[0] == phenotype_of_diplotype("TPMT", "*1/*3C")[0]
+    assert phenotype_of_diplotype("TPMT", "*1A/*3A")[0] == phenotype_of_diplotype("TPMT", "*1/*3A")[0]
+    assert phenotype_of_diplotype("TPMT", "*1Q/*1")[0] is None  # a letter not listed is not guessed
