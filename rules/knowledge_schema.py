@@ -175,6 +175,7 @@ class DosingGeneral:
     # practical tolerances around a guideline's figure (product policy; docs/dose-advice.md)
     point_dose_tolerance_tablet_steps: float = 0.5
     point_dose_min_fraction: float = 0.9
+    per_m2_start_accept_fraction: float = 1.1
     start_dose_margin: float = 0.05
     tolerance_source: str = ""
     height_plausible_cm: tuple[float, float] = (20.0, 275.0)  # outside: a recording error, never a BSA

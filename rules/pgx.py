@@ -286,8 +286,12 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
             values.update(per_m2=per_m2, fraction=per_m2 / basis["standard"])
             high = per_m2 * basis["bsa"]
             values["reduced_mg"] = high
-            dose = DoseLimit("pgx-poor-metabolizer", high_mg=high, days_per_week=days,
-                             accept_high_mg=high + _half_step(drug, order))
+            # a starting figure to titrate on counts (CPIC), not a ceiling: an order within the product's
+            # practical tolerance of it (dosing.toml per_m2_start_accept_fraction) already follows it (round-6 M2)
+            accept = max(high + _half_step(drug, order),
+                         high * float(load().dosing.general.per_m2_start_accept_fraction))
+            dose = DoseLimit("pgx-poor-metabolizer", high_mg=high, days_per_week=days, accept_high_mg=accept,
+                             daily=not days)
         elif mode in ("reduce", "avoid_or_reduce") and reference and fraction:
             high = reference * fraction  # per dose when the schedule changes too (CPIC: thrice weekly)
             values["reduced_mg"] = high

@@ -62,3 +62,27 @@ def test_sub_allele_table_reads_1s_and_1a_as_1() -> None:
     assert phenotype_of_diplotype("TPMT", "*3C/*1S")[0] == phenotype_of_diplotype("TPMT", "*1/*3C")[0]
     assert phenotype_of_diplotype("TPMT", "*1A/*3A")[0] == phenotype_of_diplotype("TPMT", "*1/*3A")[0]
     assert phenotype_of_diplotype("TPMT", "*1Q/*1")[0] is None  # a letter not listed is not guessed
+
+
+# ------------------------------------------------------------------ M2: NUDT15 poor metabolizer, leukaemia
+
+
+def test_c19_nudt15_pm_suggestion_is_daily_as_cpic() -> None:
+    card = _topic(_cards("c19"), "pgx-poor-metabolizer")
+    assert card["indicator"] == "critical"
+    text = _text(card)
+    assert "three times a week" not in " ".join(s["label"] for s in card["suggestions"])
+    assert "3x/week" not in card["summary"]
+    (label,) = [s["label"] for s in card["suggestions"]]
+    assert "once daily" in label and "oral suspension" in label and "0.55 mL" in label
+    assert "11 mg" in label  # 10 mg/m2/day x 1.17 m2 = 11.7 mg, rounded down to the syringe step
+    assert "10 mg/m²/day" in text
+
+
+def test_c20_order_already_at_cpic_dose_is_left_alone() -> None:
+    cards = _cards("c20")
+    card = _topic(cards, "pgx-poor-metabolizer")
+    assert card["indicator"] == "info"
+    assert not card.get("suggestions")
+    assert "already follows" in card["summary"]
+    assert not [c for c in cards if c["indicator"] == "critical"]
