@@ -303,6 +303,12 @@ def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_da
             out.update(bsa=bsa, kind="m2", reference_mg=onc.standard_mg_per_m2 * bsa)
         else:
             out["height_missing"] = h is None
+            if w is not None and onc.max_mg_per_kg_by_weight:
+                # round-6 M3: no body surface area, but a weight: the label's own per-kg form of the dose
+                # (mercaptopurine 1.5-2.5 mg/kg = 50-75 mg/m2; its top, as 75 mg/m2 is the normal start), never
+                # an assumed body surface area (no mg/m2 figure is computed without a height)
+                out.update(kind="kg_label", per_kg=onc.max_mg_per_kg_by_weight,
+                           reference_mg=onc.max_mg_per_kg_by_weight * w.value)
     else:
         # the indication's own normal dose per kg (thioguanine in AML: Tabloid label), else the drug's (pgx.toml)
         spec = dosing.indications[ind]

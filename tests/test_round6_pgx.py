@@ -86,3 +86,19 @@ def test_c20_order_already_at_cpic_dose_is_left_alone() -> None:
     assert not card.get("suggestions")
     assert "already follows" in card["summary"]
     assert not [c for c in cards if c["indicator"] == "critical"]
+
+
+# ------------------------------------------------------------------ M3: leukaemia, no height
+
+
+def test_c23_no_height_uses_weight_never_an_assumed_bsa() -> None:
+    cards = _cards("c23")
+    height = _topic(cards, "height-missing")
+    assert "35 kg" in height["detail"]  # the weight on record is quoted
+    assert "no body surface area and no dose per m² were computed" in height["detail"]
+    reduce = _topic(cards, "pgx-reduce-dose")
+    assert "× 1 m²" not in reduce["detail"] and "small adult" not in reduce["detail"]
+    assert "no usable height or weight" not in reduce["detail"]
+    assert "2.5 mg/kg/day × 35 kg = 87.5 mg/day" in reduce["detail"]
+    # CPIC 30-80 % of the label's 2.5 mg/kg x 35 kg = 26-70 mg/day; 50 mg suggested
+    assert "27-70" in reduce["summary"] and "50 mg" in reduce["summary"]
