@@ -120,6 +120,20 @@ def usable_weight(facts: ClinicalFacts, max_age_days: int) -> Measurement | None
     return w if w is not None and low <= w.value <= high else None
 
 
+def mosteller(height_cm: float, weight_kg: float) -> float:
+    """Body surface area in m² (Mosteller: sqrt(height cm x weight kg / 3600)), the one formula of the service."""
+    return math.sqrt(height_cm * weight_kg / 3600)
+
+
+def body_surface_area(facts: ClinicalFacts, weight_days: int) -> tuple[float, Measurement, Measurement] | None:
+    """(BSA, height, weight) from a recent plausible height (``height_max_age_days``) and a usable weight; else None."""
+    w = usable_weight(facts, weight_days)
+    h = recent(facts.heights, facts.today, load().dosing.general.height_max_age_days)
+    if w is None or h is None or not plausible_height(h.value):
+        return None
+    return mosteller(h.value, w.value), h, w
+
+
 @dataclass(frozen=True)
 class CodeMatcher:
     """``matches`` with a spec's code lists read once: SNOMED codes as a set, ICD-10 prefixes as a tuple."""
@@ -299,7 +313,7 @@ def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_da
     if onc is not None:
         out["standard"] = onc.standard_mg_per_m2
         if w is not None and h is not None:
-            bsa = math.sqrt(h.value * w.value / 3600)  # Mosteller
+            bsa = mosteller(h.value, w.value)
             out.update(bsa=bsa, kind="m2", reference_mg=onc.standard_mg_per_m2 * bsa)
         else:
             out["height_missing"] = h is None

@@ -263,6 +263,8 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
     inter = [s for s in st.values() if s.is_intermediate]
     spec = drug_spec(drug, guideline)
     base: dict[str, Any] = {"genes": [s.values() for s in st.values()], "ordered": order.daily_dose.mg if order.daily_dose else None,
+                            # an order written in mg/m², converted with the body surface area (round-6 m5): how
+                            "ordered_as": order.daily_dose.text if order.daily_dose and order.dose_per_m2 else "",
                             "preliminary": any(s.preliminary for s in st.values()),  # the catalogue flags the summary too
                             # an ambiguous call read at its most severe: the summary says "possible"
                             "ambiguous": [s.gene for s in st.values() if any(p["code"] == "ambiguous" for p in s.problems)]}

@@ -102,3 +102,46 @@ def test_c23_no_height_uses_weight_never_an_assumed_bsa() -> None:
     assert "2.5 mg/kg/day × 35 kg = 87.5 mg/day" in reduce["detail"]
     # CPIC 30-80 % of the label's 2.5 mg/kg x 35 kg = 26-70 mg/day; 50 mg suggested
     assert "27-70" in reduce["summary"] and "50 mg" in reduce["summary"]
+
+
+# ------------------------------------------------------------------ m5: a dose written in mg/m2
+
+
+def _c22(**change) -> dict:
+    (path,) = CASES.glob("c22-*.json")
+    request = json.loads(path.read_text(encoding="utf-8"))
+    if change.get("no_height"):
+        request["prefetch"]["height"] = {"resourceType": "Bundle", "type": "searchset", "entry": []}
+    if change.get("tpmt"):
+        for e in request["prefetch"]["pgx"]["entry"]:
+            r = e["resource"]
+            if "TPMT" in json.dumps(r.get("code", {})) or "TPMT" in json.dumps(r.get("component", [])):
+                text = json.dumps(r).replace("*1/*1", change["tpmt"])
+                e["resource"] = json.loads(text)
+    return request
+
+
+def _run(request: dict) -> list[dict]:
+    service = SERVICES[{"order-sign": "thiopurine-order-sign", "order-select": "thiopurine-order-select"}
+                       .get(request["hook"], "thiopurine-medication-prescribe")]
+    env = HookEnv(client=FhirClient(), today=lambda: date(2026, 12, 7))
+    return run(service, request, env).response["cards"]
+
+
+def test_c22_dose_in_mg_per_m2_is_converted_with_the_bsa() -> None:
+    cards = _cards("c22")
+    assert "dose-unreadable" not in _codes(cards)
+    assert cards == []  # 75 mg/m2 x 1.17 m2 = 87.5 mg: the label's starting dose, normal genotypes
+
+
+def test_c22_mg_per_m2_conversion_named_on_the_card() -> None:
+    cards = _run(_c22(tpmt="*1/*3A"))
+    card = _topic(cards, "pgx-reduce-dose")
+    assert "written as 75 mg/m²/day × 1.17 m² (Mosteller" in card["detail"]
+    assert "87.5 mg/day" in card["summary"]
+
+
+def test_c22_mg_per_m2_without_height_is_unreadable_and_says_why() -> None:
+    cards = _run(_c22(no_height=True))
+    card = _topic(cards, "dose-unreadable")
+    assert "75 mg/m²/day" in card["detail"] and "height" in card["detail"]
