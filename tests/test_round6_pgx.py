@@ -145,3 +145,14 @@ def test_c22_mg_per_m2_without_height_is_unreadable_and_says_why() -> None:
     cards = _run(_c22(no_height=True))
     card = _topic(cards, "dose-unreadable")
     assert "75 mg/m²/day" in card["detail"] and "height" in card["detail"]
+
+
+# ------------------------------------------------------------------ m4: poor metabolizer outside malignancy
+
+
+def test_poor_metabolizer_outside_malignancy_says_consider_an_alternative_at_critical() -> None:
+    for name, gene in (("c29", "TPMT"), ("c34", "TPMT"), ("c35", "TPMT"), ("c46", "NUDT15")):
+        card = _topic(_cards(name), "pgx-poor-metabolizer")
+        assert card["indicator"] == "critical", name
+        assert "contraindicated" not in card["summary"], name
+        assert f"{gene} poor metabolizer: consider a non-thiopurine alternative" in card["summary"], name
