@@ -331,6 +331,11 @@ def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_da
         out["standard"] = per_kg
         if w is not None and per_kg:
             out.update(kind="kg", reference_mg=per_kg * w.value)
+    if onc is not None and out["reference_mg"] is None:
+        # round-6 M3: a mg/m2 dose with no body surface area and no per-kg label figure for the weight: no normal
+        # dose is computed (never an assumed body surface area); the cards say the height (and weight) is needed
+        out.update(kind="no_size")
+        return out
     if out["reference_mg"] is None and out["standard"]:
         # no usable size: the usual dose of a small reference adult (dosing.toml size_missing_reference_*),
         # never the ordered dose (a reduction from the ordered dose would cut an order already reduced again)

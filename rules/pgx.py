@@ -432,7 +432,9 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
     reference = basis["reference_mg"]
     if reference is None or order.daily_dose is None:
         # no readable daily dose: the reduced range from the weight still gives the mg figure to aim for
-        values.update(dose_problem=order.dose_problem or "", reference=None, target_reference=reference,
+        no_size = "no height on record, so no body surface area or mg/m² normal dose could be computed (record " \
+                  "a current height" + ("" if basis["weight"] else " and weight") + ")" if basis["kind"] == "no_size" else ""
+        values.update(dose_problem=order.dose_problem or no_size, reference=None, target_reference=reference,
                       target_low=reference * low_f if reference else None,
                       target_high=reference * high_f if reference else None)
         return Finding("pgx-reduce-dose", order.ref, values, actions, drug=drug, sources=tuple(sources))

@@ -156,3 +156,15 @@ def test_poor_metabolizer_outside_malignancy_says_consider_an_alternative_at_cri
         assert card["indicator"] == "critical", name
         assert "contraindicated" not in card["summary"], name
         assert f"{gene} poor metabolizer: consider a non-thiopurine alternative" in card["summary"], name
+
+
+def test_c23_without_weight_either_no_dose_is_assumed() -> None:
+    (path,) = CASES.glob("c23-*.json")
+    request = json.loads(path.read_text(encoding="utf-8"))
+    request["prefetch"]["weight"] = {"resourceType": "Bundle", "type": "searchset", "entry": []}
+    cards = _run(request)
+    text = " ".join(c["summary"] + " " + c.get("detail", "") for c in cards)
+    assert "× 1 m²" not in text and "small adult" not in text
+    card = _topic(cards, "pgx-reduce-dose")
+    assert "no body surface area or mg/m² normal dose could be computed" in card["detail"]
+    assert not card.get("suggestions") or all("Change to" not in s["label"] for s in card["suggestions"])
