@@ -77,6 +77,7 @@ class MedicationFact:
     schedule_problem: str = ""  # a schedule that is wrong for the drug ("once weekly"), reported, not averaged
     prior_therapy: PriorTherapy | None = None  # evidence the order continues earlier therapy (renewal)
     dose_per_kg: DailyDose | None = None  # an order in mg/kg: mg/kg/day (daily_dose then uses the body weight)
+    dose_per_m2: DailyDose | None = None  # an order in mg/m2: mg/m2/day (rules.evaluate.per_m2_doses converts it)
     resource: dict | None = field(default=None, compare=False, repr=False)
     ended_on: date | None = None  # stopped/completed orders: the end date, else authoredOn (it ended after that)
     replaces: frozenset[str] = frozenset()  # "MedicationRequest/id" this order renews (priorPrescription, basedOn)

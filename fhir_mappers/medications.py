@@ -199,11 +199,14 @@ def _mass_mg(q: dict) -> float | None:
 
 
 _PER_KG = {"mg/kg", "mg/kg/d", "mg/kg/day", "mg/kg{body_weight}", "mg/kg/dose"}
+# mg per m2 of body surface area (UCUM "mg/m2"): read as a per-m2 amount; the rules convert it with the body
+# surface area (round-6 m5), this mapper does not decide which height and weight may be used
+_PER_M2 = {"mg/m2", "mg/m2/d", "mg/m2/day", "mg/m2/dose", "mg/m²", "mg/m^2", "mg/(m2)"}
 _VOLUME = {"ml": 1.0, "milliliter": 1.0, "milliliters": 1.0, "millilitre": 1.0, "l": 1000.0, "cl": 10.0}
 
 
-def _to_mg(q: dict, strength: Strength) -> tuple[float | None, str, bool]:
-    """(amount, problem, per_kg): the amount is mg, or mg per kg when ``per_kg``."""
+def _to_mg(q: dict, strength: Strength) -> tuple[float | None, str, bool | str]:
+    """(amount, problem, per): the amount is mg, or mg per kg when ``per`` is True, or mg per m2 when "m2"."""
     value = number(q.get("value"))
     if value is None or value < 0:
         return None, "the dose has no readable amount", False
@@ -214,6 +217,8 @@ def _to_mg(q: dict, strength: Strength) -> tuple[float | None, str, bool]:
         return value * t.mass_units[nu], "", False
     if nu in _PER_KG:
         return value, "", True
+    if nu in _PER_M2:
+        return value, "", "m2"
     if nu in t.unit_dose_units:
         if strength.per_unit_mg is None:
             return None, f"the dose is given in '{unit}' and the product strength is not known", False
@@ -309,6 +314,7 @@ class DoseReading:
     problem: str = ""
     schedule_problem: str = ""  # e.g. "700 mg once weekly"
     per_kg: bool = False  # dose is mg/kg/day: needs the weight (fhir_mappers.build_facts)
+    per_m2: bool = False  # dose is mg/m2/day: needs the body surface area (rules.evaluate.per_m2_doses)
 
 
 def read_dose(resource: dict, strength: Strength) -> DoseReading:
@@ -345,21 +351,23 @@ def read_dose(resource: dict, strength: Strength) -> DoseReading:
             return DoseReading(None, problem)
         assert high_mg is not None and per_day is not None  # _to_mg and _per_day give a value when they give no problem
         if interval is not None and interval >= _NOT_AVERAGED_DAYS - 1e-9:
-            amount = f"{high_mg:g} mg/kg" if per_kg else f"{high_mg:g} mg"
+            amount = f"{high_mg:g} mg/kg" if per_kg is True else f"{high_mg:g} mg/m²" if per_kg == "m2" else f"{high_mg:g} mg"
             schedule = f"{amount} {_schedule_words(interval)}"
-            return DoseReading(None, f"the order is {schedule}: a daily dose is not averaged from it", schedule, per_kg)
+            return DoseReading(None, f"the order is {schedule}: a daily dose is not averaged from it", schedule,
+                               per_kg is True, per_kg == "m2")
         seq = d.get("sequence")
         groups[seq][0] += (low_mg or 0.0) * per_day
         groups[seq][1] += high_mg * per_day
         if isinstance(d.get("text"), str):
             texts.append(d["text"])
     if len(per_kg_flags) > 1:
-        return DoseReading(None, "the order mixes doses in mg and in mg/kg")
+        return DoseReading(None, "the order mixes doses in mg, mg/kg and mg/m²")
     low, high = max(groups.values(), key=lambda g: g[1])
     if not (math.isfinite(low) and math.isfinite(high)):  # e.g. 1e308 mg three times a day
         return DoseReading(None, "the dose is too large to be read")
     form = next(iter(forms)) if len(forms) == 1 else ""
-    return DoseReading(DailyDose(round(low, 3), round(high, 3), "; ".join(texts), form), "", "", per_kg_flags == {True})
+    return DoseReading(DailyDose(round(low, 3), round(high, 3), "; ".join(texts), form), "", "", per_kg_flags == {True},
+                       per_kg_flags == {"m2"})
 
 
 def quantity_form(q: dict) -> str:
@@ -375,6 +383,8 @@ def daily_dose(resource: dict, strength_mg: float | None) -> tuple[DailyDose | N
     r = read_dose(resource, Strength(strength_mg))
     if r.per_kg and r.dose is not None:
         return None, "the dose is ordered in mg/kg and needs the body weight"
+    if r.per_m2 and r.dose is not None:
+        return None, "the dose is ordered in mg/m² and needs the body surface area"
     return r.dose, r.problem
 
 
@@ -450,9 +460,13 @@ def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, di
     reading = DoseReading(None)
     if ingredients and rtype != "Immunization":
         reading = read_dose(resource, strength_of(concept, medication))
-    dose, problem, per_kg = reading.dose, reading.problem, None
+    dose, problem, per_kg, per_m2 = reading.dose, reading.problem, None, None
     if reading.per_kg and dose is not None:  # mg/kg/day: build_facts multiplies it by the body weight
         dose, per_kg, problem = None, dose, "the dose is ordered in mg/kg and no body weight is on record"
+    elif reading.per_m2 and reading.dose is not None:  # mg/m2/day: the rules multiply it by the body surface area
+        dose, per_m2, problem = None, reading.dose, (
+            f"the dose is ordered as {reading.dose.high_mg:g} mg/m²/day and no current height and weight are on "
+            f"record to compute the body surface area")
     return MedicationFact(
         ref=ref_of(resource),
         ingredients=frozenset(ingredients),
@@ -467,6 +481,7 @@ def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, di
         reason_codes=frozenset(k for rc in as_list(resource.get("reasonCode")) for k in code_keys(rc)),
         schedule_problem=reading.schedule_problem,
         dose_per_kg=per_kg,
+        dose_per_m2=per_m2,
         prior_therapy=_prior_therapy(resource) if rtype == "MedicationRequest" else None,
         replaces=_replaced_refs(resource) if rtype == "MedicationRequest" else frozenset(),
         resource=original,

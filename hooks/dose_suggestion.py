@@ -121,6 +121,11 @@ def shape(regimen: Regimen, draft: dict, drug: str, route: dict | None = None) -
         q, said = quantity(regimen.per_dose_mg, regimen.ml)
         words = regimen_text(regimen) if said == f"{fmt_mg(regimen.per_dose_mg)} mg" and regimen.form != "suspension" \
             else f"{said} once daily"
+        if regimen.form == "suspension" and written != "suspension" and regimen.ml is not None and form is not None \
+                and form.suspension_mg_per_ml:
+            # the tablets cannot give this dose (round-6 M2): say which product can
+            words = f"{words} as the {fmt_mg(float(form.suspension_mg_per_ml))} mg/mL oral suspension " \
+                    f"({fmt_mg(regimen.ml)} mL)"
         return DoseShape(_with_route([{"text": words, "timing": {"repeat": {"frequency": 1, "period": 1,
                                                                              "periodUnit": "d"}},
                                        "doseAndRate": [{"doseQuantity": q}]}], route), words)

@@ -120,6 +120,20 @@ def usable_weight(facts: ClinicalFacts, max_age_days: int) -> Measurement | None
     return w if w is not None and low <= w.value <= high else None
 
 
+def mosteller(height_cm: float, weight_kg: float) -> float:
+    """Body surface area in m² (Mosteller: sqrt(height cm x weight kg / 3600)), the one formula of the service."""
+    return math.sqrt(height_cm * weight_kg / 3600)
+
+
+def body_surface_area(facts: ClinicalFacts, weight_days: int) -> tuple[float, Measurement, Measurement] | None:
+    """(BSA, height, weight) from a recent plausible height (``height_max_age_days``) and a usable weight; else None."""
+    w = usable_weight(facts, weight_days)
+    h = recent(facts.heights, facts.today, load().dosing.general.height_max_age_days)
+    if w is None or h is None or not plausible_height(h.value):
+        return None
+    return mosteller(h.value, w.value), h, w
+
+
 @dataclass(frozen=True)
 class CodeMatcher:
     """``matches`` with a spec's code lists read once: SNOMED codes as a set, ICD-10 prefixes as a tuple."""
@@ -299,10 +313,16 @@ def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_da
     if onc is not None:
         out["standard"] = onc.standard_mg_per_m2
         if w is not None and h is not None:
-            bsa = math.sqrt(h.value * w.value / 3600)  # Mosteller
+            bsa = mosteller(h.value, w.value)
             out.update(bsa=bsa, kind="m2", reference_mg=onc.standard_mg_per_m2 * bsa)
         else:
             out["height_missing"] = h is None
+            if w is not None and onc.max_mg_per_kg_by_weight:
+                # round-6 M3: no body surface area, but a weight: the label's own per-kg form of the dose
+                # (mercaptopurine 1.5-2.5 mg/kg = 50-75 mg/m2; its top, as 75 mg/m2 is the normal start), never
+                # an assumed body surface area (no mg/m2 figure is computed without a height)
+                out.update(kind="kg_label", per_kg=onc.max_mg_per_kg_by_weight,
+                           reference_mg=onc.max_mg_per_kg_by_weight * w.value)
     else:
         # the indication's own normal dose per kg (thioguanine in AML: Tabloid label), else the drug's (pgx.toml)
         spec = dosing.indications[ind]
@@ -311,6 +331,11 @@ def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_da
         out["standard"] = per_kg
         if w is not None and per_kg:
             out.update(kind="kg", reference_mg=per_kg * w.value)
+    if onc is not None and out["reference_mg"] is None:
+        # round-6 M3: a mg/m2 dose with no body surface area and no per-kg label figure for the weight: no normal
+        # dose is computed (never an assumed body surface area); the cards say the height (and weight) is needed
+        out.update(kind="no_size")
+        return out
     if out["reference_mg"] is None and out["standard"]:
         # no usable size: the usual dose of a small reference adult (dosing.toml size_missing_reference_*),
         # never the ordered dose (a reduction from the ordered dose would cut an order already reduced again)

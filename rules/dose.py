@@ -139,6 +139,7 @@ def weight_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | 
         out.append(Finding("height-missing", order.ref,
                            {"ordered": ordered, "days": general.height_max_age_days, "possibly_high": possibly_high,
                             "per_kg": per_kg, "max_per_kg": max_per_kg,
+                            "weight": basis["weight"], "weight_date": basis["weight_date"],
                             "implausible": basis["height_implausible"],
                             "low": general.height_plausible_cm[0], "high": general.height_plausible_cm[1], **stale_h},
                            [OrderTest(t.loinc, t.display, label="order_height", reason=t.reason)],

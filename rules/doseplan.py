@@ -86,15 +86,23 @@ _NO_FORM = Form(source="")  # a drug without [forms.<drug>]: 25 mg tablet steps,
 
 
 def practical_regimen(drug: str, low: float | None, high: float, days_per_week: int | None = None,
-                      prefer: str = "") -> Regimen | None:
+                      prefer: str = "", daily: bool = False) -> Regimen | None:
     """The largest practical regimen with an average in [low, high] (per dose when ``days_per_week``);
-    ``prefer="suspension"``: the order was written in mL of the oral suspension, and stays so if it can."""
+    ``prefer="suspension"``: the order was written in mL of the oral suspension, and stays so if it can;
+    ``daily``: the guideline's regimen is daily (round-6 M2): once-daily tablets when they give at least
+    ``point_min_fraction`` of ``high``, else the oral suspension daily, else None (a specialist)."""
     spec = forms(drug)
     if prefer == "suspension" and spec.suspension_mg_per_ml:
         found = _suspension(spec, low, high, days_per_week)
         if found is not None:
             return found
     step = float(spec.tablet_step_mg)
+    if daily and not days_per_week:
+        n = math.floor(high / step + EPS)
+        if n >= 1 and n * step >= max(low or 0.0, high * point_min_fraction()) - EPS:
+            return Regimen(n * step)
+        return _suspension(spec, low, high, None) or (Regimen(n * step) if n >= 1 and n * step >= (low or 0) - EPS
+                                                       else None)
     single = low is not None and low >= high - EPS
     if single:  # one figure (DPWG: 50 %): the nearest practical dose not above it (daily or alternate days)
         low = max(high - step, 0.0)
@@ -210,7 +218,8 @@ def accept_top(limits: list[DoseLimit], usual: float | None, ordered: float | No
     widened = [DoseLimit(lim.rule_id, high_mg=lim.accept_high_mg if lim.accept_high_mg is not None else lim.high_mg,
                          low_mg=lim.low_mg, factor_low=lim.factor_low, factor_high=lim.factor_high,
                          days_per_week=lim.days_per_week, qualitative=lim.qualitative,
-                         current_mg=lim.current_mg, current_not_reduced=lim.current_not_reduced) for lim in limits]
+                         current_mg=lim.current_mg, current_not_reduced=lim.current_not_reduced, daily=lim.daily)
+               for lim in limits]
     return combine(widened, usual, ordered)[1]
 
 
@@ -260,7 +269,9 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
         # is 50 mg, which the label's "approximately one-third" covers. The suggestion still aims at the exact band
         accept = max(high, accept_top(limits, practical_usual(drug, (usual_mg or {}).get(ref)), ordered))
         change = not follows(ordered, accept, days)
-        regimen = practical_regimen(drug, low, high, days, prefer=(forms_of or {}).get(ref, "")) if change else None
+        daily = any(lim.daily for lim in limits)
+        regimen = practical_regimen(drug, low, high, days, prefer=(forms_of or {}).get(ref, ""), daily=daily) \
+            if change else None
         plan = DosePlan(ref, drug, ordered, low, high, days if change else None, regimen,
                         rules=list(dict.fromkeys(f.rule_id for f in numeric)),
                         qualitative=list(dict.fromkeys(f.rule_id for f in items if f.dose is not None and f.dose.qualitative)),

@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import cache
 
-from fhir_mappers.facts import ClinicalFacts, MedicationFact
+from fhir_mappers.facts import ClinicalFacts, DailyDose, MedicationFact
 
 from . import dose as _dose, gaps as _gaps, interactions as _interactions, monitoring as _monitoring, pgx as _pgx
 from . import populations as _populations
 from .catalogue import catalogue as _catalogue, indicator_of, priority_of
-from .common import thiopurine_of
+from .common import body_surface_area, thiopurine_of
 from .context import CallContext, context_of
 from .doseplan import DosePlan, plan_doses
 from .dose import dose_findings, schedule_error_findings, weight_findings
@@ -221,9 +221,34 @@ def unreadable_doses(facts: ClinicalFacts) -> ClinicalFacts:
     return replace(facts, orders=orders)
 
 
+def per_m2_doses(facts: ClinicalFacts, weight_days: int) -> ClinicalFacts:
+    """An order written in mg/m² (round-6 m5) becomes mg/day with the body surface area the service uses for every
+    mg/m² figure (``common.body_surface_area``: Mosteller, a height from ``height_max_age_days`` and a usable
+    weight); the dose text says how. Without them it stays a dose that could not be read, and says why."""
+    def fix(o: MedicationFact) -> MedicationFact:
+        d = o.dose_per_m2
+        if d is None or o.daily_dose is not None:
+            return o
+        found = body_surface_area(facts, weight_days)
+        if found is None:
+            return o
+        bsa, h, w = found
+        text = (f"{d.high_mg:g} mg/m²/day × {bsa:.2f} m² (Mosteller, height {h.value:g} cm"
+                f"{' of ' + h.when.date().isoformat() if h.when else ''}, weight {w.value:g} kg"
+                f"{' of ' + w.when.date().isoformat() if w.when else ''})" + (f"; {d.text}" if d.text else ""))
+        return replace(o, daily_dose=DailyDose(round(d.low_mg * bsa, 3), round(d.high_mg * bsa, 3), text, d.form),
+                       dose_problem="")
+
+    orders, active = [fix(o) for o in facts.orders], [fix(o) for o in facts.active_medications]
+    if all(a is b for a, b in zip([*orders, *active], [*facts.orders, *facts.active_medications], strict=True)):
+        return facts
+    return replace(facts, orders=orders, active_medications=active)
+
+
 def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list[Finding]:
-    facts = implausible_labs(without_replaced(unreadable_doses(facts)))  # a value no patient can have is not a result
     days = _populations.weight_window_days(facts, options.weight_max_age_days)  # a child's weight goes stale sooner
+    facts = per_m2_doses(facts, days)  # an order in mg/m² is converted with the body surface area (round-6 m5)
+    facts = implausible_labs(without_replaced(unreadable_doses(facts)))  # a value no patient can have is not a result
     ctx = CallContext(facts)  # what several rules derive from these facts, once for this call
     findings: list[Finding] = []
     findings += population_findings(facts, ctx)        # hypersensitivity first: it outranks dosing

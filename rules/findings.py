@@ -118,6 +118,10 @@ class DoseLimit:
     # round-4 H8: the interacting drug is newly ordered (none was active before), so ``current_mg`` was not reduced
     # for it: the fraction applies to it even when it lies inside the band the usual dose gives
     current_not_reduced: bool = False
+    # the guideline's regimen is daily (CPIC 2018 Table 3, NUDT15 poor metabolizer in malignancy: mercaptopurine
+    # 10 mg/m2/day, "daily"): a suggestion keeps the daily schedule (the oral suspension where tablets cannot give
+    # the dose), never alternate days or three times a week (round-6 M2)
+    daily: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,15 @@ class Cpic2026:
 
 
 @dataclass(frozen=True)
+class SubAlleles:
+    """Sub-alleles a report may print that are read as their parent allele (round-6 M5: TPMT *1S = *1)."""
+
+    source: str
+    alleles: Mapping[str, Mapping[str, str]]
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Band:
     """A dose band or action for a phenotype category, as fractions of the normal dose."""
 
@@ -136,6 +145,7 @@ class EstablishedDose:
 class PgxFile:
     meta: Meta
     cpic_2026: Cpic2026
+    sub_alleles: SubAlleles
     tests: Mapping[str, TestOrder]
     drugs: Mapping[str, PgxDrug]
     profiles: Mapping[str, Profile]
@@ -165,6 +175,7 @@ class DosingGeneral:
     # practical tolerances around a guideline's figure (product policy; docs/dose-advice.md)
     point_dose_tolerance_tablet_steps: float = 0.5
     point_dose_min_fraction: float = 0.9
+    per_m2_start_accept_fraction: float = 1.1
     start_dose_margin: float = 0.05
     tolerance_source: str = ""
     height_plausible_cm: tuple[float, float] = (20.0, 275.0)  # outside: a recording error, never a BSA

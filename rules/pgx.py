@@ -99,6 +99,7 @@ def phenotype_of_diplotype(gene: str, text: str) -> tuple[str | None, list[dict]
         if not all(_ALLELE.match(a) for a in alleles):
             return None, [{"code": "not_star_alleles", "gene": gene, "text": text}]
         alleles = [cpic_2026.aliases.get(gene, {}).get(a, a) for a in alleles]  # NUDT15 *2 -> *3
+        alleles = [kb.pgx.sub_alleles.alleles.get(gene, {}).get(a, a) for a in alleles]  # TPMT *1S -> *1 (round-6 M5)
         phenotype = kb.diplotype_pairs[gene].get((alleles[0], alleles[1]))  # = diplotypes[normalise_diplotype(...)]
         if phenotype is None:
             new = [a for a in alleles if a in cpic_2026.new_alleles.get(gene, ())]
@@ -262,6 +263,8 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
     inter = [s for s in st.values() if s.is_intermediate]
     spec = drug_spec(drug, guideline)
     base: dict[str, Any] = {"genes": [s.values() for s in st.values()], "ordered": order.daily_dose.mg if order.daily_dose else None,
+                            # an order written in mg/m², converted with the body surface area (round-6 m5): how
+                            "ordered_as": order.daily_dose.text if order.daily_dose and order.dose_per_m2 else "",
                             "preliminary": any(s.preliminary for s in st.values()),  # the catalogue flags the summary too
                             # an ambiguous call read at its most severe: the summary says "possible"
                             "ambiguous": [s.gene for s in st.values() if any(p["code"] == "ambiguous" for p in s.problems)]}
@@ -285,8 +288,12 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
             values.update(per_m2=per_m2, fraction=per_m2 / basis["standard"])
             high = per_m2 * basis["bsa"]
             values["reduced_mg"] = high
-            dose = DoseLimit("pgx-poor-metabolizer", high_mg=high, days_per_week=days,
-                             accept_high_mg=high + _half_step(drug, order))
+            # a starting figure to titrate on counts (CPIC), not a ceiling: an order within the product's
+            # practical tolerance of it (dosing.toml per_m2_start_accept_fraction) already follows it (round-6 M2)
+            accept = max(high + _half_step(drug, order),
+                         high * float(load().dosing.general.per_m2_start_accept_fraction))
+            dose = DoseLimit("pgx-poor-metabolizer", high_mg=high, days_per_week=days, accept_high_mg=accept,
+                             daily=not days)
         elif mode in ("reduce", "avoid_or_reduce") and reference and fraction:
             high = reference * fraction  # per dose when the schedule changes too (CPIC: thrice weekly)
             values["reduced_mg"] = high
@@ -425,7 +432,9 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
     reference = basis["reference_mg"]
     if reference is None or order.daily_dose is None:
         # no readable daily dose: the reduced range from the weight still gives the mg figure to aim for
-        values.update(dose_problem=order.dose_problem or "", reference=None, target_reference=reference,
+        no_size = "no height on record, so no body surface area or mg/m² normal dose could be computed (record " \
+                  "a current height" + ("" if basis["weight"] else " and weight") + ")" if basis["kind"] == "no_size" else ""
+        values.update(dose_problem=order.dose_problem or no_size, reference=None, target_reference=reference,
                       target_low=reference * low_f if reference else None,
                       target_high=reference * high_f if reference else None)
         return Finding("pgx-reduce-dose", order.ref, values, actions, drug=drug, sources=tuple(sources))

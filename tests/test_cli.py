@@ -22,7 +22,7 @@ EXAMPLES = ROOT / "examples"
 
 @pytest.mark.parametrize("name,expected", [
     ("normal-patient", "No cards"),
-    ("tpmt-poor-metabolizer", "[CRITICAL] Azathioprine contraindicated: TPMT poor metabolizer"),
+    ("tpmt-poor-metabolizer", "[CRITICAL] Azathioprine: TPMT poor metabolizer: consider a non-thiopurine alternative"),
     ("tpmt-intermediate-metabolizer", "reduce to 50 mg/day (range 44-72 mg/day)"),
     ("missing-pgx-test", "[WARNING]  Azathioprine: no TPMT and NUDT15 result on record"),
 ])

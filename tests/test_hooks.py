@@ -103,7 +103,7 @@ def test_other_thiopurines_use_the_same_tables(call, drug, rxnorm, display):
     cards = call(hook_request(orders=[med_request(rxnorm, display, id="mr-tp", daily_mg=100)], pre=pre))
     # round-5 H3: a first thioguanine order with no indication on record also gets the label's long-term warning
     assert rule_ids(cards) == ["pgx-poor-metabolizer"] + (["thioguanine-liver-toxicity"] if drug == "Thioguanine" else [])
-    assert cards[0]["summary"].startswith(f"{drug} contraindicated: NUDT15 poor metabolizer")
+    assert cards[0]["summary"].startswith(f"{drug}: NUDT15 poor metabolizer: consider a non-thiopurine alternative")
 
 
 def test_mercaptopurine_intermediate_uses_1_5_mg_per_kg(call):

@@ -50,7 +50,9 @@ def test_nudt15_poor_metabolizer_without_malignancy_is_still_an_alternative():
 
 def test_nudt15_poor_metabolizer_without_height_uses_the_fraction_of_the_normal_dose():
     f = one(evaluate([MP], pgx=NUDT15_PM, weights=[weight(40)], conditions=[ALL]), "pgx-poor-metabolizer")
-    assert f.values["reduced_mg"] == pytest.approx(75 * 0.1333) and f.values["per_m2"] == 10
+    # round-6 M3: no height, a weight: the label's 2.5 mg/kg (its per-kg form of 75 mg/m2), never an assumed 1 m2
+    assert f.values["reduced_mg"] == pytest.approx(2.5 * 40 * 0.1333) and f.values["per_m2"] == 10
+    assert f.values["basis"]["kind"] == "kg_label"
 
 
 @pytest.mark.parametrize("pgx,gene,fraction", [(TPMT_IM, "TPMT", 0.5), (NUDT15_IM, "NUDT15", 0.5)])
