@@ -281,6 +281,8 @@ def _suggestion(f: Finding, action, drafts: dict[str, dict], patient_id: str | N
         if draft is None:
             return None  # not a draft of this call (an active order): no update is offered, the card says so
         shaped = _shape(action, draft)  # as it will be ordered (form and schedule kept): for the label and the order
+        if shaped.other_product:
+            return None  # another product is needed (the card says which): never the tablet product at that dose
         words[action.regimen] = shaped.words
     else:
         shaped = None

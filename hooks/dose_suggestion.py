@@ -35,6 +35,9 @@ _TIMES = {2: "twice daily", 3: "three times daily", 4: "four times daily"}
 class DoseShape:
     dosages: list[dict]
     words: str  # the regimen as it will be ordered, for the label and Dosage.text
+    # the dose needs a product other than the one ordered (the oral suspension for a tablet order): an update of
+    # the draft would keep the tablet product with a dose its tablets cannot give, so no one-click update is offered
+    other_product: bool = False
 
 
 def _first_dosage(draft: dict) -> dict:
@@ -121,14 +124,16 @@ def shape(regimen: Regimen, draft: dict, drug: str, route: dict | None = None) -
         q, said = quantity(regimen.per_dose_mg, regimen.ml)
         words = regimen_text(regimen) if said == f"{fmt_mg(regimen.per_dose_mg)} mg" and regimen.form != "suspension" \
             else f"{said} once daily"
+        other = False
         if regimen.form == "suspension" and written != "suspension" and regimen.ml is not None and form is not None \
                 and form.suspension_mg_per_ml:
             # the tablets cannot give this dose (round-6 M2): say which product can
             words = f"{words} as the {fmt_mg(float(form.suspension_mg_per_ml))} mg/mL oral suspension " \
                     f"({fmt_mg(regimen.ml)} mL)"
+            other = strength.per_ml_mg is None  # the ordered product is not a suspension (tablets, or not known)
         return DoseShape(_with_route([{"text": words, "timing": {"repeat": {"frequency": 1, "period": 1,
                                                                              "periodUnit": "d"}},
-                                       "doseAndRate": [{"doseQuantity": q}]}], route), words)
+                                       "doseAndRate": [{"doseQuantity": q}]}], route), words, other)
     words = regimen_text(regimen)
     if regimen.days_per_week:
         q, _ = quantity(regimen.per_dose_mg, regimen.ml)

@@ -15,9 +15,16 @@ from outbound.fhir_client import FhirClient
 CASES = Path(__file__).resolve().parent / "data" / "review6"
 
 
-def _cards(name: str) -> list[dict]:
+def _request(name: str) -> dict:
     (path,) = CASES.glob(f"{name}-*.json")
-    request = json.loads(path.read_text(encoding="utf-8"))
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _cards(name: str) -> list[dict]:
+    return _run(_request(name))
+
+
+def _run(request: dict) -> list[dict]:
     service = SERVICES[{"order-sign": "thiopurine-order-sign", "order-select": "thiopurine-order-select"}
                        .get(request["hook"], "thiopurine-medication-prescribe")]
     env = HookEnv(client=FhirClient(), today=lambda: date(2026, 12, 7))
@@ -71,12 +78,29 @@ def test_c19_nudt15_pm_suggestion_is_daily_as_cpic() -> None:
     card = _topic(_cards("c19"), "pgx-poor-metabolizer")
     assert card["indicator"] == "critical"
     text = _text(card)
-    assert "three times a week" not in " ".join(s["label"] for s in card["suggestions"])
-    assert "3x/week" not in card["summary"]
-    (label,) = [s["label"] for s in card["suggestions"]]
-    assert "once daily" in label and "oral suspension" in label and "0.55 mL" in label
-    assert "11 mg" in label  # 10 mg/m2/day x 1.17 m2 = 11.7 mg, rounded down to the syringe step
+    assert "3x/week" not in card["summary"] and "three times a week" not in card["summary"]
+    # the dose needs the 20 mg/mL suspension and the draft orders 50 mg tablets: no one-click update (it would keep
+    # the tablet product at 11 mg); the card names the product and the dose
+    assert not card.get("suggestions")
+    assert "11 mg (0.55 mL of the 20 mg/mL oral suspension) once daily" in text
     assert "10 mg/m²/day" in text
+
+
+def test_a_suspension_order_gets_the_daily_update_in_ml() -> None:
+    """The same patient with the draft written in mL of the oral suspension: the update stays in that product."""
+    request = _request("c19")
+    draft = next(e["resource"] for e in request["context"]["draftOrders"]["entry"]
+                 if e["resource"]["resourceType"] == "MedicationRequest")
+    draft.pop("medicationReference", None)
+    draft["medicationCodeableConcept"] = {"text": "mercaptopurine 20 MG/ML Oral Suspension"}
+    draft["dosageInstruction"] = [{"text": "2.5 mL once daily", "timing": {"repeat": {"frequency": 1, "period": 1,
+                                                                                       "periodUnit": "d"}},
+                                   "doseAndRate": [{"doseQuantity": {"value": 2.5, "unit": "mL",
+                                                                     "system": "http://unitsofmeasure.org",
+                                                                     "code": "mL"}}]}]
+    card = _topic(_run(request), "pgx-poor-metabolizer")
+    (label,) = [s["label"] for s in card["suggestions"]]
+    assert "once daily" in label and "0.55 mL" in label and "three times a week" not in label
 
 
 def test_c20_order_already_at_cpic_dose_is_left_alone() -> None:
