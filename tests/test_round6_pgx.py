@@ -145,13 +145,6 @@ def _c22(**change) -> dict:
     return request
 
 
-def _run(request: dict) -> list[dict]:
-    service = SERVICES[{"order-sign": "thiopurine-order-sign", "order-select": "thiopurine-order-select"}
-                       .get(request["hook"], "thiopurine-medication-prescribe")]
-    env = HookEnv(client=FhirClient(), today=lambda: date(2026, 12, 7))
-    return run(service, request, env).response["cards"]
-
-
 def test_c22_dose_in_mg_per_m2_is_converted_with_the_bsa() -> None:
     cards = _cards("c22")
     assert "dose-unreadable" not in _codes(cards)
