@@ -33,6 +33,8 @@ class DataGap:
     truncated_to: int | None = None
     # a result that could not be used: its value and unit as sent ("<15", "38 10³/uL"), for the card's summary
     sent: str = ""
+    # a number without a unit that was still read as an upper bound (ResultText.upper_bound): "read only as at most"
+    bound_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +145,11 @@ class ResultText:
     unit_text: str = ""  # the unit as sent, when there was one
     flags: tuple[str, ...] = ()  # every interpretation code the laboratory sent, as sent
     value_codes: frozenset[str] = frozenset()  # "system|code" of a coded value (valueCodeableConcept), as sent
+    # a number sent with no unit ("<0.5", "0,8"), read in the analyte's canonical unit at the largest factor of any
+    # unit the analyte is reported in: the true value is at most this, whichever unit the laboratory meant (None
+    # when it cannot bound it: a unit was sent, no number, or a ">" limit). Rules may use it to conclude "low",
+    # never "normal" (round-7 M2).
+    upper_bound: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

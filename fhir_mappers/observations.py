@@ -9,6 +9,7 @@ Nothing read from one call's results is kept for the next (the look-ups live for
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from functools import cache
 from typing import Iterable, Literal, get_args
 
@@ -212,8 +213,14 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
             flagged = f" (flagged {', '.join(flags)} by the laboratory)" if flags else ""
             why = (f"a result of '{sent}'{flagged} is in the unit '{unit}', which this service does not convert" if unit
                    else f"a result of '{sent}'{flagged} has no unit")
-            texts.append(_result_text(obs, analyte_name, "unit not converted" if unit else "no unit", q, unit))
-            gaps.append(DataGap(label, why, analyte_name, sent=sent))
+            text = _result_text(obs, analyte_name, "unit not converted" if unit else "no unit", q, unit)
+            bound_only = False
+            if not unit and comparator in ("", "<", "<=") and analyte.factors:
+                # every unit this analyte is read in converts by a factor up to the largest: a bound, not a value
+                text = replace(text, upper_bound=round(value * max(analyte.factors.values()), 6))
+                bound_only = True
+            texts.append(text)
+            gaps.append(DataGap(label, why, analyte_name, sent=sent, bound_only=bound_only))
             return None
         factor, canonical = 1.0, ""  # kept as written: judged by the laboratory's own range only
     low = high = None

@@ -117,7 +117,8 @@ def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> l
         relevant.add("immunizations")  # a thiopurine start: live vaccines in the last weeks matter
     groups = [{"key": g, "why": why_by_key.get(g, ""), "outcome": outcome_by_key.get(g, "")}
               for g in _GROUPS if g in facts.unavailable and g in relevant]
-    gaps = [{"what": g.what, "why": g.why, "key": g.key, "outcome": g.outcome, "sent": g.sent} for g in facts.gaps
+    gaps = [{"what": g.what, "why": g.why, "key": g.key, "outcome": g.outcome, "sent": g.sent,
+             "bound_only": g.bound_only} for g in facts.gaps
             if not (g.key == "pgx" or g.key in _GROUPS and g.key in facts.unavailable or g.truncated_from is not None)]
     if anc_gap is not None:
         gaps.append(anc_gap)

@@ -280,7 +280,7 @@ def _as_reported(r: ResultText) -> dict:
     """A result a card quotes as the laboratory sent it (value and unit), with the laboratory's flag."""
     return {"analyte": r.analyte, "value": None, "as_sent": r.value_text or r.text[:60], "date": r.when.date().isoformat() if r.when else "",
             "ref_high": None, "preliminary": r.preliminary, "comparator": "", "flag": lab_flag(r),
-            "flag_code": r.interpretation, "unit_text": r.unit_text}
+            "flag_code": r.interpretation, "unit_text": r.unit_text, "upper_bound": r.upper_bound}
 
 
 def conflicts(facts: ClinicalFacts, ms: list) -> list[dict]:
@@ -320,7 +320,15 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
         if r is not None and lab_flag(r) == "critical_low":
             severe.append(r)  # flagged critical by the laboratory, in a unit not converted: quoted as reported
             continue
+        if r is not None and r.upper_bound is not None and r.upper_bound < _severe_at(analyte, leukaemia):
+            # a number sent without a unit ("<0.5"): at most this in any unit the count is reported in, so below
+            # the severe threshold whatever the laboratory meant (round-7 M2; never read as normal)
+            severe.append(r)
+            continue
         if m is None:
+            if r is not None and r.upper_bound is not None and analyte != "hemoglobin" \
+                    and r.upper_bound < getattr(kb.cytopenia, f"{analyte}_below"):
+                low.append(r)  # below the BSR/BHPR 2017 threshold whatever the unit (the bound as above)
             continue
         if below(m, _severe_at(analyte, leukaemia)) or lab_flag(m) == "critical_low":
             severe.append(m)

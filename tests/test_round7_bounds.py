@@ -1,0 +1,82 @@
+"""Round-7 review M2: a count sent as a number without a unit ("<0.5", "0,8") is read as an upper bound.
+
+Every unit a blood count is read in (codes.toml, lab_units.toml: ×10⁹/L, 10³/µL, G/L, /µL, /mm³) converts to
+×10⁹/L by a factor of at most 1, so the number is the most the count can be, whatever unit the laboratory meant:
+enough to show a low count (severe: CTCAE v5; low: BSR/BHPR 2017), never a normal one. Haemoglobin (g/L, g/dL,
+mmol/L: factors up to 16) and a ">" limit give no useful bound.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from hooks.pipeline import HookEnv, run
+from hooks.registry import SERVICES
+from outbound.fhir_client import FhirClient
+
+CASES = Path(__file__).resolve().parent / "data" / "review7"
+
+
+def _request(name: str) -> dict:
+    return json.loads((CASES / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def _cards(request: dict) -> list[dict]:
+    service = SERVICES[{"order-sign": "thiopurine-order-sign", "order-select": "thiopurine-order-select"}
+                       .get(request["hook"], "thiopurine-medication-prescribe")]
+    return run(service, request, HookEnv(client=FhirClient(), today=lambda: date(2026, 12, 7))).response["cards"]
+
+
+def _topic(cards: list[dict], code: str) -> list[dict]:
+    return [c for c in cards if c["source"]["topic"]["code"] == code]
+
+
+def _neutrophils(request: dict) -> dict:
+    for value in request["prefetch"].values():
+        for e in (value or {}).get("entry", []) if isinstance(value, dict) else []:
+            r = e.get("resource", {})
+            if r.get("resourceType") == "Observation" and "751-8" in json.dumps(r.get("code")):
+                return r
+    raise AssertionError("no neutrophil result in the case")
+
+
+def test_c32_unitless_text_below_the_severe_threshold_stops():
+    cards = _cards(_request("c32-neut-string-unreadable"))
+    severe = _topic(cards, "cytopenia-severe")
+    assert severe and severe[0]["indicator"] == "critical", [c["summary"] for c in cards]
+    assert "'<0.5' as reported (no unit: at most 0.5 ×10⁹/L in any unit it is reported in)" in severe[0]["detail"]
+    assert not _topic(cards, "dose-new-start")  # the stop supersedes a start regimen: one order, one answer
+    gap = _topic(cards, "data-incomplete")
+    assert gap and "read only as an upper bound" in gap[0]["detail"]
+
+
+def test_the_control_with_a_unit_is_unchanged():
+    cards = _cards(_request("c51-neut-comparator-lt0.5"))
+    assert _topic(cards, "cytopenia-severe") and not _topic(cards, "data-incomplete")
+
+
+@pytest.mark.parametrize(("sent", "severe", "low"), [
+    ("0,8", True, False),      # decimal comma, no unit
+    ("1.2", False, True),      # below BSR's 1.6: withhold
+    ("3.5", False, False),     # could be normal or far lower (per µL): no conclusion, the gap says so
+    (">0.5", False, False),    # a lower limit bounds nothing from above
+])
+def test_a_unitless_neutrophil_count_concludes_low_never_normal(sent, severe, low):
+    request = copy.deepcopy(_request("c32-neut-string-unreadable"))
+    _neutrophils(request)["valueString"] = sent
+    cards = _cards(request)
+    assert bool(_topic(cards, "cytopenia-severe")) is severe, [c["summary"] for c in cards]
+    assert bool(_topic(cards, "cytopenia")) is low, [c["summary"] for c in cards]
+    assert _topic(cards, "data-incomplete")  # never silently taken as a value
+
+
+def test_unitless_haemoglobin_gives_no_bound():
+    """A haemoglobin of "9" could be 9 g/dL (90 g/L) or 9 mmol/L (145 g/L): no low conclusion from it."""
+    from fhir_mappers.terminology import terminology
+
+    hb = terminology().analytes["hemoglobin"]
+    assert max(hb.factors.values()) > 10  # 9 without a unit is at most 145 g/L: not below any anaemia threshold
