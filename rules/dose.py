@@ -180,6 +180,12 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | No
             starting = isinstance(spec, Oncology) and spec.starting_dose
             if starting and per_unit is not None and per <= per_unit * (1 + general.start_dose_margin) + 1e-9:
                 continue  # the label's starting dose, to body-surface-area rounding (75.1 mg/m2): not above it
+            if starting and isinstance(spec, Oncology) and spec.max_mg_per_kg_by_weight and basis["weight"] \
+                    and ordered <= spec.max_mg_per_kg_by_weight * basis["weight"] + 1e-9:
+                # the label gives the starting dosage in both forms, "1.5 to 2.5 mg/kg (50 to 75 mg/m2)" (Purixan
+                # 2.1); for a body whose surface area is large for its weight they differ, and an order within the
+                # mg/kg form is the label's starting dose too (round-7 M1: 150 mg at 70 kg, 1.84 m2 = 2.14 mg/kg)
+                continue
             if starting and not new_start:
                 # leukaemia maintenance: the label's figure is a starting dose, then "adjust dose to maintain
                 # desirable absolute neutrophil count" (Purixan 2.1): no ceiling, no cut; a note (a warning far above)

@@ -80,3 +80,32 @@ def test_unitless_haemoglobin_gives_no_bound():
 
     hb = terminology().analytes["hemoglobin"]
     assert max(hb.factors.values()) > 10  # 9 without a unit is at most 145 g/L: not below any anaemia threshold
+
+
+# ---------------------------------------------------------------- M1: the label's two forms of the starting dose
+
+
+def _mp_order(request: dict) -> dict:
+    return next(e["resource"] for e in request["context"]["draftOrders"]["entry"]
+                if e["resource"]["resourceType"] == "MedicationRequest")
+
+
+def _set_daily_mg(request: dict, mg: float) -> None:
+    dosage = _mp_order(request)["dosageInstruction"][0]
+    dosage["doseAndRate"] = [{"doseQuantity": {"value": mg, "unit": "mg", "system": "http://unitsofmeasure.org",
+                                               "code": "mg"}}]
+    dosage["timing"] = {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}
+    dosage.pop("text", None)
+
+
+def test_c11_a_start_within_the_labels_mg_per_kg_form_is_not_cut():
+    """Purixan 2.1: "1.5 to 2.5 mg/kg (50 to 75 mg/m2)"; 150 mg at 70 kg is 2.14 mg/kg (81.3 mg/m2 at 1.84 m2)."""
+    cards = _cards(_request("c11-all-maint-mp-75mgm2-adult"))
+    assert not _topic(cards, "dose-above-range"), [c["summary"] for c in cards]
+
+
+def test_a_start_above_both_forms_is_still_cut():
+    request = copy.deepcopy(_request("c11-all-maint-mp-75mgm2-adult"))
+    _set_daily_mg(request, 200)  # 2.86 mg/kg, 108.7 mg/m2
+    above = _topic(_cards(request), "dose-above-range")
+    assert above and "mg/m²" in above[0]["summary"]
