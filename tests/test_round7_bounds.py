@@ -109,3 +109,15 @@ def test_a_start_above_both_forms_is_still_cut():
     _set_daily_mg(request, 200)  # 2.86 mg/kg, 108.7 mg/m2
     above = _topic(_cards(request), "dose-above-range")
     assert above and "mg/m²" in above[0]["summary"]
+
+
+# ---------------------------------------------------------------- m3: count units as US laboratories print them
+
+
+@pytest.mark.parametrize("printed", ["K/mm3", "10E3/mm3", "k/cmm", "K/cumm"])
+def test_thousand_per_cubic_millimetre_printings_are_read_as_10e9_per_litre(printed):
+    from fhir_mappers.observations import UnitReader
+    from fhir_mappers.terminology import terminology
+
+    for analyte in ("wbc", "neutrophils", "platelets"):
+        assert UnitReader()(terminology().analytes[analyte], printed) == (1.0, "10*9/L")
