@@ -434,9 +434,8 @@ def _analyte_of_name(name: str) -> str | None:
 _GENE_WORD = re.compile(r"\b(TPMT|NUDT15)\b", re.IGNORECASE)
 
 
-def _genes_named(obs: dict) -> set[str]:
-    """Genes an Observation is about: gene-studied component, the R4-core
-    geneticsGene extension, the phenotype LOINC code, or the gene's name."""
+def _declared_genes(obs: dict) -> set[str]:
+    """Genes an Observation declares: its gene-studied component or the R4-core geneticsGene extension."""
     t = terminology()
     genes: set[str] = set()
     for comp in as_list(obs.get("component")):
@@ -445,8 +444,16 @@ def _genes_named(obs: dict) -> set[str]:
     for ext in as_list(obs.get("extension")):
         if isinstance(ext, dict) and ext.get("url") == t.gene_extension_url:
             genes |= _genes_in_concept(ext.get("valueCodeableConcept"))
+    return genes
+
+
+def _genes_named(obs: dict) -> set[str]:
+    """Genes an Observation is about: gene-studied component, the R4-core
+    geneticsGene extension, the phenotype LOINC code, or the gene's name."""
+    genes = _declared_genes(obs)
     if genes:
         return genes
+    t = terminology()
     loincs = codes_in(obs.get("code"), LOINC)
     coded = {gene for gene, spec in t.genes.items() if loincs & set(spec["phenotype_loinc"])}
     named = _genes_in_words(obs)
@@ -463,14 +470,7 @@ def genes_of_uncoded_result(obs: dict) -> set[str]:
     extension, or in its code's text or displays (not the value's words alone: a comment naming TPMT on another
     test is not a TPMT result). Such a result is read from its words or reported as found but unreadable,
     never dropped as if absent (round-5 M2)."""
-    t = terminology()
-    genes: set[str] = set()
-    for comp in as_list(obs.get("component")):
-        if isinstance(comp, dict) and code_keys(comp.get("code")) & t.gene_component_codes:
-            genes |= _genes_in_concept(comp.get("valueCodeableConcept"))
-    for ext in as_list(obs.get("extension")):
-        if isinstance(ext, dict) and ext.get("url") == t.gene_extension_url:
-            genes |= _genes_in_concept(ext.get("valueCodeableConcept"))
+    genes = _declared_genes(obs)
     code = obs.get("code")
     displays = [str(c.get("display")) for c in codings(code) if isinstance(c.get("display"), str)]
     genes |= {m.upper() for m in _GENE_WORD.findall(" ".join([concept_text(code), *displays]))}

@@ -8,12 +8,9 @@ import copy
 
 import pytest
 import json
-from datetime import date
 from pathlib import Path
+from tests.review_cases import case_cards
 
-from hooks.pipeline import HookEnv, run
-from hooks.registry import SERVICES
-from outbound.fhir_client import FhirClient
 
 CASES = Path(__file__).resolve().parent / "data" / "review5"
 
@@ -23,10 +20,7 @@ def _case(name: str) -> dict:
 
 
 def _cards(request: dict) -> list[dict]:
-    service = SERVICES[{"order-sign": "thiopurine-order-sign", "order-select": "thiopurine-order-select"}
-                       .get(request["hook"], "thiopurine-medication-prescribe")]
-    env = HookEnv(client=FhirClient(), today=lambda: date(2026, 12, 7))
-    return run(service, request, env).response["cards"]
+    return case_cards(request)
 
 
 def _topic(cards: list[dict], code: str) -> list[dict]:

@@ -11,16 +11,14 @@ from fhir_mappers.genotype import diplotype
 from hooks.pipeline import HookEnv, run
 from hooks.registry import SERVICES
 from outbound.fhir_client import FhirClient
+from tests.review_cases import case_cards
 
 CASES = Path(__file__).resolve().parent / "data" / "review5"
 
 
 def _cards(name: str) -> list[dict]:
     request = json.loads((CASES / f"{name}.json").read_text(encoding="utf-8"))
-    service = SERVICES[{"order-sign": "thiopurine-order-sign", "order-select": "thiopurine-order-select"}
-                          .get(request["hook"], "thiopurine-medication-prescribe")]
-    env = HookEnv(client=FhirClient(), today=lambda: date(2026, 12, 7))
-    return run(service, request, env).response["cards"]
+    return case_cards(request)
 
 
 def _topics(cards: list[dict]) -> dict[str, dict]:

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date
 from pathlib import Path
+from tests.review_cases import case_cards
 
-from hooks.pipeline import HookEnv, run
-from hooks.registry import SERVICES
-from outbound.fhir_client import FhirClient
 
 CASES = Path(__file__).resolve().parent / "data" / "review6"
 
@@ -26,10 +23,7 @@ def _case(prefix: str) -> dict:
 
 
 def _cards(request: dict) -> list[dict]:
-    service = SERVICES[{"order-sign": "thiopurine-order-sign", "order-select": "thiopurine-order-select"}
-                       .get(request["hook"], "thiopurine-medication-prescribe")]
-    env = HookEnv(client=FhirClient(), today=lambda: date(2026, 12, 7))
-    return run(service, request, env).response["cards"]
+    return case_cards(request)
 
 
 def _codes(cards: list[dict]) -> list[str]:

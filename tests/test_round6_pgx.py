@@ -5,12 +5,9 @@ malignancy. Built from the reviewer's case files (tests/data/review6, copied fro
 from __future__ import annotations
 
 import json
-from datetime import date
 from pathlib import Path
+from tests.review_cases import case_cards
 
-from hooks.pipeline import HookEnv, run
-from hooks.registry import SERVICES
-from outbound.fhir_client import FhirClient
 
 CASES = Path(__file__).resolve().parent / "data" / "review6"
 
@@ -25,10 +22,7 @@ def _cards(name: str) -> list[dict]:
 
 
 def _run(request: dict) -> list[dict]:
-    service = SERVICES[{"order-sign": "thiopurine-order-sign", "order-select": "thiopurine-order-select"}
-                       .get(request["hook"], "thiopurine-medication-prescribe")]
-    env = HookEnv(client=FhirClient(), today=lambda: date(2026, 12, 7))
-    return run(service, request, env).response["cards"]
+    return case_cards(request)
 
 
 def _codes(cards: list[dict]) -> list[str]:

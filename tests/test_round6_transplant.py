@@ -5,17 +5,14 @@ Built from the reviewer's c43, c44, c58 (tests/data/review6)."""
 from __future__ import annotations
 
 import json
-from datetime import date
 from pathlib import Path
 
 import pytest
 
-from hooks.pipeline import HookEnv, run
-from hooks.registry import SERVICES
-from outbound.fhir_client import FhirClient
 from rules.dose import range_spec
 from rules.knowledge_base import load
 from rules.knowledge_schema import Indication
+from tests.review_cases import case_cards
 
 CASES = Path(__file__).resolve().parent / "data" / "review6"
 
@@ -26,10 +23,7 @@ def _case(prefix: str) -> dict:
 
 
 def _cards(request: dict) -> list[dict]:
-    service = SERVICES[{"order-sign": "thiopurine-order-sign", "order-select": "thiopurine-order-select"}
-                       .get(request["hook"], "thiopurine-medication-prescribe")]
-    env = HookEnv(client=FhirClient(), today=lambda: date(2026, 12, 7))
-    return run(service, request, env).response["cards"]
+    return case_cards(request)
 
 
 @pytest.mark.parametrize("case", ["c43", "c44", "c58"])

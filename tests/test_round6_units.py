@@ -3,7 +3,6 @@ results under unrecognised codes. Built from the reviewer's case files in tests/
 from __future__ import annotations
 
 import json
-from datetime import date
 from pathlib import Path
 
 import pytest
@@ -11,9 +10,7 @@ import pytest
 from fhir_mappers.facts import DataGap
 from fhir_mappers.observations import measurements
 from fhir_mappers.terminology import terminology
-from hooks.pipeline import HookEnv, run
-from hooks.registry import SERVICES
-from outbound.fhir_client import FhirClient
+from tests.review_cases import case_cards
 
 CASES = Path(__file__).resolve().parent / "data" / "review6"
 LOINC = "http://loinc.org"
@@ -23,10 +20,7 @@ UCUM = "http://unitsofmeasure.org"
 def _cards(prefix: str) -> dict[str, dict]:
     path = next(CASES.glob(f"{prefix}-*.json"))
     request = json.loads(path.read_text(encoding="utf-8"))
-    service = SERVICES[{"order-sign": "thiopurine-order-sign", "order-select": "thiopurine-order-select"}
-                          .get(request["hook"], "thiopurine-medication-prescribe")]
-    env = HookEnv(client=FhirClient(), today=lambda: date(2026, 12, 7))
-    return {c["source"]["topic"]["code"]: c for c in run(service, request, env).response["cards"]}
+    return {c["source"]["topic"]["code"]: c for c in case_cards(request)}
 
 
 def _obs(code: str | None, value=None, unit: str | None = None, *, system: str = LOINC, text: str = "",

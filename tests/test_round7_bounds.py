@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import date
 from pathlib import Path
 
 import pytest
+from tests.review_cases import case_cards
 
-from hooks.pipeline import HookEnv, run
-from hooks.registry import SERVICES
-from outbound.fhir_client import FhirClient
 
 CASES = Path(__file__).resolve().parent / "data" / "review7"
 
@@ -26,9 +23,7 @@ def _request(name: str) -> dict:
 
 
 def _cards(request: dict) -> list[dict]:
-    service = SERVICES[{"order-sign": "thiopurine-order-sign", "order-select": "thiopurine-order-select"}
-                       .get(request["hook"], "thiopurine-medication-prescribe")]
-    return run(service, request, HookEnv(client=FhirClient(), today=lambda: date(2026, 12, 7))).response["cards"]
+    return case_cards(request)
 
 
 def _topic(cards: list[dict], code: str) -> list[dict]:
