@@ -375,7 +375,7 @@ def report_observations(report: dict) -> list[dict]:
         # result of the report's own code, in its words; the classifier decides whether that code is genomic
         out.append({"resourceType": "Observation", "id": f"{report.get('id')}-conclusion", "status": status or "final",
                     "code": report.get("code"), "valueString": report["conclusion"],
-                    **{k: report[k] for k in ("effectiveDateTime", "effectivePeriod", "issued", "subject")
+                    **{k: report[k] for k in ("effectiveDateTime", "effectivePeriod", "issued")
                        if k in report}})
     return out
 

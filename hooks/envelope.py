@@ -46,12 +46,12 @@ def decode(raw: bytes) -> ServiceRequest:
 
 
 class Prefetch(Mapping):
-    """A request's ``prefetch``: key -> the value, decoded by ``decode`` (bytes -> Python) when first read,
-    and kept for the rest of the call. ``decoded`` names the keys read so far."""
+    """A request's ``prefetch``: key -> the value, decoded by ``decode`` (bytes and the key -> Python) when first
+    read, and kept for the rest of the call. ``decoded`` names the keys read so far."""
 
     __slots__ = ("_raw", "_decode", "_values")
 
-    def __init__(self, raw: dict[str, msgspec.Raw], decode: Callable[[bytes], Any]) -> None:
+    def __init__(self, raw: dict[str, msgspec.Raw], decode: Callable[[bytes, str], Any]) -> None:
         self._raw = raw
         self._decode = decode
         self._values: dict[str, Any] = {}
@@ -61,7 +61,7 @@ class Prefetch(Mapping):
             return self._values[key]
         except KeyError:
             pass
-        value = self._values[key] = self._decode(self._raw[key])
+        value = self._values[key] = self._decode(self._raw[key], key)
         return value
 
     def __iter__(self) -> Iterator[str]:

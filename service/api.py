@@ -8,6 +8,7 @@ import msgspec
 
 from flask import Blueprint, Response, current_app, g
 
+from fhir_mappers.read_members import RESULT_KEYS, decode_results
 from hooks import SERVICES, HookEnv
 from hooks.errors import HookError
 from hooks import envelope
@@ -47,22 +48,32 @@ class _PartReader:
         self.containers = 0
         self.container_limit = jsonbody.container_limit()
 
-    def read(self, raw: bytes, level: int) -> object:
-        """The JSON value ``raw`` found ``level`` objects deep in the body (a top-level member: 1)."""
+    def read(self, raw: bytes, level: int, parse=jsonbody.parse) -> object:
+        """The JSON value ``raw`` found ``level`` objects deep in the body (a top-level member: 1), parsed by
+        ``parse`` (which raises ValueError or RecursionError for what is not JSON)."""
         if self.container_limit is not None:
             self.containers += jsonbody.containers(raw)
             if self.containers > self.container_limit:
                 jsonbody.raise_too_many_containers(self.container_limit)
         try:
-            value = jsonbody.parse(raw)
+            value = parse(raw)
         except (ValueError, RecursionError):
             raise ApiError(400, "The body is not valid JSON") from None
         if jsonbody.nested_deeper_than(raw, value, self.depth_limit - level):
             raise ApiError(400, f"The JSON body is nested deeper than {self.depth_limit} levels")
         return value
 
-    def prefetch_value(self, raw) -> object:
-        return self.read(bytes(raw), 2)
+    def prefetch_value(self, raw, key: str) -> object:
+        """A prefetch value. A results key (``read_members.RESULT_KEYS``) is read with only the members the
+        mappers read of its resources (``fhir_mappers.read_members``), a shape that decoder does not take whole."""
+        return self.read(bytes(raw), 2, _read_results if key in RESULT_KEYS else jsonbody.parse)
+
+
+def _read_results(raw: bytes) -> object:
+    try:
+        return decode_results(raw)
+    except (msgspec.DecodeError, RecursionError):  # a shape the typed decoder does not take: parsed whole
+        return jsonbody.parse(raw)
 
 
 def _typed_request(raw: bytes, service) -> dict | None:
