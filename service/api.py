@@ -51,15 +51,16 @@ class _PartReader:
     def read(self, raw: bytes, level: int, parse=jsonbody.parse) -> object:
         """The JSON value ``raw`` found ``level`` objects deep in the body (a top-level member: 1), parsed by
         ``parse`` (which raises ValueError or RecursionError for what is not JSON)."""
+        marks = jsonbody.marks_of(raw)  # read once: for the container count and for the depth
         if self.container_limit is not None:
-            self.containers += jsonbody.containers(raw)
+            self.containers += jsonbody.containers_in(marks)
             if self.containers > self.container_limit:
                 jsonbody.raise_too_many_containers(self.container_limit)
         try:
             value = parse(raw)
         except (ValueError, RecursionError):
             raise ApiError(400, "The body is not valid JSON") from None
-        if jsonbody.nested_deeper_than(raw, value, self.depth_limit - level):
+        if jsonbody.nested_deeper_than(raw, value, self.depth_limit - level, marks):
             raise ApiError(400, f"The JSON body is nested deeper than {self.depth_limit} levels")
         return value
 

@@ -99,12 +99,13 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def nested_deeper_than(raw: bytes, parsed: Any, limit: int) -> bool:
+def nested_deeper_than(raw: bytes, parsed: Any, limit: int, marks: bytes | None = None) -> bool:
     """Is the JSON in ``raw`` (already parsed into ``parsed``, so known valid) nested more than
-    ``limit`` objects/arrays deep? The top-level object counts as depth 1.
+    ``limit`` objects/arrays deep? The top-level object counts as depth 1. ``marks``: ``marks(raw)``, when
+    the caller has it already (it counted the containers from it).
 
     On the bytes, for a valid UTF-8 JSON text: drop the escaped backslashes, then the escaped
-    quotes (so every remaining ``"`` opens or closes a string); keep only quotes and brackets;
+    quotes (so every remaining ``"`` opens or closes a string); keep only quotes and brackets (``marks``);
     drop every ``""`` (an empty string, or a close-and-open of two strings with no bracket between
     them: merging those changes nothing); remove what is left in quotes (the rare strings that
     contain brackets: split at the quotes, keep every other piece); treat ``[]`` as ``{}``. Then
@@ -112,17 +113,34 @@ def nested_deeper_than(raw: bytes, parsed: Any, limit: int) -> bool:
     """
     if not isinstance(raw, (bytes, bytearray)) or json.detect_encoding(raw) not in ("utf-8", "utf-8-sig"):
         return tree_depth(parsed, limit) > limit
-    deeper = bytes_deeper_than(raw, limit)
+    deeper = marks_deeper_than(marks_of(raw) if marks is None else marks, limit)
     return tree_depth(parsed, limit) > limit if deeper is None else deeper
+
+
+def marks_of(raw: bytes) -> bytes:
+    """The quotes and brackets of ``raw``, once its escaped backslashes and escaped quotes are dropped: every
+    ``{`` and ``[`` of ``raw`` is in it (``containers_in``), and every remaining ``"`` opens or closes a string."""
+    s = bytes(raw)
+    if b"\\" in s:
+        s = s.replace(b"\\\\", b"").replace(b'\\"', b"")
+    return s.translate(None, _KEEP_ONLY_BRACKETS_AND_QUOTES)
+
+
+def containers_in(marks: bytes) -> int:
+    """``containers`` of a text, counted on its ``marks_of`` (the same count: only backslashes and quotes were
+    dropped besides the other characters)."""
+    return marks.count(b"{") + marks.count(b"[")
 
 
 def bytes_deeper_than(raw: bytes, limit: int) -> bool | None:
     """``nested_deeper_than`` on the bytes of a valid UTF-8 JSON text alone; None where the bytes cannot
     tell (cannot happen for valid JSON: the caller then measures the parsed value)."""
-    s = bytes(raw)
-    if b"\\" in s:
-        s = s.replace(b"\\\\", b"").replace(b'\\"', b"")
-    s = s.translate(None, _KEEP_ONLY_BRACKETS_AND_QUOTES).replace(b'""', b"")
+    return marks_deeper_than(marks_of(raw), limit)
+
+
+def marks_deeper_than(marks: bytes, limit: int) -> bool | None:
+    """``bytes_deeper_than`` from the text's ``marks_of``."""
+    s = marks.replace(b'""', b"")
     if b'"' in s:  # what is left alternates open, close (pairs were removed): keep what lies outside
         if s.count(b'"') % 2:  # cannot happen for valid JSON; be exact anyway
             return None

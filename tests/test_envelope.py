@@ -40,8 +40,13 @@ def test_depth_on_the_bytes_agrees_with_the_tree(seed):
         for ascii_only in (True, False):
             raw = json.dumps(value, ensure_ascii=ascii_only).encode()
             parsed = json.loads(raw)
+            marks = jsonbody.marks_of(raw)
+            # the container count read from the marks is the count on the raw bytes (the 413 limit)
+            assert jsonbody.containers_in(marks) == jsonbody.containers(raw)
             for limit in (1, 2, 3, 5, 8, 13):
-                assert jsonbody.nested_deeper_than(raw, parsed, limit) == (jsonbody._tree_depth(parsed, limit) > limit)
+                want = jsonbody._tree_depth(parsed, limit) > limit
+                assert jsonbody.nested_deeper_than(raw, parsed, limit) == want
+                assert jsonbody.nested_deeper_than(raw, parsed, limit, marks) == want
 
 
 def test_depth_of_strings_with_brackets_only():
