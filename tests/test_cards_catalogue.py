@@ -557,6 +557,15 @@ VALUE_CASES: dict[str, tuple[Any, dict[str, Any]]] = {
     "interaction-tnf-blockers": (lambda: _run(meds=[med_request("191831", "infliximab", id="ifx", status="active", daily_mg=50)]),
                                  {"group": "tnf_blockers", "other": "infliximab"}),
     "interaction-ribavirin": (lambda: _run(meds=ESTABLISHED + [med_request("9344", "ribavirin", id="r", status="active", daily_mg=50)]), {"group": "ribavirin"}),
+    # round-8 H3: myelosuppressive co-medication (Imuran label: drugs which may affect leukocyte production)
+    "interaction-mycophenolate": (lambda: _run(meds=ESTABLISHED + [med_request("68149", "mycophenolate mofetil", id="mmf", status="active", daily_mg=2000)]),
+                                  {"group": "mycophenolate", "other": "mycophenolate mofetil"}),
+    "interaction-myelosuppressive-antivirals": (lambda: _run(meds=ESTABLISHED + [med_request("275891", "valganciclovir", id="vgc", status="active", daily_mg=900)]),
+                                                {"group": "myelosuppressive_antivirals", "other": "valganciclovir"}),
+    "interaction-clozapine": (lambda: _run(meds=ESTABLISHED + [med_request("2626", "clozapine", id="clz", status="active", daily_mg=300)]),
+                              {"group": "clozapine", "other": "clozapine"}),
+    "interaction-deferiprone": (lambda: _run(meds=ESTABLISHED + [med_request("0", "Ferriprox (deferiprone) 500 MG Oral Tablet", id="dfp", status="active", daily_mg=3000)]),
+                                {"group": "deferiprone", "other": "deferiprone"}),
     # a new azathioprine start with mesalamine active (a renewal of the combination gets no card: audit round 2, M4)
     "interaction-aminosalicylates": (lambda: _run(meds=[med_request("52582", "mesalamine", id="m", status="active", daily_mg=50)]),
                                      {"group": "aminosalicylates", "routine": True}),

@@ -258,7 +258,12 @@ def test_live_vaccine_either_direction_names_the_alternative():
 
 @pytest.mark.parametrize("rx,name,rule", [("1998", "captopril", "interaction-ace-inhibitors"),
                                           ("9344", "ribavirin", "interaction-ribavirin"),
-                                          ("", "Bactrim DS (sulfamethoxazole/trimethoprim)", "interaction-cotrimoxazole")])
+                                          ("", "Bactrim DS (sulfamethoxazole/trimethoprim)", "interaction-cotrimoxazole"),
+                                          # round-8 H3: other drugs affecting leukocyte production (Imuran label)
+                                          ("68149", "mycophenolate mofetil", "interaction-mycophenolate"),
+                                          ("275891", "valganciclovir", "interaction-myelosuppressive-antivirals"),
+                                          ("2626", "clozapine", "interaction-clozapine"),
+                                          ("", "Ferriprox (deferiprone)", "interaction-deferiprone")])
 def test_other_interactions_warn(rx, name, rule):
     other = active(rx or "0", name, id="other", mg=100)
     f = one(run([med_request(daily_mg=100)], meds=[active(mg=100), other]), rule)
