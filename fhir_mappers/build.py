@@ -233,7 +233,7 @@ def _other_patient_gaps(draft_orders: list[dict], set_aside: dict[str, list[tupl
                 fresh.append((r, ref))
         if not fresh:
             continue
-        types = {r.get("resourceType") for r, _ in fresh}
+        types = {str(r.get("resourceType")) for r, _ in fresh}
         one, many = _NOUNS.get(next(iter(types)), ("record", "records")) if len(types) == 1 else ("record", "records")
         n = len(fresh)
         refs = list(dict.fromkeys(ref for _, ref in fresh))
@@ -246,9 +246,9 @@ def _other_patient_gaps(draft_orders: list[dict], set_aside: dict[str, list[tupl
             why = (f"{n} {one if n == 1 else many} {'names' if n == 1 else 'name'} another patient ({quoted}) "
                    f"and {'was' if n == 1 else 'were'} not used")
         out.append(DataGap(what, why, key="other_patient", sent=refs[0]))
-    drafts = [(r, ref) for r in draft_orders if isinstance(r, dict) and (ref := other_patient(r, patient_id)) is not None]
-    if drafts:
-        refs = list(dict.fromkeys(ref for _, ref in drafts))
+    draft_refs = [other_patient(r, patient_id) for r in draft_orders]
+    refs = list(dict.fromkeys(ref for ref in draft_refs if ref is not None))
+    if refs:
         out.append(DataGap("the order being signed", f"it names another patient ({', '.join(refs[:2])}), not "
                            f"Patient/{patient_id[:40]}: check that the order is for this patient",
                            key="other_patient", sent=refs[0]))

@@ -102,11 +102,11 @@ def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> l
             other = vaccine or next(o for o in facts.orders if o.selected and _concerns(o))
             return [Finding("data-incomplete", "", {"variant": "interaction_only", "order": other.display[:60],
                                                     "groups": [], "gaps": []}, indicator=skipped)]
-        other = [g for g in facts.gaps if g.key == "other_patient"]
-        if other and needs_data(facts.orders):
+        set_aside = [g for g in facts.gaps if g.key == "other_patient"]
+        if set_aside and needs_data(facts.orders):
             # an interacting drug or a live vaccine judged on a record that held another patient's data (round-8 H1)
             gaps = [{"what": g.what, "why": g.why, "key": g.key, "outcome": "", "sent": g.sent, "bound_only": False}
-                    for g in other]
+                    for g in set_aside]
             return [Finding("data-incomplete", "", {"variant": "thiopurine", "groups": [], "gaps": gaps,
                                                     "names": _gap_names([], gaps), "other_patient": "only"},
                             indicator="warning")]
