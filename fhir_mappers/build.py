@@ -15,19 +15,33 @@ from .medications import ingredients_of, medication_concept, medication_fact
 from .observations import (PRELIMINARY_STATUS, analyte_named, classified_measurements, classify, gene_results,
                            genes_of_uncoded_result, status_observations)
 from .patient import allergy_facts, condition_facts, patient_fact
+from .subject import context_patient_id, other_patient
 
 
 class Prefetch:
     """Every gathered value of one call read once: its resources in order (as ``resources_of`` reads them) and
     grouped by resourceType, so that each mapper is handed its resources without walking the Bundles again."""
 
-    __slots__ = ("in_order", "by_type")
+    __slots__ = ("in_order", "by_type", "set_aside")
 
-    def __init__(self, data: dict[str, Any]) -> None:
+    def __init__(self, data: dict[str, Any], patient_id: str | None = None) -> None:
         self.in_order: dict[str, list[dict]] = {}
         self.by_type: dict[str, dict[str, list[dict]]] = {}
+        # resources that name another patient than ``patient_id`` (round-8 H1), per key: (resource, reference as
+        # sent); they are in no list a mapper reads
+        self.set_aside: dict[str, list[tuple[dict, str]]] = {}
         for key, value in data.items():
             items = list(resources_of(value))
+            if patient_id is not None:
+                kept = []
+                for r in items:
+                    # a Patient is compared only where it is read (the ``patient`` key), not as a search's _include
+                    other = None if key != "patient" and r.get("resourceType") == "Patient" else other_patient(r, patient_id)
+                    if other is None:
+                        kept.append(r)
+                    else:
+                        self.set_aside.setdefault(key, []).append((r, other))
+                items = kept
             groups: dict[str, list[dict]] = {}
             for r in items:
                 rtype = r.get("resourceType")
@@ -93,20 +107,27 @@ def build_facts(
     today: date,
     gaps: list[DataGap] | None = None,
     orders: list[MedicationFact] | None = None,
+    patient_id: str | None = None,
 ) -> ClinicalFacts:
     """``orders``: the draft orders already mapped (the hooks map them first to
     decide whether the call concerns thiopurines); mapped here when omitted.
 
+    ``patient_id``: ``context.patientId``. A gathered resource whose subject (or patient) names another Patient,
+    and a Patient resource with another id, is set aside, never read as this patient's data, and named by a gap
+    (key ``other_patient``); a draft order that names another patient is still read (it is the order being
+    signed) and named by a gap too (``fhir_mappers.subject``: what can be compared). None: nothing is compared.
+
     Each prefetch value is walked once (``Prefetch``) and each resource is handed to its one mapper; the
     look-ups the mappers memoise (dates, units, drug and result names) live for this call only."""
     with one_call():
-        return _build_facts(draft_orders, data, today, list(gaps or []), orders)
+        return _build_facts(draft_orders, data, today, list(gaps or []), orders, context_patient_id(patient_id))
 
 
 def _build_facts(draft_orders: list[dict], data: dict[str, Any], today: date, gaps: list[DataGap],
-                 orders: list[MedicationFact] | None) -> ClinicalFacts:
+                 orders: list[MedicationFact] | None, patient_id: str | None = None) -> ClinicalFacts:
     unavailable = {key for key, value in data.items() if value is None}
-    pf = Prefetch(data)
+    pf = Prefetch(data, patient_id)
+    set_aside = dict(pf.set_aside)
     meds_index = _medication_index(pf)
     if orders is None:
         orders = order_facts(draft_orders, meds_index)
@@ -148,7 +169,14 @@ def _build_facts(draft_orders: list[dict], data: dict[str, Any], today: date, ga
     # DiagnosticReports may carry their results as contained Observations
     for key in ("pgx", "labs", "lab_results"):
         for report in pf.of(key, "DiagnosticReport"):
-            observations += report_observations(report)
+            for obs in report_observations(report):
+                other = other_patient(obs, patient_id)
+                if other is None:
+                    observations.append(obs)
+                else:
+                    set_aside.setdefault(key, []).append((obs, other))
+    if patient_id is not None:
+        gaps += _other_patient_gaps(draft_orders, set_aside, patient_id)
     numeric, genomic, status = _classify(observations)
     texts: dict = {}
     by_analyte = classified_measurements(numeric, gaps, texts)
@@ -156,7 +184,7 @@ def _build_facts(draft_orders: list[dict], data: dict[str, Any], today: date, ga
     heights = by_analyte.pop("height", [])
     orders = [_with_weight(o, weights) for o in orders]
     active = [_with_weight(o, weights) for o in active]
-    patient = next(iter(pf.of("patient", "Patient")), None)
+    patient = next(iter(pf.of("patient", "Patient")), None)  # a Patient with another id is set aside (Prefetch)
 
     return ClinicalFacts(
         today=today,
@@ -176,6 +204,55 @@ def _build_facts(draft_orders: list[dict], data: dict[str, Any], today: date, ga
         gaps=gaps,
         unavailable=unavailable,
     )
+
+
+# what each data group holds, in a clinician's words, for the gap that names data of another patient
+_GROUP_WORDS = {"patient": "demographics (age, sex)", "medications": "medications", "past_medications": "stopped medications",
+                "pgx": "TPMT / NUDT15 results", "labs": "blood counts and liver tests", "lab_results": "laboratory results",
+                "weight": "body weight", "height": "height", "pregnancy": "pregnancy and breastfeeding status",
+                "conditions": "conditions", "allergies": "allergies", "immunizations": "immunizations"}
+_NOUNS = {"Observation": ("result", "results"), "DiagnosticReport": ("report", "reports"),
+          "MedicationRequest": ("order", "orders"), "MedicationStatement": ("medication statement", "medication statements"),
+          "MedicationDispense": ("dispense", "dispenses"), "Condition": ("condition", "conditions"),
+          "AllergyIntolerance": ("allergy record", "allergy records"), "Immunization": ("immunization", "immunizations"),
+          "Patient": ("patient record", "patient records")}
+
+
+def _other_patient_gaps(draft_orders: list[dict], set_aside: dict[str, list[tuple[dict, str]]],
+                        patient_id: str) -> list[DataGap]:
+    """One gap per data group that held resources about another patient (round-8 H1), quoting the references as
+    sent; and one for draft orders that name another patient (still read: they are the orders being signed)."""
+    out = []
+    seen: set = set()
+    for key, items in set_aside.items():
+        fresh = []
+        for r, ref in items:
+            rid = ref_of(r) or id(r)
+            if rid not in seen:  # the same resource under two keys is named once
+                seen.add(rid)
+                fresh.append((r, ref))
+        if not fresh:
+            continue
+        types = {str(r.get("resourceType")) for r, _ in fresh}
+        one, many = _NOUNS.get(next(iter(types)), ("record", "records")) if len(types) == 1 else ("record", "records")
+        n = len(fresh)
+        refs = list(dict.fromkeys(ref for _, ref in fresh))
+        quoted = ", ".join(refs[:2]) + (f" and {len(refs) - 2} more" if len(refs) > 2 else "")
+        what = _GROUP_WORDS.get(key, f"data under '{key[:40]}'")
+        if types == {"Patient"}:
+            why = (f"the patient record sent ({quoted}) is not this patient's (Patient/{patient_id[:40]}) "
+                   "and was not used: age and sex are unknown")
+        else:
+            why = (f"{n} {one if n == 1 else many} {'names' if n == 1 else 'name'} another patient ({quoted}) "
+                   f"and {'was' if n == 1 else 'were'} not used")
+        out.append(DataGap(what, why, key="other_patient", sent=refs[0]))
+    draft_refs = [other_patient(r, patient_id) for r in draft_orders]
+    refs = list(dict.fromkeys(ref for ref in draft_refs if ref is not None))
+    if refs:
+        out.append(DataGap("the order being signed", f"it names another patient ({', '.join(refs[:2])}), not "
+                           f"Patient/{patient_id[:40]}: check that the order is for this patient",
+                           key="other_patient", sent=refs[0]))
+    return out
 
 
 # MedicationStatement.status (R4) that means the patient takes, or is about to take, the drug

@@ -2,7 +2,7 @@
 decoded with only them.
 
 A laboratory result as an EHR sends it carries members no mapper reads (``meta``, ``identifier``,
-``performer``, ``subject``, ``category``, ``encounter``, ``specimen``, the narrative ``text``...): in the
+``performer``, ``category``, ``encounter``, ``specimen``, the narrative ``text``...): in the
 realistic request of the benchmarks they are about a third of the objects parsed, then freed, per call.
 ``decode_results`` reads a value of a results key (a searchset Bundle of Observations, DiagnosticReports and
 whatever else the server put there) into the same plain dicts and lists that a whole parse gives, with each
@@ -39,6 +39,9 @@ class Resource(TypedDict, total=False):
     extension: Any
     modifierExtension: Any  # noqa: N815
     contained: Any
+    # whose data it is (fhir_mappers.subject: a resource about another patient is set aside, round-8 H1)
+    subject: Any
+    patient: Any
     # Observation (R4): code, value[x], effective[x], issued, interpretation, reference range, components,
     # the genomics members (derivedFrom, hasMember), note and method
     code: Any

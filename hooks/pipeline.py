@@ -149,7 +149,7 @@ def evaluate(request: dict, env: HookEnv, *, service: ServiceDefinition, drafts:
     data, gaps = _omitted_keys(wanted, prefetch, data, gaps)
     fhir_ms = (time.monotonic() - started) * 1000
     today = env.today()
-    facts = build_facts(drafts, data, today=today, gaps=gaps, orders=orders)
+    facts = build_facts(drafts, data, today=today, gaps=gaps, orders=orders, patient_id=pid)
     findings = rules.evaluate(facts, env.rule_options)
     if keep is not None:
         keep.update(facts=facts, findings=findings)

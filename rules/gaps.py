@@ -68,7 +68,8 @@ _SERIOUS_GROUPS = {"medications", "labs", "weight", "patient", "allergies", "con
 # ALT / AST: the liver-test check (withhold); 6-TGN / 6-MMP: a result that exists and cannot be read hides a
 # toxicity finding (a safety check that could not be done is never info)
 # haemoglobin: severe anaemia is a severe-cytopenia finding (CTCAE v5 grade 3)
-_SERIOUS_GAPS = {"tpmt_activity", "neutrophils", "wbc", "platelets", "lymphocytes", "hemoglobin", "weight",
+# other_patient: data sent about another patient, set aside (round-8 H1): this patient's data were not sent
+_SERIOUS_GAPS = {"other_patient", "tpmt_activity", "neutrophils", "wbc", "platelets", "lymphocytes", "hemoglobin", "weight",
                  "weight_conflict", "egfr", "alt", "ast", "alp", "bilirubin", "tgn", "mmp"}
 _SENT_IN_SUMMARY = 24  # characters of a value as sent that a summary quotes ("eGFR '<15'")
 
@@ -101,6 +102,14 @@ def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> l
             other = vaccine or next(o for o in facts.orders if o.selected and _concerns(o))
             return [Finding("data-incomplete", "", {"variant": "interaction_only", "order": other.display[:60],
                                                     "groups": [], "gaps": []}, indicator=skipped)]
+        set_aside = [g for g in facts.gaps if g.key == "other_patient"]
+        if set_aside and needs_data(facts.orders):
+            # an interacting drug or a live vaccine judged on a record that held another patient's data (round-8 H1)
+            gaps = [{"what": g.what, "why": g.why, "key": g.key, "outcome": "", "sent": g.sent, "bound_only": False}
+                    for g in set_aside]
+            return [Finding("data-incomplete", "", {"variant": "thiopurine", "groups": [], "gaps": gaps,
+                                                    "names": _gap_names([], gaps), "other_patient": "only"},
+                            indicator="warning")]
         if vaccine is not None and "past_medications" in facts.unavailable \
                 and not any(thiopurine_of(m) for m in facts.active_medications):
             gap = next((g for g in facts.gaps if g.key == "past_medications"), None)
@@ -127,9 +136,10 @@ def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> l
     if not groups and not gaps:
         return []
     order, drug = orders[0]
-    return [Finding("data-incomplete", order.ref, {"variant": "thiopurine", "groups": groups, "gaps": gaps,
-                                                   "names": _gap_names(groups, gaps)},
-                    indicator="warning" if serious else "info", drug=drug)]
+    params = {"variant": "thiopurine", "groups": groups, "gaps": gaps, "names": _gap_names(groups, gaps)}
+    if any(g["key"] == "other_patient" for g in gaps):  # the summary says data of another patient were set aside
+        params["other_patient"] = "only" if all(g["key"] == "other_patient" for g in gaps) and not groups else "some"
+    return [Finding("data-incomplete", order.ref, params, indicator="warning" if serious else "info", drug=drug)]
 
 
 def _gap_names(groups: list[dict], gaps: list[dict]) -> list[str]:
