@@ -432,6 +432,25 @@ def label(f: Finding, key: str, action_values: dict[str, Any], guideline: str = 
     return _one_line(entry.labels[key], ctx)
 
 
+@cache
+def _asks_action_expression(source: str) -> Any:
+    return _catalogue_env().compile_expression(source, undefined_to_none=False)
+
+
+def asks_action(f: Finding) -> bool:
+    """Whether the finding's card asks the prescriber to act (check by hand, could not be checked): the catalogue's
+    ``asks_action`` (true, or a Jinja2 expression on the finding's values). An expression that fails on unforeseen
+    values counts as asking (a note is never hidden for a wording error)."""
+    spec = catalogue()[f.rule_id].asks_action
+    if isinstance(spec, bool):
+        return spec
+    try:
+        ctx = _context({**f.values, "drug": f.drug or f.values.get("drug", "")}, "cpic")
+        return bool(_asks_action_expression(spec)(ctx))
+    except (jinja2.TemplateError, TypeError, ValueError, KeyError, ZeroDivisionError):
+        return True
+
+
 def merged_summary(parts: list[str]) -> str:
     """Summary of an info card that carries several findings: as many of them as fit."""
     w = wording()
@@ -480,6 +499,9 @@ def check(guidelines=None) -> None:
                                     f"over {SUMMARY_MAX} characters: {r.short!r}")
                 for key in e.labels:
                     label(Finding(rule_id, "", values, drug=drug), key, dict(w.sample_action), guideline)
+                spec = catalogue()[rule_id].asks_action
+                if isinstance(spec, str):  # the expression compiles and evaluates on the sample values
+                    _asks_action_expression(spec)(_context({**values, "drug": drug}, guideline))
             except jinja2.TemplateError as exc:
                 problems.append(f"{where} ({guideline}): template does not render with the sample values: "
                                 f"{' '.join(str(exc).split())}")
