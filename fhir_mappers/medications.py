@@ -10,7 +10,7 @@ from typing import Any
 from .facts import DailyDose, MedicationFact, PriorTherapy
 from .fhirjson import call_memo, all_text, as_list, code_keys, codes_in, codings, concept_text, number, parse_date, ref_of
 from .terminology import (ATC, CVX, NDC, RXNORM, UCUM, cvx_code, ingredients_in_text, ndc_vaccine, norm_unit, terminology,
-                          vaccines_in_text)
+                          text_vaccines_beside, vaccines_in_text)
 
 # v3 GTSAbbreviation timing codes → administrations per day
 _TIMING_CODES = {
@@ -83,7 +83,7 @@ def vaccine_codes_of(concept: Any, text: str) -> set[str]:
         if (cvx := ndc_vaccine(c)) is not None:
             found.add(cvx)
     found |= {t.atc_vaccines[c.strip().upper()] for c in _codes_of(concept, ATC) if c.strip().upper() in t.atc_vaccines}
-    return found | vaccines_in_text(text)
+    return found | text_vaccines_beside(found, vaccines_in_text(text))
 
 
 def _item_concepts(medication: dict, container: dict | None) -> list[Any]:

@@ -116,7 +116,7 @@ def _cap(s: Any) -> str:
 
 
 def _and(items: Any) -> str:
-    items = [str(i) for i in items]
+    items = list(dict.fromkeys(str(i) for i in items))  # each once (round-8 m4)
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
 
 
@@ -172,13 +172,25 @@ class CatalogueEnvironment(jinja2.Environment):
         return super().getattr(obj, attribute)
 
 
+@jinja2.pass_eval_context
+def _join_once(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> str:
+    """Jinja2's ``join``, naming each item once: a list joined into card text never repeats an item (round-8 m4:
+    "Non-live alternative: inactivated influenza vaccine, inactivated influenza vaccine")."""
+    if attribute is None and isinstance(value, (list, tuple)):
+        try:
+            value = list(dict.fromkeys(value))
+        except TypeError:  # unhashable items: as given
+            pass
+    return jinja2.filters.do_join(eval_ctx, value, d, attribute)
+
+
 def _env(raw: Mapping[str, Any]) -> jinja2.Environment:
     env = CatalogueEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
                                trim_blocks=True, lstrip_blocks=True)
     groups = raw.get("groups", {})
     outcomes = raw.get("fhir_outcomes", {})
     reasons = {rid: r.dose_reason for rid, r in catalogue().entries.items()}
-    env.filters.update(mg=fmt_mg, mg_span=mg_span, mg_upto=mg_upto, mgkg=_mgkg, pct=_pct, num=_num, cap=_cap, and_list=_and,
+    env.filters.update(join=_join_once, mg=fmt_mg, mg_span=mg_span, mg_upto=mg_upto, mgkg=_mgkg, pct=_pct, num=_num, cap=_cap, and_list=_and,
                        reason=lambda rid: reasons.get(rid, rid),
                        group=lambda key: groups.get(key, {}).get("what", key),
                        group_check=lambda key: groups.get(key, {}).get("check", "it"),
