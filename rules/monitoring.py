@@ -19,7 +19,7 @@ LIVER = ("alt", "ast")  # the liver tests whose date says when the liver tests w
 LIVER_JUDGED = ("alt", "ast", "bilirubin", "alp")
 RULE_IDS = ("monitoring-cbc-due", "cytopenia", "cytopenia-severe", "liver-tests", "metabolites-high",
             "metabolites-low", "tpmt-activity-high", "aih-liver-baseline", "aih-start-bilirubin",
-            "thioguanine-liver-toxicity")
+            "thioguanine-liver-toxicity", "thioguanine-open-course")
 
 
 # the direction in which a result is worse (for choosing among results of the same date and time):
@@ -586,11 +586,10 @@ def thioguanine_liver_findings(facts: ClinicalFacts, ctx: CallContext | None = N
                   "months": (facts.today - since).days * 12 // 365 if since else None,
                   "indication": "" if ind == "unknown" else load().dosing.indications[ind].name,
                   "malignancy": malignancy}
-        out.append(Finding("thioguanine-liver-toxicity", order.ref, values,
+        out.append(Finding("thioguanine-open-course" if open_course else "thioguanine-liver-toxicity", order.ref, values,
                            [CancelOrder(order.ref, drug)] if stop and order.ref and order.is_draft else [],
-                           indicator="critical" if stop else "info" if open_course else None, stops_order=stop,
-                           drug=drug, sources=(spec.open_course_source,) if open_course and spec.open_course_source
-                           else ()))
+                           indicator="critical" if stop else None, stops_order=stop, drug=drug,
+                           sources=(spec.open_course_source,) if open_course and spec.open_course_source else ()))
     return out
 
 

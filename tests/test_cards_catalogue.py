@@ -583,6 +583,10 @@ VALUE_CASES: dict[str, tuple[Any, dict[str, Any]]] = {
                                                                   daily_mg=80, authored=days_ago(400))],
                                                 conditions=[condition("16294009")]),
                                    {"stop": False, "signs": ["?"]}),
+    # round-8 m5: a first thioguanine order for ALL with no duration
+    "thioguanine-open-course": (lambda: _run([med_request("10485", "thioguanine 40 MG Oral Tablet", id="tg", daily_mg=80)],
+                                             meds=[], conditions=[ALL]),
+                                {"phase": "open_course", "platelets": None, "signs": []}),
     "thiopurine-intolerance": (lambda: _run(allergies=[{**_allergy(), "type": "intolerance", "criticality": "low",
                                                         "reaction": [{"manifestation": [{"text": "Nausea"}]}]}]),
                                {"gi_signs": ["nausea"], "level": "warning"}),

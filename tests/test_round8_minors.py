@@ -147,7 +147,8 @@ def test_a_preliminary_intermediate_result_keeps_its_own_card_and_no_extra_note(
 
 def test_c11_a_first_open_ended_thioguanine_order_for_all_gets_one_info_note():
     cards = case_cards(_case("c11"))
-    (card,) = _with(cards, "thioguanine-liver-toxicity")
+    assert not _with(cards, "thioguanine-liver-toxicity")
+    (card,) = _with(cards, "thioguanine-open-course")
     assert card["indicator"] == "info"
     assert "no end date" in card["summary"] and "long-term continuous use not recommended" in card["summary"]
     assert "acute lymphoblastic leukaemia" in card["summary"]
@@ -160,13 +161,16 @@ def test_c11_with_a_duration_is_a_course_and_says_nothing():
         request = _case("c11")
         order = request["context"]["draftOrders"]["entry"][0]["resource"]
         order["dosageInstruction"][0]["timing"]["repeat"].update(bound)
-        assert not _with(case_cards(request), "thioguanine-liver-toxicity"), bound
+        cards = case_cards(request)
+        assert not _with(cards, "thioguanine-open-course") and not _with(cards, "thioguanine-liver-toxicity"), bound
     request = _case("c11")
     order = request["context"]["draftOrders"]["entry"][0]["resource"]
     order["dispenseRequest"] = {"expectedSupplyDuration": {"value": 14, "unit": "days"}}
-    assert not _with(case_cards(request), "thioguanine-liver-toxicity")
+    assert not _with(case_cards(request), "thioguanine-open-course")
 
 
 def test_c97_a_continued_order_keeps_the_warning():
-    (card,) = _with(case_cards(_case("c97")), "thioguanine-liver-toxicity")
+    cards = case_cards(_case("c97"))
+    assert not _with(cards, "thioguanine-open-course")
+    (card,) = _with(cards, "thioguanine-liver-toxicity")
     assert card["indicator"] == "warning" and card["summary"].startswith("Thioguanine continued")
