@@ -176,7 +176,8 @@ class CatalogueEnvironment(jinja2.Environment):
 def _join_once(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> str:
     """Jinja2's ``join``, naming each item once: a list joined into card text never repeats an item (round-8 m4:
     "Non-live alternative: inactivated influenza vaccine, inactivated influenza vaccine")."""
-    if attribute is None and isinstance(value, (list, tuple)):
+    if attribute is None and not isinstance(value, (str, jinja2.Undefined)) and hasattr(value, "__iter__"):
+        value = list(value)  # a list, tuple or a filter's generator (map, select): read once, here
         try:
             value = list(dict.fromkeys(value))
         except TypeError:  # unhashable items: as given
