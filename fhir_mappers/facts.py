@@ -83,6 +83,9 @@ class MedicationFact:
     resource: dict | None = field(default=None, compare=False, repr=False)
     ended_on: date | None = None  # stopped/completed orders: the end date, else authoredOn (it ended after that)
     replaces: frozenset[str] = frozenset()  # "MedicationRequest/id" this order renews (priorPrescription, basedOn)
+    # the order says how long it runs (a dosage's timing bounds or count, the dispense validity end or expected supply
+    # duration): a course, not an open-ended order (round-8 m5, thioguanine in leukaemia)
+    bounded: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from typing import Any
 from .facts import DailyDose, MedicationFact, PriorTherapy
 from .fhirjson import call_memo, all_text, as_list, code_keys, codes_in, codings, concept_text, number, parse_date, ref_of
 from .terminology import (ATC, CVX, NDC, RXNORM, UCUM, cvx_code, ingredients_in_text, ndc_vaccine, norm_unit, terminology,
-                          vaccines_in_text)
+                          text_vaccines_beside, vaccines_in_text)
 
 # v3 GTSAbbreviation timing codes → administrations per day
 _TIMING_CODES = {
@@ -83,7 +83,7 @@ def vaccine_codes_of(concept: Any, text: str) -> set[str]:
         if (cvx := ndc_vaccine(c)) is not None:
             found.add(cvx)
     found |= {t.atc_vaccines[c.strip().upper()] for c in _codes_of(concept, ATC) if c.strip().upper() in t.atc_vaccines}
-    return found | vaccines_in_text(text)
+    return found | text_vaccines_beside(found, vaccines_in_text(text))
 
 
 def _item_concepts(medication: dict, container: dict | None) -> list[Any]:
@@ -485,4 +485,30 @@ def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, di
         prior_therapy=_prior_therapy(resource) if rtype == "MedicationRequest" else None,
         replaces=_replaced_refs(resource) if rtype == "MedicationRequest" else frozenset(),
         resource=original,
+        bounded=_bounded(resource),
     )
+
+
+def _bounded(resource: dict) -> bool:
+    """Whether the order says how long it runs: a dosage's ``timing.repeat`` boundsDuration, boundsRange,
+    boundsPeriod.end or count, or ``dispenseRequest`` validityPeriod.end or expectedSupplyDuration (FHIR R4
+    MedicationRequest, Timing). Only a value that is there counts: an empty object bounds nothing."""
+    dispense = resource.get("dispenseRequest")
+    if isinstance(dispense, dict):
+        period = dispense.get("validityPeriod")
+        if isinstance(period, dict) and period.get("end"):
+            return True
+        supply = dispense.get("expectedSupplyDuration")
+        if isinstance(supply, dict) and supply.get("value") is not None:
+            return True
+    for d in as_list(resource.get("dosageInstruction")):
+        timing = d.get("timing") if isinstance(d, dict) else None
+        repeat = timing.get("repeat") if isinstance(timing, dict) else None
+        if not isinstance(repeat, dict):
+            continue
+        duration, rng, period = repeat.get("boundsDuration"), repeat.get("boundsRange"), repeat.get("boundsPeriod")
+        if (isinstance(duration, dict) and duration.get("value") is not None) or \
+                (isinstance(rng, dict) and isinstance(rng.get("high"), dict) and rng["high"].get("value") is not None) or \
+                (isinstance(period, dict) and period.get("end")) or repeat.get("count") is not None:
+            return True
+    return False

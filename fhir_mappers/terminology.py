@@ -287,6 +287,29 @@ def vaccines_in_text(text: str) -> set[str]:
     return set(_vaccines_in_text(text or ""))
 
 
+def vaccine_family(name: str) -> str:
+    """The vaccine a CVX name is a formulation of: "rotavirus, pentavalent, live (RV5)" -> "rotavirus";
+    a comma inside parentheses does not end it: "MMR (measles, mumps, rubella), live" -> "MMR (measles, mumps,
+    rubella)" (round-5 m3: never "MMR (measles")."""
+    depth = 0
+    for i, ch in enumerate(name):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth <= 0:
+            return name[:i].strip()
+    return name.strip()
+
+
+def text_vaccines_beside(coded: set[str], from_text: set[str]) -> set[str]:
+    """The vaccines named in a concept's words that its codes do not already name (round-8 m4: CVX 111, LAIV3,
+    with the text "FluMist", read as LAIV4 by name, named two products for one order): a name is dropped when a
+    code names the same vaccine (family, e.g. "influenza") with the same live / non-live reading; a name that reads
+    live beside a non-live code of its family is kept (the live reading is the safe one)."""
+    cvx = terminology().cvx
+    seen = {(vaccine_family(cvx[c]["name"]).lower(), bool(cvx[c].get("live"))) for c in coded if c in cvx}
+    return {c for c in from_text - coded
+            if c not in cvx or (vaccine_family(cvx[c]["name"]).lower(), bool(cvx[c].get("live"))) not in seen}
+
+
 # a word as the patterns' boundaries see it: the name patterns match only between characters that are not [\w-]
 _WORD = re.compile(r"[\w-]+")
 # every ASCII byte that is not [\w-] (letters, digits, "_", "-") -> a space: lower-case ASCII text split into such words

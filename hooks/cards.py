@@ -26,7 +26,7 @@ from rules.knowledge_base import load
 from . import r4
 from .bounds import MAX_CARDS, merged_of
 from .dose_suggestion import DoseShape, shape
-from .wording import Rendered, label, merged_summary, phrase, regimen_text, render, render_summary
+from .wording import Rendered, asks_action, label, merged_summary, phrase, regimen_text, render, render_summary
 
 RULE_SYSTEM = "https://github.com/azathioprine-cds/rules"
 UCUM = "http://unitsofmeasure.org"
@@ -60,7 +60,9 @@ def render_cards(findings: list[Finding], *, drafts: dict[str, dict], patient_id
                  app: AppLink | None = None, max_cards: int = MAX_CARDS) -> list[dict]:
     """One card per finding, most severe first; info cards beyond ``max_info_cards`` are merged into
     the last info card (never dropped: a check that could not be done, age, pregnancy... stay). Among info
-    cards a data gap comes after the clinical notes (``_rank``): a merged card leads with a clinical note.
+    cards a data gap comes after the clinical notes (``_rank``): a merged card leads with a clinical note; a note
+    that asks the prescriber to act (check by hand, could not be checked) comes before those that do not
+    (``_acting_first``), so the merged card's summary names it.
     Over ``max_cards`` cards, the cards of one rule and indicator are merged, as ``hooks.bounds.merge_cards``
     merges them (which then leaves the answer as it is).
 
@@ -71,7 +73,7 @@ def render_cards(findings: list[Finding], *, drafts: dict[str, dict], patient_id
     ordered = sorted(findings, key=_rank)
     keep = max(1, max_info_cards)
     main = [f for f in ordered if _indicator(f) != "info"]
-    infos = [f for f in ordered if _indicator(f) == "info"]
+    infos = _acting_first([f for f in ordered if _indicator(f) == "info"])
     # one entry per card, in the answer's order: its findings (several: the merged info card)
     shown = [[f] for f in main] + [[f] for f in infos[:keep - 1]]
     if infos[keep - 1:]:
@@ -122,6 +124,21 @@ def _rank(f: Finding) -> tuple[int, bool, int]:
     """Most severe first; among info cards, clinical notes before data gaps; then the catalogue's priority."""
     indicator = _indicator(f)
     return -SEVERITY[indicator], indicator == "info" and f.rule_id in GAP_RULES, catalogue()[f.rule_id].priority
+
+
+def _acting_first(infos: list[Finding]) -> list[Finding]:
+    """Info findings in ``_rank`` order, then those that ask the prescriber to act (catalogue ``asks_action``: check
+    by hand, could not be checked) before those that do not (round-8 m1: "indication not recognised; check the start
+    dose by hand" was hidden behind "patient aged 66: start low"). The lead stays a clinical note when there is one
+    (a data gap never leads): an acting clinical note leads; after the lead, every acting note (data gaps included)
+    comes before the notes that only inform, so the merged summary names it first."""
+    if len(infos) < 2:
+        return infos
+    acting = {id(f): asks_action(f) for f in infos}
+    clinical = [f for f in infos if f.rule_id not in GAP_RULES]
+    lead = next((f for f in clinical if acting[id(f)]), clinical[0] if clinical else infos[0])
+    rest = [f for f in infos if f is not lead]
+    return [lead, *(f for f in rest if acting[id(f)]), *(f for f in rest if not acting[id(f)])]
 
 
 def _indicator(f: Finding) -> str:

@@ -116,7 +116,7 @@ def _cap(s: Any) -> str:
 
 
 def _and(items: Any) -> str:
-    items = [str(i) for i in items]
+    items = list(dict.fromkeys(str(i) for i in items))  # each once (round-8 m4)
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
 
 
@@ -172,13 +172,26 @@ class CatalogueEnvironment(jinja2.Environment):
         return super().getattr(obj, attribute)
 
 
+@jinja2.pass_eval_context
+def _join_once(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> str:
+    """Jinja2's ``join``, naming each item once: a list joined into card text never repeats an item (round-8 m4:
+    "Non-live alternative: inactivated influenza vaccine, inactivated influenza vaccine")."""
+    if attribute is None and not isinstance(value, (str, jinja2.Undefined)) and hasattr(value, "__iter__"):
+        value = list(value)  # a list, tuple or a filter's generator (map, select): read once, here
+        try:
+            value = list(dict.fromkeys(value))
+        except TypeError:  # unhashable items: as given
+            pass
+    return jinja2.filters.do_join(eval_ctx, value, d, attribute)
+
+
 def _env(raw: Mapping[str, Any]) -> jinja2.Environment:
     env = CatalogueEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
                                trim_blocks=True, lstrip_blocks=True)
     groups = raw.get("groups", {})
     outcomes = raw.get("fhir_outcomes", {})
     reasons = {rid: r.dose_reason for rid, r in catalogue().entries.items()}
-    env.filters.update(mg=fmt_mg, mg_span=mg_span, mg_upto=mg_upto, mgkg=_mgkg, pct=_pct, num=_num, cap=_cap, and_list=_and,
+    env.filters.update(join=_join_once, mg=fmt_mg, mg_span=mg_span, mg_upto=mg_upto, mgkg=_mgkg, pct=_pct, num=_num, cap=_cap, and_list=_and,
                        reason=lambda rid: reasons.get(rid, rid),
                        group=lambda key: groups.get(key, {}).get("what", key),
                        group_check=lambda key: groups.get(key, {}).get("check", "it"),
@@ -432,6 +445,25 @@ def label(f: Finding, key: str, action_values: dict[str, Any], guideline: str = 
     return _one_line(entry.labels[key], ctx)
 
 
+@cache
+def _asks_action_expression(source: str) -> Any:
+    return _catalogue_env().compile_expression(source, undefined_to_none=False)
+
+
+def asks_action(f: Finding) -> bool:
+    """Whether the finding's card asks the prescriber to act (check by hand, could not be checked): the catalogue's
+    ``asks_action`` (true, or a Jinja2 expression on the finding's values). An expression that fails on unforeseen
+    values counts as asking (a note is never hidden for a wording error)."""
+    spec = catalogue()[f.rule_id].asks_action
+    if isinstance(spec, bool):
+        return spec
+    try:
+        ctx = _context({**f.values, "drug": f.drug or f.values.get("drug", "")}, "cpic")
+        return bool(_asks_action_expression(spec)(ctx))
+    except (jinja2.TemplateError, TypeError, ValueError, KeyError, ZeroDivisionError):
+        return True
+
+
 def merged_summary(parts: list[str]) -> str:
     """Summary of an info card that carries several findings: as many of them as fit."""
     w = wording()
@@ -480,6 +512,9 @@ def check(guidelines=None) -> None:
                                     f"over {SUMMARY_MAX} characters: {r.short!r}")
                 for key in e.labels:
                     label(Finding(rule_id, "", values, drug=drug), key, dict(w.sample_action), guideline)
+                spec = catalogue()[rule_id].asks_action
+                if isinstance(spec, str):  # the expression compiles and evaluates on the sample values
+                    _asks_action_expression(spec)(_context({**values, "drug": drug}, guideline))
             except jinja2.TemplateError as exc:
                 problems.append(f"{where} ({guideline}): template does not render with the sample values: "
                                 f"{' '.join(str(exc).split())}")

@@ -26,7 +26,7 @@ FILE_LABEL = "rules/knowledge/catalogue.toml"
 
 # the keys a [rules.<id>] entry may have (catalogue.toml's header says what each is)
 RULE_KEYS = frozenset({"title", "trigger", "indicator", "priority", "sources", "supersedes", "dose_reason", "summary",
-                       "detail", "labels", "override_reasons", "sample", "extends"})
+                       "detail", "labels", "override_reasons", "sample", "extends", "asks_action"})
 META_KEYS = frozenset({"version", "default_override_reasons", "preliminary_prefix", "same_time_conflict_line",
                        "stop_supersedes", "sample_action", "sample_plan", "macros", "plan_line", "merged_summary",
                        "labels", "app_link"})
@@ -45,6 +45,9 @@ class Rule:
     override_reasons: tuple[str, ...]
     trigger: str = ""
     dose_reason: str = ""  # why, in the recommended-dose line (rules that change the dose)
+    # the card asks the prescriber to act (check by hand, could not be checked): true, or a Jinja2 expression on the
+    # finding's values (hooks/wording.py asks_action); among info cards such a note is named first (round-8 m1)
+    asks_action: bool | str = False
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ def catalogue() -> Catalogue:
             sources=tuple(spec["sources"]), supersedes=tuple(spec.get("supersedes", [])),
             override_reasons=tuple(spec.get("override_reasons", meta["default_override_reasons"])),
             trigger=spec.get("trigger", ""), dose_reason=spec.get("dose_reason", spec["title"]),
+            asks_action=_asks_action(spec.get("asks_action", False), rule_id),
         )
     reasons = raw["override_reasons"]
     return Catalogue(
@@ -107,6 +111,12 @@ def catalogue() -> Catalogue:
         override_system=reasons["system"], stop_supersedes=tuple(meta["stop_supersedes"]), raw=raw,
         app_link_label=_app_link_label(meta),
     )
+
+
+def _asks_action(value: Any, rule_id: str) -> bool | str:
+    if isinstance(value, bool) or (isinstance(value, str) and value.strip()):
+        return value
+    raise KnowledgeError(f"{FILE_LABEL} [rules.{rule_id}]: key 'asks_action' must be true, false or a Jinja2 expression")
 
 
 def _app_link_label(meta: Mapping[str, Any]) -> str:

@@ -11,7 +11,7 @@ from functools import cache
 from typing import NamedTuple
 
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
-from fhir_mappers.terminology import terminology
+from fhir_mappers.terminology import terminology, vaccine_family
 
 from .common import indication, thiopurine_of, usable_weight
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
@@ -177,16 +177,7 @@ def _live(m) -> list[str]:
     return sorted(c for c in m.vaccine_codes if cvx.get(c, {}).get("live"))
 
 
-def _family(name: str) -> str:
-    """The vaccine a CVX name is a formulation of: "rotavirus, pentavalent, live (RV5)" -> "rotavirus";
-    a comma inside parentheses does not end it: "MMR (measles, mumps, rubella), live" -> "MMR (measles, mumps,
-    rubella)" (round-5 m3: never "MMR (measles")."""
-    depth = 0
-    for i, ch in enumerate(name):
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        if ch == "," and depth <= 0:
-            return name[:i].strip()
-    return name.strip()
+_family = vaccine_family  # the vaccine a CVX name is a formulation of (fhir_mappers.terminology)
 
 
 def _component_of_another(family: str, families: list[str]) -> bool:
@@ -207,7 +198,8 @@ def _vaccine_values(codes: list[str]) -> dict:
     families = [_family(n) for n in names]
     names = [n for n in names if not _component_of_another(_family(n), families)]  # MMR, not MMR + measles + ...
     return {"vaccines": names, "families": list(dict.fromkeys(_family(n) for n in names)),
-            "alternatives": [spec.alternatives[c] for c in codes if c in spec.alternatives]}
+            # each alternative once (round-8 m4: LAIV3 and LAIV4 both give "inactivated influenza vaccine")
+            "alternatives": list(dict.fromkeys(spec.alternatives[c] for c in codes if c in spec.alternatives))}
 
 
 def _immunosuppression_level(facts: ClinicalFacts, t: MedicationFact, tp: str, codes: list[str],

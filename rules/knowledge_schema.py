@@ -468,6 +468,11 @@ class ThioguanineLiver:
     sign_icd10: tuple[str, ...]
     toxicity_source: str
     sources: tuple[str, ...] = ()
+    # indications (dosing.toml keys) where a first thioguanine order with no duration gets an info note that the
+    # label does not recommend long-term continuous use (round-8 m5: ALL, where the label reports liver toxicity in
+    # children on maintenance); open_course_source names the primary source
+    open_course_indications: tuple[str, ...] = ()
+    open_course_source: str = ""
 
 
 @dataclass(frozen=True)

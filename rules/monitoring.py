@@ -19,7 +19,7 @@ LIVER = ("alt", "ast")  # the liver tests whose date says when the liver tests w
 LIVER_JUDGED = ("alt", "ast", "bilirubin", "alp")
 RULE_IDS = ("monitoring-cbc-due", "cytopenia", "cytopenia-severe", "liver-tests", "metabolites-high",
             "metabolites-low", "tpmt-activity-high", "aih-liver-baseline", "aih-start-bilirubin",
-            "thioguanine-liver-toxicity")
+            "thioguanine-liver-toxicity", "thioguanine-open-course")
 
 
 # the direction in which a result is worse (for choosing among results of the same date and time):
@@ -555,7 +555,8 @@ def thioguanine_liver_findings(facts: ClinicalFacts, ctx: CallContext | None = N
     obtained) or a first order for an indication other than the leukaemias the label's courses treat (IBD: used
     as continuous therapy) is a warning; falling platelets, splenomegaly or ascites are added (assess); a diagnosis
     of veno-occlusive disease, portal hypertension or varices on record is critical (discontinue). A first order in
-    ALL / AML says nothing unless such a diagnosis is on record."""
+    AML, or in ALL giving its duration, says nothing unless such a diagnosis is on record; a first ALL order with
+    no duration gets an info note (round-8 m5: a course, not continuous use; monitoring.toml open_course_*)."""
     spec = load().monitoring.thioguanine_liver
     ctx = context_of(facts, ctx)
     out = []
@@ -567,22 +568,28 @@ def thioguanine_liver_findings(facts: ClinicalFacts, ctx: CallContext | None = N
         malignancy = _leukaemia(facts, order, drug, ctx)
         toxic, sign = _thioguanine_liver_matchers()
         toxicity = [c.display or "?" for c, codes in ctx.condition_codes if toxic.read(codes)]
-        if start and malignancy and not toxicity:
-            continue  # a first order in ALL / AML: a course (the label's indication), not maintenance
-        signs = [c.display or "?" for c, codes in ctx.condition_codes if sign.read(codes)]
-        platelets = _platelet_fall(facts, spec)
-        since = None if start else _thioguanine_since(facts, order, drug)
         ind, _how = ctx.indication(order)
+        open_course = start and malignancy and not toxicity and ind in spec.open_course_indications
+        if start and malignancy and not toxicity and (order.bounded or not open_course):
+            # a first order in AML, or in ALL with its duration: a course (the label's indication), not maintenance
+            continue
+        # leukaemia itself lowers platelets: a first course's note names no platelets or signs (low noise)
+        signs = [] if open_course else [c.display or "?" for c, codes in ctx.condition_codes if sign.read(codes)]
+        platelets = None if open_course else _platelet_fall(facts, spec)
+        since = None if start else _thioguanine_since(facts, order, drug)
         stop = bool(toxicity)
         values = {"toxicity": toxicity, "signs": signs, "platelets": platelets, "stop": stop,
-                  "phase": "unknown" if unknown else "start" if start else "continuing",
+                  # a first order in ALL with no duration (round-8 m5): an info note, the label does not recommend
+                  # maintenance or long-term continuous use
+                  "phase": "unknown" if unknown else "open_course" if open_course else "start" if start else "continuing",
                   "since": since.isoformat() if since else "",
                   "months": (facts.today - since).days * 12 // 365 if since else None,
                   "indication": "" if ind == "unknown" else load().dosing.indications[ind].name,
                   "malignancy": malignancy}
-        out.append(Finding("thioguanine-liver-toxicity", order.ref, values,
+        out.append(Finding("thioguanine-open-course" if open_course else "thioguanine-liver-toxicity", order.ref, values,
                            [CancelOrder(order.ref, drug)] if stop and order.ref and order.is_draft else [],
-                           indicator="critical" if stop else None, stops_order=stop, drug=drug))
+                           indicator="critical" if stop else None, stops_order=stop, drug=drug,
+                           sources=(spec.open_course_source,) if open_course and spec.open_course_source else ()))
     return out
 
 

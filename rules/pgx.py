@@ -40,7 +40,8 @@ _ALLELE = re.compile(r"^\*\d+[A-Z]?$")
 _OPTIONS = re.compile(r"\s+or\s+|,|;|\|")  # ambiguous calls: "*1/*3A or *3B/*3C"
 _GENE_PREFIX: dict[str, re.Pattern[str]] = {g: re.compile(rf"{g}\s*", flags=re.IGNORECASE) for g in GENES}  # "TPMT*1/TPMT*3A"
 RULE_IDS = ("pgx-poor-metabolizer", "pgx-reduce-dose", "pgx-dose-in-reduced-range", "pgx-im-established-dose",
-            "pgx-test-missing", "pgx-indeterminate", "pgx-uninterpretable", "pgx-unavailable", "pgx-im-malignancy-normal-start")
+            "pgx-test-missing", "pgx-indeterminate", "pgx-uninterpretable", "pgx-unavailable", "pgx-im-malignancy-normal-start",
+            "pgx-preliminary-normal")
 
 
 @dataclass
@@ -319,7 +320,29 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
         return _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, ctx.facts)
     if gaps:
         return _status_problem(order, drug, st, gaps, base)
-    return None
+    return _preliminary_normal(order, drug, st, base)
+
+
+def _preliminary_normal(order: MedicationFact, drug: str, st: dict[Gene, GeneStatus], base: dict) -> Finding | None:
+    """Both genes known and normal, and a gene's normal status rests only on preliminary results (no final result
+    of that gene clears it): the order's check was cleared by a result that is not final, and no other card says so
+    (round-8 m6: TPMT *1/*1 with status preliminary gave no card). One info note per thiopurine order."""
+    resting = [s for s in st.values() if _rests_on_preliminary(s)]
+    if not resting:
+        return None
+    results = [{"gene": s.gene, "phenotype": s.phenotype, "evidence": s.evidence} for s in resting]
+    return Finding("pgx-preliminary-normal", order.ref, {**base, "preliminary": True, "results": results,
+                                                         "preliminary_genes": [s.gene for s in resting]}, drug=drug)
+
+
+def _rests_on_preliminary(s: GeneStatus) -> bool:
+    """The gene's status is known from preliminary results only: every result it rests on is preliminary (a TPMT
+    activity counts as preliminary when the latest activity is)."""
+    if not s.preliminary or s.state != "known":
+        return False
+    activity_preliminary = any(p["code"] == "activity_preliminary" for p in s.problems)
+    return all((e.get("activity") or {}).get("preliminary", activity_preliminary) if e.get("kind") == "activity"
+               else e.get("preliminary", False) for e in s.evidence)
 
 
 def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus], base: dict) -> Finding:

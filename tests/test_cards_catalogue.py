@@ -522,6 +522,10 @@ VALUE_CASES: dict[str, tuple[Any, dict[str, Any]]] = {
     "pgx-im-established-dose": (lambda: _run([med_request(daily_mg=125)], pgx=TPMT_IM, labs=normal_labs(),
                                              meds=[med_request(id="aza-old", status="active", daily_mg=125, authored=days_ago(300))]),
                                 {"im_genes": ["TPMT"], "low": 42.0, "high": 70.0}),
+    # round-8 m6: a normal TPMT genotype that is only preliminary cleared the check: said on an info card
+    "pgx-preliminary-normal": (lambda: _run(pgx=[{**b.genotype_ig("TPMT", "*1/*1"), "status": "preliminary"},
+                                                 b.genotype_ig("NUDT15", "*1/*1")]),
+                               {"preliminary_genes": ["TPMT"], "preliminary": True}),
     "pgx-test-missing": (lambda: _run(pgx=[]), {"gap_genes": {"missing": ["TPMT", "NUDT15"], "unreadable": [], "unavailable": []}}),
     "pgx-indeterminate": (lambda: _run(pgx=[b.genotype_ig("TPMT", "*1/*5"), b.genotype_ig("NUDT15", "*1/*1")]), {"indeterminate": ["TPMT"]}),
     "pgx-uninterpretable": (lambda: _run(pgx=[b.genotype_ig("TPMT", "*1/*99"), b.genotype_ig("NUDT15", "*1/*1")]),
@@ -588,6 +592,10 @@ VALUE_CASES: dict[str, tuple[Any, dict[str, Any]]] = {
                                                                   daily_mg=80, authored=days_ago(400))],
                                                 conditions=[condition("16294009")]),
                                    {"stop": False, "signs": ["?"]}),
+    # round-8 m5: a first thioguanine order for ALL with no duration
+    "thioguanine-open-course": (lambda: _run([med_request("10485", "thioguanine 40 MG Oral Tablet", id="tg", daily_mg=80)],
+                                             meds=[], conditions=[ALL]),
+                                {"phase": "open_course", "platelets": None, "signs": []}),
     "thiopurine-intolerance": (lambda: _run(allergies=[{**_allergy(), "type": "intolerance", "criticality": "low",
                                                         "reaction": [{"manifestation": [{"text": "Nausea"}]}]}]),
                                {"gi_signs": ["nausea"], "level": "warning"}),

@@ -57,11 +57,26 @@ def test_splenomegaly_is_a_sign_and_a_vod_diagnosis_a_stop():
     assert "discontinue" in render(stop).summary.lower()
 
 
+def tg_course(mg=80, days=14):
+    """A first thioguanine order that gives its duration (timing.repeat.boundsDuration): a course."""
+    order = tg_order(mg)
+    order["dosageInstruction"][0]["timing"]["repeat"]["boundsDuration"] = {"value": days, "unit": "d",
+                                                                          "system": "http://unitsofmeasure.org", "code": "d"}
+    return order
+
+
 def test_a_first_thioguanine_order_in_leukaemia_or_another_thiopurine_says_nothing():
     # round-5 H3: a first order in AML / ALL is a course (the label's indication); outside them (or with no
-    # indication on record) a first order gets the long-term warning (tests/test_round5_thioguanine.py)
-    assert "thioguanine-liver-toxicity" not in ids(run([tg_order()], meds=[], conditions=[condition("91857003")]))
-    assert "thioguanine-liver-toxicity" not in ids(run([tg_order()], meds=[], conditions=[condition("91861009")]))
+    # indication on record) a first order gets the long-term warning (tests/test_round5_thioguanine.py).
+    # Round-8 m5: a first order in leukaemia that gives its duration says nothing; one without gets an info note
+    assert "thioguanine-liver-toxicity" not in ids(run([tg_course()], meds=[], conditions=[condition("91857003")]))
+    assert "thioguanine-liver-toxicity" not in ids(run([tg_course()], meds=[], conditions=[condition("91861009")]))
+    fs = run([tg_order()], meds=[], conditions=[condition("91857003")])  # ALL
+    f = one(fs, "thioguanine-open-course")
+    assert indicator_of(f) == "info" and f.values["phase"] == "open_course" and not f.stops_order
+    assert "thioguanine-liver-toxicity" not in ids(fs)
+    aml = ids(run([tg_order()], meds=[], conditions=[condition("91861009")]))
+    assert "thioguanine-liver-toxicity" not in aml and "thioguanine-open-course" not in aml
     assert "thioguanine-liver-toxicity" in ids(run([tg_order()], meds=[], conditions=[condition("16294009")]))
     assert "thioguanine-liver-toxicity" not in ids(run(meds=None, conditions=[condition("16294009")]))
 
