@@ -62,5 +62,7 @@ def other_patient(resource: Any, patient_id: str | None) -> str | None:
         rid = resource.get("id")
         return f"Patient/{rid}"[:SHOWN] if isinstance(rid, str) and rid and rid != patient_id else None
     ref = patient_reference(resource)
+    if ref is None or ref == "Patient/" + patient_id:  # the usual shape: no pattern needed
+        return None
     named = named_patient_id(ref)
     return ref.strip()[:SHOWN] if ref is not None and named is not None and named != patient_id else None
