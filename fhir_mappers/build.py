@@ -151,7 +151,8 @@ def _build_facts(draft_orders: list[dict], data: dict[str, Any], today: date, ga
             observations += report_observations(report)
     numeric, genomic, status = _classify(observations)
     texts: dict = {}
-    by_analyte = classified_measurements(numeric, gaps, texts)
+    absent: dict = {}
+    by_analyte = classified_measurements(numeric, gaps, texts, absent)
     weights = _lowest_first_of_same_time(by_analyte.pop("weight", []), gaps)
     heights = by_analyte.pop("height", [])
     orders = [_with_weight(o, weights) for o in orders]
@@ -169,6 +170,7 @@ def _build_facts(draft_orders: list[dict], data: dict[str, Any], today: date, ga
         past_medications=past,
         labs=by_analyte,
         result_texts=texts,
+        absent_results=absent,
         gene_results=gene_results(genomic),
         conditions=condition_facts(pf.of("conditions", "Condition")),
         status_observations=status_observations(status),
