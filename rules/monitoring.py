@@ -190,18 +190,20 @@ def _last(facts: ClinicalFacts, analytes) -> str:
 
 def cbc_state(facts: ClinicalFacts) -> tuple[str, dict | None, list[dict]]:
     """(date of the last complete blood count, the newest partial count after it, counts sent without a result
-    after it). Complete (monitoring.toml [cbc] complete_count, round-8 H2): on that date one analyte of each group
-    was read as a number: a white cell or neutrophil count AND a platelet count. Haemoglobin, MCV or lymphocytes
-    alone never make the CBC up to date. The partial count: {"date", "read": analytes read that day, "missing":
-    the groups with none}; the absent ones: dataAbsentReason or cancelled results of the count analytes."""
+    after it). Complete (monitoring.toml [cbc] complete_count, round-8 H2): each group of counts was read as a
+    number: a white cell or neutrophil count AND a platelet count. The CBC is as old as the older of the two (the
+    latest date each was read; counts of one sample reported on two days still make one CBC). Haemoglobin, MCV or
+    lymphocytes alone never make the CBC up to date. The partial count: the newest date after it with any count
+    read, {"date", "read": the counts read that day, "missing": the groups with none that day}; the absent ones:
+    dataAbsentReason or cancelled results of the counts (the newest of each) after it."""
     spec = load().monitoring.cbc
     by_date: dict[date, set[str]] = {}
     for a in spec.count_analytes:
         for m in facts.labs.get(a, []):
             if m.when is not None:
                 by_date.setdefault(m.when.date(), set()).add(a)
-    complete = [d for d, got in by_date.items() if all(got.intersection(g) for g in spec.complete_count)]
-    last = max(complete, default=None)
+    newest = [max((d for d, got in by_date.items() if got.intersection(g)), default=None) for g in spec.complete_count]
+    last = None if None in newest else min(d for d in newest if d is not None)
     partial = None
     newer = [d for d in by_date if last is None or d > last]
     if newer:
