@@ -190,3 +190,15 @@ def test_an_entered_in_error_count_stays_silent():
         lab("777-3", 250, "10*9/L", when=days_ago(3), id="plt"),
         _absent("777-3", status="entered-in-error", reason=None, value=20, when=days_ago(1), id="eie")]
     assert run(labs=labs) == []
+
+
+def test_the_smart_picture_dates_the_cbc_by_the_last_complete_count():
+    from fhir_mappers.build import build_facts
+    from rules.picture import picture
+    from tests.builders import TODAY, bundle, patient, weight
+
+    labs = normal_labs(100) + [lab("718-7", 13.5, "g/dL", when=days_ago(2), id="hb-new")]
+    facts = build_facts([med_request(daily_mg=100)], {"patient": patient(), "labs": bundle(*labs),
+                                                      "weight": bundle(weight(70))}, today=TODAY)
+    cbc = picture(facts)["monitoring"]["cbc"]
+    assert cbc["last"].startswith(days_ago(100)[:10]) and cbc["overdue"]
