@@ -361,9 +361,15 @@ _REPORT_EXCLUDED = {"entered-in-error", "cancelled"}
 
 def report_observations(report: dict) -> list[dict]:
     """The contained Observations of a DiagnosticReport. A withdrawn report
-    (entered-in-error, cancelled) contributes none; a preliminary or partial
-    report makes its results preliminary."""
+    (entered-in-error) contributes none, a cancelled one only results marked cancelled (no values);
+    a preliminary or partial report makes its results preliminary."""
     status = report.get("status") if isinstance(report.get("status"), str) else ""
+    if status == "cancelled":
+        # a cancelled report's results are not results, but the tests were ordered and not done: its contained
+        # Observations are passed on as cancelled (AbsentResult facts; the rules decide whether to name them,
+        # round-8 H2). An entered-in-error report contributes nothing.
+        return [{**c, "status": "cancelled"} for c in report.get("contained") or []
+                if isinstance(c, dict) and c.get("resourceType") == "Observation"]
     if status in _REPORT_EXCLUDED:
         return []
     out = []

@@ -202,3 +202,18 @@ def test_the_smart_picture_dates_the_cbc_by_the_last_complete_count():
                                                       "weight": bundle(weight(70))}, today=TODAY)
     cbc = picture(facts)["monitoring"]["cbc"]
     assert cbc["last"].startswith(days_ago(100)[:10]) and cbc["overdue"]
+
+
+def test_a_cancelled_report_names_its_counts_and_an_entered_in_error_one_stays_silent():
+    def report(status: str) -> dict:
+        plt = {"resourceType": "Observation", "id": "plt-r", "status": "final",
+               "code": {"coding": [{"system": LOINC, "code": "777-3"}]}, "effectiveDateTime": days_ago(1),
+               "valueQuantity": {"value": 30, "unit": "10*9/L"}}
+        return {"resourceType": "DiagnosticReport", "id": "cbc-r", "status": status, "contained": [plt],
+                "code": {"coding": [{"system": LOINC, "code": "58410-2"}]}, "effectiveDateTime": days_ago(1)}
+
+    gap = one(run(labs=normal_labs(3) + [report("cancelled")]), "data-incomplete")
+    (g,) = gap.values["gaps"]
+    assert g["key"] == "platelets" and "status 'cancelled'" in g["why"] and "'30 10*9/L'" in g["why"]
+    assert "cytopenia-severe" not in ids(run(labs=normal_labs(3) + [report("cancelled")]))  # never a value
+    assert run(labs=normal_labs(3) + [report("entered-in-error")]) == []
