@@ -296,8 +296,9 @@ def cbc_due_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> li
                                  "last_cbc": last_cbc, "last_lft": last_lft, "cbc_window": cbc_window,
                                  "lft_window": lft_window, "today": cutoff,
                                  "unread_cbc": _unread(facts, CBC), "unread_lft": _unread(facts, LIVER),
-                                 **({"partial_cbc": partial_cbc} if partial_cbc else {}),
-                                 **({"absent_cbc": absent_cbc} if absent_cbc else {})},
+                                 # what the newest count lacked, only when the CBC is due (round-8 H2)
+                                 **({"partial_cbc": partial_cbc} if partial_cbc and cbc_due else {}),
+                                 **({"absent_cbc": absent_cbc} if absent_cbc and cbc_due else {})},
                                 actions, drug=drug))
     return findings
 

@@ -217,3 +217,11 @@ def test_a_cancelled_report_names_its_counts_and_an_entered_in_error_one_stays_s
     assert g["key"] == "platelets" and "status 'cancelled'" in g["why"] and "'30 10*9/L'" in g["why"]
     assert "cytopenia-severe" not in ids(run(labs=normal_labs(3) + [report("cancelled")]))  # never a value
     assert run(labs=normal_labs(3) + [report("entered-in-error")]) == []
+
+
+def test_a_newer_haemoglobin_beside_an_up_to_date_cbc_changes_no_wording():
+    # liver tests due, CBC up to date (5 days old), a haemoglobin of yesterday: the card is about the liver tests
+    labs = [o for o in normal_labs(5) if o["id"] not in ("alt", "ast")] + [lab("718-7", 13.0, "g/dL", when=days_ago(1), id="hb1")]
+    f = one(run(labs=labs), "monitoring-cbc-due")
+    assert not f.values["cbc_due"] and f.values["lft_due"]
+    assert "partial_cbc" not in f.values and "absent_cbc" not in f.values
