@@ -93,7 +93,8 @@ EXAMPLES = {
     "severe-neutropenia": ("neutrophils 0.8 x10^9/L", b.hook_request(orders=[aza(100)], pre=pre(labs=labs(**{"751-8": 0.8}),
                                                                                                   meds=[active("197388", "azathioprine 50 MG Oral Tablet", "aza-old", 100)]))),
     "cbc-overdue": ("established therapy, last CBC 5 months ago", b.hook_request(orders=[aza(100)], pre=pre(
-        labs=[b.lab("6690-2", 6.0, "10*9/L", when="2026-06-20", id="wbc-old")], meds=[active("197388", "azathioprine 50 MG Oral Tablet", "aza-old", 100)]))),
+        labs=[b.lab("6690-2", 6.0, "10*9/L", when="2026-06-20", id="wbc-old"),
+              b.lab("777-3", 240, "10*9/L", when="2026-06-20", id="plt-old")], meds=[active("197388", "azathioprine 50 MG Oral Tablet", "aza-old", 100)]))),
     "pregnant-patient": ("pregnancy status: pregnant", b.hook_request(orders=[aza(100)], pre=pre(
         meds=[active("197388", "azathioprine 50 MG Oral Tablet", "aza-old", 100)],
         status=[{"resourceType": "Observation", "id": "preg", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "82810-3"}]},

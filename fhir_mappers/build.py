@@ -179,7 +179,8 @@ def _build_facts(draft_orders: list[dict], data: dict[str, Any], today: date, ga
         gaps += _other_patient_gaps(draft_orders, set_aside, patient_id)
     numeric, genomic, status = _classify(observations)
     texts: dict = {}
-    by_analyte = classified_measurements(numeric, gaps, texts)
+    absent: dict = {}
+    by_analyte = classified_measurements(numeric, gaps, texts, absent)
     weights = _lowest_first_of_same_time(by_analyte.pop("weight", []), gaps)
     heights = by_analyte.pop("height", [])
     orders = [_with_weight(o, weights) for o in orders]
@@ -197,6 +198,7 @@ def _build_facts(draft_orders: list[dict], data: dict[str, Any], today: date, ga
         past_medications=past,
         labs=by_analyte,
         result_texts=texts,
+        absent_results=absent,
         gene_results=gene_results(genomic),
         conditions=condition_facts(pf.of("conditions", "Condition")),
         status_observations=status_observations(status),
@@ -436,9 +438,15 @@ _REPORT_EXCLUDED = {"entered-in-error", "cancelled"}
 
 def report_observations(report: dict) -> list[dict]:
     """The contained Observations of a DiagnosticReport. A withdrawn report
-    (entered-in-error, cancelled) contributes none; a preliminary or partial
-    report makes its results preliminary."""
+    (entered-in-error) contributes none, a cancelled one only results marked cancelled (no values);
+    a preliminary or partial report makes its results preliminary."""
     status = report.get("status") if isinstance(report.get("status"), str) else ""
+    if status == "cancelled":
+        # a cancelled report's results are not results, but the tests were ordered and not done: its contained
+        # Observations are passed on as cancelled (AbsentResult facts; the rules decide whether to name them,
+        # round-8 H2). An entered-in-error report contributes nothing.
+        return [{**c, "status": "cancelled"} for c in report.get("contained") or []
+                if isinstance(c, dict) and c.get("resourceType") == "Observation"]
     if status in _REPORT_EXCLUDED:
         return []
     out = []

@@ -156,6 +156,20 @@ class ResultText:
 
 
 @dataclass(frozen=True, slots=True)
+class AbsentResult:
+    """A result recognised by its code that carries no result: sent with ``dataAbsentReason`` (no value), or with
+    status ``cancelled`` (round-8 H2). As sent: whether it matters is the rules' decision (a cancelled or absent
+    blood count is never a done count; the rules name it as a data gap)."""
+
+    analyte: str
+    when: datetime | None
+    source_ref: str = ""
+    status: str = ""  # Observation.status as sent ("final", "cancelled", ...)
+    reason: str = ""  # dataAbsentReason as sent: its codes, else its text ("error", "not-performed"); "" when none
+    value_text: str = ""  # a value sent all the same (a cancelled result carrying a number), as sent; "" when none
+
+
+@dataclass(frozen=True, slots=True)
 class CodedObservation:
     """A status observation with a coded or boolean value (pregnancy status, breastfeeding status)."""
 
@@ -216,6 +230,8 @@ class ClinicalFacts:
     labs: dict[str, list[Measurement]] = field(default_factory=dict)  # analyte -> newest first
     # results recognised by code whose value is words or unusable (TPMT activity "Deficient"), newest first
     result_texts: dict[str, list[ResultText]] = field(default_factory=dict)
+    # results recognised by code that carry no result (dataAbsentReason, status cancelled), newest first (round-8 H2)
+    absent_results: dict[str, list[AbsentResult]] = field(default_factory=dict)
     gene_results: list[GeneResult] = field(default_factory=list)
     conditions: list[ConditionFact] = field(default_factory=list)
     status_observations: list[CodedObservation] = field(default_factory=list)

@@ -13,14 +13,16 @@ from dataclasses import replace
 from functools import cache
 from typing import Iterable, Literal, get_args
 
-from .facts import CodedObservation, DataGap, Gene, GeneResult, GeneResultKind, Measurement, ResultText
+from .facts import AbsentResult, CodedObservation, DataGap, Gene, GeneResult, GeneResultKind, Measurement, ResultText
 from .fhirjson import as_list, code_keys, codes_in, codings, concept_text, effective_time, number, ref_of
 from .genotype import combine_alleles, diplotype, phenotype_words, variant_allele
 from .terminology import LOINC, UCUM, Analyte, norm_unit, terminology
 
 # Observation.status: entered-in-error / cancelled results are not results;
 # "registered" has none yet. Preliminary results are used and flagged
-# (``preliminary``) so that every card built on one says so.
+# (``preliminary``) so that every card built on one says so. A cancelled result of an analyte is kept as an
+# ``AbsentResult`` (a test that was ordered and not done: the rules decide whether to name it, round-8 H2);
+# an entered-in-error one is not a result at all and stays silent.
 _EXCLUDED_STATUS = {"entered-in-error", "cancelled", "registered"}
 PRELIMINARY_STATUS = {"preliminary", "partial"}
 _GENES: tuple[Gene, ...] = get_args(Gene)  # "TPMT", "NUDT15"
@@ -162,12 +164,33 @@ def _conversion(analyte: Analyte, unit: str) -> tuple[float | None, str]:
     return UnitReader()(analyte, unit)
 
 
+def _absent_reason(obs: dict) -> str:
+    """Observation.dataAbsentReason as sent: its codes ("error", "not-performed"), else its text; "" when none."""
+    dar = obs.get("dataAbsentReason")
+    if dar is None:
+        return ""
+    if isinstance(dar, str):
+        return dar.strip()[:60]
+    codes = [str(c["code"]) for c in codings(dar) if isinstance(c.get("code"), (str, int)) and str(c["code"])]
+    return (", ".join(dict.fromkeys(codes)) or concept_text(dar) or "(no code)")[:60]
+
+
+def absent_result(obs: dict, analyte: str) -> AbsentResult:
+    """An Observation of ``analyte`` that carries no result (dataAbsentReason, or status cancelled), as sent."""
+    q = _quantity(obs)
+    status = obs.get("status")
+    return AbsentResult(analyte, effective_time(obs), ref_of(obs), status if isinstance(status, str) else "",
+                        _absent_reason(obs), _as_sent(obs, q, _unit_of(q) if q else ""))
+
+
 def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
-             texts: list[ResultText] | None = None, units: UnitReader | None = None) -> Measurement | None:
+             texts: list[ResultText] | None = None, units: UnitReader | None = None,
+             absent: list[AbsentResult] | None = None) -> Measurement | None:
     """The one reader of a laboratory value. A number in a unit the analyte converts becomes a Measurement
     (comparator, flags, reference range and the unit as printed kept). Anything else is never dropped: a
     DataGap quoting the value and unit as sent, and a ResultText (with the laboratory's flags) that the
-    rules read, so that a critical flag on a value that cannot be converted still counts."""
+    rules read, so that a critical flag on a value that cannot be converted still counts. A result sent with
+    ``dataAbsentReason`` and no value goes to ``absent`` (an ``AbsentResult`` quoting the reason; round-8 H2)."""
     analyte = terminology().analytes[analyte_name]
     units = units or UnitReader()
     texts = [] if texts is None else texts
@@ -176,6 +199,10 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
         if analyte.keep_unconverted:
             # words instead of a number ("Deficient"), or only an interpretation: the rules read the words
             texts.append(_result_text(obs, analyte_name, "the result has no numeric value"))
+            return None
+        if obs.get("dataAbsentReason") is not None:
+            if absent is not None:
+                absent.append(absent_result(obs, analyte_name))  # the rules decide whether it is a gap
             return None
         if obs.get("dataAbsentReason") is None and (obs.get("valueString") is not None or obs.get("interpretation")):
             sent = _as_sent(obs, None, "")
@@ -288,21 +315,30 @@ ANALYTE_LABELS = {
 
 
 def measurements(observations: Iterable[dict], gaps: list[DataGap],
-                 texts: dict[str, list[ResultText]] | None = None) -> dict[str, list[Measurement]]:
+                 texts: dict[str, list[ResultText]] | None = None,
+                 absent: dict[str, list[AbsentResult]] | None = None) -> dict[str, list[Measurement]]:
     """Numeric observations by analyte, newest first (undated last). Results of
-    analytes that keep words (TPMT activity "Deficient") go to ``texts``."""
-    return classified_measurements(((obs, classify(obs)[1]) for obs in observations), gaps, texts)
+    analytes that keep words (TPMT activity "Deficient") go to ``texts``; results that carry no result
+    (dataAbsentReason, status cancelled) to ``absent``."""
+    return classified_measurements(((obs, classify(obs)[1]) for obs in observations), gaps, texts, absent)
 
 
 def classified_measurements(observations: Iterable[tuple[dict, str | None]], gaps: list[DataGap],
-                            texts: dict[str, list[ResultText]] | None = None) -> dict[str, list[Measurement]]:
+                            texts: dict[str, list[ResultText]] | None = None,
+                            absent: dict[str, list[AbsentResult]] | None = None) -> dict[str, list[Measurement]]:
     """``measurements`` of Observations already classified: (Observation, analyte of its LOINC code or None)."""
     out: dict[str, list[Measurement]] = {}
     texts = {} if texts is None else texts
+    absent = {} if absent is None else absent
     units = UnitReader()  # this call's unit look-ups (kept for this call only)
     names: dict[str, str | None] = {}  # this call's result names -> analyte
     for obs, analyte in observations:
         if not _usable(obs):
+            if obs.get("status") == "cancelled":
+                # ordered and not done: a fact (AbsentResult), never a value; entered-in-error stays silent
+                name = analyte if analyte is not None else _analyte_named(concept_text(obs.get("code")), names)
+                if name:
+                    absent.setdefault(name, []).append(absent_result(obs, name))
             continue
         if analyte is None:
             analyte = _analyte_named(concept_text(obs.get("code")), names)
@@ -311,12 +347,15 @@ def classified_measurements(observations: Iterable[tuple[dict, str | None]], gap
                 continue
         if analyte:
             bucket: list[ResultText] = texts.setdefault(analyte, [])
-            m = _measure(obs, analyte, gaps, ANALYTE_LABELS.get(analyte, analyte), bucket, units)
+            m = _measure(obs, analyte, gaps, ANALYTE_LABELS.get(analyte, analyte), bucket, units,
+                         absent.setdefault(analyte, []) if "dataAbsentReason" in obs else None)
             if m is not None:
                 out.setdefault(analyte, []).append(m)
-    for key in [k for k, v in texts.items() if not v]:
-        del texts[key]
-    newest_first: list[list[Measurement] | list[ResultText]] = [*out.values(), *texts.values()]
+    for kept in (texts, absent):
+        for key in [k for k, v in kept.items() if not v]:
+            del kept[key]
+    newest_first: list[list[Measurement] | list[ResultText] | list[AbsentResult]] = [
+        *out.values(), *texts.values(), *absent.values()]
     for values in newest_first:
         values.sort(key=lambda m: (m.when is not None, m.when), reverse=True)
     return out

@@ -10,7 +10,7 @@ from .context import CallContext, context_of
 from .findings import Finding, Indicator
 from .interactions import interacting_ingredients, is_live_vaccine
 from .knowledge_base import load
-from .monitoring import neutrophil_gap
+from .monitoring import absent_count_gaps, neutrophil_gap
 
 RULE_IDS = ("data-incomplete", "record-truncated")
 
@@ -90,7 +90,9 @@ def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> l
     """One finding naming the data that could not be obtained or read, and what to check by hand."""
     # a blood count without an absolute neutrophil count, sent or calculable (round-5 H5): a rule's gap
     anc_gap = neutrophil_gap(facts) if facts.labs else None
-    if not facts.unavailable and not facts.gaps and anc_gap is None:
+    # blood counts sent with dataAbsentReason or cancelled (round-8 H2): quoted, never silently dropped
+    absent_gaps = absent_count_gaps(facts) if facts.absent_results else []
+    if not facts.unavailable and not facts.gaps and anc_gap is None and not absent_gaps:
         return []  # every group obtained and every value read: nothing to name (the common, complete record)
     ctx = context_of(facts, ctx)
     orders = ctx.thiopurine_orders
@@ -131,6 +133,7 @@ def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> l
             if not (g.key == "pgx" or g.key in _GROUPS and g.key in facts.unavailable or g.truncated_from is not None)]
     if anc_gap is not None:
         gaps.append(anc_gap)
+    gaps += absent_gaps
     serious = bool(facts.unavailable & _SERIOUS_GROUPS) or any(g["key"] in _SERIOUS_GAPS for g in gaps)
     gaps = list({(g["what"], g["why"], g["outcome"]): g for g in gaps}.values())  # after: a merge never softens
     if not groups and not gaps:

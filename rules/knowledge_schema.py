@@ -347,6 +347,13 @@ class Cbc:
     lft_display: str
     result_max_age_days: int
     result_max_age_source: str
+    # round-8 H2: a CBC date counts only when one analyte of each group was read on it (white cells AND platelets)
+    complete_count: tuple[tuple[str, ...], ...]
+    complete_count_source: str
+    count_analytes: tuple[str, ...]
+    absent_gap_analytes: tuple[str, ...]
+    absent_gap_source: str
+    complete_count_sources: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
 
 

@@ -5,7 +5,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
 
-from fhir_mappers.facts import ClinicalFacts, Measurement, ResultText
+from fhir_mappers.facts import AbsentResult, ClinicalFacts, Measurement, ResultText
+from fhir_mappers.observations import ANALYTE_LABELS
 
 from .common import CodeMatcher, above, below, lab_flag, therapy_unknown
 from .context import CallContext, context_of
@@ -187,6 +188,72 @@ def _last(facts: ClinicalFacts, analytes) -> str:
     return max(dates).isoformat() if dates else ""
 
 
+def cbc_state(facts: ClinicalFacts) -> tuple[str, dict | None, list[dict]]:
+    """(date of the last complete blood count, the newest partial count after it, counts sent without a result
+    after it). Complete (monitoring.toml [cbc] complete_count, round-8 H2): each group of counts was read as a
+    number: a white cell or neutrophil count AND a platelet count. The CBC is as old as the older of the two (the
+    latest date each was read; counts of one sample reported on two days still make one CBC). Haemoglobin, MCV or
+    lymphocytes alone never make the CBC up to date. The partial count: the newest date after it with any count
+    read, {"date", "read": the counts read that day, "missing": the groups with none that day}; the absent ones:
+    dataAbsentReason or cancelled results of the counts (the newest of each) after it."""
+    spec = load().monitoring.cbc
+    by_date: dict[date, set[str]] = {}
+    for a in spec.count_analytes:
+        for m in facts.labs.get(a, []):
+            if m.when is not None:
+                by_date.setdefault(m.when.date(), set()).add(a)
+    newest = [max((d for d, got in by_date.items() if got.intersection(g)), default=None) for g in spec.complete_count]
+    last = None if None in newest else min(d for d in newest if d is not None)
+    partial = None
+    newer = [d for d in by_date if last is None or d > last]
+    if newer:
+        d = max(newer)
+        got = by_date[d]
+        partial = {"date": d.isoformat(), "read": [a for a in spec.count_analytes if a in got],
+                   "missing": [list(g) for g in spec.complete_count if not got.intersection(g)]}
+    absent = [{"analyte": r.analyte, "date": r.when.date().isoformat() if r.when else "", "status": r.status,
+               "reason": r.reason, "value": r.value_text}
+              for a in spec.count_analytes for r in facts.absent_results.get(a, [])[:1]
+              if last is None or r.when is None or r.when.date() > last]
+    return (last.isoformat() if last else ""), partial, absent
+
+
+def absent_count_gaps(facts: ClinicalFacts) -> list[dict]:
+    """Blood counts sent with dataAbsentReason, or with status cancelled (round-8 H2): data gaps quoting the reason
+    or the status, for the counts of monitoring.toml [cbc] absent_gap_analytes, within result_max_age_days, when
+    no readable value of that count of the same time or later exists (one per count: the newest). Dicts for the
+    data-incomplete card."""
+    if "labs" in facts.unavailable or not facts.absent_results:
+        return []
+    spec = load().monitoring.cbc
+    oldest = facts.today - timedelta(days=spec.result_max_age_days)
+    out = []
+    for analyte in spec.absent_gap_analytes:
+        for r in facts.absent_results.get(analyte, []):
+            if r.when is not None and r.when.date() < oldest:
+                continue
+            m = neutrophil_count(facts) if analyte == "neutrophils" else latest(facts, analyte)
+            if m is not None and (r.when is None or (m.when is not None and m.when >= r.when)):
+                continue  # a readable count of that time or later: the absent one changes nothing
+            out.append(_absent_gap(r))
+            break
+    return out
+
+
+def _absent_gap(r: AbsentResult) -> dict:
+    when = f"the result of {r.when.date().isoformat()}" if r.when else "an undated result"
+    parts = []
+    if r.status == "cancelled":
+        parts.append("has status 'cancelled' (the count was not done"
+                     + (f"; a value '{r.value_text}' was sent with it" if r.value_text else "") + ")")
+    if r.reason:
+        parts.append(f"was sent without a value, dataAbsentReason '{r.reason}'")
+    ref = f" ({r.source_ref})" if r.source_ref else ""
+    sent = f"no value: {r.reason}" if r.reason else f"status {r.status}"
+    return {"what": ANALYTE_LABELS.get(r.analyte, r.analyte), "why": f"{when}{ref} {' and '.join(parts)}",
+            "key": r.analyte, "outcome": "", "sent": sent, "bound_only": False}
+
+
 def _unread(facts: ClinicalFacts, analytes) -> str:
     """Results of these analytes that were sent but could not be read (a ResultText: no number, a unit not
     converted): the newest date, "undated", or "" when there are none. The CBC-due card must not call such a
@@ -206,7 +273,7 @@ def cbc_due_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> li
         return []
     spec = load().monitoring.cbc
     findings = []
-    last_cbc, last_lft = _last(facts, CBC), _last(facts, LIVER)
+    (last_cbc, partial_cbc, absent_cbc), last_lft = cbc_state(facts), _last(facts, LIVER)
     cutoff = facts.today.isoformat()
     therapies: dict[str, _ActiveTherapy] = {}
     for order, drug in orders:
@@ -228,7 +295,10 @@ def cbc_due_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> li
                                  "early": early, "why": why, "since": since, "cbc_due": cbc_due, "lft_due": lft_due,
                                  "last_cbc": last_cbc, "last_lft": last_lft, "cbc_window": cbc_window,
                                  "lft_window": lft_window, "today": cutoff,
-                                 "unread_cbc": _unread(facts, CBC), "unread_lft": _unread(facts, LIVER)},
+                                 "unread_cbc": _unread(facts, CBC), "unread_lft": _unread(facts, LIVER),
+                                 # what the newest count lacked, only when the CBC is due (round-8 H2)
+                                 **({"partial_cbc": partial_cbc} if partial_cbc and cbc_due else {}),
+                                 **({"absent_cbc": absent_cbc} if absent_cbc and cbc_due else {})},
                                 actions, drug=drug))
     return findings
 
@@ -614,5 +684,5 @@ def tpmt_high_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> 
     return [Finding("tpmt-activity-high", orders[0][0].ref, {"activity": evidence}, drug=orders[0][1])]
 
 
-__all__ = ["cbc_due_findings", "lab_findings", "neutrophil_count", "neutrophil_gap", "tpmt_activity_status", "tpmt_high_findings", "latest", "reported",
+__all__ = ["absent_count_gaps", "cbc_state", "cbc_due_findings", "lab_findings", "neutrophil_count", "neutrophil_gap", "tpmt_activity_status", "tpmt_high_findings", "latest", "reported",
            "aih_start_findings", "thioguanine_liver_findings"]

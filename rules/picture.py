@@ -15,7 +15,7 @@ from .common import drug_spec, thiopurine_of, usable_weight
 from .context import CallContext
 from .interactions import interacting_ingredients, medications
 from .knowledge_base import load
-from .monitoring import monitoring_windows
+from .monitoring import cbc_state, monitoring_windows
 
 # analyte -> (section of monitoring.toml, key, "below"/"above", label): the cut-offs the rules use
 _THRESHOLDS = {
@@ -31,7 +31,6 @@ _THRESHOLDS = {
     "mmp": [("metabolites", "mmp_above")],
 }
 CHARTED = ("wbc", "neutrophils", "lymphocytes", "platelets", "hemoglobin", "mcv", "alt", "ast", "tgn", "mmp")
-_CBC = ("wbc", "neutrophils", "platelets", "lymphocytes", "hemoglobin")
 _LIVER = ("alt", "ast")
 
 
@@ -127,11 +126,21 @@ def _genes(facts: ClinicalFacts, ctx: CallContext, guideline: str) -> list[dict]
     return out
 
 
-def _due(facts: ClinicalFacts, analytes: tuple[str, ...], window: int) -> dict:
-    dates = [m.when.date() for a in analytes for m in facts.labs.get(a, [])[:1] if m.when]
-    last = max(dates) if dates else None
+def _due(facts: ClinicalFacts, analytes: tuple[str, ...], window: int, last: date | None = None) -> dict:
+    """When the tests were last done and fall due. ``last``: given (the CBC: the last complete count, round-8 H2,
+    ``rules.monitoring.cbc_state``), else the newest result of ``analytes``."""
+    if last is None:
+        dates = [m.when.date() for a in analytes for m in facts.labs.get(a, [])[:1] if m.when]
+        last = max(dates) if dates else None
     return {"last": _when(last), "due": _when(last + timedelta(days=window)) if last else "",
             "window_days": window, "overdue": bool(last and last + timedelta(days=window) < facts.today)}
+
+
+def _complete_cbc(facts: ClinicalFacts) -> date | None:
+    """The date of the last complete blood count (a white cell or neutrophil count and a platelet count), as the
+    CBC-due card reads it; None when there is none."""
+    last = cbc_state(facts)[0]
+    return date.fromisoformat(last) if last else None
 
 
 def picture(facts: ClinicalFacts, *, guideline: str = "cpic", weight_max_age_days: int = 90) -> dict[str, Any]:
@@ -156,7 +165,7 @@ def picture(facts: ClinicalFacts, *, guideline: str = "cpic", weight_max_age_day
         "weights": _series(facts.weights),
         "labs": {a: {"series": _series(facts.labs.get(a, [])), "thresholds": thresholds(a)} for a in CHARTED},
         "interacting": others,
-        "monitoring": {"cbc": _due(facts, _CBC, cbc_window), "liver": _due(facts, _LIVER, lft_window),
+        "monitoring": {"cbc": _due(facts, (), cbc_window, _complete_cbc(facts)), "liver": _due(facts, _LIVER, lft_window),
                        "phase": phase, "sources": list(cbc.sources)},
         "conditions": [c.display for c in facts.conditions],
         "gaps": [{"what": g.what, "why": g.why} for g in facts.gaps],

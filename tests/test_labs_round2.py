@@ -147,8 +147,12 @@ def test_platelets_38_in_10_cubed_per_microlitre_flagged_a_is_the_critical_card(
 
 def test_an_unreadable_count_flagged_a_is_a_warning_naming_it_as_sent(call):
     cards = _cards(call, _with(obs("777-3", value=38, unit="103/uL", flag="A", id="plt-a")))
-    (gap,) = cards
+    gap = _card(cards, "data-incomplete")
     assert gap["indicator"] == "warning" and _rule(gap) == "data-incomplete"
+    # round-8 H2: an unreadable platelet count does not make the CBC complete; the CBC-due card says which is missing
+    due = _card(cards, "monitoring-cbc-due")
+    assert sorted(_rule(c) for c in cards) == ["data-incomplete", "monitoring-cbc-due"]
+    assert "no platelets" in due["summary"] and "could not be read" in due["detail"]
     assert "platelet count '38 103/uL'" in gap["summary"] and "flagged A by the laboratory" in gap["detail"]
 
 
