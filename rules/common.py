@@ -308,9 +308,11 @@ def _usual_for_indication(facts: ClinicalFacts, order: MedicationFact, drug: str
     indication's ``drugs``)."""
     dosing = load().dosing
     spec = dosing.indications[ind]
-    if not (drug == "azathioprine" or drug in spec.drugs):
+    if ind == "unknown" or spec.max_mg_per_kg is None or not (drug == "azathioprine" or drug in spec.drugs):
+        # no indication known (or none with a cited range: liver, heart transplant): no usual range to place the
+        # order in; CPIC's normal dose stands
         return {}
-    own = spec if spec.max_mg_per_kg is not None else dosing.indications["unknown"]
+    own = spec
     new_start = is_new_start(facts, order, drug)
     low, high, start = standard, float(own.max_mg_per_kg or standard), False
     if new_start and spec.new_start_max_mg_per_kg is not None:
@@ -320,8 +322,8 @@ def _usual_for_indication(facts: ClinicalFacts, order: MedicationFact, drug: str
     high = max(high, low)
     out: dict[str, Any] = {"standard": low, "reference_mg": low * weight, "normal_mg": low * weight,
                            "top_per_kg": high, "top_mg": high * weight, "usual_start": start,
-                           "usual_name": spec.name, "usual_text": own.range_text if own is spec else "",
-                           "usual_source": own.source, "from_order": False}
+                           "usual_name": spec.name, "usual_text": own.range_text,
+                           "usual_source": own.source, "from_order": False, "taken": not order.is_draft}
     ordered = order.daily_dose.mg if order.daily_dose is not None else None
     if ordered is not None and low * weight + 1e-6 < ordered <= high * weight + 1e-6:
         out.update(reference_mg=ordered, from_order=True)

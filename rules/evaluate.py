@@ -184,7 +184,7 @@ def attach_plans(findings: list[Finding], facts: ClinicalFacts, ctx: CallContext
             b = bases.get(f.order_ref)
             if b is not None:
                 f.values["plan"]["usual_basis"] = b  # the usual dose a fraction applies to (round-8 H4: stated)
-            if b is not None and (b.get("from_order") or b.get("usual_start")):
+            if b is not None and (b.get("from_order") or b.get("usual_start")) and f.rule_id in plans[f.order_ref].rules:
                 # round-8 H4: the usual dose the fraction or band applies to is the indication's (the order itself, a
                 # usual dose inside the range, or the lowest usual start): the cards cite the indication's dosing source
                 if b.get("usual_source") and b["usual_source"] not in f.sources:
