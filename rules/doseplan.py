@@ -2,9 +2,10 @@
 
 The advised range is the tightest absolute limit (each computed from the usual dose for
 the indication and body size) times every fraction (allopurinol's 1/4-1/3 of the usual
-dose); it never depends on the ordered dose, so the advice converges: an order at or
-under the advised range is left as it is, and following a suggestion then signing again
-gives no new dose. An order above it gets the largest practical regimen the tablets (or
+dose). The usual dose is the ordered dose only when it lies inside the indication's usual
+range (round-8 H4, rules.common._usual_for_indication); an order below that range is accepted
+up to the fraction of the range's top, so the advice converges: an order at or under the
+advised range is left as it is, and following a suggestion then signing again gives no new dose. An order above it gets the largest practical regimen the tablets (or
 an oral suspension) can give inside the range: once daily, alternate days, three times a
 week, else a specialist referral. Never "0 mg". See docs/dose-advice.md.
 """
