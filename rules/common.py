@@ -293,6 +293,43 @@ def is_new_start(facts: ClinicalFacts, order: MedicationFact, drug: str) -> bool
     return not order.prior_therapy and not any(drug in m.ingredients for m in facts.active_medications)
 
 
+def _usual_for_indication(facts: ClinicalFacts, order: MedicationFact, drug: str, ind: str, standard: float,
+                          weight: float) -> dict[str, Any]:
+    """Round-8 H4: the normal dose a reduction (a TPMT/NUDT15 band, allopurinol's fraction) applies to is the usual
+    dose for THIS indication, not a fixed 2 mg/kg/day. The indication's usual range runs from the normal dose
+    (``standard``, CPIC's 2 mg/kg/day; a new start's lowest usual starting dose when the indication sets one:
+    renal homotransplantation 3 mg/kg/day, Imuran label) to the indication's maximum (a new start's, 5 mg/kg/day
+    in renal homotransplantation; dosing.toml). An order inside that range is the usual dose the prescriber chose:
+    the reduction applies to it (CPIC: "30-80 % of the normal starting dose"; label: "one-third or one-quarter of
+    the usual dose"). An order below it may already be reduced, and one above it is above the range: the normal
+    dose then stands (never the ordered dose). ``top_mg`` (the top of the range) bounds what an order already
+    following the advice may be (rules.doseplan, rules.pgx): a reduction the service suggests from the top of
+    the range is not cut again. Only for a drug whose range this indication gives (azathioprine, or the
+    indication's ``drugs``)."""
+    dosing = load().dosing
+    spec = dosing.indications[ind]
+    if ind == "unknown" or spec.max_mg_per_kg is None or not (drug == "azathioprine" or drug in spec.drugs):
+        # no indication known (or none with a cited range: liver, heart transplant): no usual range to place the
+        # order in; CPIC's normal dose stands
+        return {}
+    own = spec
+    new_start = is_new_start(facts, order, drug)
+    low, high, start = standard, float(own.max_mg_per_kg or standard), False
+    if new_start and spec.new_start_max_mg_per_kg is not None:
+        high = spec.new_start_max_mg_per_kg
+    if new_start and spec.new_start_min_mg_per_kg is not None and spec.new_start_min_mg_per_kg > low:
+        low, start = spec.new_start_min_mg_per_kg, True
+    high = max(high, low)
+    out: dict[str, Any] = {"standard": low, "reference_mg": low * weight, "normal_mg": low * weight,
+                           "top_per_kg": high, "top_mg": high * weight, "usual_start": start,
+                           "usual_name": spec.name, "usual_text": own.range_text,
+                           "usual_source": own.source, "from_order": False, "taken": not order.is_draft}
+    ordered = order.daily_dose.mg if order.daily_dose is not None else None
+    if ordered is not None and low * weight + 1e-6 < ordered <= high * weight + 1e-6:
+        out.update(reference_mg=ordered, from_order=True)
+    return out
+
+
 def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_days: int,
                indication_how: tuple[str, str] | None = None) -> dict:
     """The normal (reference) daily dose for this patient and how it was found: mg/m² x body surface area
@@ -331,6 +368,7 @@ def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_da
         out["standard"] = per_kg
         if w is not None and per_kg:
             out.update(kind="kg", reference_mg=per_kg * w.value)
+            out.update(_usual_for_indication(facts, order, drug, ind, per_kg, w.value))
     if onc is not None and out["reference_mg"] is None:
         # round-6 M3: a mg/m2 dose with no body surface area and no per-kg label figure for the weight: no normal
         # dose is computed (never an assumed body surface area); the cards say the height (and weight) is needed

@@ -11,7 +11,7 @@ from .context import CallContext, context_of
 from .findings import DoseLimit, Finding, OrderTest
 from .knowledge_base import load
 from .knowledge_schema import DosingGeneral, Indication, Oncology, OtherDrug
-from .populations import stale_height_check, stale_weight_check
+from .populations import is_child, stale_height_check, stale_weight_check
 
 RULE_IDS = ("dose-unreadable", "dose-above-range", "dose-new-start", "dose-schedule-error", "weight-missing",
             "weight-implausible", "height-missing")
@@ -63,32 +63,47 @@ def _max_daily(spec: RangeSpec, basis: dict, new_start: bool) -> tuple[float | N
     return (per * basis["weight"] if basis["weight"] else None), per, "kg"
 
 
-def _start(spec: RangeSpec, general: DosingGeneral, weight: float | None, drug: str) -> dict:
-    """The starting dose of a new start and the dose above which a start is flagged.
+def _start(spec: RangeSpec, general: DosingGeneral, weight: float | None, drug: str, child: bool = False) -> dict:
+    """The starting dose of a new start and the dose above which a start is flagged: one figure (round-8 m3: the
+    start the card names is the threshold it checks against).
 
     An indication with ``start_mg_per_kg`` (rheumatoid arthritis, FDA label: about 1.0 mg/kg/day) starts at that
     figure times the weight, to the nearest tablet step (75 mg for 72 kg), and a start above it is flagged even
     under the label's 100 mg; without a weight, at the label's upper figure ``start_mg``. One with only
-    ``start_mg`` (autoimmune hepatitis, AASLD: 50 mg/day) starts at that fixed dose. Otherwise the brief's
-    50 mg/day or 1 mg/kg/day, whichever is higher, is the threshold."""
+    ``start_mg`` (autoimmune hepatitis, AASLD: 50 mg/day in adults) starts at that fixed dose. Otherwise about
+    1 mg/kg/day and not below 50 mg/day (the label's rheumatoid arthritis start, "approximately 1.0 mg/kg (50 to
+    100 mg)"), or 50 mg/day without a weight.
+    A child (round-8 M2) is never given an adult fixed dose: the per-kg figure times the weight, unrounded (the
+    indication's ``child_start_max_mg_per_kg`` when it sets one: autoimmune hepatitis 1-2 mg/kg/day); without a
+    weight no mg figure is given and no start is flagged."""
     form = load().dosing.forms.get(drug)
     step = float(form.tablet_step_mg if form is not None else 25)
     per_kg = spec.start_mg_per_kg if isinstance(spec, Indication) else None
     start_mg = spec.start_mg if isinstance(spec, Indication) else None
+    if child:
+        child_max = spec.child_start_max_mg_per_kg if isinstance(spec, Indication) else None
+        kg = child_max or per_kg or general.new_start_mg_per_kg
+        low = (per_kg or general.new_start_mg_per_kg) if child_max else None
+        exact = kg * weight if weight else None
+        return {"start_mg": exact, "start_exact": exact, "start_per_kg": kg, "start_per_kg_low": low, "step": step,
+                "threshold": exact if exact is not None else math.inf, "start_how": "child"}
     if per_kg is not None:
         if weight:
             exact = per_kg * weight
             practical = max(step, math.floor(exact / step + 0.5) * step)
             return {"start_mg": practical, "start_exact": exact, "start_per_kg": per_kg, "step": step,
-                    "threshold": practical}
+                    "threshold": practical, "start_how": "practical"}
         return {"start_mg": start_mg, "start_exact": None, "start_per_kg": per_kg, "step": step,
-                "threshold": start_mg}
+                "threshold": start_mg, "start_how": "label_upper"}
     if start_mg is not None:
         return {"start_mg": start_mg, "start_exact": None, "start_per_kg": None, "step": step,
-                "threshold": start_mg}
-    start_mg, general_per_kg = general.new_start_mg, general.new_start_mg_per_kg
-    threshold = max(start_mg, general_per_kg * weight) if weight else start_mg
-    return {"start_mg": start_mg, "start_exact": None, "start_per_kg": None, "step": step, "threshold": threshold}
+                "threshold": start_mg, "start_how": "fixed"}
+    floor_mg, general_per_kg = general.new_start_mg, general.new_start_mg_per_kg
+    exact = general_per_kg * weight if weight else None
+    # to the nearest tablet step, as the rheumatoid arthritis start (75 mg for 72 kg), and not below 50 mg/day
+    threshold = max(floor_mg, math.floor(exact / step + 0.5) * step) if exact is not None else floor_mg
+    return {"start_mg": threshold, "start_exact": exact, "start_per_kg": general_per_kg, "step": step,
+            "threshold": threshold, "start_how": "floor" if exact is not None else "no_weight", "floor_mg": floor_mg}
 
 
 def weight_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | None = None) -> list[Finding]:
@@ -169,7 +184,7 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | No
         sources = tuple(dict.fromkeys([spec.source, *(() if isinstance(spec, OtherDrug) else spec.sources)]))
         name = dosing.indications[ind].name if isinstance(spec, OtherDrug) else spec.name
         values = {"ordered": ordered, "indication": ind, "indication_name": name, "how": how, "unit": unit,
-                  "max_per_unit": per_unit, "range_text": "" if isinstance(spec, OtherDrug) else spec.range_text, "basis": basis,
+                  "max_per_unit": per_unit, "range_text": _range_text(spec, facts), "basis": basis,
                   "new_start": new_start, "therapy_unknown": therapy_unknown(facts, order),
                   # round-5 M1: Conditions on record that name no known indication are quoted, never "none on record"
                   "recorded": recorded_indications(order, facts.conditions) if how == "unrecognised" else []}
@@ -202,7 +217,7 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | No
                 continue
         if new_start and drug == "azathioprine" and not basis["oncology"] and isinstance(spec, Indication) \
                 and not spec.no_start_titration and spec.new_start_max_mg_per_kg is None:
-            start = _start(spec, general, basis["weight"], drug)
+            start = _start(spec, general, basis["weight"], drug, child=is_child(facts))
             if how == "unrecognised":
                 # the indication on record was not recognised: no indication's start regimen is applied as if
                 # known (a kidney transplant starts at 3-5 mg/kg/day, not RA's 1 mg/kg): the card says the start
@@ -211,6 +226,16 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | No
             if ordered > start["threshold"] + 1e-9:
                 findings.append(Finding("dose-new-start", order.ref, {**values, **start}, sources=sources, drug=drug))
     return findings
+
+
+def _range_text(spec: RangeSpec, facts: ClinicalFacts) -> str:
+    """The indication's range as printed: a child's per-kg form where the indication sets one (round-8 M2: no adult
+    fixed mg start, "50 mg/day initially" or "(50-100 mg)", next to a child's per-kg figure)."""
+    if isinstance(spec, OtherDrug):
+        return ""
+    if isinstance(spec, Indication) and spec.child_range_text and is_child(facts):
+        return spec.child_range_text
+    return spec.range_text
 
 
 range_spec = _range_spec  # the indication's (or drug's) dose range spec, for other rule modules

@@ -2,9 +2,10 @@
 
 The advised range is the tightest absolute limit (each computed from the usual dose for
 the indication and body size) times every fraction (allopurinol's 1/4-1/3 of the usual
-dose); it never depends on the ordered dose, so the advice converges: an order at or
-under the advised range is left as it is, and following a suggestion then signing again
-gives no new dose. An order above it gets the largest practical regimen the tablets (or
+dose). The usual dose is the ordered dose only when it lies inside the indication's usual
+range (round-8 H4, rules.common._usual_for_indication); an order below that range is accepted
+up to the fraction of the range's top, so the advice converges: an order at or under the
+advised range is left as it is, and following a suggestion then signing again gives no new dose. An order above it gets the largest practical regimen the tablets (or
 an oral suspension) can give inside the range: once daily, alternate days, three times a
 week, else a specialist referral. Never "0 mg". See docs/dose-advice.md.
 """
@@ -241,7 +242,8 @@ def follows(ordered: float, high: float, days_per_week: int | None) -> bool:
 
 
 def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_of, priority_of,
-               usual_mg: dict[str, float] | None = None, forms_of: dict[str, str] | None = None) -> dict[str, DosePlan]:
+               usual_mg: dict[str, float] | None = None, forms_of: dict[str, str] | None = None,
+               top_mg: dict[str, float] | None = None) -> dict[str, DosePlan]:
     """One plan per order with at least one numeric limit; the suggestion goes to the most severe card.
 
     The advised range comes from the limits and the usual dose (``usual_mg``: for the indication and
@@ -268,6 +270,13 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
         # dose to the nearest tablet step, never below it): 72 kg, usual 2 mg/kg = 144 mg, given as 150 mg; one-third
         # is 50 mg, which the label's "approximately one-third" covers. The suggestion still aims at the exact band
         accept = max(high, accept_top(limits, practical_usual(drug, (usual_mg or {}).get(ref)), ordered))
+        top, usual = (top_mg or {}).get(ref), (usual_mg or {}).get(ref)
+        if top is not None and usual is not None and ordered < usual - EPS and any(lim.factor_high for lim in limits):
+            # round-8 H4: the fraction applies to the usual dose for the indication, the order itself when it is a usual
+            # dose inside the indication's range (rules.common._usual_for_indication). An order below the range is
+            # accepted up to the fraction of the top of that range: it is the advice for some usual dose, and the
+            # suggestion made from an order in the range lands there (followed, it is not cut again)
+            accept = max(accept, accept_top(limits, top, ordered))
         change = not follows(ordered, accept, days)
         daily = any(lim.daily for lim in limits)
         regimen = practical_regimen(drug, low, high, days, prefer=(forms_of or {}).get(ref, ""), daily=daily) \

@@ -159,6 +159,8 @@ def attach_plans(findings: list[Finding], facts: ClinicalFacts, ctx: CallContext
     ctx = context_of(facts, ctx)
     meds = {m.ref: m for m in facts.orders + facts.active_medications if m.ref and m.daily_dose is not None}
     usual: dict[str, float] = {}
+    tops: dict[str, float] = {}
+    bases: dict[str, dict] = {}
     forms_of: dict[str, str] = {}
     for ref, m in meds.items():
         drug = thiopurine_of(m)
@@ -167,13 +169,26 @@ def attach_plans(findings: list[Finding], facts: ClinicalFacts, ctx: CallContext
         basis = ctx.size_basis(m, drug, weight_max_age_days)
         if basis["kind"] != "ordered" and basis["reference_mg"]:
             usual[ref] = basis["reference_mg"]
+            bases[ref] = basis
+            if basis.get("top_mg"):
+                # round-8 H4: the top of the indication's usual range: a fraction the service suggests from an
+                # order there, once followed, is not cut again (rules.doseplan.plan_doses)
+                tops[ref] = basis["top_mg"]
         if m.daily_dose is not None and m.daily_dose.form:
             forms_of[ref] = m.daily_dose.form
     plans = plan_doses(findings, {ref: m.daily_dose.mg for ref, m in meds.items() if m.daily_dose is not None},
-                       indicator_of, priority_of, usual, forms_of)
+                       indicator_of, priority_of, usual, forms_of, tops)
     for i, f in enumerate(findings):
         if f.order_ref in plans and not f.values.get("order_stopped"):
             f.values["plan"] = plans[f.order_ref].values()
+            b = bases.get(f.order_ref)
+            if b is not None:
+                f.values["plan"]["usual_basis"] = b  # the usual dose a fraction applies to (round-8 H4: stated)
+            if b is not None and (b.get("from_order") or b.get("usual_start")) and f.rule_id in plans[f.order_ref].rules:
+                # round-8 H4: the usual dose the fraction or band applies to is the indication's (the order itself, a
+                # usual dose inside the range, or the lowest usual start): the cards cite the indication's dosing source
+                if b.get("usual_source") and b["usual_source"] not in f.sources:
+                    f = findings[i] = replace(f, sources=(*f.sources, b["usual_source"]))
             if f.rule_id in CONSISTENT_AS_INFO and not plans[f.order_ref].change and not f.stops_order \
                     and not f.values.get("contraindicated"):
                 f.values["consistent"] = True

@@ -129,7 +129,10 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
                 # an option, not the recommended action: allopurinol is often needed (gout), or given on purpose
                 # with a reduced thiopurine (BSG 2019); the label's advice is to reduce the thiopurine
                 actions.append(CancelOrder(o.ref, other, label="cancel_other", recommended=False))
-                extra = ("bsg_ibd_2019",)
+                # the IBD guideline is cited for an IBD patient only (round-8 H4: not for a transplant patient)
+                if indication(t, facts.conditions)[0] == "ibd":
+                    extra = ("bsg_ibd_2019",)
+                    values["ibd"] = True
         findings.append(Finding("interaction-xanthine-oxidase", t.ref, values, actions, dose=dose, stops_order=stops,
                                 drug=tp, sources=(*spec.label_sources.get(tp, []),
                                                   *(spec.contraindicated_sources if contraindicated else []), *extra)))

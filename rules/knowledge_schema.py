@@ -225,6 +225,12 @@ class Indication:
     malignancy_drugs: tuple[str, ...] = ()  # thiopurines CPIC's malignancy advice applies to
     drugs: tuple[str, ...] = ()  # whose range this is (empty: every thiopurine)
     new_start_max_mg_per_kg: float | None = None
+    # the lowest usual starting dose of a new start (round-8 H4: renal homotransplantation 3 mg/kg/day, label): the
+    # normal dose a PGx band or allopurinol's fraction applies to is never below it
+    new_start_min_mg_per_kg: float | None = None
+    # round-8 M2: a child's range as printed (per kg only, no adult fixed mg start) and a child's start ceiling per kg
+    child_range_text: str = ""
+    child_start_max_mg_per_kg: float | None = None
     start_mg: float | None = None
     start_mg_per_kg: float | None = None
     start_source: str = ""

@@ -471,9 +471,18 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
         return Finding("pgx-reduce-dose", order.ref, values, actions, drug=drug, sources=tuple(sources))
     ordered = order.daily_dose.mg
     low, high = reference * low_f, reference * high_f
-    accept, accept_how = _accept_high(drug, reference, band_low_f, band_high_f, high)
+    # an order at or under the band of the normal dose is not cut (not the ordered dose's band when the order is the
+    # basis, round-8 H4: the order is then a usual dose, not a reduced one)
+    normal = basis.get("normal_mg") or reference
+    accept, accept_how = _accept_high(drug, normal, band_low_f, band_high_f, normal * high_f)
+    top = basis.get("top_mg")
+    if top and top * high_f > accept + 1e-6 and top * high_f < normal - 1e-6:
+        # round-8 H4: the service suggests up to high_f of the top of the indication's usual range (a usual dose
+        # ordered there); such a suggestion, once followed, is not cut again
+        accept, accept_how = top * high_f, "top"
+    accept = max(accept, high)
     values.update(low=low, high=high, reference=reference, accept_high=accept, accept_how=accept_how,
-                  accept_f=accept / reference)
+                  accept_f=accept / reference, normal_ref=normal)
     rule = "pgx-dose-in-reduced-range" if ordered <= accept + 1e-6 else "pgx-reduce-dose"
     established = established_dose(facts, order, drug, basis) if rule == "pgx-reduce-dose" else None
     if established is not None:

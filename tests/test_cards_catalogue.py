@@ -535,7 +535,7 @@ VALUE_CASES: dict[str, tuple[Any, dict[str, Any]]] = {
                            {"activity": {"value": 50.0, "reading": "High"}}),  # issue 9: judged by rules/tpmt_activity.py
     "dose-above-range": (lambda: _run([med_request(daily_mg=250)], meds=[med_request(id="o", status="active", daily_mg=250, authored=days_ago(300))]),
                          {"max_per_unit": 3.0, "max_mg": 210.0, "unit": "kg"}),
-    "dose-new-start": (lambda: _run([med_request(daily_mg=100)], meds=[]), {"start_mg": 50, "threshold": 70.0}),
+    "dose-new-start": (lambda: _run([med_request(daily_mg=100)], meds=[]), {"start_mg": 75.0, "threshold": 75.0}),  # round-8 m3: one figure
     "dose-schedule-error": (lambda: _run([med_request(dosages=[b.dosage(700, frequency=1, period=1, period_unit="wk")])]),
                             {"schedule": "700 mg once weekly"}),
     "dose-unreadable": (lambda: _run([med_request(dosages=[b.dosage(150, unit="", code=None, system=None)])]), {}),

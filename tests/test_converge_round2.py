@@ -117,8 +117,9 @@ def test_allopurinol_new_order_reduce_the_active_order_cancel_is_only_an_option(
     card = _card(cards, "interaction-xanthine-oxidase")
     assert card["indicator"] == "critical"
     assert "reduce the active azathioprine order to" in card["summary"]
-    assert "Recommended dose for this azathioprine order: 50 mg and 25 mg on alternate days" in card["detail"]
-    # 72 kg (weight read for an allopurinol order too): usual 144 mg, label 1/4-1/3 = 36-48 mg/day -> 37.5
+    assert "Recommended dose for this azathioprine order: 50 mg once daily" in card["detail"]
+    # 72 kg (weight read for an allopurinol order too): the 150 mg taken (2.1 mg/kg/day) is inside rheumatoid arthritis'
+    # usual range (up to 2.5 mg/kg/day), so it is the usual dose (round-8 H4): label 1/4-1/3 = 37.5-50 mg/day -> 50
     assert not any(s.get("isRecommended") for s in card.get("suggestions", []))
     assert all(a["type"] != "update" for s in card.get("suggestions", []) for a in s["actions"])
 

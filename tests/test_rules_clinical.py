@@ -125,7 +125,9 @@ def test_dose_without_units_is_a_card_not_a_pass():
 
 
 # ---------------------------------------------------------------- new start
-@pytest.mark.parametrize("mg,expected", [(50, False), (70, False), (75, True)])  # max(50 mg, 1 mg/kg x 70 kg)
+# max(50 mg, 1 mg/kg x 70 kg to the nearest 25 mg tablet step = 75 mg): round-8 m3, the start the card names is the
+# figure it checks (as the rheumatoid arthritis start, 75 mg for 72 kg)
+@pytest.mark.parametrize("mg,expected", [(50, False), (70, False), (75, False), (100, True)])
 def test_new_start_above_the_starting_dose(mg, expected):
     found = ids(run([med_request(daily_mg=mg)], meds=[]))
     assert ("dose-new-start" in found) is expected
