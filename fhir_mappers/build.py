@@ -185,6 +185,9 @@ def _build_facts(draft_orders: list[dict], data: dict[str, Any], today: date, ga
     heights = by_analyte.pop("height", [])
     orders = [_with_weight(o, weights) for o in orders]
     active = [_with_weight(o, weights) for o in active]
+    if any(o.is_draft and o.ingredients for o in orders):
+        ended = [_with_weight(f, weights) for f in _ended_orders(pf, meds_index, draft_refs, orders)]
+        orders = [_with_established(o, active, [*ended, *(_with_weight(f, weights) for f in past)]) for o in orders]
     patient = next(iter(pf.of("patient", "Patient")), None)  # a Patient with another id is set aside (Prefetch)
 
     return ClinicalFacts(
@@ -417,6 +420,51 @@ def _lowest_first_of_same_time(weights: list, gaps: list[DataGap]) -> list:
                         f"disagree ({values}); the lowest, {low.value:g} kg, is used: check which is correct",
                         key="weight_conflict"))
     return [low, *[w for w in weights if w is not low]]
+
+
+_ESTABLISHED_SCAN = 64  # ended orders of the ordered drugs read per call for the established dose
+
+
+def _ended_orders(pf: "Prefetch", meds_index: dict, draft_refs: set[str],
+                  orders: list[MedicationFact]) -> list[MedicationFact]:
+    """Stopped and completed MedicationRequests of a drug ordered now, under the ``medications`` key (those under
+    ``past_medications`` are read as ``past``): the dose taken before (round-9 M2). At most ``_ESTABLISHED_SCAN``."""
+    wanted = frozenset(i for o in orders if o.is_draft for i in o.ingredients)
+    out: list[MedicationFact] = []
+    for mr in pf.of("medications", "MedicationRequest"):
+        if len(out) >= _ESTABLISHED_SCAN:
+            break
+        if mr.get("status") not in _ENDED:
+            continue
+        fact = medication_fact(mr, is_draft=False, medications=meds_index)
+        if fact is not None and fact.ref not in draft_refs and fact.ingredients & wanted:
+            out.append(replace(fact, ended_on=_end_date(mr) or fact.authored_on))
+    return out
+
+
+def _with_established(order: MedicationFact, active: list[MedicationFact],
+                      ended: list[MedicationFact]) -> MedicationFact:
+    """``established_dose``: the daily dose of the same drug the record shows before this draft order (round-9 M2):
+    the order it replaces, else an active order or statement of the drug, else the latest ended order dated on or
+    before it. Read only; the rules decide whether it is a usual dose."""
+    if not order.is_draft or not order.ingredients:
+        return order
+
+    def same(m: MedicationFact) -> bool:
+        return m.ingredients == order.ingredients and m.daily_dose is not None and not m.is_draft \
+            and (not m.ref or m.ref != order.ref) \
+            and not (m.authored_on and order.authored_on and m.authored_on > order.authored_on)
+
+    def latest(items: list[MedicationFact]) -> MedicationFact | None:
+        dated = sorted((m for m in items if same(m)), key=lambda m: m.authored_on or date.min, reverse=True)
+        return dated[0] if dated else None
+
+    replaced = [m for m in (*active, *ended) if m.ref and m.ref in order.replaces]
+    found = latest(replaced) or latest(active) or latest(ended)
+    if found is None or found.daily_dose is None:
+        return order
+    return replace(order, established_dose=found.daily_dose, established_ref=found.ref,
+                   established_status=found.status)
 
 
 def _with_weight(order: MedicationFact, weights: list) -> MedicationFact:

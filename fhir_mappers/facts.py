@@ -86,6 +86,12 @@ class MedicationFact:
     # the order says how long it runs (a dosage's timing bounds or count, the dispense validity end or expected supply
     # duration): a course, not an open-ended order (round-8 m5, thioguanine in leukaemia)
     bounded: bool = False
+    # round-9 M2: the daily dose of the same drug the record shows the patient on before this (draft) order: the
+    # order it replaces (priorPrescription, basedOn), else an active order or statement of the drug, else the latest
+    # ended (stopped, completed) order of the drug dated on or before this one. As read; the rules decide its use.
+    established_dose: DailyDose | None = None
+    established_ref: str = ""
+    established_status: str = ""  # that order's status as sent ("active", "stopped", ...)
 
 
 @dataclass(frozen=True, slots=True)

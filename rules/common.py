@@ -327,7 +327,27 @@ def _usual_for_indication(facts: ClinicalFacts, order: MedicationFact, drug: str
     ordered = order.daily_dose.mg if order.daily_dose is not None else None
     if ordered is not None and low * weight + 1e-6 < ordered <= high * weight + 1e-6:
         out.update(reference_mg=ordered, from_order=True)
+        return out
+    # round-9 M2: the dose the patient took before this order (the order it replaces, an active order, the latest
+    # ended one: ``established_dose``, read by fhir_mappers), when the order itself is not a usual dose. Inside the
+    # range above it is the usual dose (as an order there would be); at or above the indication's lowest usual dose
+    # (``usual_min_mg_per_kg``, e.g. the label's RA start of 1 mg/kg/day) but under the normal dose it is what
+    # allopurinol's one-third to one-quarter applies to (rules.evaluate.attach_plans), never a PGx band's basis
+    est = order.established_dose.mg if order.established_dose is not None and order.is_draft else None
+    if est is not None and not new_start_only(spec, new_start):
+        state = {"established_ref": order.established_ref, "established_status": order.established_status,
+                 "established_mg": est}
+        if low * weight + 1e-6 < est <= high * weight + 1e-6:
+            out.update(reference_mg=est, from_order=True, from_established=True, taken=True, **state)
+        elif spec.usual_min_mg_per_kg is not None and spec.usual_min_mg_per_kg * weight - 1e-6 <= est <= low * weight + 1e-6:
+            out.update(established_below_mg=est, **state)
     return out
+
+
+def new_start_only(spec: Any, new_start: bool) -> bool:
+    """An indication whose usual range differs for a new start (renal homotransplantation: 3-5 mg/kg/day initially):
+    a dose taken before under maintenance is not the start's usual dose (round-9 M2: not used as the basis)."""
+    return new_start and spec.new_start_min_mg_per_kg is not None
 
 
 def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_days: int,

@@ -12,7 +12,7 @@ week, else a specialist referral. Never "0 mg". See docs/dose-advice.md.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .findings import SEVERITY, ChangeDose, DoseLimit, Finding, Regimen
 from .knowledge_base import load
@@ -59,6 +59,22 @@ class DosePlan:
         top = self.high_mg if self.range_high is None else self.range_high
         return top if self.accept_high is None else max(top, self.accept_high)
 
+    def _shown(self) -> dict:
+        """The range a card quotes for this order, and how the order stands against it: the recommended range, or
+        the wider accepted one when the order lies above the recommended range but inside the accepted one
+        (``wider``); ``below``: under the recommended range's low end. A range per dose (a schedule of
+        ``days_per_week``) is compared with the order's daily average as the average it gives (round-9 M3)."""
+        days = self.days_per_week or self.advised_days
+        per_day = days / 7 if days else 1.0
+        high = self.high_mg if self.range_high is None else self.range_high
+        accept = self._accept_top()
+        below = self.range_low is not None and self.ordered_mg < self.range_low * per_day - 0.01
+        wider = accept > high + 0.01 and self.ordered_mg > high * per_day + 0.01
+        top = accept if wider else high
+        return {"low": self.range_low, "high": top, "days_per_week": days, "below": below, "wider": wider,
+                "kind": "accepted" if wider else "recommended", "suggested_high": high,
+                "average_high": top * per_day if days else None}
+
     def values(self) -> dict:
         r = self.regimen
         return {
@@ -72,6 +88,8 @@ class DosePlan:
             # the range an order is accepted in (the guideline's band; the suggestion aims at "range")
             "accept": {"low": self.range_low, "high": self._accept_top(),
                        "days_per_week": self.days_per_week or self.advised_days},
+            # round-9 M2: the one range every card quotes for an order it leaves as it is (summary and detail alike)
+            "shown": self._shown(),
             "regimen": None if r is None else {
                 "per_dose": r.per_dose_mg, "alt": r.alt_mg, "every_days": r.every_days,
                 "days_per_week": r.days_per_week, "form": r.form, "ml": r.ml, "avg": r.avg_daily_mg,
@@ -87,14 +105,19 @@ _NO_FORM = Form(source="")  # a drug without [forms.<drug>]: 25 mg tablet steps,
 
 
 def practical_regimen(drug: str, low: float | None, high: float, days_per_week: int | None = None,
-                      prefer: str = "", daily: bool = False) -> Regimen | None:
+                      prefer: str = "", daily: bool = False, ceiling: float | None = None) -> Regimen | None:
     """The largest practical regimen with an average in [low, high] (per dose when ``days_per_week``);
     ``prefer="suspension"``: the order was written in mL of the oral suspension, and stays so if it can;
     ``daily``: the guideline's regimen is daily (round-6 M2): once-daily tablets when they give at least
-    ``point_min_fraction`` of ``high``, else the oral suspension daily, else None (a specialist)."""
+    ``point_min_fraction`` of ``high``, else the oral suspension daily, else None (a specialist).
+    ``ceiling``: the top of the range an order is accepted in (per dose); the oral suspension is measured to the
+    volume nearest ``high`` when that stays at or under it (round-9 M3: one tenth of 79.5 mg = 7.95 mg is 0.4 mL =
+    8 mg, not 0.35 mL = 7 mg), else rounded down. A point figure (DPWG) is never exceeded."""
     spec = forms(drug)
+    if low is not None and low >= high - EPS:
+        ceiling = None  # one figure (DPWG): the nearest practical dose not above it
     if prefer == "suspension" and spec.suspension_mg_per_ml:
-        found = _suspension(spec, low, high, days_per_week)
+        found = _suspension(spec, low, high, days_per_week, ceiling)
         if found is not None:
             return found
     step = float(spec.tablet_step_mg)
@@ -102,8 +125,8 @@ def practical_regimen(drug: str, low: float | None, high: float, days_per_week: 
         n = math.floor(high / step + EPS)
         if n >= 1 and n * step >= max(low or 0.0, high * point_min_fraction()) - EPS:
             return Regimen(n * step)
-        return _suspension(spec, low, high, None) or (Regimen(n * step) if n >= 1 and n * step >= (low or 0) - EPS
-                                                       else None)
+        return _suspension(spec, low, high, None, ceiling) or (Regimen(n * step) if n >= 1 and n * step >= (low or 0) - EPS
+                                                                else None)
     single = low is not None and low >= high - EPS
     if single:  # one figure (DPWG: 50 %): the nearest practical dose not above it (daily or alternate days)
         low = max(high - step, 0.0)
@@ -112,7 +135,7 @@ def practical_regimen(drug: str, low: float | None, high: float, days_per_week: 
         n = math.floor(high / step + EPS)
         if n >= 1 and n * step >= floor_mg:
             return Regimen(n * step, days_per_week=days_per_week)
-        return _suspension(spec, low, high, days_per_week)
+        return _suspension(spec, low, high, days_per_week, ceiling)
     candidates: list[Regimen] = []
     n = math.floor(high / step + EPS)
     if n >= 1:
@@ -132,7 +155,7 @@ def practical_regimen(drug: str, low: float | None, high: float, days_per_week: 
                 if closer is not None:
                     return closer
             return r
-    return _suspension(spec, low, high, None)
+    return _suspension(spec, low, high, None, ceiling)
 
 
 def point_min_fraction() -> float:
@@ -141,12 +164,16 @@ def point_min_fraction() -> float:
     return float(load().dosing.general.point_dose_min_fraction)
 
 
-def _suspension(spec: Form, low: float | None, high: float, days_per_week: int | None) -> Regimen | None:
+def _suspension(spec: Form, low: float | None, high: float, days_per_week: int | None,
+                ceiling: float | None = None) -> Regimen | None:
     conc = spec.suspension_mg_per_ml
     if not conc:
         return None
     step = float(spec.suspension_ml_step or 0.1)
     ml = round(math.floor(high / conc / step + EPS) * step, 3)  # oral dosing syringe graduation
+    nearest = round(math.floor(high / conc / step + 0.5 + EPS) * step, 3)
+    if ceiling is not None and nearest > ml and nearest * conc <= ceiling + EPS:
+        ml = nearest  # round-9 M3: the nearest measurable volume, when the accepted range allows it
     mg = ml * conc
     if ml <= 0 or mg < (low or 0) - EPS:
         return None
@@ -243,14 +270,16 @@ def follows(ordered: float, high: float, days_per_week: int | None) -> bool:
 
 def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_of, priority_of,
                usual_mg: dict[str, float] | None = None, forms_of: dict[str, str] | None = None,
-               top_mg: dict[str, float] | None = None) -> dict[str, DosePlan]:
+               top_mg: dict[str, float] | None = None, taken_mg: dict[str, float] | None = None) -> dict[str, DosePlan]:
     """One plan per order with at least one numeric limit; the suggestion goes to the most severe card.
 
     The advised range comes from the limits and the usual dose (``usual_mg``: for the indication and
     body size), never from the ordered dose: an order at or under the advised range is not changed
     (the plan says it is consistent), so following a suggestion and signing again gives no new dose.
     ``forms_of``: the form the order was written in ("suspension" for an mL order), kept when it can
-    give the dose."""
+    give the dose. ``taken_mg``: the dose the patient took before this order, inside the indication's usual
+    range but under the usual dose (round-9 M2): a fraction (allopurinol's) applies to it, as to the dose of an
+    active order when allopurinol is the new order."""
     by_ref: dict[str, list[Finding]] = {}
     for f in findings:
         if f.dose is not None and f.order_ref:
@@ -264,6 +293,10 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
         numeric.sort(key=lambda f: (-SEVERITY[indicator_of(f)], priority_of(f)))
         drug = numeric[0].drug
         limits = [f.dose for f in numeric if f.dose is not None]
+        taken = (taken_mg or {}).get(ref)
+        if taken is not None:
+            limits = [replace(lim, current_mg=taken) if lim.factor_high is not None and lim.current_mg is None else lim
+                      for lim in limits]
         ordered = ordered_mg[ref]
         low, high, days = combine(limits, (usual_mg or {}).get(ref), ordered)
         # round-6 M7: an order is accepted up to the fraction of the usual dose *as given in tablets* (the usual
@@ -279,8 +312,8 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
             accept = max(accept, accept_top(limits, top, ordered))
         change = not follows(ordered, accept, days)
         daily = any(lim.daily for lim in limits)
-        regimen = practical_regimen(drug, low, high, days, prefer=(forms_of or {}).get(ref, ""), daily=daily) \
-            if change else None
+        regimen = practical_regimen(drug, low, high, days, prefer=(forms_of or {}).get(ref, ""), daily=daily,
+                                    ceiling=accept) if change else None
         plan = DosePlan(ref, drug, ordered, low, high, days if change else None, regimen,
                         rules=list(dict.fromkeys(f.rule_id for f in numeric)),
                         qualitative=list(dict.fromkeys(f.rule_id for f in items if f.dose is not None and f.dose.qualitative)),

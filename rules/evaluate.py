@@ -162,6 +162,7 @@ def attach_plans(findings: list[Finding], facts: ClinicalFacts, ctx: CallContext
     tops: dict[str, float] = {}
     bases: dict[str, dict] = {}
     forms_of: dict[str, str] = {}
+    taken: dict[str, float] = {}
     for ref, m in meds.items():
         drug = thiopurine_of(m)
         if not drug:
@@ -174,10 +175,13 @@ def attach_plans(findings: list[Finding], facts: ClinicalFacts, ctx: CallContext
                 # round-8 H4: the top of the indication's usual range: a fraction the service suggests from an
                 # order there, once followed, is not cut again (rules.doseplan.plan_doses)
                 tops[ref] = basis["top_mg"]
+            if basis.get("established_below_mg"):
+                # round-9 M2: the dose taken before, a usual dose for the indication under the normal dose
+                taken[ref] = basis["established_below_mg"]
         if m.daily_dose is not None and m.daily_dose.form:
             forms_of[ref] = m.daily_dose.form
     plans = plan_doses(findings, {ref: m.daily_dose.mg for ref, m in meds.items() if m.daily_dose is not None},
-                       indicator_of, priority_of, usual, forms_of, tops)
+                       indicator_of, priority_of, usual, forms_of, tops, taken)
     for i, f in enumerate(findings):
         if f.order_ref in plans and not f.values.get("order_stopped"):
             f.values["plan"] = plans[f.order_ref].values()

@@ -100,6 +100,10 @@ class Band:
     malignant_days_per_week: int | None = None
     malignant_source: str = ""
     malignant_mg_per_m2: float | None = None  # malignancy: an absolute starting dose per m² (CPIC 2018 Table 3)
+    # malignancy, a regimen that cuts the dose per dose and the schedule (TPMT poor metabolizer: one tenth, three times
+    # a week): an order at or under this per m² per dose follows it (CPIC's worked example, 10 mg/m2/day on 3 days a
+    # week; round-9 M3), even when one tenth of the normal dose is less
+    malignant_accept_mg_per_m2: float | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +232,10 @@ class Indication:
     # the lowest usual starting dose of a new start (round-8 H4: renal homotransplantation 3 mg/kg/day, label): the
     # normal dose a PGx band or allopurinol's fraction applies to is never below it
     new_start_min_mg_per_kg: float | None = None
+    # round-9 M2: the lowest usual dose of the indication per kg (the range_text's low end, same source): a dose the
+    # patient took before (``MedicationFact.established_dose``) at or above it is a usual dose, and allopurinol's
+    # one-third to one-quarter applies to it when it is under the normal dose; None: the normal dose (2 mg/kg/day)
+    usual_min_mg_per_kg: float | None = None
     # round-8 M2: a child's range as printed (per kg only, no adult fixed mg start) and a child's start ceiling per kg
     child_range_text: str = ""
     child_start_max_mg_per_kg: float | None = None

@@ -300,8 +300,13 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
             values["reduced_mg"] = high
             if per_m2:
                 values["per_m2"] = per_m2  # no body surface area: the fraction of the normal dose stands in
-            dose = DoseLimit("pgx-poor-metabolizer", high_mg=high, days_per_week=days,
-                             accept_high_mg=high + _half_step(drug, order))
+            accept = high + _half_step(drug, order)
+            per_m2_accept = band.malignant_accept_mg_per_m2 if malignant else None
+            if per_m2_accept and basis["kind"] == "m2" and basis["bsa"]:
+                # round-9 M3: CPIC's own example of the regimen (10 mg/m2 three times a week, pgx.toml) follows it
+                accept = max(accept, per_m2_accept * basis["bsa"])
+                values["accept_per_m2"] = per_m2_accept
+            dose = DoseLimit("pgx-poor-metabolizer", high_mg=high, days_per_week=days, accept_high_mg=accept)
         actions: list = []
         if mode in ("avoid", "avoid_or_reduce") and order.ref and order.is_draft:
             actions.append(CancelOrder(order.ref, drug))

@@ -74,9 +74,10 @@ def test_c19_nudt15_pm_suggestion_is_daily_as_cpic() -> None:
     text = _text(card)
     assert "3x/week" not in card["summary"] and "three times a week" not in card["summary"]
     # the dose needs the 20 mg/mL suspension and the draft orders 50 mg tablets: no one-click update (it would keep
-    # the tablet product at 11 mg); the card names the product and the dose
+    # the tablet product at 12 mg); the card names the product and the dose. Round-9 M3: 11.7 mg is measured to the
+    # nearest volume, 0.6 mL = 12 mg (within the accepted 10 % above the figure), no longer rounded down to 0.55 mL
     assert not card.get("suggestions")
-    assert "11 mg (0.55 mL of the 20 mg/mL oral suspension) once daily" in text
+    assert "12 mg (0.6 mL of the 20 mg/mL oral suspension) once daily" in text
     assert "10 mg/m²/day" in text
 
 
@@ -94,7 +95,7 @@ def test_a_suspension_order_gets_the_daily_update_in_ml() -> None:
                                                                      "code": "mL"}}]}]
     card = _topic(_run(request), "pgx-poor-metabolizer")
     (label,) = [s["label"] for s in card["suggestions"]]
-    assert "once daily" in label and "0.55 mL" in label and "three times a week" not in label
+    assert "once daily" in label and "0.6 mL" in label and "three times a week" not in label
 
 
 def test_c20_order_already_at_cpic_dose_is_left_alone() -> None:
