@@ -434,8 +434,9 @@ def _ended_orders(pf: "Prefetch", meds_index: dict, draft_refs: set[str],
     for mr in pf.of("medications", "MedicationRequest"):
         if len(out) >= _ESTABLISHED_SCAN:
             break
-        if mr.get("status") not in _ENDED:
-            continue
+        if mr.get("status") not in _ENDED or ref_of(mr) in draft_refs \
+                or wanted.isdisjoint(ingredients_of(medication_concept(mr, meds_index))):
+            continue  # the drug is read first: only an ordered drug's orders are mapped in full
         fact = medication_fact(mr, is_draft=False, medications=meds_index)
         if fact is not None and fact.ref not in draft_refs and fact.ingredients & wanted:
             out.append(replace(fact, ended_on=_end_date(mr) or fact.authored_on))
