@@ -174,3 +174,11 @@ def test_c43_merge_without_interaction_unchanged() -> None:
     assert card["summary"].startswith("PRELIMINARY result") and "aged" in card["summary"]
     assert "more note" not in card["summary"]
 
+
+
+def test_c86_nudt15_daily_figure_measured_to_the_nearest_volume_and_said_so() -> None:
+    # 10 mg/m2/day x 0.86 m2 = 8.56 mg/day: 0.45 mL = 9 mg (within the 10 % accepted above the figure), not 0.4 mL
+    card = _topic(case_cards(_request("c86")), "pgx-poor-metabolizer")
+    assert card["indicator"] == "critical"
+    assert "9 mg (0.45 mL of the 20 mg/mL oral suspension) once daily" in card["detail"]
+    assert "0.45 mL is the nearest volume the oral syringe measures" in card["detail"]
