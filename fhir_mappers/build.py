@@ -465,7 +465,7 @@ def _with_established(order: MedicationFact, active: list[MedicationFact],
     if found is None or found.daily_dose is None:
         return order
     return replace(order, established_dose=found.daily_dose, established_ref=found.ref,
-                   established_status=found.status)
+                   established_status=found.status, established_on=found.authored_on)
 
 
 def _with_weight(order: MedicationFact, weights: list) -> MedicationFact:

@@ -92,6 +92,7 @@ class MedicationFact:
     established_dose: DailyDose | None = None
     established_ref: str = ""
     established_status: str = ""  # that order's status as sent ("active", "stopped", ...)
+    established_on: date | None = None  # that order's date (authoredOn, a statement's effective date)
 
 
 @dataclass(frozen=True, slots=True)

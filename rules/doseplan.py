@@ -292,11 +292,12 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
         items.sort(key=lambda f: (-SEVERITY[indicator_of(f)], priority_of(f)))
         numeric.sort(key=lambda f: (-SEVERITY[indicator_of(f)], priority_of(f)))
         drug = numeric[0].drug
-        limits = [f.dose for f in numeric if f.dose is not None]
         taken = (taken_mg or {}).get(ref)
-        if taken is not None:
-            limits = [replace(lim, current_mg=taken) if lim.factor_high is not None and lim.current_mg is None else lim
-                      for lim in limits]
+        # round-9 M2: a fraction's finding that says the dose taken before predates the interacting drug takes its
+        # fraction of that dose (``taken_mg``), as of an active order's dose when allopurinol is the new order
+        limits = [replace(f.dose, current_mg=taken) if taken is not None and f.dose.factor_high is not None
+                  and f.dose.current_mg is None and f.values.get("taken_before_other") else f.dose
+                  for f in numeric if f.dose is not None]
         ordered = ordered_mg[ref]
         low, high, days = combine(limits, (usual_mg or {}).get(ref), ordered)
         # round-6 M7: an order is accepted up to the fraction of the usual dose *as given in tablets* (the usual

@@ -119,6 +119,11 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
                 not m.is_draft and m.ingredients & xoi for m in (meds.all if meds is not None else medications(facts).all))
             if xoi_new:
                 values["xoi_new"] = True
+            if t.is_draft and t.established_dose is not None and t.established_on is not None:
+                # round-9 M2: the dose taken before this order was written before the xanthine-oxidase inhibitor's
+                # order (so it was not reduced for it): the label's fraction may be taken of it (rules.doseplan,
+                # when it is a usual dose for the indication). Undated: not known to be unreduced, not used
+                values["taken_before_other"] = t.established_on < (o.authored_on or facts.today)
             if t.daily_dose is not None:
                 # allopurinol is the new order, the thiopurine an active one: the label's fraction of the usual dose
                 # is taken of the dose the patient is on when it is lower (docs/dose-advice.md 2d)

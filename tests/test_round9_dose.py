@@ -118,6 +118,16 @@ def test_a_later_ended_order_is_not_the_dose_taken_before() -> None:
     assert "took before" not in card["detail"]
 
 
+def test_a_dose_taken_since_the_allopurinol_order_is_not_its_basis() -> None:
+    # the 100 mg order was written after allopurinol (2026-10-01): it may carry a reduction for it already
+    request = _request("c52")
+    _med(request, "aza-old")["authoredOn"] = "2026-11-01"
+    card = _topic(case_cards(request), "interaction-xanthine-oxidase")
+    assert "took before" not in card["detail"]
+    (summary_range,) = _ranges(card["summary"])
+    assert summary_range in card["detail"]
+
+
 def test_c95_combined_reduction_still_follows() -> None:
     cards = case_cards(_request("c95"))
     assert not [c for c in cards if c["indicator"] != "info"]
