@@ -15,7 +15,7 @@ from .medications import ingredients_of, medication_concept, medication_fact
 from .observations import (PRELIMINARY_STATUS, analyte_named, classified_measurements, classify, gene_results,
                            genes_of_uncoded_result, status_observations)
 from .patient import allergy_facts, condition_facts, patient_fact
-from .subject import bundle_patients, context_patient_id, naming_part, other_patient, patient_identifiers
+from .subject import BundlePatients, context_patient_id, naming_part, other_patient, patient_identifiers
 
 
 class Prefetch:
@@ -34,7 +34,7 @@ class Prefetch:
         # resources that are this patient's (its id, or none), for identifier-only and conditional references
         self.identifiers: dict[str, frozenset[str]] = {}
         # per key, the Patient entries of its Bundle by fullUrl (round-9 H2: urn:uuid references resolve to them)
-        self.full_urls: dict[str, dict[str, dict]] = {}
+        self.full_urls: dict[str, BundlePatients] = {}
         if patient_id is not None:
             self.identifiers = patient_identifiers(
                 p for p in resources_of(data.get("patient"), "Patient") if other_patient(p, patient_id) is None)
@@ -42,7 +42,7 @@ class Prefetch:
             items = list(resources_of(value))
             if patient_id is not None:
                 kept = []
-                full_urls = self.full_urls[key] = bundle_patients(value)
+                full_urls = self.full_urls[key] = BundlePatients(value)
                 for r in items:
                     # a Patient is compared only where it is read (the ``patient`` key), not as a search's _include
                     other = None if key != "patient" and r.get("resourceType") == "Patient" else \

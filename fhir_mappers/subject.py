@@ -86,6 +86,22 @@ def bundle_patients(value: Any) -> dict[str, dict]:
             and isinstance(r := e.get("resource"), dict) and r.get("resourceType") == "Patient"}
 
 
+class BundlePatients:
+    """``bundle_patients`` of a value, read only when a reference needs it (most references are "Patient/<id>" and
+    never do: the entries are not walked again for them)."""
+
+    __slots__ = ("_value", "_index")
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+        self._index: dict[str, dict] | None = None
+
+    def get(self, url: str) -> dict | None:
+        if self._index is None:
+            self._index = bundle_patients(self._value)
+        return self._index.get(url)
+
+
 def patient_reference(resource: dict) -> str | None:
     """The reference, as sent, of the member that names the patient the resource is about (None when absent)."""
     for member in _MEMBERS:
@@ -107,12 +123,13 @@ def quoted(text: str) -> str:
 def naming_part(quote: str) -> str:
     """The part of a quote that names the patient, for a summary (round-9 m1): its last "Patient/<id>"
     ("https://ehr.example.org/fhir/Patient/pt-999/_history/3" -> "Patient/pt-999"), else the identifier value
-    after its last "|" ("identifier urn:oid:1.2.36|MRN-9999" -> "MRN-9999"), else the quote."""
+    after its last "|" ("identifier urn:oid:1.2.36|MRN-9999" -> "MRN-9999"), else the quote (a conditional
+    reference with several criteria: which one differs is not said by one of them)."""
     found = _NAMES_PATIENT.findall(quote)
     if found:
         return str(found[-1])
-    if "|" in quote:
-        tail = quote.rsplit("|", 1)[1].split("&", 1)[0].strip()
+    if "|" in quote and "&" not in quote:
+        tail = quote.rsplit("|", 1)[1].strip()
         if tail:
             return tail
     return quote
@@ -151,14 +168,14 @@ def _conditional_verdict(query: str, patient_id: str, identifiers: Identifiers |
 
 
 def _reference_verdict(ref: str, patient_id: str, identifiers: Identifiers | None,
-                        full_urls: Mapping[str, dict] | None) -> str | None:
+                        full_urls: Mapping[str, dict] | BundlePatients | None) -> str | None:
     """The quote when ``ref`` names another patient, "" when it names this patient, None when it cannot be
     compared."""
     s = ref.strip()
     named = named_patient_id(s)
     if named is not None:
         return "" if named == patient_id else quoted(s)
-    target = full_urls.get(s) if full_urls else None
+    target = full_urls.get(s) if full_urls is not None else None
     if target is not None:
         rid = target.get("id")
         if isinstance(rid, str) and rid:
@@ -173,21 +190,20 @@ def _reference_verdict(ref: str, patient_id: str, identifiers: Identifiers | Non
 
 
 def other_patient(resource: Any, patient_id: str | None, identifiers: Identifiers | None = None,
-                  full_urls: Mapping[str, dict] | None = None) -> str | None:
+                  full_urls: Mapping[str, dict] | BundlePatients | None = None) -> str | None:
     """The reference as sent (at most ``SHOWN`` characters) when ``resource`` is about a Patient whose id is not
     ``patient_id``; None when it is this patient's, or cannot be compared. A Patient resource is compared by its
     own id. ``identifiers``: the context Patient's (``patient_identifiers``), for identifier-only and conditional
-    references; ``full_urls``: the Patient entries of the Bundle the resource came in (``bundle_patients``)."""
+    references; ``full_urls``: the Patient entries of the Bundle the resource came in (``bundle_patients``,
+    ``BundlePatients``)."""
     if not patient_id or not isinstance(resource, dict):
         return None
     if resource.get("resourceType") == "Patient":
         rid = resource.get("id")
         return f"Patient/{rid}"[:SHOWN] if isinstance(rid, str) and rid and rid != patient_id else None
-    value = None
-    for member in _MEMBERS:
-        value = resource.get(member)
-        if value is not None:
-            break
+    value = resource.get("subject")  # _MEMBERS, in order, without a loop (every gathered resource comes here)
+    if value is None:
+        value = resource.get("patient")
     if not isinstance(value, dict):
         return None
     ref = value.get("reference")
