@@ -291,3 +291,17 @@ def test_an_allopurinol_order_for_another_patient_asks_to_confirm_the_patient(ca
     cards = call(hook_request(orders=[allo], pre=prefetch(meds=[aza])))
     gap = _gap_card(cards)
     assert gap["summary"].startswith("Order being signed names 'Patient/pt-999', not this patient")
+
+
+def test_the_smart_picture_sets_aside_what_the_cards_set_aside() -> None:
+    """The SMART app's picture is mapped as the cards are: another patient's CBC (c04, identifier-only subject)
+    does not date this patient's CBC there either."""
+    from service import create_app
+
+    request = _request("c04")
+    app = create_app({"auth_required": False, "database_url": "sqlite:///:memory:", "evaluation_date": "2026-12-07"})
+    resp = app.test_client().post("/smart/api/picture", json={
+        "patientId": "pt-1", "prefetch": request["prefetch"],
+        "appContext": {"patient": "pt-1", "draftOrders": [e["resource"] for e in request["context"]["draftOrders"]["entry"]]}})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.get_json()["picture"]["monitoring"]["cbc"]["last"] == "2026-07-01"
