@@ -35,6 +35,8 @@ from urllib.parse import parse_qsl
 _PATIENT_REF = re.compile(r"(?:^|/)(?i:Patient)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]*)?/?$")
 # a conditional reference (FHIR R4 transaction / Reference: "Patient?identifier=system|value"), relative or absolute
 _CONDITIONAL = re.compile(r"(?:^|/)(?i:Patient)\?(.+)$")
+# the resource type of a literal reference, relative or absolute ("Group/g-1", ".../fhir/Group/g-1/_history/2")
+_LITERAL_TYPE = re.compile(r"(?:^|/)([A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]*)?/?$")
 # the part of a quote that names the patient (for a summary): "Patient/<id>" anywhere in it
 _NAMES_PATIENT = re.compile(r"(?i:Patient)/[A-Za-z0-9\-.]{1,64}")
 # the members that name the patient a resource is about: subject (Observation, DiagnosticReport, Condition,
@@ -189,6 +191,16 @@ def _reference_verdict(ref: str, patient_id: str, identifiers: Identifiers | Non
     return None
 
 
+def _may_be_a_patient(reference: dict, ref: Any) -> bool:
+    """Whether a Reference's identifier may be a Patient's: not when its ``type`` (R4: "Patient" or a URL ending in
+    it) or its literal reference ("Group/g-1") names another resource type (a Group's identifier is no MRN)."""
+    rtype = reference.get("type")
+    if isinstance(rtype, str) and rtype.strip() and rtype.strip().rsplit("/", 1)[-1].lower() != "patient":
+        return False
+    m = _LITERAL_TYPE.search(ref.strip()) if isinstance(ref, str) else None
+    return m is None or m.group(1).lower() == "patient"
+
+
 def other_patient(resource: Any, patient_id: str | None, identifiers: Identifiers | None = None,
                   full_urls: Mapping[str, dict] | BundlePatients | None = None) -> str | None:
     """The reference as sent (at most ``SHOWN`` characters) when ``resource`` is about a Patient whose id is not
@@ -214,7 +226,7 @@ def other_patient(resource: Any, patient_id: str | None, identifiers: Identifier
         if verdict is not None:
             return verdict or None
     ident = value.get("identifier")
-    if identifiers and isinstance(ident, dict):
+    if identifiers and isinstance(ident, dict) and _may_be_a_patient(value, ref):
         system, ivalue = ident.get("system"), ident.get("value")
         if _identifier_verdict(system, ivalue, identifiers):
             return quoted(f"identifier {str(system).strip()}|{str(ivalue).strip()}")

@@ -160,6 +160,12 @@ def _obs(subject: object) -> dict:
     ({"reference": "urn:uuid:6a1c9b0e-5d1f-4c0e-9a1e-1b2c3d4e5f60", "identifier": {"system": MRN_SYSTEM, "value": "MRN-9999"}},
      f"identifier {MRN_SYSTEM}|MRN-9999"),
     ({"reference": "urn:uuid:6a1c9b0e-5d1f-4c0e-9a1e-1b2c3d4e5f60"}, None),
+    # an identifier of something that is not a Patient is no MRN
+    ({"reference": "Group/g-1", "identifier": {"system": MRN_SYSTEM, "value": "MRN-9999"}}, None),
+    ({"type": "Group", "identifier": {"system": MRN_SYSTEM, "value": "MRN-9999"}}, None),
+    ({"type": "Patient", "identifier": {"system": MRN_SYSTEM, "value": "MRN-9999"}}, f"identifier {MRN_SYSTEM}|MRN-9999"),
+    ({"type": "http://hl7.org/fhir/StructureDefinition/Patient", "identifier": {"system": MRN_SYSTEM, "value": "MRN-9999"}},
+     f"identifier {MRN_SYSTEM}|MRN-9999"),
 ])
 def test_what_is_compared(subject: object, other: str | None) -> None:
     assert other_patient(_obs(subject), "pt-1", IDS) == other
