@@ -15,14 +15,14 @@ from .medications import ingredients_of, medication_concept, medication_fact
 from .observations import (PRELIMINARY_STATUS, analyte_named, classified_measurements, classify, gene_results,
                            genes_of_uncoded_result, status_observations)
 from .patient import allergy_facts, condition_facts, patient_fact
-from .subject import context_patient_id, other_patient
+from .subject import BundlePatients, context_patient_id, naming_part, other_patient, patient_identifiers
 
 
 class Prefetch:
     """Every gathered value of one call read once: its resources in order (as ``resources_of`` reads them) and
     grouped by resourceType, so that each mapper is handed its resources without walking the Bundles again."""
 
-    __slots__ = ("in_order", "by_type", "set_aside")
+    __slots__ = ("in_order", "by_type", "set_aside", "identifiers", "full_urls")
 
     def __init__(self, data: dict[str, Any], patient_id: str | None = None) -> None:
         self.in_order: dict[str, list[dict]] = {}
@@ -30,13 +30,23 @@ class Prefetch:
         # resources that name another patient than ``patient_id`` (round-8 H1), per key: (resource, reference as
         # sent); they are in no list a mapper reads
         self.set_aside: dict[str, list[tuple[dict, str]]] = {}
+        # the context Patient's identifiers (system -> values; round-9 H1): from the ``patient`` key's Patient
+        # resources that are this patient's (its id, or none), for identifier-only and conditional references
+        self.identifiers: dict[str, frozenset[str]] = {}
+        # per key, the Patient entries of its Bundle by fullUrl (round-9 H2: urn:uuid references resolve to them)
+        self.full_urls: dict[str, BundlePatients] = {}
+        if patient_id is not None:
+            self.identifiers = patient_identifiers(
+                p for p in resources_of(data.get("patient"), "Patient") if other_patient(p, patient_id) is None)
         for key, value in data.items():
             items = list(resources_of(value))
             if patient_id is not None:
                 kept = []
+                full_urls = self.full_urls[key] = BundlePatients(value)
                 for r in items:
                     # a Patient is compared only where it is read (the ``patient`` key), not as a search's _include
-                    other = None if key != "patient" and r.get("resourceType") == "Patient" else other_patient(r, patient_id)
+                    other = None if key != "patient" and r.get("resourceType") == "Patient" else \
+                        other_patient(r, patient_id, self.identifiers, full_urls)
                     if other is None:
                         kept.append(r)
                     else:
@@ -170,13 +180,13 @@ def _build_facts(draft_orders: list[dict], data: dict[str, Any], today: date, ga
     for key in ("pgx", "labs", "lab_results"):
         for report in pf.of(key, "DiagnosticReport"):
             for obs in report_observations(report):
-                other = other_patient(obs, patient_id)
+                other = other_patient(obs, patient_id, pf.identifiers, pf.full_urls.get(key))
                 if other is None:
                     observations.append(obs)
                 else:
                     set_aside.setdefault(key, []).append((obs, other))
     if patient_id is not None:
-        gaps += _other_patient_gaps(draft_orders, set_aside, patient_id)
+        gaps += _other_patient_gaps(draft_orders, set_aside, patient_id, pf.identifiers)
     numeric, genomic, status = _classify(observations)
     texts: dict = {}
     absent: dict = {}
@@ -224,9 +234,11 @@ _NOUNS = {"Observation": ("result", "results"), "DiagnosticReport": ("report", "
 
 
 def _other_patient_gaps(draft_orders: list[dict], set_aside: dict[str, list[tuple[dict, str]]],
-                        patient_id: str) -> list[DataGap]:
+                        patient_id: str, identifiers: dict[str, frozenset[str]] | None = None) -> list[DataGap]:
     """One gap per data group that held resources about another patient (round-8 H1), quoting the references as
-    sent; and one for draft orders that name another patient (still read: they are the orders being signed)."""
+    sent; and one for draft orders that name another patient (still read: they are the orders being signed; key
+    ``other_patient_order``, round-9 M4). ``sent``: the part of the first reference that names the patient
+    (``naming_part``: "Patient/pt-999", "MRN-9999"), which the summary quotes (round-9 m1)."""
     out = []
     seen: set = set()
     for key, items in set_aside.items():
@@ -250,13 +262,13 @@ def _other_patient_gaps(draft_orders: list[dict], set_aside: dict[str, list[tupl
         else:
             why = (f"{n} {one if n == 1 else many} {'names' if n == 1 else 'name'} another patient ({quoted}) "
                    f"and {'was' if n == 1 else 'were'} not used")
-        out.append(DataGap(what, why, key="other_patient", sent=refs[0]))
-    draft_refs = [other_patient(r, patient_id) for r in draft_orders]
+        out.append(DataGap(what, why, key="other_patient", sent=naming_part(refs[0])))
+    draft_refs = [other_patient(r, patient_id, identifiers) for r in draft_orders]
     refs = list(dict.fromkeys(ref for ref in draft_refs if ref is not None))
     if refs:
         out.append(DataGap("the order being signed", f"it names another patient ({', '.join(refs[:2])}), not "
-                           f"Patient/{patient_id[:40]}: check that the order is for this patient",
-                           key="other_patient", sent=refs[0]))
+                           f"Patient/{patient_id[:40]}: it was checked as written; check that the order is for "
+                           "this patient", key="other_patient_order", sent=naming_part(refs[0])))
     return out
 
 

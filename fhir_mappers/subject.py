@@ -1,27 +1,51 @@
-"""Whose data a resource says it is (round-8 review H1): the Patient its ``subject`` or ``patient`` reference names.
+"""Whose data a resource says it is (round-8 review H1, round-9 H1/H2): the Patient its ``subject`` or ``patient``
+reference names.
 
 A prefetch template (and this service's own FHIR searches) are scoped to ``context.patientId`` (CDS Hooks 2.0), but a
 mis-scoped template, a merged or unmerged chart, a mother/baby pair or a proxy can still send resources about
 another patient. ``other_patient`` says which resource names, as it can be compared, a Patient other than the
 context patient; ``fhir_mappers.build`` sets those aside (never used as this patient's data) and records a gap.
 
-What can be compared: a reference "Patient/<id>", or an absolute URL ending in "Patient/<id>" (optionally followed
-by "/_history/<version>"); its id is compared with the context patient's id (FHIR ids are case-sensitive). A subject
-with no reference, a "urn:uuid:" or contained ("#...") reference, an identifier-only or display-only reference, or a
-reference to something other than a Patient (a Group) cannot be compared: the resource is kept (the query that
-fetched it was scoped to the patient). Whether the data matter clinically is not decided here.
+What can be compared (HL7 FHIR R4 Reference; Bundle "Resolving references in Bundles"):
+
+- a literal reference "Patient/<id>", or an absolute URL ending in "Patient/<id>" (optionally followed by
+  "/_history/<version>"): its id is compared with the context patient's id (FHIR ids are case-sensitive). The
+  type is read case-insensitively ("patient/<id>" is no valid FHIR reference, but is sent and means a Patient);
+- a reference that is the ``fullUrl`` of a Patient entry of the same Bundle ("urn:uuid:...", "urn:oid:..." or an
+  absolute URL): that Patient's id is compared;
+- a conditional reference "Patient?identifier=<system>|<value>" (or "?_id=<id>"), and an identifier-only
+  reference (``Reference.identifier`` with ``system`` and ``value``): an identifier whose system is one of the
+  context Patient's identifier systems (``Patient.identifier`` of the ``patient`` prefetch) is this patient's when
+  its value is one of the Patient's values in that system, and another patient's when it is not.
+
+A subject with no reference, an unresolvable "urn:uuid:" or a contained ("#...") reference, an identifier in a
+system the context Patient does not carry (or no context Patient), a display-only reference, or a reference to
+something other than a Patient (a Group) cannot be compared: the resource is kept (the query that fetched it was
+scoped to the patient). When a literal reference can be compared it decides, whatever identifier is sent with it.
+Whether the data matter clinically is not decided here.
 """
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Iterable, Mapping
+from urllib.parse import parse_qsl
 
 # "Patient/<id>" at the start of a relative reference or after a "/" of an absolute URL; FHIR R4 id: [A-Za-z0-9\-\.]{1,64}
-_PATIENT_REF = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]*)?/?$")
+# The type is read case-insensitively: "patient/pt-999" is sent by some clients and can only mean a Patient.
+_PATIENT_REF = re.compile(r"(?:^|/)(?i:Patient)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]*)?/?$")
+# a conditional reference (FHIR R4 transaction / Reference: "Patient?identifier=system|value"), relative or absolute
+_CONDITIONAL = re.compile(r"(?:^|/)(?i:Patient)\?(.+)$")
+# the resource type of a literal reference, relative or absolute ("Group/g-1", ".../fhir/Group/g-1/_history/2")
+_LITERAL_TYPE = re.compile(r"(?:^|/)([A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]*)?/?$")
+# the part of a quote that names the patient (for a summary): "Patient/<id>" anywhere in it
+_NAMES_PATIENT = re.compile(r"(?i:Patient)/[A-Za-z0-9\-.]{1,64}")
 # the members that name the patient a resource is about: subject (Observation, DiagnosticReport, Condition,
 # MedicationRequest, MedicationStatement, MedicationDispense), patient (Immunization, AllergyIntolerance; STU3/DSTU2)
 _MEMBERS = ("subject", "patient")
 SHOWN = 60  # characters of a reference quoted as sent
+
+# the context Patient's identifiers: system -> its values in that system
+Identifiers = Mapping[str, frozenset[str]]
 
 
 def named_patient_id(reference: Any) -> str | None:
@@ -40,6 +64,46 @@ def context_patient_id(patient_id: Any) -> str | None:
     return named_patient_id(pid) or pid if "/" in pid else pid
 
 
+def patient_identifiers(patients: Iterable[Any]) -> dict[str, frozenset[str]]:
+    """The identifiers (system -> values) of the context Patient resources given (``Patient.identifier`` entries
+    with a ``system`` and a ``value``, each stripped of surrounding spaces)."""
+    out: dict[str, set[str]] = {}
+    for p in patients:
+        idents = p.get("identifier") if isinstance(p, dict) else None
+        for ident in idents if isinstance(idents, list) else ():
+            if isinstance(ident, dict):
+                system, value = ident.get("system"), ident.get("value")
+                if isinstance(system, str) and isinstance(value, str) and system.strip() and value.strip():
+                    out.setdefault(system.strip(), set()).add(value.strip())
+    return {system: frozenset(values) for system, values in out.items()}
+
+
+def bundle_patients(value: Any) -> dict[str, dict]:
+    """The Patient entries of a Bundle by their ``fullUrl`` (FHIR R4 "Resolving references in Bundles"): a
+    reference equal to a fullUrl names that entry's resource. Empty for anything that is not a Bundle."""
+    if not isinstance(value, dict) or value.get("resourceType") != "Bundle" or not isinstance(value.get("entry"), list):
+        return {}
+    return {url.strip(): r for e in value["entry"]
+            if isinstance(e, dict) and isinstance(url := e.get("fullUrl"), str)
+            and isinstance(r := e.get("resource"), dict) and r.get("resourceType") == "Patient"}
+
+
+class BundlePatients:
+    """``bundle_patients`` of a value, read only when a reference needs it (most references are "Patient/<id>" and
+    never do: the entries are not walked again for them)."""
+
+    __slots__ = ("_value", "_index")
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+        self._index: dict[str, dict] | None = None
+
+    def get(self, url: str) -> dict | None:
+        if self._index is None:
+            self._index = bundle_patients(self._value)
+        return self._index.get(url)
+
+
 def patient_reference(resource: dict) -> str | None:
     """The reference, as sent, of the member that names the patient the resource is about (None when absent)."""
     for member in _MEMBERS:
@@ -52,17 +116,118 @@ def patient_reference(resource: dict) -> str | None:
     return None
 
 
-def other_patient(resource: Any, patient_id: str | None) -> str | None:
-    """The reference as sent (cut to ``SHOWN`` characters) when ``resource`` is about a Patient whose id is not
+def quoted(text: str) -> str:
+    """A reference as sent, at most ``SHOWN`` characters: a longer one is shortened from the left ("…" and its
+    end), since its end names the patient (round-9 m1)."""
+    return text if len(text) <= SHOWN else "…" + text[-(SHOWN - 1):]
+
+
+def naming_part(quote: str) -> str:
+    """The part of a quote that names the patient, for a summary (round-9 m1): its last "Patient/<id>"
+    ("https://ehr.example.org/fhir/Patient/pt-999/_history/3" -> "Patient/pt-999"), else the identifier value
+    after its last "|" ("identifier urn:oid:1.2.36|MRN-9999" -> "MRN-9999"), else the quote (a conditional
+    reference with several criteria: which one differs is not said by one of them)."""
+    found = _NAMES_PATIENT.findall(quote)
+    if found:
+        return str(found[-1])
+    if "|" in quote and "&" not in quote:
+        tail = quote.rsplit("|", 1)[1].strip()
+        if tail:
+            return tail
+    return quote
+
+
+def _identifier_verdict(system: Any, value: Any, identifiers: Identifiers | None) -> bool | None:
+    """True: another patient's identifier; False: this patient's; None: cannot be compared."""
+    if not identifiers or not isinstance(system, str) or not isinstance(value, str):
+        return None
+    values = identifiers.get(system.strip())
+    if values is None or not value.strip():
+        return None
+    return value.strip() not in values
+
+
+def _conditional_verdict(query: str, patient_id: str, identifiers: Identifiers | None) -> bool | None:
+    """A conditional reference's criteria (all must hold: FHIR search) against this patient: True when one of them
+    names another patient, False when every one that can be compared is this patient's, None when none can."""
+    verdict: bool | None = None
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        name = name.strip()
+        if name == "_id":
+            this = value.strip() == patient_id
+        elif name.split(":", 1)[0] == "identifier" and "|" in value:
+            system, _, ident = value.partition("|")
+            other = _identifier_verdict(system, ident, identifiers)
+            if other is None:
+                continue
+            this = not other
+        else:
+            continue
+        if not this:
+            return True
+        verdict = False
+    return verdict
+
+
+def _reference_verdict(ref: str, patient_id: str, identifiers: Identifiers | None,
+                        full_urls: Mapping[str, dict] | BundlePatients | None) -> str | None:
+    """The quote when ``ref`` names another patient, "" when it names this patient, None when it cannot be
+    compared."""
+    s = ref.strip()
+    named = named_patient_id(s)
+    if named is not None:
+        return "" if named == patient_id else quoted(s)
+    target = full_urls.get(s) if full_urls is not None else None
+    if target is not None:
+        rid = target.get("id")
+        if isinstance(rid, str) and rid:
+            return "" if rid == patient_id else f"{quoted(s)} = Patient/{rid[:40]}"
+        return None
+    m = _CONDITIONAL.search(s)
+    if m is not None:
+        other = _conditional_verdict(m.group(1), patient_id, identifiers)
+        if other is not None:
+            return quoted(s) if other else ""
+    return None
+
+
+def _may_be_a_patient(reference: dict, ref: Any) -> bool:
+    """Whether a Reference's identifier may be a Patient's: not when its ``type`` (R4: "Patient" or a URL ending in
+    it) or its literal reference ("Group/g-1") names another resource type (a Group's identifier is no MRN)."""
+    rtype = reference.get("type")
+    if isinstance(rtype, str) and rtype.strip() and rtype.strip().rsplit("/", 1)[-1].lower() != "patient":
+        return False
+    m = _LITERAL_TYPE.search(ref.strip()) if isinstance(ref, str) else None
+    return m is None or m.group(1).lower() == "patient"
+
+
+def other_patient(resource: Any, patient_id: str | None, identifiers: Identifiers | None = None,
+                  full_urls: Mapping[str, dict] | BundlePatients | None = None) -> str | None:
+    """The reference as sent (at most ``SHOWN`` characters) when ``resource`` is about a Patient whose id is not
     ``patient_id``; None when it is this patient's, or cannot be compared. A Patient resource is compared by its
-    own id."""
+    own id. ``identifiers``: the context Patient's (``patient_identifiers``), for identifier-only and conditional
+    references; ``full_urls``: the Patient entries of the Bundle the resource came in (``bundle_patients``,
+    ``BundlePatients``)."""
     if not patient_id or not isinstance(resource, dict):
         return None
     if resource.get("resourceType") == "Patient":
         rid = resource.get("id")
         return f"Patient/{rid}"[:SHOWN] if isinstance(rid, str) and rid and rid != patient_id else None
-    ref = patient_reference(resource)
-    if ref is None or ref == "Patient/" + patient_id:  # the usual shape: no pattern needed
+    value = resource.get("subject")  # _MEMBERS, in order, without a loop (every gathered resource comes here)
+    if value is None:
+        value = resource.get("patient")
+    if not isinstance(value, dict):
         return None
-    named = named_patient_id(ref)
-    return ref.strip()[:SHOWN] if ref is not None and named is not None and named != patient_id else None
+    ref = value.get("reference")
+    if isinstance(ref, str):
+        if ref == "Patient/" + patient_id:  # the usual shape: no pattern needed
+            return None
+        verdict = _reference_verdict(ref, patient_id, identifiers, full_urls)
+        if verdict is not None:
+            return verdict or None
+    ident = value.get("identifier")
+    if identifiers and isinstance(ident, dict) and _may_be_a_patient(value, ref):
+        system, ivalue = ident.get("system"), ident.get("value")
+        if _identifier_verdict(system, ivalue, identifiers):
+            return quoted(f"identifier {str(system).strip()}|{str(ivalue).strip()}")
+    return None

@@ -69,7 +69,9 @@ _SERIOUS_GROUPS = {"medications", "labs", "weight", "patient", "allergies", "con
 # toxicity finding (a safety check that could not be done is never info)
 # haemoglobin: severe anaemia is a severe-cytopenia finding (CTCAE v5 grade 3)
 # other_patient: data sent about another patient, set aside (round-8 H1): this patient's data were not sent
-_SERIOUS_GAPS = {"other_patient", "tpmt_activity", "neutrophils", "wbc", "platelets", "lymphocytes", "hemoglobin", "weight",
+# other_patient_order: the order being signed names another patient (round-9 M4): it was checked; confirm the patient
+_OTHER_PATIENT = ("other_patient", "other_patient_order")
+_SERIOUS_GAPS = {"other_patient", "other_patient_order", "tpmt_activity", "neutrophils", "wbc", "platelets", "lymphocytes", "hemoglobin", "weight",
                  "weight_conflict", "egfr", "alt", "ast", "alp", "bilirubin", "tgn", "mmp"}
 _SENT_IN_SUMMARY = 24  # characters of a value as sent that a summary quotes ("eGFR '<15'")
 
@@ -104,14 +106,15 @@ def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> l
             other = vaccine or next(o for o in facts.orders if o.selected and _concerns(o))
             return [Finding("data-incomplete", "", {"variant": "interaction_only", "order": other.display[:60],
                                                     "groups": [], "gaps": []}, indicator=skipped)]
-        set_aside = [g for g in facts.gaps if g.key == "other_patient"]
+        set_aside = [g for g in facts.gaps if g.key in _OTHER_PATIENT]
         if set_aside and needs_data(facts.orders):
             # an interacting drug or a live vaccine judged on a record that held another patient's data (round-8 H1)
+            # or ordered for another patient (round-9 M4)
             gaps = [{"what": g.what, "why": g.why, "key": g.key, "outcome": "", "sent": g.sent, "bound_only": False}
                     for g in set_aside]
-            return [Finding("data-incomplete", "", {"variant": "thiopurine", "groups": [], "gaps": gaps,
-                                                    "names": _gap_names([], gaps), "other_patient": "only"},
-                            indicator="warning")]
+            params = {"variant": "thiopurine", "groups": [], "gaps": gaps, "names": _gap_names([], gaps),
+                      "other_patient": "only"}
+            return [Finding("data-incomplete", "", _order_patient(params, gaps), indicator="warning")]
         if vaccine is not None and "past_medications" in facts.unavailable \
                 and not any(thiopurine_of(m) for m in facts.active_medications):
             gap = next((g for g in facts.gaps if g.key == "past_medications"), None)
@@ -140,9 +143,30 @@ def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> l
         return []
     order, drug = orders[0]
     params = {"variant": "thiopurine", "groups": groups, "gaps": gaps, "names": _gap_names(groups, gaps)}
-    if any(g["key"] == "other_patient" for g in gaps):  # the summary says data of another patient were set aside
-        params["other_patient"] = "only" if all(g["key"] == "other_patient" for g in gaps) and not groups else "some"
-    return [Finding("data-incomplete", order.ref, params, indicator="warning" if serious else "info", drug=drug)]
+    if any(g["key"] in _OTHER_PATIENT for g in gaps):  # the summary says data of another patient were set aside
+        params["other_patient"] = "only" if all(g["key"] in _OTHER_PATIENT for g in gaps) and not groups else "some"
+    return [Finding("data-incomplete", order.ref, _order_patient(params, gaps), indicator="warning" if serious else "info",
+                    drug=drug)]
+
+
+def _order_patient(params: dict, gaps: list[dict]) -> dict:
+    """When the order being signed names another patient (round-9 M4), the summary says so and asks to confirm the
+    patient (the order was checked as written): ``order_patient`` (the part of its reference that names the
+    patient, as the summary quotes it) and ``also`` (how many other things the card names)."""
+    order_gap = next((g for g in gaps if g["key"] == "other_patient_order"), None)
+    if order_gap is not None:
+        params["order_patient"] = _summary_quote(order_gap)
+        params["also"] = max(len(params.get("names", [])) - 1, 0)
+    return params
+
+
+def _summary_quote(gap: dict) -> str:
+    """A value as sent, as a summary quotes it: its start; for a reference naming another patient its end (the part
+    that names the patient: round-9 m1)."""
+    sent = gap.get("sent") or ""
+    if len(sent) <= _SENT_IN_SUMMARY:
+        return sent
+    return "…" + sent[-(_SENT_IN_SUMMARY - 1):] if gap.get("key") in _OTHER_PATIENT else sent[:_SENT_IN_SUMMARY]
 
 
 def _gap_names(groups: list[dict], gaps: list[dict]) -> list[str]:
@@ -152,6 +176,6 @@ def _gap_names(groups: list[dict], gaps: list[dict]) -> list[str]:
     group_names = _catalogue().raw.get("groups", {})
     named = [(g["key"] not in _SERIOUS_GROUPS, group_names.get(g["key"], {}).get("what", g["key"])) for g in groups]
     for g in gaps:
-        sent = (g.get("sent") or "")[:_SENT_IN_SUMMARY]
+        sent = _summary_quote(g)
         named.append((g["key"] not in _SERIOUS_GAPS, f"{g['what']} '{sent}'" if sent else g["what"]))
     return list(dict.fromkeys(name for _, name in sorted(named, key=lambda n: n[0])))

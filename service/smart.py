@@ -157,7 +157,7 @@ def _all_facts(env: HookEnv, drafts: list[dict], patient: str, prefetch: dict):
     templates = {k: p.template for k, p in service.prefetch.items()}
     data, gaps = gather(env.client, FhirAccess(None, None), templates, frozenset(), {"patientId": patient}, prefetch,
                         Deadline(env.deadline_seconds))
-    return build_facts(drafts, data, today=env.today(), gaps=gaps)
+    return build_facts(drafts, data, today=env.today(), gaps=gaps, patient_id=patient)  # whose data: as the cards
 
 
 def _orders(from_card: Any, prefetch: dict) -> list[dict]:
