@@ -183,7 +183,7 @@ def decided_by_preliminary(s: GeneStatus) -> bool:
         return False
     activity_preliminary = any(p["code"] == "activity_preliminary" for p in s.problems)
     rank = RANK.get(s.phenotype)
-    deciding = [e for e in s.evidence if RANK.get(e.get("phenotype")) == rank] or s.evidence
+    deciding = [e for e in s.evidence if RANK.get(str(e.get("phenotype") or "")) == rank] or s.evidence
     return all((e.get("activity") or {}).get("preliminary", activity_preliminary) if e.get("kind") == "activity"
                else e.get("preliminary", False) for e in deciding)
 
