@@ -365,25 +365,57 @@ def _unrecognised_code(obs: dict, gaps: list[DataGap]) -> None:
     """A result with no LOINC code whose name (code text or display) names an analyte the rules judge
     ("Neutrophile absolut" under a laboratory's local code system): never read as that analyte (a local code
     says nothing this service can check), never dropped without a word either (round-6 m3): a DataGap quoting
-    the name, code and value as sent. A result that HAS a LOINC code is another analyte (LOINC is precise:
-    urine creatinine, the neutrophil percentage), so only results without one are looked at."""
+    the name, code and value as sent. A result that HAS a LOINC code is usually another analyte (LOINC is
+    precise: urine creatinine, the neutrophil percentage); it is named only when its name is the analyte itself
+    (``_component_analyte``: "Hemoglobin [Mass/volume] in Venous blood" under a code not listed, round-9 H3)."""
     code = obs.get("code")
-    if codes_in(code, LOINC):
-        return
+    loincs = sorted(codes_in(code, LOINC))
     name = concept_text(code)
-    analyte = _judged_analyte_named(name) if name else None
+    if loincs:
+        # round-9 H3: a LOINC code this service does not read, whose name IS a judged analyte (its component:
+        # "Hemoglobin [Mass/volume] in Venous blood"): named as unread, never dropped without a word
+        analyte = _component_analyte(name) if name else None
+    else:
+        analyte = _judged_analyte_named(name) if name else None
     if analyte is None:
         return
     local = next((f"{c.get('system') or 'no system'}|{c.get('code')}" for c in codings(code)
                   if isinstance(c.get("code"), (str, int))), "")
     sent = _as_sent(obs, _quantity(obs), _unit_of(q) if (q := _quantity(obs)) else "")
-    coded = f"code {local[:80]}" if local else "no code"
+    coded = f"LOINC {', '.join(loincs)[:80]}" if loincs else f"code {local[:80]}" if local else "no code"
     gaps.append(DataGap(ANALYTE_LABELS.get(analyte, analyte),
                         f"a result named '{name[:60]}' ({coded}, not a LOINC code this service reads)"
                         f"{(' reads ' + repr(sent)) if sent else ''}", analyte, sent=sent or name[:40]))
 
 
 _WORD = re.compile(r"[^\W\d_]+")
+_COMPONENT_END = re.compile(r"\[|\(|,|;|\sin\s|\sby\s")
+
+
+def _component_analyte(name: str) -> str | None:
+    """The judged analyte a LOINC-coded result's name is, when its component (the part before " [", " in ",
+    " by ", "(" or ",") is that analyte's word or phrase plus only specimen / method words (codes.toml
+    [analyte_words] qualifiers), with no ratio ("/") and no excluded word anywhere in the name; else None."""
+    t = terminology()
+    text = name.lower()
+    if any(w in t.analyte_words_exclude for w in _WORD.findall(text)):
+        return None
+    component = _COMPONENT_END.split(text, maxsplit=1)[0]
+    if "/" in component:
+        return None
+    analyte = None
+    for phrase, a in t.analyte_words.items():
+        if " " in phrase and phrase in component:
+            component = component.replace(phrase, " ")
+            analyte = analyte or a
+    for w in _WORD.findall(component):
+        if w in t.analyte_words:
+            if analyte not in (None, t.analyte_words[w]):
+                return None  # two analytes in one name: not one of them
+            analyte = t.analyte_words[w]
+        elif w not in t.analyte_words_qualifiers:
+            return None
+    return analyte
 
 
 def _judged_analyte_named(name: str) -> str | None:

@@ -71,6 +71,7 @@ class Terminology:
     analyte_names: dict[str, str]  # lower-case observation name -> analyte
     analyte_words: dict[str, str]  # lower-case word or phrase of a judged analyte's name -> analyte (round-6 m3)
     analyte_words_exclude: frozenset[str]  # words that make a name another specimen or analyte (HbA1c, urine)
+    analyte_words_qualifiers: frozenset[str]  # specimen / method words a LOINC component may carry (round-9 H3)
     status_loinc: frozenset[str]
     variants: dict[str, dict[str, str]]  # gene -> HGVS / rsID -> star allele (CPIC allele definitions)
     variant_sites: dict[str, dict[str, tuple[str, dict[str, str]]]]  # gene -> rsID -> (reference base, {variant base: allele})
@@ -178,6 +179,7 @@ def terminology() -> Terminology:
         analyte_names=analyte_names,
         analyte_words={w.lower(): a for a, ws in raw["analyte_words"]["words"].items() for w in ws},
         analyte_words_exclude=frozenset(w.lower() for w in raw["analyte_words"]["exclude"]),
+        analyte_words_qualifiers=frozenset(w.lower() for w in raw["analyte_words"].get("qualifiers", [])),
         status_loinc=frozenset(raw["status_observations"]["loinc"]),
         variants={gene: dict(table) for gene, table in raw.get("variants", {}).items()},
         variant_sites={gene: {rs: (site["ref"], dict(site["alt"])) for rs, site in table.items()}

@@ -625,8 +625,9 @@ def thioguanine_liver_findings(facts: ClinicalFacts, ctx: CallContext | None = N
     obtained) or a first order for an indication other than the leukaemias the label's courses treat (IBD: used
     as continuous therapy) is a warning; falling platelets, splenomegaly or ascites are added (assess); a diagnosis
     of veno-occlusive disease, portal hypertension or varices on record is critical (discontinue). A first order in
-    AML, or in ALL giving its duration, says nothing unless such a diagnosis is on record; a first ALL order with
-    no duration gets an info note (round-8 m5: a course, not continuous use; monitoring.toml open_course_*)."""
+    AML or ALL giving its duration says nothing unless such a diagnosis is on record; a first ALL or AML order with
+    no duration gets an info note (round-8 m5, round-9 M1: a course, not continuous use; monitoring.toml
+    open_course_*)."""
     spec = load().monitoring.thioguanine_liver
     ctx = context_of(facts, ctx)
     out = []
@@ -641,7 +642,7 @@ def thioguanine_liver_findings(facts: ClinicalFacts, ctx: CallContext | None = N
         ind, _how = ctx.indication(order)
         open_course = start and malignancy and not toxicity and ind in spec.open_course_indications
         if start and malignancy and not toxicity and (order.bounded or not open_course):
-            # a first order in AML, or in ALL with its duration: a course (the label's indication), not maintenance
+            # a first order in AML or ALL with its duration: a course (the label's indication), not maintenance
             continue
         # leukaemia itself lowers platelets: a first course's note names no platelets or signs (low noise)
         signs = [] if open_course else [c.display or "?" for c, codes in ctx.condition_codes if sign.read(codes)]
@@ -649,7 +650,7 @@ def thioguanine_liver_findings(facts: ClinicalFacts, ctx: CallContext | None = N
         since = None if start else _thioguanine_since(facts, order, drug)
         stop = bool(toxicity)
         values = {"toxicity": toxicity, "signs": signs, "platelets": platelets, "stop": stop,
-                  # a first order in ALL with no duration (round-8 m5): an info note, the label does not recommend
+                  # a first order in ALL / AML with no duration (round-8 m5, round-9 M1): an info note, the label does not recommend
                   # maintenance or long-term continuous use
                   "phase": "unknown" if unknown else "open_course" if open_course else "start" if start else "continuing",
                   "since": since.isoformat() if since else "",

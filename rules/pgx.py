@@ -153,12 +153,39 @@ def gene_status(gene: Gene, results: list[GeneResult], unavailable: bool) -> Gen
             found = r.note.startswith("found but not read")  # under a code not read (round-5 M2): quoted in full, with why
             status.problems.append({"code": "uninterpretable", "gene": gene, "text": r.value[:100 if found else 60],
                                     "date": _date(r), **({"note": r.note} if found else {})})
+    _drop_superseded_preliminary(status)
     if phenotypes:
         status.state = "known"
         status.phenotype = max(phenotypes, key=lambda p: RANK.get(p, 0))
         if len({RANK.get(p) for p in phenotypes}) > 1:
             status.problems.append({"code": "disagree", "gene": gene, "phenotype": status.phenotype})
     return status
+
+
+def _drop_superseded_preliminary(status: GeneStatus) -> None:
+    """A preliminary result of a gene with a FINAL readable result of the same gene dated the same day or later:
+    the final result is the verified one (FHIR ObservationStatus), so "confirm with the final report" is not said
+    about the older preliminary one (round-9 M5). Its evidence line still says PRELIMINARY."""
+    finals = [e["date"] for e in status.evidence if not e.get("preliminary") and e.get("date")]
+    if not finals:
+        return
+    newest_final = max(finals)
+    status.problems = [p for p in status.problems
+                       if not (p["code"] == "preliminary" and p.get("date") and p["date"] <= newest_final)]
+
+
+def decided_by_preliminary(s: GeneStatus) -> bool:
+    """The gene's status, as a finding uses it, rests on preliminary results only: every result that gives its
+    phenotype (the deciding one; a less severe older result does not decide) is preliminary (round-9 M5: a TPMT
+    poor metabolizer on a FINAL result is not headed PRELIMINARY because an older normal result, or the other
+    gene's result, is preliminary)."""
+    if not s.preliminary or s.state != "known":
+        return False
+    activity_preliminary = any(p["code"] == "activity_preliminary" for p in s.problems)
+    rank = RANK.get(s.phenotype)
+    deciding = [e for e in s.evidence if RANK.get(str(e.get("phenotype") or "")) == rank] or s.evidence
+    return all((e.get("activity") or {}).get("preliminary", activity_preliminary) if e.get("kind") == "activity"
+               else e.get("preliminary", False) for e in deciding)
 
 
 def statuses(facts: ClinicalFacts, ctx: CallContext | None = None) -> dict[Gene, GeneStatus]:
@@ -266,7 +293,9 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
     base: dict[str, Any] = {"genes": [s.values() for s in st.values()], "ordered": order.daily_dose.mg if order.daily_dose else None,
                             # an order written in mg/m², converted with the body surface area (round-6 m5): how
                             "ordered_as": order.daily_dose.text if order.daily_dose and order.dose_per_m2 else "",
-                            "preliminary": any(s.preliminary for s in st.values()),  # the catalogue flags the summary too
+                            # the catalogue flags the summary too: only when the results the finding rests on are
+                            # preliminary (round-9 M5); a poor-metabolizer finding rests on the poor gene(s) below
+                            "preliminary": any(decided_by_preliminary(s) for s in st.values()),
                             # an ambiguous call read at its most severe: the summary says "possible"
                             "ambiguous": [s.gene for s in st.values() if any(p["code"] == "ambiguous" for p in s.problems)]}
     basis = ctx.size_basis(order, drug, weight_days)
@@ -280,7 +309,7 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
             else band.fraction
         days = band.malignant_days_per_week if malignant else None
         values = {**base, "poor_genes": [s.gene for s in poor], "mode": mode, "fraction": fraction,
-                  "days_per_week": days}
+                  "days_per_week": days, "preliminary": any(decided_by_preliminary(s) for s in poor)}
         dose = None
         reference = basis["reference_mg"]
         per_m2 = band.malignant_mg_per_m2 if malignant else None

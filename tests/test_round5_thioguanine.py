@@ -73,8 +73,22 @@ def test_c93_continuous_use_gets_the_label_warning(monkeypatch, capsys, tmp_path
 
 
 def test_a_first_order_in_aml_is_a_course_not_maintenance(monkeypatch, capsys, tmp_path):
+    # round-9 M1: the order gives no end date, so the Tabloid label's own limitation (AML: not for maintenance or
+    # similar long-term continuous treatment) gets the info note; still no long-term warning (a first course)
     cards = run(load("c17"), monkeypatch, capsys, tmp_path)
-    assert RULE not in codes(cards) and codes(cards) == ["pgx-reduce-dose"]
+    assert RULE not in codes(cards) and codes(cards) == ["pgx-reduce-dose", "thioguanine-open-course"]
+    assert [c["indicator"] for c in cards if c["source"]["topic"]["code"] == "thioguanine-open-course"] == ["info"]
+
+
+def test_a_first_order_in_aml_giving_its_duration_gets_no_thioguanine_card(monkeypatch, capsys, tmp_path):
+    request = copy.deepcopy(load("c17"))
+    for e in request["context"]["draftOrders"]["entry"]:
+        r = e["resource"]
+        if r.get("resourceType") == "MedicationRequest":
+            r["dosageInstruction"][0].setdefault("timing", {}).setdefault("repeat", {})["boundsDuration"] = {
+                "value": 28, "unit": "d", "system": "http://unitsofmeasure.org", "code": "d"}
+    cards = run(request, monkeypatch, capsys, tmp_path)
+    assert codes(cards) == ["pgx-reduce-dose"]
 
 
 def test_a_vod_diagnosis_makes_the_one_card_critical(monkeypatch, capsys, tmp_path):
