@@ -153,7 +153,13 @@ def gene_status(gene: Gene, results: list[GeneResult], unavailable: bool) -> Gen
             found = r.note.startswith("found but not read")  # under a code not read (round-5 M2): quoted in full, with why
             status.problems.append({"code": "uninterpretable", "gene": gene, "text": r.value[:100 if found else 60],
                                     "date": _date(r), **({"note": r.note} if found else {})})
-    _drop_superseded_preliminary(status)
+    newest_final = _drop_superseded_preliminary(status)
+    if newest_final:
+        # a preliminary result superseded by a FINAL readable result of the gene (same day or later) gives no
+        # phenotype: the final report is the verified one (round-10 M1: a preliminary intermediate result no longer
+        # beats the final normal one that replaced it; its evidence line stays, marked PRELIMINARY)
+        phenotypes = [str(e["phenotype"]) for e in status.evidence
+                      if not (e.get("preliminary") and e.get("date") and e["date"] <= newest_final)]
     if phenotypes:
         status.state = "known"
         status.phenotype = max(phenotypes, key=lambda p: RANK.get(p, 0))
@@ -162,16 +168,18 @@ def gene_status(gene: Gene, results: list[GeneResult], unavailable: bool) -> Gen
     return status
 
 
-def _drop_superseded_preliminary(status: GeneStatus) -> None:
+def _drop_superseded_preliminary(status: GeneStatus) -> str:
     """A preliminary result of a gene with a FINAL readable result of the same gene dated the same day or later:
     the final result is the verified one (FHIR ObservationStatus), so "confirm with the final report" is not said
-    about the older preliminary one (round-9 M5). Its evidence line still says PRELIMINARY."""
+    about the older preliminary one (round-9 M5). Its evidence line still says PRELIMINARY. Returns the newest
+    final result's date ("" when there is none)."""
     finals = [e["date"] for e in status.evidence if not e.get("preliminary") and e.get("date")]
     if not finals:
-        return
+        return ""
     newest_final = max(finals)
     status.problems = [p for p in status.problems
                        if not (p["code"] == "preliminary" and p.get("date") and p["date"] <= newest_final)]
+    return newest_final
 
 
 def decided_by_preliminary(s: GeneStatus) -> bool:
