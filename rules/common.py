@@ -317,8 +317,9 @@ def induction_start(facts: ClinicalFacts, order: MedicationFact, drug: str, ind:
     window = spec.induction_window_days
     if window is None:
         return True
-    if "past_medications" in facts.unavailable or any(thiopurine_of(m) for m in facts.past_medications):
-        return False
+    if "past_medications" in facts.unavailable or any(thiopurine_of(m) for m in facts.past_medications) \
+            or order.established_ref or order.established_dose is not None:
+        return False  # an earlier course (an ended order in either medication list, read by fhir_mappers)
     for c in facts.conditions:
         if c.onset is None or not 0 <= (facts.today - c.onset).days <= window:
             continue
