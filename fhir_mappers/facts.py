@@ -214,6 +214,8 @@ class ConditionFact:
     codes: frozenset[str]  # "system|code" for every coding
     display: str
     source_ref: str = ""
+    # round-10 H2: onsetDateTime (or onsetPeriod.start), else recordedDate, as given; None when neither is a date
+    onset: date | None = None
 
 
 @dataclass(frozen=True, slots=True)

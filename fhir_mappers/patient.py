@@ -1,6 +1,7 @@
 """Patient and Condition → small facts."""
 from __future__ import annotations
 
+from datetime import date
 from typing import Iterable
 
 from .facts import AllergyFact, ConditionFact, PatientFact
@@ -34,8 +35,21 @@ def condition_facts(conditions: Iterable[dict]) -> list[ConditionFact]:
             verification.append(c["verificationStatus"])
         if {"refuted", "entered-in-error"} & set(verification):
             continue
-        out.append(ConditionFact(frozenset(code_keys(c.get("code"))), concept_text(c.get("code")), ref_of(c)))
+        out.append(ConditionFact(frozenset(code_keys(c.get("code"))), concept_text(c.get("code")), ref_of(c),
+                                 _onset(c)))
     return out
+
+
+def _onset(condition: dict) -> date | None:
+    """Round-10 H2: when the Condition began as the record gives it: onsetDateTime, onsetPeriod.start, else
+    recordedDate (read as given; what a date means is the rules' decision)."""
+    period = condition.get("onsetPeriod")
+    for value in (condition.get("onsetDateTime"), period.get("start") if isinstance(period, dict) else None,
+                  condition.get("recordedDate")):
+        when = parse_date(value)
+        if when is not None:
+            return when
+    return None
 
 
 def reason_conditions(order: dict) -> list[ConditionFact]:

@@ -293,6 +293,41 @@ def is_new_start(facts: ClinicalFacts, order: MedicationFact, drug: str) -> bool
     return not order.prior_therapy and not any(drug in m.ingredients for m in facts.active_medications)
 
 
+def _status_code(spec: Any, key: str) -> bool:
+    """A "system|code" that records an established graft (``status_snomed`` / ``status_icd10``, dosing.toml)."""
+    system, _, code = key.partition("|")
+    if system == SNOMED:
+        return code in spec.status_snomed
+    return system.startswith(ICD10) and any(code.upper().startswith(p) for p in spec.status_icd10)
+
+
+def induction_start(facts: ClinicalFacts, order: MedicationFact, drug: str, ind: str) -> bool:
+    """Round-10 H2: a new start of an indication whose new-start range differs (renal homotransplantation: 3-5
+    mg/kg/day "initially", beginning at the time of transplant) is dosed on that range only when the record shows a
+    recent transplant: an active Condition of this indication coded as the event (no status code such as Z94.0
+    "kidney transplant status") whose onset (else recordedDate) is within ``induction_window_days`` before today,
+    and no earlier thiopurine order on record (stopped or completed orders; when they could not be read, an earlier
+    course cannot be ruled out). Anything else (an old or undated transplant, a status code, an earlier course) is
+    maintenance: the lower basis, never the induction's."""
+    if not is_new_start(facts, order, drug):
+        return False
+    spec = load().dosing.indications.get(ind)
+    if spec is None or (spec.new_start_min_mg_per_kg is None and spec.new_start_max_mg_per_kg is None):
+        return False
+    window = spec.induction_window_days
+    if window is None:
+        return True
+    if "past_medications" in facts.unavailable or any(thiopurine_of(m) for m in facts.past_medications) \
+            or order.established_ref or order.established_dose is not None:
+        return False  # an earlier course (an ended order in either medication list, read by fhir_mappers)
+    for c in facts.conditions:
+        if c.onset is None or not 0 <= (facts.today - c.onset).days <= window:
+            continue
+        if _indication_of((c.codes,)) == ind and not any(_status_code(spec, k) for k in c.codes):
+            return True
+    return False
+
+
 def _usual_for_indication(facts: ClinicalFacts, order: MedicationFact, drug: str, ind: str, standard: float,
                           weight: float) -> dict[str, Any]:
     """Round-8 H4: the normal dose a reduction (a TPMT/NUDT15 band, allopurinol's fraction) applies to is the usual
@@ -313,7 +348,7 @@ def _usual_for_indication(facts: ClinicalFacts, order: MedicationFact, drug: str
         # order in; CPIC's normal dose stands
         return {}
     own = spec
-    new_start = is_new_start(facts, order, drug)
+    new_start = induction_start(facts, order, drug, ind)  # round-10 H2: a recent transplant only
     low, high, start = standard, float(own.max_mg_per_kg or standard), False
     if new_start and spec.new_start_max_mg_per_kg is not None:
         high = spec.new_start_max_mg_per_kg

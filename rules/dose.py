@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from fhir_mappers.facts import ClinicalFacts
 
-from .common import indication, is_new_start, recent, recent_weight, recorded_indications, therapy_unknown
+from .common import indication, induction_start, is_new_start, recent, recent_weight, recorded_indications, therapy_unknown
 from .context import CallContext, context_of
 from .findings import DoseLimit, Finding, OrderTest
 from .knowledge_base import load
@@ -180,7 +180,9 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | No
         if spec is None:
             continue
         new_start = is_new_start(facts, order, drug)
-        top, per_unit, unit = _max_daily(spec, basis, new_start)
+        # round-10 H2: the new-start maximum of an indication that sets one (renal homotransplantation 5 mg/kg/day)
+        # applies only to an induction (a recent transplant); every other start is held to the maintenance maximum
+        top, per_unit, unit = _max_daily(spec, basis, new_start and induction_start(facts, order, drug, ind))
         sources = tuple(dict.fromkeys([spec.source, *(() if isinstance(spec, OtherDrug) else spec.sources)]))
         name = dosing.indications[ind].name if isinstance(spec, OtherDrug) else spec.name
         values = {"ordered": ordered, "indication": ind, "indication_name": name, "how": how, "unit": unit,

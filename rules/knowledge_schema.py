@@ -236,6 +236,17 @@ class Indication:
     # patient took before (``MedicationFact.established_dose``) at or above it is a usual dose, and allopurinol's
     # one-third to one-quarter applies to it when it is under the normal dose; None: the normal dose (2 mg/kg/day)
     usual_min_mg_per_kg: float | None = None
+    # round-10 H2: the new start's range (new_start_min/max_mg_per_kg: renal homotransplantation 3-5 mg/kg/day
+    # "initially", at the time of transplant) applies only to an induction: a Condition of this indication coded as
+    # the transplant event (none of the status codes below) with an onset (else recordedDate) within this many days
+    # before today, and no earlier order of the drug on record. Otherwise (an older or undated transplant, a
+    # "transplant status" code, an earlier course) the maintenance range applies. None: every new start
+    induction_window_days: int | None = None
+    induction_window_source: str = ""
+    # codes (SNOMED CT concept ids; ICD-10 code prefixes) of this indication that record an established graft
+    # ("kidney transplant status", "transplanted kidney present"): never evidence of an induction
+    status_snomed: tuple[str, ...] = ()
+    status_icd10: tuple[str, ...] = ()
     # round-8 M2: a child's range as printed (per kg only, no adult fixed mg start) and a child's start ceiling per kg
     child_range_text: str = ""
     child_start_max_mg_per_kg: float | None = None

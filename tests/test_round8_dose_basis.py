@@ -15,7 +15,22 @@ DATA = Path(__file__).parent / "data" / "review8"
 
 
 def _case(name: str) -> dict:
-    return json.loads((DATA / f"{name}.json").read_text())
+    req = json.loads((DATA / f"{name}.json").read_text())
+    return _recent_transplant(req) if name in (KTX_ALLO, KTX_IM) else req
+
+
+def _recent_transplant(req: dict) -> dict:
+    """Round-10 H2 (intended change): the round-8 transplant cases recorded the transplant as an undated Z94.0
+    "kidney transplant status", which is now maintenance (1-3 mg/kg/day). The early (3-5 mg/kg/day) basis these
+    tests check needs a recent transplant event: the Condition is recoded as 70536003 Transplantation of kidney,
+    onset 10 days before the review day (tests/test_round10_transplant_basis.py checks the case as sent)."""
+    for e in req.get("prefetch", {}).get("conditions", {}).get("entry", []):
+        r = e["resource"]
+        if r.get("resourceType") == "Condition" and "Z94.0" in json.dumps(r.get("code")):
+            r["code"] = {"coding": [{"system": "http://snomed.info/sct", "code": "70536003",
+                                     "display": "Transplantation of kidney"}]}
+            r["onsetDateTime"] = "2026-11-27"
+    return req
 
 
 def _with_dose(request: dict, mg: float) -> dict:

@@ -98,8 +98,13 @@ def test_order_reason_beats_conditions():
 
 
 def test_kidney_transplant_new_start_allows_the_initial_range():
-    new = run([med_request(daily_mg=350)], conditions=[condition("161665007")], meds=[])  # 5 mg/kg at 70 kg
+    # round-10 H2 (intended change): the initial 3-5 mg/kg/day range is for a recent transplant event only
+    recent = {**condition("70536003"), "onsetDateTime": days_ago(5)}
+    new = run([med_request(daily_mg=350)], conditions=[recent], meds=[])  # 5 mg/kg at 70 kg
     assert "dose-above-range" not in ids(new)
+    # an undated "history of renal transplant" (an established graft) is maintenance: 1-3 mg/kg/day
+    status = run([med_request(daily_mg=350)], conditions=[condition("161665007")], meds=[])
+    assert "dose-above-range" in ids(status)
     established = run([med_request(daily_mg=350)], conditions=[condition("161665007")], meds=[active(mg=350)])
     assert "dose-above-range" in ids(established)
 
