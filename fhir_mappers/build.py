@@ -129,7 +129,9 @@ def build_facts(
     ``patient_id``: ``context.patientId``. A gathered resource whose subject (or patient) names another Patient,
     and a Patient resource with another id, is set aside, never read as this patient's data, and named by a gap
     (key ``other_patient``); a draft order that names another patient is still read (it is the order being
-    signed) and named by a gap too (``fhir_mappers.subject``: what can be compared). None: nothing is compared.
+    signed) and named by a gap too (``fhir_mappers.subject``: what can be compared). A gathered resource whose
+    subject names a patient in a form that cannot be confirmed to be this one is set aside too, with its own gap
+    (key ``unconfirmed_patient``, round-10 H1). None: nothing is compared.
 
     Each prefetch value is walked once (``Prefetch``) and each resource is handed to its one mapper; the
     look-ups the mappers memoise (dates, units, drug and result names) live for this call only."""
