@@ -15,14 +15,14 @@ from .medications import ingredients_of, medication_concept, medication_fact
 from .observations import (PRELIMINARY_STATUS, analyte_named, classified_measurements, classify, gene_results,
                            genes_of_uncoded_result, status_observations)
 from .patient import allergy_facts, condition_facts, patient_fact
-from .subject import BundlePatients, context_patient_id, naming_part, other_patient, patient_identifiers
+from .subject import BundlePatients, context_patient_id, naming_part, other_patient, patient_identifiers, patient_verdict
 
 
 class Prefetch:
     """Every gathered value of one call read once: its resources in order (as ``resources_of`` reads them) and
     grouped by resourceType, so that each mapper is handed its resources without walking the Bundles again."""
 
-    __slots__ = ("in_order", "by_type", "set_aside", "identifiers", "full_urls")
+    __slots__ = ("in_order", "by_type", "set_aside", "unconfirmed", "identifiers", "full_urls")
 
     def __init__(self, data: dict[str, Any], patient_id: str | None = None) -> None:
         self.in_order: dict[str, list[dict]] = {}
@@ -30,6 +30,9 @@ class Prefetch:
         # resources that name another patient than ``patient_id`` (round-8 H1), per key: (resource, reference as
         # sent); they are in no list a mapper reads
         self.set_aside: dict[str, list[tuple[dict, str]]] = {}
+        # resources whose subject names a patient in a form that cannot be confirmed to be ``patient_id`` (round-10
+        # H1: display only, an identifier the Patient cannot be compared with, an unresolved urn:uuid), per key
+        self.unconfirmed: dict[str, list[tuple[dict, str]]] = {}
         # the context Patient's identifiers (system -> values; round-9 H1): from the ``patient`` key's Patient
         # resources that are this patient's (its id, or none), for identifier-only and conditional references
         self.identifiers: dict[str, frozenset[str]] = {}
@@ -45,12 +48,13 @@ class Prefetch:
                 full_urls = self.full_urls[key] = BundlePatients(value)
                 for r in items:
                     # a Patient is compared only where it is read (the ``patient`` key), not as a search's _include
-                    other = None if key != "patient" and r.get("resourceType") == "Patient" else \
-                        other_patient(r, patient_id, self.identifiers, full_urls)
-                    if other is None:
+                    verdict = None if key != "patient" and r.get("resourceType") == "Patient" else \
+                        patient_verdict(r, patient_id, self.identifiers, full_urls)
+                    if verdict is None:
                         kept.append(r)
                     else:
-                        self.set_aside.setdefault(key, []).append((r, other))
+                        (self.set_aside if verdict[0] else self.unconfirmed).setdefault(key, []).append(
+                            (r, verdict[1]))
                 items = kept
             groups: dict[str, list[dict]] = {}
             for r in items:
@@ -125,7 +129,9 @@ def build_facts(
     ``patient_id``: ``context.patientId``. A gathered resource whose subject (or patient) names another Patient,
     and a Patient resource with another id, is set aside, never read as this patient's data, and named by a gap
     (key ``other_patient``); a draft order that names another patient is still read (it is the order being
-    signed) and named by a gap too (``fhir_mappers.subject``: what can be compared). None: nothing is compared.
+    signed) and named by a gap too (``fhir_mappers.subject``: what can be compared). A gathered resource whose
+    subject names a patient in a form that cannot be confirmed to be this one is set aside too, with its own gap
+    (key ``unconfirmed_patient``, round-10 H1). None: nothing is compared.
 
     Each prefetch value is walked once (``Prefetch``) and each resource is handed to its one mapper; the
     look-ups the mappers memoise (dates, units, drug and result names) live for this call only."""
@@ -138,6 +144,7 @@ def _build_facts(draft_orders: list[dict], data: dict[str, Any], today: date, ga
     unavailable = {key for key, value in data.items() if value is None}
     pf = Prefetch(data, patient_id)
     set_aside = dict(pf.set_aside)
+    unconfirmed = dict(pf.unconfirmed)
     meds_index = _medication_index(pf)
     if orders is None:
         orders = order_facts(draft_orders, meds_index)
@@ -180,13 +187,14 @@ def _build_facts(draft_orders: list[dict], data: dict[str, Any], today: date, ga
     for key in ("pgx", "labs", "lab_results"):
         for report in pf.of(key, "DiagnosticReport"):
             for obs in report_observations(report):
-                other = other_patient(obs, patient_id, pf.identifiers, pf.full_urls.get(key))
-                if other is None:
+                verdict = patient_verdict(obs, patient_id, pf.identifiers, pf.full_urls.get(key))
+                if verdict is None:
                     observations.append(obs)
                 else:
-                    set_aside.setdefault(key, []).append((obs, other))
+                    (set_aside if verdict[0] else unconfirmed).setdefault(key, []).append((obs, verdict[1]))
     if patient_id is not None:
         gaps += _other_patient_gaps(draft_orders, set_aside, patient_id, pf.identifiers)
+        gaps += _unconfirmed_gaps(unconfirmed)
     numeric, genomic, status = _classify(observations)
     texts: dict = {}
     absent: dict = {}
@@ -269,6 +277,33 @@ def _other_patient_gaps(draft_orders: list[dict], set_aside: dict[str, list[tupl
         out.append(DataGap("the order being signed", f"it names another patient ({', '.join(refs[:2])}), not "
                            f"Patient/{patient_id[:40]}: it was checked as written; check that the order is for "
                            "this patient", key="other_patient_order", sent=naming_part(refs[0])))
+    return out
+
+
+def _unconfirmed_gaps(unconfirmed: dict[str, list[tuple[dict, str]]]) -> list[DataGap]:
+    """One gap per data group that held resources whose subject names a patient in a form that cannot be confirmed
+    to be this one (round-10 H1; key ``unconfirmed_patient``), quoting the references as sent: they were not used,
+    so they neither clear a check nor make a finding."""
+    out = []
+    seen: set = set()
+    for key, items in unconfirmed.items():
+        fresh = []
+        for r, ref in items:
+            rid = ref_of(r) or id(r)
+            if rid not in seen:
+                seen.add(rid)
+                fresh.append((r, ref))
+        if not fresh:
+            continue
+        types = {str(r.get("resourceType")) for r, _ in fresh}
+        one, many = _NOUNS.get(next(iter(types)), ("record", "records")) if len(types) == 1 else ("record", "records")
+        n = len(fresh)
+        refs = list(dict.fromkeys(ref for _, ref in fresh))
+        quoted = ", ".join(refs[:2]) + (f" and {len(refs) - 2} more" if len(refs) > 2 else "")
+        why = (f"could not confirm that {n} {one if n == 1 else many} {'is' if n == 1 else 'are'} this patient's "
+               f"(subject sent as {quoted}); {'it was' if n == 1 else 'they were'} not used")
+        out.append(DataGap(_GROUP_WORDS.get(key, f"data under '{key[:40]}'"), why, key="unconfirmed_patient",
+                           sent=naming_part(refs[0])))
     return out
 
 

@@ -18,10 +18,14 @@ What can be compared (HL7 FHIR R4 Reference; Bundle "Resolving references in Bun
   context Patient's identifier systems (``Patient.identifier`` of the ``patient`` prefetch) is this patient's when
   its value is one of the Patient's values in that system, and another patient's when it is not.
 
-A subject with no reference, an unresolvable "urn:uuid:" or a contained ("#...") reference, an identifier in a
-system the context Patient does not carry (or no context Patient), a display-only reference, or a reference to
-something other than a Patient (a Group) cannot be compared: the resource is kept (the query that fetched it was
-scoped to the patient). When a literal reference can be compared it decides, whatever identifier is sent with it.
+What cannot be compared (round-10 H1, ``patient_verdict``): a subject that names a patient in a form that cannot be
+confirmed to be the context patient (an unresolvable "urn:uuid:" or a contained ("#...") reference, an identifier
+or conditional reference in a system the context Patient does not carry (or no context Patient), a display-only
+reference) is set aside like another patient's resource, with its own gap ("could not confirm ..."): data that may
+be another patient's never clears a check nor makes a finding. Kept as this patient's: a resource with no subject
+(or patient) member at all, or one naming nothing (``{}``), since the patient-scoped query fetched it and an
+``_elements`` / summary search may leave the member out; and a reference to something other than a Patient (a
+Group). When a literal reference can be compared it decides, whatever identifier is sent with it.
 Whether the data matter clinically is not decided here.
 """
 from __future__ import annotations
@@ -35,6 +39,8 @@ from urllib.parse import parse_qsl
 _PATIENT_REF = re.compile(r"(?:^|/)(?i:Patient)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]*)?/?$")
 # a conditional reference (FHIR R4 transaction / Reference: "Patient?identifier=system|value"), relative or absolute
 _CONDITIONAL = re.compile(r"(?:^|/)(?i:Patient)\?(.+)$")
+# the resource type of a conditional reference ("Group?identifier=...")
+_CONDITIONAL_TYPE = re.compile(r"(?:^|/)([A-Za-z]+)\?")
 # the resource type of a literal reference, relative or absolute ("Group/g-1", ".../fhir/Group/g-1/_history/2")
 _LITERAL_TYPE = re.compile(r"(?:^|/)([A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]*)?/?$")
 # the part of a quote that names the patient (for a summary): "Patient/<id>" anywhere in it
@@ -127,6 +133,8 @@ def naming_part(quote: str) -> str:
     ("https://ehr.example.org/fhir/Patient/pt-999/_history/3" -> "Patient/pt-999"), else the identifier value
     after its last "|" ("identifier urn:oid:1.2.36|MRN-9999" -> "MRN-9999"), else the quote (a conditional
     reference with several criteria: which one differs is not said by one of them)."""
+    if quote.startswith("display '") and quote.endswith("'"):
+        return quote[len("display '"):-1]
     found = _NAMES_PATIENT.findall(quote)
     if found:
         return str(found[-1])
@@ -197,7 +205,9 @@ def _may_be_a_patient(reference: dict, ref: Any) -> bool:
     rtype = reference.get("type")
     if isinstance(rtype, str) and rtype.strip() and rtype.strip().rsplit("/", 1)[-1].lower() != "patient":
         return False
-    m = _LITERAL_TYPE.search(ref.strip()) if isinstance(ref, str) else None
+    if not isinstance(ref, str):
+        return True
+    m = _LITERAL_TYPE.search(ref.strip()) or _CONDITIONAL_TYPE.search(ref.strip())
     return m is None or m.group(1).lower() == "patient"
 
 
@@ -208,11 +218,23 @@ def other_patient(resource: Any, patient_id: str | None, identifiers: Identifier
     own id. ``identifiers``: the context Patient's (``patient_identifiers``), for identifier-only and conditional
     references; ``full_urls``: the Patient entries of the Bundle the resource came in (``bundle_patients``,
     ``BundlePatients``)."""
+    verdict = patient_verdict(resource, patient_id, identifiers, full_urls)
+    return verdict[1] if verdict is not None and verdict[0] else None
+
+
+def patient_verdict(resource: Any, patient_id: str | None, identifiers: Identifiers | None = None,
+                    full_urls: Mapping[str, dict] | BundlePatients | None = None) -> tuple[bool, str] | None:
+    """Whose data ``resource`` is: None when it is this patient's, has no subject (or patient) naming anyone, or
+    names something other than a Patient (a Group); ``(True, quote)`` when it names another Patient
+    (``other_patient``); ``(False, quote)`` when it names a patient in a form that cannot be confirmed to be this
+    one (round-10 H1: display only; an identifier or conditional reference in a system the context Patient does
+    not carry; a "urn:uuid:" that resolves to no Patient entry with an id; a contained reference). ``quote``: the
+    reference as sent, at most ``SHOWN`` characters."""
     if not patient_id or not isinstance(resource, dict):
         return None
     if resource.get("resourceType") == "Patient":
         rid = resource.get("id")
-        return f"Patient/{rid}"[:SHOWN] if isinstance(rid, str) and rid and rid != patient_id else None
+        return (True, f"Patient/{rid}"[:SHOWN]) if isinstance(rid, str) and rid and rid != patient_id else None
     value = resource.get("subject")  # _MEMBERS, in order, without a loop (every gathered resource comes here)
     if value is None:
         value = resource.get("patient")
@@ -224,10 +246,22 @@ def other_patient(resource: Any, patient_id: str | None, identifiers: Identifier
             return None
         verdict = _reference_verdict(ref, patient_id, identifiers, full_urls)
         if verdict is not None:
-            return verdict or None
+            return (True, verdict) if verdict else None
+    if not _may_be_a_patient(value, ref):
+        return None  # a Group, a Device, a Location: not a patient (kept, as before)
     ident = value.get("identifier")
-    if identifiers and isinstance(ident, dict) and _may_be_a_patient(value, ref):
-        system, ivalue = ident.get("system"), ident.get("value")
-        if _identifier_verdict(system, ivalue, identifiers):
-            return quoted(f"identifier {str(system).strip()}|{str(ivalue).strip()}")
+    system, ivalue = (ident.get("system"), ident.get("value")) if isinstance(ident, dict) else (None, None)
+    if identifiers and isinstance(ident, dict):
+        other = _identifier_verdict(system, ivalue, identifiers)
+        if other is not None:
+            return (True, quoted(f"identifier {str(system).strip()}|{str(ivalue).strip()}")) if other else None
+    # present, names a patient, and cannot be confirmed to be this one (round-10 H1)
+    if isinstance(ref, str) and ref.strip():
+        return False, quoted(ref.strip())
+    if isinstance(ivalue, str) and ivalue.strip():
+        sys_part = f"{system.strip()}|" if isinstance(system, str) and system.strip() else ""
+        return False, quoted(f"identifier {sys_part}{ivalue.strip()}")
+    display = value.get("display")
+    if isinstance(display, str) and display.strip():
+        return False, quoted(f"display '{display.strip()}'")
     return None

@@ -71,7 +71,9 @@ _SERIOUS_GROUPS = {"medications", "labs", "weight", "patient", "allergies", "con
 # other_patient: data sent about another patient, set aside (round-8 H1): this patient's data were not sent
 # other_patient_order: the order being signed names another patient (round-9 M4): it was checked; confirm the patient
 _OTHER_PATIENT = ("other_patient", "other_patient_order")
-_SERIOUS_GAPS = {"other_patient", "other_patient_order", "tpmt_activity", "neutrophils", "wbc", "platelets", "lymphocytes", "hemoglobin", "weight",
+# unconfirmed_patient: data whose subject could not be confirmed to be this patient, set aside (round-10 H1)
+_SET_ASIDE = (*_OTHER_PATIENT, "unconfirmed_patient")
+_SERIOUS_GAPS = {"other_patient", "other_patient_order", "unconfirmed_patient", "tpmt_activity", "neutrophils", "wbc", "platelets", "lymphocytes", "hemoglobin", "weight",
                  "weight_conflict", "egfr", "alt", "ast", "alp", "bilirubin", "tgn", "mmp"}
 _SENT_IN_SUMMARY = 24  # characters of a value as sent that a summary quotes ("eGFR '<15'")
 
@@ -106,14 +108,15 @@ def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> l
             other = vaccine or next(o for o in facts.orders if o.selected and _concerns(o))
             return [Finding("data-incomplete", "", {"variant": "interaction_only", "order": other.display[:60],
                                                     "groups": [], "gaps": []}, indicator=skipped)]
-        set_aside = [g for g in facts.gaps if g.key in _OTHER_PATIENT]
+        set_aside = [g for g in facts.gaps if g.key in _SET_ASIDE]
         if set_aside and needs_data(facts.orders):
             # an interacting drug or a live vaccine judged on a record that held another patient's data (round-8 H1)
             # or ordered for another patient (round-9 M4)
             gaps = [{"what": g.what, "why": g.why, "key": g.key, "outcome": "", "sent": g.sent, "bound_only": False}
                     for g in set_aside]
             params = {"variant": "thiopurine", "groups": [], "gaps": gaps, "names": _gap_names([], gaps),
-                      "other_patient": "only"}
+                      "other_patient": "only" if all(g["key"] in _OTHER_PATIENT for g in gaps) else
+                      "unconfirmed" if all(g["key"] == "unconfirmed_patient" for g in gaps) else "some"}
             return [Finding("data-incomplete", "", _order_patient(params, gaps), indicator="warning")]
         if vaccine is not None and "past_medications" in facts.unavailable \
                 and not any(thiopurine_of(m) for m in facts.active_medications):
@@ -145,6 +148,8 @@ def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> l
     params = {"variant": "thiopurine", "groups": groups, "gaps": gaps, "names": _gap_names(groups, gaps)}
     if any(g["key"] in _OTHER_PATIENT for g in gaps):  # the summary says data of another patient were set aside
         params["other_patient"] = "only" if all(g["key"] in _OTHER_PATIENT for g in gaps) and not groups else "some"
+    elif gaps and not groups and all(g["key"] == "unconfirmed_patient" for g in gaps):
+        params["other_patient"] = "unconfirmed"  # round-10 H1: the summary says the data could not be tied to him
     return [Finding("data-incomplete", order.ref, _order_patient(params, gaps), indicator="warning" if serious else "info",
                     drug=drug)]
 

@@ -119,9 +119,10 @@ def test_named_patient_id(reference, named) -> None:
     assert named_patient_id(reference) == named
 
 
+# round-10 H1: an identifier-only, display-only, unresolved urn:uuid or contained reference names a patient that
+# cannot be confirmed to be this one: set aside (tests/test_round10_unconfirmed_patient.py), no longer kept here
 @pytest.mark.parametrize("subject", [
-    None, {}, {"identifier": {"system": "urn:mrn", "value": "999"}}, {"display": "Someone Else"},
-    {"reference": "urn:uuid:6a1c9b0e-5d1f-4c0e-9a1e-1b2c3d4e5f60"}, {"reference": "#p1"}, {"reference": "Group/g-1"},
+    None, {}, {"reference": "Group/g-1"},
     {"reference": ["Patient/pt-999"]}, "Patient/pt-999", {"reference": "Patient/pt-1"},
     {"reference": "https://ehr.example/fhir/Patient/pt-1/_history/2"},
 ])

@@ -71,11 +71,21 @@ def test_c55_another_patients_tpmt_poor_metabolizer_creates_no_card() -> None:
     assert f"identifier {MRN_SYSTEM}|MRN-9999" in gap["detail"]
 
 
-@pytest.mark.parametrize("prefix", ["c08", "c53"])
+@pytest.mark.parametrize("prefix", ["c53"])
 def test_this_patients_data_in_unusual_forms_is_used(prefix: str) -> None:
-    """Controls: absolute, _history, urn:uuid (resolving to pt-1 in c53; unresolvable in c08) and own-MRN
-    identifier references are this patient's data: no card at all."""
+    """Controls: absolute, _history, urn:uuid resolving to pt-1 and own-MRN identifier references are this
+    patient's data: no card at all."""
     assert case_cards(_request(prefix)) == []
+
+
+def test_c08_an_unresolvable_urn_uuid_is_not_confirmed_as_this_patient() -> None:
+    """c08: absolute, _history and own-MRN references are used; its two results whose subject is a urn:uuid that
+    resolves to no entry of the Bundle cannot be confirmed as this patient's (round-10 H1, which changed this
+    expectation from "no card"): set aside and named, nothing else."""
+    cards = case_cards(_request("c08"))
+    assert [c["source"]["topic"]["code"] for c in cards] == ["data-incomplete"]
+    assert "could not confirm that 2 results are this patient's" in cards[0]["detail"]
+    assert "urn:uuid:1111aaaa-0000-4000-8000-000000000001" in cards[0]["detail"]
 
 
 def test_c57_own_mrn_identifier_result_is_used() -> None:
@@ -251,13 +261,15 @@ def test_every_key_compares_identifiers_with_the_context_patients() -> None:
 
 def test_a_patient_record_of_another_patient_gives_no_identifiers() -> None:
     """The ``patient`` key holds another patient's record (set aside): its MRN is not this patient's, so an
-    identifier reference in that system cannot be compared and is kept."""
+    identifier reference in that system cannot be compared: it cannot be confirmed as this patient's and is set
+    aside (round-10 H1; before, it was kept)."""
     other = _mrn_patient("MRN-9999")
     other["id"] = "pt-999"
     w = weight(60)
     w["subject"] = {"identifier": {"system": MRN_SYSTEM, "value": "MRN-9999"}}
     facts = _build({"patient": other, "weight": bundle(w)})
-    assert [m.value for m in facts.weights] == [60]
+    assert facts.weights == []
+    assert any(g.key == "unconfirmed_patient" for g in facts.gaps)
 
 
 def test_a_contained_result_resolves_against_its_reports_bundle() -> None:
