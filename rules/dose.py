@@ -182,7 +182,8 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | No
         new_start = is_new_start(facts, order, drug)
         # round-10 H2: the new-start maximum of an indication that sets one (renal homotransplantation 5 mg/kg/day)
         # applies only to an induction (a recent transplant); every other start is held to the maintenance maximum
-        top, per_unit, unit = _max_daily(spec, basis, new_start and induction_start(facts, order, drug, ind))
+        induction = new_start and induction_start(facts, order, drug, ind)
+        top, per_unit, unit = _max_daily(spec, basis, induction)
         sources = tuple(dict.fromkeys([spec.source, *(() if isinstance(spec, OtherDrug) else spec.sources)]))
         name = dosing.indications[ind].name if isinstance(spec, OtherDrug) else spec.name
         values = {"ordered": ordered, "indication": ind, "indication_name": name, "how": how, "unit": unit,
@@ -190,6 +191,14 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | No
                   "new_start": new_start, "therapy_unknown": therapy_unknown(facts, order),
                   # round-5 M1: Conditions on record that name no known indication are quoted, never "none on record"
                   "recorded": recorded_indications(order, facts.conditions) if how == "unrecognised" else []}
+        ind_spec = dosing.indications.get(ind)
+        if new_start and not induction and ind_spec is not None and ind_spec.induction_window_days is not None \
+                and ind_spec.new_start_max_mg_per_kg is not None:
+            # a start held to the maintenance maximum because no recent transplant is on record: the card says so,
+            # and names the initial range, so that a start in the first weeks after transplant is not cut unseen
+            values["induction_unconfirmed"] = {"days": ind_spec.induction_window_days,
+                                               "low": ind_spec.new_start_min_mg_per_kg or ind_spec.new_start_max_mg_per_kg,
+                                               "high": ind_spec.new_start_max_mg_per_kg}
         if top is not None:
             size = basis["bsa"] if unit == "m2" else basis["weight"]
             per = ordered / size
