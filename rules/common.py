@@ -359,6 +359,14 @@ def _usual_for_indication(facts: ClinicalFacts, order: MedicationFact, drug: str
                            "top_per_kg": high, "top_mg": high * weight, "usual_start": start,
                            "usual_name": spec.name, "usual_text": own.range_text,
                            "usual_source": own.source, "from_order": False, "taken": not order.is_draft}
+    if not new_start and spec.induction_window_days is not None and spec.new_start_max_mg_per_kg is not None \
+            and is_new_start(facts, order, drug):
+        # round-10 H2: a start held to the maintenance basis because no recent transplant is on record: every card
+        # that states the basis says so, and names the label's initial range (a start in the first weeks after
+        # transplant is not reduced unseen)
+        out["induction_unconfirmed"] = {"days": spec.induction_window_days,
+                                        "low": spec.new_start_min_mg_per_kg or spec.new_start_max_mg_per_kg,
+                                        "high": spec.new_start_max_mg_per_kg}
     ordered = order.daily_dose.mg if order.daily_dose is not None else None
     if ordered is not None and low * weight + 1e-6 < ordered <= high * weight + 1e-6:
         out.update(reference_mg=ordered, from_order=True)

@@ -43,3 +43,14 @@ def test_a_maintenance_order_above_the_range_gets_no_induction_note() -> None:
     req["prefetch"]["medications"] = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": active}]}
     cards = _above(case_cards(req))
     assert cards and all("held to the maintenance maximum" not in c["detail"] for c in cards)
+
+
+
+def test_a_pgx_reduction_on_the_maintenance_basis_says_why() -> None:
+    """Every card that states the basis of a reduction says it is the maintenance basis and names the initial range:
+    the round-10 reviewer's c88 (an undated kidney transplant, TPMT intermediate, azathioprine 125 mg, a new start)."""
+    (path,) = CASE.parent.glob("c88-*.json")
+    cards = [c for c in case_cards(json.loads(path.read_text())) if c["source"]["topic"]["code"] == "pgx-reduce-dose"]
+    assert cards
+    assert "the maintenance basis, as no kidney transplant in the last 30 days is on record" in cards[0]["detail"]
+    assert "initial dose is 3-5 mg/kg/day" in cards[0]["detail"]
