@@ -7,7 +7,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import replace
 from datetime import date
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from .facts import ClinicalFacts, DailyDose, DataGap, MedicationFact, PriorTherapy
 from .fhirjson import concept_text, one_call, parse_date, ref_of, resources_of
@@ -241,6 +241,28 @@ _NOUNS = {"Observation": ("result", "results"), "DiagnosticReport": ("report", "
           "Patient": ("patient record", "patient records")}
 
 
+def _set_aside_groups(groups: dict[str, list[tuple[dict, str]]]
+                      ) -> Iterator[tuple[str, set[str], int, tuple[str, str], list[str], str]]:
+    """Per data group of set-aside resources (the same resource under two keys is named once, under the first):
+    (key, resource types, how many, the nouns for one and many, the references as sent in order, the first two
+    quoted and "and N more")."""
+    seen: set = set()
+    for key, items in groups.items():
+        fresh = []
+        for r, ref in items:
+            rid = ref_of(r) or id(r)
+            if rid not in seen:
+                seen.add(rid)
+                fresh.append((r, ref))
+        if not fresh:
+            continue
+        types = {str(r.get("resourceType")) for r, _ in fresh}
+        nouns = _NOUNS.get(next(iter(types)), ("record", "records")) if len(types) == 1 else ("record", "records")
+        refs = list(dict.fromkeys(ref for _, ref in fresh))
+        quoted = ", ".join(refs[:2]) + (f" and {len(refs) - 2} more" if len(refs) > 2 else "")
+        yield key, types, len(fresh), nouns, refs, quoted
+
+
 def _other_patient_gaps(draft_orders: list[dict], set_aside: dict[str, list[tuple[dict, str]]],
                         patient_id: str, identifiers: dict[str, frozenset[str]] | None = None) -> list[DataGap]:
     """One gap per data group that held resources about another patient (round-8 H1), quoting the references as
@@ -248,21 +270,7 @@ def _other_patient_gaps(draft_orders: list[dict], set_aside: dict[str, list[tupl
     ``other_patient_order``, round-9 M4). ``sent``: the part of the first reference that names the patient
     (``naming_part``: "Patient/pt-999", "MRN-9999"), which the summary quotes (round-9 m1)."""
     out = []
-    seen: set = set()
-    for key, items in set_aside.items():
-        fresh = []
-        for r, ref in items:
-            rid = ref_of(r) or id(r)
-            if rid not in seen:  # the same resource under two keys is named once
-                seen.add(rid)
-                fresh.append((r, ref))
-        if not fresh:
-            continue
-        types = {str(r.get("resourceType")) for r, _ in fresh}
-        one, many = _NOUNS.get(next(iter(types)), ("record", "records")) if len(types) == 1 else ("record", "records")
-        n = len(fresh)
-        refs = list(dict.fromkeys(ref for _, ref in fresh))
-        quoted = ", ".join(refs[:2]) + (f" and {len(refs) - 2} more" if len(refs) > 2 else "")
+    for key, types, n, (one, many), refs, quoted in _set_aside_groups(set_aside):
         what = _GROUP_WORDS.get(key, f"data under '{key[:40]}'")
         if types == {"Patient"}:
             why = (f"the patient record sent ({quoted}) is not this patient's (Patient/{patient_id[:40]}) "
@@ -285,21 +293,7 @@ def _unconfirmed_gaps(unconfirmed: dict[str, list[tuple[dict, str]]]) -> list[Da
     to be this one (round-10 H1; key ``unconfirmed_patient``), quoting the references as sent: they were not used,
     so they neither clear a check nor make a finding."""
     out = []
-    seen: set = set()
-    for key, items in unconfirmed.items():
-        fresh = []
-        for r, ref in items:
-            rid = ref_of(r) or id(r)
-            if rid not in seen:
-                seen.add(rid)
-                fresh.append((r, ref))
-        if not fresh:
-            continue
-        types = {str(r.get("resourceType")) for r, _ in fresh}
-        one, many = _NOUNS.get(next(iter(types)), ("record", "records")) if len(types) == 1 else ("record", "records")
-        n = len(fresh)
-        refs = list(dict.fromkeys(ref for _, ref in fresh))
-        quoted = ", ".join(refs[:2]) + (f" and {len(refs) - 2} more" if len(refs) > 2 else "")
+    for key, _types, n, (one, many), refs, quoted in _set_aside_groups(unconfirmed):
         why = (f"could not confirm that {n} {one if n == 1 else many} {'is' if n == 1 else 'are'} this patient's "
                f"(subject sent as {quoted}); {'it was' if n == 1 else 'they were'} not used")
         out.append(DataGap(_GROUP_WORDS.get(key, f"data under '{key[:40]}'"), why, key="unconfirmed_patient",
