@@ -238,6 +238,8 @@ def patient_verdict(resource: Any, patient_id: str | None, identifiers: Identifi
     value = resource.get("subject")  # _MEMBERS, in order, without a loop (every gathered resource comes here)
     if value is None:
         value = resource.get("patient")
+    if isinstance(value, str):  # a bare reference string (not valid FHIR, but sent): read as the Reference it means
+        value = {"reference": value}
     if not isinstance(value, dict):
         return None
     ref = value.get("reference")

@@ -98,6 +98,14 @@ def test_forms_that_cannot_be_confirmed(subject: dict) -> None:
     assert other_patient({"resourceType": "Observation", "subject": subject}, "pt-1") is None  # drafts: as before
 
 
+def test_a_bare_reference_string_is_compared() -> None:
+    """``"subject": "Patient/pt-999"`` (no Reference object: not valid FHIR, but sent) names another patient; the
+    context patient's own id in that shape is kept; an unresolvable urn:uuid cannot be confirmed."""
+    assert _verdict("Patient/pt-999") == (True, "Patient/pt-999")
+    assert _verdict("Patient/pt-1") is None
+    assert _verdict("urn:uuid:bbbbbbbb-0000-4000-8000-000000000001") == (False, "urn:uuid:bbbbbbbb-0000-4000-8000-000000000001")
+
+
 @pytest.mark.parametrize("subject, identifiers, full_urls", [
     ({"reference": "Patient/pt-1"}, None, None),
     ({"reference": "https://ehr.example/fhir/Patient/pt-1/_history/2"}, None, None),

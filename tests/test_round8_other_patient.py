@@ -120,10 +120,11 @@ def test_named_patient_id(reference, named) -> None:
 
 
 # round-10 H1: an identifier-only, display-only, unresolved urn:uuid or contained reference names a patient that
-# cannot be confirmed to be this one: set aside (tests/test_round10_unconfirmed_patient.py), no longer kept here
+# cannot be confirmed to be this one: set aside (tests/test_round10_unconfirmed_patient.py), no longer kept here;
+# a bare reference string naming another patient ("Patient/pt-999") is compared since, and set aside
 @pytest.mark.parametrize("subject", [
     None, {}, {"reference": "Group/g-1"},
-    {"reference": ["Patient/pt-999"]}, "Patient/pt-999", {"reference": "Patient/pt-1"},
+    {"reference": ["Patient/pt-999"]}, "Patient/pt-1", {"reference": "Patient/pt-1"},
     {"reference": "https://ehr.example/fhir/Patient/pt-1/_history/2"},
 ])
 def test_a_subject_that_cannot_be_compared_or_is_this_patient_keeps_the_weight(subject) -> None:
