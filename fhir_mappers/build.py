@@ -15,7 +15,8 @@ from .medications import ingredients_of, medication_concept, medication_fact
 from .observations import (PRELIMINARY_STATUS, analyte_named, classified_measurements, classify, gene_results,
                            genes_of_uncoded_result, status_observations)
 from .patient import allergy_facts, condition_facts, patient_fact
-from .subject import BundlePatients, context_patient_id, naming_part, other_patient, patient_identifiers, patient_verdict
+from .subject import (BundlePatients, context_patient_id, foreign_host, naming_part, other_base, other_patient,
+                      patient_identifiers, patient_verdict, reference_base, server_base)
 
 
 class Prefetch:
@@ -24,7 +25,7 @@ class Prefetch:
 
     __slots__ = ("in_order", "by_type", "set_aside", "unconfirmed", "identifiers", "full_urls")
 
-    def __init__(self, data: dict[str, Any], patient_id: str | None = None) -> None:
+    def __init__(self, data: dict[str, Any], patient_id: str | None = None, bases: frozenset[str] | None = None) -> None:
         self.in_order: dict[str, list[dict]] = {}
         self.by_type: dict[str, dict[str, list[dict]]] = {}
         # resources that name another patient than ``patient_id`` (round-8 H1), per key: (resource, reference as
@@ -49,7 +50,7 @@ class Prefetch:
                 for r in items:
                     # a Patient is compared only where it is read (the ``patient`` key), not as a search's _include
                     verdict = None if key != "patient" and r.get("resourceType") == "Patient" else \
-                        patient_verdict(r, patient_id, self.identifiers, full_urls)
+                        patient_verdict(r, patient_id, self.identifiers, full_urls, bases)  # bases: round-11 H2
                     if verdict is None:
                         kept.append(r)
                     else:
@@ -122,6 +123,7 @@ def build_facts(
     gaps: list[DataGap] | None = None,
     orders: list[MedicationFact] | None = None,
     patient_id: str | None = None,
+    fhir_server: str | None = None,
 ) -> ClinicalFacts:
     """``orders``: the draft orders already mapped (the hooks map them first to
     decide whether the call concerns thiopurines); mapped here when omitted.
@@ -133,16 +135,38 @@ def build_facts(
     subject names a patient in a form that cannot be confirmed to be this one is set aside too, with its own gap
     (key ``unconfirmed_patient``, round-10 H1). None: nothing is compared.
 
+    ``fhir_server``: the request's ``fhirServer`` (round-11 H2). An absolute reference naming this patient's id is
+    this patient's only when its base is that server's or the base of the context Patient's own ``fullUrl`` in the
+    ``patient`` data; else it cannot be confirmed (``_bases``). Without a fhirServer only a Patient fullUrl can
+    confirm an absolute reference.
+
     Each prefetch value is walked once (``Prefetch``) and each resource is handed to its one mapper; the
     look-ups the mappers memoise (dates, units, drug and result names) live for this call only."""
     with one_call():
-        return _build_facts(draft_orders, data, today, list(gaps or []), orders, context_patient_id(patient_id))
+        return _build_facts(draft_orders, data, today, list(gaps or []), orders, context_patient_id(patient_id),
+                            fhir_server)
+
+
+def _bases(data: dict[str, Any], patient_id: str | None, fhir_server: str | None) -> frozenset[str]:
+    """The server bases an absolute reference to this patient may have (round-11 H2): the request's fhirServer and
+    the base of each ``fullUrl`` of a ``patient`` Bundle entry that is the context Patient (its id)."""
+    bases = {server_base(fhir_server)}
+    value = data.get("patient")
+    if isinstance(value, dict) and isinstance(value.get("entry"), list):
+        for e in value["entry"]:
+            r = e.get("resource") if isinstance(e, dict) else None
+            if isinstance(r, dict) and r.get("resourceType") == "Patient" and r.get("id") == patient_id:
+                bases.add(reference_base(e.get("fullUrl")))
+    bases.discard(None)
+    return frozenset(b for b in bases if b is not None)
 
 
 def _build_facts(draft_orders: list[dict], data: dict[str, Any], today: date, gaps: list[DataGap],
-                 orders: list[MedicationFact] | None, patient_id: str | None = None) -> ClinicalFacts:
+                 orders: list[MedicationFact] | None, patient_id: str | None = None,
+                 fhir_server: str | None = None) -> ClinicalFacts:
     unavailable = {key for key, value in data.items() if value is None}
-    pf = Prefetch(data, patient_id)
+    bases = _bases(data, patient_id, fhir_server)
+    pf = Prefetch(data, patient_id, bases)
     set_aside = dict(pf.set_aside)
     unconfirmed = dict(pf.unconfirmed)
     meds_index = _medication_index(pf)
@@ -187,13 +211,13 @@ def _build_facts(draft_orders: list[dict], data: dict[str, Any], today: date, ga
     for key in ("pgx", "labs", "lab_results"):
         for report in pf.of(key, "DiagnosticReport"):
             for obs in report_observations(report):
-                verdict = patient_verdict(obs, patient_id, pf.identifiers, pf.full_urls.get(key))
+                verdict = patient_verdict(obs, patient_id, pf.identifiers, pf.full_urls.get(key), bases)
                 if verdict is None:
                     observations.append(obs)
                 else:
                     (set_aside if verdict[0] else unconfirmed).setdefault(key, []).append((obs, verdict[1]))
     if patient_id is not None:
-        gaps += _other_patient_gaps(draft_orders, set_aside, patient_id, pf.identifiers)
+        gaps += _other_patient_gaps(draft_orders, set_aside, patient_id, pf.identifiers, bases)
         gaps += _unconfirmed_gaps(unconfirmed)
     numeric, genomic, status = _classify(observations)
     texts: dict = {}
@@ -264,7 +288,8 @@ def _set_aside_groups(groups: dict[str, list[tuple[dict, str]]]
 
 
 def _other_patient_gaps(draft_orders: list[dict], set_aside: dict[str, list[tuple[dict, str]]],
-                        patient_id: str, identifiers: dict[str, frozenset[str]] | None = None) -> list[DataGap]:
+                        patient_id: str, identifiers: dict[str, frozenset[str]] | None = None,
+                        bases: frozenset[str] = frozenset()) -> list[DataGap]:
     """One gap per data group that held resources about another patient (round-8 H1), quoting the references as
     sent; and one for draft orders that name another patient (still read: they are the orders being signed; key
     ``other_patient_order``, round-9 M4). ``sent``: the part of the first reference that names the patient
@@ -285,6 +310,13 @@ def _other_patient_gaps(draft_orders: list[dict], set_aside: dict[str, list[tupl
         out.append(DataGap("the order being signed", f"it names another patient ({', '.join(refs[:2])}), not "
                            f"Patient/{patient_id[:40]}: it was checked as written; check that the order is for "
                            "this patient", key="other_patient_order", sent=naming_part(refs[0])))
+    # round-11 H2: an order naming this patient's id on another FHIR server: still checked, and named
+    foreign = list(dict.fromkeys(ref for r in draft_orders if (ref := other_base(r, patient_id, bases)) is not None))
+    if foreign and not refs:
+        out.append(DataGap("the order being signed", f"it names a patient on another FHIR server ({', '.join(foreign[:2])}), "
+                           f"which could not be confirmed to be this patient (Patient/{patient_id[:40]}): it was checked "
+                           "as written; check that the order is for this patient", key="other_patient_order",
+                           sent=foreign_host(foreign[0]) or naming_part(foreign[0])))
     return out
 
 
@@ -297,7 +329,7 @@ def _unconfirmed_gaps(unconfirmed: dict[str, list[tuple[dict, str]]]) -> list[Da
         why = (f"could not confirm that {n} {one if n == 1 else many} {'is' if n == 1 else 'are'} this patient's "
                f"(subject sent as {quoted}); {'it was' if n == 1 else 'they were'} not used")
         out.append(DataGap(_GROUP_WORDS.get(key, f"data under '{key[:40]}'"), why, key="unconfirmed_patient",
-                           sent=naming_part(refs[0])))
+                           sent=foreign_host(refs[0]) or naming_part(refs[0])))
     return out
 
 

@@ -10,7 +10,11 @@ What can be compared (HL7 FHIR R4 Reference; Bundle "Resolving references in Bun
 
 - a literal reference "Patient/<id>", or an absolute URL ending in "Patient/<id>" (optionally followed by
   "/_history/<version>"): its id is compared with the context patient's id (FHIR ids are case-sensitive). The
-  type is read case-insensitively ("patient/<id>" is no valid FHIR reference, but is sent and means a Patient);
+  type is read case-insensitively ("patient/<id>" is no valid FHIR reference, but is sent and means a Patient).
+  An absolute URL is this patient's only when its base is one of ``bases`` too (round-11 H2: the request's
+  ``fhirServer`` and the base of the context Patient's own ``fullUrl``, compared by ``server_base``): a logical id
+  is unique only within one server, so "https://other-hospital.example.net/fhir/Patient/<this id>" cannot be
+  confirmed (set aside as below); one naming another id names another patient wherever it is;
 - a reference that is the ``fullUrl`` of a Patient entry of the same Bundle ("urn:uuid:...", "urn:oid:..." or an
   absolute URL): that Patient's id is compared;
 - a conditional reference "Patient?identifier=<system>|<value>" (or "?_id=<id>"), and an identifier-only
@@ -31,8 +35,8 @@ Whether the data matter clinically is not decided here.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping
-from urllib.parse import parse_qsl
+from typing import Any, Collection, Iterable, Mapping
+from urllib.parse import parse_qsl, urlsplit
 
 # "Patient/<id>" at the start of a relative reference or after a "/" of an absolute URL; FHIR R4 id: [A-Za-z0-9\-\.]{1,64}
 # The type is read case-insensitively: "patient/pt-999" is sent by some clients and can only mean a Patient.
@@ -45,6 +49,9 @@ _CONDITIONAL_TYPE = re.compile(r"(?:^|/)([A-Za-z]+)\?")
 _LITERAL_TYPE = re.compile(r"(?:^|/)([A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]*)?/?$")
 # the part of a quote that names the patient (for a summary): "Patient/<id>" anywhere in it
 _NAMES_PATIENT = re.compile(r"(?i:Patient)/[A-Za-z0-9\-.]{1,64}")
+# an absolute URL: a scheme and "//" (RFC 3986); "urn:uuid:..." and "urn:oid:..." are no server address
+_ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 # the members that name the patient a resource is about: subject (Observation, DiagnosticReport, Condition,
 # MedicationRequest, MedicationStatement, MedicationDispense), patient (Immunization, AllergyIntolerance; STU3/DSTU2)
 _MEMBERS = ("subject", "patient")
@@ -60,6 +67,37 @@ def named_patient_id(reference: Any) -> str | None:
         return None
     m = _PATIENT_REF.search(reference.strip())
     return m.group(1) if m else None
+
+
+def server_base(url: Any) -> str | None:
+    """A FHIR server base URL as it is compared (round-11 H2): scheme and host lower-cased (RFC 3986 6.2.2.1), the
+    scheme's default port left out, no trailing "/", no query or fragment; the path kept as sent (case-sensitive).
+    None for anything that is not an absolute http(s)-like URL with a host."""
+    if not isinstance(url, str) or not _ABSOLUTE.match(url.strip()):
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if not host:
+        return None
+    netloc = host if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def reference_base(reference: Any) -> str | None:
+    """The server base of an absolute reference to a Patient ("https://ehr.example.org/fhir/Patient/pt-1/_history/2"
+    -> "https://ehr.example.org/fhir"), as ``server_base`` compares it; None for a relative reference ("Patient/pt-1")
+    and for anything else."""
+    if not isinstance(reference, str):
+        return None
+    s = reference.strip()
+    m = _PATIENT_REF.search(s)
+    if m is None or m.start() == 0 or not _ABSOLUTE.match(s):
+        return None
+    return server_base(s[:m.start()])
 
 
 def context_patient_id(patient_id: Any) -> str | None:
@@ -145,6 +183,34 @@ def naming_part(quote: str) -> str:
     return quote
 
 
+def foreign_host(quote: str) -> str | None:
+    """The host of an absolute reference as quoted (round-11 H2: "https://other-hospital.example.net/fhir/Patient/
+    pt-1" -> "other-hospital.example.net"), which names where the patient it names is, for a summary: its
+    "Patient/<id>" is this patient's id and would say nothing. None for any other quote."""
+    if not _ABSOLUTE.match(quote):
+        return None
+    try:
+        host = urlsplit(quote).hostname
+    except ValueError:
+        return None
+    return host.lower() if host else None
+
+
+def other_base(resource: Any, patient_id: str | None, bases: Collection[str]) -> str | None:
+    """The reference as sent when ``resource``'s subject (or patient) is an absolute URL naming ``patient_id`` on a
+    server base not in ``bases`` (round-11 H2); else None (the draft orders being signed are named by it: they are
+    still checked)."""
+    if not patient_id or not isinstance(resource, dict):
+        return None
+    value = resource.get("subject")
+    if value is None:
+        value = resource.get("patient")
+    ref = value.get("reference") if isinstance(value, dict) else value
+    if not isinstance(ref, str) or not _ABSOLUTE.match(ref.strip()) or named_patient_id(ref) != patient_id:
+        return None
+    return None if reference_base(ref) in bases else quoted(ref.strip())
+
+
 def _identifier_verdict(system: Any, value: Any, identifiers: Identifiers | None) -> bool | None:
     """True: another patient's identifier; False: this patient's; None: cannot be compared."""
     if not identifiers or not isinstance(system, str) or not isinstance(value, str):
@@ -178,13 +244,20 @@ def _conditional_verdict(query: str, patient_id: str, identifiers: Identifiers |
 
 
 def _reference_verdict(ref: str, patient_id: str, identifiers: Identifiers | None,
-                        full_urls: Mapping[str, dict] | BundlePatients | None) -> str | None:
+                        full_urls: Mapping[str, dict] | BundlePatients | None,
+                        bases: Collection[str] | None = None) -> str | None:
     """The quote when ``ref`` names another patient, "" when it names this patient, None when it cannot be
-    compared."""
+    compared. ``bases``: the server bases this patient's absolute references may have (``server_base``), None
+    when they are not compared (round-11 H2): an absolute "…/Patient/<this id>" on another base (or on any base
+    when none is known) cannot be confirmed, since a logical id is unique only within one server."""
     s = ref.strip()
     named = named_patient_id(s)
     if named is not None:
-        return "" if named == patient_id else quoted(s)
+        if named != patient_id:
+            return quoted(s)
+        if bases is not None and _ABSOLUTE.match(s) and reference_base(s) not in bases:
+            return None
+        return ""
     target = full_urls.get(s) if full_urls is not None else None
     if target is not None:
         rid = target.get("id")
@@ -212,24 +285,27 @@ def _may_be_a_patient(reference: dict, ref: Any) -> bool:
 
 
 def other_patient(resource: Any, patient_id: str | None, identifiers: Identifiers | None = None,
-                  full_urls: Mapping[str, dict] | BundlePatients | None = None) -> str | None:
+                  full_urls: Mapping[str, dict] | BundlePatients | None = None,
+                  bases: Collection[str] | None = None) -> str | None:
     """The reference as sent (at most ``SHOWN`` characters) when ``resource`` is about a Patient whose id is not
     ``patient_id``; None when it is this patient's, or cannot be compared. A Patient resource is compared by its
     own id. ``identifiers``: the context Patient's (``patient_identifiers``), for identifier-only and conditional
     references; ``full_urls``: the Patient entries of the Bundle the resource came in (``bundle_patients``,
     ``BundlePatients``)."""
-    verdict = patient_verdict(resource, patient_id, identifiers, full_urls)
+    verdict = patient_verdict(resource, patient_id, identifiers, full_urls, bases)
     return verdict[1] if verdict is not None and verdict[0] else None
 
 
 def patient_verdict(resource: Any, patient_id: str | None, identifiers: Identifiers | None = None,
-                    full_urls: Mapping[str, dict] | BundlePatients | None = None) -> tuple[bool, str] | None:
+                    full_urls: Mapping[str, dict] | BundlePatients | None = None,
+                    bases: Collection[str] | None = None) -> tuple[bool, str] | None:
     """Whose data ``resource`` is: None when it is this patient's, has no subject (or patient) naming anyone, or
     names something other than a Patient (a Group); ``(True, quote)`` when it names another Patient
     (``other_patient``); ``(False, quote)`` when it names a patient in a form that cannot be confirmed to be this
     one (round-10 H1: display only; an identifier or conditional reference in a system the context Patient does
-    not carry; a "urn:uuid:" that resolves to no Patient entry with an id; a contained reference). ``quote``: the
-    reference as sent, at most ``SHOWN`` characters."""
+    not carry; a "urn:uuid:" that resolves to no Patient entry with an id; a contained reference; round-11 H2: an
+    absolute URL naming this patient's id on a server base not in ``bases``). ``quote``: the reference as sent, at
+    most ``SHOWN`` characters. ``bases``: ``_reference_verdict``."""
     if not patient_id or not isinstance(resource, dict):
         return None
     if resource.get("resourceType") == "Patient":
@@ -246,7 +322,7 @@ def patient_verdict(resource: Any, patient_id: str | None, identifiers: Identifi
     if isinstance(ref, str):
         if ref == "Patient/" + patient_id:  # the usual shape: no pattern needed
             return None
-        verdict = _reference_verdict(ref, patient_id, identifiers, full_urls)
+        verdict = _reference_verdict(ref, patient_id, identifiers, full_urls, bases)
         if verdict is not None:
             return (True, verdict) if verdict else None
     if not _may_be_a_patient(value, ref):

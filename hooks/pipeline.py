@@ -41,6 +41,9 @@ class HookEnv:
     max_info_cards: int = 1
     today: Callable[[], date] = date.today
     request_deadline: Deadline | None = None  # this call's limits, set per request by the service
+    # the fhirServer of a request checked offline (``azathioprine-cds check``, which never contacts it): absolute
+    # references are compared with it (round-11 H2), nothing is fetched from it
+    offline_fhir_server: str | None = None
     # the SMART app's launch URL (cards link it), set per request by the service: the URL, or a function that
     # gives it, asked only when a card is rendered (most calls answer no card)
     app_launch_url: str | Callable[[], str | None] | None = None
@@ -149,7 +152,8 @@ def evaluate(request: dict, env: HookEnv, *, service: ServiceDefinition, drafts:
     data, gaps = _omitted_keys(wanted, prefetch, data, gaps)
     fhir_ms = (time.monotonic() - started) * 1000
     today = env.today()
-    facts = build_facts(drafts, data, today=today, gaps=gaps, orders=orders, patient_id=pid)
+    facts = build_facts(drafts, data, today=today, gaps=gaps, orders=orders, patient_id=pid,
+                        fhir_server=access.server or env.offline_fhir_server)
     findings = rules.evaluate(facts, env.rule_options)
     if keep is not None:
         keep.update(facts=facts, findings=findings)

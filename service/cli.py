@@ -173,9 +173,10 @@ def _check(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
+    server = None
     if isinstance(body, dict):
-        # offline: never contact the FHIR server a fixture names
-        body.pop("fhirServer", None)
+        # offline: never contact the FHIR server a fixture names (its references are still compared with it)
+        server = body.pop("fhirServer", None)
         body.pop("fhirAuthorization", None)
     hook = body.get("hook") if isinstance(body, dict) else None
     overrides = {"auth_required": False, "database_url": "sqlite:///:memory:"}  # offline: nothing is stored
@@ -186,6 +187,9 @@ def _check(args: argparse.Namespace) -> int:
     except _startup_errors() as exc:  # a knowledge file that cannot be used: one line, no traceback
         return _startup_failed(exc)
     from hooks import SERVICES
+
+    if isinstance(server, str) and server.strip():
+        app.extensions["aza_hook_env"].offline_fhir_server = server.strip()  # round-11 H2
 
     service = args.service or next((s.id for s in SERVICES.values() if s.hook == hook), None)
     if service is None:
