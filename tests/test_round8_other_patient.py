@@ -133,7 +133,9 @@ def test_a_subject_that_cannot_be_compared_or_is_this_patient_keeps_the_weight(s
         del w["subject"]
     else:
         w["subject"] = subject
-    facts = build_facts([], {"weight": bundle(w)}, today=date.today(), patient_id="pt-1")
+    # round-11 H2: an absolute reference is this patient's on the request's fhirServer (compared by its base)
+    facts = build_facts([], {"weight": bundle(w)}, today=date.today(), patient_id="pt-1",
+                        fhir_server="https://ehr.example/fhir")
     assert [m.value for m in facts.weights] == [60] and not facts.gaps
 
 

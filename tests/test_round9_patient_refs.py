@@ -82,10 +82,17 @@ def test_c08_an_unresolvable_urn_uuid_is_not_confirmed_as_this_patient() -> None
     """c08: absolute, _history and own-MRN references are used; its two results whose subject is a urn:uuid that
     resolves to no entry of the Bundle cannot be confirmed as this patient's (round-10 H1, which changed this
     expectation from "no card"): set aside and named, nothing else."""
-    cards = case_cards(_request("c08"))
+    request = _request("c08")
+    # round-11 H2: c08 names no fhirServer, so its absolute references ("https://ehr.example.org/fhir/Patient/pt-1")
+    # cannot be confirmed (a logical id is unique only within one server); on that fhirServer they are this patient's
+    request["fhirServer"] = "https://ehr.example.org/fhir"
+    cards = case_cards(request)
     assert [c["source"]["topic"]["code"] for c in cards] == ["data-incomplete"]
     assert "could not confirm that 2 results are this patient's" in cards[0]["detail"]
     assert "urn:uuid:1111aaaa-0000-4000-8000-000000000001" in cards[0]["detail"]
+    del request["fhirServer"]
+    detail = _gap_card(case_cards(request))["detail"]
+    assert "subject sent as https://ehr.example.org/fhir/Patient/pt-1" in detail
 
 
 def test_c57_own_mrn_identifier_result_is_used() -> None:
