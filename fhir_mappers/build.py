@@ -14,7 +14,7 @@ from .fhirjson import concept_text, one_call, parse_date, ref_of, resources_of
 from .medications import ingredients_of, medication_concept, medication_fact
 from .observations import (PRELIMINARY_STATUS, analyte_named, classified_measurements, classify, gene_results,
                            genes_of_uncoded_result, status_observations)
-from .patient import allergy_facts, condition_facts, patient_fact
+from .patient import allergy_facts, condition_facts, patient_fact, procedure_facts
 from .subject import (BundlePatients, context_patient_id, foreign_host, naming_part, other_base, other_patient,
                       patient_identifiers, patient_verdict, reference_base, server_base)
 
@@ -246,6 +246,7 @@ def _build_facts(draft_orders: list[dict], data: dict[str, Any], today: date, ga
         absent_results=absent,
         gene_results=gene_results(genomic),
         conditions=condition_facts(pf.of("conditions", "Condition")),
+        procedures=procedure_facts(pf.everywhere("Procedure")),  # round-11 M1: in any group (no key of its own)
         status_observations=status_observations(status),
         allergies=allergy_facts(pf.of("allergies", "AllergyIntolerance")),
         gaps=gaps,

@@ -216,6 +216,9 @@ class ConditionFact:
     source_ref: str = ""
     # round-10 H2: onsetDateTime (or onsetPeriod.start), else recordedDate, as given; None when neither is a date
     onset: date | None = None
+    # round-11 M1: "Condition", or "Procedure" for a Procedure read like a Condition (``procedures``: onset is
+    # when it was performed)
+    resource_type: str = "Condition"
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +246,9 @@ class ClinicalFacts:
     absent_results: dict[str, list[AbsentResult]] = field(default_factory=dict)
     gene_results: list[GeneResult] = field(default_factory=list)
     conditions: list[ConditionFact] = field(default_factory=list)
+    # round-11 M1: Procedures done (status completed or in-progress), in any data group, read like Conditions
+    # (codes, text, the date performed); which of them matter (a kidney transplant) is the rules' decision
+    procedures: list[ConditionFact] = field(default_factory=list)
     status_observations: list[CodedObservation] = field(default_factory=list)
     allergies: list[AllergyFact] = field(default_factory=list)
     gaps: list[DataGap] = field(default_factory=list)

@@ -40,6 +40,30 @@ def condition_facts(conditions: Iterable[dict]) -> list[ConditionFact]:
     return out
 
 
+# Procedure.status (R4 event-status; STU3 the same codes) of a procedure that was done or is being done: not
+# preparation, not-done, on-hold, stopped (ended before completion), entered-in-error or unknown
+_PROCEDURE_DONE = ("completed", "in-progress")  # a tuple: a status sent as an object is compared, never hashed
+
+
+def procedure_facts(procedures: Iterable[dict]) -> list[ConditionFact]:
+    """Round-11 M1: Procedures that were done, read like Conditions (``ConditionFact``, ``resource_type``
+    "Procedure"): their codes, text, and when performed (``performedDateTime``, else ``performedPeriod.start``, as
+    given; None for ``performedString``/``Age``/``Range`` or none). The same Procedure sent under two data groups
+    is read once."""
+    out, seen = [], set()
+    for p in procedures:
+        ref = ref_of(p)
+        if p.get("status") not in _PROCEDURE_DONE or (ref and ref in seen):
+            continue
+        seen.add(ref)
+        period = p.get("performedPeriod")
+        when = parse_date(p.get("performedDateTime")) or \
+            (parse_date(period.get("start")) if isinstance(period, dict) else None)
+        out.append(ConditionFact(frozenset(code_keys(p.get("code"))), concept_text(p.get("code")), ref, when,
+                                 "Procedure"))
+    return out
+
+
 def _onset(condition: dict) -> date | None:
     """Round-10 H2: when the Condition began as the record gives it: onsetDateTime, onsetPeriod.start, else
     recordedDate (read as given; what a date means is the rules' decision)."""

@@ -301,14 +301,29 @@ def _status_code(spec: Any, key: str) -> bool:
     return system.startswith(ICD10) and any(code.upper().startswith(p) for p in spec.status_icd10)
 
 
+def indication_records(facts: ClinicalFacts) -> list[ConditionFact]:
+    """What the indication is read from besides the order's reason: the active Conditions, and (round-11 M1) the
+    Procedures done whose code names an indication (a kidney transplant recorded as a Procedure, SNOMED CT
+    70536003 Transplantation of kidney, in dosing.toml's code list). Other Procedures (an appendectomy) name no
+    indication and are not quoted as an unrecognised one."""
+    procedures = [p for p in facts.procedures if condition_indication([p]) is not None]
+    return [*facts.conditions, *procedures] if procedures else facts.conditions
+
+
+def _transplant_events(facts: ClinicalFacts, ind: str, spec: Any) -> list[ConditionFact]:
+    """The records of ``ind`` (Conditions and Procedures, ``indication_records``) that name it."""
+    return [c for c in indication_records(facts) if _indication_of((c.codes,)) == ind]
+
+
 def induction_start(facts: ClinicalFacts, order: MedicationFact, drug: str, ind: str) -> bool:
     """Round-10 H2: a new start of an indication whose new-start range differs (renal homotransplantation: 3-5
     mg/kg/day "initially", beginning at the time of transplant) is dosed on that range only when the record shows a
-    recent transplant: an active Condition of this indication coded as the event (no status code such as Z94.0
-    "kidney transplant status") whose onset (else recordedDate) is within ``induction_window_days`` before today,
-    and no earlier thiopurine order on record (stopped or completed orders; when they could not be read, an earlier
-    course cannot be ruled out). Anything else (an old or undated transplant, a status code, an earlier course) is
-    maintenance: the lower basis, never the induction's."""
+    recent transplant: an active Condition, or (round-11 M1) a Procedure done (completed or in-progress), of this
+    indication coded as the event (no status code such as Z94.0 "kidney transplant status") whose onset (else
+    recordedDate; a Procedure's performedDateTime or performedPeriod.start) is within ``induction_window_days``
+    before today. Anything else (an old or undated transplant, a status code) is maintenance: the lower basis,
+    never the induction's. An earlier thiopurine course (an ended order) does not make it maintenance (round-11
+    m1): the label's initial dose applies "beginning at the time of transplant", whatever was taken before."""
     if not is_new_start(facts, order, drug):
         return False
     spec = load().dosing.indications.get(ind)
@@ -317,15 +332,28 @@ def induction_start(facts: ClinicalFacts, order: MedicationFact, drug: str, ind:
     window = spec.induction_window_days
     if window is None:
         return True
-    if "past_medications" in facts.unavailable or any(thiopurine_of(m) for m in facts.past_medications) \
-            or order.established_ref or order.established_dose is not None:
-        return False  # an earlier course (an ended order in either medication list, read by fhir_mappers)
-    for c in facts.conditions:
+    for c in _transplant_events(facts, ind, spec):
         if c.onset is None or not 0 <= (facts.today - c.onset).days <= window:
             continue
-        if _indication_of((c.codes,)) == ind and not any(_status_code(spec, k) for k in c.codes):
+        if not any(_status_code(spec, k) for k in c.codes):
             return True
     return False
+
+
+def induction_unconfirmed(facts: ClinicalFacts, ind: str, spec: Any) -> dict[str, Any]:
+    """Why a new start of ``ind`` is held to the maintenance basis (round-10 H2), in terms true of what was read
+    (round-11 M1): the window, the label's initial range, and each record of the indication that was read
+    (``read``: at most three, each its kind "Condition" / "Procedure", text, date as given or "", whether its
+    code is a status code and whether its date is after today; ``more``: how many others)."""
+    read = []
+    for c in _transplant_events(facts, ind, spec):
+        read.append({"kind": c.resource_type, "display": (c.display.strip() or ", ".join(sorted(c.codes)))[:60],
+                     "date": c.onset.isoformat() if c.onset else "",
+                     "status": any(_status_code(spec, k) for k in c.codes),
+                     "future": c.onset is not None and c.onset > facts.today})
+    return {"days": spec.induction_window_days,
+            "low": spec.new_start_min_mg_per_kg or spec.new_start_max_mg_per_kg,
+            "high": spec.new_start_max_mg_per_kg, "read": read[:3], "more": max(len(read) - 3, 0)}
 
 
 def _usual_for_indication(facts: ClinicalFacts, order: MedicationFact, drug: str, ind: str, standard: float,
@@ -364,9 +392,7 @@ def _usual_for_indication(facts: ClinicalFacts, order: MedicationFact, drug: str
         # round-10 H2: a start held to the maintenance basis because no recent transplant is on record: every card
         # that states the basis says so, and names the label's initial range (a start in the first weeks after
         # transplant is not reduced unseen)
-        out["induction_unconfirmed"] = {"days": spec.induction_window_days,
-                                        "low": spec.new_start_min_mg_per_kg or spec.new_start_max_mg_per_kg,
-                                        "high": spec.new_start_max_mg_per_kg}
+        out["induction_unconfirmed"] = induction_unconfirmed(facts, ind, spec)
     ordered = order.daily_dose.mg if order.daily_dose is not None else None
     if ordered is not None and low * weight + 1e-6 < ordered <= high * weight + 1e-6:
         out.update(reference_mg=ordered, from_order=True)
@@ -397,9 +423,9 @@ def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_da
                indication_how: tuple[str, str] | None = None) -> dict:
     """The normal (reference) daily dose for this patient and how it was found: mg/m² x body surface area
     for a thiopurine in oncology (ALL), mg/kg x weight otherwise, else the ordered dose.
-    ``indication_how``: ``indication(order, facts.conditions)`` when the caller has it."""
+    ``indication_how``: ``indication(order, indication_records(facts))`` when the caller has it."""
     dosing = load().dosing
-    ind, how = indication_how or indication(order, facts.conditions)
+    ind, how = indication_how or indication(order, indication_records(facts))
     onc = dosing.oncology.get(drug) if dosing.indications[ind].oncology else None
     w = usable_weight(facts, weight_days)
     recorded = recent(facts.heights, facts.today, dosing.general.height_max_age_days)

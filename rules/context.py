@@ -33,7 +33,10 @@ class CallContext:
 
     @cached_property
     def condition_indication(self) -> str | None:
-        return common.read_condition_indication([codes for _, codes in self.condition_codes])
+        # round-11 M1: and the Procedures that name an indication (a kidney transplant), ``indication_records``
+        procedures = [common.condition_codes(p.codes) for p in common.indication_records(self.facts)[
+            len(self.facts.conditions):]]
+        return common.read_condition_indication([*(codes for _, codes in self.condition_codes), *procedures])
 
     def indication(self, order: MedicationFact) -> tuple[str, str]:
         """``common.indication`` of the order, computed once per call."""
@@ -41,7 +44,7 @@ class CallContext:
         if found is None:
             found = self._indication[id(order)] = common.indication_from(
                 common.reason_indication(order), lambda: self.condition_indication,
-                bool(order.reason_codes or self.facts.conditions))
+                bool(order.reason_codes or common.indication_records(self.facts)))
         return found
 
     def size_basis(self, order: MedicationFact, drug: str, weight_days: int) -> dict:

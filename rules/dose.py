@@ -6,7 +6,8 @@ from dataclasses import replace
 
 from fhir_mappers.facts import ClinicalFacts
 
-from .common import indication, induction_start, is_new_start, recent, recent_weight, recorded_indications, therapy_unknown
+from .common import (condition_indication, indication, indication_records, induction_start, induction_unconfirmed, is_new_start, recent, recent_weight,
+                     recorded_indications, therapy_unknown)
 from .context import CallContext, context_of
 from .findings import DoseLimit, Finding, OrderTest
 from .knowledge_base import load
@@ -176,6 +177,8 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | No
         ordered = order.daily_dose.mg
         basis = ctx.size_basis(order, drug, max_age_days)
         ind, how = basis["indication"], basis["indication_how"]
+        if how == "condition" and condition_indication(facts.conditions) != ind:
+            how = "procedure"  # round-11 M1: read from a Procedure (a kidney transplant), not from a Condition
         spec = _range_spec(drug, ind)
         if spec is None:
             continue
@@ -190,15 +193,13 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | No
                   "max_per_unit": per_unit, "range_text": _range_text(spec, facts), "basis": basis,
                   "new_start": new_start, "therapy_unknown": therapy_unknown(facts, order),
                   # round-5 M1: Conditions on record that name no known indication are quoted, never "none on record"
-                  "recorded": recorded_indications(order, facts.conditions) if how == "unrecognised" else []}
+                  "recorded": recorded_indications(order, indication_records(facts)) if how == "unrecognised" else []}
         ind_spec = dosing.indications.get(ind)
         if new_start and not induction and ind_spec is not None and ind_spec.induction_window_days is not None \
                 and ind_spec.new_start_max_mg_per_kg is not None:
             # a start held to the maintenance maximum because no recent transplant is on record: the card says so,
             # and names the initial range, so that a start in the first weeks after transplant is not cut unseen
-            values["induction_unconfirmed"] = {"days": ind_spec.induction_window_days,
-                                               "low": ind_spec.new_start_min_mg_per_kg or ind_spec.new_start_max_mg_per_kg,
-                                               "high": ind_spec.new_start_max_mg_per_kg}
+            values["induction_unconfirmed"] = induction_unconfirmed(facts, ind, ind_spec)
         if top is not None:
             size = basis["bsa"] if unit == "m2" else basis["weight"]
             per = ordered / size

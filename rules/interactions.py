@@ -13,7 +13,7 @@ from typing import NamedTuple
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 from fhir_mappers.terminology import terminology, vaccine_family
 
-from .common import indication, thiopurine_of, usable_weight
+from .common import indication, indication_records, thiopurine_of, usable_weight
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load
 from .knowledge_schema import OtherInteraction
@@ -135,7 +135,7 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
                 # with a reduced thiopurine (BSG 2019); the label's advice is to reduce the thiopurine
                 actions.append(CancelOrder(o.ref, other, label="cancel_other", recommended=False))
                 # the IBD guideline is cited for an IBD patient only (round-8 H4: not for a transplant patient)
-                if indication(t, facts.conditions)[0] == "ibd":
+                if indication(t, indication_records(facts))[0] == "ibd":
                     extra = ("bsg_ibd_2019",)
                     values["ibd"] = True
         findings.append(Finding("interaction-xanthine-oxidase", t.ref, values, actions, dose=dose, stops_order=stops,
@@ -223,7 +223,7 @@ def _immunosuppression_level(facts: ClinicalFacts, t: MedicationFact, tp: str, c
     if limit is None or not codes or not set(codes) <= set(spec.vaccines):
         return {"level": ""}
     dosing = load().dosing
-    ind = indication(t, facts.conditions)[0]
+    ind = indication(t, indication_records(facts))[0]
     if tp in dosing.indications[ind].malignancy_drugs or dosing.indications[ind].oncology:
         return {"level": ""}  # leukaemia: a contraindication to live vaccines of its own
     days = weight_window_days(facts, weight_max_age_days or dosing.general.weight_max_age_days)
