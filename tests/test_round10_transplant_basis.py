@@ -1,6 +1,6 @@
 """Round-10 review H2: the kidney-transplant induction basis (Imuran label: 3-5 mg/kg/day "initially", beginning at
 the time of transplant) is used only for a recent transplant event (dosing.toml induction_window_days, product
-policy); a transplant years ago, an undated one, a "transplant status" code (Z94.0) or an earlier course on record
+policy); a transplant years ago, an undated one, a "transplant status" code (Z94.0) (round-11 m1: not an earlier course)
 is maintenance (1-3 mg/kg/day; CPIC's normal 2 mg/kg/day), and every reduction is taken from that basis."""
 from __future__ import annotations
 
@@ -125,11 +125,14 @@ def test_recent_status_code_is_maintenance():
     assert mg is not None and mg <= 50 + 1e-6  # from 150 mg or 144 mg, never 216 mg (62.5 mg/day)
 
 
-def test_recent_transplant_with_an_earlier_course_on_record_is_maintenance():
-    # c92 carries an azathioprine course stopped in 2019; a recent onset does not make this an induction
+def test_recent_transplant_with_an_earlier_course_on_record_is_an_induction():
+    # c92 carries an azathioprine course stopped in 2019. Round-11 m1 (changed from "maintenance"): the label's
+    # initial dose applies "beginning at the time of transplant", whatever was taken years before; a transplant 10
+    # days ago is an induction (basis 3 mg/kg/day x 72 kg = 216 mg), and the 100 mg ordered follows the advice
     req = _with_ktx(_case(C92), onsetDateTime="2026-11-27")
-    mg = _xo_mg(case_cards(req))
-    assert mg is not None and 36 - 1e-6 <= mg <= 48 + 1e-6
+    xo = _card(case_cards(req), "interaction-xanthine-oxidase")
+    assert xo is not None and "216 mg/day" in xo["detail"]
+    assert "already follows this advice" in xo["detail"]
 
 
 @pytest.mark.parametrize("name", [C101, C92, C102, C103])
