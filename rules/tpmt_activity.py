@@ -1,5 +1,9 @@
 """TPMT enzyme activity: one reading from the unit's cut-offs, the laboratory's
-range and the laboratory's interpretation, the most severe of them.
+range and the laboratory's interpretation, the most severe of them. The unit's
+cut-offs are one cited laboratory's (ARUP for U/mL RBC): they are applied only
+when no range, or that laboratory's own range, was sent; a result with another
+laboratory's range is another assay, judged by its own range and interpretation
+(round-11 m5; CPIC: the laboratory's reference ranges).
 
 A value of 2 U/mL RBC with a laboratory range of 24-44 is deficient (the
 unit's cut-off), never "intermediate" because a range is present. A result
