@@ -237,10 +237,11 @@ class Indication:
     # one-third to one-quarter applies to it when it is under the normal dose; None: the normal dose (2 mg/kg/day)
     usual_min_mg_per_kg: float | None = None
     # round-10 H2: the new start's range (new_start_min/max_mg_per_kg: renal homotransplantation 3-5 mg/kg/day
-    # "initially", at the time of transplant) applies only to an induction: a Condition of this indication coded as
-    # the transplant event (none of the status codes below) with an onset (else recordedDate) within this many days
-    # before today, and no earlier order of the drug on record. Otherwise (an older or undated transplant, a
-    # "transplant status" code, an earlier course) the maintenance range applies. None: every new start
+    # "initially", at the time of transplant) applies only to an induction: a Condition (or, round-11 M1, a
+    # Procedure done) of this indication coded as the transplant event (none of the status codes below) with an
+    # onset (else recordedDate; a Procedure's performed date) within this many days before today. Otherwise (an
+    # older or undated transplant, a "transplant status" code) the maintenance range applies; an earlier course
+    # does not (round-11 m1). None: every new start
     induction_window_days: int | None = None
     induction_window_source: str = ""
     # codes (SNOMED CT concept ids; ICD-10 code prefixes) of this indication that record an established graft
