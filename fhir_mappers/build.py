@@ -136,8 +136,8 @@ def build_facts(
     (key ``unconfirmed_patient``, round-10 H1). None: nothing is compared.
 
     ``fhir_server``: the request's ``fhirServer`` (round-11 H2). An absolute reference naming this patient's id is
-    this patient's only when its base is that server's or the base of the context Patient's own ``fullUrl`` in the
-    ``patient`` data; else it cannot be confirmed (``_bases``). Without a fhirServer only a Patient fullUrl can
+    this patient's only when its base is that server's or the base of a ``fullUrl`` of the context Patient in a
+    Bundle of the request; else it cannot be confirmed (``_bases``). Without a fhirServer only such a fullUrl can
     confirm an absolute reference.
 
     Each prefetch value is walked once (``Prefetch``) and each resource is handed to its one mapper; the
@@ -149,15 +149,23 @@ def build_facts(
 
 def _bases(data: dict[str, Any], patient_id: str | None, fhir_server: str | None) -> frozenset[str]:
     """The server bases an absolute reference to this patient may have (round-11 H2): the request's fhirServer and
-    the base of each ``fullUrl`` of a ``patient`` Bundle entry that is the context Patient (its id)."""
+    the base of the ``fullUrl`` of a Bundle entry that is the context Patient: a Patient with the context id that is
+    the ``patient`` data's resource itself (equal), or shares an identifier (system and value) with it. The id alone
+    does not make it this patient's: another server's Patient may carry the same local id."""
     bases = {server_base(fhir_server)}
-    value = data.get("patient")
-    if isinstance(value, dict) and isinstance(value.get("entry"), list):
-        for e in value["entry"]:
-            r = e.get("resource") if isinstance(e, dict) else None
-            if isinstance(r, dict) and r.get("resourceType") == "Patient" and r.get("id") == patient_id:
-                bases.add(reference_base(e.get("fullUrl")))
-    bases.discard(None)
+    context = next(iter(resources_of(data.get("patient"), "Patient")), None) if patient_id else None
+    if isinstance(context, dict) and context.get("id") == patient_id:
+        own = {(sy, v) for sy, vs in patient_identifiers([context]).items() for v in vs}
+        for value in data.values():
+            if not isinstance(value, dict) or value.get("resourceType") != "Bundle" \
+                    or not isinstance(value.get("entry"), list):
+                continue
+            for e in value["entry"]:
+                r = e.get("resource") if isinstance(e, dict) else None
+                if not isinstance(r, dict) or r.get("resourceType") != "Patient" or r.get("id") != patient_id:
+                    continue
+                if r == context or own & {(sy, v) for sy, vs in patient_identifiers([r]).items() for v in vs}:
+                    bases.add(reference_base(e.get("fullUrl")))
     return frozenset(b for b in bases if b is not None)
 
 
