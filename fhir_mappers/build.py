@@ -271,7 +271,7 @@ _NOUNS = {"Observation": ("result", "results"), "DiagnosticReport": ("report", "
           "MedicationRequest": ("order", "orders"), "MedicationStatement": ("medication statement", "medication statements"),
           "MedicationDispense": ("dispense", "dispenses"), "Condition": ("condition", "conditions"),
           "AllergyIntolerance": ("allergy record", "allergy records"), "Immunization": ("immunization", "immunizations"),
-          "Patient": ("patient record", "patient records")}
+          "Patient": ("patient record", "patient records"), "Procedure": ("procedure", "procedures")}
 
 
 def _set_aside_groups(groups: dict[str, list[tuple[dict, str]]]

@@ -12,7 +12,8 @@ What can be compared (HL7 FHIR R4 Reference; Bundle "Resolving references in Bun
   "/_history/<version>"): its id is compared with the context patient's id (FHIR ids are case-sensitive). The
   type is read case-insensitively ("patient/<id>" is no valid FHIR reference, but is sent and means a Patient).
   An absolute URL is this patient's only when its base is one of ``bases`` too (round-11 H2: the request's
-  ``fhirServer`` and the base of the context Patient's own ``fullUrl``, compared by ``server_base``): a logical id
+  ``fhirServer`` and the base of a ``fullUrl`` of the context Patient, ``fhir_mappers.build._bases``, compared by
+  ``server_base``): a logical id
   is unique only within one server, so "https://other-hospital.example.net/fhir/Patient/<this id>" cannot be
   confirmed (set aside as below); one naming another id names another patient wherever it is;
 - a reference that is the ``fullUrl`` of a Patient entry of the same Bundle ("urn:uuid:...", "urn:oid:..." or an
