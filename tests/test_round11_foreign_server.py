@@ -102,6 +102,22 @@ def test_without_a_fhir_server_the_patients_own_full_url_confirms_the_base() -> 
     assert not {"data-incomplete", "pgx-test-missing"} & set(_topics(case_cards(req)))
 
 
+def test_check_cli_an_included_patient_sharing_the_mrn_names_the_base(tmp_path, capsys) -> None:
+    """Through the HTTP path (a results key is decoded to the members the mappers read: the identifier is kept)."""
+    req = _case("a10_own_abs_url_same_server")
+    del req["fhirServer"]
+    mrn = {"system": "http://ehr.example.org/mrn", "value": "MRN-1"}
+    req["prefetch"]["patient"]["identifier"] = [mrn]
+    req["prefetch"]["pgx"]["entry"].append({"fullUrl": "https://ehr.example.org/fhir/Patient/pt-1",
+                                            "search": {"mode": "include"},
+                                            "resource": {"resourceType": "Patient", "id": "pt-1", "identifier": [mrn]}})
+    f = tmp_path / "req.json"
+    f.write_text(json.dumps(req))
+    assert main(["check", "--json", "--today", "2026-12-07", str(f)]) == 0
+    topics = _topics(json.loads(capsys.readouterr().out)["cards"])
+    assert not {"data-incomplete", "pgx-test-missing"} & set(topics)
+
+
 def test_another_servers_patient_with_the_same_id_names_no_base() -> None:
     """An included Patient of another server that carries the same local id (another person) does not confirm
     that server's references: it is not the context Patient's resource and shares no identifier with it."""
