@@ -7,7 +7,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import replace
 from datetime import date
-from typing import Any, Iterable, Iterator
+from typing import Any, Container, Iterable, Iterator
 
 from .facts import ClinicalFacts, DailyDose, DataGap, MedicationFact, PriorTherapy
 from .fhirjson import concept_text, one_call, parse_date, ref_of, resources_of
@@ -25,7 +25,7 @@ class Prefetch:
 
     __slots__ = ("in_order", "by_type", "set_aside", "unconfirmed", "identifiers", "full_urls")
 
-    def __init__(self, data: dict[str, Any], patient_id: str | None = None, bases: frozenset[str] | None = None) -> None:
+    def __init__(self, data: dict[str, Any], patient_id: str | None = None, bases: Container[str] | None = None) -> None:
         self.in_order: dict[str, list[dict]] = {}
         self.by_type: dict[str, dict[str, list[dict]]] = {}
         # resources that name another patient than ``patient_id`` (round-8 H1), per key: (resource, reference as
@@ -137,7 +137,7 @@ def build_facts(
 
     ``fhir_server``: the request's ``fhirServer`` (round-11 H2). An absolute reference naming this patient's id is
     this patient's only when its base is that server's or the base of a ``fullUrl`` of the context Patient in a
-    Bundle of the request; else it cannot be confirmed (``_bases``). Without a fhirServer only such a fullUrl can
+    Bundle of the request; else it cannot be confirmed (``_Bases``). Without a fhirServer only such a fullUrl can
     confirm an absolute reference.
 
     Each prefetch value is walked once (``Prefetch``) and each resource is handed to its one mapper; the
@@ -147,33 +147,54 @@ def build_facts(
                             fhir_server)
 
 
-def _bases(data: dict[str, Any], patient_id: str | None, fhir_server: str | None) -> frozenset[str]:
+class _Bases:
     """The server bases an absolute reference to this patient may have (round-11 H2): the request's fhirServer and
     the base of the ``fullUrl`` of a Bundle entry that is the context Patient: a Patient with the context id that is
     the ``patient`` data's resource itself (equal), or shares an identifier (system and value) with it. The id alone
-    does not make it this patient's: another server's Patient may carry the same local id."""
-    bases = {server_base(fhir_server)}
-    context = next(iter(resources_of(data.get("patient"), "Patient")), None) if patient_id else None
-    if isinstance(context, dict) and context.get("id") == patient_id:
+    does not make it this patient's: another server's Patient may carry the same local id. The entries are walked
+    only when a reference's base is not the fhirServer's (most calls send relative references and never ask)."""
+
+    __slots__ = ("_server", "_data", "_patient_id", "_more")
+
+    def __init__(self, data: dict[str, Any], patient_id: str | None, fhir_server: str | None) -> None:
+        self._server = server_base(fhir_server)
+        self._data, self._patient_id = data, patient_id
+        self._more: frozenset[str] | None = None
+
+    def __contains__(self, base: object) -> bool:
+        if base is None:
+            return False
+        if base == self._server:
+            return True
+        if self._more is None:
+            self._more = self._full_url_bases()
+        return base in self._more
+
+    def _full_url_bases(self) -> frozenset[str]:
+        pid = self._patient_id
+        context = next(iter(resources_of(self._data.get("patient"), "Patient")), None) if pid else None
+        if not isinstance(context, dict) or context.get("id") != pid:
+            return frozenset()
         own = {(sy, v) for sy, vs in patient_identifiers([context]).items() for v in vs}
-        for value in data.values():
+        out = set()
+        for value in self._data.values():
             if not isinstance(value, dict) or value.get("resourceType") != "Bundle" \
                     or not isinstance(value.get("entry"), list):
                 continue
             for e in value["entry"]:
                 r = e.get("resource") if isinstance(e, dict) else None
-                if not isinstance(r, dict) or r.get("resourceType") != "Patient" or r.get("id") != patient_id:
+                if not isinstance(r, dict) or r.get("resourceType") != "Patient" or r.get("id") != pid:
                     continue
                 if r == context or own & {(sy, v) for sy, vs in patient_identifiers([r]).items() for v in vs}:
-                    bases.add(reference_base(e.get("fullUrl")))
-    return frozenset(b for b in bases if b is not None)
+                    out.add(reference_base(e.get("fullUrl")))
+        return frozenset(b for b in out if b is not None)
 
 
 def _build_facts(draft_orders: list[dict], data: dict[str, Any], today: date, gaps: list[DataGap],
                  orders: list[MedicationFact] | None, patient_id: str | None = None,
                  fhir_server: str | None = None) -> ClinicalFacts:
     unavailable = {key for key, value in data.items() if value is None}
-    bases = _bases(data, patient_id, fhir_server)
+    bases = _Bases(data, patient_id, fhir_server)
     pf = Prefetch(data, patient_id, bases)
     set_aside = dict(pf.set_aside)
     unconfirmed = dict(pf.unconfirmed)
@@ -298,7 +319,7 @@ def _set_aside_groups(groups: dict[str, list[tuple[dict, str]]]
 
 def _other_patient_gaps(draft_orders: list[dict], set_aside: dict[str, list[tuple[dict, str]]],
                         patient_id: str, identifiers: dict[str, frozenset[str]] | None = None,
-                        bases: frozenset[str] = frozenset()) -> list[DataGap]:
+                        bases: Container[str] = frozenset()) -> list[DataGap]:
     """One gap per data group that held resources about another patient (round-8 H1), quoting the references as
     sent; and one for draft orders that name another patient (still read: they are the orders being signed; key
     ``other_patient_order``, round-9 M4). ``sent``: the part of the first reference that names the patient

@@ -43,7 +43,7 @@ class Resource(TypedDict, total=False):
     subject: Any
     patient: Any
     # a Patient a search _includes: its identifier says whether it is the context Patient, whose fullUrl then names
-    # the server base of this patient's absolute references (round-11 H2, fhir_mappers.build._bases)
+    # the server base of this patient's absolute references (round-11 H2, fhir_mappers.build._Bases)
     identifier: Any
     # Observation (R4): code, value[x], effective[x], issued, interpretation, reference range, components,
     # the genomics members (derivedFrom, hasMember), note and method

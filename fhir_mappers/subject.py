@@ -12,7 +12,7 @@ What can be compared (HL7 FHIR R4 Reference; Bundle "Resolving references in Bun
   "/_history/<version>"): its id is compared with the context patient's id (FHIR ids are case-sensitive). The
   type is read case-insensitively ("patient/<id>" is no valid FHIR reference, but is sent and means a Patient).
   An absolute URL is this patient's only when its base is one of ``bases`` too (round-11 H2: the request's
-  ``fhirServer`` and the base of a ``fullUrl`` of the context Patient, ``fhir_mappers.build._bases``, compared by
+  ``fhirServer`` and the base of a ``fullUrl`` of the context Patient, ``fhir_mappers.build._Bases``, compared by
   ``server_base``): a logical id
   is unique only within one server, so "https://other-hospital.example.net/fhir/Patient/<this id>" cannot be
   confirmed (set aside as below); one naming another id names another patient wherever it is;
@@ -36,7 +36,7 @@ Whether the data matter clinically is not decided here.
 from __future__ import annotations
 
 import re
-from typing import Any, Collection, Iterable, Mapping
+from typing import Any, Container, Iterable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
 # "Patient/<id>" at the start of a relative reference or after a "/" of an absolute URL; FHIR R4 id: [A-Za-z0-9\-\.]{1,64}
@@ -197,7 +197,7 @@ def foreign_host(quote: str) -> str | None:
     return host.lower() if host else None
 
 
-def other_base(resource: Any, patient_id: str | None, bases: Collection[str]) -> str | None:
+def other_base(resource: Any, patient_id: str | None, bases: Container[str]) -> str | None:
     """The reference as sent when ``resource``'s subject (or patient) is an absolute URL naming ``patient_id`` on a
     server base not in ``bases`` (round-11 H2); else None (the draft orders being signed are named by it: they are
     still checked)."""
@@ -246,7 +246,7 @@ def _conditional_verdict(query: str, patient_id: str, identifiers: Identifiers |
 
 def _reference_verdict(ref: str, patient_id: str, identifiers: Identifiers | None,
                         full_urls: Mapping[str, dict] | BundlePatients | None,
-                        bases: Collection[str] | None = None) -> str | None:
+                        bases: Container[str] | None = None) -> str | None:
     """The quote when ``ref`` names another patient, "" when it names this patient, None when it cannot be
     compared. ``bases``: the server bases this patient's absolute references may have (``server_base``), None
     when they are not compared (round-11 H2): an absolute "…/Patient/<this id>" on another base (or on any base
@@ -287,7 +287,7 @@ def _may_be_a_patient(reference: dict, ref: Any) -> bool:
 
 def other_patient(resource: Any, patient_id: str | None, identifiers: Identifiers | None = None,
                   full_urls: Mapping[str, dict] | BundlePatients | None = None,
-                  bases: Collection[str] | None = None) -> str | None:
+                  bases: Container[str] | None = None) -> str | None:
     """The reference as sent (at most ``SHOWN`` characters) when ``resource`` is about a Patient whose id is not
     ``patient_id``; None when it is this patient's, or cannot be compared. A Patient resource is compared by its
     own id. ``identifiers``: the context Patient's (``patient_identifiers``), for identifier-only and conditional
@@ -299,7 +299,7 @@ def other_patient(resource: Any, patient_id: str | None, identifiers: Identifier
 
 def patient_verdict(resource: Any, patient_id: str | None, identifiers: Identifiers | None = None,
                     full_urls: Mapping[str, dict] | BundlePatients | None = None,
-                    bases: Collection[str] | None = None) -> tuple[bool, str] | None:
+                    bases: Container[str] | None = None) -> tuple[bool, str] | None:
     """Whose data ``resource`` is: None when it is this patient's, has no subject (or patient) naming anyone, or
     names something other than a Patient (a Group); ``(True, quote)`` when it names another Patient
     (``other_patient``); ``(False, quote)`` when it names a patient in a form that cannot be confirmed to be this
