@@ -108,9 +108,12 @@ def run(service: ServiceDefinition, request: dict, env: HookEnv) -> HookResult:
 
 
 def evaluate(request: dict, env: HookEnv, *, service: ServiceDefinition, drafts: list[dict],
-             selected: set[str] | None = None, keep: dict | None = None) -> HookResult:
+             selected: set[str] | None = None, keep: dict | None = None,
+             reference_server: str | None = None) -> HookResult:
     """Run the whole pipeline for one hook call. ``keep``: filled with the call's ``facts`` and
-    ``findings`` (the SMART app shows them beside the cards: the same values, from this code)."""
+    ``findings`` (the SMART app shows them beside the cards: the same values, from this code).
+    ``reference_server``: the FHIR server the data were read from when the request names none (the SMART app):
+    absolute references are compared with it (round-11 H2), nothing is fetched from it."""
     started = time.monotonic()
     deadline = env.request_deadline or Deadline(env.deadline_seconds)
     access = access_of(request)
@@ -153,7 +156,7 @@ def evaluate(request: dict, env: HookEnv, *, service: ServiceDefinition, drafts:
     fhir_ms = (time.monotonic() - started) * 1000
     today = env.today()
     facts = build_facts(drafts, data, today=today, gaps=gaps, orders=orders, patient_id=pid,
-                        fhir_server=access.server or env.offline_fhir_server)
+                        fhir_server=access.server or reference_server or env.offline_fhir_server)
     findings = rules.evaluate(facts, env.rule_options)
     if keep is not None:
         keep.update(facts=facts, findings=findings)

@@ -127,6 +127,9 @@ def picture() -> Response:
     if not isinstance(prefetch, dict):
         raise ApiError(400, "prefetch must be an object of FHIR resources", field="prefetch")
     drafts = _orders(context.get("draftOrders"), prefetch)
+    # the FHIR server the app read the record from (never contacted here): absolute references are compared with
+    # it (round-11 H2)
+    server = body.get("fhirServer") if isinstance(body.get("fhirServer"), str) else None
     env: HookEnv = current_app.extensions["aza_hook_env"]
     service = SERVICES[SERVICE_ID]
     hook_request: dict[str, Any] = {
@@ -138,10 +141,11 @@ def picture() -> Response:
     }
     kept: dict[str, Any] = {}
     try:
-        result = evaluate(hook_request, env, service=service, drafts=drafts, keep=kept)  # the cards, as a hook call
+        result = evaluate(hook_request, env, service=service, drafts=drafts, keep=kept,  # the cards, as a hook call
+                          reference_server=server)
     except HookError as exc:
         raise ApiError(exc.status, exc.message, field=exc.field) from None
-    facts = _all_facts(env, drafts, patient, prefetch)
+    facts = _all_facts(env, drafts, patient, prefetch, server)
     opts = env.rule_options
     view = build_picture(facts, guideline=opts.guideline, weight_max_age_days=opts.weight_max_age_days)
     return json_response({"cards": result.response["cards"], "picture": view,
@@ -149,7 +153,7 @@ def picture() -> Response:
                            "named": context.get("findings") or [], "order": context.get("order") or ""})
 
 
-def _all_facts(env: HookEnv, drafts: list[dict], patient: str, prefetch: dict):
+def _all_facts(env: HookEnv, drafts: list[dict], patient: str, prefetch: dict, server: str | None = None):
     """Facts from every data group the app read, mapped as a hook call maps them (``gather`` with
     no FHIR server: a group not sent is a gap): the picture shows the whole record even where the
     cards needed only part of it (an order for allopurinol asks only whether a thiopurine is active)."""
@@ -157,7 +161,8 @@ def _all_facts(env: HookEnv, drafts: list[dict], patient: str, prefetch: dict):
     templates = {k: p.template for k, p in service.prefetch.items()}
     data, gaps = gather(env.client, FhirAccess(None, None), templates, frozenset(), {"patientId": patient}, prefetch,
                         Deadline(env.deadline_seconds))
-    return build_facts(drafts, data, today=env.today(), gaps=gaps, patient_id=patient)  # whose data: as the cards
+    return build_facts(drafts, data, today=env.today(), gaps=gaps, patient_id=patient,  # whose data: as the cards
+                       fhir_server=server)
 
 
 def _orders(from_card: Any, prefetch: dict) -> list[dict]:

@@ -180,3 +180,19 @@ def test_check_cli_compares_with_the_files_fhir_server_without_contacting_it(tmp
         assert main(["check", "--json", "--today", "2026-12-07", str(f)]) == 0
         topics = _topics(json.loads(capsys.readouterr().out)["cards"])
         assert ("data-incomplete" in topics) is incomplete, (name, topics)
+
+
+def test_the_smart_app_compares_with_the_server_it_read_the_record_from() -> None:
+    """The SMART app posts the record it read and (round 11) the FHIR server it read it from: the cards and the
+    picture compare absolute references with it, as a hook call with that fhirServer does."""
+    from service import create_app
+
+    app = create_app({"auth_required": False, "database_url": "sqlite:///:memory:", "evaluation_date": "2026-12-07"})
+    req = _case("a10_own_abs_url_same_server")
+    drafts = [e["resource"] for e in req["context"]["draftOrders"]["entry"]]
+    body = {"patientId": "pt-1", "prefetch": req["prefetch"], "appContext": {"draftOrders": drafts}}
+    client = app.test_client()
+    without = client.post("/smart/api/picture", json=body).get_json()
+    assert "data-incomplete" in without["findings"]
+    with_server = client.post("/smart/api/picture", json={**body, "fhirServer": req["fhirServer"]}).get_json()
+    assert not {"data-incomplete", "pgx-test-missing"} & set(with_server["findings"])

@@ -196,7 +196,8 @@
     $('patient').textContent = patientLine(prefetch.patient);
     status.textContent = 'Evaluating…';
     const resp = await fetch('api/picture', { method: 'POST', headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ patientId: pid, prefetch, appContext: context }) });
+      // the FHIR server the record was read from: its absolute references are this patient's (round-11 H2)
+      body: JSON.stringify({ patientId: pid, prefetch, appContext: context, fhirServer: client.state.serverUrl }) });
     const answer = await resp.json();
     if (!resp.ok) {
       status.textContent = 'The service could not evaluate the record: ' + ((answer.issue || [{}])[0].diagnostics || resp.status);
