@@ -255,3 +255,27 @@ def test_a_genotype_results_gene_studied_component_is_not_a_result() -> None:
     facts = _facts([])
     assert not facts.labs and {r.gene for r in facts.gene_results} == {"TPMT", "NUDT15"}
     assert not [g for g in facts.gaps if g.key not in ("pgx",)]
+
+
+# ------------------------------------------------------------------ fetch what is read
+
+def test_the_labs_query_asks_for_the_cbc_panel_codes() -> None:
+    """A FHIR search by ``code`` matches Observation.code only, never a component's code: the panel is asked for."""
+    from hooks.prefetch import PREFETCH
+
+    for code in ("58410-2", "57021-8"):
+        assert f"http://loinc.org|{code}" in PREFETCH["labs"]
+
+
+def test_a_component_panel_is_found_by_the_fhir_fallback(call) -> None:
+    import responses
+
+    from tests import fhir_fake
+    from tests.builders import hook_request, weight
+    from tests.conftest import rule_ids
+
+    labs = [_panel(*_cbc(1.5, 0.6, 45), when=days_ago(2)), *_others()]
+    base = "https://ehr.example/r4/fhir"
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        fhir_fake.serve(rsps, base, normal_pgx() + labs + [weight(70)])
+        assert "cytopenia-severe" in rule_ids(call(hook_request(fhir_server=base, token="tok-123")))
