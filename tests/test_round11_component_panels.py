@@ -224,12 +224,13 @@ def test_a_panel_in_a_diagnostic_report_is_read() -> None:
 @pytest.mark.parametrize(("loinc", "value", "unit", "analyte", "rule"), [
     ("62238-1", 20, "mL/min/{1.73_m2}", "egfr", "renal-impairment"),
     ("1742-6", 300, "U/L", "alt", "liver-tests"),
+    ("2160-0", 6.0, "mg/dL", "creatinine", "renal-impairment"),  # no eGFR sent: calculated from the creatinine
 ])
 def test_renal_and_liver_results_sent_as_components_are_read(loinc, value, unit, analyte, rule) -> None:
     others = [x for x in normal_labs(3) if x["id"] not in ("egfr", "alt")]
     panel = _panel(_comp(loinc, value, unit), code="24323-8", id="cmp")  # comprehensive metabolic panel
     facts = _facts([panel])
-    assert facts.labs[analyte][0].value == value
+    assert facts.labs[analyte][0].sent_value == value and facts.labs[analyte][0].unit_text == unit
     assert one(run(labs=[panel, *others]), rule)
 
 
