@@ -280,3 +280,39 @@ def test_a_component_panel_is_found_by_the_fhir_fallback(call) -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         fhir_fake.serve(rsps, base, normal_pgx() + labs + [weight(70)])
         assert "cytopenia-severe" in rule_ids(call(hook_request(fhir_server=base, token="tok-123")))
+
+
+_FULL_CBC = [  # a CBC with automated differential as laboratories send it: every component, with its LOINC display
+    ("6690-2", "Leukocytes [#/volume] in Blood by Automated count", 5.2, "10*3/uL"),
+    ("789-8", "Erythrocytes [#/volume] in Blood by Automated count", 4.5, "10*6/uL"),
+    ("718-7", "Hemoglobin [Mass/volume] in Blood", 13.5, "g/dL"),
+    ("4544-3", "Hematocrit [Volume Fraction] of Blood by Automated count", 40, "%"),
+    ("787-2", "MCV [Entitic volume] by Automated count", 90, "fL"),
+    ("785-6", "MCH [Entitic mass] by Automated count", 30, "pg"),
+    ("786-4", "MCHC [Mass/volume] by Automated count", 33, "g/dL"),
+    ("788-0", "Erythrocyte distribution width [Ratio] by Automated count", 13, "%"),
+    ("777-3", "Platelets [#/volume] in Blood by Automated count", 250, "10*3/uL"),
+    ("32623-1", "Platelet mean volume [Entitic volume] in Blood by Automated count", 10, "fL"),
+    ("770-8", "Neutrophils/100 leukocytes in Blood by Automated count", 60, "%"),
+    ("736-9", "Lymphocytes/100 leukocytes in Blood by Automated count", 30, "%"),
+    ("5905-5", "Monocytes/100 leukocytes in Blood by Automated count", 7, "%"),
+    ("713-8", "Eosinophils/100 leukocytes in Blood by Automated count", 2, "%"),
+    ("706-2", "Basophils/100 leukocytes in Blood by Automated count", 1, "%"),
+    ("751-8", "Neutrophils [#/volume] in Blood by Automated count", 3.1, "10*3/uL"),
+    ("731-0", "Lymphocytes [#/volume] in Blood by Automated count", 1.6, "10*3/uL"),
+    ("742-7", "Monocytes [#/volume] in Blood by Automated count", 0.4, "10*3/uL"),
+    ("711-2", "Eosinophils [#/volume] in Blood by Automated count", 0.1, "10*3/uL"),
+    ("704-7", "Basophils [#/volume] in Blood by Automated count", 0.05, "10*3/uL"),
+]
+
+
+def test_a_full_cbc_panel_reads_the_judged_counts_and_nothing_else_without_noise() -> None:
+    comps = [{"code": {"coding": [{"system": LOINC, "code": c, "display": d}]},
+              "valueQuantity": {"value": v, "unit": u, "system": UCUM, "code": u}} for c, d, v, u in _FULL_CBC]
+    facts = _facts([_panel(*comps, code="57021-8")])
+    assert {k: [m.value for m in v] for k, v in facts.labs.items()} == {
+        "wbc": [5.2], "hemoglobin": [135.0], "mcv": [90.0], "platelets": [250.0], "neutrophils_percent": [60.0],
+        "neutrophils": [3.1], "lymphocytes": [1.6]}
+    assert not facts.gaps and not facts.result_texts
+    labs = [_panel(*comps, code="57021-8"), *[x for x in normal_labs(3) if x["id"] in ("alt", "ast", "egfr")]]
+    assert run(labs=labs) == []  # a normal full count: no card
