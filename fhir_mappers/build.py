@@ -569,9 +569,11 @@ def _classify(observations: list[dict]) -> tuple[list[tuple[dict, str | None]], 
         seen.add(key)
         kind, analyte = classify(obs)
         # its components are results of their own (round-11 H1: a CBC panel's WBC, neutrophils, platelets)
-        parts = component_results(obs, kind) if "component" in obs else ()
-        for o, (k, a) in ((obs, (kind, analyte)), *((c, classify(c)) for c in parts)):
-            if k == "numeric" and a is None and genes_of_uncoded_result(o) \
+        parts = [(c, classify(c)) for c in component_results(obs, kind)] if "component" in obs else []
+        # a panel whose genotype / phenotype is a component of its own: the component is the result, not the panel
+        panel_of_genes = any(k == "genomic" for _, (k, _a) in parts)
+        for o, (k, a) in ((obs, (kind, analyte)), *parts):
+            if k == "numeric" and a is None and not (o is obs and panel_of_genes) and genes_of_uncoded_result(o) \
                     and analyte_named(concept_text(o.get("code"))) is None:
                 # names TPMT / NUDT15 but no code or name this service reads (round-5 M2): gene_results reads it
                 # from its words or reports it found but unreadable, never absent

@@ -316,3 +316,13 @@ def test_a_full_cbc_panel_reads_the_judged_counts_and_nothing_else_without_noise
     assert not facts.gaps and not facts.result_texts
     labs = [_panel(*comps, code="57021-8"), *[x for x in normal_labs(3) if x["id"] in ("alt", "ast", "egfr")]]
     assert run(labs=labs) == []  # a normal full count: no card
+
+
+def test_a_genotype_component_keeps_the_panels_gene_studied_component() -> None:
+    gene = {"code": {"coding": [{"system": LOINC, "code": "48018-6"}]},
+            "valueCodeableConcept": {"coding": [{"system": "http://www.genenames.org", "code": "HGNC:23063", "display": "NUDT15"}]}}
+    call = {"code": {"coding": [{"system": LOINC, "code": "84413-4"}]}, "valueString": "*1/*3"}
+    panel = _panel(gene, call, code="X-PGX-PANEL", id="pgx-panel")
+    facts = build_facts([], {"patient": patient(), "pgx": bundle(panel)}, today=TODAY)
+    assert [(r.gene, r.kind, r.value) for r in facts.gene_results] == [("NUDT15", "diplotype", "*1/*3")]
+    assert not facts.labs and not facts.gaps
