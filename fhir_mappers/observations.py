@@ -487,7 +487,7 @@ def component_results(obs: dict, kind: ObservationKind = "numeric") -> list[dict
     genes = [c for c in parts if code_keys(c.get("code")) & t.gene_component_codes]
     out = []
     for c in parts:
-        if genes and c in genes:
+        if genes and any(c is g for g in genes):
             continue
         result = {**base, **{k: v for k in _COMPONENT_MEMBERS if (v := c.get(k)) is not None}}
         if genes and classify(result)[0] == "genomic":
