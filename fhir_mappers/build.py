@@ -12,8 +12,8 @@ from typing import Any, Container, Iterable, Iterator
 from .facts import ClinicalFacts, DailyDose, DataGap, MedicationFact, PriorTherapy
 from .fhirjson import concept_text, one_call, parse_date, ref_of, resources_of
 from .medications import ingredients_of, medication_concept, medication_fact
-from .observations import (PRELIMINARY_STATUS, analyte_named, classified_measurements, classify, gene_results,
-                           genes_of_uncoded_result, status_observations)
+from .observations import (PRELIMINARY_STATUS, analyte_named, classified_measurements, classify, component_results,
+                           gene_results, genes_of_uncoded_result, status_observations)
 from .patient import allergy_facts, condition_facts, patient_fact, procedure_facts
 from .subject import (BundlePatients, context_patient_id, foreign_host, naming_part, other_base, other_patient,
                       patient_identifiers, patient_verdict, reference_base, server_base)
@@ -630,15 +630,20 @@ def _classify(observations: list[dict]) -> tuple[list[tuple[dict, str | None]], 
             continue
         seen.add(key)
         kind, analyte = classify(obs)
-        if kind == "numeric" and analyte is None and genes_of_uncoded_result(obs) \
-                and analyte_named(concept_text(obs.get("code"))) is None:
-            # names TPMT / NUDT15 but no code or name this service reads (round-5 M2): gene_results reads it
-            # from its words or reports it found but unreadable, never absent
-            genomic.append(obs)
-        elif kind == "numeric":
-            numeric.append((obs, analyte))
-        elif kind == "genomic":
-            genomic.append(obs)
-        else:
-            status.append(obs)
+        # its components are results of their own (round-11 H1: a CBC panel's WBC, neutrophils, platelets)
+        parts = [(c, classify(c)) for c in component_results(obs, kind)] if "component" in obs else []
+        # a panel whose genotype / phenotype is a component of its own: the component is the result, not the panel
+        panel_of_genes = any(k == "genomic" for _, (k, _a) in parts)
+        for o, (k, a) in ((obs, (kind, analyte)), *parts):
+            if k == "numeric" and a is None and not (o is obs and panel_of_genes) and genes_of_uncoded_result(o) \
+                    and analyte_named(concept_text(o.get("code"))) is None:
+                # names TPMT / NUDT15 but no code or name this service reads (round-5 M2): gene_results reads it
+                # from its words or reports it found but unreadable, never absent
+                genomic.append(o)
+            elif k == "numeric":
+                numeric.append((o, a))
+            elif k == "genomic":
+                genomic.append(o)
+            else:
+                status.append(o)
     return numeric, genomic, status

@@ -209,6 +209,12 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
             texts.append(_result_text(obs, analyte_name, "no numeric value"))
             gaps.append(DataGap(label, f"a result reads '{sent[:40]}' and has no numeric value" if sent
                                 else "a result has only the laboratory's flag, no value", analyte_name, sent=sent))
+        elif isinstance(panel := obs.get(PANEL), str):
+            # a panel that lists this analyte with no value it could be read from (round-11 H1): quoted, never silent
+            sent = _as_sent_value(obs)[:60]
+            texts.append(_result_text(obs, analyte_name, "no numeric value"))
+            gaps.append(DataGap(label, f"the panel {panel} lists it " + (f"as '{sent[:40]}', not a number" if sent
+                                                                         else "with no value"), analyte_name, sent=sent))
         return None
     value = number(q.get("value"))
     if value is None:
@@ -430,6 +436,64 @@ def _judged_analyte_named(name: str) -> str | None:
         if " " in phrase and phrase in text:
             return analyte
     return next((words[w] for w in found if w in words), None)
+
+
+# ------------------------------------------------------------------ panel components
+
+# Observation.component (R4): results reported together in one Observation (a CBC panel, LOINC 58410-2 / 57021-8,
+# whose components are the WBC 6690-2, neutrophils 751-8, platelets 777-3...). Each component is read as a result
+# in its own right (round-11 H1): the component's code, value, unit, reference range, interpretation and
+# dataAbsentReason, with the panel's id (its reference), status, subject and dates. It then goes through the same
+# classification and the same reader (``_measure``: units strict) as a result sent on its own.
+PANEL = "_panel"  # key of a component read as a result: the panel's name as sent (for the gap that quotes it)
+_PARENT_MEMBERS = ("resourceType", "id", "status", "subject", "effectiveDateTime", "effectiveInstant", "effectivePeriod",
+                   "issued")
+_COMPONENT_MEMBERS = ("code", "valueQuantity", "valueCodeableConcept", "valueString", "valueBoolean", "valueInteger",
+                      "valueRange", "valueRatio", "valueSampledData", "valueTime", "valueDateTime", "valuePeriod",
+                      "dataAbsentReason", "interpretation", "referenceRange")
+
+
+def panel_name(obs: dict) -> str:
+    """A panel as a card names it: its code's text or display, and its LOINC code(s) ("CBC panel (LOINC 58410-2)")."""
+    code = obs.get("code")
+    name = concept_text(code)[:60]
+    loincs = ", ".join(sorted(codes_in(code, LOINC)))[:40]
+    local = "" if loincs or name else next((str(c.get("code")) for c in codings(code) if isinstance(c.get("code"), (str, int))), "")
+    coded = f"LOINC {loincs}" if loincs else local[:40]
+    return f"{name} ({coded})" if name and coded else name or coded or "a panel with no code"
+
+
+def component_results(obs: dict, kind: ObservationKind = "numeric") -> list[dict]:
+    """The components of ``obs`` read as results of their own (round-11 H1). Of a numeric result or panel, every
+    component with a code (the classifier and the reader decide what it is, as for a result sent on its own: an
+    analyte this service does not read stays silent, one named but not coded so is a gap). Of a genomic or status
+    Observation (a TPMT genotype's gene-studied component, a phenotype's therapeutic implication: read by
+    ``gene_results`` as parts of it), only components coded as a laboratory analyte this service reads. A genomic
+    component keeps the panel's gene-studied components (which gene it is about)."""
+    comps = obs.get("component")
+    if not comps:
+        return []
+    parts = [c for c in as_list(comps) if type(c) is dict and c.get("code") is not None]
+    if not parts:
+        return []
+    t = terminology()
+    if kind != "numeric":
+        parts = [c for c in parts if (found := classify(c))[0] == "numeric" and found[1] is not None]
+        if not parts:
+            return []
+    base = {k: v for k in _PARENT_MEMBERS if (v := obs.get(k)) is not None}
+    base["resourceType"] = "Observation"
+    base[PANEL] = panel_name(obs)
+    genes = [c for c in parts if code_keys(c.get("code")) & t.gene_component_codes]
+    out = []
+    for c in parts:
+        if genes and any(c is g for g in genes):
+            continue
+        result = {**base, **{k: v for k in _COMPONENT_MEMBERS if (v := c.get(k)) is not None}}
+        if genes and classify(result)[0] == "genomic":
+            result["component"] = genes
+        out.append(result)
+    return out
 
 
 # ------------------------------------------------------------------ classification

@@ -82,6 +82,8 @@ class Terminology:
     atc: dict[str, str] = field(default_factory=dict)  # WHO ATC code -> ingredient
     atc_vaccines: dict[str, str] = field(default_factory=dict)  # WHO ATC code of a live vaccine -> CVX
     ndc_vaccines: dict[str, str] = field(default_factory=dict)  # NDC labeler+product as 9 digits (5-4) -> CVX
+    # LOINC codes of panels sent as one Observation with the results as components (round-11 H1): asked for
+    panel_loinc: frozenset[str] = frozenset()
 
 
 def norm_unit(unit: str | None) -> str:
@@ -190,6 +192,7 @@ def terminology() -> Terminology:
         atc={k.upper(): v for k, v in raw.get("atc", {}).items()},
         atc_vaccines={k.upper(): v for k, v in raw.get("atc_vaccines", {}).items()},
         ndc_vaccines=_ndc_table(raw.get("ndc_vaccines", {})),
+        panel_loinc=frozenset(raw.get("panels", {}).get("loinc", [])),
     )
 
 

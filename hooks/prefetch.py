@@ -31,6 +31,8 @@ def _templates() -> dict[str, str]:
     status_codes = [(LOINC, c) for c in sorted(t.status_loinc)] + [(LOINC, c) for c in sorted(t.analytes["hcg"].loinc)]
     lab_codes = [(LOINC, c) for name, a in t.analytes.items() if name not in ("weight", "height", "tpmt_activity", "hcg")
                  for c in sorted(a.loinc)]
+    # panels whose results are components (a CBC panel 58410-2): a search by code never matches a component's code
+    lab_codes += [(LOINC, c) for c in sorted(t.panel_loinc)]
     patient = "{{context.patientId}}"
     return {
         "patient": f"Patient/{patient}",

@@ -19,7 +19,7 @@ from .context import CallContext, context_of
 from .doseplan import DosePlan, plan_doses
 from .dose import dose_findings, schedule_error_findings, weight_findings
 from .findings import ChangeDose, DoseLimit, Finding
-from .gaps import data_gap_findings, truncation_findings
+from .gaps import bounds_quoted, data_gap_findings, truncation_findings
 from .interactions import interaction_findings
 from .knowledge_base import load, version_key
 from .monitoring import aih_start_findings, cbc_due_findings, lab_findings, thioguanine_liver_findings, tpmt_high_findings
@@ -281,7 +281,7 @@ def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list
     findings += tpmt_high_findings(facts, ctx)
     findings += aih_start_findings(facts, ctx)           # autoimmune hepatitis: the bilirubin start condition
     findings += thioguanine_liver_findings(facts, ctx)   # thioguanine long term: VOD / portal hypertension
-    findings += data_gap_findings(facts, ctx)
+    findings += data_gap_findings(facts, ctx, bounds_quoted(findings))  # a bound a card quotes is not named again
     findings += truncation_findings(facts)
     findings = drop_superseded(findings)
     findings = drop_range_under_pgx(findings)

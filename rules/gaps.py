@@ -2,6 +2,8 @@
 not be done is never dropped (``data_gap_findings``), a record read only in part is said (``truncation_findings``)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 
 from .catalogue import catalogue as _catalogue
@@ -90,8 +92,22 @@ def truncation_findings(facts: ClinicalFacts) -> list[Finding]:
                     drug=(thiopurine_of(order) or "") if order else "")]
 
 
-def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
-    """One finding naming the data that could not be obtained or read, and what to check by hand."""
+def bounds_quoted(findings: list[Finding]) -> frozenset[tuple[str, str]]:
+    """(analyte, value as sent) of every result read only as an upper bound ("<0.5" with no unit) that a finding
+    rests on and quotes (the severe-cytopenia card: "at most 0.5 ×10⁹/L in any unit"; round-11 m6)."""
+    return frozenset((r["analyte"], r.get("as_sent") or "") for f in findings for r in f.values.get("results") or ()
+                     if isinstance(r, dict) and r.get("upper_bound") is not None)
+
+
+def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None,
+                      quoted: frozenset[tuple[str, str]] = frozenset()) -> list[Finding]:
+    """One finding naming the data that could not be obtained or read, and what to check by hand.
+    ``quoted``: results read only as an upper bound that a card already rests on and quotes (``bounds_quoted``):
+    used, so not named again as unread (round-11 m6); a bound no card used is still named."""
+    if quoted and facts.gaps:
+        kept = [g for g in facts.gaps if not (g.bound_only and (g.key, g.sent) in quoted)]
+        if len(kept) != len(facts.gaps):
+            facts = replace(facts, gaps=kept)
     # a blood count without an absolute neutrophil count, sent or calculable (round-5 H5): a rule's gap
     anc_gap = neutrophil_gap(facts) if facts.labs else None
     # blood counts sent with dataAbsentReason or cancelled (round-8 H2): quoted, never silently dropped

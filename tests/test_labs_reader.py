@@ -175,8 +175,10 @@ def test_platelets_less_than_10_sent_as_text_with_ll_gives_the_critical_card_quo
     card = _card(cards, "cytopenia-severe")
     assert card["indicator"] == "critical" and "'<10'" in card["summary"] + card["detail"]
     assert "LL" in card["summary"] + card["detail"]
-    gap = _card(cards, "data-incomplete")  # and the value that could not be converted is named, as sent
-    assert "<10" in gap["detail"]
+    # the card quotes the value as sent with what it could be ("no unit: at most 10"): round-11 m6, it is not named
+    # again as unread on a data-incomplete card
+    assert "'<10' as reported, flagged LL (no unit: at most 10" in card["detail"]
+    assert "data-incomplete" not in rule_ids(cards)
 
 
 def test_platelets_below_10_with_a_unit_keep_the_comparator_on_the_card(call):
