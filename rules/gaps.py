@@ -12,8 +12,6 @@ from .interactions import interacting_ingredients, is_live_vaccine
 from .knowledge_base import load
 from .monitoring import absent_count_gaps, neutrophil_gap
 
-RULE_IDS = ("data-incomplete", "record-truncated")
-
 
 def _concerns(o: MedicationFact) -> bool:
     return bool(thiopurine_of(o) or o.ingredients & interacting_ingredients() or is_live_vaccine(o))

@@ -18,9 +18,6 @@ CBC = ("wbc", "neutrophils", "lymphocytes", "platelets", "hemoglobin")
 LIVER = ("alt", "ast")  # the liver tests whose date says when the liver tests were last done
 # the liver results judged (round-5 H1: the labels name ALP and bilirubin beside the transaminases)
 LIVER_JUDGED = ("alt", "ast", "bilirubin", "alp")
-RULE_IDS = ("monitoring-cbc-due", "cytopenia", "cytopenia-severe", "liver-tests", "metabolites-high",
-            "metabolites-low", "tpmt-activity-high", "aih-liver-baseline", "aih-start-bilirubin",
-            "thioguanine-liver-toxicity", "thioguanine-open-course")
 
 
 # the direction in which a result is worse (for choosing among results of the same date and time):

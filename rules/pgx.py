@@ -39,9 +39,6 @@ RANK = {
 _ALLELE = re.compile(r"^\*\d+[A-Z]?$")
 _OPTIONS = re.compile(r"\s+or\s+|,|;|\|")  # ambiguous calls: "*1/*3A or *3B/*3C"
 _GENE_PREFIX: dict[str, re.Pattern[str]] = {g: re.compile(rf"{g}\s*", flags=re.IGNORECASE) for g in GENES}  # "TPMT*1/TPMT*3A"
-RULE_IDS = ("pgx-poor-metabolizer", "pgx-reduce-dose", "pgx-dose-in-reduced-range", "pgx-im-established-dose",
-            "pgx-test-missing", "pgx-indeterminate", "pgx-uninterpretable", "pgx-unavailable", "pgx-im-malignancy-normal-start",
-            "pgx-preliminary-normal")
 
 
 @dataclass
