@@ -71,7 +71,7 @@ def test_no_absolute_neutrophil_count_is_worded_as_the_python_did(monkeypatch, p
     monkeypatch.setattr(monitoring, "neutrophil_count", lambda facts, age=None: None)
     monkeypatch.setattr(monitoring, "reported", lambda facts, analyte, age, n: None)
     monkeypatch.setattr(monitoring, "_low_wbc", lambda w: True)
-    g = monitoring.neutrophil_gap(SimpleNamespace(unavailable=frozenset(), today=date(2026, 12, 3)))
+    g = monitoring.neutrophil_gap(SimpleNamespace(unavailable=frozenset(), today=date(2026, 12, 3)))  # type: ignore[arg-type]
     assert g is not None and g["why"] == "" and g["key"] == "neutrophils"
     assert gap_why(g) == old_anc_why(percent, wbc)
 
