@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import itertools
 from datetime import date, datetime
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -83,9 +85,67 @@ def test_a_mappers_gap_says_why_itself():
 
 def test_no_clinician_sentence_is_left_in_the_gap_rules():
     """The moved sentences are not in rules/ any more (one home: the catalogue)."""
-    from pathlib import Path
-
     text = (Path(monitoring.__file__)).read_text(encoding="utf-8")
     for words in ("the differential gives neutrophils only", "has a low white cell count but no",
                   "was sent without a value, dataAbsentReason", "the count was not done"):
         assert words not in text
+
+
+# ----------------------------------------------------------- rules/pgx.py: why the ordered dose could not be checked
+
+def old_pgx_dose_problem(order_problem: str, kind: str, weight: float | None, ordered_basis: bool) -> str:
+    if ordered_basis:
+        return ("no normal dose is set for this drug for this indication (the thioguanine label gives one for acute "
+                "myeloid leukaemia only), and the ordered dose may already be reduced; apply the band to the usual dose "
+                "for the indication")
+    no_size = "no height on record, so no body surface area or mg/m² normal dose could be computed (record " \
+              "a current height" + ("" if weight else " and weight") + ")" if kind == "no_size" else ""
+    return order_problem or no_size
+
+
+@pytest.mark.parametrize("order_problem", ["", "the dose has no unit"])
+@pytest.mark.parametrize("kind", ["no_size", "kg", "ordered"])
+@pytest.mark.parametrize("weight", [None, 62.0])
+def test_why_the_ordered_dose_could_not_be_checked_is_worded_as_the_python_did(order_problem, kind, weight):
+    """The values rules/pgx.py gives pgx-reduce-dose when it has no reference dose (its two branches, as written
+    there), worded by the catalogue's pgx_dose_problem, and the card line around it."""
+    values: dict[str, Any]
+    if kind == "ordered":
+        values = {"dose_problem": "", "dose_problem_code": "no_normal_dose"}
+    else:
+        no_size = not order_problem and kind == "no_size"
+        values = {"dose_problem": order_problem, "dose_problem_code": "no_size" if no_size else "",
+                  "no_weight": no_size and not weight}
+    old = old_pgx_dose_problem(order_problem, kind, weight, kind == "ordered")
+    assert str(wording().macros.pgx_dose_problem(values)) == old
+
+
+@pytest.mark.parametrize("weight", [True, False])
+def test_an_all_thiopurine_order_without_a_height_says_so_on_its_pgx_card(monkeypatch, capsys, tmp_path, weight):
+    """End to end: thioguanine in ALL, TPMT intermediate, no height (and no weight): no normal dose (no_size)."""
+    from tests.test_clinfix_thioguanine import card, load, run
+
+    request = load("p24-thioguanine-aml-tpmt-im")
+    request["prefetch"]["conditions"]["entry"][0]["resource"]["code"] = {"coding": [
+        {"system": "http://snomed.info/sct", "code": "91857003", "display": "Acute lymphoblastic leukemia"}]}
+    request["prefetch"]["height"]["entry"] = []
+    if not weight:
+        request["prefetch"]["weight"]["entry"] = []
+    c = card(run(request, monkeypatch, capsys, tmp_path), "pgx-reduce-dose")
+    assert ("The ordered dose could not be checked: no height on record, so no body surface area or mg/m² normal dose "
+            f"could be computed (record a current height{'' if weight else ' and weight'}). Check it by hand.") in c["detail"]
+
+
+def test_the_pgx_card_says_why_the_dose_could_not_be_checked():
+    from hooks.wording import render
+    from rules.findings import Finding
+
+    sample = dict(wording()["pgx-reduce-dose"].sample)
+    sample.pop("with_plan")
+    cases: list[tuple[dict[str, Any], str]] = [({"dose_problem": "", "dose_problem_code": "no_size", "no_weight": True},
+                          "The ordered dose could not be checked: no height on record, so no body surface area or "
+                          "mg/m² normal dose could be computed (record a current height and weight). Check it by hand"),
+                         ({"dose_problem": "", "dose_problem_code": ""}, "The ordered dose could not be checked. Check it by hand")]
+    for values, said in cases:
+        f = Finding("pgx-reduce-dose", "MedicationRequest/x", {**sample, "reference": None, **values}, drug="azathioprine")
+        assert said in render(f).detail
