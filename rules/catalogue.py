@@ -1,6 +1,7 @@
 """The rule catalogue's metadata (``knowledge/catalogue.toml``): one entry per rule id.
 
-Each entry: title, trigger (for the generated rule table), default indicator, priority (among info cards,
+Each entry: the rule module that emits it (``module``: a module's rule ids are read from here, ``rule_ids_of``),
+title, trigger (for the generated rule table), default indicator, priority (among info cards,
 lower first), sources (clinician-facing, primary first), supersedes (rule ids it makes redundant on the same
 order), dose_reason, and override reason codes. The wording (summary, detail and label templates, the group
 and FHIR-outcome labels) is read from the same file by ``hooks/wording.py``, beside the cards: rules decide,
@@ -19,13 +20,13 @@ from typing import Any
 
 from .findings import Finding
 from .knowledge_base import KNOWLEDGE_DIR, load, read_toml
-from .knowledge_schema import KnowledgeError
+from .knowledge_schema import RULE_MODULES, KnowledgeError
 
 CATALOGUE_FILE = KNOWLEDGE_DIR / "catalogue.toml"
 FILE_LABEL = "rules/knowledge/catalogue.toml"
 
 # the keys a [rules.<id>] entry may have (catalogue.toml's header says what each is)
-RULE_KEYS = frozenset({"title", "trigger", "indicator", "priority", "sources", "supersedes", "dose_reason", "summary",
+RULE_KEYS = frozenset({"module", "title", "trigger", "indicator", "priority", "sources", "supersedes", "dose_reason", "summary",
                        "detail", "labels", "override_reasons", "sample", "extends", "asks_action"})
 META_KEYS = frozenset({"version", "default_override_reasons", "preliminary_prefix", "same_time_conflict_line",
                        "stop_supersedes", "sample_action", "sample_plan", "macros", "plan_line", "merged_summary",
@@ -37,6 +38,7 @@ INDICATORS = ("info", "warning", "critical")
 @dataclass(frozen=True)
 class Rule:
     rule_id: str
+    module: str  # the rule module that emits it (rules/<module>.py; knowledge_schema.RuleModule)
     title: str
     indicator: str
     priority: int
@@ -94,11 +96,14 @@ def catalogue() -> Catalogue:
             raise KnowledgeError(f"{FILE_LABEL} [rules.{rule_id}]: key 'extends' names unknown rule "
                                  f"{raw['rules'][rule_id]['extends']!r}")
         spec = merged_spec(raw, rule_id)
-        for key in ("title", "indicator", "sources", "summary", "detail"):
+        for key in ("module", "title", "indicator", "sources", "summary", "detail"):
             if key not in spec:
                 raise KnowledgeError(f"{FILE_LABEL} [rules.{rule_id}]: missing key {key!r}")
+        if spec["module"] not in RULE_MODULES:
+            raise KnowledgeError(f"{FILE_LABEL} [rules.{rule_id}]: key 'module': unknown rule module {spec['module']!r} "
+                                 f"(known: {', '.join(RULE_MODULES)}: the rules/<module>.py that emits it)")
         entries[rule_id] = Rule(
-            rule_id=rule_id, title=spec["title"], indicator=spec["indicator"], priority=int(spec.get("priority", 50)),
+            rule_id=rule_id, module=spec["module"], title=spec["title"], indicator=spec["indicator"], priority=int(spec.get("priority", 50)),
             sources=tuple(spec["sources"]), supersedes=tuple(spec.get("supersedes", [])),
             override_reasons=tuple(spec.get("override_reasons", meta["default_override_reasons"])),
             trigger=spec.get("trigger", ""), dose_reason=spec.get("dose_reason", spec["title"]),
@@ -128,6 +133,11 @@ def _app_link_label(meta: Mapping[str, Any]) -> str:
     if not isinstance(label, str):
         raise KnowledgeError(f"{FILE_LABEL} [meta.app_link]: key 'label' must be a string")
     return label
+
+
+def rule_ids_of(module: str) -> tuple[str, ...]:
+    """The rule ids catalogue.toml says ``rules/<module>.py`` emits (each entry's ``module``), in file order."""
+    return tuple(rule_id for rule_id, e in catalogue().entries.items() if e.module == module)
 
 
 def indicator_of(f: Finding) -> str:

@@ -14,9 +14,6 @@ from .knowledge_base import load
 from .knowledge_schema import DosingGeneral, Indication, Oncology, OtherDrug
 from .populations import is_child, stale_height_check, stale_weight_check
 
-RULE_IDS = ("dose-unreadable", "dose-above-range", "dose-new-start", "dose-schedule-error", "weight-missing",
-            "weight-implausible", "height-missing")
-
 
 def schedule_error_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
     """A thiopurine ordered once weekly (or rarer): a schedule error, not a low daily dose

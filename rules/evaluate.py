@@ -2,7 +2,8 @@
 
 ``evaluate(facts, options)`` runs every rule module, then consolidates: superseded advice is dropped
 (``drop_superseded``) and one dose plan per order is attached to every finding about it (``attach_plans``).
-``emitted()`` is every rule id the modules may give (the start-up check finds each in the catalogue).
+``emitted()`` is every rule id the modules may give, read from the data (each catalogue entry's ``module``, and
+interactions.toml's [others.*] tables): the start-up check finds each in the catalogue.
 """
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ from functools import cache
 
 from fhir_mappers.facts import ClinicalFacts, DailyDose, MedicationFact
 
-from . import dose as _dose, gaps as _gaps, interactions as _interactions, monitoring as _monitoring, pgx as _pgx
-from . import populations as _populations
-from .catalogue import catalogue as _catalogue, indicator_of, priority_of
+from . import interactions as _interactions, populations as _populations
+from .catalogue import catalogue as _catalogue, indicator_of, priority_of, rule_ids_of
 from .common import body_surface_area, thiopurine_of
 from .context import CallContext, context_of
 from .doseplan import DosePlan, plan_doses
@@ -22,6 +22,7 @@ from .findings import ChangeDose, DoseLimit, Finding
 from .gaps import bounds_quoted, data_gap_findings, truncation_findings
 from .interactions import interaction_findings
 from .knowledge_base import load, version_key
+from .knowledge_schema import RULE_MODULES
 from .monitoring import aih_start_findings, cbc_due_findings, lab_findings, thioguanine_liver_findings, tpmt_high_findings
 from .pgx import pgx_findings
 from .plausibility import implausible_labs
@@ -46,12 +47,17 @@ def knowledge_version() -> str:
     return max(load().version, _catalogue().version, key=version_key)
 
 
+def emitted_by(module: str) -> tuple[str, ...]:
+    """The rule ids ``rules/<module>.py`` may emit, read from the data: the catalogue entries naming that ``module``;
+    for interactions also one per interactions.toml [others.*] table (``interactions.rule_ids``)."""
+    return _interactions.rule_ids() if module == "interactions" else rule_ids_of(module)
+
+
 @cache
 def emitted() -> frozenset[str]:
-    """Every rule id a rule module may emit; interactions.toml's [others.*] tables add theirs (read from the data),
-    so a table added there without a catalogue entry stops the start (``check_catalogue``)."""
-    return frozenset({*_pgx.RULE_IDS, *_dose.RULE_IDS, *_interactions.rule_ids(), *_monitoring.RULE_IDS,
-                      *_populations.RULE_IDS, *_gaps.RULE_IDS})
+    """Every rule id a rule module may emit (``emitted_by`` each of knowledge_schema.RULE_MODULES): no hand-kept list.
+    A table added to interactions.toml without a catalogue entry stops the start (``check_catalogue``)."""
+    return frozenset(rule_id for module in RULE_MODULES for rule_id in emitted_by(module))
 
 
 def check_catalogue() -> None:

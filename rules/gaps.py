@@ -14,8 +14,6 @@ from .interactions import interacting_ingredients, is_live_vaccine
 from .knowledge_base import load
 from .monitoring import absent_count_gaps, neutrophil_gap
 
-RULE_IDS = ("data-incomplete", "record-truncated")
-
 
 def _concerns(o: MedicationFact) -> bool:
     return bool(thiopurine_of(o) or o.ingredients & interacting_ingredients() or is_live_vaccine(o))
@@ -157,7 +155,7 @@ def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None,
         gaps.append(anc_gap)
     gaps += absent_gaps
     serious = bool(facts.unavailable & _SERIOUS_GROUPS) or any(g["key"] in _SERIOUS_GAPS for g in gaps)
-    gaps = list({(g["what"], g["why"], g["outcome"]): g for g in gaps}.values())  # after: a merge never softens
+    gaps = list({_gap_key(g): g for g in gaps}.values())  # after: a merge never softens
     if not groups and not gaps:
         return []
     order, drug = orders[0]
@@ -168,6 +166,13 @@ def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None,
         params["other_patient"] = "unconfirmed"  # round-10 H1: the summary says the data could not be tied to him
     return [Finding("data-incomplete", order.ref, _order_patient(params, gaps), indicator="warning" if serious else "info",
                     drug=drug)]
+
+
+def _gap_key(g: dict) -> tuple:
+    """What makes two gaps the same (the card names it once): what, why (a rule's gap: its problem's code and
+    values, which the catalogue words) and how a query ended."""
+    problem = g.get("problem")
+    return g["what"], g["why"], g["outcome"], tuple(sorted(problem.items())) if problem else ()
 
 
 def _order_patient(params: dict, gaps: list[dict]) -> dict:

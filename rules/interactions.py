@@ -19,20 +19,19 @@ from .knowledge_base import load
 from .knowledge_schema import OtherInteraction
 from .populations import weight_window_days
 
-# The rules this module words with fixed ids; each [others.<key>] table of interactions.toml adds one more
-# (``other_rule_id``): ``rule_ids()`` is both, so a table added to the data needs a catalogue entry at start.
-FIXED_RULE_IDS = ("interaction-xanthine-oxidase", "interaction-warfarin", "interaction-live-vaccine",
-                  "live-vaccine-after-thiopurine", "thiopurine-after-live-vaccine", "duplicate-thiopurine")
-
-
 def other_rule_id(key: str) -> str:
     """The rule id of interactions.toml [others.<key>]: ``interaction-<key>``, underscores as hyphens."""
     return f"interaction-{key.replace('_', '-')}"
 
 
 def rule_ids() -> tuple[str, ...]:
-    """Every rule id this module may emit, the data-driven ones derived from interactions.toml."""
-    return (*FIXED_RULE_IDS, *(other_rule_id(key) for key in load().interactions.others))
+    """Every rule id this module may emit: those catalogue.toml gives ``module = "interactions"``, and one per
+    [others.<key>] table of interactions.toml (``other_rule_id``), so a table added to the data without a catalogue
+    entry stops the start."""
+    from .catalogue import rule_ids_of
+
+    return tuple(dict.fromkeys([*rule_ids_of("interactions"),
+                                *(other_rule_id(key) for key in load().interactions.others)]))
 
 
 class Medications(NamedTuple):

@@ -21,6 +21,11 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 
 Level = Literal["info", "warning", "critical"]  # a card's indicator (rules.findings.Indicator)
+# The rule modules that emit findings (rules/<module>.py). Every [rules.<id>] entry of catalogue.toml names the one
+# that emits it (key `module`): a module's rule ids are read from the catalogue, never kept in a Python list
+# (rules.catalogue.rule_ids_of); tests/test_safechange_knowledge.py checks each module's Finding(...) ids against it.
+RuleModule = Literal["pgx", "dose", "interactions", "monitoring", "populations", "gaps"]
+RULE_MODULES: tuple[str, ...] = get_args(RuleModule)
 
 
 class KnowledgeError(ValueError):

@@ -18,9 +18,6 @@ CBC = ("wbc", "neutrophils", "lymphocytes", "platelets", "hemoglobin")
 LIVER = ("alt", "ast")  # the liver tests whose date says when the liver tests were last done
 # the liver results judged (round-5 H1: the labels name ALP and bilirubin beside the transaminases)
 LIVER_JUDGED = ("alt", "ast", "bilirubin", "alp")
-RULE_IDS = ("monitoring-cbc-due", "cytopenia", "cytopenia-severe", "liver-tests", "metabolites-high",
-            "metabolites-low", "tpmt-activity-high", "aih-liver-baseline", "aih-start-bilirubin",
-            "thioguanine-liver-toxicity", "thioguanine-open-course")
 
 
 # the direction in which a result is worse (for choosing among results of the same date and time):
@@ -71,7 +68,8 @@ def neutrophil_count(facts: ClinicalFacts, max_age_days: int | None = None) -> M
 def neutrophil_gap(facts: ClinicalFacts) -> dict | None:
     """The newest white cell count (within the result age) has no absolute neutrophil count of its date and time,
     sent or calculable: a data gap (the CBC is not complete; a check that could not be done is never dropped).
-    A dict for the data-incomplete card, or None."""
+    A dict for the data-incomplete card, or None: its ``problem`` (a code and values) is worded by the catalogue
+    (catalogue.toml [meta] macros gap_why)."""
     if "labs" in facts.unavailable:
         return None
     age = load().monitoring.cbc.result_max_age_days
@@ -86,19 +84,22 @@ def neutrophil_gap(facts: ClinicalFacts) -> dict | None:
     p = latest(facts, "neutrophils_percent", age)
     when = w.when.date().isoformat()
     what = "absolute neutrophil count"
+    problem: dict
     if p is not None and p.when is not None and p.when.date() >= w.when.date():
-        flagged = f", flagged {p.interpretation} by the laboratory" if p.interpretation not in ("", "<", ">") else ""
-        why = (f"the differential gives neutrophils only as {p.comparator}{p.value:g} % ({p.when.date().isoformat()}"
-               f"{flagged}) and no absolute count; it could not be calculated with the white cell count of {when} "
-               f"({'a limit value' if p.comparator or w.comparator else 'not the same specimen time'})")
+        # only a percentage of the same day: no absolute count sent, and none calculated (a limit value, or not the
+        # same specimen time)
+        problem = {"code": "anc_percent_only", "comparator": p.comparator, "percent": p.value,
+                   "date": p.when.date().isoformat(), "wbc_date": when,
+                   "flag": p.interpretation if p.interpretation not in ("", "<", ">") else "",
+                   "limit": bool(p.comparator or w.comparator)}
         what = f"absolute neutrophil count (only {p.comparator}{p.value:g} % sent)"
     elif _low_wbc(w):
-        why = f"the blood count of {when} has a low white cell count but no absolute neutrophil count"
+        problem = {"code": "anc_missing_low_wbc", "wbc_date": when}
     else:
         # a count without a differential (a CBC ordered without one) and a white cell count that is not low:
         # nothing was sent that the rules could not read, and the cytopenia rule has judged the white cells
         return None
-    return {"what": what, "why": why, "key": "neutrophils", "outcome": "", "sent": ""}
+    return {"what": what, "why": "", "problem": problem, "key": "neutrophils", "outcome": "", "sent": ""}
 
 
 def _low_wbc(w: Measurement) -> bool:
@@ -222,7 +223,7 @@ def absent_count_gaps(facts: ClinicalFacts) -> list[dict]:
     """Blood counts sent with dataAbsentReason, or with status cancelled (round-8 H2): data gaps quoting the reason
     or the status, for the counts of monitoring.toml [cbc] absent_gap_analytes, within result_max_age_days, when
     no readable value of that count of the same time or later exists (one per count: the newest). Dicts for the
-    data-incomplete card."""
+    data-incomplete card: the ``problem`` (code ``count_absent``, as sent) is worded by the catalogue (gap_why)."""
     if "labs" in facts.unavailable or not facts.absent_results:
         return []
     spec = load().monitoring.cbc
@@ -241,16 +242,11 @@ def absent_count_gaps(facts: ClinicalFacts) -> list[dict]:
 
 
 def _absent_gap(r: AbsentResult) -> dict:
-    when = f"the result of {r.when.date().isoformat()}" if r.when else "an undated result"
-    parts = []
-    if r.status == "cancelled":
-        parts.append("has status 'cancelled' (the count was not done"
-                     + (f"; a value '{r.value_text}' was sent with it" if r.value_text else "") + ")")
-    if r.reason:
-        parts.append(f"was sent without a value, dataAbsentReason '{r.reason}'")
-    ref = f" ({r.source_ref})" if r.source_ref else ""
+    problem = {"code": "count_absent", "date": r.when.date().isoformat() if r.when else "", "ref": r.source_ref,
+               "cancelled": r.status == "cancelled", "value_text": r.value_text if r.status == "cancelled" else "",
+               "reason": r.reason}
     sent = f"no value: {r.reason}" if r.reason else f"status {r.status}"
-    return {"what": ANALYTE_LABELS.get(r.analyte, r.analyte), "why": f"{when}{ref} {' and '.join(parts)}",
+    return {"what": ANALYTE_LABELS.get(r.analyte, r.analyte), "why": "", "problem": problem,
             "key": r.analyte, "outcome": "", "sent": sent, "bound_only": False}
 
 

@@ -39,9 +39,6 @@ RANK = {
 _ALLELE = re.compile(r"^\*\d+[A-Z]?$")
 _OPTIONS = re.compile(r"\s+or\s+|,|;|\|")  # ambiguous calls: "*1/*3A or *3B/*3C"
 _GENE_PREFIX: dict[str, re.Pattern[str]] = {g: re.compile(rf"{g}\s*", flags=re.IGNORECASE) for g in GENES}  # "TPMT*1/TPMT*3A"
-RULE_IDS = ("pgx-poor-metabolizer", "pgx-reduce-dose", "pgx-dose-in-reduced-range", "pgx-im-established-dose",
-            "pgx-test-missing", "pgx-indeterminate", "pgx-uninterpretable", "pgx-unavailable", "pgx-im-malignancy-normal-start",
-            "pgx-preliminary-normal")
 
 
 @dataclass
@@ -497,9 +494,11 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
     reference = basis["reference_mg"]
     if reference is None or order.daily_dose is None:
         # no readable daily dose: the reduced range from the weight still gives the mg figure to aim for
-        no_size = "no height on record, so no body surface area or mg/m² normal dose could be computed (record " \
-                  "a current height" + ("" if basis["weight"] else " and weight") + ")" if basis["kind"] == "no_size" else ""
-        values.update(dose_problem=order.dose_problem or no_size, reference=None, target_reference=reference,
+        # why it could not be checked: the order's dose problem as read, else no normal dose for want of a height
+        # (the catalogue words dose_problem_code: [meta] macros pgx_dose_problem)
+        no_size = not order.dose_problem and basis["kind"] == "no_size"
+        values.update(dose_problem=order.dose_problem, dose_problem_code="no_size" if no_size else "",
+                      no_weight=no_size and not basis.get("weight"), reference=None, target_reference=reference,
                       target_low=reference * low_f if reference else None,
                       target_high=reference * high_f if reference else None)
         return Finding("pgx-reduce-dose", order.ref, values, actions, drug=drug, sources=tuple(sources))
@@ -507,9 +506,7 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
         # no usual dose for the indication and size (thioguanine has a per-kg normal dose only in AML, dosing.toml):
         # a band applied to the ordered dose would cut an order already reduced again (issue 17), so no figure
         values.update(reference=None, target_reference=None, target_low=None, target_high=None,
-                      dose_problem="no normal dose is set for this drug for this indication (the thioguanine label "
-                                   "gives one for acute myeloid leukaemia only), and the ordered dose may already be "
-                                   "reduced; apply the band to the usual dose for the indication")
+                      dose_problem="", dose_problem_code="no_normal_dose")
         return Finding("pgx-reduce-dose", order.ref, values, actions, drug=drug, sources=tuple(sources))
     ordered = order.daily_dose.mg
     low, high = reference * low_f, reference * high_f

@@ -14,10 +14,6 @@ from .knowledge_base import load
 from .knowledge_schema import Indication, Oncology, OtherDrug
 from .monitoring import conflicts, latest
 
-RULE_IDS = ("hypersensitivity", "thiopurine-intolerance", "allergy-inactive", "pregnancy", "pregnancy-test-unreadable",
-            "breastfeeding",
-            "renal-impairment", "renal-egfr-not-computed", "elderly")
-
 
 def age_years(facts: ClinicalFacts) -> int | None:
     """The patient's age in whole years today, or None without a birth date."""

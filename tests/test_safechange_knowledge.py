@@ -154,21 +154,112 @@ def _dataclasses_in(tp) -> list[type]:
     return [t for a in typing.get_args(tp) for t in _dataclasses_in(a)]
 
 
-def test_every_rule_id_a_rule_module_writes_is_emitted():
-    """``rules.emitted()`` (what the start-up check finds in the catalogue) holds every literal rule id of a
-    ``Finding(...)`` in rules/ and every rule id rules/ names, and nothing else beside the data-driven ids."""
-    from rules.catalogue import catalogue
+# the calls whose first argument (or ``rule_id=``) is a rule id: a finding, and the dose limit it carries
+RULE_ID_CALLS = ("Finding", "DoseLimit")
+
+
+def _literals(expr: ast.expr) -> tuple[set[str], set[str]]:
+    """The string literals an expression may evaluate to (either branch of a conditional), and the names it reads;
+    ``<finding>.rule_id`` is an id already written elsewhere (a dose limit copied), neither."""
+    if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
+        return {expr.value}, set()
+    if isinstance(expr, ast.IfExp):
+        (a, na), (b, nb) = _literals(expr.body), _literals(expr.orelse)
+        return a | b, na | nb
+    if isinstance(expr, ast.Attribute) and expr.attr == "rule_id":
+        return set(), set()
+    if isinstance(expr, ast.Name):
+        return set(), {expr.id}
+    return set(), {ast.unparse(expr)}
+
+
+def rule_ids_written(path: Path) -> tuple[set[str], set[str]]:
+    """The rule ids a rules module passes to ``Finding(...)`` / ``DoseLimit(...)``: a literal, or a literal the
+    enclosing function assigns to the name it passes (``rule = "pgx-unavailable"``); and the names that could not be
+    resolved so (bound from the data, such as interactions.py's ``rule_id`` of an [others.*] table)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    parent = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+    def scope_of(node: ast.AST) -> ast.AST:
+        while node in parent:
+            node = parent[node]
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                return node
+        return tree
+
+    found: set[str] = set()
+    unresolved: set[str] = set()
+    for call in ast.walk(tree):
+        if not (isinstance(call, ast.Call) and getattr(call.func, "id", None) in RULE_ID_CALLS):
+            continue
+        arg = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "rule_id"), None)
+        if arg is None:
+            continue
+        literals, names = _literals(arg)
+        found |= literals
+        scope = scope_of(call)
+        for name in names:
+            bound = [_literals(a.value) for a in ast.walk(scope) if isinstance(a, ast.Assign)
+                     and any(isinstance(t, ast.Name) and t.id == name for t in a.targets)]
+            if bound and all(not more for _, more in bound):
+                found |= {v for lits, _ in bound for v in lits}
+            else:
+                unresolved.add(name)
+    return found, unresolved
+
+
+def test_each_rule_module_emits_exactly_the_rule_ids_the_data_declares():
+    """No hand-kept list of rule ids: each catalogue entry names its rule module (``module``), and the rule ids each
+    ``rules/<module>.py`` writes into a ``Finding(...)`` (or its ``DoseLimit``) are exactly those the data declares
+    for it (``rules.evaluate.emitted_by``): a new ``Finding("x", ...)`` needs ``module = "<that module>"`` on its
+    catalogue entry, and an entry no module writes is stale. interactions.py also emits one rule id per
+    interactions.toml [others.*] table, from the data (its only rule id that is not a literal)."""
+    from rules.evaluate import emitted_by
     from rules.interactions import other_rule_id
 
-    ids = set(catalogue().entries)
-    literal, named = set(), set()
-    for p in (ROOT / "rules").glob("*.py"):
-        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Finding" and node.args \
-                    and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
-                literal.add(node.args[0].value)
-            elif isinstance(node, ast.Constant) and node.value in ids:
-                named.add(node.value)
     data_driven = {other_rule_id(k) for k in load().interactions.others}
-    assert literal <= rules.emitted()
-    assert named <= rules.emitted() <= named | data_driven
+    for path in sorted((ROOT / "rules").glob("*.py")):
+        written, unresolved = rule_ids_written(path)
+        module = path.stem
+        if module not in ks.RULE_MODULES:
+            assert written == unresolved == set(), (path.name, "writes findings but is not a rule module",
+                                                    written, unresolved)
+            continue
+        declared = set(emitted_by(module))
+        if module == "interactions":
+            assert unresolved == {"rule_id"}, unresolved  # interaction_findings' [others.*] loop
+            assert data_driven <= declared
+            written |= data_driven
+        else:
+            assert unresolved == set(), (path.name, unresolved)
+        assert written <= declared, (f"{path.name} writes rule ids whose catalogue entry does not say "
+                                     f"module = {module!r}: {sorted(written - declared)}")
+        assert declared <= written, (f"catalogue entries say module = {module!r}, but {path.name} never writes them: "
+                                     f"{sorted(declared - written)}")
+    assert rules.emitted() == {*ids_of_catalogue(), *data_driven}
+
+
+def ids_of_catalogue() -> set[str]:
+    from rules.catalogue import catalogue
+
+    return set(catalogue().entries)
+
+
+def test_the_rule_id_scan_sees_literals_conditionals_and_assigned_names(tmp_path: Path):
+    path = tmp_path / "m.py"
+    path.write_text("def f(x, key):\n"
+                    "    rule = 'b' if x else 'c'\n"
+                    "    out = [Finding('a', ''), Finding(rule, ''), Finding('d' if x else 'e', '', dose=DoseLimit('a'))]\n"
+                    "    return out + [Finding(key, '')]\n", encoding="utf-8")
+    assert rule_ids_written(path) == ({"a", "b", "c", "d", "e"}, {"key"})
+
+
+def test_an_unknown_or_missing_rule_module_stops_the_start(scratch):
+    path = scratch / "rules/knowledge/catalogue.toml"
+    text = path.read_text(encoding="utf-8")
+    assert '[rules.elderly]\nmodule = "populations"\n' in text
+    path.write_text(text.replace('[rules.elderly]\nmodule = "populations"\n', '[rules.elderly]\nmodule = "ageing"\n'),
+                    encoding="utf-8")
+    assert_stopped(run_check(scratch), "catalogue.toml", "[rules.elderly]", "'module'", "'ageing'")
+    path.write_text(text.replace('[rules.elderly]\nmodule = "populations"\n', '[rules.elderly]\n'), encoding="utf-8")
+    assert_stopped(run_check(scratch), "catalogue.toml", "[rules.elderly]", "missing key 'module'")
