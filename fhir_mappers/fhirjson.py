@@ -151,23 +151,25 @@ def number(value: Any) -> float | None:
 
 
 def parse_datetime(value: Any) -> datetime | None:
-    """FHIR date / dateTime / instant → aware datetime (dates at 00:00 UTC)."""
+    """FHIR date / dateTime / instant → aware datetime (dates at 00:00 UTC).
+
+    Not memoised: a call's dates are mostly distinct (each result its own time), and a look-up in the call's
+    memo costs more than the parse (``datetime.fromisoformat`` in C)."""
     if not isinstance(value, str) or not value:
         return None
-    return _parse_datetime(str(value))  # str(): a str subclass is not a cache key of its own
-
-
-@call_memo  # the results of one blood draw share their time; datetimes are immutable
-def _parse_datetime(value: str) -> datetime | None:
     s = value.strip()
+    n = len(s)
     try:
-        if len(s) == 4:
-            return datetime(int(s), 1, 1, tzinfo=timezone.utc)
-        if len(s) == 7:
-            return datetime(int(s[:4]), int(s[5:7]), 1, tzinfo=timezone.utc)
-        if len(s) == 10:
+        if n > 10:  # the usual shape: a dateTime or instant
+            dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+        elif n == 10:
             return datetime.fromisoformat(s).replace(tzinfo=timezone.utc)
-        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+        elif n == 4:
+            return datetime(int(s), 1, 1, tzinfo=timezone.utc)
+        elif n == 7:
+            return datetime(int(s[:4]), int(s[5:7]), 1, tzinfo=timezone.utc)
+        else:
+            dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
     except ValueError:
         return None
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
