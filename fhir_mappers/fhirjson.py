@@ -78,6 +78,8 @@ def codings(concept: Any) -> list[dict]:
         if "coding" in concept:
             coding = concept["coding"]
             if type(coding) is list:
+                if len(coding) == 1:  # most concepts carry one coding: no comprehension to set up
+                    return [coding[0]] if isinstance(coding[0], dict) else []
                 return [x for x in coding if isinstance(x, dict)]
             return [coding] if isinstance(coding, dict) else []
         return [concept] if "code" in concept else []
@@ -135,8 +137,11 @@ _INF = float("inf")
 
 
 def number(value: Any) -> float | None:
-    if type(value) is float:  # fast path: most values
-        return value if value == value and value != _INF and value != -_INF else None
+    kind = type(value)
+    if kind is float:  # fast path: most values. x - x is 0.0 for a finite x, NaN for NaN and for either infinity
+        return value if value - value == 0.0 else None
+    if kind is int:  # a JSON integer (bool is not int here)
+        return float(value)
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -210,6 +215,8 @@ def resources_of(value: Any, resource_type: str | None = None) -> Iterator[dict]
     """
     # one list comprehension, not a generator: this walks every entry of every prefetch value several times
     # per call; the resources are picked when called (a later change to ``value`` is not seen)
+    if resource_type is None:
+        return iter(resource_list(value))
     if isinstance(value, dict):
         if value.get("resourceType") == "Bundle":
             items = [e.get("resource") for e in as_list(value.get("entry")) if isinstance(e, dict)]
@@ -219,8 +226,24 @@ def resources_of(value: Any, resource_type: str | None = None) -> Iterator[dict]
         items = value
     else:
         return iter(())
-    if resource_type is None:
-        return iter([r for r in items if isinstance(r, dict) and r.get("resourceType") != "OperationOutcome"])
     if resource_type == "OperationOutcome":  # search warnings are never resources of the answer
         return iter(())
     return iter([r for r in items if isinstance(r, dict) and r.get("resourceType") == resource_type])
+
+
+def resource_list(value: Any) -> list[dict]:
+    """``list(resources_of(value))``: a new list, read once."""
+    if isinstance(value, dict):
+        if value.get("resourceType") == "Bundle":
+            entries = value.get("entry")
+            if type(entries) is list:  # the usual shape: each entry's resource, picked in one pass
+                return [r for e in entries if isinstance(e, dict) and isinstance(r := e.get("resource"), dict)
+                        and r.get("resourceType") != "OperationOutcome"]
+            items = [e.get("resource") for e in as_list(entries) if isinstance(e, dict)]
+        else:
+            items = [value]
+    elif isinstance(value, list):
+        items = value
+    else:
+        return []
+    return [r for r in items if isinstance(r, dict) and r.get("resourceType") != "OperationOutcome"]
