@@ -72,17 +72,18 @@ def as_list(value: Any) -> list:
 def codings(concept: Any) -> list[dict]:
     """Codings of a CodeableConcept (or a Coding, or a list of either)."""
     # fast path for the usual shape, one CodeableConcept (this runs for every code of every resource)
+    if type(concept) is dict:
+        coding = concept.get("coding", _MISSING)
+        if type(coding) is list:
+            if len(coding) == 1:  # most concepts carry one coding: no comprehension to set up
+                first = coding[0]
+                return [first] if isinstance(first, dict) else []
+            return [x for x in coding if isinstance(x, dict)]
+        if coding is _MISSING:
+            return [concept] if "code" in concept else []
+        return [coding] if isinstance(coding, dict) else []
     if concept is None:
         return []
-    if type(concept) is dict:
-        if "coding" in concept:
-            coding = concept["coding"]
-            if type(coding) is list:
-                if len(coding) == 1:  # most concepts carry one coding: no comprehension to set up
-                    return [coding[0]] if isinstance(coding[0], dict) else []
-                return [x for x in coding if isinstance(x, dict)]
-            return [coding] if isinstance(coding, dict) else []
-        return [concept] if "code" in concept else []
     out: list[dict] = []
     for c in as_list(concept):
         if not isinstance(c, dict):

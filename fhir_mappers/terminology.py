@@ -358,10 +358,13 @@ def _names_in(read: tuple[bytes, frozenset[bytes]] | None, heads: Heads) -> tupl
         return None
     low, words = read
     found = [entry for word in heads.keys() & words for entry in heads[word] if entry[2] in low]
-    found += [entry for entry in heads.get(b"", ()) if entry[2] in low]
+    if b"" in heads:
+        found += [entry for entry in heads[b""] if entry[2] in low]
+    if not found:  # the usual answer: no name of the kind
+        return ()
     if len(found) > 1:
         found.sort()
-    return tuple(entry[1] for entry in found)
+    return tuple([entry[1] for entry in found])
 
 
 @lru_cache(maxsize=256)  # keyed by names from the knowledge data only (never by a patient's text)
