@@ -190,16 +190,7 @@ def effective_time(resource: dict) -> datetime | None:
     """When a result was taken: effectiveDateTime, effectiveInstant, issued, else the effectivePeriod's end or
     start (read once per resource: the mapper keeps what it returns)."""
     value = resource.get("effectiveDateTime")
-    if type(value) is str and len(value) > 10 and value[10] == "T":  # the usual shape: a dateTime, parsed here
-        try:
-            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            dt = parse_datetime(value)  # as parse_datetime reads it (surrounding spaces...)
-        else:
-            dt = dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-        if dt:
-            return dt
-    elif value is not None and (dt := parse_datetime(value)):  # the first key read, directly
+    if value is not None and (dt := parse_datetime(value)):  # the usual shape: the first key read, directly
         return dt
     for key in ("effectiveInstant", "issued"):
         dt = parse_datetime(resource.get(key))

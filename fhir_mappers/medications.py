@@ -74,15 +74,11 @@ def read_concept(concept: Any) -> tuple[ConceptCodes, list[str]]:
     system is a string naming WHO ATC or NDC."""
     codes: ConceptCodes = ([], [], [], [])
     words: list[str] = []
-    if type(concept) is dict:  # the usual shape: one CodeableConcept
-        if isinstance(text := concept.get("text"), str):
-            words.append(text)
-    else:
-        for c in as_list(concept):
-            if isinstance(c, str):
-                words.append(c)
-            elif isinstance(c, dict) and isinstance(c.get("text"), str):
-                words.append(c["text"])
+    for c in as_list(concept):
+        if isinstance(c, str):
+            words.append(c)
+        elif isinstance(c, dict) and isinstance(c.get("text"), str):
+            words.append(c["text"])
     for c in codings(concept):
         system = c.get("system")
         if isinstance(system, str):
