@@ -10,7 +10,7 @@ from datetime import date
 from typing import Any, Container, Iterable, Iterator
 
 from .facts import ClinicalFacts, DailyDose, DataGap, MedicationFact, PriorTherapy
-from .fhirjson import concept_text, one_call, parse_date, ref_of, resources_of
+from .fhirjson import concept_text, one_call, parse_date, ref_of, resource_list, resources_of
 from .medications import ingredients_of, medication_concept, medication_fact
 from .observations import (PRELIMINARY_STATUS, analyte_named, classified_measurements, classify, component_results,
                            gene_results, genes_of_uncoded_result, status_observations)
@@ -42,30 +42,41 @@ class Prefetch:
         if patient_id is not None:
             self.identifiers = patient_identifiers(
                 p for p in resources_of(data.get("patient"), "Patient") if other_patient(p, patient_id) is None)
+        # one walk of each value's resources: each is judged (whose data it is) and filed under its type at once
         for key, value in data.items():
-            items = list(resources_of(value))
-            if patient_id is not None:
+            items = resource_list(value)
+            groups: dict[str, list[dict]] = {}
+            if patient_id is None:
+                for r in items:
+                    rtype = r.get("resourceType")
+                    if isinstance(rtype, str):  # a list or object here is no resource type any mapper reads
+                        group = groups.get(rtype)
+                        if group is None:
+                            groups[rtype] = [r]
+                        else:
+                            group.append(r)
+            else:
                 kept = []
                 full_urls = self.full_urls[key] = BundlePatients(value)
+                identifiers = self.identifiers
+                # a Patient is compared only where it is read (the ``patient`` key), not as a search's _include
+                include_patients = key != "patient"
                 for r in items:
-                    # a Patient is compared only where it is read (the ``patient`` key), not as a search's _include
-                    verdict = None if key != "patient" and r.get("resourceType") == "Patient" else \
-                        patient_verdict(r, patient_id, self.identifiers, full_urls, bases)  # bases: round-11 H2
-                    if verdict is None:
-                        kept.append(r)
-                    else:
+                    rtype = r.get("resourceType")
+                    verdict = None if include_patients and rtype == "Patient" else \
+                        patient_verdict(r, patient_id, identifiers, full_urls, bases)  # bases: round-11 H2
+                    if verdict is not None:
                         (self.set_aside if verdict[0] else self.unconfirmed).setdefault(key, []).append(
                             (r, verdict[1]))
+                        continue
+                    kept.append(r)
+                    if isinstance(rtype, str):
+                        group = groups.get(rtype)
+                        if group is None:
+                            groups[rtype] = [r]
+                        else:
+                            group.append(r)
                 items = kept
-            groups: dict[str, list[dict]] = {}
-            for r in items:
-                rtype = r.get("resourceType")
-                if isinstance(rtype, str):  # a list or object here is no resource type any mapper reads
-                    group = groups.get(rtype)
-                    if group is None:
-                        groups[rtype] = [r]
-                    else:
-                        group.append(r)
             self.in_order[key] = items
             self.by_type[key] = groups
 

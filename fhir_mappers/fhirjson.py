@@ -72,15 +72,18 @@ def as_list(value: Any) -> list:
 def codings(concept: Any) -> list[dict]:
     """Codings of a CodeableConcept (or a Coding, or a list of either)."""
     # fast path for the usual shape, one CodeableConcept (this runs for every code of every resource)
+    if type(concept) is dict:
+        coding = concept.get("coding", _MISSING)
+        if type(coding) is list:
+            if len(coding) == 1:  # most concepts carry one coding: no comprehension to set up
+                first = coding[0]
+                return [first] if isinstance(first, dict) else []
+            return [x for x in coding if isinstance(x, dict)]
+        if coding is _MISSING:
+            return [concept] if "code" in concept else []
+        return [coding] if isinstance(coding, dict) else []
     if concept is None:
         return []
-    if type(concept) is dict:
-        if "coding" in concept:
-            coding = concept["coding"]
-            if type(coding) is list:
-                return [x for x in coding if isinstance(x, dict)]
-            return [coding] if isinstance(coding, dict) else []
-        return [concept] if "code" in concept else []
     out: list[dict] = []
     for c in as_list(concept):
         if not isinstance(c, dict):
@@ -135,8 +138,11 @@ _INF = float("inf")
 
 
 def number(value: Any) -> float | None:
-    if type(value) is float:  # fast path: most values
-        return value if value == value and value != _INF and value != -_INF else None
+    kind = type(value)
+    if kind is float:  # fast path: most values. x - x is 0.0 for a finite x, NaN for NaN and for either infinity
+        return value if value - value == 0.0 else None
+    if kind is int:  # a JSON integer (bool is not int here)
+        return float(value)
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -151,23 +157,25 @@ def number(value: Any) -> float | None:
 
 
 def parse_datetime(value: Any) -> datetime | None:
-    """FHIR date / dateTime / instant → aware datetime (dates at 00:00 UTC)."""
+    """FHIR date / dateTime / instant → aware datetime (dates at 00:00 UTC).
+
+    Not memoised: a call's dates are mostly distinct (each result its own time), and a look-up in the call's
+    memo costs more than the parse (``datetime.fromisoformat`` in C)."""
     if not isinstance(value, str) or not value:
         return None
-    return _parse_datetime(str(value))  # str(): a str subclass is not a cache key of its own
-
-
-@call_memo  # the results of one blood draw share their time; datetimes are immutable
-def _parse_datetime(value: str) -> datetime | None:
     s = value.strip()
+    n = len(s)
     try:
-        if len(s) == 4:
-            return datetime(int(s), 1, 1, tzinfo=timezone.utc)
-        if len(s) == 7:
-            return datetime(int(s[:4]), int(s[5:7]), 1, tzinfo=timezone.utc)
-        if len(s) == 10:
+        if n > 10:  # the usual shape: a dateTime or instant
+            dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+        elif n == 10:
             return datetime.fromisoformat(s).replace(tzinfo=timezone.utc)
-        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+        elif n == 4:
+            return datetime(int(s), 1, 1, tzinfo=timezone.utc)
+        elif n == 7:
+            return datetime(int(s[:4]), int(s[5:7]), 1, tzinfo=timezone.utc)
+        else:
+            dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
     except ValueError:
         return None
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
@@ -208,6 +216,8 @@ def resources_of(value: Any, resource_type: str | None = None) -> Iterator[dict]
     """
     # one list comprehension, not a generator: this walks every entry of every prefetch value several times
     # per call; the resources are picked when called (a later change to ``value`` is not seen)
+    if resource_type is None:
+        return iter(resource_list(value))
     if isinstance(value, dict):
         if value.get("resourceType") == "Bundle":
             items = [e.get("resource") for e in as_list(value.get("entry")) if isinstance(e, dict)]
@@ -217,8 +227,24 @@ def resources_of(value: Any, resource_type: str | None = None) -> Iterator[dict]
         items = value
     else:
         return iter(())
-    if resource_type is None:
-        return iter([r for r in items if isinstance(r, dict) and r.get("resourceType") != "OperationOutcome"])
     if resource_type == "OperationOutcome":  # search warnings are never resources of the answer
         return iter(())
     return iter([r for r in items if isinstance(r, dict) and r.get("resourceType") == resource_type])
+
+
+def resource_list(value: Any) -> list[dict]:
+    """``list(resources_of(value))``: a new list, read once."""
+    if isinstance(value, dict):
+        if value.get("resourceType") == "Bundle":
+            entries = value.get("entry")
+            if type(entries) is list:  # the usual shape: each entry's resource, picked in one pass
+                return [r for e in entries if isinstance(e, dict) and isinstance(r := e.get("resource"), dict)
+                        and r.get("resourceType") != "OperationOutcome"]
+            items = [e.get("resource") for e in as_list(entries) if isinstance(e, dict)]
+        else:
+            items = [value]
+    elif isinstance(value, list):
+        items = value
+    else:
+        return []
+    return [r for r in items if isinstance(r, dict) and r.get("resourceType") != "OperationOutcome"]

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .facts import DailyDose, MedicationFact, PriorTherapy
-from .fhirjson import call_memo, all_text, as_list, code_keys, codes_in, codings, concept_text, number, parse_date, ref_of
-from .terminology import (ATC, CVX, NDC, RXNORM, UCUM, cvx_code, ingredients_in_text, ndc_vaccine, norm_unit, terminology,
-                          text_vaccines_beside, vaccines_in_text)
+from .fhirjson import call_memo, as_list, code_keys, codings, concept_text, number, parse_date, ref_of
+from .terminology import (ATC, CVX, NDC, RXNORM, UCUM, cvx_code, ingredients_in_text, names_in_text, ndc_vaccine, norm_unit,
+                          terminology, text_vaccines_beside, vaccines_in_text)
 
 # v3 GTSAbbreviation timing codes → administrations per day
 _TIMING_CODES = {
@@ -59,30 +59,71 @@ def find_medication(target: str, medications: dict[str, dict]) -> dict | None:
     return med
 
 
-def _codes_of(concept: Any, systems: frozenset[str]) -> list[str]:
-    """Codes of the codings whose system is one of ``systems`` (the same code system under its URI and OID)."""
-    return [str(c["code"]) for c in codings(concept)
-            if isinstance(c.get("system"), str) and c["system"] in systems and c.get("code") is not None]
+# the code systems a medication concept is read in (WHO ATC and NDC under their URI and their OID): the place of
+# each one's codes in ``ConceptCodes``
+_RXNORM, _CVX, _ATC, _NDC = range(4)
+_KIND_OF_SYSTEM: dict[str, int] = {RXNORM: _RXNORM, CVX: _CVX, **dict.fromkeys(ATC, _ATC), **dict.fromkeys(NDC, _NDC)}
+# a concept's codes (each ``str(code)``, in coding order) of RxNorm, CVX, WHO ATC and NDC codings, in that order
+ConceptCodes = tuple[list[str], list[str], list[str], list[str]]
+
+
+def read_concept(concept: Any) -> tuple[ConceptCodes, list[str]]:
+    """A medication concept read in one walk: (its codes by system, ``ConceptCodes``; its words: the texts, then
+    the codings' displays). ``concept_text(concept)`` is the first of the words (or ""), ``all_text(concept)``
+    all of them joined by " | "; the codes are those ``codes_in`` reads (RxNorm, CVX) and the codings whose
+    system is a string naming WHO ATC or NDC."""
+    codes: ConceptCodes = ([], [], [], [])
+    words: list[str] = []
+    for c in as_list(concept):
+        if isinstance(c, str):
+            words.append(c)
+        elif isinstance(c, dict) and isinstance(c.get("text"), str):
+            words.append(c["text"])
+    for c in codings(concept):
+        system = c.get("system")
+        if isinstance(system, str):
+            kind = _KIND_OF_SYSTEM.get(system)
+            if kind is not None and c.get("code") is not None:
+                codes[kind].append(str(c["code"]))
+        display = c.get("display")
+        if isinstance(display, str):
+            words.append(display)
+    return codes, words
+
+
+def _coded_ingredients(codes: ConceptCodes) -> set[str]:
+    """The ingredients a concept's RxNorm and WHO ATC codes name."""
+    t = terminology()
+    found = {t.rxnorm[c] for c in codes[_RXNORM] if c in t.rxnorm}
+    if codes[_ATC]:
+        found |= {t.atc[c.strip().upper()] for c in codes[_ATC] if c.strip().upper() in t.atc}
+    return found
+
+
+def _coded_vaccines(codes: ConceptCodes) -> set[str]:
+    """The CVX codes of the vaccines a concept's codes name: CVX codes (a dropped leading zero restored), the NDC
+    of a live vaccine product, a WHO ATC live-vaccine code."""
+    found = {cvx_code(c) for c in codes[_CVX]}
+    for c in codes[_NDC]:
+        if (cvx := ndc_vaccine(c)) is not None:
+            found.add(cvx)
+    if codes[_ATC]:
+        t = terminology()
+        found |= {t.atc_vaccines[c.strip().upper()] for c in codes[_ATC] if c.strip().upper() in t.atc_vaccines}
+    return found
 
 
 def ingredients_of(concept: Any, text: str | None = None) -> set[str]:
     """Ingredients named by RxNorm or WHO ATC code or in the concept's words (``text``: ``all_text(concept)``, if
     already read)."""
-    t = terminology()
-    found = {t.rxnorm[c] for c in codes_in(concept, RXNORM) if c in t.rxnorm}
-    found |= {t.atc[c.strip().upper()] for c in _codes_of(concept, ATC) if c.strip().upper() in t.atc}
-    return found | ingredients_in_text(all_text(concept) if text is None else text)
+    codes, words = read_concept(concept)
+    return _coded_ingredients(codes) | ingredients_in_text(" | ".join(words) if text is None else text)
 
 
 def vaccine_codes_of(concept: Any, text: str) -> set[str]:
     """CVX codes of the vaccines a concept names: CVX codes (a dropped leading zero restored), the NDC of a live
     vaccine product, a WHO ATC live-vaccine code, or a vaccine named in its words (``text``)."""
-    t = terminology()
-    found = {cvx_code(c) for c in codes_in(concept, CVX)}
-    for c in _codes_of(concept, NDC):
-        if (cvx := ndc_vaccine(c)) is not None:
-            found.add(cvx)
-    found |= {t.atc_vaccines[c.strip().upper()] for c in _codes_of(concept, ATC) if c.strip().upper() in t.atc_vaccines}
+    found = _coded_vaccines(read_concept(concept)[0])
     return found | text_vaccines_beside(found, vaccines_in_text(text))
 
 
@@ -152,8 +193,13 @@ def strength_of(concept: Any, medication: dict | None = None) -> Strength:
     ingredient strength, or the product name ("mercaptopurine 10 MG Oral
     Tablet", "Tabloid 40 mg", "20 MG/ML Oral Suspension"). Two different
     strengths named -> unknown, never a guess."""
+    codes, words = read_concept(concept)
+    return _strength(codes[_RXNORM], words, medication)
+
+
+def _strength(codes: list[str], words: list[str], medication: dict | None) -> Strength:
+    """``strength_of`` a concept read by ``read_concept``: its RxNorm ``codes`` and its ``words``."""
     t = terminology()
-    codes = codes_in(concept, RXNORM)
     per_unit = {t.unit_strength_mg[c] for c in codes if c in t.unit_strength_mg}
     per_ml = {t.ml_strength_mg[c] for c in codes if c in t.ml_strength_mg}
     if not per_unit and not per_ml and isinstance(medication, dict):
@@ -170,7 +216,7 @@ def strength_of(concept: Any, medication: dict | None = None) -> Strength:
                 elif den_unit in t.unit_dose_units or not den_unit:
                     per_unit.add(n_mg / den_value)
     if not per_unit and not per_ml:
-        text = all_text(concept) + " | " + (concept_text(medication.get("code")) if isinstance(medication, dict) else "")
+        text = " | ".join(words) + " | " + (concept_text(medication.get("code")) if isinstance(medication, dict) else "")
         named_per_unit, named_per_ml = _strengths_named(text)
         per_unit |= named_per_unit
         per_ml |= named_per_ml
@@ -317,6 +363,9 @@ class DoseReading:
     per_m2: bool = False  # dose is mg/m2/day: needs the body surface area (rules.evaluate.per_m2_doses)
 
 
+_NO_READING = DoseReading(None)  # the reading of an order whose dose is not read (no known ingredient); never changed
+
+
 def read_dose(resource: dict, strength: Strength) -> DoseReading:
     """Daily amount in mg from ``dosageInstruction`` (doses in the same
     ``sequence`` add up; of several sequences the largest counts). A schedule
@@ -443,24 +492,33 @@ def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, di
     original = resource
     if rtype == "MedicationStatement":
         resource = _statement_as_order(resource)
-    concept = medication_concept(resource, medications or {})
     if rtype == "Immunization":
-        concept = resource.get("vaccineCode")
-    text = all_text(concept)
-    cvx = vaccine_codes_of(concept, text)
+        concept, medication = resource.get("vaccineCode"), None
+    else:
+        concept = medication_concept(resource, medications or {})
+        medication = _medication_resource(resource, medications or {})
+    # the concept is read once: its codes and words serve the vaccine, the ingredients, the strength and the name
+    codes, words = read_concept(concept)
+    named, vaccines_named = names_in_text(" | ".join(words))  # ingredients_in_text, vaccines_in_text
+    cvx = _coded_vaccines(codes)
+    if vaccines_named:
+        cvx |= text_vaccines_beside(cvx, set(vaccines_named))
     if rtype == "ServiceRequest" and not cvx:
         return None
-    ingredients = ingredients_of(concept, text)
-    medication = _medication_resource(resource, medications or {}) if rtype != "Immunization" else None
+    ingredients = _coded_ingredients(codes) | named
     item_names = []
     if isinstance(medication, dict) and medication.get("ingredient"):
         for item in _item_concepts(medication, resource):
             ingredients |= ingredients_of(item)
             item_names.append(concept_text(item))
-    reading = DoseReading(None)
+    reading = _NO_READING
     if ingredients and rtype != "Immunization":
-        reading = read_dose(resource, strength_of(concept, medication))
+        reading = read_dose(resource, _strength(codes[_RXNORM], words, medication))
     dose, problem, per_kg, per_m2 = reading.dose, reading.problem, None, None
+    # what the order renews or replaces (priorPrescription, basedOn): most orders name neither
+    renews = rtype == "MedicationRequest" and (resource.get("priorPrescription") is not None
+                                               or resource.get("basedOn") is not None)
+    reasons = resource.get("reasonCode")
     if reading.per_kg and dose is not None:  # mg/kg/day: build_facts multiplies it by the body weight
         dose, per_kg, problem = None, dose, "the dose is ordered in mg/kg and no body weight is on record"
     elif reading.per_m2 and reading.dose is not None:  # mg/m2/day: the rules multiply it by the body surface area
@@ -470,7 +528,7 @@ def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, di
     return MedicationFact(
         ref=ref_of(resource),
         ingredients=frozenset(ingredients),
-        display=concept_text(concept) or " / ".join(n for n in item_names if n) or ", ".join(sorted(ingredients))
+        display=(words[0] if words else "") or " / ".join(n for n in item_names if n) or ", ".join(sorted(ingredients))
         or "unnamed medication",
         status=str(resource.get("status") or ""),
         is_draft=is_draft,
@@ -478,12 +536,12 @@ def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, di
         daily_dose=dose,
         dose_problem=problem,
         vaccine_codes=frozenset(cvx),
-        reason_codes=frozenset(k for rc in as_list(resource.get("reasonCode")) for k in code_keys(rc)),
+        reason_codes=frozenset(k for rc in as_list(reasons) for k in code_keys(rc)) if reasons is not None else frozenset(),
         schedule_problem=reading.schedule_problem,
         dose_per_kg=per_kg,
         dose_per_m2=per_m2,
-        prior_therapy=_prior_therapy(resource) if rtype == "MedicationRequest" else None,
-        replaces=_replaced_refs(resource) if rtype == "MedicationRequest" else frozenset(),
+        prior_therapy=_prior_therapy(resource) if renews else None,
+        replaces=_replaced_refs(resource) if renews else frozenset(),
         resource=original,
         bounded=_bounded(resource),
     )

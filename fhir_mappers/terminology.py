@@ -292,6 +292,14 @@ def vaccines_in_text(text: str) -> set[str]:
     return set(_vaccines_in_text(text or ""))
 
 
+@call_memo  # an order's drug text: read once per call for drug names and vaccine names together
+def names_in_text(text: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(``ingredients_in_text``, ``vaccines_in_text``) of one text, its words read once (a medication order is
+    searched for both). Memoised for one call only; the sets are the memo's: never changed by the caller."""
+    read = _words_of(text)
+    return _ingredients_found(text, read), _vaccines_found(text, read)
+
+
 def vaccine_family(name: str) -> str:
     """The vaccine a CVX name is a formulation of: "rotavirus, pentavalent, live (RV5)" -> "rotavirus";
     a comma inside parentheses does not end it: "MMR (measles, mumps, rubella), live" -> "MMR (measles, mumps,
@@ -334,29 +342,32 @@ def _heads(names: dict[str, str]) -> Heads:
     return {k: tuple(v) for k, v in heads.items()}
 
 
-@call_memo  # the same drug text is searched for drug names and for vaccine names
 def _words_of(text: str) -> tuple[bytes, frozenset[bytes]] | None:
-    """(the text in lower case, its words) for ASCII text; None for other text."""
+    """(the text in lower case, its words) for ASCII text; None for other text. Not memoised: a few C calls, less
+    than a look-up in the call's memo (``names_in_text`` reads a text's words once for both kinds of name)."""
     if not text.isascii():
         return None
     low = text.encode("ascii").lower()
     return low, frozenset(low.translate(_NOT_WORD).split())
 
 
-def _names_in(text: str, heads: Heads) -> tuple[str, ...] | None:
+def _names_in(read: tuple[bytes, frozenset[bytes]] | None, heads: Heads) -> tuple[str, ...] | None:
     r"""The names that can match in ``text``, in the pattern's order; None when the text is not ASCII (then only
     the full pattern can say). In ASCII text a match of a name starts after a character that is not [\w-] and
     its first word is followed by one (or the name ends there, followed by one): the text has that first word
-    as a whole word, and the lower-case text contains the name (every name is lower-case ASCII)."""
-    read = _words_of(text)
+    as a whole word, and the lower-case text contains the name (every name is lower-case ASCII). ``read``:
+    ``_words_of(text)``."""
     if read is None:
         return None
     low, words = read
     found = [entry for word in heads.keys() & words for entry in heads[word] if entry[2] in low]
-    found += [entry for entry in heads.get(b"", ()) if entry[2] in low]
+    if b"" in heads:
+        found += [entry for entry in heads[b""] if entry[2] in low]
+    if not found:  # the usual answer: no name of the kind
+        return ()
     if len(found) > 1:
         found.sort()
-    return tuple(entry[1] for entry in found)
+    return tuple([entry[1] for entry in found])
 
 
 @lru_cache(maxsize=256)  # keyed by names from the knowledge data only (never by a patient's text)
@@ -386,17 +397,22 @@ _JOINING_HYPHEN = re.compile(r"(?<=[^\W\d_])-(?=[^\W\d_])")
 
 @call_memo
 def _ingredients_in_text(text: str) -> frozenset[str]:
-    found = _names_found(text)
+    return _ingredients_found(text, _words_of(text))
+
+
+def _ingredients_found(text: str, read: tuple[bytes, frozenset[bytes]] | None) -> frozenset[str]:
+    """``_ingredients_in_text`` of ``text`` whose words (``_words_of``) are ``read``."""
+    found = _names_found(text, read)
     if "-" in text:
         split = _JOINING_HYPHEN.sub(" ", text)
         if split != text:
-            found |= _names_found(split)
+            found |= _names_found(split, _words_of(split))
     return found
 
 
-def _names_found(text: str) -> frozenset[str]:
+def _names_found(text: str, read: tuple[bytes, frozenset[bytes]] | None) -> frozenset[str]:
     t = terminology()
-    names = _names_in(text, t.name_heads)
+    names = _names_in(read, t.name_heads)
     if names == ():
         return frozenset()
     pattern = t.name_pattern if names is None else _pattern_of(names)
@@ -405,8 +421,13 @@ def _names_found(text: str) -> frozenset[str]:
 
 @call_memo
 def _vaccines_in_text(text: str) -> frozenset[str]:
+    return _vaccines_found(text, _words_of(text))
+
+
+def _vaccines_found(text: str, read: tuple[bytes, frozenset[bytes]] | None) -> frozenset[str]:
+    """``_vaccines_in_text`` of ``text`` whose words (``_words_of``) are ``read``."""
     t = terminology()
-    names = _names_in(text, t.vaccine_heads)
+    names = _names_in(read, t.vaccine_heads)
     if names == ():  # no vaccine named: none, whether or not an immune globulin is
         return frozenset()
     if t.not_vaccine_pattern.search(text):  # VariZIG, HBIG, IVIG: immune globulins, not vaccines

@@ -168,13 +168,18 @@ def _realistic_data() -> tuple[list[dict], dict]:
 def test_each_prefetch_value_is_walked_once(monkeypatch) -> None:
     drafts, prefetch = _realistic_data()
     walked: list[int] = []
-    real = build_module.resources_of
+    real, real_list = build_module.resources_of, build_module.resource_list
 
     def counting(value, resource_type=None):
         walked.append(id(value))
         return real(value, resource_type)
 
+    def counting_list(value):
+        walked.append(id(value))
+        return real_list(value)
+
     monkeypatch.setattr(build_module, "resources_of", counting)
+    monkeypatch.setattr(build_module, "resource_list", counting_list)  # the walk of ``Prefetch``
     build_facts(drafts, prefetch, today=date(2026, 12, 7))
     prefetch_walks = [w for w in walked if w in {id(v) for v in prefetch.values()}]
     assert sorted(prefetch_walks) == sorted(id(v) for v in prefetch.values())  # each value once, no more
