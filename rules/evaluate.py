@@ -24,7 +24,7 @@ from .interactions import interaction_findings
 from .knowledge_base import load, version_key
 from .knowledge_schema import RULE_MODULES
 from .monitoring import aih_start_findings, cbc_due_findings, lab_findings, thioguanine_liver_findings, tpmt_high_findings
-from .pgx import pgx_findings
+from .pgx import active_order_pgx_findings, pgx_findings
 from .plausibility import implausible_labs
 from .populations import population_findings
 
@@ -279,6 +279,10 @@ def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list
     findings += population_findings(facts, ctx)        # hypersensitivity first: it outranks dosing
     findings += pgx_findings(facts, weight_max_age_days=days, guideline=options.guideline, ctx=ctx)
     findings += interaction_findings(facts, options.weight_max_age_days)
+    # round-12 H1: an active thiopurine order an interaction card doses (allopurinol newly ordered) gets its
+    # TPMT/NUDT15 findings too: one plan from every finding that changes its dose, as when it is the draft
+    findings += active_order_pgx_findings(facts, findings, weight_max_age_days=days, guideline=options.guideline,
+                                          ctx=ctx)
     findings += dose_findings(facts, days, ctx)
     findings += schedule_error_findings(facts, ctx)
     findings += weight_findings(facts, days, ctx)

@@ -25,7 +25,10 @@ INTERACTION_ONLY_GROUPS = frozenset({"patient", "medications", "past_medications
 # an allopurinol (xanthine oxidase inhibitor) order also reads weight, height and conditions: its card states the
 # active thiopurine's dose, one-quarter to one-third of the usual dose for the indication and body size (never a
 # 50-kg reference adult's when the weight is on record; audit round 2, allopurinol-new-order-on-aza-150)
-XOI_DOSE_GROUPS = frozenset({"weight", "height", "conditions"})
+# round-12 H1: and the TPMT / NUDT15 results: the active thiopurine's one dose plan takes its PGx band too (a poor
+# metabolizer is told the alternative, not a reduced dose), as when the thiopurine is the draft (rules.pgx
+# active_order_pgx_findings)
+XOI_DOSE_GROUPS = frozenset({"weight", "height", "conditions", "pgx"})
 
 
 def groups_needed(orders: list[MedicationFact], keys) -> set[str]:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from fhir_mappers.facts import ClinicalFacts, Gene, GeneResult, MedicationFact
 
-from .common import below, drug_spec, lab_flag
+from .common import below, drug_spec, lab_flag, thiopurine_of
 from .context import CallContext, context_of
 from .dose import range_spec
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
@@ -270,6 +270,38 @@ def pgx_findings(facts: ClinicalFacts, *, weight_max_age_days: int = 90, guideli
         if finding is not None:
             findings.append(finding)
     return findings
+
+
+# the TPMT/NUDT15 findings an active order another finding doses gets (round-12 H1): those that change its dose or
+# stop it, and a result that could not be retrieved or read (a check not done is named, never dropped); not a test
+# never done or an indeterminate one (the start's business) nor a note
+ACTIVE_ORDER_RULES = frozenset({"pgx-poor-metabolizer", "pgx-reduce-dose", "pgx-dose-in-reduced-range",
+                                "pgx-unavailable", "pgx-uninterpretable"})
+
+
+def active_order_pgx_findings(facts: ClinicalFacts, findings: list[Finding], *, weight_max_age_days: int = 90,
+                              guideline: str = "cpic", ctx: CallContext | None = None) -> list[Finding]:
+    """Round-12 H1 (one order, one answer, whichever order is the draft): an active thiopurine order that another
+    finding doses (allopurinol newly ordered: one-third to one-quarter of the dose taken) gets the same TPMT/NUDT15
+    findings that change its dose as it would as the draft, so its one dose plan is built from both (the band and
+    the fraction), and a poor metabolizer outside malignancy is told CPIC's alternative, not a reduced dose. Only
+    the findings that change the dose or stop the order, or say the results could not be retrieved or read
+    (``ACTIVE_ORDER_RULES``): a test never done or a note is the start's business, not this order's. The finding says the order is active (``values["active_order"]``)."""
+    ctx = context_of(facts, ctx)
+    drafts = {id(o) for o, _ in ctx.thiopurine_orders}
+    dosed = {f.order_ref for f in findings if f.dose is not None and f.order_ref}
+    orders = [(m, drug) for m in facts.active_medications
+              if m.ref in dosed and id(m) not in drafts and not m.is_draft and (drug := thiopurine_of(m))]
+    if not orders:
+        return []
+    st = statuses(facts, ctx)
+    out = []
+    for order, drug in orders:
+        finding = _for_order(ctx, order, drug, st, weight_max_age_days, guideline)
+        if finding is not None and finding.rule_id in ACTIVE_ORDER_RULES:
+            finding.values["active_order"] = True
+            out.append(finding)
+    return out
 
 
 def _band(spec: PgxDrug, inter: list[GeneStatus]) -> Band:
