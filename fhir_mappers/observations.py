@@ -477,7 +477,7 @@ def component_results(obs: dict, kind: ObservationKind = "numeric") -> list[dict
     if not parts:
         return []
     t = terminology()
-    if kind != "numeric":
+    if kind != "numeric" and not is_gene_panel(obs):
         parts = [c for c in parts if (found := classify(c))[0] == "numeric" and found[1] is not None]
         if not parts:
             return []
@@ -485,15 +485,85 @@ def component_results(obs: dict, kind: ObservationKind = "numeric") -> list[dict
     base["resourceType"] = "Observation"
     base[PANEL] = panel_name(obs)
     genes = [c for c in parts if code_keys(c.get("code")) & t.gene_component_codes]
+    results = [c for c in parts if not any(c is g for g in genes) and classify(c)[0] == "genomic"]
+    pairing = _gene_pairing(parts, genes, results)
     out = []
     for c in parts:
         if genes and any(c is g for g in genes):
             continue
         result = {**base, **{k: v for k in _COMPONENT_MEMBERS if (v := c.get(k)) is not None}}
-        if genes and classify(result)[0] == "genomic":
-            result["component"] = genes
+        if any(c is r for r in results):
+            _pair_gene(result, c, genes, pairing, obs)
         out.append(result)
     return out
+
+
+# ------------------------------------------------------------------ gene panels (round-12 H2)
+
+# A TPMT / NUDT15 result sent as a panel: a genotype-coded Observation (93193-1 "TPMT and NUDT15 panel", or any code
+# on the genotype list) with no value of its own whose genotype / phenotype results are components (84413-4 genotype
+# display name, 79713-4 / 53040-2 phenotype, each with the 48018-6 gene-studied component it is paired with). Its
+# components are read as gene results of their own, through the same path as under a report code (51969-4), and the
+# panel is then not also a result of its own. Which gene a component is about: the gene its own value names ("TPMT
+# *1/*3A"); else, the panel's one gene; else the gene-studied component it is paired with by the panel's layout
+# (gene then its results, or results then their gene, every gene-studied component with a result of its own). A
+# component whose gene cannot be told is a result found but unreadable for each gene the panel names: never dropped,
+# never read as the other gene's.
+GENES_UNPAIRED = "_genes_unpaired"  # key of a component result whose gene could not be told: the genes it may be about
+_VALUE_MEMBERS = tuple(k for k in _COMPONENT_MEMBERS if k.startswith("value"))
+
+
+def is_gene_panel(obs: dict) -> bool:
+    """A TPMT / NUDT15 genotype or phenotype Observation with no value of its own whose components carry
+    genotype or phenotype results (round-12 H2)."""
+    if any(obs.get(k) is not None for k in _VALUE_MEMBERS):
+        return False
+    t = terminology()
+    return any(type(c) is dict and bool(code_keys(c.get("code")) & (t.genotype_codes | t.phenotype_codes))
+               for c in as_list(obs.get("component")))
+
+
+def _gene_pairing(parts: list[dict], genes: list[dict], results: list[dict]) -> dict[int, dict] | None:
+    """Each genotype / phenotype component (by id) -> the gene-studied component the panel's layout pairs it with,
+    when the panel names more than one gene: gene first then its results (or results then their gene), every
+    gene-studied component with at least one result. None when the layout pairs them no such way."""
+    if len({g for c in genes for g in _genes_in_concept(c.get("valueCodeableConcept"))}) < 2 or not results:
+        return None
+    seq = [c for c in parts if any(c is g for g in genes) or any(c is r for r in results)]
+    gene_first = any(seq[0] is g for g in genes)
+    pairs: dict[int, dict] = {}
+    current: dict | None = None
+    for c in (seq if gene_first else reversed(seq)):
+        if any(c is g for g in genes):
+            current = c
+        elif current is not None:
+            pairs[id(c)] = current
+    used = {id(g) for g in pairs.values()}
+    if len(pairs) < len(results) or any(id(g) not in used for g in genes):
+        return None
+    return pairs
+
+
+def _pair_gene(result: dict, comp: dict, genes: list[dict], pairing: dict[int, dict] | None, panel: dict) -> None:
+    """Attach to a genotype / phenotype component read as a result the gene-studied component(s) it is about
+    (``_genes_named`` then reads the gene from them), or mark it ``GENES_UNPAIRED`` with the genes it may be about."""
+    if _GENE_WORD.search(_value_text(comp)):
+        return  # its own value names the gene ("TPMT *1/*3A", "NUDT15 normal metabolizer")
+    named = {g for c in genes for g in _genes_in_concept(c.get("valueCodeableConcept"))}
+    if len(named) == 1:
+        result["component"] = genes
+        return
+    if pairing is not None and id(comp) in pairing:
+        result["component"] = [pairing[id(comp)]]
+        return
+    if not named and _genes_named(result):
+        return  # its code or name tells the gene (79713-4 is TPMT's phenotype)
+    may_be = named | (_genes_in_words(panel) & set(_GENES))
+    if len(may_be) == 1:
+        result["component"] = [{"code": {"coding": [{"system": LOINC, "code": "48018-6"}]},
+                                "valueCodeableConcept": {"text": next(iter(may_be))}}]
+    elif may_be:
+        result[GENES_UNPAIRED] = sorted(may_be)
 
 
 # ------------------------------------------------------------------ classification
@@ -754,6 +824,13 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
                      for g in genes_by_id.get(str(d.get("reference")).rsplit("/", 1)[-1], set())}
         when, ref, prelim = effective_time(obs), ref_of(obs), is_preliminary(obs)
         raw = _value_text(obs).strip()
+        if obs.get(GENES_UNPAIRED):  # a panel component whose gene could not be told (round-12 H2)
+            name = concept_text(obs.get("code")) or ", ".join(sorted(codes_in(obs.get("code"), LOINC)))
+            for gene in obs[GENES_UNPAIRED]:
+                out.append(GeneResult(gene, "unreadable", f"{name}: {raw or '(no value)'}"[:100], when, ref, prelim,
+                                      f"a component of {obs.get(PANEL) or 'a panel'} that names no gene, in a panel of "
+                                      f"{' and '.join(obs[GENES_UNPAIRED])}: which gene it is about cannot be told"))
+            continue
         for gene in sorted(genes):
             if is_genotype:
                 value, note = _diplotype(raw, gene)
