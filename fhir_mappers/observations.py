@@ -707,6 +707,10 @@ def _uncoded_result(obs: dict, gene: Gene) -> GeneResult:
     raw = _as_sent_value(obs)
     loincs = sorted(codes_in(obs.get("code"), LOINC))
     quoted = f"{name}: {raw}" if name and raw else (raw or name or "(no value)")
+    answer = None if loincs else _answer_term(obs.get("valueCodeableConcept"))
+    if answer:  # a LOINC metabolizer answer code as the value (round-12 H2: an answer code, not words, is read)
+        return GeneResult(gene, "phenotype", answer, when, ref, prelim,
+                          f"read from the LOINC answer code ('{quoted[:80]}'; no phenotype code)")
     if not loincs and raw:
         value, note = _diplotype(raw, gene)
         if value:
@@ -776,17 +780,21 @@ _phenotype_words = phenotype_words
 def _phenotype_term(obs: dict, gene: str) -> str | None:
     """A CPIC phenotype term from a LOINC answer code (in the value, or in the IG's
     therapeutic-implication / 53040-2 component) or the value's words."""
-    t = terminology()
     concepts = [obs.get("valueCodeableConcept")] + [
         comp.get("valueCodeableConcept") for comp in as_list(obs.get("component"))
         if isinstance(comp, dict) and any(k.endswith("|" + _IMPLICATION) or k == f"{LOINC}|53040-2"
                                           for k in code_keys(comp.get("code")))]
     for concept in concepts:
-        for c in codings(concept):
-            if isinstance(c.get("code"), str) and c["code"] in t.metabolizer_answers:
-                return t.metabolizer_answers[c["code"]]
+        if (answer := _answer_term(concept)) is not None:
+            return answer
     text = _value_text(obs) or " ".join(concept_text(c) for c in concepts[1:] if c)
     return _phenotype_words(text, gene)
+
+
+def _answer_term(concept) -> str | None:
+    """The CPIC phenotype term a LOINC metabolizer answer code in ``concept`` names (LA9657-3 = Poor Metabolizer)."""
+    answers = terminology().metabolizer_answers
+    return next((answers[c["code"]] for c in codings(concept) if isinstance(c.get("code"), str) and c["code"] in answers), None)
 
 
 _ALLELE_OR_VARIANT = re.compile(r"\*\s*\d|\b[cg]\.\d|\brs\d", re.IGNORECASE)
@@ -834,6 +842,10 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
         for gene in sorted(genes):
             if is_genotype:
                 value, note = _diplotype(raw, gene)
+                answer = None if value else _answer_term(obs.get("valueCodeableConcept"))
+                if answer:  # a genotype code whose value is a LOINC metabolizer answer only (LA9657-3): round-12 H2
+                    out.append(GeneResult(gene, "phenotype", answer, when, ref, prelim, "LOINC answer code in a genotype result"))
+                    continue
                 if not value:  # a genotype code whose value is a phenotype ("Intermediate metabolizer")
                     # (never for variant or allele text that could not be reduced: that stays unreadable)
                     term = None if (not raw or _ALLELE_OR_VARIANT.search(raw)) else _phenotype_words(raw, gene)
