@@ -791,6 +791,13 @@ def _phenotype_term(obs: dict, gene: str) -> str | None:
     return _phenotype_words(text, gene)
 
 
+def _no_value_text(obs: dict) -> str:
+    """What a genotype / phenotype result without a value is quoted as: its dataAbsentReason when sent."""
+    reason = obs.get("dataAbsentReason")
+    why = concept_text(reason) or next((str(c["code"]) for c in codings(reason) if c.get("code")), "") if reason else ""
+    return f"(no value: {why[:60]})" if why else "(no value)"
+
+
 def _answer_term(concept) -> str | None:
     """The CPIC phenotype term a LOINC metabolizer answer code in ``concept`` names (LA9657-3 = Poor Metabolizer)."""
     answers = terminology().metabolizer_answers
@@ -832,10 +839,11 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
                      for g in genes_by_id.get(str(d.get("reference")).rsplit("/", 1)[-1], set())}
         when, ref, prelim = effective_time(obs), ref_of(obs), is_preliminary(obs)
         raw = _value_text(obs).strip()
+        none = _no_value_text(obs)
         if obs.get(GENES_UNPAIRED):  # a panel component whose gene could not be told (round-12 H2)
             name = concept_text(obs.get("code")) or ", ".join(sorted(codes_in(obs.get("code"), LOINC)))
             for gene in obs[GENES_UNPAIRED]:
-                out.append(GeneResult(gene, "unreadable", f"{name}: {raw or '(no value)'}"[:100], when, ref, prelim,
+                out.append(GeneResult(gene, "unreadable", f"{name}: {raw or none}"[:100], when, ref, prelim,
                                       f"a component of {obs.get(PANEL) or 'a panel'} that names no gene, in a panel of "
                                       f"{' and '.join(obs[GENES_UNPAIRED])}: which gene it is about cannot be told"))
             continue
@@ -853,10 +861,10 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
                         out.append(GeneResult(gene, "phenotype", term, when, ref, prelim, "phenotype words in a genotype result"))
                         continue
                 kind: GeneResultKind = "diplotype" if value else "unreadable"
-                out.append(GeneResult(gene, kind, value or raw or "(no value)", when, ref, prelim, note))
+                out.append(GeneResult(gene, kind, value or raw or none, when, ref, prelim, note))
             else:
                 term = _phenotype_term(obs, gene)
-                out.append(GeneResult(gene, "phenotype" if term else "unreadable", term or raw or "(no value)",
+                out.append(GeneResult(gene, "phenotype" if term else "unreadable", term or raw or none,
                                       when, ref, prelim, gene_attribution_note(obs, gene)))
     known = {r.gene for r in out}
     out += [r for r in variant_results(variants) if r.gene not in known]  # only where no genotype / phenotype

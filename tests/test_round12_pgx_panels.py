@@ -160,3 +160,9 @@ def test_a_report_panel_with_two_genes_does_not_read_one_genes_call_as_the_other
     panel = _panel(_gene("TPMT"), _call("84413-4", string="*1/*3A"), _gene("NUDT15"), _call("84413-4", string="*1/*1"),
                    code="51969-4", display="Genetic analysis report")
     assert _results(panel) == [("NUDT15", "diplotype", "*1/*1"), ("TPMT", "diplotype", "*1/*3A")]
+
+
+def test_a_component_sent_with_a_data_absent_reason_is_quoted_with_it() -> None:
+    comp = {"code": {"coding": [{"system": LOINC, "code": "84413-4"}]},
+            "dataAbsentReason": {"coding": [{"code": "error"}], "text": "sample failed"}}
+    assert _results(_panel(_gene("TPMT"), comp)) == [("TPMT", "unreadable", "(no value: sample failed)")]
