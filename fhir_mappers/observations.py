@@ -515,12 +515,20 @@ _VALUE_MEMBERS = tuple(k for k in _COMPONENT_MEMBERS if k.startswith("value"))
 
 def is_gene_panel(obs: dict) -> bool:
     """A TPMT / NUDT15 genotype or phenotype Observation with no value of its own whose components carry
-    genotype or phenotype results (round-12 H2)."""
+    genotype or phenotype results (round-12 H2): a genotype-coded one with genotype or phenotype components; a
+    phenotype-coded one with genotype components or 79713-4 (not the IG TherapeuticImplication, whose phenotype is a
+    therapeutic-implication / 53040-2 component of the result itself, read by ``_phenotype_term``)."""
     if any(obs.get(k) is not None for k in _VALUE_MEMBERS):
         return False
     t = terminology()
-    return any(type(c) is dict and bool(code_keys(c.get("code")) & (t.genotype_codes | t.phenotype_codes))
-               for c in as_list(obs.get("component")))
+    own = code_keys(obs.get("code"))
+    if own & t.genotype_codes:
+        parts = t.genotype_codes | t.phenotype_codes
+    elif own & t.phenotype_codes:
+        parts = t.genotype_codes | {f"{LOINC}|79713-4"}
+    else:
+        return False
+    return any(type(c) is dict and bool(code_keys(c.get("code")) & parts) for c in as_list(obs.get("component")))
 
 
 def _gene_pairing(parts: list[dict], genes: list[dict], results: list[dict]) -> dict[int, dict] | None:

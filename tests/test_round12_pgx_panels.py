@@ -166,3 +166,21 @@ def test_a_component_sent_with_a_data_absent_reason_is_quoted_with_it() -> None:
     comp = {"code": {"coding": [{"system": LOINC, "code": "84413-4"}]},
             "dataAbsentReason": {"coding": [{"code": "error"}], "text": "sample failed"}}
     assert _results(_panel(_gene("TPMT"), comp)) == [("TPMT", "unreadable", "(no value: sample failed)")]
+
+
+def test_the_ig_therapeutic_implication_is_still_one_result() -> None:
+    """Its phenotype is a component of the same code: the result itself, not a panel (gene via derivedFrom)."""
+    tbd = "http://hl7.org/uv/genomics-reporting/CodeSystem/tbd-codes-cs"
+    genotype = _panel(_gene("TPMT"), id="geno", valueCodeableConcept={"text": "*3A/*3A"}, code="84413-4", display="Genotype")
+    implication = {"resourceType": "Observation", "id": "impl", "status": "final",
+                   "code": {"coding": [{"system": tbd, "code": "therapeutic-implication"}]},
+                   "subject": {"reference": f"Patient/{PID}"}, "derivedFrom": [{"reference": "Observation/geno"}],
+                   "component": [{"code": {"coding": [{"system": tbd, "code": "therapeutic-implication"}]},
+                                  "valueCodeableConcept": {"coding": [{"system": LOINC, "code": "LA10317-8"}]}}]}
+    assert _results(genotype, implication) == [("TPMT", "diplotype", "*3A/*3A"), ("TPMT", "phenotype", "Intermediate Metabolizer")]
+
+
+def test_a_phenotype_coded_panel_of_phenotype_components_is_read() -> None:
+    panel = _panel(_call("79713-4", "TPMT intermediate metabolizer"), _call("79713-4", "NUDT15 normal metabolizer"),
+                   code="53040-2", display="Genetic variation's effect on drug metabolism")
+    assert _results(panel) == [("NUDT15", "phenotype", "Normal Metabolizer"), ("TPMT", "phenotype", "Intermediate Metabolizer")]
