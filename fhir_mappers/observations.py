@@ -493,7 +493,7 @@ def component_results(obs: dict, kind: ObservationKind = "numeric") -> list[dict
             continue
         result = {**base, **{k: v for k in _COMPONENT_MEMBERS if (v := c.get(k)) is not None}}
         if any(c is r for r in results):
-            _pair_gene(result, c, genes, pairing, obs)
+            result = _pair_gene(result, c, genes, pairing, obs)
         out.append(result)
     return out
 
@@ -509,7 +509,14 @@ def component_results(obs: dict, kind: ObservationKind = "numeric") -> list[dict
 # (gene then its results, or results then their gene, every gene-studied component with a result of its own). A
 # component whose gene cannot be told is a result found but unreadable for each gene the panel names: never dropped,
 # never read as the other gene's.
-GENES_UNPAIRED = "_genes_unpaired"  # key of a component result whose gene could not be told: the genes it may be about
+
+
+class UnpairedGeneResult(dict):
+    """A genotype / phenotype component read as a result whose gene could not be told; ``genes``: the genes the panel
+    names (a type, not a member: nothing a sender writes into a resource can make a result one)."""
+
+    genes: list[Gene] = []
+
 _VALUE_MEMBERS = tuple(k for k in _COMPONENT_MEMBERS if k.startswith("value"))
 
 
@@ -552,26 +559,27 @@ def _gene_pairing(parts: list[dict], genes: list[dict], results: list[dict]) -> 
     return pairs
 
 
-def _pair_gene(result: dict, comp: dict, genes: list[dict], pairing: dict[int, dict] | None, panel: dict) -> None:
-    """Attach to a genotype / phenotype component read as a result the gene-studied component(s) it is about
-    (``_genes_named`` then reads the gene from them), or mark it ``GENES_UNPAIRED`` with the genes it may be about."""
+def _pair_gene(result: dict, comp: dict, genes: list[dict], pairing: dict[int, dict] | None, panel: dict) -> dict:
+    """The component read as a result with the gene-studied component(s) it is about attached (``_genes_named`` then
+    reads the gene from them), or as an ``UnpairedGeneResult`` with the genes it may be about."""
     if _GENE_WORD.search(_value_text(comp)):
-        return  # its own value names the gene ("TPMT *1/*3A", "NUDT15 normal metabolizer")
+        return result  # its own value names the gene ("TPMT *1/*3A", "NUDT15 normal metabolizer")
     named = {g for c in genes for g in _genes_in_concept(c.get("valueCodeableConcept"))}
     if len(named) == 1:
-        result["component"] = genes
-        return
+        return {**result, "component": genes}
     if pairing is not None and id(comp) in pairing:
-        result["component"] = [pairing[id(comp)]]
-        return
+        return {**result, "component": [pairing[id(comp)]]}
     if not named and _genes_named(result):
-        return  # its code or name tells the gene (79713-4 is TPMT's phenotype)
+        return result  # its code or name tells the gene (79713-4 is TPMT's phenotype)
     may_be = named | (_genes_in_words(panel) & set(_GENES))
     if len(may_be) == 1:
-        result["component"] = [{"code": {"coding": [{"system": LOINC, "code": "48018-6"}]},
-                                "valueCodeableConcept": {"text": next(iter(may_be))}}]
-    elif may_be:
-        result[GENES_UNPAIRED] = sorted(may_be)
+        return {**result, "component": [{"code": {"coding": [{"system": LOINC, "code": "48018-6"}]},
+                                         "valueCodeableConcept": {"text": next(iter(may_be))}}]}
+    if not may_be:
+        return result
+    unpaired = UnpairedGeneResult(result)
+    unpaired.genes = sorted(g for g in _GENES if g in may_be)
+    return unpaired
 
 
 # ------------------------------------------------------------------ classification
@@ -848,12 +856,12 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
         when, ref, prelim = effective_time(obs), ref_of(obs), is_preliminary(obs)
         raw = _value_text(obs).strip()
         none = _no_value_text(obs)
-        if obs.get(GENES_UNPAIRED):  # a panel component whose gene could not be told (round-12 H2)
+        if isinstance(obs, UnpairedGeneResult):  # a panel component whose gene could not be told (round-12 H2)
             name = concept_text(obs.get("code")) or ", ".join(sorted(codes_in(obs.get("code"), LOINC)))
-            for gene in obs[GENES_UNPAIRED]:
+            for gene in obs.genes:
                 out.append(GeneResult(gene, "unreadable", f"{name}: {raw or none}"[:100], when, ref, prelim,
                                       f"a component of {obs.get(PANEL) or 'a panel'} that names no gene, in a panel of "
-                                      f"{' and '.join(obs[GENES_UNPAIRED])}: which gene it is about cannot be told"))
+                                      f"{' and '.join(obs.genes)}: which gene it is about cannot be told"))
             continue
         for gene in sorted(genes):
             if is_genotype:
