@@ -646,6 +646,8 @@ def _classify(observations: list[dict]) -> tuple[list[tuple[dict, str | None]], 
         # a panel whose genotype / phenotype is a component of its own: the component is the result, not the panel
         panel_of_genes = any(k == "genomic" for _, (k, _a) in parts)
         for o, (k, a) in ((obs, (kind, analyte)), *parts):
+            if o is obs and k == "genomic" and panel_of_genes:
+                continue  # round-12 H2: a TPMT / NUDT15 panel with no value of its own: its components are the results
             if k == "numeric" and a is None and not (o is obs and panel_of_genes) and genes_of_uncoded_result(o) \
                     and analyte_named(concept_text(o.get("code"))) is None:
                 # names TPMT / NUDT15 but no code or name this service reads (round-5 M2): gene_results reads it

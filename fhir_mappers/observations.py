@@ -477,7 +477,7 @@ def component_results(obs: dict, kind: ObservationKind = "numeric") -> list[dict
     if not parts:
         return []
     t = terminology()
-    if kind != "numeric":
+    if kind != "numeric" and not is_gene_panel(obs):
         parts = [c for c in parts if (found := classify(c))[0] == "numeric" and found[1] is not None]
         if not parts:
             return []
@@ -485,15 +485,101 @@ def component_results(obs: dict, kind: ObservationKind = "numeric") -> list[dict
     base["resourceType"] = "Observation"
     base[PANEL] = panel_name(obs)
     genes = [c for c in parts if code_keys(c.get("code")) & t.gene_component_codes]
+    results = [c for c in parts if not any(c is g for g in genes) and classify(c)[0] == "genomic"]
+    pairing = _gene_pairing(parts, genes, results)
     out = []
     for c in parts:
         if genes and any(c is g for g in genes):
             continue
         result = {**base, **{k: v for k in _COMPONENT_MEMBERS if (v := c.get(k)) is not None}}
-        if genes and classify(result)[0] == "genomic":
-            result["component"] = genes
+        if any(c is r for r in results):
+            result = _pair_gene(result, c, genes, pairing, obs)
         out.append(result)
     return out
+
+
+# ------------------------------------------------------------------ gene panels (round-12 H2)
+
+# A TPMT / NUDT15 result sent as a panel: a genotype-coded Observation (93193-1 "TPMT and NUDT15 panel", or any code
+# on the genotype list) with no value of its own whose genotype / phenotype results are components (84413-4 genotype
+# display name, 79713-4 / 53040-2 phenotype, each with the 48018-6 gene-studied component it is paired with). Its
+# components are read as gene results of their own, through the same path as under a report code (51969-4), and the
+# panel is then not also a result of its own. Which gene a component is about: the gene its own value names ("TPMT
+# *1/*3A"); else, the panel's one gene; else the gene-studied component it is paired with by the panel's layout
+# (gene then its results, or results then their gene, every gene-studied component with a result of its own). A
+# component whose gene cannot be told is a result found but unreadable for each gene the panel names: never dropped,
+# never read as the other gene's.
+
+
+class UnpairedGeneResult(dict):
+    """A genotype / phenotype component read as a result whose gene could not be told; ``genes``: the genes the panel
+    names (a type, not a member: nothing a sender writes into a resource can make a result one)."""
+
+    genes: list[Gene] = []
+
+_VALUE_MEMBERS = tuple(k for k in _COMPONENT_MEMBERS if k.startswith("value"))
+
+
+def is_gene_panel(obs: dict) -> bool:
+    """A TPMT / NUDT15 genotype or phenotype Observation with no value of its own whose components carry
+    genotype or phenotype results (round-12 H2): a genotype-coded one with genotype or phenotype components; a
+    phenotype-coded one with genotype components or 79713-4 (not the IG TherapeuticImplication, whose phenotype is a
+    therapeutic-implication / 53040-2 component of the result itself, read by ``_phenotype_term``)."""
+    if any(obs.get(k) is not None for k in _VALUE_MEMBERS):
+        return False
+    t = terminology()
+    own = code_keys(obs.get("code"))
+    if own & t.genotype_codes:
+        parts = t.genotype_codes | t.phenotype_codes
+    elif own & t.phenotype_codes:
+        parts = t.genotype_codes | {f"{LOINC}|79713-4"}
+    else:
+        return False
+    return any(type(c) is dict and bool(code_keys(c.get("code")) & parts) for c in as_list(obs.get("component")))
+
+
+def _gene_pairing(parts: list[dict], genes: list[dict], results: list[dict]) -> dict[int, dict] | None:
+    """Each genotype / phenotype component (by id) -> the gene-studied component the panel's layout pairs it with,
+    when the panel names more than one gene: gene first then its results (or results then their gene), every
+    gene-studied component with at least one result. None when the layout pairs them no such way."""
+    if len({g for c in genes for g in _genes_in_concept(c.get("valueCodeableConcept"))}) < 2 or not results:
+        return None
+    seq = [c for c in parts if any(c is g for g in genes) or any(c is r for r in results)]
+    gene_first = any(seq[0] is g for g in genes)
+    pairs: dict[int, dict] = {}
+    current: dict | None = None
+    for c in (seq if gene_first else reversed(seq)):
+        if any(c is g for g in genes):
+            current = c
+        elif current is not None:
+            pairs[id(c)] = current
+    used = {id(g) for g in pairs.values()}
+    if len(pairs) < len(results) or any(id(g) not in used for g in genes):
+        return None
+    return pairs
+
+
+def _pair_gene(result: dict, comp: dict, genes: list[dict], pairing: dict[int, dict] | None, panel: dict) -> dict:
+    """The component read as a result with the gene-studied component(s) it is about attached (``_genes_named`` then
+    reads the gene from them), or as an ``UnpairedGeneResult`` with the genes it may be about."""
+    if _GENE_WORD.search(_value_text(comp)):
+        return result  # its own value names the gene ("TPMT *1/*3A", "NUDT15 normal metabolizer")
+    named = {g for c in genes for g in _genes_in_concept(c.get("valueCodeableConcept"))}
+    if len(named) == 1:
+        return {**result, "component": genes}
+    if pairing is not None and id(comp) in pairing:
+        return {**result, "component": [pairing[id(comp)]]}
+    if not named and _genes_named(result):
+        return result  # its code or name tells the gene (79713-4 is TPMT's phenotype)
+    may_be = named | (_genes_in_words(panel) & set(_GENES))
+    if len(may_be) == 1:
+        return {**result, "component": [{"code": {"coding": [{"system": LOINC, "code": "48018-6"}]},
+                                         "valueCodeableConcept": {"text": next(iter(may_be))}}]}
+    if not may_be:
+        return result
+    unpaired = UnpairedGeneResult(result)
+    unpaired.genes = sorted(g for g in _GENES if g in may_be)
+    return unpaired
 
 
 # ------------------------------------------------------------------ classification
@@ -637,6 +723,10 @@ def _uncoded_result(obs: dict, gene: Gene) -> GeneResult:
     raw = _as_sent_value(obs)
     loincs = sorted(codes_in(obs.get("code"), LOINC))
     quoted = f"{name}: {raw}" if name and raw else (raw or name or "(no value)")
+    answer = None if loincs else _answer_term(obs.get("valueCodeableConcept"))
+    if answer:  # a LOINC metabolizer answer code as the value (round-12 H2: an answer code, not words, is read)
+        return GeneResult(gene, "phenotype", answer, when, ref, prelim,
+                          f"read from the LOINC answer code ('{quoted[:80]}'; no phenotype code)")
     if not loincs and raw:
         value, note = _diplotype(raw, gene)
         if value:
@@ -706,17 +796,28 @@ _phenotype_words = phenotype_words
 def _phenotype_term(obs: dict, gene: str) -> str | None:
     """A CPIC phenotype term from a LOINC answer code (in the value, or in the IG's
     therapeutic-implication / 53040-2 component) or the value's words."""
-    t = terminology()
     concepts = [obs.get("valueCodeableConcept")] + [
         comp.get("valueCodeableConcept") for comp in as_list(obs.get("component"))
         if isinstance(comp, dict) and any(k.endswith("|" + _IMPLICATION) or k == f"{LOINC}|53040-2"
                                           for k in code_keys(comp.get("code")))]
     for concept in concepts:
-        for c in codings(concept):
-            if isinstance(c.get("code"), str) and c["code"] in t.metabolizer_answers:
-                return t.metabolizer_answers[c["code"]]
+        if (answer := _answer_term(concept)) is not None:
+            return answer
     text = _value_text(obs) or " ".join(concept_text(c) for c in concepts[1:] if c)
     return _phenotype_words(text, gene)
+
+
+def _no_value_text(obs: dict) -> str:
+    """What a genotype / phenotype result without a value is quoted as: its dataAbsentReason when sent."""
+    reason = obs.get("dataAbsentReason")
+    why = concept_text(reason) or next((str(c["code"]) for c in codings(reason) if c.get("code")), "") if reason else ""
+    return f"(no value: {why[:60]})" if why else "(no value)"
+
+
+def _answer_term(concept) -> str | None:
+    """The CPIC phenotype term a LOINC metabolizer answer code in ``concept`` names (LA9657-3 = Poor Metabolizer)."""
+    answers = terminology().metabolizer_answers
+    return next((answers[c["code"]] for c in codings(concept) if isinstance(c.get("code"), str) and c["code"] in answers), None)
 
 
 _ALLELE_OR_VARIANT = re.compile(r"\*\s*\d|\b[cg]\.\d|\brs\d", re.IGNORECASE)
@@ -754,9 +855,21 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
                      for g in genes_by_id.get(str(d.get("reference")).rsplit("/", 1)[-1], set())}
         when, ref, prelim = effective_time(obs), ref_of(obs), is_preliminary(obs)
         raw = _value_text(obs).strip()
+        none = _no_value_text(obs)
+        if isinstance(obs, UnpairedGeneResult):  # a panel component whose gene could not be told (round-12 H2)
+            name = concept_text(obs.get("code")) or ", ".join(sorted(codes_in(obs.get("code"), LOINC)))
+            for gene in obs.genes:
+                out.append(GeneResult(gene, "unreadable", f"{name}: {raw or none}"[:100], when, ref, prelim,
+                                      f"a component of {obs.get(PANEL) or 'a panel'} that names no gene, in a panel of "
+                                      f"{' and '.join(obs.genes)}: which gene it is about cannot be told"))
+            continue
         for gene in sorted(genes):
             if is_genotype:
                 value, note = _diplotype(raw, gene)
+                answer = None if value else _answer_term(obs.get("valueCodeableConcept"))
+                if answer:  # a genotype code whose value is a LOINC metabolizer answer only (LA9657-3): round-12 H2
+                    out.append(GeneResult(gene, "phenotype", answer, when, ref, prelim, "LOINC answer code in a genotype result"))
+                    continue
                 if not value:  # a genotype code whose value is a phenotype ("Intermediate metabolizer")
                     # (never for variant or allele text that could not be reduced: that stays unreadable)
                     term = None if (not raw or _ALLELE_OR_VARIANT.search(raw)) else _phenotype_words(raw, gene)
@@ -764,10 +877,10 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
                         out.append(GeneResult(gene, "phenotype", term, when, ref, prelim, "phenotype words in a genotype result"))
                         continue
                 kind: GeneResultKind = "diplotype" if value else "unreadable"
-                out.append(GeneResult(gene, kind, value or raw or "(no value)", when, ref, prelim, note))
+                out.append(GeneResult(gene, kind, value or raw or none, when, ref, prelim, note))
             else:
                 term = _phenotype_term(obs, gene)
-                out.append(GeneResult(gene, "phenotype" if term else "unreadable", term or raw or "(no value)",
+                out.append(GeneResult(gene, "phenotype" if term else "unreadable", term or raw or none,
                                       when, ref, prelim, gene_attribution_note(obs, gene)))
     known = {r.gene for r in out}
     out += [r for r in variant_results(variants) if r.gene not in known]  # only where no genotype / phenotype
