@@ -196,3 +196,12 @@ def test_the_smart_app_compares_with_the_server_it_read_the_record_from() -> Non
     assert "data-incomplete" in without["findings"]
     with_server = client.post("/smart/api/picture", json={**body, "fhirServer": req["fhirServer"]}).get_json()
     assert not {"data-incomplete", "pgx-test-missing"} & set(with_server["findings"])
+
+
+def test_a_set_aside_order_is_named_by_its_drug() -> None:
+    """Review of session 11 (r9 c58 re-run): an allopurinol order whose absolute subject cannot be confirmed (on
+    another server, or with no fhirServer) is set aside, so no xanthine-oxidase card; the data-incomplete card must say
+    WHICH order was not used, so the prescriber can see that it was allopurinol."""
+    cards = case_cards(_case("a04b_abs_url_other_server_allopurinol"))
+    gap = next(c for c in cards if c["source"]["topic"]["code"] == "data-incomplete")
+    assert "what it is: 'allopurinol" in gap["detail"]
