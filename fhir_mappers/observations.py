@@ -274,29 +274,8 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
             gaps.append(DataGap(label, why, analyte_name, sent=sent, bound_only=bound_only))
             return None
         factor, canonical = 1.0, ""  # kept as written: judged by the laboratory's own range only
-    low = high = None
-    if low_q is not None or high_q is not None:
-        for key, bound in (("low", low_q), ("high", high_q)):
-            if bound is None:
-                continue
-            bound_value = number(bound.get("value"))
-            if bound_value is None:
-                continue
-            # ``_unit_of(bound) or unit``; a bound written as the value was (the usual case) is that unit
-            bcode = bound.get("code")
-            bound_unit = (bcode if type(bcode) is str and bcode and ((s := bound.get("system")) is None or s == UCUM)
-                          else _unit_of(bound)) or unit
-            if canonical:
-                # a range in the value's own unit (the usual case) converts as the value did: looked up once
-                bf, bound_canonical = (factor, canonical) if bound_unit == unit else units.convert(analyte, bound_unit)
-                same = bound_canonical == canonical
-            else:
-                bf, same = 1.0, norm_unit(bound_unit) == norm_unit(unit)
-            if bf is not None and same:
-                if key == "low":
-                    low = bound_value * bf
-                else:
-                    high = bound_value * bf
+    low = None if low_q is None else _bound(low_q, unit, factor, canonical, analyte, units)
+    high = None if high_q is None else _bound(high_q, unit, factor, canonical, analyte, units)
     flags, interpretation_text = _interpretations(obs)
     interpretation = flags[0] if flags else ""
     if comparator in ("<", "<=") and not interpretation:
@@ -306,9 +285,32 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
     # analyte, value, unit, when, source_ref, ref_low, ref_high, interpretation, preliminary, unit_text, comparator,
     # interpretation_text, ref_text, flags, sent_value (positional: facts are built by the thousand per call)
     # unit_text: the unit as the laboratory sent it ("" when none was: read by the code's unit, unit_by_code)
-    return Measurement(analyte_name, round(value * factor, 6), canonical, effective_time(obs), ref_of(obs), low, high,
+    converted = value * factor
+    # round(x, 6) is x for a whole number (a float with no fraction has nothing to round): not asked for
+    return Measurement(analyte_name, converted if converted.is_integer() else round(converted, 6), canonical,
+                       effective_time(obs), ref_of(obs), low, high,
                        interpretation, is_preliminary(obs), sent_unit, comparator, interpretation_text, ref_text, flags,
                        value)
+
+
+def _bound(bound: dict, unit: str, factor: float, canonical: str, analyte: Analyte, units: UnitReader) -> float | None:
+    """A reference-range bound (a Quantity) in the value's canonical unit, or None when it has no number or is in a
+    unit that does not convert to the value's (a range in another unit is not the value's range)."""
+    bound_value = number(bound.get("value"))
+    if bound_value is None:
+        return None
+    # ``_unit_of(bound) or unit``, the usual shape read directly
+    code = bound.get("code")
+    bound_unit = (code if type(code) is str and code and ((s := bound.get("system")) is None or s == UCUM)
+                  else _unit_of(bound)) or unit
+    if bound_unit == unit:  # a range in the value's own unit (the usual case) converts as the value did
+        return bound_value * (factor if canonical else 1.0)
+    if canonical:
+        bf, bound_canonical = units.convert(analyte, bound_unit)
+        same = bound_canonical == canonical
+    else:
+        bf, same = 1.0, norm_unit(bound_unit) == norm_unit(unit)
+    return bound_value * bf if bf is not None and same else None
 
 
 def _unit_of(q: dict) -> str:
@@ -361,8 +363,9 @@ def classified_measurements(observations: Iterable[tuple[dict, str | None]], gap
     units = UnitReader()  # this call's unit look-ups (kept for this call only)
     names: dict[str, str | None] = {}  # this call's result names -> analyte
     for obs, analyte in observations:
-        if not _usable(obs):
-            if obs.get("status") == "cancelled":
+        status = obs.get("status")  # ``_usable``, read here (once per result)
+        if isinstance(status, str) and status in _EXCLUDED_STATUS:
+            if status == "cancelled":
                 # ordered and not done: a fact (AbsentResult), never a value; entered-in-error stays silent
                 name = analyte if analyte is not None else _analyte_named(concept_text(obs.get("code")), names)
                 if name:
@@ -374,11 +377,17 @@ def classified_measurements(observations: Iterable[tuple[dict, str | None]], gap
                 _unrecognised_code(obs, gaps)
                 continue
         if analyte:
-            bucket: list[ResultText] = texts.setdefault(analyte, [])
+            bucket = texts.get(analyte)  # (no list built for a look-up that finds one)
+            if bucket is None:
+                bucket = texts[analyte] = []
             m = _measure(obs, analyte, gaps, ANALYTE_LABELS.get(analyte, analyte), bucket, units,
                          absent.setdefault(analyte, []) if "dataAbsentReason" in obs else None)
             if m is not None:
-                out.setdefault(analyte, []).append(m)
+                found = out.get(analyte)
+                if found is None:
+                    out[analyte] = [m]
+                else:
+                    found.append(m)
     for kept in (texts, absent):
         for key in [k for k, v in kept.items() if not v]:
             del kept[key]
