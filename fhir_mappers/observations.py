@@ -287,10 +287,11 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
     # unit_text: the unit as the laboratory sent it ("" when none was: read by the code's unit, unit_by_code)
     converted = value * factor
     # round(x, 6) is x for a whole number (a float with no fraction has nothing to round): not asked for
+    status = obs.get("status")  # ``is_preliminary``, read here
     return Measurement(analyte_name, converted if converted.is_integer() else round(converted, 6), canonical,
-                       effective_time(obs), ref_of(obs), low, high,
-                       interpretation, is_preliminary(obs), sent_unit, comparator, interpretation_text, ref_text, flags,
-                       value)
+                       effective_time(obs), ref_of(obs), low, high, interpretation,
+                       isinstance(status, str) and status in PRELIMINARY_STATUS, sent_unit, comparator,
+                       interpretation_text, ref_text, flags, value)
 
 
 def _bound(bound: dict, unit: str, factor: float, canonical: str, analyte: Analyte, units: UnitReader) -> float | None:
@@ -573,9 +574,15 @@ def classify(obs: dict) -> tuple[ObservationKind, str | None]:
     breastfeeding: ``status_observations``) before "numeric" (``measurements``; the analyte is then None
     when no LOINC code names one, and the name is tried)."""
     table = _code_table()
+    concept = obs.get("code")
+    if type(concept) is dict and type(cs := concept.get("coding")) is list and len(cs) == 1 and type(c := cs[0]) is dict \
+            and type(code := c.get("code")) is str:
+        # the usual shape, one coding with a string code: its one entry is the answer (as the loop below reads it)
+        entry = table.get(f"{c.get('system') or ''}|{code}")
+        return ("numeric", None) if entry is None else entry
     kind: ObservationKind = "numeric"
     analyte = None
-    for c in codings(obs.get("code")):
+    for c in codings(concept):
         code = c.get("code")
         if not isinstance(code, (str, int)):
             if code is not None and analyte is None and c.get("system") == LOINC:  # as codes_in reads it
