@@ -15,7 +15,7 @@ import pytest
 from fhir_mappers.build import _classify
 from fhir_mappers.facts import AbsentResult, DataGap, Measurement, ResultText
 from fhir_mappers.fhirjson import code_keys, concept_text, effective_time, number, ref_of
-from fhir_mappers.observations import (_measure, ANALYTE_LABELS, PANEL, UCUM, UnitReader, _analyte_named, _as_sent, _as_sent_value,
+from fhir_mappers.observations import (LOINC, ObservationKind, _code_table, codings, _measure, ANALYTE_LABELS, PANEL, UCUM, UnitReader, _analyte_named, _as_sent, _as_sent_value,
                                        _COMPARATOR, _interpretations, _quantity, _range, _result_text, _unit_of,
                                        _unrecognised_code, _usable, absent_result, analyte_named, classified_measurements,
                                        classify, component_results, genes_of_uncoded_result, is_preliminary, norm_unit,
@@ -170,6 +170,25 @@ def _classified_measurements_before(observations: Iterable[tuple[dict, str | Non
     return out
 
 
+def _classify_one_before(obs: dict) -> tuple[ObservationKind, str | None]:
+    table = _code_table()
+    kind: ObservationKind = "numeric"
+    analyte = None
+    for c in codings(obs.get("code")):
+        code = c.get("code")
+        if not isinstance(code, (str, int)):
+            if code is not None and analyte is None and c.get("system") == LOINC:  # as codes_in reads it
+                analyte = terminology().loinc_to_analyte.get(str(code))
+            continue
+        entry = table.get(f"{c.get('system') or ''}|{code}")
+        if entry is not None:
+            if entry[0] == "genomic" or (entry[0] == "status" and kind == "numeric"):
+                kind = entry[0]
+            if analyte is None:
+                analyte = entry[1]
+    return kind, analyte
+
+
 def _classify_before(observations: list[dict]) -> tuple[list[tuple[dict, str | None]], list[dict], list[dict]]:
     """Read each Observation's code once and send it to the one mapper that uses it:
     (numeric results with the analyte of their LOINC code, TPMT/NUDT15 genotype or phenotype,
@@ -182,9 +201,9 @@ def _classify_before(observations: list[dict]) -> tuple[list[tuple[dict, str | N
         if key in seen:
             continue
         seen.add(key)
-        kind, analyte = classify(obs)
+        kind, analyte = _classify_one_before(obs)
         # its components are results of their own (round-11 H1: a CBC panel's WBC, neutrophils, platelets)
-        parts = [(c, classify(c)) for c in component_results(obs, kind)] if "component" in obs else []
+        parts = [(c, _classify_one_before(c)) for c in component_results(obs, kind)] if "component" in obs else []
         # a panel whose genotype / phenotype is a component of its own: the component is the result, not the panel
         panel_of_genes = any(k == "genomic" for _, (k, _a) in parts)
         for o, (k, a) in ((obs, (kind, analyte)), *parts):
@@ -354,3 +373,22 @@ def test_measure_one_by_one_as_before() -> None:
             absent: list = []
             results.append((fn(copy.deepcopy(obs), analyte, gaps, "label", texts, UnitReader(), absent), gaps, texts, absent))
         assert _same(results[0], results[1]), obs
+
+
+_CODES = [("http://loinc.org", "6690-2"), ("http://loinc.org", "751-8"), ("http://loinc.org", "79713-4"),
+          ("http://loinc.org", "82810-3"), ("http://loinc.org", "11526-1"), ("http://loinc.org", 6690), (None, "6690-2"),
+          ("http://example.org", "6690-2"), ("http://loinc.org", ["x"]), ("", "1"), ("http://loinc.org", None)]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_classify_as_before(seed: int) -> None:
+    rng = random.Random(seed)
+    concepts: list[object] = [shape.get("code") for shape in SHAPES]
+    for _ in range(300):
+        codings_ = [{"system": s, "code": c} if s is not None else {"code": c}
+                    for s, c in rng.sample(_CODES, rng.randint(1, 3))]
+        concepts.append(rng.choice([{"coding": codings_}, {"coding": codings_[:1]}, {"coding": codings_[0]}, codings_,
+                                    codings_[0], {"text": "x"}, None, "6690-2", {"coding": ["x", codings_[0]]}]))
+    for concept in concepts:
+        obs = {"resourceType": "Observation", "code": copy.deepcopy(concept)}
+        assert classify(obs) == _classify_one_before(obs), concept
