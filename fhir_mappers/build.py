@@ -669,6 +669,17 @@ def _classify(observations: list[dict]) -> tuple[list[tuple[dict, str | None]], 
             continue
         seen.add(key)
         kind, analyte = classify(obs)
+        if "component" not in obs:  # the usual shape, a result with no components: sent on directly
+            if kind == "numeric":
+                if analyte is None and genes_of_uncoded_result(obs) and analyte_named(concept_text(obs.get("code"))) is None:
+                    genomic.append(obs)  # as below: names TPMT / NUDT15 but no code or name this service reads
+                else:
+                    numeric.append((obs, analyte))
+            elif kind == "genomic":
+                genomic.append(obs)
+            else:
+                status.append(obs)
+            continue
         # its components are results of their own (round-11 H1: a CBC panel's WBC, neutrophils, platelets)
         parts = [(c, classify(c)) for c in component_results(obs, kind)] if "component" in obs else []
         # a panel whose genotype / phenotype is a component of its own: the component is the result, not the panel

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from datetime import datetime, timezone
 from functools import cache
 from typing import Iterable, Literal, get_args
 
@@ -145,7 +146,7 @@ class UnitReader:
         self._t = terminology()
         self._seen: dict[tuple[str, str], tuple[float | None, str]] = {}
 
-    def __call__(self, analyte: Analyte, unit: object) -> tuple[float | None, str]:
+    def convert(self, analyte: Analyte, unit: object) -> tuple[float | None, str]:
         """(factor to the canonical unit, or None when the unit is not one of the analyte's; that canonical unit)."""
         if type(unit) is not str:
             unit = ""
@@ -157,6 +158,8 @@ class UnitReader:
                 nu = norm_unit(ucum)
             found = self._seen[key] = (analyte.factors.get(nu), (analyte.canonical or {}).get(nu, analyte.unit))
         return found
+
+    __call__ = convert  # ``units(analyte, unit)``: the same look-up
 
 
 def _conversion(analyte: Analyte, unit: str) -> tuple[float | None, str]:
@@ -194,7 +197,9 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
     analyte = terminology().analytes[analyte_name]
     units = units or UnitReader()
     texts = [] if texts is None else texts
-    q = _quantity(obs)
+    q = obs.get("valueQuantity")  # the usual shape, read directly (``_quantity`` reads it first too)
+    if not isinstance(q, dict):
+        q = _quantity(obs)
     if q is None:
         if analyte.keep_unconverted:
             # words instead of a number ("Deficient"), or only an interpretation: the rules read the words
@@ -229,16 +234,29 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
         else:
             gaps.append(DataGap(label, "a result has no readable number", analyte_name))
         return None
-    comparator = c if isinstance(c := q.get("comparator"), str) else ""
-    comparator = _COMPARATOR.get(comparator, comparator)
-    unit = _unit_of(q)
-    low_q, high_q, ref_text = _range(obs)
+    c = q.get("comparator")
+    comparator = "" if c is None else _COMPARATOR.get(c, c) if isinstance(c, str) else ""
+    code = q.get("code")
+    # ``_unit_of`` for the usual shape (a UCUM code, or a code without a system), directly; else through it
+    unit = code if type(code) is str and code and ((s := q.get("system")) is None or s == UCUM) else _unit_of(q)
+    ranges = obs.get("referenceRange")
+    if type(ranges) is list and len(ranges) == 1 and type(rr := ranges[0]) is dict:
+        # ``_range`` for the usual shape (one range), directly: no tuple of three built and unpacked
+        low_q, high_q = rr.get("low"), rr.get("high")
+        low_q = low_q if isinstance(low_q, dict) else None
+        high_q = high_q if isinstance(high_q, dict) else None
+        ref_text = t if isinstance(t := rr.get("text"), str) else ""
+    elif ranges is None:
+        low_q = high_q = None
+        ref_text = ""
+    else:
+        low_q, high_q, ref_text = _range(obs)
     if not unit:  # a number sent as text: the range's unit says what it is
         unit = next((_unit_of(b) for b in (low_q, high_q) if b is not None and _unit_of(b)), "")
     sent_unit = unit
     if not unit and analyte.unit_by_code and analyte.unit_by_code & code_keys(obs.get("code")):
         unit = analyte.unit  # no unit sent, but the LOINC code is defined in one unit (eGFR: mL/min/{1.73_m2})
-    factor, canonical = units(analyte, unit)
+    factor, canonical = units.convert(analyte, unit)
     if factor is None:
         if not analyte.keep_unconverted:
             sent = _as_sent(obs, q, unit)
@@ -256,25 +274,8 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
             gaps.append(DataGap(label, why, analyte_name, sent=sent, bound_only=bound_only))
             return None
         factor, canonical = 1.0, ""  # kept as written: judged by the laboratory's own range only
-    low = high = None
-    for key, bound in (("low", low_q), ("high", high_q)):
-        if bound is None:
-            continue
-        bound_value = number(bound.get("value"))
-        if bound_value is None:
-            continue
-        bound_unit = _unit_of(bound) or unit
-        if canonical:
-            # a range in the value's own unit (the usual case) converts as the value did: looked up once
-            bf, bound_canonical = (factor, canonical) if bound_unit == unit else units(analyte, bound_unit)
-            same = bound_canonical == canonical
-        else:
-            bf, same = 1.0, norm_unit(bound_unit) == norm_unit(unit)
-        if bf is not None and same:
-            if key == "low":
-                low = bound_value * bf
-            else:
-                high = bound_value * bf
+    low = None if low_q is None else _bound(low_q, unit, factor, canonical, analyte, units)
+    high = None if high_q is None else _bound(high_q, unit, factor, canonical, analyte, units)
     flags, interpretation_text = _interpretations(obs)
     interpretation = flags[0] if flags else ""
     if comparator in ("<", "<=") and not interpretation:
@@ -284,9 +285,33 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
     # analyte, value, unit, when, source_ref, ref_low, ref_high, interpretation, preliminary, unit_text, comparator,
     # interpretation_text, ref_text, flags, sent_value (positional: facts are built by the thousand per call)
     # unit_text: the unit as the laboratory sent it ("" when none was: read by the code's unit, unit_by_code)
-    return Measurement(analyte_name, round(value * factor, 6), canonical, effective_time(obs), ref_of(obs), low, high,
-                       interpretation, is_preliminary(obs), sent_unit, comparator, interpretation_text, ref_text, flags,
-                       value)
+    converted = value * factor
+    # round(x, 6) is x for a whole number (a float with no fraction has nothing to round): not asked for
+    status = obs.get("status")  # ``is_preliminary``, read here
+    return Measurement(analyte_name, converted if converted.is_integer() else round(converted, 6), canonical,
+                       effective_time(obs), ref_of(obs), low, high, interpretation,
+                       isinstance(status, str) and status in PRELIMINARY_STATUS, sent_unit, comparator,
+                       interpretation_text, ref_text, flags, value)
+
+
+def _bound(bound: dict, unit: str, factor: float, canonical: str, analyte: Analyte, units: UnitReader) -> float | None:
+    """A reference-range bound (a Quantity) in the value's canonical unit, or None when it has no number or is in a
+    unit that does not convert to the value's (a range in another unit is not the value's range)."""
+    bound_value = number(bound.get("value"))
+    if bound_value is None:
+        return None
+    # ``_unit_of(bound) or unit``, the usual shape read directly
+    code = bound.get("code")
+    bound_unit = (code if type(code) is str and code and ((s := bound.get("system")) is None or s == UCUM)
+                  else _unit_of(bound)) or unit
+    if bound_unit == unit:  # a range in the value's own unit (the usual case) converts as the value did
+        return bound_value * (factor if canonical else 1.0)
+    if canonical:
+        bf, bound_canonical = units.convert(analyte, bound_unit)
+        same = bound_canonical == canonical
+    else:
+        bf, same = 1.0, norm_unit(bound_unit) == norm_unit(unit)
+    return bound_value * bf if bf is not None and same else None
 
 
 def _unit_of(q: dict) -> str:
@@ -339,8 +364,9 @@ def classified_measurements(observations: Iterable[tuple[dict, str | None]], gap
     units = UnitReader()  # this call's unit look-ups (kept for this call only)
     names: dict[str, str | None] = {}  # this call's result names -> analyte
     for obs, analyte in observations:
-        if not _usable(obs):
-            if obs.get("status") == "cancelled":
+        status = obs.get("status")  # ``_usable``, read here (once per result)
+        if isinstance(status, str) and status in _EXCLUDED_STATUS:
+            if status == "cancelled":
                 # ordered and not done: a fact (AbsentResult), never a value; entered-in-error stays silent
                 name = analyte if analyte is not None else _analyte_named(concept_text(obs.get("code")), names)
                 if name:
@@ -352,19 +378,43 @@ def classified_measurements(observations: Iterable[tuple[dict, str | None]], gap
                 _unrecognised_code(obs, gaps)
                 continue
         if analyte:
-            bucket: list[ResultText] = texts.setdefault(analyte, [])
+            bucket = texts.get(analyte)  # (no list built for a look-up that finds one)
+            if bucket is None:
+                bucket = texts[analyte] = []
             m = _measure(obs, analyte, gaps, ANALYTE_LABELS.get(analyte, analyte), bucket, units,
                          absent.setdefault(analyte, []) if "dataAbsentReason" in obs else None)
             if m is not None:
-                out.setdefault(analyte, []).append(m)
+                found = out.get(analyte)
+                if found is None:
+                    out[analyte] = [m]
+                else:
+                    found.append(m)
     for kept in (texts, absent):
         for key in [k for k, v in kept.items() if not v]:
             del kept[key]
     newest_first: list[list[Measurement] | list[ResultText] | list[AbsentResult]] = [
         *out.values(), *texts.values(), *absent.values()]
     for values in newest_first:
-        values.sort(key=lambda m: (m.when is not None, m.when), reverse=True)
+        _newest_first(values)
     return out
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _newest_first(values: list) -> None:
+    """Sort results newest first, undated last in the order given: as ``values.sort(key=lambda m: (m.when is not
+    None, m.when), reverse=True)`` (a stable sort), keyed by each time's distance from the epoch (a timedelta:
+    exact, and compared without looking up two offsets per comparison as aware datetimes of different tzinfo
+    objects are)."""
+    if len(values) < 2:
+        return
+    dated = [m for m in values if m.when is not None]
+    if len(dated) < len(values):
+        values[:] = dated + [m for m in values if m.when is None]
+        values[:len(dated)] = sorted(dated, key=lambda m: m.when - _EPOCH, reverse=True)
+    else:
+        values.sort(key=lambda m: m.when - _EPOCH, reverse=True)
 
 
 def _unrecognised_code(obs: dict, gaps: list[DataGap]) -> None:
@@ -610,9 +660,15 @@ def classify(obs: dict) -> tuple[ObservationKind, str | None]:
     breastfeeding: ``status_observations``) before "numeric" (``measurements``; the analyte is then None
     when no LOINC code names one, and the name is tried)."""
     table = _code_table()
+    concept = obs.get("code")
+    if type(concept) is dict and type(cs := concept.get("coding")) is list and len(cs) == 1 and type(c := cs[0]) is dict \
+            and type(code := c.get("code")) is str:
+        # the usual shape, one coding with a string code: its one entry is the answer (as the loop below reads it)
+        entry = table.get(f"{c.get('system') or ''}|{code}")
+        return ("numeric", None) if entry is None else entry
     kind: ObservationKind = "numeric"
     analyte = None
-    for c in codings(obs.get("code")):
+    for c in codings(concept):
         code = c.get("code")
         if not isinstance(code, (str, int)):
             if code is not None and analyte is None and c.get("system") == LOINC:  # as codes_in reads it
