@@ -20,7 +20,7 @@ from typing import Any
 
 from .findings import Finding
 from .knowledge_base import KNOWLEDGE_DIR, load, read_toml
-from .knowledge_schema import RULE_MODULES, KnowledgeError
+from .knowledge_schema import RULE_MODULES, KnowledgeError, other_rule_id
 
 CATALOGUE_FILE = KNOWLEDGE_DIR / "catalogue.toml"
 FILE_LABEL = "rules/knowledge/catalogue.toml"
@@ -221,8 +221,6 @@ def check(emitted: set[str]) -> None:
 
 def _emitted_by(rule_id: str) -> str:
     """Which knowledge table gives rise to a data-driven rule id (interactions.toml [others.*])."""
-    from .interactions import other_rule_id
-
     for key in load().interactions.others:
         if other_rule_id(key) == rule_id:
             return f" for rules/knowledge/interactions.toml [others.{key}]"

@@ -16,13 +16,8 @@ from fhir_mappers.terminology import terminology, vaccine_family
 from .common import indication, indication_records, thiopurine_of, usable_weight
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load
-from .knowledge_schema import OtherInteraction
+from .knowledge_schema import OtherInteraction, other_rule_id
 from .populations import weight_window_days
-
-def other_rule_id(key: str) -> str:
-    """The rule id of interactions.toml [others.<key>]: ``interaction-<key>``, underscores as hyphens."""
-    return f"interaction-{key.replace('_', '-')}"
-
 
 def rule_ids() -> tuple[str, ...]:
     """Every rule id this module may emit: those catalogue.toml gives ``module = "interactions"``, and one per

@@ -797,3 +797,9 @@ def _kind(raw: Any) -> str:
 
 def _wrong(file: str, where: tuple[str, ...], key: str, expected: str, raw: Any) -> KnowledgeError:
     return KnowledgeError(f"{file} {_table(where)}: key {key!r}: expected {expected}, got {_kind(raw)}")
+
+
+def other_rule_id(key: str) -> str:
+    """The rule id of interactions.toml [others.<key>]: ``interaction-<key>``, underscores as hyphens (a naming rule
+    of the data, here so that both the catalogue's start-up check and the interaction rules read it)."""
+    return f"interaction-{key.replace('_', '-')}"
