@@ -290,14 +290,27 @@ def active_order_pgx_findings(facts: ClinicalFacts, findings: list[Finding], *, 
     ctx = context_of(facts, ctx)
     drafts = {id(o) for o, _ in ctx.thiopurine_orders}
     dosed = {f.order_ref for f in findings if f.dose is not None and f.order_ref}
+    # round-13 M2: febuxostat newly ordered beside an active thiopurine gives no dose (the label contraindicates the
+    # pair: cancel the febuxostat), but a poor metabolizer's active order is still told CPIC's alternative, and the
+    # febuxostat card does not offer "allopurinol with the thiopurine dose reduction" to a poor metabolizer
+    contraindicated = {f.order_ref: f for f in findings if f.rule_id == "interaction-xanthine-oxidase" and f.order_ref
+                       and f.values.get("contraindicated")}
     orders = [(m, drug) for m in facts.active_medications
-              if m.ref in dosed and id(m) not in drafts and not m.is_draft and (drug := thiopurine_of(m))]
+              if (m.ref in dosed or m.ref in contraindicated) and id(m) not in drafts and not m.is_draft
+              and (drug := thiopurine_of(m))]
     if not orders:
         return []
     st = statuses(facts, ctx)
     out = []
     for order, drug in orders:
         finding = _for_order(ctx, order, drug, st, weight_max_age_days, guideline)
+        if finding is not None and order.ref not in dosed and order.ref in contraindicated:
+            if finding.rule_id != "pgx-poor-metabolizer":
+                continue  # no dose is given for this order here: only the poor metabolizer's alternative is added
+            contraindicated[order.ref].values["poor_metabolizer"] = True
+            finding.values["active_order"] = "interacts"
+            out.append(finding)
+            continue
         if finding is not None and finding.rule_id in ACTIVE_ORDER_RULES:
             finding.values["active_order"] = True
             out.append(finding)

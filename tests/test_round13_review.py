@@ -1,0 +1,48 @@
+"""Round-13 black-box review, M2 and M3 (cases in tests/data/review13, written by the reviewer).
+
+M2: febuxostat newly ordered beside an active thiopurine in a TPMT poor metabolizer gave only the "cancel the
+febuxostat" card, which offered "allopurinol with the thiopurine dose reduction": no card told the prescriber that
+the active thiopurine itself is CPIC's "consider a non-thiopurine alternative". The active order now gets the
+poor-metabolizer card, and the febuxostat card does not offer allopurinol with a reduced thiopurine.
+
+M3: a TPMT *3A/*3A result set aside (subject on another FHIR server) was named only "Genotype display name"; the
+data-incomplete card now quotes the value as sent ("Genotype display name: TPMT *3A/*3A").
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.review_cases import case_cards
+
+CASES = Path(__file__).resolve().parent / "data" / "review13"
+
+
+def _cards(name: str) -> list[dict]:
+    return case_cards(json.loads((CASES / f"{name}.json").read_text(encoding="utf-8")))
+
+
+def _card(cards: list[dict], rule_id: str) -> dict:
+    (card,) = [c for c in cards if c["source"]["topic"]["code"] == rule_id]
+    return card
+
+
+@pytest.mark.parametrize("name, drug", [("a07_ibd_tpm_febux_mp", "Mercaptopurine"), ("a17_ra_tpm_febux_aza", "Azathioprine")])
+def test_febuxostat_draft_beside_a_poor_metabolizers_active_thiopurine(name: str, drug: str) -> None:
+    cards = _cards(name)
+    pm = _card(cards, "pgx-poor-metabolizer")
+    assert pm["indicator"] == "critical" and "non-thiopurine alternative" in pm["summary"]
+    assert f"{drug} is an active order" in pm["detail"] and "an order being signed now interacts with it" in pm["detail"]
+    xo = _card(cards, "interaction-xanthine-oxidase")
+    assert "cancel the febuxostat order" in xo["summary"]
+    assert "allopurinol with the thiopurine dose reduction" not in xo["detail"]
+    assert "poor metabolizer" in xo["detail"]
+    # no dose is stated for the active order: the febuxostat is to be cancelled, the thiopurine replaced
+    assert not any("Recommended dose" in c["detail"] for c in cards)
+
+
+def test_a_set_aside_tpmt_result_is_quoted_with_its_value() -> None:
+    gap = _card(_cards("s02_other_server_pgx_tpm"), "data-incomplete")
+    assert "'Genotype display name: TPMT *3A/*3A'" in gap["detail"]
