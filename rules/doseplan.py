@@ -198,7 +198,14 @@ def combine(limits: list[DoseLimit], usual: float | None, ordered: float | None 
         if not base:
             return None, 0.0, days
         current = current_basis(limits, usual, ordered)
-        base_high = min(base) if current is None else min(*base, current)
+        if current is None:
+            base_high = min(base)
+        else:
+            # round-13 M1: the dose taken is the basis; a band's own top (CPIC 30-80 %: ``accept_high_mg``) and not its
+            # more conservative suggestion bounds it, so an order already accepted inside that band (not cut) takes
+            # the label's fraction of itself, not of the suggestion (100 mg TPMT IM + allopurinol: 25-33 mg/day)
+            accepted = [lim.accept_high_mg if lim.accept_high_mg is not None else lim.high_mg for lim in absolute]
+            base_high = min(x for x in (usual, *accepted, current) if x is not None)
         base_low = max(lows) if lows else base_high
         base_low = min(base_low, base_high)
         f_low = math.prod(fl if fl is not None else fh for fl, fh in factors)
@@ -231,7 +238,12 @@ def _current(limits: list[DoseLimit], usual: float | None, ordered: float | None
         return None, False
     f_high = math.prod(lim.factor_high for lim in limits if lim.factor_high is not None)
     current = min(currents)
-    if current >= min(base) - EPS:
+    # round-13 M1: a dose inside a band's own top (``accept_high_mg``: CPIC's 30-80 %, where the order is accepted,
+    # not cut) is a basis too, though above the band's more conservative suggestion
+    accepted = [lim.accept_high_mg if lim.accept_high_mg is not None else lim.high_mg
+                for lim in limits if lim.high_mg is not None]
+    tops = [x for x in (usual, *accepted) if x is not None] or base
+    if current >= min(tops) - EPS:
         return None, False
     if current <= min(base) * f_high + EPS:
         if not any(lim.current_not_reduced for lim in limits):

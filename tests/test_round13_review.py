@@ -46,3 +46,18 @@ def test_febuxostat_draft_beside_a_poor_metabolizers_active_thiopurine(name: str
 def test_a_set_aside_tpmt_result_is_quoted_with_its_value() -> None:
     gap = _card(_cards("s02_other_server_pgx_tpm"), "data-incomplete")
     assert "'Genotype display name: TPMT *3A/*3A'" in gap["detail"]
+
+
+@pytest.mark.parametrize("name", ["a18_ra_tim_aza100_allo", "a08_tx_tim_allo"])
+def test_allopurinol_added_to_an_accepted_intermediate_metabolizer_dose_takes_the_labels_fraction_of_it(name: str) -> None:
+    """Round-13 M1: a TPMT intermediate metabolizer on 100 mg/day (69 % of the normal dose: inside CPIC's 30-80 %, so
+    not cut) with allopurinol newly ordered was told 25 mg every other day (12.5 mg/day, one-eighth of the dose
+    taken): the fraction was taken of the service's more conservative 30-50 % suggestion. The Imuran label's
+    one-third to one-quarter of the dose taken is 25-33 mg/day: both cards now say 25 mg once daily."""
+    cards = _cards(name)
+    xo = _card(cards, "interaction-xanthine-oxidase")
+    assert xo["summary"].endswith("reduce the active azathioprine order to 25 mg/day")
+    assert "of the 100 mg/day the patient takes" in xo["detail"]
+    assert "Recommended dose for this azathioprine order: 25 mg once daily" in xo["detail"]
+    pgx = _card(cards, "pgx-dose-in-reduced-range")
+    assert "Recommended dose for this azathioprine order: 25 mg once daily" in pgx["detail"]  # one order, one dose
