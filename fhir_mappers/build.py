@@ -306,7 +306,7 @@ _NOUNS = {"Observation": ("result", "results"), "DiagnosticReport": ("report", "
           "Patient": ("patient record", "patient records"), "Procedure": ("procedure", "procedures")}
 
 
-def _set_aside_groups(groups: dict[str, list[tuple[dict, str]]], with_values: bool = False
+def _set_aside_groups(groups: dict[str, list[tuple[dict, str]]], named: bool = False
                       ) -> Iterator[tuple[str, set[str], int, tuple[str, str], list[str], str]]:
     """Per data group of set-aside resources (the same resource under two keys is named once, under the first):
     (key, resource types, how many, the nouns for one and many, the references as sent in order, the first two
@@ -325,7 +325,7 @@ def _set_aside_groups(groups: dict[str, list[tuple[dict, str]]], with_values: bo
         nouns = _NOUNS.get(next(iter(types)), ("record", "records")) if len(types) == 1 else ("record", "records")
         refs = list(dict.fromkeys(ref for _, ref in fresh))
         quoted = ", ".join(refs[:2]) + (f" and {len(refs) - 2} more" if len(refs) > 2 else "")
-        yield key, types, len(fresh), nouns, refs, quoted + _named_items(fresh, with_values)
+        yield key, types, len(fresh), nouns, refs, quoted + (_named_items(fresh) if named else "")
 
 
 # the member that names what a set-aside resource is (round-12 review of session 11: "1 order could not be
@@ -350,7 +350,7 @@ def _value_as_sent(r: dict) -> str:
     return ""
 
 
-def _named_items(fresh: list[tuple[dict, str]], with_values: bool = False) -> str:
+def _named_items(fresh: list[tuple[dict, str]]) -> str:
     """"; what they are: 'allopurinol 300 MG Oral Tablet'" (at most two names, as sent, each cut to ``SHOWN``), or
     "" when none is named: the prescriber sees which drug, vaccine or result was not used."""
     names: list[str] = []
@@ -362,10 +362,9 @@ def _named_items(fresh: list[tuple[dict, str]], with_values: bool = False) -> st
             member = _NAMING_MEMBER.get(rtype) if isinstance(rtype, str) else None
             concept = r.get(member) if member else None
         text = concept_text(concept) if concept is not None else ""
-        if with_values and rtype == "Observation" and isinstance(text, str):
+        if rtype == "Observation" and isinstance(text, str):
             # round-13 M3: a result that may be this patient's (not confirmed) is named with its value as sent
-            # ("Genotype display name: TPMT *3A/*3A"), so a set-aside TPMT result is not taken for no result at all;
-            # another patient's values are never shown on this patient's card (only what kind of result it was)
+            # ("Genotype display name: TPMT *3A/*3A"), so a set-aside TPMT result is not taken for no result at all
             value = _value_as_sent(r)
             text = f"{text.strip()}: {value}" if text.strip() and value else (text or value)
         if isinstance(text, str) and text.strip():
@@ -416,7 +415,9 @@ def _unconfirmed_gaps(unconfirmed: dict[str, list[tuple[dict, str]]]) -> list[Da
     to be this one (round-10 H1; key ``unconfirmed_patient``), quoting the references as sent: they were not used,
     so they neither clear a check nor make a finding."""
     out = []
-    for key, _types, n, (one, many), refs, quoted in _set_aside_groups(unconfirmed, with_values=True):
+    # named (what each is, with its value): they may be this patient's; another patient's data is never described
+    # on this patient's card beyond the reference that names that patient (privacy)
+    for key, _types, n, (one, many), refs, quoted in _set_aside_groups(unconfirmed, named=True):
         why = (f"could not confirm that {n} {one if n == 1 else many} {'is' if n == 1 else 'are'} this patient's "
                f"(subject sent as {quoted}); {'it was' if n == 1 else 'they were'} not used")
         out.append(DataGap(_GROUP_WORDS.get(key, f"data under '{key[:40]}'"), why, key="unconfirmed_patient",
