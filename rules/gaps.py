@@ -42,6 +42,11 @@ def groups_needed(orders: list[MedicationFact], keys) -> set[str]:
             # zoster vaccine live: the active thiopurine's dose per kg (weight; a child's window: patient;
             # leukaemia: conditions) decides low- or high-level immunosuppression (rules.interactions)
             allowed |= {"weight", "patient", "conditions"}
+        # round-14 m4: a drug whose combination is standard practice in some indications (co-trimoxazole in ALL:
+        # interactions.toml routine_in) needs the conditions to tell that indication from the others
+        routine = {i for spec in load().interactions.others.values() if spec.routine_in for i in spec.ingredients}
+        if any(o.selected and o.ingredients & routine for o in orders):
+            allowed.add("conditions")
         xoi = set(load().interactions.xanthine_oxidase_inhibitors.ingredients)
         if any(o.selected and o.ingredients & xoi for o in orders):
             allowed |= XOI_DOSE_GROUPS

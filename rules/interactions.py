@@ -302,14 +302,17 @@ def other_findings(facts: ClinicalFacts, meds: Medications | None = None) -> lis
         for t, tp, o, new in _pairs(facts, lambda m, drugs=drugs: bool(m.ingredients & drugs), meds,
                                     ingredients=drugs):
             other = sorted(o.ingredients & drugs)[0]
-            routine = spec.routine_combination
+            # round-14 m4: standard practice in the thiopurine order's indication (co-trimoxazole in ALL)
+            ind = indication(t, indication_records(facts))[0] if spec.routine_in else ""
+            routine_in = ind if ind in spec.routine_in else ""
+            routine = spec.routine_combination or bool(routine_in)
             if routine and _renews_combination(facts, t, tp, o, drugs, new):
                 continue  # a routine combination taken together already (BSG 2019): nothing on its renewal
             findings.append(Finding(rule_id, t.ref,
                                     {"other": other, "group": key, "new": new, "thiopurine_state": _state(t),
-                                     "other_state": _state(o), "routine": routine}, drug=tp,
+                                     "other_state": _state(o), "routine": routine, "routine_in": routine_in}, drug=tp,
                                     indicator="info" if routine else None,
-                                    sources=tuple(spec.sources)))
+                                    sources=(*spec.sources, *((spec.routine_in_source,) if routine_in else ()))))
     return findings
 
 

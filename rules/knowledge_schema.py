@@ -349,6 +349,11 @@ class OtherInteraction:
     # a routine combination (aminosalicylate + thiopurine in IBD, BSG 2019): an info note at a new start of either
     # drug, nothing on a renewal of a combination already taken together (audit round 2, M4)
     routine_combination: bool = False
+    # round-14 m4: indications (dosing.toml [indications] keys) in which the combination is standard practice
+    # (co-trimoxazole Pneumocystis prophylaxis in acute lymphoblastic leukaemia, ECIL-5 2016): there, as a routine
+    # combination, an info note at a new start of either drug and nothing on a renewal; elsewhere the warning
+    routine_in: tuple[str, ...] = ()
+    routine_in_source: str = ""
 
 
 @dataclass(frozen=True)
