@@ -72,19 +72,19 @@ def _run(request: dict) -> list[dict]:
 
 
 def test_an_unrecognised_condition_is_quoted_and_no_start_regimen_is_applied_as_if_known():
-    cards = _topics(_run(_with_condition("c10-kidney-transplant-aza-2mgkg", "Myasthenia gravis", "91637004", 150)))
+    cards = _topics(_run(_with_condition("c10-kidney-transplant-aza-2mgkg", "Atopic dermatitis", "24079001", 150)))
     card = cards["dose-new-start"]
     text = card["summary"] + card["detail"]
     assert "no indication on record" not in text
-    assert "not recognised" in card["summary"] and "'Myasthenia gravis'" in text
+    assert "not recognised" in card["summary"] and "'Atopic dermatitis'" in text
     assert "start at 50 mg/day" not in text and "titrate after 6-8 weeks" not in card["summary"]
     assert not card.get("suggestions")
 
 
 def test_an_unrecognised_condition_above_the_label_maximum_says_so_not_none_on_record():
-    card = _topics(_run(_with_condition("c10-kidney-transplant-aza-2mgkg", "Myasthenia gravis", "91637004", 300)))["dose-above-range"]
+    card = _topics(_run(_with_condition("c10-kidney-transplant-aza-2mgkg", "Atopic dermatitis", "24079001", 300)))["dose-above-range"]
     assert "indication not recognised" in card["summary"]
-    assert "'Myasthenia gravis'" in card["detail"] and "no indication on record" not in card["detail"]
+    assert "'Atopic dermatitis'" in card["detail"] and "no indication on record" not in card["detail"]
 
 
 def test_with_no_condition_at_all_the_card_still_says_none_on_record():
