@@ -25,7 +25,7 @@ from .knowledge_base import load, version_key
 from .knowledge_schema import RULE_MODULES
 from .monitoring import aih_start_findings, cbc_due_findings, lab_findings, thioguanine_liver_findings, tpmt_high_findings
 from .pgx import active_order_pgx_findings, pgx_findings
-from .plausibility import implausible_labs
+from .plausibility import future_dated, implausible_labs
 from .populations import population_findings
 
 GUIDELINES = ("cpic", "dpwg")
@@ -271,6 +271,7 @@ def per_m2_doses(facts: ClinicalFacts, weight_days: int) -> ClinicalFacts:
 
 
 def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list[Finding]:
+    facts = future_dated(facts)  # round-14 H2: a result dated after today is not a result taken: set aside, named
     days = _populations.weight_window_days(facts, options.weight_max_age_days)  # a child's weight goes stale sooner
     facts = per_m2_doses(facts, days)  # an order in mg/m² is converted with the body surface area (round-6 m5)
     facts = implausible_labs(without_replaced(unreadable_doses(facts)))  # a value no patient can have is not a result

@@ -13,6 +13,7 @@ from .findings import Finding, Indicator
 from .interactions import interacting_ingredients, is_live_vaccine
 from .knowledge_base import load
 from .monitoring import absent_count_gaps, neutrophil_gap
+from .plausibility import SERIOUS_FUTURE
 
 
 def _concerns(o: MedicationFact) -> bool:
@@ -83,6 +84,8 @@ _OTHER_PATIENT = ("other_patient", "other_patient_order")
 _SET_ASIDE = (*_OTHER_PATIENT, "unconfirmed_patient")
 _SERIOUS_GAPS = {"other_patient", "other_patient_order", "unconfirmed_patient", "tpmt_activity", "neutrophils", "wbc", "platelets", "lymphocytes", "hemoglobin", "weight",
                  "weight_conflict", "egfr", "alt", "ast", "alp", "bilirubin", "tgn", "mmp"}
+# round-14 H2: results dated after today, set aside (rules.plausibility.future_dated): their keys start "future_"
+_SERIOUS_GAPS |= SERIOUS_FUTURE
 _SENT_IN_SUMMARY = 24  # characters of a value as sent that a summary quotes ("eGFR '<15'")
 
 
@@ -172,6 +175,8 @@ def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None,
         params["other_patient"] = "only" if all(g["key"] in _OTHER_PATIENT for g in gaps) and not groups else "some"
     elif gaps and not groups and all(g["key"] == "unconfirmed_patient" for g in gaps):
         params["other_patient"] = "unconfirmed"  # round-10 H1: the summary says the data could not be tied to him
+    if any(_future(g) for g in gaps):  # round-14 H2: the summary says results dated after today were not used
+        params["future"] = "only" if all(_future(g) for g in gaps) and not groups else "some"
     return [Finding("data-incomplete", order.ref, _order_patient(params, gaps), indicator="warning" if serious else "info",
                     drug=drug)]
 
@@ -203,13 +208,27 @@ def _summary_quote(gap: dict) -> str:
     return "…" + sent[-(_SENT_IN_SUMMARY - 1):] if gap.get("key") in _OTHER_PATIENT else sent[:_SENT_IN_SUMMARY]
 
 
+def _future(g: dict) -> bool:
+    """A result dated after today, set aside (round-14 H2, ``rules.plausibility.future_dated``)."""
+    return str(g.get("key", "")).startswith("future_")
+
+
 def _gap_names(groups: list[dict], gaps: list[dict]) -> list[str]:
     """What the summary names, the safety checks first (labs, weight, ...; CBC, eGFR, TPMT activity), each
     result quoted as it was sent ("eGFR '<15'"), once each: a summary too short for all names the first.
     Group names: catalogue.toml [groups] (the one table of group labels)."""
     group_names = _catalogue().raw.get("groups", {})
     named = [(g["key"] not in _SERIOUS_GROUPS, group_names.get(g["key"], {}).get("what", g["key"])) for g in groups]
+    future: dict[str, list[str]] = {}  # round-14 H2: results dated after today, named once per date as sent
     for g in gaps:
+        if _future(g):
+            future.setdefault(g["sent"], []).append(g["what"].split(" dated ")[0])
+    for when, whats in future.items():
+        named.append((not any(g["key"] in _SERIOUS_GAPS for g in gaps if _future(g) and g["sent"] == when),
+                      f"{', '.join(dict.fromkeys(whats))} dated {when} (after today)"))
+    for g in gaps:
+        if _future(g):
+            continue
         sent = _summary_quote(g)
         named.append((g["key"] not in _SERIOUS_GAPS, f"{g['what']} '{sent}'" if sent else g["what"]))
     return list(dict.fromkeys(name for _, name in sorted(named, key=lambda n: n[0])))

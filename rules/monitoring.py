@@ -261,6 +261,11 @@ def _unread(facts: ClinicalFacts, analytes) -> str:
     return max(dates).isoformat() if dates else "undated"
 
 
+def _future(facts: ClinicalFacts, key: str) -> str:
+    """The dates (as sent) of results of this kind dated after today and set aside (round-14 H2): "" when none."""
+    return ", ".join(dict.fromkeys(g.sent for g in facts.gaps if g.key == key))
+
+
 def cbc_due_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
     if "labs" in facts.unavailable:
         return []
@@ -292,6 +297,8 @@ def cbc_due_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> li
                                  "last_cbc": last_cbc, "last_lft": last_lft, "cbc_window": cbc_window,
                                  "lft_window": lft_window, "today": cutoff,
                                  "unread_cbc": _unread(facts, CBC), "unread_lft": _unread(facts, LIVER),
+                                 # round-14 H2: results dated after today, set aside (rules.plausibility): named
+                                 "future_cbc": _future(facts, "future_cbc"), "future_lft": _future(facts, "future_liver"),
                                  # what the newest count lacked, only when the CBC is due (round-8 H2)
                                  **({"partial_cbc": partial_cbc} if partial_cbc and cbc_due else {}),
                                  **({"absent_cbc": absent_cbc} if absent_cbc and cbc_due else {})},

@@ -21,6 +21,7 @@ from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load
 from .knowledge_schema import Band, Oncology, PgxDrug
 from .monitoring import latest, tpmt_activity_status
+from .plausibility import FUTURE_NOTE
 
 GENES: tuple[Gene, ...] = ("TPMT", "NUDT15")
 GeneState = Literal["known", "missing", "unreadable", "unavailable"]  # what is known of a gene (GeneStatus)
@@ -146,6 +147,9 @@ def gene_status(gene: Gene, results: list[GeneResult], unavailable: bool) -> Gen
             status.evidence.append({"gene": gene, "kind": "phenotype", "value": r.value, "phenotype": r.value,
                                     "date": _date(r), "preliminary": r.preliminary, "note": r.note})
             phenotypes.append(r.value)
+        elif r.note == FUTURE_NOTE:
+            # round-14 m1: a result dated after today is not used (rules.plausibility.future_dated), but named
+            status.problems.append({"code": "future_dated", "gene": gene, "text": r.value[:60], "date": _date(r)})
         else:
             found = r.note.startswith("found but not read")  # under a code not read (round-5 M2): quoted in full, with why
             status.problems.append({"code": "uninterpretable", "gene": gene, "text": r.value[:100 if found else 60],

@@ -16,6 +16,7 @@ from .context import CallContext
 from .interactions import interacting_ingredients, medications
 from .knowledge_base import load
 from .monitoring import cbc_state, monitoring_windows
+from .plausibility import future_dated
 
 # analyte -> (section of monitoring.toml, key, "below"/"above", label): the cut-offs the rules use
 _THRESHOLDS = {
@@ -144,6 +145,7 @@ def _complete_cbc(facts: ClinicalFacts) -> date | None:
 
 
 def picture(facts: ClinicalFacts, *, guideline: str = "cpic", weight_max_age_days: int = 90) -> dict[str, Any]:
+    facts = future_dated(facts)  # round-14 H2: as the cards: a result dated after today is not charted as current
     ctx = CallContext(facts)
     meds = medications(facts)
     doses = [_dose(m, drug, facts, ctx, weight_max_age_days) for m, drug in meds.thiopurines]

@@ -19,7 +19,10 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 
+from dataclasses import replace
+
 from fhir_mappers.facts import ClinicalFacts, Measurement, ResultText
+from fhir_mappers.terminology import norm_unit
 
 from .common import above, below
 from .knowledge_base import load
@@ -108,7 +111,64 @@ def _same_reference(m: Measurement, unit_spec: ActivityUnit) -> bool:
         (m.ref_high is None or high is None or round(m.ref_high, 1) == round(high, 1))
 
 
+# Round-14 M1: a laboratory range sent only as text. The simple forms are read: ">= x", "≥ x", "> x" (a lower
+# limit), "x-y", "x - y", "x – y", "x to y" (a range), each optionally followed by the value's own unit (as the
+# laboratory wrote it) and by the word "normal" (or "(normal)", "normal range", "reference range"). Anything else
+# (another unit, other words, an upper limit only, two ranges) is not read: it is quoted, never taken as normal.
+_NUM = r"(\d+(?:[.,]\d+)?)"
+_TEXT_TAIL = r"\s*(?P<unit>[^\d\s()][^()]*?)?\s*(?:\(?\s*(?:normal|reference)(?:\s+range)?\s*\)?)?\s*"
+_TEXT_LOW = re.compile(rf"^\s*(?P<op>>=|≥|=>|>)\s*{_NUM}{_TEXT_TAIL}$", re.IGNORECASE)
+_TEXT_RANGE = re.compile(rf"^\s*{_NUM}\s*(?:-|–|—|to)\s*{_NUM}{_TEXT_TAIL}$", re.IGNORECASE)
+
+
+def range_from_text(m: Measurement) -> tuple[float | None, float | None, bool] | None:
+    """(low, high, strict) in the value's unit as read (``m.value``'s) from a reference range sent only as text
+    (``m.ref_text``), when it is one of the simple forms above and names no unit or the value's own; else None.
+    ``strict``: the text was "> x" (x itself is not in the range)."""
+    text = m.ref_text.strip()
+    if not text or m.ref_low is not None or m.ref_high is not None:
+        return None
+    hit = _TEXT_LOW.match(text) or _TEXT_RANGE.match(text)
+    if hit is None:
+        return None
+    unit = (hit.group("unit") or "").strip()
+    if unit and norm_unit(unit) != norm_unit(m.unit_text or m.unit):
+        return None  # another unit than the value's: not converted here
+    # the bounds are in the unit as sent; the value may have been converted to a canonical unit
+    factor = 1.0
+    if m.sent_value not in (None, 0):
+        factor = m.value / float(m.sent_value or 1)
+    elif m.unit and m.unit_text and norm_unit(m.unit) != norm_unit(m.unit_text):
+        return None
+    numbers = [float(g.replace(",", ".")) * factor for g in hit.groups()[:2] if g is not None and _is_number(g)]
+    if hit.re is _TEXT_LOW:
+        return numbers[0], None, hit.group("op") == ">"
+    low, high = numbers[0], numbers[1]
+    return (low, high, False) if low <= high else None
+
+
+def _is_number(g: str) -> bool:
+    return bool(re.fullmatch(r"\d+(?:[.,]\d+)?", g))
+
+
 def judge_measurement(m: Measurement) -> ActivityReading:
+    text_range = range_from_text(m) if m.ref_text else None
+    if text_range is not None:
+        low, high, strict = text_range
+        m = replace(m, ref_low=low, ref_high=high)
+        if strict and not m.comparator and m.value == low:
+            m = replace(m, ref_low=low * (1 + 1e-9) if low else 1e-9)  # "> x": x itself is below the range
+    judged = _judge_measurement(m)
+    if text_range is not None:
+        for q in judged.reasons:
+            if q.get("code") in ("below_lab_range", "above_lab_range", "within_lab_range", "possible_deficiency"):
+                q["text"] = m.ref_text[:60]  # the card says the range was sent as text, and quotes it
+    elif m.ref_text and judged.unjudgeable is not None:
+        judged.unjudgeable["ref_text"] = m.ref_text[:60]  # sent, not read: quoted, never "no range"
+    return judged
+
+
+def _judge_measurement(m: Measurement) -> ActivityReading:
     spec = load().monitoring.tpmt_activity
     unit = _UNIT_LABEL.get(m.unit, m.unit) if m.unit else (m.unit_text or "")
     out = ActivityReading("", value=m.value, comparator=m.comparator, unit=unit,

@@ -26,6 +26,17 @@ def client():
     return create_app({"auth_required": False, "database_url": "sqlite://", "evaluation_date": "2026-11-23"}).test_client()
 
 
+@pytest.fixture
+def today_client():
+    """For requests built with tests.builders (dates relative to the real today): evaluated on that day, so no
+    result is dated after the evaluation day (round-14 H2 sets such results aside)."""
+    from service import create_app
+    from tests.builders import TODAY
+
+    return create_app({"auth_required": False, "database_url": "sqlite://",
+                       "evaluation_date": TODAY.isoformat()}).test_client()
+
+
 def _with_height(value, unit="cm") -> dict:
     req = copy.deepcopy(ONCOLOGY)
     q = req["prefetch"]["height"]["entry"][0]["resource"]["valueQuantity"]
@@ -72,13 +83,13 @@ def test_the_limits_are_knowledge_data_with_a_source():
 @pytest.mark.parametrize("loinc, value, unit", [("6690-2", -5, "10*9/L"), ("751-8", -1, "10*9/L"),
                                                 ("777-3", -100, "10*9/L"), ("1742-6", -40, "U/L"),
                                                 ("6690-2", 1e9, "10*9/L")])
-def test_a_lab_value_no_patient_can_have_is_quoted_not_read(client, loinc, value, unit):
+def test_a_lab_value_no_patient_can_have_is_quoted_not_read(today_client, loinc, value, unit):
     """A negative white cell count is not severe cytopenia and an ALT of -40 U/L is not normal: the value
     is not used and the data-incomplete card quotes it (monitoring.toml [plausible])."""
     from tests.builders import hook_request, lab, normal_labs, prefetch
 
     labs = [x for x in normal_labs() if x["code"]["coding"][0]["code"] != loinc] + [lab(loinc, value, unit, id="odd")]
-    body = client.post("/cds-services/thiopurine-order-sign", json=hook_request(pre=prefetch(labs=labs))).get_json()
+    body = today_client.post("/cds-services/thiopurine-order-sign", json=hook_request(pre=prefetch(labs=labs))).get_json()
     assert_valid_response(body)
     codes = [c["source"]["topic"]["code"] for c in body["cards"]]
     assert "cytopenia-severe" not in codes and "data-incomplete" in codes, codes
@@ -86,9 +97,9 @@ def test_a_lab_value_no_patient_can_have_is_quoted_not_read(client, loinc, value
     assert f"{value:g} {unit}" in detail and "not a plausible value" in detail
 
 
-def test_a_plausible_lab_value_is_used(client):
+def test_a_plausible_lab_value_is_used(today_client):
     from tests.builders import hook_request, lab, normal_labs, prefetch
 
     labs = [x for x in normal_labs() if x["code"]["coding"][0]["code"] != "751-8"] + [lab("751-8", 0.3, "10*9/L", id="low")]
-    body = client.post("/cds-services/thiopurine-order-sign", json=hook_request(pre=prefetch(labs=labs))).get_json()
+    body = today_client.post("/cds-services/thiopurine-order-sign", json=hook_request(pre=prefetch(labs=labs))).get_json()
     assert "cytopenia-severe" in [c["source"]["topic"]["code"] for c in body["cards"]]
