@@ -82,6 +82,8 @@ class DosePlan:
             "kind": self.kind, "days_per_week": self.days_per_week, "rules": list(self.rules),
             "qualitative": list(self.qualitative), "carrier": self.carrier, "drug": self.drug,
             "preliminary": self.preliminary, "current_basis": self.current_basis,
+            # round-14 H3: the dose taken, per dose on the advised schedule (e.g. 3 days a week), not a daily average
+            "current_days": self.advised_days if self.current_basis is not None else None,
             **({"current_in_band": True} if self.current_in_band else {}),
             "range": {"low": self.range_low, "high": self.high_mg if self.range_high is None else self.range_high,
                       "days_per_week": self.days_per_week or self.advised_days},
@@ -197,7 +199,7 @@ def combine(limits: list[DoseLimit], usual: float | None, ordered: float | None 
         base = [x for x in (usual, *highs) if x is not None] or ([ordered] if ordered is not None else [])
         if not base:
             return None, 0.0, days
-        current = current_basis(limits, usual, ordered)
+        current = current_basis(limits, usual, ordered)  # per dose on the advised schedule (round-14 H3)
         if current is None:
             base_high = min(base)
         else:
@@ -227,9 +229,22 @@ def current_basis(limits: list[DoseLimit], usual: float | None, ordered: float |
     return _current(limits, usual, ordered)[0]
 
 
+def per_dose(daily_mg: float, days_per_week: int | None) -> float:
+    """A daily average as the dose per administration on a schedule of ``days_per_week`` (round-14 H3): the same
+    weekly amount (1.71 mg/day on average = 4 mg per dose three times a week); unchanged for a daily schedule."""
+    return daily_mg * 7 / days_per_week if days_per_week else daily_mg
+
+
 def _current(limits: list[DoseLimit], usual: float | None, ordered: float | None = None) -> tuple[float | None, bool]:
-    """(``current_basis``, whether that dose lies inside the band the fraction gives from the usual dose)."""
-    currents = [lim.current_mg for lim in limits if lim.current_mg is not None and lim.factor_high is not None]
+    """(``current_basis``, whether that dose lies inside the band the fraction gives from the usual dose).
+
+    Round-14 H3: when a limit sets a schedule of ``days_per_week`` (CPIC, poor metabolizer in malignancy: one tenth,
+    three times a week) its figures are per dose; the dose taken (``current_mg``, a daily average as every order's
+    daily dose is) is compared and used per dose on that same schedule, never as a daily average beside per-dose
+    figures (4 mg three times a week is 4 mg per dose, not 1.71)."""
+    days = next((lim.days_per_week for lim in limits if lim.days_per_week), None)
+    currents = [per_dose(lim.current_mg, days) for lim in limits
+                if lim.current_mg is not None and lim.factor_high is not None]
     if not currents:
         return None, False
     highs = [lim.high_mg for lim in limits if lim.high_mg is not None]

@@ -16,7 +16,7 @@ from . import interactions as _interactions, populations as _populations
 from .catalogue import catalogue as _catalogue, indicator_of, priority_of, rule_ids_of
 from .common import body_surface_area, thiopurine_of
 from .context import CallContext, context_of
-from .doseplan import DosePlan, plan_doses
+from .doseplan import DosePlan, follows, plan_doses
 from .dose import dose_findings, schedule_error_findings, weight_findings
 from .findings import ChangeDose, DoseLimit, Finding
 from .gaps import bounds_quoted, data_gap_findings, truncation_findings
@@ -186,7 +186,9 @@ def attach_plans(findings: list[Finding], facts: ClinicalFacts, ctx: CallContext
                 taken[ref] = basis["established_below_mg"]
         if m.daily_dose is not None and m.daily_dose.form:
             forms_of[ref] = m.daily_dose.form
-    plans = plan_doses(findings, {ref: m.daily_dose.mg for ref, m in meds.items() if m.daily_dose is not None},
+    ordered_of = {ref: m.daily_dose.mg for ref, m in meds.items() if m.daily_dose is not None}
+    _follows_own_advice(findings, ordered_of)
+    plans = plan_doses(findings, ordered_of,
                        indicator_of, priority_of, usual, forms_of, tops, taken)
     for i, f in enumerate(findings):
         if f.order_ref in plans and not f.values.get("order_stopped"):
@@ -204,6 +206,28 @@ def attach_plans(findings: list[Finding], facts: ClinicalFacts, ctx: CallContext
                 f.values["consistent"] = True
                 findings[i] = replace(f, indicator="info")
     return plans
+
+
+def _follows_own_advice(findings: list[Finding], ordered_mg: dict[str, float]) -> None:
+    """Round-14 H3 (one order, one answer): a dose card of ``CONSISTENT_AS_INFO`` with a figure of its own (CPIC's
+    poor-metabolizer regimen in malignancy, one tenth three times a week) whose order already follows that figure is
+    not told to reduce for it, even when another finding on the order (allopurinol newly ordered) cuts the dose
+    further: it becomes an info note saying the order follows it (``values["consistent"]``, ``cut_by``), and the
+    card of the finding that does cut carries the dose (4 mg three times a week, TPMT poor metabolizer with
+    allopurinol: the allopurinol card). Replaced in ``findings`` (findings are frozen)."""
+    cutting: dict[str, list[str]] = {}
+    for f in findings:
+        if f.dose is not None and not f.dose.qualitative and f.order_ref in ordered_mg:
+            cutting.setdefault(f.order_ref, []).append(f.rule_id)
+    for i, f in enumerate(findings):
+        lim = f.dose
+        if f.rule_id not in CONSISTENT_AS_INFO or lim is None or lim.high_mg is None or lim.factor_high is not None \
+                or f.stops_order or f.values.get("contraindicated") or f.order_ref not in ordered_mg:
+            continue
+        others = [rid for rid in cutting.get(f.order_ref, []) if rid != f.rule_id]
+        own = lim.accept_high_mg if lim.accept_high_mg is not None else lim.high_mg
+        if others and follows(ordered_mg[f.order_ref], own, lim.days_per_week):
+            findings[i] = replace(f, indicator="info", values={**f.values, "consistent": True, "cut_by": others})
 
 
 def without_replaced(facts: ClinicalFacts) -> ClinicalFacts:
