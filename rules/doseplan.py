@@ -41,6 +41,7 @@ class DosePlan:
     current_basis: float | None = None  # the fraction was taken of this dose (the one the patient is on), not the usual
     # that dose lies inside the band from the usual dose, yet was not reduced for the new interacting drug (round-4 H8)
     current_in_band: bool = False
+    start: bool = False  # round-14 H1: the ceiling is the label's starting dose of a new start (not the maximum)
 
     @property
     def change(self) -> bool:
@@ -85,6 +86,7 @@ class DosePlan:
             # round-14 H3: the dose taken, per dose on the advised schedule (e.g. 3 days a week), not a daily average
             "current_days": self.advised_days if self.current_basis is not None else None,
             **({"current_in_band": True} if self.current_in_band else {}),
+            **({"start": True} if self.start else {}),
             "range": {"low": self.range_low, "high": self.high_mg if self.range_high is None else self.range_high,
                       "days_per_week": self.days_per_week or self.advised_days},
             # the range an order is accepted in (the guideline's band; the suggestion aims at "range")
@@ -326,6 +328,13 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
                   and f.dose.current_mg is None and f.values.get("taken_before_other") else f.dose
                   for f in numeric if f.dose is not None]
         ordered = ordered_mg[ref]
+        # round-14 H1: a new start above the indication's maximum, with no other finding dosing it, is brought to the
+        # label's starting dose (``DoseLimit.start_mg``), not to the maximum; with another limit (allopurinol's
+        # fraction, a TPMT/NUDT15 band) that limit's answer stands, as for a start under the maximum (dose-new-start
+        # gives way to it: rules.evaluate.drop_superseded), so the answer does not depend on how far above it was
+        start = len(limits) == 1 and limits[0].start_mg is not None
+        if start:
+            limits = [replace(limits[0], high_mg=limits[0].start_mg, accept_high_mg=None)]
         low, high, days = combine(limits, (usual_mg or {}).get(ref), ordered)
         # round-6 M7: an order is accepted up to the fraction of the usual dose *as given in tablets* (the usual
         # dose to the nearest tablet step, never below it): 72 kg, usual 2 mg/kg = 144 mg, given as 150 mg; one-third
@@ -349,7 +358,7 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
                         preliminary=any(f.values.get("preliminary") is True for f in items),
                         range_low=low, range_high=high, advised_days=days, accept_high=accept,
                         current_basis=current_basis(limits, (usual_mg or {}).get(ref), ordered),
-                        current_in_band=_current(limits, (usual_mg or {}).get(ref), ordered)[1])
+                        current_in_band=_current(limits, (usual_mg or {}).get(ref), ordered)[1], start=start)
         if plan.change and plan.regimen is not None:
             carrier = numeric[0]
             action = ChangeDose(ref, plan.regimen, drug)

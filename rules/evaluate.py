@@ -131,6 +131,30 @@ def drop_superseded(findings: list[Finding]) -> list[Finding]:
     return out
 
 
+def start_lower_for(findings: list[Finding]) -> list[Finding]:
+    """Round-14 m5: a start figure (``dose-new-start``, or ``dose-above-range`` brought to the starting dose) on an
+    order that a qualitative limit also concerns (renal impairment: the Imuran label, DOSAGE AND ADMINISTRATION,
+    gives such patients lower doses, no figure) says the start should be lower than that figure, citing the label,
+    and gives no figure of its own: ``values["lower_for"]`` names the rules, the label source is added."""
+    lower: dict[str, list[str]] = {}
+    for f in findings:
+        if f.order_ref and f.dose is not None and f.dose.qualitative:
+            lower.setdefault(f.order_ref, []).append(f.rule_id)
+    if not lower:
+        return findings
+    out = []
+    for f in findings:
+        starting = f.rule_id in START_REGIMEN_RULES or f.values.get("start_ceiling")
+        if starting and f.order_ref in lower:
+            sources = f.sources if LOWER_DOSE_SOURCE in f.sources else (*f.sources, LOWER_DOSE_SOURCE)
+            f = replace(f, values={**f.values, "lower_for": lower[f.order_ref]}, sources=sources)
+        out.append(f)
+    return out
+
+
+LOWER_DOSE_SOURCE = "fda_azathioprine_monitoring"  # Imuran label, DOSAGE AND ADMINISTRATION: renal dysfunction, lower doses
+
+
 def _fraction_only(limit: DoseLimit | None) -> bool:
     """A limit that is only a fraction of whatever dose is given (allopurinol: 1/4-1/3 of it)."""
     return limit is not None and limit.factor_high is not None and limit.high_mg is None and limit.low_mg is None
@@ -319,6 +343,7 @@ def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list
     findings += truncation_findings(facts)
     findings = drop_superseded(findings)
     findings = drop_range_under_pgx(findings)
+    findings = start_lower_for(findings)
     attach_plans(findings, facts, ctx, days)
     for f in findings:
         f.values.setdefault("guideline", options.guideline)
