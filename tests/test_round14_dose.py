@@ -129,6 +129,7 @@ def test_with_allopurinol_the_start_gives_way_to_the_fraction_of_the_usual_dose(
     limits = [DoseLimit("dose-above-range", high_mg=175, start_mg=75), DoseLimit("interaction-xanthine-oxidase",
                                                                                  factor_low=0.25, factor_high=1 / 3)]
     low, high, _ = combine(limits, 140.0, 250.0)
+    assert low is not None
     assert (round(low, 2), round(high, 2)) == (35.0, 46.67)  # a quarter to a third of 140 mg, as before
 
 
@@ -139,6 +140,7 @@ def test_the_fraction_of_a_three_times_weekly_dose_is_taken_per_dose() -> None:
     allo = DoseLimit("interaction-xanthine-oxidase", factor_low=0.25, factor_high=1 / 3, current_mg=12 / 7,
                      current_not_reduced=True)
     low, high, days = combine([pm, allo], 72.1, 12 / 7)
+    assert low is not None
     assert days == 3 and round(low, 2) == 1.0 and round(high, 2) == 1.33
     assert per_dose(12 / 7, 3) == pytest.approx(4.0) and per_dose(50, None) == 50
 
