@@ -204,3 +204,16 @@ def test_p21_dialysis_start_card_says_lower_in_renal_impairment_without_a_figure
     assert "renal dysfunction: lower doses" in start["detail"]  # the label is cited on the card
     figures = set(re.findall(r"(\d+(?:\.\d+)?) mg/day", start["detail"].split("**Sources**")[0]))
     assert figures <= {"75", "70", "100"}, figures  # no invented renal figure
+
+
+def test_an_unknown_indication_new_start_above_the_general_maximum_is_brought_to_the_general_start() -> None:
+    """The class, not the case: no indication on record (general start about 1 mg/kg/day, not below 50 mg; maximum
+    3 mg/kg/day): 250 mg at 70 kg is brought to 75 mg, not to 210 mg."""
+    request = _case("d08_dose_range")
+    request["prefetch"]["conditions"]["entry"] = []
+    cards = case_cards(request)
+    card = _card(cards, "dose-above-range")
+    assert "new start: start at 75 mg/day" in card["summary"]
+    assert "210" not in (_recommended(card) or "")
+    (update,) = _updates(cards)
+    assert update["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 75
