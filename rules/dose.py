@@ -197,6 +197,17 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | No
             # a start held to the maintenance maximum because no recent transplant is on record: the card says so,
             # and names the initial range, so that a start in the first weeks after transplant is not cut unseen
             values["induction_unconfirmed"] = induction_unconfirmed(facts, ind, ind_spec)
+        # the start regimen of a new start (rheumatoid arthritis, SLE, lupus nephritis, autoimmune hepatitis, unknown;
+        # not IBD, which starts at the target dose, nor a transplant): round-14 H1, one start figure whichever card
+        start = None
+        if new_start and drug == "azathioprine" and not basis["oncology"] and isinstance(spec, Indication) \
+                and not spec.no_start_titration and spec.new_start_max_mg_per_kg is None:
+            start = _start(spec, general, basis["weight"], drug, child=is_child(facts))
+            if how == "unrecognised":
+                # the indication on record was not recognised: no indication's start regimen is applied as if
+                # known (a kidney transplant starts at 3-5 mg/kg/day, not RA's 1 mg/kg): the card says the start
+                # was not checked, quoting what was recorded (round-5 M1)
+                start = {**start, "start_mg": None, "start_exact": None, "start_per_kg": None}
         if top is not None:
             size = basis["bsa"] if unit == "m2" else basis["weight"]
             per = ordered / size
@@ -221,17 +232,18 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | No
             if per > per_unit + 1e-9:
                 critical = per > per_unit * general.critical_factor
                 values["critical"] = critical
+                start_mg = None
+                if start is not None and start["start_mg"] is not None and not values["therapy_unknown"]:
+                    # round-14 H1: a new start above the maximum is brought to the label's starting dose (about
+                    # 1 mg/kg/day, titrated after 6-8 weeks), never to the maximum reached after titration: the one
+                    # figure dose-new-start names for the same patient at a lower order (never above the maximum)
+                    start_mg = min(float(start["start_mg"]), top)
+                    values.update(start, start_ceiling=True)
                 findings.append(Finding("dose-above-range", order.ref, values, indicator="critical" if critical else None,
-                                        sources=sources, dose=DoseLimit("dose-above-range", high_mg=top), drug=drug))
+                                        sources=sources, dose=DoseLimit("dose-above-range", high_mg=top, start_mg=start_mg),
+                                        drug=drug))
                 continue
-        if new_start and drug == "azathioprine" and not basis["oncology"] and isinstance(spec, Indication) \
-                and not spec.no_start_titration and spec.new_start_max_mg_per_kg is None:
-            start = _start(spec, general, basis["weight"], drug, child=is_child(facts))
-            if how == "unrecognised":
-                # the indication on record was not recognised: no indication's start regimen is applied as if
-                # known (a kidney transplant starts at 3-5 mg/kg/day, not RA's 1 mg/kg): the card says the start
-                # was not checked, quoting what was recorded (round-5 M1)
-                start = {**start, "start_mg": None, "start_exact": None, "start_per_kg": None}
+        if start is not None:
             if ordered > start["threshold"] + 1e-9:
                 findings.append(Finding("dose-new-start", order.ref, {**values, **start}, sources=sources, drug=drug))
     return findings

@@ -41,6 +41,7 @@ class DosePlan:
     current_basis: float | None = None  # the fraction was taken of this dose (the one the patient is on), not the usual
     # that dose lies inside the band from the usual dose, yet was not reduced for the new interacting drug (round-4 H8)
     current_in_band: bool = False
+    start: bool = False  # round-14 H1: the ceiling is the label's starting dose of a new start (not the maximum)
 
     @property
     def change(self) -> bool:
@@ -82,7 +83,10 @@ class DosePlan:
             "kind": self.kind, "days_per_week": self.days_per_week, "rules": list(self.rules),
             "qualitative": list(self.qualitative), "carrier": self.carrier, "drug": self.drug,
             "preliminary": self.preliminary, "current_basis": self.current_basis,
+            # round-14 H3: the dose taken, per dose on the advised schedule (e.g. 3 days a week), not a daily average
+            "current_days": self.advised_days if self.current_basis is not None else None,
             **({"current_in_band": True} if self.current_in_band else {}),
+            **({"start": True} if self.start else {}),
             "range": {"low": self.range_low, "high": self.high_mg if self.range_high is None else self.range_high,
                       "days_per_week": self.days_per_week or self.advised_days},
             # the range an order is accepted in (the guideline's band; the suggestion aims at "range")
@@ -197,7 +201,7 @@ def combine(limits: list[DoseLimit], usual: float | None, ordered: float | None 
         base = [x for x in (usual, *highs) if x is not None] or ([ordered] if ordered is not None else [])
         if not base:
             return None, 0.0, days
-        current = current_basis(limits, usual, ordered)
+        current = current_basis(limits, usual, ordered)  # per dose on the advised schedule (round-14 H3)
         if current is None:
             base_high = min(base)
         else:
@@ -227,9 +231,22 @@ def current_basis(limits: list[DoseLimit], usual: float | None, ordered: float |
     return _current(limits, usual, ordered)[0]
 
 
+def per_dose(daily_mg: float, days_per_week: int | None) -> float:
+    """A daily average as the dose per administration on a schedule of ``days_per_week`` (round-14 H3): the same
+    weekly amount (1.71 mg/day on average = 4 mg per dose three times a week); unchanged for a daily schedule."""
+    return daily_mg * 7 / days_per_week if days_per_week else daily_mg
+
+
 def _current(limits: list[DoseLimit], usual: float | None, ordered: float | None = None) -> tuple[float | None, bool]:
-    """(``current_basis``, whether that dose lies inside the band the fraction gives from the usual dose)."""
-    currents = [lim.current_mg for lim in limits if lim.current_mg is not None and lim.factor_high is not None]
+    """(``current_basis``, whether that dose lies inside the band the fraction gives from the usual dose).
+
+    Round-14 H3: when a limit sets a schedule of ``days_per_week`` (CPIC, poor metabolizer in malignancy: one tenth,
+    three times a week) its figures are per dose; the dose taken (``current_mg``, a daily average as every order's
+    daily dose is) is compared and used per dose on that same schedule, never as a daily average beside per-dose
+    figures (4 mg three times a week is 4 mg per dose, not 1.71)."""
+    days = next((lim.days_per_week for lim in limits if lim.days_per_week), None)
+    currents = [per_dose(lim.current_mg, days) for lim in limits
+                if lim.current_mg is not None and lim.factor_high is not None]
     if not currents:
         return None, False
     highs = [lim.high_mg for lim in limits if lim.high_mg is not None]
@@ -311,6 +328,13 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
                   and f.dose.current_mg is None and f.values.get("taken_before_other") else f.dose
                   for f in numeric if f.dose is not None]
         ordered = ordered_mg[ref]
+        # round-14 H1: a new start above the indication's maximum, with no other finding dosing it, is brought to the
+        # label's starting dose (``DoseLimit.start_mg``), not to the maximum; with another limit (allopurinol's
+        # fraction, a TPMT/NUDT15 band) that limit's answer stands, as for a start under the maximum (dose-new-start
+        # gives way to it: rules.evaluate.drop_superseded), so the answer does not depend on how far above it was
+        start = len(limits) == 1 and limits[0].start_mg is not None
+        if start:
+            limits = [replace(limits[0], high_mg=limits[0].start_mg, accept_high_mg=None)]
         low, high, days = combine(limits, (usual_mg or {}).get(ref), ordered)
         # round-6 M7: an order is accepted up to the fraction of the usual dose *as given in tablets* (the usual
         # dose to the nearest tablet step, never below it): 72 kg, usual 2 mg/kg = 144 mg, given as 150 mg; one-third
@@ -334,7 +358,7 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
                         preliminary=any(f.values.get("preliminary") is True for f in items),
                         range_low=low, range_high=high, advised_days=days, accept_high=accept,
                         current_basis=current_basis(limits, (usual_mg or {}).get(ref), ordered),
-                        current_in_band=_current(limits, (usual_mg or {}).get(ref), ordered)[1])
+                        current_in_band=_current(limits, (usual_mg or {}).get(ref), ordered)[1], start=start)
         if plan.change and plan.regimen is not None:
             carrier = numeric[0]
             action = ChangeDose(ref, plan.regimen, drug)

@@ -16,7 +16,7 @@ from . import interactions as _interactions, populations as _populations
 from .catalogue import catalogue as _catalogue, indicator_of, priority_of, rule_ids_of
 from .common import body_surface_area, thiopurine_of
 from .context import CallContext, context_of
-from .doseplan import DosePlan, plan_doses
+from .doseplan import DosePlan, follows, plan_doses
 from .dose import dose_findings, schedule_error_findings, weight_findings
 from .findings import ChangeDose, DoseLimit, Finding
 from .gaps import bounds_quoted, data_gap_findings, truncation_findings
@@ -131,6 +131,30 @@ def drop_superseded(findings: list[Finding]) -> list[Finding]:
     return out
 
 
+def start_lower_for(findings: list[Finding]) -> list[Finding]:
+    """Round-14 m5: a start figure (``dose-new-start``, or ``dose-above-range`` brought to the starting dose) on an
+    order that a qualitative limit also concerns (renal impairment: the Imuran label, DOSAGE AND ADMINISTRATION,
+    gives such patients lower doses, no figure) says the start should be lower than that figure, citing the label,
+    and gives no figure of its own: ``values["lower_for"]`` names the rules, the label source is added."""
+    lower: dict[str, list[str]] = {}
+    for f in findings:
+        if f.order_ref and f.dose is not None and f.dose.qualitative:
+            lower.setdefault(f.order_ref, []).append(f.rule_id)
+    if not lower:
+        return findings
+    out = []
+    for f in findings:
+        starting = f.rule_id in START_REGIMEN_RULES or f.values.get("start_ceiling")
+        if starting and f.order_ref in lower:
+            sources = f.sources if LOWER_DOSE_SOURCE in f.sources else (*f.sources, LOWER_DOSE_SOURCE)
+            f = replace(f, values={**f.values, "lower_for": lower[f.order_ref]}, sources=sources)
+        out.append(f)
+    return out
+
+
+LOWER_DOSE_SOURCE = "fda_azathioprine_monitoring"  # Imuran label, DOSAGE AND ADMINISTRATION: renal dysfunction, lower doses
+
+
 def _fraction_only(limit: DoseLimit | None) -> bool:
     """A limit that is only a fraction of whatever dose is given (allopurinol: 1/4-1/3 of it)."""
     return limit is not None and limit.factor_high is not None and limit.high_mg is None and limit.low_mg is None
@@ -186,7 +210,9 @@ def attach_plans(findings: list[Finding], facts: ClinicalFacts, ctx: CallContext
                 taken[ref] = basis["established_below_mg"]
         if m.daily_dose is not None and m.daily_dose.form:
             forms_of[ref] = m.daily_dose.form
-    plans = plan_doses(findings, {ref: m.daily_dose.mg for ref, m in meds.items() if m.daily_dose is not None},
+    ordered_of = {ref: m.daily_dose.mg for ref, m in meds.items() if m.daily_dose is not None}
+    _follows_own_advice(findings, ordered_of)
+    plans = plan_doses(findings, ordered_of,
                        indicator_of, priority_of, usual, forms_of, tops, taken)
     for i, f in enumerate(findings):
         if f.order_ref in plans and not f.values.get("order_stopped"):
@@ -204,6 +230,28 @@ def attach_plans(findings: list[Finding], facts: ClinicalFacts, ctx: CallContext
                 f.values["consistent"] = True
                 findings[i] = replace(f, indicator="info")
     return plans
+
+
+def _follows_own_advice(findings: list[Finding], ordered_mg: dict[str, float]) -> None:
+    """Round-14 H3 (one order, one answer): a dose card of ``CONSISTENT_AS_INFO`` with a figure of its own (CPIC's
+    poor-metabolizer regimen in malignancy, one tenth three times a week) whose order already follows that figure is
+    not told to reduce for it, even when another finding on the order (allopurinol newly ordered) cuts the dose
+    further: it becomes an info note saying the order follows it (``values["consistent"]``, ``cut_by``), and the
+    card of the finding that does cut carries the dose (4 mg three times a week, TPMT poor metabolizer with
+    allopurinol: the allopurinol card). Replaced in ``findings`` (findings are frozen)."""
+    cutting: dict[str, list[str]] = {}
+    for f in findings:
+        if f.dose is not None and not f.dose.qualitative and f.order_ref in ordered_mg:
+            cutting.setdefault(f.order_ref, []).append(f.rule_id)
+    for i, f in enumerate(findings):
+        lim = f.dose
+        if f.rule_id not in CONSISTENT_AS_INFO or lim is None or lim.high_mg is None or lim.factor_high is not None \
+                or f.stops_order or f.values.get("contraindicated") or f.order_ref not in ordered_mg:
+            continue
+        others = [rid for rid in cutting.get(f.order_ref, []) if rid != f.rule_id]
+        own = lim.accept_high_mg if lim.accept_high_mg is not None else lim.high_mg
+        if others and follows(ordered_mg[f.order_ref], own, lim.days_per_week):
+            findings[i] = replace(f, indicator="info", values={**f.values, "consistent": True, "cut_by": others})
 
 
 def without_replaced(facts: ClinicalFacts) -> ClinicalFacts:
@@ -296,6 +344,7 @@ def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list
     findings += truncation_findings(facts)
     findings = drop_superseded(findings)
     findings = drop_range_under_pgx(findings)
+    findings = start_lower_for(findings)
     attach_plans(findings, facts, ctx, days)
     for f in findings:
         f.values.setdefault("guideline", options.guideline)

@@ -122,6 +122,10 @@ class DoseLimit:
     # 10 mg/m2/day, "daily"): a suggestion keeps the daily schedule (the oral suspension where tablets cannot give
     # the dose), never alternate days or three times a week (round-6 M2)
     daily: bool = False
+    # round-14 H1: a new start of an indication with a start regimen (rheumatoid arthritis, SLE, unknown: about
+    # 1 mg/kg/day, Imuran label) ordered above the indication's maximum: the plan's ceiling is this starting dose,
+    # not the maintenance maximum (``high_mg``), when no other finding doses the order (rules.doseplan.plan_doses)
+    start_mg: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
