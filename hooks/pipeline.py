@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+
+import msgspec
 from datetime import date
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -201,7 +203,7 @@ def _unidentified_finding(refs: list[str]) -> rules.Finding:
 
 
 def _with_selection(order, selected: set[str]):
-    return replace(order, selected=order.ref in selected)
+    return msgspec.structs.replace(order, selected=order.ref in selected)
 
 
 def _medication_reference(resource: dict) -> str | None:

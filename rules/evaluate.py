@@ -8,6 +8,8 @@ interactions.toml's [others.*] tables): the start-up check finds each in the cat
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+
+import msgspec
 from functools import cache
 
 from fhir_mappers.facts import ClinicalFacts, DailyDose, MedicationFact
@@ -238,7 +240,7 @@ def unreadable_doses(facts: ClinicalFacts) -> ClinicalFacts:
         problem = (f"the ordered dose is {d.mg:g} mg/day" if d.mg <= 0 else
                    f"{d.mg:g} mg/day is not a plausible dose (above {top:g} mg/day, the label's highest dose for the "
                    f"heaviest plausible patient): a recording error?")
-        return replace(o, daily_dose=None, dose_problem=problem)
+        return msgspec.structs.replace(o, daily_dose=None, dose_problem=problem)
 
     orders = [fix(o) for o in facts.orders]
     if all(new is old for new, old in zip(orders, facts.orders, strict=True)):
@@ -261,7 +263,7 @@ def per_m2_doses(facts: ClinicalFacts, weight_days: int) -> ClinicalFacts:
         text = (f"{d.high_mg:g} mg/m²/day × {bsa:.2f} m² (Mosteller, height {h.value:g} cm"
                 f"{' of ' + h.when.date().isoformat() if h.when else ''}, weight {w.value:g} kg"
                 f"{' of ' + w.when.date().isoformat() if w.when else ''})" + (f"; {d.text}" if d.text else ""))
-        return replace(o, daily_dose=DailyDose(round(d.low_mg * bsa, 3), round(d.high_mg * bsa, 3), text, d.form),
+        return msgspec.structs.replace(o, daily_dose=DailyDose(round(d.low_mg * bsa, 3), round(d.high_mg * bsa, 3), text, d.form),
                        dose_problem="")
 
     orders, active = [fix(o) for o in facts.orders], [fix(o) for o in facts.active_medications]

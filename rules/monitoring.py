@@ -39,8 +39,7 @@ def latest(facts: ClinicalFacts, analyte: str, max_age_days: int | None = None) 
     return min(same, key=lambda m: m.value) if analyte in WORSE_LOW else max(same, key=lambda m: m.value)
 
 
-@dataclass(frozen=True, slots=True)
-class CalculatedCount(Measurement):
+class CalculatedCount(Measurement, frozen=True):
     """An absolute neutrophil count the rules calculated: white cells x neutrophil percentage of the same
     specimen (same date and time), when the laboratory sent no absolute count (round-5 H5). Cards say so."""
 
