@@ -12,7 +12,9 @@ week, else a specialist referral. Never "0 mg". See docs/dose-advice.md.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+
+import msgspec
 
 from .findings import SEVERITY, ChangeDose, DoseLimit, Finding, Regimen
 from .knowledge_base import load
@@ -307,7 +309,7 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
         taken = (taken_mg or {}).get(ref)
         # round-9 M2: a fraction's finding that says the dose taken before predates the interacting drug takes its
         # fraction of that dose (``taken_mg``), as of an active order's dose when allopurinol is the new order
-        limits = [replace(f.dose, current_mg=taken) if taken is not None and f.dose.factor_high is not None
+        limits = [msgspec.structs.replace(f.dose, current_mg=taken) if taken is not None and f.dose.factor_high is not None
                   and f.dose.current_mg is None and f.values.get("taken_before_other") else f.dose
                   for f in numeric if f.dose is not None]
         ordered = ordered_mg[ref]

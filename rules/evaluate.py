@@ -122,7 +122,7 @@ def drop_superseded(findings: list[Finding]) -> list[Finding]:
             fraction = f.order_ref not in hard and _fraction_only(f.dose)  # it applies to the reduced dose offered
             if f.dose is not None and not fraction:
                 # the order is stopped: no dose for it on this card
-                f = replace(f, dose=None, actions=[a for a in f.actions if not isinstance(a, ChangeDose)])
+                f = msgspec.structs.replace(f, dose=None, actions=[a for a in f.actions if not isinstance(a, ChangeDose)])
                 f.values.pop("reduced_mg", None)  # nor its figure ("10 % = 14 mg/day")
             if f.order_ref in hard and f.values.get("mode") == "avoid_or_reduce":
                 f.values["mode"] = "avoid"  # "an alternative, or 10 %": only the alternative is left
@@ -200,11 +200,11 @@ def attach_plans(findings: list[Finding], facts: ClinicalFacts, ctx: CallContext
                 # round-8 H4: the usual dose the fraction or band applies to is the indication's (the order itself, a
                 # usual dose inside the range, or the lowest usual start): the cards cite the indication's dosing source
                 if b.get("usual_source") and b["usual_source"] not in f.sources:
-                    f = findings[i] = replace(f, sources=(*f.sources, b["usual_source"]))
+                    f = findings[i] = msgspec.structs.replace(f, sources=(*f.sources, b["usual_source"]))
             if f.rule_id in CONSISTENT_AS_INFO and not plans[f.order_ref].change and not f.stops_order \
                     and not f.values.get("contraindicated"):
                 f.values["consistent"] = True
-                findings[i] = replace(f, indicator="info")
+                findings[i] = msgspec.structs.replace(f, indicator="info")
     return plans
 
 
