@@ -12,7 +12,6 @@ week, else a specialist referral. Never "0 mg". See docs/dose-advice.md.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import msgspec
 
@@ -23,8 +22,7 @@ from .knowledge_schema import Form
 EPS = 1e-6
 
 
-@dataclass
-class DosePlan:
+class DosePlan(msgspec.Struct):
     order_ref: str
     drug: str
     ordered_mg: float
@@ -32,8 +30,8 @@ class DosePlan:
     high_mg: float
     days_per_week: int | None
     regimen: Regimen | None  # None: no practical regimen, refer to a specialist
-    rules: list[str] = field(default_factory=list)  # contributing rule ids, most severe first
-    qualitative: list[str] = field(default_factory=list)  # "lower doses" without a figure
+    rules: list[str] = msgspec.field(default_factory=list)  # contributing rule ids, most severe first
+    qualitative: list[str] = msgspec.field(default_factory=list)  # "lower doses" without a figure
     carrier: str = ""  # rule id of the card that carries the suggestion
     preliminary: bool = False  # a contributing finding rests on a preliminary result (every card stating it says so)
     range_low: float | None = None  # the recommended range itself (not capped at the ordered dose)

@@ -1,7 +1,8 @@
 """Monitoring: CBC and liver tests due, cytopenias, liver tests, metabolites, TPMT activity."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
+
 from datetime import date, timedelta
 from functools import cache
 
@@ -120,8 +121,7 @@ def _start(m) -> tuple[date | None, bool]:
     return (min(dates) if dates else None), bool(pt and pt.since is None)
 
 
-@dataclass(frozen=True)
-class _ActiveTherapy:
+class _ActiveTherapy(msgspec.Struct, frozen=True):
     """The active orders of one drug, summed up once per call (every order of the call is compared
     with them: per order that was a scan of every active order, quadratic in a large record)."""
 
