@@ -5,7 +5,7 @@ Mappers are lenient about shape and strict about units; they never decide what a
 from __future__ import annotations
 
 import heapq
-from dataclasses import replace
+import msgspec
 from datetime import date
 from typing import Any, Container, Iterable, Iterator
 
@@ -230,7 +230,7 @@ def _build_facts(draft_orders: list[dict], data: dict[str, Any], today: date, ga
     for mr in pf.of("past_medications", "MedicationRequest"):
         fact = medication_fact(mr, is_draft=False, medications=meds_index) if mr.get("status") in _ENDED else None
         if fact is not None and fact.ref not in draft_refs:
-            past.append(replace(fact, ended_on=_end_date(mr) or fact.authored_on))
+            past.append(msgspec.structs.replace(fact, ended_on=_end_date(mr) or fact.authored_on))
     immunizations = []
     for imm in pf.of("immunizations", "Immunization"):
         fact = medication_fact(imm, is_draft=False) if imm.get("status") in (None, "completed") else None
@@ -569,7 +569,7 @@ def _with_history(order: MedicationFact, history: "list[tuple[frozenset[str], st
     before = order.prior_therapy
     dates = [d for d in (before.since if before else None, earliest) if d]
     evidence = "; ".join(filter(None, [before.evidence if before else "", *texts]))
-    return replace(order, prior_therapy=PriorTherapy(evidence, min(dates) if dates else None))
+    return msgspec.structs.replace(order, prior_therapy=PriorTherapy(evidence, min(dates) if dates else None))
 
 
 def _lowest_first_of_same_time(weights: list, gaps: list[DataGap]) -> list:
@@ -604,7 +604,7 @@ def _ended_orders(pf: "Prefetch", meds_index: dict, draft_refs: set[str],
             continue  # the drug is read first: only an ordered drug's orders are mapped in full
         fact = medication_fact(mr, is_draft=False, medications=meds_index)
         if fact is not None and fact.ref not in draft_refs and fact.ingredients & wanted:
-            out.append(replace(fact, ended_on=_end_date(mr) or fact.authored_on))
+            out.append(msgspec.structs.replace(fact, ended_on=_end_date(mr) or fact.authored_on))
     return out
 
 
@@ -629,7 +629,7 @@ def _with_established(order: MedicationFact, active: list[MedicationFact],
     found = latest(replaced) or latest(active) or latest(ended)
     if found is None or found.daily_dose is None:
         return order
-    return replace(order, established_dose=found.daily_dose, established_ref=found.ref,
+    return msgspec.structs.replace(order, established_dose=found.daily_dose, established_ref=found.ref,
                    established_status=found.status, established_on=found.authored_on)
 
 
@@ -643,7 +643,7 @@ def _with_weight(order: MedicationFact, weights: list) -> MedicationFact:
     d = order.dose_per_kg
     text = (f"{d.high_mg:g} mg/kg/day × {w.value:g} kg (weight of {w.when.date().isoformat()})"
             + (f"; {d.text}" if d.text else ""))
-    return replace(order, daily_dose=DailyDose(round(d.low_mg * w.value, 3), round(d.high_mg * w.value, 3), text),
+    return msgspec.structs.replace(order, daily_dose=DailyDose(round(d.low_mg * w.value, 3), round(d.high_mg * w.value, 3), text),
                    dose_problem="")
 
 

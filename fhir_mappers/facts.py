@@ -8,6 +8,8 @@ Nothing here says whether a value is good or bad: that is the rules' job.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+import msgspec
 from datetime import date, datetime
 from typing import Literal
 
@@ -15,8 +17,7 @@ Gene = Literal["TPMT", "NUDT15"]
 GeneResultKind = Literal["diplotype", "phenotype", "unreadable"]  # see GeneResult
 
 
-@dataclass(frozen=True, slots=True)
-class DataGap:
+class DataGap(msgspec.Struct, frozen=True):
     """Something that was needed but could not be read or fetched.
 
     ``what`` is the clinician-facing name of the data ("TPMT / NUDT15 results",
@@ -37,8 +38,7 @@ class DataGap:
     bound_only: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class DailyDose:
+class DailyDose(msgspec.Struct, frozen=True):
     """A daily amount in mg. ``low_mg`` == ``high_mg`` unless a dose range was ordered."""
 
     low_mg: float
@@ -51,8 +51,7 @@ class DailyDose:
         return self.high_mg
 
 
-@dataclass(frozen=True, slots=True)
-class PriorTherapy:
+class PriorTherapy(msgspec.Struct, frozen=True):
     """Evidence that an order continues earlier therapy with the same drug (a renewal, not a start):
     priorPrescription, basedOn, earlier orders, dispenses, medication statements. ``since`` is the
     earliest date that history shows; None when it shows earlier therapy without a date."""
@@ -61,8 +60,7 @@ class PriorTherapy:
     since: date | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class MedicationFact:
+class MedicationFact(msgspec.Struct, frozen=True):
     """One medication order (draft or on record), reduced to what rules read."""
 
     ref: str  # "MedicationRequest/123" or "" when the order has no id
@@ -80,7 +78,7 @@ class MedicationFact:
     prior_therapy: PriorTherapy | None = None  # evidence the order continues earlier therapy (renewal)
     dose_per_kg: DailyDose | None = None  # an order in mg/kg: mg/kg/day (daily_dose then uses the body weight)
     dose_per_m2: DailyDose | None = None  # an order in mg/m2: mg/m2/day (rules.evaluate.per_m2_doses converts it)
-    resource: dict | None = field(default=None, compare=False, repr=False)
+    resource: dict | None = None
     ended_on: date | None = None  # stopped/completed orders: the end date, else authoredOn (it ended after that)
     replaces: frozenset[str] = frozenset()  # "MedicationRequest/id" this order renews (priorPrescription, basedOn)
     # the order says how long it runs (a dosage's timing bounds or count, the dispense validity end or expected supply
@@ -95,8 +93,7 @@ class MedicationFact:
     established_on: date | None = None  # that order's date (authoredOn, a statement's effective date)
 
 
-@dataclass(frozen=True, slots=True)
-class Measurement:
+class Measurement(msgspec.Struct, frozen=True):
     """A numeric observation in a canonical unit (``unit`` is that unit)."""
 
     analyte: str  # canonical name from fhir_mappers/codes.toml, e.g. "lymphocytes"
@@ -120,8 +117,7 @@ class Measurement:
     sent_value: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class GeneResult:
+class GeneResult(msgspec.Struct, frozen=True):
     """A TPMT or NUDT15 result as the record states it.
 
     ``kind`` is "diplotype" (``value`` is the star-allele text, e.g. "*1/*3A"),
@@ -138,8 +134,7 @@ class GeneResult:
     note: str = ""  # how the value was read, e.g. "ambiguous call", "read from HGVS c.460G>A, c.719A>G"
 
 
-@dataclass(frozen=True, slots=True)
-class ResultText:
+class ResultText(msgspec.Struct, frozen=True):
     """A result recognised by its code whose value is words, not a number
     ("Deficient", "Low activity"), or a number that could not be used. Rules
     decide what the words mean; ``why`` says why no number was used."""
@@ -162,8 +157,7 @@ class ResultText:
     upper_bound: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class AbsentResult:
+class AbsentResult(msgspec.Struct, frozen=True):
     """A result recognised by its code that carries no result: sent with ``dataAbsentReason`` (no value), or with
     status ``cancelled`` (round-8 H2). As sent: whether it matters is the rules' decision (a cancelled or absent
     blood count is never a done count; the rules name it as a data gap)."""
@@ -176,8 +170,7 @@ class AbsentResult:
     value_text: str = ""  # a value sent all the same (a cancelled result carrying a number), as sent; "" when none
 
 
-@dataclass(frozen=True, slots=True)
-class CodedObservation:
+class CodedObservation(msgspec.Struct, frozen=True):
     """A status observation with a coded or boolean value (pregnancy status, breastfeeding status)."""
 
     loinc: str
@@ -189,8 +182,7 @@ class CodedObservation:
     preliminary: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class AllergyFact:
+class AllergyFact(msgspec.Struct, frozen=True):
     """An AllergyIntolerance that names a drug this service knows, as written (fhir_mappers.allergies).
     Whether it contraindicates an order is the rules' decision."""
 
@@ -209,8 +201,7 @@ class AllergyFact:
     recorded: str = ""  # recordedDate (or onset), YYYY-MM-DD, when given
 
 
-@dataclass(frozen=True, slots=True)
-class ConditionFact:
+class ConditionFact(msgspec.Struct, frozen=True):
     codes: frozenset[str]  # "system|code" for every coding
     display: str
     source_ref: str = ""
@@ -221,8 +212,7 @@ class ConditionFact:
     resource_type: str = "Condition"
 
 
-@dataclass(frozen=True, slots=True)
-class PatientFact:
+class PatientFact(msgspec.Struct, frozen=True):
     birth_date: date | None
     sex: str  # administrative gender as given, "" when absent
 

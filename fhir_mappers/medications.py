@@ -1,10 +1,11 @@
 """MedicationRequest (and vaccine orders) → MedicationFact with a daily dose in mg."""
 from __future__ import annotations
 
+import msgspec
+
 import math
 import re
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Any
 
 from .facts import DailyDose, MedicationFact, PriorTherapy
@@ -176,8 +177,7 @@ def _unit_of(q: dict) -> str:
     return code if isinstance(code, str) else ""
 
 
-@dataclass(frozen=True)
-class Strength:
+class Strength(msgspec.Struct, frozen=True):
     """Product strength: mg per tablet/unit and/or mg per mL (oral suspension)."""
 
     per_unit_mg: float | None = None
@@ -354,8 +354,7 @@ def _schedule_words(days: float) -> str:
     return f"once every {days:g} days"
 
 
-@dataclass
-class DoseReading:
+class DoseReading(msgspec.Struct):
     dose: DailyDose | None
     problem: str = ""
     schedule_problem: str = ""  # e.g. "700 mg once weekly"

@@ -9,7 +9,7 @@ Nothing read from one call's results is kept for the next (the look-ups live for
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+import msgspec
 from datetime import datetime, timezone
 from functools import cache
 from typing import Iterable, Literal, get_args
@@ -268,7 +268,7 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
             bound_only = False
             if not unit and comparator in ("", "<", "<=") and analyte.factors:
                 # every unit this analyte is read in converts by a factor up to the largest: a bound, not a value
-                text = replace(text, upper_bound=round(value * max(analyte.factors.values()), 6))
+                text = msgspec.structs.replace(text, upper_bound=round(value * max(analyte.factors.values()), 6))
                 bound_only = True
             texts.append(text)
             gaps.append(DataGap(label, why, analyte_name, sent=sent, bound_only=bound_only))

@@ -16,8 +16,9 @@ Wednesday and Friday, so that reading the suggestion back gives the advised dail
 """
 from __future__ import annotations
 
+import msgspec
+
 import copy
-from dataclasses import dataclass
 from typing import Any
 
 from fhir_mappers.medications import medication_concept, quantity_form, strength_of
@@ -31,8 +32,7 @@ EPS = 1e-6
 _TIMES = {2: "twice daily", 3: "three times daily", 4: "four times daily"}
 
 
-@dataclass(frozen=True)
-class DoseShape:
+class DoseShape(msgspec.Struct, frozen=True):
     dosages: list[dict]
     words: str  # the regimen as it will be ordered, for the label and Dosage.text
     # the dose needs a product other than the one ordered (the oral suspension for a tablet order): an update of

@@ -11,11 +11,12 @@ server) raises ``PreconditionFailed``.
 """
 from __future__ import annotations
 
+import msgspec
+
 import logging
 import re
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,8 +30,7 @@ from .prefetch import render
 log = logging.getLogger("aza_cds.gather")
 
 
-@dataclass(frozen=True)
-class FhirAccess:
+class FhirAccess(msgspec.Struct, frozen=True):
     server: str | None
     token: str | None
 

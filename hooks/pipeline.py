@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+
+import msgspec
 from datetime import date
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -31,13 +32,12 @@ if TYPE_CHECKING:
     from .registry import ServiceDefinition
 
 
-@dataclass
-class HookEnv:
+class HookEnv(msgspec.Struct):
     """What a handler needs from the running service (built once per process)."""
 
     client: FhirClient
     deadline_seconds: float = 1.5
-    rule_options: rules.RuleOptions = field(default_factory=rules.RuleOptions)
+    rule_options: rules.RuleOptions = msgspec.field(default_factory=rules.RuleOptions)
     max_info_cards: int = 1
     today: Callable[[], date] = date.today
     request_deadline: Deadline | None = None  # this call's limits, set per request by the service
@@ -49,10 +49,9 @@ class HookEnv:
     app_launch_url: str | Callable[[], str | None] | None = None
 
 
-@dataclass
-class HookResult:
+class HookResult(msgspec.Struct):
     response: dict
-    rule_ids: list[str] = field(default_factory=list)
+    rule_ids: list[str] = msgspec.field(default_factory=list)
     fhir_ms: float = 0.0
 
 
@@ -201,7 +200,7 @@ def _unidentified_finding(refs: list[str]) -> rules.Finding:
 
 
 def _with_selection(order, selected: set[str]):
-    return replace(order, selected=order.ref in selected)
+    return msgspec.structs.replace(order, selected=order.ref in selected)
 
 
 def _medication_reference(resource: dict) -> str | None:

@@ -13,6 +13,8 @@ Templates are compiled once (one per distinct source) and rendered with Jinja2's
 """
 from __future__ import annotations
 
+import msgspec
+
 import logging
 import marshal
 import math
@@ -281,8 +283,7 @@ def group_label(key: str) -> str:
 
 # --------------------------------------------------------------- rendering
 
-@dataclass(frozen=True)
-class Rendered:
+class Rendered(msgspec.Struct, frozen=True):
     rule_id: str
     title: str
     indicator: str

@@ -22,6 +22,8 @@ Nothing is started per request: the watchdog and the resolver pool are shared an
 """
 from __future__ import annotations
 
+import msgspec
+
 import functools
 import heapq
 import ipaddress
@@ -34,7 +36,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
-from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
 from typing import Iterator, cast
 from urllib.parse import urlsplit
@@ -78,8 +79,7 @@ def address_allowed(ip: str, *, allow_loopback: bool = False) -> bool:
     return addr.is_global and not (addr.is_multicast or addr.is_reserved or addr.is_link_local or addr.is_private)
 
 
-@dataclass(frozen=True)
-class EgressPolicy:
+class EgressPolicy(msgspec.Struct, frozen=True):
     """Where one call may connect. ``allowed_bases``: the FHIR base URLs the issuer's trust entry
     names (empty: any public address). ``allow_loopback``: ``serve --dev`` and local trials."""
 

@@ -1,6 +1,8 @@
 """Small helpers shared by the rules: which orders matter, indication, body size, guideline profile."""
 from __future__ import annotations
 
+import msgspec
+
 import math
 import re
 from dataclasses import dataclass, fields, replace
@@ -157,8 +159,7 @@ class CodeMatcher:
         return not self.snomed.isdisjoint(codes.snomed) or any(c.startswith(self.icd10) for c in codes.icd10)
 
 
-@dataclass(frozen=True)
-class ConditionCodes:
+class ConditionCodes(msgspec.Struct, frozen=True):
     """A Condition's "system|code" keys read once per call: its SNOMED codes, and its ICD-10 codes (any ICD-10
     system, national modifications included) in upper case. Every code list a rule matches it against (the
     indications, pregnancy, breastfeeding, acute kidney injury) reads these instead of splitting the keys again."""

@@ -12,7 +12,8 @@ week, else a specialist referral. Never "0 mg". See docs/dose-advice.md.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+
+import msgspec
 
 from .findings import SEVERITY, ChangeDose, DoseLimit, Finding, Regimen
 from .knowledge_base import load
@@ -21,8 +22,7 @@ from .knowledge_schema import Form
 EPS = 1e-6
 
 
-@dataclass
-class DosePlan:
+class DosePlan(msgspec.Struct):
     order_ref: str
     drug: str
     ordered_mg: float
@@ -30,8 +30,8 @@ class DosePlan:
     high_mg: float
     days_per_week: int | None
     regimen: Regimen | None  # None: no practical regimen, refer to a specialist
-    rules: list[str] = field(default_factory=list)  # contributing rule ids, most severe first
-    qualitative: list[str] = field(default_factory=list)  # "lower doses" without a figure
+    rules: list[str] = msgspec.field(default_factory=list)  # contributing rule ids, most severe first
+    qualitative: list[str] = msgspec.field(default_factory=list)  # "lower doses" without a figure
     carrier: str = ""  # rule id of the card that carries the suggestion
     preliminary: bool = False  # a contributing finding rests on a preliminary result (every card stating it says so)
     range_low: float | None = None  # the recommended range itself (not capped at the ordered dose)
@@ -324,7 +324,7 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
         taken = (taken_mg or {}).get(ref)
         # round-9 M2: a fraction's finding that says the dose taken before predates the interacting drug takes its
         # fraction of that dose (``taken_mg``), as of an active order's dose when allopurinol is the new order
-        limits = [replace(f.dose, current_mg=taken) if taken is not None and f.dose.factor_high is not None
+        limits = [msgspec.structs.replace(f.dose, current_mg=taken) if taken is not None and f.dose.factor_high is not None
                   and f.dose.current_mg is None and f.values.get("taken_before_other") else f.dose
                   for f in numeric if f.dose is not None]
         ordered = ordered_mg[ref]

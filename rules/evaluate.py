@@ -8,6 +8,8 @@ interactions.toml's [others.*] tables): the start-up check finds each in the cat
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+
+import msgspec
 from functools import cache
 
 from fhir_mappers.facts import ClinicalFacts, DailyDose, MedicationFact
@@ -120,7 +122,7 @@ def drop_superseded(findings: list[Finding]) -> list[Finding]:
             fraction = f.order_ref not in hard and _fraction_only(f.dose)  # it applies to the reduced dose offered
             if f.dose is not None and not fraction:
                 # the order is stopped: no dose for it on this card
-                f = replace(f, dose=None, actions=[a for a in f.actions if not isinstance(a, ChangeDose)])
+                f = msgspec.structs.replace(f, dose=None, actions=[a for a in f.actions if not isinstance(a, ChangeDose)])
                 f.values.pop("reduced_mg", None)  # nor its figure ("10 % = 14 mg/day")
             if f.order_ref in hard and f.values.get("mode") == "avoid_or_reduce":
                 f.values["mode"] = "avoid"  # "an alternative, or 10 %": only the alternative is left
@@ -224,11 +226,11 @@ def attach_plans(findings: list[Finding], facts: ClinicalFacts, ctx: CallContext
                 # round-8 H4: the usual dose the fraction or band applies to is the indication's (the order itself, a
                 # usual dose inside the range, or the lowest usual start): the cards cite the indication's dosing source
                 if b.get("usual_source") and b["usual_source"] not in f.sources:
-                    f = findings[i] = replace(f, sources=(*f.sources, b["usual_source"]))
+                    f = findings[i] = msgspec.structs.replace(f, sources=(*f.sources, b["usual_source"]))
             if f.rule_id in CONSISTENT_AS_INFO and not plans[f.order_ref].change and not f.stops_order \
                     and not f.values.get("contraindicated"):
                 f.values["consistent"] = True
-                findings[i] = replace(f, indicator="info")
+                findings[i] = msgspec.structs.replace(f, indicator="info")
     return plans
 
 
@@ -286,7 +288,7 @@ def unreadable_doses(facts: ClinicalFacts) -> ClinicalFacts:
         problem = (f"the ordered dose is {d.mg:g} mg/day" if d.mg <= 0 else
                    f"{d.mg:g} mg/day is not a plausible dose (above {top:g} mg/day, the label's highest dose for the "
                    f"heaviest plausible patient): a recording error?")
-        return replace(o, daily_dose=None, dose_problem=problem)
+        return msgspec.structs.replace(o, daily_dose=None, dose_problem=problem)
 
     orders = [fix(o) for o in facts.orders]
     if all(new is old for new, old in zip(orders, facts.orders, strict=True)):
@@ -309,7 +311,7 @@ def per_m2_doses(facts: ClinicalFacts, weight_days: int) -> ClinicalFacts:
         text = (f"{d.high_mg:g} mg/m²/day × {bsa:.2f} m² (Mosteller, height {h.value:g} cm"
                 f"{' of ' + h.when.date().isoformat() if h.when else ''}, weight {w.value:g} kg"
                 f"{' of ' + w.when.date().isoformat() if w.when else ''})" + (f"; {d.text}" if d.text else ""))
-        return replace(o, daily_dose=DailyDose(round(d.low_mg * bsa, 3), round(d.high_mg * bsa, 3), text, d.form),
+        return msgspec.structs.replace(o, daily_dose=DailyDose(round(d.low_mg * bsa, 3), round(d.high_mg * bsa, 3), text, d.form),
                        dose_problem="")
 
     orders, active = [fix(o) for o in facts.orders], [fix(o) for o in facts.active_medications]

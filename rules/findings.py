@@ -8,16 +8,16 @@ into FHIR resources.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import msgspec
 
 Indicator = Literal["info", "warning", "critical"]  # CDS Hooks card indicator
 
 SUMMARY_MAX = 139  # CDS Hooks: "<140-character summary"
 
 
-@dataclass(frozen=True, slots=True)
-class OrderTest:
+class OrderTest(msgspec.Struct, frozen=True):
     """Order a laboratory test or measurement (becomes a ServiceRequest).
 
     ``label`` is a key of the rule's ``labels`` in the catalogue."""
@@ -29,8 +29,7 @@ class OrderTest:
     within_days: int | None = None  # to be done within this many days (ServiceRequest.occurrencePeriod)
 
 
-@dataclass(frozen=True, slots=True)
-class Regimen:
+class Regimen(msgspec.Struct, frozen=True):
     """A practical way to give a dose: ``per_dose_mg`` every ``every_days`` days, or on
     ``days_per_week`` days a week; ``alt_mg`` alternates with ``per_dose_mg`` day by day;
     ``form`` "tablet" or "suspension" (``ml`` per dose then)."""
@@ -59,8 +58,7 @@ class Regimen:
         return "daily"
 
 
-@dataclass(frozen=True, slots=True)
-class ChangeDose:
+class ChangeDose(msgspec.Struct, frozen=True):
     """Replace an order's dosage with ``regimen`` (an updated MedicationRequest).
 
     Rules do not build these: the dose plan (``rules.doseplan``) does, once per
@@ -76,8 +74,7 @@ class ChangeDose:
         return self.regimen.avg_daily_mg
 
 
-@dataclass(frozen=True, slots=True)
-class CancelOrder:
+class CancelOrder(msgspec.Struct, frozen=True):
     """Remove a draft order (a delete action). ``what`` names the drug for the label.
     ``recommended`` False: an option, never the card's recommended suggestion (allopurinol is often
     needed: the label's advice is to reduce the thiopurine, not to stop allopurinol)."""
@@ -91,8 +88,7 @@ class CancelOrder:
 Action = OrderTest | ChangeDose | CancelOrder
 
 
-@dataclass(frozen=True, slots=True)
-class DoseLimit:
+class DoseLimit(msgspec.Struct, frozen=True):
     """How one finding constrains the daily dose of one order.
 
     ``low_mg``-``high_mg``: an absolute range in mg/day (``low_mg`` None: any dose up to
@@ -128,12 +124,11 @@ class DoseLimit:
     start_mg: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(msgspec.Struct, frozen=True):
     rule_id: str  # an id of the catalogue, e.g. "pgx-poor-metabolizer"; counted by feedback analytics
     order_ref: str = ""  # the thiopurine order this is about (draft or active), if any
-    values: dict[str, Any] = field(default_factory=dict)  # what the catalogue templates read
-    actions: list[Action] = field(default_factory=list)
+    values: dict[str, Any] = msgspec.field(default_factory=dict)  # what the catalogue templates read
+    actions: list[Action] = msgspec.field(default_factory=list)
     indicator: Indicator | None = None  # None: the catalogue's default
     sources: tuple[str, ...] = ()  # extra source keys (e.g. the indication's guideline), after the catalogue's
     dose: DoseLimit | None = None  # this finding changes the dose of ``order_ref``

@@ -1,7 +1,8 @@
 """Monitoring: CBC and liver tests due, cytopenias, liver tests, metabolites, TPMT activity."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
+
 from datetime import date, timedelta
 from functools import cache
 
@@ -39,8 +40,7 @@ def latest(facts: ClinicalFacts, analyte: str, max_age_days: int | None = None) 
     return min(same, key=lambda m: m.value) if analyte in WORSE_LOW else max(same, key=lambda m: m.value)
 
 
-@dataclass(frozen=True, slots=True)
-class CalculatedCount(Measurement):
+class CalculatedCount(Measurement, frozen=True):
     """An absolute neutrophil count the rules calculated: white cells x neutrophil percentage of the same
     specimen (same date and time), when the laboratory sent no absolute count (round-5 H5). Cards say so."""
 
@@ -121,8 +121,7 @@ def _start(m) -> tuple[date | None, bool]:
     return (min(dates) if dates else None), bool(pt and pt.since is None)
 
 
-@dataclass(frozen=True)
-class _ActiveTherapy:
+class _ActiveTherapy(msgspec.Struct, frozen=True):
     """The active orders of one drug, summed up once per call (every order of the call is compared
     with them: per order that was a scan of every active order, quadratic in a large record)."""
 

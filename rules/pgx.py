@@ -7,8 +7,9 @@ module cannot read is reported, never taken as normal. Findings carry values
 """
 from __future__ import annotations
 
+import msgspec
+
 import re
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -42,13 +43,12 @@ _OPTIONS = re.compile(r"\s+or\s+|,|;|\|")  # ambiguous calls: "*1/*3A or *3B/*3C
 _GENE_PREFIX: dict[str, re.Pattern[str]] = {g: re.compile(rf"{g}\s*", flags=re.IGNORECASE) for g in GENES}  # "TPMT*1/TPMT*3A"
 
 
-@dataclass
-class GeneStatus:
+class GeneStatus(msgspec.Struct):
     gene: Gene
     state: GeneState
     phenotype: str = ""  # CPIC term when known
-    evidence: list[dict] = field(default_factory=list)  # what the results said (values for the card)
-    problems: list[dict] = field(default_factory=list)  # results that could not be read / disagreed
+    evidence: list[dict] = msgspec.field(default_factory=list)  # what the results said (values for the card)
+    problems: list[dict] = msgspec.field(default_factory=list)  # results that could not be read / disagreed
     preliminary: bool = False  # a result this status rests on is preliminary (every card on it says so)
     # TPMT poor only because an activity below an unknown assay's range could not be placed (intermediate or poor;
     # round-4 H7): the card says "possible deficiency" and asks for the genotype

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 import msgspec
 
@@ -159,7 +158,7 @@ def call_service(service_id: str) -> Response:
     from .smart import launch_url
 
     # every card links the SMART app (its URL is worked out only when a card is rendered)
-    env: HookEnv = replace(current_app.extensions["aza_hook_env"], request_deadline=g.get("deadline"),
+    env: HookEnv = msgspec.structs.replace(current_app.extensions["aza_hook_env"], request_deadline=g.get("deadline"),
                            app_launch_url=launch_url)
     try:
         result = run_hook(service, body, env)

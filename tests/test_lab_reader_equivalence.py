@@ -19,7 +19,8 @@ from fhir_mappers.observations import (LOINC, ObservationKind, _code_table, codi
                                        _COMPARATOR, _interpretations, _quantity, _range, _result_text, _unit_of,
                                        _unrecognised_code, _usable, absent_result, analyte_named, classified_measurements,
                                        classify, component_results, genes_of_uncoded_result, is_preliminary, norm_unit,
-                                       replace, terminology)
+                                       terminology)
+from msgspec.structs import replace
 
 DATA = Path(__file__).parent / "data"
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 
+import msgspec
 import pytest
 import responses
 
@@ -94,9 +95,8 @@ def test_issue_10_keys_are_fetched_never_412_and_their_scope_is_asked_for(env):
 
 
 def _loopback(env):
-    from dataclasses import replace
 
     from outbound.fhir_client import Deadline
     from outbound.netguard import EgressPolicy
 
-    return replace(env, request_deadline=Deadline(env.deadline_seconds, policy=EgressPolicy(allow_loopback=True)))
+    return msgspec.structs.replace(env, request_deadline=Deadline(env.deadline_seconds, policy=EgressPolicy(allow_loopback=True)))
