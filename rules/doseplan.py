@@ -334,7 +334,7 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
         # gives way to it: rules.evaluate.drop_superseded), so the answer does not depend on how far above it was
         start = len(limits) == 1 and limits[0].start_mg is not None
         if start:
-            limits = [replace(limits[0], high_mg=limits[0].start_mg, accept_high_mg=None)]
+            limits = [msgspec.structs.replace(limits[0], high_mg=limits[0].start_mg, accept_high_mg=None)]
         low, high, days = combine(limits, (usual_mg or {}).get(ref), ordered)
         # round-6 M7: an order is accepted up to the fraction of the usual dose *as given in tablets* (the usual
         # dose to the nearest tablet step, never below it): 72 kg, usual 2 mg/kg = 144 mg, given as 150 mg; one-third

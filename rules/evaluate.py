@@ -149,7 +149,7 @@ def start_lower_for(findings: list[Finding]) -> list[Finding]:
         starting = f.rule_id in START_REGIMEN_RULES or f.values.get("start_ceiling")
         if starting and f.order_ref in lower:
             sources = f.sources if LOWER_DOSE_SOURCE in f.sources else (*f.sources, LOWER_DOSE_SOURCE)
-            f = replace(f, values={**f.values, "lower_for": lower[f.order_ref]}, sources=sources)
+            f = msgspec.structs.replace(f, values={**f.values, "lower_for": lower[f.order_ref]}, sources=sources)
         out.append(f)
     return out
 
@@ -253,7 +253,7 @@ def _follows_own_advice(findings: list[Finding], ordered_mg: dict[str, float]) -
         others = [rid for rid in cutting.get(f.order_ref, []) if rid != f.rule_id]
         own = lim.accept_high_mg if lim.accept_high_mg is not None else lim.high_mg
         if others and follows(ordered_mg[f.order_ref], own, lim.days_per_week):
-            findings[i] = replace(f, indicator="info", values={**f.values, "consistent": True, "cut_by": others})
+            findings[i] = msgspec.structs.replace(f, indicator="info", values={**f.values, "consistent": True, "cut_by": others})
 
 
 def without_replaced(facts: ClinicalFacts) -> ClinicalFacts:

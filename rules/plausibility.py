@@ -11,6 +11,8 @@ reason: a date no result already taken can have is a recording error, not a clin
 """
 from __future__ import annotations
 
+import msgspec
+
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta, timezone
 
@@ -200,7 +202,7 @@ def future_dated(facts: ClinicalFacts) -> ClinicalFacts:
     for g in facts.gene_results:
         if g.when is not None and dated_after(g.when, today) and g.note != FUTURE_NOTE:
             aside("future_genotype", f"{g.gene} result", g.when, f"'{_quote(g.value)}'", g.source_ref)
-            genes.append(replace(g, kind="unreadable", note=FUTURE_NOTE))
+            genes.append(msgspec.structs.replace(g, kind="unreadable", note=FUTURE_NOTE))
         else:
             genes.append(g)
     if found:

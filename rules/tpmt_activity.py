@@ -15,11 +15,12 @@ Readings carry values and reason codes, no English: the catalogue's
 """
 from __future__ import annotations
 
+import msgspec
+
 import re
 from dataclasses import dataclass, field
 from functools import cache
 
-from dataclasses import replace
 
 from fhir_mappers.facts import ClinicalFacts, Measurement, ResultText
 from fhir_mappers.terminology import norm_unit
@@ -155,9 +156,9 @@ def judge_measurement(m: Measurement) -> ActivityReading:
     text_range = range_from_text(m) if m.ref_text else None
     if text_range is not None:
         low, high, strict = text_range
-        m = replace(m, ref_low=low, ref_high=high)
+        m = msgspec.structs.replace(m, ref_low=low, ref_high=high)
         if strict and not m.comparator and m.value == low:
-            m = replace(m, ref_low=low * (1 + 1e-9) if low else 1e-9)  # "> x": x itself is below the range
+            m = msgspec.structs.replace(m, ref_low=low * (1 + 1e-9) if low else 1e-9)  # "> x": x itself is below the range
     judged = _judge_measurement(m)
     if text_range is not None:
         for q in judged.reasons:
