@@ -129,6 +129,13 @@ def future_dated(facts: ClinicalFacts) -> ClinicalFacts:
     A TPMT / NUDT15 result so dated is kept as an unreadable result (note ``FUTURE_NOTE``): never a phenotype, and
     never "no result on record" (rules.pgx names it), and named in a data gap too."""
     today = facts.today
+    cutoff = future_cutoff(today)
+
+    def after(when: datetime | date) -> bool:  # ``dated_after``, with the cut-off found once per call
+        if type(when) is datetime and when.tzinfo is not None:  # the reader's dates: aware datetimes
+            return when >= cutoff
+        return dated_after(when, today)
+
     found: dict[tuple[str, str, str], list[str]] = {}  # (key, what, date as sent) -> values as sent
 
     def aside(key: str, what: str, when: datetime | date, text: str, ref: str) -> None:
@@ -137,7 +144,7 @@ def future_dated(facts: ClinicalFacts) -> ClinicalFacts:
     def keep_measures(values: list[Measurement]) -> list[Measurement]:
         kept = []
         for m in values:
-            if dated_after(m.when, today) and m.when is not None:
+            if m.when is not None and after(m.when):
                 key, what = _lab_category(m.analyte)
                 aside(key, what, m.when, _measure_text(m), m.source_ref)
             else:
@@ -151,7 +158,7 @@ def future_dated(facts: ClinicalFacts) -> ClinicalFacts:
     texts: dict[str, list[ResultText]] = {}
     for a, rts in facts.result_texts.items():
         for t in rts:
-            if t.when is not None and dated_after(t.when, today):
+            if t.when is not None and after(t.when):
                 key, what = _lab_category(a)
                 aside(key, what, t.when, f"{ANALYTE_LABELS.get(a, a)} '{_quote(t.value_text or t.text)}'", t.source_ref)
             else:
@@ -161,7 +168,7 @@ def future_dated(facts: ClinicalFacts) -> ClinicalFacts:
     absent: dict[str, list[AbsentResult]] = {}
     for a, ars in facts.absent_results.items():
         for r in ars:
-            if r.when is not None and dated_after(r.when, today):
+            if r.when is not None and after(r.when):
                 key, what = _lab_category(a)
                 how = f"no value: {r.reason}" if r.reason else f"status {r.status}"
                 aside(key, what, r.when, f"{ANALYTE_LABELS.get(a, a)} ({how})", r.source_ref)
@@ -173,7 +180,7 @@ def future_dated(facts: ClinicalFacts) -> ClinicalFacts:
         values = getattr(facts, name)
         kept = []
         for m in values:
-            if m.when is not None and dated_after(m.when, today):
+            if m.when is not None and after(m.when):
                 aside(key, what, m.when, f"{m.sent_value if m.sent_value is not None else m.value:g} "
                                          f"{_quote(m.unit_text or m.unit, 20)}", m.source_ref)
             else:
@@ -182,7 +189,7 @@ def future_dated(facts: ClinicalFacts) -> ClinicalFacts:
             changes[name] = kept
     status = []
     for o in facts.status_observations:
-        if o.when is not None and dated_after(o.when, today):
+        if o.when is not None and after(o.when):
             what = {"82810-3": "pregnancy status", "63895-7": "breastfeeding status"}.get(o.loinc, f"status {o.loinc}")
             value = o.text or ("yes" if o.flag else "no" if o.flag is False else ", ".join(sorted(o.values)))
             aside("future_pregnancy", what, o.when, f"'{_quote(value)}'", o.source_ref)
@@ -192,7 +199,7 @@ def future_dated(facts: ClinicalFacts) -> ClinicalFacts:
         changes["status_observations"] = status
     shots = []
     for v in facts.immunizations:
-        if v.authored_on is not None and dated_after(v.authored_on, today):
+        if v.authored_on is not None and after(v.authored_on):
             aside("future_immunization", "vaccine given", v.authored_on, f"'{_quote(v.display)}'", v.ref)
         else:
             shots.append(v)
@@ -200,7 +207,7 @@ def future_dated(facts: ClinicalFacts) -> ClinicalFacts:
         changes["immunizations"] = shots
     genes = []
     for g in facts.gene_results:
-        if g.when is not None and dated_after(g.when, today) and g.note != FUTURE_NOTE:
+        if g.when is not None and after(g.when) and g.note != FUTURE_NOTE:
             aside("future_genotype", f"{g.gene} result", g.when, f"'{_quote(g.value)}'", g.source_ref)
             genes.append(msgspec.structs.replace(g, kind="unreadable", note=FUTURE_NOTE))
         else:
