@@ -133,7 +133,9 @@ def future_dated(facts: ClinicalFacts) -> ClinicalFacts:
 
     def after(when: datetime | date) -> bool:  # ``dated_after``, with the cut-off found once per call
         if type(when) is datetime and when.tzinfo is not None:  # the reader's dates: aware datetimes
-            return when >= cutoff
+            # a local date before today is before the cut-off whatever its UTC offset (under 24 hours): the
+            # usual case is decided on the date alone (comparing two aware times asks each for its offset by name)
+            return when.date() >= today and when >= cutoff
         return dated_after(when, today)
 
     found: dict[tuple[str, str, str], list[str]] = {}  # (key, what, date as sent) -> values as sent

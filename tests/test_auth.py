@@ -544,6 +544,8 @@ def test_signed_tokens_with_odd_claims_never_5xx(fuzz_client, keys, changes, ext
         now = time.time()
         auds = payload["aud"] if isinstance(payload["aud"], list) else [payload["aud"]]
         assert payload["iss"] == EHR and any(isinstance(a, str) and a.rstrip("/") == AUD for a in auds)
-        assert isinstance(payload["sub"], str) and payload["sub"]
+        # ``sub`` is optional (CDS Hooks 2.0; docs/security.md) unless the issuer lists client ids, which this one does
+        # not: any string passes, the empty one too (a non-string is refused by PyJWT)
+        assert isinstance(payload["sub"], str)
         assert isinstance(payload["exp"], (int, float)) and payload["exp"] > now - 60
         assert isinstance(payload["jti"], str) and payload["jti"]

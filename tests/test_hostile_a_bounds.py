@@ -43,7 +43,8 @@ def test_at_the_cap_every_order_is_answered_in_merged_cards(client):
     merged = next(c for c in cards if c["source"]["topic"]["code"] == "dose-above-range")
     assert merged["extension"]["azathioprine-cds"]["mergedCards"] == MAX_DRAFT_ORDERS
     assert merged["detail"].count("\n- ") >= MAX_DRAFT_ORDERS - 1  # one line per order: merged, none dropped
-    assert "reduce to 200 mg/day" in merged["detail"] and len(merged["summary"]) < 140
+    # round-14 H1: a new start above the maximum is brought to the start dose (1 mg/kg/day of 70 kg), not the maximum
+    assert "start at 75 mg/day" in merged["detail"] and len(merged["summary"]) < 140
     assert len(resp.get_data()) < 256 * 1024
 
 
