@@ -14,7 +14,10 @@ from __future__ import annotations
 import msgspec
 
 from dataclasses import replace
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, timezone
+from operator import attrgetter
+from typing import Any
 
 from fhir_mappers.facts import AbsentResult, ClinicalFacts, DataGap, Measurement, ResultText
 from fhir_mappers.observations import ANALYTE_LABELS
@@ -178,35 +181,37 @@ def future_dated(facts: ClinicalFacts) -> ClinicalFacts:
                 absent.setdefault(a, []).append(r)
     if sum(map(len, absent.values())) != sum(map(len, facts.absent_results.values())):
         changes["absent_results"] = absent
-    for name, key, what in (("weights", "future_weight", "body weight"), ("heights", "future_height", "height")):
-        values = getattr(facts, name)
+    def keep(items: list, when_of: Callable[[Any], datetime | date | None], set_aside: Callable[[Any], None],
+             name: str) -> None:
+        """``items`` without those dated after today (each handed to ``set_aside``), as ``changes[name]``."""
         kept = []
-        for m in values:
-            if m.when is not None and after(m.when):
-                aside(key, what, m.when, f"{m.sent_value if m.sent_value is not None else m.value:g} "
-                                         f"{_quote(m.unit_text or m.unit, 20)}", m.source_ref)
+        for x in items:
+            when = when_of(x)
+            if when is not None and after(when):
+                set_aside(x)
             else:
-                kept.append(m)
-        if len(kept) != len(values):
+                kept.append(x)
+        if len(kept) != len(items):
             changes[name] = kept
-    status = []
-    for o in facts.status_observations:
-        if o.when is not None and after(o.when):
-            what = {"82810-3": "pregnancy status", "63895-7": "breastfeeding status"}.get(o.loinc, f"status {o.loinc}")
-            value = o.text or ("yes" if o.flag else "no" if o.flag is False else ", ".join(sorted(o.values)))
-            aside("future_pregnancy", what, o.when, f"'{_quote(value)}'", o.source_ref)
-        else:
-            status.append(o)
-    if len(status) != len(facts.status_observations):
-        changes["status_observations"] = status
-    shots = []
-    for v in facts.immunizations:
-        if v.authored_on is not None and after(v.authored_on):
-            aside("future_immunization", "vaccine given", v.authored_on, f"'{_quote(v.display)}'", v.ref)
-        else:
-            shots.append(v)
-    if len(shots) != len(facts.immunizations):
-        changes["immunizations"] = shots
+
+    def size_aside(key: str, what: str) -> Callable[[Any], None]:
+        def set_aside(m: Any) -> None:
+            aside(key, what, m.when, f"{m.sent_value if m.sent_value is not None else m.value:g} "
+                                     f"{_quote(m.unit_text or m.unit, 20)}", m.source_ref)
+        return set_aside
+
+    keep(facts.weights, _when_of, size_aside("future_weight", "body weight"), "weights")
+    keep(facts.heights, _when_of, size_aside("future_height", "height"), "heights")
+
+    def status_aside(o: Any) -> None:
+        what = {"82810-3": "pregnancy status", "63895-7": "breastfeeding status"}.get(o.loinc, f"status {o.loinc}")
+        value = o.text or ("yes" if o.flag else "no" if o.flag is False else ", ".join(sorted(o.values)))
+        aside("future_pregnancy", what, o.when, f"'{_quote(value)}'", o.source_ref)
+
+    keep(facts.status_observations, _when_of, status_aside, "status_observations")
+    keep(facts.immunizations, attrgetter("authored_on"),
+         lambda v: aside("future_immunization", "vaccine given", v.authored_on, f"'{_quote(v.display)}'", v.ref),
+         "immunizations")
     genes = []
     for g in facts.gene_results:
         if g.when is not None and after(g.when) and g.note != FUTURE_NOTE:
@@ -221,6 +226,9 @@ def future_dated(facts: ClinicalFacts) -> ClinicalFacts:
     gaps = [DataGap(f"{what} dated {when}, after today", _future_why(values, today), key, sent=when)
             for (key, what, when), values in found.items()]
     return replace(facts, **changes, gaps=[*facts.gaps, *gaps])
+
+
+_when_of = attrgetter("when")
 
 
 def _future_why(values: list[str], today: date) -> str:
