@@ -393,7 +393,7 @@ def _other_patient_gaps(draft_orders: list[dict], set_aside: dict[str, list[tupl
         else:
             why = (f"{n} {one if n == 1 else many} {'names' if n == 1 else 'name'} another patient ({quoted}) "
                    f"and {'was' if n == 1 else 'were'} not used")
-        out.append(DataGap(what, why, key="other_patient", sent=naming_part(refs[0])))
+        out.append(DataGap(what, why, key="other_patient", sent=naming_part(refs[0]), group=key))
     draft_refs = [other_patient(r, patient_id, identifiers) for r in draft_orders]
     refs = list(dict.fromkeys(ref for ref in draft_refs if ref is not None))
     if refs:
@@ -421,7 +421,7 @@ def _unconfirmed_gaps(unconfirmed: dict[str, list[tuple[dict, str]]]) -> list[Da
         why = (f"could not confirm that {n} {one if n == 1 else many} {'is' if n == 1 else 'are'} this patient's "
                f"(subject sent as {quoted}); {'it was' if n == 1 else 'they were'} not used")
         out.append(DataGap(_GROUP_WORDS.get(key, f"data under '{key[:40]}'"), why, key="unconfirmed_patient",
-                           sent=foreign_host(refs[0]) or naming_part(refs[0])))
+                           sent=foreign_host(refs[0]) or naming_part(refs[0]), group=key))
     return out
 
 

@@ -36,6 +36,9 @@ class DataGap(msgspec.Struct, frozen=True):
     sent: str = ""
     # a number without a unit that was still read as an upper bound (ResultText.upper_bound): "read only as at most"
     bound_only: bool = False
+    # set-aside data (another patient's, not confirmed as this patient's): the prefetch key it came under ("pgx"),
+    # so that a rule that finds no result of its kind can say that some were set aside
+    group: str = ""
 
 
 class DailyDose(msgspec.Struct, frozen=True):

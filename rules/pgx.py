@@ -407,7 +407,7 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
     if inter:
         return _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, ctx.facts)
     if gaps:
-        return _status_problem(order, drug, st, gaps, base)
+        return _status_problem(order, drug, st, gaps, base, ctx.facts)
     return _preliminary_normal(order, drug, st, base)
 
 
@@ -433,7 +433,8 @@ def _rests_on_preliminary(s: GeneStatus) -> bool:
                else e.get("preliminary", False) for e in s.evidence)
 
 
-def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus], base: dict) -> Finding:
+def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus], base: dict,
+                    facts: ClinicalFacts) -> Finding:
     """No poor or intermediate result, but at least one gene is not known to be normal."""
     actions: list[Action] = []
     states = {s.state for s in gaps}
@@ -454,7 +455,21 @@ def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus]
     values = {**base, "gap_genes": {state: [s.gene for s in gaps if s.state == state]
                                     for state in ("missing", "unreadable", "unavailable")},
               "indeterminate": [s.gene for s in gaps if s.is_indeterminate]}
+    if rule == "pgx-test-missing":  # a test not on record, while TPMT/NUDT15 data was set aside: say so, never "none"
+        values["set_aside"] = set_aside_pgx(facts)
     return Finding(rule, order.ref, values, actions, drug=drug)
+
+
+# data-incomplete gap kinds that set TPMT/NUDT15 data aside: results dated after today (rules.plausibility), and
+# results under the pgx key naming another patient or one that could not be confirmed (fhir_mappers.build)
+_PGX_ASIDE_KINDS = frozenset({"future_genotype", "future_tpmt_activity"})
+_PATIENT_ASIDE_KINDS = frozenset({"other_patient", "unconfirmed_patient"})
+
+
+def set_aside_pgx(facts: ClinicalFacts) -> list[str]:
+    """What TPMT/NUDT15 data was set aside, as the data-incomplete card names it (its gap's ``what``), once each."""
+    return list(dict.fromkeys(g.what for g in facts.gaps if g.key in _PGX_ASIDE_KINDS
+                              or (g.key in _PATIENT_ASIDE_KINDS and g.group == "pgx")))
 
 
 def _within_indication_range(order: MedicationFact, drug: str, basis: dict) -> bool:
