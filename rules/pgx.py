@@ -457,6 +457,9 @@ def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus]
               "indeterminate": [s.gene for s in gaps if s.is_indeterminate]}
     if rule == "pgx-test-missing":  # a test not on record, while TPMT/NUDT15 data was set aside: say so, never "none"
         values["set_aside"] = set_aside_pgx(facts)
+        aside = _set_aside_genes(facts)  # the results list says "no usable result" for such a gene, not "none"
+        values["genes"] = [{**g, "set_aside": True} if g.get("state") == "missing" and g.get("gene") in aside else g
+                           for g in values["genes"]]
     return Finding(rule, order.ref, values, actions, drug=drug)
 
 
@@ -464,6 +467,21 @@ def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus]
 # results under the pgx key naming another patient or one that could not be confirmed (fhir_mappers.build)
 _PGX_ASIDE_KINDS = frozenset({"future_genotype", "future_tpmt_activity"})
 _PATIENT_ASIDE_KINDS = frozenset({"other_patient", "unconfirmed_patient"})
+
+
+def _set_aside_genes(facts: ClinicalFacts) -> set[str]:
+    """The genes whose results may be among those set aside: the one a dated-after-today result names (TPMT for an
+    activity), both for data under the pgx key that was not this patient's (never described further)."""
+    genes: set[str] = set()
+    for g in facts.gaps:
+        if g.key == "future_tpmt_activity":
+            genes.add("TPMT")
+        elif g.key == "future_genotype":
+            named = {gene for gene in ("TPMT", "NUDT15") if g.what.startswith(gene)}
+            genes |= named or {"TPMT", "NUDT15"}
+        elif g.key in _PATIENT_ASIDE_KINDS and g.group == "pgx":
+            genes |= {"TPMT", "NUDT15"}
+    return genes
 
 
 def set_aside_pgx(facts: ClinicalFacts) -> list[str]:

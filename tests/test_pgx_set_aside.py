@@ -61,3 +61,13 @@ def test_no_result_sent_still_reads_no_result_on_record():
     req["prefetch"]["pgx"]["total"] = 0
     card = _by_rule(case_cards(req))["pgx-test-missing"]
     assert "no TPMT and NUDT15 result on record" in card["summary"] and "set aside" not in card["detail"]
+
+
+def test_round15_m1_results_list_names_the_gene_whose_result_was_set_aside():
+    """Round-15 m1 (b10): a TPMT activity dated after today, no NUDT15 result: the results list says TPMT has no
+    usable result (set aside), and NUDT15 simply none on record."""
+    cards = _by_rule(case_cards(_load("review15/b10_future_tpmt_activity.json")))
+    detail = cards["pgx-test-missing"]["detail"]
+    assert "- TPMT: no usable result on record (results set aside: see the data-incomplete card)" in detail
+    assert "- NUDT15: no result on record\n" in detail
+    assert "TPMT activity dated 2027-04-01" in detail
