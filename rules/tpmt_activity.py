@@ -293,6 +293,11 @@ def judge_measurement(m: Measurement) -> ActivityReading:
         if strict and not m.comparator and m.value == low:
             m = msgspec.structs.replace(m, ref_low=low * (1 + 1e-9) if low else 1e-9)  # "> x": x itself is below the range
     judged = _judge_measurement(m, range_unread=unread)
+    if unread and judged.reading in ("Normal Metabolizer", "High"):
+        # the laboratory's range was sent but not read: its flag alone does not make the result normal (round-15 H2)
+        flag = m.interpretation or (m.interpretation_text[:40] if m.interpretation_text else "")
+        judged.reading, judged.reasons = "", []
+        judged.unjudgeable = {"code": "range_text_unread", "unit_text": m.unit_text, "flag": flag}
     if text_range is not None:
         for q in judged.reasons:
             if q.get("code") in ("below_lab_range", "above_lab_range", "within_lab_range", "possible_deficiency"):
