@@ -174,13 +174,14 @@ def _segment(seg: str, m: Measurement, factor: float) -> _Band | None:
         return None
     kinds = [_label_kind(hit.group("pre"))]
     post = hit.group("post").strip()
-    tail = re.search(r"[\s(:\-]*\(?\s*([A-Za-z][A-Za-z ]*?)\s*\)?\s*$", post)
     unit = post
-    if tail is not None:
-        kind = _label_kind(tail.group(1))
-        if kind:  # a band word at the end; what comes before it is the unit
+    words = post.split()
+    for k in range(min(3, len(words)), 0, -1):  # a band word (or two, three) at the end; before it, the unit
+        kind = _label_kind(" ".join(words[-k:]))
+        if kind and re.fullmatch(r"[\sA-Za-z():\-]+", " ".join(words[-k:])):
             kinds.append(kind)
-            unit = post[:tail.start()].strip()
+            unit = " ".join(words[:-k]).strip()
+            break
     named = [k for k in kinds if k]
     if None in kinds or len(named) > 1 or not _unit_matches(unit, m):
         return None
@@ -277,7 +278,10 @@ def _place(m: Measurement, bands: list[_Band]) -> tuple[str, dict]:
         return _KIND_READING[kind], {**why, "band": kind, "segment": b.text, "where": "below"}
     for a, b in zip(bands, bands[1:]):
         if a.high is not None and v >= a.high and b.low is not None and v <= b.low:
-            return _KIND_READING[a.label], {**why, "band": a.label, "segment": a.text, "where": "between"}
+            # between two bands: the more severe, but between a deficient band and the normal band no band
+            # tells intermediate from deficient: a possible deficiency (round-4 H7)
+            kind = "low" if (a.label, b.label) == ("poor", "normal") else a.label
+            return _KIND_READING[kind], {**why, "band": kind, "segment": a.text, "where": "between"}
     return "High", {**why, "band": "high", "segment": bands[-1].text, "where": "above"}
 
 
