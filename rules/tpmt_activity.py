@@ -20,6 +20,7 @@ import msgspec
 import re
 from dataclasses import dataclass, field
 from functools import cache
+from itertools import pairwise
 
 
 from fhir_mappers.facts import ClinicalFacts, Measurement, ResultText
@@ -127,7 +128,6 @@ _SEGMENT = re.compile(
     rf"|(?P<lo>{_NUM})\s*(?:-|–|—|to)\s*(?P<hi>{_NUM}))(?P<post>.*)$", re.IGNORECASE)
 _SPLIT = re.compile(r"\s*(?:;|\n|\||,\s)\s*")
 _OPS = {">=": ">=", "≥": ">=", "=>": ">=", ">": ">", "<=": "<=", "≤": "<=", "=<": "<=", "<": "<"}
-_BAND_ORDER = {"Poor Metabolizer": 0, "low": 1, "Intermediate Metabolizer": 1, "Normal Metabolizer": 2, "High": 3}
 
 
 class _Band(msgspec.Struct, frozen=True):
@@ -234,7 +234,7 @@ def bands_from_text(m: Measurement) -> list[_Band] | None:
         return None  # two bands of one kind: not read
     read.sort(key=lambda b: (b.low if b.low is not None else float("-inf")))
     order = {"poor": 0, "low": 1, "intermediate": 1, "normal": 2, "high": 3}
-    for a, b in zip(read, read[1:]):
+    for a, b in pairwise(read):
         if order[a.label] >= order[b.label] or a.high is None or b.low is None or a.high > b.low \
                 or (a.high == b.low and not (a.high_strict or b.low_strict)):
             return None  # out of order or overlapping: not read
@@ -248,6 +248,12 @@ def range_from_text(m: Measurement) -> tuple[float | None, float | None, bool] |
     if bands is None or len(bands) != 1:
         return None
     return bands[0].low, bands[0].high, bands[0].low_strict
+
+
+def _quote(text: str, n: int = 120) -> str:
+    """The laboratory's text as sent, shortened (with "…") only when it is very long."""
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[:n - 1] + "…"
 
 
 def _in_band(v: float, b: _Band) -> bool:
@@ -267,7 +273,7 @@ def _place(m: Measurement, bands: list[_Band]) -> tuple[str, dict]:
         v = v - 1e-9 if m.comparator == "<" else v  # "< 5": below 5
     elif m.comparator == ">":
         v = v + 1e-9
-    why = {"code": "lab_band", "text": m.ref_text[:80]}
+    why = {"code": "lab_band", "text": _quote(m.ref_text)}
     for b in bands:
         if _in_band(v, b):
             return _KIND_READING[b.label], {**why, "band": b.label, "segment": b.text}
@@ -276,7 +282,7 @@ def _place(m: Measurement, bands: list[_Band]) -> tuple[str, dict]:
         b = bands[0]
         kind = "poor" if b.label in ("intermediate", "poor") else "low" if b.label in ("low", "normal") else b.label
         return _KIND_READING[kind], {**why, "band": kind, "segment": b.text, "where": "below"}
-    for a, b in zip(bands, bands[1:]):
+    for a, b in pairwise(bands):
         if a.high is not None and v >= a.high and b.low is not None and v <= b.low:
             # between two bands: the more severe, but between a deficient band and the normal band no band
             # tells intermediate from deficient: a possible deficiency (round-4 H7)
@@ -305,11 +311,11 @@ def judge_measurement(m: Measurement) -> ActivityReading:
     if text_range is not None:
         for q in judged.reasons:
             if q.get("code") in ("below_lab_range", "above_lab_range", "within_lab_range", "possible_deficiency"):
-                q["text"] = m.ref_text[:60]  # the card says the range was sent as text, and quotes it
+                q["text"] = _quote(m.ref_text)  # the card says the range was sent as text, and quotes it
                 if text_range[2] and "low" in q:
                     q["low"], q["strict"] = text_range[0], True  # "> x" as sent
     elif m.ref_text and judged.unjudgeable is not None:
-        judged.unjudgeable["ref_text"] = m.ref_text[:60]  # sent, not read: quoted, never "no range"
+        judged.unjudgeable["ref_text"] = _quote(m.ref_text)  # sent, not read: quoted, never "no range"
     return judged
 
 
@@ -364,7 +370,7 @@ def _judge_measurement(m: Measurement, range_unread: bool = False) -> ActivityRe
         normal = unit_spec.normal or (None, None)
         readings.append(("", {"code": "other_lab_cutoffs", "lab": unit_spec.lab,
                               "normal_low": normal[0], "normal_high": normal[1],
-                              "unit": unit, **({"unread": m.ref_text[:60]} if range_unread else {})}))
+                              "unit": unit, **({"unread": _quote(m.ref_text)} if range_unread else {})}))
         unit_spec = None
     if unit_spec and unit_spec.bands:
         for upper, reading, label in unit_spec.bands:
