@@ -472,6 +472,8 @@ class ActivityInterpretation:
     sources: tuple[str, ...] = ()
     # words that place a result as intermediate in so many words (round-4 H7): "low" / "reduced" / flag L do not
     explicit_intermediate_words: tuple[str, ...] = ()
+    # labels that name the laboratory's normal range in a range sent as text ("Reference range: 30-50") (round-15 H2)
+    range_labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import msgspec
 import re
 from dataclasses import dataclass, field
 from functools import cache
+from itertools import pairwise
 
 
 from fhir_mappers.facts import ClinicalFacts, Measurement, ResultText
@@ -112,64 +113,247 @@ def _same_reference(m: Measurement, unit_spec: ActivityUnit) -> bool:
         (m.ref_high is None or high is None or round(m.ref_high, 1) == round(high, 1))
 
 
-# Round-14 M1: a laboratory range sent only as text. The simple forms are read: ">= x", "≥ x", "> x" (a lower
-# limit), "x-y", "x - y", "x – y", "x to y" (a range), each optionally followed by the value's own unit (as the
-# laboratory wrote it) and by the word "normal" (or "(normal)", "normal range", "reference range"). Anything else
-# (another unit, other words, an upper limit only, two ranges) is not read: it is quoted, never taken as normal.
+# Round-14 M1, round-15 H2: a laboratory range sent only as text. Read, each optionally preceded by a label
+# naming the normal range ("Normal", "Normal range", "Reference range", "Ref", "Expected", with ":" or not) and
+# followed by the value's own unit (as the laboratory wrote it) and by "(normal)": ">= x", "≥ x", "> x" (a lower
+# limit), "x-y", "x - y", "x – y", "x to y" (a range). A text of several bands separated by ";" (or a new line,
+# "|", ", "), each naming normal / intermediate / low / poor / deficient / high before or after its limits
+# ("<5.0 Low; 5.0-13.7 Intermediate; >=13.8 Normal", "Normal 15.1-26.4; Intermediate 6.3-15.0; Low <6.3"), is the
+# laboratory's own bands: the value is placed in them. Anything else (another unit, other words, an upper limit
+# only, bands out of order) is not read: it is quoted, the result is not interpreted (never normal), and no other
+# laboratory's cut-offs are applied in its place (CPIC: the reporting laboratory's reference ranges).
 _NUM = r"(\d+(?:[.,]\d+)?)"
-_TEXT_TAIL = r"\s*(?P<unit>[^\d\s()][^()]*?)?\s*(?:\(?\s*(?:normal|reference)(?:\s+range)?\s*\)?)?\s*"
-_TEXT_LOW = re.compile(rf"^\s*(?P<op>>=|≥|=>|>)\s*{_NUM}{_TEXT_TAIL}$", re.IGNORECASE)
-_TEXT_RANGE = re.compile(rf"^\s*{_NUM}\s*(?:-|–|—|to)\s*{_NUM}{_TEXT_TAIL}$", re.IGNORECASE)
+_SEGMENT = re.compile(
+    rf"^(?P<pre>[^\d<>≤≥=]*?)[\s:=]*(?:(?P<op>>=|≥|=>|>|<=|≤|=<|<)\s*(?P<x>{_NUM})"
+    rf"|(?P<lo>{_NUM})\s*(?:-|–|—|to)\s*(?P<hi>{_NUM}))(?P<post>.*)$", re.IGNORECASE)
+_SPLIT = re.compile(r"\s*(?:;|\n|\||,\s)\s*")
+_OPS = {">=": ">=", "≥": ">=", "=>": ">=", ">": ">", "<=": "<=", "≤": "<=", "=<": "<=", "<": "<"}
+
+
+class _Band(msgspec.Struct, frozen=True):
+    """One of the laboratory's bands read from text, in the value's unit as read: ``low``/``high`` None = open."""
+
+    label: str  # "normal" | "intermediate" | "poor" | "low" | "high"
+    low: float | None
+    high: float | None
+    low_strict: bool = False  # "> x": x itself is not in the band
+    high_strict: bool = False  # "< y": y itself is not in the band
+    text: str = ""  # the segment as sent
+
+
+def _label_kind(words: str) -> str | None:
+    """The kind of band a label names ("" for no label), or None for words that are not a band label."""
+    w = re.sub(r"[():=\-]", " ", words.lower())
+    w = " ".join(w.split())
+    if not w:
+        return ""
+    spec = load().monitoring.tpmt_activity.interpretation
+    if w in spec.range_labels:
+        return "normal"
+    w = re.sub(r"\s+(range|activity|interval|band|metaboli[sz]er|tpmt activity)$", "", w)
+    if w in spec.range_labels or w in spec.normal_words:
+        return "normal"
+    if w == "low":
+        return "low"  # deficient at ARUP, carrier at UK laboratories: placed by the other bands named
+    if w in spec.poor_words:
+        return "poor"
+    if w in spec.intermediate_words:
+        return "intermediate"
+    if w in spec.high_words:
+        return "high"
+    return None
+
+
+def _unit_matches(unit: str, m: Measurement) -> bool:
+    return not unit or norm_unit(unit) == norm_unit(m.unit_text or m.unit)
+
+
+def _segment(seg: str, m: Measurement, factor: float) -> _Band | None:
+    hit = _SEGMENT.match(seg.strip())
+    if hit is None:
+        return None
+    kinds = [_label_kind(hit.group("pre"))]
+    post = hit.group("post").strip()
+    unit = post
+    words = post.split()
+    for k in range(min(3, len(words)), 0, -1):  # a band word (or two, three) at the end; before it, the unit
+        kind = _label_kind(" ".join(words[-k:]))
+        if kind and re.fullmatch(r"[\sA-Za-z():\-]+", " ".join(words[-k:])):
+            kinds.append(kind)
+            unit = " ".join(words[:-k]).strip()
+            break
+    named = [k for k in kinds if k]
+    if None in kinds or len(named) > 1 or not _unit_matches(unit, m):
+        return None
+    label = named[0] if named else ""
+
+    def num(g: str) -> float:
+        return float(g.replace(",", ".")) * factor
+
+    if hit.group("op"):
+        op, x = _OPS[hit.group("op")], num(hit.group("x"))
+        if op.startswith(">"):
+            return _Band(label, x, None, low_strict=op == ">", text=seg.strip())
+        return _Band(label, None, x, high_strict=op == "<", text=seg.strip())
+    low, high = num(hit.group("lo")), num(hit.group("hi"))
+    return _Band(label, low, high, text=seg.strip()) if low <= high else None
+
+
+def _factor(m: Measurement) -> float | None:
+    """The factor from the unit the laboratory sent (its range's) to the value's, or None when it is not known."""
+    if m.sent_value not in (None, 0):
+        return m.value / float(m.sent_value or 1)
+    if m.unit and m.unit_text and norm_unit(m.unit) != norm_unit(m.unit_text):
+        return None
+    return 1.0
+
+
+def bands_from_text(m: Measurement) -> list[_Band] | None:
+    """The laboratory's range sent only as text, read: one band (its normal range) or several named bands, ordered
+    from the lowest; None when the text is not one of the forms above (it is then quoted, never read)."""
+    text = m.ref_text.strip()
+    factor = _factor(m)
+    if not text or m.ref_low is not None or m.ref_high is not None or factor is None:
+        return None
+    segments = [s for s in _SPLIT.split(text) if s.strip()]
+    bands = [_segment(s, m, factor) for s in segments]
+    if not bands or any(b is None for b in bands):
+        return None
+    read = [b for b in bands if b is not None]
+    if len(read) == 1:
+        b = read[0]
+        # one range: the normal range (an upper limit only, or a band other than normal, is not a normal range)
+        return [msgspec.structs.replace(b, label="normal")] if b.label in ("", "normal") and b.low is not None \
+            else None
+    if any(not b.label for b in read) or [b.label for b in read].count("normal") != 1:
+        return None
+    kinds = {b.label for b in read}
+    low_as = "poor" if "intermediate" in kinds else "intermediate" if "poor" in kinds else "low"
+    read = [msgspec.structs.replace(b, label=low_as) if b.label == "low" else b for b in read]
+    if len({b.label for b in read}) != len(read):
+        return None  # two bands of one kind: not read
+    read.sort(key=lambda b: (b.low if b.low is not None else float("-inf")))
+    order = {"poor": 0, "low": 1, "intermediate": 1, "normal": 2, "high": 3}
+    for a, b in pairwise(read):
+        if order[a.label] >= order[b.label] or a.high is None or b.low is None or a.high > b.low \
+                or (a.high == b.low and not (a.high_strict or b.low_strict)):
+            return None  # out of order or overlapping: not read
+    return read
 
 
 def range_from_text(m: Measurement) -> tuple[float | None, float | None, bool] | None:
-    """(low, high, strict) in the value's unit as read (``m.value``'s) from a reference range sent only as text
-    (``m.ref_text``), when it is one of the simple forms above and names no unit or the value's own; else None.
-    ``strict``: the text was "> x" (x itself is not in the range)."""
-    text = m.ref_text.strip()
-    if not text or m.ref_low is not None or m.ref_high is not None:
+    """(low, high, strict) of the laboratory's normal range sent as one range in text (``m.ref_text``), in the
+    value's unit as read; None when it is not one simple range. ``strict``: the text was "> x"."""
+    bands = bands_from_text(m)
+    if bands is None or len(bands) != 1:
         return None
-    hit = _TEXT_LOW.match(text) or _TEXT_RANGE.match(text)
-    if hit is None:
-        return None
-    unit = (hit.group("unit") or "").strip()
-    if unit and norm_unit(unit) != norm_unit(m.unit_text or m.unit):
-        return None  # another unit than the value's: not converted here
-    # the bounds are in the unit as sent; the value may have been converted to a canonical unit
-    factor = 1.0
-    if m.sent_value not in (None, 0):
-        factor = m.value / float(m.sent_value or 1)
-    elif m.unit and m.unit_text and norm_unit(m.unit) != norm_unit(m.unit_text):
-        return None
-    numbers = [float(g.replace(",", ".")) * factor for g in hit.groups()[:2] if g is not None and _is_number(g)]
-    if hit.re is _TEXT_LOW:
-        return numbers[0], None, hit.group("op") == ">"
-    low, high = numbers[0], numbers[1]
-    return (low, high, False) if low <= high else None
+    return bands[0].low, bands[0].high, bands[0].low_strict
 
 
-def _is_number(g: str) -> bool:
-    return bool(re.fullmatch(r"\d+(?:[.,]\d+)?", g))
+def _quote(text: str, n: int = 120) -> str:
+    """The laboratory's text as sent, shortened (with "…") only when it is very long."""
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
+def _in_band(v: float, b: _Band) -> bool:
+    return (b.low is None or v > b.low or (v == b.low and not b.low_strict)) and \
+        (b.high is None or v < b.high or (v == b.high and not b.high_strict))
+
+
+_KIND_READING = {"poor": "Poor Metabolizer", "intermediate": "Intermediate Metabolizer", "low": "low",
+                 "normal": "Normal Metabolizer", "high": "High"}
+
+
+def _place(m: Measurement, bands: list[_Band]) -> tuple[str, dict]:
+    """The value placed in the laboratory's own bands: (reading, reason). A value between two bands counts in the
+    more severe of them; below the lowest, in the lowest; above the normal band (and no high band), high."""
+    v = m.value
+    if m.comparator in ("<", "<="):
+        v = v - 1e-9 if m.comparator == "<" else v  # "< 5": below 5
+    elif m.comparator == ">":
+        v = v + 1e-9
+    why = {"code": "lab_band", "text": _quote(m.ref_text)}
+    for b in bands:
+        if _in_band(v, b):
+            return _KIND_READING[b.label], {**why, "band": b.label, "segment": b.text}
+    below_all = bands[0].low is not None and (v < bands[0].low or (v == bands[0].low and bands[0].low_strict))
+    if below_all:
+        b = bands[0]
+        kind = "poor" if b.label in ("intermediate", "poor") else "low" if b.label in ("low", "normal") else b.label
+        return _KIND_READING[kind], {**why, "band": kind, "segment": b.text, "where": "below"}
+    for a, b in pairwise(bands):
+        if a.high is not None and v >= a.high and b.low is not None and v <= b.low:
+            # between two bands: the more severe, but between a deficient band and the normal band no band
+            # tells intermediate from deficient: a possible deficiency (round-4 H7)
+            kind = "low" if (a.label, b.label) == ("poor", "normal") else a.label
+            return _KIND_READING[kind], {**why, "band": kind, "segment": a.text, "where": "between"}
+    return "High", {**why, "band": "high", "segment": bands[-1].text, "where": "above"}
 
 
 def judge_measurement(m: Measurement) -> ActivityReading:
-    text_range = range_from_text(m) if m.ref_text else None
+    bands = bands_from_text(m) if m.ref_text else None
+    if bands is not None and len(bands) > 1:
+        return _judge_bands(m, bands)
+    text_range = (bands[0].low, bands[0].high, bands[0].low_strict) if bands else None
+    unread = bool(m.ref_text.strip()) and text_range is None and m.ref_low is None and m.ref_high is None
     if text_range is not None:
         low, high, strict = text_range
         m = msgspec.structs.replace(m, ref_low=low, ref_high=high)
         if strict and not m.comparator and m.value == low:
             m = msgspec.structs.replace(m, ref_low=low * (1 + 1e-9) if low else 1e-9)  # "> x": x itself is below the range
-    judged = _judge_measurement(m)
+    judged = _judge_measurement(m, range_unread=unread)
+    if unread and judged.reading in ("Normal Metabolizer", "High"):
+        # the laboratory's range was sent but not read: its flag alone does not make the result normal (round-15 H2)
+        flag = m.interpretation or (m.interpretation_text[:40] if m.interpretation_text else "")
+        judged.reading, judged.reasons = "", []
+        judged.unjudgeable = {"code": "range_text_unread", "unit_text": m.unit_text, "flag": flag}
     if text_range is not None:
         for q in judged.reasons:
             if q.get("code") in ("below_lab_range", "above_lab_range", "within_lab_range", "possible_deficiency"):
-                q["text"] = m.ref_text[:60]  # the card says the range was sent as text, and quotes it
+                q["text"] = _quote(m.ref_text)  # the card says the range was sent as text, and quotes it
+                if text_range[2] and "low" in q:
+                    q["low"], q["strict"] = text_range[0], True  # "> x" as sent
     elif m.ref_text and judged.unjudgeable is not None:
-        judged.unjudgeable["ref_text"] = m.ref_text[:60]  # sent, not read: quoted, never "no range"
+        judged.unjudgeable["ref_text"] = _quote(m.ref_text)  # sent, not read: quoted, never "no range"
     return judged
 
 
-def _judge_measurement(m: Measurement) -> ActivityReading:
+def _judge_bands(m: Measurement, bands: list[_Band]) -> ActivityReading:
+    """A result with the laboratory's own bands sent as text: the bands and the laboratory's flag/words decide
+    (the most severe of them); no other laboratory's cut-offs."""
+    spec = load().monitoring.tpmt_activity
+    unit = _UNIT_LABEL.get(m.unit, m.unit) if m.unit else (m.unit_text or "")
+    out = ActivityReading("", value=m.value, comparator=m.comparator, unit=m.unit_text or unit,
+                          date=m.when.date().isoformat() if m.when else "", preliminary=m.preliminary,
+                          source_ref=m.source_ref)
+    reading, why = _place(m, bands)
+    possible = reading == "low"
+    readings: list[tuple[str, dict]] = [("Intermediate Metabolizer" if possible else reading, why)]
+    unit_spec = spec.units.get(m.unit) if m.unit else None
+    if unit_spec is not None and unit_spec.bands:
+        normal = unit_spec.normal or (None, None)
+        readings.insert(0, ("", {"code": "other_lab_cutoffs", "lab": unit_spec.lab, "normal_low": normal[0],
+                                 "normal_high": normal[1], "unit": unit, "own_bands": True}))
+    code = spec.interpretation.codes.get(m.interpretation, "")
+    if code:
+        readings.append((code, {"code": "flag", "interpretation": m.interpretation}))
+    words = _words(m.interpretation_text)[0]
+    if words:
+        readings.append((words, {"code": "lab_words", "text": m.interpretation_text[:60]}))
+    out.reading, out.reasons = _worst(readings)
+    if readings[0][0] == "":
+        out.reasons.insert(0, readings[0][1])  # the cited laboratory's cut-offs, named as not applied
+    if possible and out.reading == "Intermediate Metabolizer" and not _explicit_intermediate(m.interpretation_text):
+        # the laboratory's "low" band, with no band telling intermediate from deficient (round-4 H7)
+        out.reading, out.possible = "Poor Metabolizer", True
+        out.reasons.append({"code": "possible_deficiency", "low": None})
+    if len({r for r, _ in readings if r}) > 1:
+        out.reasons.append({"code": "most_severe"})
+    return out
+
+
+def _judge_measurement(m: Measurement, range_unread: bool = False) -> ActivityReading:
     spec = load().monitoring.tpmt_activity
     unit = _UNIT_LABEL.get(m.unit, m.unit) if m.unit else (m.unit_text or "")
     out = ActivityReading("", value=m.value, comparator=m.comparator, unit=unit,
@@ -177,14 +361,16 @@ def _judge_measurement(m: Measurement) -> ActivityReading:
                           source_ref=m.source_ref)
     readings: list[tuple[str, dict]] = []
     unit_spec = spec.units.get(m.unit) if m.unit else None
-    other_assay = unit_spec is not None and bool(unit_spec.bands) and not _same_reference(m, unit_spec)
+    # a range sent as text that is not read is the laboratory's own range all the same: never replaced by the
+    # cited laboratory's cut-offs (round-15 H2)
+    other_assay = unit_spec is not None and bool(unit_spec.bands) and (range_unread or not _same_reference(m, unit_spec))
     if other_assay and unit_spec is not None:
         # the reporting laboratory's range is not the cited laboratory's: another assay, whose cut-offs
         # are its own; the cited bands are not applied (the card says so)
         normal = unit_spec.normal or (None, None)
         readings.append(("", {"code": "other_lab_cutoffs", "lab": unit_spec.lab,
                               "normal_low": normal[0], "normal_high": normal[1],
-                              "unit": unit}))
+                              "unit": unit, **({"unread": _quote(m.ref_text)} if range_unread else {})}))
         unit_spec = None
     if unit_spec and unit_spec.bands:
         for upper, reading, label in unit_spec.bands:
@@ -208,7 +394,7 @@ def _judge_measurement(m: Measurement) -> ActivityReading:
         readings.append((words, {"code": "lab_words", "text": m.interpretation_text[:60]}))
     reading, reasons = _worst(readings)
     if not reading:
-        out.unjudgeable = {"code": "no_cutoffs", "unit_text": m.unit_text}
+        out.unjudgeable = {"code": "range_text_unread" if range_unread else "no_cutoffs", "unit_text": m.unit_text}
         return out
     if reading == "Intermediate Metabolizer" and not (unit_spec and unit_spec.bands) \
             and not _explicit_intermediate(m.interpretation_text):
