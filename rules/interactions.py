@@ -109,15 +109,20 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
             # inhibitor was active before: the dose taken was not reduced for it (round-4 H8), whatever its size. A
             # thiopurine order written on or after the day of the allopurinol order may carry the reduction already
             # (the advice followed, then the allopurinol signed again): it is not cut again (one order, one answer)
+            # round-15 H1: an xanthine-oxidase inhibitor draft that renews or continues one the patient takes
+            # (priorPrescription / basedOn naming an active order of it, or one active or on hold beside it) is not
+            # a new start: the thiopurine dose taken with it is not cut again
             xoi_new = new == "other" and not t.is_draft and not _written_since(t, o, facts) and not any(
-                not m.is_draft and m.ingredients & xoi for m in (meds.all if meds is not None else medications(facts).all))
+                not m.is_draft and m.ingredients & xoi for m in (meds.all if meds is not None else medications(facts).all)
+            ) and continued_by(facts, o, xoi) is None
             if xoi_new:
                 values["xoi_new"] = True
             if t.is_draft and t.established_dose is not None and t.established_on is not None:
                 # round-9 M2: the dose taken before this order was written before the xanthine-oxidase inhibitor's
                 # order (so it was not reduced for it): the label's fraction may be taken of it (rules.doseplan,
                 # when it is a usual dose for the indication). Undated: not known to be unreduced, not used
-                values["taken_before_other"] = t.established_on < (o.authored_on or facts.today)
+                # (round-15 H1: of the other drug's therapy, when its draft renews an active order of it)
+                values["taken_before_other"] = t.established_on < (_therapy_since(o, facts, xoi) or facts.today)
             if t.daily_dose is not None:
                 # allopurinol is the new order, the thiopurine an active one: the label's fraction of the usual dose
                 # is taken of the dose the patient is on when it is lower (docs/dose-advice.md 2d)
@@ -139,9 +144,36 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
 
 
 def _written_since(t: MedicationFact, o: MedicationFact, facts: ClinicalFacts) -> bool:
-    """The thiopurine order was written on or after the day of the interacting drug's order (today when undated)."""
-    since = o.authored_on or facts.today
+    """The thiopurine order was written on or after the day the interacting drug's therapy began (its order's date,
+    or, when the order renews an active order of it, that order's date; today when undated)."""
+    since = _therapy_since(o, facts, o.ingredients) or facts.today
     return t.authored_on is not None and since is not None and t.authored_on >= since
+
+
+def continued_by(facts: ClinicalFacts, draft: MedicationFact, ingredients) -> MedicationFact | None:
+    """Round-15 H1: the order of the same drug (one of ``ingredients`` that ``draft`` carries) that a draft continues:
+    an active or on-hold order the draft renews or replaces (priorPrescription / basedOn; ``rules.without_replaced``
+    moved it to ``facts.renewed_medications``), else one on record as active or on hold (a MedicationStatement
+    included). None when the draft is not a draft, or the record shows no such order (a new start, or a restart
+    after a stopped order)."""
+    if not draft.is_draft:
+        return None
+    same = draft.ingredients & frozenset(ingredients)
+    if not same:
+        return None
+    renewed = [m for m in facts.renewed_medications if m.ingredients & same]
+    if renewed:
+        return renewed[0]
+    return next((m for m in facts.active_medications if m is not draft and not m.is_draft and m.ingredients & same),
+                None)
+
+
+def _therapy_since(o: MedicationFact, facts: ClinicalFacts, ingredients) -> date | None:
+    """When the other drug's therapy began: the date of the order its draft continues (``continued_by``), when that
+    is earlier, else the order's own date."""
+    prior = continued_by(facts, o, ingredients)
+    dates = [d for d in (o.authored_on, prior.authored_on if prior else None) if d is not None]
+    return min(dates) if dates else None
 
 
 def warfarin_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:
