@@ -112,9 +112,11 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
             # round-15 H1: an xanthine-oxidase inhibitor draft that renews or continues one the patient takes
             # (priorPrescription / basedOn naming an active order of it, or one active or on hold beside it) is not
             # a new start: the thiopurine dose taken with it is not cut again
-            xoi_new = new == "other" and not t.is_draft and not _written_since(t, o, facts) and not any(
-                not m.is_draft and m.ingredients & xoi for m in (meds.all if meds is not None else medications(facts).all)
-            ) and continued_by(facts, o, xoi) is None
+            xoi_continues = new == "other" and (continued_by(facts, o, xoi) is not None or any(
+                not m.is_draft and m.ingredients & xoi for m in (meds.all if meds is not None else medications(facts).all)))
+            xoi_new = new == "other" and not t.is_draft and not _written_since(t, o, facts) and not xoi_continues
+            if xoi_continues:
+                values["xoi_continues"] = True
             if xoi_new:
                 values["xoi_new"] = True
             if t.is_draft and t.established_dose is not None and t.established_on is not None:
@@ -126,7 +128,9 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
             if t.daily_dose is not None:
                 # allopurinol is the new order, the thiopurine an active one: the label's fraction of the usual dose
                 # is taken of the dose the patient is on when it is lower (docs/dose-advice.md 2d)
-                current = t.daily_dose.mg if new == "other" and not t.is_draft else None
+                # (round-15 H1: not when the inhibitor continues, as a renewal or beside an active one: the dose taken
+                # was set with it, and the fraction is of the usual dose, once, as when the thiopurine is the draft)
+                current = t.daily_dose.mg if new == "other" and not t.is_draft and not xoi_continues else None
                 dose = DoseLimit("interaction-xanthine-oxidase", factor_low=spec.factor_low,
                                  factor_high=spec.factor_high, current_mg=current, current_not_reduced=xoi_new)
             if o.is_draft and o.ref:
