@@ -13,7 +13,7 @@ from typing import NamedTuple
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 from fhir_mappers.terminology import terminology, vaccine_family
 
-from .common import indication, indication_records, thiopurine_of, usable_weight
+from .common import indication, indication_records, is_new_start, thiopurine_of, usable_weight
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load
 from .knowledge_schema import OtherInteraction, other_rule_id
@@ -101,6 +101,13 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
             # febuxostat: cancel the febuxostat order, or do not start the thiopurine while it is active
             if o.is_draft and o.ref:
                 actions.append(CancelOrder(o.ref, other, label="cancel_other"))
+            elif t.is_draft and (keep := _thiopurine_kept(facts, t, tp)):
+                # round-15 M3: the label contraindicates febuxostat in patients treated with the thiopurine; when the
+                # thiopurine is established (a renewal, continuing therapy) or leukaemia chemotherapy, the drug to
+                # stop or replace is febuxostat (ask its prescriber): cancelling the thiopurine is only an option
+                values["keep_thiopurine"] = keep
+                if t.ref:
+                    actions.append(CancelOrder(t.ref, tp, recommended=False))
             elif t.is_draft and t.ref:
                 actions.append(CancelOrder(t.ref, tp))
                 stops = True
@@ -145,6 +152,19 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
                                 drug=tp, sources=(*spec.label_sources.get(tp, []),
                                                   *(spec.contraindicated_sources if contraindicated else []), *extra)))
     return findings
+
+
+def _thiopurine_kept(facts: ClinicalFacts, t: MedicationFact, tp: str) -> str:
+    """Round-15 M3: why a thiopurine draft beside an active contraindicated drug (febuxostat) is not the order to
+    cancel: "leukaemia" (ALL/AML maintenance, or another oncology indication: chemotherapy, not an interchangeable
+    immunosuppressant), "continuing" (it renews or continues therapy the patient takes: ``is_new_start`` is false),
+    or "" (a new start outside leukaemia: do not start it while the other drug is active)."""
+    dosing = load().dosing
+    ind = indication(t, indication_records(facts))[0]
+    spec = dosing.indications[ind]
+    if tp in spec.malignancy_drugs or spec.oncology:
+        return "leukaemia"
+    return "" if is_new_start(facts, t, tp) else "continuing"
 
 
 def _written_since(t: MedicationFact, o: MedicationFact, facts: ClinicalFacts) -> bool:
