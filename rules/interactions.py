@@ -208,21 +208,24 @@ def warfarin_findings(facts: ClinicalFacts, meds: Medications | None = None) -> 
         findings.append(Finding(
             "interaction-warfarin", t.ref, {"new": new, "thiopurine_state": _state(t), "other_state": _state(o),
                                             "within_days": spec.inr_within_days,
-                                            "direction": _thiopurine_change(facts, t, tp, new)},
+                                            "direction": _thiopurine_change(facts, t, tp, new, o, drugs)},
             [OrderTest(spec.inr_loinc, spec.inr_display, label="order_inr", reason=spec.reason,
                        within_days=spec.inr_within_days)], drug=tp, sources=tuple(spec.sources)))
     return findings
 
 
-def _thiopurine_change(facts: ClinicalFacts, t: MedicationFact, tp: str, new: str) -> str:
+def _thiopurine_change(facts: ClinicalFacts, t: MedicationFact, tp: str, new: str, o: MedicationFact | None = None,
+                       drugs: frozenset[str] | set[str] = frozenset()) -> str:
     """How the thiopurine changes with this order: "start", "increase", "decrease", "same", or
-    "warfarin_start" (warfarin is the new order). The INR moves the other way from the thiopurine:
-    a start or increase lowers it, a cut raises it (Imuran label: azathioprine inhibits warfarin)."""
+    "warfarin_start" (warfarin is the new order), "warfarin_continues" (the warfarin draft renews or continues
+    warfarin the patient takes, round-15 H1's class). The INR moves the other way from the thiopurine:
+    a start or increase lowers it, a cut raises it (Imuran label: azathioprine inhibits warfarin). A thiopurine
+    order that the draft renews (taken out of the active list by ``rules.without_replaced``) counts as taken."""
     if new != "thiopurine":
-        return "warfarin_start"
-    before = [m.daily_dose.mg for m in facts.active_medications
-              if tp in m.ingredients and m is not t and m.daily_dose is not None]
-    if not any(tp in m.ingredients for m in facts.active_medications if m is not t):
+        return "warfarin_continues" if o is not None and continued_by(facts, o, drugs) is not None else "warfarin_start"
+    taken = [m for m in (*facts.active_medications, *facts.renewed_medications) if tp in m.ingredients and m is not t]
+    before = [m.daily_dose.mg for m in taken if m.daily_dose is not None]
+    if not taken:
         return "start"
     if not before or t.daily_dose is None:
         return "same"

@@ -181,3 +181,35 @@ def test_febuxostat_active_with_a_new_thiopurine_start_outside_leukaemia() -> No
     card = _card(cards, XOI)
     assert "do not start mercaptopurine" in card["summary"]
     assert ("Cancel the mercaptopurine order", True) in _suggestions(cards)
+
+
+# --- the class: warfarin, new vs continuing -------------------------------------------------------------------------
+
+def _as_warfarin(resource: dict) -> None:
+    resource["medicationCodeableConcept"] = {
+        "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "855332",
+                    "display": "warfarin sodium 5 MG Oral Tablet"}], "text": "warfarin sodium 5 MG Oral Tablet"}
+    resource["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 5
+
+
+def test_warfarin_renewal_is_not_a_warfarin_start() -> None:
+    request = _case("c10_allo_renewal_aza_already_reduced")
+    _as_warfarin(_draft(request))
+    for m in _meds(request):
+        if m["id"] == "allo":
+            _as_warfarin(m)
+    card = _card(case_cards(request), "interaction-warfarin")
+    assert "taken together already" in card["summary"]
+    assert "Warfarin is started" not in card["detail"]
+
+
+def test_thiopurine_renewal_beside_warfarin_is_not_a_thiopurine_start() -> None:
+    """c14 with warfarin in place of allopurinol: the azathioprine renewal (its active order taken out of the active
+    list as renewed) at the same dose is continuing therapy, not a start that lowers the INR."""
+    request = _case("c14_aza_renewal_allo_active_follows")
+    for m in _meds(request):
+        if "allopurinol" in json.dumps(m).lower():
+            _as_warfarin(m)
+    card = _card(case_cards(request), "interaction-warfarin")
+    assert "Starting azathioprine" not in card["detail"]
+    assert "Continuing azathioprine" in card["detail"]
