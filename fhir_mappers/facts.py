@@ -247,3 +247,7 @@ class ClinicalFacts:
     gaps: list[DataGap] = field(default_factory=list)
     # data groups we could not look at at all (prefetch key absent and not fetchable / failed)
     unavailable: set[str] = field(default_factory=set)
+    # round-15 H1: the active orders a selected draft renews or replaces (its priorPrescription / basedOn names them),
+    # which rules.evaluate.without_replaced takes out of active_medications: kept here so that a rule can still tell
+    # a renewal of a drug the patient takes (continuing therapy) from a new start of it
+    renewed_medications: list[MedicationFact] = field(default_factory=list)

@@ -273,7 +273,9 @@ def without_replaced(facts: ClinicalFacts) -> ClinicalFacts:
     active = [m for m in facts.active_medications if not gone(m)]
     if len(active) == len(facts.active_medications):
         return facts
-    return replace(facts, active_medications=active)
+    # round-15 H1: the renewed orders are kept aside: the drug they carry is continuing therapy, not a new start
+    return replace(facts, active_medications=active,
+                   renewed_medications=[*facts.renewed_medications, *(m for m in facts.active_medications if gone(m))])
 
 
 def unreadable_doses(facts: ClinicalFacts) -> ClinicalFacts:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 from fhir_mappers.terminology import terminology, vaccine_family
 
-from .common import indication, indication_records, thiopurine_of, usable_weight
+from .common import indication, indication_records, is_new_start, thiopurine_of, usable_weight
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load
 from .knowledge_schema import OtherInteraction, other_rule_id
@@ -101,6 +101,13 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
             # febuxostat: cancel the febuxostat order, or do not start the thiopurine while it is active
             if o.is_draft and o.ref:
                 actions.append(CancelOrder(o.ref, other, label="cancel_other"))
+            elif t.is_draft and (keep := _thiopurine_kept(facts, t, tp)):
+                # round-15 M3: the label contraindicates febuxostat in patients treated with the thiopurine; when the
+                # thiopurine is established (a renewal, continuing therapy) or leukaemia chemotherapy, the drug to
+                # stop or replace is febuxostat (ask its prescriber): cancelling the thiopurine is only an option
+                values["keep_thiopurine"] = keep
+                if t.ref:
+                    actions.append(CancelOrder(t.ref, tp, recommended=False))
             elif t.is_draft and t.ref:
                 actions.append(CancelOrder(t.ref, tp))
                 stops = True
@@ -109,19 +116,28 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
             # inhibitor was active before: the dose taken was not reduced for it (round-4 H8), whatever its size. A
             # thiopurine order written on or after the day of the allopurinol order may carry the reduction already
             # (the advice followed, then the allopurinol signed again): it is not cut again (one order, one answer)
-            xoi_new = new == "other" and not t.is_draft and not _written_since(t, o, facts) and not any(
-                not m.is_draft and m.ingredients & xoi for m in (meds.all if meds is not None else medications(facts).all))
+            # round-15 H1: an xanthine-oxidase inhibitor draft that renews or continues one the patient takes
+            # (priorPrescription / basedOn naming an active order of it, or one active or on hold beside it) is not
+            # a new start: the thiopurine dose taken with it is not cut again
+            xoi_continues = new == "other" and (continued_by(facts, o, xoi) is not None or any(
+                not m.is_draft and m.ingredients & xoi for m in (meds.all if meds is not None else medications(facts).all)))
+            xoi_new = new == "other" and not t.is_draft and not _written_since(t, o, facts) and not xoi_continues
+            if xoi_continues:
+                values["xoi_continues"] = True
             if xoi_new:
                 values["xoi_new"] = True
             if t.is_draft and t.established_dose is not None and t.established_on is not None:
                 # round-9 M2: the dose taken before this order was written before the xanthine-oxidase inhibitor's
                 # order (so it was not reduced for it): the label's fraction may be taken of it (rules.doseplan,
                 # when it is a usual dose for the indication). Undated: not known to be unreduced, not used
-                values["taken_before_other"] = t.established_on < (o.authored_on or facts.today)
+                # (round-15 H1: of the other drug's therapy, when its draft renews an active order of it)
+                values["taken_before_other"] = t.established_on < (_therapy_since(o, facts, xoi) or facts.today)
             if t.daily_dose is not None:
                 # allopurinol is the new order, the thiopurine an active one: the label's fraction of the usual dose
                 # is taken of the dose the patient is on when it is lower (docs/dose-advice.md 2d)
-                current = t.daily_dose.mg if new == "other" and not t.is_draft else None
+                # (round-15 H1: not when the inhibitor continues, as a renewal or beside an active one: the dose taken
+                # was set with it, and the fraction is of the usual dose, once, as when the thiopurine is the draft)
+                current = t.daily_dose.mg if new == "other" and not t.is_draft and not xoi_continues else None
                 dose = DoseLimit("interaction-xanthine-oxidase", factor_low=spec.factor_low,
                                  factor_high=spec.factor_high, current_mg=current, current_not_reduced=xoi_new)
             if o.is_draft and o.ref:
@@ -138,10 +154,50 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
     return findings
 
 
+def _thiopurine_kept(facts: ClinicalFacts, t: MedicationFact, tp: str) -> str:
+    """Round-15 M3: why a thiopurine draft beside an active contraindicated drug (febuxostat) is not the order to
+    cancel: "leukaemia" (ALL/AML maintenance, or another oncology indication: chemotherapy, not an interchangeable
+    immunosuppressant), "continuing" (it renews or continues therapy the patient takes: ``is_new_start`` is false),
+    or "" (a new start outside leukaemia: do not start it while the other drug is active)."""
+    dosing = load().dosing
+    ind = indication(t, indication_records(facts))[0]
+    spec = dosing.indications[ind]
+    if tp in spec.malignancy_drugs or spec.oncology:
+        return "leukaemia"
+    return "" if is_new_start(facts, t, tp) else "continuing"
+
+
 def _written_since(t: MedicationFact, o: MedicationFact, facts: ClinicalFacts) -> bool:
-    """The thiopurine order was written on or after the day of the interacting drug's order (today when undated)."""
-    since = o.authored_on or facts.today
+    """The thiopurine order was written on or after the day the interacting drug's therapy began (its order's date,
+    or, when the order renews an active order of it, that order's date; today when undated)."""
+    since = _therapy_since(o, facts, o.ingredients) or facts.today
     return t.authored_on is not None and since is not None and t.authored_on >= since
+
+
+def continued_by(facts: ClinicalFacts, draft: MedicationFact, ingredients) -> MedicationFact | None:
+    """Round-15 H1: the order of the same drug (one of ``ingredients`` that ``draft`` carries) that a draft continues:
+    an active or on-hold order the draft renews or replaces (priorPrescription / basedOn; ``rules.without_replaced``
+    moved it to ``facts.renewed_medications``), else one on record as active or on hold (a MedicationStatement
+    included). None when the draft is not a draft, or the record shows no such order (a new start, or a restart
+    after a stopped order)."""
+    if not draft.is_draft:
+        return None
+    same = draft.ingredients & frozenset(ingredients)
+    if not same:
+        return None
+    renewed = [m for m in facts.renewed_medications if m.ingredients & same]
+    if renewed:
+        return renewed[0]
+    return next((m for m in facts.active_medications if m is not draft and not m.is_draft and m.ingredients & same),
+                None)
+
+
+def _therapy_since(o: MedicationFact, facts: ClinicalFacts, ingredients) -> date | None:
+    """When the other drug's therapy began: the date of the order its draft continues (``continued_by``), when that
+    is earlier, else the order's own date."""
+    prior = continued_by(facts, o, ingredients)
+    dates = [d for d in (o.authored_on, prior.authored_on if prior else None) if d is not None]
+    return min(dates) if dates else None
 
 
 def warfarin_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:
@@ -152,21 +208,24 @@ def warfarin_findings(facts: ClinicalFacts, meds: Medications | None = None) -> 
         findings.append(Finding(
             "interaction-warfarin", t.ref, {"new": new, "thiopurine_state": _state(t), "other_state": _state(o),
                                             "within_days": spec.inr_within_days,
-                                            "direction": _thiopurine_change(facts, t, tp, new)},
+                                            "direction": _thiopurine_change(facts, t, tp, new, o, drugs)},
             [OrderTest(spec.inr_loinc, spec.inr_display, label="order_inr", reason=spec.reason,
                        within_days=spec.inr_within_days)], drug=tp, sources=tuple(spec.sources)))
     return findings
 
 
-def _thiopurine_change(facts: ClinicalFacts, t: MedicationFact, tp: str, new: str) -> str:
+def _thiopurine_change(facts: ClinicalFacts, t: MedicationFact, tp: str, new: str, o: MedicationFact | None = None,
+                       drugs: frozenset[str] | set[str] = frozenset()) -> str:
     """How the thiopurine changes with this order: "start", "increase", "decrease", "same", or
-    "warfarin_start" (warfarin is the new order). The INR moves the other way from the thiopurine:
-    a start or increase lowers it, a cut raises it (Imuran label: azathioprine inhibits warfarin)."""
+    "warfarin_start" (warfarin is the new order), "warfarin_continues" (the warfarin draft renews or continues
+    warfarin the patient takes, round-15 H1's class). The INR moves the other way from the thiopurine:
+    a start or increase lowers it, a cut raises it (Imuran label: azathioprine inhibits warfarin). A thiopurine
+    order that the draft renews (taken out of the active list by ``rules.without_replaced``) counts as taken."""
     if new != "thiopurine":
-        return "warfarin_start"
-    before = [m.daily_dose.mg for m in facts.active_medications
-              if tp in m.ingredients and m is not t and m.daily_dose is not None]
-    if not any(tp in m.ingredients for m in facts.active_medications if m is not t):
+        return "warfarin_continues" if o is not None and continued_by(facts, o, drugs) is not None else "warfarin_start"
+    taken = [m for m in (*facts.active_medications, *facts.renewed_medications) if tp in m.ingredients and m is not t]
+    before = [m.daily_dose.mg for m in taken if m.daily_dose is not None]
+    if not taken:
         return "start"
     if not before or t.daily_dose is None:
         return "same"

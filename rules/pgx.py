@@ -299,6 +299,8 @@ def active_order_pgx_findings(facts: ClinicalFacts, findings: list[Finding], *, 
     # febuxostat card does not offer "allopurinol with the thiopurine dose reduction" to a poor metabolizer
     contraindicated = {f.order_ref: f for f in findings if f.rule_id == "interaction-xanthine-oxidase" and f.order_ref
                        and f.values.get("contraindicated")}
+    continuing = {f.order_ref for f in findings if f.rule_id == "interaction-xanthine-oxidase" and f.order_ref
+                  and f.values.get("xoi_continues")}
     orders = [(m, drug) for m in facts.active_medications
               if (m.ref in dosed or m.ref in contraindicated) and id(m) not in drafts and not m.is_draft
               and (drug := thiopurine_of(m))]
@@ -316,7 +318,8 @@ def active_order_pgx_findings(facts: ClinicalFacts, findings: list[Finding], *, 
             out.append(finding)
             continue
         if finding is not None and finding.rule_id in ACTIVE_ORDER_RULES:
-            finding.values["active_order"] = True
+            # round-15 H1: an allopurinol renewal beside it changes nothing (the dose taken is not cut again)
+            finding.values["active_order"] = "interacts" if order.ref in continuing else True
             out.append(finding)
     return out
 
