@@ -4,6 +4,7 @@ drug is the new order while a thiopurine is active. Live vaccines also in time:
 within months after a thiopurine was stopped, weeks before one is started."""
 from __future__ import annotations
 
+import math
 import re
 
 from datetime import date, timedelta
@@ -345,10 +346,12 @@ def _not_routine_dose(facts: ClinicalFacts, o: MedicationFact, spec: OtherIntera
         found = body_surface_area(facts, days)
         if found is None:
             return {"why": "no_bsa", "mg": mg, "max": spec.routine_max_mg_per_m2_day}
-        per_m2 = mg / found[0]
-        if per_m2 > spec.routine_max_mg_per_m2_day + 1e-9:
+        per_m2, ceiling = mg / found[0], spec.routine_max_mg_per_m2_day * found[0]
+        if spec.routine_round_up_mg:  # a tablet order rounds the per-m2 dose up to whole tablets
+            ceiling = math.ceil(ceiling / spec.routine_round_up_mg - 1e-9) * spec.routine_round_up_mg
+        if mg > ceiling + 1e-9:
             return {"why": "above_m2", "mg": mg, "max": spec.routine_max_mg_per_m2_day, "per_m2": round(per_m2),
-                    "bsa": round(found[0], 2)}
+                    "bsa": round(found[0], 2), "ceiling": ceiling}
     return {}
 
 

@@ -360,6 +360,9 @@ class OtherInteraction:
     # comparable dose keeps the warning. None: no dose condition.
     routine_max_mg_per_day: float | None = None
     routine_max_mg_per_m2_day: float | None = None
+    # the child's per-m2 ceiling rounded up to whole multiples of this (mg; co-trimoxazole: one SS tablet's 80 mg
+    # trimethoprim), as a tablet order must round it; None: not rounded
+    routine_round_up_mg: float | None = None
     routine_dose_source: str = ""
 
 
