@@ -150,3 +150,9 @@ def test_c02_merged_summary_in_all_does_not_offer_an_alternative() -> None:
     summaries = " | ".join(c["summary"] for c in cards)
     assert "alternative" not in summaries
     assert "reduced regimen already followed (malignancy)" in summaries
+
+
+def test_a_thiopurine_started_beside_active_treatment_dose_co_trimoxazole_in_all_is_a_warning() -> None:
+    card = _cotrim_card(_daily(_case("f05_cotrim_all_icd10"), frequency=3))  # the thiopurine is the draft
+    assert card["indicator"] == "warning"
+    assert "480 mg trimethoprim a day" in card["detail"]
