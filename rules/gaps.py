@@ -48,6 +48,12 @@ def groups_needed(orders: list[MedicationFact], keys) -> set[str]:
         routine = {i for spec in load().interactions.others.values() if spec.routine_in for i in spec.ingredients}
         if any(o.selected and o.ingredients & routine for o in orders):
             allowed.add("conditions")
+        # round-15 M5: ... and, when only a prophylactic dose is routine (routine_max_mg_per_m2_day for a child), the
+        # age, height and weight to compare the order's dose with it
+        per_m2 = {i for spec in load().interactions.others.values()
+                  if spec.routine_in and spec.routine_max_mg_per_m2_day is not None for i in spec.ingredients}
+        if any(o.selected and o.ingredients & per_m2 for o in orders):
+            allowed |= {"patient", "weight", "height"}
         xoi = set(load().interactions.xanthine_oxidase_inhibitors.ingredients)
         if any(o.selected and o.ingredients & xoi for o in orders):
             allowed |= XOI_DOSE_GROUPS

@@ -4,6 +4,7 @@ drug is the new order while a thiopurine is active. Live vaccines also in time:
 within months after a thiopurine was stopped, weeks before one is started."""
 from __future__ import annotations
 
+import math
 import re
 
 from datetime import date, timedelta
@@ -13,11 +14,11 @@ from typing import NamedTuple
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 from fhir_mappers.terminology import terminology, vaccine_family
 
-from .common import indication, indication_records, is_new_start, thiopurine_of, usable_weight
+from .common import body_surface_area, indication, indication_records, is_new_start, thiopurine_of, usable_weight
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load
 from .knowledge_schema import OtherInteraction, other_rule_id
-from .populations import weight_window_days
+from .populations import is_child, weight_window_days
 
 def rule_ids() -> tuple[str, ...]:
     """Every rule id this module may emit: those catalogue.toml gives ``module = "interactions"``, and one per
@@ -349,7 +350,8 @@ def _other_tables() -> tuple[tuple[str, str, frozenset[str], OtherInteraction], 
                  for key, spec in load().interactions.others.items())
 
 
-def other_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:
+def other_findings(facts: ClinicalFacts, meds: Medications | None = None,
+                   weight_max_age_days: int | None = None) -> list[Finding]:
     if meds is None:
         meds = medications(facts)
     if not meds.thiopurines:
@@ -364,15 +366,52 @@ def other_findings(facts: ClinicalFacts, meds: Medications | None = None) -> lis
             # round-14 m4: standard practice in the thiopurine order's indication (co-trimoxazole in ALL)
             ind = indication(t, indication_records(facts))[0] if spec.routine_in else ""
             routine_in = ind if ind in spec.routine_in else ""
+            not_routine_dose: dict = {}  # round-15 M5: why the other drug's order is not the routine (prophylactic) one
+            if routine_in:
+                not_routine_dose = _not_routine_dose(facts, o, spec, weight_max_age_days)
+                if not_routine_dose:
+                    routine_in = ""
             routine = spec.routine_combination or bool(routine_in)
             if routine and _renews_combination(facts, t, tp, o, drugs, new):
                 continue  # a routine combination taken together already (BSG 2019): nothing on its renewal
             findings.append(Finding(rule_id, t.ref,
                                     {"other": other, "group": key, "new": new, "thiopurine_state": _state(t),
-                                     "other_state": _state(o), "routine": routine, "routine_in": routine_in}, drug=tp,
+                                     "other_state": _state(o), "routine": routine, "routine_in": routine_in,
+                                     **({"not_routine_in": ind, "not_routine_dose": not_routine_dose}
+                                        if not_routine_dose else {})}, drug=tp,
                                     indicator="info" if routine else None,
-                                    sources=(*spec.sources, *((spec.routine_in_source,) if routine_in else ()))))
+                                    sources=(*spec.sources, *((spec.routine_in_source,) if routine_in else ()),
+                                             *((spec.routine_dose_source,) if not_routine_dose
+                                               and spec.routine_dose_source else ()))))
     return findings
+
+
+def _not_routine_dose(facts: ClinicalFacts, o: MedicationFact, spec: OtherInteraction,
+                      weight_max_age_days: int | None) -> dict:
+    """Round-15 M5: {} when the other drug's order is at a routine (prophylactic) dose (interactions.toml
+    routine_max_mg_per_day, and routine_max_mg_per_m2_day for a child), else why not as values the catalogue words
+    ("why": "unreadable", "above_daily", "no_bsa", "above_m2"): a higher dose, a dose that could not be read, or a
+    child's dose with no body surface area to compare it with. A table with no dose condition: always {}."""
+    if spec.routine_max_mg_per_day is None and spec.routine_max_mg_per_m2_day is None:
+        return {}
+    dose = o.daily_dose
+    if dose is None:
+        return {"why": "unreadable", "problem": o.dose_problem or o.schedule_problem or "no dose"}
+    mg = dose.high_mg
+    if spec.routine_max_mg_per_day is not None and mg > spec.routine_max_mg_per_day + 1e-9:
+        return {"why": "above_daily", "mg": mg, "max": spec.routine_max_mg_per_day}
+    if spec.routine_max_mg_per_m2_day is not None and is_child(facts):
+        days = weight_window_days(facts, weight_max_age_days if weight_max_age_days is not None else 90)
+        found = body_surface_area(facts, days)
+        if found is None:
+            return {"why": "no_bsa", "mg": mg, "max": spec.routine_max_mg_per_m2_day}
+        per_m2, ceiling = mg / found[0], spec.routine_max_mg_per_m2_day * found[0]
+        if spec.routine_round_up_mg:  # a tablet order rounds the per-m2 dose up to whole tablets
+            ceiling = math.ceil(ceiling / spec.routine_round_up_mg - 1e-9) * spec.routine_round_up_mg
+        if mg > ceiling + 1e-9:
+            return {"why": "above_m2", "mg": mg, "max": spec.routine_max_mg_per_m2_day, "per_m2": round(per_m2),
+                    "bsa": round(found[0], 2), "ceiling": ceiling}
+    return {}
 
 
 def _renews_combination(facts: ClinicalFacts, t: MedicationFact, tp: str, o: MedicationFact, drugs: frozenset[str],
@@ -417,7 +456,8 @@ def interaction_findings(facts: ClinicalFacts, weight_max_age_days: int | None =
     meds = medications(facts)  # once for every pairwise check
     return (duplicate_findings(facts, meds) + xoi_findings(facts, meds)
             + vaccine_findings(facts, meds, weight_max_age_days)
-            + vaccine_timing_findings(facts) + warfarin_findings(facts, meds) + other_findings(facts, meds))
+            + vaccine_timing_findings(facts) + warfarin_findings(facts, meds)
+            + other_findings(facts, meds, weight_max_age_days))
 
 
 @cache

@@ -354,6 +354,16 @@ class OtherInteraction:
     # combination, an info note at a new start of either drug and nothing on a renewal; elsewhere the warning
     routine_in: tuple[str, ...] = ()
     routine_in_source: str = ""
+    # round-15 M5: the routine_in note applies only to a prophylactic order of the other drug: its daily amount
+    # (co-trimoxazole: trimethoprim, fhir_mappers/codes.toml strengths) at or below routine_max_mg_per_day and, for a
+    # child, at or below routine_max_mg_per_m2_day of body surface area; a higher, unreadable or (child) not
+    # comparable dose keeps the warning. None: no dose condition.
+    routine_max_mg_per_day: float | None = None
+    routine_max_mg_per_m2_day: float | None = None
+    # the child's per-m2 ceiling rounded up to whole multiples of this (mg; co-trimoxazole: one SS tablet's 80 mg
+    # trimethoprim), as a tablet order must round it; None: not rounded
+    routine_round_up_mg: float | None = None
+    routine_dose_source: str = ""
 
 
 @dataclass(frozen=True)
