@@ -73,16 +73,16 @@ class CallContext:
 
 def _with_start_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: dict) -> dict:
     """Round-15 M1: for a new start where a start regimen applies (``rules.dose.start_basis``), the usual dose every
-    fraction and band is taken of is the label's starting dose (the lower of it and the dose ordered), and the top an
-    order following that advice may reach is the starting dose itself: one basis, whatever dose was ordered above it."""
+    fraction and band is taken of is the label's starting dose and the top an order following that advice may reach is the starting
+    dose itself: one basis, whatever dose was ordered above it."""
     from .dose import start_basis  # rules.dose imports this module
     start = start_basis(facts, order, drug, basis)
     if start is None or order.daily_dose is None or basis["kind"] in ("ordered", "no_size"):
         return basis
-    ordered = order.daily_dose.mg
-    reference = min(ordered, start)
-    return {**basis, "reference_mg": reference, "normal_mg": start, "top_mg": start, "start_basis": True,
-            "start_mg": start, "start_from_order": ordered < start - 1e-6, "from_order": False, "usual_start": False,
+    # the starting dose itself also for an order below it: that order may already be reduced (the fraction of it
+    # would cut an order that follows the advice again), and the answer stays one figure whatever was ordered
+    return {**basis, "reference_mg": start, "normal_mg": start, "top_mg": start, "start_basis": True,
+            "start_mg": start, "start_from_order": False, "from_order": False, "usual_start": False,
             "taken": False, "usual_name": basis.get("usual_name") or load().dosing.indications[basis["indication"]].name}
 
 

@@ -138,7 +138,7 @@ def start_regimen(facts: ClinicalFacts, order, drug: str, basis: dict, spec: Ran
 
 def start_basis(facts: ClinicalFacts, order, drug: str, basis: dict) -> float | None:
     """Round-15 M1: the one dose a fraction (allopurinol's one-third to one-quarter, a TPMT/NUDT15 band) is taken of
-    for a new start where a start regimen applies: the label's starting dose (``start_regimen``; the lower of it
+    for a new start where a start regimen applies: the label's starting dose (``start_regimen``; also for an order below it
     and the dose ordered), never the dose ordered above it nor the 2 mg/kg maintenance dose, so that 150 mg and
     250 mg get the same answer. None when no start regimen applies (established therapy, IBD, a transplant), when
     whether it is a new start is unknown, or when no start figure is known (a child without a weight)."""
