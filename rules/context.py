@@ -76,6 +76,8 @@ def _with_start_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, ba
     fraction and band is taken of is the label's starting dose and the top an order following that advice may reach is the starting
     dose itself: one basis, whatever dose was ordered above it."""
     from .dose import start_basis  # rules.dose imports this module
+    if order.established_dose is not None:
+        return basis  # a dose taken before (an ended or replaced order): established therapy keeps its basis (round-9 M2)
     start = start_basis(facts, order, drug, basis)
     if start is None or order.daily_dose is None or basis["kind"] in ("ordered", "no_size"):
         return basis
