@@ -83,7 +83,7 @@ def _with_start_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, ba
         return basis
     # the starting dose itself also for an order below it: that order may already be reduced (the fraction of it
     # would cut an order that follows the advice again), and the answer stays one figure whatever was ordered
-    return {**basis, "reference_mg": start, "normal_mg": start, "top_mg": start, "start_basis": True,
+    return {**basis, "maintenance_basis": basis, "reference_mg": start, "normal_mg": start, "top_mg": start, "start_basis": True,
             "start_mg": start, "start_from_order": False, "from_order": False, "usual_start": False,
             "taken": False, "usual_name": basis.get("usual_name") or load().dosing.indications[basis["indication"]].name}
 

@@ -357,6 +357,11 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
     base.update(basis=basis, malignant=malignant, guideline=guideline)
 
     if poor:
+        # round-15 M1 is scoped to allopurinol's fraction and the intermediate band: the poor metabolizer's 10 % (CPIC,
+        # DPWG) stays a tenth of the normal (maintenance) dose, for a new start too (a tenth of a start dose is a
+        # figure no tablet gives); the plan still combines it with the start basis (the smaller figure wins)
+        basis = basis.get("maintenance_basis") or basis
+        base.update(basis=basis)
         band = _poor_band(spec, poor)
         mode = (band.malignant or band.action) if malignant else band.action
         fraction = (band.malignant_fraction if band.malignant_fraction is not None else band.fraction) if malignant \
