@@ -128,14 +128,15 @@ def test_headline_case_one_dose_on_every_card_and_one_suggestion():
     plans = {json.dumps(f.values["plan"], sort_keys=True) for f in found}
     assert len(plans) == 1
     plan = found[0].values["plan"]
-    # CPIC 30-50 % of 2 mg/kg x 75 kg = 45-75 mg; allopurinol 1/4-1/3 -> 11.25-25 mg: 25 mg once daily
-    assert (plan["low"], round(plan["high"], 2), plan["kind"]) == (11.25, 25.0, "daily")
+    # round-15 M1, a new start: CPIC 30-50 % of the label's starting dose (about 1 mg/kg x 75 kg = 75 mg) = 22.5-37.5 mg;
+    # allopurinol 1/4-1/3 -> 5.6-12.5 mg: 25 mg every other day (before round 15: of 2 mg/kg, 25 mg once daily)
+    assert (plan["low"], round(plan["high"], 2), plan["kind"]) == (5.625, 12.5, "alternate")
     doses = [a for f in found for a in f.actions if hasattr(a, "regimen")]
-    assert len(doses) == 1 and doses[0].daily_mg == 25
+    assert len(doses) == 1 and doses[0].daily_mg == 12.5
     assert one(found, "interaction-xanthine-oxidase").actions[0] is doses[0]  # the most severe card
     for f in found:
         r = wording.render(f)
-        assert "25 mg/day" in r.summary and "Recommended dose for this azathioprine order: 25 mg once daily" in r.detail
+        assert "25 mg every other day" in r.summary and "Recommended dose for this azathioprine order: 25 mg every other day" in r.detail
         assert "the card" not in r.detail.lower() and "xanthine oxidase inhibitor”" not in r.detail
 
 
@@ -153,6 +154,15 @@ def test_practical_regimen_inside_the_range(low, high, expected):
         assert low - 1e-6 <= r.avg_daily_mg <= high + 1e-6
 
 
+@pytest.fixture
+def maintenance_basis(monkeypatch):
+    """Round-15 M1 gives a new start the label's starting dose as its basis; the tests using this fixture pin the
+    maintenance-basis mechanics (established therapy, IBD) on a simple new order."""
+    import rules.context
+    monkeypatch.setattr(rules.context, "_with_start_basis", lambda facts, order, drug, basis: basis)
+
+
+@pytest.mark.usefixtures("maintenance_basis")
 def test_combined_dose_below_a_tablet_step_states_the_exact_figure_and_a_regimen():
     found = evaluate([med_request(daily_mg=100)], pgx=TPMT_IM, meds=[ALLO], weights=[weight(50)], conditions=[LN])
     xoi = one(found, "interaction-xanthine-oxidase")
@@ -181,6 +191,7 @@ def test_dose_range_and_pgx_and_renal_share_one_plan():
 
 # ------------------------------------------------------------ xanthine oxidase
 
+@pytest.mark.usefixtures("maintenance_basis")
 def test_dpwg_profile_uses_half_the_dose_for_an_intermediate_metabolizer():
     f = one(evaluate([med_request(daily_mg=150)], guideline="dpwg", pgx=TPMT_IM), "pgx-reduce-dose")
     # 50 % of 140 = 70: the nearest practical regimen not above it is 75/50 mg on alternate days (62.5 mg/day),
@@ -191,6 +202,7 @@ def test_dpwg_profile_uses_half_the_dose_for_an_intermediate_metabolizer():
     assert "75/50 mg alternate days" in text.summary and "70 mg/day exact" in text.summary and "45 % of normal" in text.summary  # 62.5 of 140 mg
 
 
+@pytest.mark.usefixtures("maintenance_basis")
 def test_a_range_whose_ends_are_equal_is_worded_as_one_figure():
     # DPWG: 50 % exactly, so low == high; never "Reduced range: 70-70 mg/day"
     f = one(evaluate([med_request(daily_mg=150)], guideline="dpwg", pgx=TPMT_IM), "pgx-reduce-dose")
@@ -364,7 +376,9 @@ def headline_request(hook="order-sign", **kw):
 def _assert_headline(cards):
     assert sorted(rule_ids(cards)) == ["interaction-xanthine-oxidase", "pgx-reduce-dose"]
     for c in cards:
-        assert "25 mg/day" in c["summary"] and "Recommended dose for this azathioprine order: 25 mg once daily" in c["detail"]
+        # round-15 M1: a new start, of the label's starting dose (75 mg): 5.6-12.5 mg/day
+        assert "25 mg every other day" in c["summary"] and \
+            "Recommended dose for this azathioprine order: 25 mg every other day" in c["detail"]
         assert c["extension"]["azathioprine-cds"]["guideline"] == "cpic" and c["extension"]["azathioprine-cds"]["knowledgeVersion"]
     sugg = [s for c in cards for s in c.get("suggestions", [])]
     assert len(sugg) == 1 and sugg[0]["isRecommended"] and cards[0]["indicator"] == "critical" and cards[0]["suggestions"]
