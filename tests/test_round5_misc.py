@@ -146,9 +146,10 @@ def test_c49_and_c74_range_bounds_are_whole_mg_and_the_advised_dose_is_unchanged
     c74 = _topics(_cards("c74-allopurinol-active-mp-already-quarter"))["interaction-xanthine-oxidase"]
     assert "below the reduced range (27-35 mg/day)" in c74["summary"] and "26.2" not in c74["summary"]
     c58 = _topics(_cards("c58-tpmt-im-aza-125-above-80pct"))["pgx-reduce-dose"]
-    assert "reduce to 50 mg/day (range 44-72 mg/day)" in c58["summary"]
-    assert "Reduced range: 44-72 mg/day" in c58["detail"]
-    assert "Recommended dose for this azathioprine order: 50 mg once daily" in c58["detail"]
+    # round-15 M1: c58 is a new start (rheumatoid arthritis): the band is of the label's starting dose (75 mg)
+    assert "reduce to 25 mg/day (range 23-37.5 mg/day)" in c58["summary"]
+    assert "Reduced range: 23-37.5 mg/day" in c58["detail"]
+    assert "Recommended dose for this azathioprine order: 25 mg once daily" in c58["detail"]
 
 
 def test_range_bounds_round_inward_so_a_whole_mg_order_reads_as_it_was_judged():
