@@ -181,8 +181,14 @@ def weight_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | 
         if stale["child"]:
             possibly_high, limit = False, None  # a child is never checked against the adult reference weight
         possibly_high = possibly_high or stale["last_high"]
+        # round-15 M4: a new start names the same starting dose as the start card (one order, one figure)
+        start = start_regimen(facts, order, drug, basis) if ordered is not None and not therapy_unknown(facts, order) \
+            else None
+        start_mg = start["start_mg"] if start is not None and start["start_mg"] is not None \
+            and ordered is not None and ordered > start["threshold"] + 1e-9 else None
         out.append(Finding("weight-missing", order.ref,
-                           {"days": max_age_days, "last": last, "ordered": ordered, "possibly_high": possibly_high,
+                           {"start_mg": start_mg, "start_how": start["start_how"] if start_mg is not None and start else "",
+                            "days": max_age_days, "last": last, "ordered": ordered, "possibly_high": possibly_high,
                             "limit": limit, "reference_kg": general.size_missing_reference_kg,
                             "reference_m2": general.size_missing_reference_m2, "oncology": basis["oncology"],
                             **stale},
@@ -279,8 +285,12 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | No
                     # figure dose-new-start names for the same patient at a lower order (never above the maximum)
                     start_mg = min(float(start["start_mg"]), top)
                     values.update(start, start_ceiling=True)
+                # round-15 m3: an oncology starting dose is accepted within the label's rounding margin (no card up to
+                # 75 mg/m2 x 1.05): the suggestion may be the nearest measurable volume inside it (3 mL, not 2.95 mL)
+                accept_top = top * (1 + general.start_dose_margin) if starting else None
                 findings.append(Finding("dose-above-range", order.ref, values, indicator="critical" if critical else None,
-                                        sources=sources, dose=DoseLimit("dose-above-range", high_mg=top, start_mg=start_mg),
+                                        sources=sources, dose=DoseLimit("dose-above-range", high_mg=top, start_mg=start_mg,
+                                                                        accept_high_mg=accept_top),
                                         drug=drug))
                 continue
         if start is not None:

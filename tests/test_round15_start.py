@@ -71,3 +71,15 @@ def test_elderly_without_weight_starts_at_the_low_end():
     text = " ".join(c["summary"] + c.get("detail", "") for c in cards)
     assert "start at 50 mg/day" in text
     assert "upper figure" not in text and "start at 100 mg/day" not in text.lower()
+
+
+def test_elderly_without_weight_weight_card_names_the_same_start():
+    (weight_card,) = [c for c in _cards("a14") if c["source"]["topic"]["code"] == "weight-missing"]
+    assert "start at 50 mg/day" in weight_card["detail"]
+    assert "not a dose to give" in weight_card["detail"]  # the 125 mg/day reference maximum is a check only
+
+
+# m3: an ALL start is cut to the nearest measurable volume inside the accepted margin (3 mL = 60 mg, g01 accepts it)
+def test_all_start_cut_to_the_nearest_syringe_volume():
+    assert _updates(_cards("g02")) == ["Change to mercaptopurine 60 mg (3 mL) once daily"]
+    assert _cards("g01") == []
