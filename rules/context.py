@@ -13,6 +13,7 @@ from functools import cached_property
 from fhir_mappers.facts import ClinicalFacts, ConditionFact, MedicationFact
 
 from . import common
+from .knowledge_base import load
 from .tpmt_activity import ActivityReading, activity_readings
 
 
@@ -52,7 +53,8 @@ class CallContext:
         key = (id(order), drug, weight_days)
         basis = self._basis.get(key)
         if basis is None:
-            basis = self._basis[key] = common.size_basis(self.facts, order, drug, weight_days, self.indication(order))
+            basis = common.size_basis(self.facts, order, drug, weight_days, self.indication(order))
+            self._basis[key] = basis = _with_start_basis(self.facts, order, drug, basis)
         return dict(basis)
 
     @cached_property
@@ -67,6 +69,26 @@ class CallContext:
     @cached_property
     def latest_judged(self) -> ActivityReading | None:
         return next((r for r in self.activity_readings if r.reading), None)
+
+
+def _with_start_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: dict) -> dict:
+    """Round-15 M1: for a new start where a start regimen applies (``rules.dose.start_basis``), the usual dose every
+    fraction and band is taken of is the label's starting dose and the top an order following that advice may reach is the starting
+    dose itself: one basis, whatever dose was ordered above it."""
+    from .dose import start_basis  # rules.dose imports this module
+    if order.established_dose is not None:
+        return basis  # a dose taken before (an ended or replaced order): established therapy keeps its basis (round-9 M2)
+    start = start_basis(facts, order, drug, basis)
+    if start is None or order.daily_dose is None or basis["kind"] in ("ordered", "no_size"):
+        return basis
+    # the starting dose itself also for an order below it: that order may already be reduced (the fraction of it
+    # would cut an order that follows the advice again), and the answer stays one figure whatever was ordered
+    return {**basis, "maintenance_basis": basis, "reference_mg": start, "normal_mg": start, "top_mg": start, "start_basis": True,
+            "start_mg": start, "start_from_order": False, "from_order": False, "usual_start": False,
+            "taken": False, "usual_name": basis.get("usual_name") or load().dosing.indications[basis["indication"]].name,
+            # where the start figure comes from (the indication's own start source, else the label's)
+            "start_source": getattr(load().dosing.indications.get(basis["indication"]), "start_source", "")
+            or load().dosing.general.new_start_source}
 
 
 def context_of(facts: ClinicalFacts, ctx: CallContext | None) -> CallContext:

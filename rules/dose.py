@@ -12,7 +12,7 @@ from .context import CallContext, context_of
 from .findings import DoseLimit, Finding, OrderTest
 from .knowledge_base import load
 from .knowledge_schema import DosingGeneral, Indication, Oncology, OtherDrug
-from .populations import is_child, stale_height_check, stale_weight_check
+from .populations import age_years, is_child, stale_height_check, stale_weight_check
 
 
 def schedule_error_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
@@ -40,8 +40,10 @@ def _range_spec(drug: str, ind: str) -> RangeSpec | None:
             # recognised, but no cited dose range of its own (round-6 m6: liver, heart transplant, off-label): no start
             # regimen; the general maximum for an indication without its own range still applies (as before, when it
             # was "not recognised": a 400 mg order is not let through unchecked)
+            # round-15 M2: one marked ``general_start`` (myasthenia gravis, GPA, pemphigus vulgaris) takes the general
+            # start regimen for a new start, as an unknown indication does (never a looser answer than it)
             general = dosing.indications["unknown"]
-            return replace(general, name=own.name, no_start_titration=True,
+            return replace(general, name=own.name, no_start_titration=not own.general_start,
                            range_text=f"{general.range_text}, the general maximum (no range of its own is cited)")
         return own  # e.g. thioguanine for acute myeloid leukaemia ([indications.aml])
     return dosing.other_drugs.get(drug)
@@ -61,7 +63,8 @@ def _max_daily(spec: RangeSpec, basis: dict, new_start: bool) -> tuple[float | N
     return (per * basis["weight"] if basis["weight"] else None), per, "kg"
 
 
-def _start(spec: RangeSpec, general: DosingGeneral, weight: float | None, drug: str, child: bool = False) -> dict:
+def _start(spec: RangeSpec, general: DosingGeneral, weight: float | None, drug: str, child: bool = False,
+           elderly: bool = False) -> dict:
     """The starting dose of a new start and the dose above which a start is flagged: one figure (round-8 m3: the
     start the card names is the threshold it checks against).
 
@@ -91,6 +94,12 @@ def _start(spec: RangeSpec, general: DosingGeneral, weight: float | None, drug: 
             practical = max(step, math.floor(exact / step + 0.5) * step)
             return {"start_mg": practical, "start_exact": exact, "start_per_kg": per_kg, "step": step,
                     "threshold": practical, "start_how": "practical"}
+        if elderly:
+            # round-15 M4: no usable weight and an older patient: the low end of the label's start range (50 mg of
+            # "50 to 100 mg"; label, geriatric use: start at the low end of the dosing range), not its upper figure
+            low_mg = float(general.new_start_mg)
+            return {"start_mg": low_mg, "start_exact": None, "start_per_kg": per_kg, "step": step,
+                    "threshold": low_mg, "start_how": "label_low_elderly"}
         return {"start_mg": start_mg, "start_exact": None, "start_per_kg": per_kg, "step": step,
                 "threshold": start_mg, "start_how": "label_upper"}
     if start_mg is not None:
@@ -102,6 +111,43 @@ def _start(spec: RangeSpec, general: DosingGeneral, weight: float | None, drug: 
     threshold = max(floor_mg, math.floor(exact / step + 0.5) * step) if exact is not None else floor_mg
     return {"start_mg": threshold, "start_exact": exact, "start_per_kg": general_per_kg, "step": step,
             "threshold": threshold, "start_how": "floor" if exact is not None else "no_weight", "floor_mg": floor_mg}
+
+
+def _elderly(facts: ClinicalFacts) -> bool:
+    age = age_years(facts)
+    return age is not None and age >= load().populations.elderly.age_at_least
+
+
+def start_regimen(facts: ClinicalFacts, order, drug: str, basis: dict, spec: RangeSpec | None = None) -> dict | None:
+    """The start regimen of a new start (``_start``'s figures) where one applies, else None: azathioprine, a new
+    start whose indication sets a start regimen (rheumatoid arthritis, SLE, lupus nephritis, autoimmune hepatitis, an
+    unknown indication, round-15 M2: myasthenia gravis, GPA, pemphigus vulgaris; not IBD, which starts at the target
+    dose, nor a transplant), not in oncology. An indication on record that was not recognised gives the figures
+    without a start dose (round-5 M1: no indication's regimen is applied as if known)."""
+    if drug != "azathioprine" or basis["oncology"] or not is_new_start(facts, order, drug):
+        return None
+    ind = basis["indication"]
+    spec = spec if spec is not None else _range_spec(drug, ind)
+    if not isinstance(spec, Indication) or spec.no_start_titration or spec.new_start_max_mg_per_kg is not None:
+        return None
+    start = _start(spec, load().dosing.general, basis["weight"], drug, child=is_child(facts), elderly=_elderly(facts))
+    if basis["indication_how"] == "unrecognised":
+        start = {**start, "start_mg": None, "start_exact": None, "start_per_kg": None}
+    return start
+
+
+def start_basis(facts: ClinicalFacts, order, drug: str, basis: dict) -> float | None:
+    """Round-15 M1: the one dose a fraction (allopurinol's one-third to one-quarter, a TPMT/NUDT15 band) is taken of
+    for a new start where a start regimen applies: the label's starting dose (``start_regimen``; also for an order below it
+    and the dose ordered), never the dose ordered above it nor the 2 mg/kg maintenance dose, so that 150 mg and
+    250 mg get the same answer. None when no start regimen applies (established therapy, IBD, a transplant), when
+    whether it is a new start is unknown, or when no start figure is known (a child without a weight)."""
+    if order.daily_dose is None or therapy_unknown(facts, order):
+        return None
+    start = start_regimen(facts, order, drug, basis)
+    if start is None or start["start_mg"] is None:
+        return None
+    return float(start["start_mg"])
 
 
 def weight_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | None = None) -> list[Finding]:
@@ -135,8 +181,14 @@ def weight_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | 
         if stale["child"]:
             possibly_high, limit = False, None  # a child is never checked against the adult reference weight
         possibly_high = possibly_high or stale["last_high"]
+        # round-15 M4: a new start names the same starting dose as the start card (one order, one figure)
+        start = start_regimen(facts, order, drug, basis) if ordered is not None and not therapy_unknown(facts, order) \
+            else None
+        start_mg = start["start_mg"] if start is not None and start["start_mg"] is not None \
+            and ordered is not None and ordered > start["threshold"] + 1e-9 else None
         out.append(Finding("weight-missing", order.ref,
-                           {"days": max_age_days, "last": last, "ordered": ordered, "possibly_high": possibly_high,
+                           {"start_mg": start_mg, "start_how": start["start_how"] if start_mg is not None and start else "",
+                            "days": max_age_days, "last": last, "ordered": ordered, "possibly_high": possibly_high,
                             "limit": limit, "reference_kg": general.size_missing_reference_kg,
                             "reference_m2": general.size_missing_reference_m2, "oncology": basis["oncology"],
                             **stale},
@@ -199,15 +251,9 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | No
             values["induction_unconfirmed"] = induction_unconfirmed(facts, ind, ind_spec)
         # the start regimen of a new start (rheumatoid arthritis, SLE, lupus nephritis, autoimmune hepatitis, unknown;
         # not IBD, which starts at the target dose, nor a transplant): round-14 H1, one start figure whichever card
-        start = None
-        if new_start and drug == "azathioprine" and not basis["oncology"] and isinstance(spec, Indication) \
-                and not spec.no_start_titration and spec.new_start_max_mg_per_kg is None:
-            start = _start(spec, general, basis["weight"], drug, child=is_child(facts))
-            if how == "unrecognised":
-                # the indication on record was not recognised: no indication's start regimen is applied as if
-                # known (a kidney transplant starts at 3-5 mg/kg/day, not RA's 1 mg/kg): the card says the start
-                # was not checked, quoting what was recorded (round-5 M1)
-                start = {**start, "start_mg": None, "start_exact": None, "start_per_kg": None}
+        # (the indication on record not recognised: no indication's start regimen is applied as if known, a kidney
+        # transplant starts at 3-5 mg/kg/day, not RA's 1 mg/kg: the card says the start was not checked, round-5 M1)
+        start = start_regimen(facts, order, drug, {**basis, "indication_how": how}, spec)
         if top is not None:
             size = basis["bsa"] if unit == "m2" else basis["weight"]
             per = ordered / size
@@ -239,8 +285,12 @@ def dose_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | No
                     # figure dose-new-start names for the same patient at a lower order (never above the maximum)
                     start_mg = min(float(start["start_mg"]), top)
                     values.update(start, start_ceiling=True)
+                # round-15 m3: an oncology starting dose is accepted within the label's rounding margin (no card up to
+                # 75 mg/m2 x 1.05): the suggestion may be the nearest measurable volume inside it (3 mL, not 2.95 mL)
+                accept_top = top * (1 + general.start_dose_margin) if starting else None
                 findings.append(Finding("dose-above-range", order.ref, values, indicator="critical" if critical else None,
-                                        sources=sources, dose=DoseLimit("dose-above-range", high_mg=top, start_mg=start_mg),
+                                        sources=sources, dose=DoseLimit("dose-above-range", high_mg=top, start_mg=start_mg,
+                                                                        accept_high_mg=accept_top),
                                         drug=drug))
                 continue
         if start is not None:

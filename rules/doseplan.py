@@ -351,6 +351,11 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
         daily = any(lim.daily for lim in limits)
         regimen = practical_regimen(drug, low, high, days, prefer=(forms_of or {}).get(ref, ""), daily=daily,
                                     ceiling=accept) if change else None
+        if change and regimen is None and accept > high + EPS and not days:
+            # round-15 M1: no practical regimen inside the suggested range (a new start's band of its starting dose with
+            # allopurinol: 5.6-8.3 mg/day), but one inside the range an order is accepted in (up to 13.3 mg/day): that
+            # regimen, which an order would not be cut from, rather than a specialist referral
+            regimen = practical_regimen(drug, low, accept, days, prefer=(forms_of or {}).get(ref, ""), daily=daily)
         plan = DosePlan(ref, drug, ordered, low, high, days if change else None, regimen,
                         rules=list(dict.fromkeys(f.rule_id for f in numeric)),
                         qualitative=list(dict.fromkeys(f.rule_id for f in items if f.dose is not None and f.dose.qualitative)),

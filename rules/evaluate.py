@@ -222,11 +222,17 @@ def attach_plans(findings: list[Finding], facts: ClinicalFacts, ctx: CallContext
             b = bases.get(f.order_ref)
             if b is not None:
                 f.values["plan"]["usual_basis"] = b  # the usual dose a fraction applies to (round-8 H4: stated)
-            if b is not None and (b.get("from_order") or b.get("usual_start")) and f.rule_id in plans[f.order_ref].rules:
+            # round-15 M1: a new start's basis is the label's start dose (``start_basis``); the TPMT/NUDT15 bands keep
+            # the maintenance basis under it (``maintenance_basis``): either cites the indication's dosing source
+            cited = [x for x in (b, (b or {}).get("maintenance_basis")) if x is not None
+                     and (x.get("from_order") or x.get("usual_start") or x.get("start_basis"))]
+            if cited and f.rule_id in plans[f.order_ref].rules:
                 # round-8 H4: the usual dose the fraction or band applies to is the indication's (the order itself, a
                 # usual dose inside the range, or the lowest usual start): the cards cite the indication's dosing source
-                if b.get("usual_source") and b["usual_source"] not in f.sources:
-                    f = findings[i] = msgspec.structs.replace(f, sources=(*f.sources, b["usual_source"]))
+                # a start basis cites where its start figure comes from (dosing.toml new_start_source / start_source)
+                source = cited[0].get("start_source") if cited[0].get("start_basis") else cited[0].get("usual_source")
+                if source and source not in f.sources:
+                    f = findings[i] = msgspec.structs.replace(f, sources=(*f.sources, source))
             if f.rule_id in CONSISTENT_AS_INFO and not plans[f.order_ref].change and not f.stops_order \
                     and not f.values.get("contraindicated"):
                 f.values["consistent"] = True

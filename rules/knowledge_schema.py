@@ -260,6 +260,9 @@ class Indication:
     start_mg_per_kg: float | None = None
     start_source: str = ""
     no_start_titration: bool = False
+    # round-15 M2: recognised without a dose range of its own (max_mg_per_kg unset), yet a new start takes the general
+    # start regimen (the label's about 1 mg/kg/day, 50-100 mg, then titration), as an unknown indication does
+    general_start: bool = False
     sources: tuple[str, ...] = ()
     # the normal dose per kg of the indication's ``drugs`` (round-4 M1: thioguanine in AML, the Tabloid label's
     # about 2 mg/kg/day), where pgx.toml sets none: the reference a PGx fraction applies to

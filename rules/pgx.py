@@ -356,6 +356,12 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
                             # an ambiguous call read at its most severe: the summary says "possible"
                             "ambiguous": [s.gene for s in st.values() if any(p["code"] == "ambiguous" for p in s.problems)]}
     basis = ctx.size_basis(order, drug, weight_days)
+    # round-15 M1 is scoped to allopurinol's fraction (the label's "usual dose" of a new start is its starting dose):
+    # CPIC's TPMT/NUDT15 reductions are fractions of the NORMAL dose ("30-80 % of normal dose if normal starting dose
+    # is 2-3 mg/kg/day", "10 % of the normal dose"), so the bands here stay of the maintenance basis, for a new start
+    # too (of a 1 mg/kg start they would fall below CPIC's own 0.6 mg/kg/day floor); the dose plan still combines them
+    # with the start figure (the smaller wins)
+    basis = basis.get("maintenance_basis") or basis
     malignant = basis["malignancy"]  # ALL or AML treated with this thiopurine (dosing.toml malignancy_drugs)
     base.update(basis=basis, malignant=malignant, guideline=guideline)
 

@@ -10,6 +10,9 @@ from tests.test_converge_property import ALLO, LN, TPMT_IM, dose_updates
 
 SIGN = "thiopurine-order-sign"
 ALLO_DRAFT = med_request("519", "allopurinol 100 MG Oral Tablet", id="allo-new", daily_mg=300)
+# round-15 M1: a new start's fractions are taken of the label's starting dose (75 kg: 75 mg); the form tests below use
+# inflammatory bowel disease (no start regimen: the 2 mg/kg usual dose stays the basis) to keep their figures
+IBD = {**LN, "id": "cond-ibd", "code": {"coding": [{"system": "http://snomed.info/sct", "code": "34000006"}]}}
 WARFARIN = med_request("855332", "warfarin sodium 5 MG Oral Tablet", id="warf", status="active", daily_mg=5,
                        authored=days_ago(100))
 
@@ -31,7 +34,14 @@ def _card(cards, rule):
 
 
 # ------------------------------------------------------------ the headline patient
+# a new start at 75 kg: allopurinol's 1/4-1/3 of the label's start (75 mg) is the accepted top (round-15 M1): 25 mg;
+# before round 15 an order up to CPIC's band top x 1/3 of 150 mg (40 mg/day) was accepted for a new start
+BOUNDARY = 25
+
+
 def test_headline_told_25_mg_and_25_mg_is_then_not_cut_again(sign):
+    # a new start (round-15 M1 is scoped to allopurinol's fraction): CPIC's TPMT IM band stays of the normal dose
+    # (30-50 % of 150 mg), allopurinol's 1/4-1/3 is of the label's start (75 mg): 25 mg/day on every card
     first = sign([med_request(daily_mg=150)], pgx=TPMT_IM, conditions=[LN], meds=[ALLO])
     assert all("25 mg/day" in c["summary"] for c in first)
     again = sign([med_request(daily_mg=25)], pgx=TPMT_IM, conditions=[LN], meds=[ALLO])
@@ -42,27 +52,34 @@ def test_headline_told_25_mg_and_25_mg_is_then_not_cut_again(sign):
         "within the reduced range" in " ".join(c["summary"] for c in again)
 
 
-@pytest.mark.parametrize("ordered, changed", [(25, False), (40, False), (41, True)])
+@pytest.mark.parametrize("ordered, changed", [(12.5, False), (20, False), (BOUNDARY, False), (BOUNDARY + 1, True)])
 def test_headline_boundary_at_the_top_of_the_advised_range(sign, ordered, changed):
-    # 75 kg: usual 150 mg; the suggestion aims at TPMT IM 30-50 % x allopurinol 1/4-1/3 = 11.25-25 mg/day, but an
-    # order inside CPIC's own band (30-80 % = 45-120) x 1/4-1/3 = 11.25-40 mg/day is accepted (audit round 2, D-10)
+    # 75 kg, a new start: an order at or under the accepted top is not cut, one above it is
     cards = sign([med_request(daily_mg=ordered)], pgx=TPMT_IM, conditions=[LN], meds=[ALLO])
     assert bool(dose_updates(cards)) is changed
 
 
 # ------------------------------------------------------------ allopurinol alone
-@pytest.mark.parametrize("ordered, changed, where", [(25, False, "below"), (37.5, False, "within"),
-                                                     (50, False, "within"), (51, True, ""), (150, True, "")])
+@pytest.mark.parametrize("ordered, changed, where", [(12.5, False, "below"), (18, False, "below"),
+                                                     (25, False, "within"), (26, True, ""), (150, True, "")])
 def test_allopurinol_fraction_of_the_usual_dose_not_of_the_order(sign, ordered, changed, where):
-    # 75 kg: usual 2 mg/kg/day = 150 mg; one-quarter to one-third = 37.5-50 mg/day
+    # 75 kg, new start (round-15 M1): the label's start 75 mg; one-quarter to one-third = 18.75-25 mg/day
     cards = sign([med_request(daily_mg=ordered)], meds=[ALLO])
     xoi = _card(cards, "interaction-xanthine-oxidase")
     assert bool(dose_updates(cards)) is changed
     assert "every other day" not in xoi["summary"] or changed
     if not changed:
-        assert xoi["indicator"] == "info" and f"{where} the reduced range (37.5-50 mg/day)" in xoi["summary"]
+        assert xoi["indicator"] == "info" and f"{where} the reduced range (19-25 mg/day)" in xoi["summary"]
     else:
-        assert xoi["indicator"] == "critical" and "50 mg/day" in xoi["summary"]
+        assert xoi["indicator"] == "critical" and "25 mg/day" in xoi["summary"]
+
+
+@pytest.mark.parametrize("ordered, changed", [(37.5, False), (50, False), (63, True), (150, True)])
+def test_allopurinol_fraction_without_a_start_regimen(sign, ordered, changed):
+    # IBD (no start regimen): usual 2 mg/kg/day = 150 mg; one-quarter to one-third = 37.5-50 mg/day, an order accepted
+    # up to one-third of the top of IBD's usual range (2.5 mg/kg = 187.5 mg: 62.5 mg), as before round 15
+    cards = sign([med_request(daily_mg=ordered)], meds=[ALLO], conditions=[IBD])
+    assert bool(dose_updates(cards)) is changed
 
 
 # ------------------------------------------------------------ renewal replaces its prior order
@@ -98,7 +115,7 @@ def test_no_update_of_an_active_order_only_the_draft(sign):
 
 
 def test_update_keeps_the_drafts_medication_and_id_and_states_the_dose(sign):
-    cards = sign([med_request(daily_mg=150)], meds=[ALLO])
+    cards = sign([med_request(daily_mg=150)], meds=[ALLO], conditions=[IBD])
     (u,) = dose_updates(cards)
     assert u["resource"]["id"] == "mr-aza"
     assert u["resource"]["medicationCodeableConcept"]["coding"][0]["code"] == "197388"
@@ -106,7 +123,7 @@ def test_update_keeps_the_drafts_medication_and_id_and_states_the_dose(sign):
 
 
 def test_tid_stays_tid_with_the_per_dose_amount_recomputed(sign):
-    cards = sign([med_request(dosages=[b.dosage(50, frequency=3)])], pgx=TPMT_IM)  # 150 mg/day, TID
+    cards = sign([med_request(dosages=[b.dosage(50, frequency=3)])], pgx=TPMT_IM, conditions=[IBD])  # 150 mg/day, TID
     (u,) = dose_updates(cards)
     (d,) = u["resource"]["dosageInstruction"]
     assert d["timing"]["repeat"]["frequency"] == 3 and d["doseAndRate"][0]["doseQuantity"]["value"] == 25
@@ -133,19 +150,19 @@ def test_ml_order_stays_in_ml(sign):
 
 def test_tablet_order_stays_in_tablets(sign):
     order = med_request(dosages=[b.dosage(3, unit="tablet", code="{tbl}", system=None)])  # 3 x 50 mg
-    cards = sign([order], meds=[ALLO])
+    cards = sign([order], meds=[ALLO], conditions=[IBD])
     (u,) = dose_updates(cards)
     q = u["resource"]["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]
     assert q == {"value": 1, "unit": "tablet", "code": "{tbl}"}
 
 
 def test_alternate_days_read_back_as_the_advised_average(sign):
-    # 60 kg: usual 120 mg; allopurinol 30-40 mg/day -> 50/25 mg alternate days (37.5)
-    cards = sign([med_request(daily_mg=150)], meds=[ALLO], weights=[weight(60)])
+    # 60 kg, IBD: 125 mg ordered, a usual dose for IBD; allopurinol 31-42 mg/day -> 50/25 mg alternate days (37.5)
+    cards = sign([med_request(daily_mg=125)], meds=[ALLO], weights=[weight(60)], conditions=[IBD])
     (u,) = dose_updates(cards)
     doses = u["resource"]["dosageInstruction"]
     assert len(doses) == 2 and {d["sequence"] for d in doses} == {1}  # concurrent, not one after the other
-    again = sign([u["resource"]], meds=[ALLO], weights=[weight(60)])
+    again = sign([u["resource"]], meds=[ALLO], weights=[weight(60)], conditions=[IBD])
     assert not dose_updates(again)
 
 

@@ -19,6 +19,15 @@ from tests.test_converge_property import ALLO, LN, TPMT_IM, dose_updates
 
 CASES = Path(__file__).parent / "data" / "review"
 
+@pytest.fixture(autouse=True)
+def maintenance_basis(monkeypatch):
+    """Round-15 M1 gives a new start the label's starting dose as its basis; this module's tests pin the maintenance-basis
+    mechanics (as for established therapy) on a simple new order: the new-start basis is tested in
+    tests/test_round15_start.py and tests/test_cards_catalogue.py (headline case)."""
+    import rules.context
+    monkeypatch.setattr(rules.context, "_with_start_basis", lambda facts, order, drug, basis: basis)
+
+
 
 def run_case(name: str, monkeypatch, capsys) -> list[dict]:
     path = CASES / f"converge-{name}.json"

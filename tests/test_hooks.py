@@ -9,6 +9,15 @@ from tests.conftest import rule_ids
 
 HOOKS = ["order-sign", "order-select", "medication-prescribe"]
 
+@pytest.fixture
+def maintenance_basis(monkeypatch):
+    """Round-15 M1 gives a new start the label's starting dose as its basis; the tests using this fixture pin the maintenance-basis
+    mechanics (as for established therapy) on a simple new order: the new-start basis is tested in
+    tests/test_round15_start.py and tests/test_cards_catalogue.py (headline case)."""
+    import rules.context
+    monkeypatch.setattr(rules.context, "_with_start_basis", lambda facts, order, drug, basis: basis)
+
+
 
 @pytest.mark.parametrize("hook", HOOKS)
 def test_poor_metabolizer_is_critical_with_cancel(call, hook):
@@ -25,6 +34,7 @@ def test_poor_metabolizer_is_critical_with_cancel(call, hook):
 
 
 @pytest.mark.parametrize("hook", HOOKS)
+@pytest.mark.usefixtures("maintenance_basis")
 def test_intermediate_metabolizer_gets_a_reduced_structured_dose(call, hook):
     pre = prefetch(pgx=[genotype_ig("TPMT", "*1/*3A"), genotype_ig("NUDT15", "*1/*1")], weights=[weight(70)])
     cards = call(hook_request(hook, orders=[med_request(daily_mg=150)], pre=pre))
@@ -43,6 +53,7 @@ def test_intermediate_metabolizer_gets_a_reduced_structured_dose(call, hook):
     assert dose["timing"]["repeat"] == {"frequency": 1, "period": 1, "periodUnit": "d"}
 
 
+@pytest.mark.usefixtures("maintenance_basis")
 def test_both_genes_intermediate_uses_20_to_50_percent(call):
     pre = prefetch(pgx=[genotype_ig("TPMT", "*1/*3C"), genotype_ig("NUDT15", "*1/*3")], weights=[weight(80)])
     cards = call(hook_request(orders=[med_request(daily_mg=200)], pre=pre))

@@ -15,6 +15,15 @@ from service.cli import main
 
 CASES = Path(__file__).parent / "data" / "review2"
 
+@pytest.fixture
+def maintenance_basis(monkeypatch):
+    """Round-15 M1 gives a new start the label's starting dose as its basis; the tests using this fixture pin the maintenance-basis
+    mechanics (as for established therapy) on a simple new order: the new-start basis is tested in
+    tests/test_round15_start.py and tests/test_cards_catalogue.py (headline case)."""
+    import rules.context
+    monkeypatch.setattr(rules.context, "_with_start_basis", lambda facts, order, drug, basis: basis)
+
+
 
 def load(name: str) -> dict:
     return json.loads((CASES / f"{name}.json").read_text())
@@ -92,6 +101,7 @@ def test_h5_the_basis_is_capped_by_the_usual_dose():
     assert current_basis([allo(100), DoseLimit("pgx", high_mg=75)], usual=150) is None
 
 
+@pytest.mark.usefixtures("maintenance_basis")
 def test_h5_thiopurine_is_the_draft_keeps_the_usual_dose_basis(monkeypatch, capsys, tmp_path):
     # allopurinol active, azathioprine renewal at 50 mg (basedOn): accepted inside the usual dose's band
     cards = run(load("ibd-aza-allopurinol-co-therapy-25mg-renewal-basedon"), monkeypatch, capsys, tmp_path)

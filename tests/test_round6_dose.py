@@ -42,17 +42,30 @@ def test_c28_one_dose_on_every_card() -> None:
     for c in cards:
         assert "75 mg/day" not in c["summary"] and "start at" not in c["summary"]
     xoi = next(c for c in cards if c["source"]["topic"]["code"] == "interaction-xanthine-oxidase")
-    # round-8 H4: one-quarter to one-third of the 150 mg ordered (2.1 mg/kg, inside rheumatoid arthritis' usual range
-    # up to 2.5 mg/kg/day), not of 2 mg/kg: 37.5-50 mg/day
-    assert "50 mg/day" in xoi["summary"]
+    # round-15 M1: a new start: one-quarter to one-third of the label's starting dose (about 1 mg/kg = 75 mg), not of
+    # the 150 mg ordered (round-8 H4 took 37.5-50 mg/day of it): 18.75-25 mg/day
+    assert "25 mg/day" in xoi["summary"]
     # every card stating a recommended dose states the same one
     recommended = {m for c in cards for m in re.findall(r"Recommended dose for this azathioprine order: ([^*]+)\*\*",
                                                         c["detail"])}
     assert len(recommended) == 1
 
 
+def _c57(mg: float) -> dict:
+    request = _case("c57")
+    draft = next(e["resource"] for e in request["context"]["draftOrders"]["entry"]
+                 if "azathioprine" in json.dumps(e["resource"]).lower())
+    for d in draft["dosageInstruction"]:
+        for dr in d.get("doseAndRate", []):
+            if "doseQuantity" in dr:
+                dr["doseQuantity"]["value"] = mg
+    return request
+
+
 def test_c57_one_third_in_tablets_not_cut_again() -> None:
-    cards = _cards(_case("c57"))
+    # round-15 M1: a new start: the fraction is of the label's starting dose (72 kg: 75 mg); one-third of it, 25 mg,
+    # is not cut (c57's 50 mg, one-third of the 2 mg/kg dose, is now cut: see below)
+    cards = _cards(_c57(25))
     (xoi,) = [c for c in cards if c["source"]["topic"]["code"] == "interaction-xanthine-oxidase"]
     assert xoi["indicator"] == "info"
     assert "within" in xoi["summary"] and "CBC weekly" in xoi["summary"]
@@ -61,18 +74,12 @@ def test_c57_one_third_in_tablets_not_cut_again() -> None:
 
 
 def test_c57_above_the_tablet_third_is_still_cut() -> None:
-    """75 mg (52 % of 144 mg) is not "approximately one-third": still cut, to the exact band."""
-    request = _case("c57")
-    draft = next(e["resource"] for e in request["context"]["draftOrders"]["entry"]
-                 if "azathioprine" in json.dumps(e["resource"]).lower())
-    for d in draft["dosageInstruction"]:
-        for dr in d.get("doseAndRate", []):
-            if "doseQuantity" in dr:
-                dr["doseQuantity"]["value"] = 75
-    cards = _cards(request)
-    (xoi,) = [c for c in cards if c["source"]["topic"]["code"] == "interaction-xanthine-oxidase"]
-    assert xoi["indicator"] == "critical"
-    assert "50/25 mg alternate days" in xoi["summary"]
+    """Round-15 M1: a new start's 50 mg or 75 mg with allopurinol is cut to one-third of the label's start (25 mg)."""
+    for mg in (50, 75):
+        cards = _cards(_c57(mg))
+        (xoi,) = [c for c in cards if c["source"]["topic"]["code"] == "interaction-xanthine-oxidase"]
+        assert xoi["indicator"] == "critical"
+        assert "25 mg/day" in xoi["summary"]
 
 
 def test_c06_no_start_regimen_beside_withhold() -> None:

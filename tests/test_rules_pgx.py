@@ -15,6 +15,15 @@ from tests.conftest import detail_of, summary_of
 
 NOW = datetime.now(timezone.utc)
 
+@pytest.fixture(autouse=True)
+def maintenance_basis(monkeypatch):
+    """Round-15 M1 gives a new start the label's starting dose as its basis; this module's tests pin the maintenance-basis
+    mechanics (as for established therapy) on a simple new order: the new-start basis is tested in
+    tests/test_round15_start.py and tests/test_cards_catalogue.py (headline case)."""
+    import rules.context
+    monkeypatch.setattr(rules.context, "_with_start_basis", lambda facts, order, drug, basis: basis)
+
+
 
 @pytest.mark.parametrize("gene,text,phenotype", [
     ("TPMT", "*1/*1", "Normal Metabolizer"),
