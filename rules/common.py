@@ -473,3 +473,22 @@ def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_da
     if out["reference_mg"] is None and order.daily_dose is not None:
         out["reference_mg"] = order.daily_dose.mg
     return out
+
+
+# ------------------------------------------------------------------ age (populations, the start regimen)
+
+def _age(facts: ClinicalFacts) -> int | None:
+    if facts.patient is None or facts.patient.birth_date is None:
+        return None
+    b, t = facts.patient.birth_date, facts.today
+    return t.year - b.year - ((t.month, t.day) < (b.month, b.day))
+
+
+def age_years(facts: ClinicalFacts) -> int | None:
+    """The patient's age in whole years today, or None without a birth date."""
+    return _age(facts)
+
+
+def is_child(facts: ClinicalFacts) -> bool:
+    age = _age(facts)
+    return age is not None and age < load().populations.children.age_below

@@ -14,6 +14,7 @@ from fhir_mappers.facts import ClinicalFacts, ConditionFact, MedicationFact
 
 from . import common
 from .knowledge_base import load
+from .start import start_basis
 from .tpmt_activity import ActivityReading, activity_readings
 
 
@@ -75,7 +76,6 @@ def _with_start_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, ba
     """Round-15 M1: for a new start where a start regimen applies (``rules.dose.start_basis``), the usual dose every
     fraction and band is taken of is the label's starting dose and the top an order following that advice may reach is the starting
     dose itself: one basis, whatever dose was ordered above it."""
-    from .dose import start_basis  # rules.dose imports this module
     if order.established_dose is not None:
         return basis  # a dose taken before (an ended or replaced order): established therapy keeps its basis (round-9 M2)
     start = start_basis(facts, order, drug, basis)

@@ -7,22 +7,12 @@ from functools import cache
 
 from fhir_mappers.facts import AllergyFact, ClinicalFacts, Measurement, ResultText
 
-from .common import CodeMatcher, above, below, is_new_start, lab_flag, plausible_height
+from .common import CodeMatcher, _age, above, below, is_child, is_new_start, lab_flag, plausible_height
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, DoseLimit, Finding
 from .knowledge_base import load
 from .knowledge_schema import Indication, Oncology, OtherDrug
 from .monitoring import conflicts, latest
-
-
-def age_years(facts: ClinicalFacts) -> int | None:
-    """The patient's age in whole years today, or None without a birth date."""
-    return _age(facts)
-
-
-def is_child(facts: ClinicalFacts) -> bool:
-    age = _age(facts)
-    return age is not None and age < load().populations.children.age_below
 
 
 def weight_window_days(facts: ClinicalFacts, default_days: int) -> int:
@@ -86,13 +76,6 @@ def stale_weight_check(facts: ClinicalFacts, ordered: float | None, spec: Oncolo
     if out["last_per_unit"] is not None and out["last_max"] is not None:
         out["last_high"] = out["last_per_unit"] > out["last_max"] + 1e-9
     return out
-
-
-def _age(facts: ClinicalFacts) -> int | None:
-    if facts.patient is None or facts.patient.birth_date is None:
-        return None
-    b, t = facts.patient.birth_date, facts.today
-    return t.year - b.year - ((t.month, t.day) < (b.month, b.day))
 
 
 @cache
