@@ -149,7 +149,11 @@ def gene_status(gene: Gene, results: list[GeneResult], unavailable: bool) -> Gen
             phenotypes.append(r.value)
         elif r.note == FUTURE_NOTE:
             # round-14 m1: a result dated after today is not used (rules.plausibility.future_dated), but named
-            status.problems.append({"code": "future_dated", "gene": gene, "text": r.value[:60], "date": _date(r)})
+            # round-16 M3: what it would read, when it is a diplotype the tables place (a wrong year is the likeliest
+            # cause of such a date: the card says what the result set aside says)
+            reads = phenotype_of_diplotype(gene, r.value)[0] or ""
+            status.problems.append({"code": "future_dated", "gene": gene, "text": r.value[:60], "date": _date(r),
+                                    "reads": reads})
         else:
             found = r.note.startswith("found but not read")  # under a code not read (round-5 M2): quoted in full, with why
             status.problems.append({"code": "uninterpretable", "gene": gene, "text": r.value[:100 if found else 60],
@@ -464,12 +468,18 @@ def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus]
     values = {**base, "gap_genes": {state: [s.gene for s in gaps if s.state == state]
                                     for state in ("missing", "unreadable", "unavailable")},
               "indeterminate": [s.gene for s in gaps if s.is_indeterminate]}
+    future = [q for s in st.values() for q in s.problems if q.get("code") == "future_dated"]
+    if future:  # round-16 M3: the summary names a result set aside for its date, and what it reads
+        values["future_results"] = future
     if rule == "pgx-test-missing":  # a test not on record, while TPMT/NUDT15 data was set aside: say so, never "none"
         values["set_aside"] = set_aside_pgx(facts)
         aside = _set_aside_genes(facts)  # the results list says "no usable result" for such a gene, not "none"
         values["genes"] = [{**g, "set_aside": True} if g.get("state") == "missing" and g.get("gene") in aside else g
                            for g in values["genes"]]
-    return Finding(rule, order.ref, values, actions, drug=drug)
+    # round-16 M3: a result set aside for its date that reads poor metabolizer is not normal either: the card is critical
+    # until it is checked (CPIC: a poor metabolizer outside malignancy considers a non-thiopurine alternative)
+    poor_aside = rule == "pgx-uninterpretable" and any(q.get("reads") == "Poor Metabolizer" for q in future)
+    return Finding(rule, order.ref, values, actions, drug=drug, indicator="critical" if poor_aside else None)
 
 
 # data-incomplete gap kinds that set TPMT/NUDT15 data aside: results dated after today (rules.plausibility), and
