@@ -197,6 +197,14 @@ def combine(limits: list[DoseLimit], usual: float | None, ordered: float | None 
     lows = [lim.low_mg for lim in absolute if lim.low_mg is not None]
     factors = [(lim.factor_low, lim.factor_high) for lim in limits if lim.factor_high is not None]
     days = next((lim.days_per_week for lim in limits if lim.days_per_week), None)
+    caps = [lim for lim in absolute if lim.start_band and lim.high_mg is not None]
+    if factors and caps and usual is not None:
+        # round-16 M1/M2: a new start's TPMT/NUDT15 band (of the normal dose, capped by the start) is not a basis of the
+        # fraction: the fraction is of the starting dose (``usual``), and the band caps it (the smaller wins)
+        rest = [lim for lim in limits if lim not in caps]
+        low, high, days = combine(rest, usual, ordered)
+        high = min(high, *(lim.high_mg for lim in caps if lim.high_mg is not None))
+        return (min(low, high) if low is not None else None), high, days
     if factors:
         base = [x for x in (usual, *highs) if x is not None] or ([ordered] if ordered is not None else [])
         if not base:
@@ -275,7 +283,8 @@ def accept_top(limits: list[DoseLimit], usual: float | None, ordered: float | No
     widened = [DoseLimit(lim.rule_id, high_mg=lim.accept_high_mg if lim.accept_high_mg is not None else lim.high_mg,
                          low_mg=lim.low_mg, factor_low=lim.factor_low, factor_high=lim.factor_high,
                          days_per_week=lim.days_per_week, qualitative=lim.qualitative,
-                         current_mg=lim.current_mg, current_not_reduced=lim.current_not_reduced, daily=lim.daily)
+                         current_mg=lim.current_mg, current_not_reduced=lim.current_not_reduced, daily=lim.daily,
+                         start_band=lim.start_band)
                for lim in limits]
     return combine(widened, usual, ordered)[1]
 

@@ -122,6 +122,10 @@ class DoseLimit(msgspec.Struct, frozen=True):
     # 1 mg/kg/day, Imuran label) ordered above the indication's maximum: the plan's ceiling is this starting dose,
     # not the maintenance maximum (``high_mg``), when no other finding doses the order (rules.doseplan.plan_doses)
     start_mg: float | None = None
+    # round-16 M1/M2: a TPMT/NUDT15 band of a new start's NORMAL dose, capped by the start dose (rules.pgx): a
+    # fraction (allopurinol's one-third to one-quarter) is taken of the new start's starting dose (the usual dose),
+    # not of this band; the band caps the result (the smaller of the two wins, never their product)
+    start_band: bool = False
 
 
 class Finding(msgspec.Struct, frozen=True):

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from fhir_mappers.facts import ClinicalFacts, Gene, GeneResult, MedicationFact
 
-from .common import below, drug_spec, lab_flag, thiopurine_of
+from .common import below, drug_spec, is_new_start, lab_flag, therapy_unknown, thiopurine_of
 from .context import CallContext, context_of
 from .dose import range_spec
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
@@ -365,7 +365,7 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
     # is 2-3 mg/kg/day", "10 % of the normal dose"), so the bands here stay of the maintenance basis, for a new start
     # too (of a 1 mg/kg start they would fall below CPIC's own 0.6 mg/kg/day floor); the dose plan still combines them
     # with the start figure (the smaller wins)
-    basis = basis.get("maintenance_basis") or basis
+    basis = _pgx_basis(ctx.facts, order, drug, basis)
     malignant = basis["malignancy"]  # ALL or AML treated with this thiopurine (dosing.toml malignancy_drugs)
     base.update(basis=basis, malignant=malignant, guideline=guideline)
 
@@ -564,6 +564,37 @@ def established_dose(facts: ClinicalFacts, order: MedicationFact, drug: str, bas
             "counts_date": max(c["date"] for c in counts), "counts": counts}
 
 
+def _pgx_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: dict) -> dict:
+    """The basis CPIC's/DPWG's TPMT/NUDT15 bands are taken of.
+
+    Round-15 M1 (as merged): the maintenance basis (``maintenance_basis``), never the label's starting dose (a band
+    of a 1 mg/kg start would fall below CPIC's own 0.6 mg/kg/day floor). Round-16 M1: for a new start where a start
+    regimen applies (``start_basis``), the patient's NORMAL dose (the service's normal mg/kg dose x weight,
+    ``normal_mg``), never the dose ordered (``from_order``): CPIC 2018 Table 2 reduces "30-80 % of normal dose if
+    normal starting dose is 2-3 mg/kg/day", so the band is one figure for the patient whatever was typed (150 mg
+    and 200 mg got 75 and 50 mg). The start dose stays the cap on top (``new_start_cap``, round-16 M2): an
+    intermediate metabolizer never starts higher than a normal metabolizer on the same order.
+    The same for any other new start (inflammatory bowel disease, which starts at its target dose; a transplant):
+    the band is of the normal dose, not of the dose ordered inside the usual range (round-16 M1, c11/c12: Crohn's
+    disease 150 mg got 75 mg and 200 mg got 50 mg), without a start cap (none applies). Established therapy (an
+    active order, a renewal, a dose taken before), therapy whose status is unknown and oncology keep the order as
+    the usual dose it is (round-8 H4)."""
+    if not basis.get("start_basis"):
+        basis = basis.get("maintenance_basis") or basis
+        if basis.get("from_order") and not basis.get("from_established") and basis.get("normal_mg") \
+                and not basis.get("malignancy") and not basis.get("oncology") and order.established_dose is None \
+                and not therapy_unknown(facts, order) and is_new_start(facts, order, drug):
+            return {**basis, "reference_mg": basis["normal_mg"], "from_order": False}
+        return basis
+    maintenance = basis.get("maintenance_basis") or basis
+    normal = maintenance.get("normal_mg")
+    out = {**maintenance, "new_start_cap": basis.get("start_mg"), "start_mg": basis.get("start_mg"),
+           "start_source": basis.get("start_source")}
+    if normal and maintenance.get("from_order"):
+        out.update(reference_mg=normal, from_order=False)
+    return out
+
+
 def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: ClinicalFacts) -> Finding:
     band = _band(spec, inter)
     if basis["malignancy"] and band.malignant == "normal_start":
@@ -621,6 +652,15 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
         # ordered there); such a suggestion, once followed, is not cut again
         accept, accept_how = top * high_f, "top"
     accept = max(accept, high)
+    cap = basis.get("new_start_cap")
+    if cap:
+        # round-16 M2: a new start where a start regimen applies: the label's starting dose caps the band (the plan
+        # takes the smaller), so the order is accepted only up to the smaller of the band's top and the start dose,
+        # and an order above it gets the band's figure (never more than the start a normal metabolizer gets)
+        high = min(high, cap)
+        low = min(low, high)
+        if accept > cap + 1e-6:
+            accept, accept_how = max(cap, high), "start"
     values.update(low=low, high=high, reference=reference, accept_high=accept, accept_how=accept_how,
                   accept_f=accept / reference, normal_ref=normal)
     rule = "pgx-dose-in-reduced-range" if ordered <= accept + 1e-6 else "pgx-reduce-dose"
@@ -633,7 +673,7 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
         return Finding("pgx-im-established-dose", order.ref, values, actions, drug=drug,
                        sources=tuple(dict.fromkeys([est.source, *sources, *est.sources])))
     return Finding(rule, order.ref, values, actions, drug=drug, sources=tuple(sources),
-                   dose=DoseLimit(rule, high_mg=high, low_mg=low, accept_high_mg=accept))
+                   dose=DoseLimit(rule, high_mg=high, low_mg=low, accept_high_mg=accept, start_band=bool(cap)))
 
 
 def _half_step(drug: str, order: MedicationFact) -> float:

@@ -128,8 +128,9 @@ def test_headline_case_one_dose_on_every_card_and_one_suggestion():
     plans = {json.dumps(f.values["plan"], sort_keys=True) for f in found}
     assert len(plans) == 1
     plan = found[0].values["plan"]
-    # CPIC 30-50 % of 2 mg/kg x 75 kg = 45-75 mg; allopurinol 1/4-1/3 -> 11.25-25 mg: 25 mg once daily
-    assert (plan["low"], round(plan["high"], 2), plan["kind"]) == (11.25, 25.0, "daily")
+    # a new start (round-16 M1/M2): CPIC 30-50 % of 2 mg/kg x 75 kg = 45-75 mg, capped by the 75 mg start; allopurinol
+    # 1/4-1/3 of the 75 mg start -> 18.75-25 mg, the smaller of the two: 25 mg once daily
+    assert (plan["low"], round(plan["high"], 2), plan["kind"]) == (18.75, 25.0, "daily")
     doses = [a for f in found for a in f.actions if hasattr(a, "regimen")]
     assert len(doses) == 1 and doses[0].daily_mg == 25
     assert one(found, "interaction-xanthine-oxidase").actions[0] is doses[0]  # the most severe card
@@ -158,7 +159,8 @@ def test_combined_dose_below_a_tablet_step_states_the_exact_figure_and_a_regimen
     xoi = one(found, "interaction-xanthine-oxidase")
     r = wording.render(xoi)
     assert "25 mg every other day" in r.summary
-    assert "exact range 7.5-16.7 mg/day" in r.detail and not re.search(r"(?<![\d.])0 mg", r.summary + r.detail)
+    # round-16: allopurinol's 1/4-1/3 of the 50 mg start (12.5-16.7), the IM band (30-50 mg) capping it
+    assert "exact range 12.5-16.7 mg/day" in r.detail and not re.search(r"(?<![\d.])0 mg", r.summary + r.detail)
     (dose,) = [a for a in xoi.actions if hasattr(a, "regimen")]
     assert dose.regimen.every_days == 2
 

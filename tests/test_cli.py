@@ -23,7 +23,7 @@ EXAMPLES = ROOT / "examples"
 @pytest.mark.parametrize("name,expected", [
     ("normal-patient", "No cards"),
     ("tpmt-poor-metabolizer", "[CRITICAL] Azathioprine: TPMT poor metabolizer: consider a non-thiopurine alternative"),
-    ("tpmt-intermediate-metabolizer", "reduce to 75 mg/day (range 45-75 mg/day)"),  # round-8 H4: 150 mg inside IBD's range
+    ("tpmt-intermediate-metabolizer", "reduce to 50 mg/day (range 44-72 mg/day)"),  # round-16 M1: a new start, of the normal dose
     ("missing-pgx-test", "[WARNING]  Azathioprine: no TPMT and NUDT15 result on record"),
 ])
 def test_check_examples(capsys, name, expected):

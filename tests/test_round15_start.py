@@ -35,8 +35,9 @@ def test_allopurinol_new_start_fraction_of_the_label_start(case):
 
 # M1 is scoped to allopurinol's fraction: CPIC's TPMT intermediate band is a fraction of the NORMAL dose ("30-80 % of
 # normal dose if normal starting dose is 2-3 mg/kg/day", e.g. 0.6-2.4 mg/kg/day), never of the RA label's 1 mg/kg start
-# (30-50 % of 75 mg would be 0.3-0.5 mg/kg/day, under CPIC's own floor): a15/a16 stay within CPIC's band
-@pytest.mark.parametrize("case,figure", [("a15", "75 mg/day (range 45-75 mg/day)"), ("a16", "50 mg/day (range 42-70 mg/day)")])
+# (30-50 % of 75 mg would be 0.3-0.5 mg/kg/day, under CPIC's own floor): a15/a16 stay within CPIC's band; round-16 M1:
+# of the patient's normal dose, never of the dose ordered (a15 got 75 mg of its 150 mg), so both get one answer
+@pytest.mark.parametrize("case,figure", [("a15", "50 mg/day (range 42-70 mg/day)"), ("a16", "50 mg/day (range 42-70 mg/day)")])
 def test_tpmt_im_new_start_band_stays_of_the_normal_dose(case, figure):
     cards = _cards(case)
     assert any(figure in c["summary"] for c in cards), [c["summary"] for c in cards]

@@ -90,7 +90,7 @@ def test_d03_the_laboratory_s_bands_place_the_value_as_intermediate() -> None:
     assert "pgx-poor-metabolizer" not in _codes(cards)
     (card,) = [c for c in cards if c["source"]["topic"]["code"] == "pgx-reduce-dose"]
     assert card["summary"] == ("Azathioprine 150 mg/day = 2.1 mg/kg/day; TPMT intermediate metabolizer: "
-                               "reduce to 75 mg/day (range 45-75 mg/day)")
+                               "reduce to 50 mg/day (range 42-70 mg/day)")  # round-16 M1: of the normal dose
     assert ("in the laboratory's intermediate band ('5.0-13.7 Intermediate'); the laboratory's bands, sent as "
             "text: '<5.0 Low; 5.0-13.7 Intermediate; >=13.8 Normal'") in card["detail"]
     assert "ARUP's cut-offs (normal 24-44 U/mL RBC) not applied: the laboratory sent its own bands" in card["detail"]

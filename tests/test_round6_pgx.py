@@ -53,7 +53,8 @@ def test_c38_tpmt_3c_1s_is_intermediate() -> None:
     assert "pgx-uninterpretable" not in _codes(cards)
     card = _topic(cards, "pgx-reduce-dose")
     assert "intermediate metabolizer" in card["summary"]
-    assert "45-75" in card["summary"]  # round-8 H4: 30-50 % of the 150 mg ordered (inside IBD's 2-2.5 mg/kg/day)
+    # round-16 M1: a new start's band is of the normal dose (2 mg/kg x 72 kg), not of the 150 mg ordered
+    assert "44-72" in card["summary"]
 
 
 def test_sub_allele_table_reads_1s_and_1a_as_1() -> None:
