@@ -335,12 +335,7 @@ def _judge_bands(m: Measurement, bands: list[_Band]) -> ActivityReading:
         normal = unit_spec.normal or (None, None)
         readings.insert(0, ("", {"code": "other_lab_cutoffs", "lab": unit_spec.lab, "normal_low": normal[0],
                                  "normal_high": normal[1], "unit": unit, "own_bands": True}))
-    code = spec.interpretation.codes.get(m.interpretation, "")
-    if code:
-        readings.append((code, {"code": "flag", "interpretation": m.interpretation}))
-    words = _words(m.interpretation_text)[0]
-    if words:
-        readings.append((words, {"code": "lab_words", "text": m.interpretation_text[:60]}))
+    readings += _lab_statements(m, spec)
     out.reading, out.reasons = _worst(readings)
     if readings[0][0] == "":
         out.reasons.insert(0, readings[0][1])  # the cited laboratory's cut-offs, named as not applied
@@ -386,12 +381,7 @@ def _judge_measurement(m: Measurement, range_unread: bool = False) -> ActivityRe
         readings.append(("High", {"code": "above_lab_range", **lab_range}))
     elif m.ref_low is not None or m.ref_high is not None:
         readings.append(("Normal Metabolizer", {"code": "within_lab_range", **lab_range}))
-    code = spec.interpretation.codes.get(m.interpretation, "")
-    if code:
-        readings.append((code, {"code": "flag", "interpretation": m.interpretation}))
-    words = _words(m.interpretation_text)[0]
-    if words:
-        readings.append((words, {"code": "lab_words", "text": m.interpretation_text[:60]}))
+    readings += _lab_statements(m, spec)
     reading, reasons = _worst(readings)
     if not reading:
         out.unjudgeable = {"code": "range_text_unread" if range_unread else "no_cutoffs", "unit_text": m.unit_text}
@@ -455,3 +445,15 @@ def latest_judged(facts: ClinicalFacts) -> ActivityReading | None:
 
 
 __all__ = ["ActivityReading", "activity_readings", "judge_measurement", "judge_text", "latest_activity", "latest_judged"]
+
+
+def _lab_statements(m: Measurement, spec) -> list[tuple[str, dict]]:
+    """What the laboratory itself said of a TPMT activity: its interpretation code, and its words ("Deficient")."""
+    out: list[tuple[str, dict]] = []
+    code = spec.interpretation.codes.get(m.interpretation, "")
+    if code:
+        out.append((code, {"code": "flag", "interpretation": m.interpretation}))
+    words = _words(m.interpretation_text)[0]
+    if words:
+        out.append((words, {"code": "lab_words", "text": m.interpretation_text[:60]}))
+    return out
