@@ -220,6 +220,9 @@ def card(f: Finding, r: Rendered, *, drafts: dict[str, dict], patient_id: str | 
             first = next((s for a, s in made if getattr(a, "recommended", True)), None)
             if first is not None:
                 first["isRecommended"] = True
+            for a, s in made:  # an option only (round-16 m3): said so, not left for the EHR to guess
+                if not getattr(a, "recommended", True):
+                    s["isRecommended"] = False
             out["suggestions"] = suggestions
             alternatives = sum(isinstance(a, (ChangeDose, CancelOrder)) for a in f.actions) > 1
             out["selectionBehavior"] = "at-most-one" if alternatives or len(suggestions) == 1 else "any"

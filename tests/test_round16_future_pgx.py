@@ -29,3 +29,11 @@ def test_future_dated_normal_result_is_named_and_stays_a_warning():
     assert card["indicator"] == "warning"
     assert "(normal metabolizer) dated 2027-05-01, after today: set aside" in card["summary"]
     assert "non-thiopurine alternative" not in card["detail"]
+
+
+
+def test_round16_m3_an_option_only_suggestion_says_it_is_not_recommended():
+    """Round-16 m3 (a09: febuxostat active, established azathioprine renewed): cancelling the thiopurine is only an
+    option: isRecommended is false on it (CDS Hooks 2.0 suggestion.isRecommended), not left unset."""
+    card = _card("a09", "interaction-xanthine-oxidase")
+    assert card["suggestions"] and all(s.get("isRecommended") is False for s in card["suggestions"])
