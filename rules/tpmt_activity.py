@@ -127,6 +127,8 @@ _SEGMENT = re.compile(
     rf"^(?P<pre>[^\d<>≤≥=]*?)[\s:=]*(?:(?P<op>>=|≥|=>|>|<=|≤|=<|<)\s*(?P<x>{_NUM})"
     rf"|(?P<lo>{_NUM})\s*(?:-|–|—|to)\s*(?P<hi>{_NUM}))(?P<post>.*)$", re.IGNORECASE)
 _SPLIT = re.compile(r"\s*(?:;|\n|\||,\s)\s*")
+# the longest reference-range text read (a multi-band text of five bands fits in about 120 characters)
+_MAX_RANGE_TEXT = 200
 _OPS = {">=": ">=", "≥": ">=", "=>": ">=", ">": ">", "<=": "<=", "≤": "<=", "=<": "<=", "<": "<"}
 
 
@@ -215,6 +217,8 @@ def bands_from_text(m: Measurement) -> list[_Band] | None:
     factor = _factor(m)
     if not text or m.ref_low is not None or m.ref_high is not None or factor is None:
         return None
+    if len(text) > _MAX_RANGE_TEXT:  # not a range a laboratory prints: quoted, not read (and the patterns below,
+        return None                  # whose cost grows with the square of a run of blanks, never see a long text)
     segments = [s for s in _SPLIT.split(text) if s.strip()]
     bands = [_segment(s, m, factor) for s in segments]
     if not bands or any(b is None for b in bands):

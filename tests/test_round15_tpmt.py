@@ -236,3 +236,18 @@ def test_a_case_is_not_changed_by_being_read() -> None:
     before = copy.deepcopy(req)
     _cards(req)
     assert req == before
+
+
+@pytest.mark.parametrize("text", ["x" + " " * 60_000 + "y", ":" * 60_000, "Normal: " + " " * 5_000 + ">30"])
+def test_a_range_text_longer_than_any_laboratory_prints_is_not_read(text: str) -> None:
+    """Hostile input: a reference-range text of tens of thousands of blanks made the text patterns' cost grow with
+    the square of its length (seconds of CPU per call). A text longer than ``_MAX_RANGE_TEXT`` is not read: the
+    result is 'could not be interpreted', never normal, and the call is answered."""
+    from rules.tpmt_activity import _MAX_RANGE_TEXT
+
+    assert len(text.strip()) > _MAX_RANGE_TEXT
+    req = _case("d06_act_text_wordfirst_above_arup")
+    _activity(req)["referenceRange"] = [{"text": text}]
+    cards = _cards(req)
+    assert "pgx-uninterpretable" in _codes(cards)
+    assert "normal metabolizer" not in _text(cards).lower()
