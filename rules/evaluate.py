@@ -335,7 +335,7 @@ def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list
     facts = implausible_labs(without_replaced(unreadable_doses(facts)))  # a value no patient can have is not a result
     ctx = CallContext(facts)  # what several rules derive from these facts, once for this call
     findings: list[Finding] = []
-    findings += population_findings(facts, ctx)        # hypersensitivity first: it outranks dosing
+    findings += population_findings(facts, ctx, days)  # hypersensitivity first: it outranks dosing
     findings += pgx_findings(facts, weight_max_age_days=days, guideline=options.guideline, ctx=ctx)
     findings += interaction_findings(facts, options.weight_max_age_days)
     # round-12 H1: an active thiopurine order an interaction card doses (allopurinol newly ordered) gets its

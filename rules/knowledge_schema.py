@@ -671,6 +671,17 @@ class CkdEpi2021:
 
 
 @dataclass(frozen=True)
+class RenalDrug:
+    """Round-17 H2: one thiopurine's own renal cut-off and advice, from its label (populations.toml
+    [renal.drugs.<drug>]); a drug not listed keeps [renal] egfr_below and the qualitative advice."""
+    egfr_below: float
+    source: str
+    lowest_start_mg_per_m2: float | None = None  # the label's lowest recommended starting dose (oncology, per m2)
+    lowest_start_mg_per_kg: float | None = None  # the same per kg (no height)
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Renal:
     egfr_below: float
     aki_snomed: tuple[str, ...]
@@ -684,6 +695,7 @@ class Renal:
     kidney_failure_snomed_source: str = ""
     kidney_failure_icd10_source: str = ""
     kidney_failure_source: str = ""
+    drugs: Mapping[str, RenalDrug] = field(default_factory=lambda: types.MappingProxyType({}))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from functools import cache
 
 from fhir_mappers.facts import AllergyFact, ClinicalFacts, Measurement, ResultText
 
-from .common import CodeMatcher, _age, above, below, is_child, is_new_start, lab_flag, plausible_height
+from .common import (CodeMatcher, _age, above, below, is_child, is_new_start, lab_flag, plausible_height,
+                     therapy_unknown)
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, DoseLimit, Finding
 from .knowledge_base import load
@@ -382,13 +383,59 @@ def _last_renal_value(facts: ClinicalFacts) -> tuple[Measurement | None, dict | 
     return (egfr, None) if egfr is not None and egfr.when is not None else (None, None)
 
 
-def renal_findings(facts: ClinicalFacts, ref: str, drug: str, ctx: CallContext | None = None) -> list[Finding]:
+def renal_cutoff(drug: str) -> float:
+    """The eGFR below which ``drug`` is dosed for renal impairment: its own label's figure (round-17 H2:
+    mercaptopurine, CLcr < 50 mL/min, populations.toml [renal.drugs]) else the general [renal] egfr_below."""
+    spec = load().populations.renal
+    own = spec.drugs.get(drug)
+    return float(own.egfr_below if own is not None else spec.egfr_below)
+
+
+def _lowest_start(facts: ClinicalFacts, order, drug: str, ctx: CallContext | None,
+                  weight_days: int | None) -> dict:
+    """Round-17 H2: the label's lowest recommended starting dose of ``drug`` for this patient, for a new start in
+    renal impairment (mercaptopurine: 50 mg/m2 with a body surface area, 1.5 mg/kg with a weight only; ALL, the
+    label's range): ``lowest_mg`` (None when the drug has no such figure, the indication has no label range, or no
+    size is known), ``lowest_per`` / ``lowest_unit``, ``bsa``, ``weight``, ``range_text``, ``new_start``,
+    ``therapy_unknown``."""
+    own = load().populations.renal.drugs.get(drug)
+    new = order is not None and is_new_start(facts, order, drug)
+    unknown = order is not None and therapy_unknown(facts, order)
+    out: dict = {"lowest_mg": None, "lowest_per": None, "lowest_unit": "", "bsa": None, "weight": None,
+                 "range_text": "", "new_start": new and not unknown, "therapy_unknown": unknown,
+                 "label_lowest": own is not None and (own.lowest_start_mg_per_m2 is not None
+                                                     or own.lowest_start_mg_per_kg is not None)}
+    if own is None or order is None or not out["label_lowest"]:
+        return out
+    days = weight_days if weight_days is not None else weight_window_days(
+        facts, load().dosing.general.weight_max_age_days)
+    basis = context_of(facts, ctx).size_basis(order, drug, days)
+    if not basis["oncology"]:
+        return out  # no label range for this indication (mercaptopurine in IBD is off-label): the advice, no figure
+    out["range_text"] = load().dosing.oncology[drug].range_text
+    if basis["bsa"] and own.lowest_start_mg_per_m2 is not None:
+        out.update(lowest_mg=own.lowest_start_mg_per_m2 * basis["bsa"], lowest_per=own.lowest_start_mg_per_m2,
+                   lowest_unit="m2", bsa=basis["bsa"])
+    elif basis["weight"] and own.lowest_start_mg_per_kg is not None:
+        out.update(lowest_mg=own.lowest_start_mg_per_kg * basis["weight"], lowest_per=own.lowest_start_mg_per_kg,
+                   lowest_unit="kg", weight=basis["weight"])
+    return out
+
+
+def renal_findings(facts: ClinicalFacts, ref: str, drug: str, ctx: CallContext | None = None, order=None,
+                   weight_days: int | None = None) -> list[Finding]:
     """Renal impairment from a reported eGFR, an eGFR computed from creatinine (CKD-EPI 2021) when none was
     reported, a diagnosis on record (kidney failure, CKD stage 4-5, dialysis; acute kidney injury / oliguria),
     or, with no eGFR or creatinine within the result window, the last one on record when it is low (the card
     says its date: an old value is never dropped unseen). A creatinine from which no eGFR could be computed is
-    said (renal-egfr-not-computed), never dropped."""
+    said (renal-egfr-not-computed), never dropped.
+
+    Round-17 H2: the eGFR cut-off is the drug's own (``renal_cutoff``: mercaptopurine 50, from its label). Its
+    label's "lowest recommended starting dose" is a figure for a new start (``_lowest_start``): the finding doses
+    the order to it; an established order gets review advice (``established``), no figure and no cut (m3)."""
     spec = load().populations.renal
+    cutoff = renal_cutoff(drug)
+    own = spec.drugs.get(drug)
     window = load().monitoring.cbc.result_max_age_days
     egfr = latest(facts, "egfr", window)
     computed: dict | None = None
@@ -405,12 +452,12 @@ def renal_findings(facts: ClinicalFacts, ref: str, drug: str, ctx: CallContext |
     if egfr is None and creatinine is None:
         # nothing within the window: the last eGFR (or creatinine) on record, however old, when it is low
         old, old_computed = _last_renal_value(facts)
-        if old is not None and below(old, spec.egfr_below):
+        if old is not None and below(old, cutoff):
             egfr, computed, stale = old, old_computed, True
     conditions = renal_conditions(facts, ctx)
     failure = [c for c in conditions if c["kind"] == "kidney_failure"]
     first: dict | None = (failure or conditions)[0] if conditions else None  # kidney failure first
-    low_egfr = egfr is not None and below(egfr, spec.egfr_below)
+    low_egfr = egfr is not None and below(egfr, cutoff)
     if low_egfr or first:
         values: dict = {"egfr": egfr.value if low_egfr and egfr else None,
                         "egfr_comparator": egfr.comparator if low_egfr and egfr else "",  # "<15", never "15"
@@ -433,15 +480,27 @@ def renal_findings(facts: ClinicalFacts, ref: str, drug: str, ctx: CallContext |
                                               if egfr is not None and not low_egfr and egfr.when else "")}
         if low_egfr and egfr and computed is None:
             values["same_time_conflicts"] = conflicts(facts, [egfr])
+        lowest = _lowest_start(facts, order, drug, ctx, weight_days)
+        new_start = lowest["new_start"]
+        values.update(lowest, egfr_below=cutoff, own_cutoff=own is not None,
+                      # m3: established therapy (a renewal, an active order) is reviewed, never told to "start"
+                      established=order is not None and not new_start and not lowest["therapy_unknown"])
         sources: tuple[str, ...] = (spec.ckd_epi_2021.source,) if low_egfr and computed else ()
         if first and first["kind"] == "kidney_failure":
             sources += (spec.kidney_failure_source,)
-        out.append(Finding("renal-impairment", ref, values, drug=drug, sources=sources,
-                           dose=DoseLimit("renal-impairment", qualitative=True)))
+        if own is not None:
+            sources += (own.source, *own.sources)
+        limit = DoseLimit("renal-impairment", qualitative=True)
+        if new_start and lowest["lowest_mg"] is not None:
+            # a new start: the label's lowest starting dose, with the per-m2 start margin (body-surface rounding)
+            margin = 1.0 + load().dosing.general.start_dose_margin
+            limit = DoseLimit("renal-impairment", high_mg=lowest["lowest_mg"], accept_high_mg=lowest["lowest_mg"] * margin)
+        out.append(Finding("renal-impairment", ref, values, drug=drug, sources=sources, dose=limit))
     return out
 
 
-def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[Finding]:
+def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None,
+                        weight_days: int | None = None) -> list[Finding]:
     ctx = context_of(facts, ctx)
     orders = ctx.thiopurine_orders
     if not orders:
@@ -474,7 +533,7 @@ def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None) ->
         compatible = drug in spec.compatible_drugs
         out.append(Finding("breastfeeding", order.ref, {**why, "compatible": compatible}, drug=drug,
                            indicator=spec.compatible_indicator if compatible else None))
-    out += renal_findings(facts, order.ref, drug, ctx)
+    out += renal_findings(facts, order.ref, drug, ctx, order=order, weight_days=weight_days)
     age = _age(facts)
     if age is not None and age >= kb.elderly.age_at_least:
         out.append(Finding("elderly", order.ref, {"age": age}, drug=drug))
