@@ -41,7 +41,9 @@ def _start(spec: RangeSpec, general: DosingGeneral, weight: float | None, drug: 
 
     An indication with ``start_mg_per_kg`` (rheumatoid arthritis, FDA label: about 1.0 mg/kg/day) starts at that
     figure times the weight, to the nearest tablet step (75 mg for 72 kg), and a start above it is flagged even
-    under the label's 100 mg; without a weight, at the label's upper figure ``start_mg``. One with only
+    under the label's 100 mg, and not above the label's upper figure ``start_mg`` (round-17 m8: 100 mg for 120 kg,
+    "approximately 1.0 mg/kg (50 to 100 mg)"); without a weight, at the label's lower figure (50 mg, round-17 M3).
+    One with only
     ``start_mg`` (autoimmune hepatitis, AASLD: 50 mg/day in adults) starts at that fixed dose. Otherwise about
     1 mg/kg/day and not below 50 mg/day (the label's rheumatoid arthritis start, "approximately 1.0 mg/kg (50 to
     100 mg)"), or 50 mg/day without a weight.
@@ -63,16 +65,22 @@ def _start(spec: RangeSpec, general: DosingGeneral, weight: float | None, drug: 
         if weight:
             exact = per_kg * weight
             practical = max(step, math.floor(exact / step + 0.5) * step)
+            if start_mg is not None and practical > start_mg + 1e-9:
+                # round-17 m8: the label's words are "approximately 1.0 mg/kg (50 to 100 mg)": above 100 kg the per-kg
+                # figure leaves the label's absolute range, so its upper figure is the start (titration does the rest)
+                return {"start_mg": float(start_mg), "start_exact": exact, "start_per_kg": per_kg, "step": step,
+                        "threshold": float(start_mg), "start_how": "label_upper_cap"}
             return {"start_mg": practical, "start_exact": exact, "start_per_kg": per_kg, "step": step,
                     "threshold": practical, "start_how": "practical"}
-        if elderly:
-            # round-15 M4: no usable weight and an older patient: the low end of the label's start range (50 mg of
-            # "50 to 100 mg"; label, geriatric use: start at the low end of the dosing range), not its upper figure
-            low_mg = float(general.new_start_mg)
-            return {"start_mg": low_mg, "start_exact": None, "start_per_kg": per_kg, "step": step,
-                    "threshold": low_mg, "start_how": "label_low_elderly"}
-        return {"start_mg": start_mg, "start_exact": None, "start_per_kg": per_kg, "step": step,
-                "threshold": start_mg, "start_how": "label_upper"}
+        # no usable weight: the low end of the label's start range (50 mg of "50 to 100 mg"), never its upper
+        # figure: round-15 M4 for an older patient (label, geriatric use: start at the low end of the dosing range),
+        # round-17 M3 for every adult: the per-kg start cannot be checked, and 1 mg/kg of this service's reference
+        # adult (dosing.toml size_missing_reference_kg, 50 kg, the size the weight-missing card compares with) is the
+        # same 50 mg, so one response names one reference size
+        low_mg = float(general.new_start_mg)
+        return {"start_mg": low_mg, "start_exact": None, "start_per_kg": per_kg, "step": step,
+                "threshold": low_mg, "start_how": "label_low_elderly" if elderly else "label_low_no_weight",
+                "reference_kg": float(general.size_missing_reference_kg)}
     if start_mg is not None:
         return {"start_mg": start_mg, "start_exact": None, "start_per_kg": None, "step": step,
                 "threshold": start_mg, "start_how": "fixed"}
