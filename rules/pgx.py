@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from fhir_mappers.facts import ClinicalFacts, Gene, GeneResult, MedicationFact
 
-from .common import below, drug_spec, is_new_start, lab_flag, therapy_unknown, thiopurine_of
+from .common import below, drug_spec, is_new_start, lab_flag, taken_orders, therapy_unknown, thiopurine_of
 from .context import CallContext, context_of
 from .dose import range_spec
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
@@ -525,7 +525,7 @@ def _within_indication_range(order: MedicationFact, drug: str, basis: dict) -> b
 
 def established_dose(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: dict | None = None) -> dict | None:
     """The order as an unchanged renewal of an established, tolerated dose (round-5 M4; pgx.toml
-    [established_dose]): every active order of the drug is at the ordered daily dose and dated at least
+    [established_dose]): every order of the drug taken now (``taken_orders``: active, or the one the draft renews) is at the ordered daily dose and dated at least
     ``min_days_on_dose`` ago, and the latest neutrophils (or white cells) and platelets, recent
     (monitoring.toml ``result_max_age_days``), final and taken at least ``steady_state_days`` after the dose
     began, are within the BSR action limits with no low flag (as are white cells and lymphocytes when sent).
@@ -537,10 +537,12 @@ def established_dose(facts: ClinicalFacts, order: MedicationFact, drug: str, bas
     if order.daily_dose is None or (basis is not None and not _within_indication_range(order, drug, basis)):
         return None  # above the indication's range (dose-above-range) or no current weight: the bands apply
     xo = set(load().interactions.xanthine_oxidase_inhibitors.ingredients)
-    if any(xo & set(m.ingredients) for m in (*facts.active_medications, *facts.orders)):
+    if any(xo & set(m.ingredients) for m in (*facts.active_medications, *facts.renewed_medications, *facts.orders)):
         return None  # with a xanthine oxidase inhibitor the combined cut (one order, one dose) keeps the IM band
     ordered = order.daily_dose.mg
-    same = [m for m in facts.active_medications if drug in m.ingredients and m is not order]
+    # round-17 H4: the orders taken now include the one the draft renews (priorPrescription / basedOn), the dose and
+    # start date are that order's (rules.common.taken_orders: one definition of established therapy)
+    same = taken_orders(facts, drug, order)
     if not same or any(m.daily_dose is None or abs(m.daily_dose.mg - ordered) > 1e-6 or m.authored_on is None
                        for m in same):
         return None
