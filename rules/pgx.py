@@ -583,10 +583,13 @@ def _pgx_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: di
     the usual dose it is (round-8 H4)."""
     if not basis.get("start_basis"):
         basis = basis.get("maintenance_basis") or basis
-        if basis.get("from_order") and not basis.get("from_established") and basis.get("normal_mg") \
-                and not basis.get("malignancy") and not basis.get("oncology") and order.established_dose is None \
-                and not therapy_unknown(facts, order) and is_new_start(facts, order, drug):
-            return {**basis, "reference_mg": basis["normal_mg"], "from_order": False}
+        new_start = not basis.get("from_established") and basis.get("normal_mg") and not basis.get("malignancy") \
+            and not basis.get("oncology") and order.established_dose is None and not therapy_unknown(facts, order) \
+            and is_new_start(facts, order, drug)
+        if new_start:
+            # round-17 M4: a new start where no start regimen applies (IBD, a transplant): the band of the normal
+            # dose is both the range suggested and the range an order is accepted in (``new_start_band``)
+            return {**basis, "reference_mg": basis["normal_mg"], "from_order": False, "new_start_band": True}
         return basis
     maintenance = basis.get("maintenance_basis") or basis
     normal = maintenance.get("normal_mg")
@@ -654,6 +657,13 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
         # ordered there); such a suggestion, once followed, is not cut again
         accept, accept_how = top * high_f, "top"
     accept = max(accept, high)
+    if basis.get("new_start_band"):
+        # round-17 M4: a NEW start where no start regimen applies (IBD, a transplant): CPIC's reduced STARTING dose
+        # (30-80 % of the normal dose; this service's more conservative part of it, pgx.toml cap) is one band: an
+        # order inside it is accepted, one above it is cut to a dose inside it. The wider acceptance (CPIC's whole
+        # band, the top of the usual range) is for established therapy; on a start it made the answer depend on the
+        # dose typed (transplant: 175 mg accepted, 200 mg cut to 100 mg)
+        accept, accept_how = high, ""
     cap = basis.get("new_start_cap")
     if cap:
         # round-16 M2: a new start where a start regimen applies: the label's starting dose caps the band (the plan
