@@ -669,6 +669,13 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
         # round-16 M2: a new start where a start regimen applies: the label's starting dose caps the band (the plan
         # takes the smaller), so the order is accepted only up to the smaller of the band's top and the start dose,
         # and an order above it gets the band's figure (never more than the start a normal metabolizer gets)
+        if cap < high - 1e-6:
+            # round-17 M5: the start dose decides the figure (AASLD 2019: 50 mg/day in autoimmune hepatitis, under
+            # the band of a heavier patient's normal dose): the card says so, with the true share of the normal dose
+            values["start_capped"] = {"mg": cap, "f": cap / reference, "by": _start_by(basis.get("start_source")),
+                                      "short": _start_by(basis.get("start_source")).removeprefix("the ").removesuffix("'s"),
+                                      "indication": load().dosing.indications[basis["indication"]].name,
+                                      "below_band": cap < reference * band_low_f - 1e-6}
         high = min(high, cap)
         low = min(low, high)
         if accept > cap + 1e-6:
@@ -686,6 +693,14 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
                        sources=tuple(dict.fromkeys([est.source, *sources, *est.sources])))
     return Finding(rule, order.ref, values, actions, drug=drug, sources=tuple(sources),
                    dose=DoseLimit(rule, high_mg=high, low_mg=low, accept_high_mg=accept, start_band=bool(cap)))
+
+
+def _start_by(source: str | None) -> str:
+    """Who sets a start dose, as a card names it: "the label's" for an FDA label, else "the " and the source label's
+    first word (sources.toml: "AASLD practice guidance: ..." -> "the AASLD")."""
+    if not source or source.startswith("fda_"):
+        return "the label's"
+    return "the " + load().source(source).label.split()[0]
 
 
 def _half_step(drug: str, order: MedicationFact) -> float:
