@@ -662,8 +662,10 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
         # (30-80 % of the normal dose; this service's more conservative part of it, pgx.toml cap) is one band: an
         # order inside it is accepted, one above it is cut to a dose inside it. The wider acceptance (CPIC's whole
         # band, the top of the usual range) is for established therapy; on a start it made the answer depend on the
-        # dose typed (transplant: 175 mg accepted, 200 mg cut to 100 mg)
-        accept, accept_how = high, ""
+        # dose typed (transplant: 175 mg accepted, 200 mg cut to 100 mg). A point figure (DPWG 50 %) keeps its
+        # half-tablet tolerance (product policy: the figure rounded to the nearest tablet follows it)
+        point, how = _accept_high(drug, normal, band_low_f, band_high_f, high)
+        accept, accept_how = (max(point, high), how) if how == "tolerance" else (high, "")
     cap = basis.get("new_start_cap")
     if cap:
         # round-16 M2: a new start where a start regimen applies: the label's starting dose caps the band (the plan

@@ -166,3 +166,17 @@ def test_percentages_are_true(name):
         assert normal and abs(int(pct) - int(mg) / int(normal.group(1)) * 100) < 1, (pct, mg)
     for mg, pct, ref in re.findall(r"(\d+) mg/day = (\d+) % of the normal dose (\d+) mg/day", text):
         assert abs(int(pct) - int(mg) / int(ref) * 100) < 1, (mg, pct, ref)
+
+
+# DPWG's point figure (50 % of 140 mg = 70 mg) keeps its half-tablet tolerance on a new start (product policy):
+# 75 mg, the figure rounded to the nearest tablet, is not cut; 100 and 150 mg get one figure
+def test_dpwg_point_figure_new_start_ibd():
+    ibd = condition("34000006")
+    rules_of = {}
+    for dose in (75, 100, 150):
+        facts = facts_for([med_request(daily_mg=dose)], pgx=TPMT_IM, weights=[weight(70)], conditions=[ibd])
+        found = rules.evaluate(facts, rules.RuleOptions(guideline="dpwg"))
+        (f,) = [f for f in found if f.rule_id.startswith("pgx-")]
+        rules_of[dose] = (f.rule_id, f.dose.high_mg if f.dose else None)
+    assert rules_of[75][0] == "pgx-dose-in-reduced-range"
+    assert rules_of[100] == rules_of[150] == ("pgx-reduce-dose", 70.0)
