@@ -525,8 +525,8 @@ def _within_indication_range(order: MedicationFact, drug: str, basis: dict) -> b
 
 def established_dose(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: dict | None = None) -> dict | None:
     """The order as an unchanged renewal of an established, tolerated dose (round-5 M4; pgx.toml
-    [established_dose]): every order of the drug taken now (``taken_orders``: active, or the one the draft renews) is at the ordered daily dose and dated at least
-    ``min_days_on_dose`` ago, and the latest neutrophils (or white cells) and platelets, recent
+    [established_dose]): every order of the drug taken now (``taken_orders``: active, or the one the draft renews)
+    is at the ordered daily dose and dated at least ``min_days_on_dose`` ago, and the latest neutrophils (or white cells) and platelets, recent
     (monitoring.toml ``result_max_age_days``), final and taken at least ``steady_state_days`` after the dose
     began, are within the BSR action limits with no low flag (as are white cells and lymphocytes when sent).
     None otherwise (a new start, a dose change, an undated order, no recent counts, a low count, a dose above the
@@ -578,7 +578,8 @@ def _pgx_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: di
     intermediate metabolizer never starts higher than a normal metabolizer on the same order.
     The same for any other new start (inflammatory bowel disease, which starts at its target dose; a transplant):
     the band is of the normal dose, not of the dose ordered inside the usual range (round-16 M1, c11/c12: Crohn's
-    disease 150 mg got 75 mg and 200 mg got 50 mg), without a start cap (none applies). Established therapy (an
+    disease 150 mg got 75 mg and 200 mg got 50 mg), without a start cap (none applies); round-17 M4: such a start is
+    accepted only inside the band it is told (``new_start_band``, ``_reduce_dose``). Established therapy (an
     active order, a renewal, a dose taken before), therapy whose status is unknown and oncology keep the order as
     the usual dose it is (round-8 H4)."""
     if not basis.get("start_basis"):
@@ -589,7 +590,9 @@ def _pgx_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: di
         if new_start:
             # round-17 M4: a new start where no start regimen applies (IBD, a transplant): the band of the normal
             # dose is both the range suggested and the range an order is accepted in (``new_start_band``)
-            return {**basis, "reference_mg": basis["normal_mg"], "from_order": False, "new_start_band": True}
+            if basis.get("from_order"):
+                return {**basis, "reference_mg": basis["normal_mg"], "from_order": False, "new_start_band": True}
+            return {**basis, "new_start_band": True}
         return basis
     maintenance = basis.get("maintenance_basis") or basis
     normal = maintenance.get("normal_mg")
