@@ -288,10 +288,22 @@ def recorded_indications(order: MedicationFact, conditions: list[ConditionFact],
     return items[:limit] + ([f"{len(items) - limit} more"] if len(items) > limit else [])
 
 
+def taken_orders(facts: ClinicalFacts, drug: str, order: MedicationFact | None = None) -> list[MedicationFact]:
+    """The orders of ``drug`` the patient takes now: the active (or on-hold) orders and statements of the drug, and
+    the orders a draft renews or replaces (priorPrescription / basedOn: ``rules.evaluate.without_replaced`` moves them
+    from ``active_medications`` to ``renewed_medications`` so they get no card of their own). Round-17 H4 (the class
+    of round-15 H1): a renewed order is therapy taken, never gone; the one list every "new start or established
+    therapy" decision on a thiopurine reads (PGx, the start regimen and dose range, monitoring), with the established
+    dose and start date taken from these orders. ``order`` itself is left out."""
+    return [m for m in (*facts.active_medications, *facts.renewed_medications)
+            if drug in m.ingredients and m is not order]
+
+
 def is_new_start(facts: ClinicalFacts, order: MedicationFact, drug: str) -> bool:
-    """No active order of the drug and no earlier therapy the request shows (priorPrescription,
-    basedOn, earlier orders, dispenses: ``order.prior_therapy``, read by fhir_mappers)."""
-    return not order.prior_therapy and not any(drug in m.ingredients for m in facts.active_medications)
+    """No order of the drug taken now (``taken_orders``: active, or renewed by a draft) and no earlier therapy the
+    request shows (priorPrescription, basedOn, earlier orders, dispenses: ``order.prior_therapy``, read by
+    fhir_mappers)."""
+    return not order.prior_therapy and not taken_orders(facts, drug)  # an order on record is itself therapy taken
 
 
 def _status_code(spec: Any, key: str) -> bool:

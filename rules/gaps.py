@@ -7,7 +7,7 @@ from dataclasses import replace
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 
 from .catalogue import catalogue as _catalogue
-from .common import thiopurine_of
+from .common import is_new_start, thiopurine_of
 from .context import CallContext, context_of
 from .findings import Finding, Indicator
 from .interactions import interacting_ingredients, is_live_vaccine
@@ -161,7 +161,7 @@ def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None,
     relevant = set(_GROUPS) - {"immunizations", "past_medications", "height"}
     if any(load().dosing.indications[ctx.indication(o)[0]].oncology for o, _ in orders):
         relevant.add("height")  # dosing by body surface area (oncology)
-    if any(not any(d in m.ingredients for m in facts.active_medications) for _, d in orders):
+    if any(is_new_start(facts, o, d) for o, d in orders):
         relevant.add("immunizations")  # a thiopurine start: live vaccines in the last weeks matter
     groups = [{"key": g, "why": why_by_key.get(g, ""), "outcome": outcome_by_key.get(g, "")}
               for g in _GROUPS if g in facts.unavailable and g in relevant]

@@ -9,7 +9,7 @@ from functools import cache
 from fhir_mappers.facts import AbsentResult, ClinicalFacts, Measurement, ResultText
 from fhir_mappers.observations import ANALYTE_LABELS
 
-from .common import CodeMatcher, above, below, lab_flag, therapy_unknown
+from .common import CodeMatcher, above, below, is_new_start, lab_flag, taken_orders, therapy_unknown
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, Finding, OrderTest
 from .knowledge_base import load
@@ -133,7 +133,7 @@ class _ActiveTherapy(msgspec.Struct, frozen=True):
 
 
 def _active_therapy(facts: ClinicalFacts, drug: str) -> _ActiveTherapy:
-    active = [m for m in facts.active_medications if drug in m.ingredients]
+    active = taken_orders(facts, drug)  # round-17 H4: an order a draft renews is therapy taken
     doses = [m.daily_dose.mg for m in active if m.daily_dose]
     starts = [_start(m) for m in active]
     dated = [d for d, _ in starts if d]
@@ -538,8 +538,8 @@ def _leukaemia(facts: ClinicalFacts, order, drug: str, ctx: CallContext | None =
 
 
 def _is_start(facts: ClinicalFacts, order, drug: str) -> bool:
-    """No active order of the drug and no earlier therapy the request shows (as ``rules.dose.is_new_start``)."""
-    return not order.prior_therapy and not any(drug in m.ingredients for m in facts.active_medications)
+    """No order of the drug taken now and no earlier therapy the request shows (``rules.common.is_new_start``)."""
+    return is_new_start(facts, order, drug)
 
 
 def _aih_phase(facts: ClinicalFacts, order, drug: str, ctx: CallContext | None) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from fhir_mappers.facts import ClinicalFacts, Gene, GeneResult, MedicationFact
 
-from .common import below, drug_spec, is_new_start, lab_flag, therapy_unknown, thiopurine_of
+from .common import below, drug_spec, is_new_start, lab_flag, taken_orders, therapy_unknown, thiopurine_of
 from .context import CallContext, context_of
 from .dose import range_spec
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
@@ -525,8 +525,8 @@ def _within_indication_range(order: MedicationFact, drug: str, basis: dict) -> b
 
 def established_dose(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: dict | None = None) -> dict | None:
     """The order as an unchanged renewal of an established, tolerated dose (round-5 M4; pgx.toml
-    [established_dose]): every active order of the drug is at the ordered daily dose and dated at least
-    ``min_days_on_dose`` ago, and the latest neutrophils (or white cells) and platelets, recent
+    [established_dose]): every order of the drug taken now (``taken_orders``: active, or the one the draft renews)
+    is at the ordered daily dose and dated at least ``min_days_on_dose`` ago, and the latest neutrophils (or white cells) and platelets, recent
     (monitoring.toml ``result_max_age_days``), final and taken at least ``steady_state_days`` after the dose
     began, are within the BSR action limits with no low flag (as are white cells and lymphocytes when sent).
     None otherwise (a new start, a dose change, an undated order, no recent counts, a low count, a dose above the
@@ -537,10 +537,12 @@ def established_dose(facts: ClinicalFacts, order: MedicationFact, drug: str, bas
     if order.daily_dose is None or (basis is not None and not _within_indication_range(order, drug, basis)):
         return None  # above the indication's range (dose-above-range) or no current weight: the bands apply
     xo = set(load().interactions.xanthine_oxidase_inhibitors.ingredients)
-    if any(xo & set(m.ingredients) for m in (*facts.active_medications, *facts.orders)):
+    if any(xo & set(m.ingredients) for m in (*facts.active_medications, *facts.renewed_medications, *facts.orders)):
         return None  # with a xanthine oxidase inhibitor the combined cut (one order, one dose) keeps the IM band
     ordered = order.daily_dose.mg
-    same = [m for m in facts.active_medications if drug in m.ingredients and m is not order]
+    # round-17 H4: the orders taken now include the one the draft renews (priorPrescription / basedOn), the dose and
+    # start date are that order's (rules.common.taken_orders: one definition of established therapy)
+    same = taken_orders(facts, drug, order)
     if not same or any(m.daily_dose is None or abs(m.daily_dose.mg - ordered) > 1e-6 or m.authored_on is None
                        for m in same):
         return None
@@ -576,15 +578,21 @@ def _pgx_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: di
     intermediate metabolizer never starts higher than a normal metabolizer on the same order.
     The same for any other new start (inflammatory bowel disease, which starts at its target dose; a transplant):
     the band is of the normal dose, not of the dose ordered inside the usual range (round-16 M1, c11/c12: Crohn's
-    disease 150 mg got 75 mg and 200 mg got 50 mg), without a start cap (none applies). Established therapy (an
+    disease 150 mg got 75 mg and 200 mg got 50 mg), without a start cap (none applies); round-17 M4: such a start is
+    accepted only inside the band it is told (``new_start_band``, ``_reduce_dose``). Established therapy (an
     active order, a renewal, a dose taken before), therapy whose status is unknown and oncology keep the order as
     the usual dose it is (round-8 H4)."""
     if not basis.get("start_basis"):
         basis = basis.get("maintenance_basis") or basis
-        if basis.get("from_order") and not basis.get("from_established") and basis.get("normal_mg") \
-                and not basis.get("malignancy") and not basis.get("oncology") and order.established_dose is None \
-                and not therapy_unknown(facts, order) and is_new_start(facts, order, drug):
-            return {**basis, "reference_mg": basis["normal_mg"], "from_order": False}
+        new_start = not basis.get("from_established") and basis.get("normal_mg") and not basis.get("malignancy") \
+            and not basis.get("oncology") and order.established_dose is None and not therapy_unknown(facts, order) \
+            and is_new_start(facts, order, drug)
+        if new_start:
+            # round-17 M4: a new start where no start regimen applies (IBD, a transplant): the band of the normal
+            # dose is both the range suggested and the range an order is accepted in (``new_start_band``)
+            if basis.get("from_order"):
+                return {**basis, "reference_mg": basis["normal_mg"], "from_order": False, "new_start_band": True}
+            return {**basis, "new_start_band": True}
         return basis
     maintenance = basis.get("maintenance_basis") or basis
     normal = maintenance.get("normal_mg")
@@ -652,11 +660,27 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
         # ordered there); such a suggestion, once followed, is not cut again
         accept, accept_how = top * high_f, "top"
     accept = max(accept, high)
+    if basis.get("new_start_band"):
+        # round-17 M4: a NEW start where no start regimen applies (IBD, a transplant): CPIC's reduced STARTING dose
+        # (30-80 % of the normal dose; this service's more conservative part of it, pgx.toml cap) is one band: an
+        # order inside it is accepted, one above it is cut to a dose inside it. The wider acceptance (CPIC's whole
+        # band, the top of the usual range) is for established therapy; on a start it made the answer depend on the
+        # dose typed (transplant: 175 mg accepted, 200 mg cut to 100 mg). A point figure (DPWG 50 %) keeps its
+        # half-tablet tolerance (product policy: the figure rounded to the nearest tablet follows it)
+        point, how = _accept_high(drug, normal, band_low_f, band_high_f, high)
+        accept, accept_how = (max(point, high), how) if how == "tolerance" else (high, "")
     cap = basis.get("new_start_cap")
     if cap:
         # round-16 M2: a new start where a start regimen applies: the label's starting dose caps the band (the plan
         # takes the smaller), so the order is accepted only up to the smaller of the band's top and the start dose,
         # and an order above it gets the band's figure (never more than the start a normal metabolizer gets)
+        if cap < high - 1e-6:
+            # round-17 M5: the start dose decides the figure (AASLD 2019: 50 mg/day in autoimmune hepatitis, under
+            # the band of a heavier patient's normal dose): the card says so, with the true share of the normal dose
+            values["start_capped"] = {"mg": cap, "f": cap / reference, "by": _start_by(basis.get("start_source")),
+                                      "short": _start_by(basis.get("start_source")).removeprefix("the ").removesuffix("'s"),
+                                      "indication": load().dosing.indications[basis["indication"]].name,
+                                      "below_band": cap < reference * band_low_f - 1e-6}
         high = min(high, cap)
         low = min(low, high)
         if accept > cap + 1e-6:
@@ -674,6 +698,14 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
                        sources=tuple(dict.fromkeys([est.source, *sources, *est.sources])))
     return Finding(rule, order.ref, values, actions, drug=drug, sources=tuple(sources),
                    dose=DoseLimit(rule, high_mg=high, low_mg=low, accept_high_mg=accept, start_band=bool(cap)))
+
+
+def _start_by(source: str | None) -> str:
+    """Who sets a start dose, as a card names it: "the label's" for an FDA label, else "the " and the source label's
+    first word (sources.toml: "AASLD practice guidance: ..." -> "the AASLD")."""
+    if not source or source.startswith("fda_"):
+        return "the label's"
+    return "the " + load().source(source).label.split()[0]
 
 
 def _half_step(drug: str, order: MedicationFact) -> float:

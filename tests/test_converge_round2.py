@@ -11,7 +11,7 @@ import pytest
 from hooks.wording import render
 from rules.doseplan import practical_regimen
 from service.cli import main
-from tests.builders import med_request, weight
+from tests.builders import days_ago, med_request, weight
 from tests.test_cards_catalogue import ALL, height
 from tests.test_cards_catalogue import evaluate as cat_evaluate
 from tests.test_converge_doses import _card, sign  # noqa: F401  (fixture)
@@ -72,7 +72,9 @@ def test_the_target_is_unchanged_for_a_new_order(sign):  # noqa: F811
 
 @pytest.mark.parametrize("ordered, rule", [(120, "pgx-dose-in-reduced-range"), (125, "pgx-reduce-dose")])
 def test_cpic_band_top_is_80_percent_of_the_usual_dose(sign, ordered, rule):  # noqa: F811
-    cards = sign([med_request(daily_mg=ordered)], pgx=TPMT_IM, conditions=[LN])  # 75 kg: usual 150, 80 % = 120
+    # therapy taken (a dose change from an active 100 mg order): round-17 M4 holds a NEW start to the band it is told
+    active = med_request(id="aza-old", status="active", daily_mg=100, authored=days_ago(400))
+    cards = sign([med_request(daily_mg=ordered)], pgx=TPMT_IM, conditions=[LN], meds=[active])  # 75 kg: usual 150, 80 % = 120
     assert rule in codes(cards)
     assert bool(dose_updates(cards)) is (rule == "pgx-reduce-dose")
 
