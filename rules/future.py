@@ -14,6 +14,7 @@ future_line). No rule that could clear or lower a concern (monitoring due, dose,
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date, datetime
 
 from fhir_mappers.facts import ClinicalFacts, Measurement, ResultText
 
@@ -37,8 +38,8 @@ def future_only(facts: ClinicalFacts) -> ClinicalFacts | None:
     def after(when) -> bool:
         return dated_after(when, today)
 
-    labs = {a: kept for a, ms in facts.labs.items() if (kept := [m for m in ms if after(m.when)])}
-    texts = {a: kept for a, rs in facts.result_texts.items() if (kept := [r for r in rs if after(r.when)])}
+    labs = {a: ms_ for a, ms in facts.labs.items() if (ms_ := [m for m in ms if after(m.when)])}
+    texts = {a: rs_ for a, rs in facts.result_texts.items() if (rs_ := [r for r in rs if after(r.when)])}
     status = [o for o in facts.status_observations if after(o.when)]
     imms = [v for v in facts.immunizations if after(v.authored_on)]
     if not (labs or texts or status or imms):
@@ -70,8 +71,8 @@ def _flags(facts: ClinicalFacts) -> list[str]:
 
 
 def _dates(facts: ClinicalFacts) -> list[str]:
-    whens = [m.when for ms in facts.labs.values() for m in ms] + [r.when for rs in facts.result_texts.values()
-                                                                 for r in rs]
+    whens: list[datetime | date | None] = [m.when for ms in facts.labs.values() for m in ms]
+    whens += [r.when for rs in facts.result_texts.values() for r in rs]
     whens += [o.when for o in facts.status_observations] + [v.authored_on for v in facts.immunizations]
     return sorted({date_as_sent(w) for w in whens if w is not None})
 
