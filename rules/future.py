@@ -14,6 +14,8 @@ future_line). No rule that could clear or lower a concern (monitoring due, dose,
 from __future__ import annotations
 
 from dataclasses import replace
+
+import msgspec
 from datetime import date, datetime
 
 from fhir_mappers.facts import ClinicalFacts, Measurement, ResultText
@@ -26,6 +28,7 @@ from .plausibility import date_as_sent, dated_after, implausible_labs
 from .populations import population_findings
 
 # the findings a set-aside result may raise: each rests on a result that shows a concern, never on the absence of one
+ACTIVITY = "tpmt_activity"
 RAISING = frozenset({"cytopenia-severe", "cytopenia", "liver-tests", "metabolites-high", "pregnancy",
                      "breastfeeding", "thiopurine-after-live-vaccine", "renal-impairment"})
 
@@ -75,6 +78,49 @@ def _dates(facts: ClinicalFacts) -> list[str]:
     whens += [r.when for rs in facts.result_texts.values() for r in rs]
     whens += [o.when for o in facts.status_observations] + [v.authored_on for v in facts.immunizations]
     return sorted({date_as_sent(w) for w in whens if w is not None})
+
+
+def _activity_restored(sent: ClinicalFacts, dated: ClinicalFacts) -> ClinicalFacts | None:
+    """``dated`` (the facts the rules ran on) with the TPMT enzyme activities dated after today of ``sent`` put back
+    (``ACTIVITY``): None when there are none."""
+    labs = [m for m in sent.labs.get(ACTIVITY, []) if dated_after(m.when, sent.today)]
+    texts = [r for r in sent.result_texts.get(ACTIVITY, []) if dated_after(r.when, sent.today)]
+    if not (labs or texts):
+        return None
+    newest_first = lambda xs: sorted(xs, key=lambda x: x.when.timestamp() if x.when else 0.0, reverse=True)  # noqa: E731
+    return replace(dated, labs={**dated.labs, ACTIVITY: newest_first([*labs, *dated.labs.get(ACTIVITY, [])])},
+                   result_texts={**dated.result_texts,
+                                 ACTIVITY: newest_first([*texts, *dated.result_texts.get(ACTIVITY, [])])})
+
+
+def future_activity_raised(sent: ClinicalFacts, dated: ClinicalFacts, findings: list[Finding], *,
+                           weight_max_age_days: int, guideline: str) -> list[Finding]:
+    """A TPMT enzyme activity dated after today that reads poor metabolizer (deficient) raises the poor-metabolizer
+    card (``rules.pgx``) when the current data does not already give it for that order: the PGx rules run again
+    with that activity put back, and only a ``pgx-poor-metabolizer`` finding they give is kept, marked
+    ``values["future_dated"]`` (round-17 H1; a genotype so dated: rules.pgx, round-16 M3 and round-17 M1). Never a
+    normal or intermediate reading: a set-aside result raises, it never clears nor sets a dose band."""
+    restored = _activity_restored(sent, dated)
+    if restored is None:
+        return []
+    from .pgx import pgx_findings  # rules.pgx imports rules.plausibility; imported here, once per such call
+
+    have = {(f.order_ref, f.rule_id) for f in findings}
+    out = []
+    for f in pgx_findings(restored, weight_max_age_days=weight_max_age_days, guideline=guideline):
+        if f.rule_id != "pgx-poor-metabolizer" or (f.order_ref, f.rule_id) in have:
+            continue
+        aside = [m for m in restored.labs.get(ACTIVITY, []) if dated_after(m.when, sent.today)]
+        texts = [r for r in restored.result_texts.get(ACTIVITY, []) if dated_after(r.when, sent.today)]
+        results = [f"TPMT activity {m.comparator}{m.sent_value if m.sent_value is not None else m.value:g} "
+                   f"{m.unit_text or m.unit}" + (f" [{', '.join(m.flags or (m.interpretation,))}]"
+                                                if m.flags or m.interpretation else "") for m in aside]
+        results += [f"TPMT activity '{(r.value_text or r.text)[:40]}'" for r in texts]
+        whens: list[datetime | None] = [m.when for m in aside] + [r.when for r in texts]
+        dates = sorted({date_as_sent(w) for w in whens if w is not None})
+        values = {**f.values, "future_dated": {"dates": dates, "results": results, "flags": []}}
+        out.append(msgspec.structs.replace(f, values=values))
+    return out
 
 
 def future_raised(facts: ClinicalFacts, findings: list[Finding]) -> list[Finding]:

@@ -155,3 +155,31 @@ def test_a_future_weight_never_becomes_a_current_weight():
     req = copy.deepcopy(_req("c42"))
     cards = case_cards(req)
     assert "weight-missing" in _codes(cards)
+
+
+# ------------------------------------------------------------------ H1 (the class): a future-dated TPMT activity
+
+
+def _b10(value: float) -> dict:
+    path = Path(__file__).resolve().parent / "data" / "review15" / "b10_future_tpmt_activity.json"
+    req = json.loads(path.read_text(encoding="utf-8"))
+    for r in _resources(req):
+        if r.get("id") == "tpmt-act-f":
+            r["valueQuantity"]["value"] = value
+    return req
+
+
+def test_a_future_deficient_tpmt_activity_raises_the_poor_metabolizer_card():
+    cards = case_cards(_b10(3))
+    pm = _card(cards, "pgx-poor-metabolizer")
+    assert pm["indicator"] == "critical"
+    assert pm["summary"].startswith("DATED 2027-04-01 (AFTER TODAY), verify: ")
+    assert "TPMT activity 3 U/mL{RBC}" in pm["detail"]
+    assert "dose-new-start" not in _codes(cards)  # no start dose beside it
+
+
+def test_a_future_normal_tpmt_activity_raises_nothing_and_is_not_a_result():
+    cards = case_cards(_b10(30))
+    codes = _codes(cards)
+    assert "pgx-poor-metabolizer" not in codes and not any("AFTER TODAY" in c["summary"] for c in cards)
+    assert "pgx-test-missing" in codes  # still no usable TPMT result: test before starting
