@@ -183,3 +183,20 @@ def test_a_future_normal_tpmt_activity_raises_nothing_and_is_not_a_result():
     codes = _codes(cards)
     assert "pgx-poor-metabolizer" not in codes and not any("AFTER TODAY" in c["summary"] for c in cards)
     assert "pgx-test-missing" in codes  # still no usable TPMT result: test before starting
+
+
+def test_the_future_line_quotes_other_flagged_results_of_that_date():
+    from hooks.wording import render
+    from rules.findings import Finding
+
+    f = Finding("cytopenia-severe", "MedicationRequest/x",
+                {"results": [{"analyte": "neutrophils", "value": 0.3, "date": "2027-01-10", "ref_high": None,
+                              "preliminary": False, "comparator": "", "flag": "critical_low", "flag_code": "LL"}],
+                 "preliminary": False,
+                 "future_dated": {"dates": ["2027-01-10"], "results": ["neutrophils 0.3 [LL]"],
+                                  "flags": ["hemoglobin 6.1 [LL]"]}},
+                stops_order=True, drug="azathioprine")
+    r = render(f)
+    assert r.summary.startswith("DATED 2027-01-10 (AFTER TODAY), verify: ") and len(r.summary) <= 140
+    assert "neutrophils 0.3 [LL]" in r.detail and "flagged by the laboratory: hemoglobin 6.1 [LL]" in r.detail
+    assert "wording" not in r.summary.lower()
