@@ -142,6 +142,8 @@ class Wording:
     merged_summary: tuple[Text, ...]
     conflict_line: Text  # results of one date and time that disagree
     preliminary_prefix: str
+    future_prefix: Text  # round-17 H1: a finding raised by a result dated after today (rules.future): summary start
+    future_line: Text  # ... and its detail line (dates, results and the laboratory's flags as sent; verify)
     sample_plan: Mapping[str, Any]
     sample_action: Mapping[str, Any]
     macros: Any  # the [meta] macros module (s.* in templates)
@@ -252,7 +254,8 @@ def wording() -> Wording:
         plan_line_names=tuple(sorted(jinja2.meta.find_undeclared_variables(env.parse(meta["plan_line"])))),
         merged_summary=tuple(compile_(s, "meta") for s in meta["merged_summary"]),
         conflict_line=compile_(meta["same_time_conflict_line"], "meta"),
-        preliminary_prefix=meta["preliminary_prefix"], sample_plan=dict(meta["sample_plan"]),
+        preliminary_prefix=meta["preliminary_prefix"], future_prefix=compile_(meta["future_prefix"], "meta"),
+        future_line=compile_(meta["future_line"], "meta"), sample_plan=dict(meta["sample_plan"]),
         sample_action=dict(meta["sample_action"]), macros=env.globals["s"], template_globals=dict(env.globals),
         groups=raw.get("groups", {}), fhir_outcomes=raw.get("fhir_outcomes", {}),
     )
@@ -381,6 +384,9 @@ def _render(f: Finding, guideline: str, shortest: bool = True, memo: dict | None
     if f.values.get("preliminary") is True:  # built on a preliminary result: the summary says so first
         prefix = w.preliminary_prefix
         title = prefix + title
+    future = f.values.get("future_dated")
+    if future:  # round-17 H1: raised by a result dated after today (rules.future): the summary says so first
+        prefix = _one_line(w.future_prefix, {**ctx, "fd": future}) + " " + prefix
     alternatives = []
     summary = None
     for t in entry.summary:  # longest first: the first that fits is the summary
@@ -395,6 +401,8 @@ def _render(f: Finding, guideline: str, shortest: bool = True, memo: dict | None
     if not detail:
         return Rendered(f.rule_id, entry.title, indicator_of(f), summary or title, "", short)
     text = _text(entry.detail, ctx)
+    if future:
+        text = _one_line(w.future_line, {**ctx, "fd": future}) + "\n\n" + text
     if f.values.get("same_time_conflicts"):  # results of one date and time disagree: the worst was used
         text += "\n\n" + _one_line(w.conflict_line, {**ctx, "conflicts": f.values["same_time_conflicts"]})
     plan = f.values.get("plan")

@@ -29,6 +29,7 @@ FILE_LABEL = "rules/knowledge/catalogue.toml"
 RULE_KEYS = frozenset({"module", "title", "trigger", "indicator", "priority", "sources", "supersedes", "dose_reason", "summary",
                        "detail", "labels", "override_reasons", "sample", "extends", "asks_action"})
 META_KEYS = frozenset({"version", "default_override_reasons", "preliminary_prefix", "same_time_conflict_line",
+                       "future_prefix", "future_line",
                        "stop_supersedes", "sample_action", "sample_plan", "macros", "plan_line", "merged_summary",
                        "labels", "app_link"})
 TOP_KEYS = frozenset({"meta", "override_reasons", "rules", "fhir_outcomes", "groups", "phrases"})

@@ -82,6 +82,9 @@ def weight_findings(facts: ClinicalFacts, max_age_days: int, ctx: CallContext | 
                             "days": max_age_days, "last": last, "ordered": ordered, "possibly_high": possibly_high,
                             "limit": limit, "reference_kg": general.size_missing_reference_kg,
                             "reference_m2": general.size_missing_reference_m2, "oncology": basis["oncology"],
+                            # round-17 m1: a weight dated after today, set aside (rules.plausibility): named
+                            "future_weight": ", ".join(dict.fromkeys(g.sent for g in facts.gaps
+                                                                     if g.key == "future_weight")),
                             **stale},
                            [_weight_test()], indicator="warning" if possibly_high or stale["child"] else None, drug=drug))
     if basis["oncology"] and basis["height_missing"]:

@@ -21,7 +21,8 @@ from .context import CallContext, context_of
 from .doseplan import DosePlan, follows, plan_doses
 from .dose import dose_findings, schedule_error_findings, weight_findings
 from .findings import ChangeDose, DoseLimit, Finding
-from .gaps import bounds_quoted, data_gap_findings, truncation_findings
+from .future import future_activity_raised, future_raised
+from .gaps import bounds_quoted, data_gap_findings, future_genes_named, truncation_findings
 from .interactions import interaction_findings
 from .knowledge_base import load, version_key
 from .knowledge_schema import RULE_MODULES
@@ -329,6 +330,7 @@ def per_m2_doses(facts: ClinicalFacts, weight_days: int) -> ClinicalFacts:
 
 
 def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list[Finding]:
+    sent = facts  # round-17 H1: the results dated after today, set aside below, may still raise a concern
     facts = future_dated(facts)  # round-14 H2: a result dated after today is not a result taken: set aside, named
     days = _populations.weight_window_days(facts, options.weight_max_age_days)  # a child's weight goes stale sooner
     facts = per_m2_doses(facts, days)  # an order in mg/m² is converted with the body surface area (round-6 m5)
@@ -350,7 +352,10 @@ def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list
     findings += tpmt_high_findings(facts, ctx)
     findings += aih_start_findings(facts, ctx)           # autoimmune hepatitis: the bilirubin start condition
     findings += thioguanine_liver_findings(facts, ctx)   # thioguanine long term: VOD / portal hypertension
-    findings += data_gap_findings(facts, ctx, bounds_quoted(findings))  # a bound a card quotes is not named again
+    findings += future_raised(replace(sent, orders=facts.orders, active_medications=facts.active_medications),
+                              findings)  # round-17 H1: raise, never clear
+    findings += future_activity_raised(sent, facts, findings, weight_max_age_days=days, guideline=options.guideline)
+    findings += data_gap_findings(facts, ctx, bounds_quoted(findings), future_genes_named(findings))  # a bound a card quotes is not named again
     findings += truncation_findings(facts)
     findings = drop_superseded(findings)
     findings = drop_range_under_pgx(findings)

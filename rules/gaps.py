@@ -114,13 +114,26 @@ def bounds_quoted(findings: list[Finding]) -> frozenset[tuple[str, str]]:
                      if isinstance(r, dict) and r.get("upper_bound") is not None)
 
 
+def future_genes_named(findings: list[Finding]) -> frozenset[str]:
+    """The genes whose TPMT/NUDT15 result dated after today a PGx card already names, with its value and date
+    (the ``future_dated`` problem of its results list, ``future_results``): round-17 m2, one card per result."""
+    genes = {q.get("gene", "") for f in findings for q in f.values.get("future_results") or ()}
+    genes |= {q.get("gene", "") for f in findings for g in f.values.get("genes") or () if isinstance(g, dict)
+              for q in g.get("problems") or () if isinstance(q, dict) and q.get("code") == "future_dated"}
+    return frozenset(genes - {""})
+
+
 def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None,
-                      quoted: frozenset[tuple[str, str]] = frozenset()) -> list[Finding]:
+                      quoted: frozenset[tuple[str, str]] = frozenset(),
+                      future_genes: frozenset[str] = frozenset()) -> list[Finding]:
     """One finding naming the data that could not be obtained or read, and what to check by hand.
     ``quoted``: results read only as an upper bound that a card already rests on and quotes (``bounds_quoted``):
-    used, so not named again as unread (round-11 m6); a bound no card used is still named."""
-    if quoted and facts.gaps:
-        kept = [g for g in facts.gaps if not (g.bound_only and (g.key, g.sent) in quoted)]
+    used, so not named again as unread (round-11 m6); a bound no card used is still named.
+    ``future_genes``: genes whose result dated after today a PGx card names (``future_genes_named``): that card is
+    the one card about it (round-17 m2), not named here again."""
+    if (quoted or future_genes) and facts.gaps:
+        kept = [g for g in facts.gaps if not (g.bound_only and (g.key, g.sent) in quoted)
+                and not (g.key == "future_genotype" and g.what.split(" ")[0] in future_genes)]
         if len(kept) != len(facts.gaps):
             facts = replace(facts, gaps=kept)
     # a blood count without an absolute neutrophil count, sent or calculable (round-5 H5): a rule's gap

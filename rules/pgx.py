@@ -479,7 +479,12 @@ def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus]
     # round-16 M3: a result set aside for its date that reads poor metabolizer is not normal either: the card is critical
     # until it is checked (CPIC: a poor metabolizer outside malignancy considers a non-thiopurine alternative)
     poor_aside = rule == "pgx-uninterpretable" and any(q.get("reads") == "Poor Metabolizer" for q in future)
-    return Finding(rule, order.ref, values, actions, drug=drug, indicator="critical" if poor_aside else None)
+    if poor_aside and order.ref and order.is_draft:
+        # round-17 M1: no start dose beside an unresolved poor-metabolizer reading (``withholds``: the start regimen
+        # and dose advice give way, as beside a poor-metabolizer finding); cancelling is an option, not the advice
+        actions.append(CancelOrder(order.ref, drug, recommended=False))
+    return Finding(rule, order.ref, values, actions, drug=drug, indicator="critical" if poor_aside else None,
+                   withholds=poor_aside)
 
 
 # data-incomplete gap kinds that set TPMT/NUDT15 data aside: results dated after today (rules.plausibility), and

@@ -119,9 +119,11 @@ def _quote(value: str, limit: int = 40) -> str:
 
 
 def _measure_text(m: Measurement) -> str:
+    # round-17 H1: the laboratory's flags are quoted as sent ("[LL]")
+    flags = f" [{', '.join(m.flags or (m.interpretation,))}]" if m.flags or m.interpretation else ""
     if m.sent_value is not None and m.unit_text:
-        return f"{ANALYTE_LABELS.get(m.analyte, m.analyte)} {m.comparator}{m.sent_value:g} {_quote(m.unit_text, 20)}"
-    return f"{ANALYTE_LABELS.get(m.analyte, m.analyte)} {m.comparator}{m.value:g} {m.unit}".rstrip()
+        return f"{ANALYTE_LABELS.get(m.analyte, m.analyte)} {m.comparator}{m.sent_value:g} {_quote(m.unit_text, 20)}{flags}"
+    return f"{ANALYTE_LABELS.get(m.analyte, m.analyte)} {m.comparator}{m.value:g} {m.unit}".rstrip() + flags
 
 
 def future_dated(facts: ClinicalFacts) -> ClinicalFacts:
@@ -165,7 +167,9 @@ def future_dated(facts: ClinicalFacts) -> ClinicalFacts:
         for t in rts:
             if t.when is not None and after(t.when):
                 key, what = _lab_category(a)
-                aside(key, what, t.when, f"{ANALYTE_LABELS.get(a, a)} '{_quote(t.value_text or t.text)}'", t.source_ref)
+                flags = f" [{', '.join(t.flags or (t.interpretation,))}]" if t.flags or t.interpretation else ""
+                aside(key, what, t.when, f"{ANALYTE_LABELS.get(a, a)} '{_quote(t.value_text or t.text)}'{flags}",
+                      t.source_ref)
             else:
                 texts.setdefault(a, []).append(t)
     if sum(map(len, texts.values())) != sum(map(len, facts.result_texts.values())):

@@ -68,7 +68,8 @@ def test_a_future_cbc_beside_an_old_one_does_not_make_the_cbc_up_to_date() -> No
 def test_only_a_future_cbc_is_no_cbc() -> None:
     cards = _cards(_case("l14_future_only_cbc_renewal"))
     due = _card(cards, "monitoring-cbc-due")
-    assert "no CBC on record" in due["summary"]
+    # round-17 m1: not "no CBC on record" (one was sent): the summary names the one set aside
+    assert "no CBC dated up to today (2027-03-01 set aside)" in due["summary"]
     assert "a CBC dated 2027-03-01 (after today) was not used (see the data-incomplete card)" in due["detail"]
     assert "2027-03-01" in _card(cards, "data-incomplete")["summary"]
 
@@ -104,14 +105,16 @@ def test_the_time_zone_tolerance(when: str, aside: bool) -> None:
 
 
 def test_a_future_severe_count_is_named_not_used() -> None:
-    """A neutrophil count of 0.3 dated next year is not a severe cytopenia now: named, with its value, on the
-    data-incomplete card (a recording error); the CBC is due."""
+    """A neutrophil count of 0.3 dated next year does not make the CBC current: named, with its value, on the
+    data-incomplete card (a recording error); the CBC is due. Round-17 H1: but it still raises the severe cytopenia
+    card, marked as dated after today (it can raise a concern, never clear one)."""
     req = _case("l07_future_dated_cbc")
     for r in _labs(req):
         if r["id"] == "fneu":
             r["valueQuantity"]["value"] = 0.3
     cards = _cards(req)
-    assert "cytopenia-severe" not in _codes(cards)
+    assert _card(cards, "cytopenia-severe")["summary"].startswith("DATED 2027-03-01 (AFTER TODAY), verify: ")
+    assert "monitoring-cbc-due" in _codes(cards)
     assert "neutrophil count 0.3 10*9/L (Observation/fneu)" in _card(cards, "data-incomplete")["detail"]
 
 
@@ -158,10 +161,9 @@ def test_a_future_normal_genotype_is_flagged_and_the_poor_one_decides() -> None:
     cards = _cards(_case("g11_tpmt_future_dated_normal"))
     pm = _card(cards, "pgx-poor-metabolizer")
     assert "TPMT *3A/*3A → poor metabolizer (2024-01-10)" in pm["detail"]
-    assert "TPMT result '*1/*1' is dated 2027-06-01, after today: not used" in pm["detail"]
-    gap = _card(cards, "data-incomplete")
-    assert "TPMT result dated 2027-06-01 (after today)" in gap["summary"]
-    assert gap["indicator"] == "warning"
+    assert "TPMT result '*1/*1' is dated 2027-06-01, after today: set aside, not used" in pm["detail"]
+    # round-17 m2: the PGx card that names the result set aside (value and date) is the one card about it
+    assert "data-incomplete" not in _codes(cards)
 
 
 def test_a_future_genotype_alone_is_never_normal_nor_no_result() -> None:
