@@ -417,7 +417,7 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
                         other_product=other and change, product_unit_mg=tablets)
         if plan.change and plan.regimen is not None:
             carrier = numeric[0]
-            action = ChangeDose(ref, plan.regimen, drug)
+            action = ChangeDose(ref, plan.regimen, drug, other_product=plan.other_product)
             if carrier.stops_order:  # e.g. DPWG poor metabolizer: an alternative first, the reduced dose second
                 carrier.actions.append(action)
             else:
