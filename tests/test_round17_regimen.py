@@ -142,3 +142,25 @@ def test_m8_a_dose_no_tablet_of_the_strength_gives_is_not_an_update():
     assert shape(Regimen(50), draft, "azathioprine").other_product  # 2/3 of a 75 mg tablet
     assert not shape(Regimen(75), draft, "azathioprine").other_product
     assert not shape(Regimen(75, alt_mg=37.5), draft, "azathioprine").other_product
+
+
+def test_m8_no_whole_or_half_tablet_of_the_strength_fits_names_another_and_offers_no_update():
+    from rules.catalogue import indicator_of, priority_of
+    from rules.doseplan import plan_doses
+    from rules.findings import ChangeDose, DoseLimit, Finding
+
+    def plan(products):
+        f = Finding("pgx-reduce-dose", "MedicationRequest/mr-aza", drug="azathioprine",
+                    dose=DoseLimit("pgx-reduce-dose", high_mg=40, low_mg=30))
+        p = plan_doses([f], {"MedicationRequest/mr-aza": 150}, indicator_of, priority_of, products=products)
+        return p["MedicationRequest/mr-aza"], f.actions
+
+    p, actions = plan({"MedicationRequest/mr-aza": (100.0, None)})  # 100 mg tablets: 50 mg steps, none in 30-40
+    # the 25 mg steps of the drug's other strengths: 50/25 mg on alternate days (25 mg is a quarter of 100 mg)
+    assert p.regimen is not None and (p.regimen.per_dose_mg, p.regimen.alt_mg) == (50, 25)
+    assert p.values()["other_product"] is True and p.values()["product_mg"] == 100
+    (action,) = [a for a in actions if isinstance(a, ChangeDose)]
+    assert action.other_product  # hooks.cards offers no update for it
+    p, actions = plan({"MedicationRequest/mr-aza": (50.0, None)})  # 50 mg tablets give it: an update as before
+    assert "other_product" not in p.values()
+    assert not [a for a in actions if isinstance(a, ChangeDose)][0].other_product
