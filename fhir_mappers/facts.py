@@ -94,6 +94,10 @@ class MedicationFact(msgspec.Struct, frozen=True):
     established_ref: str = ""
     established_status: str = ""  # that order's status as sent ("active", "stopped", ...)
     established_on: date | None = None  # that order's date (authoredOn, a statement's effective date)
+    # round-17 H3/M8: the ordered product's strength as named or coded (mg per tablet/unit, mg per mL of a liquid);
+    # None when not known. A dose suggested for this order is built from it (rules.doseplan)
+    unit_mg: float | None = None
+    ml_mg: float | None = None
 
 
 class Measurement(msgspec.Struct, frozen=True):

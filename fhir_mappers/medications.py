@@ -511,8 +511,10 @@ def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, di
             ingredients |= ingredients_of(item)
             item_names.append(concept_text(item))
     reading = _NO_READING
+    strength = Strength()
     if ingredients and rtype != "Immunization":
-        reading = read_dose(resource, _strength(codes[_RXNORM], words, medication))
+        strength = _strength(codes[_RXNORM], words, medication)
+        reading = read_dose(resource, strength)
     dose, problem, per_kg, per_m2 = reading.dose, reading.problem, None, None
     # what the order renews or replaces (priorPrescription, basedOn): most orders name neither
     renews = rtype == "MedicationRequest" and (resource.get("priorPrescription") is not None
@@ -543,6 +545,8 @@ def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, di
         replaces=_replaced_refs(resource) if renews else frozenset(),
         resource=original,
         bounded=_bounded(resource),
+        unit_mg=strength.per_unit_mg,
+        ml_mg=strength.per_ml_mg,
     )
 
 

@@ -300,6 +300,8 @@ def _suggestion(f: Finding, action, drafts: dict[str, dict], patient_id: str | N
         draft = drafts.get(action.order_ref)
         if draft is None:
             return None  # not a draft of this call (an active order): no update is offered, the card says so
+        if action.other_product:
+            return None  # round-17 H3/M8: the plan found the ordered product cannot give it (the card says which)
         shaped = _shape(action, draft)  # as it will be ordered (form and schedule kept): for the label and the order
         if shaped.other_product:
             return None  # another product is needed (the card says which): never the tablet product at that dose
@@ -333,7 +335,10 @@ def suggestion_resource(action, description: str, *, drafts: dict[str, dict], pa
         draft = drafts.get(action.order_ref)
         if draft is None:
             return None
-        dosages = (shaped or _shape(action, draft)).dosages
+        shaped = shaped or _shape(action, draft)
+        if action.other_product or shaped.other_product:
+            return None  # round-17 H3: never an update writing a dose onto a product that cannot give it
+        dosages = shaped.dosages
         resource = r4.updated_medication_request(draft, dosages, patient_id=patient_id)
         if resource is None:
             return None

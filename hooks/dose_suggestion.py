@@ -21,7 +21,8 @@ import msgspec
 import copy
 from typing import Any
 
-from fhir_mappers.medications import medication_concept, quantity_form, strength_of
+from fhir_mappers.medications import Strength, medication_concept, quantity_form, strength_of
+from rules.doseplan import tablet_step
 from rules.findings import Regimen
 from rules.knowledge_base import load
 
@@ -91,11 +92,39 @@ def _tablets(mg: float, old: dict | None, per_unit: float | None) -> dict | None
 
 
 def shape(regimen: Regimen, draft: dict, drug: str, route: dict | None = None) -> DoseShape:
-    """The suggested Dosage(s) for ``regimen`` in the draft's own form and schedule (see the module doc)."""
+    """The suggested Dosage(s) for ``regimen`` in the draft's own form and schedule (see the module doc).
+
+    Round-17 H3: whatever the schedule (daily, alternate days, three times a week), a Dosage the draft's product cannot
+    give (mL or a suspension dose on a product that is not a liquid; a mg dose that is not a whole or half tablet of the
+    product's known strength) makes the shape ``other_product``: no update of the draft is offered."""
+    strength = strength_of(medication_concept(draft, {}), None)
+    shaped = _shape(regimen, draft, drug, route, strength)
+    if not shaped.other_product and not _product_gives(shaped.dosages, regimen, strength):
+        return msgspec.structs.replace(shaped, other_product=True)
+    return shaped
+
+
+def _product_gives(dosages: list[dict], regimen: Regimen, strength: Strength) -> bool:
+    """Whether the draft's product (``strength``) can give every dose of ``dosages`` as written."""
+    for d in dosages:
+        q = _old_quantity(d) or {}
+        value = q.get("value")
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return False
+        unit = str(q.get("code") or q.get("unit") or "").strip().lower()
+        if unit == "ml" or regimen.form == "suspension":
+            if strength.per_ml_mg is None:  # the oral suspension's dose on a tablet (or unknown) product
+                return False
+        elif unit == "mg" and strength.per_ml_mg is None and strength.per_unit_mg is not None:
+            if not _multiple(value / strength.per_unit_mg, 0.5):  # 50 mg of a 75 mg tablet; 7 mg of a 50 mg tablet
+                return False
+    return True
+
+
+def _shape(regimen: Regimen, draft: dict, drug: str, route: dict | None, strength: Strength) -> DoseShape:
     old = _first_dosage(draft)
     old_q = _old_quantity(old)
     written = quantity_form(old_q) if old_q is not None else ""
-    strength = strength_of(medication_concept(draft, {}), None)
     form = load().dosing.forms.get(drug)
 
     def quantity(mg: float, ml: float | None) -> tuple[dict, str]:
@@ -113,7 +142,7 @@ def shape(regimen: Regimen, draft: dict, drug: str, route: dict | None = None) -
         ml = regimen.ml / n if regimen.ml is not None else None
         ml_step = form.suspension_ml_step if form is not None and form.suspension_ml_step is not None else 0.05
         practical = _multiple(ml, float(ml_step)) if ml is not None \
-            else _multiple(per, float(form.tablet_step_mg if form is not None else 25))
+            else _multiple(per, tablet_step(drug, strength.per_unit_mg if strength.per_ml_mg is None else None))
         if n > 1 and repeat is not None and practical:
             q, said = quantity(per, ml)
             words = f"{said} {_TIMES[n]} ({fmt_mg(regimen.per_dose_mg)} mg/day)"

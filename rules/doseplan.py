@@ -42,6 +42,10 @@ class DosePlan(msgspec.Struct):
     # that dose lies inside the band from the usual dose, yet was not reduced for the new interacting drug (round-4 H8)
     current_in_band: bool = False
     start: bool = False  # round-14 H1: the ceiling is the label's starting dose of a new start (not the maximum)
+    # round-17 H3/M8: the regimen needs a product other than the one ordered (the oral suspension for a tablet order, or
+    # a tablet strength whose whole and half tablets cannot give it): the cards name it, no one-click update is offered
+    other_product: bool = False
+    product_unit_mg: float | None = None  # the ordered product's mg per tablet, when known
 
     @property
     def change(self) -> bool:
@@ -87,6 +91,7 @@ class DosePlan(msgspec.Struct):
             "current_days": self.advised_days if self.current_basis is not None else None,
             **({"current_in_band": True} if self.current_in_band else {}),
             **({"start": True} if self.start else {}),
+            **({"other_product": True, "product_mg": self.product_unit_mg} if self.other_product else {}),
             "range": {"low": self.range_low, "high": self.high_mg if self.range_high is None else self.range_high,
                       "days_per_week": self.days_per_week or self.advised_days},
             # the range an order is accepted in (the guideline's band; the suggestion aims at "range")
@@ -108,15 +113,30 @@ def forms(drug: str) -> Form:
 _NO_FORM = Form(source="")  # a drug without [forms.<drug>]: 25 mg tablet steps, no suspension
 
 
+def tablet_step(drug: str, unit_mg: float | None = None) -> float:
+    """The tablet step a regimen is built in (round-17 M8): the drug's step ([forms.<drug>] tablet_step_mg) when the
+    ordered tablet strength ``unit_mg`` gives it in whole or half tablets (25 mg steps of 25 or 50 mg tablets), else
+    half a tablet of that strength (37.5 mg for 75 mg tablets, 50 mg for 100 mg tablets); the drug's step when the
+    ordered strength is not known."""
+    step = float(forms(drug).tablet_step_mg)
+    if unit_mg is None or unit_mg <= 0:
+        return step
+    half = unit_mg / 2
+    n = step / half
+    return step if abs(n - round(n)) < 1e-6 and round(n) >= 1 else half
+
+
 def practical_regimen(drug: str, low: float | None, high: float, days_per_week: int | None = None,
-                      prefer: str = "", daily: bool = False, ceiling: float | None = None) -> Regimen | None:
+                      prefer: str = "", daily: bool = False, ceiling: float | None = None,
+                      unit_mg: float | None = None) -> Regimen | None:
     """The largest practical regimen with an average in [low, high] (per dose when ``days_per_week``);
     ``prefer="suspension"``: the order was written in mL of the oral suspension, and stays so if it can;
     ``daily``: the guideline's regimen is daily (round-6 M2): once-daily tablets when they give at least
     ``point_min_fraction`` of ``high``, else the oral suspension daily, else None (a specialist).
     ``ceiling``: the top of the range an order is accepted in (per dose); the oral suspension is measured to the
     volume nearest ``high`` when that stays at or under it (round-9 M3: one tenth of 79.5 mg = 7.95 mg is 0.4 mL =
-    8 mg, not 0.35 mL = 7 mg), else rounded down. A point figure (DPWG) is never exceeded."""
+    8 mg, not 0.35 mL = 7 mg), else rounded down. A point figure (DPWG) is never exceeded.
+    ``unit_mg``: the ordered tablet strength; tablet regimens are built in its whole and half tablets (``tablet_step``)."""
     spec = forms(drug)
     if low is not None and low >= high - EPS:
         ceiling = None  # one figure (DPWG): the nearest practical dose not above it
@@ -124,7 +144,7 @@ def practical_regimen(drug: str, low: float | None, high: float, days_per_week: 
         found = _suspension(spec, low, high, days_per_week, ceiling)
         if found is not None:
             return found
-    step = float(spec.tablet_step_mg)
+    step = tablet_step(drug, unit_mg)
     if daily and not days_per_week:
         n = math.floor(high / step + EPS)
         if n >= 1 and n * step >= max(low or 0.0, high * point_min_fraction()) - EPS:
@@ -160,6 +180,18 @@ def practical_regimen(drug: str, low: float | None, high: float, days_per_week: 
                     return closer
             return r
     return _suspension(spec, low, high, None, ceiling)
+
+
+def _regimen(drug: str, low: float | None, high: float, days: int | None, prefer: str, daily: bool, accept: float,
+             unit_mg: float | None) -> Regimen | None:
+    """The practical regimen in the suggested range, else (round-15 M1) in the range an order is accepted in."""
+    regimen = practical_regimen(drug, low, high, days, prefer=prefer, daily=daily, ceiling=accept, unit_mg=unit_mg)
+    if regimen is None and accept > high + EPS and not days:
+        # round-15 M1: no practical regimen inside the suggested range (a new start's band of its starting dose with
+        # allopurinol: 5.6-8.3 mg/day), but one inside the range an order is accepted in (up to 13.3 mg/day): that
+        # regimen, which an order would not be cut from, rather than a specialist referral
+        regimen = practical_regimen(drug, low, accept, days, prefer=prefer, daily=daily, unit_mg=unit_mg)
+    return regimen
 
 
 def point_min_fraction() -> float:
@@ -308,7 +340,8 @@ def follows(ordered: float, high: float, days_per_week: int | None) -> bool:
 
 def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_of, priority_of,
                usual_mg: dict[str, float] | None = None, forms_of: dict[str, str] | None = None,
-               top_mg: dict[str, float] | None = None, taken_mg: dict[str, float] | None = None) -> dict[str, DosePlan]:
+               top_mg: dict[str, float] | None = None, taken_mg: dict[str, float] | None = None,
+               products: dict[str, tuple[float | None, float | None]] | None = None) -> dict[str, DosePlan]:
     """One plan per order with at least one numeric limit; the suggestion goes to the most severe card.
 
     The advised range comes from the limits and the usual dose (``usual_mg``: for the indication and
@@ -317,7 +350,10 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
     ``forms_of``: the form the order was written in ("suspension" for an mL order), kept when it can
     give the dose. ``taken_mg``: the dose the patient took before this order, inside the indication's usual
     range but under the usual dose (round-9 M2): a fraction (allopurinol's) applies to it, as to the dose of an
-    active order when allopurinol is the new order."""
+    active order when allopurinol is the new order. ``products``: the ordered product's (mg per tablet, mg per mL)
+    (round-17 H3/M8): a tablet regimen is built in whole and half tablets of that strength; a regimen the product cannot
+    give (the oral suspension for a tablet order, a dose no whole or half tablet of it gives) is marked
+    ``other_product`` and is named on the cards but not offered as an update of the order."""
     by_ref: dict[str, list[Finding]] = {}
     for f in findings:
         if f.dose is not None and f.order_ref:
@@ -358,13 +394,18 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
             accept = max(accept, accept_top(limits, top, ordered))
         change = not follows(ordered, accept, days)
         daily = any(lim.daily for lim in limits)
-        regimen = practical_regimen(drug, low, high, days, prefer=(forms_of or {}).get(ref, ""), daily=daily,
-                                    ceiling=accept) if change else None
-        if change and regimen is None and accept > high + EPS and not days:
-            # round-15 M1: no practical regimen inside the suggested range (a new start's band of its starting dose with
-            # allopurinol: 5.6-8.3 mg/day), but one inside the range an order is accepted in (up to 13.3 mg/day): that
-            # regimen, which an order would not be cut from, rather than a specialist referral
-            regimen = practical_regimen(drug, low, accept, days, prefer=(forms_of or {}).get(ref, ""), daily=daily)
+        unit_mg, ml_mg = (products or {}).get(ref, (None, None))
+        tablets = unit_mg if ml_mg is None else None  # a tablet product of known strength (not a liquid)
+        prefer = (forms_of or {}).get(ref, "")
+        regimen = _regimen(drug, low, high, days, prefer, daily, accept, tablets) if change else None
+        other = False
+        if change and regimen is None and tablets is not None:
+            # round-17 M8: no whole or half tablet of the ordered strength fits: the regimen another strength gives,
+            # named on the cards, never an update of this order (its product cannot give it)
+            regimen = _regimen(drug, low, high, days, prefer, daily, accept, None)
+            other = regimen is not None and regimen.form != "suspension"
+        if regimen is not None and regimen.form == "suspension" and ml_mg is None:
+            other = True  # round-17 H3: the oral suspension, for an order of tablets (or of an unknown product)
         plan = DosePlan(ref, drug, ordered, low, high, days if change else None, regimen,
                         rules=list(dict.fromkeys(f.rule_id for f in numeric)),
                         qualitative=list(dict.fromkeys(f.rule_id for f in items if f.dose is not None and f.dose.qualitative)),
@@ -372,10 +413,11 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
                         preliminary=any(f.values.get("preliminary") is True for f in items),
                         range_low=low, range_high=high, advised_days=days, accept_high=accept,
                         current_basis=current_basis(limits, (usual_mg or {}).get(ref), ordered),
-                        current_in_band=_current(limits, (usual_mg or {}).get(ref), ordered)[1], start=start)
+                        current_in_band=_current(limits, (usual_mg or {}).get(ref), ordered)[1], start=start,
+                        other_product=other and change, product_unit_mg=tablets)
         if plan.change and plan.regimen is not None:
             carrier = numeric[0]
-            action = ChangeDose(ref, plan.regimen, drug)
+            action = ChangeDose(ref, plan.regimen, drug, other_product=plan.other_product)
             if carrier.stops_order:  # e.g. DPWG poor metabolizer: an alternative first, the reduced dose second
                 carrier.actions.append(action)
             else:

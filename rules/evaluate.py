@@ -196,6 +196,7 @@ def attach_plans(findings: list[Finding], facts: ClinicalFacts, ctx: CallContext
     bases: dict[str, dict] = {}
     forms_of: dict[str, str] = {}
     taken: dict[str, float] = {}
+    products: dict[str, tuple[float | None, float | None]] = {}
     for ref, m in meds.items():
         drug = thiopurine_of(m)
         if not drug:
@@ -213,10 +214,12 @@ def attach_plans(findings: list[Finding], facts: ClinicalFacts, ctx: CallContext
                 taken[ref] = basis["established_below_mg"]
         if m.daily_dose is not None and m.daily_dose.form:
             forms_of[ref] = m.daily_dose.form
+        if m.unit_mg is not None or m.ml_mg is not None:
+            products[ref] = (m.unit_mg, m.ml_mg)  # round-17 H3/M8: a regimen for this order is built from its product
     ordered_of = {ref: m.daily_dose.mg for ref, m in meds.items() if m.daily_dose is not None}
     _follows_own_advice(findings, ordered_of)
     plans = plan_doses(findings, ordered_of,
-                       indicator_of, priority_of, usual, forms_of, tops, taken)
+                       indicator_of, priority_of, usual, forms_of, tops, taken, products)
     for i, f in enumerate(findings):
         if f.order_ref in plans and not f.values.get("order_stopped"):
             f.values["plan"] = plans[f.order_ref].values()

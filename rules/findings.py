@@ -68,6 +68,9 @@ class ChangeDose(msgspec.Struct, frozen=True):
     regimen: Regimen
     drug: str
     label: str = "change_dose"
+    # round-17 H3/M8: the ordered product cannot give the regimen (the oral suspension for tablets, a dose no whole or
+    # half tablet of its strength gives): the cards name it; no update of the order is offered
+    other_product: bool = False
 
     @property
     def daily_mg(self) -> float:
