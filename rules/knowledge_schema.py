@@ -490,11 +490,26 @@ class ActivityInterpretation:
 
 
 @dataclass(frozen=True)
+class Transfusion:
+    """Round-17 M7: a red-cell transfusion recorded as a Procedure done (these codes, by system) makes a TPMT
+    red-cell activity measured within ``window_days`` after it unreliable (donor cells: falsely normal)."""
+
+    window_days: int
+    window_source: str
+    snomed: tuple[str, ...]
+    source: str
+    cpt: tuple[str, ...] = ()
+    icd10pcs_prefixes: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class TpmtActivity:
     source: str
     units: Mapping[str, ActivityUnit]
     interpretation: ActivityInterpretation
     sources: tuple[str, ...] = ()
+    transfusion: Transfusion | None = None
 
 
 @dataclass(frozen=True)
