@@ -302,6 +302,10 @@ class XanthineOxidase:
     label_sources: Mapping[str, tuple[str, ...]]
     source: str
     sources: tuple[str, ...] = ()
+    # round-17 M6: the weekly CBC after the combination is started (Imuran label, Laboratory Tests: weekly in the
+    # first month); a renewal of a combination taken together longer than this is not told to check it weekly
+    weekly_cbc_days: int = 30
+    weekly_cbc_source: str = "fda_azathioprine_monitoring"
 
 
 @dataclass(frozen=True)
