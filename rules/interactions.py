@@ -192,6 +192,17 @@ def _combination_renewal(facts: ClinicalFacts, t: MedicationFact, tp: str, o: Me
     return out
 
 
+def _renewed(facts: ClinicalFacts, t: MedicationFact, tp: str, o: MedicationFact, drugs) -> dict:
+    """Round-17 M6: which draft of the pair renews or continues its own drug's therapy (``continued_by``), for the
+    state words ("renewed now", not "ordered now")."""
+    out = {}
+    if t.is_draft and continued_by(facts, t, {tp}) is not None:
+        out["thiopurine_renewed"] = True
+    if o.is_draft and continued_by(facts, o, drugs) is not None:
+        out["other_renewed"] = True
+    return out
+
+
 def _thiopurine_kept(facts: ClinicalFacts, t: MedicationFact, tp: str) -> str:
     """Round-15 M3: why a thiopurine draft beside an active contraindicated drug (febuxostat) is not the order to
     cancel: "leukaemia" (ALL/AML maintenance, or another oncology indication: chemotherapy, not an interchangeable
@@ -245,6 +256,7 @@ def warfarin_findings(facts: ClinicalFacts, meds: Medications | None = None) -> 
     for t, tp, o, new in _pairs(facts, lambda m: bool(m.ingredients & drugs), meds, ingredients=drugs):
         findings.append(Finding(
             "interaction-warfarin", t.ref, {"new": new, "thiopurine_state": _state(t), "other_state": _state(o),
+                                            **_renewed(facts, t, tp, o, drugs),
                                             "within_days": spec.inr_within_days,
                                             "direction": _thiopurine_change(facts, t, tp, new, o, drugs)},
             [OrderTest(spec.inr_loinc, spec.inr_display, label="order_inr", reason=spec.reason,
@@ -414,6 +426,7 @@ def other_findings(facts: ClinicalFacts, meds: Medications | None = None,
             findings.append(Finding(rule_id, t.ref,
                                     {"other": other, "group": key, "new": new, "thiopurine_state": _state(t),
                                      "other_state": _state(o), "routine": routine, "routine_in": routine_in,
+                                     **_renewed(facts, t, tp, o, drugs),
                                      **({"not_routine_in": ind, "not_routine_dose": not_routine_dose}
                                         if not_routine_dose else {})}, drug=tp,
                                     indicator="info" if routine else None,
