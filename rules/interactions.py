@@ -163,7 +163,8 @@ def _combination_renewal(facts: ClinicalFacts, t: MedicationFact, tp: str, o: Me
     """Round-17 M6: the draft renews or continues its own drug (``continued_by``: priorPrescription / basedOn, or an
     active order of it on record) while the other drug is active: ``thiopurine_renewed`` / ``other_renewed`` (the
     state words say "renewed", not "ordered now"), and ``combination_renewed`` with ``together_since`` (the later
-    of the two therapies' start dates) and ``together_days``; ``combination_new`` when the two have been taken
+    of the two therapies' start dates) and ``together_days``, when a thiopurine draft keeps the dose of the order it
+    renews (a dose change is an adjustment made now: the label's closer CBC applies); ``combination_new`` when the two have been taken
     together for no longer than ``weekly_days`` (the label's weekly CBC after the combination is started)."""
     if new == "thiopurine":
         renewed = t.is_draft and continued_by(facts, t, {tp}) is not None
@@ -179,6 +180,9 @@ def _combination_renewal(facts: ClinicalFacts, t: MedicationFact, tp: str, o: Me
     if partner.is_draft:
         return out  # the other drug is a new start: the combination is new
     prior = continued_by(facts, t, {tp}) if t.is_draft else t
+    if t.is_draft and (prior is None or prior.daily_dose is None or t.daily_dose is None
+                       or abs(prior.daily_dose.mg - t.daily_dose.mg) > 1e-6):
+        return out  # the renewal changes the dose (or it cannot be compared): the adjustment is made now
     tp_since = min((d for d in (t.authored_on, prior.authored_on if prior else None) if d is not None), default=None)
     xoi_since = _therapy_since(o, facts, xoi) if o.is_draft else o.authored_on
     if tp_since is None or xoi_since is None:

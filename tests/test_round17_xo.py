@@ -179,3 +179,16 @@ def test_e05_an_azathioprine_cut() -> None:
 def test_no_bare_a_before_a_drug_name_in_the_catalogue() -> None:
     text = CATALOGUE.read_text(encoding="utf-8")
     assert not re.search(r"\b[aA] \{\{ *(drug|Drug|other|tp)\b", text)
+
+
+def test_a_renewal_that_cuts_to_the_reduced_range_is_the_adjustment_itself() -> None:
+    """c37 with the renewed order at 75 mg/day: the draft's 37.5 mg/day is the reduction made now (a dose change):
+    not an established, already-adjusted combination, so the weekly CBC stays."""
+    request = _case("c37_allo_aza_25pct_renewal")
+    for e in request["prefetch"]["medications"]["entry"]:
+        r = e["resource"]
+        if "azathioprine" in json.dumps(r.get("medicationCodeableConcept", {})).lower():
+            r["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 75
+    card = _card(case_cards(request), XOI)
+    assert "renewed, together since" not in card["summary"]
+    assert "weekly" in card["summary"] + card["detail"]
