@@ -159,14 +159,14 @@ def test_genotype_still_decides_after_transfusion() -> None:
     assert "intermediate" in _text(cards).lower()
 
 
-def test_e17_past_medications_group_is_not_read_for_a_thiopurine_start() -> None:
-    """e17 sends the transfusion under past_medications (a stopped-MedicationRequest query), a group a thiopurine
-    start does not read (rules.gaps.groups_needed): left as it was (see the round-17 report); the same Procedure in
-    a group that is read (e17b) is found."""
-    request = _case("e17_tpmt_act_transfused")
-    proc = request["prefetch"].pop("past_medications")["entry"][0]
-    request["prefetch"]["conditions"]["entry"].append(proc)
-    assert _tpmt_card(case_cards(request))
+def test_e17_procedure_prefetched_under_a_group_the_start_does_not_read() -> None:
+    """e17 sends the transfusion under past_medications, a group a thiopurine start does not otherwise read
+    (rules.gaps.groups_needed): its Procedures are still read (hooks.pipeline._prefetched_procedures), and nothing
+    else of it."""
+    cards = case_cards(_case("e17_tpmt_act_transfused"))
+    card = _tpmt_card(cards)
+    assert "2026-11-01" in card["detail"]
+    assert "stopped medications" not in _text(cards)
 
 
 # --- m6 --------------------------------------------------------------------------------------------------------------
