@@ -152,6 +152,8 @@ def evaluate(request: dict, env: HookEnv, *, service: ServiceDefinition, drafts:
     data, gaps = gather(env.client, access, fetchable, service.required_keys, context, prefetch, deadline,
                         service.optional_keys)
     data, gaps = _omitted_keys(wanted, prefetch, data, gaps)
+    if "pgx" in needed:  # a TPMT activity is read: a transfusion Procedure may be under any key (round-17 M7)
+        data = _prefetched_procedures(prefetch, data, service.prefetch, getattr(deadline, "max_entries", None))
     fhir_ms = (time.monotonic() - started) * 1000
     today = env.today()
     facts = build_facts(drafts, data, today=today, gaps=gaps, orders=orders, patient_id=pid,
@@ -169,6 +171,29 @@ def evaluate(request: dict, env: HookEnv, *, service: ServiceDefinition, drafts:
     shown = {c["source"]["topic"]["code"] for c in cards}
     shown |= {r for c in cards for r in c["extension"]["azathioprine-cds"].get("mergedRuleIds", [])}
     return HookResult({"cards": cards}, rule_ids=[f.rule_id for f in findings if f.rule_id in shown], fhir_ms=fhir_ms)
+
+
+def _prefetched_procedures(prefetch: Mapping, data: dict, keys: Mapping, cap: int | None = None) -> dict:
+    """Round-17 M7: Procedures are read in any data group (round-11 M1: a transplant; a red-cell transfusion before
+    a TPMT activity): one the EHR prefetched under a key this call does not otherwise read (stopped medications, for
+    a thiopurine start) is still read. Only its Procedures are kept (nothing is fetched, nothing else of the key is
+    read, so the key's own checks do not change); a key with none is left out as before. Only the service's own
+    prefetch keys, and at most ``cap`` entries of each (the bound every key's Bundle has, ``gather._capped``)."""
+    for key in keys:
+        if key in data or key not in prefetch:
+            continue
+        value = prefetch.get(key)
+        if not isinstance(value, dict) or not usable(value) or value.get("resourceType") != "Bundle":
+            continue
+        entries = value.get("entry")
+        if isinstance(entries, list) and cap:
+            entries = entries[:cap]
+        procedures = [e for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+                      and e["resource"].get("resourceType") == "Procedure"] if isinstance(entries, list) else []
+        if procedures:
+            data = {**data, key: {"resourceType": "Bundle", "type": value.get("type", "collection"),
+                                  "entry": procedures}}
+    return data
 
 
 def _omitted_keys(wanted: dict, prefetch: Mapping, data: dict, gaps: list[DataGap]) -> tuple[dict, list[DataGap]]:

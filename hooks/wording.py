@@ -117,6 +117,13 @@ def _cap(s: Any) -> str:
     return s[:1].upper() + s[1:]
 
 
+def _article(word: Any) -> str:
+    """Round-17 m6: the word with its indefinite article ("an azathioprine", "a mercaptopurine"): "an" before a
+    vowel letter (the drug names read here begin with their vowel sound)."""
+    w = str(word)
+    return ("an " if w[:1].lower() in "aeiou" and w else "a ") + w
+
+
 def _and(items: Any) -> str:
     items = list(dict.fromkeys(str(i) for i in items))  # each once (round-8 m4)
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
@@ -195,7 +202,7 @@ def _env(raw: Mapping[str, Any]) -> jinja2.Environment:
     groups = raw.get("groups", {})
     outcomes = raw.get("fhir_outcomes", {})
     reasons = {rid: r.dose_reason for rid, r in catalogue().entries.items()}
-    env.filters.update(join=_join_once, mg=fmt_mg, mg_span=mg_span, mg_upto=mg_upto, mgkg=_mgkg, pct=_pct, num=_num, cap=_cap, and_list=_and,
+    env.filters.update(join=_join_once, mg=fmt_mg, mg_span=mg_span, mg_upto=mg_upto, mgkg=_mgkg, pct=_pct, num=_num, cap=_cap, and_list=_and, article=_article,
                        reason=lambda rid: reasons.get(rid, rid),
                        group=lambda key: groups.get(key, {}).get("what", key),
                        group_check=lambda key: groups.get(key, {}).get("check", "it"),

@@ -240,7 +240,12 @@ def attach_plans(findings: list[Finding], facts: ClinicalFacts, ctx: CallContext
             if f.rule_id in CONSISTENT_AS_INFO and not plans[f.order_ref].change and not f.stops_order \
                     and not f.values.get("contraindicated"):
                 f.values["consistent"] = True
-                findings[i] = msgspec.structs.replace(f, indicator="info")
+                actions = f.actions
+                if f.values.get("combination_renewed") and not f.values.get("combination_new"):
+                    # round-17 M6: a renewal of an established combination whose thiopurine already follows the
+                    # advice: a quiet note, no cancel of the other drug offered
+                    actions = [a for a in actions if getattr(a, "label", "") != "cancel_other"]
+                findings[i] = msgspec.structs.replace(f, indicator="info", actions=actions)
     return plans
 
 

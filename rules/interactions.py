@@ -125,6 +125,7 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
             xoi_new = new == "other" and not t.is_draft and not _written_since(t, o, facts) and not xoi_continues
             if xoi_continues:
                 values["xoi_continues"] = True
+            values.update(_combination_renewal(facts, t, tp, o, xoi, new, xoi_continues, spec.weekly_cbc_days))
             if xoi_new:
                 values["xoi_new"] = True
             if t.is_draft and t.established_dose is not None and t.established_on is not None:
@@ -149,10 +150,61 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
                 if indication(t, indication_records(facts))[0] == "ibd":
                     extra = ("bsg_ibd_2019",)
                     values["ibd"] = True
+        if values.get("combination_renewed"):
+            extra = (*extra, spec.weekly_cbc_source)  # round-17 M6: the label's monitoring schedule is cited
         findings.append(Finding("interaction-xanthine-oxidase", t.ref, values, actions, dose=dose, stops_order=stops,
                                 drug=tp, sources=(*spec.label_sources.get(tp, []),
                                                   *(spec.contraindicated_sources if contraindicated else []), *extra)))
     return findings
+
+
+def _combination_renewal(facts: ClinicalFacts, t: MedicationFact, tp: str, o: MedicationFact, xoi: set[str],
+                         new: str, xoi_continues: bool, weekly_days: int) -> dict:
+    """Round-17 M6: the draft renews or continues its own drug (``continued_by``: priorPrescription / basedOn, or an
+    active order of it on record) while the other drug is active: ``thiopurine_renewed`` / ``other_renewed`` (the
+    state words say "renewed", not "ordered now"), and ``combination_renewed`` with ``together_since`` (the later
+    of the two therapies' start dates) and ``together_days``, when a thiopurine draft keeps the dose of the order it
+    renews (a dose change is an adjustment made now: the label's closer CBC applies); ``combination_new`` when the two have been taken
+    together for no longer than ``weekly_days`` (the label's weekly CBC after the combination is started)."""
+    if new == "thiopurine":
+        renewed = t.is_draft and continued_by(facts, t, {tp}) is not None
+        partner = o
+        key = "thiopurine_renewed"
+    else:
+        renewed = xoi_continues and o.is_draft and continued_by(facts, o, xoi) is not None
+        partner = t
+        key = "other_renewed"
+    if not renewed:
+        return {}
+    out: dict = {key: True}
+    if partner.is_draft:
+        return out  # the other drug is a new start: the combination is new
+    prior = continued_by(facts, t, {tp}) if t.is_draft else t
+    if t.is_draft and (prior is None or prior.daily_dose is None or t.daily_dose is None
+                       or abs(prior.daily_dose.mg - t.daily_dose.mg) > 1e-6):
+        return out  # the renewal changes the dose (or it cannot be compared): the adjustment is made now
+    tp_since = min((d for d in (t.authored_on, prior.authored_on if prior else None) if d is not None), default=None)
+    xoi_since = _therapy_since(o, facts, xoi) if o.is_draft else o.authored_on
+    if tp_since is None or xoi_since is None:
+        return out  # when the two were first taken together is not known: not an established combination
+    since = max(tp_since, xoi_since)
+    days = (facts.today - since).days
+    out.update(combination_renewed=True, together_since=since.isoformat(), together_days=days,
+               weekly_cbc_days=weekly_days)
+    if days <= weekly_days:
+        out["combination_new"] = True
+    return out
+
+
+def _renewed(facts: ClinicalFacts, t: MedicationFact, tp: str, o: MedicationFact, drugs) -> dict:
+    """Round-17 M6: which draft of the pair renews or continues its own drug's therapy (``continued_by``), for the
+    state words ("renewed now", not "ordered now")."""
+    out = {}
+    if t.is_draft and continued_by(facts, t, {tp}) is not None:
+        out["thiopurine_renewed"] = True
+    if o.is_draft and continued_by(facts, o, drugs) is not None:
+        out["other_renewed"] = True
+    return out
 
 
 def _thiopurine_kept(facts: ClinicalFacts, t: MedicationFact, tp: str) -> str:
@@ -208,6 +260,7 @@ def warfarin_findings(facts: ClinicalFacts, meds: Medications | None = None) -> 
     for t, tp, o, new in _pairs(facts, lambda m: bool(m.ingredients & drugs), meds, ingredients=drugs):
         findings.append(Finding(
             "interaction-warfarin", t.ref, {"new": new, "thiopurine_state": _state(t), "other_state": _state(o),
+                                            **_renewed(facts, t, tp, o, drugs),
                                             "within_days": spec.inr_within_days,
                                             "direction": _thiopurine_change(facts, t, tp, new, o, drugs)},
             [OrderTest(spec.inr_loinc, spec.inr_display, label="order_inr", reason=spec.reason,
@@ -377,6 +430,7 @@ def other_findings(facts: ClinicalFacts, meds: Medications | None = None,
             findings.append(Finding(rule_id, t.ref,
                                     {"other": other, "group": key, "new": new, "thiopurine_state": _state(t),
                                      "other_state": _state(o), "routine": routine, "routine_in": routine_in,
+                                     **_renewed(facts, t, tp, o, drugs),
                                      **({"not_routine_in": ind, "not_routine_dose": not_routine_dose}
                                         if not_routine_dose else {})}, drug=tp,
                                     indicator="info" if routine else None,

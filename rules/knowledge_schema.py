@@ -302,6 +302,10 @@ class XanthineOxidase:
     label_sources: Mapping[str, tuple[str, ...]]
     source: str
     sources: tuple[str, ...] = ()
+    # round-17 M6: the weekly CBC after the combination is started (Imuran label, Laboratory Tests: weekly in the
+    # first month); a renewal of a combination taken together longer than this is not told to check it weekly
+    weekly_cbc_days: int = 30
+    weekly_cbc_source: str = "fda_azathioprine_monitoring"
 
 
 @dataclass(frozen=True)
@@ -490,11 +494,26 @@ class ActivityInterpretation:
 
 
 @dataclass(frozen=True)
+class Transfusion:
+    """Round-17 M7: a red-cell transfusion recorded as a Procedure done (these codes, by system) makes a TPMT
+    red-cell activity measured within ``window_days`` after it unreliable (donor cells: falsely normal)."""
+
+    window_days: int
+    window_source: str
+    snomed: tuple[str, ...]
+    source: str
+    cpt: tuple[str, ...] = ()
+    icd10pcs_prefixes: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class TpmtActivity:
     source: str
     units: Mapping[str, ActivityUnit]
     interpretation: ActivityInterpretation
     sources: tuple[str, ...] = ()
+    transfusion: Transfusion | None = None
 
 
 @dataclass(frozen=True)

@@ -451,8 +451,15 @@ def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus]
     """No poor or intermediate result, but at least one gene is not known to be normal."""
     actions: list[Action] = []
     states = {s.state for s in gaps}
+    # round-17 M7: a TPMT activity measured within weeks after a red-cell transfusion (donor cells) is unreliable:
+    # genotyping is the test to order, not another activity
+    transfused = next((q for q in st["TPMT"].problems if q.get("code") == "activity_unjudgeable"
+                       and (q.get("why") or {}).get("code") == "after_transfusion"), None)
     if states & {"missing", "unreadable"}:
-        actions.append(_genotype_action(gaps))
+        action = _genotype_action(gaps)
+        if transfused is not None and action.label == "order_genotype_tpmt":
+            action = msgspec.structs.replace(action, label="order_genotype_tpmt_transfused")
+        actions.append(action)
     if st["TPMT"].is_indeterminate:
         actions.append(_test_action("tpmt_activity"))
     else:
@@ -469,6 +476,8 @@ def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus]
                                     for state in ("missing", "unreadable", "unavailable")},
               "indeterminate": [s.gene for s in gaps if s.is_indeterminate]}
     future = [q for s in st.values() for q in s.problems if q.get("code") == "future_dated"]
+    if transfused is not None:
+        values["transfused_activity"] = transfused
     if future:  # round-16 M3: the summary names a result set aside for its date, and what it reads
         values["future_results"] = future
     if rule == "pgx-test-missing":  # a test not on record, while TPMT/NUDT15 data was set aside: say so, never "none"
@@ -484,7 +493,12 @@ def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus]
         # and dose advice give way, as beside a poor-metabolizer finding); cancelling is an option, not the advice
         actions.append(CancelOrder(order.ref, drug, recommended=False))
     return Finding(rule, order.ref, values, actions, drug=drug, indicator="critical" if poor_aside else None,
-                   withholds=poor_aside)
+                   withholds=poor_aside, sources=_transfusion_sources() if transfused is not None else ())
+
+
+def _transfusion_sources() -> tuple[str, ...]:
+    spec = load().monitoring.tpmt_activity.transfusion
+    return (spec.source, *spec.sources[:1]) if spec is not None else ()
 
 
 # data-incomplete gap kinds that set TPMT/NUDT15 data aside: results dated after today (rules.plausibility), and

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import pairwise
+from datetime import date, datetime
 
 
 from fhir_mappers.facts import ClinicalFacts, Measurement, ResultText
@@ -434,7 +435,61 @@ def activity_readings(facts: ClinicalFacts) -> list[ActivityReading]:
     items: list[tuple] = [(m.when, judge_measurement(m)) for m in facts.labs.get("tpmt_activity", [])]
     items += [(r.when, judge_text(r)) for r in facts.result_texts.get("tpmt_activity", [])]
     items.sort(key=lambda it: (it[0] is not None, it[0], _RANK.get(it[1].reading, -1)), reverse=True)
+    transfusions = _transfusions(facts)
+    if transfusions:
+        return [_after_transfusion(r, when, transfusions) for when, r in items]
     return [r for _, r in items]
+
+
+_CPT = "http://www.ama-assn.org/go/cpt"
+_SNOMED = "http://snomed.info/sct"
+
+
+def _transfusions(facts: ClinicalFacts) -> list[tuple[date | None, str]]:
+    """Round-17 M7: red-cell transfusions recorded as Procedures done (monitoring.toml [tpmt_activity.transfusion]
+    codes), as (date performed or None, text)."""
+    spec = load().monitoring.tpmt_activity.transfusion
+    if spec is None or not facts.procedures:
+        return []
+    keys = {f"{_SNOMED}|{c}" for c in spec.snomed} | {f"{_CPT}|{c}" for c in spec.cpt}
+    out = []
+    for p in facts.procedures:
+        pcs = [k.partition("|")[2] for k in p.codes if "icd-10-pcs" in k.partition("|")[0].lower()]
+        if keys & p.codes or any(c.upper().startswith(spec.icd10pcs_prefixes) for c in pcs
+                                 if spec.icd10pcs_prefixes):
+            out.append((p.onset, p.display))
+    return out
+
+
+def _after_transfusion(r: ActivityReading, when, transfusions: list[tuple[date | None, str]]) -> ActivityReading:
+    """Round-17 M7: a normal or high TPMT red-cell activity measured within the window after a red-cell transfusion
+    (on or after its date), or beside a transfusion with no date, is not read as normal (donor cells: a falsely
+    normal result): it becomes unjudgeable (``after_transfusion``: the transfusion's date, the days between, the
+    reading it would have had), so the pgx rules name it and advise genotyping. A low result stays (donor cells
+    can only raise it); an undated result beside a dated transfusion is judged unreliable too (its time unknown)."""
+    if r.reading not in ("Normal Metabolizer", "High"):
+        return r
+    spec = load().monitoring.tpmt_activity.transfusion
+    assert spec is not None
+    taken = when.date() if isinstance(when, datetime) else when
+    for done, text in sorted(transfusions, key=lambda t: (t[0] is not None, t[0]), reverse=True):
+        if done is not None and taken is not None:
+            days = (taken - done).days
+            if not 0 <= days <= spec.window_days:
+                continue
+        out = _copy(r)  # a new reading: the judged one is not changed in place
+        out.unjudgeable = {"code": "after_transfusion", "transfused": done.isoformat() if done else "",
+                           "transfusion": text, "days": (taken - done).days if done and taken else None,
+                           "window": spec.window_days, "would_be": r.reading,
+                           "why": "measured after a red-cell transfusion"}
+        out.reading = ""
+        return out
+    return r
+
+
+def _copy(r: ActivityReading) -> ActivityReading:
+    return ActivityReading(r.reading, r.value, r.comparator, r.unit, r.text, r.date, [dict(x) for x in r.reasons],
+                           r.unjudgeable, r.preliminary, r.source_ref, r.possible)
 
 
 def latest_activity(facts: ClinicalFacts) -> ActivityReading | None:

@@ -57,7 +57,8 @@ def test_c10_allopurinol_renewal_does_not_cut_azathioprine_again() -> None:
     assert not [c for c in cards if c["indicator"] == "critical"]
     card = _card(cards, XOI)
     assert card["indicator"] == "info"
-    assert "the 50 mg/day ordered is within the accepted range (35-58 mg/day)" in card["summary"]
+    # round-17 M6: a renewal of the established combination says so (no weekly-CBC demand)
+    assert "50 mg/day within the accepted range (35-58 mg/day): no change" in card["summary"]
     assert "25 mg every other day" not in json.dumps(cards)
 
 
@@ -97,7 +98,7 @@ def test_c11_allopurinol_renewal_does_not_cut_mercaptopurine_again() -> None:
     assert not [c for c in cards if c["indicator"] == "critical"]
     card = _card(cards, XOI)
     assert card["indicator"] == "info"
-    assert "the 20 mg/day ordered is within" in card["summary"]
+    assert "20 mg/day within the reduced range" in card["summary"]  # round-17 M6 wording of a renewal
     assert "order to 6 mg/day" not in json.dumps(cards)
 
 
