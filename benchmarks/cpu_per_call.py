@@ -24,6 +24,11 @@ wall time); ``fhir_query_ab.py --instructions`` counts one FHIR query in the cal
 
     .venv/bin/python benchmarks/cpu_per_call.py [--scenarios o,a,b,c] [--calls 200] [--reference]
     .venv/bin/python benchmarks/cpu_per_call.py --instructions [--scenarios o,a,c] [--reference]
+    .venv/bin/python benchmarks/cpu_per_call.py --instructions --scenarios a --stage hooks.pipeline:gather
+
+``--stage MODULE:NAME``: only the instructions spent inside that function, per call (the function is looked up
+as ``MODULE.NAME`` by its callers: ``hooks.pipeline:build_facts``, not where it is defined): where a call's
+instructions go, stage by stage (``benchmarks/RESULTS.md``, "Stages of (a)").
 """
 from __future__ import annotations
 
@@ -188,8 +193,9 @@ def cpu_ms(scenario: str, calls: int, warmup: int = 20, *, reference: bool = Fal
             h.close()
 
 
-def _run_calls(scenario: str, calls: int, reference: bool = False, answer_file: str = "", body_file: str = "") -> None:
-    """Child of ``--instructions``: warm up, then ``calls`` calls, then exit."""
+def _run_calls(scenario: str, calls: int, reference: bool = False, answer_file: str = "", body_file: str = "",
+               stage: str = "") -> None:
+    """Child of ``--instructions``: warm up, then ``calls`` calls, then exit. ``stage``: only inside that function."""
     answer = Path(answer_file).read_bytes() if answer_file else None
     body = Path(body_file).read_bytes() if body_file else None
     with tempfile.TemporaryDirectory(prefix="aza-cg-") as tmp:
@@ -197,9 +203,32 @@ def _run_calls(scenario: str, calls: int, reference: bool = False, answer_file: 
         try:
             for _ in range(3):
                 h.call()
-            functools.reduce(lambda n, _: n + len(h.call()), range(calls), 0)  # counted: see _instructions
+            if stage:
+                _count_only_inside(stage)
+                for _ in range(calls):
+                    h.call()
+            else:
+                functools.reduce(lambda n, _: n + len(h.call()), range(calls), 0)  # counted: see _instructions
         finally:
             h.close()
+
+
+def _count_only_inside(stage: str) -> None:
+    """Replace ``MODULE.NAME`` by a function that runs it inside ``functools.reduce``, the C function callgrind
+    toggles collection on (``_instructions``): only the time inside it is counted."""
+    import importlib
+
+    module, name = stage.split(":", 1)
+    owner = importlib.import_module(module)
+    *path, last = name.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    inner = getattr(owner, last)
+
+    def counted(*args, **kwargs):
+        return functools.reduce(lambda _acc, _item: inner(*args, **kwargs), (None,), None)
+
+    setattr(owner, last, counted)
 
 
 def callgrind_available() -> str | None:
@@ -213,13 +242,14 @@ def callgrind_available() -> str | None:
     return None
 
 
-def _instructions(scenario: str, calls: int, reference: bool = False, answer_file: str = "", body_file: str = "") -> int:
+def _instructions(scenario: str, calls: int, reference: bool = False, answer_file: str = "", body_file: str = "",
+                  stage: str = "") -> int:
     if scenario not in INSTRUCTION_SCENARIOS:
         raise SystemExit(f"instructions per call: not for ({scenario}); see benchmarks/cpu_per_call.py's docstring")
     with tempfile.TemporaryDirectory(prefix="aza-cg-out-") as out:
         cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=functools_reduce",
                f"--callgrind-out-file={out}/cg.out", sys.executable,
-               str(Path(__file__).resolve()), "--child", scenario, str(calls), "ref" if reference else "svc", answer_file, body_file]
+               str(Path(__file__).resolve()), "--child", scenario, str(calls), "ref" if reference else "svc", answer_file, body_file, stage]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False,
                               env={**os.environ, "PYTHONHASHSEED": "0"})
         if done.returncode != 0:
@@ -231,15 +261,16 @@ def _instructions(scenario: str, calls: int, reference: bool = False, answer_fil
 
 
 def instructions_per_call(scenario: str, calls: int | None = None, *, reference: bool = False,
-                          answer_file: str = "", body_file: str = "") -> float:
+                          answer_file: str = "", body_file: str = "", stage: str = "") -> float:
     n = calls or CALLGRIND_CALLS[scenario]
-    return _instructions(scenario, n, reference, answer_file, body_file) / n
+    return _instructions(scenario, n, reference, answer_file, body_file, stage) / n
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
-        _run_calls(argv[1], int(argv[2]), argv[3:4] == ["ref"], (argv[4:5] or [""])[0], (argv[5:6] or [""])[0])
+        _run_calls(argv[1], int(argv[2]), argv[3:4] == ["ref"], (argv[4:5] or [""])[0], (argv[5:6] or [""])[0],
+                   (argv[6:7] or [""])[0])
         return 0
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scenarios", default=None,
@@ -247,7 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calls", type=int, default=None)
     p.add_argument("--instructions", action="store_true", help="instructions per call under callgrind")
     p.add_argument("--reference", action="store_true", help="the bare Flask reference instead of the service")
+    p.add_argument("--stage", action="append", default=[], metavar="MODULE:NAME",
+                   help="with --instructions: count only inside this function (repeatable)")
     args = p.parse_args(argv)
+    if args.stage and (not args.instructions or args.reference):
+        p.error("--stage counts the service's instructions: use it with --instructions, without --reference")
     scenarios = (args.scenarios or ",".join(INSTRUCTION_SCENARIOS if args.instructions else SCENARIOS)).split(",")
     unknown = [s for s in scenarios if s not in (INSTRUCTION_SCENARIOS if args.instructions else SCENARIOS)]
     if unknown:
@@ -260,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         for s in scenarios:
             print(f"({s}) {who}: {instructions_per_call(s, args.calls, reference=args.reference) / 1e6:.2f} M instructions per call")
+            for stage in args.stage:
+                print(f"({s})   inside {stage}: {instructions_per_call(s, args.calls, stage=stage) / 1e6:.2f} M per call")
         return 0
     for s in scenarios:
         print(f"({s}) {who}: {cpu_ms(s, args.calls or DEFAULT_CALLS[s], reference=args.reference):.3f} ms CPU per call")

@@ -107,6 +107,33 @@ def test_instruction_scenarios_leave_out_b_and_say_why():
     assert "pool threads" in cpu_per_call.__doc__
 
 
+def test_a_stage_is_counted_inside_functools_reduce_and_answers_the_same(monkeypatch):
+    """``--stage``: the named function is replaced by one that runs it inside ``functools.reduce`` (the C function
+    callgrind toggles on), with the same answer; the callers that look it up by that name call the wrapper."""
+    import functools
+    import hooks.pipeline
+
+    calls = []
+    real_reduce = functools.reduce
+
+    def spy(*args):
+        calls.append(args[0])
+        return real_reduce(*args)
+
+    monkeypatch.setattr(functools, "reduce", spy)
+    monkeypatch.setattr(hooks.pipeline, "merge_cards", hooks.pipeline.merge_cards)  # restored afterwards
+    cpu_per_call._count_only_inside("hooks.pipeline:merge_cards")
+    assert hooks.pipeline.merge_cards([]) == []
+    assert len(calls) == 1
+
+
+def test_a_stage_is_only_for_the_services_instructions():
+    with pytest.raises(SystemExit):
+        cpu_per_call.main(["--stage", "hooks.pipeline:gather"])
+    with pytest.raises(SystemExit):
+        cpu_per_call.main(["--instructions", "--reference", "--stage", "hooks.pipeline:gather"])
+
+
 # ------------------------------------------------------------------------ table, targets
 class FakeServer:
     def __init__(self, name: str, rss: float | None = 80.0, cold: float | None = 0.5) -> None:
