@@ -339,7 +339,7 @@ def per_m2_doses(facts: ClinicalFacts, weight_days: int) -> ClinicalFacts:
 
 def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list[Finding]:
     sent = facts  # round-17 H1: the results dated after today, set aside below, may still raise a concern
-    facts = future_dated(facts)  # round-14 H2: a result dated after today is not a result taken: set aside, named
+    facts = dated = future_dated(facts)  # round-14 H2: a result dated after today is not a result taken: set aside
     days = _populations.weight_window_days(facts, options.weight_max_age_days)  # a child's weight goes stale sooner
     facts = per_m2_doses(facts, days)  # an order in mg/m² is converted with the body surface area (round-6 m5)
     facts = implausible_labs(without_replaced(unreadable_doses(facts)))  # a value no patient can have is not a result
@@ -360,9 +360,11 @@ def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list
     findings += tpmt_high_findings(facts, ctx)
     findings += aih_start_findings(facts, ctx)           # autoimmune hepatitis: the bilirubin start condition
     findings += thioguanine_liver_findings(facts, ctx)   # thioguanine long term: VOD / portal hypertension
-    findings += future_raised(replace(sent, orders=facts.orders, active_medications=facts.active_medications),
-                              findings)  # round-17 H1: raise, never clear
-    findings += future_activity_raised(sent, facts, findings, weight_max_age_days=days, guideline=options.guideline)
+    if dated is not sent:  # something was set aside for its date (``future_dated`` returns its facts unchanged else)
+        findings += future_raised(replace(sent, orders=facts.orders, active_medications=facts.active_medications),
+                                  findings)  # round-17 H1: raise, never clear
+        findings += future_activity_raised(sent, facts, findings, weight_max_age_days=days,
+                                           guideline=options.guideline)
     findings += data_gap_findings(facts, ctx, bounds_quoted(findings), future_genes_named(findings))  # a bound a card quotes is not named again
     findings += truncation_findings(facts)
     findings = drop_superseded(findings)
