@@ -270,6 +270,12 @@ def _build_facts(draft_orders: list[dict], data: dict[str, Any], today: date, ga
     if any(o.is_draft and o.ingredients for o in orders):
         ended = [_with_weight(f, weights) for f in _ended_orders(pf, meds_index, draft_refs, orders)]
         orders = [_with_established(o, active, [*ended, *(_with_weight(f, weights) for f in past)]) for o in orders]
+        # round-18 H1: a stopped / completed order under ``medications`` that a draft renews (priorPrescription,
+        # basedOn) is kept with the ended orders, as one under ``past_medications`` is: the rules decide whether the
+        # renewal continues it (rules.evaluate.without_replaced)
+        named = {r for o in orders if o.is_draft for r in o.replaces}
+        known = {f.ref for f in past if f.ref}
+        past += [f for f in ended if f.ref and f.ref not in known and _short_ref(f.ref) in named]
     patient = next(iter(pf.of("patient", "Patient")), None)  # a Patient with another id is set aside (Prefetch)
 
     return ClinicalFacts(
@@ -588,6 +594,11 @@ def _lowest_first_of_same_time(weights: list, gaps: list[DataGap]) -> list:
 
 
 _ESTABLISHED_SCAN = 64  # ended orders of the ordered drugs read per call for the established dose
+
+
+def _short_ref(ref: str) -> str:
+    """"MedicationRequest/id" of a reference, relative or absolute (how ``replaces`` names an order)."""
+    return "/".join(ref.rsplit("/", 2)[-2:])
 
 
 def _ended_orders(pf: "Prefetch", meds_index: dict, draft_refs: set[str],

@@ -8,6 +8,7 @@ interactions.toml's [others.*] tables): the start-up check finds each in the cat
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import date
 
 import msgspec
 from functools import cache
@@ -274,23 +275,36 @@ def _follows_own_advice(findings: list[Finding], ordered_mg: dict[str, float]) -
 def without_replaced(facts: ClinicalFacts) -> ClinicalFacts:
     """An active order that a selected draft renews or replaces (the draft's priorPrescription or basedOn
     names it, and they share an ingredient) is not a second order: it gets no card or dose of its own,
-    and no interaction is counted twice through it."""
-    replaced = {ref for o in facts.orders if o.is_draft and o.replaces for ref in o.replaces}
-    if not replaced:
+    and no interaction is counted twice through it.
+
+    Round-18 H1/M5: an ended order the draft renews is also therapy taken now when the renewal continues it: a
+    ``completed`` order (many EHRs complete the renewed order when the renewal is signed) and a ``stopped`` one
+    stopped on or after the draft's date (stopped by this renewal: discontinue and reorder). Such an order joins
+    ``renewed_medications`` too (it stays in ``past_medications``), so ``rules.common.taken_orders`` (the one
+    definition of therapy taken now) reads it as an active renewed order is read. An order stopped before the
+    renewal is a restart: not taken now."""
+    drafts = [o for o in facts.orders if o.is_draft and o.replaces]
+    if not drafts:
         return facts
-    by_draft = [(o.replaces, o.ingredients) for o in facts.orders if o.is_draft and o.replaces]
+    by_draft = [(o.replaces, o.ingredients, o.authored_on or facts.today) for o in drafts]
 
-    def gone(m: MedicationFact) -> bool:
-        key = m.ref.rsplit("/", 2)[-2:] if m.ref else []
-        short = "/".join(key)
-        return any(short in refs and m.ingredients & ingredients for refs, ingredients in by_draft)
+    def renewed_by(m: MedicationFact) -> list[date]:
+        short = "/".join(m.ref.rsplit("/", 2)[-2:]) if m.ref else ""
+        return [when for refs, ingredients, when in by_draft if short and short in refs and m.ingredients & ingredients]
 
-    active = [m for m in facts.active_medications if not gone(m)]
-    if len(active) == len(facts.active_medications):
+    def continued(m: MedicationFact) -> bool:
+        dates = renewed_by(m)
+        if not dates or m.status not in ("completed", "stopped"):
+            return False
+        return m.status == "completed" or (m.ended_on is not None and m.ended_on >= min(dates))
+
+    gone = [m for m in facts.active_medications if renewed_by(m)]
+    ended = [m for m in facts.past_medications if continued(m)]
+    if not gone and not ended:
         return facts
     # round-15 H1: the renewed orders are kept aside: the drug they carry is continuing therapy, not a new start
-    return replace(facts, active_medications=active,
-                   renewed_medications=[*facts.renewed_medications, *(m for m in facts.active_medications if gone(m))])
+    return replace(facts, active_medications=[m for m in facts.active_medications if not any(m is g for g in gone)],
+                   renewed_medications=[*facts.renewed_medications, *gone, *ended])
 
 
 def unreadable_doses(facts: ClinicalFacts) -> ClinicalFacts:

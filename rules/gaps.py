@@ -35,7 +35,7 @@ XOI_DOSE_GROUPS = frozenset({"weight", "height", "conditions", "pgx"})
 def groups_needed(orders: list[MedicationFact], keys) -> set[str]:
     """The data groups (prefetch keys) this hook call needs: an interacting drug only asks whether a thiopurine
     is active; the immunization history matters for a thiopurine order, recently stopped thiopurines for a
-    live vaccine order."""
+    live vaccine order, and the renewed order for a thiopurine renewal (round-18 H1)."""
     keys = set(keys)
     if not thiopurine_ordered(orders):
         allowed = set(INTERACTION_ONLY_GROUPS)
@@ -58,9 +58,13 @@ def groups_needed(orders: list[MedicationFact], keys) -> set[str]:
         if any(o.selected and o.ingredients & xoi for o in orders):
             allowed |= XOI_DOSE_GROUPS
         keys &= allowed
-    else:
-        keys.discard("past_medications")
-    if not any(o.selected and is_live_vaccine(o) for o in orders):
+    # round-18 H1: a thiopurine draft that names the order it renews (priorPrescription / basedOn) reads the stopped
+    # and completed orders: the renewed order is often completed when the renewal is signed, and is still therapy
+    # taken (rules.evaluate.without_replaced)
+    if thiopurine_ordered(orders):
+        if not any(o.selected and o.replaces and thiopurine_of(o) for o in orders):
+            keys.discard("past_medications")
+    elif not any(o.selected and is_live_vaccine(o) for o in orders):
         keys.discard("past_medications")
     return keys
 
