@@ -392,6 +392,12 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
             # accepted up to the fraction of the top of that range: it is the advice for some usual dose, and the
             # suggestion made from an order in the range lands there (followed, it is not cut again)
             accept = max(accept, accept_top(limits, top, ordered))
+        keeps = [lim.keep_mg for lim in limits if lim.keep_mg is not None]
+        keep = min(keeps) if keeps else None
+        if keep is not None and high + EPS < keep <= accept + EPS and ordered > keep + EPS and not days:
+            # round-18 M4: a renewal raising an established dose: the dose already taken and tolerated, inside the
+            # accepted range, is kept (the increase is refused); the suggestion never goes below it
+            low = high = keep
         change = not follows(ordered, accept, days)
         daily = any(lim.daily for lim in limits)
         unit_mg, ml_mg = (products or {}).get(ref, (None, None))

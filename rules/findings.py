@@ -129,6 +129,9 @@ class DoseLimit(msgspec.Struct, frozen=True):
     # fraction (allopurinol's one-third to one-quarter) is taken of the new start's starting dose (the usual dose),
     # not of this band; the band caps the result (the smaller of the two wins, never their product)
     start_band: bool = False
+    # round-18 M4: a renewal that raises an established dose: the dose already taken and tolerated. The plan is not cut
+    # below it (it is kept, the increase refused) when it lies within the accepted range the limits give
+    keep_mg: float | None = None
 
 
 class Finding(msgspec.Struct, frozen=True):

@@ -141,7 +141,10 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
                 # was set with it, and the fraction is of the usual dose, once, as when the thiopurine is the draft)
                 current = t.daily_dose.mg if new == "other" and not t.is_draft and not xoi_continues else None
                 dose = DoseLimit("interaction-xanthine-oxidase", factor_low=spec.factor_low,
-                                 factor_high=spec.factor_high, current_mg=current, current_not_reduced=xoi_new)
+                                 factor_high=spec.factor_high, current_mg=current, current_not_reduced=xoi_new,
+                                 keep_mg=_raised_from(facts, t, tp, o))
+                if dose.keep_mg is not None:
+                    values["keep_mg"] = dose.keep_mg
             if o.is_draft and o.ref:
                 # an option, not the recommended action: allopurinol is often needed (gout), or given on purpose
                 # with a reduced thiopurine (BSG 2019); the label's advice is to reduce the thiopurine
@@ -156,6 +159,18 @@ def xoi_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[
                                 drug=tp, sources=(*spec.label_sources.get(tp, []),
                                                   *(spec.contraindicated_sources if contraindicated else []), *extra)))
     return findings
+
+
+def _raised_from(facts: ClinicalFacts, t: MedicationFact, tp: str, o: MedicationFact) -> float | None:
+    """Round-18 M4: a thiopurine draft that renews the order taken with the inhibitor (on record, not a new start)
+    at a RAISED dose: the dose taken (the plan keeps it, never cuts below it, when it lies in the accepted range:
+    rules.doseplan.plan_doses). None otherwise."""
+    if not t.is_draft or o.is_draft or t.daily_dose is None:
+        return None
+    prior = continued_by(facts, t, {tp})
+    if prior is None or prior.daily_dose is None or prior.daily_dose.mg >= t.daily_dose.mg - 1e-6:
+        return None
+    return prior.daily_dose.mg
 
 
 def _combination_renewal(facts: ClinicalFacts, t: MedicationFact, tp: str, o: MedicationFact, xoi: set[str],

@@ -715,8 +715,30 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
         values.update(established=established)
         return Finding("pgx-im-established-dose", order.ref, values, actions, drug=drug,
                        sources=tuple(dict.fromkeys([est.source, *sources, *est.sources])))
+    keep = _kept_dose(facts, order, drug, basis) if rule == "pgx-reduce-dose" else None
+    if keep is not None:
+        # round-18 M4: a renewal that raises a dose taken and tolerated (as pgx-im-established-dose accepts it): the
+        # increase is refused, the dose taken is kept (CPIC: the band is a starting dose, then adjusted to
+        # myelosuppression), never cut to the starting band below it
+        values.update(keep=keep)
+        accept = max(accept, keep["mg"])
+        values.update(accept_high=accept, accept_f=accept / reference)
     return Finding(rule, order.ref, values, actions, drug=drug, sources=tuple(sources),
-                   dose=DoseLimit(rule, high_mg=high, low_mg=low, accept_high_mg=accept, start_band=bool(cap)))
+                   dose=DoseLimit(rule, high_mg=high, low_mg=low, accept_high_mg=accept, start_band=bool(cap),
+                                  keep_mg=keep["mg"] if keep is not None else None))
+
+
+def _kept_dose(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: dict) -> dict | None:
+    """Round-18 M4: the dose a renewal raises, when it is an established, tolerated dose (``established_dose`` of the
+    order at the dose taken: every order taken now at that dose, long enough, counts normal): {"mg", "since", ...}.
+    None for a new start, a dose lowered or kept, or a dose taken that is not established."""
+    taken = order.established_dose
+    if order.daily_dose is None or taken is None or not taken_orders(facts, drug, order) \
+            or taken.mg >= order.daily_dose.mg - 1e-6:
+        return None
+    at_taken = msgspec.structs.replace(order, daily_dose=taken)
+    established = established_dose(facts, at_taken, drug, basis)
+    return None if established is None else {**established, "mg": taken.mg}
 
 
 def _start_by(source: str | None) -> str:
