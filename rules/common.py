@@ -294,7 +294,9 @@ def taken_orders(facts: ClinicalFacts, drug: str, order: MedicationFact | None =
     from ``active_medications`` to ``renewed_medications`` so they get no card of their own). Round-17 H4 (the class
     of round-15 H1): a renewed order is therapy taken, never gone; the one list every "new start or established
     therapy" decision on a thiopurine reads (PGx, the start regimen and dose range, monitoring), with the established
-    dose and start date taken from these orders. ``order`` itself is left out."""
+    dose and start date taken from these orders. Round-18 H1: a renewed order that is ``completed`` (or stopped on or
+    after the renewal's date) is among them too (``without_replaced``); one stopped before the renewal is a restart.
+    ``order`` itself is left out."""
     return [m for m in (*facts.active_medications, *facts.renewed_medications)
             if drug in m.ingredients and m is not order]
 
