@@ -218,6 +218,12 @@ def statuses(facts: ClinicalFacts, ctx: CallContext | None = None) -> dict[Gene,
         tpmt.evidence.append({"gene": "TPMT", "kind": "activity", "phenotype": phenotype, "activity": evidence})
         if tpmt.state != "known" or tpmt.is_indeterminate:
             tpmt.state, tpmt.phenotype, tpmt.possible = "known", phenotype, possible
+            transfused = next((q for q in evidence.get("reasons") or () if q.get("code") == "after_transfusion"), None)
+            if transfused is not None:
+                # round-18 H3: an intermediate activity measured soon after a red-cell transfusion decides the
+                # phenotype (no genotype): it may hide a poor metabolizer (donor cells only raise it): named
+                tpmt.problems.append({"code": "activity_after_transfusion", "gene": "TPMT", "activity": evidence,
+                                      "why": transfused})
         elif RANK.get(phenotype, 0) > RANK.get(tpmt.phenotype, 0):
             tpmt.problems.append({"code": "activity_more_severe", "gene": "TPMT", "phenotype": phenotype})
             tpmt.phenotype = phenotype
@@ -678,7 +684,18 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
               "band_secondary": load().source(band.source).internal,
               "other_gaps": [s.values() for s in gaps if s not in inter]}
     actions = _resolve_ambiguity(st)
-    if [s for s in gaps if s.state in ("missing", "unreadable")]:
+    transfused = next((q for q in st["TPMT"].problems if q.get("code") == "activity_after_transfusion"), None) \
+        if st["TPMT"] in inter else None
+    if transfused is not None:
+        # round-18 H3: the reduction stays (the minimum precaution); the card names the transfusion, says the true
+        # activity may be lower (poor metabolizer) and advises TPMT genotyping (a genotype is not affected)
+        values["transfused_activity"] = {"activity": transfused["activity"], "why": transfused["why"]}
+        action = _genotype_action(gaps, genes={"TPMT"})
+        if action.label == "order_genotype_tpmt":
+            action = msgspec.structs.replace(action, label="order_genotype_tpmt_transfused")
+        actions.append(action)
+        sources += [x for x in _transfusion_sources() if x not in sources]
+    elif [s for s in gaps if s.state in ("missing", "unreadable")]:
         actions.append(_genotype_action(gaps))
     reference = basis["reference_mg"]
     if reference is None or order.daily_dose is None:
