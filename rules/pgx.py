@@ -660,7 +660,10 @@ def _pgx_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: di
 
 def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: ClinicalFacts) -> Finding:
     band = _band(spec, inter)
-    if basis["malignancy"] and band.malignant == "normal_start":
+    transfused = next((q for q in st["TPMT"].problems if q.get("code") == "activity_after_transfusion"), None) \
+        if st["TPMT"] in inter else None
+    if basis["malignancy"] and band.malignant == "normal_start" and transfused is None:
+        # (round-18 H3: not on an intermediate activity measured after a transfusion: it may hide a poor metabolizer)
         # DPWG 2025: TPMT or NUDT15 IM treated for leukaemia: starting with the normal dose can be considered,
         # then the advised dose if toxicity occurs: no reduction now, the advised dose named
         values = {**base, "im_genes": [s.gene for s in inter], "low_f": band.low, "high_f": band.high,
@@ -684,8 +687,6 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
               "band_secondary": load().source(band.source).internal,
               "other_gaps": [s.values() for s in gaps if s not in inter]}
     actions = _resolve_ambiguity(st)
-    transfused = next((q for q in st["TPMT"].problems if q.get("code") == "activity_after_transfusion"), None) \
-        if st["TPMT"] in inter else None
     if transfused is not None:
         # round-18 H3: the reduction stays (the minimum precaution); the card names the transfusion, says the true
         # activity may be lower (poor metabolizer) and advises TPMT genotyping (a genotype is not affected)
