@@ -120,3 +120,22 @@ def test_transfusion_controls_unchanged():
     assert "19 days after a transfusion: unreliable; genotype TPMT" in t01["summary"]
     assert _card(case_cards(_req("t03")), "pgx-poor-metabolizer")["indicator"] == "critical"
     assert not [c for c in case_cards(_req("t08")) if c["source"]["topic"]["code"].startswith("pgx-")]
+
+
+# ------------------------------------------------------------------ m6
+
+
+def test_f10b_f10d_a_cbc_dated_tomorrow_that_alone_clears_an_overdue_check_is_said_verify():
+    for name in ("f10b", "f10d"):
+        cards = case_cards(_req(name))
+        card = _card(cards, "monitoring-cbc-due")
+        assert card["indicator"] == "info"
+        assert card["summary"] == ("Azathioprine: CBC dated 2026-12-08 (after today) taken as current; verify its date "
+                                   "(CBC before it: 2026-05-20)")
+        assert "**verify its date**" in card["detail"]
+        assert not card.get("suggestions")
+
+
+def test_f10b_control_the_same_cbc_dated_today_gives_no_card():
+    req = json.loads(json.dumps(_req("f10b")).replace("2026-12-08", "2026-12-07"))
+    assert "monitoring-cbc-due" not in _codes(case_cards(req))
