@@ -1,6 +1,8 @@
 """Monitoring: CBC and liver tests due, cytopenias, liver tests, metabolites, TPMT activity."""
 from __future__ import annotations
 
+import dataclasses
+
 import msgspec
 
 from datetime import date, timedelta
@@ -282,7 +284,10 @@ def cbc_due_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> li
         cbc_window, lft_window = _windows(early)
         cbc_due = not last_cbc or last_cbc < (facts.today - timedelta(days=cbc_window)).isoformat()
         lft_due = not last_lft or last_lft < (facts.today - timedelta(days=lft_window)).isoformat()
-        if not (cbc_due or lft_due):
+        # round-18 m6: a CBC dated after today's date but within the time-zone tolerance (rules.plausibility: kept)
+        # that alone makes the CBC current is said, with the CBC before it: verify its date
+        ahead = _dated_ahead(facts, last_cbc, cbc_window) if not cbc_due else None
+        if not (cbc_due or lft_due or ahead):
             continue
         actions: list[Action] = []
         if cbc_due:
@@ -300,9 +305,22 @@ def cbc_due_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> li
                                  "future_cbc": _future(facts, "future_cbc"), "future_lft": _future(facts, "future_liver"),
                                  # what the newest count lacked, only when the CBC is due (round-8 H2)
                                  **({"partial_cbc": partial_cbc} if partial_cbc and cbc_due else {}),
-                                 **({"absent_cbc": absent_cbc} if absent_cbc and cbc_due else {})},
-                                actions, drug=drug))
+                                 **({"absent_cbc": absent_cbc} if absent_cbc and cbc_due else {}),
+                                 **({"dated_ahead": ahead} if ahead else {})},
+                                actions, drug=drug, indicator=None if cbc_due or lft_due else "info"))
     return findings
+
+
+def _dated_ahead(facts: ClinicalFacts, last_cbc: str, window: int) -> dict | None:
+    """Round-18 m6: the CBC that makes the check current is dated after today's date (kept by the time-zone
+    tolerance of rules.plausibility) and without the counts so dated the CBC would be due: {"date", "previous"}."""
+    if not last_cbc or last_cbc[:10] <= facts.today.isoformat():
+        return None
+    labs = {a: [m for m in ms if m.when is None or m.when.date() <= facts.today] for a, ms in facts.labs.items()}
+    previous = cbc_state(dataclasses.replace(facts, labs=labs))[0]
+    if previous and previous >= (facts.today - timedelta(days=window)).isoformat():
+        return None
+    return {"date": last_cbc, "previous": previous}
 
 
 def _last_abnormal(facts: ClinicalFacts, order, drug: str, ctx: CallContext | None = None) -> list[dict]:

@@ -218,6 +218,12 @@ def statuses(facts: ClinicalFacts, ctx: CallContext | None = None) -> dict[Gene,
         tpmt.evidence.append({"gene": "TPMT", "kind": "activity", "phenotype": phenotype, "activity": evidence})
         if tpmt.state != "known" or tpmt.is_indeterminate:
             tpmt.state, tpmt.phenotype, tpmt.possible = "known", phenotype, possible
+            transfused = next((q for q in evidence.get("reasons") or () if q.get("code") == "after_transfusion"), None)
+            if transfused is not None:
+                # round-18 H3: an intermediate activity measured soon after a red-cell transfusion decides the
+                # phenotype (no genotype): it may hide a poor metabolizer (donor cells only raise it): named
+                tpmt.problems.append({"code": "activity_after_transfusion", "gene": "TPMT", "activity": evidence,
+                                      "why": transfused})
         elif RANK.get(phenotype, 0) > RANK.get(tpmt.phenotype, 0):
             tpmt.problems.append({"code": "activity_more_severe", "gene": "TPMT", "phenotype": phenotype})
             tpmt.phenotype = phenotype
@@ -417,6 +423,11 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
                        sources=((band.malignant_source or band.source) if malignant else band.source, spec.label_source))
 
     gaps = [s for s in st.values() if s.state != "known" or s.is_indeterminate]
+    if _future_poor(st):
+        # round-18 H2: a result set aside for its date that reads poor metabolizer raises the critical verify card and
+        # withholds the start dose whatever other results of the gene exist (an older normal or intermediate one
+        # never outweighs it: raise, never clear); the conflicting current results are named
+        return _status_problem(order, drug, st, gaps, base, ctx.facts)
     if inter:
         return _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, ctx.facts)
     if gaps:
@@ -446,11 +457,31 @@ def _rests_on_preliminary(s: GeneStatus) -> bool:
                else e.get("preliminary", False) for e in s.evidence)
 
 
+def _future_poor(st: dict[Gene, GeneStatus]) -> list[dict]:
+    """The results set aside for their date (rules.plausibility.future_dated) that read poor metabolizer."""
+    return [q for s in st.values() for q in s.problems
+            if q.get("code") == "future_dated" and q.get("reads") == "Poor Metabolizer"]
+
+
+def _conflicts(st: dict[Gene, GeneStatus], future_poor: list[dict]) -> list[dict]:
+    """Round-18 H2: the current results of a gene a set-aside poor-metabolizer reading names (the two disagree)."""
+    genes = {q["gene"] for q in future_poor}
+    return [{"gene": e["gene"], "value": e.get("value") if e.get("kind") != "activity"
+             else f"activity {(e.get('activity') or {}).get('value', '')} {(e.get('activity') or {}).get('unit', '')}".strip(),
+             "date": e.get("date") or (e.get("activity") or {}).get("date", ""), "phenotype": e.get("phenotype")}
+            for g in genes for e in st[g].evidence if e.get("phenotype") != "Poor Metabolizer"]
+
+
 def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus], base: dict,
                     facts: ClinicalFacts) -> Finding:
-    """No poor or intermediate result, but at least one gene is not known to be normal."""
+    """No poor or intermediate result, but at least one gene is not known to be normal; or (round-18 H2) a result
+    set aside for its date reads poor metabolizer, whatever the current results read."""
     actions: list[Action] = []
     states = {s.state for s in gaps}
+    future_poor = _future_poor(st)
+    if future_poor and not states & {"missing", "unreadable"}:
+        # the gene is known from current results that disagree with the set-aside one: retest (genotype) to settle it
+        actions.append(_genotype_action([], genes={q["gene"] for q in future_poor}))
     # round-17 M7: a TPMT activity measured within weeks after a red-cell transfusion (donor cells) is unreliable:
     # genotyping is the test to order, not another activity
     transfused = next((q for q in st["TPMT"].problems if q.get("code") == "activity_unjudgeable"
@@ -464,7 +495,9 @@ def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus]
         actions.append(_test_action("tpmt_activity"))
     else:
         actions += _resolve_ambiguity(st)
-    if "unavailable" in states:
+    if future_poor:
+        rule = "pgx-uninterpretable"
+    elif "unavailable" in states:
         rule = "pgx-unavailable"
     elif "unreadable" in states:
         rule = "pgx-uninterpretable"
@@ -479,7 +512,10 @@ def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus]
     if transfused is not None:
         values["transfused_activity"] = transfused
     if future:  # round-16 M3: the summary names a result set aside for its date, and what it reads
-        values["future_results"] = future
+        # round-18 H2: a poor-metabolizer reading first (the summary names the first)
+        values["future_results"] = sorted(future, key=lambda q: q.get("reads") != "Poor Metabolizer")
+    if future_poor and (conflicts := _conflicts(st, future_poor)):
+        values["future_conflicts"] = conflicts
     if rule == "pgx-test-missing":  # a test not on record, while TPMT/NUDT15 data was set aside: say so, never "none"
         values["set_aside"] = set_aside_pgx(facts)
         aside = _set_aside_genes(facts)  # the results list says "no usable result" for such a gene, not "none"
@@ -487,7 +523,7 @@ def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus]
                            for g in values["genes"]]
     # round-16 M3: a result set aside for its date that reads poor metabolizer is not normal either: the card is critical
     # until it is checked (CPIC: a poor metabolizer outside malignancy considers a non-thiopurine alternative)
-    poor_aside = rule == "pgx-uninterpretable" and any(q.get("reads") == "Poor Metabolizer" for q in future)
+    poor_aside = rule == "pgx-uninterpretable" and bool(future_poor)
     if poor_aside and order.ref and order.is_draft:
         # round-17 M1: no start dose beside an unresolved poor-metabolizer reading (``withholds``: the start regimen
         # and dose advice give way, as beside a poor-metabolizer finding); cancelling is an option, not the advice
@@ -624,7 +660,10 @@ def _pgx_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: di
 
 def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: ClinicalFacts) -> Finding:
     band = _band(spec, inter)
-    if basis["malignancy"] and band.malignant == "normal_start":
+    transfused = next((q for q in st["TPMT"].problems if q.get("code") == "activity_after_transfusion"), None) \
+        if st["TPMT"] in inter else None
+    if basis["malignancy"] and band.malignant == "normal_start" and transfused is None:
+        # (round-18 H3: not on an intermediate activity measured after a transfusion: it may hide a poor metabolizer)
         # DPWG 2025: TPMT or NUDT15 IM treated for leukaemia: starting with the normal dose can be considered,
         # then the advised dose if toxicity occurs: no reduction now, the advised dose named
         values = {**base, "im_genes": [s.gene for s in inter], "low_f": band.low, "high_f": band.high,
@@ -648,7 +687,16 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
               "band_secondary": load().source(band.source).internal,
               "other_gaps": [s.values() for s in gaps if s not in inter]}
     actions = _resolve_ambiguity(st)
-    if [s for s in gaps if s.state in ("missing", "unreadable")]:
+    if transfused is not None:
+        # round-18 H3: the reduction stays (the minimum precaution); the card names the transfusion, says the true
+        # activity may be lower (poor metabolizer) and advises TPMT genotyping (a genotype is not affected)
+        values["transfused_activity"] = {"activity": transfused["activity"], "why": transfused["why"]}
+        action = _genotype_action(gaps, genes={"TPMT"})
+        if action.label == "order_genotype_tpmt":
+            action = msgspec.structs.replace(action, label="order_genotype_tpmt_transfused")
+        actions.append(action)
+        sources += [x for x in _transfusion_sources() if x not in sources]
+    elif [s for s in gaps if s.state in ("missing", "unreadable")]:
         actions.append(_genotype_action(gaps))
     reference = basis["reference_mg"]
     if reference is None or order.daily_dose is None:

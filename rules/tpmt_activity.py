@@ -466,8 +466,10 @@ def _after_transfusion(r: ActivityReading, when, transfusions: list[tuple[date |
     (on or after its date), or beside a transfusion with no date, is not read as normal (donor cells: a falsely
     normal result): it becomes unjudgeable (``after_transfusion``: the transfusion's date, the days between, the
     reading it would have had), so the pgx rules name it and advise genotyping. A low result stays (donor cells
-    can only raise it); an undated result beside a dated transfusion is judged unreliable too (its time unknown)."""
-    if r.reading not in ("Normal Metabolizer", "High"):
+    can only raise it); an undated result beside a dated transfusion is judged unreliable too (its time unknown).
+    Round-18 H3: an intermediate result so measured keeps its reading (the minimum precaution) with an
+    ``after_transfusion`` reason: it may hide a poor metabolizer, and rules.pgx says so and advises genotyping."""
+    if r.reading not in ("Normal Metabolizer", "High", "Intermediate Metabolizer"):
         return r
     spec = load().monitoring.tpmt_activity.transfusion
     assert spec is not None
@@ -478,10 +480,16 @@ def _after_transfusion(r: ActivityReading, when, transfusions: list[tuple[date |
             if not 0 <= days <= spec.window_days:
                 continue
         out = _copy(r)  # a new reading: the judged one is not changed in place
-        out.unjudgeable = {"code": "after_transfusion", "transfused": done.isoformat() if done else "",
-                           "transfusion": text, "days": (taken - done).days if done and taken else None,
-                           "window": spec.window_days, "would_be": r.reading,
-                           "why": "measured after a red-cell transfusion"}
+        why = {"code": "after_transfusion", "transfused": done.isoformat() if done else "",
+               "transfusion": text, "days": (taken - done).days if done and taken else None,
+               "window": spec.window_days, "would_be": r.reading, "why": "measured after a red-cell transfusion"}
+        if r.reading == "Intermediate Metabolizer":
+            # round-18 H3: donor cells can only RAISE the activity, so an intermediate reading may hide a poor
+            # metabolizer: it is kept as the minimum (the intermediate reduction is safer than a normal dose) and
+            # marked, so the card names the transfusion, says the true activity may be lower and advises genotyping
+            out.reasons.append(why)
+            return out
+        out.unjudgeable = why
         out.reading = ""
         return out
     return r
