@@ -519,7 +519,7 @@ def duplicate_findings(facts: ClinicalFacts, meds: Medications | None = None) ->
         dup = [m for m in others if thiopurine_of(m) not in switched]
         if dup:
             other = dup[0]
-            other_tp = thiopurine_of(other)
+            other_tp = thiopurine_of(other) or ""
             actions: list[Action] = [CancelOrder(order.ref, tp, recommended=False)] if order.ref else []
             if other.ref and _state(other) != "recorded":  # an order here to end (a statement has none)
                 actions.append(CancelOrder(other.ref, other_tp, label="cancel_other", recommended=False))
@@ -528,7 +528,7 @@ def duplicate_findings(facts: ClinicalFacts, meds: Medications | None = None) ->
         elif switched:
             replaced = next(m for m in others if thiopurine_of(m) in switched and m.ref and not m.is_draft
                             and _short_ref(m.ref) in named)
-            other_tp = thiopurine_of(replaced)
+            other_tp = thiopurine_of(replaced) or ""
             findings.append(Finding("thiopurine-switch", order.ref,
                                     {"other": other_tp, "other_state": _state(replaced),
                                      "other_ref": _short_ref(replaced.ref)},
