@@ -603,11 +603,14 @@ def _pgx_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: di
     the usual dose it is (round-8 H4)."""
     if not basis.get("start_basis"):
         basis = basis.get("maintenance_basis") or basis
+        ind = load().dosing.indications.get(basis.get("indication") or "unknown")
         if not basis.get("normal_mg") and basis.get("kind") == "kg" and basis.get("reference_mg") \
-                and not basis.get("from_order"):
-            # round-18 M1: a drug whose usual range the indication does not give (mercaptopurine in inflammatory
-            # bowel disease) has its normal dose from pgx.toml's mg/kg x weight: the same new-start band as
-            # azathioprine, not the wider acceptance of established therapy
+                and not basis.get("from_order") and basis.get("indication") != "unknown" \
+                and ind is not None and ind.max_mg_per_kg is not None:
+            # round-18 M1: a drug whose usual range the indication (one with a cited range, as azathioprine's new
+            # start needs) does not give (mercaptopurine in inflammatory bowel disease) has its normal dose from
+            # pgx.toml's mg/kg x weight: the same new-start band as azathioprine, not the wider acceptance of
+            # established therapy; with no indication known neither drug gets it
             basis = {**basis, "normal_mg": basis["reference_mg"]}
         new_start = not basis.get("from_established") and basis.get("normal_mg") and not basis.get("malignancy") \
             and not basis.get("oncology") and order.established_dose is None and not therapy_unknown(facts, order) \
