@@ -98,3 +98,19 @@ def test_transplant_im_start_uses_the_transplant_dose_with_or_without_a_weight(n
     assert summary in card["summary"] and basis in card["detail"]
     if "weight-missing" in cards:
         assert "75 mg once daily" in cards["weight-missing"]["detail"]
+
+
+def test_a_stop_that_leaves_the_choice_supersedes_no_dose_advice():
+    from rules.evaluate import drop_superseded, leaves_the_choice
+    from rules.findings import CancelOrder, DoseLimit, Finding
+
+    ref = "MedicationRequest/aza"
+    dose = Finding("pgx-reduce-dose", ref, {}, dose=DoseLimit("pgx-reduce-dose", high_mg=70, low_mg=42), drug="azathioprine")
+    choice = Finding("duplicate-thiopurine", ref, {}, [CancelOrder(ref, "azathioprine", recommended=False),
+                                                       CancelOrder("MedicationRequest/mp", "mercaptopurine",
+                                                                   label="cancel_other", recommended=False)],
+                     stops_order=True, drug="azathioprine")
+    only = Finding("hypersensitivity", ref, {}, [CancelOrder(ref, "azathioprine")], stops_order=True, drug="azathioprine")
+    assert leaves_the_choice(choice) and not leaves_the_choice(only)
+    assert [f.rule_id for f in drop_superseded([choice, dose])] == ["duplicate-thiopurine", "pgx-reduce-dose"]
+    assert [f.rule_id for f in drop_superseded([only, dose])] == ["hypersensitivity"]
