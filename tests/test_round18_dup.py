@@ -114,3 +114,11 @@ def test_a_stop_that_leaves_the_choice_supersedes_no_dose_advice():
     assert leaves_the_choice(choice) and not leaves_the_choice(only)
     assert [f.rule_id for f in drop_superseded([choice, dose])] == ["duplicate-thiopurine", "pgx-reduce-dose"]
     assert [f.rule_id for f in drop_superseded([only, dose])] == ["hypersensitivity"]
+
+
+def test_other_thiopurine_stopped_in_the_same_call_is_no_duplicate():
+    request = json.loads((CASES / "r11b_aza_im_while_mp_active_nolink.json").read_text(encoding="utf-8"))
+    (mp,) = [e for e in request["prefetch"]["medications"]["entry"] if e["resource"]["id"] == "mp-old"]
+    request["context"]["draftOrders"]["entry"].append({**mp, "resource": {**mp["resource"], "status": "stopped"}})
+    cards = _by_rule(case_cards(request, DAY))
+    assert "duplicate-thiopurine" not in cards and "thiopurine-switch" not in cards
