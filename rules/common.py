@@ -484,6 +484,17 @@ def size_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, weight_da
         general = dosing.general
         size = general.size_missing_reference_m2 if onc is not None else general.size_missing_reference_kg
         out.update(kind="reference_adult", reference_size=size, reference_mg=out["standard"] * size)
+        if onc is None:
+            # round-18 M3: the indication's own normal dose per kg (renal homotransplantation, a recent transplant:
+            # the label's 3 mg/kg/day initially) x the reference adult, as with a weight; never the ordered dose or
+            # a dose taken before (an order is not placed in the usual range of a weight the patient may not have)
+            usual = _usual_for_indication(facts, order, drug, ind, out["standard"], size)
+            if usual:
+                usual.update(reference_mg=usual["normal_mg"], from_order=False)
+                for key in ("from_established", "established_ref", "established_status", "established_mg",
+                            "established_below_mg"):
+                    usual.pop(key, None)
+                out.update(usual)
     if out["reference_mg"] is None and order.daily_dose is not None:
         out["reference_mg"] = order.daily_dose.mg
     return out

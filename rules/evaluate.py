@@ -21,7 +21,7 @@ from .common import body_surface_area, thiopurine_of
 from .context import CallContext, context_of
 from .doseplan import DosePlan, follows, plan_doses
 from .dose import dose_findings, schedule_error_findings, weight_findings
-from .findings import ChangeDose, DoseLimit, Finding
+from .findings import CancelOrder, ChangeDose, DoseLimit, Finding
 from .future import future_activity_raised, future_raised
 from .gaps import bounds_quoted, data_gap_findings, future_genes_named, truncation_findings
 from .interactions import interaction_findings
@@ -88,6 +88,15 @@ def _superseded_by() -> dict[str, frozenset[str]]:
 START_REGIMEN_RULES = frozenset({"dose-new-start"})  # a start regimen of its own, not a converged dose plan
 
 
+def leaves_the_choice(f: Finding) -> bool:
+    """Round-18 H4: a card that offers to cancel another order, or offers this order's cancel only as an option (not
+    recommended), leaves the choice of which to stop to the prescriber (duplicate thiopurines: "stop one"): it does
+    not stop this order, so it supersedes none of its dose or TPMT/NUDT15 advice (that order may be the one kept).
+    Only a card recommending to cancel THIS order with no alternative supersedes it."""
+    cancels = [a for a in f.actions if isinstance(a, CancelOrder)]
+    return any(a.order_ref != f.order_ref or not a.recommended for a in cancels)
+
+
 def drop_superseded(findings: list[Finding]) -> list[Finding]:
     """A finding supersedes the rules its catalogue entry names on the same order; one that stops an
     order also supersedes the catalogue's dose advice for it, and its dose limits: no other card about a
@@ -102,14 +111,14 @@ def drop_superseded(findings: list[Finding]) -> list[Finding]:
     fired = {(f.order_ref, f.rule_id) for f in findings}
     stoppers: dict[str, list[Finding]] = {}
     for f in findings:
-        if f.stops_order and f.order_ref:
+        if f.stops_order and f.order_ref and not leaves_the_choice(f):
             stoppers.setdefault(f.order_ref, []).append(f)
     hard = {ref for ref, fs in stoppers.items() if any(g.dose is None for g in fs)}
     # round-6 M4/m2 (one order, one answer): the start regimen ("start at 75 mg/day") is only the answer for an
     # order no other finding doses, withholds or stops; an order with a dose limit (allopurinol's 1/4-1/3, a
     # TPMT/NUDT15 band, the indication's maximum) gets its one converged dose on those cards instead; a qualitative
     # limit ("lower doses" in renal impairment, no figure) leaves the start regimen as the only figure
-    no_start = {f.order_ref for f in findings if f.order_ref and (f.withholds or f.stops_order
+    no_start = {f.order_ref for f in findings if f.order_ref and (f.withholds or f.order_ref in stoppers
                                                                   or f.dose is not None and not f.dose.qualitative)}
     out = []
     for f in findings:

@@ -497,27 +497,57 @@ def _renews_combination(facts: ClinicalFacts, t: MedicationFact, tp: str, o: Med
     return any(m is not draft and not m.is_draft and m.ingredients & same for m in facts.active_medications)
 
 
+_ENDED = frozenset({"stopped", "completed", "cancelled", "entered-in-error", "revoked"})
+
+
+def _short_ref(ref: str) -> str:
+    """"MedicationRequest/id" of a reference (a full URL or a relative one), as ``without_replaced`` compares them."""
+    return "/".join(ref.rsplit("/", 2)[-2:]) if ref else ""
+
+
 def duplicate_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:
+    """A selected draft of one thiopurine with another thiopurine active, recorded or ordered.
+
+    Round-18 M2: a draft that names the other thiopurine's order it replaces (priorPrescription / basedOn) is a
+    switch, not duplicate therapy: an info note (``thiopurine-switch``) to end that order, no critical card. An
+    order of the other thiopurine sent as ended in this call (stopped, completed, cancelled) is not a second
+    thiopurine. No conversion factor between the drugs is given (none in the knowledge data cites a source).
+    Round-18 H4: the duplicate card leaves the choice of which to stop to the prescriber (both orders are offered
+    for cancelling, neither recommended), so it does not stop this order (``stops_order`` False): the dose and
+    TPMT/NUDT15 findings of the order that may be kept stay on their cards."""
     if meds is None:
         meds = medications(facts)
     findings: list[Finding] = []
-    first_of: dict[str, MedicationFact] = {}  # each thiopurine's first medication, in record order
-    for m, op in meds.thiopurines:
-        if op not in first_of:
-            first_of[op] = m
-    if len(first_of) < 2:
+    current = [(m, op) for m, op in meds.thiopurines if m.status not in _ENDED]
+    if len({op for _, op in current}) < 2:
         return findings  # one thiopurine (or none): no other to duplicate it
     position = {id(m): i for i, m in enumerate(meds.all)}
     for order in facts.orders:
         tp = thiopurine_of(order)
-        if not (tp and order.selected):
+        if not (tp and order.selected) or order.status in _ENDED:
             continue
-        others = sorted((m for op, m in first_of.items() if op != tp), key=lambda m: position[id(m)])
-        if not others:
-            continue
-        findings.append(Finding("duplicate-thiopurine", order.ref,
-                                {"other": thiopurine_of(others[0]), "other_state": _state(others[0])},
-                                [CancelOrder(order.ref, tp)] if order.ref else [], stops_order=True, drug=tp))
+        named = {_short_ref(r) for r in order.replaces}
+        others = sorted((m for m, op in current if op != tp), key=lambda m: position[id(m)])
+        # the thiopurine(s) whose order this draft names as the one it replaces: switched from, with every record
+        # of that drug (a statement of the same therapy next to the order)
+        switched = {thiopurine_of(m) for m in others if m.ref and not m.is_draft and _short_ref(m.ref) in named}
+        dup = [m for m in others if thiopurine_of(m) not in switched]
+        if dup:
+            other = dup[0]
+            other_tp = thiopurine_of(other) or ""
+            actions: list[Action] = [CancelOrder(order.ref, tp, recommended=False)] if order.ref else []
+            if other.ref and _state(other) != "recorded":  # an order here to end (a statement has none)
+                actions.append(CancelOrder(other.ref, other_tp, label="cancel_other", recommended=False))
+            findings.append(Finding("duplicate-thiopurine", order.ref,
+                                    {"other": other_tp, "other_state": _state(other)}, actions, drug=tp))
+        elif switched:
+            replaced = next(m for m in others if thiopurine_of(m) in switched and m.ref and not m.is_draft
+                            and _short_ref(m.ref) in named)
+            other_tp = thiopurine_of(replaced) or ""
+            findings.append(Finding("thiopurine-switch", order.ref,
+                                    {"other": other_tp, "other_state": _state(replaced),
+                                     "other_ref": _short_ref(replaced.ref)},
+                                    [CancelOrder(replaced.ref, other_tp, label="end_replaced")], drug=tp))
     return findings
 
 

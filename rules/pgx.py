@@ -639,6 +639,15 @@ def _pgx_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: di
     the usual dose it is (round-8 H4)."""
     if not basis.get("start_basis"):
         basis = basis.get("maintenance_basis") or basis
+        ind = load().dosing.indications.get(basis.get("indication") or "unknown")
+        if not basis.get("normal_mg") and basis.get("kind") == "kg" and basis.get("reference_mg") \
+                and not basis.get("from_order") and basis.get("indication") != "unknown" \
+                and ind is not None and ind.max_mg_per_kg is not None:
+            # round-18 M1: a drug whose usual range the indication (one with a cited range, as azathioprine's new
+            # start needs) does not give (mercaptopurine in inflammatory bowel disease) has its normal dose from
+            # pgx.toml's mg/kg x weight: the same new-start band as azathioprine, not the wider acceptance of
+            # established therapy; with no indication known neither drug gets it
+            basis = {**basis, "normal_mg": basis["reference_mg"]}
         new_start = not basis.get("from_established") and basis.get("normal_mg") and not basis.get("malignancy") \
             and not basis.get("oncology") and order.established_dose is None and not therapy_unknown(facts, order) \
             and is_new_start(facts, order, drug)
@@ -678,6 +687,8 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
     band_low_f, band_high_f = low_f, high_f  # the guideline's own band (the card credits the guideline with it)
     cap = spec.cap
     capped = False
+    if cap is not None and cap.malignant == "uncapped" and basis["malignancy"]:
+        cap = None  # round-18 M1: mercaptopurine's DPWG 50 % is not a leukaemia cap (DPWG: normal start there)
     if cap is not None and cap.high is not None and cap.high < high_f and len(inter) == 1:
         high_f, capped = cap.high, True  # a more conservative upper limit (knowledge data names its basis)
         sources.append(cap.source)

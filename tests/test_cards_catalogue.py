@@ -556,6 +556,10 @@ VALUE_CASES: dict[str, tuple[Any, dict[str, Any]]] = {
                                                                              "occurrenceDateTime": days_ago(10), "vaccineCode": {"coding": [{"system": CVX, "code": "21"}]}}]),
                                       {"days_since": 10, "limit_days": 28}),
     "duplicate-thiopurine": (lambda: _run(meds=[med_request("103", "mercaptopurine", id="mp", status="active", daily_mg=50)]), {"other": "mercaptopurine"}),
+    # round-18 M2: an azathioprine draft naming the active mercaptopurine order it replaces is a switch
+    "thiopurine-switch": (lambda: _run([{**med_request(daily_mg=100), "priorPrescription": {"reference": "MedicationRequest/mp"}}],
+                                       meds=[med_request("103", "mercaptopurine", id="mp", status="active", daily_mg=50)]),
+                          {"other": "mercaptopurine", "other_ref": "MedicationRequest/mp"}),
     "interaction-ace-inhibitors": (lambda: _run(meds=ESTABLISHED + [med_request("1998", "captopril", id="c", status="active", daily_mg=50)]),
                                    {"group": "ace_inhibitors", "other": "captopril"}),
     "interaction-cotrimoxazole": (lambda: _run(meds=ESTABLISHED + [med_request("0", "Bactrim DS (sulfamethoxazole/trimethoprim)", id="c", status="active", daily_mg=50)]),
