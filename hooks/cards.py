@@ -152,7 +152,9 @@ def merged_card(items: list[tuple[Finding, Rendered]], **kw) -> dict:
     merged = Rendered(r0.rule_id, r0.title, "info", merged_summary(shorts), detail, shorts[0])
     extra = Finding(first.rule_id, first.order_ref, first.values, [a for f, _ in items for a in f.actions],
                     sources=tuple(k for f, _ in items for k in sources_of(f)), drug=first.drug)
-    out = card(extra, merged, **kw)
+    # round-18 m1: each suggestion is labelled by the rule that asked for it (the bilirubin test of the AIH start
+    # check under a merged card led by a PGx note was labelled by the PGx rule's labels: "Order the test")
+    out = card(extra, merged, owners={id(a): f for f, _ in items for a in f.actions}, **kw)
     out["extension"][EXTENSION]["mergedRuleIds"] = [f.rule_id for f, _ in items]
     app = kw.get("app")
     if app is not None:
@@ -186,9 +188,10 @@ def _frame(rule_id: str, keys: tuple[str, ...], version: str, guideline: str) ->
 
 def card(f: Finding, r: Rendered, *, drafts: dict[str, dict], patient_id: str | None, today: date,
          guideline: str = "cpic", version: str | None = None, app: AppLink | None = None,
-         suggest: bool = True) -> dict:
+         suggest: bool = True, owners: dict[int, Finding] | None = None) -> dict:
     """One card; ``version``: the knowledge version (``rules.knowledge_version()``, found once per answer);
-    ``suggest=False``: without suggestions (the first card of a merge above the card limit offers none)."""
+    ``suggest=False``: without suggestions (the first card of a merge above the card limit offers none);
+    ``owners``: for a merged info card, the finding each action (by ``id``) came from, whose labels word it."""
     keys = sources_of(f)
     profile = guideline_source(guideline)
     if profile in f.sources and profile in keys:  # the profile's guideline set this card's dose: cite it first
@@ -212,8 +215,8 @@ def card(f: Finding, r: Rendered, *, drafts: dict[str, dict], patient_id: str | 
     if links:
         out["links"] = links
     if suggest and f.actions:
-        made = [(a, s) for a, s in ((a, _suggestion(f, a, drafts, patient_id, today, guideline)) for a in f.actions)
-                if s]
+        made = [(a, s) for a, s in ((a, _suggestion((owners or {}).get(id(a), f), a, drafts, patient_id, today,
+                                                    guideline)) for a in f.actions) if s]
         suggestions = [s for _, s in made]
         if suggestions:
             # the first suggestion that may be recommended (cancelling allopurinol is only ever an option)

@@ -122,3 +122,16 @@ def test_other_thiopurine_stopped_in_the_same_call_is_no_duplicate():
     request["context"]["draftOrders"]["entry"].append({**mp, "resource": {**mp["resource"], "status": "stopped"}})
     cards = _by_rule(case_cards(request, DAY))
     assert "duplicate-thiopurine" not in cards and "thiopurine-switch" not in cards
+
+
+# ------------------------------------------------------------------ m1: a merged card's suggestion, labelled by its rule
+def test_a_merged_info_card_labels_each_suggestion_by_the_rule_that_asked_for_it(caplog):
+    """Round-18 m1 (i05: AIH, TPMT IM, 50 mg): the AIH start check's bilirubin test sits under a merged info card led
+    by the PGx note; its label is the AIH rule's ("Order total bilirubin"), never the fallback "Order the test",
+    and no label fails."""
+    cards = _cards("i05_aih90_tpmt_im_50")
+    merged = [c for c in cards if "mergedRuleIds" in c["extension"]["azathioprine-cds"]]
+    assert merged, [c["summary"] for c in cards]
+    labels = [s["label"] for c in merged for s in c.get("suggestions", [])]
+    assert "Order total bilirubin" in labels and "Order the test" not in labels
+    assert "suggestion label failed" not in caplog.text
