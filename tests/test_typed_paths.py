@@ -20,6 +20,7 @@ import json
 import math
 import random
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -49,6 +50,9 @@ def _walk(value: Any) -> Iterator[dict]:
             yield from _walk(v)
 
 
+RECORDED_ON = date(2026, 12, 7)  # tests/data/recorded/lab_reader_before_one_reader.json was written on this day
+
+
 def _documents() -> Iterator[Any]:
     for folder in ("tests/fixtures", "tests/fixtures_fhir", "tests/data", "examples"):
         for path in sorted((ROOT / folder).rglob("*.json")):
@@ -56,18 +60,26 @@ def _documents() -> Iterator[Any]:
                 yield json.loads(path.read_text(encoding="utf-8"))
             except (ValueError, UnicodeDecodeError):
                 continue
-    yield builders.normal_labs()
-    yield builders.normal_pgx()
-    yield [builders.weight(70), builders.weight(154, unit="lb", code="[lb_av]"), builders.weight(70, unit="stone", code="stone"),
-           builders.lab("731-0", 40, "%"), builders.lab("1742-6", 30, "U/L"), builders.phenotype_tpmt("Poor"),
-           builders.genotype_ig("TPMT", "*1/*3A"), builders.genotype_core("NUDT15", "*1/*3")]
+    # the builders' and the benchmark patient's dates count back from a day: the day the answers were recorded, so
+    # that the same Observations (compared by their hash, dates included) are read again on any later day
+    saved = builders.TODAY
+    builders.TODAY = RECORDED_ON
+    try:
+        yield builders.normal_labs()
+        yield builders.normal_pgx()
+        yield [builders.weight(70), builders.weight(154, unit="lb", code="[lb_av]"),
+               builders.weight(70, unit="stone", code="stone"), builders.lab("731-0", 40, "%"),
+               builders.lab("1742-6", 30, "U/L"), builders.phenotype_tpmt("Poor"),
+               builders.genotype_ig("TPMT", "*1/*3A"), builders.genotype_core("NUDT15", "*1/*3")]
+    finally:
+        builders.TODAY = saved
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import patient as bench_patient
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    yield bench_patient.realistic()
-    yield bench_patient.large()
+    yield bench_patient.realistic(today=RECORDED_ON)
+    yield bench_patient.large(today=RECORDED_ON)
 
 
 def _observations() -> list[dict]:
