@@ -32,7 +32,8 @@ def _by_rule(cards: list[dict]) -> dict[str, dict]:
 
 def test_the_boundaries_below_are_the_knowledge_data():
     kb = load()
-    assert kb.monitoring.tpmt_activity.transfusion.window_days == 90
+    transfusion = kb.monitoring.tpmt_activity.transfusion
+    assert transfusion is not None and transfusion.window_days == 90
     assert kb.populations.renal.drugs["mercaptopurine"].egfr_below == 50
     assert kb.interactions.xanthine_oxidase_inhibitors.weekly_cbc_days == 30
 
