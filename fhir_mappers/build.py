@@ -575,7 +575,9 @@ def _with_history(order: MedicationFact, history: "list[tuple[frozenset[str], st
     before = order.prior_therapy
     dates = [d for d in (before.since if before else None, earliest) if d]
     evidence = "; ".join(filter(None, [before.evidence if before else "", *texts]))
-    return msgspec.structs.replace(order, prior_therapy=PriorTherapy(evidence, min(dates) if dates else None))
+    earlier = "; ".join(filter(None, [before.history if before else "", *texts]))  # the records, not the links
+    return msgspec.structs.replace(order, prior_therapy=PriorTherapy(evidence, min(dates) if dates else None,
+                                                                     earlier))
 
 
 def _lowest_first_of_same_time(weights: list, gaps: list[DataGap]) -> list:

@@ -61,6 +61,10 @@ class PriorTherapy(msgspec.Struct, frozen=True):
 
     evidence: str  # e.g. "renews MedicationRequest/aza-2019 (priorPrescription); dispensed 2026-10-01"
     since: date | None = None
+    # the part of ``evidence`` that earlier records of the same drug give (orders, dispenses, statements), not the
+    # order's own priorPrescription / basedOn: the rules decide whether a link to an order on record (stopped before,
+    # or of another drug) shows therapy of this drug (round-19, rules.evaluate.without_replaced)
+    history: str = ""
 
 
 class MedicationFact(msgspec.Struct, frozen=True):

@@ -6,7 +6,7 @@ import msgspec
 import math
 import re
 from dataclasses import dataclass, fields, replace
-from datetime import timedelta
+from datetime import date, timedelta
 from functools import cache
 from typing import Any
 
@@ -304,8 +304,43 @@ def taken_orders(facts: ClinicalFacts, drug: str, order: MedicationFact | None =
 def is_new_start(facts: ClinicalFacts, order: MedicationFact, drug: str) -> bool:
     """No order of the drug taken now (``taken_orders``: active, or renewed by a draft) and no earlier therapy the
     request shows (priorPrescription, basedOn, earlier orders, dispenses: ``order.prior_therapy``, read by
-    fhir_mappers)."""
+    fhir_mappers). Round-19: a draft's own link counts only when ``link_shows_therapy`` (``rules.evaluate.
+    without_replaced`` drops it from ``prior_therapy`` otherwise): a restart after a stop and a switch from another
+    thiopurine are new starts of the drug for every rule (PGx, dose, monitoring, renal, populations, gaps)."""
     return not order.prior_therapy and not taken_orders(facts, drug)  # an order on record is itself therapy taken
+
+
+def _short_ref(ref: str) -> str:
+    """"MedicationRequest/id" of a reference, relative or absolute (how ``MedicationFact.replaces`` names one)."""
+    return "/".join(ref.rsplit("/", 2)[-2:]) if ref else ""
+
+
+def continued_up_to(m: MedicationFact, when: date) -> bool:
+    """An order on record, named by a draft dated ``when``, is therapy taken up to that draft: not ended (active, on
+    hold), ``completed`` (many EHRs complete the renewed order when the renewal is signed), or ``stopped`` on or after
+    ``when`` (stopped by the renewal: discontinue and reorder). Stopped before it (or on no known date): a restart
+    (round-18 H1)."""
+    if m.status == "stopped":
+        return m.ended_on is not None and m.ended_on >= when
+    return True
+
+
+def link_shows_therapy(facts: ClinicalFacts, draft: MedicationFact) -> bool:
+    """Round-19 (one order, one answer): the draft's priorPrescription / basedOn (``replaces``) is evidence that it
+    continues therapy of its own drug: an order it names is of that drug and taken up to the draft
+    (``continued_up_to``), or is not on record (what could not be read is taken at the prescriber's word, never as a
+    start or a stop). A link whose every order is on record and none continues the drug (each stopped before the
+    draft: a restart; or another drug's: a switch, mercaptopurine to azathioprine) shows no therapy of it."""
+    if not draft.replaces:
+        return False
+    when = draft.authored_on or facts.today
+    records = {_short_ref(m.ref): m for m in (*facts.past_medications, *facts.active_medications,
+                                              *facts.renewed_medications) if m.ref and not m.is_draft}
+    for ref in draft.replaces:
+        m = records.get(ref)
+        if m is None or (m.ingredients & draft.ingredients and continued_up_to(m, when)):
+            return True
+    return False
 
 
 def _status_code(spec: Any, key: str) -> bool:

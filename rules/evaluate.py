@@ -13,16 +13,16 @@ from datetime import date
 import msgspec
 from functools import cache
 
-from fhir_mappers.facts import ClinicalFacts, DailyDose, MedicationFact
+from fhir_mappers.facts import ClinicalFacts, DailyDose, MedicationFact, PriorTherapy
 
 from . import interactions as _interactions, populations as _populations
 from .catalogue import catalogue as _catalogue, indicator_of, priority_of, rule_ids_of
-from .common import body_surface_area, thiopurine_of
+from .common import body_surface_area, continued_up_to, link_shows_therapy, thiopurine_of
 from .context import CallContext, context_of
 from .doseplan import DosePlan, follows, plan_doses
 from .dose import dose_findings, schedule_error_findings, weight_findings
 from .findings import CancelOrder, ChangeDose, DoseLimit, Finding
-from .future import future_activity_raised, future_raised
+from .future import ahead_marked, future_activity_raised, future_raised
 from .gaps import bounds_quoted, data_gap_findings, future_genes_named, truncation_findings
 from .interactions import interaction_findings
 from .knowledge_base import load, version_key
@@ -291,28 +291,50 @@ def without_replaced(facts: ClinicalFacts) -> ClinicalFacts:
     stopped on or after the draft's date (stopped by this renewal: discontinue and reorder). Such an order joins
     ``renewed_medications`` too (it stays in ``past_medications``), so ``rules.common.taken_orders`` (the one
     definition of therapy taken now) reads it as an active renewed order is read. An order stopped before the
-    renewal is a restart: not taken now."""
+    renewal is a restart: not taken now.
+
+    Round-19 (one order, one answer): the draft's link itself is evidence of earlier therapy of its drug
+    (``MedicationFact.prior_therapy``, read by ``rules.common.is_new_start``, monitoring, populations) only as far
+    as this definition says so. When every order the draft names is on record and none of them continues therapy
+    of the draft's drug (each one stopped before the draft: a restart; or of another drug: a switch, mercaptopurine
+    to azathioprine), the link is dropped from the draft's ``prior_therapy`` (what earlier records of the drug show,
+    ``PriorTherapy.history``, stays): the draft is a new start of its drug for every rule, as the same order sent
+    without the link is. A named order not on record keeps the link (what could not be read is not taken as a
+    start or a stop)."""
     drafts = [o for o in facts.orders if o.is_draft and o.replaces]
     if not drafts:
         return facts
     by_draft = [(o.replaces, o.ingredients, o.authored_on or facts.today) for o in drafts]
 
+    def short(m: MedicationFact) -> str:
+        return "/".join(m.ref.rsplit("/", 2)[-2:]) if m.ref else ""
+
     def renewed_by(m: MedicationFact) -> list[date]:
-        short = "/".join(m.ref.rsplit("/", 2)[-2:]) if m.ref else ""
-        return [when for refs, ingredients, when in by_draft if short and short in refs and m.ingredients & ingredients]
+        ref = short(m)
+        return [when for refs, ingredients, when in by_draft if ref and ref in refs and m.ingredients & ingredients]
 
     def continued(m: MedicationFact) -> bool:
         dates = renewed_by(m)
-        if not dates or m.status not in ("completed", "stopped"):
-            return False
-        return m.status == "completed" or (m.ended_on is not None and m.ended_on >= min(dates))
+        return bool(dates) and m.status in ("completed", "stopped") and continued_up_to(m, min(dates))
+
+    def unlinked(draft: MedicationFact) -> MedicationFact:
+        """``draft`` without its link's evidence of earlier therapy when the link shows none (``link_shows_therapy``:
+        every order it names is on record, each stopped before the draft or of another drug)."""
+        pt = draft.prior_therapy
+        if pt is None or link_shows_therapy(facts, draft):
+            return draft
+        return msgspec.structs.replace(draft, prior_therapy=PriorTherapy(pt.history, pt.since, pt.history)
+                                       if pt.history else None)
 
     gone = [m for m in facts.active_medications if renewed_by(m)]
     ended = [m for m in facts.past_medications if continued(m)]
-    if not gone and not ended:
+    orders = [unlinked(o) if o.is_draft and o.replaces else o for o in facts.orders]
+    relinked = any(new is not old for new, old in zip(orders, facts.orders, strict=True))
+    if not gone and not ended and not relinked:
         return facts
     # round-15 H1: the renewed orders are kept aside: the drug they carry is continuing therapy, not a new start
-    return replace(facts, active_medications=[m for m in facts.active_medications if not any(m is g for g in gone)],
+    return replace(facts, orders=orders,
+                   active_medications=[m for m in facts.active_medications if not any(m is g for g in gone)],
                    renewed_medications=[*facts.renewed_medications, *gone, *ended])
 
 
@@ -388,6 +410,7 @@ def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list
                                   findings)  # round-17 H1: raise, never clear
         findings += future_activity_raised(sent, facts, findings, weight_max_age_days=days,
                                            guideline=options.guideline)
+    findings = ahead_marked(facts, findings)  # round-19: a concern resting on a result dated tomorrow (kept) says so
     findings += data_gap_findings(facts, ctx, bounds_quoted(findings), future_genes_named(findings))  # a bound a card quotes is not named again
     findings += truncation_findings(facts)
     findings = drop_superseded(findings)

@@ -152,3 +152,42 @@ def future_raised(facts: ClinicalFacts, findings: list[Finding]) -> list[Finding
         out.append(Finding(f.rule_id, f.order_ref, values, f.actions, f.indicator, f.sources, f.dose, f.stops_order,
                            f.withholds, f.drug))
     return out
+
+
+def _ahead(values: dict, today: str) -> tuple[list[str], list[str]]:
+    """(dates, results quoted) of what a finding's values rest on that is dated after ``today`` (an ISO date): the
+    results it quotes (``results``: the monitoring rules' values), a pregnancy test (``test``), the eGFR or
+    creatinine of the renal card (``date``, ``computed``). Dates are the local dates as sent."""
+    dates: list[str] = []
+    results: list[str] = []
+    for r in values.get("results") or ():
+        if isinstance(r, dict) and isinstance(when := r.get("date"), str) and when[:10] > today:
+            dates.append(when)
+            results.append(_quoted(r))
+    for key in ("test", "computed"):
+        item = values.get(key)
+        if isinstance(item, dict) and isinstance(when := item.get("date"), str) and when[:10] > today:
+            dates.append(when)
+    when = values.get("date")
+    if isinstance(when, str) and when[:10] > today:
+        dates.append(when)
+    return sorted(set(dates)), results
+
+
+def ahead_marked(facts: ClinicalFacts, findings: list[Finding]) -> list[Finding]:
+    """Round-19: a date-only result dated tomorrow is kept as a current result (``rules.plausibility``: the time-zone
+    tolerance; it is already tomorrow east of the service), so ``future_raised`` never sees it, and a concern it
+    raises (``RAISING``: a low neutrophil count dated tomorrow) went out unmarked while the same count dated the day
+    after was marked. Every ``RAISING`` finding that rests on a result dated after today's date now carries the same
+    ``values["future_dated"]`` marker ("DATED ... (AFTER TODAY), verify:"), with ``kept`` (it was read as current:
+    the card says so rather than "not counted as current"). Severity and actions are unchanged."""
+    today = facts.today.isoformat()
+    out = []
+    for f in findings:
+        if f.rule_id in RAISING and not f.values.get("future_dated"):
+            dates, results = _ahead(f.values, today)
+            if dates:
+                f = msgspec.structs.replace(f, values={**f.values, "future_dated": {
+                    "dates": dates, "results": results, "flags": [], "kept": True}})
+        out.append(f)
+    return out

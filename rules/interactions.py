@@ -14,7 +14,8 @@ from typing import NamedTuple
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 from fhir_mappers.terminology import terminology, vaccine_family
 
-from .common import body_surface_area, indication, indication_records, is_new_start, thiopurine_of, usable_weight
+from .common import (body_surface_area, indication, indication_records, is_new_start, link_shows_therapy, thiopurine_of,
+                     usable_weight)
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load
 from .knowledge_schema import OtherInteraction, other_rule_id
@@ -486,15 +487,17 @@ def _not_routine_dose(facts: ClinicalFacts, o: MedicationFact, spec: OtherIntera
 def _renews_combination(facts: ClinicalFacts, t: MedicationFact, tp: str, o: MedicationFact, drugs: frozenset[str],
                         new: str) -> bool:
     """The new order continues a combination already taken: the other drug of the pair is active, and the new
-    order renews an order of its own drug (priorPrescription/basedOn: ``rules.without_replaced`` has already
-    taken the renewed order out of the active list) or an active order of the same drug is on record next to it
-    (the thiopurine and the interacting drug have been taken together already)."""
+    order renews an order of its own drug that is taken (priorPrescription/basedOn: ``rules.without_replaced`` has
+    already moved the renewed order to ``renewed_medications``) or an active order of the same drug is on record next
+    to it (the thiopurine and the interacting drug have been taken together already)."""
     draft, partner, same = (t, o, {tp}) if new == "thiopurine" else (o, t, o.ingredients & drugs)
     if partner.is_draft:
         return False  # the other drug is a new start too: the note is due
-    if draft.replaces:
-        return True
-    return any(m is not draft and not m.is_draft and m.ingredients & same for m in facts.active_medications)
+    # round-19: the one definition of therapy continued (``continued_by``: the order the draft renews, as
+    # ``rules.without_replaced`` reads it, else an active order of the drug; ``link_shows_therapy``: a link to an
+    # order not on record stands): a draft naming an order stopped before it (a restart) or another drug's order (a
+    # switch) renews no combination
+    return continued_by(facts, draft, same) is not None or link_shows_therapy(facts, draft)
 
 
 _ENDED = frozenset({"stopped", "completed", "cancelled", "entered-in-error", "revoked"})
@@ -511,7 +514,9 @@ def duplicate_findings(facts: ClinicalFacts, meds: Medications | None = None) ->
     Round-18 M2: a draft that names the other thiopurine's order it replaces (priorPrescription / basedOn) is a
     switch, not duplicate therapy: an info note (``thiopurine-switch``) to end that order, no critical card. An
     order of the other thiopurine sent as ended in this call (stopped, completed, cancelled) is not a second
-    thiopurine. No conversion factor between the drugs is given (none in the knowledge data cites a source).
+    thiopurine. No conversion factor between the drugs is given (none in the knowledge data cites a source):
+    round-19, the draft is dosed as a new start of its own drug (its normal dose for this patient, CPIC's TPMT/NUDT15
+    band of it), as the same draft without the link is, never from the dose of the drug it replaces.
     Round-18 H4: the duplicate card leaves the choice of which to stop to the prescriber (both orders are offered
     for cancelling, neither recommended), so it does not stop this order (``stops_order`` False): the dose and
     TPMT/NUDT15 findings of the order that may be kept stay on their cards."""
@@ -544,9 +549,12 @@ def duplicate_findings(facts: ClinicalFacts, meds: Medications | None = None) ->
             replaced = next(m for m in others if thiopurine_of(m) in switched and m.ref and not m.is_draft
                             and _short_ref(m.ref) in named)
             other_tp = thiopurine_of(replaced) or ""
+            # round-19: the draft is a new start of its own drug unless the record shows therapy of it (its link
+            # to the other drug's order is no such evidence: rules.evaluate.without_replaced); its dose cards say so
             findings.append(Finding("thiopurine-switch", order.ref,
                                     {"other": other_tp, "other_state": _state(replaced),
-                                     "other_ref": _short_ref(replaced.ref)},
+                                     "other_ref": _short_ref(replaced.ref),
+                                     "new_start": is_new_start(facts, order, tp)},
                                     [CancelOrder(replaced.ref, other_tp, label="end_replaced")], drug=tp))
     return findings
 

@@ -13,10 +13,11 @@ from fhir_mappers.facts import ClinicalFacts, Measurement, MedicationFact
 from . import pgx
 from .common import drug_spec, thiopurine_of, usable_weight
 from .context import CallContext
+from .evaluate import without_replaced
 from .interactions import interacting_ingredients, medications
 from .knowledge_base import load
 from .monitoring import cbc_state, monitoring_windows
-from .plausibility import future_dated
+from .plausibility import dated_after, future_dated
 
 # analyte -> (section of monitoring.toml, key, "below"/"above", label): the cut-offs the rules use
 _THRESHOLDS = {
@@ -50,9 +51,21 @@ def thresholds(analyte: str) -> list[dict]:
     return out
 
 
-def _series(ms: list[Measurement]) -> list[dict]:
+def _series(ms: list[Measurement], today: date | None = None) -> list[dict]:
+    """The results oldest first. ``today``: each is marked ``after_today`` when its date as sent is after today's
+    date (a result the time-zone tolerance keeps as current, rules.plausibility; the cards say "verify" of it)."""
     return [{"value": m.value, "unit": m.unit, "when": _when(m.when), "comparator": m.comparator,
-             "preliminary": m.preliminary, "source_ref": m.source_ref} for m in reversed(ms)]  # oldest first
+             "preliminary": m.preliminary, "source_ref": m.source_ref,
+             **({"after_today": True} if today is not None and m.when is not None and m.when.date() > today else {})}
+            for m in reversed(ms)]  # oldest first
+
+
+def _set_aside(ms: list[Measurement], today: date) -> list[dict]:
+    """Round-19: the results dated after today that ``future_dated`` sets aside (the cards never read them as current;
+    a concern they show is raised and marked, rules.future), oldest first, each marked ``after_today``: the app lists
+    them apart from the chart of current values, never as one of them."""
+    aside = [m for m in ms if dated_after(m.when, today)]
+    return [{**x, "after_today": True} for x in _series(aside)]
 
 
 def _weight_at(facts: ClinicalFacts, day: date | None) -> Measurement | None:
@@ -145,7 +158,9 @@ def _complete_cbc(facts: ClinicalFacts) -> date | None:
 
 
 def picture(facts: ClinicalFacts, *, guideline: str = "cpic", weight_max_age_days: int = 90) -> dict[str, Any]:
+    sent = facts
     facts = future_dated(facts)  # round-14 H2: as the cards: a result dated after today is not charted as current
+    today = facts.today
     ctx = CallContext(facts)
     meds = medications(facts)
     doses = [_dose(m, drug, facts, ctx, weight_max_age_days) for m, drug in meds.thiopurines]
@@ -157,15 +172,20 @@ def picture(facts: ClinicalFacts, *, guideline: str = "cpic", weight_max_age_day
                "ingredients": sorted(m.ingredients & interacting)}
               for m in meds.all if m.ingredients & interacting and not thiopurine_of(m)]
     cbc = load().monitoring.cbc
-    cbc_window, lft_window, phase = monitoring_windows(facts, ctx)  # the windows the CBC-due card uses
+    # the windows the CBC-due card uses, on the orders as the rules read them (round-19: a draft renewing an order
+    # stopped before it is a restart, rules.evaluate.without_replaced)
+    cbc_window, lft_window, phase = monitoring_windows(without_replaced(facts))
     return {
         "today": facts.today.isoformat(),
         "guideline": guideline.upper(),
         "patient": {"birth_date": _when(facts.patient.birth_date), "sex": facts.patient.sex} if facts.patient else None,
         "genes": _genes(facts, ctx, guideline),
         "doses": doses,
-        "weights": _series(facts.weights),
-        "labs": {a: {"series": _series(facts.labs.get(a, [])), "thresholds": thresholds(a)} for a in CHARTED},
+        "weights": _series(facts.weights, today),
+        # round-19: results dated after today (set aside by the rules) are shown apart (``after_today``), never charted
+        "weights_after_today": _set_aside(sent.weights, today),
+        "labs": {a: {"series": _series(facts.labs.get(a, []), today), "thresholds": thresholds(a),
+                     "after_today": _set_aside(sent.labs.get(a, []), today)} for a in CHARTED},
         "interacting": others,
         "monitoring": {"cbc": _due(facts, (), cbc_window, _complete_cbc(facts)), "liver": _due(facts, _LIVER, lft_window),
                        "phase": phase, "sources": list(cbc.sources)},

@@ -143,11 +143,18 @@
 
   function drawLabs(labs) {
     const box = $('labs');
+    // results dated after today: listed apart, never charted as current values (the rules set them aside)
+    const ahead = (m) => (m.when || '').slice(0, 10) + ' ' + (m.comparator || '') + num(m.value) + ' ' + m.unit;
     Object.entries(labs).forEach(([analyte, lab]) => {
-      if (!lab.series.length) return;
+      const later = lab.after_today || [];
+      if (!lab.series.length && !later.length) return;
       const div = el('div', undefined, 'lab');
       const h = el('h3', LABELS[analyte] || analyte);
       div.appendChild(h);
+      if (later.length) {
+        div.appendChild(el('p', 'Dated after today, not a current value (verify its date at the laboratory): ' + later.map(ahead).join('; '), 'after-today'));
+      }
+      if (!lab.series.length) { box.appendChild(div); return; }
       const wrap = el('div', undefined, 'chart');
       const canvas = el('canvas');
       const values = lab.series.map((m) => (m.when || '').slice(0, 10) + ' ' + (m.comparator || '') + num(m.value));
@@ -157,7 +164,7 @@
       wrap.appendChild(canvas);
       div.appendChild(wrap);
       const last = lab.series[lab.series.length - 1];
-      div.appendChild(el('p', 'Latest: ' + (last.comparator || '') + num(last.value) + ' ' + last.unit + ' on ' + (last.when || '').slice(0, 10) + (cuts.length ? '. Thresholds: ' + cuts.join(', ') : '')));
+      div.appendChild(el('p', 'Latest: ' + (last.comparator || '') + num(last.value) + ' ' + last.unit + ' on ' + (last.when || '').slice(0, 10) + (last.after_today ? ' (dated after today: verify its date)' : '') + (cuts.length ? '. Thresholds: ' + cuts.join(', ') : '')));
       box.appendChild(div);
       lineChart(canvas, lab.series.map((m) => (m.when || '').slice(0, 10)), { label: analyte, data: lab.series.map((m) => m.value) },
         lab.thresholds.map((t) => ({ label: t.direction + ' ' + t.value + (t.severity === 'severe' ? ' (severe)' : ''), value: t.value, color: t.severity === 'severe' ? '#a4001a' : '#7a4a00' })));
