@@ -22,7 +22,7 @@ from .context import CallContext, context_of
 from .doseplan import DosePlan, follows, plan_doses
 from .dose import dose_findings, schedule_error_findings, weight_findings
 from .findings import CancelOrder, ChangeDose, DoseLimit, Finding
-from .future import ahead_marked, future_activity_raised, future_raised
+from .future import ahead_marked, future_activity_raised, future_raised, raised_gaps
 from .gaps import bounds_quoted, data_gap_findings, future_genes_named, truncation_findings
 from .interactions import interaction_findings
 from .knowledge_base import load, version_key
@@ -411,7 +411,8 @@ def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list
         findings += future_activity_raised(sent, facts, findings, weight_max_age_days=days,
                                            guideline=options.guideline)
     findings = ahead_marked(facts, findings)  # round-19: a concern resting on a result dated tomorrow (kept) says so
-    findings += data_gap_findings(facts, ctx, bounds_quoted(findings), future_genes_named(findings))  # a bound a card quotes is not named again
+    findings += data_gap_findings(facts, ctx, bounds_quoted(findings), future_genes_named(findings),  # a bound a card quotes is not named again
+                                  raised_gaps(findings))  # round-19 m5: a result that raised a card is not "not used"
     findings += truncation_findings(facts)
     findings = drop_superseded(findings)
     findings = drop_range_under_pgx(findings)

@@ -98,17 +98,28 @@ def future_activity_raised(sent: ClinicalFacts, dated: ClinicalFacts, findings: 
     """A TPMT enzyme activity dated after today that reads poor metabolizer (deficient) raises the poor-metabolizer
     card (``rules.pgx``) when the current data does not already give it for that order: the PGx rules run again
     with that activity put back, and only a ``pgx-poor-metabolizer`` finding they give is kept, marked
-    ``values["future_dated"]`` (round-17 H1; a genotype so dated: rules.pgx, round-16 M3 and round-17 M1). Never a
-    normal or intermediate reading: a set-aside result raises, it never clears nor sets a dose band."""
+    ``values["future_dated"]`` (round-17 H1; a genotype so dated: rules.pgx, round-16 M3 and round-17 M1).
+    Round-19 M5 (one class with a genotype or phenotype so dated, rules.pgx): one that reads intermediate where the
+    current TPMT results read better (normal) raises the intermediate-metabolizer finding (its band: the worse
+    reading wins until verified) when no TPMT/NUDT15 finding of the order already sets a band; the card names the
+    current results it conflicts with. Never a normal reading, nor one no worse than the current results: a
+    set-aside result raises, it never clears."""
     restored = _activity_restored(sent, dated)
     if restored is None:
         return []
-    from .pgx import pgx_findings  # rules.pgx imports rules.plausibility; imported here, once per such call
+    from .pgx import RANK, current_conflicts, pgx_findings, statuses  # rules.pgx imports rules.plausibility
 
     have = {(f.order_ref, f.rule_id) for f in findings}
+    now, then = statuses(dated)["TPMT"], statuses(restored)["TPMT"]
+    worse = now.state == "known" and RANK.get(then.phenotype, 0) > RANK.get(now.phenotype, 0)
+    conflicts = current_conflicts({"TPMT": now}, [{"gene": "TPMT", "reads": then.phenotype}]) if worse else []
+    banded = {f.order_ref for f in findings if f.rule_id in _BANDED or f.withholds}
     out = []
     for f in pgx_findings(restored, weight_max_age_days=weight_max_age_days, guideline=guideline):
-        if f.rule_id != "pgx-poor-metabolizer" or (f.order_ref, f.rule_id) in have:
+        if (f.order_ref, f.rule_id) in have:
+            continue
+        if f.rule_id != "pgx-poor-metabolizer" and not (
+                worse and f.rule_id in _IM_RULES and then.is_intermediate and f.order_ref not in banded):
             continue
         aside = [m for m in restored.labs.get(ACTIVITY, []) if dated_after(m.when, sent.today)]
         texts = [r for r in restored.result_texts.get(ACTIVITY, []) if dated_after(r.when, sent.today)]
@@ -118,9 +129,47 @@ def future_activity_raised(sent: ClinicalFacts, dated: ClinicalFacts, findings: 
         results += [f"TPMT activity '{(r.value_text or r.text)[:40]}'" for r in texts]
         whens: list[datetime | None] = [m.when for m in aside] + [r.when for r in texts]
         dates = sorted({date_as_sent(w) for w in whens if w is not None})
-        values = {**f.values, "future_dated": {"dates": dates, "results": results, "flags": []}}
-        out.append(msgspec.structs.replace(f, values=values))
+        values = {**f.values, "future_dated": {"dates": dates, "results": results, "flags": [],
+                                               **({"conflicts": conflicts} if conflicts else {})}}
+        # an intermediate reading to verify is never an info note (rules.pgx ``_future_reduce``)
+        out.append(msgspec.structs.replace(f, values=values, indicator="warning" if f.rule_id in _IM_RULES
+                                           else f.indicator))
     return out
+
+
+# round-19 m5: the data-incomplete gap (its key: rules.plausibility.future_dated) of the results a raised finding rests on
+_GAP_KEYS = {"cytopenia-severe": "future_cbc", "cytopenia": "future_cbc", "liver-tests": "future_liver",
+             "metabolites-high": "future_metabolites", "pregnancy": "future_pregnancy",
+             "breastfeeding": "future_pregnancy", "thiopurine-after-live-vaccine": "future_immunization",
+             "renal-impairment": "future_renal"}
+
+
+def raised_gaps(findings: list[Finding]) -> frozenset[tuple[str, str]]:
+    """(gap key, date as sent) of each set-aside result a finding raised (``values["future_dated"]``): the
+    data-incomplete card says such a result was used only to raise that concern, never "not used ... the checks ran
+    without it" beside the card it raised (round-19 m5; rules.gaps)."""
+    out: set[tuple[str, str]] = set()
+    for f in findings:
+        fd = f.values.get("future_dated")
+        if not isinstance(fd, dict):
+            continue
+        if f.rule_id.startswith("pgx-"):
+            activity = any(str(r).startswith("TPMT activity") for r in fd.get("results") or ())
+            key: str | None = "future_tpmt_activity" if activity else "future_genotype"
+        else:
+            key = _GAP_KEYS.get(f.rule_id)
+        if key is None:
+            continue
+        rested = [str(r["date"]) for r in f.values.get("results") or () if isinstance(r, dict) and r.get("date")]
+        out |= {(key, d) for d in rested or fd.get("dates") or ()}
+    return frozenset(out)
+
+
+# round-19 M5: the intermediate-metabolizer findings (rules.pgx ``_reduce_dose``) and those that set a TPMT/NUDT15
+# band or stop the order: an order that has one already is not given a second band from a set-aside activity
+_IM_RULES = frozenset({"pgx-reduce-dose", "pgx-dose-in-reduced-range", "pgx-im-established-dose",
+                       "pgx-im-malignancy-normal-start"})
+_BANDED = _IM_RULES | {"pgx-poor-metabolizer"}
 
 
 def future_raised(facts: ClinicalFacts, findings: list[Finding]) -> list[Finding]:

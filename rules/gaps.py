@@ -13,7 +13,7 @@ from .findings import Finding, Indicator
 from .interactions import interacting_ingredients, is_live_vaccine
 from .knowledge_base import load
 from .monitoring import absent_count_gaps, neutrophil_gap
-from .plausibility import SERIOUS_FUTURE
+from .plausibility import FUTURE_WHY_TAIL, SERIOUS_FUTURE
 
 
 def _concerns(o: MedicationFact) -> bool:
@@ -129,12 +129,15 @@ def future_genes_named(findings: list[Finding]) -> frozenset[str]:
 
 def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None,
                       quoted: frozenset[tuple[str, str]] = frozenset(),
-                      future_genes: frozenset[str] = frozenset()) -> list[Finding]:
+                      future_genes: frozenset[str] = frozenset(),
+                      raised: frozenset[tuple[str, str]] = frozenset()) -> list[Finding]:
     """One finding naming the data that could not be obtained or read, and what to check by hand.
     ``quoted``: results read only as an upper bound that a card already rests on and quotes (``bounds_quoted``):
     used, so not named again as unread (round-11 m6); a bound no card used is still named.
     ``future_genes``: genes whose result dated after today a PGx card names (``future_genes_named``): that card is
-    the one card about it (round-17 m2), not named here again."""
+    the one card about it (round-17 m2), not named here again.
+    ``raised``: (key, date) of results dated after today that raised a card (``rules.future.raised_gaps``): named as
+    used only to raise that concern, never "not used" beside it (round-19 m5)."""
     if (quoted or future_genes) and facts.gaps:
         kept = [g for g in facts.gaps if not (g.bound_only and (g.key, g.sent) in quoted)
                 and not (g.key == "future_genotype" and g.what.split(" ")[0] in future_genes)]
@@ -185,6 +188,10 @@ def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None,
     gaps = [{"what": g.what, "why": g.why, "key": g.key, "outcome": g.outcome, "sent": g.sent,
              "bound_only": g.bound_only} for g in facts.gaps
             if not (g.key == "pgx" or g.key in _GROUPS and g.key in facts.unavailable or g.truncated_from is not None)]
+    for g in gaps:
+        key, sent = str(g["key"]), str(g["sent"])
+        if _future(g) and ((key, sent) in raised or (key, sent[:10]) in raised):
+            g.update(raised=True, why=str(g["why"]).removesuffix(FUTURE_WHY_TAIL))
     if anc_gap is not None:
         gaps.append(anc_gap)
     gaps += absent_gaps
@@ -200,6 +207,9 @@ def data_gap_findings(facts: ClinicalFacts, ctx: CallContext | None = None,
         params["other_patient"] = "unconfirmed"  # round-10 H1: the summary says the data could not be tied to him
     if any(_future(g) for g in gaps):  # round-14 H2: the summary says results dated after today were not used
         params["future"] = "only" if all(_future(g) for g in gaps) and not groups else "some"
+        if params["future"] == "only" and any(g.get("raised") for g in gaps):
+            # round-19 m5: a result that raised a card was used for that: the summary does not say "not used"
+            params["future"] = "raised" if all(g.get("raised") for g in gaps) else "part_raised"
     return [Finding("data-incomplete", order.ref, _order_patient(params, gaps), indicator="warning" if serious else "info",
                     drug=drug)]
 

@@ -151,7 +151,9 @@ def gene_status(gene: Gene, results: list[GeneResult], unavailable: bool) -> Gen
             # round-14 m1: a result dated after today is not used (rules.plausibility.future_dated), but named
             # round-16 M3: what it would read, when it is a diplotype the tables place (a wrong year is the likeliest
             # cause of such a date: the card says what the result set aside says)
-            reads = phenotype_of_diplotype(gene, r.value)[0] or ""
+            # round-19 H1: a phenotype so dated (a CPIC term: from a LOINC answer code, a phenotype code or words,
+            # fhir_mappers) reads as itself, as a genotype reads by the tables: one class whatever its form
+            reads = phenotype_of_diplotype(gene, r.value)[0] or (r.value if r.value in RANK else "")
             status.problems.append({"code": "future_dated", "gene": gene, "text": r.value[:60], "date": _date(r),
                                     "reads": reads})
         else:
@@ -428,6 +430,11 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
         # withholds the start dose whatever other results of the gene exist (an older normal or intermediate one
         # never outweighs it: raise, never clear); the conflicting current results are named
         return _status_problem(order, drug, st, gaps, base, ctx.facts)
+    if future_worse := _future_worse(st):
+        # round-19 M5: a result set aside for its date that reads intermediate metabolizer where the gene's current
+        # results read better (normal): the worse reading wins until it is verified (raise, never clear): the
+        # intermediate-metabolizer band, on a card that says the result is dated after today and conflicts
+        return _future_reduce(order, drug, spec, st, future_worse, base, basis, ctx.facts)
     if inter:
         return _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, ctx.facts)
     if gaps:
@@ -463,13 +470,53 @@ def _future_poor(st: dict[Gene, GeneStatus]) -> list[dict]:
             if q.get("code") == "future_dated" and q.get("reads") == "Poor Metabolizer"]
 
 
-def _conflicts(st: dict[Gene, GeneStatus], future_poor: list[dict]) -> list[dict]:
-    """Round-18 H2: the current results of a gene a set-aside poor-metabolizer reading names (the two disagree)."""
-    genes = {q["gene"] for q in future_poor}
+def _future_worse(st: dict[Gene, GeneStatus]) -> list[dict]:
+    """Round-19 M5: the results set aside for their date that read intermediate metabolizer where the gene is known
+    from current results that read better (normal, indeterminate). A poor reading is ``_future_poor``'s."""
+    return [q for s in st.values() for q in s.problems
+            if q.get("code") == "future_dated" and RANK.get(q.get("reads") or "") == RANK["Intermediate Metabolizer"]
+            and s.state == "known" and RANK.get(s.phenotype, 0) < RANK["Intermediate Metabolizer"]]
+
+
+def future_mark(results: list[str], dates: list[str], conflicts: list[dict]) -> dict:
+    """``values["future_dated"]`` of a finding a result dated after today raised (rules.future; the catalogue's
+    [meta] future_prefix and future_line word it): the dates and results as sent and the current results it
+    conflicts with (round-19 H1/M5: the card names them; the worse reading is used until verified)."""
+    return {"dates": sorted(set(dates)), "results": results, "flags": [], "conflicts": conflicts}
+
+
+def _future_reduce(order: MedicationFact, drug: str, spec: PgxDrug, st: dict[Gene, GeneStatus], worse: list[dict],
+                   base: dict, basis: dict, facts: ClinicalFacts) -> Finding:
+    """Round-19 M5: the intermediate-metabolizer finding (``_reduce_dose``) with the genes that a result set aside
+    for its date reads intermediate counted as intermediate, marked ``values["future_dated"]`` (its card says the
+    result is dated after today, what it reads and the current results it conflicts with: verify) and
+    ``future_results`` (the one card about that result: rules.gaps, round-17 m2); a warning at least."""
+    genes = {q["gene"] for q in worse}
+    raised = {g: msgspec.structs.replace(s, phenotype="Intermediate Metabolizer",
+                                         problems=[{**q, "raised": True} if q in worse else q for q in s.problems])
+              if g in genes else s for g, s in st.items()}
+    inter = [s for s in raised.values() if s.is_intermediate]
+    gaps = [s for s in raised.values() if s.state != "known" or s.is_indeterminate]
+    base = {**base, "genes": [s.values() for s in raised.values()]}
+    finding = _reduce_dose(order, drug, spec, raised, inter, gaps, base, basis, facts)
+    conflicts = current_conflicts(st, worse)
+    finding.values["future_results"] = worse
+    finding.values["future_dated"] = future_mark(
+        [f"{q['gene']} '{q['text']}'" + (f" ({q['reads'].lower()})" if q["reads"].lower() != q["text"].lower() else "")
+         for q in worse], [q["date"] for q in worse if q.get("date")], conflicts)
+    # a result to verify before acting: never an info note, even when the order already follows the band
+    return msgspec.structs.replace(finding, indicator="warning")
+
+
+def current_conflicts(st: dict[Gene, GeneStatus], future_poor: list[dict]) -> list[dict]:
+    """Round-18 H2: the current results of a gene a set-aside poor-metabolizer reading names (the two disagree);
+    round-19 M5: those that read better than a set-aside reading (intermediate) of the gene."""
+    worst = {q["gene"]: max((RANK.get(x.get("reads") or "", 0) for x in future_poor if x["gene"] == q["gene"]))
+             for q in future_poor}
     return [{"gene": e["gene"], "value": e.get("value") if e.get("kind") != "activity"
              else f"activity {(e.get('activity') or {}).get('value', '')} {(e.get('activity') or {}).get('unit', '')}".strip(),
              "date": e.get("date") or (e.get("activity") or {}).get("date", ""), "phenotype": e.get("phenotype")}
-            for g in genes for e in st[g].evidence if e.get("phenotype") != "Poor Metabolizer"]
+            for g, rank in worst.items() for e in st[g].evidence if RANK.get(str(e.get("phenotype") or ""), 0) < rank]
 
 
 def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus], base: dict,
@@ -514,7 +561,7 @@ def _status_problem(order: MedicationFact, drug: str, st, gaps: list[GeneStatus]
     if future:  # round-16 M3: the summary names a result set aside for its date, and what it reads
         # round-18 H2: a poor-metabolizer reading first (the summary names the first)
         values["future_results"] = sorted(future, key=lambda q: q.get("reads") != "Poor Metabolizer")
-    if future_poor and (conflicts := _conflicts(st, future_poor)):
+    if future_poor and (conflicts := current_conflicts(st, future_poor)):
         values["future_conflicts"] = conflicts
     if rule == "pgx-test-missing":  # a test not on record, while TPMT/NUDT15 data was set aside: say so, never "none"
         values["set_aside"] = set_aside_pgx(facts)

@@ -235,7 +235,11 @@ def future_dated(facts: ClinicalFacts) -> ClinicalFacts:
 _when_of = attrgetter("when")
 
 
+# how a set-aside result's gap ends; one that a finding raised (rules.future) is worded otherwise (round-19 m5)
+FUTURE_WHY_TAIL = "; set aside, the checks ran without it"
+
+
 def _future_why(values: list[str], today: date) -> str:
     shown = "; ".join(values[:6]) + (f"; and {len(values) - 6} more" if len(values) > 6 else "")
     return (f"{shown}: dated after today ({today.isoformat()}), so not a result already taken (a wrong year, a "
-            "scheduled date, a time-zone error?); set aside, the checks ran without it")
+            f"scheduled date, a time-zone error?){FUTURE_WHY_TAIL}")
