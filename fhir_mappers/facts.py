@@ -221,6 +221,10 @@ class ConditionFact(msgspec.Struct, frozen=True):
     # round-11 M1: "Condition", or "Procedure" for a Procedure read like a Condition (``procedures``: onset is
     # when it was performed)
     resource_type: str = "Condition"
+    # round-19 H2 (a Procedure): its status as sent ("completed", "stopped", "unknown"; "" when absent or not a
+    # code), and the code's text and every coding display joined (``fhirjson.all_text``), for words
+    status: str = ""
+    words: str = ""
 
 
 class PatientFact(msgspec.Struct, frozen=True):
@@ -247,8 +251,10 @@ class ClinicalFacts:
     absent_results: dict[str, list[AbsentResult]] = field(default_factory=dict)
     gene_results: list[GeneResult] = field(default_factory=list)
     conditions: list[ConditionFact] = field(default_factory=list)
-    # round-11 M1: Procedures done (status completed or in-progress), in any data group, read like Conditions
-    # (codes, text, the date performed); which of them matter (a kidney transplant) is the rules' decision
+    # round-11 M1: Procedures, in any data group, read like Conditions (codes, text, the date performed); which of
+    # them matter (a kidney transplant) is the rules' decision. Round 19 H2: every Procedure but one that did not
+    # happen (status preparation, not-done, entered-in-error), with its status (a transplant counts when completed
+    # or in-progress; a transfusion stopped part way, or of unknown status, may have given donor cells)
     procedures: list[ConditionFact] = field(default_factory=list)
     status_observations: list[CodedObservation] = field(default_factory=list)
     allergies: list[AllergyFact] = field(default_factory=list)

@@ -5,7 +5,7 @@ from datetime import date
 from typing import Iterable
 
 from .facts import AllergyFact, ConditionFact, PatientFact
-from .fhirjson import as_list, code_keys, codings, concept_text, parse_date, ref_of
+from .fhirjson import all_text, as_list, code_keys, codings, concept_text, parse_date, ref_of
 
 _INACTIVE = {"inactive", "resolved", "remission", "entered-in-error"}
 
@@ -40,27 +40,33 @@ def condition_facts(conditions: Iterable[dict]) -> list[ConditionFact]:
     return out
 
 
-# Procedure.status (R4 event-status; STU3 the same codes) of a procedure that was done or is being done: not
-# preparation, not-done, on-hold, stopped (ended before completion), entered-in-error or unknown
-_PROCEDURE_DONE = ("completed", "in-progress")  # a tuple: a status sent as an object is compared, never hashed
+# Procedure.status (R4 event-status; STU3 the same codes) of a procedure that did not happen: not yet started
+# (preparation), not done, or a record made in error. Every other status is read with the Procedure (round-19 H2:
+# completed, in-progress, on-hold, stopped part way, unknown, or none): which count is the rules' decision
+_PROCEDURE_NOT_DONE = ("preparation", "not-done", "entered-in-error")  # a tuple: a status sent as an object is
+# compared, never hashed
 
 
 def procedure_facts(procedures: Iterable[dict]) -> list[ConditionFact]:
-    """Round-11 M1: Procedures that were done, read like Conditions (``ConditionFact``, ``resource_type``
-    "Procedure"): their codes, text, and when performed (``performedDateTime``, else ``performedPeriod.start``, as
-    given; None for ``performedString``/``Age``/``Range`` or none). The same Procedure sent under two data groups
-    is read once."""
+    """Round-11 M1: Procedures, read like Conditions (``ConditionFact``, ``resource_type`` "Procedure"): their
+    codes, text, and when performed (``performedDateTime``, else ``performedPeriod.start``, as given; None for
+    ``performedString``/``Age``/``Range`` or none). The same Procedure sent under two data groups is read once.
+    Round 19 H2: every one but those that did not happen (``_PROCEDURE_NOT_DONE``), with its status ("" when absent
+    or not a code) and all its words (text and coding displays)."""
     out, seen = [], set()
     for p in procedures:
         ref = ref_of(p)
-        if p.get("status") not in _PROCEDURE_DONE or (ref and ref in seen):
+        sent = p.get("status")
+        status = sent.strip().lower() if isinstance(sent, str) else ""
+        if status in _PROCEDURE_NOT_DONE or (ref and ref in seen):
             continue
         seen.add(ref)
         period = p.get("performedPeriod")
         when = parse_date(p.get("performedDateTime")) or \
             (parse_date(period.get("start")) if isinstance(period, dict) else None)
         out.append(ConditionFact(frozenset(code_keys(p.get("code"))), concept_text(p.get("code")), ref, when,
-                                 "Procedure"))
+                                 "Procedure", status=status,
+                                 words=all_text(p.get("code"))))
     return out
 
 

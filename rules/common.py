@@ -351,12 +351,18 @@ def _status_code(spec: Any, key: str) -> bool:
     return system.startswith(ICD10) and any(code.upper().startswith(p) for p in spec.status_icd10)
 
 
+# Procedure.status (FHIR R4 event-status) of a procedure done or being done: a transplant counts only then (not
+# on-hold, stopped before completion, or of unknown status); fhir_mappers.patient reads every Procedure but those
+# that did not happen (round-19 H2: a transfusion stopped part way may still have given donor cells)
+PROCEDURE_DONE = ("completed", "in-progress")
+
+
 def indication_records(facts: ClinicalFacts) -> list[ConditionFact]:
     """What the indication is read from besides the order's reason: the active Conditions, and (round-11 M1) the
     Procedures done whose code names an indication (a kidney transplant recorded as a Procedure, SNOMED CT
     70536003 Transplantation of kidney, in dosing.toml's code list). Other Procedures (an appendectomy) name no
     indication and are not quoted as an unrecognised one."""
-    procedures = [p for p in facts.procedures if condition_indication([p]) is not None]
+    procedures = [p for p in facts.procedures if p.status in PROCEDURE_DONE and condition_indication([p]) is not None]
     return [*facts.conditions, *procedures] if procedures else facts.conditions
 
 

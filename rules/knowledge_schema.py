@@ -503,7 +503,16 @@ class Transfusion:
     snomed: tuple[str, ...]
     source: str
     cpt: tuple[str, ...] = ()
-    icd10pcs_prefixes: tuple[str, ...] = ()
+    # round-19 H2: ICD-10-PCS codes (table 302, nonautologous red cells / whole blood), under these system identifiers
+    icd10pcs: tuple[str, ...] = ()
+    icd10pcs_source: str = ""
+    icd10pcs_systems: tuple[str, ...] = ()
+    icd10pcs_systems_source: str = ""
+    # round-19 H2: a Procedure with no listed code and no ICD-10-PCS code counts when its text or coding displays
+    # name a transfusion (``words``) and not only another component (``other_component_words``, no ``red_cell_words``)
+    words: tuple[str, ...] = ()
+    red_cell_words: tuple[str, ...] = ()
+    other_component_words: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
 
 

@@ -445,23 +445,46 @@ _CPT = "http://www.ama-assn.org/go/cpt"
 _SNOMED = "http://snomed.info/sct"
 
 
-def _transfusions(facts: ClinicalFacts) -> list[tuple[date | None, str]]:
-    """Round-17 M7: red-cell transfusions recorded as Procedures done (monitoring.toml [tpmt_activity.transfusion]
-    codes), as (date performed or None, text)."""
+def _transfusions(facts: ClinicalFacts) -> list[tuple[date | None, str, str]]:
+    """Round-17 M7: red-cell transfusions recorded as Procedures (monitoring.toml [tpmt_activity.transfusion]), as
+    (date performed or None, text, status as sent, "" when none). Round 19 H2: by SNOMED CT, CPT or ICD-10-PCS
+    code, else by words; of any status fhir_mappers reads (not one that did not happen: preparation, not-done,
+    entered-in-error), so a transfusion stopped part way or of unknown status counts (donor cells may have been
+    given: the safe side), and the card names a status other than completed."""
     spec = load().monitoring.tpmt_activity.transfusion
     if spec is None or not facts.procedures:
         return []
+    return [(p.onset, p.display or p.words, p.status) for p in facts.procedures if _is_transfusion(p, spec)]
+
+
+def _is_transfusion(p, spec) -> bool:
+    """A listed code; else, when no ICD-10-PCS code decides (it names the substance and whether it is autologous),
+    words that name a transfusion and not only another component (round-19 H2)."""
     keys = {f"{_SNOMED}|{c}" for c in spec.snomed} | {f"{_CPT}|{c}" for c in spec.cpt}
-    out = []
-    for p in facts.procedures:
-        pcs = [k.partition("|")[2] for k in p.codes if "icd-10-pcs" in k.partition("|")[0].lower()]
-        if keys & p.codes or any(c.upper().startswith(spec.icd10pcs_prefixes) for c in pcs
-                                 if spec.icd10pcs_prefixes):
-            out.append((p.onset, p.display))
-    return out
+    keys |= {f"{system}|{c}" for system in spec.icd10pcs_systems for c in spec.icd10pcs}
+    if keys & p.codes:
+        return True
+    pcs = [k.partition("|")[2].strip().upper() for k in p.codes if k.partition("|")[0] in spec.icd10pcs_systems]
+    if pcs:
+        return bool(set(pcs) & set(spec.icd10pcs))  # a code sent in lower case, or with spaces
+    text = _normal_words(p.words or p.display)
+    if not text or not _names_any(text, spec.words):
+        return False
+    return _names_any(text, spec.red_cell_words) or not _names_any(text, spec.other_component_words)
 
 
-def _after_transfusion(r: ActivityReading, when, transfusions: list[tuple[date | None, str]]) -> ActivityReading:
+def _normal_words(text: str) -> str:
+    """Lower case, every run of other characters one space ("Packed-RBCs (2 u)" -> " packed rbcs 2 u ")."""
+    return " " + " ".join(re.findall(r"[a-z0-9]+", text.lower())) + " "
+
+
+def _names_any(text: str, words) -> bool:
+    """A word or phrase at the start of a word of ``text`` (``_normal_words``): "transfusion" in "transfusions",
+    not in "autotransfusion"."""
+    return any(" " + " ".join(re.findall(r"[a-z0-9]+", w.lower())) in text for w in words if w.strip())
+
+
+def _after_transfusion(r: ActivityReading, when, transfusions: list[tuple[date | None, str, str]]) -> ActivityReading:
     """Round-17 M7: a normal or high TPMT red-cell activity measured within the window after a red-cell transfusion
     (on or after its date), or beside a transfusion with no date, is not read as normal (donor cells: a falsely
     normal result): it becomes unjudgeable (``after_transfusion``: the transfusion's date, the days between, the
@@ -474,14 +497,14 @@ def _after_transfusion(r: ActivityReading, when, transfusions: list[tuple[date |
     spec = load().monitoring.tpmt_activity.transfusion
     assert spec is not None
     taken = when.date() if isinstance(when, datetime) else when
-    for done, text in sorted(transfusions, key=lambda t: (t[0] is not None, t[0]), reverse=True):
+    for done, text, status in sorted(transfusions, key=lambda t: (t[0] is not None, t[0]), reverse=True):
         if done is not None and taken is not None:
             days = (taken - done).days
             if not 0 <= days <= spec.window_days:
                 continue
         out = _copy(r)  # a new reading: the judged one is not changed in place
         why = {"code": "after_transfusion", "transfused": done.isoformat() if done else "",
-               "transfusion": text, "days": (taken - done).days if done and taken else None,
+               "transfusion": text, "status": status, "days": (taken - done).days if done and taken else None,
                "window": spec.window_days, "would_be": r.reading, "why": "measured after a red-cell transfusion"}
         if r.reading == "Intermediate Metabolizer":
             # round-18 H3: donor cells can only RAISE the activity, so an intermediate reading may hide a poor
