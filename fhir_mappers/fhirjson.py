@@ -63,6 +63,19 @@ def call_memo(fn: _F) -> _F:
     return call  # type: ignore[return-value]
 
 
+def clip(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, for quoting what was sent: a longer text is cut at its last blank
+    within the limit (when one lies in the limit's second half) and ends with "…", so that a quote never stops
+    mid-word without saying it was shortened (round-19 m12: "'PLATELET CLUMPS PRESENT - UNABLE TO COUN'")."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1]
+    blank = cut.rfind(" ")
+    if text[limit - 1] != " " and blank >= limit // 2:  # mid-word: back to the word's start
+        cut = cut[:blank]
+    return cut.rstrip(" -,;:") + "…"
+
+
 def as_list(value: Any) -> list:
     if value is None:
         return []

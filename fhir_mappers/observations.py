@@ -15,7 +15,7 @@ from functools import cache
 from typing import Iterable, Literal, get_args
 
 from .facts import AbsentResult, CodedObservation, DataGap, Gene, GeneResult, GeneResultKind, Measurement, ResultText
-from .fhirjson import as_list, code_keys, codes_in, codings, concept_text, effective_time, number, ref_of
+from .fhirjson import as_list, clip, code_keys, codes_in, codings, concept_text, effective_time, number, ref_of
 from .genotype import combine_alleles, diplotype, phenotype_words, variant_allele
 from .terminology import LOINC, UCUM, Analyte, norm_unit, terminology
 
@@ -120,13 +120,13 @@ def _range(obs: dict) -> tuple[dict | None, dict | None, str]:
 def _as_sent(obs: dict, q: dict | None, unit: str) -> str:
     """The value and unit exactly as the laboratory sent them (for a card that could not use them)."""
     if isinstance(obs.get("valueString"), str):
-        return obs["valueString"].strip()[:60]
+        return clip(obs["valueString"].strip(), 60)
     if q is None:
         return ""
     raw = q.get("value")
     comparator = c if isinstance(c := q.get("comparator"), str) else ""
     shown = raw if isinstance(raw, str) else format(raw, "g") if isinstance(raw, (int, float)) and not isinstance(raw, bool) else "?"
-    return f"{comparator}{shown}{(' ' + unit) if unit else ''}"[:60]
+    return clip(f"{comparator}{shown}{(' ' + unit) if unit else ''}", 60)
 
 
 def _result_text(obs: dict, analyte: str, why: str, q: dict | None = None, unit: str = "") -> ResultText:
@@ -212,13 +212,13 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
         if obs.get("dataAbsentReason") is None and (obs.get("valueString") is not None or obs.get("interpretation")):
             sent = _as_sent(obs, None, "")
             texts.append(_result_text(obs, analyte_name, "no numeric value"))
-            gaps.append(DataGap(label, f"a result reads '{sent[:40]}' and has no numeric value" if sent
+            gaps.append(DataGap(label, f"a result reads '{sent}' and has no numeric value" if sent
                                 else "a result has only the laboratory's flag, no value", analyte_name, sent=sent))
         elif isinstance(panel := obs.get(PANEL), str):
             # a panel that lists this analyte with no value it could be read from (round-11 H1): quoted, never silent
-            sent = _as_sent_value(obs)[:60]
+            sent = clip(_as_sent_value(obs), 60)
             texts.append(_result_text(obs, analyte_name, "no numeric value"))
-            gaps.append(DataGap(label, f"the panel {panel} lists it " + (f"as '{sent[:40]}', not a number" if sent
+            gaps.append(DataGap(label, f"the panel {panel} lists it " + (f"as '{sent}', not a number" if sent
                                                                          else "with no value"), analyte_name, sent=sent))
         return None
     value = number(q.get("value"))
@@ -229,7 +229,7 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
         texts.append(_result_text(obs, analyte_name, "no readable number", q, _unit_of(q)))
         if q.get("ambiguous_comma"):
             sent = _as_sent(obs, q, "")
-            gaps.append(DataGap(label, f"a result reads '{sent[:40]}': the comma could be a decimal comma or a "
+            gaps.append(DataGap(label, f"a result reads '{sent}': the comma could be a decimal comma or a "
                                 "thousands separator, so the number is not guessed", analyte_name, sent=sent))
         else:
             gaps.append(DataGap(label, "a result has no readable number", analyte_name))

@@ -19,6 +19,7 @@ import msgspec
 from datetime import date, datetime
 
 from fhir_mappers.facts import ClinicalFacts, Measurement, ResultText
+from fhir_mappers.fhirjson import clip
 
 from .context import CallContext
 from .findings import Finding
@@ -69,7 +70,7 @@ def _flags(facts: ClinicalFacts) -> list[str]:
     for rs in facts.result_texts.values():
         for r in rs:
             if isinstance(r, ResultText) and (r.flags or r.interpretation):
-                out.append(f"{r.analyte} '{(r.value_text or r.text)[:40]}' [{', '.join(r.flags or (r.interpretation,))}]")
+                out.append(f"{r.analyte} '{clip(r.value_text or r.text, 40)}' [{', '.join(r.flags or (r.interpretation,))}]")
     return out
 
 
@@ -126,7 +127,7 @@ def future_activity_raised(sent: ClinicalFacts, dated: ClinicalFacts, findings: 
         results = [f"TPMT activity {m.comparator}{m.sent_value if m.sent_value is not None else m.value:g} "
                    f"{m.unit_text or m.unit}" + (f" [{', '.join(m.flags or (m.interpretation,))}]"
                                                 if m.flags or m.interpretation else "") for m in aside]
-        results += [f"TPMT activity '{(r.value_text or r.text)[:40]}'" for r in texts]
+        results += [f"TPMT activity '{clip(r.value_text or r.text, 40)}'" for r in texts]
         whens: list[datetime | None] = [m.when for m in aside] + [r.when for r in texts]
         dates = sorted({date_as_sent(w) for w in whens if w is not None})
         values = {**f.values, "future_dated": {"dates": dates, "results": results, "flags": [],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
+from fhir_mappers.fhirjson import clip
 
 from .catalogue import catalogue as _catalogue
 from .common import is_new_start, thiopurine_of
@@ -238,7 +239,7 @@ def _summary_quote(gap: dict) -> str:
     sent = gap.get("sent") or ""
     if len(sent) <= _SENT_IN_SUMMARY:
         return sent
-    return "…" + sent[-(_SENT_IN_SUMMARY - 1):] if gap.get("key") in _OTHER_PATIENT else sent[:_SENT_IN_SUMMARY]
+    return "…" + sent[-(_SENT_IN_SUMMARY - 1):] if gap.get("key") in _OTHER_PATIENT else clip(sent, _SENT_IN_SUMMARY)
 
 
 def _future(g: dict) -> bool:

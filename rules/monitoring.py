@@ -426,6 +426,9 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
             low.append(m)
     lym = latest(facts, "lymphocytes", age)
     lymphopenia = lym is not None and below(lym, kb.cytopenia.lymphocytes_below)
+    # round-19 m3: the severe card names the other counts below the BSR/BHPR 2017 thresholds too (white cells 2.4
+    # and platelets 88 beside neutrophils 0.9 appeared on no card): one card, every low count on it
+    also_low = [] if leukaemia else low + ([lym] if lymphopenia and lym else [])
     if leukaemia or severe:
         # leukaemia: no BSR thresholds; severe: one card per problem, the stop supersedes the milder BSR withhold
         # about the same blood count (macrocytosis, a problem of its own, keeps its card)
@@ -434,9 +437,12 @@ def lab_findings(facts: ClinicalFacts, ctx: CallContext | None = None) -> list[F
     macro = mcv is not None and above(mcv, kb.cytopenia.mcv_above)
     if severe:
         # stop on severe cytopenia (brief; FDA label): the stop supersedes every dose advice on the order
-        findings.append(Finding("cytopenia-severe", order.ref, _results(severe, facts),
+        values = _results(severe, facts)
+        if also_low:
+            values["also_low"] = _results(also_low)["results"]
+        findings.append(Finding("cytopenia-severe", order.ref, values,
                                 [CancelOrder(order.ref, drug)] if order.ref and order.is_draft else [],
-                                stops_order=True, drug=drug))
+                                stops_order=True, drug=drug, sources=("bsr_2017",) if also_low else ()))
     if low or lymphopenia or macro:
         # BSR/BHPR 2017: WBC, neutrophils, platelets and lymphocytes < 0.5 alike: withhold until discussed with
         # the specialist team (not a dose reduction)
