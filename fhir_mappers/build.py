@@ -441,8 +441,17 @@ def _statement_facts(pf: Prefetch, meds_index: dict, draft_refs: set[str], activ
     medication for the checks that look at what the patient takes (interactions, duplicate thiopurines).
     A statement of a drug that an active MedicationRequest or a draft order already carries adds nothing and is
     left out (it is the same therapy, already read as renewal history). ``mapped``: filled with the ingredients
-    of every statement read (by ``id`` of the resource), so that the history does not read them again."""
-    known = {i for f in (*active, *orders) for i in f.ingredients}
+    of every statement read (by ``id`` of the resource), so that the history does not read them again.
+
+    Round-19 H4: an active order that a draft of another drug names as the order it replaces (priorPrescription /
+    basedOn, no ingredient shared: a switch) is being ended: it does not stand for a statement of its drug, which is
+    kept (therapy that may be prescribed elsewhere), unless the statement records taking that order (its basedOn /
+    derivedFrom names it: ``MedicationFact.records``)."""
+    drafts = [o for o in orders if o.is_draft and o.replaces]
+    switched = [f for f in active if f.ref and any(_short_ref(f.ref) in o.replaces and not f.ingredients & o.ingredients
+                                                   for o in drafts)]
+    known = {i for f in (*active, *orders) if not any(f is g for g in switched) for i in f.ingredients}
+    switched_refs = {_short_ref(f.ref) for f in switched}
     out, seen = [], set()
     for ms in pf.everywhere("MedicationStatement"):
         ref = ref_of(ms)
@@ -452,7 +461,8 @@ def _statement_facts(pf: Prefetch, meds_index: dict, draft_refs: set[str], activ
         fact = medication_fact(ms, is_draft=False, medications=meds_index)
         if fact is not None and mapped is not None:
             mapped[id(ms)] = fact.ingredients
-        if fact is not None and fact.ingredients and not fact.ingredients & known:
+        if fact is not None and fact.ingredients and not fact.ingredients & known \
+                and not fact.records & switched_refs:
             out.append(fact)
     return out
 

@@ -102,6 +102,9 @@ class MedicationFact(msgspec.Struct, frozen=True):
     # None when not known. A dose suggested for this order is built from it (rules.doseplan)
     unit_mg: float | None = None
     ml_mg: float | None = None
+    # round-19 H4: a MedicationStatement's basedOn / derivedFrom naming a MedicationRequest ("MedicationRequest/id"):
+    # the order whose taking the statement records, as sent. Empty for orders and for statements naming none.
+    records: frozenset[str] = frozenset()
 
 
 class Measurement(msgspec.Struct, frozen=True):

@@ -469,6 +469,17 @@ def _replaced_refs(resource: dict) -> frozenset[str]:
     return frozenset(refs)
 
 
+def _recorded_refs(statement: dict) -> frozenset[str]:
+    """Round-19 H4: the orders a MedicationStatement records taking (basedOn, derivedFrom naming a MedicationRequest),
+    as "MedicationRequest/id" (a full URL is cut to its last two segments, as ``_replaced_refs`` cuts them)."""
+    refs = []
+    for r in [*as_list(statement.get("basedOn")), *as_list(statement.get("derivedFrom"))]:
+        target = r.get("reference") if isinstance(r, dict) else None
+        if isinstance(target, str) and "MedicationRequest/" in target:
+            refs.append("/".join(target.split("/_history")[0].rstrip("/").split("/")[-2:]))
+    return frozenset(refs)
+
+
 def _statement_as_order(statement: dict) -> dict:
     """A MedicationStatement read like an order: R4 ``dosage`` is the order's ``dosageInstruction`` and
     ``effective[x]`` (else ``dateAsserted``) its date. ``medication[x]`` is read by ``medication_concept``."""
@@ -543,6 +554,7 @@ def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, di
         dose_per_m2=per_m2,
         prior_therapy=_prior_therapy(resource) if renews else None,
         replaces=_replaced_refs(resource) if renews else frozenset(),
+        records=_recorded_refs(original) if rtype == "MedicationStatement" else frozenset(),
         resource=original,
         bounded=_bounded(resource),
         unit_mg=strength.per_unit_mg,

@@ -292,7 +292,8 @@ def _action_values(action, words: dict | None = None) -> dict:
             words[action.regimen] = text
         return {"regimen": text, "mg": action.daily_mg}
     if isinstance(action, CancelOrder):
-        return {"what": action.what}
+        # round-19 m7: the order ("MedicationRequest/id"), for a label that names it (two orders of one drug)
+        return {"what": action.what, "ref": "/".join(action.order_ref.rsplit("/", 2)[-2:])}
     return {"loinc": action.loinc, "display": action.display, "within_days": action.within_days}
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import re
 
+from collections import Counter
 from datetime import date, timedelta
 from functools import cache
 from typing import NamedTuple
@@ -517,9 +518,16 @@ def duplicate_findings(facts: ClinicalFacts, meds: Medications | None = None) ->
     thiopurine. No conversion factor between the drugs is given (none in the knowledge data cites a source):
     round-19, the draft is dosed as a new start of its own drug (its normal dose for this patient, CPIC's TPMT/NUDT15
     band of it), as the same draft without the link is, never from the dose of the drug it replaces.
-    Round-18 H4: the duplicate card leaves the choice of which to stop to the prescriber (both orders are offered
-    for cancelling, neither recommended), so it does not stop this order (``stops_order`` False): the dose and
-    TPMT/NUDT15 findings of the order that may be kept stay on their cards."""
+    Round-18 H4: the duplicate card leaves the choice of which to stop to the prescriber (every order is offered
+    for cancelling, none recommended), so it does not stop this order (``stops_order`` False): the dose and
+    TPMT/NUDT15 findings of the order that may be kept stay on their cards.
+
+    Round-19 H4: a switch replaces only the orders it names (and a statement recording one of them: its basedOn /
+    derivedFrom names it); every other order or statement of a thiopurine still makes a duplicate card, beside
+    the switch note (azathioprine is converted to mercaptopurine: together, additive myelotoxicity; Imuran label).
+    Round-19 m7: the duplicate card names and offers to end every other order, not only the first. Round-19 m6: one
+    card for one problem: a draft that an earlier duplicate card already names (two thiopurine drafts) gets no
+    second card for the same medications."""
     if meds is None:
         meds = medications(facts)
     findings: list[Finding] = []
@@ -527,36 +535,71 @@ def duplicate_findings(facts: ClinicalFacts, meds: Medications | None = None) ->
     if len({op for _, op in current}) < 2:
         return findings  # one thiopurine (or none): no other to duplicate it
     position = {id(m): i for i, m in enumerate(meds.all)}
+    shown: set[int] = set()  # the medications an earlier duplicate card names (its own order included)
     for order in facts.orders:
         tp = thiopurine_of(order)
         if not (tp and order.selected) or order.status in _ENDED:
             continue
         named = {_short_ref(r) for r in order.replaces}
-        others = sorted((m for m, op in current if op != tp), key=lambda m: position[id(m)])
-        # the thiopurine(s) whose order this draft names as the one it replaces: switched from, with every record
-        # of that drug (a statement of the same therapy next to the order)
-        switched = {thiopurine_of(m) for m in others if m.ref and not m.is_draft and _short_ref(m.ref) in named}
-        dup = [m for m in others if thiopurine_of(m) not in switched]
+        others = sorted((m for m, op in current if op != tp and m is not order), key=lambda m: position[id(m)])
+        # the other thiopurine's orders this draft names as the ones it replaces (a switch), and the statements
+        # that record taking one of them (the same therapy): only these are replaced
+        replaced = [m for m in others if m.ref and not m.is_draft and _short_ref(m.ref) in named]
+        replaced_refs = {_short_ref(m.ref) for m in replaced}
+        dup = [m for m in others if not any(m is r for r in replaced) and not (m.records & replaced_refs)]
+        if id(order) in shown:
+            dup = [m for m in dup if id(m) not in shown]  # already on an earlier card with this order (m6)
+        # orders of one drug on this order's cards (ended on one, replaced on the other): each is named (round-19 m7)
+        endable = [m for m in dup if m.ref and _state(m) != "recorded"]  # an order here to end (a statement has none)
+        per_drug = Counter(thiopurine_of(m) or "" for m in (*endable, *replaced))
         if dup:
-            other = dup[0]
-            other_tp = thiopurine_of(other) or ""
-            actions: list[Action] = [CancelOrder(order.ref, tp, recommended=False)] if order.ref else []
-            if other.ref and _state(other) != "recorded":  # an order here to end (a statement has none)
-                actions.append(CancelOrder(other.ref, other_tp, label="cancel_other", recommended=False))
-            findings.append(Finding("duplicate-thiopurine", order.ref,
-                                    {"other": other_tp, "other_state": _state(other)}, actions, drug=tp))
-        elif switched:
-            replaced = next(m for m in others if thiopurine_of(m) in switched and m.ref and not m.is_draft
-                            and _short_ref(m.ref) in named)
-            other_tp = thiopurine_of(replaced) or ""
-            # round-19: the draft is a new start of its own drug unless the record shows therapy of it (its link
-            # to the other drug's order is no such evidence: rules.evaluate.without_replaced); its dose cards say so
-            findings.append(Finding("thiopurine-switch", order.ref,
-                                    {"other": other_tp, "other_state": _state(replaced),
-                                     "other_ref": _short_ref(replaced.ref),
-                                     "new_start": is_new_start(facts, order, tp)},
-                                    [CancelOrder(replaced.ref, other_tp, label="end_replaced")], drug=tp))
+            findings.append(_duplicate_finding(order, tp, dup, replaced, endable, per_drug))
+            shown.update((id(order), *(id(m) for m in dup)))
+        if replaced:
+            findings.append(_switch_finding(order, tp, replaced, bool(dup), per_drug, is_new_start(facts, order, tp)))
     return findings
+
+
+def _other_entry(m: MedicationFact) -> dict:
+    """One other thiopurine on a duplicate or switch card: its drug, state, order ("MedicationRequest/id") and name."""
+    return {"drug": thiopurine_of(m) or "", "state": _state(m), "ref": _short_ref(m.ref), "display": m.display}
+
+
+def _cancel_label(same_drug: int, label: str) -> str:
+    """The suggestion label of ending an order: ``<label>_named`` (the catalogue names the order) when another order
+    of its drug is offered on the card too (round-19 m7: two mercaptopurine orders, each named)."""
+    return f"{label}_named" if same_drug > 1 else label
+
+
+def _duplicate_finding(order: MedicationFact, tp: str, dup: list[MedicationFact], replaced: list[MedicationFact],
+                       endable: list[MedicationFact], per_drug: Counter[str]) -> Finding:
+    other = dup[0]
+    actions: list[Action] = [CancelOrder(order.ref, tp, recommended=False)] if order.ref else []
+    for m in endable:
+        m_tp = thiopurine_of(m) or ""
+        actions.append(CancelOrder(m.ref, m_tp, label=_cancel_label(per_drug[m_tp], "cancel_other"), recommended=False))
+    values: dict = {"other": thiopurine_of(other) or "", "other_state": _state(other),
+                    "others": [_other_entry(m) for m in dup]}
+    if replaced:
+        values["switched"] = [_other_entry(m) for m in replaced]
+    return Finding("duplicate-thiopurine", order.ref, values, actions, drug=tp)
+
+
+def _switch_finding(order: MedicationFact, tp: str, replaced: list[MedicationFact], also_duplicate: bool,
+                    per_drug: Counter[str], new_start: bool) -> Finding:
+    """The switch note. ``new_start``: the draft is a new start of its own drug (round-19: unless the record shows
+    therapy of it; its link to the other drug's order is no such evidence, ``rules.evaluate.without_replaced``)."""
+    first = replaced[0]
+    other_tp = thiopurine_of(first) or ""
+    actions: list[Action] = []
+    for m in replaced:
+        m_tp = thiopurine_of(m) or ""
+        actions.append(CancelOrder(m.ref, m_tp, label=_cancel_label(per_drug[m_tp], "end_replaced")))
+    values: dict = {"other": other_tp, "other_state": _state(first), "other_ref": _short_ref(first.ref),
+                    "replaced": [_other_entry(m) for m in replaced], "new_start": new_start}
+    if also_duplicate:
+        values["also_duplicate"] = True
+    return Finding("thiopurine-switch", order.ref, values, actions, drug=tp)
 
 
 def interaction_findings(facts: ClinicalFacts, weight_max_age_days: int | None = None) -> list[Finding]:
