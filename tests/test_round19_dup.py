@@ -116,9 +116,20 @@ def _merged(cards: list[dict]) -> dict:
 
 
 def test_merged_info_card_summary_names_ending_the_replaced_order():
-    card = _merged(_cards("r19-72-switch-mp-to-aza-im-100mg"))
+    """r19-72 (azathioprine 100 mg for a TPMT IM, switched from mercaptopurine): a switch is dosed as a new start
+    (round 19), so 100 mg is cut on a warning and the switch note is an info card of its own; once the suggested
+    dose is signed the IM note is info too, and the one merged info card leads with the order to end."""
+    request = _request("r19-72-switch-mp-to-aza-im-100mg")
+    first = _cards(request)
+    (note,) = [c for c in first if c["indicator"] == "info"]
+    assert note["source"]["topic"]["code"] == "thiopurine-switch"
+    assert note["summary"].startswith("Azathioprine replaces mercaptopurine (switch): end the mercaptopurine order")
+    (update,) = [a for c in first for s in c.get("suggestions", []) for a in s["actions"] if a["type"] == "update"]
+    signed = copy.deepcopy(request)
+    signed["context"]["draftOrders"]["entry"][0]["resource"]["dosageInstruction"] = update["resource"]["dosageInstruction"]
+    card = _merged(_cards(signed))
     assert "mergedRuleIds" in card["extension"]["azathioprine-cds"]
-    assert card["extension"]["azathioprine-cds"]["mergedRuleIds"][0] == "thiopurine-switch"
+    assert card["source"]["topic"]["code"] == "thiopurine-switch"
     assert card["summary"].startswith("Azathioprine replaces mercaptopurine: end the mercaptopurine order")
     assert ("End the mercaptopurine order this order replaces", "MedicationRequest/mp-old") in _suggestions(card)
 

@@ -189,9 +189,11 @@ def test_switch_in_rheumatoid_arthritis_gets_the_azathioprine_start_dose():
         e["resource"]["code"]["coding"][0]["code"] = "69896004"  # rheumatoid arthritis
     cards = case_cards(req, DAY)
     assert "duplicate-thiopurine" not in _by_rule(cards)
-    # one merged info card (AZA_CDS_MAX_INFO_CARDS = 1): the start dose of azathioprine and the switch note
+    # one merged info card (AZA_CDS_MAX_INFO_CARDS = 1): the start dose of azathioprine and the switch note, which
+    # leads it (it asks the prescriber to end the replaced order: round-19 M4)
     (card,) = [c for c in cards if "**Thiopurine switch**" in c["detail"]]
-    assert card["source"]["topic"]["code"] == "dose-new-start"
+    assert card["source"]["topic"]["code"] == "thiopurine-switch"
+    assert "dose-new-start" in card["extension"]["azathioprine-cds"]["mergedRuleIds"]
     assert "Azathioprine new start at 150 mg/day: start at 75 mg/day and titrate" in card["detail"]
     assert "For its dose this is a new start of azathioprine" in card["detail"]
 
