@@ -98,6 +98,9 @@ class MedicationFact(msgspec.Struct, frozen=True):
     # None when not known. A dose suggested for this order is built from it (rules.doseplan)
     unit_mg: float | None = None
     ml_mg: float | None = None
+    # round-19 H3: the order's statusReason as sent (its text, else a coding's display, else its code; a
+    # MedicationStatement's first one), "" when none. Read only; the rules decide what a hold means.
+    status_reason: str = ""
 
 
 class Measurement(msgspec.Struct, frozen=True):
