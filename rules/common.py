@@ -305,7 +305,7 @@ TOLERANCE_COUNTS = ("neutrophils", "wbc", "platelets", "lymphocytes")  # monitor
 _LOW_FLAGS = ("low", "critical_low", "critical")
 
 
-def dose_not_tolerated(facts: ClinicalFacts, drug: str) -> dict[str, Any] | None:
+def dose_not_tolerated(facts: ClinicalFacts, drug: str, order: MedicationFact | None = None) -> dict[str, Any] | None:
     """Round-19 H3: why the therapy of ``drug`` taken now (``taken_orders``) is NOT an established, tolerated dose,
     or None. Taken is not tolerated: an order on hold (``held``: its ref, date and statusReason as sent), or a blood
     count since the therapy began (its earliest order's date; any, when undated) and within monitoring.toml
@@ -315,7 +315,9 @@ def dose_not_tolerated(facts: ClinicalFacts, drug: str) -> dict[str, Any] | None
     BSR/BHPR 2017 (withhold, discuss) make such a dose one to restart reduced, never one to keep as tolerated. Read by
     every "established, tolerated" decision (``rules.pgx.established_dose`` and the raised renewal it keeps, the
     allopurinol combination renewal in ``rules.interactions``); ``taken_orders`` itself stays the therapy taken
-    (an order on hold is still an order: duplicates, interactions)."""
+    (an order on hold is still an order: duplicates, interactions). For ``order`` treating leukaemia (an oncology
+    indication, or the drug among the indication's ``malignancy_drugs``) only a hold counts: maintenance counts are
+    titrated low on purpose (mercaptopurine label 2.1; the cytopenia cards exclude them too)."""
     taken = taken_orders(facts, drug)
     if not taken:
         return None
@@ -326,7 +328,9 @@ def dose_not_tolerated(facts: ClinicalFacts, drug: str) -> dict[str, Any] | None
     kb = load().monitoring
     oldest = facts.today - timedelta(days=kb.cbc.result_max_age_days)
     low: list[dict[str, Any]] = []
-    for analyte in TOLERANCE_COUNTS:
+    spec = load().dosing.indications[indication(order, indication_records(facts))[0]] if order is not None else None
+    titrated = spec is not None and (spec.oncology or drug in spec.malignancy_drugs)
+    for analyte in TOLERANCE_COUNTS if not titrated else ():
         cutoff = getattr(kb.cytopenia, f"{analyte}_below")
         results: list[Measurement | ResultText] = [*facts.labs.get(analyte, []), *facts.result_texts.get(analyte, [])]
         for r in results:

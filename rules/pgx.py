@@ -372,7 +372,7 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
     # too (of a 1 mg/kg start they would fall below CPIC's own 0.6 mg/kg/day floor); the dose plan still combines them
     # with the start figure (the smaller wins)
     # round-19 H3: therapy taken now that was held, or followed by a low count, is not an established, tolerated dose
-    untolerated = dose_not_tolerated(ctx.facts, drug) if order.is_draft else None
+    untolerated = dose_not_tolerated(ctx.facts, drug, order) if order.is_draft else None
     basis = _pgx_basis(ctx.facts, order, drug, basis, untolerated)
     malignant = basis["malignancy"]  # ALL or AML treated with this thiopurine (dosing.toml malignancy_drugs)
     base.update(basis=basis, malignant=malignant, guideline=guideline)
@@ -606,7 +606,7 @@ def established_dose(facts: ClinicalFacts, order: MedicationFact, drug: str, bas
     # round-17 H4: the orders taken now include the one the draft renews (priorPrescription / basedOn), the dose and
     # start date are that order's (rules.common.taken_orders: one definition of established therapy)
     same = taken_orders(facts, drug, order)
-    if same and dose_not_tolerated(facts, drug) is not None:
+    if same and dose_not_tolerated(facts, drug, order) is not None:
         return None  # round-19 H3: held, or a low count since it began: not a tolerated dose (the bands apply)
     if not same or any(m.daily_dose is None or abs(m.daily_dose.mg - ordered) > 1e-6 or m.authored_on is None
                        for m in same):
