@@ -105,6 +105,9 @@ class MedicationFact(msgspec.Struct, frozen=True):
     # round-19 H4: a MedicationStatement's basedOn / derivedFrom naming a MedicationRequest ("MedicationRequest/id"):
     # the order whose taking the statement records, as sent. Empty for orders and for statements naming none.
     records: frozenset[str] = frozenset()
+    # round-19 H3: the order's statusReason as sent (its text, else a coding's display, else its code; a
+    # MedicationStatement's first one), "" when none. Read only; the rules decide what a hold means.
+    status_reason: str = ""
 
 
 class Measurement(msgspec.Struct, frozen=True):

@@ -559,7 +559,20 @@ def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, di
         bounded=_bounded(resource),
         unit_mg=strength.per_unit_mg,
         ml_mg=strength.per_ml_mg,
+        status_reason=_status_reason(original),
     )
+
+
+def _status_reason(resource: dict) -> str:
+    """Round-19 H3: why the order has its status, as sent: ``statusReason`` (a CodeableConcept; a MedicationStatement's
+    list: the first with anything readable) as its text, else a coding's display, else a coding's code."""
+    for concept in as_list(resource.get("statusReason")):
+        text = concept_text(concept).strip()
+        if not text:
+            text = next((str(c["code"]) for c in codings(concept) if c.get("code") is not None), "").strip()
+        if text:
+            return text
+    return ""
 
 
 def _bounded(resource: dict) -> bool:

@@ -301,6 +301,67 @@ def taken_orders(facts: ClinicalFacts, drug: str, order: MedicationFact | None =
             if drug in m.ingredients and m is not order]
 
 
+TOLERANCE_COUNTS = ("neutrophils", "wbc", "platelets", "lymphocytes")  # monitoring.toml [cytopenia] *_below
+_LOW_FLAGS = ("low", "critical_low", "critical")
+
+
+def dose_not_tolerated(facts: ClinicalFacts, drug: str, order: MedicationFact | None = None) -> dict[str, Any] | None:
+    """Round-19 H3: why the therapy of ``drug`` taken now (``taken_orders``) is NOT an established, tolerated dose,
+    or None. Taken is not tolerated: an order on hold (``held``: its ref, date and statusReason as sent), or a blood
+    count since the therapy began (its earliest order's date; any, when undated) and within monitoring.toml
+    ``result_max_age_days`` that is below the BSR 2017 action limits ([cytopenia] ``*_below``) or that the
+    laboratory flagged low or critical (``low``: each such count, as sent). CPIC 2018 (intermediate metabolizer:
+    "adjust doses based on degree of myelosuppression"), the Imuran label (reduce or withdraw on low counts) and
+    BSR/BHPR 2017 (withhold, discuss) make such a dose one to restart reduced, never one to keep as tolerated. Read by
+    every "established, tolerated" decision (``rules.pgx.established_dose`` and the raised renewal it keeps, the
+    allopurinol combination renewal in ``rules.interactions``); ``taken_orders`` itself stays the therapy taken
+    (an order on hold is still an order: duplicates, interactions). For ``order`` treating leukaemia (an oncology
+    indication, or the drug among the indication's ``malignancy_drugs``) only a hold counts: maintenance counts are
+    titrated low on purpose (mercaptopurine label 2.1; the cytopenia cards exclude them too)."""
+    taken = taken_orders(facts, drug)
+    if not taken:
+        return None
+    held = [{"ref": m.ref, "date": m.authored_on.isoformat() if m.authored_on else "", "reason": m.status_reason}
+            for m in taken if m.status == "on-hold"]
+    dates = [m.authored_on for m in taken]
+    since = min(dates) if all(d is not None for d in dates) else None  # type: ignore[type-var]
+    kb = load().monitoring
+    oldest = facts.today - timedelta(days=kb.cbc.result_max_age_days)
+    low: list[dict[str, Any]] = []
+    spec = load().dosing.indications[indication(order, indication_records(facts))[0]] if order is not None else None
+    titrated = spec is not None and (spec.oncology or drug in spec.malignancy_drugs)
+    for analyte in TOLERANCE_COUNTS if not titrated else ():
+        cutoff = getattr(kb.cytopenia, f"{analyte}_below")
+        results: list[Measurement | ResultText] = [*facts.labs.get(analyte, []), *facts.result_texts.get(analyte, [])]
+        for r in results:
+            if r.when is None or r.when.date() < oldest or (since is not None and r.when.date() < since):
+                continue
+            flag = lab_flag(r)
+            if isinstance(r, Measurement):
+                if not (below(r, cutoff) or flag in _LOW_FLAGS):
+                    continue
+                low.append({"analyte": analyte, "value": round(r.value, 2), "comparator": r.comparator,
+                            "date": r.when.date().isoformat(), "flag": flag,
+                            "flag_code": r.interpretation if r.interpretation not in ("<", ">") else ""})
+            elif flag in _LOW_FLAGS:
+                low.append({"analyte": analyte, "value": None, "as_sent": r.value_text or r.text[:60],
+                            "unit_text": r.unit_text, "date": r.when.date().isoformat(), "flag": flag,
+                            "flag_code": r.interpretation})
+    if not held and not low:
+        return None
+    low.sort(key=lambda c: c["date"])
+    worst = min(low, key=_severity, default=None)  # the one a summary names: critical first, then the lowest
+    return {"held": held, "low": low, "worst": worst, "since": since.isoformat() if since else "",
+            "window_days": kb.cbc.result_max_age_days}
+
+
+def _severity(count: dict[str, Any]) -> tuple[int, float]:
+    """Sort key of a low count: flagged critical first, then the lowest share of its BSR limit (a text result last)."""
+    cutoff = getattr(load().monitoring.cytopenia, f"{count['analyte']}_below")
+    share = count["value"] / cutoff if count.get("value") is not None and cutoff else math.inf
+    return (0 if count["flag"] in ("critical_low", "critical") else 1, share)
+
+
 def is_new_start(facts: ClinicalFacts, order: MedicationFact, drug: str) -> bool:
     """No order of the drug taken now (``taken_orders``: active, or renewed by a draft) and no earlier therapy the
     request shows (priorPrescription, basedOn, earlier orders, dispenses: ``order.prior_therapy``, read by

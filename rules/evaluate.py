@@ -255,7 +255,9 @@ def attach_plans(findings: list[Finding], facts: ClinicalFacts, ctx: CallContext
                     # round-17 M6: a renewal of an established combination whose thiopurine already follows the
                     # advice: a quiet note, no cancel of the other drug offered
                     actions = [a for a in actions if getattr(a, "label", "") != "cancel_other"]
-                findings[i] = msgspec.structs.replace(f, indicator="info", actions=actions)
+                # round-19 H3: a renewal of a thiopurine dose held or followed by low counts is no quiet note
+                quiet = "warning" if f.rule_id == "interaction-xanthine-oxidase" and f.values.get("not_tolerated") else "info"
+                findings[i] = msgspec.structs.replace(f, indicator=quiet, actions=actions)
     return plans
 
 

@@ -15,8 +15,8 @@ from typing import NamedTuple
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 from fhir_mappers.terminology import terminology, vaccine_family
 
-from .common import (body_surface_area, indication, indication_records, is_new_start, link_shows_therapy, thiopurine_of,
-                     usable_weight)
+from .common import (body_surface_area, dose_not_tolerated, indication, indication_records, is_new_start,
+                     link_shows_therapy, thiopurine_of, usable_weight)
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load
 from .knowledge_schema import OtherInteraction, other_rule_id
@@ -172,6 +172,8 @@ def _raised_from(facts: ClinicalFacts, t: MedicationFact, tp: str, o: Medication
     prior = continued_by(facts, t, {tp})
     if prior is None or prior.daily_dose is None or prior.daily_dose.mg >= t.daily_dose.mg - 1e-6:
         return None
+    if dose_not_tolerated(facts, tp, t) is not None:
+        return None  # round-19 H3: a dose held or followed by low counts is not a tolerated dose to keep
     return prior.daily_dose.mg
 
 
@@ -204,6 +206,11 @@ def _combination_renewal(facts: ClinicalFacts, t: MedicationFact, tp: str, o: Me
     xoi_since = _therapy_since(o, facts, xoi) if o.is_draft else o.authored_on
     if tp_since is None or xoi_since is None:
         return out  # when the two were first taken together is not known: not an established combination
+    if t.is_draft and (untolerated := dose_not_tolerated(facts, tp, t)) is not None:
+        # round-19 H3: the thiopurine renewed was held, or followed by low counts: not an established, tolerated
+        # combination (no quiet note): the restart is an adjustment made now, with the label's closer CBC
+        out["not_tolerated"] = untolerated
+        return out
     since = max(tp_since, xoi_since)
     days = (facts.today - since).days
     out.update(combination_renewed=True, together_since=since.isoformat(), together_days=days,

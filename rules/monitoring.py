@@ -157,6 +157,10 @@ def _early_phase(facts: ClinicalFacts, order, drug: str, days: int,
     if order.daily_dose and active.low_mg is not None and active.high_mg is not None and (
             active.low_mg < order.daily_dose.mg - 1e-6 or active.high_mg > order.daily_dose.mg + 1e-6):
         return True, "dose_change", ""
+    if order.is_draft and any(m.status == "on-hold" for m in taken_orders(facts, drug, order)):
+        # round-19 H3: an order on hold, renewed now, is a restart (a therapy change: the Imuran label's closer CBC),
+        # never the continuation of established therapy
+        return True, "restart_hold", ""
     own, own_undated = _start(order) if order.prior_therapy else (None, False)
     if active.undated or own_undated:
         return False, "established", ""  # earlier therapy whose date the record does not give: not a start

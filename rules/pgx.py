@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from fhir_mappers.facts import ClinicalFacts, Gene, GeneResult, MedicationFact
 
-from .common import below, drug_spec, is_new_start, lab_flag, taken_orders, therapy_unknown, thiopurine_of
+from .common import below, dose_not_tolerated, drug_spec, is_new_start, lab_flag, taken_orders, therapy_unknown, thiopurine_of
 from .context import CallContext, context_of
 from .dose import range_spec
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
@@ -373,9 +373,16 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
     # is 2-3 mg/kg/day", "10 % of the normal dose"), so the bands here stay of the maintenance basis, for a new start
     # too (of a 1 mg/kg start they would fall below CPIC's own 0.6 mg/kg/day floor); the dose plan still combines them
     # with the start figure (the smaller wins)
-    basis = _pgx_basis(ctx.facts, order, drug, basis)
+    # round-19 H3: therapy taken now that was held, or followed by a low count, is not an established, tolerated dose
+    untolerated = dose_not_tolerated(ctx.facts, drug, order) if order.is_draft else None
+    basis = _pgx_basis(ctx.facts, order, drug, basis, untolerated)
     malignant = basis["malignancy"]  # ALL or AML treated with this thiopurine (dosing.toml malignancy_drugs)
     base.update(basis=basis, malignant=malignant, guideline=guideline)
+    if untolerated is not None:
+        base["not_tolerated"] = untolerated
+    renewal = renewal_status(ctx.facts, order, drug)
+    if renewal is not None:
+        base["renewal"] = renewal  # round-19 m9: what the renewal link shows (on hold, stopped, not found)
 
     if poor:
         band = _poor_band(spec, poor)
@@ -633,7 +640,8 @@ def established_dose(facts: ClinicalFacts, order: MedicationFact, drug: str, bas
     began, are within the BSR action limits with no low flag (as are white cells and lymphocytes when sent).
     None otherwise (a new start, a dose change, an undated order, no recent counts, a low count, a dose above the
     indication's range or no current weight, a xanthine oxidase inhibitor on record): the guidelines' starting
-    bands then apply."""
+    bands then apply. Round-19 H3: None too for therapy on hold or with ANY count since it began (within the results
+    window) below the action limits or flagged low (``rules.common.dose_not_tolerated``), not only the latest."""
     spec = load().pgx.established_dose
     kb = load().monitoring
     if order.daily_dose is None or (basis is not None and not _within_indication_range(order, drug, basis)):
@@ -645,6 +653,8 @@ def established_dose(facts: ClinicalFacts, order: MedicationFact, drug: str, bas
     # round-17 H4: the orders taken now include the one the draft renews (priorPrescription / basedOn), the dose and
     # start date are that order's (rules.common.taken_orders: one definition of established therapy)
     same = taken_orders(facts, drug, order)
+    if same and dose_not_tolerated(facts, drug, order) is not None:
+        return None  # round-19 H3: held, or a low count since it began: not a tolerated dose (the bands apply)
     if not same or any(m.daily_dose is None or abs(m.daily_dose.mg - ordered) > 1e-6 or m.authored_on is None
                        for m in same):
         return None
@@ -668,7 +678,8 @@ def established_dose(facts: ClinicalFacts, order: MedicationFact, drug: str, bas
             "counts_date": max(c["date"] for c in counts), "counts": counts}
 
 
-def _pgx_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: dict) -> dict:
+def _pgx_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: dict,
+               untolerated: dict | None = None) -> dict:
     """The basis CPIC's/DPWG's TPMT/NUDT15 bands are taken of.
 
     Round-15 M1 (as merged): the maintenance basis (``maintenance_basis``), never the label's starting dose (a band
@@ -683,9 +694,23 @@ def _pgx_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: di
     disease 150 mg got 75 mg and 200 mg got 50 mg), without a start cap (none applies); round-17 M4: such a start is
     accepted only inside the band it is told (``new_start_band``, ``_reduce_dose``). Established therapy (an
     active order, a renewal, a dose taken before), therapy whose status is unknown and oncology keep the order as
-    the usual dose it is (round-8 H4)."""
+    the usual dose it is (round-8 H4).
+
+    Round-19 H3: a renewal of therapy that is not a tolerated dose (``untolerated``: on hold, or a low count since it
+    began; ``rules.common.dose_not_tolerated``) restarts as a new start does: the band of the normal dose, accepted =
+    suggested (``new_start_band``), never of the dose typed or taken. Round-19 m8: a renewal that RAISES the dose
+    taken has its band of the normal dose too (one basis, whatever was typed: r19-44 and r19-78)."""
     if not basis.get("start_basis"):
         basis = basis.get("maintenance_basis") or basis
+        restart = untolerated is not None and basis.get("normal_mg") and not basis.get("malignancy") \
+            and not basis.get("oncology")
+        if restart:
+            return {**basis, "reference_mg": basis["normal_mg"], "from_order": False, "from_established": False,
+                    "new_start_band": True}
+        raised = order.is_draft and order.daily_dose is not None and order.established_dose is not None \
+            and order.established_dose.mg < order.daily_dose.mg - 1e-6 and taken_orders(facts, drug, order)
+        if raised and basis.get("normal_mg") and basis.get("from_order") and not basis.get("from_established"):
+            basis = {**basis, "reference_mg": basis["normal_mg"], "from_order": False}
         ind = load().dosing.indications.get(basis.get("indication") or "unknown")
         if not basis.get("normal_mg") and basis.get("kind") == "kg" and basis.get("reference_mg") \
                 and not basis.get("from_order") and basis.get("indication") != "unknown" \
@@ -829,7 +854,13 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
         values.update(keep=keep)
         accept = max(accept, keep["mg"])
         values.update(accept_high=accept, accept_f=accept / reference)
+    untolerated = values.get("not_tolerated") is not None
+    if untolerated and "bsr_2017" not in sources:
+        sources.append("bsr_2017")  # round-19 H3: the card cites BSR/BHPR 2017 on a dose held or followed by low counts
     return Finding(rule, order.ref, values, actions, drug=drug, sources=tuple(sources),
+                   # round-19 H3: a restart inside the reduced range of a dose held or followed by low counts is still
+                   # a warning (never a quiet "within the reduced range" note)
+                   indicator="warning" if untolerated and rule == "pgx-dose-in-reduced-range" else None,
                    dose=DoseLimit(rule, high_mg=high, low_mg=low, accept_high_mg=accept, start_band=bool(cap),
                                   keep_mg=keep["mg"] if keep is not None else None))
 
@@ -845,6 +876,40 @@ def _kept_dose(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: di
     at_taken = msgspec.structs.replace(order, daily_dose=taken)
     established = established_dose(facts, at_taken, drug, basis)
     return None if established is None else {**established, "mg": taken.mg}
+
+
+def renewal_status(facts: ClinicalFacts, order: MedicationFact, drug: str) -> dict | None:
+    """Round-19 m9: what the order a draft renews (priorPrescription / basedOn) shows, for the card to say why the
+    renewal is, or is not, dosed as continuing therapy: {"kind": "on_hold", "ref", "reason" (statusReason as sent)},
+    {"kind": "stopped", "ref", "ended" (its end date, "" when none is given)} for an ended order of the drug that
+    ``rules.evaluate.without_replaced`` did not read as continued (a restart), or {"kind": "not_found", "ref"} when
+    no order of that id is in the record sent. None for an order that renews nothing, or continues an order taken
+    now (active, completed, stopped by the renewal). Words only: the rules decide with ``taken_orders``."""
+    if not order.is_draft or not order.replaces:
+        return None
+
+    def short(m: MedicationFact) -> str:
+        return "/".join(m.ref.rsplit("/", 2)[-2:]) if m.ref else ""
+
+    renewed = {short(m): m for m in facts.renewed_medications if drug in m.ingredients}
+    ended = {short(m): m for m in facts.past_medications if drug in m.ingredients}
+    known = {short(m) for m in (*facts.orders, *facts.active_medications, *facts.renewed_medications,
+                                *facts.past_medications)}
+    for ref in sorted(order.replaces):
+        m = renewed.get(ref)
+        if m is not None and m.status == "on-hold":
+            return {"kind": "on_hold", "ref": ref, "reason": m.status_reason}
+    for ref in sorted(order.replaces):
+        m = ended.get(ref)
+        if m is not None and ref not in renewed and m.status in ("stopped", "completed"):
+            undated = m.ended_on is None or m.ended_on == m.authored_on
+            return {"kind": "stopped", "ref": ref, "status": m.status,
+                    "ended": "" if undated or m.ended_on is None else m.ended_on.isoformat(),
+                    "reason": m.status_reason}
+    missing = sorted(ref for ref in order.replaces if ref not in known)
+    if missing and not renewed:
+        return {"kind": "not_found", "ref": missing[0]}
+    return None
 
 
 def _start_by(source: str | None) -> str:

@@ -220,7 +220,7 @@
     drawLabs(p.labs);
     drawList('meds', p.interacting.map((m) => m.display + ' (' + (m.draft ? 'ordered now' : m.status) + ')'), 'None on record.');
     const phase = {new_start: 'new start: early phase', dose_change: 'dose change: early phase',
-      recent_start: 'recent start: early phase', therapy_unknown: 'therapy status unknown: early phase as for a start'}[p.monitoring.phase];
+      recent_start: 'recent start: early phase', restart_hold: 'restart after a hold: early phase', therapy_unknown: 'therapy status unknown: early phase as for a start'}[p.monitoring.phase];
     const early = Boolean(phase);
     const due = (label, d) => label + ': last ' + (d.last || 'never') + (d.due ? ', next due by ' + d.due + (d.overdue ? ' (OVERDUE)' : '') : '') + ' (interval ' + d.window_days + ' days' + (early ? ', ' + phase : '') + ')';
     drawList('due', [due('Blood count', p.monitoring.cbc), due('Liver tests', p.monitoring.liver)], '');
