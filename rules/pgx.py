@@ -440,11 +440,12 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
 
 def _malignancy_regimen_sources(poor: list[GeneStatus], guideline: str) -> tuple[str, ...]:
     """Round-19 m1: a nonmalignant poor-metabolizer card names the regimen CPIC gives in malignancy for each poor gene
-    (TPMT: one tenth three times a week; NUDT15, Table 3: mercaptopurine 10 mg/m2/day, daily): the sources of those
-    regimens, as pgx.toml gives them for mercaptopurine (the thiopurine of leukaemia maintenance)."""
+    (TPMT: one tenth three times a week, within the card's cpic_2018 Tables 2 and 3; NUDT15, Table 3: mercaptopurine
+    10 mg/m2/day, daily): the NUDT15 regimen's own source, as pgx.toml gives it for mercaptopurine (the thiopurine of
+    leukaemia maintenance)."""
     spec = drug_spec("mercaptopurine", guideline)
-    return tuple(dict.fromkeys(band.malignant_source for band in (_poor_band(spec, [s]) for s in poor)
-                               if band.malignant_source))
+    return tuple(dict.fromkeys(band.malignant_source for band in (_poor_band(spec, [s]) for s in poor
+                                                                  if s.gene == "NUDT15") if band.malignant_source))
 
 
 def _basis_sources(basis: dict, drug: str) -> tuple[str, ...]:
