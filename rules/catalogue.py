@@ -158,6 +158,11 @@ def sources_of(f: Finding) -> list[str]:
     in the knowledge files)."""
     kb = load()
     keys = list(dict.fromkeys([*catalogue()[f.rule_id].sources, *f.sources]))
+    replaced = f.values.get("replaces_sources")
+    if replaced:
+        # round-19 M1: the finding's own sources are the primary ones and stand in for the catalogue's named here
+        # (an IBD pregnancy card cites ECCO 2015 / AGA 2019, never the rheumatology guideline ACR 2020)
+        keys = [k for k in dict.fromkeys([*f.sources, *keys]) if k not in replaced]
     keys = _own_label(f, keys)
     return [k for k in keys if not kb.source(k).internal]
 

@@ -88,7 +88,10 @@ def _with_start_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, ba
             "taken": False, "usual_name": basis.get("usual_name") or load().dosing.indications[basis["indication"]].name,
             # where the start figure comes from (the indication's own start source, else the label's)
             "start_source": getattr(load().dosing.indications.get(basis["indication"]), "start_source", "")
-            or load().dosing.general.new_start_source}
+            or load().dosing.general.new_start_source,
+            # round-19 m2: the indication has no start of its own (the label's indications are renal homotransplantation
+            # and rheumatoid arthritis): the general start, the label's RA figure, is applied to it
+            "general_start": not getattr(load().dosing.indications.get(basis["indication"]), "start_source", "")}
 
 
 def context_of(facts: ClinicalFacts, ctx: CallContext | None) -> CallContext:

@@ -128,7 +128,7 @@ def tablet_step(drug: str, unit_mg: float | None = None) -> float:
 
 def practical_regimen(drug: str, low: float | None, high: float, days_per_week: int | None = None,
                       prefer: str = "", daily: bool = False, ceiling: float | None = None,
-                      unit_mg: float | None = None) -> Regimen | None:
+                      unit_mg: float | None = None, aim_low: bool = False) -> Regimen | None:
     """The largest practical regimen with an average in [low, high] (per dose when ``days_per_week``);
     ``prefer="suspension"``: the order was written in mL of the oral suspension, and stays so if it can;
     ``daily``: the guideline's regimen is daily (round-6 M2): once-daily tablets when they give at least
@@ -136,10 +136,18 @@ def practical_regimen(drug: str, low: float | None, high: float, days_per_week: 
     ``ceiling``: the top of the range an order is accepted in (per dose); the oral suspension is measured to the
     volume nearest ``high`` when that stays at or under it (round-9 M3: one tenth of 79.5 mg = 7.95 mg is 0.4 mL =
     8 mg, not 0.35 mL = 7 mg), else rounded down. A point figure (DPWG) is never exceeded.
-    ``unit_mg``: the ordered tablet strength; tablet regimens are built in its whole and half tablets (``tablet_step``)."""
+    ``unit_mg``: the ordered tablet strength; tablet regimens are built in its whole and half tablets (``tablet_step``).
+    ``aim_low`` (round-19 M2): ``low`` is the dose to give (the label's lowest start in renal impairment): the oral
+    suspension, which can measure it, is measured to it (to ``point_min_fraction`` of it at least), not to ``high``."""
     spec = forms(drug)
     if low is not None and low >= high - EPS:
         ceiling = None  # one figure (DPWG): the nearest practical dose not above it
+    if aim_low and low is not None and low < high - EPS and spec.suspension_mg_per_ml:
+        measured = _suspension(spec, low * point_min_fraction(), low, days_per_week, high)
+        if prefer == "suspension" and measured is not None:
+            return measured
+        found = practical_regimen(drug, low, high, days_per_week, daily=daily, ceiling=ceiling, unit_mg=unit_mg)
+        return (measured or found) if found is None or found.form == "suspension" else found
     if prefer == "suspension" and spec.suspension_mg_per_ml:
         found = _suspension(spec, low, high, days_per_week, ceiling)
         if found is not None:
@@ -183,9 +191,10 @@ def practical_regimen(drug: str, low: float | None, high: float, days_per_week: 
 
 
 def _regimen(drug: str, low: float | None, high: float, days: int | None, prefer: str, daily: bool, accept: float,
-             unit_mg: float | None) -> Regimen | None:
+             unit_mg: float | None, aim_low: bool = False) -> Regimen | None:
     """The practical regimen in the suggested range, else (round-15 M1) in the range an order is accepted in."""
-    regimen = practical_regimen(drug, low, high, days, prefer=prefer, daily=daily, ceiling=accept, unit_mg=unit_mg)
+    regimen = practical_regimen(drug, low, high, days, prefer=prefer, daily=daily, ceiling=accept, unit_mg=unit_mg,
+                                aim_low=aim_low)
     if regimen is None and accept > high + EPS and not days:
         # round-15 M1: no practical regimen inside the suggested range (a new start's band of its starting dose with
         # allopurinol: 5.6-8.3 mg/day), but one inside the range an order is accepted in (up to 13.3 mg/day): that
@@ -256,9 +265,10 @@ def combine(limits: list[DoseLimit], usual: float | None, ordered: float | None 
         f_high = math.prod(fh for _, fh in factors)
         return base_low * f_low, base_high * f_high, days
     high = min(highs) if highs else (ordered if ordered is not None else 0.0)
+    # a floor above the binding ceiling is moot (round-19 M2: the renal lowest start, 92 mg, under a TPMT band's 56 mg
+    # top): the other floors (the band's own 30 %) still hold
+    lows = [x for x in lows if x <= high + EPS]
     low = max(lows) if lows else None
-    if low is not None and low > high + EPS:
-        low = None
     return low, high, days
 
 
@@ -403,12 +413,15 @@ def plan_doses(findings: list[Finding], ordered_mg: dict[str, float], indicator_
         unit_mg, ml_mg = (products or {}).get(ref, (None, None))
         tablets = unit_mg if ml_mg is None else None  # a tablet product of known strength (not a liquid)
         prefer = (forms_of or {}).get(ref, "")
-        regimen = _regimen(drug, low, high, days, prefer, daily, accept, tablets) if change else None
+        # round-19 M2: the range's floor is the label's lowest start (not moot under a tighter limit): the dose to give
+        aim_low = low is not None and any(lim.aim_low and lim.low_mg is not None and abs(lim.low_mg - low) < EPS
+                                          for lim in limits)
+        regimen = _regimen(drug, low, high, days, prefer, daily, accept, tablets, aim_low) if change else None
         other = False
         if change and regimen is None and tablets is not None:
             # round-17 M8: no whole or half tablet of the ordered strength fits: the regimen another strength gives,
             # named on the cards, never an update of this order (its product cannot give it)
-            regimen = _regimen(drug, low, high, days, prefer, daily, accept, None)
+            regimen = _regimen(drug, low, high, days, prefer, daily, accept, None, aim_low)
             other = regimen is not None and regimen.form != "suspension"
         if regimen is not None and regimen.form == "suspension" and ml_mg is None:
             other = True  # round-17 H3: the oral suspension, for an order of tablets (or of an unknown product)

@@ -132,6 +132,10 @@ class DoseLimit(msgspec.Struct, frozen=True):
     # round-18 M4: a renewal that raises an established dose: the dose already taken and tolerated. The plan is not cut
     # below it (it is kept, the increase refused) when it lies within the accepted range the limits give
     keep_mg: float | None = None
+    # round-19 M2: ``low_mg`` is the label's lowest starting dose (renal impairment, mercaptopurine): the dose to give,
+    # not a floor under a ceiling; a suspension is measured to it (92.2 mg: 4.6 mL), tablets give the simplest regimen
+    # inside ``low_mg``-``high_mg`` (its per-m2 and per-kg forms)
+    aim_low: bool = False
 
 
 class Finding(msgspec.Struct, frozen=True):

@@ -648,6 +648,19 @@ class PregnancyTest:
 
 
 @dataclass(frozen=True)
+class ByIndication:
+    """Round-19 M1: a specialty's own advice on pregnancy or breastfeeding for the thiopurines it names, by indication
+    (IBD: ECCO 2015, AGA 2019 treat azathioprine and mercaptopurine alike), in place of ACR 2020 (rheumatology)."""
+
+    indications: tuple[str, ...]  # dosing.toml [indications.<key>]
+    drugs: tuple[str, ...]
+    source: str
+    sources: tuple[str, ...] = ()
+    established_indicator: Level = "info"  # a thiopurine the patient takes (renewal, active order)
+    new_start_indicator: Level = "warning"  # a thiopurine newly started
+
+
+@dataclass(frozen=True)
 class Pregnancy:
     pregnancy_status_loinc: str
     pregnant_snomed: tuple[str, ...]
@@ -663,6 +676,7 @@ class Pregnancy:
     not_compatible_indicator: Level = "warning"
     label_sources: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: types.MappingProxyType({}))
     test: PregnancyTest | None = None  # round-5 H4: a positive hCG is pregnancy
+    ibd: ByIndication | None = None  # round-19 M1: inflammatory bowel disease, the IBD guidelines' advice
 
 
 @dataclass(frozen=True)
@@ -674,6 +688,7 @@ class Breastfeeding:
     sources: tuple[str, ...] = ()
     compatible_drugs: tuple[str, ...] = ()  # ACR 2020: compatible with breastfeeding (card: compatible_indicator)
     compatible_indicator: Level = "info"
+    ibd: ByIndication | None = None  # round-19 M1: inflammatory bowel disease, the IBD guidelines' advice
 
 
 @dataclass(frozen=True)

@@ -429,7 +429,10 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
                                             genes={"TPMT"}))
         return Finding("pgx-poor-metabolizer", order.ref, values, actions, dose=dose,
                        stops_order=mode in ("avoid", "avoid_or_reduce"), drug=drug,
-                       sources=((band.malignant_source or band.source) if malignant else band.source, spec.label_source))
+                       sources=((band.malignant_source or band.source) if malignant else band.source, spec.label_source,
+                                *_basis_sources(basis, drug),
+                                *(() if malignant else _malignancy_regimen_sources(poor, guideline))))
+
 
     gaps = [s for s in st.values() if s.state != "known" or s.is_indeterminate]
     if _future_poor(st):
@@ -447,6 +450,23 @@ def _for_order(ctx: CallContext, order: MedicationFact, drug: str, st: dict[Gene
     if gaps:
         return _status_problem(order, drug, st, gaps, base, ctx.facts)
     return _preliminary_normal(order, drug, st, base)
+
+
+def _malignancy_regimen_sources(poor: list[GeneStatus], guideline: str) -> tuple[str, ...]:
+    """Round-19 m1: a nonmalignant poor-metabolizer card names the regimen CPIC gives in malignancy for each poor gene
+    (TPMT: one tenth three times a week, within the card's cpic_2018 Tables 2 and 3; NUDT15, Table 3: mercaptopurine
+    10 mg/m2/day, daily): the NUDT15 regimen's own source, as pgx.toml gives it for mercaptopurine (the thiopurine of
+    leukaemia maintenance)."""
+    spec = drug_spec("mercaptopurine", guideline)
+    return tuple(dict.fromkeys(band.malignant_source for band in (_poor_band(spec, [s]) for s in poor
+                                                                  if s.gene == "NUDT15") if band.malignant_source))
+
+
+def _basis_sources(basis: dict, drug: str) -> tuple[str, ...]:
+    """Round-19 m10: the label's ALL dosage (mercaptopurine 2.1, 1.5-2.5 mg/kg) when the normal dose is its per-kg
+    form (no height, ``kind`` "kg_label"): cited where that figure is used, never on every card of the drug."""
+    onc = load().dosing.oncology.get(drug)
+    return (onc.source,) if basis.get("kind") == "kg_label" and onc is not None else ()
 
 
 def _preliminary_normal(order: MedicationFact, drug: str, st: dict[Gene, GeneStatus], base: dict) -> Finding | None:
@@ -733,7 +753,7 @@ def _pgx_basis(facts: ClinicalFacts, order: MedicationFact, drug: str, basis: di
     maintenance = basis.get("maintenance_basis") or basis
     normal = maintenance.get("normal_mg")
     out = {**maintenance, "new_start_cap": basis.get("start_mg"), "start_mg": basis.get("start_mg"),
-           "start_source": basis.get("start_source")}
+           "start_source": basis.get("start_source"), "general_start": basis.get("general_start", False)}
     if normal and maintenance.get("from_order"):
         out.update(reference_mg=normal, from_order=False)
     return out
@@ -755,7 +775,7 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
                        sources=(band.source, spec.label_source))
     low_f, high_f = band.low, band.high
     assert low_f is not None and high_f is not None, "an intermediate band has low and high (pgx.toml)"
-    sources = [band.source, spec.label_source]
+    sources = [band.source, spec.label_source, *_basis_sources(basis, drug)]
     band_low_f, band_high_f = low_f, high_f  # the guideline's own band (the card credits the guideline with it)
     cap = spec.cap
     capped = False
@@ -828,7 +848,11 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
             # round-17 M5: the start dose decides the figure (AASLD 2019: 50 mg/day in autoimmune hepatitis, under
             # the band of a heavier patient's normal dose): the card says so, with the true share of the normal dose
             values["start_capped"] = {"mg": cap, "f": cap / reference, "by": _start_by(basis.get("start_source")),
-                                      "short": _start_by(basis.get("start_source")).removeprefix("the ").removesuffix("'s"),
+                                      # round-19 m2: no start of the indication's own (GPA, SLE, unknown): this
+                                      # service's general start, from the label's rheumatoid arthritis start
+                                      "general": bool(basis.get("general_start")),
+                                      "short": "general" if basis.get("general_start") else
+                                      _start_by(basis.get("start_source")).removeprefix("the ").removesuffix("'s"),
                                       "indication": load().dosing.indications[basis["indication"]].name,
                                       "below_band": cap < reference * band_low_f - 1e-6}
         high = min(high, cap)

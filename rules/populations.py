@@ -12,7 +12,7 @@ from .common import (CodeMatcher, _age, above, below, is_child, is_new_start, la
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, DoseLimit, Finding
 from .knowledge_base import load
-from .knowledge_schema import Indication, Oncology, OtherDrug
+from .knowledge_schema import ByIndication, Indication, Oncology, OtherDrug
 from .monitoring import conflicts, latest
 
 
@@ -416,9 +416,18 @@ def _lowest_start(facts: ClinicalFacts, order, drug: str, ctx: CallContext | Non
     if basis["bsa"] and own.lowest_start_mg_per_m2 is not None:
         out.update(lowest_mg=own.lowest_start_mg_per_m2 * basis["bsa"], lowest_per=own.lowest_start_mg_per_m2,
                    lowest_unit="m2", bsa=basis["bsa"])
+        if basis["weight"] and own.lowest_start_mg_per_kg is not None:
+            # round-19 M2: the label gives its lowest start in both forms, "1.5 mg/kg to 2.5 mg/kg (50 mg/m2 to
+            # 75 mg/m2)" (2.1); each is the lowest start (as either form is the start, round-7 M1): the dose aims
+            # between the two (1.84 m2, 70 kg: 92-105 mg), never under both
+            out.update(lowest_kg_mg=own.lowest_start_mg_per_kg * basis["weight"],
+                       lowest_per_kg=own.lowest_start_mg_per_kg, weight=basis["weight"])
     elif basis["weight"] and own.lowest_start_mg_per_kg is not None:
         out.update(lowest_mg=own.lowest_start_mg_per_kg * basis["weight"], lowest_per=own.lowest_start_mg_per_kg,
                    lowest_unit="kg", weight=basis["weight"])
+    if out["lowest_mg"] is not None:
+        figures = [out["lowest_mg"], *([out["lowest_kg_mg"]] if out.get("lowest_kg_mg") is not None else [])]
+        out.update(lowest_low_mg=min(figures), lowest_high_mg=max(figures))
     return out
 
 
@@ -492,11 +501,27 @@ def renal_findings(facts: ClinicalFacts, ref: str, drug: str, ctx: CallContext |
             sources += (own.source, *own.sources)
         limit = DoseLimit("renal-impairment", qualitative=True)
         if new_start and lowest["lowest_mg"] is not None:
-            # a new start: the label's lowest starting dose, with the per-m2 start margin (body-surface rounding)
+            # a new start: the label's lowest starting dose, with the per-m2 start margin (body-surface rounding).
+            # Round-19 M2: it is the dose to give, not a ceiling to round under: the suggestion lies between its two
+            # forms (per m2 and per kg; one figure with a weight only, rounded as any point figure: the nearest regimen
+            # not above it, at least point_dose_min_fraction of it, else the oral suspension), never 75 mg for 92 mg
             margin = 1.0 + load().dosing.general.start_dose_margin
-            limit = DoseLimit("renal-impairment", high_mg=lowest["lowest_mg"], accept_high_mg=lowest["lowest_mg"] * margin)
+            limit = DoseLimit("renal-impairment", high_mg=lowest["lowest_high_mg"], low_mg=lowest["lowest_low_mg"],
+                              accept_high_mg=lowest["lowest_high_mg"] * margin, aim_low=True)
         out.append(Finding("renal-impairment", ref, values, drug=drug, sources=sources, dose=limit))
     return out
+
+
+def _by_indication(spec: ByIndication | None, ind: str, drug: str) -> ByIndication | None:
+    """Round-19 M1: the specialty's own pregnancy / breastfeeding advice when the order's indication and drug are its
+    (populations.toml [pregnancy.ibd], [breastfeeding.ibd]), else None (ACR 2020 and the labels, as before)."""
+    return spec if spec is not None and ind in spec.indications and drug in spec.drugs else None
+
+
+def _ibd_values(spec: ByIndication) -> dict:
+    """What an IBD pregnancy / breastfeeding card reads: the drugs the guidelines treat alike, and ACR 2020 given way
+    to (``replaces_sources``: rules.catalogue.sources_of lists the finding's own sources first, without it)."""
+    return {"ibd": True, "ibd_drugs": list(spec.drugs), "replaces_sources": ["acr_reproductive_2020"]}
 
 
 def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None,
@@ -510,31 +535,56 @@ def population_findings(facts: ClinicalFacts, ctx: CallContext | None = None,
     out: list[Finding] = []
 
     out += allergy_findings(facts, orders)
+    new_start = is_new_start(facts, order, drug)
+    ind = ctx.indication(order)[0]
     why = is_pregnant(facts, ctx)
-    if why:
+    ibd = _by_indication(kb.pregnancy.ibd, ind, drug)
+    if why and ibd is not None:
+        # round-19 M1: IBD: ECCO 2015 / AGA 2019, one message for azathioprine and mercaptopurine (continue a thiopurine
+        # taken; a new start stays a warning), each label's fetal-harm statement named; ACR 2020 is not the source here
+        out.append(Finding("pregnancy", order.ref, {**why, "compatible": not new_start, "new_start": new_start,
+                                                    **_ibd_values(ibd)}, drug=drug,
+                           indicator=ibd.new_start_indicator if new_start else ibd.established_indicator,
+                           sources=(ibd.source, *ibd.sources, *kb.pregnancy.label_sources.get(drug, ()))
+                           + _test_sources(why)))
+    elif why:
         # worded per drug (round-4 M2): ACR 2020 names azathioprine compatible with pregnancy; the mercaptopurine and
         # thioguanine labels warn of fetal harm (a warning, as the breastfeeding card), a new start said as such
         compatible = drug in kb.pregnancy.compatible_drugs
         out.append(Finding("pregnancy", order.ref, {**why, "compatible": compatible,
-                                                    "new_start": is_new_start(facts, order, drug)}, drug=drug,
+                                                    "new_start": new_start}, drug=drug,
                            indicator=None if compatible else kb.pregnancy.not_compatible_indicator,
                            sources=(() if compatible else kb.pregnancy.label_sources.get(drug, ()))
                            + _test_sources(why)))
     elif (test := hcg_result(facts)) is not None and test["result"] == "unreadable" \
             and _test_is_newest(facts, test):
-        # round-5 H4: a pregnancy test that cannot be read is said, quoting what was sent (never "not pregnant")
-        compatible = drug in kb.pregnancy.compatible_drugs
+        # round-5 H4: a pregnancy test that cannot be read is said, quoting what was sent (never "not pregnant");
+        # round-19 M1: in IBD with the IBD guidelines' advice (a thiopurine taken is continued if she is pregnant)
+        compatible = drug in kb.pregnancy.compatible_drugs if ibd is None else not new_start
         out.append(Finding("pregnancy-test-unreadable", order.ref,
-                           {"test": test, "compatible": compatible, "new_start": is_new_start(facts, order, drug)},
-                           drug=drug, indicator="info" if compatible else None))
+                           {"test": test, "compatible": compatible, "new_start": new_start,
+                            **(_ibd_values(ibd) if ibd is not None else {})},
+                           drug=drug, indicator="info" if compatible else None,
+                           sources=(ibd.source, *ibd.sources) if ibd is not None else ()))
     why = is_breastfeeding(facts, ctx)
     if why:
         spec = kb.breastfeeding
-        compatible = drug in spec.compatible_drugs
-        out.append(Finding("breastfeeding", order.ref, {**why, "compatible": compatible}, drug=drug,
-                           indicator=spec.compatible_indicator if compatible else None))
+        ibd = _by_indication(spec.ibd, ind, drug)
+        if ibd is not None:
+            # round-19 M1: IBD: ECCO 2015 / AGA 2019 consider both thiopurines compatible with breastfeeding
+            out.append(Finding("breastfeeding", order.ref, {**why, "compatible": True, **_ibd_values(ibd)}, drug=drug,
+                               indicator=ibd.new_start_indicator if new_start else ibd.established_indicator,
+                               sources=(ibd.source, *ibd.sources)))
+        else:
+            compatible = drug in spec.compatible_drugs
+            out.append(Finding("breastfeeding", order.ref, {**why, "compatible": compatible}, drug=drug,
+                               indicator=spec.compatible_indicator if compatible else None))
     out += renal_findings(facts, order.ref, drug, ctx, order=order, weight_days=weight_days)
     age = _age(facts)
     if age is not None and age >= kb.elderly.age_at_least:
-        out.append(Finding("elderly", order.ref, {"age": age}, drug=drug))
+        # round-19 m4 (as round-17 m3 for the renal card): established therapy (a renewal, an active order) is reviewed,
+        # never told to "start at the low end of the range"
+        unknown = therapy_unknown(facts, order)
+        out.append(Finding("elderly", order.ref, {"age": age, "established": not new_start and not unknown,
+                                                  "therapy_unknown": unknown}, drug=drug))
     return out

@@ -48,8 +48,9 @@ def hcg(request: dict) -> dict:
 def test_c83_positive_urine_hcg_new_mercaptopurine_is_the_label_warning(monkeypatch, capsys, tmp_path):
     c = card(run(load("c83"), monkeypatch, capsys, tmp_path), "pregnancy")
     assert c["indicator"] == "warning"
-    assert c["summary"] == ("Positive pregnancy test: new mercaptopurine start: the label warns of fetal harm; "
-                            "ACR 2020 names azathioprine, not mercaptopurine")
+    # round-19 M1: the patient has IBD: the IBD guidelines' wording, not ACR 2020 (still the label's warning)
+    assert c["summary"] == ("Positive pregnancy test: new mercaptopurine start (IBD): the label warns of fetal harm; "
+                            "start only if benefit clearly outweighs risk")
     assert "Positive pregnancy test" in c["detail"] and "2026-12-01" in c["detail"]
     assert "section 8.1: miscarriage and stillbirth reported" in c["detail"]
 
@@ -63,6 +64,15 @@ def test_c83_same_card_as_the_coded_pregnancy_of_c12(monkeypatch, capsys, tmp_pa
 
 def test_c67_positive_urine_hcg_azathioprine_keeps_acr_wording(monkeypatch, capsys, tmp_path):
     c = card(run(load("c67"), monkeypatch, capsys, tmp_path), "pregnancy")
+    # round-19 M1: c67 is Crohn's disease and a new start: the IBD guidelines' message, the same as for mercaptopurine
+    # (a thiopurine newly started in pregnancy: the label's fetal-harm warning), not ACR 2020
+    assert c["indicator"] == "warning"
+    assert c["summary"].startswith("Positive pregnancy test: new azathioprine start (IBD)")
+    assert "ACR" not in c["detail"] and "ECCO" in c["detail"]
+    ra = copy.deepcopy(load("c67"))  # the same in rheumatoid arthritis keeps ACR 2020's wording
+    ra["prefetch"]["conditions"]["entry"][0]["resource"]["code"] = {
+        "coding": [{"system": SCT, "code": "69896004", "display": "Rheumatoid arthritis"}]}
+    c = card(run(ra, monkeypatch, capsys, tmp_path), "pregnancy")
     assert c["indicator"] == "info"
     assert c["summary"].startswith("Positive pregnancy test: azathioprine may be")
     assert "ACR 2020 reproductive health guideline: compatible with pregnancy" in c["detail"]
@@ -124,7 +134,8 @@ def test_an_equivocal_urine_hcg_is_reported(monkeypatch, capsys, tmp_path):
     obs = hcg(request)
     obs["valueCodeableConcept"] = {"text": "Equivocal"}
     c = card(run(request, monkeypatch, capsys, tmp_path), "pregnancy-test-unreadable")
-    assert c["indicator"] == "info"  # azathioprine: ACR 2020 compatible
+    # round-19 M1: Crohn's disease, a new azathioprine start: the IBD guidelines concern continuing a thiopurine taken
+    assert c["indicator"] == "warning" and "ECCO 2015, AGA 2019" in c["detail"]
     assert "reported as equivocal" in c["detail"]
 
 
