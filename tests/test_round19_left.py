@@ -152,9 +152,10 @@ def _mp_restart(stopped_on: str) -> dict:
 def test_mercaptopurine_restart_in_all_with_renal_impairment_gets_the_labels_lowest_start():
     cards = _by_rule(case_cards(_mp_restart("2026-06-01"), DAY))
     renal = cards["renal-impairment"]
-    assert renal["summary"] == ("Mercaptopurine with renal impairment (eGFR 40): new start: give 75 mg/day (label's "
-                                "lowest start, 50 mg/m²), monitor CBC")  # was "review the dose"
-    assert [s["label"] for s in renal["suggestions"]] == ["Change to mercaptopurine 75 mg once daily"]
+    # was "review the dose"; the label's lowest start is 50 mg/m² = 92 mg to 1.5 mg/kg = 105 mg (round-19 M2)
+    assert renal["summary"] == ("Mercaptopurine with renal impairment (eGFR 40): new start: give 100 mg/day (label's "
+                                "lowest start 92-105 mg), monitor CBC")
+    assert [s["label"] for s in renal["suggestions"]] == ["Change to mercaptopurine 100 mg once daily"]
     new = _by_rule(case_cards(_load("review17", "d05_all_adult_mp_egfr40"), DAY))["renal-impairment"]
     assert renal["summary"] == new["summary"]  # the restart reads as the new start it is
 
