@@ -92,6 +92,14 @@ def read_concept(concept: Any) -> tuple[ConceptCodes, list[str]]:
     return codes, words
 
 
+def distinct_text(words: list[str]) -> str:
+    """A concept's words joined by " | " as ``all_text`` joins them, each distinct word once: a concept's text is
+    usually its coding's display too ("allopurinol 300 MG Oral Tablet" twice). The readers of such a text
+    (``names_in_text``, ``_strengths_named``) find the same names in it: no name they search for contains " | ",
+    so every match lies within one word, and a word read twice adds nothing to the sets they return."""
+    return " | ".join(dict.fromkeys(words)) if len(words) > 1 else (words[0] if words else "")
+
+
 def _coded_ingredients(codes: ConceptCodes) -> set[str]:
     """The ingredients a concept's RxNorm and WHO ATC codes name."""
     t = terminology()
@@ -216,7 +224,7 @@ def _strength(codes: list[str], words: list[str], medication: dict | None) -> St
                 elif den_unit in t.unit_dose_units or not den_unit:
                     per_unit.add(n_mg / den_value)
     if not per_unit and not per_ml:
-        text = " | ".join(words) + " | " + (concept_text(medication.get("code")) if isinstance(medication, dict) else "")
+        text = distinct_text(words) + " | " + (concept_text(medication.get("code")) if isinstance(medication, dict) else "")
         named_per_unit, named_per_ml = _strengths_named(text)
         per_unit |= named_per_unit
         per_ml |= named_per_ml
@@ -227,14 +235,17 @@ def _strength(codes: list[str], words: list[str], medication: dict | None) -> St
 @call_memo  # a product name repeats from order to order within a call
 def _strengths_named(text: str) -> tuple[frozenset[float], frozenset[float]]:
     """(mg per unit, mg per mL) that a product name states ("Tabloid 40 mg", "20 MG/ML Oral Suspension")."""
-    if text.isascii() and "mg" not in text.lower():  # both patterns need "mg" in some letter case
+    ascii_low = text.lower() if text.isascii() else None
+    if ascii_low is not None and "mg" not in ascii_low:  # both patterns need "mg" in some letter case
         return frozenset(), frozenset()
     per_ml = set()
-    for m in _PER_ML.finditer(text):
-        volume = float(m.group(2) or 1)
-        if volume > 0:
-            per_ml.add(float(m.group(1)) / volume)
-    stripped = _PER_ML.sub(" ", text)
+    stripped = text
+    if ascii_low is None or "ml" in ascii_low:  # and ``_PER_ML`` needs "ml" (most names are of tablets: no match)
+        for m in _PER_ML.finditer(text):
+            volume = float(m.group(2) or 1)
+            if volume > 0:
+                per_ml.add(float(m.group(1)) / volume)
+        stripped = _PER_ML.sub(" ", text)
     return frozenset(float(m.group(1)) for m in _PER_UNIT.finditer(stripped)), frozenset(per_ml)
 
 
@@ -509,7 +520,7 @@ def medication_fact(resource: dict, *, is_draft: bool, medications: dict[str, di
         medication = _medication_resource(resource, medications or {})
     # the concept is read once: its codes and words serve the vaccine, the ingredients, the strength and the name
     codes, words = read_concept(concept)
-    named, vaccines_named = names_in_text(" | ".join(words))  # ingredients_in_text, vaccines_in_text
+    named, vaccines_named = names_in_text(distinct_text(words))  # ingredients_in_text, vaccines_in_text
     cvx = _coded_vaccines(codes)
     if vaccines_named:
         cvx |= text_vaccines_beside(cvx, set(vaccines_named))

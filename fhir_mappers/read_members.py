@@ -30,28 +30,33 @@ RESULT_KEYS = frozenset({"weight", "height", "pgx", "labs", "lab_results", "preg
 
 
 class Resource(TypedDict, total=False):
-    """A resource under a results key: the members any mapper reads, each as sent."""
+    """A resource under a results key: the members any mapper reads, each as sent.
+
+    Declared in the order FHIR R4 defines an Observation's elements (the order servers write them in), the other
+    types' members after: the decoder looks a member up from where the previous one was found, so members read in
+    the declared order are found at once (the decoded dicts keep the order of the JSON, whatever this order is)."""
 
     # every resource
     resourceType: Any  # noqa: N815 - FHIR member names
     id: Any
-    status: Any
+    contained: Any
     extension: Any
     modifierExtension: Any  # noqa: N815
-    contained: Any
-    # whose data it is (fhir_mappers.subject: a resource about another patient is set aside, round-8 H1)
-    subject: Any
-    patient: Any
     # a Patient a search _includes: its identifier says whether it is the context Patient, whose fullUrl then names
     # the server base of this patient's absolute references (round-11 H2, fhir_mappers.build._Bases)
     identifier: Any
+    basedOn: Any  # noqa: N815
+    status: Any
     # Observation (R4): code, value[x], effective[x], issued, interpretation, reference range, components,
     # the genomics members (derivedFrom, hasMember), note and method
     code: Any
+    # whose data it is (fhir_mappers.subject: a resource about another patient is set aside, round-8 H1)
+    subject: Any
+    patient: Any
     effectiveDateTime: Any  # noqa: N815
     effectivePeriod: Any  # noqa: N815
-    effectiveInstant: Any  # noqa: N815
     effectiveTiming: Any  # noqa: N815
+    effectiveInstant: Any  # noqa: N815
     issued: Any
     valueQuantity: Any  # noqa: N815
     valueCodeableConcept: Any  # noqa: N815
@@ -81,6 +86,7 @@ class Resource(TypedDict, total=False):
     amount: Any
     ingredient: Any
     # MedicationStatement (read as an order: fhir_mappers.medications), and the STU3-era order members
+    intent: Any
     medicationCodeableConcept: Any  # noqa: N815
     medicationReference: Any  # noqa: N815
     medication: Any
@@ -91,17 +97,15 @@ class Resource(TypedDict, total=False):
     dateWritten: Any  # noqa: N815
     reasonCode: Any  # noqa: N815
     priorPrescription: Any  # noqa: N815
-    basedOn: Any  # noqa: N815
-    intent: Any
     # OperationOutcome (a search's warnings: skipped by the mappers, kept as sent)
     issue: Any
 
 
 class Entry(TypedDict, total=False):
-    """A Bundle entry."""
+    """A Bundle entry (its members in FHIR's order)."""
 
-    resource: Resource
     fullUrl: Any  # noqa: N815
+    resource: Resource
     search: Any
 
 
