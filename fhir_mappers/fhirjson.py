@@ -63,6 +63,12 @@ def call_memo(fn: _F) -> _F:
     return call  # type: ignore[return-value]
 
 
+# Round-20 m4: the longest value as sent that a card's detail quotes. A laboratory's comment in place of a number
+# ("Unable to report automated absolute neutrophil count ...; manual differential to follow; clinician notified")
+# carries its actionable part at the end: it is quoted whole up to this bound (still bounded against hostile input).
+SENT_LIMIT = 200
+
+
 def clip(text: str, limit: int) -> str:
     """``text`` in at most ``limit`` characters, for quoting what was sent: a longer text is cut at its last blank
     within the limit (when one lies in the limit's second half) and ends with "…", so that a quote never stops

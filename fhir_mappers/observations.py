@@ -15,7 +15,7 @@ from functools import cache
 from typing import Iterable, Literal, get_args
 
 from .facts import AbsentResult, CodedObservation, DataGap, Gene, GeneResult, GeneResultKind, Measurement, ResultText
-from .fhirjson import as_list, clip, code_keys, codes_in, codings, concept_text, effective_time, number, ref_of
+from .fhirjson import SENT_LIMIT, as_list, clip, code_keys, codes_in, codings, concept_text, effective_time, number, ref_of
 from .genotype import combine_alleles, diplotype, phenotype_words, variant_allele
 from .terminology import LOINC, UCUM, Analyte, norm_unit, terminology
 
@@ -120,13 +120,13 @@ def _range(obs: dict) -> tuple[dict | None, dict | None, str]:
 def _as_sent(obs: dict, q: dict | None, unit: str) -> str:
     """The value and unit exactly as the laboratory sent them (for a card that could not use them)."""
     if isinstance(obs.get("valueString"), str):
-        return clip(obs["valueString"].strip(), 60)
+        return clip(obs["valueString"].strip(), SENT_LIMIT)
     if q is None:
         return ""
     raw = q.get("value")
     comparator = c if isinstance(c := q.get("comparator"), str) else ""
     shown = raw if isinstance(raw, str) else format(raw, "g") if isinstance(raw, (int, float)) and not isinstance(raw, bool) else "?"
-    return clip(f"{comparator}{shown}{(' ' + unit) if unit else ''}", 60)
+    return clip(f"{comparator}{shown}{(' ' + unit) if unit else ''}", SENT_LIMIT)
 
 
 def _result_text(obs: dict, analyte: str, why: str, q: dict | None = None, unit: str = "") -> ResultText:
@@ -216,7 +216,7 @@ def _measure(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
                                 else "a result has only the laboratory's flag, no value", analyte_name, sent=sent))
         elif isinstance(panel := obs.get(PANEL), str):
             # a panel that lists this analyte with no value it could be read from (round-11 H1): quoted, never silent
-            sent = clip(_as_sent_value(obs), 60)
+            sent = clip(_as_sent_value(obs), SENT_LIMIT)
             texts.append(_result_text(obs, analyte_name, "no numeric value"))
             gaps.append(DataGap(label, f"the panel {panel} lists it " + (f"as '{sent}', not a number" if sent
                                                                          else "with no value"), analyte_name, sent=sent))

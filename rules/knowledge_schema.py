@@ -513,6 +513,11 @@ class Transfusion:
     words: tuple[str, ...] = ()
     red_cell_words: tuple[str, ...] = ()
     other_component_words: tuple[str, ...] = ()
+    # round-20 H2: a text naming a red-cell product counts on its own; one naming red cells, with a word of giving
+    red_cell_product_words: tuple[str, ...] = ()
+    # round-20 H2: generic SNOMED CT transfusion concepts: count unless the words name only another component
+    snomed_generic: tuple[str, ...] = ()
+    given_words: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
 
 

@@ -459,7 +459,8 @@ def _transfusions(facts: ClinicalFacts) -> list[tuple[date | None, str, str]]:
 
 def _is_transfusion(p, spec) -> bool:
     """A listed code; else, when no ICD-10-PCS code decides (it names the substance and whether it is autologous),
-    words that name a transfusion and not only another component (round-19 H2)."""
+    words that name a transfusion and not only another component (round-19 H2), or a red-cell product, or red cells
+    given (round-20 H2)."""
     keys = {f"{_SNOMED}|{c}" for c in spec.snomed} | {f"{_CPT}|{c}" for c in spec.cpt}
     keys |= {f"{system}|{c}" for system in spec.icd10pcs_systems for c in spec.icd10pcs}
     if keys & p.codes:
@@ -468,7 +469,18 @@ def _is_transfusion(p, spec) -> bool:
     if pcs:
         return bool(set(pcs) & set(spec.icd10pcs))  # a code sent in lower case, or with spaces
     text = _normal_words(p.words or p.display)
-    if not text or not _names_any(text, spec.words):
+    if {f"{_SNOMED}|{c}" for c in spec.snomed_generic} & p.codes:
+        # round-20 H2: "Transfusion" (5447007) may be red cells: counted unless its words name only another component
+        return _names_any(text, spec.red_cell_words) or not _names_any(text, spec.other_component_words)
+    if not text.strip():
+        return False
+    # round-20 H2: "Packed red blood cells 2 units given", "PRBC x2 units": a red-cell product, or red cells given,
+    # is a red-cell transfusion without the word "transfusion"
+    if _names_any(text, spec.red_cell_product_words):
+        return True
+    if _names_any(text, spec.red_cell_words) and _names_any(text, spec.given_words):
+        return True
+    if not _names_any(text, spec.words):
         return False
     return _names_any(text, spec.red_cell_words) or not _names_any(text, spec.other_component_words)
 

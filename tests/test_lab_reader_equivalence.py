@@ -14,7 +14,7 @@ import pytest
 
 from fhir_mappers.build import _classify
 from fhir_mappers.facts import AbsentResult, DataGap, Measurement, ResultText
-from fhir_mappers.fhirjson import clip, code_keys, concept_text, effective_time, number, ref_of
+from fhir_mappers.fhirjson import SENT_LIMIT, clip, code_keys, concept_text, effective_time, number, ref_of
 from fhir_mappers.observations import (LOINC, ObservationKind, _code_table, codings, _measure, ANALYTE_LABELS, PANEL, UCUM, UnitReader, _analyte_named, _as_sent, _as_sent_value,
                                        _COMPARATOR, _interpretations, _quantity, _range, _result_text, _unit_of,
                                        _unrecognised_code, _usable, absent_result, analyte_named, classified_measurements,
@@ -27,7 +27,8 @@ DATA = Path(__file__).parent / "data"
 
 # ------------------------------------------------------------------ the reference: the code before session 11
 # (one deliberate change since, made in both: round-19 m12 quotes a value as sent whole, up to 60 characters, and
-# marks a shortened one with "…" (``clip``) instead of cutting it at 40 characters mid-word)
+# marks a shortened one with "…" (``clip``) instead of cutting it at 40 characters mid-word; round-20 m4 raises the
+# bound to ``fhirjson.SENT_LIMIT``, 200 characters, so a laboratory's long comment keeps its actionable end)
 
 def _measure_before(obs: dict, analyte_name: str, gaps: list[DataGap], label: str,
              texts: list[ResultText] | None = None, units: UnitReader | None = None,
@@ -57,7 +58,7 @@ def _measure_before(obs: dict, analyte_name: str, gaps: list[DataGap], label: st
                                 else "a result has only the laboratory's flag, no value", analyte_name, sent=sent))
         elif isinstance(panel := obs.get(PANEL), str):
             # a panel that lists this analyte with no value it could be read from (round-11 H1): quoted, never silent
-            sent = clip(_as_sent_value(obs), 60)
+            sent = clip(_as_sent_value(obs), SENT_LIMIT)
             texts.append(_result_text(obs, analyte_name, "no numeric value"))
             gaps.append(DataGap(label, f"the panel {panel} lists it " + (f"as '{sent}', not a number" if sent
                                                                          else "with no value"), analyte_name, sent=sent))
