@@ -305,9 +305,23 @@ TOLERANCE_COUNTS = ("neutrophils", "wbc", "platelets", "lymphocytes")  # monitor
 _LOW_FLAGS = ("low", "critical_low", "critical")
 
 
+def hold_may_be_toxic(reason: str) -> bool:
+    """Round-20 m1: whether an order's statusReason (as sent) may name a toxicity: no reason, a reason with no
+    letters (a code only: not readable, never read as benign), or one naming a word of monitoring.toml [hold]
+    ``toxic_words`` (matched at a word start, case-insensitive). A stated reason naming none ("held for surgery")
+    is not a toxicity."""
+    text = reason.strip().lower()
+    spec = load().monitoring.hold
+    if not re.search(r"[a-z]", text) or spec is None:
+        return True
+    return any(re.search(r"(?<![a-z])" + re.escape(w.lower()), text) for w in spec.toxic_words)
+
+
 def dose_not_tolerated(facts: ClinicalFacts, drug: str, order: MedicationFact | None = None) -> dict[str, Any] | None:
     """Round-19 H3: why the therapy of ``drug`` taken now (``taken_orders``) is NOT an established, tolerated dose,
-    or None. Taken is not tolerated: an order on hold (``held``: its ref, date and statusReason as sent), or a blood
+    or None. Taken is not tolerated: an order on hold (``held``: its ref, date and statusReason as sent; round-20 m1:
+    only a hold with no reason or one that may name a toxicity, ``hold_may_be_toxic``, counts on its own: a hold for
+    a stated other reason is still listed, with ``toxic`` False, when a low count makes the dose untolerated), or a blood
     count since the therapy began (its earliest order's date; any, when undated) and within monitoring.toml
     ``result_max_age_days`` that is below the BSR 2017 action limits ([cytopenia] ``*_below``) or that the
     laboratory flagged low or critical (``low``: each such count, as sent). CPIC 2018 (intermediate metabolizer:
@@ -321,7 +335,8 @@ def dose_not_tolerated(facts: ClinicalFacts, drug: str, order: MedicationFact | 
     taken = taken_orders(facts, drug)
     if not taken:
         return None
-    held = [{"ref": m.ref, "date": m.authored_on.isoformat() if m.authored_on else "", "reason": m.status_reason}
+    held = [{"ref": m.ref, "date": m.authored_on.isoformat() if m.authored_on else "", "reason": m.status_reason,
+             "toxic": hold_may_be_toxic(m.status_reason)}
             for m in taken if m.status == "on-hold"]
     dates = [m.authored_on for m in taken]
     since = min(dates) if all(d is not None for d in dates) else None  # type: ignore[type-var]
@@ -347,8 +362,8 @@ def dose_not_tolerated(facts: ClinicalFacts, drug: str, order: MedicationFact | 
                 low.append({"analyte": analyte, "value": None, "as_sent": r.value_text or r.text[:60],
                             "unit_text": r.unit_text, "date": r.when.date().isoformat(), "flag": flag,
                             "flag_code": r.interpretation})
-    if not held and not low:
-        return None
+    if not low and not any(h["toxic"] for h in held):
+        return None  # round-20 m1: a hold for a stated reason that names no toxicity, counts never low: tolerated
     low.sort(key=lambda c: c["date"])
     worst = min(low, key=_severity, default=None)  # the one a summary names: critical first, then the lowest
     return {"held": held, "low": low, "worst": worst, "since": since.isoformat() if since else "",

@@ -27,7 +27,8 @@ from .gaps import bounds_quoted, data_gap_findings, future_genes_named, truncati
 from .interactions import interaction_findings
 from .knowledge_base import load, version_key
 from .knowledge_schema import RULE_MODULES
-from .monitoring import aih_start_findings, cbc_due_findings, lab_findings, thioguanine_liver_findings, tpmt_high_findings
+from .monitoring import (aih_start_findings, cbc_due_findings, lab_findings, restart_not_tolerated_findings,
+                         thioguanine_liver_findings, tpmt_high_findings)
 from .pgx import active_order_pgx_findings, pgx_findings
 from .plausibility import future_dated, implausible_labs
 from .populations import population_findings
@@ -399,6 +400,8 @@ def evaluate(facts: ClinicalFacts, options: RuleOptions = RuleOptions()) -> list
     # TPMT/NUDT15 findings too: one plan from every finding that changes its dose, as when it is the draft
     findings += active_order_pgx_findings(facts, findings, weight_max_age_days=days, guideline=options.guideline,
                                           ctx=ctx)
+    # round-20 H1: a renewal of a dose held or followed by a low count, with no PGx/allopurinol card that says it
+    findings += restart_not_tolerated_findings(facts, findings, ctx)
     findings += dose_findings(facts, days, ctx)
     findings += schedule_error_findings(facts, ctx)
     findings += weight_findings(facts, days, ctx)

@@ -584,6 +584,17 @@ class LabFlags:
 
 
 @dataclass(frozen=True)
+class HoldReasons:
+    """Round-20 m1: which statusReason of an order on hold names a toxicity (``rules.common.dose_not_tolerated``).
+    Matched case-insensitively as word starts in the reason as sent; a reason with no letters (a code only) cannot
+    be read and counts as one that may name a toxicity, as does a hold with no reason."""
+
+    source: str
+    toxic_words: tuple[str, ...]
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Plausible:
     """Per analyte (canonical units of ``fhir_mappers/codes.toml``), the range outside which a laboratory
     value is a recording error (``rules/plausibility.py``); an analyte not named is not checked."""
@@ -626,6 +637,7 @@ class MonitoringFile:
     thioguanine_liver: ThioguanineLiver
     lab_flags: LabFlags
     plausible: Plausible | None = None
+    hold: HoldReasons | None = None  # None: every hold reads as one that may name a toxicity (never tolerated)
 
 
 # ------------------------------------------------------------------ populations.toml

@@ -11,7 +11,8 @@ from functools import cache
 from fhir_mappers.facts import AbsentResult, ClinicalFacts, Measurement, ResultText
 from fhir_mappers.observations import ANALYTE_LABELS
 
-from .common import CodeMatcher, above, below, is_new_start, lab_flag, taken_orders, therapy_unknown
+from .common import (CodeMatcher, above, below, dose_not_tolerated, is_new_start, lab_flag, taken_orders,
+                     therapy_unknown)
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, Finding, OrderTest
 from .knowledge_base import load
@@ -556,6 +557,38 @@ def _severe_at(analyte: str, leukaemia: bool) -> float:
     if leukaemia and analyte == "wbc":
         return spec.leukaemia_wbc_below
     return getattr(spec, f"{analyte}_below")
+
+
+def restart_not_tolerated_findings(facts: ClinicalFacts, findings: list[Finding],
+                                   ctx: CallContext | None = None) -> list[Finding]:
+    """Round-20 H1: a thiopurine draft that renews or restarts therapy that was not a tolerated dose
+    (``rules.common.dose_not_tolerated``: an order on hold with no reason or one that may name a toxicity, or a count
+    since the therapy began below the BSR 2017 action limits or flagged low) gets a card of its own, whatever the
+    genotype: the Imuran label (WARNINGS, Cytopenias: reduce the dose or temporarily withdraw when counts fall or
+    stay low), BSR/BHPR 2017 (withhold, discuss with the specialist team) and CPIC 2018 (adjust to myelosuppression).
+    Not the same dose again without the specialist's review; a reduced restart is the specialist's figure (no source
+    gives a percentage: no dose limit, no one-click dose); CBC weekly after it, as after a start. One order, one
+    answer: none where a card already says it (a TPMT/NUDT15 or allopurinol finding with ``not_tolerated``), nor in
+    leukaemia maintenance (counts titrated, protocol restarts: mercaptopurine label 2.1)."""
+    out: list[Finding] = []
+    for order, drug in context_of(facts, ctx).thiopurine_orders:
+        if not order.is_draft or any(f.order_ref == order.ref and f.values.get("not_tolerated") for f in findings):
+            continue
+        if _leukaemia(facts, order, drug, ctx):
+            continue
+        nt = dose_not_tolerated(facts, drug, order)
+        if nt is None:
+            continue
+        taken = [m.daily_dose.mg for m in taken_orders(facts, drug, order) if m.daily_dose]
+        ordered = order.daily_dose.mg if order.daily_dose else None
+        before = max(taken, default=None)
+        reduced = ordered is not None and before is not None and ordered < before - 1e-6
+        out.append(Finding("restart-not-tolerated", order.ref,
+                           {"not_tolerated": nt, "ordered": ordered, "taken_mg": before, "reduced": reduced,
+                            "held": bool(nt["held"]),
+                            "weekly_days": load().monitoring.cbc.early_phase_days},
+                           indicator="info" if reduced else None, drug=drug))
+    return out
 
 
 def _leukaemia(facts: ClinicalFacts, order, drug: str, ctx: CallContext | None = None) -> bool:

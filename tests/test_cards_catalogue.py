@@ -582,6 +582,10 @@ VALUE_CASES: dict[str, tuple[Any, dict[str, Any]]] = {
                                      {"group": "aminosalicylates", "routine": True}),
     "monitoring-cbc-due": (lambda: _run(labs=normal_labs(100)), {"cbc_due": True, "lft_due": True, "why": "established"}),
     "cytopenia": (lambda: _run(labs=_labs(lym=_lab("731-0", 0.4, id="lym"))), {"advice": "withhold"}),
+    # round-20 H1: a normal metabolizer's renewal of a dose on hold for neutropenia: a card of its own, no dose
+    "restart-not-tolerated": (lambda: _run([med_request(daily_mg=100)], meds=[
+        {**med_request(id="aza-old", status="on-hold", daily_mg=100, authored=days_ago(300)),
+         "statusReason": {"text": "neutropenia"}}]), {"held": True, "reduced": False, "ordered": 100.0}),
     "cytopenia-severe": (lambda: _run(labs=_labs(anc=_lab("751-8", 0.8, id="anc"))), {}),
     "liver-tests": (lambda: _run(labs=_labs(alt=_lab("1742-6", 150, "U/L", id="alt"))), {}),
     "metabolites-high": (lambda: _run(labs=normal_labs() + [_metabolite("6-Thioguanine nucleotides", 500)]), {}),
