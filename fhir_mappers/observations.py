@@ -857,7 +857,7 @@ def _phenotype_concepts(obs: dict) -> list:
                                           for k in code_keys(comp.get("code")))]
 
 
-def _phenotype_answer(obs: dict, gene: str, when, ref, prelim: bool, note: str) -> GeneResult | None:
+def _phenotype_answer(obs: dict, gene: Gene, when, ref, prelim: bool, note: str) -> GeneResult | None:
     """The first LOINC metabolizer answer code of a phenotype result (``_phenotype_concepts``), with its words when
     they disagree (round-20 M3); None when it has none (its words are then read: ``_phenotype_term``)."""
     for concept in _phenotype_concepts(obs):
@@ -893,7 +893,7 @@ def _answer_term(concept) -> str | None:
     return next((answers[c["code"]] for c in codings(concept) if isinstance(c.get("code"), str) and c["code"] in answers), None)
 
 
-def _answer_words(concept, gene: str, answer: str) -> tuple[str, str]:
+def _answer_words(concept, gene: Gene, answer: str) -> tuple[str, str]:
     """Round-20 M3: (the phenotype the words of ``concept`` name, those words as sent) when they name another phenotype
     than its LOINC answer code ``answer`` does (LA10315-2 "Ultrarapid metabolizer" displayed "Intermediate
     metabolizer": a mis-mapped interface answer); ("", "") when they agree or name none. Both are reported as sent:
@@ -912,7 +912,7 @@ def _answer_words(concept, gene: str, answer: str) -> tuple[str, str]:
     return "", ""
 
 
-def _answer_result(gene: str, concept, when, ref, prelim: bool, note: str) -> GeneResult | None:
+def _answer_result(gene: Gene, concept, when, ref, prelim: bool, note: str) -> GeneResult | None:
     """The phenotype result a LOINC metabolizer answer code in ``concept`` gives, with what its own words name when
     they disagree (``_answer_words``); None when ``concept`` holds no such code."""
     answer = _answer_term(concept)
