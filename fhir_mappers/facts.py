@@ -149,6 +149,11 @@ class GeneResult(msgspec.Struct, frozen=True):
     source_ref: str = ""
     preliminary: bool = False  # from a preliminary Observation: cards built on it say so
     note: str = ""  # how the value was read, e.g. "ambiguous call", "read from HGVS c.460G>A, c.719A>G"
+    # round-20 M3: a phenotype read from a LOINC answer code whose own display / text words name another phenotype
+    # (LA10315-2 "Ultrarapid" displayed "Intermediate metabolizer"): what the words say (a CPIC-style term) and the
+    # words as sent; the mapper reports both, the rules decide (rules.pgx: never read as normal)
+    display_value: str = ""
+    display_text: str = ""
 
 
 class ResultText(msgspec.Struct, frozen=True):

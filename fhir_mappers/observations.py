@@ -779,10 +779,10 @@ def _uncoded_result(obs: dict, gene: Gene) -> GeneResult:
     raw = _as_sent_value(obs)
     loincs = sorted(codes_in(obs.get("code"), LOINC))
     quoted = f"{name}: {raw}" if name and raw else (raw or name or "(no value)")
-    answer = None if loincs else _answer_term(obs.get("valueCodeableConcept"))
-    if answer:  # a LOINC metabolizer answer code as the value (round-12 H2: an answer code, not words, is read)
-        return GeneResult(gene, "phenotype", answer, when, ref, prelim,
-                          f"read from the LOINC answer code ('{quoted[:80]}'; no phenotype code)")
+    answered = None if loincs else _answer_result(gene, obs.get("valueCodeableConcept"), when, ref, prelim,
+                                                   f"read from the LOINC answer code ('{quoted[:80]}'; no phenotype code)")
+    if answered:  # a LOINC metabolizer answer code as the value (round-12 H2: an answer code, not words, is read)
+        return answered
     if not loincs and raw:
         value, note = _diplotype(raw, gene)
         if value:
@@ -849,6 +849,23 @@ _diplotype = diplotype
 _phenotype_words = phenotype_words
 
 
+def _phenotype_concepts(obs: dict) -> list:
+    """The value and the IG's therapeutic-implication / 53040-2 components' values of a phenotype result."""
+    return [obs.get("valueCodeableConcept")] + [
+        comp.get("valueCodeableConcept") for comp in as_list(obs.get("component"))
+        if isinstance(comp, dict) and any(k.endswith("|" + _IMPLICATION) or k == f"{LOINC}|53040-2"
+                                          for k in code_keys(comp.get("code")))]
+
+
+def _phenotype_answer(obs: dict, gene: Gene, when, ref, prelim: bool, note: str) -> GeneResult | None:
+    """The first LOINC metabolizer answer code of a phenotype result (``_phenotype_concepts``), with its words when
+    they disagree (round-20 M3); None when it has none (its words are then read: ``_phenotype_term``)."""
+    for concept in _phenotype_concepts(obs):
+        if (answered := _answer_result(gene, concept, when, ref, prelim, note)) is not None:
+            return answered
+    return None
+
+
 def _phenotype_term(obs: dict, gene: str) -> str | None:
     """A CPIC phenotype term from a LOINC answer code (in the value, or in the IG's
     therapeutic-implication / 53040-2 component) or the value's words."""
@@ -874,6 +891,36 @@ def _answer_term(concept) -> str | None:
     """The CPIC phenotype term a LOINC metabolizer answer code in ``concept`` names (LA9657-3 = Poor Metabolizer)."""
     answers = terminology().metabolizer_answers
     return next((answers[c["code"]] for c in codings(concept) if isinstance(c.get("code"), str) and c["code"] in answers), None)
+
+
+def _answer_words(concept, gene: Gene, answer: str) -> tuple[str, str]:
+    """Round-20 M3: (the phenotype the words of ``concept`` name, those words as sent) when they name another phenotype
+    than its LOINC answer code ``answer`` does (LA10315-2 "Ultrarapid metabolizer" displayed "Intermediate
+    metabolizer": a mis-mapped interface answer); ("", "") when they agree or name none. Both are reported as sent:
+    which one counts is the rules' decision (rules.pgx)."""
+    if not isinstance(concept, dict):
+        return "", ""
+    answers = terminology().metabolizer_answers
+    words = [str(c["display"]) for c in codings(concept)
+             if isinstance(c.get("display"), str) and answers.get(str(c.get("code"))) == answer]
+    if isinstance(concept.get("text"), str):
+        words.append(concept["text"])
+    for w in words:
+        term = _phenotype_words(w, gene)
+        if term and term != answer:
+            return term, w[:80]
+    return "", ""
+
+
+def _answer_result(gene: Gene, concept, when, ref, prelim: bool, note: str) -> GeneResult | None:
+    """The phenotype result a LOINC metabolizer answer code in ``concept`` gives, with what its own words name when
+    they disagree (``_answer_words``); None when ``concept`` holds no such code."""
+    answer = _answer_term(concept)
+    if not answer:
+        return None
+    display, display_text = _answer_words(concept, gene, answer)
+    return GeneResult(gene, "phenotype", answer, when, ref, prelim, note, display_value=display,
+                      display_text=display_text)
 
 
 _ALLELE_OR_VARIANT = re.compile(r"\*\s*\d|\b[cg]\.\d|\brs\d", re.IGNORECASE)
@@ -922,9 +969,10 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
         for gene in sorted(genes):
             if is_genotype:
                 value, note = _diplotype(raw, gene)
-                answer = None if value else _answer_term(obs.get("valueCodeableConcept"))
-                if answer:  # a genotype code whose value is a LOINC metabolizer answer only (LA9657-3): round-12 H2
-                    out.append(GeneResult(gene, "phenotype", answer, when, ref, prelim, "LOINC answer code in a genotype result"))
+                answered = None if value else _answer_result(gene, obs.get("valueCodeableConcept"), when, ref, prelim,
+                                                             "LOINC answer code in a genotype result")
+                if answered:  # a genotype code whose value is a LOINC metabolizer answer only (LA9657-3): round-12 H2
+                    out.append(answered)
                     continue
                 if not value:  # a genotype code whose value is a phenotype ("Intermediate metabolizer")
                     # (never for variant or allele text that could not be reduced: that stays unreadable)
@@ -935,6 +983,10 @@ def gene_results(observations: Iterable[dict]) -> list[GeneResult]:
                 kind: GeneResultKind = "diplotype" if value else "unreadable"
                 out.append(GeneResult(gene, kind, value or raw or none, when, ref, prelim, note))
             else:
+                answered = _phenotype_answer(obs, gene, when, ref, prelim, gene_attribution_note(obs, gene))
+                if answered is not None:
+                    out.append(answered)
+                    continue
                 term = _phenotype_term(obs, gene)
                 out.append(GeneResult(gene, "phenotype" if term else "unreadable", term or raw or none,
                                       when, ref, prelim, gene_attribution_note(obs, gene)))

@@ -101,8 +101,8 @@ def future_activity_raised(sent: ClinicalFacts, dated: ClinicalFacts, findings: 
     with that activity put back, and only a ``pgx-poor-metabolizer`` finding they give is kept, marked
     ``values["future_dated"]`` (round-17 H1; a genotype so dated: rules.pgx, round-16 M3 and round-17 M1).
     Round-19 M5 (one class with a genotype or phenotype so dated, rules.pgx): one that reads intermediate where the
-    current TPMT results read better (normal) raises the intermediate-metabolizer finding (its band: the worse
-    reading wins until verified) when no TPMT/NUDT15 finding of the order already sets a band; the card names the
+    current TPMT results read better (normal), or where there is no current TPMT result (round-20 M1), raises the
+    intermediate-metabolizer finding (its band: the worse reading wins until verified) when no TPMT/NUDT15 finding of the order already sets a band; the card names the
     current results it conflicts with. Never a normal reading, nor one no worse than the current results: a
     set-aside result raises, it never clears."""
     restored = _activity_restored(sent, dated)
@@ -112,7 +112,8 @@ def future_activity_raised(sent: ClinicalFacts, dated: ClinicalFacts, findings: 
 
     have = {(f.order_ref, f.rule_id) for f in findings}
     now, then = statuses(dated)["TPMT"], statuses(restored)["TPMT"]
-    worse = now.state == "known" and RANK.get(then.phenotype, 0) > RANK.get(now.phenotype, 0)
+    # round-20 M1: no current TPMT result at all counts as "better" too (nothing current clears the set-aside reading)
+    worse = then.state == "known" and (now.state != "known" or RANK.get(then.phenotype, 0) > RANK.get(now.phenotype, 0))
     conflicts = current_conflicts({"TPMT": now}, [{"gene": "TPMT", "reads": then.phenotype}]) if worse else []
     banded = {f.order_ref for f in findings if f.rule_id in _BANDED or f.withholds}
     out = []

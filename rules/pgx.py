@@ -34,9 +34,8 @@ RANK = {
     "Possible Intermediate Metabolizer": 3,
     "Indeterminate": 2,
     "Normal Metabolizer": 1,
-    # not CPIC TPMT/NUDT15 phenotypes; treated as normal function for dosing
-    "Rapid Metabolizer": 1,
-    "Ultrarapid Metabolizer": 1,
+    # round-20 M3: "Rapid" and "Ultrarapid" are not CPIC TPMT/NUDT15 phenotypes (CPIC 2018: normal, intermediate,
+    # possible intermediate, poor, indeterminate): such a result is unreadable (``_phenotype_reading``), never normal
 }
 _ALLELE = re.compile(r"^\*\d+[A-Z]?$")
 _OPTIONS = re.compile(r"\s+or\s+|,|;|\|")  # ambiguous calls: "*1/*3A or *3B/*3C"
@@ -120,6 +119,27 @@ def phenotype_of_diplotype(gene: str, text: str) -> tuple[str | None, list[dict]
     return worst, [{"code": "ambiguous", "gene": gene, "text": text, "phenotype": worst}, *notes]
 
 
+def _phenotype_reading(r: GeneResult) -> tuple[str | None, dict | None]:
+    """Round-20 M3: (the CPIC phenotype a phenotype result counts as, or None; a problem to name, or None).
+
+    A term that is not a CPIC TPMT/NUDT15 phenotype ("Ultrarapid", "Rapid": RANK) is unreadable, quoted as sent.
+    A LOINC answer code whose own display / text names another phenotype (``display_value``, fhir_mappers: the
+    mis-mapped LA10315-2 "Ultrarapid" displayed "Intermediate metabolizer") counts as the worse CPIC reading of the
+    two, named as a conflict; when that worse reading is no worse than normal, the result is unreadable: a code and
+    words that disagree never clear a check."""
+    readings = [x for x in (r.value, r.display_value) if x]
+    cpic = [x for x in readings if x in RANK]
+    worst = max(cpic, key=lambda x: RANK[x]) if cpic else None
+    said = f"{r.value}" + (f' (LOINC answer code), displayed "{r.display_text}"' if r.display_value else "")
+    if r.display_value and worst is not None and RANK[worst] > RANK["Normal Metabolizer"]:
+        return worst, {"code": "code_display_conflict", "text": said[:100], "phenotype": worst}
+    if worst is None or r.display_value:
+        why = ("its code and its own words name different phenotypes" if r.display_value
+               else f"'{r.value}' is not a CPIC {r.gene} phenotype")
+        return None, {"code": "uninterpretable", "text": said[:100], "note": f"found but not read: {why}"}
+    return worst, None
+
+
 def _date(r) -> str:
     return r.when.date().isoformat() if r.when else ""
 
@@ -144,16 +164,22 @@ def gene_status(gene: Gene, results: list[GeneResult], unavailable: bool) -> Gen
             status.problems += problems
             phenotypes.append(phenotype)
         elif r.kind == "phenotype":
-            status.evidence.append({"gene": gene, "kind": "phenotype", "value": r.value, "phenotype": r.value,
+            phenotype, problem = _phenotype_reading(r)
+            if problem is not None:
+                status.problems.append({**problem, "gene": gene, "date": _date(r)})
+            if phenotype is None:
+                continue
+            status.evidence.append({"gene": gene, "kind": "phenotype", "value": r.value, "phenotype": phenotype,
                                     "date": _date(r), "preliminary": r.preliminary, "note": r.note})
-            phenotypes.append(r.value)
+            phenotypes.append(phenotype)
         elif r.note == FUTURE_NOTE:
             # round-14 m1: a result dated after today is not used (rules.plausibility.future_dated), but named
             # round-16 M3: what it would read, when it is a diplotype the tables place (a wrong year is the likeliest
             # cause of such a date: the card says what the result set aside says)
             # round-19 H1: a phenotype so dated (a CPIC term: from a LOINC answer code, a phenotype code or words,
             # fhir_mappers) reads as itself, as a genotype reads by the tables: one class whatever its form
-            reads = phenotype_of_diplotype(gene, r.value)[0] or (r.value if r.value in RANK else "")
+            # round-20 M3: a phenotype whose code and words disagree reads its worse CPIC reading (never normal)
+            reads = phenotype_of_diplotype(gene, r.value)[0] or _phenotype_reading(r)[0] or ""
             status.problems.append({"code": "future_dated", "gene": gene, "text": r.value[:60], "date": _date(r),
                                     "reads": reads})
         else:
@@ -499,10 +525,13 @@ def _future_poor(st: dict[Gene, GeneStatus]) -> list[dict]:
 
 def _future_worse(st: dict[Gene, GeneStatus]) -> list[dict]:
     """Round-19 M5: the results set aside for their date that read intermediate metabolizer where the gene is known
-    from current results that read better (normal, indeterminate). A poor reading is ``_future_poor``'s."""
+    from current results that read better (normal, indeterminate). Round-20 M1: or where the gene has no current
+    readable result at all (a set-aside result can raise a concern, never clear one: with nothing current to weigh
+    it against, the worse reading is used until verified, as beside an older normal one). A poor reading is
+    ``_future_poor``'s."""
     return [q for s in st.values() for q in s.problems
             if q.get("code") == "future_dated" and RANK.get(q.get("reads") or "") == RANK["Intermediate Metabolizer"]
-            and s.state == "known" and RANK.get(s.phenotype, 0) < RANK["Intermediate Metabolizer"]]
+            and (s.state != "known" or RANK.get(s.phenotype, 0) < RANK["Intermediate Metabolizer"])]
 
 
 def future_mark(results: list[str], dates: list[str], conflicts: list[dict]) -> dict:
@@ -519,8 +548,11 @@ def _future_reduce(order: MedicationFact, drug: str, spec: PgxDrug, st: dict[Gen
     result is dated after today, what it reads and the current results it conflicts with: verify) and
     ``future_results`` (the one card about that result: rules.gaps, round-17 m2); a warning at least."""
     genes = {q["gene"] for q in worse}
+    # round-20 M1: ``alone``: the gene has no current readable result (the card says so, not "worse than the current")
     raised = {g: msgspec.structs.replace(s, phenotype="Intermediate Metabolizer",
-                                         problems=[{**q, "raised": True} if q in worse else q for q in s.problems])
+                                         problems=[{**q, "raised": True, **({"alone": True} if s.state != "known"
+                                                                             else {})}
+                                                   if q in worse else q for q in s.problems])
               if g in genes else s for g, s in st.items()}
     inter = [s for s in raised.values() if s.is_intermediate]
     gaps = [s for s in raised.values() if s.state != "known" or s.is_indeterminate]
@@ -858,6 +890,9 @@ def _reduce_dose(order, drug, spec, st, inter, gaps, base, basis, facts: Clinica
         high = min(high, cap)
         low = min(low, high)
         if accept > cap + 1e-6:
+            # round-20 m2: what accepted the order before the start capped it (the card names it when the order is
+            # above the guideline's band of the normal dose: "top", the band of the top of the usual range)
+            values["start_over"] = accept_how
             accept, accept_how = max(cap, high), "start"
     values.update(low=low, high=high, reference=reference, accept_high=accept, accept_how=accept_how,
                   accept_f=accept / reference, normal_ref=normal)
