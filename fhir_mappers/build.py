@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import heapq
 import msgspec
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, Container, Iterable, Iterator
 
 from .facts import ClinicalFacts, DailyDose, DataGap, MedicationFact, PriorTherapy
@@ -113,8 +113,32 @@ _ACTIVE = {"active", "on-hold"}
 _ENDED = ("stopped", "completed")  # a tuple: a status sent as an object is compared, never hashed
 
 
+_SUPPLY_DAYS = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 7, "weeks": 7, "mo": 30, "month": 30, "months": 30}
+
+
+def _supply_end(mr: dict, dispense: dict, period: dict) -> date | None:
+    """Round-20 M2: the end of an order's expected supply (FHIR R4 ``dispenseRequest.expectedSupplyDuration``, the
+    days one dispense lasts, times the dispenses allowed: 1 + ``numberOfRepeatsAllowed``) counted from its validity
+    start, else its authoredOn; None when the order gives no such duration (or one in a unit not of days)."""
+    supply = dispense.get("expectedSupplyDuration")
+    if not isinstance(supply, dict):
+        return None
+    value, unit = supply.get("value"), str(supply.get("code") or supply.get("unit") or "").strip().lower()
+    start = parse_date(period.get("start")) or parse_date(mr.get("authoredOn"))
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0 or unit not in _SUPPLY_DAYS \
+            or start is None:
+        return None
+    repeats = dispense.get("numberOfRepeatsAllowed")
+    fills = 1 + (repeats if isinstance(repeats, int) and not isinstance(repeats, bool) and 0 <= repeats < 100 else 0)
+    try:
+        return start + timedelta(days=min(float(value) * _SUPPLY_DAYS[unit] * fills, 36500))
+    except OverflowError:
+        return None
+
+
 def _end_date(mr: dict) -> date | None:
-    """When a stopped or completed order ended: its validity or dosage bounds end, if given."""
+    """When a stopped or completed order ended: its validity or dosage bounds end, if given; else (round-20 M2) the
+    end of its expected supply (``_supply_end``)."""
     dispense = x if isinstance(x := mr.get("dispenseRequest"), dict) else {}
     period = x if isinstance(x := dispense.get("validityPeriod"), dict) else {}
     ends = [parse_date(period.get("end"))]
@@ -123,7 +147,7 @@ def _end_date(mr: dict) -> date | None:
         bounds = repeat.get("boundsPeriod") if isinstance(repeat, dict) else None
         if isinstance(bounds, dict):
             ends.append(parse_date(bounds.get("end")))
-    return max(filter(None, ends), default=None)
+    return max(filter(None, ends), default=None) or _supply_end(mr, dispense, period)
 
 
 def build_facts(
@@ -239,10 +263,11 @@ def _build_facts(draft_orders: list[dict], data: dict[str, Any], today: date, ga
 
     # renewal evidence: earlier orders, dispenses and statements of the same drug (both medication keys)
     mapped.update((id(f.resource), f.ingredients) for f in (*active, *past) if f.resource is not None)
+    history_ends: list[date | None] = []
     history = _history([pf.in_order.get("medications", []), pf.in_order.get("past_medications", [])],
-                       meds_index, draft_refs, mapped)
+                       meds_index, draft_refs, mapped, history_ends)
     if history:
-        index = _HistoryIndex(history)
+        index = _HistoryIndex(history, history_ends)
         orders = [_with_history(o, index) for o in orders]
         active = [_with_history(m, index) for m in active]
     observations = [o for key in ("weight", "height", "labs", "lab_results", "pgx", "pregnancy")
@@ -473,11 +498,15 @@ _NOT_HISTORY = {"entered-in-error", "cancelled", "draft", "not-taken", "declined
 
 
 def _history(values: list[Any], meds_index: dict, draft_refs: set[str],
-             mapped: dict[int, frozenset[str]] | None = None) -> list[tuple[frozenset[str], str, str, date | None]]:
+             mapped: dict[int, frozenset[str]] | None = None,
+             ends: list[date | None] | None = None) -> list[tuple[frozenset[str], str, str, date | None]]:
     """Earlier therapy the request carries: other MedicationRequests (active, on hold,
     completed, stopped), MedicationDispenses and MedicationStatements, as
     (ingredients, ref, evidence text, date). ``mapped``: the ingredients of resources already
-    mapped to facts (by ``id`` of the resource), read by the same ``medication_concept``."""
+    mapped to facts (by ``id`` of the resource), read by the same ``medication_concept``. ``ends`` (round-20 M2),
+    when given, gets one item per entry: a completed order's end as recorded (``_end_date``: validity, bounds or
+    expected supply end), ``date.max`` for any other entry (therapy the record does not show ended), None for a
+    completed order whose end is not given."""
     mapped = mapped or {}
     out, seen = [], set()
     for r in (r for value in values for r in resources_of(value)):
@@ -503,6 +532,8 @@ def _history(values: list[Any], meds_index: dict, draft_refs: set[str],
         kind = {"MedicationRequest": f"earlier order ({status})", "MedicationDispense": "dispensed",
                 "MedicationStatement": f"medication statement ({status})"}[rtype]
         out.append((ingredients, ref, " ".join(filter(None, [kind, ref, when[:10]])), parse_date(when) if when else None))
+        if ends is not None:
+            ends.append(_end_date(r) if rtype == "MedicationRequest" and status == "completed" else date.max)
     return out
 
 
@@ -518,15 +549,22 @@ class _HistoryIndex:
 
     SCAN = 64  # entries read per order for the evidence text (the first 3 that qualify are named)
 
-    def __init__(self, history: list[tuple[frozenset[str], str, str, date | None]]) -> None:
+    def __init__(self, history: list[tuple[frozenset[str], str, str, date | None]],
+                 ends: list[date | None] | None = None) -> None:
         self.history = history
         self.in_order: dict[str, list[int]] = {}
         self.by_date: dict[str, list[int]] = {}
         self.undated: dict[str, list[int]] = {}
+        # round-20 M2: per ingredient, the latest end of its entries (``_history`` ends: date.max for therapy not
+        # shown ended, None for a completed order with no end given, which then stands for the whole ingredient)
+        self.last_end: dict[str, date | None] = {}
         for i, (ingredients, _ref, _text, when) in enumerate(history):
+            end = ends[i] if ends is not None and i < len(ends) else date.max
             for ing in ingredients:
                 self.in_order.setdefault(ing, []).append(i)
                 (self.by_date if when else self.undated).setdefault(ing, []).append(i)
+                last = self.last_end.get(ing, date.min)
+                self.last_end[ing] = None if last is None or end is None else max(last, end)
         for indices in self.by_date.values():
             indices.sort(key=lambda i: (history[i][3], i))
 
@@ -586,8 +624,10 @@ def _with_history(order: MedicationFact, history: "list[tuple[frozenset[str], st
     dates = [d for d in (before.since if before else None, earliest) if d]
     evidence = "; ".join(filter(None, [before.evidence if before else "", *texts]))
     earlier = "; ".join(filter(None, [before.history if before else "", *texts]))  # the records, not the links
+    ends = [index.last_end.get(ing, date.max) for ing in order.ingredients]
+    last = None if not ends or any(e is None for e in ends) else max(e for e in ends if e is not None)
     return msgspec.structs.replace(order, prior_therapy=PriorTherapy(evidence, min(dates) if dates else None,
-                                                                     earlier))
+                                                                     earlier, None if last == date.max else last))
 
 
 def _lowest_first_of_same_time(weights: list, gaps: list[DataGap]) -> list:

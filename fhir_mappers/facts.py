@@ -65,6 +65,11 @@ class PriorTherapy(msgspec.Struct, frozen=True):
     # order's own priorPrescription / basedOn: the rules decide whether a link to an order on record (stopped before,
     # or of another drug) shows therapy of this drug (round-19, rules.evaluate.without_replaced)
     history: str = ""
+    # round-20 M2: when every record in ``history`` is a completed order whose end is given (validityPeriod.end, a
+    # dosage's boundsPeriod.end, else its expected supply end), the latest of those ends; None otherwise (an active
+    # or held order, a dispense, a statement, or a completed order with no end given). As read; the rules decide
+    # whether therapy that ended then is taken now.
+    history_end: date | None = None
 
 
 class MedicationFact(msgspec.Struct, frozen=True):

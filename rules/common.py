@@ -395,10 +395,30 @@ def continued_up_to(m: MedicationFact, when: date) -> bool:
     """An order on record, named by a draft dated ``when``, is therapy taken up to that draft: not ended (active, on
     hold), ``completed`` (many EHRs complete the renewed order when the renewal is signed), or ``stopped`` on or after
     ``when`` (stopped by the renewal: discontinue and reorder). Stopped before it (or on no known date): a restart
-    (round-18 H1)."""
+    (round-18 H1). Round-20 M2: a completed order whose recorded end is more than monitoring.toml
+    ``restart_after_days`` before ``when`` (``ended_long_before``) is a restart too."""
     if m.status == "stopped":
         return m.ended_on is not None and m.ended_on >= when
-    return True
+    return not ended_long_before(m, when)
+
+
+def recorded_end(m: MedicationFact) -> date | None:
+    """An ended order's end as the record gives it (validityPeriod.end, a dosage's boundsPeriod.end, else its expected
+    supply end: ``fhir_mappers`` ``ended_on``), None when it gives none (``ended_on`` then falls back to authoredOn:
+    the order ended on or after that, a lower bound only)."""
+    return None if m.ended_on is None or m.ended_on == m.authored_on else m.ended_on
+
+
+def long_ended(end: date | None, when: date) -> bool:
+    """Round-20 M2: an end more than monitoring.toml ``restart_after_days`` before ``when`` (a draft's date): therapy
+    that ended then is not taken now; a draft of the drug is a restart (a new start for every rule)."""
+    return end is not None and (when - end).days > load().monitoring.cbc.restart_after_days
+
+
+def ended_long_before(m: MedicationFact, when: date) -> bool:
+    """A completed or stopped order whose recorded end (``recorded_end``) is ``long_ended`` before ``when``. One with
+    no end given is not (round-18 H1: the prescriber's word that the renewal continues it)."""
+    return m.status in ("completed", "stopped") and long_ended(recorded_end(m), when)
 
 
 def link_shows_therapy(facts: ClinicalFacts, draft: MedicationFact) -> bool:

@@ -17,7 +17,7 @@ from fhir_mappers.facts import ClinicalFacts, DailyDose, MedicationFact, PriorTh
 
 from . import interactions as _interactions, populations as _populations
 from .catalogue import catalogue as _catalogue, indicator_of, priority_of, rule_ids_of
-from .common import body_surface_area, continued_up_to, link_shows_therapy, thiopurine_of
+from .common import body_surface_area, continued_up_to, link_shows_therapy, long_ended, thiopurine_of
 from .context import CallContext, context_of
 from .doseplan import DosePlan, follows, plan_doses
 from .dose import dose_findings, schedule_error_findings, weight_findings
@@ -284,6 +284,14 @@ def _follows_own_advice(findings: list[Finding], ordered_mg: dict[str, float]) -
             findings[i] = msgspec.structs.replace(f, indicator="info", values={**f.values, "consistent": True, "cut_by": others})
 
 
+def _stale_history(facts: ClinicalFacts, draft: MedicationFact) -> bool:
+    """Round-20 M2: every earlier record of the draft's drug (``PriorTherapy.history``) is a completed order whose
+    recorded end (``history_end``, the latest) is more than monitoring.toml ``restart_after_days`` before the draft
+    (``rules.common.long_ended``): therapy that ended then is not taken now; the draft is a restart."""
+    pt = draft.prior_therapy
+    return pt is not None and bool(pt.history) and long_ended(pt.history_end, draft.authored_on or facts.today)
+
+
 def without_replaced(facts: ClinicalFacts) -> ClinicalFacts:
     """An active order that a selected draft renews or replaces (the draft's priorPrescription or basedOn
     names it, and they share an ingredient) is not a second order: it gets no card or dose of its own,
@@ -305,7 +313,7 @@ def without_replaced(facts: ClinicalFacts) -> ClinicalFacts:
     without the link is. A named order not on record keeps the link (what could not be read is not taken as a
     start or a stop)."""
     drafts = [o for o in facts.orders if o.is_draft and o.replaces]
-    if not drafts:
+    if not drafts and not any(o.is_draft and _stale_history(facts, o) for o in facts.orders):
         return facts
     by_draft = [(o.replaces, o.ingredients, o.authored_on or facts.today) for o in drafts]
 
@@ -322,16 +330,27 @@ def without_replaced(facts: ClinicalFacts) -> ClinicalFacts:
 
     def unlinked(draft: MedicationFact) -> MedicationFact:
         """``draft`` without its link's evidence of earlier therapy when the link shows none (``link_shows_therapy``:
-        every order it names is on record, each stopped before the draft or of another drug)."""
+        every order it names is on record, each stopped before the draft or of another drug), and (round-20 M2)
+        without the earlier records' evidence when all of them ended long before it (``_stale_history``)."""
         pt = draft.prior_therapy
-        if pt is None or link_shows_therapy(facts, draft):
+        if pt is None or (draft.replaces and link_shows_therapy(facts, draft)):
             return draft
-        return msgspec.structs.replace(draft, prior_therapy=PriorTherapy(pt.history, pt.since, pt.history)
-                                       if pt.history else None)
+        stale = _stale_history(facts, draft)
+        if not draft.replaces and not stale:
+            return draft
+        if pt.history and not stale:
+            return msgspec.structs.replace(draft, prior_therapy=PriorTherapy(pt.history, pt.since, pt.history,
+                                                                             pt.history_end))
+        if draft.established_status in ("completed", "stopped"):
+            # round-20 M2: a restart's "established" dose read from the ended order is a dose taken before the
+            # stop, not one taken now: no rule keeps or accepts it as established (the new-start band applies)
+            return msgspec.structs.replace(draft, prior_therapy=None, established_dose=None, established_ref="",
+                                           established_status="", established_on=None)
+        return msgspec.structs.replace(draft, prior_therapy=None)
 
     gone = [m for m in facts.active_medications if renewed_by(m)]
     ended = [m for m in facts.past_medications if continued(m)]
-    orders = [unlinked(o) if o.is_draft and o.replaces else o for o in facts.orders]
+    orders = [unlinked(o) if o.is_draft else o for o in facts.orders]
     relinked = any(new is not old for new, old in zip(orders, facts.orders, strict=True))
     if not gone and not ended and not relinked:
         return facts

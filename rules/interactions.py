@@ -10,7 +10,7 @@ import re
 from collections import Counter
 from datetime import date, timedelta
 from functools import cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 from fhir_mappers.terminology import terminology, vaccine_family
@@ -534,7 +534,9 @@ def duplicate_findings(facts: ClinicalFacts, meds: Medications | None = None) ->
     the switch note (azathioprine is converted to mercaptopurine: together, additive myelotoxicity; Imuran label).
     Round-19 m7: the duplicate card names and offers to end every other order, not only the first. Round-19 m6: one
     card for one problem: a draft that an earlier duplicate card already names (two thiopurine drafts) gets no
-    second card for the same medications."""
+    second card for the same medications. Round-20 m5: nor does a draft whose medications are on an earlier card only
+    as the orders that card's draft replaces (mercaptopurine active, an azathioprine draft replacing it, a thioguanine
+    draft): every thiopurine of one duplicate problem is on one card, whichever draft it came from."""
     if meds is None:
         meds = medications(facts)
     findings: list[Finding] = []
@@ -542,7 +544,12 @@ def duplicate_findings(facts: ClinicalFacts, meds: Medications | None = None) ->
     if len({op for _, op in current}) < 2:
         return findings  # one thiopurine (or none): no other to duplicate it
     position = {id(m): i for i, m in enumerate(meds.all)}
-    shown: set[int] = set()  # the medications an earlier duplicate card names (its own order included)
+    # round-20 m5 (the round-19 m6 class with three drugs): one duplicate problem, one card. Each card collects the
+    # medications of one problem (its order, the others it duplicates, the orders it replaces); a later draft any of
+    # whose medications is already on a card adds its own others to that card instead of making a second one
+    cards: list[dict[str, Any]] = []
+    card_of: dict[int, int] = {}  # id of a medication -> the card it is on
+    slots: list[Finding | int] = []  # the findings in order; an int is a duplicate card, built at the end
     for order in facts.orders:
         tp = thiopurine_of(order)
         if not (tp and order.selected) or order.status in _ENDED:
@@ -554,16 +561,38 @@ def duplicate_findings(facts: ClinicalFacts, meds: Medications | None = None) ->
         replaced = [m for m in others if m.ref and not m.is_draft and _short_ref(m.ref) in named]
         replaced_refs = {_short_ref(m.ref) for m in replaced}
         dup = [m for m in others if not any(m is r for r in replaced) and not (m.records & replaced_refs)]
-        if id(order) in shown:
-            dup = [m for m in dup if id(m) not in shown]  # already on an earlier card with this order (m6)
-        # orders of one drug on this order's cards (ended on one, replaced on the other): each is named (round-19 m7)
-        endable = [m for m in dup if m.ref and _state(m) != "recorded"]  # an order here to end (a statement has none)
-        per_drug = Counter(thiopurine_of(m) or "" for m in (*endable, *replaced))
         if dup:
-            findings.append(_duplicate_finding(order, tp, dup, replaced, endable, per_drug))
-            shown.update((id(order), *(id(m) for m in dup)))
+            at = next((card_of[id(m)] for m in (order, *dup) if id(m) in card_of), None)
+            if at is None:
+                at = len(cards)
+                cards.append({"order": order, "tp": tp, "dup": [], "replaced": replaced})
+                slots.append(at)
+                card_of[id(order)] = at
+                card_of.update((id(m), at) for m in replaced)
+            card = cards[at]
+            for m in dup:  # already on the card (its order, another, a replaced one): named once (m6)
+                if id(m) not in card_of:
+                    card["dup"].append(m)
+                    card_of[id(m)] = at
+            if order is not card["order"] and id(order) not in card_of:
+                card["dup"].append(order)
+                card_of[id(order)] = at
+        # orders of one drug on this order's cards (ended on one, replaced on the other): each is named (round-19 m7)
         if replaced:
-            findings.append(_switch_finding(order, tp, replaced, bool(dup), per_drug, is_new_start(facts, order, tp)))
+            endable = [m for m in dup if m.ref and _state(m) != "recorded"]
+            per_drug = Counter(thiopurine_of(m) or "" for m in (*endable, *replaced))
+            slots.append(_switch_finding(order, tp, replaced, bool(dup), per_drug, is_new_start(facts, order, tp)))
+    for slot in slots:
+        if isinstance(slot, Finding):
+            findings.append(slot)
+            continue
+        card = cards[slot]
+        dup = card["dup"]
+        if not dup:
+            continue
+        endable = [m for m in dup if m.ref and _state(m) != "recorded"]  # an order here to end (a statement has none)
+        per_drug = Counter(thiopurine_of(m) or "" for m in (*endable, *card["replaced"]))
+        findings.append(_duplicate_finding(card["order"], card["tp"], dup, card["replaced"], endable, per_drug))
     return findings
 
 

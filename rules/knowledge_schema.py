@@ -408,6 +408,10 @@ class Cbc:
     absent_gap_source: str
     complete_count_sources: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
+    # round-20 M2: an ended (completed or stopped) order whose recorded end is more than this many days before a
+    # draft is not therapy taken now: the draft is a restart, a new start for every rule
+    restart_after_days: int = 28
+    restart_after_source: str = "cpic_2018"
 
 
 @dataclass(frozen=True)

@@ -964,7 +964,10 @@ def renewal_status(facts: ClinicalFacts, order: MedicationFact, drug: str) -> di
             undated = m.ended_on is None or m.ended_on == m.authored_on
             return {"kind": "stopped", "ref": ref, "status": m.status,
                     "ended": "" if undated or m.ended_on is None else m.ended_on.isoformat(),
-                    "reason": m.status_reason}
+                    "reason": m.status_reason,
+                    # round-20 M2: a completed order that ended long before the draft (monitoring.toml)
+                    "long_after_days": load().monitoring.cbc.restart_after_days
+                    if m.status == "completed" and not undated else None}
     missing = sorted(ref for ref in order.replaces if ref not in known)
     if missing and not renewed:
         return {"kind": "not_found", "ref": missing[0]}

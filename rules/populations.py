@@ -506,8 +506,13 @@ def renal_findings(facts: ClinicalFacts, ref: str, drug: str, ctx: CallContext |
             # forms (per m2 and per kg; one figure with a weight only, rounded as any point figure: the nearest regimen
             # not above it, at least point_dose_min_fraction of it, else the oral suspension), never 75 mg for 92 mg
             margin = 1.0 + load().dosing.general.start_dose_margin
+            # Round-20 m3: the oral suspension is measured to the per-m2 figure, whichever end of the range it is
+            # (docs/dose-advice.md): the low end in an adult (1.84 m2, 70 kg: 92 of 92-105 mg), the high end in a child
+            # (0.80 m2, 20 kg: 40 of 30-40 mg; paediatric ALL is dosed per m2, Purixan 2.1: 50-75 mg/m2), where
+            # aiming at the low end gave the per-kg 30 mg (37.5 mg/m2). Tablets: the simplest regimen inside the range.
+            per_m2_low = lowest["lowest_unit"] != "m2" or lowest["lowest_mg"] <= lowest["lowest_low_mg"] + 1e-9
             limit = DoseLimit("renal-impairment", high_mg=lowest["lowest_high_mg"], low_mg=lowest["lowest_low_mg"],
-                              accept_high_mg=lowest["lowest_high_mg"] * margin, aim_low=True)
+                              accept_high_mg=lowest["lowest_high_mg"] * margin, aim_low=per_m2_low)
         out.append(Finding("renal-impairment", ref, values, drug=drug, sources=sources, dose=limit))
     return out
 

@@ -12,7 +12,7 @@ Cases from the reviewer (tests/data/review18/), evaluated on 2026-12-07.
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -103,14 +103,18 @@ def test_without_replaced_keeps_a_renewed_ended_order_by_status_and_stop_date():
     aza = frozenset({"azathioprine"})
     dose = DailyDose(150, 150)
     draft = MedicationFact("MedicationRequest/new", aza, "aza", "draft", True, authored_on=DAY, daily_dose=dose,
-                           replaces=frozenset({"MedicationRequest/a", "MedicationRequest/b", "MedicationRequest/c"}))
+                           replaces=frozenset({"MedicationRequest/a", "MedicationRequest/b", "MedicationRequest/c",
+                                               "MedicationRequest/e"}))
 
     def ended(ref: str, status: str, on: date) -> MedicationFact:
         return MedicationFact(f"MedicationRequest/{ref}", aza, "aza", status, False, authored_on=date(2024, 6, 1),
                               daily_dose=dose, ended_on=on)
 
-    past = [ended("a", "completed", date(2025, 1, 1)), ended("b", "stopped", DAY), ended("c", "stopped", date(2025, 1, 1)),
-            ended("d", "completed", date(2025, 1, 1))]  # d: not named by the draft
+    # round-20 M2: a completed order whose recorded end is more than monitoring.toml restart_after_days before the
+    # draft (e) is a restart, not therapy taken now; one that ended within it (a) is the renewed therapy
+    past = [ended("a", "completed", DAY - timedelta(days=10)), ended("b", "stopped", DAY),
+            ended("c", "stopped", date(2025, 1, 1)), ended("d", "completed", date(2025, 1, 1)),  # d: not named
+            ended("e", "completed", date(2025, 1, 1))]
     facts = without_replaced(ClinicalFacts(today=DAY, orders=[draft], past_medications=past))
     assert [m.ref for m in taken_orders(facts, "azathioprine", draft)] == ["MedicationRequest/a", "MedicationRequest/b"]
     assert facts.past_medications == past  # still ended orders for the rules that read them
