@@ -308,13 +308,18 @@ _LOW_FLAGS = ("low", "critical_low", "critical")
 def hold_may_be_toxic(reason: str) -> bool:
     """Round-20 m1: whether an order's statusReason (as sent) may name a toxicity: no reason, a reason with no
     letters (a code only: not readable, never read as benign), or one naming a word of monitoring.toml [hold]
-    ``toxic_words`` (matched at a word start, case-insensitive). A stated reason naming none ("held for surgery")
-    is not a toxicity."""
+    ``toxic_words`` (matched at a word start, case-insensitive). Round-21 H1: a hold is for another reason only when
+    its reason names one of ``benign_words`` ("held for surgery") and no toxic word; any other text ("ANC 0.6 on
+    10/11 - held", "per haematology", "unwell") cannot be read as benign and may name a toxicity."""
     text = reason.strip().lower()
     spec = load().monitoring.hold
     if not re.search(r"[a-z]", text) or spec is None:
         return True
-    return any(re.search(r"(?<![a-z])" + re.escape(w.lower()), text) for w in spec.toxic_words)
+
+    def names(words: tuple[str, ...]) -> bool:
+        return any(re.search(r"(?<![a-z])" + re.escape(w.lower()), text) for w in words)
+
+    return names(spec.toxic_words) or not names(spec.benign_words)
 
 
 def dose_not_tolerated(facts: ClinicalFacts, drug: str, order: MedicationFact | None = None) -> dict[str, Any] | None:

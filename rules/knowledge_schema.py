@@ -596,6 +596,9 @@ class HoldReasons:
     source: str
     toxic_words: tuple[str, ...]
     sources: tuple[str, ...] = ()
+    # round-21 H1: only a reason naming one of these (and no toxic word) is a hold for another reason; any other text
+    # ("ANC 0.6 - held", "per haematology", "unwell") may be a toxicity
+    benign_words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
