@@ -12,7 +12,7 @@ from fhir_mappers.facts import AbsentResult, ClinicalFacts, Measurement, ResultT
 from fhir_mappers.observations import ANALYTE_LABELS
 
 from .common import (CodeMatcher, above, below, dose_not_tolerated, is_new_start, lab_flag, taken_orders,
-                     therapy_unknown)
+                     therapy_unknown, thiopurine_of)
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, Finding, OrderTest
 from .knowledge_base import load
@@ -577,17 +577,39 @@ def restart_not_tolerated_findings(facts: ClinicalFacts, findings: list[Finding]
         if _leukaemia(facts, order, drug, ctx):
             continue
         nt = dose_not_tolerated(facts, drug, order)
+        from_drug = ""
+        if nt is None:
+            # round-21 H2: a switch to another thiopurine from a dose that was not tolerated is a restart after that
+            # toxicity (azathioprine is converted to mercaptopurine: the two share it; Imuran label)
+            for other in _switched_from(facts, order, drug):
+                nt = dose_not_tolerated(facts, other, order)
+                if nt is not None:
+                    from_drug = other
+                    break
         if nt is None:
             continue
-        taken = [m.daily_dose.mg for m in taken_orders(facts, drug, order) if m.daily_dose]
+        taken = [] if from_drug else [m.daily_dose.mg for m in taken_orders(facts, drug, order) if m.daily_dose]
         ordered = order.daily_dose.mg if order.daily_dose else None
         before = max(taken, default=None)
         reduced = ordered is not None and before is not None and ordered < before - 1e-6
         out.append(Finding("restart-not-tolerated", order.ref,
                            {"not_tolerated": nt, "ordered": ordered, "taken_mg": before, "reduced": reduced,
-                            "held": bool(nt["held"]),
+                            "held": bool(nt["held"]), "from_drug": from_drug,
                             "weekly_days": load().monitoring.cbc.early_phase_days},
                            indicator="info" if reduced else None, drug=drug))
+    return out
+
+
+def _switched_from(facts: ClinicalFacts, order, drug: str) -> list[str]:
+    """The other thiopurines whose orders ``order`` names as the ones it replaces (priorPrescription / basedOn)."""
+    if not order.replaces:
+        return []
+    named = {"/".join(r.rsplit("/", 2)[-2:]) for r in order.replaces}
+    out: list[str] = []
+    for m in (*facts.active_medications, *facts.renewed_medications, *facts.past_medications):
+        tp = thiopurine_of(m)
+        if tp and tp != drug and tp not in out and m.ref and "/".join(m.ref.rsplit("/", 2)[-2:]) in named:
+            out.append(tp)
     return out
 
 

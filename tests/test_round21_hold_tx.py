@@ -89,3 +89,16 @@ def test_red_cells_written_short_are_a_transfusion(text: str):
 def test_tests_and_other_products_are_still_no_transfusion(text: str):
     cards = case_cards(_procedure_text(_request("r21-14"), text), DAY)
     assert not any("after a transfusion" in c["summary"] for c in cards), text
+
+
+# ------------------------------------------------------------------ H2
+def test_switch_from_a_held_toxic_dose_is_a_restart_after_that_toxicity():
+    """r21-12: azathioprine 150 mg on hold after neutrophils 0.7 LL; a mercaptopurine draft names it as the order it
+    replaces. The switch note alone said nothing of the hold or the count."""
+    rules = _rules(_request("r21-12"))
+    card = rules["restart-not-tolerated"]
+    assert card["indicator"] == "warning"
+    assert card["summary"].startswith("Mercaptopurine 75 mg/day: switch from azathioprine on hold")
+    assert "neutrophils 0.7" in card["summary"] and "CBC weekly" in card["summary"]
+    assert "This order switches from azathioprine, whose dose was not tolerated" in card["detail"]
+    assert "thiopurine-switch" in rules  # the note to end the azathioprine order stays
