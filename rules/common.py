@@ -391,8 +391,9 @@ def is_new_start(facts: ClinicalFacts, order: MedicationFact, drug: str) -> bool
     return not order.prior_therapy and not taken_orders(facts, drug)  # an order on record is itself therapy taken
 
 
-def _short_ref(ref: str) -> str:
-    """"MedicationRequest/id" of a reference, relative or absolute (how ``MedicationFact.replaces`` names one)."""
+def short_ref(ref: str) -> str:
+    """"MedicationRequest/id" of a reference, relative or absolute (how ``MedicationFact.replaces`` names one): the
+    one comparison of an order's reference with a draft's priorPrescription / basedOn, for every rule."""
     return "/".join(ref.rsplit("/", 2)[-2:]) if ref else ""
 
 
@@ -435,7 +436,7 @@ def link_shows_therapy(facts: ClinicalFacts, draft: MedicationFact) -> bool:
     if not draft.replaces:
         return False
     when = draft.authored_on or facts.today
-    records = {_short_ref(m.ref): m for m in (*facts.past_medications, *facts.active_medications,
+    records = {short_ref(m.ref): m for m in (*facts.past_medications, *facts.active_medications,
                                               *facts.renewed_medications) if m.ref and not m.is_draft}
     for ref in draft.replaces:
         m = records.get(ref)

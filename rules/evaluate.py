@@ -17,7 +17,7 @@ from fhir_mappers.facts import ClinicalFacts, DailyDose, MedicationFact, PriorTh
 
 from . import interactions as _interactions, populations as _populations
 from .catalogue import catalogue as _catalogue, indicator_of, priority_of, rule_ids_of
-from .common import body_surface_area, continued_up_to, link_shows_therapy, long_ended, thiopurine_of
+from .common import body_surface_area, continued_up_to, link_shows_therapy, long_ended, short_ref, thiopurine_of
 from .context import CallContext, context_of
 from .doseplan import DosePlan, follows, plan_doses
 from .dose import dose_findings, schedule_error_findings, weight_findings
@@ -318,7 +318,7 @@ def without_replaced(facts: ClinicalFacts) -> ClinicalFacts:
     by_draft = [(o.replaces, o.ingredients, o.authored_on or facts.today) for o in drafts]
 
     def short(m: MedicationFact) -> str:
-        return "/".join(m.ref.rsplit("/", 2)[-2:]) if m.ref else ""
+        return short_ref(m.ref)
 
     def renewed_by(m: MedicationFact) -> list[date]:
         ref = short(m)

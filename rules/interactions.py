@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from fhir_mappers.facts import ClinicalFacts, MedicationFact
 from fhir_mappers.terminology import terminology, vaccine_family
 
-from .common import (body_surface_area, dose_not_tolerated, indication, indication_records, is_new_start,
+from .common import (body_surface_area, dose_not_tolerated, indication, indication_records, is_new_start, short_ref,
                      link_shows_therapy, thiopurine_of, usable_weight)
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
 from .knowledge_base import load
@@ -511,11 +511,6 @@ def _renews_combination(facts: ClinicalFacts, t: MedicationFact, tp: str, o: Med
 _ENDED = frozenset({"stopped", "completed", "cancelled", "entered-in-error", "revoked"})
 
 
-def _short_ref(ref: str) -> str:
-    """"MedicationRequest/id" of a reference (a full URL or a relative one), as ``without_replaced`` compares them."""
-    return "/".join(ref.rsplit("/", 2)[-2:]) if ref else ""
-
-
 def duplicate_findings(facts: ClinicalFacts, meds: Medications | None = None) -> list[Finding]:
     """A selected draft of one thiopurine with another thiopurine active, recorded or ordered.
 
@@ -554,12 +549,12 @@ def duplicate_findings(facts: ClinicalFacts, meds: Medications | None = None) ->
         tp = thiopurine_of(order)
         if not (tp and order.selected) or order.status in _ENDED:
             continue
-        named = {_short_ref(r) for r in order.replaces}
+        named = {short_ref(r) for r in order.replaces}
         others = sorted((m for m, op in current if op != tp and m is not order), key=lambda m: position[id(m)])
         # the other thiopurine's orders this draft names as the ones it replaces (a switch), and the statements
         # that record taking one of them (the same therapy): only these are replaced
-        replaced = [m for m in others if m.ref and not m.is_draft and _short_ref(m.ref) in named]
-        replaced_refs = {_short_ref(m.ref) for m in replaced}
+        replaced = [m for m in others if m.ref and not m.is_draft and short_ref(m.ref) in named]
+        replaced_refs = {short_ref(m.ref) for m in replaced}
         dup = [m for m in others if not any(m is r for r in replaced) and not (m.records & replaced_refs)]
         if dup:
             at = next((card_of[id(m)] for m in (order, *dup) if id(m) in card_of), None)
@@ -598,7 +593,7 @@ def duplicate_findings(facts: ClinicalFacts, meds: Medications | None = None) ->
 
 def _other_entry(m: MedicationFact) -> dict:
     """One other thiopurine on a duplicate or switch card: its drug, state, order ("MedicationRequest/id") and name."""
-    return {"drug": thiopurine_of(m) or "", "state": _state(m), "ref": _short_ref(m.ref), "display": m.display}
+    return {"drug": thiopurine_of(m) or "", "state": _state(m), "ref": short_ref(m.ref), "display": m.display}
 
 
 def _cancel_label(same_drug: int, label: str) -> str:
@@ -631,7 +626,7 @@ def _switch_finding(order: MedicationFact, tp: str, replaced: list[MedicationFac
     for m in replaced:
         m_tp = thiopurine_of(m) or ""
         actions.append(CancelOrder(m.ref, m_tp, label=_cancel_label(per_drug[m_tp], "end_replaced")))
-    values: dict = {"other": other_tp, "other_state": _state(first), "other_ref": _short_ref(first.ref),
+    values: dict = {"other": other_tp, "other_state": _state(first), "other_ref": short_ref(first.ref),
                     "replaced": [_other_entry(m) for m in replaced], "new_start": new_start}
     if also_duplicate:
         values["also_duplicate"] = True

@@ -11,7 +11,7 @@ from functools import cache
 from fhir_mappers.facts import AbsentResult, ClinicalFacts, Measurement, ResultText
 from fhir_mappers.observations import ANALYTE_LABELS
 
-from .common import (CodeMatcher, above, below, dose_not_tolerated, is_new_start, lab_flag, taken_orders,
+from .common import (CodeMatcher, above, below, dose_not_tolerated, is_new_start, lab_flag, short_ref, taken_orders,
                      therapy_unknown, thiopurine_of)
 from .context import CallContext, context_of
 from .findings import Action, CancelOrder, Finding, OrderTest
@@ -604,11 +604,11 @@ def _switched_from(facts: ClinicalFacts, order, drug: str) -> list[str]:
     """The other thiopurines whose orders ``order`` names as the ones it replaces (priorPrescription / basedOn)."""
     if not order.replaces:
         return []
-    named = {"/".join(r.rsplit("/", 2)[-2:]) for r in order.replaces}
+    named = {short_ref(r) for r in order.replaces}
     out: list[str] = []
     for m in (*facts.active_medications, *facts.renewed_medications, *facts.past_medications):
         tp = thiopurine_of(m)
-        if tp and tp != drug and tp not in out and m.ref and "/".join(m.ref.rsplit("/", 2)[-2:]) in named:
+        if tp and tp != drug and tp not in out and m.ref and short_ref(m.ref) in named:
             out.append(tp)
     return out
 

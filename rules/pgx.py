@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from fhir_mappers.facts import ClinicalFacts, Gene, GeneResult, MedicationFact
 
-from .common import below, dose_not_tolerated, drug_spec, is_new_start, lab_flag, taken_orders, therapy_unknown, thiopurine_of
+from .common import (below, dose_not_tolerated, drug_spec, is_new_start, lab_flag, short_ref, taken_orders, therapy_unknown,
+                     thiopurine_of)
 from .context import CallContext, context_of
 from .dose import range_spec
 from .findings import Action, CancelOrder, DoseLimit, Finding, OrderTest
@@ -948,7 +949,7 @@ def renewal_status(facts: ClinicalFacts, order: MedicationFact, drug: str) -> di
         return None
 
     def short(m: MedicationFact) -> str:
-        return "/".join(m.ref.rsplit("/", 2)[-2:]) if m.ref else ""
+        return short_ref(m.ref)
 
     renewed = {short(m): m for m in facts.renewed_medications if drug in m.ingredients}
     ended = {short(m): m for m in facts.past_medications if drug in m.ingredients}
