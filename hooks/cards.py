@@ -20,6 +20,7 @@ import jinja2
 
 from rules import Finding, knowledge_version
 from rules.catalogue import catalogue, guideline_source, sources_of
+from rules.common import short_ref
 from rules.findings import SEVERITY, CancelOrder, ChangeDose, OrderTest
 from rules.knowledge_base import load
 
@@ -293,7 +294,7 @@ def _action_values(action, words: dict | None = None) -> dict:
         return {"regimen": text, "mg": action.daily_mg}
     if isinstance(action, CancelOrder):
         # round-19 m7: the order ("MedicationRequest/id"), for a label that names it (two orders of one drug)
-        return {"what": action.what, "ref": "/".join(action.order_ref.rsplit("/", 2)[-2:])}
+        return {"what": action.what, "ref": short_ref(action.order_ref)}
     return {"loinc": action.loinc, "display": action.display, "within_days": action.within_days}
 
 
